@@ -1,0 +1,133 @@
+//! The sha256 [`Hash`] newtype: the identity of an entry everywhere (dedup, `prev` links,
+//! HTTP, CSV).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+
+/// Why a byte string or hex text is not a valid fixed-length value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseBytesError {
+    #[error("expected {expected} bytes, got {found}")]
+    WrongLength { expected: usize, found: usize },
+    #[error("invalid hex: {0}")]
+    BadHex(String),
+}
+
+/// Decodes lowercase or uppercase hex into exactly `N` bytes.
+pub(crate) fn decode_hex_array<const N: usize>(text: &str) -> Result<[u8; N], ParseBytesError> {
+    if text.len() != N * 2 {
+        // Report the length in bytes the caller would have meant, rounded down.
+        return Err(ParseBytesError::WrongLength {
+            expected: N,
+            found: text.len() / 2,
+        });
+    }
+    let mut out = [0u8; N];
+    hex::decode_to_slice(text, &mut out).map_err(|e| ParseBytesError::BadHex(e.to_string()))?;
+    Ok(out)
+}
+
+/// A sha256 digest.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Hash(pub [u8; 32]);
+
+impl Hash {
+    pub const LEN: usize = 32;
+
+    /// sha256 of the concatenation of `parts`.
+    pub fn digest_parts(parts: &[&[u8]]) -> Hash {
+        let mut hasher = Sha256::new();
+        for part in parts {
+            hasher.update(part);
+        }
+        Hash(hasher.finalize().into())
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Display for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hash({})", self.to_hex())
+    }
+}
+
+impl FromStr for Hash {
+    type Err = ParseBytesError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        decode_hex_array(s).map(Hash)
+    }
+}
+
+impl TryFrom<&[u8]> for Hash {
+    type Error = ParseBytesError;
+    fn try_from(bytes: &[u8]) -> Result<Self, Self::Error> {
+        <[u8; 32]>::try_from(bytes)
+            .map(Hash)
+            .map_err(|_| ParseBytesError::WrongLength {
+                expected: 32,
+                found: bytes.len(),
+            })
+    }
+}
+
+/// Implements hex `Serialize`/`Deserialize` for a newtype that has `Display` and `FromStr`.
+macro_rules! serde_as_hex {
+    ($ty:ty) => {
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use serde_as_hex;
+
+serde_as_hex!(Hash);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip() {
+        let h = Hash::digest_parts(&[b"abc"]);
+        assert_eq!(
+            h.to_string(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(h.to_string().parse::<Hash>().unwrap(), h);
+    }
+
+    #[test]
+    fn rejects_wrong_length_and_bad_hex() {
+        assert!(matches!(
+            "abcd".parse::<Hash>(),
+            Err(ParseBytesError::WrongLength { expected: 32, .. })
+        ));
+        let bad = "zz".repeat(32);
+        assert!(matches!(bad.parse::<Hash>(), Err(ParseBytesError::BadHex(_))));
+        assert!(Hash::try_from(&[0u8; 31][..]).is_err());
+    }
+}
