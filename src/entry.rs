@@ -381,3 +381,32 @@ mod tests {
         }
     }
 }
+
+/// An entry as JSON (CLI output, HTTP): every field plus its hash, binary fields in lowercase
+/// hex, in the order users read them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryJson {
+    pub author: Author,
+    pub seq: Seq,
+    pub timestamp: u64,
+    pub prev: Option<Hash>,
+    pub value: i64,
+    pub data: String,
+    pub hash: Hash,
+    pub signature: Signature,
+}
+
+impl EntryJson {
+    pub fn new(entry: &Entry, hash: &Hash) -> EntryJson {
+        EntryJson {
+            author: entry.author,
+            seq: entry.seq,
+            timestamp: entry.timestamp,
+            prev: entry.prev,
+            value: entry.value,
+            data: entry.data.clone(),
+            hash: *hash,
+            signature: entry.signature,
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Command-line arguments: clap structs only. Turning them into work happens in
+//! [`crate::app`]; nothing here touches the file system.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// kappalog: a peer-to-peer, hash-linked log node.
+///
+/// Every node signs entries into its own feed with an ed25519 key and stores the feeds it
+/// holds in one append-only log per data directory.
+#[derive(Debug, Parser)]
+#[command(name = "kappalog", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The node's data directory (created if missing)
+    #[arg(long, global = true, env = "KAPPALOG_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// The node's secret key (PKCS#8 PEM); created on first use if missing
+    #[arg(long, global = true, env = "KAPPALOG_KEY", default_value = "keys/node.key")]
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new key pair: keys/NAME.key (secret, mode 0600) and keys/NAME.pub (hex)
+    Keygen(KeygenArgs),
+    /// Append an entry to the node's own feed and print it as JSON
+    Append(AppendArgs),
+    /// Write the whole log as CSV (ordered by author, then seq)
+    Export(ExportArgs),
+    /// Import CSV files (any concatenation of exports, in any order); `-` reads stdin
+    Import(ImportArgs),
+    /// Check every entry: record checksums, hash chains and signatures
+    Verify,
+    /// Print the summary view as JSON
+    Summary,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Name of the key: writes DIR/NAME.key and DIR/NAME.pub
+    #[arg(long)]
+    pub name: String,
+    /// Directory for the key files
+    #[arg(long, default_value = "keys")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct AppendArgs {
+    /// The entry's integer value
+    #[arg(long, allow_negative_numbers = true)]
+    pub value: i64,
+    /// Optional UTF-8 text carried by the entry (at most 4096 bytes)
+    #[arg(long, default_value = "")]
+    pub data: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Write to FILE instead of standard output
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// CSV files to import; `-` for standard input
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// Parses `host:port` for flags that take a socket address, with a message that says what
+/// was expected.
+pub fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("expected HOST:PORT with an IP address, e.g. 127.0.0.1:8080, got {text:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn negative_values_parse() {
+        let cli = Cli::try_parse_from(["kappalog", "append", "--value", "-5"]).unwrap();
+        match cli.command {
+            Command::Append(a) => assert_eq!(a.value, -5),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
