@@ -43,6 +43,42 @@ pub enum Command {
     Verify,
     /// Print the summary view as JSON
     Summary,
+    /// Run a node: open the store, serve the HTTP API until SIGINT/SIGTERM
+    Run(RunArgs),
+    /// Run several nodes in one process, each with its own key, data dir and HTTP port
+    Cluster(ClusterArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// HTTP listen address; port 0 picks a free port (the bound address is printed)
+    #[arg(long, env = "KAPPALOG_HTTP", default_value = "127.0.0.1:8080", value_parser = parse_socket_addr)]
+    pub http: SocketAddr,
+    /// Require `Authorization: Bearer TOKEN` on write endpoints
+    #[arg(long, env = "KAPPALOG_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Number of nodes
+    #[arg(long, env = "KAPPALOG_NODES", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub nodes: u16,
+    /// HTTP port of node 1; node i listens on base-port + i - 1 (0: free ports)
+    #[arg(long, env = "KAPPALOG_BASE_PORT", default_value_t = 8080)]
+    pub base_port: u16,
+    /// IP address the nodes listen on
+    #[arg(long, env = "KAPPALOG_CLUSTER_HOST", default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// Directory holding one data directory per node (node-1, node-2, ...)
+    #[arg(long, env = "KAPPALOG_CLUSTER_DIR", default_value = "./cluster")]
+    pub cluster_dir: PathBuf,
+    /// Directory holding the nodes' keys (node-1.key, node-2.key, ...)
+    #[arg(long, env = "KAPPALOG_KEYS_DIR", default_value = "keys")]
+    pub keys_dir: PathBuf,
+    /// Require `Authorization: Bearer TOKEN` on write endpoints of every node
+    #[arg(long, env = "KAPPALOG_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Args)]

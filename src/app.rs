@@ -1,0 +1,248 @@
+//! Runs a parsed command line: each subcommand is one function here. Errors carry context
+//! for the one-line message `main` prints.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+
+use crate::cli::{AppendArgs, Cli, ClusterArgs, Command, ExportArgs, ImportArgs, KeygenArgs, RunArgs};
+use crate::http::HttpConfig;
+use crate::keys;
+use crate::node::{self, Node, NodeConfig};
+use crate::server;
+use crate::store::StoreReader;
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = NodeConfig {
+        data_dir: cli.global.data_dir.clone(),
+        key_path: cli.global.key.clone(),
+    };
+    match cli.command {
+        Command::Keygen(args) => keygen(&args),
+        Command::Append(args) => append(&config, args),
+        Command::Export(args) => export(&config, &args),
+        Command::Import(args) => import(&config, &args),
+        Command::Verify => verify(&config),
+        Command::Summary => summary(&config),
+        Command::Run(args) => run_node(&config, args),
+        Command::Cluster(args) => run_cluster(args),
+    }
+}
+
+fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
+    if args.name.is_empty()
+        || !args
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        || args.name.starts_with('.')
+    {
+        bail!(
+            "invalid key name {:?}: use letters, digits, '-', '_' and '.' (not leading)",
+            args.name
+        );
+    }
+    let path = args.dir.join(format!("{}.key", args.name));
+    let identity = keys::generate_key_files(&path)?;
+    println!(
+        "wrote {} (secret, mode 0600) and {}",
+        path.display(),
+        path.with_extension("pub").display()
+    );
+    println!("author {}", identity.author());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open_node(config: &NodeConfig) -> anyhow::Result<Node> {
+    let (node, opened) = Node::open(config)
+        .with_context(|| format!("opening node in {}", config.data_dir.display()))?;
+    if opened.key_created {
+        eprintln!(
+            "notice: created a new key at {} (author {}); back it up, see keys/README.md",
+            config.key_path.display(),
+            node.author()
+        );
+    }
+    Ok(node)
+}
+
+fn append(config: &NodeConfig, args: AppendArgs) -> anyhow::Result<ExitCode> {
+    let node = open_node(config)?;
+    let entry = node.append_blocking(args.value, args.data)?;
+    node.close()?;
+    println!("{}", serde_json::to_string(&entry)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open_read_only(config: &NodeConfig) -> anyhow::Result<StoreReader> {
+    if !config.data_dir.exists() {
+        bail!("data directory {} does not exist", config.data_dir.display());
+    }
+    let (reader, _) = StoreReader::open_read_only(&config.data_dir)
+        .with_context(|| format!("opening {}", config.data_dir.display()))?;
+    Ok(reader)
+}
+
+fn export(config: &NodeConfig, args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let reader = open_read_only(config)?;
+    match &args.out {
+        None => {
+            let stdout = io::stdout();
+            let mut out = BufWriter::new(stdout.lock());
+            node::export(&reader, &mut out)?;
+            out.flush()?;
+        }
+        Some(path) => {
+            // Write beside the target and rename, so a failed export never leaves a
+            // half-written file under the requested name.
+            let tmp = tmp_path(path);
+            let file = File::create(&tmp)
+                .with_context(|| format!("creating {}", tmp.display()))?;
+            let mut out = BufWriter::new(file);
+            let result = node::export(&reader, &mut out)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| out.flush().map_err(anyhow::Error::from))
+                .and_then(|()| {
+                    out.get_ref().sync_all()?;
+                    std::fs::rename(&tmp, path)
+                        .with_context(|| format!("renaming to {}", path.display()))
+                });
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result?;
+            eprintln!("exported {} entries to {}", reader.len(), path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+fn import(config: &NodeConfig, args: &ImportArgs) -> anyhow::Result<ExitCode> {
+    // Open every input before touching the store, so a typo in the third file name does not
+    // leave the first two imported.
+    let mut inputs: Vec<Box<dyn Read>> = Vec::with_capacity(args.files.len());
+    for file in &args.files {
+        if file.as_os_str() == "-" {
+            inputs.push(Box::new(io::stdin().lock()));
+        } else {
+            let f = File::open(file).with_context(|| format!("opening {}", file.display()))?;
+            inputs.push(Box::new(BufReader::new(f)));
+        }
+    }
+    let node = open_node(config)?;
+    // The inputs are one concatenated stream: that is exactly what import accepts.
+    let chained = inputs
+        .into_iter()
+        .fold(Box::new(io::empty()) as Box<dyn Read>, |acc, next| {
+            Box::new(acc.chain(next))
+        });
+    let report = node.import(chained)?;
+    node.close()?;
+    let mut out = io::stdout().lock();
+    writeln!(out, "added {}", report.added)?;
+    writeln!(out, "duplicates {}", report.duplicates)?;
+    writeln!(out, "rejected {}", report.rejected_count())?;
+    for rejection in &report.rejections {
+        writeln!(out, "  line {}: {}", rejection.line, rejection.reason)?;
+    }
+    writeln!(out, "forks {}", report.fork_count())?;
+    for fork in &report.forks {
+        writeln!(out, "  {fork}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(config: &NodeConfig) -> anyhow::Result<ExitCode> {
+    let reader = open_read_only(config)?;
+    let report = reader.verify_all()?;
+    println!("{report}");
+    Ok(if report.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn summary(config: &NodeConfig) -> anyhow::Result<ExitCode> {
+    let reader = open_read_only(config)?;
+    let view = node::rebuild_summary(&reader)?;
+    println!("{}", serde_json::to_string(&view.summary())?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn run_node(config: &NodeConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let node = open_node(config)?;
+    let http = HttpConfig { token: args.token };
+    runtime()?.block_on(async move {
+        let nodes = vec![server::NodeSpec {
+            name: "node".into(),
+            node,
+            http_addr: args.http,
+            http,
+        }];
+        server::serve_until_signal(nodes, |bound| {
+            for b in bound {
+                println!("kappalog node {} http://{}", b.author, b.http_addr);
+            }
+        })
+        .await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
+    let mut nodes = Vec::with_capacity(usize::from(args.nodes));
+    for i in 1..=args.nodes {
+        let name = format!("node-{i}");
+        let config = NodeConfig {
+            data_dir: args.cluster_dir.join(&name),
+            key_path: args.keys_dir.join(format!("{name}.key")),
+        };
+        let node = open_node(&config)?;
+        let port = if args.base_port == 0 {
+            0
+        } else {
+            args.base_port
+                .checked_add(i - 1)
+                .with_context(|| format!("--base-port {} + {} nodes exceeds 65535", args.base_port, args.nodes))?
+        };
+        nodes.push(server::NodeSpec {
+            name,
+            node,
+            http_addr: SocketAddr::new(args.host, port),
+            http: HttpConfig {
+                token: args.token.clone(),
+            },
+        });
+    }
+    runtime()?.block_on(server::serve_until_signal(nodes, |bound| {
+        println!("{:<8} {:<28} {:<66} data", "node", "http", "author");
+        for b in bound {
+            println!(
+                "{:<8} {:<28} {:<66} {}",
+                b.name,
+                format!("http://{}", b.http_addr),
+                b.author.to_string(),
+                b.data_dir.display()
+            );
+        }
+    }))?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,106 @@
+//! The HTTP facade (axum): adapters only. Each handler extracts, calls one node method, and
+//! maps the result; [`ApiError`] owns the status mapping.
+//!
+//! Routes (JSON unless stated; binary fields lowercase hex):
+//!
+//! | method | path              | what                                                 |
+//! |--------|-------------------|------------------------------------------------------|
+//! | POST   | `/add`            | append to the node's own feed; 201 + the entry       |
+//! | GET    | `/summary`        | the summary view                                     |
+//! | GET    | `/entries`        | `?author=HEX&from=SEQ&limit=N`: one feed, paginated  |
+//! | GET    | `/entries/{hash}` | one entry or 404                                     |
+//! | GET    | `/feeds`          | every feed with length, head, status                 |
+//! | GET    | `/export.csv`     | the CSV export, streamed (`text/csv`)                |
+//! | POST   | `/import`         | a CSV body, streamed; the import counts              |
+//! | GET    | `/health`         | liveness                                             |
+//! | GET    | `/metrics`        | Prometheus text format                               |
+//!
+//! Every error is `{"error": "..."}`; internal causes are logged, not echoed.
+
+mod add;
+mod error;
+mod middleware;
+mod read;
+mod stream;
+
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::limit::RequestBodyLimitLayer;
+
+pub use error::ApiError;
+
+use crate::node::Node;
+
+/// `/add` bodies are tiny: a value and at most 4096 bytes of data, JSON-escaped.
+pub const MAX_ADD_BODY_BYTES: usize = 64 * 1024;
+/// `/import` bodies are streamed, never held whole; this bounds one request's work.
+pub const MAX_IMPORT_BODY_BYTES: usize = 1024 * 1024 * 1024;
+/// Requests in flight at once; further ones wait for a slot.
+pub const MAX_CONCURRENT_REQUESTS: usize = 1024;
+/// A request that takes longer than this is answered 503 (imports and exports excepted:
+/// they stream and are bounded by their body size instead).
+pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
+
+/// What the router needs besides the node.
+#[derive(Clone, Debug, Default)]
+pub struct HttpConfig {
+    /// When set, write endpoints require `Authorization: Bearer TOKEN`.
+    pub token: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub node: Node,
+    pub config: HttpConfig,
+}
+
+/// The whole HTTP API over one node. Tests drive it with `tower::ServiceExt::oneshot`.
+pub fn router(node: Node, config: HttpConfig) -> Router {
+    let state = AppState { node, config };
+    let timeout = Duration::from_millis(REQUEST_TIMEOUT_MS);
+
+    let writes = Router::new()
+        .route(
+            "/add",
+            post(add::add)
+                .layer(DefaultBodyLimit::max(MAX_ADD_BODY_BYTES))
+                .layer(middleware::timeout_layer(timeout)),
+        )
+        .route(
+            "/import",
+            post(stream::import)
+                .layer(DefaultBodyLimit::disable())
+                .layer(RequestBodyLimitLayer::new(MAX_IMPORT_BODY_BYTES)),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::require_token,
+        ));
+
+    let reads = Router::new()
+        .route("/summary", get(read::summary))
+        .route("/entries", get(read::entries))
+        .route("/entries/{hash}", get(read::entry_by_hash))
+        .route("/feeds", get(read::feeds))
+        .route("/health", get(read::health))
+        .route("/metrics", get(read::metrics))
+        .route_layer(middleware::timeout_layer(timeout))
+        .route("/export.csv", get(stream::export_csv));
+
+    Router::new()
+        .merge(writes)
+        .merge(reads)
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::observe,
+        ))
+        .layer(tower::limit::ConcurrencyLimitLayer::new(
+            MAX_CONCURRENT_REQUESTS,
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,168 @@
+//! `POST /add`: the body grammar and its errors.
+//!
+//! Accepted bodies: `{"value": 42, "data": "optional text"}`, a bare JSON integer `42`, or an
+//! empty body (a random value, as a demo convenience). Anything else is a 400 that names the
+//! problem; nothing is appended.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::Value;
+
+use super::{ApiError, AppState};
+use crate::entry::{EntryJson, MAX_DATA_BYTES};
+
+/// A parsed `/add` request.
+#[derive(Debug, PartialEq, Eq)]
+pub struct AddRequest {
+    pub value: i64,
+    pub data: String,
+}
+
+/// Parses an `/add` body. `random` supplies the value of an empty body.
+pub fn parse_add_body(body: &[u8], random: impl FnOnce() -> i64) -> Result<AddRequest, ApiError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ApiError::BadRequest(format!("body is not valid UTF-8: {e}")))?;
+    if text.trim().is_empty() {
+        return Ok(AddRequest {
+            value: random(),
+            data: String::new(),
+        });
+    }
+    let json: Value = serde_json::from_str(text)
+        .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
+    match json {
+        Value::Number(n) => Ok(AddRequest {
+            value: integer(&n, "body")?,
+            data: String::new(),
+        }),
+        Value::Object(mut fields) => {
+            let value = match fields.remove("value") {
+                Some(Value::Number(n)) => integer(&n, "value")?,
+                Some(other) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "\"value\" must be an integer, got {}",
+                        kind(&other)
+                    )))
+                }
+                None => return Err(ApiError::BadRequest("missing field \"value\"".into())),
+            };
+            let data = match fields.remove("data") {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(s)) => s,
+                Some(other) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "\"data\" must be a string, got {}",
+                        kind(&other)
+                    )))
+                }
+            };
+            if let Some(unknown) = fields.keys().next() {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown field {unknown:?}: expected \"value\" and optional \"data\""
+                )));
+            }
+            if data.len() > MAX_DATA_BYTES {
+                return Err(ApiError::BadRequest(format!(
+                    "\"data\" is {} bytes, the limit is {MAX_DATA_BYTES}",
+                    data.len()
+                )));
+            }
+            Ok(AddRequest { value, data })
+        }
+        other => Err(ApiError::BadRequest(format!(
+            "body must be a JSON object {{\"value\": N, \"data\": \"...\"}}, an integer, or empty; got {}",
+            kind(&other)
+        ))),
+    }
+}
+
+fn integer(n: &serde_json::Number, what: &str) -> Result<i64, ApiError> {
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    // A whole number that does not fit (u64 above i64::MAX, or larger still and so parsed
+    // as a float) is out of range; anything with a fraction is not an integer at all.
+    let whole = n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0);
+    if whole {
+        Err(ApiError::BadRequest(format!(
+            "{what} {n} is out of range for a 64-bit signed integer"
+        )))
+    } else {
+        Err(ApiError::BadRequest(format!("{what} must be an integer, got {n}")))
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+pub async fn add(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<EntryJson>), ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(format!(
+                "body exceeds the limit of {} bytes",
+                super::MAX_ADD_BODY_BYTES
+            ))
+        } else {
+            ApiError::BadRequest(rejection.body_text())
+        }
+    })?;
+    let request = parse_add_body(&body, rand::random::<i64>)?;
+    let entry = state.node.append(request.value, request.data).await?;
+    Ok((StatusCode::CREATED, Json(entry)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<AddRequest, String> {
+        parse_add_body(body.as_bytes(), || 7).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn accepted_shapes() {
+        assert_eq!(
+            parse(r#"{"value": 42, "data": "hi"}"#),
+            Ok(AddRequest { value: 42, data: "hi".into() })
+        );
+        assert_eq!(parse("-3"), Ok(AddRequest { value: -3, data: String::new() }));
+        assert_eq!(parse(""), Ok(AddRequest { value: 7, data: String::new() }));
+        assert_eq!(parse(r#"{"value": 1, "data": null}"#).unwrap().value, 1);
+    }
+
+    #[test]
+    fn each_bad_body_names_its_problem() {
+        let cases = [
+            ("{", "not valid JSON"),
+            ("\"x\"", "got a string"),
+            (r#"{"data": "x"}"#, "missing field \"value\""),
+            (r#"{"value": "1"}"#, "must be an integer, got a string"),
+            (r#"{"value": 1.5}"#, "must be an integer"),
+            (r#"{"value": 9223372036854775808}"#, "out of range"),
+            (r#"{"value": 1, "data": 5}"#, "\"data\" must be a string"),
+            (r#"{"value": 1, "extra": 5}"#, "unknown field \"extra\""),
+        ];
+        for (body, expected) in cases {
+            let err = parse(body).unwrap_err();
+            assert!(err.contains(expected), "{body}: {err}");
+        }
+        let long = format!(r#"{{"value": 1, "data": "{}"}}"#, "x".repeat(MAX_DATA_BYTES + 1));
+        assert!(parse(&long).unwrap_err().contains("limit is 4096"));
+        let err = parse_add_body(&[0xff, 0xfe], || 0).unwrap_err().to_string();
+        assert!(err.contains("not valid UTF-8"), "{err}");
+    }
+}

@@ -1,0 +1,88 @@
+//! The one error type of the HTTP API and its status mapping.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::node::NodeError;
+use crate::store::AppendError;
+
+/// Everything a handler can answer besides success. The status mapping is the one `match`
+/// in [`IntoResponse`]; the message is what the client sees.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    Unavailable(String),
+    /// The cause is logged; the client sees only that something failed inside.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(%cause, "request failed");
+        }
+        let status = self.status();
+        let mut response = (status, error_body(&self.to_string())).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+pub fn error_body(message: &str) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "error": message }))
+}
+
+impl From<NodeError> for ApiError {
+    fn from(error: NodeError) -> ApiError {
+        match error {
+            NodeError::Append(AppendError::DataTooLong { len, limit }) => ApiError::BadRequest(
+                format!("data is {len} bytes, the limit is {limit}"),
+            ),
+            NodeError::Append(e @ AppendError::Closed) => ApiError::Unavailable(e.to_string()),
+            NodeError::Append(AppendError::Io(e)) => {
+                tracing::error!(error = %e, "append failed");
+                ApiError::Unavailable("unable to write to the log".into())
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

@@ -1,0 +1,165 @@
+//! Read endpoints: summary, entries, feeds, health, metrics.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AppState};
+use crate::entry::{EntryJson, Seq};
+use crate::hash::Hash;
+use crate::identity::Author;
+
+/// Default page size of `GET /entries`.
+pub const DEFAULT_PAGE_ENTRIES: usize = 100;
+/// Largest page `GET /entries` serves, whatever `limit` asks.
+pub const MAX_PAGE_ENTRIES: usize = 1000;
+
+pub async fn summary(State(state): State<AppState>) -> Response {
+    let json = state.node.summary_json();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json.to_string(),
+    )
+        .into_response()
+}
+
+/// Query parameters arrive as text so each bad one gets its own message.
+#[derive(Debug, Deserialize)]
+pub struct EntriesParams {
+    author: Option<String>,
+    from: Option<String>,
+    limit: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EntriesPage {
+    pub author: Author,
+    pub length: u64,
+    pub entries: Vec<EntryJson>,
+    /// The `from` of the next page, or null when this page reaches the head.
+    pub next: Option<Seq>,
+}
+
+pub async fn entries(
+    State(state): State<AppState>,
+    params: Result<Query<EntriesParams>, QueryRejection>,
+) -> Result<Json<EntriesPage>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let author: Author = params
+        .author
+        .ok_or_else(|| ApiError::BadRequest("missing query parameter \"author\"".into()))?
+        .parse()
+        .map_err(|e| ApiError::BadRequest(format!("\"author\": {e}")))?;
+    let from: Seq = match params.from {
+        None => 1,
+        Some(text) => text
+            .parse()
+            .ok()
+            .filter(|&seq| seq >= 1)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("\"from\" must be a seq >= 1, got {text:?}"))
+            })?,
+    };
+    let limit = match params.limit {
+        None => DEFAULT_PAGE_ENTRIES,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n >= 1)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("\"limit\" must be a positive integer, got {text:?}"))
+            })?
+            .min(MAX_PAGE_ENTRIES),
+    };
+    let head = state
+        .node
+        .reader()
+        .head(&author)
+        .ok_or_else(|| ApiError::NotFound(format!("no feed for author {author}")))?;
+    let node = state.node.clone();
+    let rows = tokio::task::spawn_blocking(move || node.reader().range(&author, from, limit))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let last = rows.last().map(|(entry, _)| entry.seq);
+    let next = last.filter(|&seq| seq < head.seq).map(|seq| seq + 1);
+    Ok(Json(EntriesPage {
+        author,
+        length: head.seq,
+        entries: rows
+            .iter()
+            .map(|(entry, hash)| EntryJson::new(entry, hash))
+            .collect(),
+        next,
+    }))
+}
+
+pub async fn entry_by_hash(
+    State(state): State<AppState>,
+    Path(hash): Path<String>,
+) -> Result<Json<EntryJson>, ApiError> {
+    let hash: Hash = hash
+        .parse()
+        .map_err(|e| ApiError::BadRequest(format!("entry hash: {e}")))?;
+    let node = state.node.clone();
+    let found = tokio::task::spawn_blocking(move || node.reader().get_by_hash(&hash))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    match found {
+        Some((entry, hash)) => Ok(Json(EntryJson::new(&entry, &hash))),
+        None => Err(ApiError::NotFound(format!("no entry with hash {hash}"))),
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct FeedJson {
+    pub author: Author,
+    pub length: u64,
+    pub head: Hash,
+    pub first_timestamp: u64,
+    pub last_timestamp: u64,
+    pub status: &'static str,
+}
+
+pub async fn feeds(State(state): State<AppState>) -> Json<Vec<FeedJson>> {
+    let feeds = state
+        .node
+        .reader()
+        .feeds()
+        .into_iter()
+        .map(|feed| FeedJson {
+            author: feed.author,
+            length: feed.length,
+            head: feed.head,
+            first_timestamp: feed.first_timestamp,
+            last_timestamp: feed.last_timestamp,
+            status: "ok",
+        })
+        .collect();
+    Json(feeds)
+}
+
+pub async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "status": "ok",
+        "author": state.node.author(),
+        "entries": state.node.reader().len(),
+    }))
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let stored = state.node.reader().len();
+    let text = state.node.metrics().render(&[("ok", stored)]);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}

@@ -1,0 +1,140 @@
+//! Prometheus metrics of a node: what `GET /metrics` serves in the text exposition format.
+//!
+//! Counters are updated where the event happens (the node for appends, imports and
+//! rejections; the HTTP layer for requests); the entries-per-feed-status gauge is read from
+//! the store when scraped, so it is never stale.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    /// The matched route pattern (e.g. `/entries/{hash}`), never the raw path, so label
+    /// cardinality stays bounded whatever clients send.
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub method: String,
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+/// Every metric a node exports.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_seconds: Family<RouteLabels, Histogram>,
+    pub appends: Counter,
+    pub imported: Family<OutcomeLabels, Counter>,
+    pub rejections: Counter,
+    pub entries: Family<StatusLabels, Gauge>,
+    /// Serialises scrapes: encoding walks the registry, and two scrapes racing would only
+    /// duplicate work.
+    scrape: Mutex<()>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("kappalog");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route and status",
+            requests.clone(),
+        );
+        let request_seconds = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            // 100 µs .. ~6.5 s
+            Histogram::new(exponential_buckets(0.0001, 2.0, 17))
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by method and route",
+            request_seconds.clone(),
+        );
+        let appends = Counter::default();
+        registry.register(
+            "appends",
+            "entries appended to the node's own feed",
+            appends.clone(),
+        );
+        let imported = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "imported_entries",
+            "entries offered by imports, by outcome (added, duplicate, rejected, fork)",
+            imported.clone(),
+        );
+        let rejections = Counter::default();
+        registry.register(
+            "rejected_entries",
+            "entries rejected as invalid (imports and peers)",
+            rejections.clone(),
+        );
+        let entries = Family::<StatusLabels, Gauge>::default();
+        registry.register(
+            "stored_entries",
+            "entries held in the log, by feed status",
+            entries.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            appends,
+            imported,
+            rejections,
+            entries,
+            scrape: Mutex::new(()),
+        }
+    }
+
+    /// Counts one import outcome.
+    pub fn count_import(&self, outcome: &str, n: u64) {
+        self.imported
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc_by(n);
+    }
+
+    /// The text exposition format. `stored` gives the entries held per feed status.
+    pub fn render(&self, stored: &[(&str, u64)]) -> String {
+        let _guard = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        for (status, n) in stored {
+            self.entries
+                .get_or_create(&StatusLabels {
+                    status: (*status).to_owned(),
+                })
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,216 @@
+//! Fixtures shared by the integration tests: fixed-seed identities, a minimal HTTP/1.1
+//! client over std TCP (loopback only), and a handle on the real `kappalog` binary.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use kappalog::identity::Identity;
+
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub fn identity(n: u8) -> Identity {
+    Identity::from_seed([n; 32])
+}
+
+/// A response: status code and body text.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; reads the whole response.
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8], headers: &[(&str, &str)]) -> HttpResponse {
+    assert!(addr.ip().is_loopback(), "tests only talk to loopback");
+    let mut stream = TcpStream::connect_timeout(&addr, DEADLINE).expect("connect");
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read response");
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> HttpResponse {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response has a header block");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.lines();
+    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    HttpResponse {
+        status,
+        headers,
+        body: String::from_utf8(body).expect("utf-8 body"),
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n").expect("chunk size line");
+        let size = usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap().trim(), 16).unwrap();
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> HttpResponse {
+    http(addr, "GET", path, b"", &[])
+}
+
+pub fn post(addr: SocketAddr, path: &str, body: &str) -> HttpResponse {
+    http(addr, "POST", path, body.as_bytes(), &[])
+}
+
+/// The real binary.
+pub fn kappalog() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kappalog"));
+    cmd.env_remove("RUST_LOG");
+    for var in ["KAPPALOG_HTTP", "KAPPALOG_TOKEN", "KAPPALOG_DATA_DIR", "KAPPALOG_KEY"] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// A running `kappalog` process and the lines it printed on stdout.
+pub struct Running {
+    pub child: Child,
+    pub lines: mpsc::Receiver<String>,
+}
+
+impl Running {
+    pub fn spawn(mut cmd: Command) -> Running {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kappalog");
+        let stdout: ChildStdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running { child, lines: rx }
+    }
+
+    /// Waits (bounded) for a printed line containing `needle`.
+    pub fn wait_line(&self, needle: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => continue,
+                Err(e) => panic!("no line containing {needle:?} before the deadline: {e}"),
+            }
+        }
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "node did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Extracts the `http://ADDR` a node printed.
+pub fn printed_addr(line: &str) -> SocketAddr {
+    let start = line.find("http://").expect("line has an http:// address") + 7;
+    line[start..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .expect("a socket address")
+}
+
+/// Starts `kappalog run` on a free port with the given data dir and key.
+pub fn run_node(data_dir: &Path, key: &Path, extra: &[&str]) -> (Running, SocketAddr) {
+    let mut cmd = kappalog();
+    cmd.arg("--data-dir")
+        .arg(data_dir)
+        .arg("--key")
+        .arg(key)
+        .args(["run", "--http", "127.0.0.1:0"])
+        .args(extra);
+    let running = Running::spawn(cmd);
+    let line = running.wait_line("http://");
+    let addr = printed_addr(&line);
+    (running, addr)
+}
+
+/// Polls `condition` until it holds or the deadline passes.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
