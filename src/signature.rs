@@ -233,7 +233,10 @@ mod tests {
     #[test]
     fn wrong_message_or_key_is_mismatch() {
         let (a, _, s) = signed(1, 2);
-        assert_eq!(verify(&a, &Hash([3; 32]), &s), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(&a, &Hash([3; 32]), &s),
+            Err(SignatureError::Mismatch)
+        );
         let (other, h, _) = signed(9, 2);
         assert_eq!(verify(&other, &h, &s), Err(SignatureError::Mismatch));
     }
