@@ -251,6 +251,7 @@ mod tests {
             0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
         ];
         let mut carry = 0u16;
+        #[allow(clippy::needless_range_loop)] // i indexes two arrays at different offsets
         for i in 0..32 {
             let sum = u16::from(s.0[32 + i]) + u16::from(l[i]) + carry;
             s.0[32 + i] = sum as u8;
