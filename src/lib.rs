@@ -7,6 +7,7 @@
 //! - [`entry`]: what an entry is, its fixed signed byte layout (format v1) and its hash.
 //! - [`signature`]: the one acceptance rule for signatures, single and batch.
 //! - [`validate`]: when an entry is valid (pure; one error variant per rule).
+//! - [`store`]: the durable log file (format, recovery, group-commit writer, readers).
 //!
 //! # Data flow
 //!
@@ -18,4 +19,5 @@ pub mod entry;
 pub mod hash;
 pub mod identity;
 pub mod signature;
+pub mod store;
 pub mod validate;

@@ -214,3 +214,27 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// A valid feed of `n` entries by `id`, starting at seq 1.
+pub fn feed(id: &Identity, n: u64) -> Vec<(kappalog::entry::Entry, kappalog::hash::Hash)> {
+    let mut out: Vec<(kappalog::entry::Entry, kappalog::hash::Hash)> = Vec::new();
+    for seq in 1..=n {
+        let prev = out.last().map(|(_, h)| *h);
+        out.push(
+            kappalog::entry::UnsignedEntry {
+                author: id.author(),
+                seq,
+                timestamp: 1_700_000_000_000 + seq,
+                prev,
+                value: i64::try_from(seq).unwrap(),
+                data: format!("entry {seq}"),
+            }
+            .sign(id),
+        );
+    }
+    out
+}
+
+pub fn entries(feed: &[(kappalog::entry::Entry, kappalog::hash::Hash)]) -> Vec<kappalog::entry::Entry> {
+    feed.iter().map(|(e, _)| e.clone()).collect()
+}

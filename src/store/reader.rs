@@ -1,0 +1,262 @@
+//! [`StoreReader`]: lookups through the shared index, entries read from the file with
+//! positional reads on the reader's own handle. The index lock is held only to copy offsets
+//! out, never across a read.
+
+use std::fs::File;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
+
+use super::format::{self, ReadFault};
+use super::index::Index;
+use super::open::{open_log, LOG_FILE};
+use super::{FeedInfo, OpenReport, StoreError};
+use crate::entry::{Entry, Seq};
+use crate::hash::Hash;
+use crate::identity::Author;
+use crate::validate::FeedHead;
+
+/// Offsets copied out of the index per lock acquisition while iterating a feed.
+const OFFSETS_PER_LOCK: usize = 4096;
+
+/// A cheap-to-clone read-only view of a store.
+#[derive(Clone, Debug)]
+pub struct StoreReader {
+    shared: Arc<ReaderShared>,
+}
+
+#[derive(Debug)]
+struct ReaderShared {
+    path: PathBuf,
+    file: File,
+    index: Arc<RwLock<Index>>,
+}
+
+impl StoreReader {
+    pub(super) fn new(path: PathBuf, file: File, index: Arc<RwLock<Index>>) -> StoreReader {
+        StoreReader {
+            shared: Arc::new(ReaderShared { path, file, index }),
+        }
+    }
+
+    /// Opens the store in `dir` without taking the writer lock and without modifying the
+    /// file: a torn tail (for instance a write in progress) is treated as the end of the log.
+    pub fn open_read_only(dir: &Path) -> Result<(StoreReader, OpenReport), StoreError> {
+        let opened = open_log(dir, false)?;
+        let reader = StoreReader::new(
+            dir.join(LOG_FILE),
+            opened.file,
+            Arc::new(RwLock::new(opened.index)),
+        );
+        Ok((reader, opened.report))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    fn index(&self) -> RwLockReadGuard<'_, Index> {
+        // The index is updated in small steps that leave it consistent even if the writer
+        // panicked mid-update, so a poisoned lock is still usable.
+        self.shared
+            .index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn len(&self) -> u64 {
+        self.index().entries
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every feed, sorted by author.
+    pub fn feeds(&self) -> Vec<FeedInfo> {
+        self.index()
+            .feeds
+            .iter()
+            .filter_map(|(author, feed)| {
+                Some(FeedInfo {
+                    author: *author,
+                    length: feed.length(),
+                    head: feed.head?,
+                    first_timestamp: feed.first_timestamp,
+                    last_timestamp: feed.last_timestamp,
+                })
+            })
+            .collect()
+    }
+
+    pub fn head(&self, author: &Author) -> Option<FeedHead> {
+        self.index().head(author)
+    }
+
+    fn read_at(&self, offset: u64, end: u64) -> Result<(Entry, Hash), StoreError> {
+        format::read_record_at(&self.shared.file, offset, end).map_err(|fault| match fault {
+            ReadFault::Io(source) => StoreError::io(
+                format!("read offset {offset} of {}", self.shared.path.display()),
+                source,
+            ),
+            ReadFault::Bad(reason) => StoreError::Corrupt {
+                path: self.shared.path.clone(),
+                offset,
+                reason,
+            },
+        })
+    }
+
+    pub fn get(&self, author: &Author, seq: Seq) -> Result<Option<(Entry, Hash)>, StoreError> {
+        let (offset, end) = {
+            let index = self.index();
+            (
+                index.feeds.get(author).and_then(|f| f.offset_of(seq)),
+                index.end,
+            )
+        };
+        offset.map(|offset| self.read_at(offset, end)).transpose()
+    }
+
+    pub fn get_by_hash(&self, hash: &Hash) -> Result<Option<(Entry, Hash)>, StoreError> {
+        let ((exact, candidate), end) = {
+            let index = self.index();
+            (index.candidates(hash), index.end)
+        };
+        for offset in [exact, candidate].into_iter().flatten() {
+            let found = self.read_at(offset, end)?;
+            if found.1 == *hash {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Up to `limit` entries of a feed from seq `from` on.
+    pub fn range(
+        &self,
+        author: &Author,
+        from: Seq,
+        limit: usize,
+    ) -> Result<Vec<(Entry, Hash)>, StoreError> {
+        let mut out = Vec::new();
+        // The callback never breaks, so the flow is always Continue.
+        let _flow = self.for_each_in_feed(author, from.max(1), None, limit, |e, h| {
+            out.push((e.clone(), *h));
+            ControlFlow::Continue(())
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` on entries `from..` of a feed (at most `limit`, and not past seq `until`),
+    /// copying offsets out of the index a slice at a time.
+    fn for_each_in_feed(
+        &self,
+        author: &Author,
+        from: Seq,
+        until: Option<Seq>,
+        limit: usize,
+        mut f: impl FnMut(&Entry, &Hash) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>, StoreError> {
+        let mut next = from;
+        let mut left = limit;
+        while left > 0 {
+            let (offsets, end) = {
+                let index = self.index();
+                let Some(feed) = index.feeds.get(author) else {
+                    break;
+                };
+                let start = usize::try_from(next - 1).unwrap_or(usize::MAX);
+                let mut stop = feed.offsets.len();
+                if let Some(until) = until {
+                    stop = stop.min(usize::try_from(until).unwrap_or(usize::MAX));
+                }
+                let stop = stop.min(start.saturating_add(left.min(OFFSETS_PER_LOCK)));
+                if start >= stop {
+                    break;
+                }
+                (feed.offsets[start..stop].to_vec(), index.end)
+            };
+            for offset in &offsets {
+                let (entry, hash) = self.read_at(*offset, end)?;
+                if f(&entry, &hash).is_break() {
+                    return Ok(ControlFlow::Break(()));
+                }
+            }
+            next += offsets.len() as Seq;
+            left -= offsets.len();
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// Every entry in file (commit) order, up to the committed end at call time. Streams the
+    /// file a chunk at a time (decoding each chunk in parallel); memory stays bounded.
+    pub fn for_each_in_log_order(
+        &self,
+        mut f: impl FnMut(&Entry, &Hash) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        let end = self.index().end;
+        let path = &self.shared.path;
+        let mut bad: Option<StoreError> = None;
+        let stop = format::walk(&self.shared.file, end, |records| {
+            for record in records {
+                match record.decoded {
+                    Ok((entry, hash)) => {
+                        if f(&entry, &hash).is_break() {
+                            return Ok(ControlFlow::Break(()));
+                        }
+                    }
+                    Err(fault) => {
+                        bad = Some(StoreError::Corrupt {
+                            path: path.clone(),
+                            offset: record.offset,
+                            reason: format::fault_reason(&fault),
+                        });
+                        return Ok(ControlFlow::Break(()));
+                    }
+                }
+            }
+            Ok(ControlFlow::Continue(()))
+        })
+        .map_err(|e| StoreError::io(format!("read {}", path.display()), e))?;
+        if let Some(err) = bad {
+            return Err(err);
+        }
+        match stop {
+            format::ScanStop::Clean => Ok(()),
+            format::ScanStop::Fault { offset, kind } => Err(StoreError::Corrupt {
+                path: path.clone(),
+                offset,
+                reason: format!("{kind:?} inside the committed log"),
+            }),
+        }
+    }
+
+    /// Every entry sorted by author then seq, over the feed lengths at call time.
+    pub fn for_each_sorted(
+        &self,
+        mut f: impl FnMut(&Entry, &Hash) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        let lengths: Vec<(Author, Seq)> = self
+            .index()
+            .feeds
+            .iter()
+            .map(|(a, feed)| (*a, feed.length()))
+            .collect();
+        for (author, length) in lengths {
+            let flow = self.for_each_in_feed(&author, 1, Some(length), usize::MAX, &mut f)?;
+            if flow.is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn committed_end(&self) -> u64 {
+        self.index().end
+    }
+
+    pub(super) fn file(&self) -> &File {
+        &self.shared.file
+    }
+}
