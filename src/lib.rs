@@ -7,6 +7,8 @@
 //! - [`entry`]: what an entry is, its fixed signed byte layout (format v1) and its hash.
 //! - [`signature`]: the one acceptance rule for signatures, single and batch.
 //! - [`validate`]: when an entry is valid (pure; one error variant per rule).
+//! - [`view`]: the [`view::View`] trait: a deterministic fold over the log, rebuildable.
+//! - [`summary`]: the summary view (count, sum, min, max, mean, feeds, digest).
 //!
 //! # Data flow
 //!
@@ -18,4 +20,6 @@ pub mod entry;
 pub mod hash;
 pub mod identity;
 pub mod signature;
+pub mod summary;
 pub mod validate;
+pub mod view;
