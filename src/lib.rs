@@ -9,6 +9,7 @@
 //! - [`validate`]: when an entry is valid (pure; one error variant per rule).
 //! - [`view`]: the [`view::View`] trait: a deterministic fold over the log, rebuildable.
 //! - [`summary`]: the summary view (count, sum, min, max, mean, feeds, digest).
+//! - [`csv`]: CSV export over `impl Write`, streamed import parsing and import planning.
 //!
 //! # Data flow
 //!
@@ -16,6 +17,7 @@
 //! writer) -> views updated -> readers (HTTP, sync sessions, CSV export) read through the node.
 #![forbid(unsafe_code)]
 
+pub mod csv;
 pub mod entry;
 pub mod hash;
 pub mod identity;
