@@ -26,7 +26,11 @@ fn entries() -> Vec<(Entry, Hash)> {
                 seq,
                 timestamp: 1_700_000_000_000 + seq,
                 prev,
-                value: if seq == 2 { i64::MIN } else { 7 * i64::try_from(seq).unwrap() },
+                value: if seq == 2 {
+                    i64::MIN
+                } else {
+                    7 * i64::try_from(seq).unwrap()
+                },
                 data: data[usize::try_from(seq - 1).unwrap() + 3 * usize::from(seed - 1)].into(),
             }
             .sign(&id);
@@ -47,7 +51,9 @@ fn export(entries: &[(Entry, Hash)]) -> Vec<u8> {
 }
 
 fn parse(bytes: &[u8]) -> Vec<ParsedLine> {
-    CsvParser::new(bytes).collect::<std::io::Result<_>>().unwrap()
+    CsvParser::new(bytes)
+        .collect::<std::io::Result<_>>()
+        .unwrap()
 }
 
 fn rejections(bytes: &[u8]) -> Vec<Rejection> {
@@ -63,7 +69,10 @@ fn rejections(bytes: &[u8]) -> Vec<Rejection> {
 /// Seed 1's first entry: empty data, so its exported line splits on commas.
 fn plain_entry() -> (Entry, Hash) {
     let seed1 = Identity::from_seed([1; 32]).author();
-    let found = entries().into_iter().find(|(e, _)| e.author == seed1 && e.seq == 1).unwrap();
+    let found = entries()
+        .into_iter()
+        .find(|(e, _)| e.author == seed1 && e.seq == 1)
+        .unwrap();
     assert!(found.0.data.is_empty());
     found
 }
@@ -73,7 +82,12 @@ fn fields() -> Vec<String> {
     let (e, h) = &plain_entry();
     let bytes = export(&[(e.clone(), *h)]);
     let text = String::from_utf8(bytes).unwrap();
-    text.lines().nth(1).unwrap().split(',').map(String::from).collect()
+    text.lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(String::from)
+        .collect()
 }
 
 /// A file with the header and one record built from `fields` with field `i` replaced.
@@ -104,7 +118,10 @@ fn round_trip() {
         .collect();
     let expected: Vec<(Entry, Hash)> = entries;
     assert_eq!(
-        parsed.iter().map(|(e, h, _)| (e.clone(), *h)).collect::<Vec<_>>(),
+        parsed
+            .iter()
+            .map(|(e, h, _)| (e.clone(), *h))
+            .collect::<Vec<_>>(),
         expected
     );
     // Lines: header is 1; data with an embedded newline makes a record span two lines.
@@ -116,7 +133,10 @@ fn round_trip() {
         line += 1 + e.data.matches('\n').count() as u64;
     }
     assert_eq!(lines, expected_lines);
-    assert!(lines.windows(2).any(|w| w[1] - w[0] > 1), "some data spans lines");
+    assert!(
+        lines.windows(2).any(|w| w[1] - w[0] > 1),
+        "some data spans lines"
+    );
 }
 
 #[test]
@@ -190,7 +210,10 @@ fn report_json_shape() {
         report.to_string(),
         "added 1, duplicates 0, rejected 1, forks 0\nline 2: wrong field count: 2 != 8"
     );
-    assert_eq!(ImportReport::default().to_string(), "added 0, duplicates 0, rejected 0, forks 0");
+    assert_eq!(
+        ImportReport::default().to_string(),
+        "added 0, duplicates 0, rejected 0, forks 0"
+    );
 }
 
 #[test]
@@ -200,7 +223,16 @@ fn bad_hex_in_prev() {
     f[3] = "zz".repeat(32);
     let r = one_rejection(format!("{HEADER}{}\n", f.join(",")).as_bytes());
     assert_eq!(r.line, 2);
-    assert!(matches!(r.reason, RejectReason::BadHex { field: "prev", error: ParseBytesError::BadHex(_) }), "{r:?}");
+    assert!(
+        matches!(
+            r.reason,
+            RejectReason::BadHex {
+                field: "prev",
+                error: ParseBytesError::BadHex(_)
+            }
+        ),
+        "{r:?}"
+    );
     assert!(r.reason.to_string().starts_with("bad hex in `prev`"));
 }
 
@@ -209,7 +241,13 @@ fn bad_author_length() {
     let r = one_rejection(&with_field(0, "abcd"));
     assert_eq!(
         r.reason,
-        RejectReason::BadHex { field: "author", error: ParseBytesError::WrongLength { expected: 32, found: 2 } }
+        RejectReason::BadHex {
+            field: "author",
+            error: ParseBytesError::WrongLength {
+                expected: 32,
+                found: 2
+            }
+        }
     );
 }
 
@@ -218,7 +256,13 @@ fn bad_signature_length() {
     let r = one_rejection(&with_field(7, &"ab".repeat(63)));
     assert_eq!(
         r.reason,
-        RejectReason::BadHex { field: "signature", error: ParseBytesError::WrongLength { expected: 64, found: 63 } }
+        RejectReason::BadHex {
+            field: "signature",
+            error: ParseBytesError::WrongLength {
+                expected: 64,
+                found: 63
+            }
+        }
     );
 }
 
@@ -227,8 +271,20 @@ fn wrong_field_counts() {
     let f = fields();
     let input = format!("{HEADER}{}\n{},extra\n", f[..7].join(","), f.join(","));
     let r = rejections(input.as_bytes());
-    assert_eq!(r[0], Rejection { line: 2, reason: RejectReason::FieldCount { found: 7 } });
-    assert_eq!(r[1], Rejection { line: 3, reason: RejectReason::FieldCount { found: 9 } });
+    assert_eq!(
+        r[0],
+        Rejection {
+            line: 2,
+            reason: RejectReason::FieldCount { found: 7 }
+        }
+    );
+    assert_eq!(
+        r[1],
+        Rejection {
+            line: 3,
+            reason: RejectReason::FieldCount { found: 9 }
+        }
+    );
     assert_eq!(r[0].reason.to_string(), "wrong field count: 7 != 8");
     let commas = ",".repeat(100_000);
     let r = one_rejection(commas.as_bytes());
@@ -238,11 +294,29 @@ fn wrong_field_counts() {
 #[test]
 fn non_numeric_and_negative_seq() {
     let r = one_rejection(&with_field(1, "one"));
-    assert_eq!(r.reason, RejectReason::NotInteger { field: "seq", text: "one".into() });
+    assert_eq!(
+        r.reason,
+        RejectReason::NotInteger {
+            field: "seq",
+            text: "one".into()
+        }
+    );
     let r = one_rejection(&with_field(1, "-1"));
-    assert_eq!(r.reason, RejectReason::Negative { field: "seq", text: "-1".into() });
+    assert_eq!(
+        r.reason,
+        RejectReason::Negative {
+            field: "seq",
+            text: "-1".into()
+        }
+    );
     let r = one_rejection(&with_field(1, "+1"));
-    assert_eq!(r.reason, RejectReason::NotInteger { field: "seq", text: "+1".into() });
+    assert_eq!(
+        r.reason,
+        RejectReason::NotInteger {
+            field: "seq",
+            text: "+1".into()
+        }
+    );
     let r = one_rejection(&with_field(1, "0"));
     assert_eq!(r.reason, RejectReason::Invalid(ValidationError::SeqZero));
 }
@@ -250,24 +324,47 @@ fn non_numeric_and_negative_seq() {
 #[test]
 fn value_out_of_range() {
     let r = one_rejection(&with_field(4, "9223372036854775808"));
-    assert_eq!(r.reason, RejectReason::OutOfRange { field: "value", text: "9223372036854775808".into() });
+    assert_eq!(
+        r.reason,
+        RejectReason::OutOfRange {
+            field: "value",
+            text: "9223372036854775808".into()
+        }
+    );
     let r = one_rejection(&with_field(2, "18446744073709551616"));
-    assert_eq!(r.reason, RejectReason::OutOfRange { field: "timestamp", text: "18446744073709551616".into() });
+    assert_eq!(
+        r.reason,
+        RejectReason::OutOfRange {
+            field: "timestamp",
+            text: "18446744073709551616".into()
+        }
+    );
 }
 
 #[test]
 fn hash_mismatch() {
     let r = one_rejection(&with_field(6, &"00".repeat(32)));
-    assert!(matches!(r.reason, RejectReason::Invalid(ValidationError::HashMismatch { claimed, .. }) if claimed == Hash([0; 32])), "{r:?}");
+    assert!(
+        matches!(r.reason, RejectReason::Invalid(ValidationError::HashMismatch { claimed, .. }) if claimed == Hash([0; 32])),
+        "{r:?}"
+    );
     // Changing any field without the hash is caught the same way.
     let r = one_rejection(&with_field(4, "8"));
-    assert!(matches!(r.reason, RejectReason::Invalid(ValidationError::HashMismatch { .. })));
+    assert!(matches!(
+        r.reason,
+        RejectReason::Invalid(ValidationError::HashMismatch { .. })
+    ));
 }
 
 #[test]
 fn data_over_the_limit() {
     let r = one_rejection(&with_field(5, &"x".repeat(MAX_DATA_BYTES + 1)));
-    assert_eq!(r.reason, RejectReason::Invalid(ValidationError::DataTooLong { len: MAX_DATA_BYTES + 1 }));
+    assert_eq!(
+        r.reason,
+        RejectReason::Invalid(ValidationError::DataTooLong {
+            len: MAX_DATA_BYTES + 1
+        })
+    );
 }
 
 #[test]
@@ -276,7 +373,13 @@ fn invalid_utf8() {
     let at = input.windows(4).position(|w| w == b"DATA").unwrap();
     input.splice(at..at + 4, [0xff, 0xfe]);
     let r = one_rejection(&input);
-    assert_eq!(r, Rejection { line: 2, reason: RejectReason::NotUtf8 { field: "data" } });
+    assert_eq!(
+        r,
+        Rejection {
+            line: 2,
+            reason: RejectReason::NotUtf8 { field: "data" }
+        }
+    );
 }
 
 #[test]
@@ -288,8 +391,17 @@ fn ten_megabyte_line_is_rejected_and_parsing_goes_on() {
     input.extend(format!("{}\n", f.join(",")).as_bytes());
     let lines = parse(&input);
     assert_eq!(lines.len(), 2);
-    assert_eq!(lines[0], ParsedLine::Rejected(Rejection { line: 2, reason: RejectReason::RecordTooLong }));
-    assert!(matches!(&lines[1], ParsedLine::Entry(ParsedEntry { line: 3, .. })));
+    assert_eq!(
+        lines[0],
+        ParsedLine::Rejected(Rejection {
+            line: 2,
+            reason: RejectReason::RecordTooLong
+        })
+    );
+    assert!(matches!(
+        &lines[1],
+        ParsedLine::Entry(ParsedEntry { line: 3, .. })
+    ));
     assert_eq!(
         RejectReason::RecordTooLong.to_string(),
         format!("record is longer than {MAX_CSV_RECORD_BYTES} bytes")
@@ -302,7 +414,16 @@ fn a_record_at_the_cap_is_not_too_long() {
     let mut f = vec![String::new(); 8];
     f[5] = "x".repeat(MAX_CSV_RECORD_BYTES);
     let r = one_rejection(format!("{}\n", f.join(",")).as_bytes());
-    assert_eq!(r.reason, RejectReason::BadHex { field: "author", error: ParseBytesError::WrongLength { expected: 32, found: 0 } });
+    assert_eq!(
+        r.reason,
+        RejectReason::BadHex {
+            field: "author",
+            error: ParseBytesError::WrongLength {
+                expected: 32,
+                found: 0
+            }
+        }
+    );
 }
 
 #[test]
@@ -342,10 +463,19 @@ fn a_bad_line_does_not_stop_the_next() {
     input.extend(&export(&[plain])[HEADER.len()..]);
     let lines = parse(&input);
     assert!(matches!(lines[0], ParsedLine::Entry(_)));
-    assert_eq!(lines[1], ParsedLine::Rejected(Rejection { line: 3, reason: RejectReason::FieldCount { found: 1 } }));
+    assert_eq!(
+        lines[1],
+        ParsedLine::Rejected(Rejection {
+            line: 3,
+            reason: RejectReason::FieldCount { found: 1 }
+        })
+    );
     // The unterminated quote swallows the rest of the file into one field: one rejection.
     assert_eq!(lines.len(), 3);
-    assert!(matches!(lines[2], ParsedLine::Rejected(Rejection { line: 4, .. })));
+    assert!(matches!(
+        lines[2],
+        ParsedLine::Rejected(Rejection { line: 4, .. })
+    ));
 }
 
 proptest! {

@@ -92,6 +92,9 @@ mod tests {
     #[test]
     fn empty_export_is_the_header() {
         let out = CsvWriter::new(Vec::new()).unwrap().finish().unwrap();
-        assert_eq!(out, b"author,seq,timestamp,prev,value,data,hash,signature\n");
+        assert_eq!(
+            out,
+            b"author,seq,timestamp,prev,value,data,hash,signature\n"
+        );
     }
 }

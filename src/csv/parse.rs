@@ -172,7 +172,9 @@ impl<R: Read> CsvParser<R> {
                 &mut self.content[out_at..],
                 &mut self.ends[ends_at..],
             );
-            self.lines_done = self.lines_done.saturating_add(count_newlines(&input[..nin]));
+            self.lines_done = self
+                .lines_done
+                .saturating_add(count_newlines(&input[..nin]));
             self.input.consume(nin);
             out_at += nout;
             ends_at += nend;

@@ -155,9 +155,7 @@ impl ImportReport {
     /// Rejections by line, then reason, whatever order they were found in.
     pub fn sorted_rejections(&self) -> Vec<&Rejection> {
         let mut sorted: Vec<&Rejection> = self.rejected.iter().collect();
-        sorted.sort_by(|a, b| {
-            (a.line, a.reason.to_string()).cmp(&(b.line, b.reason.to_string()))
-        });
+        sorted.sort_by_cached_key(|r| (r.line, r.reason.to_string()));
         sorted
     }
 
