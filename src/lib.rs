@@ -8,6 +8,9 @@
 //! - [`signature`]: the one acceptance rule for signatures, single and batch.
 //! - [`validate`]: when an entry is valid (pure; one error variant per rule).
 //! - [`store`]: the durable log file (format, recovery, group-commit writer, readers).
+//! - [`view`]: the [`view::View`] trait: a deterministic fold over the log, rebuildable.
+//! - [`summary`]: the summary view (count, sum, min, max, mean, feeds, digest).
+//! - [`csv`]: CSV export over `impl Write`, streamed import parsing and import planning.
 //!
 //! # Data flow
 //!
@@ -15,9 +18,12 @@
 //! writer) -> views updated -> readers (HTTP, sync sessions, CSV export) read through the node.
 #![forbid(unsafe_code)]
 
+pub mod csv;
 pub mod entry;
 pub mod hash;
 pub mod identity;
 pub mod signature;
 pub mod store;
+pub mod summary;
 pub mod validate;
+pub mod view;

@@ -1,0 +1,343 @@
+//! Reading CSV into entries, record by record, with bounded memory.
+//!
+//! Records are split by `csv_core` (RFC 4180 quoting; `\n`, `\r` and `\r\n` all end a
+//! record; a UTF-8 byte order mark at the very start is dropped). Its output buffer is
+//! fixed at [`MAX_CSV_RECORD_BYTES`] + 1 bytes: when a record's content overflows it, the
+//! rest of the record is read and thrown away as it streams by, and the record is rejected
+//! with [`RejectReason::RecordTooLong`]. Field ends are counted the same way, so a line of ten
+//! million commas costs no memory either.
+//!
+//! Line numbers are 1-based and count `\n` bytes; a record's line is the line of its first
+//! byte (a record whose quoted `data` spans lines reports where it starts). Blank lines are
+//! skipped before a record starts, so they never shift the line a record reports.
+//!
+//! A record is, in this order: skipped if it is exactly the header; rejected if it is too
+//! long or has not 8 fields; parsed field by field in column order (the first bad field is
+//! the reason); checked with [`validate::check_shape`] (data length, seq, prev shape) and
+//! [`validate::check_claimed_hash`]. Signatures and chain links are the store's business.
+
+use std::io::{self, BufRead, BufReader, Read};
+
+use csv_core::{ReadRecordResult, Reader as CoreReader};
+use serde::{Serialize, Serializer};
+
+use crate::csv::{COLUMNS, MAX_CSV_RECORD_BYTES};
+use crate::entry::Entry;
+use crate::hash::{Hash, ParseBytesError};
+use crate::identity::{Author, Signature};
+use crate::validate::{self, ValidationError};
+
+/// How many characters of a bad field a reason quotes.
+const QUOTED_FIELD_CHARS: usize = 40;
+/// Input buffer size: records are copied out of it, so it need not hold a whole record.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// One record of the input: an entry, or why it was not one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParsedLine {
+    Entry(ParsedEntry),
+    Rejected(Rejection),
+}
+
+/// An entry read from the input, with the line it came from and its (checked) hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParsedEntry {
+    pub line: u64,
+    pub entry: Entry,
+    pub hash: Hash,
+}
+
+/// A record that was skipped, where, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    pub line: u64,
+    pub reason: RejectReason,
+}
+
+/// Why a record is not an entry. The message names the field and what was wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RejectReason {
+    #[error("record is longer than {MAX_CSV_RECORD_BYTES} bytes")]
+    RecordTooLong,
+    #[error("wrong field count: {found} != 8")]
+    FieldCount { found: u64 },
+    #[error("invalid UTF-8 in `{field}`")]
+    NotUtf8 { field: &'static str },
+    #[error("bad hex in `{field}`: {error}")]
+    BadHex {
+        field: &'static str,
+        error: ParseBytesError,
+    },
+    #[error("`{field}` is not a decimal integer: {text:?}")]
+    NotInteger { field: &'static str, text: String },
+    #[error("`{field}` must not be negative: {text:?}")]
+    Negative { field: &'static str, text: String },
+    #[error("`{field}` is out of range: {text:?}")]
+    OutOfRange { field: &'static str, text: String },
+    /// A validation rule: data too long, seq 0, prev shape, hash mismatch — and, when the
+    /// store reports back, chain links and signatures.
+    #[error("{0}")]
+    Invalid(#[from] ValidationError),
+}
+
+impl Serialize for RejectReason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Streams [`ParsedLine`]s out of CSV bytes. Only I/O errors of the underlying reader are
+/// errors; everything wrong with the content is a [`Rejection`].
+pub struct CsvParser<R: Read> {
+    input: BufReader<R>,
+    core: CoreReader,
+    /// Field content of the current record; one byte over the cap so that "exactly at the
+    /// cap" and "over the cap" are told apart.
+    content: Vec<u8>,
+    ends: [usize; COLUMNS.len() + 1],
+    /// `\n` bytes consumed so far.
+    lines_done: u64,
+}
+
+/// One record as split by `csv_core`, before its fields are interpreted.
+struct RawRecord {
+    line: u64,
+    fields: u64,
+    too_long: bool,
+}
+
+impl<R: Read> CsvParser<R> {
+    pub fn new(input: R) -> CsvParser<R> {
+        CsvParser {
+            input: BufReader::with_capacity(READ_BUFFER_BYTES, input),
+            core: CoreReader::new(),
+            content: vec![0; MAX_CSV_RECORD_BYTES + 1],
+            ends: [0; COLUMNS.len() + 1],
+            lines_done: 0,
+        }
+    }
+
+    /// The next entry or rejection, `None` at the end of the input.
+    pub fn next_line(&mut self) -> io::Result<Option<ParsedLine>> {
+        while let Some(raw) = self.read_record()? {
+            if raw.too_long {
+                return Ok(Some(reject(raw.line, RejectReason::RecordTooLong)));
+            }
+            if raw.fields != 8 {
+                return Ok(Some(reject(
+                    raw.line,
+                    RejectReason::FieldCount { found: raw.fields },
+                )));
+            }
+            let fields = self.fields();
+            if is_header(&fields) {
+                continue;
+            }
+            return Ok(Some(match parse_fields(&fields) {
+                Ok((entry, hash)) => ParsedLine::Entry(ParsedEntry {
+                    line: raw.line,
+                    entry,
+                    hash,
+                }),
+                Err(reason) => reject(raw.line, reason),
+            }));
+        }
+        Ok(None)
+    }
+
+    /// The 8 fields of the record just read (only called when it has exactly 8).
+    fn fields(&self) -> [&[u8]; 8] {
+        let mut start = 0;
+        std::array::from_fn(|i| {
+            // `csv_core` writes ends within the content it wrote, and the record was not
+            // too long, so every end is within `content`; `get` keeps that unchecked claim
+            // from ever panicking.
+            let end = self.ends[i];
+            let field = self.content.get(start..end).unwrap_or_default();
+            start = end;
+            field
+        })
+    }
+
+    /// Splits off the next record, `None` at the end of the input.
+    fn read_record(&mut self) -> io::Result<Option<RawRecord>> {
+        self.skip_blank_lines()?;
+        let line = self.lines_done.saturating_add(1);
+        let (mut out_at, mut ends_at) = (0usize, 0usize);
+        let (mut fields, mut too_long) = (0u64, false);
+        loop {
+            let input = self.input.fill_buf()?;
+            let (result, nin, nout, nend) = self.core.read_record(
+                input,
+                &mut self.content[out_at..],
+                &mut self.ends[ends_at..],
+            );
+            self.lines_done = self
+                .lines_done
+                .saturating_add(count_newlines(&input[..nin]));
+            self.input.consume(nin);
+            out_at += nout;
+            ends_at += nend;
+            fields = fields.saturating_add(u64::try_from(nend).unwrap_or(u64::MAX));
+            match result {
+                ReadRecordResult::InputEmpty => {}
+                ReadRecordResult::OutputFull => {
+                    // Over the cap: keep splitting (to find the record's end) into the same
+                    // buffer, discarding what was there.
+                    too_long = true;
+                    out_at = 0;
+                }
+                // More fields than a record may have: keep counting them for the reason.
+                ReadRecordResult::OutputEndsFull => ends_at = 0,
+                ReadRecordResult::Record => {
+                    return Ok(Some(RawRecord {
+                        line,
+                        fields,
+                        too_long,
+                    }))
+                }
+                ReadRecordResult::End => return Ok(None),
+            }
+        }
+    }
+
+    /// Consumes `\r` and `\n` bytes between records (`csv_core` would skip them too, but
+    /// then the next record could not tell which line it starts on).
+    fn skip_blank_lines(&mut self) -> io::Result<()> {
+        loop {
+            let input = self.input.fill_buf()?;
+            let blank = input
+                .iter()
+                .take_while(|&&b| b == b'\n' || b == b'\r')
+                .count();
+            self.lines_done = self
+                .lines_done
+                .saturating_add(count_newlines(&input[..blank]));
+            let more = blank == input.len() && blank > 0;
+            self.input.consume(blank);
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl<R: Read> Iterator for CsvParser<R> {
+    type Item = io::Result<ParsedLine>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_line().transpose()
+    }
+}
+
+fn reject(line: u64, reason: RejectReason) -> ParsedLine {
+    ParsedLine::Rejected(Rejection { line, reason })
+}
+
+fn count_newlines(bytes: &[u8]) -> u64 {
+    let n = bytes.iter().filter(|&&b| b == b'\n').count();
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// Whether a record is the header line (a byte order mark in front of it is tolerated, as
+/// files are concatenated and only the first one's is stripped by the splitter).
+fn is_header(fields: &[&[u8]; 8]) -> bool {
+    let first = fields[0].strip_prefix(b"\xef\xbb\xbf").unwrap_or(fields[0]);
+    first == COLUMNS[0].as_bytes()
+        && fields[1..]
+            .iter()
+            .zip(&COLUMNS[1..])
+            .all(|(field, name)| *field == name.as_bytes())
+}
+
+/// Interprets the 8 fields of a record as an entry and checks its shape and claimed hash.
+pub fn parse_fields(fields: &[&[u8]; 8]) -> Result<(Entry, Hash), RejectReason> {
+    let [author, seq, timestamp, prev, value, data, hash, signature] = *fields;
+    let author: Author = hex_field("author", author)?;
+    let seq = unsigned_field("seq", seq)?;
+    let timestamp = unsigned_field("timestamp", timestamp)?;
+    let prev: Option<Hash> = if prev.is_empty() {
+        None
+    } else {
+        Some(hex_field("prev", prev)?)
+    };
+    let value = signed_field("value", value)?;
+    let data = text_field("data", data)?.to_owned();
+    let claimed: Hash = hex_field("hash", hash)?;
+    let signature: Signature = hex_field("signature", signature)?;
+    let entry = Entry {
+        author,
+        seq,
+        timestamp,
+        prev,
+        value,
+        data,
+        signature,
+    };
+    validate::check_shape(&entry)?;
+    let computed = entry.hash();
+    validate::check_claimed_hash(&claimed, &computed)?;
+    Ok((entry, computed))
+}
+
+fn text_field<'a>(field: &'static str, bytes: &'a [u8]) -> Result<&'a str, RejectReason> {
+    std::str::from_utf8(bytes).map_err(|_| RejectReason::NotUtf8 { field })
+}
+
+fn hex_field<T>(field: &'static str, bytes: &[u8]) -> Result<T, RejectReason>
+where
+    T: std::str::FromStr<Err = ParseBytesError>,
+{
+    text_field(field, bytes)?
+        .parse()
+        .map_err(|error| RejectReason::BadHex { field, error })
+}
+
+/// Decimal digits only: no sign, no spaces, no `+` (Rust's parser would take a `+`).
+fn unsigned_field(field: &'static str, bytes: &[u8]) -> Result<u64, RejectReason> {
+    let text = text_field(field, bytes)?;
+    if let Some(rest) = text.strip_prefix('-') {
+        if is_digits(rest) {
+            return Err(RejectReason::Negative {
+                field,
+                text: quote(text),
+            });
+        }
+    }
+    integer(field, text, text)
+}
+
+/// An optional `-` then decimal digits.
+fn signed_field(field: &'static str, bytes: &[u8]) -> Result<i64, RejectReason> {
+    let text = text_field(field, bytes)?;
+    integer(field, text, text.strip_prefix('-').unwrap_or(text))
+}
+
+fn integer<T: std::str::FromStr>(
+    field: &'static str,
+    text: &str,
+    digits: &str,
+) -> Result<T, RejectReason> {
+    if !is_digits(digits) {
+        return Err(RejectReason::NotInteger {
+            field,
+            text: quote(text),
+        });
+    }
+    // Only digits (and a sign) remain, so the one way to fail is the range.
+    text.parse().map_err(|_| RejectReason::OutOfRange {
+        field,
+        text: quote(text),
+    })
+}
+
+fn is_digits(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The start of a bad field, enough to recognise it without echoing a huge one.
+fn quote(text: &str) -> String {
+    match text.char_indices().nth(QUOTED_FIELD_CHARS) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
