@@ -7,6 +7,7 @@
 //! - [`entry`]: what an entry is, its fixed signed byte layout (format v1) and its hash.
 //! - [`signature`]: the one acceptance rule for signatures, single and batch.
 //! - [`validate`]: when an entry is valid (pure; one error variant per rule).
+//! - [`keys`]: key files: load, create and check a node's PKCS#8 PEM secret key.
 //!
 //! # Data flow
 //!
@@ -17,5 +18,6 @@
 pub mod entry;
 pub mod hash;
 pub mod identity;
+pub mod keys;
 pub mod signature;
 pub mod validate;

@@ -233,7 +233,10 @@ mod tests {
     #[test]
     fn wrong_message_or_key_is_mismatch() {
         let (a, _, s) = signed(1, 2);
-        assert_eq!(verify(&a, &Hash([3; 32]), &s), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(&a, &Hash([3; 32]), &s),
+            Err(SignatureError::Mismatch)
+        );
         let (other, h, _) = signed(9, 2);
         assert_eq!(verify(&other, &h, &s), Err(SignatureError::Mismatch));
     }
@@ -248,8 +251,8 @@ mod tests {
             0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
         ];
         let mut carry = 0u16;
-        for i in 0..32 {
-            let sum = u16::from(s.0[32 + i]) + u16::from(l[i]) + carry;
+        for (i, l_byte) in l.iter().enumerate() {
+            let sum = u16::from(s.0[32 + i]) + u16::from(*l_byte) + carry;
             s.0[32 + i] = sum as u8;
             carry = sum >> 8;
         }
