@@ -3,8 +3,10 @@
 //! # Files
 //!
 //! - `NAME.key`: the secret key, an ed25519 private key in PKCS#8 PEM (RFC 5208 / RFC 8410,
-//!   label `PRIVATE KEY`). This is the same format `openssl genpkey -algorithm ed25519`
-//!   writes, so keys can be made and inspected with standard tools. kappalog writes it with
+//!   label `PRIVATE KEY`). kappalog writes PKCS#8 version 1 (the 32-byte secret only), the
+//!   exact form `openssl genpkey -algorithm ed25519` writes, so keys can be made and inspected
+//!   with standard tools; it reads version 1 and version 2 (secret plus public key, checked
+//!   to match). kappalog writes it with
 //!   mode 0600, set when the file is created (never a window where it is world readable), and
 //!   never overwrites an existing key file.
 //! - `NAME.pub`: the public key (the feed's [`Author`]) as 64 lowercase hex digits and a
@@ -25,7 +27,9 @@ use std::path::{Path, PathBuf};
 // ed25519-dalek re-exports only part of `pkcs8`; `der` (with its `pem` module) is reached
 // through `spki`, so no extra dependency is needed for the PEM and DER parsing.
 use ed25519_dalek::pkcs8::spki::der::{self, pem, pem::LineEnding};
-use ed25519_dalek::pkcs8::{self, EncodePrivateKey, ObjectIdentifier, PrivateKeyInfo};
+use ed25519_dalek::pkcs8::{
+    self, EncodePrivateKey, KeypairBytes, ObjectIdentifier, PrivateKeyInfo,
+};
 use ed25519_dalek::SigningKey;
 
 use crate::identity::{Author, Identity};
@@ -128,8 +132,14 @@ pub fn write_key_files(secret_path: &Path, identity: &Identity) -> Result<(), Ke
     if let Some(parent) = secret_path.parent().filter(|p| !p.as_os_str().is_empty()) {
         create_private_dir(parent).map_err(write_err(parent))?;
     }
-    let pem = identity
-        .signing_key()
+    // PKCS#8 v1 (secret only), as openssl writes it. ed25519-dalek's own encoding is v2 with
+    // the public key included, which OpenSSL 3.0 refuses to read ("unsupported"); the public
+    // key is derived from the secret anyway.
+    let secret_only = KeypairBytes {
+        secret_key: identity.signing_key().to_bytes(),
+        public_key: None,
+    };
+    let pem = secret_only
         .to_pkcs8_pem(LineEnding::LF)
         .map_err(|e| KeyError::Write {
             path: secret_path.to_owned(),

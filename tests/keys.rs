@@ -383,3 +383,21 @@ fn key_names_cannot_escape_the_directory() {
         );
     }
 }
+
+#[test]
+fn kappalog_key_is_readable_by_openssl() {
+    let dir = temp();
+    let path = dir.path().join("ours.key");
+    let identity = generate_key_files(&path).unwrap();
+    let Some(spki_der) = openssl(&[
+        "pkey",
+        "-in",
+        path.to_str().unwrap(),
+        "-pubout",
+        "-outform",
+        "DER",
+    ]) else {
+        return;
+    };
+    assert_eq!(spki_der[12..], identity.author().as_bytes()[..]);
+}
