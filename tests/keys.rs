@@ -401,3 +401,17 @@ fn kappalog_key_is_readable_by_openssl() {
     };
     assert_eq!(spki_der[12..], identity.author().as_bytes()[..]);
 }
+
+#[test]
+fn pkcs8_v2_key_with_public_key_loads() {
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    let dir = temp();
+    let path = dir.path().join("v2.key");
+    let key = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
+    let pem = key
+        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .unwrap();
+    write_private(&path, pem.as_bytes());
+    let (identity, _) = load_key(&path).unwrap();
+    assert_eq!(identity.author(), Identity::from_seed([4; 32]).author());
+}
