@@ -11,6 +11,13 @@
 //! - [`view`]: the [`view::View`] trait: a deterministic fold over the log, rebuildable.
 //! - [`summary`]: the summary view (count, sum, min, max, mean, feeds, digest).
 //! - [`csv`]: CSV export over `impl Write`, streamed import parsing and import planning.
+//! - [`keys`]: key files: load, create and check a node's PKCS#8 PEM secret key.
+//! - [`node`]: owns the store, the live views and the metrics; one shutdown path.
+//! - [`import`]: applies a planned CSV import to the store and reports every outcome.
+//! - [`metrics`]: Prometheus counters and histograms served at `GET /metrics`.
+//! - [`http`]: the axum facade: adapters from routes to node methods.
+//! - [`server`]: binds, serves and gracefully stops one or several nodes.
+//! - [`cli`]: clap definitions; [`app`]: runs each subcommand.
 //!
 //! # Data flow
 //!
@@ -18,10 +25,18 @@
 //! writer) -> views updated -> readers (HTTP, sync sessions, CSV export) read through the node.
 #![forbid(unsafe_code)]
 
+pub mod app;
+pub mod cli;
 pub mod csv;
 pub mod entry;
 pub mod hash;
+pub mod http;
 pub mod identity;
+pub mod import;
+pub mod keys;
+pub mod metrics;
+pub mod node;
+pub mod server;
 pub mod signature;
 pub mod store;
 pub mod summary;
