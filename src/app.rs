@@ -9,7 +9,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 
-use crate::cli::{AppendArgs, Cli, ClusterArgs, Command, ExportArgs, ImportArgs, KeygenArgs, RunArgs};
+use crate::cli::{
+    AppendArgs, Cli, ClusterArgs, Command, ExportArgs, ImportArgs, KeygenArgs, RunArgs,
+};
 use crate::http::HttpConfig;
 use crate::keys;
 use crate::node::{self, Node, NodeConfig};
@@ -34,19 +36,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
-    if args.name.is_empty()
-        || !args
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        || args.name.starts_with('.')
-    {
-        bail!(
-            "invalid key name {:?}: use letters, digits, '-', '_' and '.' (not leading)",
-            args.name
-        );
-    }
-    let path = args.dir.join(format!("{}.key", args.name));
+    let path = keys::key_path(&args.dir, &args.name)?;
     let identity = keys::generate_key_files(&path)?;
     println!(
         "wrote {} (secret, mode 0600) and {}",
@@ -80,7 +70,10 @@ fn append(config: &NodeConfig, args: AppendArgs) -> anyhow::Result<ExitCode> {
 
 fn open_read_only(config: &NodeConfig) -> anyhow::Result<StoreReader> {
     if !config.data_dir.exists() {
-        bail!("data directory {} does not exist", config.data_dir.display());
+        bail!(
+            "data directory {} does not exist",
+            config.data_dir.display()
+        );
     }
     let (reader, _) = StoreReader::open_read_only(&config.data_dir)
         .with_context(|| format!("opening {}", config.data_dir.display()))?;
@@ -100,8 +93,7 @@ fn export(config: &NodeConfig, args: &ExportArgs) -> anyhow::Result<ExitCode> {
             // Write beside the target and rename, so a failed export never leaves a
             // half-written file under the requested name.
             let tmp = tmp_path(path);
-            let file = File::create(&tmp)
-                .with_context(|| format!("creating {}", tmp.display()))?;
+            let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
             let mut out = BufWriter::new(file);
             let result = node::export(&reader, &mut out)
                 .map_err(anyhow::Error::from)
@@ -148,17 +140,7 @@ fn import(config: &NodeConfig, args: &ImportArgs) -> anyhow::Result<ExitCode> {
         });
     let report = node.import(chained)?;
     node.close()?;
-    let mut out = io::stdout().lock();
-    writeln!(out, "added {}", report.added)?;
-    writeln!(out, "duplicates {}", report.duplicates)?;
-    writeln!(out, "rejected {}", report.rejected_count())?;
-    for rejection in &report.rejections {
-        writeln!(out, "  line {}: {}", rejection.line, rejection.reason)?;
-    }
-    writeln!(out, "forks {}", report.fork_count())?;
-    for fork in &report.forks {
-        writeln!(out, "  {fork}")?;
-    }
+    println!("{report}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -219,9 +201,12 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
         let port = if args.base_port == 0 {
             0
         } else {
-            args.base_port
-                .checked_add(i - 1)
-                .with_context(|| format!("--base-port {} + {} nodes exceeds 65535", args.base_port, args.nodes))?
+            args.base_port.checked_add(i - 1).with_context(|| {
+                format!(
+                    "--base-port {} + {} nodes exceeds 65535",
+                    args.base_port, args.nodes
+                )
+            })?
         };
         nodes.push(server::NodeSpec {
             name,

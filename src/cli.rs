@@ -22,10 +22,20 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// The node's data directory (created if missing)
-    #[arg(long, global = true, env = "KAPPALOG_DATA_DIR", default_value = "./data")]
+    #[arg(
+        long,
+        global = true,
+        env = "KAPPALOG_DATA_DIR",
+        default_value = "./data"
+    )]
     pub data_dir: PathBuf,
     /// The node's secret key (PKCS#8 PEM); created on first use if missing
-    #[arg(long, global = true, env = "KAPPALOG_KEY", default_value = "keys/node.key")]
+    #[arg(
+        long,
+        global = true,
+        env = "KAPPALOG_KEY",
+        default_value = "keys/node.key"
+    )]
     pub key: PathBuf,
 }
 
@@ -118,8 +128,9 @@ pub struct ImportArgs {
 /// Parses `host:port` for flags that take a socket address, with a message that says what
 /// was expected.
 pub fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
-    text.parse()
-        .map_err(|_| format!("expected HOST:PORT with an IP address, e.g. 127.0.0.1:8080, got {text:?}"))
+    text.parse().map_err(|_| {
+        format!("expected HOST:PORT with an IP address, e.g. 127.0.0.1:8080, got {text:?}")
+    })
 }
 
 #[cfg(test)]

@@ -62,19 +62,16 @@ pub fn router(node: Node, config: HttpConfig) -> Router {
     let state = AppState { node, config };
     let timeout = Duration::from_millis(REQUEST_TIMEOUT_MS);
 
-    let writes = Router::new()
-        .route(
-            "/add",
-            post(add::add)
-                .layer(DefaultBodyLimit::max(MAX_ADD_BODY_BYTES))
-                .layer(middleware::timeout_layer(timeout)),
-        )
-        .route(
-            "/import",
-            post(stream::import)
-                .layer(DefaultBodyLimit::disable())
-                .layer(RequestBodyLimitLayer::new(MAX_IMPORT_BODY_BYTES)),
-        )
+    let add = Router::new()
+        .route("/add", post(add::add))
+        .layer(DefaultBodyLimit::max(MAX_ADD_BODY_BYTES))
+        .layer(middleware::timeout_layer(timeout));
+    let import = Router::new()
+        .route("/import", post(stream::import))
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(MAX_IMPORT_BODY_BYTES));
+    let writes = add
+        .merge(import)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::require_token,

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::csv::{self, CsvWriter, ImportReport};
+use crate::csv::{CsvWriter, ImportReport};
 use crate::entry::{Entry, EntryJson};
 use crate::hash::Hash;
 use crate::identity::{Author, Identity};
@@ -48,7 +48,7 @@ pub struct Views {
 impl Views {
     fn new() -> Views {
         Views {
-            summary: Mutex::new(SummaryView::default()),
+            summary: Mutex::new(SummaryView::new()),
             summary_json: Mutex::new(None),
         }
     }
@@ -93,7 +93,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Folds a whole log into fresh views (used at open and by read-only commands).
 pub fn rebuild_summary(reader: &StoreReader) -> Result<SummaryView, StoreError> {
-    let mut view = SummaryView::default();
+    let mut view = SummaryView::new();
     reader.for_each_in_log_order(|entry, hash| {
         view.apply(entry, hash);
         std::ops::ControlFlow::Continue(())
@@ -138,9 +138,8 @@ impl Node {
                 "created a new node key; back it up (see keys/README.md)"
             );
         }
-        Self::open_with_identity(&config.data_dir, identity).map(|(node, store)| {
-            (node, NodeOpened { store, key_created })
-        })
+        Self::open_with_identity(&config.data_dir, identity)
+            .map(|(node, store)| (node, NodeOpened { store, key_created }))
     }
 
     /// Opens a node with an identity already in hand (tests, `kappalog cluster`).
@@ -209,9 +208,11 @@ impl Node {
         let m = &self.inner.metrics;
         m.count_import("added", report.added);
         m.count_import("duplicate", report.duplicates);
-        m.count_import("rejected", report.rejected_count());
-        m.count_import("fork", report.fork_count());
-        m.rejections.inc_by(report.rejected_count());
+        let rejected = u64::try_from(report.rejected.len()).unwrap_or(u64::MAX);
+        let forks = u64::try_from(report.forks.len()).unwrap_or(u64::MAX);
+        m.count_import("rejected", rejected);
+        m.count_import("fork", forks);
+        m.rejections.inc_by(rejected);
         Ok(report)
     }
 
@@ -248,6 +249,3 @@ pub fn export(reader: &StoreReader, out: impl Write) -> Result<(), NodeError> {
     writer.finish().map_err(NodeError::ExportWrite)?;
     Ok(())
 }
-
-#[allow(unused_imports)]
-use csv as _;

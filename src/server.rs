@@ -80,7 +80,9 @@ pub async fn serve_until_signal(
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = stop_tx.send(true);
     for task in tasks {
-        task.await.context("HTTP task panicked")?.context("serving HTTP")?;
+        task.await
+            .context("HTTP task panicked")?
+            .context("serving HTTP")?;
     }
     for node in nodes {
         tokio::task::spawn_blocking(move || node.close())

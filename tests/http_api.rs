@@ -25,8 +25,21 @@ fn app(f: &Fixture) -> Router {
     router(f.node.clone(), HttpConfig::default())
 }
 
-async fn send(app: Router, method: &str, uri: &str, body: impl Into<Body>) -> (StatusCode, String, Option<String>) {
-    send_with(app, Request::builder().method(method).uri(uri).body(body.into()).unwrap()).await
+async fn send(
+    app: Router,
+    method: &str,
+    uri: &str,
+    body: impl Into<Body>,
+) -> (StatusCode, String, Option<String>) {
+    send_with(
+        app,
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(body.into())
+            .unwrap(),
+    )
+    .await
 }
 
 async fn send_with(app: Router, request: Request<Body>) -> (StatusCode, String, Option<String>) {
@@ -37,7 +50,11 @@ async fn send_with(app: Router, request: Request<Body>) -> (StatusCode, String, 
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap().to_owned());
     let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
-    (status, String::from_utf8(bytes.to_vec()).unwrap(), content_type)
+    (
+        status,
+        String::from_utf8(bytes.to_vec()).unwrap(),
+        content_type,
+    )
 }
 
 fn json(text: &str) -> Value {
@@ -52,7 +69,8 @@ async fn count(f: &Fixture) -> u64 {
 #[tokio::test]
 async fn add_accepts_object_integer_and_empty_body() {
     let f = fixture(1);
-    let (status, body, _) = send(app(&f), "POST", "/add", r#"{"value": 42, "data": "hello"}"#).await;
+    let (status, body, _) =
+        send(app(&f), "POST", "/add", r#"{"value": 42, "data": "hello"}"#).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let entry = json(&body);
     assert_eq!(entry["value"], 42);
@@ -82,7 +100,10 @@ async fn bad_add_bodies_get_400_with_a_message_and_append_nothing() {
     let cases: Vec<(Body, &str)> = vec![
         (Body::from("{"), "not valid JSON"),
         (Body::from(r#"{"value": "x"}"#), "must be an integer"),
-        (Body::from(r#"{"value": 18446744073709551615}"#), "out of range"),
+        (
+            Body::from(r#"{"value": 18446744073709551615}"#),
+            "out of range",
+        ),
         (Body::from(r#"{"value": 1.25}"#), "must be an integer"),
         (Body::from(r#"[1]"#), "got an array"),
         (Body::from(vec![0xc3u8, 0x28]), "not valid UTF-8"),
@@ -104,7 +125,10 @@ async fn bad_add_bodies_get_400_with_a_message_and_append_nothing() {
 #[tokio::test]
 async fn oversize_add_body_is_413() {
     let f = fixture(3);
-    let big = format!(r#"{{"value": 1, "data": "{}"}}"#, "z".repeat(MAX_ADD_BODY_BYTES));
+    let big = format!(
+        r#"{{"value": 1, "data": "{}"}}"#,
+        "z".repeat(MAX_ADD_BODY_BYTES)
+    );
     let (status, text, _) = send(app(&f), "POST", "/add", big).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(json(&text)["error"].as_str().unwrap().contains("limit"));
@@ -143,7 +167,10 @@ async fn token_guards_writes_but_not_reads() {
         .header(header::AUTHORIZATION, "Bearer nope")
         .body(Body::from("1"))
         .unwrap();
-    assert_eq!(send_with(guarded(), wrong).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        send_with(guarded(), wrong).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     let (status, _, _) = send(guarded(), "POST", "/import", "").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let right = Request::post("/add")
@@ -164,28 +191,58 @@ async fn entries_are_paginated_and_looked_up_by_hash() {
         hashes.push(json(&body)["hash"].as_str().unwrap().to_owned());
     }
     let author = f.node.author().to_string();
-    let (status, body, _) = send(app(&f), "GET", &format!("/entries?author={author}&limit=2"), Body::empty()).await;
+    let (status, body, _) = send(
+        app(&f),
+        "GET",
+        &format!("/entries?author={author}&limit=2"),
+        Body::empty(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let page = json(&body);
     assert_eq!(page["entries"].as_array().unwrap().len(), 2);
     assert_eq!(page["next"], 3);
     assert_eq!(page["length"], 5);
-    let (_, body, _) = send(app(&f), "GET", &format!("/entries?author={author}&from=5&limit=2"), Body::empty()).await;
+    let (_, body, _) = send(
+        app(&f),
+        "GET",
+        &format!("/entries?author={author}&from=5&limit=2"),
+        Body::empty(),
+    )
+    .await;
     let page = json(&body);
     assert_eq!(page["entries"][0]["hash"], hashes[4]);
     assert_eq!(page["next"], Value::Null);
 
-    let (status, body, _) = send(app(&f), "GET", &format!("/entries/{}", hashes[2]), Body::empty()).await;
+    let (status, body, _) = send(
+        app(&f),
+        "GET",
+        &format!("/entries/{}", hashes[2]),
+        Body::empty(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(json(&body)["value"], 2);
 
     for (uri, expected) in [
         ("/entries".to_owned(), StatusCode::BAD_REQUEST),
         ("/entries?author=zz".to_owned(), StatusCode::BAD_REQUEST),
-        (format!("/entries?author={author}&from=0"), StatusCode::BAD_REQUEST),
-        (format!("/entries?author={author}&limit=-1"), StatusCode::BAD_REQUEST),
-        (format!("/entries?author={}", "ab".repeat(32)), StatusCode::NOT_FOUND),
-        (format!("/entries/{}", "00".repeat(32)), StatusCode::NOT_FOUND),
+        (
+            format!("/entries?author={author}&from=0"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/entries?author={author}&limit=-1"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/entries?author={}", "ab".repeat(32)),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("/entries/{}", "00".repeat(32)),
+            StatusCode::NOT_FOUND,
+        ),
         ("/entries/nothex".to_owned(), StatusCode::BAD_REQUEST),
     ] {
         let (status, body, _) = send(app(&f), "GET", &uri, Body::empty()).await;
@@ -211,14 +268,23 @@ async fn feeds_health_and_metrics() {
     assert!(content_type.unwrap().contains("text"));
     assert!(body.contains("kappalog_appends_total 1"), "{body}");
     assert!(body.contains("kappalog_http_requests_total"), "{body}");
-    assert!(body.contains("kappalog_stored_entries{status=\"ok\"} 1"), "{body}");
+    assert!(
+        body.contains("kappalog_stored_entries{status=\"ok\"} 1"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
 async fn export_then_import_into_another_node_gives_the_same_summary() {
     let a = fixture(8);
     for v in [1, -2, 3] {
-        send(app(&a), "POST", "/add", format!(r#"{{"value": {v}, "data": "a,\"b\"\nc"}}"#)).await;
+        send(
+            app(&a),
+            "POST",
+            "/add",
+            format!(r#"{{"value": {v}, "data": "a,\"b\"\nc"}}"#),
+        )
+        .await;
     }
     let (status, csv, content_type) = send(app(&a), "GET", "/export.csv", Body::empty()).await;
     assert_eq!(status, StatusCode::OK);

@@ -12,7 +12,11 @@ fn add_stop_restart_gives_identical_summary() {
     let key = dir.path().join("node.key");
     let (node, addr) = run_node(&data, &key, &[]);
     for v in 0..20 {
-        let r = post(addr, "/add", &format!(r#"{{"value": {v}, "data": "n{v}"}}"#));
+        let r = post(
+            addr,
+            "/add",
+            &format!(r#"{{"value": {v}, "data": "n{v}"}}"#),
+        );
         assert_eq!(r.status, 201, "{}", r.body);
     }
     let before = get(addr, "/summary");
@@ -63,7 +67,13 @@ fn token_from_environment_guards_writes() {
     let node = Running::spawn(cmd);
     let addr = common::printed_addr(&node.wait_line("http://"));
     assert_eq!(post(addr, "/add", "1").status, 401);
-    let r = common::http(addr, "POST", "/add", b"1", &[("Authorization", "Bearer tok")]);
+    let r = common::http(
+        addr,
+        "POST",
+        "/add",
+        b"1",
+        &[("Authorization", "Bearer tok")],
+    );
     assert_eq!(r.status, 201);
     assert!(node.terminate().success());
 }

@@ -91,7 +91,9 @@ fn integer(n: &serde_json::Number, what: &str) -> Result<i64, ApiError> {
             "{what} {n} is out of range for a 64-bit signed integer"
         )))
     } else {
-        Err(ApiError::BadRequest(format!("{what} must be an integer, got {n}")))
+        Err(ApiError::BadRequest(format!(
+            "{what} must be an integer, got {n}"
+        )))
     }
 }
 
@@ -137,10 +139,25 @@ mod tests {
     fn accepted_shapes() {
         assert_eq!(
             parse(r#"{"value": 42, "data": "hi"}"#),
-            Ok(AddRequest { value: 42, data: "hi".into() })
+            Ok(AddRequest {
+                value: 42,
+                data: "hi".into()
+            })
         );
-        assert_eq!(parse("-3"), Ok(AddRequest { value: -3, data: String::new() }));
-        assert_eq!(parse(""), Ok(AddRequest { value: 7, data: String::new() }));
+        assert_eq!(
+            parse("-3"),
+            Ok(AddRequest {
+                value: -3,
+                data: String::new()
+            })
+        );
+        assert_eq!(
+            parse(""),
+            Ok(AddRequest {
+                value: 7,
+                data: String::new()
+            })
+        );
         assert_eq!(parse(r#"{"value": 1, "data": null}"#).unwrap().value, 1);
     }
 
@@ -160,7 +177,10 @@ mod tests {
             let err = parse(body).unwrap_err();
             assert!(err.contains(expected), "{body}: {err}");
         }
-        let long = format!(r#"{{"value": 1, "data": "{}"}}"#, "x".repeat(MAX_DATA_BYTES + 1));
+        let long = format!(
+            r#"{{"value": 1, "data": "{}"}}"#,
+            "x".repeat(MAX_DATA_BYTES + 1)
+        );
         assert!(parse(&long).unwrap_err().contains("limit is 4096"));
         let err = parse_add_body(&[0xff, 0xfe], || 0).unwrap_err().to_string();
         assert!(err.contains("not valid UTF-8"), "{err}");

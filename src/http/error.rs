@@ -66,9 +66,10 @@ pub fn error_body(message: &str) -> Json<serde_json::Value> {
 impl From<NodeError> for ApiError {
     fn from(error: NodeError) -> ApiError {
         match error {
-            NodeError::Append(AppendError::DataTooLong { len, limit }) => ApiError::BadRequest(
-                format!("data is {len} bytes, the limit is {limit}"),
-            ),
+            NodeError::Append(AppendError::DataTooLong { len }) => ApiError::BadRequest(format!(
+                "data is {len} bytes, the limit is {}",
+                crate::entry::MAX_DATA_BYTES
+            )),
             NodeError::Append(e @ AppendError::Closed) => ApiError::Unavailable(e.to_string()),
             NodeError::Append(AppendError::Io(e)) => {
                 tracing::error!(error = %e, "append failed");

@@ -55,13 +55,9 @@ pub async fn entries(
         .map_err(|e| ApiError::BadRequest(format!("\"author\": {e}")))?;
     let from: Seq = match params.from {
         None => 1,
-        Some(text) => text
-            .parse()
-            .ok()
-            .filter(|&seq| seq >= 1)
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!("\"from\" must be a seq >= 1, got {text:?}"))
-            })?,
+        Some(text) => text.parse().ok().filter(|&seq| seq >= 1).ok_or_else(|| {
+            ApiError::BadRequest(format!("\"from\" must be a seq >= 1, got {text:?}"))
+        })?,
     };
     let limit = match params.limit {
         None => DEFAULT_PAGE_ENTRIES,
@@ -70,7 +66,9 @@ pub async fn entries(
             .ok()
             .filter(|&n| n >= 1)
             .ok_or_else(|| {
-                ApiError::BadRequest(format!("\"limit\" must be a positive integer, got {text:?}"))
+                ApiError::BadRequest(format!(
+                    "\"limit\" must be a positive integer, got {text:?}"
+                ))
             })?
             .min(MAX_PAGE_ENTRIES),
     };

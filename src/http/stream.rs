@@ -65,9 +65,9 @@ pub async fn export_csv(State(state): State<AppState>) -> Response {
             tx: tx.clone(),
             buf: Vec::with_capacity(EXPORT_CHUNK_BYTES),
         };
-        let result = node.export(&mut writer).and_then(|()| {
-            writer.flush().map_err(NodeError::ExportWrite)
-        });
+        let result = node
+            .export(&mut writer)
+            .and_then(|()| writer.flush().map_err(NodeError::ExportWrite));
         if let Err(error) = result {
             // A client that hung up is routine; anything else ends the stream with an error
             // so the client sees a truncated transfer rather than a silently short file.
@@ -113,16 +113,15 @@ pub async fn import(
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     match result {
         Ok(report) => Ok(Json(report)),
-        Err(NodeError::ImportRead(e)) if is_length_limit(&e) => Err(ApiError::PayloadTooLarge(
-            format!(
+        Err(NodeError::ImportRead(e)) if is_length_limit(&e) => {
+            Err(ApiError::PayloadTooLarge(format!(
                 "body exceeds the limit of {} bytes; nothing was imported",
                 super::MAX_IMPORT_BODY_BYTES
-            ),
-        )),
+            )))
+        }
         Err(NodeError::ImportRead(e)) => Err(ApiError::BadRequest(format!(
             "reading the body failed: {e}; nothing was imported"
         ))),
         Err(other) => Err(other.into()),
     }
 }
-

@@ -29,6 +29,28 @@ impl VerifyReport {
     }
 }
 
+/// What `kappalog verify` prints: a verdict line with the counts, then one line per problem.
+impl std::fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verdict = if self.is_ok() { "ok" } else { "FAILED" };
+        write!(
+            f,
+            "{verdict}: {} entries in {} feeds checked (records, hash chains, signatures), {} problems",
+            self.entries,
+            self.feeds,
+            self.problems.len()
+        )?;
+        for p in &self.problems {
+            write!(f, "\noffset {}: ", p.offset)?;
+            if let (Some(author), Some(seq)) = (p.author, p.seq) {
+                write!(f, "author {author} seq {seq}: ")?;
+            }
+            write!(f, "{}", p.issue)?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyProblem {
     /// Byte offset of the record in the log file.

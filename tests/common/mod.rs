@@ -39,7 +39,13 @@ impl HttpResponse {
 }
 
 /// One HTTP/1.1 request with `Connection: close`; reads the whole response.
-pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8], headers: &[(&str, &str)]) -> HttpResponse {
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> HttpResponse {
     assert!(addr.ip().is_loopback(), "tests only talk to loopback");
     let mut stream = TcpStream::connect_timeout(&addr, DEADLINE).expect("connect");
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
@@ -65,7 +71,14 @@ fn parse_response(raw: &[u8]) -> HttpResponse {
         .expect("response has a header block");
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let mut lines = head.lines();
-    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
@@ -87,8 +100,13 @@ fn parse_response(raw: &[u8]) -> HttpResponse {
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n").expect("chunk size line");
-        let size = usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap().trim(), 16).unwrap();
+        let line_end = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap().trim(), 16)
+                .unwrap();
         data = &data[line_end + 2..];
         if size == 0 {
             return out;
@@ -110,7 +128,12 @@ pub fn post(addr: SocketAddr, path: &str, body: &str) -> HttpResponse {
 pub fn kappalog() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kappalog"));
     cmd.env_remove("RUST_LOG");
-    for var in ["KAPPALOG_HTTP", "KAPPALOG_TOKEN", "KAPPALOG_DATA_DIR", "KAPPALOG_KEY"] {
+    for var in [
+        "KAPPALOG_HTTP",
+        "KAPPALOG_TOKEN",
+        "KAPPALOG_DATA_DIR",
+        "KAPPALOG_KEY",
+    ] {
         cmd.env_remove(var);
     }
     cmd
@@ -235,6 +258,8 @@ pub fn feed(id: &Identity, n: u64) -> Vec<(kappalog::entry::Entry, kappalog::has
     out
 }
 
-pub fn entries(feed: &[(kappalog::entry::Entry, kappalog::hash::Hash)]) -> Vec<kappalog::entry::Entry> {
+pub fn entries(
+    feed: &[(kappalog::entry::Entry, kappalog::hash::Hash)],
+) -> Vec<kappalog::entry::Entry> {
     feed.iter().map(|(e, _)| e.clone()).collect()
 }

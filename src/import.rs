@@ -1,0 +1,112 @@
+//! Applies a CSV import to the store: parse everything (streamed, record by record), plan
+//! (group per feed, order, deduplicate), then offer each feed's entries to the store in
+//! order and fold every outcome into one [`ImportReport`].
+//!
+//! Nothing is appended until the whole input has been read: an input that fails to read
+//! half-way (a dropped HTTP upload, an unreadable file) imports nothing, rather than an
+//! arbitrary prefix.
+
+use std::io::Read;
+
+use crate::csv::{plan_import, CsvParser, ForkDetail, ForkSide, ImportReport, ParsedEntry};
+use crate::csv::{RejectReason, Rejection};
+use crate::node::NodeError;
+use crate::store::{Outcome, Store};
+use crate::validate::ValidationError;
+
+/// Entries handed to the store per call: large enough to batch signature checks and share
+/// one fdatasync, small enough to bound the memory of one call's outcomes.
+pub const IMPORT_BATCH_ENTRIES: usize = 4096;
+
+/// Imports CSV from `input` into `store`. Blocking.
+pub fn import_csv(store: &Store, input: impl Read) -> Result<ImportReport, NodeError> {
+    let mut parser = CsvParser::new(input);
+    let mut lines = Vec::new();
+    while let Some(line) = parser.next_line().map_err(NodeError::ImportRead)? {
+        lines.push(line);
+    }
+    let (feeds, mut report) = plan_import(lines).into_parts();
+    let mut batch = Vec::with_capacity(IMPORT_BATCH_ENTRIES);
+    for entry in feeds.into_values().flatten() {
+        batch.push(entry);
+        if batch.len() == IMPORT_BATCH_ENTRIES {
+            offer(store, &mut batch, &mut report)?;
+        }
+    }
+    offer(store, &mut batch, &mut report)?;
+    Ok(report)
+}
+
+/// Offers `batch` (per-feed seq order) to the store and records each outcome; empties it.
+fn offer(
+    store: &Store,
+    batch: &mut Vec<ParsedEntry>,
+    report: &mut ImportReport,
+) -> Result<(), NodeError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let entries = batch.iter().map(|p| p.entry.clone()).collect();
+    let outcomes = store.append_entries(entries)?;
+    for (parsed, outcome) in batch.drain(..).zip(outcomes) {
+        record(report, &parsed, outcome);
+    }
+    Ok(())
+}
+
+fn record(report: &mut ImportReport, parsed: &ParsedEntry, outcome: Outcome) {
+    let reject = |report: &mut ImportReport, error: ValidationError| {
+        report.rejected.push(Rejection {
+            line: parsed.line,
+            reason: RejectReason::Invalid(error),
+        })
+    };
+    match outcome {
+        Outcome::Added(_) => report.added += 1,
+        Outcome::Duplicate(_) => report.duplicates += 1,
+        Outcome::Rejected(error) => reject(report, error),
+        // The entries before this one are missing (absent from the input, or rejected).
+        Outcome::Gap { next } => reject(
+            report,
+            ValidationError::SeqNotNext {
+                expected: next,
+                found: parsed.entry.seq,
+            },
+        ),
+        Outcome::Fork { seq, held, offered } => {
+            let author = parsed.entry.author;
+            let held_side = ForkSide {
+                line: None,
+                hash: held,
+            };
+            let offered_side = ForkSide {
+                line: Some(parsed.line),
+                hash: offered,
+            };
+            // A fork the plan already saw inside the input gains the store's side; any
+            // other is new.
+            match report
+                .forks
+                .iter_mut()
+                .find(|f| f.author == author && f.seq == seq)
+            {
+                Some(fork) => {
+                    for side in [held_side, offered_side] {
+                        if !fork.entries.iter().any(|s| s.hash == side.hash) {
+                            fork.entries.push(side);
+                        }
+                    }
+                    // The side the input supplied may have been appended by this import:
+                    // then its line is known, and "held" would hide it.
+                    fork.entries.sort_by_key(|s| (s.hash, s.line));
+                    fork.entries.dedup_by_key(|s| s.hash);
+                }
+                None => report.forks.push(ForkDetail {
+                    author,
+                    seq,
+                    entries: vec![held_side, offered_side],
+                }),
+            }
+        }
+    }
+}
