@@ -127,7 +127,10 @@ mod tests {
             Err(ParseBytesError::WrongLength { expected: 32, .. })
         ));
         let bad = "zz".repeat(32);
-        assert!(matches!(bad.parse::<Hash>(), Err(ParseBytesError::BadHex(_))));
+        assert!(matches!(
+            bad.parse::<Hash>(),
+            Err(ParseBytesError::BadHex(_))
+        ));
         assert!(Hash::try_from(&[0u8; 31][..]).is_err());
     }
 }

@@ -144,7 +144,11 @@ impl Identity {
     /// Signs an arbitrary tagged message (used by the sync handshake). The message must not be
     /// 32 bytes long, so it can never be mistaken for an entry hash.
     pub fn sign_tagged(&self, message: &[u8]) -> Signature {
-        debug_assert_ne!(message.len(), Hash::LEN, "tagged messages must not look like hashes");
+        debug_assert_ne!(
+            message.len(),
+            Hash::LEN,
+            "tagged messages must not look like hashes"
+        );
         Signature(self.key.sign(message).to_bytes())
     }
 }

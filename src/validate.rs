@@ -143,7 +143,9 @@ pub fn place(seq: Seq, hash: &Hash, length: Seq, held_hash: Option<Hash>) -> Pla
             Some(held) => Placement::Fork { held },
             // A caller that could not supply the held hash treats the position as taken by
             // something unknown; reporting a gap would be wrong, so report a fork against zero.
-            None => Placement::Fork { held: Hash([0; 32]) },
+            None => Placement::Fork {
+                held: Hash([0; 32]),
+            },
         }
     }
 }
@@ -300,7 +302,9 @@ mod tests {
         assert_eq!(place(2, &h, 2, Some(h)), Placement::Duplicate);
         assert_eq!(
             place(2, &h, 2, Some(Hash([2; 32]))),
-            Placement::Fork { held: Hash([2; 32]) }
+            Placement::Fork {
+                held: Hash([2; 32])
+            }
         );
     }
 }
