@@ -170,7 +170,7 @@ impl ForkProof {
     /// Decodes exactly one encoded proof.
     pub fn decode(bytes: &[u8]) -> Result<ForkProof, ProofDecodeError> {
         match decode_prefix(bytes)? {
-            Prefix::Complete { proof, used } if used == bytes.len() => Ok(proof),
+            Prefix::Complete { proof, used } if used == bytes.len() => Ok(*proof),
             Prefix::Complete { used, .. } => Err(ProofDecodeError::TrailingBytes(
                 bytes.len().saturating_sub(used),
             )),
@@ -185,7 +185,7 @@ impl ForkProof {
 /// The outcome of decoding a proof at the start of a byte slice.
 enum Prefix {
     Complete {
-        proof: ForkProof,
+        proof: Box<ForkProof>,
         used: usize,
     },
     /// The slice ends inside the proof; `needed` is a lower bound on the bytes required.
@@ -236,7 +236,7 @@ fn decode_prefix(bytes: &[u8]) -> Result<Prefix, ProofDecodeError> {
     let a = entries.pop();
     match (a, b) {
         (Some(a), Some(b)) => Ok(Prefix::Complete {
-            proof: ForkProof { a, b },
+            proof: Box::new(ForkProof { a, b }),
             used: pos,
         }),
         // The loop above pushes exactly two entries or returns early.
@@ -272,7 +272,7 @@ pub fn decode_all(bytes: &[u8]) -> Result<DecodedProofs, CorruptProof> {
     while offset < bytes.len() {
         match decode_prefix(&bytes[offset..]) {
             Ok(Prefix::Complete { proof, used }) => {
-                proofs.push(proof);
+                proofs.push(*proof);
                 offset += used;
             }
             Ok(Prefix::Incomplete { .. }) => {
