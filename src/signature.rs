@@ -262,8 +262,8 @@ mod tests {
             0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
         ];
         let mut carry = 0u16;
-        for i in 0..32 {
-            let sum = u16::from(s.0[32 + i]) + u16::from(l[i]) + carry;
+        for (i, &l_byte) in l.iter().enumerate() {
+            let sum = u16::from(s.0[32 + i]) + u16::from(l_byte) + carry;
             s.0[32 + i] = sum as u8;
             carry = sum >> 8;
         }

@@ -49,6 +49,13 @@ pub const RECONNECT_BACKOFF_MAX_MS: u64 = 60_000;
 /// How long a starting node waits for its peers before it signs, in milliseconds.
 pub const STARTUP_FENCE_TIMEOUT_MS: u64 = 10_000;
 
+// Full batches, a full `Have` and a full proofs frame each fit in one frame (the sizes
+// docs/PROTOCOL.md section 10 states): varint length prefixes of at most 3 bytes per byte
+// string, 9 per u64, 16 bytes of slack for the variant tag and the vector length.
+const _: () = assert!((MAX_ENCODED_BYTES + 3) * MAX_ENTRIES_PER_BATCH + 16 < MAX_FRAME_BYTES);
+const _: () = assert!((33 + 9 + 33) * MAX_FEEDS_PER_SESSION + 16 < MAX_FRAME_BYTES);
+const _: () = assert!((MAX_PROOF_BYTES + 3) * MAX_PROOFS_PER_FRAME + 16 < MAX_FRAME_BYTES);
+
 /// Bytes of a handshake nonce.
 pub const NONCE_BYTES: usize = 32;
 
@@ -491,15 +498,5 @@ mod tests {
         };
         assert_eq!(want(0).check_rules(), Err(MessageError::WantSeqZero));
         assert_eq!(want(1).check_rules(), Ok(()));
-    }
-
-    /// Full batches and full haves fit in one frame (the sizes docs/PROTOCOL.md states).
-    #[test]
-    fn limits_fit_in_a_frame() {
-        let worst_entry = MAX_ENCODED_BYTES + 3; // varint length prefix
-        assert!(worst_entry * MAX_ENTRIES_PER_BATCH + 16 < MAX_FRAME_BYTES);
-        let worst_have_line = 33 + 9 + 33;
-        assert!(worst_have_line * MAX_FEEDS_PER_SESSION + 16 < MAX_FRAME_BYTES);
-        assert!((MAX_PROOF_BYTES + 3) * MAX_PROOFS_PER_FRAME + 16 < MAX_FRAME_BYTES);
     }
 }
