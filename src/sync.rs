@@ -14,12 +14,14 @@
 //! - [`frame`]: message <-> frame bytes, with the size cap checked before allocating.
 //! - [`handshake`]: Hello/Auth construction and verification.
 //! - [`plan`]: what to send, what to expect, which forks the heads reveal, the own-feed fence.
+//! - [`batch`]: checking a received `Entries` batch as a unit before anything is stored.
 //! - [`backoff`]: the reconnect delay.
 //!
 //! Left to the networking layer (it needs the store): the session loop (timeouts, batch
-//! validation and append, live pushes), the listener with its connection cap, and dialing.
+//! store append of checked batches, live pushes), the listener with its connection cap, and dialing.
 
 pub mod backoff;
+pub mod batch;
 pub mod frame;
 pub mod handshake;
 pub mod message;
