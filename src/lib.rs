@@ -18,6 +18,8 @@
 //! - [`http`]: the axum facade: adapters from routes to node methods.
 //! - [`server`]: binds, serves and gracefully stops one or several nodes.
 //! - [`cli`]: clap definitions; [`app`]: runs each subcommand.
+//! - [`fork`]: fork proofs (two conflicting signed entries), their encoding, the forked set.
+//! - [`sync`]: the peer protocol (docs/PROTOCOL.md): messages, framing, handshake, the plan.
 //!
 //! # Data flow
 //!
@@ -29,6 +31,7 @@ pub mod app;
 pub mod cli;
 pub mod csv;
 pub mod entry;
+pub mod fork;
 pub mod hash;
 pub mod http;
 pub mod identity;
@@ -40,5 +43,6 @@ pub mod server;
 pub mod signature;
 pub mod store;
 pub mod summary;
+pub mod sync;
 pub mod validate;
 pub mod view;

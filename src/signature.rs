@@ -3,7 +3,8 @@
 //!
 //! # The rule
 //!
-//! A signature `(R, S)` by public key `A` over message `M` (the 32-byte entry hash) is
+//! A signature `(R, S)` by public key `A` over message `M` (the 32-byte entry hash for
+//! entries, [`verify`]; a longer tagged message for the sync handshake, [`verify_message`]) is
 //! accepted if and only if:
 //!
 //! 1. `A` is a canonical encoding (its y coordinate is below p = 2^255 - 19) of a curve point
@@ -93,7 +94,7 @@ struct Prepared {
     k: Scalar,
 }
 
-fn prepare(author: &Author, hash: &Hash, sig: &Signature) -> Result<Prepared, SignatureError> {
+fn prepare(author: &Author, message: &[u8], sig: &Signature) -> Result<Prepared, SignatureError> {
     let a = decode_point(
         author.as_bytes(),
         SignatureError::NonCanonicalKey,
@@ -114,14 +115,24 @@ fn prepare(author: &Author, hash: &Hash, sig: &Signature) -> Result<Prepared, Si
         Sha512::new()
             .chain_update(r_bytes)
             .chain_update(author.as_bytes())
-            .chain_update(hash.as_bytes()),
+            .chain_update(message),
     );
     Ok(Prepared { a, r, s, k })
 }
 
 /// Verifies one signature over an entry hash under the module's rule.
 pub fn verify(author: &Author, hash: &Hash, sig: &Signature) -> Result<(), SignatureError> {
-    let p = prepare(author, hash, sig)?;
+    verify_message(author, hash.as_bytes(), sig)
+}
+
+/// Verifies one signature over an arbitrary message (the sync handshake's tagged message)
+/// under exactly the same rule as [`verify`]: both run this one implementation.
+pub fn verify_message(
+    author: &Author,
+    message: &[u8],
+    sig: &Signature,
+) -> Result<(), SignatureError> {
+    let p = prepare(author, message, sig)?;
     // [S]B - [k]A - R, then clear the cofactor.
     let check = EdwardsPoint::vartime_double_scalar_mul_basepoint(&p.k, &(-p.a), &p.s) - p.r;
     if check.mul_by_cofactor().is_identity() {
@@ -171,7 +182,7 @@ fn verify_chunk(items: &[BatchItem<'_>]) -> Vec<Result<(), SignatureError>> {
     let mut prepared = Vec::with_capacity(items.len());
     let mut prepared_at = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        match prepare(item.author, item.hash, item.signature) {
+        match prepare(item.author, item.hash.as_bytes(), item.signature) {
             Ok(p) => {
                 prepared.push(p);
                 prepared_at.push(i);
@@ -251,8 +262,8 @@ mod tests {
             0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
         ];
         let mut carry = 0u16;
-        for (i, l_byte) in l.iter().enumerate() {
-            let sum = u16::from(s.0[32 + i]) + u16::from(*l_byte) + carry;
+        for (i, &l_byte) in l.iter().enumerate() {
+            let sum = u16::from(s.0[32 + i]) + u16::from(l_byte) + carry;
             s.0[32 + i] = sum as u8;
             carry = sum >> 8;
         }
@@ -336,6 +347,27 @@ mod tests {
         identity[0] = 1;
         s.0[..32].copy_from_slice(&identity);
         assert_eq!(verify(&a, &h, &s), Err(SignatureError::SmallOrderR));
+    }
+
+    #[test]
+    fn verify_message_applies_the_same_rule_to_tagged_messages() {
+        let id = Identity::from_seed([4; 32]);
+        let msg = b"kappalog/test/v1 some longer tagged message";
+        let sig = id.sign_tagged(msg);
+        assert_eq!(verify_message(&id.author(), msg, &sig), Ok(()));
+        assert_eq!(
+            verify_message(&id.author(), b"kappalog/test/v1 another", &sig),
+            Err(SignatureError::Mismatch)
+        );
+        // An entry signature is a message signature over the 32 hash bytes.
+        let (a, h, s) = signed(1, 2);
+        assert_eq!(verify_message(&a, h.as_bytes(), &s), verify(&a, &h, &s));
+        let mut weak = [0u8; 32];
+        weak[0] = 1;
+        assert_eq!(
+            verify_message(&Author(weak), msg, &sig),
+            Err(SignatureError::WeakKey)
+        );
     }
 
     #[test]

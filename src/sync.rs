@@ -1,0 +1,28 @@
+//! Peer sync: the pure core of the TCP replication protocol. The full specification, with
+//! every limit and what happens when a peer does not comply, is docs/PROTOCOL.md.
+//!
+//! In short: after a TCP connect both sides send `Hello` (protocol version, author, fresh
+//! nonce) and then `Auth`, a signature over a tagged message binding both authors and both
+//! nonces. Then each side sends the fork proofs it knows and one `Have` (author, length, head
+//! per feed), computes its [`plan`] from the two `Have`s, and sends the entries the peer lacks
+//! in feed order in bounded `Entries` batches, plus one-entry witnesses where heads reveal a
+//! fork. The session then stays open: new entries and new proofs are pushed as they appear.
+//! Frames are a u32 big-endian length and a bincode 2 body, capped at
+//! [`message::MAX_FRAME_BYTES`]; entries inside travel in their fixed encoding.
+//!
+//! - [`message`]: the messages, the protocol version and the limits.
+//! - [`frame`]: message <-> frame bytes, with the size cap checked before allocating.
+//! - [`handshake`]: Hello/Auth construction and verification.
+//! - [`plan`]: what to send, what to expect, which forks the heads reveal, the own-feed fence.
+//! - [`batch`]: checking a received `Entries` batch as a unit before anything is stored.
+//! - [`backoff`]: the reconnect delay.
+//!
+//! Left to the networking layer (it needs the store): the session loop (timeouts, batch
+//! store append of checked batches, live pushes), the listener with its connection cap, and dialing.
+
+pub mod backoff;
+pub mod batch;
+pub mod frame;
+pub mod handshake;
+pub mod message;
+pub mod plan;

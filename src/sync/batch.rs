@@ -1,0 +1,310 @@
+//! Checking a received `Entries` batch as a unit (docs/PROTOCOL.md section 6, "Entries"):
+//! pure over lookups of what the store holds, so the session appends only a batch that
+//! passed whole. Either every entry is accounted for in [`BatchOutcome`] or the batch is
+//! refused with the first bad entry in [`BatchError`], and nothing of it may be stored.
+//!
+//! Each entry is decoded, then placed against the store plus the entries earlier in the same
+//! batch: a known-forked author's entry is refused (counted, not an error); a duplicate is
+//! dropped; the next entry must pass every rule of [`crate::validate`]; an entry at a held
+//! position with another hash must pass the shape and signature rules and becomes a fork
+//! candidate (the caller pairs it with its own entry into a [`crate::fork::ForkProof`]); an
+//! entry beyond the next position is a gap. Signatures are checked in one [`verify_many`]
+//! call at the end.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::entry::{DecodeError, Entry, Seq};
+use crate::hash::Hash;
+use crate::identity::Author;
+use crate::signature::{verify_many, BatchItem};
+use crate::validate::{self, place, FeedHead, Placement, ValidationError};
+
+use super::message::EncodedEntry;
+
+/// What a valid batch amounts to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// New entries with their hashes, in batch order: append them in one store append.
+    pub append: Vec<(Entry, Hash)>,
+    /// Validly signed entries that conflict with what the store holds at `entry.seq`.
+    pub fork_candidates: Vec<(Entry, Hash)>,
+    /// Entries already held.
+    pub duplicates: usize,
+    /// Entries of known-forked authors, refused.
+    pub refused_forked: usize,
+}
+
+/// Why a batch is refused; `index` is the position of the first bad entry in the batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("entry {index} does not decode: {error}")]
+    Decode { index: usize, error: DecodeError },
+    #[error("entry {index} ({author} seq {seq}) is invalid: {error}")]
+    Invalid {
+        index: usize,
+        author: Author,
+        seq: Seq,
+        error: ValidationError,
+    },
+    #[error("entry {index} ({author} seq {seq}) leaves a gap: the next seq is {next}")]
+    Gap {
+        index: usize,
+        author: Author,
+        seq: Seq,
+        next: Seq,
+    },
+}
+
+/// Checks a batch. `head_of(author)` is the store's head of that feed; `hash_at(author, seq)`
+/// its hash of a held entry (asked only for `seq <= head.seq`).
+pub fn check_batch(
+    batch: &[EncodedEntry],
+    forked: &BTreeSet<Author>,
+    head_of: impl Fn(&Author) -> Option<FeedHead>,
+    hash_at: impl Fn(&Author, Seq) -> Option<Hash>,
+) -> Result<BatchOutcome, BatchError> {
+    let mut outcome = BatchOutcome::default();
+    // Heads as they will be once the batch's earlier entries are appended.
+    let mut heads: BTreeMap<Author, Option<FeedHead>> = BTreeMap::new();
+    // Entries whose signature must verify, with their index in the batch.
+    let mut to_verify: Vec<(usize, Entry, Hash, bool)> = Vec::new();
+    // Hashes of the entries this batch appends, by position.
+    let mut pending: BTreeMap<(Author, Seq), Hash> = BTreeMap::new();
+    for (index, encoded) in batch.iter().enumerate() {
+        let (entry, hash) = encoded
+            .decode()
+            .map_err(|error| BatchError::Decode { index, error })?;
+        if forked.contains(&entry.author) {
+            outcome.refused_forked += 1;
+            continue;
+        }
+        let invalid = |error| BatchError::Invalid {
+            index,
+            author: entry.author,
+            seq: entry.seq,
+            error,
+        };
+        validate::check_shape(&entry).map_err(invalid)?;
+        let head = *heads
+            .entry(entry.author)
+            .or_insert_with(|| head_of(&entry.author));
+        let length = head.map_or(0, |h| h.seq);
+        let held = if entry.seq <= length {
+            // Positions appended earlier in this batch are answered from the batch itself,
+            // the rest by the store.
+            pending
+                .get(&(entry.author, entry.seq))
+                .copied()
+                .or_else(|| hash_at(&entry.author, entry.seq))
+        } else {
+            None
+        };
+        match place(entry.seq, &hash, length, held) {
+            Placement::Duplicate => outcome.duplicates += 1,
+            Placement::Gap { next } => {
+                return Err(BatchError::Gap {
+                    index,
+                    author: entry.author,
+                    seq: entry.seq,
+                    next,
+                })
+            }
+            Placement::Next => {
+                validate::check_link(&entry, head.as_ref()).map_err(invalid)?;
+                pending.insert((entry.author, entry.seq), hash);
+                heads.insert(
+                    entry.author,
+                    Some(FeedHead {
+                        seq: entry.seq,
+                        hash,
+                    }),
+                );
+                to_verify.push((index, entry, hash, true));
+            }
+            Placement::Fork { .. } => to_verify.push((index, entry, hash, false)),
+        }
+    }
+    let items: Vec<BatchItem<'_>> = to_verify
+        .iter()
+        .map(|(_, entry, hash, _)| BatchItem {
+            author: &entry.author,
+            hash,
+            signature: &entry.signature,
+        })
+        .collect();
+    let verdicts = verify_many(&items);
+    for ((index, entry, _, _), verdict) in to_verify.iter().zip(&verdicts) {
+        if let Err(error) = verdict {
+            return Err(BatchError::Invalid {
+                index: *index,
+                author: entry.author,
+                seq: entry.seq,
+                error: ValidationError::BadSignature(*error),
+            });
+        }
+    }
+    for (_, entry, hash, is_next) in to_verify {
+        if is_next {
+            outcome.append.push((entry, hash));
+        } else {
+            outcome.fork_candidates.push((entry, hash));
+        }
+    }
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::UnsignedEntry;
+    use crate::identity::Identity;
+
+    /// A feed of `n` entries by `seed`'s key, `variant` changing the values.
+    fn feed(seed: u8, n: Seq, variant: i64) -> Vec<(Entry, Hash)> {
+        let id = Identity::from_seed([seed; 32]);
+        let mut out: Vec<(Entry, Hash)> = Vec::new();
+        for seq in 1..=n {
+            let prev = out.last().map(|(_, h)| *h);
+            out.push(
+                UnsignedEntry {
+                    author: id.author(),
+                    seq,
+                    timestamp: seq,
+                    prev,
+                    value: variant * 100 + i64::try_from(seq).unwrap(),
+                    data: String::new(),
+                }
+                .sign(&id),
+            );
+        }
+        out
+    }
+
+    fn enc(entries: &[(Entry, Hash)]) -> Vec<EncodedEntry> {
+        entries
+            .iter()
+            .map(|(e, _)| EncodedEntry::from_entry(e))
+            .collect()
+    }
+
+    /// Checks `batch` against a store holding the first `held` entries of `store`.
+    fn check(
+        batch: &[EncodedEntry],
+        store: &[(Entry, Hash)],
+        held: usize,
+        forked: &BTreeSet<Author>,
+    ) -> Result<BatchOutcome, BatchError> {
+        let held = &store[..held];
+        check_batch(
+            batch,
+            forked,
+            |_| {
+                held.last().map(|(e, h)| FeedHead {
+                    seq: e.seq,
+                    hash: *h,
+                })
+            },
+            |_, seq| {
+                held.get(usize::try_from(seq).ok()?.checked_sub(1)?)
+                    .map(|(_, h)| *h)
+            },
+        )
+    }
+
+    #[test]
+    fn next_entries_are_appended_in_order() {
+        let f = feed(1, 5, 0);
+        let out = check(&enc(&f[2..]), &f, 2, &BTreeSet::new()).unwrap();
+        assert_eq!(out.append, f[2..].to_vec());
+        assert_eq!(out.duplicates, 0);
+    }
+
+    #[test]
+    fn duplicates_are_dropped() {
+        let f = feed(1, 5, 0);
+        let out = check(&enc(&f[..4]), &f, 3, &BTreeSet::new()).unwrap();
+        assert_eq!(out.duplicates, 3);
+        assert_eq!(out.append, f[3..4].to_vec());
+    }
+
+    #[test]
+    fn gap_refuses_the_batch() {
+        let f = feed(1, 5, 0);
+        assert!(matches!(
+            check(&enc(&f[3..]), &f, 2, &BTreeSet::new()),
+            Err(BatchError::Gap {
+                index: 0,
+                seq: 4,
+                next: 3,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn one_bad_signature_refuses_the_whole_batch() {
+        let f = feed(1, 5, 0);
+        let mut batch = enc(&f);
+        let last = batch[4].0.len() - 1;
+        batch[4].0[last] ^= 1;
+        assert!(matches!(
+            check(&batch, &f, 0, &BTreeSet::new()),
+            Err(BatchError::Invalid {
+                index: 4,
+                error: ValidationError::BadSignature(_),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn broken_link_refuses_the_batch() {
+        let f = feed(1, 5, 0);
+        let other = feed(1, 5, 1);
+        assert!(matches!(
+            check(&enc(&other[2..3]), &f, 2, &BTreeSet::new()),
+            Err(BatchError::Invalid {
+                index: 0,
+                error: ValidationError::PrevMismatch { .. },
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn undecodable_entry_refuses_the_batch() {
+        let batch = vec![EncodedEntry(vec![1, 2, 3])];
+        assert!(matches!(
+            check(&batch, &[], 0, &BTreeSet::new()),
+            Err(BatchError::Decode { index: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn conflicting_entry_becomes_a_fork_candidate() {
+        let f = feed(1, 3, 0);
+        let other = feed(1, 3, 1);
+        let out = check(&enc(&other[1..2]), &f, 3, &BTreeSet::new()).unwrap();
+        assert_eq!(out.fork_candidates, other[1..2].to_vec());
+        assert!(out.append.is_empty());
+    }
+
+    #[test]
+    fn an_entry_repeated_within_the_batch_is_a_duplicate_not_a_fork() {
+        let f = feed(1, 4, 0);
+        let batch = enc(&[f[2].clone(), f[3].clone(), f[2].clone()]);
+        let out = check(&batch, &f, 2, &BTreeSet::new()).unwrap();
+        assert_eq!(out.append, f[2..4].to_vec());
+        assert_eq!(out.duplicates, 1);
+        assert!(out.fork_candidates.is_empty());
+    }
+
+    #[test]
+    fn forked_authors_are_refused_without_error() {
+        let f = feed(1, 3, 0);
+        let forked = BTreeSet::from([f[0].0.author]);
+        let out = check(&enc(&f), &f, 0, &forked).unwrap();
+        assert_eq!(out.refused_forked, 3);
+        assert!(out.append.is_empty());
+    }
+}

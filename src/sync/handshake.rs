@@ -1,0 +1,267 @@
+//! The handshake (docs/PROTOCOL.md section 6): each side proves it holds its key by signing
+//! the peer's fresh nonce. Pure: the caller supplies the nonce and does the I/O.
+//!
+//! # The signed message
+//!
+//! ```text
+//! "kappalog/handshake/v1" (21 bytes) || version (u16 BE)
+//!   || signer author (32) || signer nonce (32) || verifier author (32) || verifier nonce (32)
+//! ```
+//!
+//! [`AUTH_MESSAGE_BYTES`] = 149 bytes. Entry signatures sign exactly 32 bytes (an entry
+//! hash), so a handshake signature is never a valid entry signature and the reverse; the tag
+//! separates it from any future signed message. The verifier's nonce makes the signature
+//! fresh; the signer's nonce and both authors tie it to this session and direction, so a
+//! signature cannot be replayed in another session or reflected back to its sender.
+//!
+//! # Rules for the peer's `Hello` and `Auth`
+//!
+//! - **version**: `Hello.version == PROTOCOL_VERSION` ([`HandshakeError::VersionMismatch`]);
+//! - **not ourselves**: the peer's author is not our own ([`HandshakeError::SelfConnection`]).
+//!   Decision: a node that reaches itself (its own address among its peers) or another node
+//!   running the same key ends the session; the dialer does not redial that address. Two
+//!   holders of one key must not sync directly because they may hold diverging feeds; the
+//!   own-feed fence detects that through third nodes;
+//! - **fresh**: the peer's nonce differs from ours ([`HandshakeError::ReflectedNonce`]);
+//! - **auth**: the signature verifies over the message above under the entry signature
+//!   acceptance rule ([`HandshakeError::BadAuthSignature`]).
+
+use crate::identity::{Author, Identity};
+use crate::signature::{self, SignatureError};
+
+use super::message::{Auth, ByeReason, Hello, Nonce, PROTOCOL_VERSION};
+
+/// The tag that opens every handshake message.
+pub const HANDSHAKE_TAG: &[u8; 21] = b"kappalog/handshake/v1";
+/// The length of the signed handshake message.
+pub const AUTH_MESSAGE_BYTES: usize = 21 + 2 + 4 * 32;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("peer speaks protocol version {theirs}, we speak {ours}")]
+    VersionMismatch { ours: u16, theirs: u16 },
+    #[error("peer has our own author {0}: connected to ourselves or to a copy of our key")]
+    SelfConnection(Author),
+    #[error("peer sent our own nonce back")]
+    ReflectedNonce,
+    #[error("peer {author} failed to prove its key: {error}")]
+    BadAuthSignature {
+        author: Author,
+        error: SignatureError,
+    },
+}
+
+impl HandshakeError {
+    /// The reason to send in `Bye` before closing.
+    pub fn bye_reason(&self) -> ByeReason {
+        match self {
+            HandshakeError::VersionMismatch { .. } => ByeReason::VersionMismatch,
+            HandshakeError::SelfConnection(_) => ByeReason::SelfConnection,
+            HandshakeError::ReflectedNonce | HandshakeError::BadAuthSignature { .. } => {
+                ByeReason::BadAuth
+            }
+        }
+    }
+}
+
+/// The bytes a signer signs (see the module docs).
+pub fn auth_message(
+    signer: &Author,
+    signer_nonce: &Nonce,
+    verifier: &Author,
+    verifier_nonce: &Nonce,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(AUTH_MESSAGE_BYTES);
+    out.extend_from_slice(HANDSHAKE_TAG);
+    out.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    out.extend_from_slice(signer.as_bytes());
+    out.extend_from_slice(&signer_nonce.0);
+    out.extend_from_slice(verifier.as_bytes());
+    out.extend_from_slice(&verifier_nonce.0);
+    out
+}
+
+/// One side of a handshake: our `Hello`, then the peer's `Hello`, then its `Auth`.
+#[derive(Debug, Clone)]
+pub struct Handshake {
+    ours: Hello,
+}
+
+impl Handshake {
+    /// Starts a handshake as `author` with a fresh random `nonce` (the caller draws it from a
+    /// CSPRNG; a reused nonce lets an old signature be replayed).
+    pub fn new(author: Author, nonce: Nonce) -> Handshake {
+        Handshake {
+            ours: Hello {
+                version: PROTOCOL_VERSION,
+                author,
+                nonce,
+            },
+        }
+    }
+
+    /// The `Hello` to send first.
+    pub fn hello(&self) -> &Hello {
+        &self.ours
+    }
+
+    /// Checks the peer's `Hello` and returns our `Auth` for it. `identity` must be the key of
+    /// the author given to [`Handshake::new`].
+    pub fn on_hello(&self, identity: &Identity, theirs: &Hello) -> Result<Auth, HandshakeError> {
+        if theirs.version != PROTOCOL_VERSION {
+            return Err(HandshakeError::VersionMismatch {
+                ours: PROTOCOL_VERSION,
+                theirs: theirs.version,
+            });
+        }
+        if theirs.author == self.ours.author {
+            return Err(HandshakeError::SelfConnection(theirs.author));
+        }
+        if theirs.nonce == self.ours.nonce {
+            return Err(HandshakeError::ReflectedNonce);
+        }
+        let message = auth_message(
+            &self.ours.author,
+            &self.ours.nonce,
+            &theirs.author,
+            &theirs.nonce,
+        );
+        Ok(Auth {
+            signature: identity.sign_tagged(&message),
+        })
+    }
+
+    /// Verifies the peer's `Auth` (after [`Handshake::on_hello`] accepted its `Hello`) and
+    /// returns the authenticated peer author.
+    pub fn on_auth(&self, theirs: &Hello, auth: &Auth) -> Result<Author, HandshakeError> {
+        let message = auth_message(
+            &theirs.author,
+            &theirs.nonce,
+            &self.ours.author,
+            &self.ours.nonce,
+        );
+        signature::verify_message(&theirs.author, &message, &auth.signature).map_err(|error| {
+            HandshakeError::BadAuthSignature {
+                author: theirs.author,
+                error,
+            }
+        })?;
+        Ok(theirs.author)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::Hash;
+
+    struct Side {
+        id: Identity,
+        hs: Handshake,
+    }
+
+    fn side(seed: u8, nonce: u8) -> Side {
+        let id = Identity::from_seed([seed; 32]);
+        let hs = Handshake::new(id.author(), Nonce([nonce; 32]));
+        Side { id, hs }
+    }
+
+    #[test]
+    fn both_sides_authenticate_each_other() {
+        let (a, b) = (side(1, 10), side(2, 20));
+        let auth_a = a.hs.on_hello(&a.id, b.hs.hello()).unwrap();
+        let auth_b = b.hs.on_hello(&b.id, a.hs.hello()).unwrap();
+        assert_eq!(b.hs.on_auth(a.hs.hello(), &auth_a), Ok(a.id.author()));
+        assert_eq!(a.hs.on_auth(b.hs.hello(), &auth_b), Ok(b.id.author()));
+    }
+
+    #[test]
+    fn message_is_tagged_and_never_hash_sized() {
+        let (a, b) = (side(1, 10), side(2, 20));
+        let m = auth_message(
+            &a.id.author(),
+            &Nonce([1; 32]),
+            &b.id.author(),
+            &Nonce([2; 32]),
+        );
+        assert_eq!(m.len(), AUTH_MESSAGE_BYTES);
+        assert_ne!(m.len(), Hash::LEN);
+        assert!(m.starts_with(b"kappalog/handshake/v1"));
+    }
+
+    #[test]
+    fn version_mismatch() {
+        let (a, b) = (side(1, 10), side(2, 20));
+        let mut hello = b.hs.hello().clone();
+        hello.version = 2;
+        assert_eq!(
+            a.hs.on_hello(&a.id, &hello),
+            Err(HandshakeError::VersionMismatch { ours: 1, theirs: 2 })
+        );
+    }
+
+    #[test]
+    fn self_connection() {
+        let a = side(1, 10);
+        let other_session = side(1, 11);
+        let err = a.hs.on_hello(&a.id, other_session.hs.hello()).unwrap_err();
+        assert_eq!(err, HandshakeError::SelfConnection(a.id.author()));
+        assert_eq!(err.bye_reason(), ByeReason::SelfConnection);
+    }
+
+    #[test]
+    fn reflected_nonce() {
+        let (a, b) = (side(1, 10), side(2, 10));
+        assert_eq!(
+            a.hs.on_hello(&a.id, b.hs.hello()),
+            Err(HandshakeError::ReflectedNonce)
+        );
+    }
+
+    #[test]
+    fn auth_from_another_key_is_refused() {
+        let (a, b, mallory) = (side(1, 10), side(2, 20), side(3, 20));
+        // Mallory claims to be b but signs with its own key.
+        let forged = mallory.hs.on_hello(&mallory.id, a.hs.hello()).unwrap();
+        assert!(matches!(
+            a.hs.on_auth(b.hs.hello(), &forged),
+            Err(HandshakeError::BadAuthSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn auth_for_another_session_is_refused() {
+        let (a, b) = (side(1, 10), side(2, 20));
+        // b's auth made for a session in which a used a different nonce.
+        let old_a = side(1, 11);
+        let replayed = b.hs.on_hello(&b.id, old_a.hs.hello()).unwrap();
+        assert_eq!(
+            a.hs.on_auth(b.hs.hello(), &replayed),
+            Err(HandshakeError::BadAuthSignature {
+                author: b.id.author(),
+                error: SignatureError::Mismatch
+            })
+        );
+    }
+
+    #[test]
+    fn own_auth_reflected_back_is_refused() {
+        let (a, b) = (side(1, 10), side(2, 20));
+        let auth_a = a.hs.on_hello(&a.id, b.hs.hello()).unwrap();
+        // An attacker posing as b echoes a's own signature.
+        assert!(matches!(
+            a.hs.on_auth(b.hs.hello(), &auth_a),
+            Err(HandshakeError::BadAuthSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn entry_style_signature_over_a_hash_is_refused() {
+        let (a, b) = (side(1, 10), side(2, 20));
+        let sig = b.id.sign_hash(&Hash([20; 32]));
+        assert!(matches!(
+            a.hs.on_auth(b.hs.hello(), &Auth { signature: sig }),
+            Err(HandshakeError::BadAuthSignature { .. })
+        ));
+    }
+}

@@ -1,0 +1,502 @@
+//! The protocol's messages, its version and its limits (docs/PROTOCOL.md sections 5 and 10).
+//!
+//! Messages are serde types encoded with bincode 2 by [`super::frame`]; the variant order of
+//! [`Message`] and the field order of each struct are part of the protocol. Authors, hashes,
+//! nonces and signatures travel as byte strings of their raw bytes (not the hex the JSON
+//! facade uses). Entries and fork proofs travel as byte strings holding their **fixed**
+//! encodings ([`Entry::encode`], [`ForkProof::encode`]); no serde derive ever defines their
+//! bytes.
+//!
+//! [`Message::check_rules`] enforces the count and shape limits after decoding, so a frame
+//! that fits in `MAX_FRAME_BYTES` but carries too much is still refused.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::entry::{self, Entry, Seq, MAX_ENCODED_BYTES};
+use crate::fork::{ForkProof, ProofDecodeError, MAX_PROOF_BYTES};
+use crate::hash::Hash;
+use crate::identity::{Author, Signature};
+
+/// The protocol version sent in [`Hello`]. Bump on any change to messages or their meaning.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The largest frame body, in bytes (1 MiB). Checked before the body is allocated.
+pub const MAX_FRAME_BYTES: usize = 1 << 20;
+/// The most entries in one [`Entries`] message.
+pub const MAX_ENTRIES_PER_BATCH: usize = 128;
+/// The most feeds one [`Have`] may list (one `Have` per session).
+pub const MAX_FEEDS_PER_SESSION: usize = 8192;
+/// The most proofs in one [`ForkProofs`] message.
+pub const MAX_PROOFS_PER_FRAME: usize = 64;
+/// The most [`Want`] requests a node honours in one session.
+pub const MAX_WANTS_PER_SESSION: usize = 8192;
+/// From TCP connect until the peer's `Auth` has been verified, in milliseconds.
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+/// The longest a session may go without receiving a frame, in milliseconds.
+pub const READ_IDLE_TIMEOUT_MS: u64 = 60_000;
+/// Once a frame's first byte arrived, the longest until its last byte, in milliseconds.
+pub const FRAME_READ_TIMEOUT_MS: u64 = 10_000;
+/// Send a [`Message::Ping`] after this long without sending anything, in milliseconds.
+pub const PING_INTERVAL_MS: u64 = 20_000;
+/// The most concurrent peer sessions (inbound and outbound together).
+pub const MAX_PEER_CONNECTIONS: usize = 64;
+/// The first reconnect delay after a failure, in milliseconds.
+pub const RECONNECT_BACKOFF_MIN_MS: u64 = 500;
+/// The longest reconnect delay, in milliseconds.
+pub const RECONNECT_BACKOFF_MAX_MS: u64 = 60_000;
+/// How long a starting node waits for its peers before it signs, in milliseconds.
+pub const STARTUP_FENCE_TIMEOUT_MS: u64 = 10_000;
+
+// Full batches, a full `Have` and a full proofs frame each fit in one frame (the sizes
+// docs/PROTOCOL.md section 10 states): varint length prefixes of at most 3 bytes per byte
+// string, 9 per u64, 16 bytes of slack for the variant tag and the vector length.
+const _: () = assert!((MAX_ENCODED_BYTES + 3) * MAX_ENTRIES_PER_BATCH + 16 < MAX_FRAME_BYTES);
+const _: () = assert!((33 + 9 + 33) * MAX_FEEDS_PER_SESSION + 16 < MAX_FRAME_BYTES);
+const _: () = assert!((MAX_PROOF_BYTES + 3) * MAX_PROOFS_PER_FRAME + 16 < MAX_FRAME_BYTES);
+
+/// Bytes of a handshake nonce.
+pub const NONCE_BYTES: usize = 32;
+
+/// A fresh random value each side sends in its [`Hello`]; the peer signs it.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Nonce(pub [u8; NONCE_BYTES]);
+
+impl fmt::Debug for Nonce {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Nonce({})", hex::encode(self.0))
+    }
+}
+
+/// One protocol message (one frame body).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    Hello(Hello),
+    Auth(Auth),
+    ForkProofs(ForkProofs),
+    Have(Have),
+    Want(Want),
+    Entries(Entries),
+    Ping,
+    Bye(Bye),
+}
+
+/// The first message of each side.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub version: u16,
+    #[serde(with = "raw")]
+    pub author: Author,
+    #[serde(with = "raw")]
+    pub nonce: Nonce,
+}
+
+/// The signature over the handshake message (see [`super::handshake`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Auth {
+    #[serde(with = "raw")]
+    pub signature: Signature,
+}
+
+/// Fork proofs in their fixed encoding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForkProofs {
+    pub proofs: Vec<EncodedProof>,
+}
+
+/// What the sender holds: one line per feed, ascending by author, forked authors left out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Have {
+    pub feeds: Vec<FeedHave>,
+}
+
+/// One feed the sender holds: `length >= 1` entries, the last with hash `head`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedHave {
+    #[serde(with = "raw")]
+    pub author: Author,
+    pub length: Seq,
+    #[serde(with = "raw")]
+    pub head: Hash,
+}
+
+/// "Send me your entry `seq` of `author`" (a fork check).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Want {
+    #[serde(with = "raw")]
+    pub author: Author,
+    pub seq: Seq,
+}
+
+/// Entries in their fixed encoding; within a feed contiguous and ascending.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entries {
+    pub entries: Vec<EncodedEntry>,
+}
+
+/// Why the sender is closing the session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ByeReason {
+    Shutdown,
+    VersionMismatch,
+    SelfConnection,
+    BadAuth,
+    Timeout,
+    ProtocolViolation,
+    InvalidEntry,
+    Busy,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bye {
+    pub reason: ByeReason,
+}
+
+/// An entry's fixed encoding ([`Entry::encode`]) as carried in a frame.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncodedEntry(pub Vec<u8>);
+
+impl EncodedEntry {
+    pub fn from_entry(entry: &Entry) -> EncodedEntry {
+        EncodedEntry(entry.encode())
+    }
+
+    /// Decodes the entry and computes its hash from the same bytes.
+    pub fn decode(&self) -> Result<(Entry, Hash), entry::DecodeError> {
+        Entry::decode(&self.0)
+    }
+}
+
+impl fmt::Debug for EncodedEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EncodedEntry({} bytes)", self.0.len())
+    }
+}
+
+/// A fork proof's fixed encoding ([`ForkProof::encode`]) as carried in a frame.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncodedProof(pub Vec<u8>);
+
+impl EncodedProof {
+    pub fn from_proof(proof: &ForkProof) -> EncodedProof {
+        EncodedProof(proof.encode())
+    }
+
+    /// Decodes the proof (not checked: run [`ForkProof::check`]).
+    pub fn decode(&self) -> Result<ForkProof, ProofDecodeError> {
+        ForkProof::decode(&self.0)
+    }
+}
+
+impl fmt::Debug for EncodedProof {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EncodedProof({} bytes)", self.0.len())
+    }
+}
+
+/// A decoded message that breaks a count or shape rule of docs/PROTOCOL.md.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    #[error("batch of {count} entries exceeds the limit of {MAX_ENTRIES_PER_BATCH}")]
+    TooManyEntries { count: usize },
+    #[error("empty entries batch")]
+    EmptyBatch,
+    #[error("entry {index} is {len} bytes, the limit is {MAX_ENCODED_BYTES}")]
+    EntryTooLarge { index: usize, len: usize },
+    #[error("have lists {count} feeds, the limit is {MAX_FEEDS_PER_SESSION}")]
+    TooManyFeeds { count: usize },
+    #[error("have line {index} is not in strictly ascending author order")]
+    FeedsNotAscending { index: usize },
+    #[error("have line {index} states length 0")]
+    EmptyFeed { index: usize },
+    #[error("{count} fork proofs exceed the limit of {MAX_PROOFS_PER_FRAME} per frame")]
+    TooManyProofs { count: usize },
+    #[error("empty fork proofs message")]
+    NoProofs,
+    #[error("fork proof {index} is {len} bytes, the limit is {MAX_PROOF_BYTES}")]
+    ProofTooLarge { index: usize, len: usize },
+    #[error("want for seq 0")]
+    WantSeqZero,
+}
+
+impl Message {
+    /// Checks the count and shape rules a decoded message must meet.
+    pub fn check_rules(&self) -> Result<(), MessageError> {
+        match self {
+            Message::Entries(Entries { entries }) => {
+                if entries.is_empty() {
+                    return Err(MessageError::EmptyBatch);
+                }
+                if entries.len() > MAX_ENTRIES_PER_BATCH {
+                    return Err(MessageError::TooManyEntries {
+                        count: entries.len(),
+                    });
+                }
+                if let Some((index, e)) = entries
+                    .iter()
+                    .enumerate()
+                    .find(|(_, e)| e.0.len() > MAX_ENCODED_BYTES)
+                {
+                    return Err(MessageError::EntryTooLarge {
+                        index,
+                        len: e.0.len(),
+                    });
+                }
+            }
+            Message::Have(Have { feeds }) => {
+                if feeds.len() > MAX_FEEDS_PER_SESSION {
+                    return Err(MessageError::TooManyFeeds { count: feeds.len() });
+                }
+                if let Some(index) = feeds.iter().position(|f| f.length == 0) {
+                    return Err(MessageError::EmptyFeed { index });
+                }
+                if let Some(index) = feeds.windows(2).position(|w| w[0].author >= w[1].author) {
+                    return Err(MessageError::FeedsNotAscending { index: index + 1 });
+                }
+            }
+            Message::ForkProofs(ForkProofs { proofs }) => {
+                if proofs.is_empty() {
+                    return Err(MessageError::NoProofs);
+                }
+                if proofs.len() > MAX_PROOFS_PER_FRAME {
+                    return Err(MessageError::TooManyProofs {
+                        count: proofs.len(),
+                    });
+                }
+                if let Some((index, p)) = proofs
+                    .iter()
+                    .enumerate()
+                    .find(|(_, p)| p.0.len() > MAX_PROOF_BYTES)
+                {
+                    return Err(MessageError::ProofTooLarge {
+                        index,
+                        len: p.0.len(),
+                    });
+                }
+            }
+            Message::Want(Want { seq: 0, .. }) => return Err(MessageError::WantSeqZero),
+            Message::Hello(_)
+            | Message::Auth(_)
+            | Message::Want(_)
+            | Message::Ping
+            | Message::Bye(_) => {}
+        }
+        Ok(())
+    }
+}
+
+/// Splits entries (already in feed order) into [`Message::Entries`] batches of at most
+/// [`MAX_ENTRIES_PER_BATCH`].
+pub fn entry_batches(entries: &[Entry]) -> Vec<Message> {
+    entries
+        .chunks(MAX_ENTRIES_PER_BATCH)
+        .map(|chunk| {
+            Message::Entries(Entries {
+                entries: chunk.iter().map(EncodedEntry::from_entry).collect(),
+            })
+        })
+        .collect()
+}
+
+/// Splits proofs into [`Message::ForkProofs`] frames of at most [`MAX_PROOFS_PER_FRAME`].
+pub fn proof_batches<'a>(proofs: impl IntoIterator<Item = &'a ForkProof>) -> Vec<Message> {
+    let encoded: Vec<EncodedProof> = proofs.into_iter().map(EncodedProof::from_proof).collect();
+    encoded
+        .chunks(MAX_PROOFS_PER_FRAME)
+        .map(|chunk| {
+            Message::ForkProofs(ForkProofs {
+                proofs: chunk.to_vec(),
+            })
+        })
+        .collect()
+}
+
+/// Fixed-size values that travel as a byte string of their raw bytes.
+pub trait RawBytes: Sized {
+    fn raw(&self) -> &[u8];
+    fn from_raw(bytes: &[u8]) -> Option<Self>;
+}
+
+impl RawBytes for Author {
+    fn raw(&self) -> &[u8] {
+        self.as_bytes()
+    }
+    fn from_raw(bytes: &[u8]) -> Option<Self> {
+        Author::try_from(bytes).ok()
+    }
+}
+impl RawBytes for Hash {
+    fn raw(&self) -> &[u8] {
+        self.as_bytes()
+    }
+    fn from_raw(bytes: &[u8]) -> Option<Self> {
+        Hash::try_from(bytes).ok()
+    }
+}
+impl RawBytes for Signature {
+    fn raw(&self) -> &[u8] {
+        self.as_bytes()
+    }
+    fn from_raw(bytes: &[u8]) -> Option<Self> {
+        Signature::try_from(bytes).ok()
+    }
+}
+impl RawBytes for Nonce {
+    fn raw(&self) -> &[u8] {
+        &self.0
+    }
+    fn from_raw(bytes: &[u8]) -> Option<Self> {
+        <[u8; NONCE_BYTES]>::try_from(bytes).ok().map(Nonce)
+    }
+}
+
+/// `#[serde(with = "raw")]`: a [`RawBytes`] value as a byte string of exactly its length.
+mod raw {
+    use super::*;
+
+    pub fn serialize<T: RawBytes, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(value.raw())
+    }
+
+    pub fn deserialize<'de, T: RawBytes, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+        let bytes = d.deserialize_bytes(BytesVisitor)?;
+        let len = bytes.len();
+        T::from_raw(&bytes).ok_or_else(|| {
+            serde::de::Error::invalid_length(len, &"a fixed-size byte string of the right length")
+        })
+    }
+}
+
+/// Accepts a byte string in any of the forms a deserializer may offer.
+struct BytesVisitor;
+
+impl<'de> serde::de::Visitor<'de> for BytesVisitor {
+    type Value = Vec<u8>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a byte string")
+    }
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+        Ok(v.to_vec())
+    }
+    fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+        Ok(v)
+    }
+}
+
+/// Byte-string serde for the encoded newtypes.
+macro_rules! serde_as_byte_string {
+    ($ty:ident) => {
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(&self.0)
+            }
+        }
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_byte_buf(BytesVisitor).map($ty)
+            }
+        }
+    };
+}
+serde_as_byte_string!(EncodedEntry);
+serde_as_byte_string!(EncodedProof);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn have(authors: &[u8], length: Seq) -> Message {
+        Message::Have(Have {
+            feeds: authors
+                .iter()
+                .map(|&a| FeedHave {
+                    author: Author([a; 32]),
+                    length,
+                    head: Hash([a; 32]),
+                })
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn have_rules() {
+        assert_eq!(have(&[1, 2, 3], 1).check_rules(), Ok(()));
+        assert_eq!(
+            have(&[1, 3, 2], 1).check_rules(),
+            Err(MessageError::FeedsNotAscending { index: 2 })
+        );
+        assert_eq!(
+            have(&[1, 1], 1).check_rules(),
+            Err(MessageError::FeedsNotAscending { index: 1 })
+        );
+        assert_eq!(
+            have(&[1], 0).check_rules(),
+            Err(MessageError::EmptyFeed { index: 0 })
+        );
+        let many = Message::Have(Have {
+            feeds: vec![
+                FeedHave {
+                    author: Author([0; 32]),
+                    length: 1,
+                    head: Hash([0; 32])
+                };
+                MAX_FEEDS_PER_SESSION + 1
+            ],
+        });
+        assert_eq!(
+            many.check_rules(),
+            Err(MessageError::TooManyFeeds {
+                count: MAX_FEEDS_PER_SESSION + 1
+            })
+        );
+    }
+
+    #[test]
+    fn entries_rules() {
+        let e = |n: usize| EncodedEntry(vec![0; n]);
+        let batch = |v: Vec<EncodedEntry>| Message::Entries(Entries { entries: v });
+        assert_eq!(batch(vec![e(10)]).check_rules(), Ok(()));
+        assert_eq!(batch(vec![]).check_rules(), Err(MessageError::EmptyBatch));
+        assert_eq!(
+            batch(vec![e(1); MAX_ENTRIES_PER_BATCH + 1]).check_rules(),
+            Err(MessageError::TooManyEntries {
+                count: MAX_ENTRIES_PER_BATCH + 1
+            })
+        );
+        assert_eq!(
+            batch(vec![e(1), e(MAX_ENCODED_BYTES + 1)]).check_rules(),
+            Err(MessageError::EntryTooLarge {
+                index: 1,
+                len: MAX_ENCODED_BYTES + 1
+            })
+        );
+    }
+
+    #[test]
+    fn proof_and_want_rules() {
+        let p = |v: Vec<EncodedProof>| Message::ForkProofs(ForkProofs { proofs: v });
+        assert_eq!(p(vec![]).check_rules(), Err(MessageError::NoProofs));
+        assert_eq!(
+            p(vec![EncodedProof(vec![]); MAX_PROOFS_PER_FRAME + 1]).check_rules(),
+            Err(MessageError::TooManyProofs {
+                count: MAX_PROOFS_PER_FRAME + 1
+            })
+        );
+        assert_eq!(
+            p(vec![EncodedProof(vec![0; MAX_PROOF_BYTES + 1])]).check_rules(),
+            Err(MessageError::ProofTooLarge {
+                index: 0,
+                len: MAX_PROOF_BYTES + 1
+            })
+        );
+        let want = |seq| {
+            Message::Want(Want {
+                author: Author([1; 32]),
+                seq,
+            })
+        };
+        assert_eq!(want(0).check_rules(), Err(MessageError::WantSeqZero));
+        assert_eq!(want(1).check_rules(), Ok(()));
+    }
+}
