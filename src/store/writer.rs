@@ -14,15 +14,23 @@
 //! 5. calls the commit observer with the added entries in commit order;
 //! 6. replies to every requester.
 //!
+//! Steps 1-2 (plan, sign) and 3-6 (write, sync, publish, reply) run on two threads joined
+//! by a one-slot channel: while one batch waits for its `fdatasync`, the next is planned and
+//! signed, so the CPU-bound signing and the disk-bound sync overlap instead of adding up.
+//! The planner keeps its own view of every feed it has planned entries for (the index plus
+//! entries still in flight), trimmed as batches become durable.
+//!
 //! If a write or sync fails the writer cuts the file back to the last synced length, fails
 //! that batch and every later request: after a failed `fdatasync` the kernel may have dropped
 //! the dirty pages, so carrying on could silently lose acknowledged data.
 
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::sync::{mpsc, Arc, PoisonError, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
@@ -101,12 +109,51 @@ pub struct Writer {
     pub lock: DirLock,
 }
 
-/// A feed's state while a batch is planned: the index plus entries planned in this batch.
+/// A feed's state while batches are planned: the index (up to `base_len`) plus the hashes
+/// of entries planned after it, in this batch or in batches not yet durable.
 struct PendingFeed {
     base_len: Seq,
     head: Option<FeedHead>,
     last_timestamp: u64,
-    planned: Vec<Hash>,
+    planned: VecDeque<Hash>,
+}
+
+/// A planned, signed batch on its way to the syncer.
+struct Sealed {
+    committed: Vec<(Entry, Hash)>,
+    answers: Vec<Answer>,
+}
+
+/// The first failed write or sync; after it every request fails.
+type Failure = Arc<Mutex<Option<Arc<io::Error>>>>;
+
+fn failure(failed: &Failure) -> Option<Arc<io::Error>> {
+    failed
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+}
+
+/// The planning half of the writer: assigns positions, checks placements, signs.
+struct Planner {
+    file: Arc<File>,
+    index: Arc<RwLock<Index>>,
+    identity: Option<Identity>,
+    feeds: HashMap<Author, PendingFeed>,
+    /// Batches handed to the syncer, and batches it has finished (durable or failed).
+    sent: u64,
+    finished: Arc<AtomicU64>,
+    failed: Failure,
+}
+
+/// The durable half: writes, syncs, publishes to the index, notifies, replies.
+struct Syncer {
+    file: Arc<File>,
+    end: u64,
+    index: Arc<RwLock<Index>>,
+    observer: Option<Arc<dyn CommitObserver>>,
+    finished: Arc<AtomicU64>,
+    failed: Failure,
 }
 
 /// What a request gets back once the batch is durable.
@@ -129,7 +176,59 @@ fn now_ms() -> u64 {
 }
 
 impl Writer {
-    pub fn run(mut self, requests: mpsc::Receiver<Request>) {
+    pub fn run(self, requests: mpsc::Receiver<Request>) {
+        let Writer {
+            file,
+            end,
+            index,
+            identity,
+            observer,
+            max_batch_entries,
+            failed,
+            lock,
+        } = self;
+        let file = Arc::new(file);
+        let failed: Failure = Arc::new(Mutex::new(failed));
+        let finished = Arc::new(AtomicU64::new(0));
+        let syncer = Syncer {
+            file: file.clone(),
+            end,
+            index: index.clone(),
+            observer,
+            finished: finished.clone(),
+            failed: failed.clone(),
+        };
+        // One slot: at most one batch waits while another syncs, so memory and the gap
+        // between "planned" and "durable" stay bounded.
+        let (to_syncer, sealed) = mpsc::sync_channel::<Sealed>(1);
+        let syncer = std::thread::Builder::new()
+            .name("kappalog-store-sync".into())
+            .spawn(move || syncer.run(sealed));
+        let mut planner = Planner {
+            file,
+            index,
+            identity,
+            feeds: HashMap::new(),
+            sent: 0,
+            finished,
+            failed,
+        };
+        let syncer = match syncer {
+            Ok(handle) => handle,
+            Err(e) => {
+                // Without a second thread there is nobody to sync: fail every request.
+                let e = Arc::new(e);
+                *planner
+                    .failed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(e.clone());
+                while let Ok(request) = requests.recv() {
+                    fail(request, AppendError::Io(e.clone()));
+                }
+                drop(lock);
+                return;
+            }
+        };
         while let Ok(first) = requests.recv() {
             if matches!(first, Request::Shutdown) {
                 break;
@@ -137,7 +236,7 @@ impl Writer {
             let mut weight = first.weight();
             let mut batch = vec![first];
             let mut shutdown = false;
-            while weight < self.max_batch_entries {
+            while weight < max_batch_entries {
                 match requests.try_recv() {
                     Ok(Request::Shutdown) => {
                         shutdown = true;
@@ -150,14 +249,28 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit(batch);
+            let sealed = planner.commit(batch);
+            planner.sent += 1;
+            if let Err(mpsc::SendError(sealed)) = to_syncer.send(sealed) {
+                // The syncer is gone (it panicked): nothing can become durable any more.
+                let e = Arc::new(io::Error::other("the store's sync thread stopped"));
+                for answer in sealed.answers {
+                    answer.fail(AppendError::Io(e.clone()));
+                }
+                break;
+            }
             if shutdown {
                 break;
             }
         }
-        drop(self.lock);
+        // Closing the channel lets the syncer finish what it holds, then stop.
+        drop(to_syncer);
+        let _ = syncer.join();
+        drop(lock);
     }
+}
 
+impl Planner {
     fn pending<'a>(
         &self,
         feeds: &'a mut HashMap<Author, PendingFeed>,
@@ -170,7 +283,7 @@ impl Writer {
                 base_len: feed.map_or(0, |f| f.length()),
                 head: feed.and_then(|f| f.head()),
                 last_timestamp: feed.map_or(0, |f| f.last_timestamp),
-                planned: Vec::new(),
+                planned: VecDeque::new(),
             }
         })
     }
@@ -199,15 +312,20 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, batch: Vec<Request>) {
-        if let Some(err) = &self.failed {
-            let err = err.clone();
-            for request in batch {
-                fail(request, AppendError::Io(err.clone()));
-            }
-            return;
+    /// Plans and signs one batch; the syncer makes it durable and answers.
+    fn commit(&mut self, batch: Vec<Request>) -> Sealed {
+        if let Some(err) = failure(&self.failed) {
+            let answers = batch
+                .into_iter()
+                .filter_map(|request| request.into_failed_answer(&err))
+                .collect();
+            return Sealed {
+                committed: Vec::new(),
+                answers,
+            };
         }
-        let mut feeds: HashMap<Author, PendingFeed> = HashMap::new();
+        self.refresh_feeds();
+        let mut feeds = std::mem::take(&mut self.feeds);
         // Entries to write, in order; own ones are signed after planning.
         let mut planned: Vec<(Option<Entry>, Hash)> = Vec::new();
         let mut to_sign: Vec<(usize, UnsignedEntry)> = Vec::new();
@@ -234,7 +352,7 @@ impl Writer {
                     let hash = unsigned.hash();
                     feed.head = Some(FeedHead { seq, hash });
                     feed.last_timestamp = unsigned.timestamp;
-                    feed.planned.push(hash);
+                    feed.planned.push_back(hash);
                     to_sign.push((planned.len(), unsigned));
                     answers.push(Answer::Own(Ok(planned.len()), reply));
                     planned.push((None, hash));
@@ -245,6 +363,7 @@ impl Writer {
                 }
             }
         }
+        self.feeds = feeds;
         if !to_sign.is_empty() {
             // Checked when the request was planned: own entries exist only with an identity.
             if let Some(identity) = &self.identity {
@@ -264,37 +383,22 @@ impl Writer {
             .into_iter()
             .filter_map(|(entry, hash)| entry.map(|e| (e, hash)))
             .collect();
-        if let Err(err) = self.write(&committed) {
-            let err = Arc::new(err);
-            tracing::error!(error = %err, "store write failed; the writer stops accepting appends");
-            self.failed = Some(err.clone());
-            for answer in answers {
-                match answer {
-                    Answer::Own(_, reply) => reply.send(Err(AppendError::Io(err.clone()))),
-                    Answer::Foreign(_, reply) => reply.send(Err(AppendError::Io(err.clone()))),
-                }
-            }
+        Sealed { committed, answers }
+    }
+
+    /// Drops what has become durable from the planner's view of each feed: with nothing in
+    /// flight the index is the whole truth and the view is rebuilt from it on demand.
+    fn refresh_feeds(&mut self) {
+        if self.finished.load(Ordering::Acquire) == self.sent {
+            self.feeds.clear();
             return;
         }
-        if !committed.is_empty() {
-            if let Some(observer) = &self.observer {
-                observer.committed(&committed);
-            }
-        }
-        for answer in answers {
-            match answer {
-                Answer::Own(result, reply) => {
-                    reply.send(result.map(|i| committed[i].clone()));
-                }
-                Answer::Foreign(result, reply) => reply.send(result.map(|slots| {
-                    slots
-                        .into_iter()
-                        .map(|slot| match slot {
-                            Slot::Added(i) => Outcome::Added(committed[i].1),
-                            Slot::Other(outcome) => outcome,
-                        })
-                        .collect()
-                })),
+        let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+        for (author, feed) in self.feeds.iter_mut() {
+            let durable = index.feeds.get(author).map_or(0, |f| f.length());
+            while feed.base_len < durable && !feed.planned.is_empty() {
+                feed.planned.pop_front();
+                feed.base_len += 1;
             }
         }
     }
@@ -342,13 +446,63 @@ impl Writer {
                         hash,
                     });
                     feed.last_timestamp = entry.timestamp;
-                    feed.planned.push(hash);
+                    feed.planned.push_back(hash);
                     slots.push(Slot::Added(planned.len()));
                     planned.push((Some(entry), hash));
                 }
             }
         }
         Ok(slots)
+    }
+}
+
+impl Syncer {
+    fn run(mut self, sealed: mpsc::Receiver<Sealed>) {
+        while let Ok(batch) = sealed.recv() {
+            self.finish(batch);
+            self.finished.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Makes one batch durable, publishes it, notifies the observer, answers everyone.
+    fn finish(&mut self, batch: Sealed) {
+        let Sealed { committed, answers } = batch;
+        let result = match failure(&self.failed) {
+            Some(err) => Err(err),
+            None => self.write(&committed).map_err(|err| {
+                let err = Arc::new(err);
+                tracing::error!(error = %err, "store write failed; the writer stops accepting appends");
+                *self.failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(err.clone());
+                err
+            }),
+        };
+        if let Err(err) = result {
+            for answer in answers {
+                answer.fail(AppendError::Io(err.clone()));
+            }
+            return;
+        }
+        if !committed.is_empty() {
+            if let Some(observer) = &self.observer {
+                observer.committed(&committed);
+            }
+        }
+        for answer in answers {
+            match answer {
+                Answer::Own(result, reply) => {
+                    reply.send(result.map(|i| committed[i].clone()));
+                }
+                Answer::Foreign(result, reply) => reply.send(result.map(|slots| {
+                    slots
+                        .into_iter()
+                        .map(|slot| match slot {
+                            Slot::Added(i) => Outcome::Added(committed[i].1),
+                            Slot::Other(outcome) => outcome,
+                        })
+                        .collect()
+                })),
+            }
+        }
     }
 
     /// Writes and syncs the records, then publishes them in the index.
@@ -378,6 +532,30 @@ impl Writer {
         }
         index.end = self.end;
         Ok(())
+    }
+}
+
+impl Answer {
+    fn fail(self, err: AppendError) {
+        match self {
+            Answer::Own(_, reply) => reply.send(Err(err)),
+            Answer::Foreign(_, reply) => reply.send(Err(err)),
+        }
+    }
+}
+
+impl Request {
+    /// The answer that fails this request (none for a shutdown marker).
+    fn into_failed_answer(self, err: &Arc<io::Error>) -> Option<Answer> {
+        match self {
+            Request::Own { reply, .. } => {
+                Some(Answer::Own(Err(AppendError::Io(err.clone())), reply))
+            }
+            Request::Foreign { reply, .. } => {
+                Some(Answer::Foreign(Err(AppendError::Io(err.clone())), reply))
+            }
+            Request::Shutdown => None,
+        }
     }
 }
 
