@@ -9,22 +9,15 @@ use std::path::Path;
 
 use std::time::Instant;
 
-use kappalog::entry::{Entry, UnsignedEntry};
-use kappalog::hash::Hash;
 use kappalog::identity::Identity;
-use kappalog::store::{format, Store, StoreReader};
-use rayon::prelude::*;
+use kappalog::store::{Store, StoreReader};
+
+mod common;
+use common::{build_big_store, env_usize, report};
 
 const RUNS: usize = 3;
 const APPENDERS: usize = 64;
 const CHILD_ENV: &str = "KAPPALOG_BENCH_CHILD_DIR";
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -34,20 +27,6 @@ fn rss_bytes() -> u64 {
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
     pages * 4096
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn report(name: &str, unit: &str, runs: Vec<f64>) {
-    let shown: Vec<String> = runs.iter().map(|r| format!("{r:.1}")).collect();
-    println!(
-        "{name}: median {:.1} {unit} (runs: {})",
-        median(runs),
-        shown.join(", ")
-    );
 }
 
 fn concurrent_appends(appends: usize) -> f64 {
@@ -84,49 +63,6 @@ fn sequential_appends(appends: usize) -> f64 {
     appends as f64 / secs
 }
 
-/// Writes `entries` value-only entries over 100 feeds straight into a log file: chains are
-/// hashed sequentially per feed, signatures made in parallel.
-fn build_big_store(dir: &Path, entries: usize) {
-    let feeds = 100.min(entries.max(1));
-    let per_feed = entries / feeds;
-    let identities: Vec<Identity> = (0..feeds)
-        .map(|i| Identity::from_seed([(i % 250) as u8 + 2; 32]))
-        .collect();
-    let mut file = format::file_header().to_vec();
-    // Interleave feeds in rounds so the log looks like a real multi-feed log.
-    let mut heads: Vec<Option<Hash>> = vec![None; feeds];
-    let rounds_per_chunk = 1000;
-    let mut seq = 1u64;
-    while (seq as usize) <= per_feed {
-        let last = (seq + rounds_per_chunk - 1).min(per_feed as u64);
-        let mut unsigned: Vec<(usize, UnsignedEntry, Hash)> = Vec::new();
-        for s in seq..=last {
-            for (f, id) in identities.iter().enumerate() {
-                let u = UnsignedEntry {
-                    author: id.author(),
-                    seq: s,
-                    timestamp: 1_700_000_000_000 + s,
-                    prev: heads[f],
-                    value: s as i64,
-                    data: String::new(),
-                };
-                let h = u.hash();
-                heads[f] = Some(h);
-                unsigned.push((f, u, h));
-            }
-        }
-        let signed: Vec<Entry> = unsigned
-            .into_par_iter()
-            .map(|(f, u, h)| u.with_signature(identities[f].sign_hash(&h)))
-            .collect();
-        for e in &signed {
-            format::encode_record(e, &mut file);
-        }
-        seq = last + 1;
-    }
-    std::fs::write(dir.join("entries.log"), &file).unwrap();
-}
-
 /// Child process: open (timed, RSS measured), then verify_all (timed). Prints one line.
 fn child(dir: &Path) {
     // Start the rayon pool first: its threads are part of the fixed base, not per entry.
@@ -138,10 +74,16 @@ fn child(dir: &Path) {
     let after = rss_bytes();
     let per_entry = (after.saturating_sub(before)) as f64 / report.entries.max(1) as f64;
     let start = Instant::now();
+    let summary = kappalog::node::rebuild_summary(&reader).unwrap().summary();
+    let rebuild_rate = summary.count as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
     let verify = reader.verify_all().unwrap();
     let verify_secs = start.elapsed().as_secs_f64();
     assert!(verify.is_ok(), "{:?}", &verify.problems[..1]);
-    println!("{open_secs} {per_entry} {verify_secs} {}", report.entries);
+    println!(
+        "{open_secs} {per_entry} {verify_secs} {} {rebuild_rate}",
+        report.entries
+    );
 }
 
 fn main() {
@@ -197,6 +139,7 @@ fn main() {
     let mut open = vec![];
     let mut rss = vec![];
     let mut verify = vec![];
+    let mut rebuild = vec![];
     for _ in 0..RUNS {
         let out = std::process::Command::new(&exe)
             .env(CHILD_ENV, dir.path())
@@ -209,13 +152,14 @@ fn main() {
             .collect();
         assert_eq!(
             fields.len(),
-            4,
+            5,
             "child said: {line} {}",
             String::from_utf8_lossy(&out.stderr)
         );
         open.push(fields[0] * 1000.0);
         rss.push(fields[1]);
         verify.push(fields[2] * 1000.0);
+        rebuild.push(fields[4]);
     }
     report(
         &format!("open (read-only, chain check) of {entries} entries"),
@@ -223,5 +167,10 @@ fn main() {
         open,
     );
     report("RSS growth of the open store per entry", "bytes", rss);
+    report(
+        &format!("summary rebuild over {entries} entries"),
+        "entries/s",
+        rebuild,
+    );
     report(&format!("verify_all of {entries} entries"), "ms", verify);
 }

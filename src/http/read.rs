@@ -17,11 +17,20 @@ pub const DEFAULT_PAGE_ENTRIES: usize = 100;
 /// Largest page `GET /entries` serves, whatever `limit` asks.
 pub const MAX_PAGE_ENTRIES: usize = 1000;
 
+/// Lets a shared JSON string be a response body without copying it per request.
+struct SharedJson(std::sync::Arc<str>);
+
+impl AsRef<[u8]> for SharedJson {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
 pub async fn summary(State(state): State<AppState>) -> Response {
-    let json = state.node.summary_json();
+    let json = SharedJson(state.node.summary_json());
     (
         [(header::CONTENT_TYPE, "application/json")],
-        json.to_string(),
+        axum::body::Bytes::from_owner(json),
     )
         .into_response()
 }

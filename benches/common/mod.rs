@@ -1,0 +1,75 @@
+//! Shared by the benchmarks: building a large store quickly, medians, reporting.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use kappalog::entry::{Entry, UnsignedEntry};
+use kappalog::hash::Hash;
+use kappalog::identity::Identity;
+use kappalog::store::format;
+use rayon::prelude::*;
+
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Prints `name: median X unit (runs: a, b, c)`.
+pub fn report(name: &str, unit: &str, runs: Vec<f64>) {
+    let shown: Vec<String> = runs.iter().map(|r| format!("{r:.1}")).collect();
+    println!(
+        "{name}: median {:.1} {unit} (runs: {})",
+        median(runs),
+        shown.join(", ")
+    );
+}
+
+/// Writes `entries` value-only entries over 100 feeds straight into a log file: chains are
+/// hashed sequentially per feed, signatures made in parallel.
+pub fn build_big_store(dir: &Path, entries: usize) {
+    let feeds = 100.min(entries.max(1));
+    let per_feed = entries / feeds;
+    let identities: Vec<Identity> = (0..feeds)
+        .map(|i| Identity::from_seed([(i % 250) as u8 + 2; 32]))
+        .collect();
+    let mut file = format::file_header().to_vec();
+    // Interleave feeds in rounds so the log looks like a real multi-feed log.
+    let mut heads: Vec<Option<Hash>> = vec![None; feeds];
+    let rounds_per_chunk = 1000;
+    let mut seq = 1u64;
+    while (seq as usize) <= per_feed {
+        let last = (seq + rounds_per_chunk - 1).min(per_feed as u64);
+        let mut unsigned: Vec<(usize, UnsignedEntry, Hash)> = Vec::new();
+        for s in seq..=last {
+            for (f, id) in identities.iter().enumerate() {
+                let u = UnsignedEntry {
+                    author: id.author(),
+                    seq: s,
+                    timestamp: 1_700_000_000_000 + s,
+                    prev: heads[f],
+                    value: s as i64,
+                    data: String::new(),
+                };
+                let h = u.hash();
+                heads[f] = Some(h);
+                unsigned.push((f, u, h));
+            }
+        }
+        let signed: Vec<Entry> = unsigned
+            .into_par_iter()
+            .map(|(f, u, h)| u.with_signature(identities[f].sign_hash(&h)))
+            .collect();
+        for e in &signed {
+            format::encode_record(e, &mut file);
+        }
+        seq = last + 1;
+    }
+    std::fs::write(dir.join("entries.log"), &file).unwrap();
+}

@@ -1,0 +1,167 @@
+//! HTTP benchmark: a node served in-process on 127.0.0.1:0 and a keep-alive load generator
+//! on the same machine. Prints figures, asserts nothing. `cargo bench --bench http`.
+//!
+//! - `POST /add` with 64 connections, durable: requests/s and latency p50/p99;
+//! - `GET /summary` on a node holding `KAPPALOG_BENCH_ENTRIES` entries (default 1,000,000).
+//!
+//! `KAPPALOG_BENCH_SECS` sets each run's length (default 5 s); three runs each, medians.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use kappalog::http::{router, HttpConfig};
+use kappalog::identity::Identity;
+use kappalog::node::Node;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+mod common;
+use common::{build_big_store, env_usize, report};
+
+const CONNECTIONS: usize = 64;
+const RUNS: usize = 3;
+
+/// Serves `node` on a free loopback port in its own runtime; returns the address.
+fn serve(node: Node) -> (SocketAddr, tokio::runtime::Runtime) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router(node, HttpConfig::default());
+    runtime.spawn(async move { axum::serve(listener, app).await });
+    (addr, runtime)
+}
+
+/// Reads one HTTP/1.1 response (Content-Length bodies only, as the node sends for these
+/// routes) from `stream`, keeping any extra bytes in `buf`. Returns the status.
+async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> u16 {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..end]).unwrap();
+            let status: u16 = head[9..12].parse().unwrap();
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            let total = end + 4 + length;
+            while buf.len() < total {
+                let mut chunk = [0u8; 16 * 1024];
+                let n = stream.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "server closed the connection");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            buf.drain(..total);
+            return status;
+        }
+        let mut chunk = [0u8; 16 * 1024];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "server closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// `CONNECTIONS` keep-alive connections send `request` back to back for `secs`.
+/// Returns requests per second and every latency in microseconds.
+fn load(addr: SocketAddr, request: &'static [u8], expect: u16, secs: f64) -> (f64, Vec<u64>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let deadline = Instant::now() + Duration::from_secs_f64(secs);
+        let start = Instant::now();
+        let mut tasks = vec![];
+        for _ in 0..CONNECTIONS {
+            tasks.push(tokio::spawn(async move {
+                let mut stream = TcpStream::connect(addr).await.unwrap();
+                stream.set_nodelay(true).unwrap();
+                let mut buf = Vec::with_capacity(32 * 1024);
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    stream.write_all(request).await.unwrap();
+                    let status = read_response(&mut stream, &mut buf).await;
+                    assert_eq!(status, expect);
+                    latencies.push(u64::try_from(sent.elapsed().as_micros()).unwrap());
+                }
+                latencies
+            }));
+        }
+        let mut all = vec![];
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        let rate = all.len() as f64 / start.elapsed().as_secs_f64();
+        (rate, all)
+    })
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+fn main() {
+    let secs = env_usize("KAPPALOG_BENCH_SECS", 5) as f64;
+    let entries = env_usize("KAPPALOG_BENCH_ENTRIES", 1_000_000);
+    println!("kappalog HTTP benchmark ({CONNECTIONS} keep-alive connections, {secs} s runs)");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _) = Node::open_with_identity(dir.path(), Identity::from_seed([1; 32])).unwrap();
+    let (addr, server) = serve(node);
+    let add: &'static [u8] =
+        b"POST /add HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"value\": 42}";
+    let mut rates = vec![];
+    let mut p50 = vec![];
+    let mut p99 = vec![];
+    for _ in 0..RUNS {
+        let (rate, mut latencies) = load(addr, add, 201, secs);
+        latencies.sort_unstable();
+        rates.push(rate);
+        p50.push(percentile(&latencies, 0.50));
+        p99.push(percentile(&latencies, 0.99));
+    }
+    report("POST /add (durable), requests/s", "req/s", rates);
+    report("POST /add latency p50", "ms", p50);
+    report("POST /add latency p99", "ms", p99);
+    drop(server);
+
+    let dir = tempfile::tempdir().unwrap();
+    let start = Instant::now();
+    build_big_store(dir.path(), entries);
+    let (node, _) = Node::open_with_identity(dir.path(), Identity::from_seed([1; 32])).unwrap();
+    println!(
+        "built and opened a {entries}-entry node in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    let (addr, server) = serve(node);
+    let summary: &'static [u8] = b"GET /summary HTTP/1.1\r\nHost: bench\r\n\r\n";
+    let mut rates = vec![];
+    let mut p99 = vec![];
+    for _ in 0..RUNS {
+        let (rate, mut latencies) = load(addr, summary, 200, secs);
+        latencies.sort_unstable();
+        rates.push(rate);
+        p99.push(percentile(&latencies, 0.99));
+    }
+    report(
+        &format!("GET /summary on {entries} entries, requests/s"),
+        "req/s",
+        rates,
+    );
+    report("GET /summary latency p99", "ms", p99);
+    drop(server);
+}
