@@ -48,15 +48,9 @@ fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn open_node(config: &NodeConfig) -> anyhow::Result<Node> {
-    let (node, opened) = Node::open(config)
+    // A newly created key is announced by the node's log (info level, on by default).
+    let (node, _opened) = Node::open(config)
         .with_context(|| format!("opening node in {}", config.data_dir.display()))?;
-    if opened.key_created {
-        eprintln!(
-            "notice: created a new key at {} (author {}); back it up, see keys/README.md",
-            config.key_path.display(),
-            node.author()
-        );
-    }
     Ok(node)
 }
 
