@@ -41,7 +41,11 @@ fn append_creates_the_key_then_extends_the_feed() {
     let dir = tempfile::tempdir().unwrap();
     let o = run(dir.path(), &["append", "--value", "5", "--data", "first"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("created a new node key"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("created a new node key"),
+        "{}",
+        stderr(&o)
+    );
     let first: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(first["seq"], 1);
     assert_eq!(first["value"], 5);
