@@ -4,7 +4,8 @@
 //! - `POST /add` with 64 connections, durable: requests/s and latency p50/p99;
 //! - `GET /summary` on a node holding `KAPPALOG_BENCH_ENTRIES` entries (default 1,000,000).
 //!
-//! `KAPPALOG_BENCH_SECS` sets each run's length (default 5 s); three runs each, medians.
+//! `KAPPALOG_BENCH_SECS` sets each run's length (default 5 s), `KAPPALOG_BENCH_FEEDS` the
+//! number of feeds of the big node (default 10); three runs each, medians.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 mod common;
-use common::{build_big_store, env_usize, report};
+use common::{build_store_with_feeds, env_usize, report};
 
 const CONNECTIONS: usize = 64;
 const RUNS: usize = 3;
@@ -54,7 +55,7 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> u16 {
                 .unwrap_or(0);
             let total = end + 4 + length;
             while buf.len() < total {
-                let mut chunk = [0u8; 16 * 1024];
+                let mut chunk = [0u8; 64 * 1024];
                 let n = stream.read(&mut chunk).await.unwrap();
                 assert!(n > 0, "server closed the connection");
                 buf.extend_from_slice(&chunk[..n]);
@@ -62,7 +63,7 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> u16 {
             buf.drain(..total);
             return status;
         }
-        let mut chunk = [0u8; 16 * 1024];
+        let mut chunk = [0u8; 64 * 1024];
         let n = stream.read(&mut chunk).await.unwrap();
         assert!(n > 0, "server closed the connection");
         buf.extend_from_slice(&chunk[..n]);
@@ -117,6 +118,9 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 fn main() {
     let secs = env_usize("KAPPALOG_BENCH_SECS", 5) as f64;
     let entries = env_usize("KAPPALOG_BENCH_ENTRIES", 1_000_000);
+    // The summary lists every feed, so its size (and the cost of serving it) grows with the
+    // number of feeds, not entries: ~230 bytes per feed.
+    let feeds = env_usize("KAPPALOG_BENCH_FEEDS", 10);
     println!("kappalog HTTP benchmark ({CONNECTIONS} keep-alive connections, {secs} s runs)");
 
     let dir = tempfile::tempdir().unwrap();
@@ -141,11 +145,12 @@ fn main() {
 
     let dir = tempfile::tempdir().unwrap();
     let start = Instant::now();
-    build_big_store(dir.path(), entries);
+    build_store_with_feeds(dir.path(), entries, feeds);
     let (node, _) = Node::open_with_identity(dir.path(), Identity::from_seed([1; 32])).unwrap();
     println!(
-        "built and opened a {entries}-entry node in {:.1} s",
-        start.elapsed().as_secs_f64()
+        "built and opened a {entries}-entry node with {feeds} feeds in {:.1} s (summary: {} bytes)",
+        start.elapsed().as_secs_f64(),
+        node.summary_json().len()
     );
     let (addr, server) = serve(node);
     let summary: &'static [u8] = b"GET /summary HTTP/1.1\r\nHost: bench\r\n\r\n";

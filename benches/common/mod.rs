@@ -34,7 +34,12 @@ pub fn report(name: &str, unit: &str, runs: Vec<f64>) {
 /// Writes `entries` value-only entries over 100 feeds straight into a log file: chains are
 /// hashed sequentially per feed, signatures made in parallel.
 pub fn build_big_store(dir: &Path, entries: usize) {
-    let feeds = 100.min(entries.max(1));
+    build_store_with_feeds(dir, entries, 100);
+}
+
+/// As [`build_big_store`] with `feeds` feeds.
+pub fn build_store_with_feeds(dir: &Path, entries: usize, feeds: usize) {
+    let feeds = feeds.clamp(1, 250).min(entries.max(1));
     let per_feed = entries / feeds;
     let identities: Vec<Identity> = (0..feeds)
         .map(|i| Identity::from_seed([(i % 250) as u8 + 2; 32]))

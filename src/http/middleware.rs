@@ -72,11 +72,26 @@ fn route_label(path: &str) -> &'static str {
     }
 }
 
+/// The method label: the standard methods by name, anything else as `other` (bounded).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
 /// Counts and times every request, and gives error responses produced below the handlers
 /// (timeouts, body limits, concurrency) the same `{"error": ...}` body as handler errors.
 pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let method = request.method().as_str().to_owned();
-    let route = route_label(request.uri().path()).to_owned();
+    let method = method_label(request.method());
+    let route = route_label(request.uri().path());
     let started = Instant::now();
     let mut response = next.run(request).await;
     let status = response.status();
@@ -98,8 +113,8 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     metrics
         .requests
         .get_or_create(&RequestLabels {
-            method: method.clone(),
-            route: route.clone(),
+            method,
+            route,
             status: status.as_u16(),
         })
         .inc();

@@ -14,9 +14,11 @@
 //! 5. calls the commit observer with the added entries in commit order;
 //! 6. replies to every requester.
 //!
-//! Steps 1-2 (plan, sign) and 3-6 (write, sync, publish, reply) run on two threads joined
-//! by a one-slot channel: while one batch waits for its `fdatasync`, the next is planned and
-//! signed, so the CPU-bound signing and the disk-bound sync overlap instead of adding up.
+//! Steps 1-2 (plan, sign) and 3-6 (write, sync, publish, reply) run on two threads: while
+//! one `fdatasync` runs, the planner plans and signs whatever arrives, and the syncer then
+//! writes *every* batch that is waiting with one write and one `fdatasync`. Signing (CPU)
+//! and syncing (disk) overlap, and when the disk is the bottleneck each sync still carries
+//! every append that arrived during the previous one.
 //! The planner keeps its own view of every feed it has planned entries for (the index plus
 //! entries still in flight), trimmed as batches become durable.
 //!
@@ -198,9 +200,9 @@ impl Writer {
             finished: finished.clone(),
             failed: failed.clone(),
         };
-        // One slot: at most one batch waits while another syncs, so memory and the gap
-        // between "planned" and "durable" stay bounded.
-        let (to_syncer, sealed) = mpsc::sync_channel::<Sealed>(1);
+        // Unbounded, yet bounded in practice: every sealed batch answers requesters that
+        // are waiting for it, so the queue never holds more than the appends in flight.
+        let (to_syncer, sealed) = mpsc::channel::<Sealed>();
         let syncer = std::thread::Builder::new()
             .name("kappalog-store-sync".into())
             .spawn(move || syncer.run(sealed));
@@ -458,61 +460,74 @@ impl Planner {
 
 impl Syncer {
     fn run(mut self, sealed: mpsc::Receiver<Sealed>) {
-        while let Ok(batch) = sealed.recv() {
-            self.finish(batch);
-            self.finished.fetch_add(1, Ordering::Release);
+        while let Ok(first) = sealed.recv() {
+            let mut batches = vec![first];
+            while let Ok(more) = sealed.try_recv() {
+                batches.push(more);
+            }
+            let n = u64::try_from(batches.len()).unwrap_or(u64::MAX);
+            self.finish(batches);
+            self.finished.fetch_add(n, Ordering::Release);
         }
     }
 
-    /// Makes one batch durable, publishes it, notifies the observer, answers everyone.
-    fn finish(&mut self, batch: Sealed) {
-        let Sealed { committed, answers } = batch;
+    /// Makes the batches durable with one write and one sync, publishes them, notifies the
+    /// observer and answers everyone, batch by batch in planning order.
+    fn finish(&mut self, batches: Vec<Sealed>) {
         let result = match failure(&self.failed) {
             Some(err) => Err(err),
-            None => self.write(&committed).map_err(|err| {
-                let err = Arc::new(err);
-                tracing::error!(error = %err, "store write failed; the writer stops accepting appends");
-                *self.failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(err.clone());
-                err
-            }),
+            None => {
+                let all: Vec<&[(Entry, Hash)]> =
+                    batches.iter().map(|b| b.committed.as_slice()).collect();
+                self.write(&all).map_err(|err| {
+                    let err = Arc::new(err);
+                    tracing::error!(error = %err, "store write failed; the writer stops accepting appends");
+                    *self.failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(err.clone());
+                    err
+                })
+            }
         };
-        if let Err(err) = result {
-            for answer in answers {
-                answer.fail(AppendError::Io(err.clone()));
-            }
-            return;
-        }
-        if !committed.is_empty() {
-            if let Some(observer) = &self.observer {
-                observer.committed(&committed);
-            }
-        }
-        for answer in answers {
-            match answer {
-                Answer::Own(result, reply) => {
-                    reply.send(result.map(|i| committed[i].clone()));
+        for Sealed { committed, answers } in batches {
+            if let Err(err) = &result {
+                for answer in answers {
+                    answer.fail(AppendError::Io(err.clone()));
                 }
-                Answer::Foreign(result, reply) => reply.send(result.map(|slots| {
-                    slots
-                        .into_iter()
-                        .map(|slot| match slot {
-                            Slot::Added(i) => Outcome::Added(committed[i].1),
-                            Slot::Other(outcome) => outcome,
-                        })
-                        .collect()
-                })),
+                continue;
+            }
+            if !committed.is_empty() {
+                if let Some(observer) = &self.observer {
+                    observer.committed(&committed);
+                }
+            }
+            for answer in answers {
+                match answer {
+                    Answer::Own(result, reply) => {
+                        reply.send(result.map(|i| committed[i].clone()));
+                    }
+                    Answer::Foreign(result, reply) => reply.send(result.map(|slots| {
+                        slots
+                            .into_iter()
+                            .map(|slot| match slot {
+                                Slot::Added(i) => Outcome::Added(committed[i].1),
+                                Slot::Other(outcome) => outcome,
+                            })
+                            .collect()
+                    })),
+                }
             }
         }
     }
 
     /// Writes and syncs the records, then publishes them in the index.
-    fn write(&mut self, committed: &[(Entry, Hash)]) -> io::Result<()> {
-        if committed.is_empty() {
+    fn write(&mut self, batches: &[&[(Entry, Hash)]]) -> io::Result<()> {
+        let count: usize = batches.iter().map(|b| b.len()).sum();
+        if count == 0 {
             return Ok(());
         }
-        let mut buf = Vec::with_capacity(committed.len() * 200);
-        let mut offsets = Vec::with_capacity(committed.len());
-        for (entry, _) in committed {
+        let committed = || batches.iter().flat_map(|b| b.iter());
+        let mut buf = Vec::with_capacity(count * 200);
+        let mut offsets = Vec::with_capacity(count);
+        for (entry, _) in committed() {
             offsets.push(self.end + buf.len() as u64);
             format::encode_record(entry, &mut buf);
         }
@@ -527,7 +542,7 @@ impl Syncer {
         }
         self.end += buf.len() as u64;
         let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
-        for ((entry, hash), offset) in committed.iter().zip(offsets) {
+        for ((entry, hash), offset) in committed().zip(offsets) {
             index.insert(entry, hash, offset);
         }
         index.end = self.end;
