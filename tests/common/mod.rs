@@ -263,3 +263,5 @@ pub fn entries(
 ) -> Vec<kappalog::entry::Entry> {
     feed.iter().map(|(e, _)| e.clone()).collect()
 }
+
+pub mod net;
