@@ -40,6 +40,9 @@ use fence::{Fence, FenceError, OwnFeedState};
 /// range read from the store, so nothing is lost, only re-read).
 pub const EVENT_CHANNEL_CAPACITY: usize = 1024;
 
+/// How long [`Node::close`] waits for other handles of the node to be dropped.
+pub const CLOSE_WAIT_MS: u64 = 5_000;
+
 /// What subscribers of [`Node::subscribe`] are told, in commit order.
 #[derive(Clone, Debug)]
 pub enum NodeEvent {
@@ -482,12 +485,28 @@ impl Node {
     }
 
     /// Drains queued appends, syncs the log and stops the writer.
+    /// Blocking: waits up to [`CLOSE_WAIT_MS`] for background work (a sync session's
+    /// blocking store read or proof fsync finishing after the session ended) to drop its
+    /// clone of the node, so the directory lock is released when this returns.
     pub fn close(self) -> Result<(), NodeError> {
-        match Arc::try_unwrap(self.inner) {
-            Ok(inner) => inner.store.sync_and_close().map_err(NodeError::from),
-            // Other clones still exist (tasks that have not finished): the store's writer
-            // syncs every batch before acknowledging it, so nothing acknowledged is at risk.
-            Err(_) => Ok(()),
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(CLOSE_WAIT_MS);
+        let mut inner = self.inner;
+        loop {
+            match Arc::try_unwrap(inner) {
+                Ok(inner) => return inner.store.sync_and_close().map_err(NodeError::from),
+                Err(shared) if std::time::Instant::now() < deadline => {
+                    inner = shared;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                // Other clones still exist (tasks that have not finished): the store's writer
+                // syncs every batch before acknowledging it, so nothing acknowledged is at risk.
+                Err(_) => {
+                    tracing::warn!(
+                        "node closed while other handles remain; the store stops with the last one"
+                    );
+                    return Ok(());
+                }
+            }
         }
     }
 }

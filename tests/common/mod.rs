@@ -133,6 +133,8 @@ pub fn kappalog() -> Command {
         "KAPPALOG_TOKEN",
         "KAPPALOG_DATA_DIR",
         "KAPPALOG_KEY",
+        "KAPPALOG_LISTEN",
+        "KAPPALOG_PEERS",
     ] {
         cmd.env_remove(var);
     }
@@ -227,6 +229,17 @@ pub fn run_node(data_dir: &Path, key: &Path, extra: &[&str]) -> (Running, Socket
     let line = running.wait_line("http://");
     let addr = printed_addr(&line);
     (running, addr)
+}
+
+/// Extracts the `sync ADDR` a node printed.
+pub fn printed_sync_addr(line: &str) -> SocketAddr {
+    let start = line.find(" sync ").expect("line has a sync address") + 6;
+    line[start..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .expect("a socket address")
 }
 
 /// Polls `condition` until it holds or the deadline passes.
