@@ -3,6 +3,9 @@
 //! rest of it (a peer that trickles bytes is dropped), and a writer whose every frame must be
 //! written within the frame timeout (a peer that stops reading is dropped too).
 //!
+//! Every length prefix is checked against `MAX_FRAME_BYTES` by `decode_frame` as soon as its
+//! four bytes are buffered, before more of that frame is read.
+//!
 //! The two halves are used by different tasks of a session (see [`super::session`]), so a
 //! session never stops reading because it is busy writing: that is what keeps two peers that
 //! both send large ranges at once from deadlocking on full socket buffers.
@@ -10,13 +13,14 @@
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
 use super::error::SessionError;
-use super::frame::{decode_frame, encode_frame, read_frame, ReadFrameError};
+use super::frame::{decode_frame, encode_frame};
 use super::message::Message;
 
-/// Bytes asked of the socket while waiting for a frame to start.
-const FIRST_READ_BYTES: usize = 8 * 1024;
+/// Bytes asked of the socket per read.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 pub struct FrameReader<R> {
     reader: R,
@@ -37,32 +41,58 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// The next message; [`SessionError::Closed`] when the peer closed between frames.
     pub async fn next(&mut self) -> Result<Message, SessionError> {
-        if let Some(message) = decode_frame(&mut self.buf)? {
-            return Ok(message);
-        }
-        if self.buf.is_empty() {
-            let mut first = [0u8; FIRST_READ_BYTES];
-            let n = tokio::time::timeout(self.idle, self.reader.read(&mut first))
-                .await
-                .map_err(|_| SessionError::Timeout {
-                    what: "waiting for a frame",
-                })??;
+        // Set once the current frame's first byte is in: the rest must follow in time.
+        let mut frame_deadline = (!self.buf.is_empty()).then(|| Instant::now() + self.frame);
+        loop {
+            if let Some(message) = decode_frame(&mut self.buf)? {
+                return Ok(message);
+            }
+            // Read what the socket has, up to a chunk: the buffer never holds more than one
+            // maximal frame plus one chunk, and several small frames arrive in one read.
+            let start = self.buf.len();
+            self.buf.resize(start + READ_CHUNK_BYTES, 0);
+            let read = self.reader.read(&mut self.buf[start..]);
+            let outcome =
+                match frame_deadline {
+                    None => tokio::time::timeout(self.idle, read).await.map_err(|_| {
+                        SessionError::Timeout {
+                            what: "waiting for a frame",
+                        }
+                    }),
+                    Some(deadline) => tokio::time::timeout_at(deadline, read).await.map_err(|_| {
+                        SessionError::Timeout {
+                            what: "reading the rest of a frame",
+                        }
+                    }),
+                };
+            let n = match outcome {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => {
+                    self.buf.truncate(start);
+                    return Err(e.into());
+                }
+                Err(e) => {
+                    self.buf.truncate(start);
+                    return Err(e);
+                }
+            };
+            self.buf.truncate(start + n);
             if n == 0 {
-                return Err(SessionError::Closed);
+                return Err(if self.buf.is_empty() {
+                    SessionError::Closed
+                } else {
+                    SessionError::ClosedMidFrame {
+                        buffered: self.buf.len(),
+                    }
+                });
             }
-            self.buf.extend_from_slice(&first[..n]);
+            frame_deadline.get_or_insert_with(|| Instant::now() + self.frame);
         }
-        match tokio::time::timeout(self.frame, read_frame(&mut self.reader, &mut self.buf)).await {
-            Err(_) => Err(SessionError::Timeout {
-                what: "reading the rest of a frame",
-            }),
-            Ok(Ok(Some(message))) => Ok(message),
-            Ok(Ok(None)) => Err(SessionError::Closed),
-            Ok(Err(ReadFrameError::ClosedMidFrame { buffered })) => {
-                Err(SessionError::ClosedMidFrame { buffered })
-            }
-            Ok(Err(e)) => Err(e.into()),
-        }
+    }
+
+    /// The next message if it is already complete in the buffer (no socket read).
+    pub fn next_buffered(&mut self) -> Result<Option<Message>, SessionError> {
+        Ok(decode_frame(&mut self.buf)?)
     }
 }
 

@@ -22,6 +22,10 @@ use crate::fork::ForkProof;
 use crate::identity::Author;
 use crate::node::Node;
 
+/// The most entries merged from consecutive buffered `Entries` frames into one check and one
+/// store append. A merged batch is still a unit: if any entry fails, nothing of it is stored.
+pub const MERGE_ENTRIES: usize = 4096;
+
 pub(super) struct Inbound {
     pub node: Node,
     pub reader: FrameReader<OwnedReadHalf>,
@@ -51,10 +55,15 @@ impl Inbound {
     async fn receive(&mut self) -> SessionError {
         let mut have_seen = false;
         let mut wants = 0usize;
+        // A frame read ahead while merging entry batches, handled next.
+        let mut held: Option<Message> = None;
         loop {
-            let message = match self.reader.next().await {
-                Ok(m) => m,
-                Err(e) => return e,
+            let message = match held.take() {
+                Some(m) => m,
+                None => match self.reader.next().await {
+                    Ok(m) => m,
+                    Err(e) => return e,
+                },
             };
             let step = match message {
                 Message::Hello(_) => Err(out_of_order("Hello")),
@@ -92,7 +101,21 @@ impl Inbound {
                 Message::ForkProofs(proofs) => self.on_proofs(proofs.proofs).await,
                 Message::Entries(entries) => {
                     if have_seen {
-                        self.on_entries(entries.entries).await
+                        let mut batch = entries.entries;
+                        // Merge the entry frames already buffered behind this one: one check,
+                        // one store append and one fsync for all of them.
+                        while batch.len() < MERGE_ENTRIES {
+                            match self.reader.next_buffered() {
+                                Ok(Some(Message::Entries(more))) => batch.extend(more.entries),
+                                Ok(Some(other)) => {
+                                    held = Some(other);
+                                    break;
+                                }
+                                Ok(None) => break,
+                                Err(e) => return e,
+                            }
+                        }
+                        self.on_entries(batch).await
                     } else {
                         Err(SessionError::OutOfOrder {
                             got: "Entries",
