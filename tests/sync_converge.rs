@@ -100,6 +100,7 @@ async fn a_node_restarted_mid_sync_resumes_and_converges() {
     wait_for("b to receive something", || !b.node.reader().is_empty()).await;
     let partial = b.node.reader().len();
     b.stop().await;
+    eprintln!("stopped b holding {partial} of 20010 entries");
     let b = start(db.path(), 2, &[a.addr]).await;
     assert!(
         b.node.reader().len() >= partial,

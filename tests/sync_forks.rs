@@ -188,3 +188,26 @@ async fn a_diverged_copy_of_the_own_feed_stops_appends_for_good() {
     assert!(x.append(1, String::new()).await.is_err());
     p.stop().await;
 }
+
+#[tokio::test]
+async fn peer_and_sync_writes_need_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _) = Node::open_with_identity(dir.path(), common::identity(1)).unwrap();
+    let config = HttpConfig {
+        token: Some("tok".into()),
+    };
+    for path in ["/peers", "/sync"] {
+        let response = router(node.clone(), config.clone())
+            .oneshot(
+                Request::post(path)
+                    .body(Body::from(r#"{"addr": "127.0.0.1:1"}"#))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{path}");
+    }
+    // Reads stay open; without sync running the peer list is empty.
+    assert_eq!(get_json(&node, "/peers").await, serde_json::json!([]));
+    assert_eq!(get_json(&node, "/forks").await, serde_json::json!([]));
+}
