@@ -181,6 +181,17 @@ async fn a_diverged_copy_of_the_own_feed_stops_appends_for_good() {
     wait_for("x to record the fork too", || x.node.is_forked(&own)).await;
     let s = get_json(&x.node, "/summary").await;
     assert_eq!(s["own_feed"], "diverged");
+    let response = router(x.node.clone(), HttpConfig::default())
+        .oneshot(Request::post("/add").body(Body::from("1")).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    let error: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert!(
+        error["error"].as_str().unwrap().contains("diverged"),
+        "{error}"
+    );
     // Still refused after a restart: the proof is on disk.
     x.stop().await;
     let (x, _) = Node::open_with_identity(old.path(), common::identity(7)).unwrap();
