@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 
 use crate::cli::{
-    AppendArgs, Cli, ClusterArgs, Command, ExportArgs, ImportArgs, KeygenArgs, RunArgs,
+    AppendArgs, Cli, ClusterArgs, Command, ExportArgs, ImportArgs, KeygenArgs, RunArgs, Topology,
 };
 use crate::http::HttpConfig;
 use crate::keys;
@@ -166,16 +166,28 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn run_node(config: &NodeConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     let node = open_node(config)?;
     let http = HttpConfig { token: args.token };
+    let sync = (args.listen.is_some() || !args.peers.is_empty()).then(|| server::SyncSpec {
+        listen: args.listen,
+        peers: args.peers,
+        ..Default::default()
+    });
     runtime()?.block_on(async move {
         let nodes = vec![server::NodeSpec {
             name: "node".into(),
             node,
             http_addr: args.http,
             http,
+            sync,
         }];
         server::serve_until_signal(nodes, |bound| {
             for b in bound {
-                println!("kappalog node {} http://{}", b.author, b.http_addr);
+                match b.sync_addr {
+                    Some(sync) => println!(
+                        "kappalog node {} http://{} sync {}",
+                        b.author, b.http_addr, sync
+                    ),
+                    None => println!("kappalog node {} http://{}", b.author, b.http_addr),
+                }
             }
         })
         .await
@@ -183,8 +195,30 @@ fn run_node(config: &NodeConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Which nodes (0-based) node `i` of `n` dials. Each pair is dialled from one side only.
+pub fn cluster_peers(topology: Topology, i: usize, n: usize) -> Vec<usize> {
+    match topology {
+        Topology::Mesh => (i + 1..n).collect(),
+        Topology::Line => (i + 1..n).take(1).collect(),
+        // With two nodes the ring is a line; with one there is nobody to dial.
+        Topology::Ring if n > 2 => vec![(i + 1) % n],
+        Topology::Ring => (i + 1..n).take(1).collect(),
+    }
+}
+
 fn run_cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
     let mut nodes = Vec::with_capacity(usize::from(args.nodes));
+    let n = usize::from(args.nodes);
+    let base_sync_port = match args.base_sync_port {
+        Some(port) => port,
+        None if args.base_port == 0 => 0,
+        None => args.base_port.checked_add(1000).with_context(|| {
+            format!(
+                "--base-port {} + 1000 exceeds 65535: give --base-sync-port",
+                args.base_port
+            )
+        })?,
+    };
     for i in 1..=args.nodes {
         let name = format!("node-{i}");
         let config = NodeConfig {
@@ -202,6 +236,16 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
                 )
             })?
         };
+        let sync_port = if base_sync_port == 0 {
+            0
+        } else {
+            base_sync_port.checked_add(i - 1).with_context(|| {
+                format!(
+                    "--base-sync-port {} + {} nodes exceeds 65535",
+                    base_sync_port, args.nodes
+                )
+            })?
+        };
         nodes.push(server::NodeSpec {
             name,
             node,
@@ -209,15 +253,24 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
             http: HttpConfig {
                 token: args.token.clone(),
             },
+            sync: Some(server::SyncSpec {
+                listen: Some(SocketAddr::new(args.host, sync_port)),
+                peer_nodes: cluster_peers(args.topology, usize::from(i - 1), n),
+                ..Default::default()
+            }),
         });
     }
     runtime()?.block_on(server::serve_until_signal(nodes, |bound| {
-        println!("{:<8} {:<28} {:<66} data", "node", "http", "author");
+        println!(
+            "{:<8} {:<28} {:<22} {:<66} data",
+            "node", "http", "sync", "author"
+        );
         for b in bound {
             println!(
-                "{:<8} {:<28} {:<66} {}",
+                "{:<8} {:<28} {:<22} {:<66} {}",
                 b.name,
                 format!("http://{}", b.http_addr),
+                b.sync_addr.map(|a| a.to_string()).unwrap_or_default(),
                 b.author.to_string(),
                 b.data_dir.display()
             );

@@ -67,6 +67,24 @@ pub struct RunArgs {
     /// Require `Authorization: Bearer TOKEN` on write endpoints
     #[arg(long, env = "KAPPALOG_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Peer sync listen address, e.g. 127.0.0.1:9080 (port 0 picks a free port, printed);
+    /// without it the node accepts no peers but still dials its --peer addresses
+    #[arg(long, env = "KAPPALOG_LISTEN", value_parser = parse_socket_addr)]
+    pub listen: Option<SocketAddr>,
+    /// A peer to sync with, HOST:PORT; repeatable (env: comma-separated)
+    #[arg(long = "peer", env = "KAPPALOG_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
+}
+
+/// How `kappalog cluster` wires its nodes as sync peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Topology {
+    /// Every node with every other
+    Mesh,
+    /// Node i with node i+1, and the last with the first
+    Ring,
+    /// Node i with node i+1
+    Line,
 }
 
 #[derive(Debug, Args)]
@@ -89,6 +107,13 @@ pub struct ClusterArgs {
     /// Require `Authorization: Bearer TOKEN` on write endpoints of every node
     #[arg(long, env = "KAPPALOG_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// How the nodes sync with each other
+    #[arg(long, env = "KAPPALOG_TOPOLOGY", value_enum, default_value_t = Topology::Mesh)]
+    pub topology: Topology,
+    /// Sync port of node 1; node i listens on base-sync-port + i - 1 (0: free ports).
+    /// Default: 0 when --base-port is 0, else base-port + 1000
+    #[arg(long, env = "KAPPALOG_BASE_SYNC_PORT")]
+    pub base_sync_port: Option<u16>,
 }
 
 #[derive(Debug, Args)]

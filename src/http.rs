@@ -12,6 +12,10 @@
 //! | GET    | `/feeds`          | every feed with length, head, status                 |
 //! | GET    | `/export.csv`     | the CSV export, streamed (`text/csv`)                |
 //! | POST   | `/import`         | a CSV body, streamed; the import counts              |
+//! | GET    | `/forks`          | recorded fork proofs (author, seq, both entries)     |
+//! | GET    | `/peers`          | sync peers: connected, last sync, counts, lag, error |
+//! | POST   | `/peers`          | `{"addr": "HOST:PORT"}`: dial a new peer             |
+//! | POST   | `/sync`           | a sync round with every connected peer now           |
 //! | GET    | `/health`         | liveness                                             |
 //! | GET    | `/metrics`        | Prometheus text format                               |
 //!
@@ -22,6 +26,7 @@ mod error;
 mod middleware;
 mod read;
 mod stream;
+mod sync;
 
 use std::time::Duration;
 
@@ -70,18 +75,26 @@ pub fn router(node: Node, config: HttpConfig) -> Router {
         .route("/import", post(stream::import))
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(MAX_IMPORT_BODY_BYTES));
-    let writes = add
-        .merge(import)
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::require_token,
-        ));
+    let sync_writes = Router::new()
+        .route("/peers", post(sync::add_peer))
+        .route("/sync", post(sync::sync_now))
+        .layer(DefaultBodyLimit::max(MAX_ADD_BODY_BYTES))
+        .layer(middleware::timeout_layer(timeout));
+    let writes =
+        add.merge(import)
+            .merge(sync_writes)
+            .route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                middleware::require_token,
+            ));
 
     let reads = Router::new()
         .route("/summary", get(read::summary))
         .route("/entries", get(read::entries))
         .route("/entries/{hash}", get(read::entry_by_hash))
         .route("/feeds", get(read::feeds))
+        .route("/forks", get(sync::forks))
+        .route("/peers", get(sync::peers))
         .route("/health", get(read::health))
         .route("/metrics", get(read::metrics))
         .route_layer(middleware::timeout_layer(timeout))

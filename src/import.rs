@@ -10,6 +10,8 @@ use std::io::Read;
 
 use crate::csv::{plan_import, CsvParser, ForkDetail, ForkSide, ImportReport, ParsedEntry};
 use crate::csv::{RejectReason, Rejection};
+use crate::fork::ForkProof;
+use crate::identity::Author;
 use crate::node::NodeError;
 use crate::store::{Outcome, Store};
 use crate::validate::ValidationError;
@@ -18,23 +20,39 @@ use crate::validate::ValidationError;
 /// one fdatasync, small enough to bound the memory of one call's outcomes.
 pub const IMPORT_BATCH_ENTRIES: usize = 4096;
 
-/// Imports CSV from `input` into `store`. Blocking.
-pub fn import_csv(store: &Store, input: impl Read) -> Result<ImportReport, NodeError> {
+/// Imports CSV from `input` into `store`. Blocking. Entries whose author `refuse`s are not
+/// offered (rejected as [`RejectReason::ForkedAuthor`]). Returns the report and, for every
+/// fork the store reported, the (unchecked) proof built from the held and offered entries.
+pub fn import_csv(
+    store: &Store,
+    input: impl Read,
+    refuse: impl Fn(&Author) -> bool,
+) -> Result<(ImportReport, Vec<ForkProof>), NodeError> {
     let mut parser = CsvParser::new(input);
     let mut lines = Vec::new();
     while let Some(line) = parser.next_line().map_err(NodeError::ImportRead)? {
         lines.push(line);
     }
     let (feeds, mut report) = plan_import(lines).into_parts();
+    let mut proofs = Vec::new();
     let mut batch = Vec::with_capacity(IMPORT_BATCH_ENTRIES);
     for entry in feeds.into_values().flatten() {
+        if refuse(&entry.entry.author) {
+            report.rejected.push(Rejection {
+                line: entry.line,
+                reason: RejectReason::ForkedAuthor {
+                    author: entry.entry.author,
+                },
+            });
+            continue;
+        }
         batch.push(entry);
         if batch.len() == IMPORT_BATCH_ENTRIES {
-            offer(store, &mut batch, &mut report)?;
+            offer(store, &mut batch, &mut report, &mut proofs)?;
         }
     }
-    offer(store, &mut batch, &mut report)?;
-    Ok(report)
+    offer(store, &mut batch, &mut report, &mut proofs)?;
+    Ok((report, proofs))
 }
 
 /// Offers `batch` (per-feed seq order) to the store and records each outcome; empties it.
@@ -42,6 +60,7 @@ fn offer(
     store: &Store,
     batch: &mut Vec<ParsedEntry>,
     report: &mut ImportReport,
+    proofs: &mut Vec<ForkProof>,
 ) -> Result<(), NodeError> {
     if batch.is_empty() {
         return Ok(());
@@ -49,6 +68,11 @@ fn offer(
     let entries = batch.iter().map(|p| p.entry.clone()).collect();
     let outcomes = store.append_entries(entries)?;
     for (parsed, outcome) in batch.drain(..).zip(outcomes) {
+        if let Outcome::Fork { seq, .. } = &outcome {
+            if let Some((held, _)) = store.reader().get(&parsed.entry.author, *seq)? {
+                proofs.push(ForkProof::new(held, parsed.entry.clone()));
+            }
+        }
         record(report, &parsed, outcome);
     }
     Ok(())

@@ -19,7 +19,9 @@
 //! - [`server`]: binds, serves and gracefully stops one or several nodes.
 //! - [`cli`]: clap definitions; [`app`]: runs each subcommand.
 //! - [`fork`]: fork proofs (two conflicting signed entries), their encoding, the forked set.
-//! - [`sync`]: the peer protocol (docs/PROTOCOL.md): messages, framing, handshake, the plan.
+//! - [`forks`]: the durable fork-proof log (`DATA_DIR/forks`), loaded at open.
+//! - [`sync`]: the peer protocol (docs/PROTOCOL.md): pure core (messages, framing, handshake,
+//!   plan) and the tokio sessions, listener and dialers that replicate over TCP.
 //!
 //! # Data flow
 //!
@@ -32,6 +34,7 @@ pub mod cli;
 pub mod csv;
 pub mod entry;
 pub mod fork;
+pub mod forks;
 pub mod hash;
 pub mod http;
 pub mod identity;

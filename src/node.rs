@@ -1,20 +1,66 @@
-//! The node: owns the identity, the store (the single writer), the views folded over it and
-//! the metrics. The CLI's one-shot commands and `kappalog run` both go through it, so the
-//! same rules apply whichever door an entry comes in by.
+//! The node: owns the identity, the store (the single writer), the views folded over it, the
+//! fork proofs, the own-feed fence and the metrics. The CLI's one-shot commands, HTTP and
+//! peer sync all go through it, so the same rules apply whichever door an entry comes in by:
+//!
+//! - entries of an author known to be forked are refused before they reach the store;
+//! - a fork the store reports (`Outcome::Fork`) becomes a proof: checked, persisted in
+//!   `DATA_DIR/forks` ([`crate::forks`]), the author marked forked in the views, and the
+//!   proof broadcast to sync sessions;
+//! - own appends pass the own-feed fence ([`fence`]) first.
+//!
+//! Every durable batch is folded into the views and then broadcast as a [`NodeEvent`] to
+//! whoever subscribed (sync sessions push it live to their peers).
+
+pub mod fence;
+mod replication;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio::sync::broadcast;
 
 use crate::csv::{CsvWriter, ImportReport};
 use crate::entry::{Entry, EntryJson};
+use crate::fork::ForkProof;
+use crate::forks::{ForkLog, ForkLogError};
 use crate::hash::Hash;
 use crate::identity::{Author, Identity};
 use crate::keys::{self, KeyOrigin};
 use crate::metrics::Metrics;
 use crate::store::{AppendError, CommitObserver, OpenReport, Store, StoreError, StoreReader};
 use crate::summary::SummaryView;
+use crate::sync::SyncHandle;
 use crate::view::View;
+use fence::{Fence, FenceError, OwnFeedState};
+
+/// Events buffered per subscriber before it lags (a lagging sync session falls back to a
+/// range read from the store, so nothing is lost, only re-read).
+pub const EVENT_CHANNEL_CAPACITY: usize = 1024;
+
+/// How long [`Node::close`] waits for other handles of the node to be dropped.
+pub const CLOSE_WAIT_MS: u64 = 5_000;
+
+/// What subscribers of [`Node::subscribe`] are told, in commit order.
+#[derive(Clone, Debug)]
+pub enum NodeEvent {
+    /// A durable batch of entries (own appends, imports, entries from peers).
+    Committed(Arc<[(Entry, Hash)]>),
+    /// A newly recorded fork proof.
+    Proof(Arc<ForkProof>),
+}
+
+/// What offering foreign entries to the node came to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OfferReport {
+    pub added: u64,
+    pub duplicates: u64,
+    /// Entries of authors known forked, not offered to the store.
+    pub refused_forked: u64,
+    /// Fork proofs built from the store's `Outcome::Fork` (new or already known).
+    pub forks: u64,
+    pub rejected: u64,
+}
 
 /// Where a node keeps its state.
 #[derive(Clone, Debug)]
@@ -35,6 +81,12 @@ pub enum NodeError {
     ImportRead(#[source] std::io::Error),
     #[error("writing the export: {0}")]
     ExportWrite(#[source] std::io::Error),
+    #[error(transparent)]
+    Forks(#[from] ForkLogError),
+    #[error(transparent)]
+    Fence(#[from] FenceError),
+    #[error("a background task failed: {0}")]
+    Task(String),
 }
 
 /// The views kept live as entries commit, and the cached JSON that readers are served.
@@ -68,6 +120,11 @@ impl Views {
         json
     }
 
+    fn mark_forked(&self, author: &Author) {
+        lock(&self.summary).mark_forked(author);
+        *lock(&self.summary_json) = None;
+    }
+
     fn apply_all(&self, entries: &[(Entry, Hash)]) {
         {
             let mut summary = lock(&self.summary);
@@ -79,9 +136,17 @@ impl Views {
     }
 }
 
-impl CommitObserver for Views {
+/// The store's one commit observer: fold into the views, then tell subscribers.
+struct NodeObserver {
+    views: Arc<Views>,
+    events: broadcast::Sender<NodeEvent>,
+}
+
+impl CommitObserver for NodeObserver {
     fn committed(&self, entries: &[(Entry, Hash)]) {
-        self.apply_all(entries);
+        self.views.apply_all(entries);
+        // An error only means nobody subscribed: nothing to tell.
+        let _ = self.events.send(NodeEvent::Committed(entries.into()));
     }
 }
 
@@ -111,9 +176,14 @@ struct Inner {
     store: Store,
     reader: StoreReader,
     author: Author,
+    identity: Identity,
     views: Arc<Views>,
     metrics: Metrics,
     data_dir: PathBuf,
+    forks: Mutex<ForkLog>,
+    fence: Mutex<Fence>,
+    events: broadcast::Sender<NodeEvent>,
+    sync: OnceLock<SyncHandle>,
 }
 
 /// What opening a node found, for the caller to report.
@@ -149,20 +219,46 @@ impl Node {
     ) -> Result<(Node, OpenReport), NodeError> {
         let author = identity.author();
         let views = Arc::new(Views::new());
-        let observer: Arc<dyn CommitObserver> = views.clone();
-        let (store, report) = Store::open(data_dir, Some(identity), Some(observer))?;
+        let (events, _) = broadcast::channel(EVENT_CHANNEL_CAPACITY);
+        let observer: Arc<dyn CommitObserver> = Arc::new(NodeObserver {
+            views: views.clone(),
+            events: events.clone(),
+        });
+        let (store, report) = Store::open(data_dir, Some(identity.clone()), Some(observer))?;
+        let (forks, forks_report) = ForkLog::open(data_dir)?;
         let reader = store.reader();
         // Nothing can commit before `open` returns the node, so folding now and observing
         // commits from here on sees every entry exactly once.
-        *lock(&views.summary) = rebuild_summary(&reader)?;
+        let mut summary = rebuild_summary(&reader)?;
+        let mut fence = Fence::default();
+        for forked in forks.set().authors() {
+            summary.mark_forked(forked);
+            if *forked == author {
+                fence.diverge(format!(
+                    "a fork proof of our own author {author} is recorded"
+                ));
+            }
+        }
+        *lock(&views.summary) = summary;
+        if forks_report.proofs > 0 {
+            tracing::info!(proofs = forks_report.proofs, "loaded fork proofs");
+        }
+        if let Err(e) = fence.check(0) {
+            tracing::error!(%author, "{e}");
+        }
         let node = Node {
             inner: Arc::new(Inner {
                 store,
                 reader,
                 author,
+                identity,
                 views,
                 metrics: Metrics::new(),
                 data_dir: data_dir.to_owned(),
+                forks: Mutex::new(forks),
+                fence: Mutex::new(fence),
+                events,
+                sync: OnceLock::new(),
             }),
         };
         Ok((node, report))
@@ -188,8 +284,54 @@ impl Node {
         self.inner.views.summary_json()
     }
 
-    /// Appends to the node's own feed; returns once the entry is durable.
+    /// The node's key: sync sessions sign their handshake with it.
+    pub fn identity(&self) -> &Identity {
+        &self.inner.identity
+    }
+
+    /// Events from now on (see [`NodeEvent`]).
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// The running peer sync, if any.
+    pub fn sync(&self) -> Option<&SyncHandle> {
+        self.inner.sync.get()
+    }
+
+    /// Attaches the running peer sync (once; later calls are ignored and return false).
+    pub fn set_sync(&self, handle: SyncHandle) -> bool {
+        self.inner.sync.set(handle).is_ok()
+    }
+
+    /// The own-feed fence state, as `/summary` reports it.
+    pub fn own_feed_state(&self) -> OwnFeedState {
+        let length = self.own_length();
+        lock(&self.inner.fence).state(length)
+    }
+
+    fn own_length(&self) -> u64 {
+        self.inner
+            .reader
+            .head(&self.inner.author)
+            .map_or(0, |h| h.seq)
+    }
+
+    /// Runs `f` on the fence (the sync layer: startup hold and release, catch-up, divergence).
+    pub fn with_fence<T>(&self, f: impl FnOnce(&mut Fence) -> T) -> T {
+        f(&mut lock(&self.inner.fence))
+    }
+
+    fn check_fence(&self) -> Result<(), NodeError> {
+        let length = self.own_length();
+        lock(&self.inner.fence).check(length)?;
+        Ok(())
+    }
+
+    /// Appends to the node's own feed; returns once the entry is durable. Refused while the
+    /// own-feed fence is closed.
     pub async fn append(&self, value: i64, data: String) -> Result<EntryJson, NodeError> {
+        self.check_fence()?;
         let (entry, hash) = self.inner.store.append_own_async(value, data).await?;
         self.inner.metrics.appends.inc();
         Ok(EntryJson::new(&entry, &hash))
@@ -197,6 +339,7 @@ impl Node {
 
     /// Blocking form of [`Node::append`] for the CLI.
     pub fn append_blocking(&self, value: i64, data: String) -> Result<EntryJson, NodeError> {
+        self.check_fence()?;
         let (entry, hash) = self.inner.store.append_own(value, data)?;
         self.inner.metrics.appends.inc();
         Ok(EntryJson::new(&entry, &hash))
@@ -204,7 +347,19 @@ impl Node {
 
     /// Imports CSV (any concatenation of exports). Blocking: call it off the async workers.
     pub fn import(&self, input: impl Read) -> Result<ImportReport, NodeError> {
-        let report = crate::import::import_csv(&self.inner.store, input)?;
+        let forked = self.forked_authors();
+        let (report, proofs) =
+            crate::import::import_csv(&self.inner.store, input, |a| forked.contains(a))?;
+        for proof in proofs {
+            match self.record_proof(proof) {
+                Err(NodeError::Forks(ForkLogError::Rejected(e))) => {
+                    tracing::warn!(error = %e, "import fork whose proof does not check");
+                }
+                other => {
+                    other?;
+                }
+            }
+        }
         let m = &self.inner.metrics;
         m.count_import("added", report.added);
         m.count_import("duplicate", report.duplicates);
@@ -222,12 +377,28 @@ impl Node {
     }
 
     /// Drains queued appends, syncs the log and stops the writer.
+    /// Blocking: waits up to [`CLOSE_WAIT_MS`] for background work (a sync session's
+    /// blocking store read or proof fsync finishing after the session ended) to drop its
+    /// clone of the node, so the directory lock is released when this returns.
     pub fn close(self) -> Result<(), NodeError> {
-        match Arc::try_unwrap(self.inner) {
-            Ok(inner) => inner.store.sync_and_close().map_err(NodeError::from),
-            // Other clones still exist (tasks that have not finished): the store's writer
-            // syncs every batch before acknowledging it, so nothing acknowledged is at risk.
-            Err(_) => Ok(()),
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(CLOSE_WAIT_MS);
+        let mut inner = self.inner;
+        loop {
+            match Arc::try_unwrap(inner) {
+                Ok(inner) => return inner.store.sync_and_close().map_err(NodeError::from),
+                Err(shared) if std::time::Instant::now() < deadline => {
+                    inner = shared;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                // Other clones still exist (tasks that have not finished): the store's writer
+                // syncs every batch before acknowledging it, so nothing acknowledged is at risk.
+                Err(_) => {
+                    tracing::warn!(
+                        "node closed while other handles remain; the store stops with the last one"
+                    );
+                    return Ok(());
+                }
+            }
         }
     }
 }

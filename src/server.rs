@@ -1,5 +1,6 @@
-//! Serving nodes over HTTP until a signal: bind, announce, serve, and shut down in one path
-//! (stop accepting, let in-flight requests finish, sync and close every store).
+//! Serving nodes over HTTP and peer sync until a signal: bind (HTTP and sync listeners),
+//! announce, start sync, serve, and shut down in one path (stop accepting, let in-flight
+//! requests finish, end every sync session with `Bye(Shutdown)`, sync and close every store).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use tokio::sync::watch;
 use crate::http::{self, HttpConfig};
 use crate::identity::Author;
 use crate::node::Node;
+use crate::sync::{self, SyncConfig};
 
 /// One node to serve.
 pub struct NodeSpec {
@@ -18,6 +20,21 @@ pub struct NodeSpec {
     pub node: Node,
     pub http_addr: SocketAddr,
     pub http: HttpConfig,
+    /// Peer sync, if any.
+    pub sync: Option<SyncSpec>,
+}
+
+/// A node's peer sync.
+#[derive(Clone, Debug, Default)]
+pub struct SyncSpec {
+    /// Where to accept peers (port 0: a free port); `None`: dial only.
+    pub listen: Option<SocketAddr>,
+    /// Peers to dial, `HOST:PORT`.
+    pub peers: Vec<String>,
+    /// Other nodes of the same `serve_until_signal` call to dial (indices into its list):
+    /// their bound sync addresses are added to `peers`.
+    pub peer_nodes: Vec<usize>,
+    pub config: SyncConfig,
 }
 
 /// What a node actually bound (port 0 resolved), for the caller to print.
@@ -26,6 +43,7 @@ pub struct Bound {
     pub name: String,
     pub author: Author,
     pub http_addr: SocketAddr,
+    pub sync_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
 }
 
@@ -49,19 +67,51 @@ pub async fn serve_until_signal(
                 "HTTP is bound to a non-loopback address without --token: anyone who can reach it can write"
             );
         }
+        let sync_listener = match spec.sync.as_ref().and_then(|s| s.listen) {
+            Some(sync_addr) => Some(
+                TcpListener::bind(sync_addr)
+                    .await
+                    .with_context(|| format!("binding sync for {} on {}", spec.name, sync_addr))?,
+            ),
+            None => None,
+        };
+        let sync_addr = match &sync_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
         bound.push(Bound {
             name: spec.name.clone(),
             author: spec.node.author(),
             http_addr: addr,
+            sync_addr,
             data_dir: spec.node.data_dir().to_owned(),
         });
-        listeners.push((spec, listener));
+        listeners.push((spec, listener, sync_listener));
     }
     on_bound(&bound);
 
+    let mut syncs = Vec::new();
+    for (spec, _, sync_listener) in &mut listeners {
+        let Some(sync_spec) = spec.sync.take() else {
+            continue;
+        };
+        let mut peers = sync_spec.peers.clone();
+        for &i in &sync_spec.peer_nodes {
+            if let Some(addr) = bound.get(i).and_then(|b| b.sync_addr) {
+                peers.push(addr.to_string());
+            }
+        }
+        let handle = sync::start(&spec.node, sync_spec.config, sync_listener.take(), peers)
+            .with_context(|| format!("starting sync for {}", spec.name))?;
+        if let Some(addr) = handle.local_addr() {
+            tracing::info!(node = %spec.name, %addr, "serving peer sync");
+        }
+        syncs.push(handle);
+    }
+
     let mut tasks = Vec::with_capacity(listeners.len());
     let mut nodes = Vec::with_capacity(listeners.len());
-    for (spec, listener) in listeners {
+    for (spec, listener, _) in listeners {
         let app = http::router(spec.node.clone(), spec.http.clone());
         let mut stop = stop_rx.clone();
         tracing::info!(node = %spec.name, addr = %listener.local_addr()?, "serving HTTP");
@@ -83,6 +133,9 @@ pub async fn serve_until_signal(
         task.await
             .context("HTTP task panicked")?
             .context("serving HTTP")?;
+    }
+    for handle in syncs {
+        handle.shutdown().await;
     }
     for node in nodes {
         tokio::task::spawn_blocking(move || node.close())

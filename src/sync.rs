@@ -1,5 +1,5 @@
-//! Peer sync: the pure core of the TCP replication protocol. The full specification, with
-//! every limit and what happens when a peer does not comply, is docs/PROTOCOL.md.
+//! Peer sync: the TCP replication protocol. The full specification, with every limit and
+//! what happens when a peer does not comply, is docs/PROTOCOL.md.
 //!
 //! In short: after a TCP connect both sides send `Hello` (protocol version, author, fresh
 //! nonce) and then `Auth`, a signature over a tagged message binding both authors and both
@@ -10,6 +10,7 @@
 //! Frames are a u32 big-endian length and a bincode 2 body, capped at
 //! [`message::MAX_FRAME_BYTES`]; entries inside travel in their fixed encoding.
 //!
+//! Pure core:
 //! - [`message`]: the messages, the protocol version and the limits.
 //! - [`frame`]: message <-> frame bytes, with the size cap checked before allocating.
 //! - [`handshake`]: Hello/Auth construction and verification.
@@ -17,12 +18,33 @@
 //! - [`batch`]: checking a received `Entries` batch as a unit before anything is stored.
 //! - [`backoff`]: the reconnect delay.
 //!
-//! Left to the networking layer (it needs the store): the session loop (timeouts, batch
-//! store append of checked batches, live pushes), the listener with its connection cap, and dialing.
+//! Networking (tokio):
+//! - [`config`]: timeouts and the connection cap ([`SyncConfig`]).
+//! - [`connection`]: frames on and off a socket with the idle, frame and write timeouts.
+//! - [`session`]: one session: handshake, then [`inbound`] and [`outbound`] side by side.
+//! - [`inbound`]: the receiving half: checks and stores entries and proofs.
+//! - [`outbound`]: the sending half: `Have`, the plan's ranges, live pushes, resyncs.
+//! - [`listener`]: accepting under the connection cap, with backoff on accept errors.
+//! - [`peers`]: dialers, the startup fence, `POST /sync`, shutdown ([`SyncHandle`]).
+//! - [`status`]: the per-peer records `GET /peers` shows.
+//! - [`error`]: why a session ended and which `Bye` it sends.
 
 pub mod backoff;
 pub mod batch;
+pub mod config;
+pub mod connection;
+pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod inbound;
+pub mod listener;
 pub mod message;
+pub mod outbound;
+pub mod peers;
 pub mod plan;
+pub mod session;
+pub mod status;
+
+pub use config::SyncConfig;
+pub use peers::{start, SyncError, SyncHandle, SyncRound};
+pub use status::PeerInfo;

@@ -96,8 +96,15 @@ fn cluster_starts_answers_on_every_node_and_stops_cleanly() {
     let (cluster, addrs) = start();
     let mut authors = vec![];
     for (i, addr) in addrs.iter().enumerate() {
-        let r = post(*addr, "/add", &i.to_string());
-        assert_eq!(r.status, 201);
+        // The own-feed fence answers 503 until the node has heard from its peers.
+        let mut r = post(*addr, "/add", &i.to_string());
+        common::wait_until("the own-feed fence to open", || {
+            if r.status == 503 {
+                r = post(*addr, "/add", &i.to_string());
+            }
+            r.status != 503
+        });
+        assert_eq!(r.status, 201, "{}", r.body);
         authors.push(r.json()["author"].as_str().unwrap().to_owned());
     }
     authors.sort();
@@ -108,10 +115,13 @@ fn cluster_starts_answers_on_every_node_and_stops_cleanly() {
         assert!(dir.path().join(format!("keys/node-{i}.key")).exists());
         assert!(dir.path().join(format!("cluster/node-{i}")).is_dir());
     }
+    // The nodes replicate to each other (mesh by default).
     // Running it again reuses the keys and the data.
     let (cluster, addrs) = start();
-    for addr in &addrs {
-        assert_eq!(get(*addr, "/summary").json()["count"], 1);
-    }
+    common::wait_until("every node to hold all three entries", || {
+        addrs
+            .iter()
+            .all(|addr| get(*addr, "/summary").json()["count"] == 3)
+    });
     assert!(cluster.terminate().success());
 }

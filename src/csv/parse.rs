@@ -78,6 +78,9 @@ pub enum RejectReason {
     /// store reports back, chain links and signatures.
     #[error("{0}")]
     Invalid(#[from] ValidationError),
+    /// The author is known to be forked (a proof is recorded): its entries are refused.
+    #[error("author {author} is known forked: entry refused")]
+    ForkedAuthor { author: crate::identity::Author },
 }
 
 impl Serialize for RejectReason {

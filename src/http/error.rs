@@ -75,6 +75,7 @@ impl From<NodeError> for ApiError {
                 tracing::error!(error = %e, "append failed");
                 ApiError::Unavailable("unable to write to the log".into())
             }
+            NodeError::Fence(e) => ApiError::Unavailable(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

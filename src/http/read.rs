@@ -17,22 +17,19 @@ pub const DEFAULT_PAGE_ENTRIES: usize = 100;
 /// Largest page `GET /entries` serves, whatever `limit` asks.
 pub const MAX_PAGE_ENTRIES: usize = 1000;
 
-/// Lets a shared JSON string be a response body without copying it per request.
-struct SharedJson(std::sync::Arc<str>);
-
-impl AsRef<[u8]> for SharedJson {
-    fn as_ref(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-}
-
+/// The summary view's JSON with a leading `"own_feed"` field (the own-feed fence state:
+/// `ok`, `starting`, `catching_up` or `diverged`). It is about this node, not about the
+/// entries, so it is not part of the digest.
 pub async fn summary(State(state): State<AppState>) -> Response {
-    let json = SharedJson(state.node.summary_json());
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        axum::body::Bytes::from_owner(json),
-    )
-        .into_response()
+    let json = state.node.summary_json();
+    let own_feed = state.node.own_feed_state().as_str();
+    // The cached summary is a JSON object: splice the field in after its opening brace
+    // rather than re-serialising it.
+    let body = match json.strip_prefix('{') {
+        Some(rest) => format!("{{\"own_feed\":\"{own_feed}\",{rest}"),
+        None => json.to_string(),
+    };
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// Query parameters arrive as text so each bad one gets its own message.
@@ -133,6 +130,7 @@ pub struct FeedJson {
 }
 
 pub async fn feeds(State(state): State<AppState>) -> Json<Vec<FeedJson>> {
+    let forked = state.node.forked_authors();
     let feeds = state
         .node
         .reader()
@@ -144,7 +142,11 @@ pub async fn feeds(State(state): State<AppState>) -> Json<Vec<FeedJson>> {
             head: feed.head,
             first_timestamp: feed.first_timestamp,
             last_timestamp: feed.last_timestamp,
-            status: "ok",
+            status: if forked.contains(&feed.author) {
+                "forked"
+            } else {
+                "ok"
+            },
         })
         .collect();
     Json(feeds)

@@ -133,6 +133,8 @@ pub fn kappalog() -> Command {
         "KAPPALOG_TOKEN",
         "KAPPALOG_DATA_DIR",
         "KAPPALOG_KEY",
+        "KAPPALOG_LISTEN",
+        "KAPPALOG_PEERS",
     ] {
         cmd.env_remove(var);
     }
@@ -229,6 +231,17 @@ pub fn run_node(data_dir: &Path, key: &Path, extra: &[&str]) -> (Running, Socket
     (running, addr)
 }
 
+/// Extracts the `sync ADDR` a node printed.
+pub fn printed_sync_addr(line: &str) -> SocketAddr {
+    let start = line.find(" sync ").expect("line has a sync address") + 6;
+    line[start..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .expect("a socket address")
+}
+
 /// Polls `condition` until it holds or the deadline passes.
 pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + DEADLINE;
@@ -263,3 +276,5 @@ pub fn entries(
 ) -> Vec<kappalog::entry::Entry> {
     feed.iter().map(|(e, _)| e.clone()).collect()
 }
+
+pub mod net;

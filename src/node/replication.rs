@@ -1,0 +1,121 @@
+//! The node's side of replication: foreign entries offered by peers, fork proofs recorded
+//! from any door (a peer's batch or proof, an import, the store's `Outcome::Fork`), and the
+//! forked set that refuses a forked author's entries from then on.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::{lock, Node, NodeError, NodeEvent, OfferReport};
+use crate::entry::Entry;
+use crate::fork::ForkProof;
+use crate::forks::ForkLogError;
+use crate::identity::Author;
+use crate::store::Outcome;
+
+impl Node {
+    pub fn is_forked(&self, author: &Author) -> bool {
+        lock(&self.inner.forks).set().contains(author)
+    }
+
+    pub fn forked_authors(&self) -> BTreeSet<Author> {
+        lock(&self.inner.forks).set().authors().copied().collect()
+    }
+
+    /// Every recorded proof, ascending by author.
+    pub fn fork_proofs(&self) -> Vec<ForkProof> {
+        lock(&self.inner.forks)
+            .set()
+            .iter()
+            .map(|(_, p)| p.clone())
+            .collect()
+    }
+
+    /// Checks and records a proof: persisted, the author excluded from the views and refused
+    /// from now on, subscribers told. Returns whether it was new. Blocking (an fsync).
+    pub fn record_proof(&self, proof: ForkProof) -> Result<bool, NodeError> {
+        let author = proof.author();
+        let seq = proof.seq();
+        let new = lock(&self.inner.forks).record(proof.clone())?;
+        if !new {
+            return Ok(false);
+        }
+        self.inner.views.mark_forked(&author);
+        if author == self.inner.author {
+            let reason = format!("a fork proof of our own author {author} at seq {seq}");
+            tracing::error!(
+                %author, seq,
+                "OWN FEED FORKED: another process signed with this node's key; appends stop for good, retire the key"
+            );
+            lock(&self.inner.fence).diverge(reason);
+        } else {
+            tracing::warn!(%author, seq, "feed forked: proof recorded, feed excluded");
+        }
+        let _ = self.inner.events.send(NodeEvent::Proof(Arc::new(proof)));
+        Ok(true)
+    }
+
+    /// [`Node::record_proof`] off the async workers.
+    pub async fn record_proof_async(&self, proof: ForkProof) -> Result<bool, NodeError> {
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || node.record_proof(proof))
+            .await
+            .map_err(|e| NodeError::Task(e.to_string()))?
+    }
+
+    /// Builds the proof for a fork the store reported: its entry at `offered.seq` and
+    /// `offered`. Blocking (a read, then maybe an fsync).
+    fn record_store_fork(&self, offered: Entry) -> Result<bool, NodeError> {
+        let held = self.inner.reader.get(&offered.author, offered.seq)?;
+        let Some((held, _)) = held else {
+            // The store reported a fork at a position it holds; it cannot have lost it.
+            return Ok(false);
+        };
+        match self.record_proof(ForkProof::new(held, offered)) {
+            Err(NodeError::Forks(ForkLogError::Rejected(e))) => {
+                tracing::warn!(error = %e, "store reported a fork whose proof does not check");
+                Ok(false)
+            }
+            other => other,
+        }
+    }
+
+    /// Offers foreign entries (from a peer): entries of forked authors are refused, the rest
+    /// go to the store (which checks signatures in parallel), and each fork the store reports
+    /// becomes a recorded proof.
+    pub async fn offer_entries(&self, entries: Vec<Entry>) -> Result<OfferReport, NodeError> {
+        let mut report = OfferReport::default();
+        let forked = self.forked_authors();
+        let (entries, refused): (Vec<Entry>, Vec<Entry>) = entries
+            .into_iter()
+            .partition(|e| !forked.contains(&e.author));
+        report.refused_forked = u64::try_from(refused.len()).unwrap_or(u64::MAX);
+        if entries.is_empty() {
+            return Ok(report);
+        }
+        let offered = entries.clone();
+        let outcomes = self.inner.store.append_entries_async(entries).await?;
+        let mut fork_entries = Vec::new();
+        for (entry, outcome) in offered.into_iter().zip(outcomes) {
+            match outcome {
+                Outcome::Added(_) => report.added += 1,
+                Outcome::Duplicate(_) => report.duplicates += 1,
+                Outcome::Fork { .. } => fork_entries.push(entry),
+                Outcome::Rejected(_) | Outcome::Gap { .. } => report.rejected += 1,
+            }
+        }
+        self.inner.metrics.rejections.inc_by(report.rejected);
+        if !fork_entries.is_empty() {
+            report.forks = u64::try_from(fork_entries.len()).unwrap_or(u64::MAX);
+            let node = self.clone();
+            tokio::task::spawn_blocking(move || {
+                for entry in fork_entries {
+                    node.record_store_fork(entry)?;
+                }
+                Ok::<(), NodeError>(())
+            })
+            .await
+            .map_err(|e| NodeError::Task(e.to_string()))??;
+        }
+        Ok(report)
+    }
+}

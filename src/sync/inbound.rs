@@ -1,0 +1,213 @@
+//! The receiving half of a session: reads frames, checks and stores what arrives, and hands
+//! the sending half what it must answer (the peer's `Have`, `Want`s). It never waits on the
+//! sending half, only on the store, so a session always drains its socket.
+//!
+//! Rules enforced here (docs/PROTOCOL.md sections 6 and 11): no `Hello`/`Auth` after the
+//! handshake, one `Have`, no `Entries` before it, at most `MAX_WANTS_PER_SESSION` `Want`s,
+//! every proof checks, every batch passes [`check_batch`] whole or nothing of it is stored.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::mpsc;
+
+use super::batch::check_batch;
+use super::connection::FrameReader;
+use super::error::SessionError;
+use super::message::{Message, MAX_WANTS_PER_SESSION};
+use super::plan::{feeds_from_have, PeerProgress};
+use super::status::{Control, PeerRegistry};
+use crate::fork::ForkProof;
+use crate::identity::Author;
+use crate::node::Node;
+
+/// The most entries merged from consecutive buffered `Entries` frames into one check and one
+/// store append. A merged batch is still a unit: if any entry fails, nothing of it is stored.
+pub const MERGE_ENTRIES: usize = 4096;
+
+pub(super) struct Inbound {
+    pub node: Node,
+    pub reader: FrameReader<OwnedReadHalf>,
+    pub progress: Arc<Mutex<PeerProgress>>,
+    pub control: mpsc::UnboundedSender<Control>,
+    pub stop: Arc<AtomicBool>,
+    pub registry: Arc<PeerRegistry>,
+    pub key: String,
+    pub peer: Author,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // PeerProgress is a map updated in single calls; poisoning cannot leave it torn.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Inbound {
+    /// Runs until the peer closes, says bye or breaks a rule; returns why it ended, after
+    /// telling the sending half to stop.
+    pub async fn run(mut self) -> SessionError {
+        let error = self.receive().await;
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.control.send(Control::Stop(error.bye_reason()));
+        error
+    }
+
+    async fn receive(&mut self) -> SessionError {
+        let mut have_seen = false;
+        let mut wants = 0usize;
+        // A frame read ahead while merging entry batches, handled next.
+        let mut held: Option<Message> = None;
+        loop {
+            let message = match held.take() {
+                Some(m) => m,
+                None => match self.reader.next().await {
+                    Ok(m) => m,
+                    Err(e) => return e,
+                },
+            };
+            let step = match message {
+                Message::Hello(_) => Err(out_of_order("Hello")),
+                Message::Auth(_) => Err(out_of_order("Auth")),
+                Message::Ping => Ok(()),
+                Message::Bye(bye) => Err(SessionError::PeerBye(bye.reason)),
+                Message::Have(have) => {
+                    if have_seen {
+                        Err(SessionError::OutOfOrder {
+                            got: "Have",
+                            when: "after the peer's Have",
+                        })
+                    } else {
+                        have_seen = true;
+                        let feeds = feeds_from_have(&have);
+                        *lock(&self.progress) = PeerProgress::from_feeds(&feeds);
+                        let _ = self.control.send(Control::TheirHave(feeds));
+                        Ok(())
+                    }
+                }
+                Message::Want(want) => {
+                    wants += 1;
+                    if wants > MAX_WANTS_PER_SESSION {
+                        Err(SessionError::TooManyWants {
+                            limit: MAX_WANTS_PER_SESSION,
+                        })
+                    } else {
+                        let _ = self.control.send(Control::SendEntry {
+                            author: want.author,
+                            seq: want.seq,
+                        });
+                        Ok(())
+                    }
+                }
+                Message::ForkProofs(proofs) => self.on_proofs(proofs.proofs).await,
+                Message::Entries(entries) => {
+                    if have_seen {
+                        let mut batch = entries.entries;
+                        // Merge the entry frames already buffered behind this one: one check,
+                        // one store append and one fsync for all of them.
+                        while batch.len() < MERGE_ENTRIES {
+                            match self.reader.next_buffered() {
+                                Ok(Some(Message::Entries(more))) => batch.extend(more.entries),
+                                Ok(Some(other)) => {
+                                    held = Some(other);
+                                    break;
+                                }
+                                Ok(None) => break,
+                                Err(e) => return e,
+                            }
+                        }
+                        self.on_entries(batch).await
+                    } else {
+                        Err(SessionError::OutOfOrder {
+                            got: "Entries",
+                            when: "before the peer's Have",
+                        })
+                    }
+                }
+            };
+            if let Err(e) = step {
+                return e;
+            }
+        }
+    }
+
+    async fn on_proofs(
+        &self,
+        proofs: Vec<super::message::EncodedProof>,
+    ) -> Result<(), SessionError> {
+        for encoded in proofs {
+            let proof = encoded
+                .decode()
+                .map_err(|e| SessionError::BadProof(e.to_string()))?;
+            proof
+                .check()
+                .map_err(|e| SessionError::BadProof(e.to_string()))?;
+            self.node
+                .record_proof_async(proof)
+                .await
+                .map_err(|e| SessionError::Node(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    async fn on_entries(
+        &self,
+        batch: Vec<super::message::EncodedEntry>,
+    ) -> Result<(), SessionError> {
+        let forked = self.node.forked_authors();
+        let reader = self.node.reader().clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            check_batch(
+                &batch,
+                &forked,
+                |a| reader.head(a),
+                |a, seq| reader.get(a, seq).ok().flatten().map(|(_, h)| h),
+            )
+        })
+        .await
+        .map_err(|e| SessionError::Node(e.to_string()))?;
+        let outcome = checked.inspect_err(|e| {
+            tracing::warn!(
+                peer = %self.key,
+                peer_author = %self.peer,
+                reason = %e,
+                "refused an entries batch from a peer: nothing of it stored"
+            );
+        })?;
+        {
+            let mut progress = lock(&self.progress);
+            for (entry, _) in &outcome.append {
+                progress.note(&entry.author, entry.seq);
+            }
+        }
+        if !outcome.append.is_empty() {
+            let entries = outcome.append.into_iter().map(|(e, _)| e).collect();
+            let report = self
+                .node
+                .offer_entries(entries)
+                .await
+                .map_err(|e| SessionError::Node(e.to_string()))?;
+            self.registry.add_received(&self.key, report.added);
+        }
+        for (offered, _) in outcome.fork_candidates {
+            let node = self.node.clone();
+            let recorded = tokio::task::spawn_blocking(move || {
+                let held = node.reader().get(&offered.author, offered.seq)?;
+                match held {
+                    Some((held, _)) => node.record_proof(ForkProof::new(held, offered)),
+                    None => Ok(false),
+                }
+            })
+            .await
+            .map_err(|e| SessionError::Node(e.to_string()))?;
+            recorded.map_err(|e| SessionError::Node(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+fn out_of_order(got: &'static str) -> SessionError {
+    SessionError::OutOfOrder {
+        got,
+        when: "after the handshake",
+    }
+}

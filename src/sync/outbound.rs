@@ -1,0 +1,362 @@
+//! The sending half of a session: our proofs and `Have`, then the plan (witnesses, `Want`s,
+//! the ranges the peer lacks, read from the store in chunks), then live pushes until the
+//! session ends.
+//!
+//! Live pushes come from the node's commit broadcast. For each committed feed the half
+//! compares with what the peer is known to hold ([`PeerProgress`]): entries already held are
+//! skipped, entries that continue the peer's copy are sent from the event, and a gap (the
+//! peer is further behind) is filled by a range read from the store. When this half falls
+//! behind the broadcast (it lagged), it does not buffer: it compares every feed with the
+//! peer's progress and sends what is missing from the store ([`Outbound::resync`]).
+//! Feeds for which the plan found a fork are never pushed (their entries would not link on
+//! the peer's side); the proofs settle them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::Instant;
+
+use super::connection::FrameWriter;
+use super::error::SessionError;
+use super::message::{entry_batches, proof_batches, Have, Message, Want, MAX_FEEDS_PER_SESSION};
+use super::plan::{self, FeedState, Feeds, Fence, PeerProgress};
+use super::status::{Control, PeerRegistry};
+use crate::entry::{Entry, Seq};
+use crate::hash::Hash;
+use crate::identity::Author;
+use crate::node::{Node, NodeEvent};
+
+/// Entries read from the store per blocking call when sending a range.
+const RANGE_READ_ENTRIES: usize = 1024;
+
+/// Called once with the fence outcome of the initial exchange (the startup fence tracker).
+pub type OnHave = Box<dyn FnOnce(Fence) + Send>;
+
+pub(super) struct Outbound {
+    pub node: Node,
+    pub writer: FrameWriter<OwnedWriteHalf>,
+    pub progress: Arc<Mutex<PeerProgress>>,
+    pub registry: Arc<PeerRegistry>,
+    pub key: String,
+    pub events: broadcast::Receiver<NodeEvent>,
+    pub control: mpsc::UnboundedReceiver<Control>,
+    pub shutdown: watch::Receiver<bool>,
+    pub stop: Arc<AtomicBool>,
+    pub ping_interval: Duration,
+    pub on_have: Option<OnHave>,
+    pub no_push: BTreeSet<Author>,
+    pub last_sent: Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // PeerProgress is a map updated in single calls; poisoning cannot leave it torn.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn task_error(e: impl std::fmt::Display) -> SessionError {
+    SessionError::Node(e.to_string())
+}
+
+impl Outbound {
+    /// Runs until the session ends; returns why (the receiving half's reason, if it ended
+    /// first, is what the session reports).
+    pub async fn run(mut self) -> SessionError {
+        let error = self.run_inner().await;
+        if let Some(reason) = error.bye_reason() {
+            self.writer.bye(reason).await;
+        }
+        error
+    }
+
+    async fn send(&mut self, message: &Message) -> Result<(), SessionError> {
+        self.writer.send(message).await?;
+        self.last_sent = Instant::now();
+        Ok(())
+    }
+
+    fn interrupted(&mut self) -> Option<SessionError> {
+        if *self.shutdown.borrow() {
+            return Some(SessionError::Shutdown);
+        }
+        // The receiving half stopped: its reason (and Bye) arrives on the control channel.
+        if self.stop.load(Ordering::SeqCst) {
+            while let Ok(control) = self.control.try_recv() {
+                if let Control::Stop(reason) = control {
+                    return Some(SessionError::ReceiverEnded(reason));
+                }
+            }
+            return Some(SessionError::ReceiverEnded(None));
+        }
+        None
+    }
+
+    async fn run_inner(&mut self) -> SessionError {
+        if let Err(e) = self.exchange().await {
+            return e;
+        }
+        match self.live().await {
+            Ok(never) => match never {},
+            Err(e) => e,
+        }
+    }
+
+    /// Proofs and `Have`, the peer's `Have`, the plan and its sends.
+    async fn exchange(&mut self) -> Result<(), SessionError> {
+        let own = self.node.author();
+        let forked = self.node.forked_authors();
+        let ours: Feeds = self
+            .node
+            .reader()
+            .feeds()
+            .into_iter()
+            .map(|f| {
+                (
+                    f.author,
+                    FeedState {
+                        length: f.length,
+                        head: f.head,
+                    },
+                )
+            })
+            .collect();
+        for message in proof_batches(self.node.fork_proofs().iter()) {
+            self.send(&message).await?;
+        }
+        let mut lines = plan::have_lines(&ours, &forked);
+        if lines.len() > MAX_FEEDS_PER_SESSION {
+            // Own feed first, then the others in author order up to the limit (a v1 limit).
+            let own_line = lines.iter().position(|l| l.author == own);
+            let mut kept: Vec<_> = own_line.map(|i| lines.remove(i)).into_iter().collect();
+            kept.extend(lines.into_iter().take(MAX_FEEDS_PER_SESSION - kept.len()));
+            kept.sort_by_key(|l| l.author);
+            lines = kept;
+        }
+        self.send(&Message::Have(Have { feeds: lines })).await?;
+
+        let theirs = loop {
+            tokio::select! {
+                c = self.control.recv() => match c {
+                    Some(Control::TheirHave(feeds)) => break feeds,
+                    Some(other) => self.on_control(other).await?,
+                    None => return Err(SessionError::Closed),
+                },
+                _ = self.shutdown.changed() => return Err(SessionError::Shutdown),
+            }
+        };
+
+        let reader = self.node.reader().clone();
+        let planned = tokio::task::spawn_blocking(move || {
+            plan::plan(&own, &ours, &theirs, &forked, |a, seq| {
+                reader.get(a, seq).ok().flatten().map(|(_, h)| h)
+            })
+        })
+        .await
+        .map_err(task_error)?
+        .map_err(task_error)?;
+
+        match planned.fence {
+            Fence::Current => {}
+            Fence::PeerAhead { their_length } => {
+                tracing::info!(peer = %self.key, their_length, "own-feed fence: peer holds a longer copy of our feed, catching up before signing");
+                self.node.with_fence(|f| f.catch_up_to(their_length));
+            }
+            Fence::Diverged { seq } => {
+                tracing::error!(peer = %self.key, seq, "OWN FEED DIVERGED: a peer holds a different entry of our own feed; appends stop for good, retire this key");
+                self.node.with_fence(|f| {
+                    f.diverge(format!(
+                        "peer {} holds a different entry of our feed at seq {seq}",
+                        self.key
+                    ))
+                });
+            }
+        }
+        if let Some(on_have) = self.on_have.take() {
+            on_have(planned.fence);
+        }
+        for check in &planned.forks {
+            self.no_push.insert(check.author);
+            self.send_entry(check.author, check.seq).await?;
+            if check.want_theirs {
+                self.send(&Message::Want(Want {
+                    author: check.author,
+                    seq: check.seq,
+                }))
+                .await?;
+            }
+        }
+        for range in &planned.send {
+            self.send_range(range.author, range.from, range.to).await?;
+        }
+        self.registry.synced(&self.key);
+        Ok(())
+    }
+
+    async fn live(&mut self) -> Result<std::convert::Infallible, SessionError> {
+        loop {
+            let ping_at = self.last_sent + self.ping_interval;
+            tokio::select! {
+                event = self.events.recv() => match event {
+                    Ok(NodeEvent::Committed(entries)) => self.push(&entries).await?,
+                    Ok(NodeEvent::Proof(proof)) => {
+                        self.no_push.insert(proof.author());
+                        for message in proof_batches([proof.as_ref()]) {
+                            self.send(&message).await?;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::debug!(peer = %self.key, missed, "session lagged behind commits, resyncing from the store");
+                        self.resync().await?;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Err(SessionError::Shutdown),
+                },
+                c = self.control.recv() => match c {
+                    Some(c) => self.on_control(c).await?,
+                    None => return Err(SessionError::Closed),
+                },
+                _ = tokio::time::sleep_until(ping_at) => self.send(&Message::Ping).await?,
+                _ = self.shutdown.changed() => return Err(SessionError::Shutdown),
+            }
+        }
+    }
+
+    async fn on_control(&mut self, control: Control) -> Result<(), SessionError> {
+        match control {
+            Control::TheirHave(_) => Err(SessionError::OutOfOrder {
+                got: "Have",
+                when: "after the peer's Have",
+            }),
+            Control::SendEntry { author, seq } => self.send_entry(author, seq).await,
+            Control::Resync(reply) => {
+                let sent = self.resync().await?;
+                self.registry.synced(&self.key);
+                let _ = reply.send(sent);
+                Ok(())
+            }
+            Control::Stop(reason) => Err(SessionError::ReceiverEnded(reason)),
+        }
+    }
+
+    /// Our entry `seq` of `author` (a witness or a `Want` answer), if we hold it and the
+    /// author is not known forked.
+    async fn send_entry(&mut self, author: Author, seq: Seq) -> Result<(), SessionError> {
+        if self.node.is_forked(&author) {
+            return Ok(());
+        }
+        let reader = self.node.reader().clone();
+        let found = tokio::task::spawn_blocking(move || reader.get(&author, seq))
+            .await
+            .map_err(task_error)?
+            .map_err(task_error)?;
+        if let Some((entry, _)) = found {
+            for message in entry_batches(&[entry]) {
+                self.send(&message).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends entries `from..=to` of `author` from the store, noting them as held by the peer.
+    async fn send_range(
+        &mut self,
+        author: Author,
+        from: Seq,
+        to: Seq,
+    ) -> Result<u64, SessionError> {
+        let mut next = from;
+        let mut sent = 0u64;
+        while next <= to {
+            if let Some(e) = self.interrupted() {
+                return Err(e);
+            }
+            let want = usize::try_from(to - next + 1)
+                .unwrap_or(usize::MAX)
+                .min(RANGE_READ_ENTRIES);
+            let reader = self.node.reader().clone();
+            let chunk: Vec<(Entry, Hash)> =
+                tokio::task::spawn_blocking(move || reader.range(&author, next, want))
+                    .await
+                    .map_err(task_error)?
+                    .map_err(task_error)?;
+            let Some(last) = chunk.last().map(|(e, _)| e.seq) else {
+                break;
+            };
+            let entries: Vec<Entry> = chunk.into_iter().map(|(e, _)| e).collect();
+            self.send_entries(&entries).await?;
+            sent += u64::try_from(entries.len()).unwrap_or(u64::MAX);
+            next = last + 1;
+        }
+        Ok(sent)
+    }
+
+    async fn send_entries(&mut self, entries: &[Entry]) -> Result<(), SessionError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        for message in entry_batches(entries) {
+            self.send(&message).await?;
+        }
+        let mut progress = lock(&self.progress);
+        for entry in entries {
+            progress.note(&entry.author, entry.seq);
+        }
+        drop(progress);
+        self.registry
+            .add_sent(&self.key, u64::try_from(entries.len()).unwrap_or(u64::MAX));
+        Ok(())
+    }
+
+    fn pushable(&self, author: &Author) -> bool {
+        !self.no_push.contains(author) && !self.node.is_forked(author)
+    }
+
+    /// Pushes a committed batch (see the module docs).
+    async fn push(&mut self, committed: &[(Entry, Hash)]) -> Result<(), SessionError> {
+        let mut by_author: BTreeMap<Author, Vec<&Entry>> = BTreeMap::new();
+        for (entry, _) in committed {
+            by_author.entry(entry.author).or_default().push(entry);
+        }
+        for (author, entries) in by_author {
+            if !self.pushable(&author) {
+                continue;
+            }
+            let held = lock(&self.progress).length(&author);
+            let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+                continue;
+            };
+            if last.seq <= held {
+                continue;
+            }
+            if first.seq <= held.saturating_add(1) {
+                let fresh: Vec<Entry> = entries
+                    .into_iter()
+                    .filter(|e| e.seq > held)
+                    .cloned()
+                    .collect();
+                self.send_entries(&fresh).await?;
+            } else {
+                self.send_range(author, held + 1, last.seq).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends, from the store, every entry the peer is known to lack.
+    async fn resync(&mut self) -> Result<u64, SessionError> {
+        let feeds = self.node.reader().feeds();
+        let mut sent = 0u64;
+        for feed in feeds {
+            if !self.pushable(&feed.author) {
+                continue;
+            }
+            let held = lock(&self.progress).length(&feed.author);
+            if feed.length > held {
+                sent += self.send_range(feed.author, held + 1, feed.length).await?;
+            }
+        }
+        Ok(sent)
+    }
+}

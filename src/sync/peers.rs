@@ -1,0 +1,353 @@
+//! The running peer sync of one node: the listener, one dialer per configured peer, the
+//! startup own-feed fence, and the handle HTTP and the server use ([`SyncHandle`]).
+//!
+//! - **Dialers** redial their peer after every session end or connect failure, after
+//!   [`reconnect_delay_ms`] plus up to 25% jitter (a session that completed its handshake
+//!   resets the delay). A peer that turns out to be ourselves (`SelfConnection`) is not
+//!   redialled. `POST /sync` wakes every dialer at once.
+//! - **Startup fence** (docs/PROTOCOL.md section 8): with configured peers, own appends wait
+//!   until every configured peer has completed the `Have` exchange or failed once (connect
+//!   failure or a session that ended before its `Have`), or until the startup fence timeout
+//!   passed; then proceed, logging at `warn` which peers were not heard from. Peers added
+//!   at runtime (`POST /peers`) do not hold the fence.
+//! - **Shutdown**: one watch channel; every task holds a clone of an `alive` sender, so
+//!   [`SyncHandle::shutdown`] returns once every session has sent `Bye(Shutdown)` and every
+//!   task (and its clone of the node) is gone.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
+
+use super::backoff::reconnect_delay_ms;
+use super::config::SyncConfig;
+use super::error::SessionError;
+use super::handshake::HandshakeError;
+use super::listener::accept_loop;
+use super::message::ByeReason;
+use super::session::{run_session, SessionContext};
+use super::status::{Control, Direction, PeerInfo, PeerRegistry};
+use crate::node::Node;
+
+/// How long `POST /sync` waits for one session's resync.
+pub const SYNC_ROUND_TIMEOUT_MS: u64 = 30_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("peer address {0:?} is not HOST:PORT")]
+    BadAddr(String),
+    #[error("peer sync is shut down")]
+    ShutDown,
+}
+
+/// State shared by the tasks of one node's sync. Holds no [`Node`] (the node holds the
+/// handle; tasks get the node as an argument), so there is no reference cycle.
+pub struct SyncShared {
+    pub(super) config: SyncConfig,
+    pub(super) registry: Arc<PeerRegistry>,
+    semaphore: Arc<Semaphore>,
+    shutdown: watch::Sender<bool>,
+    alive: Mutex<Option<mpsc::Sender<()>>>,
+    done: tokio::sync::Mutex<Option<mpsc::Receiver<()>>>,
+    wake: Mutex<BTreeMap<String, Arc<Notify>>>,
+    listen_addr: Option<SocketAddr>,
+    /// Configured peers not yet tried; `None` once the startup fence is released.
+    startup: Mutex<Option<BTreeSet<String>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Plain collections updated in single calls; poisoning leaves nothing torn.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The running sync of one node. Cheap to clone.
+#[derive(Clone)]
+pub struct SyncHandle {
+    shared: Arc<SyncShared>,
+}
+
+impl fmt::Debug for SyncHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SyncHandle")
+            .field("listen_addr", &self.shared.listen_addr)
+            .finish()
+    }
+}
+
+/// One session's answer to `POST /sync`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SyncRound {
+    pub addr: String,
+    /// Entries sent to the peer by this round.
+    pub sent: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// Starts sync for `node`: accepts on `listener` (if any) and dials every peer in `peers`
+/// (`HOST:PORT`). Attaches the handle to the node and returns it.
+pub fn start(
+    node: &Node,
+    config: SyncConfig,
+    listener: Option<TcpListener>,
+    peers: Vec<String>,
+) -> Result<SyncHandle, SyncError> {
+    for addr in &peers {
+        check_addr(addr)?;
+    }
+    let (shutdown, _) = watch::channel(false);
+    let (alive, done) = mpsc::channel(1);
+    let listen_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+    let pending: BTreeSet<String> = peers.iter().cloned().collect();
+    let shared = Arc::new(SyncShared {
+        semaphore: Arc::new(Semaphore::new(config.max_connections)),
+        config,
+        registry: Arc::new(PeerRegistry::default()),
+        shutdown,
+        alive: Mutex::new(Some(alive.clone())),
+        done: tokio::sync::Mutex::new(Some(done)),
+        wake: Mutex::new(BTreeMap::new()),
+        listen_addr,
+        startup: Mutex::new((!pending.is_empty()).then_some(pending.clone())),
+    });
+    let handle = SyncHandle { shared };
+    if !pending.is_empty() {
+        let names: Vec<&str> = pending.iter().map(String::as_str).collect();
+        node.with_fence(|f| f.hold_startup(names.join(", ")));
+        let shared = handle.shared.clone();
+        let node = node.clone();
+        let mut stop = handle.shared.shutdown.subscribe();
+        let alive = alive.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(shared.config.startup_fence_timeout) => {}
+                _ = stop.changed() => {}
+            }
+            let unheard = lock(&shared.startup).take();
+            if let Some(unheard) = unheard {
+                let names: Vec<&str> = unheard.iter().map(String::as_str).collect();
+                tracing::warn!(
+                    peers = %names.join(", "),
+                    "own-feed fence: no confirmation from these peers, proceeding"
+                );
+                node.with_fence(|f| f.release_startup());
+            }
+            drop(alive);
+        });
+    }
+    if let Some(listener) = listener {
+        tokio::spawn(accept_loop(
+            node.clone(),
+            handle.shared.clone(),
+            listener,
+            handle.shared.semaphore.clone(),
+            handle.shared.shutdown.subscribe(),
+            alive.clone(),
+        ));
+    }
+    drop(alive);
+    for addr in peers {
+        handle.add_peer(node, addr)?;
+    }
+    if !node.set_sync(handle.clone()) {
+        tracing::warn!("sync started twice for one node; the first handle stays attached");
+    }
+    Ok(handle)
+}
+
+fn check_addr(addr: &str) -> Result<(), SyncError> {
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(SyncError::BadAddr(addr.to_owned())),
+    }
+}
+
+impl SyncShared {
+    /// A configured peer was heard from or failed once (startup fence bookkeeping).
+    fn peer_tried(&self, node: &Node, addr: &str) {
+        let mut startup = lock(&self.startup);
+        let Some(pending) = startup.as_mut() else {
+            return;
+        };
+        pending.remove(addr);
+        if pending.is_empty() {
+            *startup = None;
+            drop(startup);
+            tracing::info!("own-feed fence: every configured peer tried, own appends open");
+            node.with_fence(|f| f.release_startup());
+        } else {
+            let names: Vec<&str> = pending.iter().map(String::as_str).collect();
+            let waiting = names.join(", ");
+            drop(startup);
+            node.with_fence(|f| f.hold_startup(waiting));
+        }
+    }
+}
+
+impl SyncHandle {
+    /// The bound sync listen address, if listening.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.shared.listen_addr
+    }
+
+    /// Adds a peer to dial (and redial). Returns false if it was already configured.
+    pub fn add_peer(&self, node: &Node, addr: String) -> Result<bool, SyncError> {
+        check_addr(&addr)?;
+        let alive = lock(&self.shared.alive)
+            .clone()
+            .ok_or(SyncError::ShutDown)?;
+        if !self.shared.registry.ensure(&addr, Direction::Outbound) {
+            return Ok(false);
+        }
+        let wake = Arc::new(Notify::new());
+        lock(&self.shared.wake).insert(addr.clone(), wake.clone());
+        tokio::spawn(dial_loop(
+            node.clone(),
+            self.shared.clone(),
+            addr,
+            wake,
+            alive,
+        ));
+        Ok(true)
+    }
+
+    /// Every peer record, for `GET /peers`.
+    pub fn peers(&self, node: &Node) -> Vec<PeerInfo> {
+        self.shared.registry.list(node)
+    }
+
+    /// A sync round now: every connected session sends what its peer is known to lack, and
+    /// every dialer waiting to redial dials at once.
+    pub async fn sync_now(&self) -> Vec<SyncRound> {
+        for wake in lock(&self.shared.wake).values() {
+            wake.notify_one();
+        }
+        let mut rounds = Vec::new();
+        for (addr, control) in self.shared.registry.controls() {
+            let (tx, rx) = oneshot::channel();
+            let round = if control.send(Control::Resync(tx)).is_err() {
+                SyncRound {
+                    addr,
+                    sent: None,
+                    error: Some("session ended".into()),
+                }
+            } else {
+                match tokio::time::timeout(Duration::from_millis(SYNC_ROUND_TIMEOUT_MS), rx).await {
+                    Ok(Ok(sent)) => SyncRound {
+                        addr,
+                        sent: Some(sent),
+                        error: None,
+                    },
+                    Ok(Err(_)) => SyncRound {
+                        addr,
+                        sent: None,
+                        error: Some("session ended".into()),
+                    },
+                    Err(_) => SyncRound {
+                        addr,
+                        sent: None,
+                        error: Some("timed out".into()),
+                    },
+                }
+            };
+            rounds.push(round);
+        }
+        rounds
+    }
+
+    /// Stops listening and dialing, ends every session with `Bye(Shutdown)`, and returns once
+    /// every sync task has finished.
+    pub async fn shutdown(&self) {
+        let _ = self.shared.shutdown.send(true);
+        lock(&self.shared.alive).take();
+        let done = self.shared.done.lock().await.take();
+        if let Some(mut done) = done {
+            // Returns None once every task dropped its `alive` sender.
+            let _ = done.recv().await;
+        }
+    }
+}
+
+async fn dial_loop(
+    node: Node,
+    shared: Arc<SyncShared>,
+    addr: String,
+    wake: Arc<Notify>,
+    alive: mpsc::Sender<()>,
+) {
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut failures: u32 = 0;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let permit = tokio::select! {
+            p = shared.semaphore.clone().acquire_owned() => p,
+            _ = shutdown.changed() => break,
+        };
+        let Ok(permit) = permit else { break };
+        let connected = tokio::select! {
+            c = tokio::time::timeout(shared.config.handshake_timeout, TcpStream::connect(addr.as_str())) => c,
+            _ = shutdown.changed() => break,
+        };
+        match connected {
+            Ok(Ok(stream)) => {
+                let on_have = {
+                    let (shared, node, addr) = (shared.clone(), node.clone(), addr.clone());
+                    Box::new(move |_| shared.peer_tried(&node, &addr)) as super::outbound::OnHave
+                };
+                let ctx = SessionContext {
+                    node: node.clone(),
+                    config: shared.config.clone(),
+                    registry: shared.registry.clone(),
+                    key: addr.clone(),
+                    shutdown: shutdown.clone(),
+                    on_have: Some(on_have),
+                };
+                let end = run_session(ctx, stream).await;
+                drop(permit);
+                shared.peer_tried(&node, &addr);
+                failures = if end.peer.is_some() {
+                    0
+                } else {
+                    failures.saturating_add(1)
+                };
+                let own = matches!(
+                    end.error,
+                    SessionError::Handshake(HandshakeError::SelfConnection(_))
+                        | SessionError::PeerBye(ByeReason::SelfConnection)
+                );
+                if own {
+                    tracing::warn!(peer = %addr, "peer address reaches this node itself (or a copy of its key): not redialling");
+                    break;
+                }
+            }
+            Ok(Err(e)) => {
+                drop(permit);
+                shared
+                    .registry
+                    .set_error(&addr, format!("connect failed: {e}"));
+                shared.peer_tried(&node, &addr);
+                failures = failures.saturating_add(1);
+            }
+            Err(_) => {
+                drop(permit);
+                shared.registry.set_error(&addr, "connect timed out".into());
+                shared.peer_tried(&node, &addr);
+                failures = failures.saturating_add(1);
+            }
+        }
+        let base = reconnect_delay_ms(failures.saturating_sub(1));
+        let jitter = rand::random::<u64>() % (base / 4 + 1);
+        let delay = Duration::from_millis(base.saturating_add(jitter));
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = wake.notified() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(alive);
+}

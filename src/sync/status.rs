@@ -1,0 +1,212 @@
+//! What `GET /peers` shows: one record per configured peer (keyed by the address as given)
+//! and per inbound connection (keyed by the remote address), updated by the sessions.
+//! Disconnected inbound records are kept (their `last_error` is how an operator sees why a
+//! hostile or broken peer was dropped) up to [`MAX_CLOSED_INBOUND_RECORDS`], oldest dropped
+//! first.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::plan::PeerProgress;
+use crate::identity::Author;
+use crate::node::Node;
+
+/// Closed inbound records kept for `/peers`.
+pub const MAX_CLOSED_INBOUND_RECORDS: usize = 64;
+
+/// Requests a session's sending half takes from outside the session.
+#[derive(Debug)]
+pub enum Control {
+    /// The peer's `Have` arrived (from the receiving half).
+    TheirHave(super::plan::Feeds),
+    /// Answer the peer's `Want` with our entry, if we hold it.
+    SendEntry { author: Author, seq: u64 },
+    /// Send everything the peer is known to lack now; reply with the entries sent.
+    Resync(tokio::sync::oneshot::Sender<u64>),
+    /// The receiving half ended: send `Bye` with this reason (if any) and close.
+    Stop(Option<super::message::ByeReason>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Outbound,
+    Inbound,
+}
+
+/// One line of `GET /peers`.
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerInfo {
+    pub addr: String,
+    pub direction: Direction,
+    pub author: Option<Author>,
+    pub connected: bool,
+    /// Unix milliseconds of the last completed initial exchange or resync.
+    pub last_sync: Option<u64>,
+    pub entries_sent: u64,
+    pub entries_received: u64,
+    /// Entries we hold that the peer is known to lack (connected peers only).
+    pub lag: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+struct PeerRecord {
+    info: PeerInfo,
+    progress: Option<Arc<Mutex<PeerProgress>>>,
+    control: Option<mpsc::UnboundedSender<Control>>,
+    /// Order of last disconnect, to drop the oldest closed inbound records first.
+    closed_at: u64,
+}
+
+#[derive(Default)]
+pub struct PeerRegistry {
+    peers: Mutex<BTreeMap<String, PeerRecord>>,
+    closes: Mutex<u64>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Records are plain data updated in one statement; a poisoned lock holds nothing torn.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl PeerRegistry {
+    /// Adds a record if `addr` has none; returns whether it was added.
+    pub fn ensure(&self, addr: &str, direction: Direction) -> bool {
+        let mut peers = lock(&self.peers);
+        if peers.contains_key(addr) {
+            return false;
+        }
+        peers.insert(
+            addr.to_owned(),
+            PeerRecord {
+                info: PeerInfo {
+                    addr: addr.to_owned(),
+                    direction,
+                    author: None,
+                    connected: false,
+                    last_sync: None,
+                    entries_sent: 0,
+                    entries_received: 0,
+                    lag: None,
+                    last_error: None,
+                },
+                progress: None,
+                control: None,
+                closed_at: 0,
+            },
+        );
+        true
+    }
+
+    pub fn connected(
+        &self,
+        addr: &str,
+        author: Author,
+        progress: Arc<Mutex<PeerProgress>>,
+        control: mpsc::UnboundedSender<Control>,
+    ) {
+        if let Some(r) = lock(&self.peers).get_mut(addr) {
+            r.info.author = Some(author);
+            r.info.connected = true;
+            r.progress = Some(progress);
+            r.control = Some(control);
+        }
+    }
+
+    pub fn disconnected(&self, addr: &str, error: Option<String>) {
+        let closed_at = {
+            let mut closes = lock(&self.closes);
+            *closes += 1;
+            *closes
+        };
+        let mut peers = lock(&self.peers);
+        if let Some(r) = peers.get_mut(addr) {
+            r.info.connected = false;
+            r.progress = None;
+            r.control = None;
+            r.closed_at = closed_at;
+            if error.is_some() {
+                r.info.last_error = error;
+            }
+        }
+        let mut closed: Vec<(u64, String)> = peers
+            .iter()
+            .filter(|(_, r)| r.info.direction == Direction::Inbound && !r.info.connected)
+            .map(|(k, r)| (r.closed_at, k.clone()))
+            .collect();
+        if closed.len() > MAX_CLOSED_INBOUND_RECORDS {
+            closed.sort();
+            let excess = closed.len() - MAX_CLOSED_INBOUND_RECORDS;
+            for (_, key) in closed.into_iter().take(excess) {
+                peers.remove(&key);
+            }
+        }
+    }
+
+    pub fn set_error(&self, addr: &str, error: String) {
+        if let Some(r) = lock(&self.peers).get_mut(addr) {
+            r.info.last_error = Some(error);
+        }
+    }
+
+    pub fn add_sent(&self, addr: &str, n: u64) {
+        if let Some(r) = lock(&self.peers).get_mut(addr) {
+            r.info.entries_sent = r.info.entries_sent.saturating_add(n);
+        }
+    }
+
+    pub fn add_received(&self, addr: &str, n: u64) {
+        if let Some(r) = lock(&self.peers).get_mut(addr) {
+            r.info.entries_received = r.info.entries_received.saturating_add(n);
+        }
+    }
+
+    pub fn synced(&self, addr: &str) {
+        if let Some(r) = lock(&self.peers).get_mut(addr) {
+            r.info.last_sync = Some(now_ms());
+        }
+    }
+
+    /// The control channels of connected sessions, by address.
+    pub fn controls(&self) -> Vec<(String, mpsc::UnboundedSender<Control>)> {
+        lock(&self.peers)
+            .iter()
+            .filter_map(|(k, r)| r.control.clone().map(|c| (k.clone(), c)))
+            .collect()
+    }
+
+    /// Every record, ascending by address, with the lag computed against `node`'s feeds.
+    pub fn list(&self, node: &Node) -> Vec<PeerInfo> {
+        let records: Vec<(PeerInfo, Option<Arc<Mutex<PeerProgress>>>)> = lock(&self.peers)
+            .values()
+            .map(|r| (r.info.clone(), r.progress.clone()))
+            .collect();
+        let feeds = node.reader().feeds();
+        let forked = node.forked_authors();
+        records
+            .into_iter()
+            .map(|(mut info, progress)| {
+                info.lag = progress.map(|p| {
+                    let p = lock(&p);
+                    feeds
+                        .iter()
+                        .filter(|f| !forked.contains(&f.author))
+                        .map(|f| f.length.saturating_sub(p.length(&f.author)))
+                        .sum()
+                });
+                info
+            })
+            .collect()
+    }
+}

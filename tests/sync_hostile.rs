@@ -1,0 +1,205 @@
+//! Hostile peers: garbage, an oversize length prefix, a valid handshake followed by an
+//! invalid entry, and a peer that stalls mid-frame. Each is disconnected with its reason
+//! recorded, nothing of it is stored, and the node keeps serving HTTP and honest peers.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::Request;
+use common::net::{start, wait_for, TestNode};
+use kappalog::http::{router, HttpConfig};
+use kappalog::sync::frame::{encode_frame, read_frame};
+use kappalog::sync::handshake::Handshake;
+use kappalog::sync::message::{
+    Bye, ByeReason, EncodedEntry, Entries, Have, Message, Nonce, MAX_FRAME_BYTES,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tower::ServiceExt;
+
+/// Reads until the node closes the connection (bounded); returns the frames it sent.
+async fn read_until_closed(stream: &mut TcpStream) -> Vec<Message> {
+    let mut buf = Vec::new();
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(common::DEADLINE, async {
+        loop {
+            match read_frame(stream, &mut buf).await {
+                Ok(Some(m)) => got.push(m),
+                Ok(None) | Err(_) => return,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the node did not close the connection");
+    got
+}
+
+fn said_bye(frames: &[Message], reason: ByeReason) -> bool {
+    frames.contains(&Message::Bye(Bye { reason }))
+}
+
+async fn last_error_of(node: &TestNode, local: SocketAddr) -> String {
+    let key = local.to_string();
+    let mut error = String::new();
+    wait_for("the peer record to show an error", || {
+        let peers = node.sync.peers(&node.node);
+        match peers.iter().find(|p| p.addr == key) {
+            Some(p) if !p.connected && p.last_error.is_some() => {
+                error = p.last_error.clone().unwrap();
+                true
+            }
+            _ => false,
+        }
+    })
+    .await;
+    error
+}
+
+async fn healthy(node: &TestNode) {
+    let response = router(node.node.clone(), HttpConfig::default())
+        .oneshot(Request::get("/health").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_peers_are_dropped_and_honest_ones_keep_syncing() {
+    let (dn, dh) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let n = start(dn.path(), 1, &[]).await;
+    let honest = start(dh.path(), 2, &[n.addr]).await;
+    wait_for("the honest peer to connect", || {
+        n.sync.peers(&n.node).iter().any(|p| p.connected)
+    })
+    .await;
+
+    // 1. Garbage: an HTTP request is a 1.2 GB length prefix.
+    let mut s = TcpStream::connect(n.addr).await.unwrap();
+    let local = s.local_addr().unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let frames = read_until_closed(&mut s).await;
+    assert!(
+        said_bye(&frames, ByeReason::ProtocolViolation),
+        "{frames:?}"
+    );
+    let error = last_error_of(&n, local).await;
+    assert!(error.contains("exceeds the limit"), "{error}");
+
+    // 2. Oversize length prefix, followed by a trickle of body bytes.
+    let mut s = TcpStream::connect(n.addr).await.unwrap();
+    let local = s.local_addr().unwrap();
+    let too_big = u32::try_from(MAX_FRAME_BYTES + 1).unwrap();
+    s.write_all(&too_big.to_be_bytes()).await.unwrap();
+    let _ = s.write_all(&[0u8; 64]).await;
+    let frames = read_until_closed(&mut s).await;
+    assert!(
+        said_bye(&frames, ByeReason::ProtocolViolation),
+        "{frames:?}"
+    );
+    let error = last_error_of(&n, local).await;
+    assert!(error.contains("exceeds the limit"), "{error}");
+
+    // 3. A valid handshake, then a batch with one good entry and one bad signature.
+    let mallory = common::identity(66);
+    let mut s = TcpStream::connect(n.addr).await.unwrap();
+    let local = s.local_addr().unwrap();
+    let hs = Handshake::new(mallory.author(), Nonce([7; 32]));
+    s.write_all(&encode_frame(&Message::Hello(hs.hello().clone())).unwrap())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let Some(Message::Hello(theirs)) = read_frame(&mut s, &mut buf).await.unwrap() else {
+        panic!("expected Hello")
+    };
+    let auth = hs.on_hello(&mallory, &theirs).unwrap();
+    s.write_all(&encode_frame(&Message::Auth(auth)).unwrap())
+        .await
+        .unwrap();
+    s.write_all(&encode_frame(&Message::Have(Have { feeds: vec![] })).unwrap())
+        .await
+        .unwrap();
+    let feed = common::feed(&mallory, 2);
+    let mut bad = feed[1].0.clone();
+    bad.signature.0[10] ^= 1;
+    let batch = Message::Entries(Entries {
+        entries: vec![
+            EncodedEntry::from_entry(&feed[0].0),
+            EncodedEntry::from_entry(&bad),
+        ],
+    });
+    s.write_all(&encode_frame(&batch).unwrap()).await.unwrap();
+    let frames = read_until_closed(&mut s).await;
+    assert!(said_bye(&frames, ByeReason::InvalidEntry), "{frames:?}");
+    let error = last_error_of(&n, local).await;
+    assert!(error.contains("invalid entries batch"), "{error}");
+    assert!(
+        n.node.reader().head(&mallory.author()).is_none(),
+        "nothing of the invalid batch is stored"
+    );
+
+    // 4. A peer that stalls in the middle of a frame.
+    let mut s = TcpStream::connect(n.addr).await.unwrap();
+    let local = s.local_addr().unwrap();
+    let hello = encode_frame(&Message::Hello(
+        Handshake::new(mallory.author(), Nonce([8; 32]))
+            .hello()
+            .clone(),
+    ))
+    .unwrap();
+    s.write_all(&hello[..10]).await.unwrap();
+    let frames = read_until_closed(&mut s).await;
+    assert!(said_bye(&frames, ByeReason::Timeout), "{frames:?}");
+    let error = last_error_of(&n, local).await;
+    assert!(error.contains("timed out"), "{error}");
+    // The stalled socket is closed by the node: reading gives EOF.
+    let mut rest = Vec::new();
+    let eof = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    assert!(eof.is_ok());
+
+    // The node is healthy and the honest peer still syncs both ways.
+    healthy(&n).await;
+    let from_n = n.node.append(1, "after the attacks".into()).await.unwrap();
+    let from_h = honest.node.append(2, "honest".into()).await.unwrap();
+    wait_for("both entries on both nodes", || {
+        [&n, &honest].iter().all(|t| {
+            let r = t.node.reader();
+            r.get_by_hash(&from_n.hash).unwrap().is_some()
+                && r.get_by_hash(&from_h.hash).unwrap().is_some()
+        })
+    })
+    .await;
+    n.stop().await;
+    honest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_get_bye_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _) =
+        kappalog::node::Node::open_with_identity(dir.path(), common::identity(1)).unwrap();
+    let mut config = common::net::fast_config();
+    config.max_connections = 1;
+    let n = common::net::start_with(node, &[], config).await;
+    // The first connection holds the only permit (it sits in its handshake).
+    let mut first = TcpStream::connect(n.addr).await.unwrap();
+    let mut buf = Vec::new();
+    assert!(matches!(
+        read_frame(&mut first, &mut buf).await.unwrap(),
+        Some(Message::Hello(_))
+    ));
+    let mut second = TcpStream::connect(n.addr).await.unwrap();
+    let frames = read_until_closed(&mut second).await;
+    assert_eq!(
+        frames,
+        vec![Message::Bye(Bye {
+            reason: ByeReason::Busy
+        })]
+    );
+    drop(first);
+    n.stop().await;
+}
