@@ -9,8 +9,9 @@ use super::{lock, Node, NodeError, NodeEvent, OfferReport};
 use crate::entry::Entry;
 use crate::fork::ForkProof;
 use crate::forks::ForkLogError;
+use crate::hash::Hash;
 use crate::identity::Author;
-use crate::store::Outcome;
+use crate::store::{Outcome, VerifiedEntries};
 
 impl Node {
     pub fn is_forked(&self, author: &Author) -> bool {
@@ -83,17 +84,46 @@ impl Node {
     /// go to the store (which checks signatures in parallel), and each fork the store reports
     /// becomes a recorded proof.
     pub async fn offer_entries(&self, entries: Vec<Entry>) -> Result<OfferReport, NodeError> {
+        self.offer(entries.into_iter().map(|e| (e, None)).collect())
+            .await
+    }
+
+    /// As [`Node::offer_entries`] for entries a sync batch check already verified (shape
+    /// and signature, see `sync::batch::check_batch`), with their hashes: the store does not
+    /// verify them a second time.
+    pub async fn offer_verified_entries(
+        &self,
+        entries: Vec<(Entry, Hash)>,
+    ) -> Result<OfferReport, NodeError> {
+        self.offer(entries.into_iter().map(|(e, h)| (e, Some(h))).collect())
+            .await
+    }
+
+    /// Entries with their hash when already verified, `None` when the store must verify.
+    async fn offer(&self, entries: Vec<(Entry, Option<Hash>)>) -> Result<OfferReport, NodeError> {
         let mut report = OfferReport::default();
         let forked = self.forked_authors();
-        let (entries, refused): (Vec<Entry>, Vec<Entry>) = entries
+        let (entries, refused): (Vec<_>, Vec<_>) = entries
             .into_iter()
-            .partition(|e| !forked.contains(&e.author));
+            .partition(|(e, _)| !forked.contains(&e.author));
         report.refused_forked = u64::try_from(refused.len()).unwrap_or(u64::MAX);
         if entries.is_empty() {
             return Ok(report);
         }
-        let offered = entries.clone();
-        let outcomes = self.inner.store.append_entries_async(entries).await?;
+        let offered: Vec<Entry> = entries.iter().map(|(e, _)| e.clone()).collect();
+        let outcomes = if entries.iter().all(|(_, h)| h.is_some()) {
+            let verified = entries
+                .into_iter()
+                .filter_map(|(e, h)| h.map(|h| (e, h)))
+                .collect();
+            self.inner
+                .store
+                .append_verified_async(VerifiedEntries::vouch(verified))
+                .await?
+        } else {
+            let unverified = entries.into_iter().map(|(e, _)| e).collect();
+            self.inner.store.append_entries_async(unverified).await?
+        };
         let mut fork_entries = Vec::new();
         for (entry, outcome) in offered.into_iter().zip(outcomes) {
             match outcome {

@@ -466,6 +466,11 @@ impl Syncer {
                 batches.push(more);
             }
             let n = u64::try_from(batches.len()).unwrap_or(u64::MAX);
+            tracing::trace!(
+                batches = n,
+                entries = batches.iter().map(|b| b.committed.len()).sum::<usize>(),
+                "group commit"
+            );
             self.finish(batches);
             self.finished.fetch_add(n, Ordering::Release);
         }

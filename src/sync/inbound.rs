@@ -180,10 +180,9 @@ impl Inbound {
             }
         }
         if !outcome.append.is_empty() {
-            let entries = outcome.append.into_iter().map(|(e, _)| e).collect();
             let report = self
                 .node
-                .offer_entries(entries)
+                .offer_verified_entries(outcome.append)
                 .await
                 .map_err(|e| SessionError::Node(e.to_string()))?;
             self.registry.add_received(&self.key, report.added);
