@@ -60,11 +60,17 @@ pub struct HttpConfig {
 pub struct AppState {
     pub node: Node,
     pub config: HttpConfig,
+    /// The last `/summary` body, reused while neither the view nor the fence state changed.
+    pub summary_body: std::sync::Arc<std::sync::Mutex<Option<read::SummaryBody>>>,
 }
 
 /// The whole HTTP API over one node. Tests drive it with `tower::ServiceExt::oneshot`.
 pub fn router(node: Node, config: HttpConfig) -> Router {
-    let state = AppState { node, config };
+    let state = AppState {
+        node,
+        config,
+        summary_body: Default::default(),
+    };
     let timeout = Duration::from_millis(REQUEST_TIMEOUT_MS);
 
     let add = Router::new()

@@ -23,13 +23,42 @@ pub const MAX_PAGE_ENTRIES: usize = 1000;
 pub async fn summary(State(state): State<AppState>) -> Response {
     let json = state.node.summary_json();
     let own_feed = state.node.own_feed_state().as_str();
-    // The cached summary is a JSON object: splice the field in after its opening brace
-    // rather than re-serialising it.
-    let body = match json.strip_prefix('{') {
-        Some(rest) => format!("{{\"own_feed\":\"{own_feed}\",{rest}"),
-        None => json.to_string(),
+    let body = {
+        let mut cached = state.summary_body.lock().unwrap_or_else(|p| p.into_inner());
+        match cached.as_ref() {
+            // The view's JSON is rebuilt (a new Arc) on every commit, so pointer equality
+            // says "unchanged" exactly.
+            Some(c) if std::sync::Arc::ptr_eq(&c.json, &json) && c.own_feed == own_feed => {
+                c.body.clone()
+            }
+            _ => {
+                let body = splice_own_feed(&json, own_feed);
+                *cached = Some(SummaryBody {
+                    json,
+                    own_feed,
+                    body: body.clone(),
+                });
+                body
+            }
+        }
     };
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// A rendered `/summary` body and what it was rendered from.
+pub struct SummaryBody {
+    json: std::sync::Arc<str>,
+    own_feed: &'static str,
+    body: axum::body::Bytes,
+}
+
+/// The cached summary is a JSON object: splice the field in after its opening brace rather
+/// than re-serialising it.
+fn splice_own_feed(json: &str, own_feed: &str) -> axum::body::Bytes {
+    match json.strip_prefix('{') {
+        Some(rest) => format!("{{\"own_feed\":\"{own_feed}\",{rest}").into(),
+        None => axum::body::Bytes::copy_from_slice(json.as_bytes()),
+    }
 }
 
 /// Query parameters arrive as text so each bad one gets its own message.
