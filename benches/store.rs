@@ -13,21 +13,11 @@ use kappalog::identity::Identity;
 use kappalog::store::{Store, StoreReader};
 
 mod common;
-use common::{build_big_store, env_usize, report};
+use common::{build_big_store, env_usize, report, rss_bytes};
 
 const RUNS: usize = 3;
 const APPENDERS: usize = 64;
 const CHILD_ENV: &str = "KAPPALOG_BENCH_CHILD_DIR";
-
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
 
 fn concurrent_appends(appends: usize) -> f64 {
     let dir = tempfile::tempdir().unwrap();

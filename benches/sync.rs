@@ -22,19 +22,10 @@ use kappalog::node::{Node, NodeEvent};
 use kappalog::sync::{self, SyncConfig, SyncHandle};
 use tokio::net::TcpListener;
 
+mod common;
+use common::{env_usize, median, rss_bytes};
+
 const RUNS: usize = 3;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -74,17 +65,6 @@ async fn stop(node: Node, sync: SyncHandle) {
     tokio::task::spawn_blocking(move || node.close().unwrap())
         .await
         .unwrap();
-}
-
-/// Resident set size of this process (both nodes live in it), in bytes.
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
 }
 
 /// Entries/s, and the resident memory growth (peak during the sync minus before it) in

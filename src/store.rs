@@ -329,12 +329,7 @@ impl Store {
             let _ = checked_tx.send(precheck(entries));
         });
         let checked = checked_rx.await.map_err(|_| AppendError::Closed)?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send(Request::Foreign {
-            entries: checked,
-            reply: Reply::Async(tx),
-        })?;
-        rx.await.map_err(|_| AppendError::Closed)?
+        self.commit_checked(checked).await
     }
 
     /// As [`Store::append_entries_async`] for entries whose shape and signatures the caller
@@ -353,6 +348,11 @@ impl Store {
                 verdict: Ok(()),
             })
             .collect();
+        self.commit_checked(checked).await
+    }
+
+    /// Hands checked foreign entries to the writer and awaits their outcomes.
+    async fn commit_checked(&self, checked: Vec<Checked>) -> Result<Vec<Outcome>, AppendError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.send(Request::Foreign {
             entries: checked,
