@@ -27,6 +27,32 @@
 //!
 //! HTTP request, peer frame or CSV line -> decode -> validate -> store append (the single
 //! writer) -> views updated -> readers (HTTP, sync sessions, CSV export) read through the node.
+//!
+//! # Example
+//!
+//! Sign the first entry of a feed and check it under every validation rule:
+//!
+//! ```
+//! use kappalog::entry::{Entry, UnsignedEntry};
+//! use kappalog::identity::Identity;
+//! use kappalog::validate;
+//!
+//! let identity = Identity::from_seed([7; 32]);
+//! let (entry, hash) = UnsignedEntry {
+//!     author: identity.author(),
+//!     seq: 1,
+//!     timestamp: 1_700_000_000_000,
+//!     prev: None,
+//!     value: 42,
+//!     data: "hello".into(),
+//! }
+//! .sign(&identity);
+//! assert_eq!(validate::validate(&entry, Some(&hash), None), Ok(hash));
+//!
+//! // The fixed encoding round-trips and yields the same hash.
+//! let (decoded, decoded_hash) = Entry::decode(&entry.encode()).unwrap();
+//! assert_eq!((decoded, decoded_hash), (entry, hash));
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod app;
