@@ -37,6 +37,10 @@ fn serve(node: Node) -> (SocketAddr, tokio::runtime::Runtime) {
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let app = router(node, HttpConfig::default());
+    // As `kappalog run` serves: no Nagle delay on responses.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     runtime.spawn(async move { axum::serve(listener, app).await });
     (addr, runtime)
 }

@@ -115,6 +115,11 @@ pub async fn serve_until_signal(
         let app = http::router(spec.node.clone(), spec.http.clone());
         let mut stop = stop_rx.clone();
         tracing::info!(node = %spec.name, addr = %listener.local_addr()?, "serving HTTP");
+        // Responses are small and written whole: send them at once rather than letting
+        // Nagle's algorithm hold them for the client's delayed ACK.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tasks.push(tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
