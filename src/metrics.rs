@@ -35,6 +35,20 @@ pub struct StatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    pub direction: &'static str,
+}
+
+/// What the sync layer reports at scrape time, summed over its peers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncFigures {
+    pub peers_connected: u64,
+    pub peers_disconnected: u64,
+    pub entries_sent: u64,
+    pub entries_received: u64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: String,
 }
@@ -48,6 +62,8 @@ pub struct Metrics {
     pub imported: Family<OutcomeLabels, Counter>,
     pub rejections: Counter,
     pub entries: Family<StatusLabels, Gauge>,
+    pub sync_peers: Family<StatusLabels, Gauge>,
+    pub sync_entries: Family<DirectionLabels, Gauge>,
     /// Serialises scrapes: encoding walks the registry, and two scrapes racing would only
     /// duplicate work.
     scrape: Mutex<()>,
@@ -101,8 +117,22 @@ impl Metrics {
             "entries held in the log, by feed status",
             entries.clone(),
         );
+        let sync_peers = Family::<StatusLabels, Gauge>::default();
+        registry.register(
+            "sync_peers",
+            "sync peers by state (connected, disconnected)",
+            sync_peers.clone(),
+        );
+        let sync_entries = Family::<DirectionLabels, Gauge>::default();
+        registry.register(
+            "sync_entries",
+            "entries sent to and received from sync peers since start, over all peers",
+            sync_entries.clone(),
+        );
         Metrics {
             registry,
+            sync_peers,
+            sync_entries,
             requests,
             request_seconds,
             appends,
@@ -122,9 +152,31 @@ impl Metrics {
             .inc_by(n);
     }
 
-    /// The text exposition format. `stored` gives the entries held per feed status.
-    pub fn render(&self, stored: &[(&str, u64)]) -> String {
+    /// The text exposition format. `stored` gives the entries held per feed status; `sync`
+    /// the peer figures when sync runs.
+    pub fn render(&self, stored: &[(&str, u64)], sync: Option<SyncFigures>) -> String {
         let _guard = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        if let Some(sync) = sync {
+            for (status, n) in [
+                ("connected", sync.peers_connected),
+                ("disconnected", sync.peers_disconnected),
+            ] {
+                self.sync_peers
+                    .get_or_create(&StatusLabels {
+                        status: status.to_owned(),
+                    })
+                    .set(gauge(n));
+            }
+            for (direction, n) in [
+                ("sent", sync.entries_sent),
+                ("received", sync.entries_received),
+            ] {
+                self.sync_entries
+                    .get_or_create(&DirectionLabels { direction })
+                    .set(gauge(n));
+            }
+        }
         for (status, n) in stored {
             self.entries
                 .get_or_create(&StatusLabels {

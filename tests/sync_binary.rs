@@ -56,6 +56,21 @@ fn two_binaries_converge_and_report_peers() {
     assert_eq!(peer["lag"], 0);
     assert!(peer["last_error"].is_null());
 
+    // The same figures, summed over peers, in /metrics.
+    let metrics = get(b_http, "/metrics").body;
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from {metrics}"))
+    };
+    assert_eq!(value("kappalog_sync_peers{status=\"connected\"}"), 1);
+    assert_eq!(value("kappalog_sync_entries{direction=\"received\"}"), 5);
+    // A live push racing the initial exchange may send an entry twice; never fewer.
+    assert!(value("kappalog_sync_entries{direction=\"sent\"}") >= 5);
+    assert_eq!(value("kappalog_stored_entries{status=\"ok\"}"), 10);
+
     let round = http(b_http, "POST", "/sync", b"", &[]);
     assert_eq!(round.status, 200, "{}", round.body);
     assert_eq!(round.json()["sessions"].as_array().unwrap().len(), 1);

@@ -11,6 +11,7 @@ use super::{ApiError, AppState};
 use crate::entry::{EntryJson, Seq};
 use crate::hash::Hash;
 use crate::identity::Author;
+use crate::metrics::SyncFigures;
 
 /// Default page size of `GET /entries`.
 pub const DEFAULT_PAGE_ENTRIES: usize = 100;
@@ -190,8 +191,32 @@ pub async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let stored = state.node.reader().len();
-    let text = state.node.metrics().render(&[("ok", stored)]);
+    let forked = state.node.forked_authors();
+    let (mut ok, mut forked_entries) = (0u64, 0u64);
+    for feed in state.node.reader().feeds() {
+        if forked.contains(&feed.author) {
+            forked_entries += feed.length;
+        } else {
+            ok += feed.length;
+        }
+    }
+    let sync = state.node.sync().map(|sync| {
+        let mut figures = SyncFigures::default();
+        for peer in sync.peers(&state.node) {
+            if peer.connected {
+                figures.peers_connected += 1;
+            } else {
+                figures.peers_disconnected += 1;
+            }
+            figures.entries_sent += peer.entries_sent;
+            figures.entries_received += peer.entries_received;
+        }
+        figures
+    });
+    let text = state
+        .node
+        .metrics()
+        .render(&[("ok", ok), ("forked", forked_entries)], sync);
     (
         [(
             header::CONTENT_TYPE,
