@@ -64,7 +64,9 @@ fn child(dir: &Path) {
     let after = rss_bytes();
     let per_entry = (after.saturating_sub(before)) as f64 / report.entries.max(1) as f64;
     let start = Instant::now();
-    let summary = kappalog::node::rebuild_summary(&reader).unwrap().summary();
+    let summary = kappalog::node::rebuild_summary(&reader, [])
+        .unwrap()
+        .summary();
     let rebuild_rate = summary.count as f64 / start.elapsed().as_secs_f64();
     let start = Instant::now();
     let verify = reader.verify_all().unwrap();

@@ -151,7 +151,7 @@ fn verify(config: &NodeConfig) -> anyhow::Result<ExitCode> {
 
 fn summary(config: &NodeConfig) -> anyhow::Result<ExitCode> {
     let reader = open_read_only(config)?;
-    let view = node::rebuild_summary(&reader)?;
+    let view = node::rebuild_summary(&reader, [])?;
     println!("{}", serde_json::to_string(&view.summary())?);
     Ok(ExitCode::SUCCESS)
 }

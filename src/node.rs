@@ -156,13 +156,20 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Folds a whole log into fresh views (used at open and by read-only commands).
-pub fn rebuild_summary(reader: &StoreReader) -> Result<SummaryView, StoreError> {
+/// Folds a whole log into a fresh summary view, then marks the `forked` authors (used at
+/// open and by read-only commands).
+pub fn rebuild_summary<'a>(
+    reader: &StoreReader,
+    forked: impl IntoIterator<Item = &'a Author>,
+) -> Result<SummaryView, StoreError> {
     let mut view = SummaryView::new();
     reader.for_each_in_log_order(|entry, hash| {
         view.apply(entry, hash);
         std::ops::ControlFlow::Continue(())
     })?;
+    for author in forked {
+        view.mark_forked(author);
+    }
     Ok(view)
 }
 
@@ -229,17 +236,13 @@ impl Node {
         let reader = store.reader();
         // Nothing can commit before `open` returns the node, so folding now and observing
         // commits from here on sees every entry exactly once.
-        let mut summary = rebuild_summary(&reader)?;
+        *lock(&views.summary) = rebuild_summary(&reader, forks.set().authors())?;
         let mut fence = Fence::default();
-        for forked in forks.set().authors() {
-            summary.mark_forked(forked);
-            if *forked == author {
-                fence.diverge(format!(
-                    "a fork proof of our own author {author} is recorded"
-                ));
-            }
+        if forks.set().contains(&author) {
+            fence.diverge(format!(
+                "a fork proof of our own author {author} is recorded"
+            ));
         }
-        *lock(&views.summary) = summary;
         if forks_report.proofs > 0 {
             tracing::info!(proofs = forks_report.proofs, "loaded fork proofs");
         }

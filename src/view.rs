@@ -11,8 +11,8 @@
 //! - a view's output depends only on the *set* of entries applied and the *set* of forked
 //!   authors, never on the interleaving, and a view built live equals a rebuilt one.
 //!
-//! A new view is one new file implementing [`View`]; [`rebuild`] replays any sequence of
-//! entries into it.
+//! A new view is one new file implementing [`View`]; `node::rebuild_summary` shows the
+//! replay that rebuilds one from the log.
 
 use crate::entry::Entry;
 use crate::hash::Hash;
@@ -26,19 +26,4 @@ pub trait View: Send {
 
     /// The feed of `author` was found forked: exclude it from the view from now on.
     fn mark_forked(&mut self, author: &Author);
-}
-
-/// Replays `entries` (in log order) into `view`, then marks `forked` authors.
-pub fn rebuild<'a, V, I, F>(view: &mut V, entries: I, forked: F)
-where
-    V: View + ?Sized,
-    I: IntoIterator<Item = (&'a Entry, &'a Hash)>,
-    F: IntoIterator<Item = &'a Author>,
-{
-    for (entry, hash) in entries {
-        view.apply(entry, hash);
-    }
-    for author in forked {
-        view.mark_forked(author);
-    }
 }

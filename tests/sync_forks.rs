@@ -94,8 +94,15 @@ async fn a_fork_reaches_nodes_by_sync_import_and_proof_alone() {
     k2.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_restored_from_an_old_copy_catches_up_before_signing() {
+/// Node x (seed 7) appends 3 entries, its data dir is copied to `old`, then it appends 2
+/// more, which reach peer p (seed 8); x stops. Returns p (running), `old`, x's author and
+/// the directories to keep alive.
+async fn peer_ahead_of_an_old_copy() -> (
+    common::net::TestNode,
+    tempfile::TempDir,
+    kappalog::identity::Author,
+    [tempfile::TempDir; 2],
+) {
     let (dx, dp, old) = (
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
@@ -114,6 +121,12 @@ async fn a_node_restored_from_an_old_copy_catches_up_before_signing() {
     })
     .await;
     x.stop().await;
+    (p, old, own, [dx, dp])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restored_from_an_old_copy_catches_up_before_signing() {
+    let (p, old, own, _dirs) = peer_ahead_of_an_old_copy().await;
 
     // Restart from the old copy (3 entries) with p holding 5: no append before catching up.
     let x = start(old.path(), 7, &[p.addr]).await;
@@ -143,24 +156,7 @@ async fn a_node_restored_from_an_old_copy_catches_up_before_signing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_diverged_copy_of_the_own_feed_stops_appends_for_good() {
-    let (dx, dp, old) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    let p = start(dp.path(), 8, &[]).await;
-    let x = start(dx.path(), 7, &[p.addr]).await;
-    append_n(&x.node, 3, 0).await;
-    x.stop().await;
-    copy_dir(dx.path(), old.path());
-    let x = start(dx.path(), 7, &[p.addr]).await;
-    append_n(&x.node, 2, 3).await;
-    let own = common::identity(7).author();
-    wait_for("p to hold 5 of x's entries", || {
-        p.node.reader().head(&own).is_some_and(|h| h.seq == 5)
-    })
-    .await;
-    x.stop().await;
+    let (p, old, own, _dirs) = peer_ahead_of_an_old_copy().await;
 
     // The old copy signs different entries 4 and 5 offline.
     let (offline, _) = Node::open_with_identity(old.path(), common::identity(7)).unwrap();

@@ -205,15 +205,23 @@ impl Drop for Running {
     }
 }
 
-/// Extracts the `http://ADDR` a node printed.
-pub fn printed_addr(line: &str) -> SocketAddr {
-    let start = line.find("http://").expect("line has an http:// address") + 7;
+/// The socket address printed right after `marker` in `line`.
+fn addr_after(line: &str, marker: &str) -> SocketAddr {
+    let start = line
+        .find(marker)
+        .unwrap_or_else(|| panic!("{line:?} has no {marker:?}"))
+        + marker.len();
     line[start..]
         .split_whitespace()
         .next()
         .unwrap()
         .parse()
         .expect("a socket address")
+}
+
+/// Extracts the `http://ADDR` a node printed.
+pub fn printed_addr(line: &str) -> SocketAddr {
+    addr_after(line, "http://")
 }
 
 /// Starts `kappalog run` on a free port with the given data dir and key.
@@ -233,13 +241,7 @@ pub fn run_node(data_dir: &Path, key: &Path, extra: &[&str]) -> (Running, Socket
 
 /// Extracts the `sync ADDR` a node printed.
 pub fn printed_sync_addr(line: &str) -> SocketAddr {
-    let start = line.find(" sync ").expect("line has a sync address") + 6;
-    line[start..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .expect("a socket address")
+    addr_after(line, " sync ")
 }
 
 /// Polls `condition` until it holds or the deadline passes.
