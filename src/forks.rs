@@ -67,6 +67,42 @@ pub struct ForkLog {
     set: ForkSet,
 }
 
+/// Checks every decoded proof into a set (first proof per author wins).
+fn checked_set(path: &Path, proofs: Vec<ForkProof>) -> Result<ForkSet, ForkLogError> {
+    let mut set = ForkSet::new();
+    for (index, proof) in proofs.into_iter().enumerate() {
+        set.insert(proof)
+            .map_err(|error| ForkLogError::InvalidProof {
+                path: path.to_owned(),
+                index,
+                error,
+            })?;
+    }
+    Ok(set)
+}
+
+/// The proofs recorded in `dir/forks`, for read-only commands: takes no lock, creates and
+/// truncates nothing (a torn tail being written by a running node is simply not read yet).
+pub fn read_set(dir: &Path) -> Result<ForkSet, ForkLogError> {
+    let path = dir.join(FORKS_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ForkSet::new()),
+        Err(source) => {
+            return Err(ForkLogError::Io {
+                context: "read",
+                path,
+                source,
+            })
+        }
+    };
+    let decoded = fork::decode_all(&bytes).map_err(|error| ForkLogError::Corrupt {
+        path: path.clone(),
+        error,
+    })?;
+    checked_set(&path, decoded.proofs)
+}
+
 impl ForkLog {
     /// Opens (creating if missing) `dir/forks`, truncating a torn tail.
     pub fn open(dir: &Path) -> Result<(ForkLog, ForkLogReport), ForkLogError> {
@@ -103,15 +139,7 @@ impl ForkLog {
                 "fork log: cut off a torn tail"
             );
         }
-        let mut set = ForkSet::new();
-        for (index, proof) in decoded.proofs.into_iter().enumerate() {
-            set.insert(proof)
-                .map_err(|error| ForkLogError::InvalidProof {
-                    path: path.clone(),
-                    index,
-                    error,
-                })?;
-        }
+        let set = checked_set(&path, decoded.proofs)?;
         report.proofs = set.len();
         Ok((ForkLog { path, file, set }, report))
     }

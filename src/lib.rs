@@ -19,7 +19,8 @@
 //! - [`server`]: binds, serves and gracefully stops one or several nodes.
 //! - [`cli`]: clap definitions; [`app`]: runs each subcommand.
 //! - [`fork`]: fork proofs (two conflicting signed entries), their encoding, the forked set.
-//! - [`forks`]: the durable fork-proof log (`DATA_DIR/forks`), loaded at open.
+//! - [`forks`]: the durable fork-proof log (`DATA_DIR/forks`), loaded at open (and read,
+//!   lock-free, by `kappalog summary`).
 //! - [`sync`]: the peer protocol (docs/PROTOCOL.md): pure core (messages, framing, handshake,
 //!   plan) and the tokio sessions, listener and dialers that replicate over TCP.
 //!

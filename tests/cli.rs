@@ -221,3 +221,47 @@ fn help_exists_for_every_command() {
         assert!(!stdout(&o).is_empty());
     }
 }
+
+#[test]
+fn summary_excludes_a_feed_the_node_recorded_as_forked() {
+    use kappalog::csv::CsvWriter;
+    use kappalog::entry::UnsignedEntry;
+    use kappalog::node::Node;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // One key signing two different first entries: a fork, arriving by import.
+    let forker = common::identity(9);
+    let mut csv = Vec::new();
+    let mut writer = CsvWriter::new(&mut csv).unwrap();
+    for value in [1, 2] {
+        let (entry, hash) = UnsignedEntry {
+            author: forker.author(),
+            seq: 1,
+            timestamp: 1_700_000_000_000,
+            prev: None,
+            value,
+            data: String::new(),
+        }
+        .sign(&forker);
+        writer.write_entry(&entry, &hash).unwrap();
+    }
+    writer.finish().unwrap();
+    let (node, _) = Node::open_with_identity(&data, common::identity(1)).unwrap();
+    node.append_blocking(5, String::new()).unwrap();
+    node.import(&csv[..]).unwrap();
+    let live: serde_json::Value = serde_json::from_str(&node.summary_json()).unwrap();
+    node.close().unwrap();
+    assert_eq!(live["count"], 1, "{live}");
+
+    let printed: serde_json::Value =
+        serde_json::from_str(&ok(dir.path(), &["--data-dir", "data", "summary"])).unwrap();
+    assert_eq!(printed, live);
+    let forked = printed["feeds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["author"] == forker.author().to_string())
+        .unwrap();
+    assert_eq!(forked["status"], "forked");
+}
