@@ -115,15 +115,14 @@ fn record(report: &mut ImportReport, parsed: &ParsedEntry, outcome: Outcome) {
                 .find(|f| f.author == author && f.seq == seq)
             {
                 Some(fork) => {
+                    // A hash already listed keeps its side: if this import appended it,
+                    // that side names its input line, which "held" would hide.
                     for side in [held_side, offered_side] {
                         if !fork.entries.iter().any(|s| s.hash == side.hash) {
                             fork.entries.push(side);
                         }
                     }
-                    // The side the input supplied may have been appended by this import:
-                    // then its line is known, and "held" would hide it.
-                    fork.entries.sort_by_key(|s| (s.hash, s.line));
-                    fork.entries.dedup_by_key(|s| s.hash);
+                    fork.entries.sort_by_key(|s| s.hash);
                 }
                 None => report.forks.push(ForkDetail {
                     author,
