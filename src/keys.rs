@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 // through `spki`, so no extra dependency is needed for the PEM and DER parsing.
 use ed25519_dalek::pkcs8::spki::der::{self, pem, pem::LineEnding};
 use ed25519_dalek::pkcs8::{
-    self, EncodePrivateKey, KeypairBytes, ObjectIdentifier, PrivateKeyInfo,
+    self, EncodePrivateKey, KeypairBytes, ObjectIdentifier, PrivateKeyInfoRef,
 };
 use ed25519_dalek::SigningKey;
 
@@ -322,7 +322,7 @@ fn parse_pkcs8_pem(bytes: &[u8]) -> Result<SigningKey, ParseProblem> {
     }
     let (_, der) =
         pem::decode_vec(block.as_bytes()).map_err(|e| ParseProblem::Malformed(e.to_string()))?;
-    let info = PrivateKeyInfo::try_from(der.as_slice()).map_err(|e| match e {
+    let info = PrivateKeyInfoRef::try_from(der.as_slice()).map_err(|e| match e {
         pkcs8::Error::Asn1(inner) if matches!(inner.kind(), der::ErrorKind::Incomplete { .. }) => {
             ParseProblem::Truncated(format!("DER ends early: {inner}"))
         }

@@ -131,13 +131,21 @@ fn prepare_with_key(
     s_bytes.copy_from_slice(&sig.as_bytes()[32..]);
     let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes))
         .ok_or(SignatureError::NonCanonicalS)?;
-    let k = Scalar::from_hash(
-        Sha512::new()
-            .chain_update(r_bytes)
-            .chain_update(author.as_bytes())
-            .chain_update(message),
-    );
+    let k = challenge(&r_bytes, author.as_bytes(), message);
     Ok(Prepared { a, r, s, k })
+}
+
+/// The RFC 8032 challenge `k = SHA-512(R || A || M) mod l`, shared by verification and by
+/// [`crate::identity::Identity::sign_hashes`].
+pub(crate) fn challenge(r: &[u8; 32], a: &[u8; 32], message: &[u8]) -> Scalar {
+    Scalar::from_bytes_mod_order_wide(
+        &Sha512::new()
+            .chain_update(r)
+            .chain_update(a)
+            .chain_update(message)
+            .finalize()
+            .into(),
+    )
 }
 
 /// Verifies one signature over an entry hash under the module's rule.
@@ -369,12 +377,7 @@ mod tests {
         let r_scalar = Scalar::from_bytes_mod_order([42; 32]);
         let r_point = ED25519_BASEPOINT_POINT * r_scalar + EIGHT_TORSION[1];
         let r_bytes = r_point.compress().to_bytes();
-        let k = Scalar::from_hash(
-            Sha512::new()
-                .chain_update(r_bytes)
-                .chain_update(a.as_bytes())
-                .chain_update(hash.as_bytes()),
-        );
+        let k = challenge(&r_bytes, a.as_bytes(), hash.as_bytes());
         let s_scalar = r_scalar + k * a_scalar;
         let mut sig = [0u8; 64];
         sig[..32].copy_from_slice(&r_bytes);
