@@ -8,13 +8,16 @@
 //!    goes below the feed's last one, and their hash; foreign entries get their placement
 //!    (next, duplicate, fork, gap) and chain check — their signatures were verified by the
 //!    caller before the request was sent, so the writer never waits on verification;
-//! 2. signs the planned own entries in parallel (rayon): signing dominates the cost;
+//! 2. signs the planned own entries on all cores, in chunks signed as batches: signing
+//!    dominates the cost;
 //! 3. writes all records with one positional write and one `fdatasync`;
 //! 4. updates the shared index (so readers only ever see synced records);
 //! 5. calls the commit observer with the added entries in commit order;
 //! 6. replies to every requester.
 //!
-//! Steps 1-2 (plan, sign) and 3-6 (write, sync, publish, reply) run on two threads: while
+//! Steps 1-2 (plan, sign) and 3-6 (write, sync, publish, reply) run on two threads. The
+//! planner thread is itself a worker of a small rayon pool kept for signing, so it signs a
+//! chunk of each batch while the other workers sign the rest. While
 //! one `fdatasync` runs, the planner plans and signs whatever arrives, and the syncer then
 //! writes *every* batch that is waiting with one write and one `fdatasync`. Signing (CPU)
 //! and syncing (disk) overlap, and when the disk is the bottleneck each sync still carries
@@ -43,8 +46,11 @@ use super::lock::DirLock;
 use super::{AppendError, CommitObserver, Outcome};
 use crate::entry::{Entry, Seq, UnsignedEntry};
 use crate::hash::Hash;
-use crate::identity::{Author, Identity};
+use crate::identity::{Author, Identity, Signature};
 use crate::validate::{self, FeedHead, Placement, ValidationError};
+
+/// Below this many signatures a second core costs more in hand-off than it saves.
+const MIN_SIGN_CHUNK: usize = 8;
 
 /// Where a reply goes: a blocking caller or an async one.
 pub enum Reply<T> {
@@ -206,7 +212,7 @@ impl Writer {
         let syncer = std::thread::Builder::new()
             .name("kappalog-store-sync".into())
             .spawn(move || syncer.run(sealed));
-        let mut planner = Planner {
+        let planner = Planner {
             file,
             index,
             identity,
@@ -231,6 +237,33 @@ impl Writer {
                 return;
             }
         };
+        // A pool whose workers include the planner thread (see the module docs). Without it
+        // (no threads to be had) signing falls back to the global pool.
+        match rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("kappalog-sign-{i}"))
+            .build()
+        {
+            Ok(pool) => pool.install(move || planner.plan(requests, to_syncer, max_batch_entries)),
+            Err(e) => {
+                tracing::warn!(error = %e, "no signing pool; signing on the global pool");
+                planner.plan(requests, to_syncer, max_batch_entries);
+            }
+        }
+        let _ = syncer.join();
+        drop(lock);
+    }
+}
+
+impl Planner {
+    /// Takes requests until the channel closes or a shutdown arrives, handing each planned,
+    /// signed batch to the syncer. Dropping `to_syncer` on return lets the syncer finish
+    /// what it holds, then stop.
+    fn plan(
+        mut self,
+        requests: mpsc::Receiver<Request>,
+        to_syncer: mpsc::Sender<Sealed>,
+        max_batch_entries: usize,
+    ) {
         while let Ok(first) = requests.recv() {
             if matches!(first, Request::Shutdown) {
                 break;
@@ -251,8 +284,8 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let sealed = planner.commit(batch);
-            planner.sent += 1;
+            let sealed = self.commit(batch);
+            self.sent += 1;
             if let Err(mpsc::SendError(sealed)) = to_syncer.send(sealed) {
                 // The syncer is gone (it panicked): nothing can become durable any more.
                 let e = Arc::new(io::Error::other("the store's sync thread stopped"));
@@ -265,14 +298,8 @@ impl Writer {
                 break;
             }
         }
-        // Closing the channel lets the syncer finish what it holds, then stop.
-        drop(to_syncer);
-        let _ = syncer.join();
-        drop(lock);
     }
-}
 
-impl Planner {
     fn pending<'a>(
         &self,
         feeds: &'a mut HashMap<Author, PendingFeed>,
@@ -369,15 +396,23 @@ impl Planner {
         if !to_sign.is_empty() {
             // Checked when the request was planned: own entries exist only with an identity.
             if let Some(identity) = &self.identity {
-                let signed: Vec<(usize, Entry)> = to_sign
-                    .into_par_iter()
-                    .map(|(i, unsigned)| {
-                        let signature = identity.sign_hash(&planned[i].1);
-                        (i, unsigned.with_signature(signature))
+                // One chunk per core, each signed as a batch (which shares the costly field
+                // inversion, see `Identity::sign_hashes`). The planner thread is a worker of
+                // its own pool, so it signs one chunk itself instead of waiting for a woken
+                // thread to start.
+                let chunk = to_sign
+                    .len()
+                    .div_ceil(rayon::current_num_threads().max(1))
+                    .max(MIN_SIGN_CHUNK);
+                let signatures: Vec<Signature> = to_sign
+                    .par_chunks(chunk)
+                    .flat_map_iter(|part| {
+                        let hashes: Vec<Hash> = part.iter().map(|(i, _)| planned[*i].1).collect();
+                        identity.sign_hashes(&hashes)
                     })
                     .collect();
-                for (i, entry) in signed {
-                    planned[i].0 = Some(entry);
+                for ((i, unsigned), signature) in to_sign.into_iter().zip(signatures) {
+                    planned[i].0 = Some(unsigned.with_signature(signature));
                 }
             }
         }
