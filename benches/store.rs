@@ -1,7 +1,7 @@
 //! Store benchmark: prints figures, asserts nothing. `cargo bench --bench store`.
 //!
 //! Sizes: `KAPPALOG_BENCH_ENTRIES` (entries in the big store, default 1,000,000) and
-//! `KAPPALOG_BENCH_APPENDS` (own appends per concurrent run, default 20,000). Open time,
+//! `KAPPALOG_BENCH_APPENDS` (own appends per concurrent run, default 40,000). Open time,
 //! RSS growth and `verify_all` run in a fresh child process per run, so memory left over
 //! from building the store does not blur the RSS figure.
 
@@ -13,16 +13,18 @@ use kappalog::identity::Identity;
 use kappalog::store::{Store, StoreReader};
 
 mod common;
-use common::{build_big_store, env_usize, report, rss_bytes};
+use common::{build_big_store, cpu_seconds, env_usize, report, rss_bytes};
 
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 const APPENDERS: usize = 64;
 const CHILD_ENV: &str = "KAPPALOG_BENCH_CHILD_DIR";
 
-fn concurrent_appends(appends: usize) -> f64 {
+/// Appends/s and CPU µs per append.
+fn concurrent_appends(appends: usize) -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = Store::open(dir.path(), Some(Identity::from_seed([1; 32])), None).unwrap();
     let per_thread = appends / APPENDERS;
+    let cpu = cpu_seconds();
     let start = Instant::now();
     std::thread::scope(|s| {
         for t in 0..APPENDERS {
@@ -37,8 +39,48 @@ fn concurrent_appends(appends: usize) -> f64 {
         }
     });
     let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu;
     store.sync_and_close().unwrap();
-    (per_thread * APPENDERS) as f64 / secs
+    let n = (per_thread * APPENDERS) as f64;
+    (n / secs, cpu * 1e6 / n)
+}
+
+/// The same load from 64 tokio tasks instead of 64 OS threads, which is how the node's HTTP
+/// handlers append: a waiting task costs no kernel thread, so the figure is the store's own
+/// throughput without the scheduler cost of 64 blocked threads.
+fn concurrent_appends_async(appends: usize) -> (f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), Some(Identity::from_seed([1; 32])), None).unwrap();
+    let per_task = appends / APPENDERS;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let cpu = cpu_seconds();
+    let start = Instant::now();
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..APPENDERS)
+            .map(|t| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for i in 0..per_task {
+                        store
+                            .append_own_async((t * per_task + i) as i64, String::new())
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu;
+    store.sync_and_close().unwrap();
+    let n = (per_task * APPENDERS) as f64;
+    (n / secs, cpu * 1e6 / n)
 }
 
 fn sequential_appends(appends: usize) -> f64 {
@@ -84,17 +126,24 @@ fn main() {
         return;
     }
     let entries = env_usize("KAPPALOG_BENCH_ENTRIES", 1_000_000);
-    let appends = env_usize("KAPPALOG_BENCH_APPENDS", 20_000);
+    let appends = env_usize("KAPPALOG_BENCH_APPENDS", 40_000);
     println!(
         "kappalog store benchmark ({} cores)",
         rayon::current_num_threads()
     );
 
-    report(
-        &format!("own-feed durable appends/s, {APPENDERS} concurrent appenders"),
-        "appends/s",
-        (0..RUNS).map(|_| concurrent_appends(appends)).collect(),
-    );
+    for (kind, run) in [
+        ("threads", concurrent_appends as fn(usize) -> (f64, f64)),
+        ("async tasks", concurrent_appends_async),
+    ] {
+        let (rates, cpu): (Vec<f64>, Vec<f64>) = (0..RUNS).map(|_| run(appends)).unzip();
+        report(
+            &format!("own-feed durable appends/s, {APPENDERS} concurrent appenders ({kind})"),
+            "appends/s",
+            rates,
+        );
+        report(&format!("  CPU per append, both cores ({kind})"), "µs", cpu);
+    }
     report(
         "sequential durable appends/s, one appender",
         "appends/s",

@@ -27,6 +27,23 @@ pub fn rss_bytes() -> u64 {
     pages * 4096
 }
 
+/// CPU time (user + system, all threads) this process has used, in seconds, from
+/// `/proc/self/stat` (clock ticks of 10 ms: meaningful over runs of a second or more). CPU per
+/// operation is a steadier figure than wall-clock rate on a shared machine.
+pub fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
