@@ -10,7 +10,10 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use common::net::{start, wait_for, TestNode};
+use kappalog::entry::{Entry, UnsignedEntry};
+use kappalog::hash::Hash;
 use kappalog::http::{router, HttpConfig};
+use kappalog::identity::Identity;
 use kappalog::sync::frame::{encode_frame, read_frame};
 use kappalog::sync::handshake::Handshake;
 use kappalog::sync::message::{
@@ -56,6 +59,37 @@ async fn last_error_of(node: &TestNode, local: SocketAddr) -> String {
     })
     .await;
     error
+}
+
+/// Connects to `addr` as `id`, completes the handshake and sends an empty `Have`.
+async fn handshake_as(id: &Identity, addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let hs = Handshake::new(id.author(), Nonce([7; 32]));
+    s.write_all(&encode_frame(&Message::Hello(hs.hello().clone())).unwrap())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let Some(Message::Hello(theirs)) = read_frame(&mut s, &mut buf).await.unwrap() else {
+        panic!("expected Hello")
+    };
+    let auth = hs.on_hello(id, &theirs).unwrap();
+    s.write_all(&encode_frame(&Message::Auth(auth)).unwrap())
+        .await
+        .unwrap();
+    s.write_all(&encode_frame(&Message::Have(Have { feeds: vec![] })).unwrap())
+        .await
+        .unwrap();
+    s
+}
+
+/// Sends `entries` as `Entries` frames of `per_frame`, back to back.
+async fn send_in_frames(s: &mut TcpStream, entries: &[Entry], per_frame: usize) {
+    for chunk in entries.chunks(per_frame) {
+        let frame = Message::Entries(Entries {
+            entries: chunk.iter().map(EncodedEntry::from_entry).collect(),
+        });
+        s.write_all(&encode_frame(&frame).unwrap()).await.unwrap();
+    }
 }
 
 async fn healthy(node: &TestNode) {
@@ -106,23 +140,8 @@ async fn hostile_peers_are_dropped_and_honest_ones_keep_syncing() {
 
     // 3. A valid handshake, then a batch with one good entry and one bad signature.
     let mallory = common::identity(66);
-    let mut s = TcpStream::connect(n.addr).await.unwrap();
+    let mut s = handshake_as(&mallory, n.addr).await;
     let local = s.local_addr().unwrap();
-    let hs = Handshake::new(mallory.author(), Nonce([7; 32]));
-    s.write_all(&encode_frame(&Message::Hello(hs.hello().clone())).unwrap())
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    let Some(Message::Hello(theirs)) = read_frame(&mut s, &mut buf).await.unwrap() else {
-        panic!("expected Hello")
-    };
-    let auth = hs.on_hello(&mallory, &theirs).unwrap();
-    s.write_all(&encode_frame(&Message::Auth(auth)).unwrap())
-        .await
-        .unwrap();
-    s.write_all(&encode_frame(&Message::Have(Have { feeds: vec![] })).unwrap())
-        .await
-        .unwrap();
     let feed = common::feed(&mallory, 2);
     let mut bad = feed[1].0.clone();
     bad.signature.0[10] ^= 1;
@@ -201,5 +220,58 @@ async fn connections_beyond_the_cap_get_bye_busy() {
         })]
     );
     drop(first);
+    n.stop().await;
+}
+
+/// The node checks each batch while the one before it is still being stored, against the
+/// store plus the positions that append will add. A long stream of frames from one peer
+/// therefore continues cleanly (no batch looks like a gap), and a frame that breaks the chain
+/// of the batch in flight is still refused, with nothing of it stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_checked_against_the_append_in_flight() {
+    let dn = tempfile::tempdir().unwrap();
+    let n = start(dn.path(), 1, &[]).await;
+    let alice = common::identity(67);
+    let feed = common::entries(&common::feed(&alice, 3_000));
+
+    let mut s = handshake_as(&alice, n.addr).await;
+    let local = s.local_addr().unwrap().to_string();
+    send_in_frames(&mut s, &feed[..2_000], 50).await;
+    wait_for("2,000 entries stored", || n.count() == 2_000).await;
+    let record = n.sync.peers(&n.node);
+    let record = record.iter().find(|p| p.addr == local).unwrap();
+    assert!(record.connected, "{record:?}");
+    assert_eq!(record.last_error, None);
+
+    // More valid frames, then one whose first entry links to the wrong previous hash.
+    send_in_frames(&mut s, &feed[2_000..2_500], 50).await;
+    let broken = UnsignedEntry {
+        author: alice.author(),
+        seq: 2_501,
+        timestamp: feed[2_500].timestamp,
+        prev: Some(Hash([9; 32])),
+        value: 1,
+        data: String::new(),
+    }
+    .sign(&alice)
+    .0;
+    send_in_frames(&mut s, &[broken], 50).await;
+    let frames = read_until_closed(&mut s).await;
+    assert!(said_bye(&frames, ByeReason::InvalidEntry), "{frames:?}");
+    let head = n.node.reader().head(&alice.author()).unwrap();
+    assert!(
+        (2_000..=2_500).contains(&head.seq),
+        "valid batches before the broken one may be stored, the broken one never: {head:?}"
+    );
+    assert_eq!(
+        n.node
+            .reader()
+            .get(&alice.author(), head.seq)
+            .unwrap()
+            .unwrap()
+            .1,
+        common::feed(&alice, head.seq)[head.seq as usize - 1].1
+    );
+    healthy(&n).await;
     n.stop().await;
 }

@@ -5,7 +5,14 @@
 //! Rules enforced here (docs/PROTOCOL.md sections 6 and 11): no `Hello`/`Auth` after the
 //! handshake, one `Have`, no `Entries` before it, at most `MAX_WANTS_PER_SESSION` `Want`s,
 //! every proof checks, every batch passes [`check_batch`] whole or nothing of it is stored.
+//!
+//! Checking a batch (signatures, on all cores) and storing the one before it (a group
+//! commit, mostly waiting on `fdatasync`) overlap: a checked batch's append runs as its own
+//! task while the next batch is read and checked against the store *plus* the positions the
+//! append in flight will add. Appends still happen one at a time in arrival order, and a
+//! failed append ends the session when the next batch (or the session's end) waits for it.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -18,9 +25,12 @@ use super::error::SessionError;
 use super::message::{Message, MAX_WANTS_PER_SESSION};
 use super::plan::{feeds_from_have, PeerProgress};
 use super::status::{Control, PeerRegistry};
+use crate::entry::{Entry, Seq};
 use crate::fork::ForkProof;
+use crate::hash::Hash;
 use crate::identity::Author;
 use crate::node::Node;
+use crate::validate::FeedHead;
 
 /// The most entries merged from consecutive buffered `Entries` frames into one check and one
 /// store append. A merged batch is still a unit: if any entry fails, nothing of it is stored.
@@ -35,6 +45,34 @@ pub(super) struct Inbound {
     pub registry: Arc<PeerRegistry>,
     pub key: String,
     pub peer: Author,
+    /// The store append of the last checked batch, while the next one is read and checked.
+    pub in_flight: Option<tokio::task::JoinHandle<Result<(), SessionError>>>,
+    /// The positions that append adds, so the next batch is checked as if it were durable.
+    pub in_flight_view: Arc<InFlight>,
+}
+
+/// Feed heads and entry hashes of an append still in flight.
+#[derive(Default)]
+pub(super) struct InFlight {
+    heads: HashMap<Author, FeedHead>,
+    hashes: HashMap<(Author, Seq), Hash>,
+}
+
+impl InFlight {
+    fn of(append: &[(Entry, Hash)]) -> InFlight {
+        let mut view = InFlight::default();
+        for (entry, hash) in append {
+            view.heads.insert(
+                entry.author,
+                FeedHead {
+                    seq: entry.seq,
+                    hash: *hash,
+                },
+            );
+            view.hashes.insert((entry.author, entry.seq), *hash);
+        }
+        view
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -46,7 +84,12 @@ impl Inbound {
     /// Runs until the peer closes, says bye or breaks a rule; returns why it ended, after
     /// telling the sending half to stop.
     pub async fn run(mut self) -> SessionError {
-        let error = self.receive().await;
+        let mut error = self.receive().await;
+        // What was checked is stored even though the session is ending; a failure to store
+        // it is the better reason to report.
+        if let Err(e) = self.settle().await {
+            error = e;
+        }
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.control.send(Control::Stop(error.bye_reason()));
         error
@@ -98,7 +141,11 @@ impl Inbound {
                         Ok(())
                     }
                 }
-                Message::ForkProofs(proofs) => self.on_proofs(proofs.proofs).await,
+                Message::ForkProofs(proofs) => match self.settle().await {
+                    // Entries that arrived before the proofs are stored before them.
+                    Ok(()) => self.on_proofs(proofs.proofs).await,
+                    Err(e) => Err(e),
+                },
                 Message::Entries(entries) => {
                     if have_seen {
                         let mut batch = entries.entries;
@@ -149,18 +196,35 @@ impl Inbound {
         Ok(())
     }
 
+    /// Waits for the append in flight, if any; its failure ends the session.
+    async fn settle(&mut self) -> Result<(), SessionError> {
+        if let Some(task) = self.in_flight.take() {
+            let result = task.await;
+            self.in_flight_view = Arc::default();
+            result.map_err(|e| SessionError::Node(e.to_string()))??;
+        }
+        Ok(())
+    }
+
     async fn on_entries(
-        &self,
+        &mut self,
         batch: Vec<super::message::EncodedEntry>,
     ) -> Result<(), SessionError> {
         let forked = self.node.forked_authors();
         let reader = self.node.reader().clone();
+        let in_flight = self.in_flight_view.clone();
         let checked = tokio::task::spawn_blocking(move || {
             check_batch(
                 &batch,
                 &forked,
-                |a| reader.head(a),
-                |a, seq| reader.get(a, seq).ok().flatten().map(|(_, h)| h),
+                |a| in_flight.heads.get(a).copied().or_else(|| reader.head(a)),
+                |a, seq| {
+                    in_flight
+                        .hashes
+                        .get(&(*a, seq))
+                        .copied()
+                        .or_else(|| reader.get(a, seq).ok().flatten().map(|(_, h)| h))
+                },
             )
         })
         .await
@@ -179,7 +243,27 @@ impl Inbound {
                 progress.note(&entry.author, entry.seq);
             }
         }
-        if !outcome.append.is_empty() {
+        // Appends stay in arrival order: the previous one must be durable first.
+        self.settle().await?;
+        if outcome.append.is_empty() {
+            // Nothing to store; fork candidates (if any) are handled below.
+        } else if outcome.fork_candidates.is_empty() {
+            // The common case: store it while the next batch is read and checked.
+            self.in_flight_view = Arc::new(InFlight::of(&outcome.append));
+            let (node, registry, key) =
+                (self.node.clone(), self.registry.clone(), self.key.clone());
+            self.in_flight = Some(tokio::spawn(async move {
+                let report = node
+                    .offer_verified_entries(outcome.append)
+                    .await
+                    .map_err(|e| SessionError::Node(e.to_string()))?;
+                registry.add_received(&key, report.added);
+                Ok(())
+            }));
+            return Ok(());
+        } else {
+            // A fork candidate may conflict with an entry of this very batch: store the
+            // batch first so the proof can be built from the held entry.
             let report = self
                 .node
                 .offer_verified_entries(outcome.append)

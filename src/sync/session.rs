@@ -89,6 +89,8 @@ pub async fn run_session(mut ctx: SessionContext, stream: TcpStream) -> SessionE
             registry: ctx.registry.clone(),
             key: ctx.key.clone(),
             peer,
+            in_flight: None,
+            in_flight_view: Arc::default(),
         }
         .run(),
     );
