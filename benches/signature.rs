@@ -1,5 +1,7 @@
 //! Signing and verification rates: prints figures, asserts nothing.
 //! `cargo bench --bench signature` (`KAPPALOG_BENCH_SIGS` sets the count, default 100,000).
+//! "sign" is ed25519-dalek's signer, one signature at a time; "batch sign" is
+//! `Identity::sign_hashes`, which the store's writer uses (one field inversion per batch).
 
 use std::time::Instant;
 
@@ -33,6 +35,8 @@ fn main() {
         .collect();
     let mut sign_one = vec![];
     let mut sign_all = vec![];
+    let mut batch_one = vec![];
+    let mut batch_all = vec![];
     let mut verify_one = vec![];
     let mut verify_all = vec![];
     let mut sigs = vec![];
@@ -51,6 +55,20 @@ fn main() {
             .map(|(i, h)| ids[i % ids.len()].sign_hash(h))
             .collect();
         sign_all.push(n as f64 / start.elapsed().as_secs_f64());
+        // Batch signing as the store's writer does it: one key, chunks of 64.
+        let id = &ids[0];
+        let start = Instant::now();
+        for chunk in hashes[..single].chunks(64) {
+            std::hint::black_box(id.sign_hashes(chunk));
+        }
+        batch_one.push(single as f64 / start.elapsed().as_secs_f64());
+        let start = Instant::now();
+        let batched: Vec<_> = hashes
+            .par_chunks(64)
+            .flat_map_iter(|chunk| id.sign_hashes(chunk))
+            .collect();
+        batch_all.push(n as f64 / start.elapsed().as_secs_f64());
+        std::hint::black_box(batched);
 
         let authors: Vec<_> = (0..n).map(|i| ids[i % ids.len()].author()).collect();
         let start = Instant::now();
@@ -77,6 +95,8 @@ fn main() {
     );
     report("sign, one core", sign_one);
     report("sign, all cores", sign_all);
+    report("batch sign (64 per batch), one core", batch_one);
+    report("batch sign (64 per batch), all cores", batch_all);
     report("verify single, one core", verify_one);
     report("verify batch, all cores", verify_all);
 }
