@@ -179,3 +179,42 @@ fn broken_chain_names_its_offset() {
     assert_eq!(corrupt_offset(err), broken_at);
     assert_eq!(std::fs::read(log_path(dir.path())).unwrap(), bytes);
 }
+
+/// A log several scan chunks long (the scan applies one chunk's records while it decodes the
+/// next): damage in any chunk is reported at the offset of its record, and a torn tail after
+/// many chunks keeps every earlier entry.
+#[test]
+fn damage_is_found_in_every_chunk_of_a_long_log() {
+    use kappalog::store::format::SCAN_CHUNK_BYTES;
+    let src = tempfile::tempdir().unwrap();
+    let n = 40_000u64;
+    let (store, _) = Store::open(src.path(), None, None).unwrap();
+    store
+        .append_entries(entries(&feed(&identity(3), n)))
+        .unwrap();
+    store.sync_and_close().unwrap();
+    let bytes = std::fs::read(log_path(src.path())).unwrap();
+    assert!(bytes.len() > 3 * SCAN_CHUNK_BYTES, "{} bytes", bytes.len());
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(log_path(dir.path()), &bytes[..bytes.len() - 10]).unwrap();
+    let (reader, report) = StoreReader::open_read_only(dir.path()).unwrap();
+    assert_eq!(reader.len(), n - 1);
+    assert!(report.truncated_at.is_some());
+
+    for at in [
+        SCAN_CHUNK_BYTES / 2,
+        SCAN_CHUNK_BYTES * 3 / 2,
+        SCAN_CHUNK_BYTES * 5 / 2,
+    ] {
+        let mut damaged = bytes.clone();
+        damaged[at] ^= 0x40;
+        std::fs::write(log_path(dir.path()), &damaged).unwrap();
+        let offset = corrupt_offset(StoreReader::open_read_only(dir.path()).err().unwrap());
+        let at = at as u64;
+        assert!(
+            offset <= at && at - offset < 300,
+            "damage at byte {at} reported at offset {offset}"
+        );
+    }
+}

@@ -70,8 +70,11 @@ pub const FILE_HEADER_BYTES: u64 = 12;
 pub const RECORD_HEADER_BYTES: usize = 8;
 /// The longest record on disk.
 pub const MAX_RECORD_BYTES: usize = RECORD_HEADER_BYTES + MAX_ENCODED_BYTES;
-/// How much of the file the scan reads (and decodes in parallel) at a time.
-pub const SCAN_CHUNK_BYTES: usize = 8 << 20;
+/// How much of the file the scan reads (and decodes in parallel) at a time. Two chunks'
+/// decoded records are alive at once (one applied while the next decodes), and memory the
+/// allocator keeps after a scan scales with this, so it is kept small: 2 MiB is ~12,000
+/// value-only records, plenty to keep both cores busy.
+pub const SCAN_CHUNK_BYTES: usize = 2 << 20;
 
 /// The 12 header bytes of a new file.
 pub fn file_header() -> [u8; 12] {
@@ -243,14 +246,19 @@ pub fn is_zero_from(file: &File, from: u64, to: u64) -> io::Result<bool> {
 /// Walks the file from the first record to `file_len` in chunks, handing each chunk's
 /// decoded records (checksummed and decoded in parallel, in file order) to `apply`. `apply`
 /// returns `Break` to stop early (for instance at a broken chain). Returns where the walk
-/// stopped. Memory is bounded by the chunk size, not the file size.
+/// stopped. Memory is bounded by two chunks, not the file size.
+///
+/// `apply` (serial: index updates, chain checks) runs on one chunk while the next chunk is
+/// decoded on the other cores, so the serial part does not leave them idle.
 pub fn walk(
     file: &File,
     file_len: u64,
-    mut apply: impl FnMut(Vec<Scanned>) -> io::Result<std::ops::ControlFlow<()>>,
+    mut apply: impl FnMut(Vec<Scanned>) -> io::Result<std::ops::ControlFlow<()>> + Send,
 ) -> io::Result<ScanStop> {
     let mut pos = FILE_HEADER_BYTES;
     let mut buf = vec![0u8; SCAN_CHUNK_BYTES];
+    // The previous chunk's records, applied while this chunk decodes.
+    let mut decoded: Option<Vec<Scanned>> = None;
     while pos < file_len {
         let n = usize::try_from((file_len - pos).min(SCAN_CHUNK_BYTES as u64))
             .unwrap_or(SCAN_CHUNK_BYTES);
@@ -286,17 +294,31 @@ pub fn walk(
             spans.push((at, end, crc));
             at = end;
         }
-        let scanned: Vec<Scanned> = spans
-            .par_iter()
-            .map(|&(start, end, crc)| Scanned {
-                offset: pos + start as u64,
-                end: pos + end as u64,
-                decoded: decode_payload(&chunk[start + RECORD_HEADER_BYTES..end], crc),
-            })
-            .collect();
-        let consumed = at;
-        if apply(scanned)?.is_break() {
+        let previous = decoded.take();
+        let (scanned, applied) = rayon::join(
+            || -> Vec<Scanned> {
+                spans
+                    .par_iter()
+                    .map(|&(start, end, crc)| Scanned {
+                        offset: pos + start as u64,
+                        end: pos + end as u64,
+                        decoded: decode_payload(&chunk[start + RECORD_HEADER_BYTES..end], crc),
+                    })
+                    .collect()
+            },
+            || previous.map_or(Ok(std::ops::ControlFlow::Continue(())), &mut apply),
+        );
+        if applied?.is_break() {
             return Ok(ScanStop::Clean);
+        }
+        let consumed = at;
+        if stop.is_some() || consumed == 0 {
+            // The walk ends in this chunk: its records go first, then the fault.
+            if apply(scanned)?.is_break() {
+                return Ok(ScanStop::Clean);
+            }
+        } else {
+            decoded = Some(scanned);
         }
         if let Some(kind) = stop {
             return Ok(ScanStop::Fault {
@@ -313,6 +335,10 @@ pub fn walk(
             });
         }
         pos += consumed as u64;
+    }
+    if let Some(last) = decoded {
+        // A `Break` here needs no handling: the walk is over either way.
+        let _ = apply(last)?;
     }
     Ok(ScanStop::Clean)
 }

@@ -193,7 +193,7 @@ impl StoreReader {
     /// file a chunk at a time (decoding each chunk in parallel); memory stays bounded.
     pub fn for_each_in_log_order(
         &self,
-        mut f: impl FnMut(&Entry, &Hash) -> ControlFlow<()>,
+        mut f: impl FnMut(&Entry, &Hash) -> ControlFlow<()> + Send,
     ) -> Result<(), StoreError> {
         let end = self.index().end;
         let path = &self.shared.path;
