@@ -1,6 +1,7 @@
 //! Hostile peers: garbage, an oversize length prefix, a valid handshake followed by an
 //! invalid entry, and a peer that stalls mid-frame. Each is disconnected with its reason
 //! recorded, nothing of it is stored, and the node keeps serving HTTP and honest peers.
+//! Also: batches checked against the append in flight, and a peer that stops reading.
 
 mod common;
 
@@ -9,18 +10,20 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
-use common::net::{start, wait_for, TestNode};
+use common::net::{fast_config, start, start_with, wait_for, TestNode};
 use kappalog::entry::{Entry, UnsignedEntry};
 use kappalog::hash::Hash;
 use kappalog::http::{router, HttpConfig};
 use kappalog::identity::Identity;
+use kappalog::node::{Node, EVENT_CHANNEL_CAPACITY};
 use kappalog::sync::frame::{encode_frame, read_frame};
 use kappalog::sync::handshake::Handshake;
 use kappalog::sync::message::{
     Bye, ByeReason, EncodedEntry, Entries, Have, Message, Nonce, MAX_FRAME_BYTES,
 };
+use kappalog::sync::SyncConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tower::ServiceExt;
 
 /// Reads until the node closes the connection (bounded); returns the frames it sent.
@@ -64,12 +67,18 @@ async fn last_error_of(node: &TestNode, local: SocketAddr) -> String {
 /// Connects to `addr` as `id`, completes the handshake and sends an empty `Have`.
 async fn handshake_as(id: &Identity, addr: SocketAddr) -> TcpStream {
     let mut s = TcpStream::connect(addr).await.unwrap();
+    handshake(&mut s, id).await;
+    s
+}
+
+/// Completes the handshake as `id` on `s` and sends an empty `Have`.
+async fn handshake(s: &mut TcpStream, id: &Identity) {
     let hs = Handshake::new(id.author(), Nonce([7; 32]));
     s.write_all(&encode_frame(&Message::Hello(hs.hello().clone())).unwrap())
         .await
         .unwrap();
     let mut buf = Vec::new();
-    let Some(Message::Hello(theirs)) = read_frame(&mut s, &mut buf).await.unwrap() else {
+    let Some(Message::Hello(theirs)) = read_frame(s, &mut buf).await.unwrap() else {
         panic!("expected Hello")
     };
     let auth = hs.on_hello(id, &theirs).unwrap();
@@ -79,7 +88,6 @@ async fn handshake_as(id: &Identity, addr: SocketAddr) -> TcpStream {
     s.write_all(&encode_frame(&Message::Have(Have { feeds: vec![] })).unwrap())
         .await
         .unwrap();
-    s
 }
 
 /// Sends `entries` as `Entries` frames of `per_frame`, back to back.
@@ -271,6 +279,85 @@ async fn batches_are_checked_against_the_append_in_flight() {
             .unwrap()
             .1,
         common::feed(&alice, head.seq)[head.seq as usize - 1].1
+    );
+    healthy(&n).await;
+    n.stop().await;
+}
+
+/// A peer that stops reading while the node commits more than it buffers per session: the
+/// session neither buffers without bound nor drops the peer (its write timeout is long here);
+/// it falls back to resending from the store, counts the resync in `GET /peers`, and once the
+/// peer reads again it gets every entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_falls_behind_resyncs_from_the_store() {
+    let dn = tempfile::tempdir().unwrap();
+    let (node, _) = Node::open_with_identity(dn.path(), common::identity(1)).unwrap();
+    let config = SyncConfig {
+        frame_timeout: Duration::from_secs(30),
+        idle_timeout: Duration::from_secs(60),
+        ..fast_config()
+    };
+    let n = start_with(node, &[], config).await;
+    let author = n.node.author();
+
+    // A small receive buffer so the node's pushes back up quickly.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut s = socket.connect(n.addr).await.unwrap();
+    handshake(&mut s, &common::identity(69)).await;
+    let local = s.local_addr().unwrap().to_string();
+    let record = || n.sync.peers(&n.node).into_iter().find(|p| p.addr == local);
+    wait_for("the session to go live", || {
+        record().is_some_and(|p| p.last_sync.is_some())
+    })
+    .await;
+
+    // One commit per append, 4,000 bytes each, while the peer reads nothing: the socket
+    // buffers (at most tcp_wmem's maximum on the node's side) fill first, then more than
+    // EVENT_CHANNEL_CAPACITY commits pile up behind the blocked session. Commits never wait
+    // for it. The session only notices that it lagged when it next takes an event, after
+    // the peer reads again.
+    let wmem_max: u64 = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|t| t.split_whitespace().last()?.parse().ok())
+        .unwrap_or(4 << 20);
+    let appended = wmem_max / 4_000 + EVENT_CHANNEL_CAPACITY as u64 + 1_000;
+    let data = "x".repeat(4_000);
+    for _ in 0..appended {
+        n.node.append(1, data.clone()).await.unwrap();
+    }
+
+    // Reading again, the peer gets every entry of the feed.
+    let mut buf = Vec::new();
+    let mut seqs = std::collections::BTreeSet::new();
+    tokio::time::timeout(common::DEADLINE, async {
+        while (seqs.len() as u64) < appended {
+            match read_frame(&mut s, &mut buf).await.unwrap() {
+                Some(Message::Entries(batch)) => {
+                    for encoded in batch.entries {
+                        let (entry, _) = encoded.decode().unwrap();
+                        if entry.author == author {
+                            seqs.insert(entry.seq);
+                        }
+                    }
+                }
+                Some(_) => {}
+                None => panic!("the node closed the session"),
+            }
+        }
+    })
+    .await
+    .expect("every entry within the deadline");
+    assert_eq!(seqs.first(), Some(&1));
+    assert_eq!(seqs.last(), Some(&appended));
+    wait_for("the resync to be counted", || {
+        record().is_some_and(|p| p.resyncs >= 1)
+    })
+    .await;
+    let record = record().unwrap();
+    assert!(
+        record.connected && record.last_error.is_none(),
+        "{record:?}"
     );
     healthy(&n).await;
     n.stop().await;

@@ -209,6 +209,7 @@ impl Outbound {
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::debug!(peer = %self.key, missed, "session lagged behind commits, resyncing from the store");
+                        self.registry.lagged(&self.key);
                         self.resync().await?;
                     }
                     Err(broadcast::error::RecvError::Closed) => return Err(SessionError::Shutdown),

@@ -49,6 +49,9 @@ pub struct PeerInfo {
     pub last_sync: Option<u64>,
     pub entries_sent: u64,
     pub entries_received: u64,
+    /// Times the session fell further behind the live pushes than the node buffers and
+    /// resent what the peer lacks from the store instead.
+    pub resyncs: u64,
     /// Entries we hold that the peer is known to lack (connected peers only).
     pub lag: Option<u64>,
     pub last_error: Option<String>,
@@ -98,6 +101,7 @@ impl PeerRegistry {
                     last_sync: None,
                     entries_sent: 0,
                     entries_received: 0,
+                    resyncs: 0,
                     lag: None,
                     last_error: None,
                 },
@@ -169,6 +173,12 @@ impl PeerRegistry {
     pub fn add_received(&self, addr: &str, n: u64) {
         if let Some(r) = lock(&self.peers).get_mut(addr) {
             r.info.entries_received = r.info.entries_received.saturating_add(n);
+        }
+    }
+
+    pub fn lagged(&self, addr: &str) {
+        if let Some(r) = lock(&self.peers).get_mut(addr) {
+            r.info.resyncs = r.info.resyncs.saturating_add(1);
         }
     }
 
