@@ -87,11 +87,26 @@ impl TryFrom<&[u8]> for Hash {
 }
 
 /// Implements hex `Serialize`/`Deserialize` for a newtype that has `Display` and `FromStr`.
+/// Lowercase hex of up to 64 bytes into `buf`, without allocating: JSON responses carry four
+/// hex fields per entry, and formatting them through `Display` cost an allocation and a
+/// per-character escape check each.
+pub(crate) fn hex_into<'a>(bytes: &[u8], buf: &'a mut [u8; 128]) -> &'a str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let n = bytes.len().min(64);
+    for (i, b) in bytes[..n].iter().enumerate() {
+        buf[2 * i] = DIGITS[usize::from(b >> 4)];
+        buf[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
+    }
+    // Only ASCII digits were written, so this is always valid UTF-8.
+    std::str::from_utf8(&buf[..2 * n]).unwrap_or_default()
+}
+
 macro_rules! serde_as_hex {
     ($ty:ty) => {
         impl Serialize for $ty {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
+                let mut buf = [0u8; 128];
+                s.serialize_str($crate::hash::hex_into(&self.0, &mut buf))
             }
         }
         impl<'de> Deserialize<'de> for $ty {
@@ -109,6 +124,20 @@ serde_as_hex!(Hash);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_into_matches_the_hex_crate() {
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(64).collect();
+        for n in [0, 1, 32, 64] {
+            let mut buf = [0u8; 128];
+            assert_eq!(hex_into(&bytes[..n], &mut buf), hex::encode(&bytes[..n]));
+        }
+        let sig = crate::identity::Signature([0xab; 64]);
+        assert_eq!(
+            serde_json::to_string(&sig).unwrap(),
+            format!("\"{}\"", "ab".repeat(64))
+        );
+    }
 
     #[test]
     fn hex_round_trip() {
