@@ -184,6 +184,24 @@ fn report_wrk(name: &str, url: &str, body: Option<&str>, secs: f64) {
     );
 }
 
+/// `RUNS` runs of [`load`]: requests/s, and latency p50 and p99 in ms, one value per run.
+fn runs(
+    addr: SocketAddr,
+    request: &'static [u8],
+    expect: u16,
+    secs: f64,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (mut rates, mut p50, mut p99) = (vec![], vec![], vec![]);
+    for _ in 0..RUNS {
+        let (rate, mut latencies) = load(addr, request, expect, secs);
+        latencies.sort_unstable();
+        rates.push(rate);
+        p50.push(percentile(&latencies, 0.50));
+        p99.push(percentile(&latencies, 0.99));
+    }
+    (rates, p50, p99)
+}
+
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -205,16 +223,7 @@ fn main() {
     let (addr, server) = serve(node);
     let add: &'static [u8] =
         b"POST /add HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"value\": 42}";
-    let mut rates = vec![];
-    let mut p50 = vec![];
-    let mut p99 = vec![];
-    for _ in 0..RUNS {
-        let (rate, mut latencies) = load(addr, add, 201, secs);
-        latencies.sort_unstable();
-        rates.push(rate);
-        p50.push(percentile(&latencies, 0.50));
-        p99.push(percentile(&latencies, 0.99));
-    }
+    let (rates, p50, p99) = runs(addr, add, 201, secs);
     report("POST /add (durable), requests/s", "req/s", rates);
     report("POST /add latency p50", "ms", p50);
     report("POST /add latency p99", "ms", p99);
@@ -237,14 +246,7 @@ fn main() {
     );
     let (addr, server) = serve(node);
     let summary: &'static [u8] = b"GET /summary HTTP/1.1\r\nHost: bench\r\n\r\n";
-    let mut rates = vec![];
-    let mut p99 = vec![];
-    for _ in 0..RUNS {
-        let (rate, mut latencies) = load(addr, summary, 200, secs);
-        latencies.sort_unstable();
-        rates.push(rate);
-        p99.push(percentile(&latencies, 0.99));
-    }
+    let (rates, _, p99) = runs(addr, summary, 200, secs);
     report(
         &format!("GET /summary on {entries} entries, requests/s"),
         "req/s",

@@ -91,14 +91,11 @@ impl TryFrom<&[u8]> for Hash {
 /// hex fields per entry, and formatting them through `Display` cost an allocation and a
 /// per-character escape check each.
 pub(crate) fn hex_into<'a>(bytes: &[u8], buf: &'a mut [u8; 128]) -> &'a str {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let n = bytes.len().min(64);
-    for (i, b) in bytes[..n].iter().enumerate() {
-        buf[2 * i] = DIGITS[usize::from(b >> 4)];
-        buf[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
-    }
-    // Only ASCII digits were written, so this is always valid UTF-8.
-    std::str::from_utf8(&buf[..2 * n]).unwrap_or_default()
+    let out = &mut buf[..2 * bytes.len().min(64)];
+    // Only a longer input can fail, and it was cut to fit above.
+    let _ = hex::encode_to_slice(&bytes[..out.len() / 2], out);
+    // Hex digits are ASCII, so this is always valid UTF-8.
+    std::str::from_utf8(out).unwrap_or_default()
 }
 
 macro_rules! serde_as_hex {

@@ -17,11 +17,11 @@
 //!
 //! Steps 1-2 (plan, sign) and 3-6 (write, sync, publish, reply) run on two threads. The
 //! planner thread is itself a worker of a small rayon pool kept for signing, so it signs a
-//! chunk of each batch while the other workers sign the rest. While
-//! one `fdatasync` runs, the planner plans and signs whatever arrives, and the syncer then
-//! writes *every* batch that is waiting with one write and one `fdatasync`. Signing (CPU)
-//! and syncing (disk) overlap, and when the disk is the bottleneck each sync still carries
-//! every append that arrived during the previous one.
+//! chunk of each batch while the other workers sign the rest. While one `fdatasync` runs,
+//! the planner plans and signs whatever arrives, and the syncer then writes *every* batch
+//! that is waiting with one write and one `fdatasync`. Signing (CPU) and syncing (disk)
+//! overlap, and when the disk is the bottleneck each sync still carries every append that
+//! arrived during the previous one.
 //! The planner keeps its own view of every feed it has planned entries for (the index plus
 //! entries still in flight), trimmed as batches become durable.
 //!

@@ -245,10 +245,8 @@ impl Inbound {
         }
         // Appends stay in arrival order: the previous one must be durable first.
         self.settle().await?;
-        if outcome.append.is_empty() {
-            // Nothing to store; fork candidates (if any) are handled below.
-        } else if outcome.fork_candidates.is_empty() {
-            // The common case: store it while the next batch is read and checked.
+        if !outcome.append.is_empty() {
+            // Stored while the next batch is read and checked.
             self.in_flight_view = Arc::new(InFlight::of(&outcome.append));
             let (node, registry, key) =
                 (self.node.clone(), self.registry.clone(), self.key.clone());
@@ -260,17 +258,13 @@ impl Inbound {
                 registry.add_received(&key, report.added);
                 Ok(())
             }));
-            return Ok(());
-        } else {
-            // A fork candidate may conflict with an entry of this very batch: store the
-            // batch first so the proof can be built from the held entry.
-            let report = self
-                .node
-                .offer_verified_entries(outcome.append)
-                .await
-                .map_err(|e| SessionError::Node(e.to_string()))?;
-            self.registry.add_received(&self.key, report.added);
         }
+        if outcome.fork_candidates.is_empty() {
+            return Ok(());
+        }
+        // A fork candidate may conflict with an entry of this very batch: the batch must be
+        // stored before the proof can be built from the held entry.
+        self.settle().await?;
         for (offered, _) in outcome.fork_candidates {
             let node = self.node.clone();
             let recorded = tokio::task::spawn_blocking(move || {
