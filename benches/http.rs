@@ -41,7 +41,9 @@ fn serve(node: Node) -> (SocketAddr, tokio::runtime::Runtime) {
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    runtime.spawn(async move { axum::serve(listener, app).await });
+    runtime.spawn(
+        async move { axum::serve(listener, axum::ServiceExt::into_make_service(app)).await },
+    );
     (addr, runtime)
 }
 

@@ -33,9 +33,11 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
+use tower::limit::ConcurrencyLimit;
 use tower_http::limit::RequestBodyLimitLayer;
 
 pub use error::ApiError;
+pub use middleware::Gate;
 
 use crate::node::Node;
 
@@ -56,27 +58,30 @@ pub struct HttpConfig {
     pub token: Option<String>,
 }
 
+/// What handlers share: cloned per request, so only reference counts.
 #[derive(Clone)]
 pub struct AppState {
     pub node: Node,
-    pub config: HttpConfig,
     /// The last `/summary` body, reused while neither the view nor the fence state changed.
     pub summary_body: std::sync::Arc<std::sync::Mutex<Option<read::SummaryBody>>>,
 }
 
-/// The whole HTTP API over one node. Tests drive it with `tower::ServiceExt::oneshot`.
-pub fn router(node: Node, config: HttpConfig) -> Router {
+/// The whole HTTP API over one node, as a tower service: the router inside the [`Gate`]
+/// (token, timeout, metrics, JSON errors) inside a concurrency limit. Tests drive it with
+/// `tower::ServiceExt::oneshot`; `axum::serve` takes it through
+/// `axum::ServiceExt::into_make_service`.
+pub type Api = ConcurrencyLimit<Gate<Router>>;
+
+/// Builds the [`Api`] over `node`.
+pub fn router(node: Node, config: HttpConfig) -> Api {
     let state = AppState {
-        node,
-        config,
+        node: node.clone(),
         summary_body: Default::default(),
     };
-    let timeout = Duration::from_millis(REQUEST_TIMEOUT_MS);
 
-    let add = Router::new()
-        .route("/add", post(add::add))
-        .layer(DefaultBodyLimit::max(MAX_ADD_BODY_BYTES))
-        .layer(middleware::timeout_layer(timeout));
+    // `/add` enforces its small body limit itself (see `add::add`): a layer here would cost
+    // every request a boxed service and an allocated extension.
+    let add = Router::new().route("/add", post(add::add));
     let import = Router::new()
         .route("/import", post(stream::import))
         .layer(DefaultBodyLimit::disable())
@@ -84,16 +89,7 @@ pub fn router(node: Node, config: HttpConfig) -> Router {
     let sync_writes = Router::new()
         .route("/peers", post(sync::add_peer))
         .route("/sync", post(sync::sync_now))
-        .layer(DefaultBodyLimit::max(MAX_ADD_BODY_BYTES))
-        .layer(middleware::timeout_layer(timeout));
-    let writes =
-        add.merge(import)
-            .merge(sync_writes)
-            .route_layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                middleware::require_token,
-            ));
-
+        .layer(DefaultBodyLimit::max(MAX_ADD_BODY_BYTES));
     let reads = Router::new()
         .route("/summary", get(read::summary))
         .route("/entries", get(read::entries))
@@ -103,20 +99,19 @@ pub fn router(node: Node, config: HttpConfig) -> Router {
         .route("/peers", get(sync::peers))
         .route("/health", get(read::health))
         .route("/metrics", get(read::metrics))
-        .route_layer(middleware::timeout_layer(timeout))
         .route("/export.csv", get(stream::export_csv));
 
-    Router::new()
-        .merge(writes)
+    let routes = Router::new()
+        .merge(add)
+        .merge(import)
+        .merge(sync_writes)
         .merge(reads)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::observe,
-        ))
-        .layer(tower::limit::ConcurrencyLimitLayer::new(
-            MAX_CONCURRENT_REQUESTS,
-        ))
-        .with_state(state)
+        .with_state(state);
+    let timeout = Duration::from_millis(REQUEST_TIMEOUT_MS);
+    ConcurrencyLimit::new(
+        Gate::new(routes, node, config.token, timeout),
+        MAX_CONCURRENT_REQUESTS,
+    )
 }

@@ -121,7 +121,7 @@ pub async fn serve_until_signal(
             let _ = tcp.set_nodelay(true);
         });
         tasks.push(tokio::spawn(async move {
-            axum::serve(listener, app)
+            axum::serve(listener, axum::ServiceExt::into_make_service(app))
                 .with_graceful_shutdown(async move {
                     // Either a stop signal or the sender going away ends serving.
                     let _ = stop.wait_for(|stopped| *stopped).await;

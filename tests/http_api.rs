@@ -4,8 +4,9 @@ mod common;
 
 use axum::body::{to_bytes, Body};
 use axum::http::{header, Request, StatusCode};
-use axum::Router;
-use kappalog::http::{router, HttpConfig, MAX_ADD_BODY_BYTES};
+use std::time::Duration;
+
+use kappalog::http::{router, Api, Gate, HttpConfig, MAX_ADD_BODY_BYTES};
 use kappalog::node::Node;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -21,12 +22,12 @@ fn fixture(seed: u8) -> Fixture {
     Fixture { _dir: dir, node }
 }
 
-fn app(f: &Fixture) -> Router {
+fn app(f: &Fixture) -> Api {
     router(f.node.clone(), HttpConfig::default())
 }
 
 async fn send(
-    app: Router,
+    app: Api,
     method: &str,
     uri: &str,
     body: impl Into<Body>,
@@ -42,7 +43,7 @@ async fn send(
     .await
 }
 
-async fn send_with(app: Router, request: Request<Body>) -> (StatusCode, String, Option<String>) {
+async fn send_with(app: Api, request: Request<Body>) -> (StatusCode, String, Option<String>) {
     let response = app.oneshot(request).await.unwrap();
     let status = response.status();
     let content_type = response
@@ -129,10 +130,38 @@ async fn oversize_add_body_is_413() {
         r#"{{"value": 1, "data": "{}"}}"#,
         "z".repeat(MAX_ADD_BODY_BYTES)
     );
-    let (status, text, _) = send(app(&f), "POST", "/add", big).await;
+    let (status, text, _) = send(app(&f), "POST", "/add", big.clone()).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(json(&text)["error"].as_str().unwrap().contains("limit"));
     assert_eq!(count(&f).await, 0);
+
+    // Streamed with no Content-Length, the limit is found while reading.
+    let chunks = tokio_util::io::ReaderStream::with_capacity(std::io::Cursor::new(big), 4096);
+    let (status, text, _) = send(app(&f), "POST", "/add", Body::from_stream(chunks)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(json(&text)["error"].as_str().unwrap().contains("limit"));
+    assert_eq!(count(&f).await, 0);
+}
+
+#[tokio::test]
+async fn a_request_past_the_timeout_is_503_json() {
+    let f = fixture(9);
+    let never = tower::service_fn(|_: Request<Body>| {
+        std::future::pending::<Result<axum::response::Response, std::convert::Infallible>>()
+    });
+    let gate = Gate::new(never, f.node.clone(), None, Duration::from_millis(20));
+    let response = gate.oneshot(Request::post("/add").body(Body::from("1")).unwrap());
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("the gate answers once its timeout passes")
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    assert!(
+        json(&text)["error"].as_str().unwrap().contains("timed out"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -171,15 +200,20 @@ async fn token_guards_writes_but_not_reads() {
         send_with(guarded(), wrong).await.0,
         StatusCode::UNAUTHORIZED
     );
-    let (status, _, _) = send(guarded(), "POST", "/import", "").await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    for path in ["/import", "/peers", "/sync"] {
+        let (status, text, _) = send(guarded(), "POST", path, "{}").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+        assert!(json(&text)["error"].is_string());
+    }
     let right = Request::post("/add")
         .header(header::AUTHORIZATION, "Bearer s3cret")
         .body(Body::from("1"))
         .unwrap();
     assert_eq!(send_with(guarded(), right).await.0, StatusCode::CREATED);
-    let (status, _, _) = send(guarded(), "GET", "/summary", Body::empty()).await;
-    assert_eq!(status, StatusCode::OK);
+    for path in ["/summary", "/peers", "/health"] {
+        let (status, _, _) = send(guarded(), "GET", path, Body::empty()).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
 }
 
 #[tokio::test]

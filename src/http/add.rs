@@ -4,14 +4,13 @@
 //! empty body (a random value, as a demo convenience). Anything else is a 400 that names the
 //! problem; nothing is appended.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::Value;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, MAX_ADD_BODY_BYTES};
 use crate::entry::{EntryJson, MAX_DATA_BYTES};
 
 /// A parsed `/add` request.
@@ -110,21 +109,31 @@ fn kind(value: &Value) -> &'static str {
 
 pub async fn add(
     State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<(StatusCode, Json<EntryJson>), ApiError> {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(format!(
-                "body exceeds the limit of {} bytes",
-                super::MAX_ADD_BODY_BYTES
-            ))
-        } else {
-            ApiError::BadRequest(rejection.body_text())
-        }
-    })?;
+    let body = read_limited(body, MAX_ADD_BODY_BYTES).await?;
     let request = parse_add_body(&body, rand::random::<i64>)?;
     let entry = state.node.append(request.value, request.data).await?;
     Ok((StatusCode::CREATED, Json(entry)))
+}
+
+/// Reads a whole body of at most `limit` bytes: 413 beyond it (a declared `Content-Length`
+/// over the limit is refused before anything is read), 400 if the body breaks off.
+async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large =
+        || ApiError::PayloadTooLarge(format!("body exceeds the limit of {limit} bytes"));
+    let declared = axum::body::HttpBody::size_hint(&body).lower();
+    if usize::try_from(declared).map_or(true, |n| n > limit) {
+        return Err(too_large());
+    }
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "reading the body failed: {e}"
+        ))),
+    }
 }
 
 #[cfg(test)]
