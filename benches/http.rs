@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 mod common;
-use common::{build_store_with_feeds, env_usize, report};
+use common::{build_store_with_feeds, cpu_seconds, env_usize, report};
 
 const CONNECTIONS: usize = 64;
 const RUNS: usize = 3;
@@ -116,11 +116,20 @@ fn load(addr: SocketAddr, request: &'static [u8], expect: u16, secs: f64) -> (f6
     })
 }
 
+/// One `wrk` run: requests/s, latency p50 and p99 in ms, and the server's CPU per request
+/// in µs (this process's CPU time over the run: with wrk as the client, that is the server
+/// alone, and it is steadier than the rate on a shared machine).
+struct WrkRun {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    cpu_us: f64,
+}
+
 /// Runs `wrk` (one thread, `CONNECTIONS` connections) against `url` if it is installed
 /// (`apt-get install wrk`): a C load generator costs the shared CPU far less per request
-/// than the Rust one above, so it shows more of what the server can do. Returns requests/s
-/// and the p50/p99 latency in ms.
-fn wrk(url: &str, body: Option<&str>, secs: f64) -> Option<(f64, f64, f64)> {
+/// than the Rust one above, so it shows more of what the server can do.
+fn wrk(url: &str, body: Option<&str>, secs: f64) -> Option<WrkRun> {
     let mut cmd = std::process::Command::new("wrk");
     cmd.args([
         "-t1",
@@ -139,7 +148,9 @@ fn wrk(url: &str, body: Option<&str>, secs: f64) -> Option<(f64, f64, f64)> {
     if let Some(path) = &script {
         cmd.arg("-s").arg(path);
     }
+    let cpu = cpu_seconds();
     let out = cmd.arg(url).output().ok()?;
+    let cpu = cpu_seconds() - cpu;
     if let Some(path) = script {
         let _ = std::fs::remove_file(path);
     }
@@ -159,12 +170,23 @@ fn wrk(url: &str, body: Option<&str>, secs: f64) -> Option<(f64, f64, f64)> {
             .find_map(|l| l.trim().strip_prefix(prefix).map(str::to_owned))
     };
     let rate = field("Requests/sec:")?.trim().parse().ok()?;
-    Some((rate, ms(&field("50%")?)?, ms(&field("99%")?)?))
+    let requests: f64 = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))?
+        .0
+        .parse()
+        .ok()?;
+    Some(WrkRun {
+        rate,
+        p50: ms(&field("50%")?)?,
+        p99: ms(&field("99%")?)?,
+        cpu_us: cpu * 1e6 / requests.max(1.0),
+    })
 }
 
 /// Three `wrk` runs, reported like the others; says so if wrk is missing.
 fn report_wrk(name: &str, url: &str, body: Option<&str>, secs: f64) {
-    let runs: Vec<(f64, f64, f64)> = (0..RUNS).filter_map(|_| wrk(url, body, secs)).collect();
+    let runs: Vec<WrkRun> = (0..RUNS).filter_map(|_| wrk(url, body, secs)).collect();
     if runs.len() < RUNS {
         println!("{name} with wrk: skipped (install wrk: apt-get install wrk)");
         return;
@@ -172,17 +194,22 @@ fn report_wrk(name: &str, url: &str, body: Option<&str>, secs: f64) {
     report(
         &format!("{name} with wrk, requests/s"),
         "req/s",
-        runs.iter().map(|r| r.0).collect(),
+        runs.iter().map(|r| r.rate).collect(),
     );
     report(
         &format!("{name} with wrk, latency p50"),
         "ms",
-        runs.iter().map(|r| r.1).collect(),
+        runs.iter().map(|r| r.p50).collect(),
     );
     report(
         &format!("{name} with wrk, latency p99"),
         "ms",
-        runs.iter().map(|r| r.2).collect(),
+        runs.iter().map(|r| r.p99).collect(),
+    );
+    report(
+        &format!("{name} with wrk, server CPU per request"),
+        "µs",
+        runs.iter().map(|r| r.cpu_us).collect(),
     );
 }
 
