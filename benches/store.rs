@@ -120,6 +120,43 @@ fn child(dir: &Path) {
     );
 }
 
+/// The longest time one batch of 32 inserts holds the index while it grows to `entries`
+/// (the writer holds the index's write lock for each batch, so this is the longest stall
+/// an append or a read can see from index growth), in ms.
+fn index_growth(entries: usize) -> f64 {
+    use kappalog::entry::Entry;
+    use kappalog::hash::Hash;
+    use kappalog::identity::{Author, Signature};
+    use kappalog::store::index::Index;
+    let mut index = Index::new(0);
+    let mut worst = std::time::Duration::ZERO;
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for batch in 0..entries / 32 {
+        let start = Instant::now();
+        for i in 0..32 {
+            // xorshift: hash-like, evenly spread prefixes.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut hash = [0u8; 32];
+            hash[..8].copy_from_slice(&x.to_le_bytes());
+            let seq = (batch * 32 + i + 1) as u64;
+            let entry = Entry {
+                author: Author([1; 32]),
+                seq,
+                timestamp: seq,
+                prev: None,
+                value: 0,
+                data: String::new(),
+                signature: Signature([0; 64]),
+            };
+            index.insert(&entry, &Hash(hash), seq * 166);
+        }
+        worst = worst.max(start.elapsed());
+    }
+    worst.as_secs_f64() * 1000.0
+}
+
 fn main() {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
         child(Path::new(&dir));
@@ -165,6 +202,11 @@ fn main() {
             .len();
         println!("bytes on disk per value-only entry: {}", after - before);
     }
+    report(
+        &format!("longest index stall (one 32-insert batch) while growing to {entries} entries"),
+        "ms",
+        (0..RUNS).map(|_| index_growth(entries)).collect(),
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let start = Instant::now();
