@@ -126,15 +126,11 @@ impl Outbound {
         for message in proof_batches(self.node.fork_proofs().iter()) {
             self.send(&message).await?;
         }
-        let mut lines = plan::have_lines(&ours, &forked);
-        if lines.len() > MAX_FEEDS_PER_SESSION {
-            // Own feed first, then the others in author order up to the limit (a v1 limit).
-            let own_line = lines.iter().position(|l| l.author == own);
-            let mut kept: Vec<_> = own_line.map(|i| lines.remove(i)).into_iter().collect();
-            kept.extend(lines.into_iter().take(MAX_FEEDS_PER_SESSION - kept.len()));
-            kept.sort_by_key(|l| l.author);
-            lines = kept;
-        }
+        let lines = plan::cap_have_lines(
+            plan::have_lines(&ours, &forked),
+            &own,
+            MAX_FEEDS_PER_SESSION,
+        );
         self.send(&Message::Have(Have { feeds: lines })).await?;
 
         let theirs = loop {

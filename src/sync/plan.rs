@@ -61,7 +61,7 @@ pub fn feeds_from_have(have: &Have) -> Feeds {
 }
 
 /// The `Have` lines for our feeds, leaving out forked authors, in ascending author order.
-/// The caller caps the list at `MAX_FEEDS_PER_SESSION` (own feed first).
+/// The caller caps the list with [`cap_have_lines`].
 pub fn have_lines(ours: &Feeds, forked: &BTreeSet<Author>) -> Vec<FeedHave> {
     ours.iter()
         .filter(|(author, state)| !forked.contains(author) && state.length > 0)
@@ -71,6 +71,26 @@ pub fn have_lines(ours: &Feeds, forked: &BTreeSet<Author>) -> Vec<FeedHave> {
             head: state.head,
         })
         .collect()
+}
+
+/// Caps `Have` lines (ascending author order) at `limit` feeds, a v1 limit
+/// (`MAX_FEEDS_PER_SESSION`): the own feed always stays, since it is how peers learn of this
+/// node's new entries, then the other feeds in author order fill the rest. Feeds past the
+/// limit are not offered in this session (the peer still receives them from nodes that hold
+/// fewer feeds, or over live pushes). The result stays in ascending author order.
+pub fn cap_have_lines(mut lines: Vec<FeedHave>, own: &Author, limit: usize) -> Vec<FeedHave> {
+    if lines.len() <= limit {
+        return lines;
+    }
+    let own_line = lines
+        .iter()
+        .position(|l| l.author == *own)
+        .map(|i| lines.remove(i));
+    let mut kept: Vec<FeedHave> = own_line.into_iter().collect();
+    let room = limit.saturating_sub(kept.len());
+    kept.extend(lines.into_iter().take(room));
+    kept.sort_by_key(|l| l.author);
+    kept
 }
 
 /// Entries `from..=to` of one author's feed.
