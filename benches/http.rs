@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use kappalog::http::{router, HttpConfig};
 use kappalog::identity::Identity;
 use kappalog::node::Node;
+use kappalog::server::{serve_http, ServeLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -37,13 +38,13 @@ fn serve(node: Node) -> (SocketAddr, tokio::runtime::Runtime) {
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let app = router(node, HttpConfig::default());
-    // As `kappalog run` serves: no Nagle delay on responses.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    runtime.spawn(
-        async move { axum::serve(listener, axum::ServiceExt::into_make_service(app)).await },
-    );
+    // As `kappalog run` serves: its connection handling and limits.
+    runtime.spawn(serve_http(
+        listener,
+        app,
+        ServeLimits::default(),
+        std::future::pending(),
+    ));
     (addr, runtime)
 }
 

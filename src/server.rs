@@ -10,9 +10,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::http::{self, HttpConfig};
+
+mod connections;
+
 use crate::identity::Author;
 use crate::node::Node;
 use crate::sync::{self, SyncConfig};
+pub use connections::{serve_http, ServeLimits, HEADER_READ_TIMEOUT_MS, MAX_HTTP_CONNECTIONS};
 
 /// One node to serve.
 pub struct NodeSpec {
@@ -115,19 +119,15 @@ pub async fn serve_until_signal(
         let app = http::router(spec.node.clone(), spec.http.clone());
         let mut stop = stop_rx.clone();
         tracing::info!(node = %spec.name, addr = %listener.local_addr()?, "serving HTTP");
-        // Responses are small and written whole: send them at once rather than letting
-        // Nagle's algorithm hold them for the client's delayed ACK.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        tasks.push(tokio::spawn(async move {
-            axum::serve(listener, axum::ServiceExt::into_make_service(app))
-                .with_graceful_shutdown(async move {
-                    // Either a stop signal or the sender going away ends serving.
-                    let _ = stop.wait_for(|stopped| *stopped).await;
-                })
-                .await
-        }));
+        tasks.push(tokio::spawn(connections::serve_http(
+            listener,
+            app,
+            ServeLimits::default(),
+            async move {
+                // Either a stop signal or the sender going away ends serving.
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            },
+        )));
         nodes.push(spec.node);
     }
 
@@ -135,9 +135,7 @@ pub async fn serve_until_signal(
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = stop_tx.send(true);
     for task in tasks {
-        task.await
-            .context("HTTP task panicked")?
-            .context("serving HTTP")?;
+        task.await.context("HTTP task panicked")?;
     }
     for handle in syncs {
         handle.shutdown().await;

@@ -1,0 +1,112 @@
+//! Accepting HTTP connections: a cap on open connections, a deadline for each request head,
+//! and graceful shutdown.
+//!
+//! `axum::serve` keeps every connection for as long as the client likes and has no way to
+//! set hyper's header timeout, so a client that opens connections and sends nothing (or one
+//! byte a minute) could hold every file descriptor the process has, and with them the store
+//! and peer sync. Here:
+//!
+//! - at most [`ServeLimits::max_connections`] connections are open at once; further ones
+//!   wait in the kernel's accept queue until one closes (nothing is refused);
+//! - a request head must arrive within [`ServeLimits::header_read_timeout`] of the server
+//!   starting to wait for it, which also closes a keep-alive connection idle for that long
+//!   (hyper's `header_read_timeout`);
+//! - on shutdown, the listener closes, idle connections close at once, and connections with
+//!   a request in flight finish it first.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+use crate::http::Api;
+
+/// Connection limits of the HTTP server.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeLimits {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+}
+
+/// Open HTTP connections at once. Well under a typical file-descriptor limit (1,024 is a
+/// common soft limit), so a flood of connections leaves descriptors for the store and for
+/// peer sync.
+pub const MAX_HTTP_CONNECTIONS: usize = 512;
+/// How long a connection may take to send a request head, counted from when the server
+/// starts waiting for one (so also the idle time allowed between keep-alive requests).
+pub const HEADER_READ_TIMEOUT_MS: u64 = 30_000;
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            max_connections: MAX_HTTP_CONNECTIONS,
+            header_read_timeout: Duration::from_millis(HEADER_READ_TIMEOUT_MS),
+        }
+    }
+}
+
+/// Serves `api` on `listener` until `stop` completes, then shuts down gracefully and
+/// returns once every connection has closed.
+pub async fn serve_http(
+    listener: TcpListener,
+    api: Api,
+    limits: ServeLimits,
+    stop: impl Future<Output = ()>,
+) {
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    tokio::pin!(stop);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break, // the semaphore is never closed
+            },
+            () = &mut stop => break,
+        };
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    // Out of descriptors or a connection reset before accept: the listener
+                    // itself is fine. Back off briefly rather than spin on the error.
+                    tracing::warn!(error = %e, "accepting an HTTP connection failed");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        () = &mut stop => break,
+                    }
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        // Responses are small and written whole: send them at once rather than letting
+        // Nagle's algorithm hold them for the client's delayed ACK.
+        let _ = tcp.set_nodelay(true);
+        let service = TowerToHyperService::new(
+            api.clone()
+                .map_request(|request: hyper::Request<Incoming>| request.map(Body::new)),
+        );
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(tcp), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
