@@ -37,12 +37,14 @@ fn serve(node: Node) -> (SocketAddr, tokio::runtime::Runtime) {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
+    let open = node.metrics().http_connections.clone();
     let app = router(node, HttpConfig::default());
     // As `kappalog run` serves: its connection handling and limits.
     runtime.spawn(serve_http(
         listener,
         app,
         ServeLimits::default(),
+        open,
         std::future::pending(),
     ));
     (addr, runtime)

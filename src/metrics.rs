@@ -58,6 +58,8 @@ pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub request_seconds: Family<RouteLabels, Histogram>,
+    /// HTTP connections open now (see `server::serve_http`).
+    pub http_connections: Gauge,
     pub appends: Counter,
     pub imported: Family<OutcomeLabels, Counter>,
     pub rejections: Counter,
@@ -92,6 +94,12 @@ impl Metrics {
             "http_request_duration_seconds",
             "HTTP request latency by method and route",
             request_seconds.clone(),
+        );
+        let http_connections = Gauge::default();
+        registry.register(
+            "http_connections",
+            "HTTP connections open now",
+            http_connections.clone(),
         );
         let appends = Counter::default();
         registry.register(
@@ -135,6 +143,7 @@ impl Metrics {
             sync_entries,
             requests,
             request_seconds,
+            http_connections,
             appends,
             imported,
             rejections,

@@ -123,6 +123,7 @@ pub async fn serve_until_signal(
             listener,
             app,
             ServeLimits::default(),
+            spec.node.metrics().http_connections.clone(),
             async move {
                 // Either a stop signal or the sender going away ends serving.
                 let _ = stop.wait_for(|stopped| *stopped).await;

@@ -17,6 +17,7 @@ const DEADLINE: Duration = Duration::from_secs(10);
 
 struct Server {
     addr: SocketAddr,
+    node: Node,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
@@ -28,12 +29,14 @@ async fn start(limits: ServeLimits) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let api = router(node, HttpConfig::default());
-    let task = tokio::spawn(serve_http(listener, api, limits, async {
+    let api = router(node.clone(), HttpConfig::default());
+    let open = node.metrics().http_connections.clone();
+    let task = tokio::spawn(serve_http(listener, api, limits, open, async {
         let _ = stopped.await;
     }));
     Server {
         addr,
+        node,
         stop: Some(stop),
         task,
         _dir: dir,
@@ -129,6 +132,7 @@ async fn connections_over_the_cap_wait_for_a_free_slot() {
     let mut b = TcpStream::connect(server.addr).await.unwrap();
     assert!(health(&mut a).await.starts_with("HTTP/1.1 200"));
     assert!(health(&mut b).await.starts_with("HTTP/1.1 200"));
+    assert_eq!(server.node.metrics().http_connections.get(), 2);
     // The kernel completes the third handshake, but the server does not take the
     // connection while two are open: its request waits.
     let mut c = TcpStream::connect(server.addr).await.unwrap();
@@ -144,6 +148,16 @@ async fn connections_over_the_cap_wait_for_a_free_slot() {
     // Closing one frees its slot, and the waiting request is answered.
     drop(a);
     assert!(read_head(&mut c).await.starts_with("HTTP/1.1 200"));
+    assert_eq!(server.node.metrics().http_connections.get(), 2);
+    drop(c);
+    let until = Instant::now() + DEADLINE;
+    while server.node.metrics().http_connections.get() != 1 {
+        assert!(
+            Instant::now() < until,
+            "closed connections still counted as open"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     assert!(health(&mut b).await.starts_with("HTTP/1.1 200"));
 }
 

@@ -23,6 +23,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
@@ -54,11 +55,13 @@ impl Default for ServeLimits {
 }
 
 /// Serves `api` on `listener` until `stop` completes, then shuts down gracefully and
-/// returns once every connection has closed.
+/// returns once every connection has closed. `open` counts the connections open now (the
+/// node's `kappalog_http_connections` metric).
 pub async fn serve_http(
     listener: TcpListener,
     api: Api,
     limits: ServeLimits,
+    open: Gauge,
     stop: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -100,10 +103,13 @@ pub async fn serve_http(
                 .map_request(|request: hyper::Request<Incoming>| request.map(Body::new)),
         );
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(tcp), service));
+        let open = open.clone();
+        open.inc();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "HTTP connection ended with an error");
             }
+            open.dec();
             drop(slot);
         });
     }
