@@ -68,8 +68,7 @@ pub struct AppState {
 
 /// The whole HTTP API over one node, as a tower service: the router inside the [`Gate`]
 /// (token, timeout, metrics, JSON errors) inside a concurrency limit. Tests drive it with
-/// `tower::ServiceExt::oneshot`; `axum::serve` takes it through
-/// `axum::ServiceExt::into_make_service`.
+/// `tower::ServiceExt::oneshot`; `crate::server::serve_http` serves it over TCP.
 pub type Api = ConcurrencyLimit<Gate<Router>>;
 
 /// Builds the [`Api`] over `node`.
