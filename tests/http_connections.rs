@@ -171,9 +171,7 @@ async fn shutdown_closes_idle_connections_and_returns() {
         .await
         .expect("serving did not end after the stop signal")
         .unwrap();
+    // (The listener was dropped when `serve_http` returned; connecting again is not tested,
+    // as another test may already have been given the freed port.)
     assert!(read_to_close(&mut idle, DEADLINE).await.is_some());
-    assert!(
-        TcpStream::connect(server.addr).await.is_err(),
-        "still listening"
-    );
 }
