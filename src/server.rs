@@ -10,12 +10,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::http::{self, HttpConfig};
-
-mod connections;
-
 use crate::identity::Author;
 use crate::node::Node;
 use crate::sync::{self, SyncConfig};
+
+mod connections;
+
 pub use connections::{serve_http, ServeLimits, HEADER_READ_TIMEOUT_MS, MAX_HTTP_CONNECTIONS};
 
 /// One node to serve.

@@ -87,11 +87,16 @@ impl Index {
         }
     }
 
-    fn prefix_map(&mut self, prefix: u64) -> &mut HashMap<u64, u64> {
+    /// The shards, made on first use (an empty index allocates none).
+    fn shards(&mut self) -> &mut [HashMap<u64, u64>] {
         if self.by_prefix.is_empty() {
             self.by_prefix = vec![HashMap::new(); PREFIX_SHARDS];
         }
-        &mut self.by_prefix[shard(prefix)]
+        &mut self.by_prefix
+    }
+
+    fn prefix_map(&mut self, prefix: u64) -> &mut HashMap<u64, u64> {
+        &mut self.shards()[shard(prefix)]
     }
 
     /// Records an entry that extends its feed (the caller checked the chain) at `offset`.
@@ -149,10 +154,8 @@ impl Index {
     pub fn reserve(&mut self, entries: usize) {
         let share = entries / PREFIX_SHARDS;
         let slack = 4 * (share as f64).sqrt() as usize;
-        for shard in 0..PREFIX_SHARDS {
-            // Shard `i` holds prefixes whose top bits are `i`: any such prefix names it.
-            let prefix = (shard as u64) << (64 - PREFIX_SHARDS.trailing_zeros());
-            self.prefix_map(prefix).reserve(share + slack);
+        for map in self.shards() {
+            map.reserve(share + slack);
         }
     }
 }
