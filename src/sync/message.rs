@@ -352,7 +352,7 @@ impl RawBytes for Nonce {
 }
 
 /// `#[serde(with = "raw")]`: a [`RawBytes`] value as a byte string of exactly its length.
-mod raw {
+pub(crate) mod raw {
     use super::*;
 
     pub fn serialize<T: RawBytes, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
