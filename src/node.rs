@@ -246,7 +246,7 @@ impl Node {
         if forks_report.proofs > 0 {
             tracing::info!(proofs = forks_report.proofs, "loaded fork proofs");
         }
-        if let Err(e) = fence.check(0) {
+        if let Err(e) = fence.check(0, std::time::Instant::now()) {
             tracing::error!(%author, "{e}");
         }
         let node = Node {
@@ -310,10 +310,11 @@ impl Node {
     /// The own-feed fence state, as `/summary` reports it.
     pub fn own_feed_state(&self) -> OwnFeedState {
         let length = self.own_length();
-        lock(&self.inner.fence).state(length)
+        lock(&self.inner.fence).state(length, std::time::Instant::now())
     }
 
-    fn own_length(&self) -> u64 {
+    /// How many entries of its own feed the node holds.
+    pub fn own_length(&self) -> u64 {
         self.inner
             .reader
             .head(&self.inner.author)
@@ -327,7 +328,7 @@ impl Node {
 
     fn check_fence(&self) -> Result<(), NodeError> {
         let length = self.own_length();
-        lock(&self.inner.fence).check(length)?;
+        lock(&self.inner.fence).check(length, std::time::Instant::now())?;
         Ok(())
     }
 

@@ -1,9 +1,11 @@
 //! Peer sync: the TCP replication protocol. The full specification, with every limit and
 //! what happens when a peer does not comply, is docs/PROTOCOL.md.
 //!
-//! In short: after a TCP connect both sides send `Hello` (protocol version, author, fresh
-//! nonce) and then `Auth`, a signature over a tagged message binding both authors and both
-//! nonces. Then each side sends the fork proofs it knows and one `Have` (author, length, head
+//! In short: after a TCP connect both sides state their protocol version, run a Noise
+//! handshake keyed by the network secret, and from then on every byte is encrypted and
+//! authenticated. Inside, both send `Hello` (protocol version, author, fresh nonce) and then
+//! `Auth`, a signature over a tagged message binding both authors, both nonces and the
+//! channel. Then each side sends the fork proofs it knows and one `Have` (author, length, head
 //! per feed), computes its [`plan`] from the two `Have`s, and sends the entries the peer lacks
 //! in feed order in bounded `Entries` batches, plus one-entry witnesses where heads reveal a
 //! fork. The session then stays open: new entries and new proofs are pushed as they appear.
@@ -19,7 +21,9 @@
 //! - [`backoff`]: the reconnect delay.
 //!
 //! Networking (tokio):
-//! - [`config`]: timeouts and the connection cap ([`SyncConfig`]).
+//! - [`transport`]: the version opening, the Noise handshake and the encrypted records.
+//! - [`admission`]: allow-list, author policy, one session per key, budgets, refusals.
+//! - [`config`]: timeouts, caps, the network key and the policy ([`SyncConfig`]).
 //! - [`connection`]: frames on and off a socket with the idle, frame and write timeouts.
 //! - [`session`]: one session: handshake, then [`inbound`] and [`outbound`] side by side.
 //! - [`inbound`]: the receiving half: checks and stores entries and proofs.
@@ -29,6 +33,7 @@
 //! - [`status`]: the per-peer records `GET /peers` shows.
 //! - [`error`]: why a session ended and which `Bye` it sends.
 
+pub mod admission;
 pub mod backoff;
 pub mod batch;
 pub mod config;
@@ -44,6 +49,7 @@ pub mod peers;
 pub mod plan;
 pub mod session;
 pub mod status;
+pub mod transport;
 
 pub use config::SyncConfig;
 pub use peers::{start, SyncError, SyncHandle, SyncRound};

@@ -11,23 +11,23 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use common::net::{fast_config, start, start_with, wait_for, TestNode};
+use common::peer::RawPeer;
 use kappalog::entry::{Entry, UnsignedEntry};
 use kappalog::hash::Hash;
 use kappalog::http::{router, HttpConfig};
-use kappalog::identity::Identity;
 use kappalog::node::{Node, EVENT_CHANNEL_CAPACITY};
-use kappalog::sync::frame::{encode_frame, read_frame};
-use kappalog::sync::handshake::Handshake;
+use kappalog::sync::frame::read_frame;
 use kappalog::sync::message::{
-    Bye, ByeReason, EncodedEntry, Entries, Have, Message, Nonce, MAX_FRAME_BYTES,
+    Bye, ByeReason, EncodedEntry, Entries, Have, Message, MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
+use kappalog::sync::transport::opening_frame;
 use kappalog::sync::SyncConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tower::ServiceExt;
 
-/// Reads until the node closes the connection (bounded); returns the frames it sent.
-async fn read_until_closed(stream: &mut TcpStream) -> Vec<Message> {
+/// Reads plaintext frames until the node closes the connection (bounded).
+async fn read_plain_until_closed(stream: &mut TcpStream) -> Vec<Message> {
     let mut buf = Vec::new();
     let mut got = Vec::new();
     let closed = tokio::time::timeout(common::DEADLINE, async {
@@ -64,39 +64,13 @@ async fn last_error_of(node: &TestNode, local: SocketAddr) -> String {
     error
 }
 
-/// Connects to `addr` as `id`, completes the handshake and sends an empty `Have`.
-async fn handshake_as(id: &Identity, addr: SocketAddr) -> TcpStream {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    handshake(&mut s, id).await;
-    s
-}
-
-/// Completes the handshake as `id` on `s` and sends an empty `Have`.
-async fn handshake(s: &mut TcpStream, id: &Identity) {
-    let hs = Handshake::new(id.author(), Nonce([7; 32]));
-    s.write_all(&encode_frame(&Message::Hello(hs.hello().clone())).unwrap())
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    let Some(Message::Hello(theirs)) = read_frame(s, &mut buf).await.unwrap() else {
-        panic!("expected Hello")
-    };
-    let auth = hs.on_hello(id, &theirs).unwrap();
-    s.write_all(&encode_frame(&Message::Auth(auth)).unwrap())
-        .await
-        .unwrap();
-    s.write_all(&encode_frame(&Message::Have(Have { feeds: vec![] })).unwrap())
-        .await
-        .unwrap();
-}
-
 /// Sends `entries` as `Entries` frames of `per_frame`, back to back.
-async fn send_in_frames(s: &mut TcpStream, entries: &[Entry], per_frame: usize) {
+async fn send_in_frames(s: &mut RawPeer, entries: &[Entry], per_frame: usize) {
     for chunk in entries.chunks(per_frame) {
         let frame = Message::Entries(Entries {
             entries: chunk.iter().map(EncodedEntry::from_entry).collect(),
         });
-        s.write_all(&encode_frame(&frame).unwrap()).await.unwrap();
+        s.send(&frame).await;
     }
 }
 
@@ -118,38 +92,38 @@ async fn hostile_peers_are_dropped_and_honest_ones_keep_syncing() {
     })
     .await;
 
-    // 1. Garbage: an HTTP request is a 1.2 GB length prefix.
+    // 1. Garbage: an HTTP request is a 1.2 GB length prefix where the opening belongs. The
+    // node sends its own opening, reads no further than an opening's size, and closes.
     let mut s = TcpStream::connect(n.addr).await.unwrap();
     let local = s.local_addr().unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    let frames = read_until_closed(&mut s).await;
+    let frames = read_plain_until_closed(&mut s).await;
     assert!(
-        said_bye(&frames, ByeReason::ProtocolViolation),
+        matches!(frames.as_slice(), [Message::Hello(h)] if h.version == PROTOCOL_VERSION),
         "{frames:?}"
     );
     let error = last_error_of(&n, local).await;
-    assert!(error.contains("exceeds the limit"), "{error}");
+    assert!(
+        error.contains("bad opening") && error.contains("exceeds the limit"),
+        "{error}"
+    );
 
-    // 2. Oversize length prefix, followed by a trickle of body bytes.
+    // 2. A valid opening, then garbage instead of the Noise handshake: no record decrypts.
     let mut s = TcpStream::connect(n.addr).await.unwrap();
     let local = s.local_addr().unwrap();
+    s.write_all(&opening_frame()).await.unwrap();
     let too_big = u32::try_from(MAX_FRAME_BYTES + 1).unwrap();
     s.write_all(&too_big.to_be_bytes()).await.unwrap();
     let _ = s.write_all(&[0u8; 64]).await;
-    let frames = read_until_closed(&mut s).await;
-    assert!(
-        said_bye(&frames, ByeReason::ProtocolViolation),
-        "{frames:?}"
-    );
     let error = last_error_of(&n, local).await;
-    assert!(error.contains("exceeds the limit"), "{error}");
+    assert!(error.contains("different network"), "{error}");
 
     // 3. A valid handshake, then a batch with one good entry and one bad signature.
     let mallory = common::identity(66);
-    let mut s = handshake_as(&mallory, n.addr).await;
-    let local = s.local_addr().unwrap();
+    let mut s = RawPeer::connect_and_have(n.addr, &mallory).await;
+    let local = s.local;
     let feed = common::feed(&mallory, 2);
     let mut bad = feed[1].0.clone();
     bad.signature.0[10] ^= 1;
@@ -159,8 +133,8 @@ async fn hostile_peers_are_dropped_and_honest_ones_keep_syncing() {
             EncodedEntry::from_entry(&bad),
         ],
     });
-    s.write_all(&encode_frame(&batch).unwrap()).await.unwrap();
-    let frames = read_until_closed(&mut s).await;
+    s.send(&batch).await;
+    let frames = s.read_until_closed().await;
     assert!(said_bye(&frames, ByeReason::InvalidEntry), "{frames:?}");
     let error = last_error_of(&n, local).await;
     assert!(error.contains("invalid entries batch"), "{error}");
@@ -169,18 +143,10 @@ async fn hostile_peers_are_dropped_and_honest_ones_keep_syncing() {
         "nothing of the invalid batch is stored"
     );
 
-    // 4. A peer that stalls in the middle of a frame.
+    // 4. A peer that stalls in the middle of its opening.
     let mut s = TcpStream::connect(n.addr).await.unwrap();
     let local = s.local_addr().unwrap();
-    let hello = encode_frame(&Message::Hello(
-        Handshake::new(mallory.author(), Nonce([8; 32]))
-            .hello()
-            .clone(),
-    ))
-    .unwrap();
-    s.write_all(&hello[..10]).await.unwrap();
-    let frames = read_until_closed(&mut s).await;
-    assert!(said_bye(&frames, ByeReason::Timeout), "{frames:?}");
+    s.write_all(&opening_frame()[..10]).await.unwrap();
     let error = last_error_of(&n, local).await;
     assert!(error.contains("timed out"), "{error}");
     // The stalled socket is closed by the node: reading gives EOF.
@@ -205,29 +171,21 @@ async fn hostile_peers_are_dropped_and_honest_ones_keep_syncing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_beyond_the_cap_get_bye_busy() {
+async fn strangers_beyond_the_cap_get_bye_busy_after_their_handshake() {
     let dir = tempfile::tempdir().unwrap();
     let (node, _) =
         kappalog::node::Node::open_with_identity(dir.path(), common::identity(1)).unwrap();
     let mut config = common::net::fast_config();
     config.max_connections = 1;
     let n = common::net::start_with(node, &[], config).await;
-    // The first connection holds the only permit (it sits in its handshake).
-    let mut first = TcpStream::connect(n.addr).await.unwrap();
-    let mut buf = Vec::new();
-    assert!(matches!(
-        read_frame(&mut first, &mut buf).await.unwrap(),
-        Some(Message::Hello(_))
-    ));
-    let mut second = TcpStream::connect(n.addr).await.unwrap();
-    let frames = read_until_closed(&mut second).await;
-    assert_eq!(
-        frames,
-        vec![Message::Bye(Bye {
-            reason: ByeReason::Busy
-        })]
-    );
-    drop(first);
+    // The first stranger holds the only stranger slot.
+    let _first = RawPeer::connect(n.addr, &common::identity(40)).await;
+    // The second completes its handshake (the node cannot know the key before), then is
+    // told the node is busy.
+    let mut second = RawPeer::connect(n.addr, &common::identity(41)).await;
+    let frames = second.read_until_closed().await;
+    assert!(said_bye(&frames, ByeReason::Busy), "{frames:?}");
+    assert_eq!(n.sync.refusals().0.get("stranger_slots_full"), Some(&1));
     n.stop().await;
 }
 
@@ -242,8 +200,8 @@ async fn batches_are_checked_against_the_append_in_flight() {
     let alice = common::identity(67);
     let feed = common::entries(&common::feed(&alice, 3_000));
 
-    let mut s = handshake_as(&alice, n.addr).await;
-    let local = s.local_addr().unwrap().to_string();
+    let mut s = RawPeer::connect_and_have(n.addr, &alice).await;
+    let local = s.local.to_string();
     send_in_frames(&mut s, &feed[..2_000], 50).await;
     wait_for("2,000 entries stored", || n.count() == 2_000).await;
     let record = n.sync.peers(&n.node);
@@ -264,7 +222,7 @@ async fn batches_are_checked_against_the_append_in_flight() {
     .sign(&alice)
     .0;
     send_in_frames(&mut s, &[broken], 50).await;
-    let frames = read_until_closed(&mut s).await;
+    let frames = s.read_until_closed().await;
     assert!(said_bye(&frames, ByeReason::InvalidEntry), "{frames:?}");
     let head = n.node.reader().head(&alice.author()).unwrap();
     assert!(
@@ -303,9 +261,10 @@ async fn a_session_that_falls_behind_resyncs_from_the_store() {
     // A small receive buffer so the node's pushes back up quickly.
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
-    let mut s = socket.connect(n.addr).await.unwrap();
-    handshake(&mut s, &common::identity(69)).await;
-    let local = s.local_addr().unwrap().to_string();
+    let s = socket.connect(n.addr).await.unwrap();
+    let mut s = RawPeer::over(s, &common::identity(69), &Default::default()).await;
+    s.send(&Message::Have(Have { feeds: vec![] })).await;
+    let local = s.local.to_string();
     let record = || n.sync.peers(&n.node).into_iter().find(|p| p.addr == local);
     wait_for("the session to go live", || {
         record().is_some_and(|p| p.last_sync.is_some())
@@ -328,21 +287,16 @@ async fn a_session_that_falls_behind_resyncs_from_the_store() {
     }
 
     // Reading again, the peer gets every entry of the feed.
-    let mut buf = Vec::new();
     let mut seqs = std::collections::BTreeSet::new();
     tokio::time::timeout(common::DEADLINE, async {
         while (seqs.len() as u64) < appended {
-            match read_frame(&mut s, &mut buf).await.unwrap() {
-                Some(Message::Entries(batch)) => {
-                    for encoded in batch.entries {
-                        let (entry, _) = encoded.decode().unwrap();
-                        if entry.author == author {
-                            seqs.insert(entry.seq);
-                        }
+            if let Message::Entries(batch) = s.reader.next().await.unwrap() {
+                for encoded in batch.entries {
+                    let (entry, _) = encoded.decode().unwrap();
+                    if entry.author == author {
+                        seqs.insert(entry.seq);
                     }
                 }
-                Some(_) => {}
-                None => panic!("the node closed the session"),
             }
         }
     })

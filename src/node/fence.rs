@@ -4,15 +4,22 @@
 //!
 //! # Rules
 //!
-//! - **diverged** (final): a peer holds a different entry of our feed, or a fork proof of our
-//!   author was recorded. Some other process signed with this key; appending again could
+//! - **diverged** (final): a fork proof of our own author was recorded: two entries signed by
+//!   our key at one seq. Never set on a claim (a peer's `Have` is not signed evidence). Some other process signed with this key; appending again could
 //!   only make it worse. Never cleared while the process runs; after a restart the persisted
 //!   proof sets it again.
 //! - **starting**: sync is configured with peers and not every peer has been tried once (or
 //!   `STARTUP_FENCE_TIMEOUT_MS` has not passed). Released by the sync layer.
-//! - **catching up**: a peer holds a longer copy of our feed (`PeerAhead`); appends wait until
-//!   the store holds our feed up to that length.
+//! - **catching up**: a trusted peer (configured or allow-listed) claims a longer copy of our
+//!   feed (`PeerAhead`); appends wait until the store holds our feed up to that length, but
+//!   only while the claim is alive: each claim carries an expiry that the session pushes
+//!   back whenever our feed grows, so a peer that claims and does not deliver holds appends
+//!   for at most the claim timeout. A stranger's claim never holds appends (the sync layer
+//!   does not register it): only signed entries count.
 //! - otherwise **ok**.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -58,12 +65,20 @@ pub struct Fence {
     diverged: Option<String>,
     /// While `Some`, the startup wait is on; the text names the peers not heard from yet.
     starting: Option<String>,
-    catch_up_to: Seq,
+    /// Live claims of a longer own feed, by peer: the length claimed and when the claim
+    /// lapses unless the session renews it.
+    claims: BTreeMap<String, Claim>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Claim {
+    need: Seq,
+    expires: Instant,
 }
 
 impl Fence {
-    /// May the node append to its own feed, holding `own_length` entries of it?
-    pub fn check(&self, own_length: Seq) -> Result<(), FenceError> {
+    /// May the node append to its own feed, holding `own_length` entries of it, at `now`?
+    pub fn check(&self, own_length: Seq, now: Instant) -> Result<(), FenceError> {
         if let Some(reason) = &self.diverged {
             return Err(FenceError::Diverged {
                 reason: reason.clone(),
@@ -74,17 +89,24 @@ impl Fence {
                 waiting_for: waiting_for.clone(),
             });
         }
-        if own_length < self.catch_up_to {
+        let need = self
+            .claims
+            .values()
+            .filter(|c| c.expires > now)
+            .map(|c| c.need)
+            .max()
+            .unwrap_or(0);
+        if own_length < need {
             return Err(FenceError::CatchingUp {
                 have: own_length,
-                need: self.catch_up_to,
+                need,
             });
         }
         Ok(())
     }
 
-    pub fn state(&self, own_length: Seq) -> OwnFeedState {
-        match self.check(own_length) {
+    pub fn state(&self, own_length: Seq, now: Instant) -> OwnFeedState {
+        match self.check(own_length, now) {
             Ok(()) => OwnFeedState::Ok,
             Err(FenceError::Diverged { .. }) => OwnFeedState::Diverged,
             Err(FenceError::Starting { .. }) => OwnFeedState::Starting,
@@ -105,9 +127,20 @@ impl Fence {
         self.starting = None;
     }
 
-    /// A peer holds `their_length` entries of our feed.
-    pub fn catch_up_to(&mut self, their_length: Seq) {
-        self.catch_up_to = self.catch_up_to.max(their_length);
+    /// Trusted peer `peer` claims `their_length` entries of our feed; the claim holds
+    /// appends until `expires` (renew it with the same call as entries arrive).
+    pub fn claim(&mut self, peer: &str, their_length: Seq, expires: Instant) {
+        let claim = self.claims.entry(peer.to_owned()).or_insert(Claim {
+            need: their_length,
+            expires,
+        });
+        claim.need = claim.need.max(their_length);
+        claim.expires = expires;
+    }
+
+    /// Drops `peer`'s claim (met, or not delivered in time).
+    pub fn drop_claim(&mut self, peer: &str) {
+        self.claims.remove(peer);
     }
 }
 
@@ -115,27 +148,52 @@ impl Fence {
 mod tests {
     use super::*;
 
+    use std::time::Duration;
+
+    fn now() -> Instant {
+        Instant::now()
+    }
+
     #[test]
     fn open_by_default() {
-        assert_eq!(Fence::default().check(0), Ok(()));
+        assert_eq!(Fence::default().check(0, now()), Ok(()));
     }
 
     #[test]
     fn starting_blocks_until_released() {
         let mut f = Fence::default();
         f.hold_startup("a:1".into());
-        assert!(matches!(f.check(5), Err(FenceError::Starting { .. })));
-        assert_eq!(f.state(5), OwnFeedState::Starting);
+        assert!(matches!(
+            f.check(5, now()),
+            Err(FenceError::Starting { .. })
+        ));
+        assert_eq!(f.state(5, now()), OwnFeedState::Starting);
         f.release_startup();
-        assert_eq!(f.check(5), Ok(()));
+        assert_eq!(f.check(5, now()), Ok(()));
     }
 
     #[test]
-    fn catching_up_blocks_until_the_feed_is_long_enough() {
+    fn catching_up_blocks_until_the_feed_is_long_enough_or_the_claim_lapses() {
         let mut f = Fence::default();
-        f.catch_up_to(7);
-        assert_eq!(f.check(3), Err(FenceError::CatchingUp { have: 3, need: 7 }));
-        assert_eq!(f.check(7), Ok(()));
+        let t = now();
+        f.claim("p", 7, t + Duration::from_secs(5));
+        assert_eq!(
+            f.check(3, t),
+            Err(FenceError::CatchingUp { have: 3, need: 7 })
+        );
+        assert_eq!(f.state(3, t), OwnFeedState::CatchingUp);
+        assert_eq!(f.check(7, t), Ok(()));
+        // A claim nobody renews stops holding appends at its expiry.
+        assert_eq!(f.check(3, t + Duration::from_secs(5)), Ok(()));
+        // The highest live claim counts; dropping it opens appends.
+        f.claim("q", 9, t + Duration::from_secs(5));
+        assert_eq!(
+            f.check(8, t),
+            Err(FenceError::CatchingUp { have: 8, need: 9 })
+        );
+        f.drop_claim("q");
+        f.drop_claim("p");
+        assert_eq!(f.check(3, t), Ok(()));
     }
 
     #[test]
@@ -145,11 +203,11 @@ mod tests {
         f.diverge("second".into());
         f.release_startup();
         assert_eq!(
-            f.check(100),
+            f.check(100, now()),
             Err(FenceError::Diverged {
                 reason: "first".into()
             })
         );
-        assert_eq!(f.state(100), OwnFeedState::Diverged);
+        assert_eq!(f.state(100, now()), OwnFeedState::Diverged);
     }
 }

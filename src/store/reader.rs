@@ -72,6 +72,11 @@ impl StoreReader {
         self.len() == 0
     }
 
+    /// How many feeds the store holds (O(1)).
+    pub fn feed_count(&self) -> u64 {
+        u64::try_from(self.index().feeds.len()).unwrap_or(u64::MAX)
+    }
+
     /// Every feed, sorted by author.
     pub fn feeds(&self) -> Vec<FeedInfo> {
         self.index()

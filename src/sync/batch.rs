@@ -4,14 +4,15 @@
 //! refused with the first bad entry in [`BatchError`], and nothing of it may be stored.
 //!
 //! Each entry is decoded, then placed against the store plus the entries earlier in the same
-//! batch: a known-forked author's entry is refused (counted, not an error); a duplicate is
+//! batch: an entry of an author the caller refuses (known forked, outside the node's author
+//! policy, a new feed over the peer's budget) is dropped (counted, not an error); a duplicate is
 //! dropped; the next entry must pass every rule of [`crate::validate`]; an entry at a held
 //! position with another hash must pass the shape and signature rules and becomes a fork
 //! candidate (the caller pairs it with its own entry into a [`crate::fork::ForkProof`]); an
 //! entry beyond the next position is a gap. Signatures are checked in one [`verify_many`]
 //! call at the end.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::entry::{DecodeError, Entry, Seq};
 use crate::hash::Hash;
@@ -30,8 +31,8 @@ pub struct BatchOutcome {
     pub fork_candidates: Vec<(Entry, Hash)>,
     /// Entries already held.
     pub duplicates: usize,
-    /// Entries of known-forked authors, refused.
-    pub refused_forked: usize,
+    /// Entries of refused authors (forked, outside the policy, over budget), dropped.
+    pub refused: usize,
 }
 
 /// Why a batch is refused; `index` is the position of the first bad entry in the batch.
@@ -55,11 +56,13 @@ pub enum BatchError {
     },
 }
 
-/// Checks a batch. `head_of(author)` is the store's head of that feed; `hash_at(author, seq)`
-/// its hash of a held entry (asked only for `seq <= head.seq`).
+/// Checks a batch. `refuse(author)` says whether the caller refuses that author's entries
+/// (asked once per author of the batch, in batch order); `head_of(author)` is the store's
+/// head of that feed; `hash_at(author, seq)` its hash of a held entry (asked only for
+/// `seq <= head.seq`).
 pub fn check_batch(
     batch: &[EncodedEntry],
-    forked: &BTreeSet<Author>,
+    mut refuse: impl FnMut(&Author) -> bool,
     head_of: impl Fn(&Author) -> Option<FeedHead>,
     hash_at: impl Fn(&Author, Seq) -> Option<Hash>,
 ) -> Result<BatchOutcome, BatchError> {
@@ -70,12 +73,16 @@ pub fn check_batch(
     let mut to_verify: Vec<(usize, Entry, Hash, bool)> = Vec::new();
     // Hashes of the entries this batch appends, by position.
     let mut pending: BTreeMap<(Author, Seq), Hash> = BTreeMap::new();
+    let mut refused: BTreeMap<Author, bool> = BTreeMap::new();
     for (index, encoded) in batch.iter().enumerate() {
         let (entry, hash) = encoded
             .decode()
             .map_err(|error| BatchError::Decode { index, error })?;
-        if forked.contains(&entry.author) {
-            outcome.refused_forked += 1;
+        if *refused
+            .entry(entry.author)
+            .or_insert_with(|| refuse(&entry.author))
+        {
+            outcome.refused += 1;
             continue;
         }
         let invalid = |error| BatchError::Invalid {
@@ -158,6 +165,7 @@ mod tests {
     use super::*;
     use crate::entry::UnsignedEntry;
     use crate::identity::Identity;
+    use std::collections::BTreeSet;
 
     /// A feed of `n` entries by `seed`'s key, `variant` changing the values.
     fn feed(seed: u8, n: Seq, variant: i64) -> Vec<(Entry, Hash)> {
@@ -197,7 +205,7 @@ mod tests {
         let held = &store[..held];
         check_batch(
             batch,
-            forked,
+            |a| forked.contains(a),
             |_| {
                 held.last().map(|(e, h)| FeedHead {
                     seq: e.seq,
@@ -304,7 +312,7 @@ mod tests {
         let f = feed(1, 3, 0);
         let forked = BTreeSet::from([f[0].0.author]);
         let out = check(&enc(&f), &f, 0, &forked).unwrap();
-        assert_eq!(out.refused_forked, 3);
+        assert_eq!(out.refused, 3);
         assert!(out.append.is_empty());
     }
 }

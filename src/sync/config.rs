@@ -4,10 +4,12 @@
 
 use std::time::Duration;
 
+use super::admission::Policy;
 use super::message::{
-    FRAME_READ_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS, MAX_PEER_CONNECTIONS, PING_INTERVAL_MS,
-    READ_IDLE_TIMEOUT_MS, STARTUP_FENCE_TIMEOUT_MS,
+    CLAIM_DELIVERY_TIMEOUT_MS, FRAME_READ_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS, MAX_PEER_CONNECTIONS,
+    MAX_PENDING_HANDSHAKES, PING_INTERVAL_MS, READ_IDLE_TIMEOUT_MS, STARTUP_FENCE_TIMEOUT_MS,
 };
+use super::transport::NetworkKey;
 
 #[derive(Clone, Debug)]
 pub struct SyncConfig {
@@ -20,10 +22,21 @@ pub struct SyncConfig {
     pub frame_timeout: Duration,
     /// Send `Ping` after this long without sending anything.
     pub ping_interval: Duration,
-    /// Sessions at once, inbound and outbound together.
+    /// Inbound sessions with strangers at once (keys neither allow-listed nor configured).
+    /// Dials and trusted keys do not count against it.
     pub max_connections: usize,
+    /// Inbound connections between accept and a verified `Auth`; beyond it the oldest
+    /// pending one is dropped.
+    pub max_pending_handshakes: usize,
     /// How long a starting node waits for its configured peers before signing.
     pub startup_fence_timeout: Duration,
+    /// How long a trusted peer that claims a longer copy of our feed may go without
+    /// delivering an entry of it before the claim is dropped and the peer disconnected.
+    pub claim_timeout: Duration,
+    /// The network secret's key: only nodes holding the same one complete a session.
+    pub network: NetworkKey,
+    /// Allow-list, author policy, budgets and per-address limits.
+    pub policy: Policy,
 }
 
 impl Default for SyncConfig {
@@ -34,7 +47,11 @@ impl Default for SyncConfig {
             frame_timeout: Duration::from_millis(FRAME_READ_TIMEOUT_MS),
             ping_interval: Duration::from_millis(PING_INTERVAL_MS),
             max_connections: MAX_PEER_CONNECTIONS,
+            max_pending_handshakes: MAX_PENDING_HANDSHAKES,
             startup_fence_timeout: Duration::from_millis(STARTUP_FENCE_TIMEOUT_MS),
+            claim_timeout: Duration::from_millis(CLAIM_DELIVERY_TIMEOUT_MS),
+            network: NetworkKey::default(),
+            policy: Policy::default(),
         }
     }
 }

@@ -6,31 +6,35 @@
 //! Every length prefix is checked against `MAX_FRAME_BYTES` by `decode_frame` as soon as its
 //! four bytes are buffered, before more of that frame is read.
 //!
+//! Both halves run over the encrypted channel of [`super::transport`]: the bytes they frame are
+//! the records' plaintext.
+//!
 //! The two halves are used by different tasks of a session (see [`super::session`]), so a
 //! session never stops reading because it is busy writing: that is what keeps two peers that
 //! both send large ranges at once from deadlocking on full socket buffers.
 
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use super::error::SessionError;
 use super::frame::{decode_frame, encode_frame};
 use super::message::Message;
+use super::transport::{SecureReader, SecureWriter};
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 pub struct FrameReader<R> {
-    reader: R,
+    reader: SecureReader<R>,
     buf: Vec<u8>,
     idle: Duration,
     frame: Duration,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
-    pub fn new(reader: R, idle: Duration, frame: Duration) -> Self {
+    pub fn new(reader: SecureReader<R>, idle: Duration, frame: Duration) -> Self {
         FrameReader {
             reader,
             buf: Vec::new(),
@@ -97,12 +101,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 }
 
 pub struct FrameWriter<W> {
-    writer: W,
+    writer: SecureWriter<W>,
     timeout: Duration,
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
-    pub fn new(writer: W, timeout: Duration) -> Self {
+    pub fn new(writer: SecureWriter<W>, timeout: Duration) -> Self {
         FrameWriter { writer, timeout }
     }
 

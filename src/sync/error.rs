@@ -6,6 +6,7 @@ use super::batch::BatchError;
 use super::frame::{FrameError, ReadFrameError};
 use super::handshake::HandshakeError;
 use super::message::ByeReason;
+use super::transport::TransportError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -17,6 +18,8 @@ pub enum SessionError {
     Closed,
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
+    #[error("{0}")]
+    Transport(#[from] TransportError),
     #[error("timed out {what}")]
     Timeout { what: &'static str },
     #[error("handshake failed: {0}")]
@@ -36,6 +39,18 @@ pub enum SessionError {
     PeerBye(ByeReason),
     #[error("connection cap reached")]
     Busy,
+    #[error("peer {0} is not on the allow-list")]
+    NotAllowed(crate::identity::Author),
+    #[error("another session with this peer's key is kept (one session per key)")]
+    Duplicate,
+    #[error("shed while still in the handshake: too many pending handshakes")]
+    Shed,
+    #[error("peer claimed {claimed} entries of our own feed and delivered none for {waited_ms} ms (we hold {held}); claim dropped")]
+    ClaimNotDelivered {
+        claimed: u64,
+        held: u64,
+        waited_ms: u64,
+    },
     #[error("shutting down")]
     Shutdown,
     #[error("node error: {0}")]
@@ -69,13 +84,42 @@ impl SessionError {
             SessionError::Timeout { .. } => Some(ByeReason::Timeout),
             SessionError::Handshake(h) => Some(h.bye_reason()),
             SessionError::Busy => Some(ByeReason::Busy),
+            SessionError::NotAllowed(_) => Some(ByeReason::NotAllowed),
+            SessionError::Duplicate => Some(ByeReason::Duplicate),
+            SessionError::ClaimNotDelivered { .. } => Some(ByeReason::ClaimNotDelivered),
+            SessionError::Shed => None,
             SessionError::Shutdown | SessionError::Node(_) => Some(ByeReason::Shutdown),
             SessionError::ReceiverEnded(reason) => *reason,
+            // Our sending half is intact after a record failed to decrypt: say why.
+            SessionError::Transport(
+                TransportError::Decrypt { .. } | TransportError::BadRecordLength { .. },
+            ) => Some(ByeReason::ProtocolViolation),
+            // The opening and the handshake answer (or refuse) by themselves.
+            SessionError::Transport(_) => None,
             SessionError::ClosedMidFrame { .. }
             | SessionError::Closed
             | SessionError::Io(_)
             | SessionError::PeerBye(_) => None,
         }
+    }
+
+    /// For a session that ended before it was authenticated: the refusal counter it adds to
+    /// (`GET /peers`, `/metrics`), if it is one.
+    pub fn refusal_counter(&self) -> Option<&'static str> {
+        Some(match self {
+            SessionError::Transport(TransportError::DifferentNetwork)
+            | SessionError::Transport(TransportError::PeerDifferentNetwork) => "different_network",
+            SessionError::Transport(TransportError::UnsupportedVersion { .. }) => {
+                "unsupported_version"
+            }
+            SessionError::Transport(TransportError::PeerBye(ByeReason::Busy)) => "peer_busy",
+            SessionError::Transport(_) => "bad_transport",
+            SessionError::Handshake(_) => "bad_auth",
+            SessionError::Timeout { .. } => "handshake_timeout",
+            SessionError::Shed => "shed_pending_handshake",
+            SessionError::PeerBye(ByeReason::NotAllowed) => "peer_not_allowed",
+            _ => return None,
+        })
     }
 
     /// Whether the end is worth a `warn` (a violation or failure) rather than `info`.
@@ -86,6 +130,8 @@ impl SessionError {
                 | SessionError::Shutdown
                 | SessionError::ReceiverEnded(_)
                 | SessionError::PeerBye(ByeReason::Shutdown)
+                | SessionError::Duplicate
+                | SessionError::PeerBye(ByeReason::Duplicate)
         )
     }
 }

@@ -1,18 +1,23 @@
-//! The handshake (docs/PROTOCOL.md section 6): each side proves it holds its key by signing
-//! the peer's fresh nonce. Pure: the caller supplies the nonce and does the I/O.
+//! The identity handshake (docs/PROTOCOL.md section 6), run inside the encrypted channel:
+//! each side proves it holds its key by signing the peer's fresh nonce and the channel's
+//! Noise handshake hash. Pure: the caller supplies the nonce and the binding and does the I/O.
 //!
 //! # The signed message
 //!
 //! ```text
-//! "kappalog/handshake/v1" (21 bytes) || version (u16 BE)
+//! "kappalog/handshake/v2" (21 bytes) || version (u16 BE)
 //!   || signer author (32) || signer nonce (32) || verifier author (32) || verifier nonce (32)
+//!   || channel binding (32: the Noise handshake hash)
 //! ```
 //!
-//! [`AUTH_MESSAGE_BYTES`] = 149 bytes. Entry signatures sign exactly 32 bytes (an entry
+//! [`AUTH_MESSAGE_BYTES`] = 181 bytes. Entry signatures sign exactly 32 bytes (an entry
 //! hash), so a handshake signature is never a valid entry signature and the reverse; the tag
 //! separates it from any future signed message. The verifier's nonce makes the signature
 //! fresh; the signer's nonce and both authors tie it to this session and direction, so a
-//! signature cannot be replayed in another session or reflected back to its sender.
+//! signature cannot be replayed in another session or reflected back to its sender. The
+//! channel binding ties it to this encrypted channel: a man in the middle who runs one
+//! Noise session with each side holds two different handshake hashes, so neither side's
+//! signature verifies on the other's channel, and he cannot sign for either key.
 //!
 //! # Rules for the peer's `Hello` and `Auth`
 //!
@@ -32,9 +37,12 @@ use crate::signature::{self, SignatureError};
 use super::message::{Auth, ByeReason, Hello, Nonce, PROTOCOL_VERSION};
 
 /// The tag that opens every handshake message.
-pub const HANDSHAKE_TAG: &[u8; 21] = b"kappalog/handshake/v1";
+pub const HANDSHAKE_TAG: &[u8; 21] = b"kappalog/handshake/v2";
 /// The length of the signed handshake message.
-pub const AUTH_MESSAGE_BYTES: usize = 21 + 2 + 4 * 32;
+pub const AUTH_MESSAGE_BYTES: usize = 21 + 2 + 5 * 32;
+
+/// The channel's Noise handshake hash, signed by both identities.
+pub type Binding = [u8; 32];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandshakeError {
@@ -70,6 +78,7 @@ pub fn auth_message(
     signer_nonce: &Nonce,
     verifier: &Author,
     verifier_nonce: &Nonce,
+    binding: &Binding,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(AUTH_MESSAGE_BYTES);
     out.extend_from_slice(HANDSHAKE_TAG);
@@ -78,6 +87,7 @@ pub fn auth_message(
     out.extend_from_slice(&signer_nonce.0);
     out.extend_from_slice(verifier.as_bytes());
     out.extend_from_slice(&verifier_nonce.0);
+    out.extend_from_slice(binding);
     out
 }
 
@@ -85,18 +95,21 @@ pub fn auth_message(
 #[derive(Debug, Clone)]
 pub struct Handshake {
     ours: Hello,
+    binding: Binding,
 }
 
 impl Handshake {
     /// Starts a handshake as `author` with a fresh random `nonce` (the caller draws it from a
-    /// CSPRNG; a reused nonce lets an old signature be replayed).
-    pub fn new(author: Author, nonce: Nonce) -> Handshake {
+    /// CSPRNG; a reused nonce lets an old signature be replayed) on the channel whose Noise
+    /// handshake hash is `binding`.
+    pub fn new(author: Author, nonce: Nonce, binding: Binding) -> Handshake {
         Handshake {
             ours: Hello {
                 version: PROTOCOL_VERSION,
                 author,
                 nonce,
             },
+            binding,
         }
     }
 
@@ -125,6 +138,7 @@ impl Handshake {
             &self.ours.nonce,
             &theirs.author,
             &theirs.nonce,
+            &self.binding,
         );
         Ok(Auth {
             signature: identity.sign_tagged(&message),
@@ -139,6 +153,7 @@ impl Handshake {
             &theirs.nonce,
             &self.ours.author,
             &self.ours.nonce,
+            &self.binding,
         );
         signature::verify_message(&theirs.author, &message, &auth.signature).map_err(|error| {
             HandshakeError::BadAuthSignature {
@@ -162,7 +177,7 @@ mod tests {
 
     fn side(seed: u8, nonce: u8) -> Side {
         let id = Identity::from_seed([seed; 32]);
-        let hs = Handshake::new(id.author(), Nonce([nonce; 32]));
+        let hs = Handshake::new(id.author(), Nonce([nonce; 32]), [42; 32]);
         Side { id, hs }
     }
 
@@ -183,20 +198,22 @@ mod tests {
             &Nonce([1; 32]),
             &b.id.author(),
             &Nonce([2; 32]),
+            &[3; 32],
         );
         assert_eq!(m.len(), AUTH_MESSAGE_BYTES);
         assert_ne!(m.len(), Hash::LEN);
-        assert!(m.starts_with(b"kappalog/handshake/v1"));
+        assert!(m.starts_with(b"kappalog/handshake/v2"));
+        assert!(m.ends_with(&[3; 32]));
     }
 
     #[test]
     fn version_mismatch() {
         let (a, b) = (side(1, 10), side(2, 20));
         let mut hello = b.hs.hello().clone();
-        hello.version = 2;
+        hello.version = 3;
         assert_eq!(
             a.hs.on_hello(&a.id, &hello),
-            Err(HandshakeError::VersionMismatch { ours: 1, theirs: 2 })
+            Err(HandshakeError::VersionMismatch { ours: 2, theirs: 3 })
         );
     }
 
@@ -251,6 +268,18 @@ mod tests {
         // An attacker posing as b echoes a's own signature.
         assert!(matches!(
             a.hs.on_auth(b.hs.hello(), &auth_a),
+            Err(HandshakeError::BadAuthSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn auth_made_on_another_channel_is_refused() {
+        // A man in the middle relays b's Auth, made on b's channel with him, to a.
+        let (a, b) = (side(1, 10), side(2, 20));
+        let b_on_other_channel = Handshake::new(b.id.author(), Nonce([20; 32]), [99; 32]);
+        let relayed = b_on_other_channel.on_hello(&b.id, a.hs.hello()).unwrap();
+        assert!(matches!(
+            a.hs.on_auth(b.hs.hello(), &relayed),
             Err(HandshakeError::BadAuthSignature { .. })
         ));
     }

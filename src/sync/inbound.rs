@@ -12,13 +12,15 @@
 //! append in flight will add. Appends still happen one at a time in arrival order, and a
 //! failed append ends the session when the next batch (or the session's end) waits for it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::mpsc;
 
+use super::admission::Admission;
 use super::batch::check_batch;
 use super::connection::FrameReader;
 use super::error::SessionError;
@@ -49,6 +51,10 @@ pub(super) struct Inbound {
     pub in_flight: Option<tokio::task::JoinHandle<Result<(), SessionError>>>,
     /// The positions that append adds, so the next batch is checked as if it were durable.
     pub in_flight_view: Arc<InFlight>,
+    pub admission: Arc<Admission>,
+    /// New feeds of this peer's that were skipped (policy, budget, cap): skipped for the
+    /// rest of the session, so their later entries never look like gaps.
+    pub skipped: Arc<Mutex<HashSet<Author>>>,
 }
 
 /// Feed heads and entry hashes of an append still in flight.
@@ -213,19 +219,46 @@ impl Inbound {
         let forked = self.node.forked_authors();
         let reader = self.node.reader().clone();
         let in_flight = self.in_flight_view.clone();
+        let (admission, skipped, peer) = (self.admission.clone(), self.skipped.clone(), self.peer);
+        let (registry, key) = (self.registry.clone(), self.key.clone());
+        let own = self.node.author();
         let checked = tokio::task::spawn_blocking(move || {
-            check_batch(
-                &batch,
-                &forked,
-                |a| in_flight.heads.get(a).copied().or_else(|| reader.head(a)),
-                |a, seq| {
-                    in_flight
-                        .hashes
-                        .get(&(*a, seq))
-                        .copied()
-                        .or_else(|| reader.get(a, seq).ok().flatten().map(|(_, h)| h))
-                },
-            )
+            let head_of = |a: &Author| in_flight.heads.get(a).copied().or_else(|| reader.head(a));
+            // Asked once per author of the batch: forked authors, authors outside the
+            // policy, and new feeds the peer may not introduce are dropped unchecked.
+            let refuse = |a: &Author| {
+                if forked.contains(a) || lock(&skipped).contains(a) {
+                    return true;
+                }
+                // Our own feed is always taken: its entries are signed evidence of what our
+                // key signed, whoever relays them.
+                if *a == own {
+                    return false;
+                }
+                if !admission.accepts_author(a) {
+                    // Held feeds outside the policy (stored before it was set) too.
+                    lock(&skipped).insert(*a);
+                    return true;
+                }
+                if head_of(a).is_some() {
+                    return false;
+                }
+                match admission.admit_new_feed(&peer, a, reader.feed_count(), Instant::now()) {
+                    Ok(()) => false,
+                    Err(skip) => {
+                        lock(&skipped).insert(*a);
+                        registry.add_skipped(&key, 1, skip.as_str());
+                        true
+                    }
+                }
+            };
+            check_batch(&batch, refuse, head_of, |a, seq| {
+                in_flight
+                    .hashes
+                    .get(&(*a, seq))
+                    .copied()
+                    .or_else(|| reader.get(a, seq).ok().flatten().map(|(_, h)| h))
+            })
         })
         .await
         .map_err(|e| SessionError::Node(e.to_string()))?;

@@ -1,33 +1,50 @@
-//! Accepting peers: one task per listener. Each accepted connection takes a permit of the
-//! node's connection semaphore (shared with the dialers) and runs a session in its own task;
-//! beyond the cap the newcomer gets `Bye(Busy)` and is closed without a handshake. Accept
-//! errors (e.g. out of file descriptors) back off from 10 ms doubling up to 1 s instead of
-//! spinning.
+//! Accepting peers: one task per listener, each accepted connection a session task.
+//!
+//! Defences, each against a stranger who can open connections at will:
+//! - **Per address**: at most `max_inbound_per_addr` connections from one IP address at once
+//!   (pending or in session); more get `Bye(Busy)` in plaintext and are closed at once.
+//! - **Pending handshakes**: at most `max_pending_handshakes` connections between accept and
+//!   a verified `Auth`. A newcomer beyond that sheds the *oldest* pending one, so a flood of
+//!   connections that never finish their handshake cannot keep the door shut: an honest
+//!   handshake takes milliseconds, a junk one is dropped as soon as newer ones arrive.
+//! - **Stranger slots** are taken after the handshake, when the key is known (see
+//!   [`super::session`]): trusted keys never wait behind strangers.
+//!
+//! Accept errors (e.g. out of file descriptors) back off from 10 ms doubling up to 1 s
+//! instead of spinning.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use super::connection::FrameWriter;
-use super::message::ByeReason;
+use super::frame::encode_frame;
+use super::message::{Bye, ByeReason, Message};
 use super::peers::SyncShared;
 use super::session::{run_session, SessionContext};
 use super::status::Direction;
+use super::transport::Role;
 use crate::node::Node;
 
 const ACCEPT_BACKOFF_MIN_MS: u64 = 10;
 const ACCEPT_BACKOFF_MAX_MS: u64 = 1_000;
 
+/// Connections still in their handshake, oldest first, each with the sender that sheds it. A
+/// session drops its receiver when its handshake ends, which closes the sender: closed
+/// entries are no longer pending.
+type Pending = VecDeque<oneshot::Sender<()>>;
+
 pub(super) async fn accept_loop(
     node: Node,
     shared: Arc<SyncShared>,
     listener: TcpListener,
-    semaphore: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
 ) {
+    let mut pending = Pending::new();
     let mut backoff_ms = ACCEPT_BACKOFF_MIN_MS;
     loop {
         let accepted = tokio::select! {
@@ -49,38 +66,57 @@ pub(super) async fn accept_loop(
                 continue;
             }
         };
-        let Ok(permit) = semaphore.clone().try_acquire_owned() else {
-            tracing::warn!(%remote, "sync connection cap reached, refusing a peer");
-            let frame_timeout = shared.config.frame_timeout;
+        let ip = remote.ip();
+        if !shared.admission.inbound_opened(ip) {
+            tracing::debug!(%remote, "too many sync connections from this address, refusing");
             let alive = alive.clone();
             tokio::spawn(async move {
-                refuse_busy(stream, frame_timeout).await;
+                refuse_busy(stream).await;
                 drop(alive);
             });
             continue;
-        };
+        }
+        let (shed_tx, shed_rx) = oneshot::channel();
+        pending.retain(|shed| !shed.is_closed());
+        while pending.len() >= shared.config.max_pending_handshakes.max(1) {
+            if let Some(oldest) = pending.pop_front() {
+                let _ = oldest.send(());
+            }
+        }
+        pending.push_back(shed_tx);
         let key = remote.to_string();
         shared.registry.ensure(&key, Direction::Inbound);
         let ctx = SessionContext {
             node: node.clone(),
             config: shared.config.clone(),
             registry: shared.registry.clone(),
+            admission: shared.admission.clone(),
+            strangers: shared.strangers.clone(),
             key,
+            role: Role::Responder,
             shutdown: shutdown.clone(),
             on_have: None,
+            shed: Some(shed_rx),
         };
-        let alive = alive.clone();
+        let (alive, shared) = (alive.clone(), shared.clone());
         tokio::spawn(async move {
             let _end = run_session(ctx, stream).await;
-            drop(permit);
+            shared.admission.inbound_closed(ip);
             drop(alive);
         });
     }
 }
 
-async fn refuse_busy(stream: TcpStream, frame_timeout: Duration) {
-    let (_, write) = stream.into_split();
-    FrameWriter::new(write, frame_timeout)
-        .bye(ByeReason::Busy)
-        .await;
+/// The plaintext refusal a connection over a limit gets instead of an opening.
+async fn refuse_busy(mut stream: TcpStream) {
+    let bye = Message::Bye(Bye {
+        reason: ByeReason::Busy,
+    });
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        if let Ok(frame) = encode_frame(&bye) {
+            let _ = stream.write_all(&frame).await;
+        }
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }

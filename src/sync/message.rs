@@ -20,7 +20,7 @@ use crate::hash::Hash;
 use crate::identity::{Author, Signature};
 
 /// The protocol version sent in [`Hello`]. Bump on any change to messages or their meaning.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The largest frame body, in bytes (1 MiB). Checked before the body is allocated.
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
@@ -40,8 +40,12 @@ pub const READ_IDLE_TIMEOUT_MS: u64 = 60_000;
 pub const FRAME_READ_TIMEOUT_MS: u64 = 10_000;
 /// Send a [`Message::Ping`] after this long without sending anything, in milliseconds.
 pub const PING_INTERVAL_MS: u64 = 20_000;
-/// The most concurrent peer sessions (inbound and outbound together).
+/// The most concurrent inbound sessions with strangers (dials and trusted keys excluded).
 pub const MAX_PEER_CONNECTIONS: usize = 64;
+/// The most inbound connections still in their handshake; the oldest is shed beyond it.
+pub const MAX_PENDING_HANDSHAKES: usize = 64;
+/// How long a trusted peer claiming a longer own feed may go without delivering an entry.
+pub const CLAIM_DELIVERY_TIMEOUT_MS: u64 = 5_000;
 /// The first reconnect delay after a failure, in milliseconds.
 pub const RECONNECT_BACKOFF_MIN_MS: u64 = 500;
 /// The longest reconnect delay, in milliseconds.
@@ -146,6 +150,12 @@ pub enum ByeReason {
     ProtocolViolation,
     InvalidEntry,
     Busy,
+    /// The peer's key is not on the allow-list.
+    NotAllowed,
+    /// Another session with the same peer key is kept (one session per key).
+    Duplicate,
+    /// The peer claimed more of our own feed than it delivered within the deadline.
+    ClaimNotDelivered,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,6 +20,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
+use super::admission::Admission;
 use super::connection::FrameWriter;
 use super::error::SessionError;
 use super::message::{entry_batches, proof_batches, Have, Message, Want, MAX_FEEDS_PER_SESSION};
@@ -34,7 +35,7 @@ use crate::node::{Node, NodeEvent};
 const RANGE_READ_ENTRIES: usize = 1024;
 
 /// Called once with the fence outcome of the initial exchange (the startup fence tracker).
-pub type OnHave = Box<dyn FnOnce(Fence) + Send>;
+pub type OnHave = Box<dyn FnOnce(Fence) + Send + Sync>;
 
 pub(super) struct Outbound {
     pub node: Node,
@@ -50,6 +51,12 @@ pub(super) struct Outbound {
     pub on_have: Option<OnHave>,
     pub no_push: BTreeSet<Author>,
     pub last_sent: Instant,
+    pub peer: Author,
+    pub admission: Arc<Admission>,
+    pub claim_timeout: Duration,
+    /// A live claim of this (trusted) peer that it holds more of our own feed: the length
+    /// claimed and when it lapses unless more of our feed is stored.
+    pub claim: Option<(Seq, Instant)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -113,6 +120,8 @@ impl Outbound {
             .reader()
             .feeds()
             .into_iter()
+            // Feeds outside the author policy are neither offered nor forwarded.
+            .filter(|f| f.author == own || self.admission.accepts_author(&f.author))
             .map(|f| {
                 (
                     f.author,
@@ -154,20 +163,21 @@ impl Outbound {
         .map_err(task_error)?
         .map_err(task_error)?;
 
+        // The peer's feed states are claims nobody signed: they never diverge the fence
+        // (only a recorded fork proof of our author does, and the witness/`Want` exchange
+        // below produces one if the peer really holds a different entry), and a longer copy
+        // holds appends only when a trusted peer claims it, only while it delivers.
         match planned.fence {
             Fence::Current => {}
+            Fence::PeerAhead { their_length } if self.admission.claim_may_hold(&self.peer) => {
+                tracing::info!(peer = %self.key, their_length, "own-feed fence: a trusted peer holds a longer copy of our feed, catching up before signing");
+                self.renew_claim(their_length);
+            }
             Fence::PeerAhead { their_length } => {
-                tracing::info!(peer = %self.key, their_length, "own-feed fence: peer holds a longer copy of our feed, catching up before signing");
-                self.node.with_fence(|f| f.catch_up_to(their_length));
+                tracing::info!(peer = %self.key, their_length, "own-feed fence: an untrusted peer claims a longer copy of our feed; only the signed entries it sends count");
             }
             Fence::Diverged { seq } => {
-                tracing::error!(peer = %self.key, seq, "OWN FEED DIVERGED: a peer holds a different entry of our own feed; appends stop for good, retire this key");
-                self.node.with_fence(|f| {
-                    f.diverge(format!(
-                        "peer {} holds a different entry of our feed at seq {seq}",
-                        self.key
-                    ))
-                });
+                tracing::warn!(peer = %self.key, seq, "own-feed fence: a peer claims a different entry of our own feed; exchanging signed witnesses (a fork proof stops appends, a claim does not)");
             }
         }
         if let Some(on_have) = self.on_have.take() {
@@ -188,15 +198,66 @@ impl Outbound {
             self.send_range(range.author, range.from, range.to).await?;
         }
         self.registry.synced(&self.key);
+        self.admission.exchanged(&self.peer);
         Ok(())
+    }
+
+    /// Holds appends for the claim of `need` entries of our feed, until the claim timeout
+    /// from now.
+    fn renew_claim(&mut self, need: Seq) {
+        let expires = Instant::now() + self.claim_timeout;
+        let key = self.key.clone();
+        self.node
+            .with_fence(|f| f.claim(&key, need, expires.into_std()));
+        self.claim = Some((need, expires));
+    }
+
+    /// Our feed grew, or the claim's deadline passed: release a met claim, renew one that
+    /// is being delivered, and end the session for one that is not.
+    fn check_claim(&mut self, deadline_passed: bool) -> Result<(), SessionError> {
+        let Some((need, _)) = self.claim else {
+            return Ok(());
+        };
+        let held = self.node.own_length();
+        if held >= need {
+            let key = self.key.clone();
+            self.node.with_fence(|f| f.drop_claim(&key));
+            self.claim = None;
+            tracing::info!(peer = %self.key, held, "own-feed fence: caught up on our feed");
+            return Ok(());
+        }
+        if !deadline_passed {
+            self.renew_claim(need);
+            return Ok(());
+        }
+        let key = self.key.clone();
+        self.node.with_fence(|f| f.drop_claim(&key));
+        self.claim = None;
+        self.admission.claim_failed(self.peer);
+        let waited_ms = u64::try_from(self.claim_timeout.as_millis()).unwrap_or(u64::MAX);
+        Err(SessionError::ClaimNotDelivered {
+            claimed: need,
+            held,
+            waited_ms,
+        })
     }
 
     async fn live(&mut self) -> Result<std::convert::Infallible, SessionError> {
         loop {
             let ping_at = self.last_sent + self.ping_interval;
+            let claim_at = self.claim.map(|(_, expires)| expires);
             tokio::select! {
+                _ = tokio::time::sleep_until(claim_at.unwrap_or(ping_at)), if claim_at.is_some() => {
+                    self.check_claim(true)?;
+                }
                 event = self.events.recv() => match event {
-                    Ok(NodeEvent::Committed(entries)) => self.push(&entries).await?,
+                    Ok(NodeEvent::Committed(entries)) => {
+                        let own = self.node.author();
+                        if self.claim.is_some() && entries.iter().any(|(e, _)| e.author == own) {
+                            self.check_claim(false)?;
+                        }
+                        self.push(&entries).await?
+                    }
                     Ok(NodeEvent::Proof(proof)) => {
                         self.no_push.insert(proof.author());
                         for message in proof_batches([proof.as_ref()]) {
@@ -307,7 +368,9 @@ impl Outbound {
     }
 
     fn pushable(&self, author: &Author) -> bool {
-        !self.no_push.contains(author) && !self.node.is_forked(author)
+        !self.no_push.contains(author)
+            && !self.node.is_forked(author)
+            && (*author == self.node.author() || self.admission.accepts_author(author))
     }
 
     /// Pushes a committed batch (see the module docs).

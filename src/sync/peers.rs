@@ -23,6 +23,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 
+use super::admission::Admission;
 use super::backoff::reconnect_delay_ms;
 use super::config::SyncConfig;
 use super::error::SessionError;
@@ -31,6 +32,7 @@ use super::listener::accept_loop;
 use super::message::ByeReason;
 use super::session::{run_session, SessionContext};
 use super::status::{Control, Direction, PeerInfo, PeerRegistry};
+use super::transport::Role;
 use crate::node::Node;
 
 /// How long `POST /sync` waits for one session's resync.
@@ -49,7 +51,9 @@ pub enum SyncError {
 pub struct SyncShared {
     pub(super) config: SyncConfig,
     pub(super) registry: Arc<PeerRegistry>,
-    semaphore: Arc<Semaphore>,
+    pub(super) admission: Arc<Admission>,
+    /// Inbound sessions with strangers (see [`super::admission`]).
+    pub(super) strangers: Arc<Semaphore>,
     shutdown: watch::Sender<bool>,
     alive: Mutex<Option<mpsc::Sender<()>>>,
     done: tokio::sync::Mutex<Option<mpsc::Receiver<()>>>,
@@ -103,7 +107,8 @@ pub fn start(
     let listen_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
     let pending: BTreeSet<String> = peers.iter().cloned().collect();
     let shared = Arc::new(SyncShared {
-        semaphore: Arc::new(Semaphore::new(config.max_connections)),
+        strangers: Arc::new(Semaphore::new(config.max_connections)),
+        admission: Arc::new(Admission::new(config.policy.clone())),
         config,
         registry: Arc::new(PeerRegistry::default()),
         shutdown,
@@ -143,7 +148,6 @@ pub fn start(
             node.clone(),
             handle.shared.clone(),
             listener,
-            handle.shared.semaphore.clone(),
             handle.shared.shutdown.subscribe(),
             alive.clone(),
         ));
@@ -166,6 +170,33 @@ fn check_addr(addr: &str) -> Result<(), SyncError> {
 }
 
 impl SyncShared {
+    /// Waits until no session with `peer` is live (false: shutting down); the configured
+    /// `addr` counts as tried for the startup fence once that session has exchanged, or
+    /// once it is gone.
+    async fn wait_while_connected(
+        &self,
+        node: &Node,
+        addr: &str,
+        peer: &crate::identity::Author,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        loop {
+            let changed = self.admission.changed();
+            match self.admission.session(peer) {
+                None => {
+                    self.peer_tried(node, addr);
+                    return true;
+                }
+                Some(true) => self.peer_tried(node, addr),
+                Some(false) => {}
+            }
+            tokio::select! {
+                _ = changed => {}
+                _ = shutdown.changed() => return false,
+            }
+        }
+    }
+
     /// A configured peer was heard from or failed once (startup fence bookkeeping).
     fn peer_tried(&self, node: &Node, addr: &str) {
         let mut startup = lock(&self.startup);
@@ -217,6 +248,14 @@ impl SyncHandle {
     /// Every peer record, for `GET /peers`.
     pub fn peers(&self, node: &Node) -> Vec<PeerInfo> {
         self.shared.registry.list(node)
+    }
+
+    /// Refusals by reason and skipped new feeds by reason, since start.
+    pub fn refusals(&self) -> (BTreeMap<&'static str, u64>, BTreeMap<&'static str, u64>) {
+        (
+            self.shared.admission.refusals(),
+            self.shared.admission.skipped(),
+        )
     }
 
     /// A sync round now: every connected session sends what its peer is known to lack, and
@@ -284,11 +323,7 @@ async fn dial_loop(
         if *shutdown.borrow() {
             break;
         }
-        let permit = tokio::select! {
-            p = shared.semaphore.clone().acquire_owned() => p,
-            _ = shutdown.changed() => break,
-        };
-        let Ok(permit) = permit else { break };
+        // Dials take no inbound slot: a flood of strangers never delays a configured peer.
         let connected = tokio::select! {
             c = tokio::time::timeout(shared.config.handshake_timeout, TcpStream::connect(addr.as_str())) => c,
             _ = shutdown.changed() => break,
@@ -303,12 +338,32 @@ async fn dial_loop(
                     node: node.clone(),
                     config: shared.config.clone(),
                     registry: shared.registry.clone(),
+                    admission: shared.admission.clone(),
+                    strangers: shared.strangers.clone(),
                     key: addr.clone(),
+                    role: Role::Initiator,
                     shutdown: shutdown.clone(),
                     on_have: Some(on_have),
+                    shed: None,
                 };
                 let end = run_session(ctx, stream).await;
-                drop(permit);
+                let duplicate = matches!(
+                    end.error,
+                    SessionError::Duplicate | SessionError::PeerBye(ByeReason::Duplicate)
+                );
+                if let (true, Some(peer)) = (duplicate, end.peer) {
+                    // The session the peer dialed is kept; its exchange settles the startup
+                    // fence, and redialling waits until it ends.
+                    tracing::debug!(peer = %addr, "one session per key: keeping the one the peer dialed");
+                    if !shared
+                        .wait_while_connected(&node, &addr, &peer, &mut shutdown)
+                        .await
+                    {
+                        break;
+                    }
+                    failures = 0;
+                    continue;
+                }
                 shared.peer_tried(&node, &addr);
                 failures = if end.peer.is_some() {
                     0
@@ -326,7 +381,6 @@ async fn dial_loop(
                 }
             }
             Ok(Err(e)) => {
-                drop(permit);
                 shared
                     .registry
                     .set_error(&addr, format!("connect failed: {e}"));
@@ -334,7 +388,6 @@ async fn dial_loop(
                 failures = failures.saturating_add(1);
             }
             Err(_) => {
-                drop(permit);
                 shared.registry.set_error(&addr, "connect timed out".into());
                 shared.peer_tried(&node, &addr);
                 failures = failures.saturating_add(1);

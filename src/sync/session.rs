@@ -13,18 +13,20 @@ use std::sync::{Arc, Mutex};
 
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use super::admission::Admission;
 use super::config::SyncConfig;
 use super::connection::{FrameReader, FrameWriter};
 use super::error::SessionError;
-use super::handshake::Handshake;
+use super::handshake::{Binding, Handshake};
 use super::inbound::Inbound;
 use super::message::{Message, Nonce, NONCE_BYTES};
 use super::outbound::{OnHave, Outbound};
 use super::plan::PeerProgress;
 use super::status::PeerRegistry;
+use super::transport::{self, Role};
 use crate::identity::Author;
 use crate::node::Node;
 
@@ -33,11 +35,19 @@ pub struct SessionContext {
     pub node: Node,
     pub config: SyncConfig,
     pub registry: Arc<PeerRegistry>,
+    pub admission: Arc<Admission>,
+    /// The stranger slots: an inbound session with a key that is neither allow-listed nor
+    /// configured needs one of them after its handshake.
+    pub strangers: Arc<Semaphore>,
     /// The peer's key in the registry (configured address or remote address).
     pub key: String,
+    /// Initiator when we dialed.
+    pub role: Role,
     pub shutdown: watch::Receiver<bool>,
     /// Told the own-feed fence outcome once the `Have` exchange completed.
     pub on_have: Option<OnHave>,
+    /// Fires when the listener sheds this connection while it is still in its handshake.
+    pub shed: Option<oneshot::Receiver<()>>,
 }
 
 /// How a session ended.
@@ -48,35 +58,133 @@ pub struct SessionEnd {
     pub error: SessionError,
 }
 
+type Reader = FrameReader<OwnedReadHalf>;
+type Writer = FrameWriter<OwnedWriteHalf>;
+
 /// Runs one session to its end.
 pub async fn run_session(mut ctx: SessionContext, stream: TcpStream) -> SessionEnd {
     let _ = stream.set_nodelay(true);
-    let (read, write) = stream.into_split();
-    let mut reader = FrameReader::new(read, ctx.config.idle_timeout, ctx.config.frame_timeout);
-    let mut writer = FrameWriter::new(write, ctx.config.frame_timeout);
-    let handshake = tokio::time::timeout(
-        ctx.config.handshake_timeout,
-        handshake(&ctx.node, &mut reader, &mut writer),
-    )
-    .await
+    let shed = ctx.shed.take();
+    // Not `Sync`: kept out of the context the opening borrows across awaits.
+    let on_have = ctx.on_have.take();
+    let opening = tokio::time::timeout(ctx.config.handshake_timeout, open(&ctx, stream));
+    let opened = match shed {
+        Some(shed) => tokio::select! {
+            o = opening => o,
+            _ = shed => Ok(Err(SessionError::Shed)),
+        },
+        None => opening.await,
+    }
     .unwrap_or(Err(SessionError::Timeout {
         what: "in the handshake",
     }));
-    let peer = match handshake {
-        Ok(peer) => peer,
+    let (reader, mut writer, peer) = match opened {
+        Ok(opened) => opened,
         Err(error) => {
-            if let Some(reason) = error.bye_reason() {
-                writer.bye(reason).await;
+            if let Some(reason) = error.refusal_counter() {
+                ctx.admission.count_refusal(reason);
             }
             return finish(&ctx, None, error);
         }
     };
+    let (permit, ticket, control_tx, control_rx) = match admit(&ctx, peer) {
+        Ok(admitted) => admitted,
+        Err(error) => {
+            if let Some(reason) = error.bye_reason() {
+                writer.bye(reason).await;
+            }
+            return finish(&ctx, Some(peer), error);
+        }
+    };
+    let end = run_admitted(&ctx, on_have, reader, writer, peer, control_tx, control_rx).await;
+    ctx.admission.leave(ticket);
+    drop(permit);
+    end
+}
+
+/// The opening, the encrypted channel and the identity handshake; the authenticated peer.
+async fn open(
+    ctx: &SessionContext,
+    stream: TcpStream,
+) -> Result<(Reader, Writer, Author), SessionError> {
+    let (read, write) = stream.into_split();
+    let channel = transport::establish(read, write, ctx.role, &ctx.config.network).await?;
+    let mut reader = FrameReader::new(
+        channel.reader,
+        ctx.config.idle_timeout,
+        ctx.config.frame_timeout,
+    );
+    let mut writer = FrameWriter::new(channel.writer, ctx.config.frame_timeout);
+    match handshake(&ctx.node, &mut reader, &mut writer, channel.binding).await {
+        Ok(peer) => Ok((reader, writer, peer)),
+        Err(error) => {
+            if let Some(reason) = error.bye_reason() {
+                writer.bye(reason).await;
+            }
+            Err(error)
+        }
+    }
+}
+
+type Admitted = (
+    Option<OwnedSemaphorePermit>,
+    super::admission::SessionTicket,
+    mpsc::UnboundedSender<super::status::Control>,
+    mpsc::UnboundedReceiver<super::status::Control>,
+);
+
+/// The allow-list, the stranger slots and one session per key (see [`super::admission`]).
+fn admit(ctx: &SessionContext, peer: Author) -> Result<Admitted, SessionError> {
+    let admission = &ctx.admission;
+    if !admission.allowed(&peer) {
+        admission.count_refusal("not_allowed");
+        return Err(SessionError::NotAllowed(peer));
+    }
+    let dialer = match ctx.role {
+        Role::Initiator => {
+            // Every dial goes to a configured peer: its key is trusted from now on.
+            admission.learn_configured(peer);
+            ctx.node.author()
+        }
+        Role::Responder => peer,
+    };
+    let permit = if ctx.role == Role::Responder && !admission.is_trusted(&peer) {
+        match ctx.strangers.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                admission.count_refusal("stranger_slots_full");
+                return Err(SessionError::Busy);
+            }
+        }
+    } else {
+        None
+    };
+    let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let ticket = admission
+        .join(peer, dialer, control_tx.clone())
+        .map_err(|_| SessionError::Duplicate)?;
+    Ok((permit, ticket, control_tx, control_rx))
+}
+
+async fn run_admitted(
+    ctx: &SessionContext,
+    on_have: Option<OnHave>,
+    reader: Reader,
+    writer: Writer,
+    peer: Author,
+    control_tx: mpsc::UnboundedSender<super::status::Control>,
+    control_rx: mpsc::UnboundedReceiver<super::status::Control>,
+) -> SessionEnd {
     tracing::info!(peer = %ctx.key, peer_author = %peer, "sync session started");
     let progress = Arc::new(Mutex::new(PeerProgress::default()));
-    let (control_tx, control_rx) = mpsc::unbounded_channel();
     let stop = Arc::new(AtomicBool::new(false));
-    ctx.registry
-        .connected(&ctx.key, peer, progress.clone(), control_tx.clone());
+    ctx.registry.connected(
+        &ctx.key,
+        peer,
+        ctx.admission.is_trusted(&peer),
+        progress.clone(),
+        control_tx.clone(),
+    );
     // Subscribe before the `Have` snapshot, so no commit falls between the two.
     let events = ctx.node.subscribe();
     let inbound = tokio::spawn(
@@ -91,6 +199,8 @@ pub async fn run_session(mut ctx: SessionContext, stream: TcpStream) -> SessionE
             peer,
             in_flight: None,
             in_flight_view: Arc::default(),
+            admission: ctx.admission.clone(),
+            skipped: Arc::default(),
         }
         .run(),
     );
@@ -105,9 +215,13 @@ pub async fn run_session(mut ctx: SessionContext, stream: TcpStream) -> SessionE
         shutdown: ctx.shutdown.clone(),
         stop,
         ping_interval: ctx.config.ping_interval,
-        on_have: ctx.on_have.take(),
+        on_have,
         no_push: Default::default(),
         last_sent: Instant::now(),
+        peer,
+        admission: ctx.admission.clone(),
+        claim_timeout: ctx.config.claim_timeout,
+        claim: None,
     };
     let out_error = outbound.run().await;
     inbound.abort();
@@ -116,7 +230,7 @@ pub async fn run_session(mut ctx: SessionContext, stream: TcpStream) -> SessionE
         Ok(in_error) if matches!(out_error, SessionError::ReceiverEnded(_)) => in_error,
         _ => out_error,
     };
-    finish(&ctx, Some(peer), error)
+    finish(ctx, Some(peer), error)
 }
 
 fn finish(ctx: &SessionContext, peer: Option<Author>, error: SessionError) -> SessionEnd {
@@ -134,11 +248,12 @@ fn finish(ctx: &SessionContext, peer: Option<Author>, error: SessionError) -> Se
 /// Hello, Hello, Auth, Auth: returns the authenticated peer.
 async fn handshake(
     node: &Node,
-    reader: &mut FrameReader<OwnedReadHalf>,
-    writer: &mut FrameWriter<OwnedWriteHalf>,
+    reader: &mut Reader,
+    writer: &mut Writer,
+    binding: Binding,
 ) -> Result<Author, SessionError> {
     let nonce = Nonce(rand::random::<[u8; NONCE_BYTES]>());
-    let ours = Handshake::new(node.author(), nonce);
+    let ours = Handshake::new(node.author(), nonce, binding);
     writer.send(&Message::Hello(ours.hello().clone())).await?;
     let theirs = match reader.next().await? {
         Message::Hello(hello) => hello,

@@ -2,7 +2,9 @@
 //! and per inbound connection (keyed by the remote address), updated by the sessions.
 //! Disconnected inbound records are kept (their `last_error` is how an operator sees why a
 //! hostile or broken peer was dropped) up to [`MAX_CLOSED_INBOUND_RECORDS`], oldest dropped
-//! first.
+//! first, except the records of trusted keys (allow-listed or configured), which are never
+//! dropped: junk connections cannot erase the evidence about a peer that matters. Records of
+//! configured peers (outbound) are never dropped either.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -55,10 +57,16 @@ pub struct PeerInfo {
     /// Entries we hold that the peer is known to lack (connected peers only).
     pub lag: Option<u64>,
     pub last_error: Option<String>,
+    /// New feeds this peer offered that were skipped (author policy, budget, feed cap).
+    pub feeds_skipped: u64,
+    /// Why the last one was skipped.
+    pub skip_reason: Option<String>,
 }
 
 struct PeerRecord {
     info: PeerInfo,
+    /// A trusted key's inbound record: never dropped to make room.
+    keep: bool,
     progress: Option<Arc<Mutex<PeerProgress>>>,
     control: Option<mpsc::UnboundedSender<Control>>,
     /// Order of last disconnect, to drop the oldest closed inbound records first.
@@ -104,7 +112,10 @@ impl PeerRegistry {
                     resyncs: 0,
                     lag: None,
                     last_error: None,
+                    feeds_skipped: 0,
+                    skip_reason: None,
                 },
+                keep: false,
                 progress: None,
                 control: None,
                 closed_at: 0,
@@ -117,10 +128,12 @@ impl PeerRegistry {
         &self,
         addr: &str,
         author: Author,
+        trusted: bool,
         progress: Arc<Mutex<PeerProgress>>,
         control: mpsc::UnboundedSender<Control>,
     ) {
         if let Some(r) = lock(&self.peers).get_mut(addr) {
+            r.keep |= trusted;
             r.info.author = Some(author);
             r.info.connected = true;
             r.progress = Some(progress);
@@ -146,7 +159,7 @@ impl PeerRegistry {
         }
         let mut closed: Vec<(u64, String)> = peers
             .iter()
-            .filter(|(_, r)| r.info.direction == Direction::Inbound && !r.info.connected)
+            .filter(|(_, r)| r.info.direction == Direction::Inbound && !r.info.connected && !r.keep)
             .map(|(k, r)| (r.closed_at, k.clone()))
             .collect();
         if closed.len() > MAX_CLOSED_INBOUND_RECORDS {
@@ -173,6 +186,13 @@ impl PeerRegistry {
     pub fn add_received(&self, addr: &str, n: u64) {
         if let Some(r) = lock(&self.peers).get_mut(addr) {
             r.info.entries_received = r.info.entries_received.saturating_add(n);
+        }
+    }
+
+    pub fn add_skipped(&self, addr: &str, n: u64, reason: &str) {
+        if let Some(r) = lock(&self.peers).get_mut(addr) {
+            r.info.feeds_skipped = r.info.feeds_skipped.saturating_add(n);
+            r.info.skip_reason = Some(reason.to_owned());
         }
     }
 

@@ -280,3 +280,4 @@ pub fn entries(
 }
 
 pub mod net;
+pub mod peer;

@@ -19,6 +19,8 @@ pub fn fast_config() -> SyncConfig {
         ping_interval: Duration::from_secs(1),
         max_connections: 16,
         startup_fence_timeout: Duration::from_secs(10),
+        claim_timeout: Duration::from_secs(2),
+        ..SyncConfig::default()
     }
 }
 

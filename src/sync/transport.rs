@@ -1,0 +1,633 @@
+//! The encrypted, authenticated channel every v2 session runs over (docs/PROTOCOL.md
+//! sections 2 and 3): a plaintext version opening, a Noise `NNpsk0` handshake keyed by the
+//! network secret, then a stream of encrypted records that carries the v1 framing unchanged.
+//!
+//! # Bytes on the wire
+//!
+//! 1. **Opening** (plaintext, in v1 framing so a v1 node understands it): each side sends at
+//!    once the frame of `Message::Hello { version: 2, author: 0^32, nonce: 0^32 }`
+//!    ([`OPENING_FRAME_BYTES`] = 74 bytes). It says only "I speak version 2": the real
+//!    identity travels encrypted. A v1 node answers it with `Bye(VersionMismatch)`; a v2
+//!    node that reads any other version answers the same and ends ("unsupported protocol
+//!    version N"). A node at its connection cap sends `Bye(Busy)` here instead.
+//! 2. **Noise handshake** `Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s`, prologue
+//!    [`NOISE_PROLOGUE`], psk = [`NetworkKey`]. The dialer is the initiator. Each handshake
+//!    message is one record (below): `-> psk, e` (48 bytes), `<- e, ee` (48 bytes). A
+//!    responder whose network key does not open the first message answers with the one-byte
+//!    refusal record `0x01` ([`REFUSE_DIFFERENT_NETWORK`]) and closes; both sides log
+//!    "different network".
+//! 3. **Records**: a u16 big-endian length `L`, then `L` bytes. After the handshake every
+//!    record is one Noise transport message: ciphertext of 1 to [`MAX_RECORD_PLAINTEXT`]
+//!    bytes plus a 16-byte tag (ChaCha20-Poly1305, nonce = the record's index in its
+//!    direction). The plaintext of the records, concatenated, is the v1 frame stream. A
+//!    record that fails to decrypt (a flipped byte, a dropped, reordered or replayed record)
+//!    ends the session: its plaintext is never used, and a frame is only decoded once all
+//!    of its records have decrypted.
+//!
+//! # Why this pattern
+//!
+//! The node's identity is an ed25519 key that the session already proves by signing (see
+//! [`super::handshake`]); Noise static keys would be a second identity to bind and manage.
+//! `NN` gives fresh ephemeral Diffie-Hellman keys (forward secrecy, nothing readable by a
+//! passive observer, authors included), `psk0` mixes the network secret into the very first
+//! message so a node of another network (or a scanner without the secret) is refused before
+//! it costs a signature check, and the handshake hash ([`Channel::binding`]) is what both
+//! identities sign, so a man in the middle that runs two separate Noise sessions cannot
+//! relay the signatures (each session has its own hash).
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use snow::{HandshakeState, StatelessTransportState};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::frame::{decode_frame, encode_frame, FrameError};
+use super::message::{Bye, ByeReason, Hello, Message, Nonce, NONCE_BYTES, PROTOCOL_VERSION};
+use crate::identity::Author;
+
+/// The Noise protocol name.
+pub const NOISE_PARAMS: &str = "Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s";
+/// Mixed into the Noise handshake: binds it to this protocol and version.
+pub const NOISE_PROLOGUE: &[u8] = b"kappalog/sync/v2";
+/// The secret used when the operator names none: any default node can sync with any other.
+pub const DEFAULT_NETWORK_SECRET: &str = "kappalog/public";
+/// The tag hashed with the secret into the psk.
+const NETWORK_KEY_TAG: &[u8] = b"kappalog/network/v2";
+/// Bytes of the opening frame (4-byte length + bincode `Hello`).
+pub const OPENING_FRAME_BYTES: usize = 4 + 1 + 1 + 33 + 33;
+/// The largest record body (a Noise message).
+pub const MAX_RECORD_BYTES: usize = 65_535;
+/// Noise's authentication tag.
+pub const TAG_BYTES: usize = 16;
+/// The most plaintext one record carries.
+pub const MAX_RECORD_PLAINTEXT: usize = MAX_RECORD_BYTES - TAG_BYTES;
+/// A handshake record of this one byte: "your first message did not open under my network
+/// key".
+pub const REFUSE_DIFFERENT_NETWORK: u8 = 1;
+/// Noise handshake messages of this pattern (32-byte ephemeral + 16-byte tag).
+const HANDSHAKE_MESSAGE_BYTES: usize = 48;
+/// Raw bytes asked of the socket per read.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// The pre-shared key all nodes of one network hold: sha256 of a tag and the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NetworkKey([u8; 32]);
+
+impl NetworkKey {
+    pub fn from_secret(secret: &str) -> NetworkKey {
+        let mut hasher = Sha256::new();
+        hasher.update(NETWORK_KEY_TAG);
+        hasher.update(secret.as_bytes());
+        NetworkKey(hasher.finalize().into())
+    }
+}
+
+impl Default for NetworkKey {
+    fn default() -> Self {
+        NetworkKey::from_secret(DEFAULT_NETWORK_SECRET)
+    }
+}
+
+impl std::fmt::Debug for NetworkKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key: it is the network's secret.
+        f.write_str("NetworkKey(..)")
+    }
+}
+
+/// Which side of the Noise handshake we play.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// We dialed.
+    Initiator,
+    /// We accepted.
+    Responder,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("peer closed the connection during the opening")]
+    ClosedEarly,
+    #[error("bad opening: {0}")]
+    BadOpening(FrameError),
+    #[error("unexpected opening message (expected a version Hello)")]
+    UnexpectedOpening,
+    #[error("unsupported protocol version {theirs} (this node speaks {ours})")]
+    UnsupportedVersion { ours: u16, theirs: u16 },
+    #[error("peer refused: {0:?}")]
+    PeerBye(ByeReason),
+    #[error("different network: the peer's handshake did not open under our network secret")]
+    DifferentNetwork,
+    #[error("peer refused: different network (it holds another network secret)")]
+    PeerDifferentNetwork,
+    #[error("peer refused the handshake with code {0}")]
+    PeerRefused(u8),
+    #[error("handshake failed: {0}")]
+    Noise(String),
+    #[error("record of {len} bytes is outside 1..={max}")]
+    BadRecordLength { len: usize, max: usize },
+    #[error("record {index} failed to decrypt: damaged or tampered in transit")]
+    Decrypt { index: u64 },
+    #[error("connection closed in the middle of a record ({buffered} bytes buffered)")]
+    ClosedMidRecord { buffered: usize },
+    #[error("record counter exhausted")]
+    NonceExhausted,
+}
+
+/// The opening frame: "I speak version [`PROTOCOL_VERSION`]".
+pub fn opening_frame() -> Vec<u8> {
+    let hello = Message::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        author: Author([0; 32]),
+        nonce: Nonce([0; NONCE_BYTES]),
+    });
+    // A fixed, rule-abiding message always encodes.
+    encode_frame(&hello).expect("the opening frame encodes")
+}
+
+/// The outcome of an established channel: its two halves and the handshake hash.
+pub struct Channel<R, W> {
+    pub reader: SecureReader<R>,
+    pub writer: SecureWriter<W>,
+    /// The Noise handshake hash: unique to this session, signed by both identities.
+    pub binding: [u8; 32],
+}
+
+/// Runs the opening and the Noise handshake over `read`/`write`. Timeouts are the caller's.
+pub async fn establish<R, W>(
+    mut read: R,
+    mut write: W,
+    role: Role,
+    network: &NetworkKey,
+) -> Result<Channel<R, W>, TransportError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    write.write_all(&opening_frame()).await?;
+    let mut raw = Vec::new();
+    read_opening(&mut read, &mut write, &mut raw).await?;
+    let mut noise = noise_state(role, network)?;
+    let mut message = [0u8; HANDSHAKE_MESSAGE_BYTES + 16];
+    match role {
+        Role::Initiator => {
+            let n = noise
+                .write_message(&[], &mut message)
+                .map_err(noise_error)?;
+            write_record(&mut write, &message[..n]).await?;
+            let reply = read_record(&mut read, &mut raw).await?;
+            if reply.len() == 1 {
+                return Err(match reply[0] {
+                    REFUSE_DIFFERENT_NETWORK => TransportError::PeerDifferentNetwork,
+                    code => TransportError::PeerRefused(code),
+                });
+            }
+            noise
+                .read_message(&reply, &mut message)
+                .map_err(noise_error)?;
+        }
+        Role::Responder => {
+            let first = read_record(&mut read, &mut raw).await?;
+            if noise.read_message(&first, &mut message).is_err() {
+                let _ = write_record(&mut write, &[REFUSE_DIFFERENT_NETWORK]).await;
+                let _ = write.shutdown().await;
+                return Err(TransportError::DifferentNetwork);
+            }
+            let n = noise
+                .write_message(&[], &mut message)
+                .map_err(noise_error)?;
+            write_record(&mut write, &message[..n]).await?;
+        }
+    }
+    let binding: [u8; 32] = noise
+        .get_handshake_hash()
+        .try_into()
+        .map_err(|_| TransportError::Noise("handshake hash is not 32 bytes".into()))?;
+    let cipher = Arc::new(noise.into_stateless_transport_mode().map_err(noise_error)?);
+    Ok(Channel {
+        reader: SecureReader {
+            inner: read,
+            cipher: cipher.clone(),
+            next_index: 0,
+            raw,
+            plain: Vec::new(),
+            plain_pos: 0,
+        },
+        writer: SecureWriter {
+            inner: write,
+            cipher,
+            next_index: 0,
+            out: Vec::new(),
+        },
+        binding,
+    })
+}
+
+fn noise_error(e: snow::Error) -> TransportError {
+    TransportError::Noise(e.to_string())
+}
+
+fn noise_state(role: Role, network: &NetworkKey) -> Result<HandshakeState, TransportError> {
+    // The parameter string is a constant this module controls.
+    let params = NOISE_PARAMS.parse().map_err(noise_error)?;
+    let builder = snow::Builder::new(params)
+        .prologue(NOISE_PROLOGUE)
+        .map_err(noise_error)?
+        .psk(0, &network.0)
+        .map_err(noise_error)?;
+    match role {
+        Role::Initiator => builder.build_initiator(),
+        Role::Responder => builder.build_responder(),
+    }
+    .map_err(noise_error)
+}
+
+/// Reads the peer's opening frame (bounded: it is 74 bytes) and refuses other versions.
+async fn read_opening<R, W>(
+    read: &mut R,
+    write: &mut W,
+    raw: &mut Vec<u8>,
+) -> Result<(), TransportError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let message = loop {
+        match decode_frame(raw) {
+            Ok(Some(message)) => break message,
+            Ok(None) => {}
+            Err(e) => return Err(TransportError::BadOpening(e)),
+        }
+        // A v1 peer's Hello or Bye is no longer than our opening; anything longer is not an
+        // opening, and the bound keeps a stranger from making us buffer more.
+        if raw.len() >= OPENING_FRAME_BYTES {
+            return Err(TransportError::UnexpectedOpening);
+        }
+        let mut byte = [0u8; OPENING_FRAME_BYTES];
+        let want = OPENING_FRAME_BYTES - raw.len();
+        let n = read.read(&mut byte[..want]).await?;
+        if n == 0 {
+            return Err(TransportError::ClosedEarly);
+        }
+        raw.extend_from_slice(&byte[..n]);
+    };
+    match message {
+        Message::Hello(hello) if hello.version == PROTOCOL_VERSION => Ok(()),
+        Message::Hello(hello) => {
+            if let Ok(bye) = encode_frame(&Message::Bye(Bye {
+                reason: ByeReason::VersionMismatch,
+            })) {
+                let _ = write.write_all(&bye).await;
+                let _ = write.shutdown().await;
+            }
+            Err(TransportError::UnsupportedVersion {
+                ours: PROTOCOL_VERSION,
+                theirs: hello.version,
+            })
+        }
+        Message::Bye(bye) => Err(TransportError::PeerBye(bye.reason)),
+        _ => Err(TransportError::UnexpectedOpening),
+    }
+}
+
+async fn write_record<W: AsyncWrite + Unpin>(
+    write: &mut W,
+    body: &[u8],
+) -> Result<(), TransportError> {
+    let len = u16::try_from(body.len()).map_err(|_| TransportError::BadRecordLength {
+        len: body.len(),
+        max: MAX_RECORD_BYTES,
+    })?;
+    let mut out = Vec::with_capacity(2 + body.len());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(body);
+    write.write_all(&out).await?;
+    Ok(())
+}
+
+/// The body of the next complete record in `raw`, if there is one (removed from `raw`).
+fn take_record(raw: &mut Vec<u8>) -> Result<Option<Vec<u8>>, TransportError> {
+    let Some(prefix) = raw.get(..2) else {
+        return Ok(None);
+    };
+    let len = usize::from(u16::from_be_bytes([prefix[0], prefix[1]]));
+    if len == 0 {
+        return Err(TransportError::BadRecordLength {
+            len,
+            max: MAX_RECORD_BYTES,
+        });
+    }
+    let Some(body) = raw.get(2..2 + len) else {
+        return Ok(None);
+    };
+    let body = body.to_vec();
+    raw.drain(..2 + len);
+    Ok(Some(body))
+}
+
+/// Reads one whole handshake record.
+async fn read_record<R: AsyncRead + Unpin>(
+    read: &mut R,
+    raw: &mut Vec<u8>,
+) -> Result<Vec<u8>, TransportError> {
+    loop {
+        if let Some(body) = take_record(raw)? {
+            return Ok(body);
+        }
+        let mut chunk = [0u8; 256];
+        let n = read.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(TransportError::ClosedMidRecord {
+                buffered: raw.len(),
+            });
+        }
+        raw.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The receiving half: decrypts records and hands out their plaintext.
+pub struct SecureReader<R> {
+    inner: R,
+    cipher: Arc<StatelessTransportState>,
+    /// The index (Noise nonce) the next record must have been sent with.
+    next_index: u64,
+    /// Ciphertext read from the socket, not yet a whole record.
+    raw: Vec<u8>,
+    plain: Vec<u8>,
+    plain_pos: usize,
+}
+
+impl<R: AsyncRead + Unpin> SecureReader<R> {
+    /// Fills `out` with plaintext. `Ok(0)`: the peer closed cleanly between records.
+    pub async fn read(&mut self, out: &mut [u8]) -> Result<usize, TransportError> {
+        loop {
+            if self.plain_pos < self.plain.len() {
+                let n = out.len().min(self.plain.len() - self.plain_pos);
+                out[..n].copy_from_slice(&self.plain[self.plain_pos..self.plain_pos + n]);
+                self.plain_pos += n;
+                return Ok(n);
+            }
+            self.plain.clear();
+            self.plain_pos = 0;
+            self.decrypt_buffered()?;
+            if !self.plain.is_empty() {
+                continue;
+            }
+            let start = self.raw.len();
+            self.raw.resize(start + READ_CHUNK_BYTES, 0);
+            let read = self.inner.read(&mut self.raw[start..]).await;
+            let n = match read {
+                Ok(n) => n,
+                Err(e) => {
+                    self.raw.truncate(start);
+                    return Err(e.into());
+                }
+            };
+            self.raw.truncate(start + n);
+            if n == 0 {
+                return if self.raw.is_empty() {
+                    Ok(0)
+                } else {
+                    Err(TransportError::ClosedMidRecord {
+                        buffered: self.raw.len(),
+                    })
+                };
+            }
+        }
+    }
+
+    /// Decrypts every whole record in the raw buffer into the plaintext buffer.
+    fn decrypt_buffered(&mut self) -> Result<(), TransportError> {
+        let mut pos = 0;
+        while let Some(prefix) = self.raw.get(pos..pos + 2) {
+            let len = usize::from(u16::from_be_bytes([prefix[0], prefix[1]]));
+            if len <= TAG_BYTES {
+                return Err(TransportError::BadRecordLength {
+                    len,
+                    max: MAX_RECORD_BYTES,
+                });
+            }
+            let Some(body) = self.raw.get(pos + 2..pos + 2 + len) else {
+                break;
+            };
+            let start = self.plain.len();
+            self.plain.resize(start + len - TAG_BYTES, 0);
+            let index = self.next_index;
+            let n = self
+                .cipher
+                .read_message(index, body, &mut self.plain[start..])
+                .map_err(|_| TransportError::Decrypt { index })?;
+            self.plain.truncate(start + n);
+            self.next_index = index.checked_add(1).ok_or(TransportError::NonceExhausted)?;
+            pos += 2 + len;
+        }
+        self.raw.drain(..pos);
+        Ok(())
+    }
+}
+
+/// The sending half: encrypts plaintext into records.
+pub struct SecureWriter<W> {
+    inner: W,
+    cipher: Arc<StatelessTransportState>,
+    next_index: u64,
+    out: Vec<u8>,
+}
+
+impl<W: AsyncWrite + Unpin> SecureWriter<W> {
+    /// Encrypts `plaintext` into records and writes them all.
+    pub async fn write_all(&mut self, plaintext: &[u8]) -> Result<(), TransportError> {
+        self.out.clear();
+        for chunk in plaintext.chunks(MAX_RECORD_PLAINTEXT) {
+            let len = chunk.len() + TAG_BYTES;
+            // `chunk.len() <= MAX_RECORD_PLAINTEXT`, so `len <= u16::MAX`.
+            let prefix = u16::try_from(len).map_err(|_| TransportError::BadRecordLength {
+                len,
+                max: MAX_RECORD_BYTES,
+            })?;
+            self.out.extend_from_slice(&prefix.to_be_bytes());
+            let start = self.out.len();
+            self.out.resize(start + len, 0);
+            let index = self.next_index;
+            self.cipher
+                .write_message(index, chunk, &mut self.out[start..])
+                .map_err(noise_error)?;
+            self.next_index = index.checked_add(1).ok_or(TransportError::NonceExhausted)?;
+        }
+        self.inner.write_all(&self.out).await?;
+        Ok(())
+    }
+
+    pub async fn flush(&mut self) -> Result<(), TransportError> {
+        self.inner.flush().await?;
+        Ok(())
+    }
+
+    pub async fn shutdown(&mut self) -> Result<(), TransportError> {
+        self.inner.shutdown().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{duplex, split, DuplexStream, ReadHalf, WriteHalf};
+
+    type Half = (ReadHalf<DuplexStream>, WriteHalf<DuplexStream>);
+
+    async fn pair(
+        a_net: &NetworkKey,
+        b_net: &NetworkKey,
+    ) -> (
+        Result<Channel<ReadHalf<DuplexStream>, WriteHalf<DuplexStream>>, TransportError>,
+        Result<Channel<ReadHalf<DuplexStream>, WriteHalf<DuplexStream>>, TransportError>,
+    ) {
+        let (a, b) = duplex(1 << 20);
+        let (ar, aw): Half = split(a);
+        let (br, bw): Half = split(b);
+        tokio::join!(
+            establish(ar, aw, Role::Initiator, a_net),
+            establish(br, bw, Role::Responder, b_net)
+        )
+    }
+
+    #[test]
+    fn opening_is_a_v1_hello_of_the_stated_size() {
+        let frame = opening_frame();
+        assert_eq!(frame.len(), OPENING_FRAME_BYTES);
+        let mut buf = frame.clone();
+        assert!(matches!(
+            decode_frame(&mut buf),
+            Ok(Some(Message::Hello(Hello { version: 2, .. })))
+        ));
+    }
+
+    #[test]
+    fn network_key_depends_on_the_secret_and_is_not_printed() {
+        assert_ne!(NetworkKey::from_secret("a"), NetworkKey::from_secret("b"));
+        assert_eq!(
+            NetworkKey::default(),
+            NetworkKey::from_secret(DEFAULT_NETWORK_SECRET)
+        );
+        assert_eq!(
+            format!("{:?}", NetworkKey::from_secret("hunter2")),
+            "NetworkKey(..)"
+        );
+    }
+
+    #[tokio::test]
+    async fn same_network_establishes_and_carries_bytes_both_ways() {
+        let net = NetworkKey::from_secret("n");
+        let (a, b) = pair(&net, &net).await;
+        let (mut a, mut b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.binding, b.binding);
+        // More than one record's worth, so records split and join.
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let send = big.clone();
+        let writer = tokio::spawn(async move {
+            a.writer.write_all(&send).await.unwrap();
+            a.writer.write_all(b"tail").await.unwrap();
+            a.writer.shutdown().await.unwrap();
+            a
+        });
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 10_000];
+        loop {
+            let n = b.reader.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        writer.await.unwrap();
+        assert_eq!(&got[..big.len()], &big[..]);
+        assert_eq!(&got[big.len()..], b"tail");
+    }
+
+    #[tokio::test]
+    async fn different_networks_are_refused_on_both_sides() {
+        let (a, b) = pair(&NetworkKey::from_secret("x"), &NetworkKey::from_secret("y")).await;
+        assert!(matches!(a, Err(TransportError::PeerDifferentNetwork)));
+        assert!(matches!(b, Err(TransportError::DifferentNetwork)));
+    }
+
+    #[tokio::test]
+    async fn a_v1_hello_is_refused_with_version_mismatch() {
+        let (ours, mut theirs) = duplex(4096);
+        let (r, w) = split(ours);
+        let v1 = Message::Hello(Hello {
+            version: 1,
+            author: Author([5; 32]),
+            nonce: Nonce([6; 32]),
+        });
+        theirs.write_all(&encode_frame(&v1).unwrap()).await.unwrap();
+        let result = establish(r, w, Role::Responder, &NetworkKey::default()).await;
+        assert!(matches!(
+            result,
+            Err(TransportError::UnsupportedVersion { ours: 2, theirs: 1 })
+        ));
+        // What the v1 peer reads: our opening, then Bye(VersionMismatch).
+        let mut buf = Vec::new();
+        theirs.read_to_end(&mut buf).await.unwrap();
+        assert!(matches!(
+            decode_frame(&mut buf),
+            Ok(Some(Message::Hello(_)))
+        ));
+        assert_eq!(
+            decode_frame(&mut buf),
+            Ok(Some(Message::Bye(Bye {
+                reason: ByeReason::VersionMismatch
+            })))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_flipped_byte_fails_to_decrypt_and_yields_nothing() {
+        let net = NetworkKey::default();
+        let (a, b) = pair(&net, &net).await;
+        let (mut a, mut b) = (a.unwrap(), b.unwrap());
+        a.writer.write_all(b"first").await.unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(b.reader.read(&mut buf).await.unwrap(), 5);
+        // Tamper: encrypt a record, flip a byte, and feed it to the reader's buffer.
+        let mut tampered = Vec::new();
+        let mut forged = SecureWriter {
+            inner: &mut tampered,
+            cipher: a.writer.cipher.clone(),
+            next_index: a.writer.next_index,
+            out: Vec::new(),
+        };
+        forged.write_all(b"second").await.unwrap();
+        tampered[5] ^= 1;
+        b.reader.raw.extend_from_slice(&tampered);
+        assert!(matches!(
+            b.reader.read(&mut buf).await,
+            Err(TransportError::Decrypt { index: 1 })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_replayed_record_fails_to_decrypt() {
+        let net = NetworkKey::default();
+        let (a, b) = pair(&net, &net).await;
+        let (a, mut b) = (a.unwrap(), b.unwrap());
+        let mut first = Vec::new();
+        let mut w = SecureWriter {
+            inner: &mut first,
+            cipher: a.writer.cipher.clone(),
+            next_index: 0,
+            out: Vec::new(),
+        };
+        w.write_all(b"once").await.unwrap();
+        b.reader.raw.extend_from_slice(&first);
+        b.reader.raw.extend_from_slice(&first);
+        let mut buf = [0u8; 64];
+        assert!(matches!(
+            b.reader.read(&mut buf).await,
+            Err(TransportError::Decrypt { index: 1 })
+        ));
+    }
+}

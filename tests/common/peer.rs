@@ -1,0 +1,101 @@
+//! A hand-driven peer for protocol tests: it speaks the real v2 transport (opening, Noise,
+//! encrypted records) and the identity handshake through the library's own pieces, then
+//! lets a test send any message, valid or not, and read what the node answers.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use kappalog::identity::Identity;
+use kappalog::sync::connection::{FrameReader, FrameWriter};
+use kappalog::sync::error::SessionError;
+use kappalog::sync::handshake::Handshake;
+use kappalog::sync::message::{Have, Message, Nonce};
+use kappalog::sync::transport::{establish, NetworkKey, Role};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+use super::DEADLINE;
+
+pub struct RawPeer {
+    pub reader: FrameReader<OwnedReadHalf>,
+    pub writer: FrameWriter<OwnedWriteHalf>,
+    pub local: SocketAddr,
+}
+
+impl RawPeer {
+    /// Dials `addr` on the default network and authenticates as `id`.
+    pub async fn connect(addr: SocketAddr, id: &Identity) -> RawPeer {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        Self::over(stream, id, &NetworkKey::default()).await
+    }
+
+    /// Runs the opening, the Noise handshake and Hello/Auth as `id` over `stream`.
+    pub async fn over(stream: TcpStream, id: &Identity, network: &NetworkKey) -> RawPeer {
+        Self::try_over(stream, id, network).await.unwrap()
+    }
+
+    pub async fn try_over(
+        stream: TcpStream,
+        id: &Identity,
+        network: &NetworkKey,
+    ) -> Result<RawPeer, SessionError> {
+        let local = stream.local_addr().unwrap();
+        let (read, write) = stream.into_split();
+        let channel = establish(read, write, Role::Initiator, network).await?;
+        let mut reader = FrameReader::new(channel.reader, DEADLINE, DEADLINE);
+        let mut writer = FrameWriter::new(channel.writer, DEADLINE);
+        let hs = Handshake::new(id.author(), Nonce([7; 32]), channel.binding);
+        writer.send(&Message::Hello(hs.hello().clone())).await?;
+        let theirs = match reader.next().await? {
+            Message::Hello(hello) => hello,
+            Message::Bye(bye) => return Err(SessionError::PeerBye(bye.reason)),
+            other => panic!("expected Hello, got {other:?}"),
+        };
+        let auth = hs.on_hello(id, &theirs)?;
+        writer.send(&Message::Auth(auth)).await?;
+        match reader.next().await? {
+            Message::Auth(auth) => {
+                hs.on_auth(&theirs, &auth)?;
+            }
+            Message::Bye(bye) => return Err(SessionError::PeerBye(bye.reason)),
+            other => panic!("expected Auth, got {other:?}"),
+        }
+        Ok(RawPeer {
+            reader,
+            writer,
+            local,
+        })
+    }
+
+    /// Dials, authenticates and sends an empty `Have`.
+    pub async fn connect_and_have(addr: SocketAddr, id: &Identity) -> RawPeer {
+        let mut peer = Self::connect(addr, id).await;
+        peer.send(&Message::Have(Have { feeds: vec![] })).await;
+        peer
+    }
+
+    pub async fn send(&mut self, message: &Message) {
+        self.writer.send(message).await.unwrap();
+    }
+
+    /// Reads until the node closes the session (bounded); returns the messages it sent.
+    pub async fn read_until_closed(&mut self) -> Vec<Message> {
+        let mut got = Vec::new();
+        let closed = tokio::time::timeout(DEADLINE, async {
+            while let Ok(m) = self.reader.next().await {
+                got.push(m);
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "the node did not close the session");
+        got
+    }
+
+    /// The next message within `wait`.
+    pub async fn next_within(&mut self, wait: Duration) -> Option<Message> {
+        tokio::time::timeout(wait, self.reader.next())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+}
