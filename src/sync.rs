@@ -17,6 +17,7 @@
 //! - [`frame`]: message <-> frame bytes, with the size cap checked before allocating.
 //! - [`handshake`]: Hello/Auth construction and verification.
 //! - [`plan`]: what to send, what to expect, which forks the heads reveal, the own-feed fence.
+//! - [`reconcile`]: range-based reconciliation of feed states by fingerprints of author ranges.
 //! - [`batch`]: checking a received `Entries` batch as a unit before anything is stored.
 //! - [`backoff`]: the reconnect delay.
 //!
@@ -47,6 +48,7 @@ pub mod message;
 pub mod outbound;
 pub mod peers;
 pub mod plan;
+pub mod reconcile;
 pub mod session;
 pub mod status;
 pub mod transport;
