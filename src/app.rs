@@ -10,13 +10,17 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 
 use crate::cli::{
-    AppendArgs, Cli, ClusterArgs, Command, ExportArgs, ImportArgs, KeygenArgs, RunArgs, Topology,
+    AppendArgs, Cli, ClusterArgs, Command, ExportArgs, ImportArgs, KeygenArgs, NetworkArgs,
+    RunArgs, Topology,
 };
 use crate::http::HttpConfig;
 use crate::keys;
 use crate::node::{self, Node, NodeConfig};
 use crate::server;
 use crate::store::StoreReader;
+use crate::sync::admission::{self, Policy};
+use crate::sync::transport::NetworkKey;
+use crate::sync::SyncConfig;
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = NodeConfig {
@@ -165,12 +169,43 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// The network key of `--network` (the built-in public secret without it).
+fn network_key(args: &NetworkArgs) -> NetworkKey {
+    args.secret
+        .as_deref()
+        .map_or_else(NetworkKey::default, NetworkKey::from_secret)
+}
+
+/// The sync configuration `run`'s flags ask for (reads the `--accept-authors` file).
+fn sync_config(args: &RunArgs) -> anyhow::Result<SyncConfig> {
+    let accept_authors = match &args.accept_authors {
+        Some(path) => Some(admission::read_author_list(path)?),
+        None => None,
+    };
+    if args.max_inbound_per_address == 0 {
+        anyhow::bail!("--max-inbound-per-address must be at least 1");
+    }
+    Ok(SyncConfig {
+        network: network_key(&args.network),
+        policy: Policy {
+            allow_peers: args.allow_peers.iter().copied().collect(),
+            accept_authors,
+            new_feeds_per_hour: args.new_feeds_per_hour,
+            max_feeds: args.max_feeds,
+            max_inbound_per_addr: args.max_inbound_per_address,
+        },
+        ..SyncConfig::default()
+    })
+}
+
 fn run_node(config: &NodeConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let sync_config = sync_config(&args)?;
     let node = open_node(config)?;
     let http = HttpConfig { token: args.token };
     let sync = (args.listen.is_some() || !args.peers.is_empty()).then(|| server::SyncSpec {
         listen: args.listen,
         peers: args.peers,
+        config: sync_config,
         ..Default::default()
     });
     runtime()?.block_on(async move {
@@ -258,6 +293,10 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
             sync: Some(server::SyncSpec {
                 listen: Some(SocketAddr::new(args.host, sync_port)),
                 peer_nodes: cluster_peers(args.topology, usize::from(i - 1), n),
+                config: SyncConfig {
+                    network: network_key(&args.network),
+                    ..SyncConfig::default()
+                },
                 ..Default::default()
             }),
         });

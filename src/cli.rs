@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::identity::Author;
+
 /// kappalog: a peer-to-peer, hash-linked log node.
 ///
 /// Every node signs entries into its own feed with an ed25519 key and stores the feeds it
@@ -74,6 +76,35 @@ pub struct RunArgs {
     /// A peer to sync with, HOST:PORT; repeatable (env: comma-separated)
     #[arg(long = "peer", env = "KAPPALOG_PEERS", value_delimiter = ',')]
     pub peers: Vec<String>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+    /// Only this key (author hex) may hold a sync session, in either direction; repeatable
+    /// (env: comma-separated). Without it any key of the network may
+    #[arg(long = "allow-peer", env = "KAPPALOG_ALLOW_PEERS", value_delimiter = ',', value_parser = parse_author)]
+    pub allow_peers: Vec<Author>,
+    /// Store and forward only the authors listed in FILE (one author hex per line, `#`
+    /// comments); entries of other authors are skipped
+    #[arg(long, env = "KAPPALOG_ACCEPT_AUTHORS")]
+    pub accept_authors: Option<PathBuf>,
+    /// New feeds one untrusted peer (neither a --peer nor an --allow-peer key) may
+    /// introduce per hour; beyond it its new feeds are skipped
+    #[arg(long, env = "KAPPALOG_NEW_FEEDS_PER_HOUR", default_value_t = crate::sync::admission::NEW_FEEDS_PER_HOUR)]
+    pub new_feeds_per_hour: u64,
+    /// The most feeds this node holds; new feeds beyond it are skipped, whoever offers them
+    #[arg(long, env = "KAPPALOG_MAX_FEEDS", default_value_t = crate::sync::admission::MAX_FEEDS)]
+    pub max_feeds: u64,
+    /// Inbound sync connections at once from one IP address
+    #[arg(long, env = "KAPPALOG_MAX_INBOUND_PER_ADDRESS", default_value_t = crate::sync::admission::MAX_INBOUND_PER_ADDR)]
+    pub max_inbound_per_address: usize,
+}
+
+/// The sync network's secret, shared by `run` and `cluster`.
+#[derive(Debug, Args)]
+pub struct NetworkArgs {
+    /// The network secret: only nodes given the same secret complete a sync session. Prefer
+    /// the environment variable (a flag shows in `ps`). Default: a built-in public secret
+    #[arg(long = "network", env = "KAPPALOG_NETWORK", hide_env_values = true)]
+    pub secret: Option<String>,
 }
 
 /// How `kappalog cluster` wires its nodes as sync peers.
@@ -114,6 +145,8 @@ pub struct ClusterArgs {
     /// Default: 0 when --base-port is 0, else base-port + 1000
     #[arg(long, env = "KAPPALOG_BASE_SYNC_PORT")]
     pub base_sync_port: Option<u16>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
 }
 
 #[derive(Debug, Args)]
@@ -148,6 +181,13 @@ pub struct ImportArgs {
     /// CSV files to import; `-` for standard input
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+}
+
+/// Parses an author (64 hex digits) for `--allow-peer`.
+pub fn parse_author(text: &str) -> Result<Author, String> {
+    text.trim()
+        .parse()
+        .map_err(|e| format!("expected an author: 64 hex digits ({e}), got {text:?}"))
 }
 
 /// Parses `host:port` for flags that take a socket address, with a message that says what

@@ -18,7 +18,7 @@ use kappalog::http::{router, HttpConfig};
 use kappalog::node::{Node, EVENT_CHANNEL_CAPACITY};
 use kappalog::sync::frame::read_frame;
 use kappalog::sync::message::{
-    Bye, ByeReason, EncodedEntry, Entries, Have, Message, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    Bye, ByeReason, EncodedEntry, Entries, Message, MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 use kappalog::sync::transport::opening_frame;
 use kappalog::sync::SyncConfig;
@@ -263,7 +263,7 @@ async fn a_session_that_falls_behind_resyncs_from_the_store() {
     socket.set_recv_buffer_size(4096).unwrap();
     let s = socket.connect(n.addr).await.unwrap();
     let mut s = RawPeer::over(s, &common::identity(69), &Default::default()).await;
-    s.send(&Message::Have(Have { feeds: vec![] })).await;
+    s.reconcile(vec![]).await;
     let local = s.local.to_string();
     let record = || n.sync.peers(&n.node).into_iter().find(|p| p.addr == local);
     wait_for("the session to go live", || {

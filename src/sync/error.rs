@@ -31,6 +31,8 @@ pub enum SessionError {
     },
     #[error("invalid entries batch: {0}")]
     Batch(#[from] BatchError),
+    #[error("reconciliation: {0}")]
+    Reconcile(#[from] super::reconcile::ReconcileError),
     #[error("invalid fork proof: {0}")]
     BadProof(String),
     #[error("more than {limit} want requests")]
@@ -79,6 +81,7 @@ impl SessionError {
             SessionError::Frame(_)
             | SessionError::OutOfOrder { .. }
             | SessionError::BadProof(_)
+            | SessionError::Reconcile(_)
             | SessionError::TooManyWants { .. } => Some(ByeReason::ProtocolViolation),
             SessionError::Batch(_) => Some(ByeReason::InvalidEntry),
             SessionError::Timeout { .. } => Some(ByeReason::Timeout),

@@ -165,6 +165,7 @@ mod tests {
     use crate::hash::Hash;
     use crate::identity::{Author, Identity, Signature};
     use crate::sync::message::*;
+    use crate::sync::reconcile::{Bound, Range, RangeMode, Reconcile};
     use proptest::prelude::*;
 
     fn samples() -> Vec<Message> {
@@ -187,12 +188,16 @@ mod tests {
             Message::Auth(Auth {
                 signature: Signature([3; 64]),
             }),
-            Message::Have(Have {
-                feeds: vec![FeedHave {
-                    author: Author([1; 32]),
-                    length: u64::MAX,
-                    head: Hash([2; 32]),
+            Message::Reconcile(Reconcile {
+                ranges: vec![Range {
+                    upper: Bound::End,
+                    mode: RangeMode::Items(vec![FeedHave {
+                        author: Author([1; 32]),
+                        length: u64::MAX,
+                        head: Hash([2; 32]),
+                    }]),
                 }],
+                last: true,
             }),
             Message::Want(Want {
                 author: Author([1; 32]),

@@ -1,10 +1,11 @@
 //! The receiving half of a session: reads frames, checks and stores what arrives, and hands
-//! the sending half what it must answer (the peer's `Have`, `Want`s). It never waits on the
+//! the sending half what it must answer (reconciliation frames, `Want`s). It never waits on the
 //! sending half, only on the store, so a session always drains its socket.
 //!
 //! Rules enforced here (docs/PROTOCOL.md sections 6 and 11): no `Hello`/`Auth` after the
-//! handshake, one `Have`, no `Entries` before it, at most `MAX_WANTS_PER_SESSION` `Want`s,
-//! every proof checks, every batch passes [`check_batch`] whole or nothing of it is stored.
+//! handshake, at most `MAX_WANTS_PER_SESSION` `Want`s, every proof checks, every batch passes
+//! [`check_batch`] whole or nothing of it is stored. `Reconcile` frames go to the sending
+//! half, whose reconciler checks them against the state of the exchange.
 //!
 //! Checking a batch (signatures, on all cores) and storing the one before it (a group
 //! commit, mostly waiting on `fdatasync`) overlap: a checked batch's append runs as its own
@@ -25,7 +26,8 @@ use super::batch::check_batch;
 use super::connection::FrameReader;
 use super::error::SessionError;
 use super::message::{Message, MAX_WANTS_PER_SESSION};
-use super::plan::{feeds_from_have, PeerProgress};
+use super::plan::PeerProgress;
+use super::reconcile::MAX_RECONCILE_FRAMES_PER_SESSION;
 use super::status::{Control, PeerRegistry};
 use crate::entry::{Entry, Seq};
 use crate::fork::ForkProof;
@@ -102,8 +104,8 @@ impl Inbound {
     }
 
     async fn receive(&mut self) -> SessionError {
-        let mut have_seen = false;
         let mut wants = 0usize;
+        let mut reconcile_frames = 0usize;
         // A frame read ahead while merging entry batches, handled next.
         let mut held: Option<Message> = None;
         loop {
@@ -119,17 +121,15 @@ impl Inbound {
                 Message::Auth(_) => Err(out_of_order("Auth")),
                 Message::Ping => Ok(()),
                 Message::Bye(bye) => Err(SessionError::PeerBye(bye.reason)),
-                Message::Have(have) => {
-                    if have_seen {
+                Message::Reconcile(frame) => {
+                    reconcile_frames += 1;
+                    if reconcile_frames > MAX_RECONCILE_FRAMES_PER_SESSION {
                         Err(SessionError::OutOfOrder {
-                            got: "Have",
-                            when: "after the peer's Have",
+                            got: "Reconcile",
+                            when: "past the per-session frame limit",
                         })
                     } else {
-                        have_seen = true;
-                        let feeds = feeds_from_have(&have);
-                        *lock(&self.progress) = PeerProgress::from_feeds(&feeds);
-                        let _ = self.control.send(Control::TheirHave(feeds));
+                        let _ = self.control.send(Control::Reconcile(frame));
                         Ok(())
                     }
                 }
@@ -153,28 +153,21 @@ impl Inbound {
                     Err(e) => Err(e),
                 },
                 Message::Entries(entries) => {
-                    if have_seen {
-                        let mut batch = entries.entries;
-                        // Merge the entry frames already buffered behind this one: one check,
-                        // one store append and one fsync for all of them.
-                        while batch.len() < MERGE_ENTRIES {
-                            match self.reader.next_buffered() {
-                                Ok(Some(Message::Entries(more))) => batch.extend(more.entries),
-                                Ok(Some(other)) => {
-                                    held = Some(other);
-                                    break;
-                                }
-                                Ok(None) => break,
-                                Err(e) => return e,
+                    let mut batch = entries.entries;
+                    // Merge the entry frames already buffered behind this one: one check,
+                    // one store append and one fsync for all of them.
+                    while batch.len() < MERGE_ENTRIES {
+                        match self.reader.next_buffered() {
+                            Ok(Some(Message::Entries(more))) => batch.extend(more.entries),
+                            Ok(Some(other)) => {
+                                held = Some(other);
+                                break;
                             }
+                            Ok(None) => break,
+                            Err(e) => return e,
                         }
-                        self.on_entries(batch).await
-                    } else {
-                        Err(SessionError::OutOfOrder {
-                            got: "Entries",
-                            when: "before the peer's Have",
-                        })
                     }
+                    self.on_entries(batch).await
                 }
             };
             if let Err(e) = step {

@@ -19,6 +19,8 @@ use crate::fork::{ForkProof, ProofDecodeError, MAX_PROOF_BYTES};
 use crate::hash::Hash;
 use crate::identity::{Author, Signature};
 
+use super::reconcile::Reconcile;
+
 /// The protocol version sent in [`Hello`]. Bump on any change to messages or their meaning.
 pub const PROTOCOL_VERSION: u16 = 2;
 
@@ -26,8 +28,6 @@ pub const PROTOCOL_VERSION: u16 = 2;
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
 /// The most entries in one [`Entries`] message.
 pub const MAX_ENTRIES_PER_BATCH: usize = 128;
-/// The most feeds one [`Have`] may list (one `Have` per session).
-pub const MAX_FEEDS_PER_SESSION: usize = 8192;
 /// The most proofs in one [`ForkProofs`] message.
 pub const MAX_PROOFS_PER_FRAME: usize = 64;
 /// The most [`Want`] requests a node honours in one session.
@@ -53,11 +53,10 @@ pub const RECONNECT_BACKOFF_MAX_MS: u64 = 60_000;
 /// How long a starting node waits for its peers before it signs, in milliseconds.
 pub const STARTUP_FENCE_TIMEOUT_MS: u64 = 10_000;
 
-// Full batches, a full `Have` and a full proofs frame each fit in one frame (the sizes
-// docs/PROTOCOL.md section 10 states): varint length prefixes of at most 3 bytes per byte
-// string, 9 per u64, 16 bytes of slack for the variant tag and the vector length.
+// Full batches and a full proofs frame each fit in one frame (the sizes docs/PROTOCOL.md
+// section 10 states): varint length prefixes of at most 3 bytes per byte string, 16 bytes of
+// slack for the variant tag and the vector length. `reconcile.rs` asserts its own frames.
 const _: () = assert!((MAX_ENCODED_BYTES + 3) * MAX_ENTRIES_PER_BATCH + 16 < MAX_FRAME_BYTES);
-const _: () = assert!((33 + 9 + 33) * MAX_FEEDS_PER_SESSION + 16 < MAX_FRAME_BYTES);
 const _: () = assert!((MAX_PROOF_BYTES + 3) * MAX_PROOFS_PER_FRAME + 16 < MAX_FRAME_BYTES);
 
 /// Bytes of a handshake nonce.
@@ -79,7 +78,7 @@ pub enum Message {
     Hello(Hello),
     Auth(Auth),
     ForkProofs(ForkProofs),
-    Have(Have),
+    Reconcile(Reconcile),
     Want(Want),
     Entries(Entries),
     Ping,
@@ -107,12 +106,6 @@ pub struct Auth {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForkProofs {
     pub proofs: Vec<EncodedProof>,
-}
-
-/// What the sender holds: one line per feed, ascending by author, forked authors left out.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Have {
-    pub feeds: Vec<FeedHave>,
 }
 
 /// One feed the sender holds: `length >= 1` entries, the last with hash `head`.
@@ -214,12 +207,6 @@ pub enum MessageError {
     EmptyBatch,
     #[error("entry {index} is {len} bytes, the limit is {MAX_ENCODED_BYTES}")]
     EntryTooLarge { index: usize, len: usize },
-    #[error("have lists {count} feeds, the limit is {MAX_FEEDS_PER_SESSION}")]
-    TooManyFeeds { count: usize },
-    #[error("have line {index} is not in strictly ascending author order")]
-    FeedsNotAscending { index: usize },
-    #[error("have line {index} states length 0")]
-    EmptyFeed { index: usize },
     #[error("{count} fork proofs exceed the limit of {MAX_PROOFS_PER_FRAME} per frame")]
     TooManyProofs { count: usize },
     #[error("empty fork proofs message")]
@@ -254,17 +241,6 @@ impl Message {
                     });
                 }
             }
-            Message::Have(Have { feeds }) => {
-                if feeds.len() > MAX_FEEDS_PER_SESSION {
-                    return Err(MessageError::TooManyFeeds { count: feeds.len() });
-                }
-                if let Some(index) = feeds.iter().position(|f| f.length == 0) {
-                    return Err(MessageError::EmptyFeed { index });
-                }
-                if let Some(index) = feeds.windows(2).position(|w| w[0].author >= w[1].author) {
-                    return Err(MessageError::FeedsNotAscending { index: index + 1 });
-                }
-            }
             Message::ForkProofs(ForkProofs { proofs }) => {
                 if proofs.is_empty() {
                     return Err(MessageError::NoProofs);
@@ -286,7 +262,9 @@ impl Message {
                 }
             }
             Message::Want(Want { seq: 0, .. }) => return Err(MessageError::WantSeqZero),
-            Message::Hello(_)
+            // The reconciler checks its frames against the state of the exchange.
+            Message::Reconcile(_)
+            | Message::Hello(_)
             | Message::Auth(_)
             | Message::Want(_)
             | Message::Ping
@@ -415,52 +393,6 @@ serde_as_byte_string!(EncodedProof);
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn have(authors: &[u8], length: Seq) -> Message {
-        Message::Have(Have {
-            feeds: authors
-                .iter()
-                .map(|&a| FeedHave {
-                    author: Author([a; 32]),
-                    length,
-                    head: Hash([a; 32]),
-                })
-                .collect(),
-        })
-    }
-
-    #[test]
-    fn have_rules() {
-        assert_eq!(have(&[1, 2, 3], 1).check_rules(), Ok(()));
-        assert_eq!(
-            have(&[1, 3, 2], 1).check_rules(),
-            Err(MessageError::FeedsNotAscending { index: 2 })
-        );
-        assert_eq!(
-            have(&[1, 1], 1).check_rules(),
-            Err(MessageError::FeedsNotAscending { index: 1 })
-        );
-        assert_eq!(
-            have(&[1], 0).check_rules(),
-            Err(MessageError::EmptyFeed { index: 0 })
-        );
-        let many = Message::Have(Have {
-            feeds: vec![
-                FeedHave {
-                    author: Author([0; 32]),
-                    length: 1,
-                    head: Hash([0; 32])
-                };
-                MAX_FEEDS_PER_SESSION + 1
-            ],
-        });
-        assert_eq!(
-            many.check_rules(),
-            Err(MessageError::TooManyFeeds {
-                count: MAX_FEEDS_PER_SESSION + 1
-            })
-        );
-    }
 
     #[test]
     fn entries_rules() {

@@ -23,9 +23,11 @@ use tokio::time::Instant;
 use super::admission::Admission;
 use super::connection::FrameWriter;
 use super::error::SessionError;
-use super::message::{entry_batches, proof_batches, Have, Message, Want, MAX_FEEDS_PER_SESSION};
+use super::message::{entry_batches, proof_batches, FeedHave, Message, Want};
 use super::plan::{self, FeedState, Feeds, Fence, PeerProgress};
+use super::reconcile::{Reconciler, Step};
 use super::status::{Control, PeerRegistry};
+use super::transport::Role;
 use crate::entry::{Entry, Seq};
 use crate::hash::Hash;
 use crate::identity::Author;
@@ -57,6 +59,8 @@ pub(super) struct Outbound {
     /// A live claim of this (trusted) peer that it holds more of our own feed: the length
     /// claimed and when it lapses unless more of our feed is stored.
     pub claim: Option<(Seq, Instant)>,
+    /// Initiator when we dialed: the dialer opens reconciliation.
+    pub role: Role,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -111,7 +115,44 @@ impl Outbound {
         }
     }
 
-    /// Proofs and `Have`, the peer's `Have`, the plan and its sends.
+    /// Range-based reconciliation ([`super::reconcile`]) of our `items` with the peer's
+    /// (the dialer opens); returns the peer's feed states.
+    async fn reconcile(&mut self, items: Vec<FeedHave>) -> Result<Feeds, SessionError> {
+        let mut reconciler = tokio::task::spawn_blocking(move || Reconciler::new(items))
+            .await
+            .map_err(task_error)?;
+        if self.role == Role::Initiator {
+            for frame in reconciler.initiate() {
+                self.send(&Message::Reconcile(frame)).await?;
+            }
+        }
+        while !reconciler.is_done() {
+            let frame = tokio::select! {
+                c = self.control.recv() => match c {
+                    Some(Control::Reconcile(frame)) => frame,
+                    Some(other) => {
+                        self.on_control(other).await?;
+                        continue;
+                    }
+                    None => return Err(SessionError::Closed),
+                },
+                _ = self.shutdown.changed() => return Err(SessionError::Shutdown),
+            };
+            match reconciler.receive(frame)? {
+                Some(Step::Reply(frames)) => {
+                    for frame in frames {
+                        self.send(&Message::Reconcile(frame)).await?;
+                    }
+                }
+                Some(Step::Done) | None => {}
+            }
+        }
+        reconciler
+            .into_peer_feeds()
+            .ok_or_else(|| task_error("reconciliation ended without the peer's feeds"))
+    }
+
+    /// Proofs, reconciliation, the plan and its sends.
     async fn exchange(&mut self) -> Result<(), SessionError> {
         let own = self.node.author();
         let forked = self.node.forked_authors();
@@ -135,24 +176,15 @@ impl Outbound {
         for message in proof_batches(self.node.fork_proofs().iter()) {
             self.send(&message).await?;
         }
-        let lines = plan::cap_have_lines(
-            plan::have_lines(&ours, &forked),
-            &own,
-            MAX_FEEDS_PER_SESSION,
-        );
-        self.send(&Message::Have(Have { feeds: lines })).await?;
+        let items = plan::have_lines(&ours, &forked);
+        let theirs = self.reconcile(items).await?;
+        {
+            let mut progress = lock(&self.progress);
+            progress.merge_feeds(&theirs);
+        }
 
-        let theirs = loop {
-            tokio::select! {
-                c = self.control.recv() => match c {
-                    Some(Control::TheirHave(feeds)) => break feeds,
-                    Some(other) => self.on_control(other).await?,
-                    None => return Err(SessionError::Closed),
-                },
-                _ = self.shutdown.changed() => return Err(SessionError::Shutdown),
-            }
-        };
-
+        // Proofs the peer sent while we reconciled are known now: plan without those feeds.
+        let forked = self.node.forked_authors();
         let reader = self.node.reader().clone();
         let planned = tokio::task::spawn_blocking(move || {
             plan::plan(&own, &ours, &theirs, &forked, |a, seq| {
@@ -283,9 +315,9 @@ impl Outbound {
 
     async fn on_control(&mut self, control: Control) -> Result<(), SessionError> {
         match control {
-            Control::TheirHave(_) => Err(SessionError::OutOfOrder {
-                got: "Have",
-                when: "after the peer's Have",
+            Control::Reconcile(_) => Err(SessionError::OutOfOrder {
+                got: "Reconcile",
+                when: "after reconciliation ended",
             }),
             Control::SendEntry { author, seq } => self.send_entry(author, seq).await,
             Control::Resync(reply) => {

@@ -1,4 +1,5 @@
-//! The plan of one session: from our feeds, the peer's `Have` and the forked authors, what we
+//! The plan of one session: from our feeds, the peer's feeds (as reconciliation found them)
+//! and the forked authors, what we
 //! send, what we expect, which forks the heads already reveal, and the own-feed fence
 //! (docs/PROTOCOL.md sections 7 and 8). Pure and deterministic: every list is in ascending
 //! author order because it is built by walking `BTreeMap`s.
@@ -32,7 +33,7 @@ use crate::entry::Seq;
 use crate::hash::Hash;
 use crate::identity::Author;
 
-use super::message::{FeedHave, Have};
+use super::message::FeedHave;
 
 /// What one side holds of one feed: `length` entries (at least 1), the last with hash `head`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,24 +45,8 @@ pub struct FeedState {
 /// Feed states by author.
 pub type Feeds = BTreeMap<Author, FeedState>;
 
-/// The feeds a peer's `Have` states (already checked: ascending, no empty feed).
-pub fn feeds_from_have(have: &Have) -> Feeds {
-    have.feeds
-        .iter()
-        .map(|f| {
-            (
-                f.author,
-                FeedState {
-                    length: f.length,
-                    head: f.head,
-                },
-            )
-        })
-        .collect()
-}
-
-/// The `Have` lines for our feeds, leaving out forked authors, in ascending author order.
-/// The caller caps the list with [`cap_have_lines`].
+/// Our feed states as reconciliation items ([`super::reconcile`]), leaving out forked
+/// authors, in ascending author order.
 pub fn have_lines(ours: &Feeds, forked: &BTreeSet<Author>) -> Vec<FeedHave> {
     ours.iter()
         .filter(|(author, state)| !forked.contains(author) && state.length > 0)
@@ -71,26 +56,6 @@ pub fn have_lines(ours: &Feeds, forked: &BTreeSet<Author>) -> Vec<FeedHave> {
             head: state.head,
         })
         .collect()
-}
-
-/// Caps `Have` lines (ascending author order) at `limit` feeds, a v1 limit
-/// (`MAX_FEEDS_PER_SESSION`): the own feed always stays, since it is how peers learn of this
-/// node's new entries, then the other feeds in author order fill the rest. Feeds past the
-/// limit are not offered in this session (the peer still receives them from nodes that hold
-/// fewer feeds, or over live pushes). The result stays in ascending author order.
-pub fn cap_have_lines(mut lines: Vec<FeedHave>, own: &Author, limit: usize) -> Vec<FeedHave> {
-    if lines.len() <= limit {
-        return lines;
-    }
-    let own_line = lines
-        .iter()
-        .position(|l| l.author == *own)
-        .map(|i| lines.remove(i));
-    let mut kept: Vec<FeedHave> = own_line.into_iter().collect();
-    let room = limit.saturating_sub(kept.len());
-    kept.extend(lines.into_iter().take(room));
-    kept.sort_by_key(|l| l.author);
-    kept
 }
 
 /// Entries `from..=to` of one author's feed.
@@ -269,6 +234,14 @@ impl PeerProgress {
     pub fn from_feeds(theirs: &Feeds) -> PeerProgress {
         PeerProgress {
             lengths: theirs.iter().map(|(a, s)| (*a, s.length)).collect(),
+        }
+    }
+
+    /// Adds what reconciliation found the peer holds, keeping any longer length already
+    /// noted (entries may have been exchanged while reconciliation ran).
+    pub fn merge_feeds(&mut self, theirs: &Feeds) {
+        for (author, state) in theirs {
+            self.note(author, state.length);
         }
     }
 

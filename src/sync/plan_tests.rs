@@ -195,49 +195,15 @@ fn have_lines_leave_out_forked_authors_in_order() {
     let lines = have_lines(&ours, &BTreeSet::from([author(2)]));
     let authors: Vec<_> = lines.iter().map(|l| l.author).collect();
     assert_eq!(authors, vec![author(1), author(3)]);
-    let have = Have { feeds: lines };
-    assert_eq!(feeds_from_have(&have).len(), 2);
 }
 
 #[test]
-fn have_lines_over_the_limit_keep_the_own_feed_then_author_order() {
-    let ours = side(&[(1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (9, 2)]).state();
-    let lines = have_lines(&ours, &none());
-    let authors = |lines: &[FeedHave]| lines.iter().map(|l| l.author).collect::<Vec<_>>();
-
-    // Own feed last in author order: it displaces the others, the result stays sorted.
-    let capped = cap_have_lines(lines.clone(), &author(9), 3);
-    assert_eq!(authors(&capped), vec![author(1), author(2), author(9)]);
-    assert_eq!(capped[2].length, 2);
-    // Own feed inside the first `limit`: plain author order.
-    let capped = cap_have_lines(lines.clone(), &author(2), 3);
-    assert_eq!(authors(&capped), vec![author(1), author(2), author(3)]);
-    // No own feed held (nothing appended yet): the first `limit` authors.
-    let capped = cap_have_lines(lines.clone(), &author(7), 2);
-    assert_eq!(authors(&capped), vec![author(1), author(2)]);
-    // At or under the limit: unchanged.
-    assert_eq!(cap_have_lines(lines.clone(), &author(9), 6), lines);
-    // The real limit, with one feed more than it allows: the own feed, last in author
-    // order, is kept and exactly the limit is sent.
-    let limit = crate::sync::message::MAX_FEEDS_PER_SESSION;
-    let many: Feeds = (0..=limit as u32)
-        .map(|i| {
-            let mut a = [0u8; 32];
-            a[..4].copy_from_slice(&i.to_be_bytes());
-            (
-                Author(a),
-                FeedState {
-                    length: 1,
-                    head: h(0, 1, 0),
-                },
-            )
-        })
-        .collect();
-    let own = *many.keys().last().unwrap();
-    let capped = cap_have_lines(have_lines(&many, &none()), &own, limit);
-    assert_eq!(capped.len(), limit);
-    assert_eq!(capped.last().unwrap().author, own);
-    assert!(capped.windows(2).all(|w| w[0].author < w[1].author));
+fn merged_feeds_keep_the_longer_length() {
+    let mut progress = PeerProgress::default();
+    progress.note(&author(1), 9);
+    progress.merge_feeds(&side(&[(1, 3), (2, 4)]).state());
+    assert_eq!(progress.length(&author(1)), 9);
+    assert_eq!(progress.length(&author(2)), 4);
 }
 
 #[test]

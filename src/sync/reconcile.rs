@@ -102,6 +102,10 @@ pub const MAX_RECONCILE_PEER_ITEMS: usize = 1 << 20;
 /// buffered answer range until its round ends, so an endless round of empty ranges would
 /// otherwise grow without bound. Honest sessions within the item cap stay far below it.
 pub const MAX_RECONCILE_PEER_RANGES: usize = 1 << 21;
+/// The most `Reconcile` frames a peer may send in one session. The receiving half hands
+/// frames to the sending half without waiting on it, so this bounds what can queue between
+/// them: the peer item limit fills 128 frames, and fingerprint rounds are small.
+pub const MAX_RECONCILE_FRAMES_PER_SESSION: usize = 512;
 
 // A full frame fits in one protocol frame. Per range at most 34 bytes of bound (variant tag,
 // length prefix, 32 author bytes) and 17 of mode (tag and 16 fingerprint bytes, or tag and a

@@ -4,8 +4,7 @@
 use super::*;
 use crate::entry::Seq;
 use crate::hash::Hash;
-use crate::sync::message::Have;
-use crate::sync::plan::feeds_from_have;
+use crate::sync::plan::FeedState;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -33,9 +32,18 @@ fn items(map: &BTreeMap<u32, (Seq, u8)>) -> Vec<FeedHave> {
 }
 
 fn feeds(items: &[FeedHave]) -> Feeds {
-    feeds_from_have(&Have {
-        feeds: items.to_vec(),
-    })
+    items
+        .iter()
+        .map(|f| {
+            (
+                f.author,
+                FeedState {
+                    length: f.length,
+                    head: f.head,
+                },
+            )
+        })
+        .collect()
 }
 
 fn encoded_len(frame: &Reconcile) -> usize {

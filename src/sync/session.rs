@@ -222,6 +222,7 @@ async fn run_admitted(
         admission: ctx.admission.clone(),
         claim_timeout: ctx.config.claim_timeout,
         claim: None,
+        role: ctx.role,
     };
     let out_error = outbound.run().await;
     inbound.abort();

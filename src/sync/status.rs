@@ -23,8 +23,8 @@ pub const MAX_CLOSED_INBOUND_RECORDS: usize = 64;
 /// Requests a session's sending half takes from outside the session.
 #[derive(Debug)]
 pub enum Control {
-    /// The peer's `Have` arrived (from the receiving half).
-    TheirHave(super::plan::Feeds),
+    /// A reconciliation frame from the peer (from the receiving half).
+    Reconcile(super::reconcile::Reconcile),
     /// Answer the peer's `Want` with our entry, if we hold it.
     SendEntry { author: Author, seq: u64 },
     /// Send everything the peer is known to lack now; reply with the entries sent.

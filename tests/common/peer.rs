@@ -9,7 +9,9 @@ use kappalog::identity::Identity;
 use kappalog::sync::connection::{FrameReader, FrameWriter};
 use kappalog::sync::error::SessionError;
 use kappalog::sync::handshake::Handshake;
-use kappalog::sync::message::{Have, Message, Nonce};
+use kappalog::sync::message::{FeedHave, Message, Nonce};
+use kappalog::sync::plan::Feeds;
+use kappalog::sync::reconcile::{Reconciler, Step};
 use kappalog::sync::transport::{establish, NetworkKey, Role};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -67,11 +69,34 @@ impl RawPeer {
         })
     }
 
-    /// Dials, authenticates and sends an empty `Have`.
+    /// Dials, authenticates and reconciles as a peer holding no feeds.
     pub async fn connect_and_have(addr: SocketAddr, id: &Identity) -> RawPeer {
         let mut peer = Self::connect(addr, id).await;
-        peer.send(&Message::Have(Have { feeds: vec![] })).await;
+        peer.reconcile(vec![]).await;
         peer
+    }
+
+    /// Runs reconciliation as the dialer holding `items`, to its end; messages other than
+    /// `Reconcile` that arrive meanwhile are dropped. Returns what the node holds.
+    pub async fn reconcile(&mut self, items: Vec<FeedHave>) -> Feeds {
+        let mut reconciler = Reconciler::new(items);
+        for frame in reconciler.initiate() {
+            self.send(&Message::Reconcile(frame)).await;
+        }
+        tokio::time::timeout(DEADLINE, async {
+            while !reconciler.is_done() {
+                if let Message::Reconcile(frame) = self.reader.next().await.unwrap() {
+                    if let Some(Step::Reply(frames)) = reconciler.receive(frame).unwrap() {
+                        for frame in frames {
+                            self.send(&Message::Reconcile(frame)).await;
+                        }
+                    }
+                }
+            }
+        })
+        .await
+        .expect("reconciliation within the deadline");
+        reconciler.into_peer_feeds().unwrap()
     }
 
     pub async fn send(&mut self, message: &Message) {
