@@ -39,13 +39,22 @@ pub struct DirectionLabels {
     pub direction: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
 /// What the sync layer reports at scrape time, summed over its peers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SyncFigures {
     pub peers_connected: u64,
     pub peers_disconnected: u64,
     pub entries_sent: u64,
     pub entries_received: u64,
+    /// Connections and sessions refused, by reason, since start.
+    pub refused: std::collections::BTreeMap<&'static str, u64>,
+    /// New feeds skipped (author policy, budget, feed cap), by reason, since start.
+    pub feeds_skipped: std::collections::BTreeMap<&'static str, u64>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -66,6 +75,8 @@ pub struct Metrics {
     pub entries: Family<StatusLabels, Gauge>,
     pub sync_peers: Family<StatusLabels, Gauge>,
     pub sync_entries: Family<DirectionLabels, Gauge>,
+    pub sync_refused: Family<ReasonLabels, Gauge>,
+    pub sync_feeds_skipped: Family<ReasonLabels, Gauge>,
     /// Serialises scrapes: encoding walks the registry, and two scrapes racing would only
     /// duplicate work.
     scrape: Mutex<()>,
@@ -131,6 +142,18 @@ impl Metrics {
             "sync peers by state (connected, disconnected)",
             sync_peers.clone(),
         );
+        let sync_refused = Family::<ReasonLabels, Gauge>::default();
+        registry.register(
+            "sync_refused",
+            "sync connections and sessions refused since start, by reason (not_allowed, stranger_slots_full, per_address_limit, different_network, unsupported_version, bad_auth, handshake_timeout, duplicate_session, ...)",
+            sync_refused.clone(),
+        );
+        let sync_feeds_skipped = Family::<ReasonLabels, Gauge>::default();
+        registry.register(
+            "sync_feeds_skipped",
+            "new feeds offered by peers and skipped since start, by reason (author_policy, new_feed_budget, feed_cap)",
+            sync_feeds_skipped.clone(),
+        );
         let sync_entries = Family::<DirectionLabels, Gauge>::default();
         registry.register(
             "sync_entries",
@@ -141,6 +164,8 @@ impl Metrics {
             registry,
             sync_peers,
             sync_entries,
+            sync_refused,
+            sync_feeds_skipped,
             requests,
             request_seconds,
             http_connections,
@@ -184,6 +209,16 @@ impl Metrics {
                 self.sync_entries
                     .get_or_create(&DirectionLabels { direction })
                     .set(gauge(n));
+            }
+            for (reason, n) in &sync.refused {
+                self.sync_refused
+                    .get_or_create(&ReasonLabels { reason })
+                    .set(gauge(*n));
+            }
+            for (reason, n) in &sync.feeds_skipped {
+                self.sync_feeds_skipped
+                    .get_or_create(&ReasonLabels { reason })
+                    .set(gauge(*n));
             }
         }
         for (status, n) in stored {

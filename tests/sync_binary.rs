@@ -50,7 +50,7 @@ fn two_binaries_converge_and_report_peers() {
     });
     assert_eq!(get(b_http, "/summary").json()["own_feed"], "ok");
     let peers = get(b_http, "/peers").json();
-    let peer = &peers.as_array().unwrap()[0];
+    let peer = &peers["peers"].as_array().unwrap()[0];
     assert_eq!(peer["addr"], a_sync.to_string());
     assert_eq!(peer["connected"], true);
     assert_eq!(peer["lag"], 0);

@@ -215,6 +215,9 @@ async fn peer_and_sync_writes_need_the_token() {
         assert_eq!(response.status(), 401, "{path}");
     }
     // Reads stay open; without sync running the peer list is empty.
-    assert_eq!(get_json(&node, "/peers").await, serde_json::json!([]));
+    assert_eq!(
+        get_json(&node, "/peers").await,
+        serde_json::json!({"peers": [], "refused": {}, "feeds_skipped": {}})
+    );
     assert_eq!(get_json(&node, "/forks").await, serde_json::json!([]));
 }

@@ -211,6 +211,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             figures.entries_sent += peer.entries_sent;
             figures.entries_received += peer.entries_received;
         }
+        (figures.refused, figures.feeds_skipped) = sync.refusals();
         figures
     });
     let text = state

@@ -2,17 +2,21 @@
 //!
 //! - `GET /forks`: every recorded proof, ascending by author: `{author, seq, a, b}` with both
 //!   entries in the shape `GET /entries` uses.
-//! - `GET /peers`: one record per peer (see [`crate::sync::PeerInfo`]); an empty list when
+//! - `GET /peers`: `{peers, refused, feeds_skipped}`: one record per peer (see
+//!   [`crate::sync::PeerInfo`]) and the refusal and skip counters by reason; empty when
 //!   sync is not running.
 //! - `POST /peers` `{"addr": "HOST:PORT"}` (write endpoint): dial a new peer; 201 if added,
 //!   200 if it was already configured.
 //! - `POST /sync` (write endpoint): every connected session sends what its peer is known to
 //!   lack, disconnected peers are redialled now; answers each session's result.
 
+use std::collections::BTreeMap;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState};
@@ -43,14 +47,30 @@ pub async fn forks(State(state): State<AppState>) -> Json<Vec<ForkJson>> {
     Json(proofs)
 }
 
-pub async fn peers(State(state): State<AppState>) -> Json<Vec<PeerInfo>> {
-    Json(
-        state
-            .node
-            .sync()
-            .map(|s| s.peers(&state.node))
-            .unwrap_or_default(),
-    )
+/// `GET /peers`: the peer records, and the node's refusal and skip counters.
+#[derive(Debug, Serialize)]
+pub struct PeersAnswer {
+    pub peers: Vec<PeerInfo>,
+    /// Connections and sessions refused since start, by reason.
+    pub refused: BTreeMap<&'static str, u64>,
+    /// New feeds offered by peers and skipped since start, by reason.
+    pub feeds_skipped: BTreeMap<&'static str, u64>,
+}
+
+pub async fn peers(State(state): State<AppState>) -> Json<PeersAnswer> {
+    let Some(sync) = state.node.sync() else {
+        return Json(PeersAnswer {
+            peers: Vec::new(),
+            refused: BTreeMap::new(),
+            feeds_skipped: BTreeMap::new(),
+        });
+    };
+    let (refused, feeds_skipped) = sync.refusals();
+    Json(PeersAnswer {
+        peers: sync.peers(&state.node),
+        refused,
+        feeds_skipped,
+    })
 }
 
 #[derive(Debug, Deserialize)]
