@@ -228,12 +228,8 @@ impl Inbound {
                 if *a == own {
                     return false;
                 }
-                if !admission.accepts_author(a) {
-                    // Held feeds outside the policy (stored before it was set) too.
-                    lock(&skipped).insert(*a);
-                    return true;
-                }
-                if head_of(a).is_some() {
+                // Held feeds outside the policy (stored before it was set) are skipped too.
+                if admission.accepts_author(a) && head_of(a).is_some() {
                     return false;
                 }
                 match admission.admit_new_feed(&peer, a, reader.feed_count(), Instant::now()) {

@@ -281,3 +281,4 @@ pub fn entries(
 
 pub mod net;
 pub mod peer;
+pub mod relay;

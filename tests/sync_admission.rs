@@ -1,0 +1,334 @@
+//! Admission under strangers: the allow-list in both directions, the author policy, the
+//! new-feed budget of strangers beside a configured peer that still replicates in full, a
+//! flood of connections that cannot keep a trusted peer out, the per-address limit, and two
+//! nodes that list each other keeping one session.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use common::net::{fast_config, start_with, wait_for, TestNode};
+use common::peer::RawPeer;
+use kappalog::entry::Entry;
+use kappalog::node::Node;
+use kappalog::sync::admission::Policy;
+use kappalog::sync::frame::read_frame;
+use kappalog::sync::message::{Bye, ByeReason, EncodedEntry, Entries, Message};
+use kappalog::sync::SyncConfig;
+use tokio::net::TcpStream;
+
+async fn node(dir: &std::path::Path, seed: u8, peers: &[SocketAddr], policy: Policy) -> TestNode {
+    let (node, _) = Node::open_with_identity(dir, common::identity(seed)).unwrap();
+    let config = SyncConfig {
+        policy,
+        ..fast_config()
+    };
+    start_with(node, peers, config).await
+}
+
+fn record(node: &TestNode, addr: &str) -> Option<kappalog::sync::PeerInfo> {
+    node.sync
+        .peers(&node.node)
+        .into_iter()
+        .find(|p| p.addr == addr)
+}
+
+/// One-entry feeds of fresh authors (seeds from `first`).
+fn fresh_feeds(first: u8, n: u8) -> Vec<Entry> {
+    (first..first + n)
+        .map(|seed| common::feed(&common::identity(seed), 1)[0].0.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_allow_listed_keys_hold_sessions_in_either_direction() {
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let listed = common::identity(3).author();
+    let policy = Policy {
+        allow_peers: BTreeSet::from([listed]),
+        ..Policy::default()
+    };
+    let unlisted_target = node(dirs[0].path(), 4, &[], Policy::default()).await;
+    // a dials an unlisted node: it refuses it after the handshake, itself.
+    let a = node(dirs[1].path(), 1, &[unlisted_target.addr], policy).await;
+    let outbound_key = unlisted_target.addr.to_string();
+    wait_for("a to refuse the unlisted node it dialed", || {
+        record(&a, &outbound_key)
+            .and_then(|r| r.last_error)
+            .is_some_and(|e| e.contains("not on the allow-list"))
+    })
+    .await;
+    // An unlisted key dialing a is refused with the reason.
+    let stranger = node(dirs[2].path(), 2, &[a.addr], Policy::default()).await;
+    let key = a.addr.to_string();
+    wait_for("the stranger to be told", || {
+        record(&stranger, &key)
+            .and_then(|r| r.last_error)
+            .is_some_and(|e| e.contains("NotAllowed"))
+    })
+    .await;
+    wait_for("a to count both refusals", || {
+        a.sync
+            .refusals()
+            .0
+            .get("not_allowed")
+            .is_some_and(|n| *n >= 2)
+    })
+    .await;
+    // The listed key syncs.
+    let friend = node(dirs[3].path(), 3, &[a.addr], Policy::default()).await;
+    a.node.append(1, "for friends".into()).await.unwrap();
+    wait_for("the listed peer to sync", || friend.count() == 1).await;
+    assert_eq!(stranger.count(), 0);
+    for n in [a, stranger, friend, unlisted_target] {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_authors_filters_what_is_stored_and_forwarded() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let b = node(db.path(), 2, &[], Policy::default()).await;
+    let wanted = common::identity(50);
+    b.node
+        .offer_entries(common::entries(&common::feed(&wanted, 3)))
+        .await
+        .unwrap();
+    b.node.offer_entries(fresh_feeds(60, 2)).await.unwrap();
+    b.node.append(1, "b's own".into()).await.unwrap();
+    let policy = Policy {
+        accept_authors: Some(BTreeSet::from([wanted.author()])),
+        ..Policy::default()
+    };
+    let a = node(da.path(), 1, &[b.addr], policy).await;
+    wait_for(
+        "the wanted feed to arrive and the rest to be skipped",
+        || {
+            a.node
+                .reader()
+                .head(&wanted.author())
+                .is_some_and(|h| h.seq == 3)
+                && a.sync.refusals().1.get("author_policy") == Some(&3)
+        },
+    )
+    .await;
+    assert_eq!(a.node.reader().feed_count(), 1);
+    for seed in [60, 61, 2] {
+        assert!(a
+            .node
+            .reader()
+            .head(&common::identity(seed).author())
+            .is_none());
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_over_budget_is_skipped_while_a_configured_peer_replicates() {
+    let (da, dp) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let p = node(dp.path(), 2, &[], Policy::default()).await;
+    p.node.offer_entries(fresh_feeds(100, 20)).await.unwrap();
+    let policy = Policy {
+        new_feeds_per_hour: 3,
+        ..Policy::default()
+    };
+    let a = node(da.path(), 1, &[p.addr], policy).await;
+    // The configured peer is trusted: all 20 of its feeds arrive despite the budget of 3.
+    wait_for("the configured peer's feeds", || a.count() == 20).await;
+
+    let mut stranger = RawPeer::connect_and_have(a.addr, &common::identity(9)).await;
+    let key = stranger.local.to_string();
+    let batch = fresh_feeds(150, 10);
+    stranger
+        .send(&Message::Entries(Entries {
+            entries: batch.iter().map(EncodedEntry::from_entry).collect(),
+        }))
+        .await;
+    wait_for("the stranger's extra feeds to be skipped", || {
+        record(&a, &key).is_some_and(|r| r.feeds_skipped == 7)
+    })
+    .await;
+    let r = record(&a, &key).unwrap();
+    assert!(r.connected, "over budget is not a disconnect: {r:?}");
+    assert_eq!(r.skip_reason.as_deref(), Some("new_feed_budget"));
+    assert_eq!(a.count(), 23);
+    assert_eq!(a.sync.refusals().1.get("new_feed_budget"), Some(&7));
+    // The configured peer still replicates new entries live.
+    let more = p.node.append(5, "still flowing".into()).await.unwrap();
+    wait_for("a live entry from the configured peer", || {
+        a.node.reader().get_by_hash(&more.hash).unwrap().is_some()
+    })
+    .await;
+    a.stop().await;
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_strangers_cannot_keep_a_trusted_peer_out() {
+    let (da, dp) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let trusted = common::identity(2);
+    let policy = Policy {
+        max_inbound_per_addr: 10_000,
+        ..Policy::default()
+    };
+    let (node_a, _) = Node::open_with_identity(da.path(), common::identity(1)).unwrap();
+    let config = SyncConfig {
+        policy,
+        max_connections: 4,
+        max_pending_handshakes: 16,
+        ..fast_config()
+    };
+    let a = start_with(node_a, &[], config).await;
+    // Strangers hold every stranger slot with idle authenticated sessions...
+    let mut idle = Vec::new();
+    for seed in 30..34 {
+        idle.push(RawPeer::connect_and_have(a.addr, &common::identity(seed)).await);
+    }
+    // ...and 300 connections that never finish a handshake keep arriving.
+    let mut junk = Vec::new();
+    for _ in 0..300 {
+        junk.push(TcpStream::connect(a.addr).await.unwrap());
+    }
+    // A fifth stranger is turned away...
+    let mut late = RawPeer::connect(a.addr, &common::identity(35)).await;
+    let frames = late.read_until_closed().await;
+    assert!(
+        frames.contains(&Message::Bye(Bye {
+            reason: ByeReason::Busy
+        })),
+        "{frames:?}"
+    );
+    // ...but a peer a knows (it dials it: a configured peer's key is trusted) connects, and
+    // its entries keep arriving while the flood goes on.
+    let p = node(dp.path(), 2, &[], Policy::default()).await;
+    assert_eq!(p.node.author(), trusted.author());
+    a.sync.add_peer(&a.node, p.addr.to_string()).unwrap();
+    for i in 0..50 {
+        p.node.append(i, "through the flood".into()).await.unwrap();
+        if i % 10 == 0 {
+            for _ in 0..50 {
+                junk.push(TcpStream::connect(a.addr).await.unwrap());
+            }
+        }
+    }
+    let key = p.addr.to_string();
+    wait_for("every entry of the trusted peer, lag back to 0", || {
+        a.count() == 50 && record(&a, &key).is_some_and(|r| r.connected && r.lag == Some(0))
+    })
+    .await;
+    assert!(a
+        .sync
+        .refusals()
+        .0
+        .get("stranger_slots_full")
+        .is_some_and(|n| *n >= 1));
+    assert!(a
+        .sync
+        .refusals()
+        .0
+        .get("shed_pending_handshake")
+        .is_some_and(|n| *n >= 1));
+    drop(junk);
+    a.stop().await;
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_per_address_limit_get_bye_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = Policy {
+        max_inbound_per_addr: 2,
+        ..Policy::default()
+    };
+    let n = node(dir.path(), 1, &[], policy).await;
+    let _first = RawPeer::connect(n.addr, &common::identity(40)).await;
+    let _second = RawPeer::connect(n.addr, &common::identity(41)).await;
+    let mut third = TcpStream::connect(n.addr).await.unwrap();
+    let mut buf = Vec::new();
+    let got = tokio::time::timeout(common::DEADLINE, read_frame(&mut third, &mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got,
+        Some(Message::Bye(Bye {
+            reason: ByeReason::Busy
+        }))
+    );
+    assert_eq!(n.sync.refusals().0.get("per_address_limit"), Some(&1));
+    n.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_that_list_each_other_keep_one_session() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (na, _) = Node::open_with_identity(da.path(), common::identity(1)).unwrap();
+    let (nb, _) = Node::open_with_identity(db.path(), common::identity(2)).unwrap();
+    // Bind both listeners first so each can name the other.
+    let la = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let lb = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (aa, ab) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
+    let sa = kappalog::sync::start(&na, fast_config(), Some(la), vec![ab.to_string()]).unwrap();
+    let sb = kappalog::sync::start(&nb, fast_config(), Some(lb), vec![aa.to_string()]).unwrap();
+    let connected = |s: &kappalog::sync::SyncHandle, n: &Node| {
+        s.peers(n).iter().filter(|p| p.connected).count()
+    };
+    common::net::append_n(&na, 1, 1).await;
+    common::net::append_n(&nb, 1, 2).await;
+    wait_for("both entries on both nodes, over one session each", || {
+        common::net::summary(&na)["count"] == 2
+            && common::net::summary(&nb)["count"] == 2
+            && connected(&sa, &na) == 1
+            && connected(&sb, &nb) == 1
+    })
+    .await;
+    // Both appends were possible: the startup fence settled through the kept session.
+    assert_eq!(na.own_feed_state().as_str(), "ok");
+    assert_eq!(nb.own_feed_state().as_str(), "ok");
+    // The kept session is the one the lower author dialed, on both sides.
+    let lower_dialed = if na.author() < nb.author() { "a" } else { "b" };
+    let a_outbound = sa
+        .peers(&na)
+        .iter()
+        .any(|p| p.connected && p.addr == ab.to_string());
+    assert_eq!(a_outbound, lower_dialed == "a");
+    sa.shutdown().await;
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allow_listed_key_dials_in_through_a_flood_of_unfinished_handshakes() {
+    let (da, dp) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let friend = common::identity(2);
+    let (node_a, _) = Node::open_with_identity(da.path(), common::identity(1)).unwrap();
+    let config = SyncConfig {
+        policy: Policy {
+            allow_peers: BTreeSet::from([friend.author()]),
+            max_inbound_per_addr: 10_000,
+            ..Policy::default()
+        },
+        max_pending_handshakes: 16,
+        ..fast_config()
+    };
+    let a = start_with(node_a, &[], config).await;
+    a.node.append(7, "for the friend".into()).await.unwrap();
+    // 300 connections sit in their handshake, far more than the 16 pending slots.
+    let mut junk = Vec::new();
+    for _ in 0..300 {
+        junk.push(TcpStream::connect(a.addr).await.unwrap());
+    }
+    // The friend dials in while the junk is still open: the oldest pending ones are shed.
+    let p = node(dp.path(), 2, &[a.addr], Policy::default()).await;
+    wait_for("the allow-listed peer to sync", || p.count() == 1).await;
+    assert!(a
+        .sync
+        .refusals()
+        .0
+        .get("shed_pending_handshake")
+        .is_some_and(|n| *n >= 284));
+    drop(junk);
+    a.stop().await;
+    p.stop().await;
+}
