@@ -1,0 +1,147 @@
+//! The own-feed fence trusts only signatures. A stranger that completes the handshake and
+//! claims, in its reconciliation items, a longer or a different copy of the node's own feed
+//! (no signature needed for either) leaves `POST /add` open. A trusted peer's claim holds
+//! appends only while it delivers: one that claims and sends nothing is disconnected after
+//! the claim timeout, with `last_error` saying why, and appends open again. (The restore
+//! from a backup, where a peer does deliver, is `sync_forks.rs`.)
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::Request;
+use common::net::{fast_config, start_with, wait_for, TestNode};
+use common::peer::RawPeer;
+use kappalog::hash::Hash;
+use kappalog::http::{router, HttpConfig};
+use kappalog::node::fence::OwnFeedState;
+use kappalog::node::Node;
+use kappalog::sync::admission::Policy;
+use kappalog::sync::message::FeedHave;
+use kappalog::sync::SyncConfig;
+use tower::ServiceExt;
+
+async fn victim(dir: &std::path::Path, policy: Policy) -> TestNode {
+    let (node, _) = Node::open_with_identity(dir, common::identity(1)).unwrap();
+    let n = start_with(
+        node,
+        &[],
+        SyncConfig {
+            policy,
+            claim_timeout: Duration::from_secs(1),
+            ..fast_config()
+        },
+    )
+    .await;
+    n.node.append(1, "one".into()).await.unwrap();
+    n.node.append(2, "two".into()).await.unwrap();
+    n
+}
+
+async fn add_status(node: &Node) -> u16 {
+    router(node.clone(), HttpConfig::default())
+        .oneshot(Request::post("/add").body(Body::from("5")).unwrap())
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// A claim about `victim`'s own feed: `length` entries ending in a made-up head.
+fn claim(victim: &TestNode, length: u64) -> Vec<FeedHave> {
+    vec![FeedHave {
+        author: victim.node.author(),
+        length,
+        head: Hash([0xab; 32]),
+    }]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strangers_claims_about_our_feed_leave_add_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = victim(dir.path(), Policy::default()).await;
+    // Each claim from a fresh key, each session fully reconciled (so the plan ran).
+    for (seed, length) in [(60, 3), (61, 1u64 << 40), (62, 2), (63, 1)] {
+        let mut mallory = RawPeer::connect(v.addr, &common::identity(seed)).await;
+        let held = v.node.own_length();
+        let length = if length == 2 { held } else { length };
+        let stated = mallory.reconcile(claim(&v, length)).await;
+        // The node answered with its real feed, and ran its plan on the claim...
+        assert_eq!(stated[&v.node.author()].length, held);
+        let key = mallory.local.to_string();
+        wait_for("the node to finish its exchange", || {
+            v.sync
+                .peers(&v.node)
+                .iter()
+                .any(|p| p.addr == key && p.last_sync.is_some())
+        })
+        .await;
+        // ...and appends stay open, the feed neither diverged nor catching up.
+        assert_eq!(add_status(&v.node).await, 201, "claim of length {length}");
+        assert_eq!(v.node.own_feed_state(), OwnFeedState::Ok);
+        assert!(!v.node.is_forked(&v.node.author()));
+    }
+    v.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_peer_that_claims_and_does_not_deliver_is_dropped_and_add_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let friend = common::identity(7);
+    let v = victim(
+        dir.path(),
+        Policy {
+            allow_peers: BTreeSet::from([friend.author()]),
+            ..Policy::default()
+        },
+    )
+    .await;
+    let mut claimant = RawPeer::connect(v.addr, &friend).await;
+    let key = claimant.local.to_string();
+    claimant.reconcile(claim(&v, 1 << 40)).await;
+    // A trusted claim holds appends while it may still be delivered...
+    wait_for("the claim to hold appends", || {
+        v.node.own_feed_state() == OwnFeedState::CatchingUp
+    })
+    .await;
+    assert_eq!(add_status(&v.node).await, 503);
+    // ...but nothing arrives: after the claim timeout the peer is dropped and appends open.
+    wait_for("the claimant to be dropped", || {
+        v.sync.peers(&v.node).iter().any(|p| {
+            p.addr == key
+                && !p.connected
+                && p.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("delivered none"))
+        })
+    })
+    .await;
+    assert_eq!(v.node.own_feed_state(), OwnFeedState::Ok);
+    assert_eq!(add_status(&v.node).await, 201);
+    // It told the claimant why before closing.
+    let frames = claimant.read_until_closed().await;
+    assert!(
+        frames.iter().any(|m| matches!(
+            m,
+            kappalog::sync::message::Message::Bye(b)
+                if b.reason == kappalog::sync::message::ByeReason::ClaimNotDelivered
+        )),
+        "{frames:?}"
+    );
+    // The same key's next claim is not believed: appends stay open.
+    let mut again = RawPeer::connect(v.addr, &friend).await;
+    again.reconcile(claim(&v, 1 << 40)).await;
+    let key = again.local.to_string();
+    wait_for("the node to finish its exchange", || {
+        v.sync
+            .peers(&v.node)
+            .iter()
+            .any(|p| p.addr == key && p.last_sync.is_some())
+    })
+    .await;
+    assert_eq!(add_status(&v.node).await, 201);
+    assert_eq!(v.node.own_feed_state(), OwnFeedState::Ok);
+    v.stop().await;
+}
