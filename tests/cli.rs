@@ -265,3 +265,49 @@ fn summary_excludes_a_feed_the_node_recorded_as_forked() {
         .unwrap();
     assert_eq!(forked["status"], "forked");
 }
+
+#[test]
+fn bad_sync_policy_flags_are_one_line_errors_before_anything_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(
+        dir.path(),
+        &["run", "--http", "127.0.0.1:0", "--allow-peer", "abc"],
+    );
+    assert!(!o.status.success());
+    // clap's own error: its first line names the flag and what was expected.
+    let first = stderr(&o).lines().next().unwrap_or_default().to_owned();
+    assert!(first.contains("--allow-peer"), "{first}");
+    assert!(first.contains("64 hex digits"), "{first}");
+
+    let missing = dir.path().join("no-such-list");
+    let o = run(
+        dir.path(),
+        &[
+            "run",
+            "--http",
+            "127.0.0.1:0",
+            "--accept-authors",
+            missing.to_str().unwrap(),
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(reason(&o).starts_with("error: reading "), "{}", stderr(&o));
+    assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+
+    let list = dir.path().join("authors");
+    std::fs::write(&list, "# ours\nnot-an-author\n").unwrap();
+    let o = run(
+        dir.path(),
+        &[
+            "run",
+            "--http",
+            "127.0.0.1:0",
+            "--accept-authors",
+            list.to_str().unwrap(),
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(reason(&o).contains("line 2"), "{}", stderr(&o));
+    // Nothing was opened: no data directory, no key.
+    assert!(!dir.path().join("data").exists());
+}
