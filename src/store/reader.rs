@@ -72,6 +72,16 @@ impl StoreReader {
         self.len() == 0
     }
 
+    /// Folds `f` over every feed's `(author, length)` in author order, without copying the
+    /// feed list (the index's read lock is held meanwhile: keep `f` cheap).
+    pub fn fold_feed_lengths<T>(&self, init: T, mut f: impl FnMut(T, &Author, Seq) -> T) -> T {
+        self.index()
+            .feeds
+            .iter()
+            .filter(|(_, feed)| feed.head.is_some())
+            .fold(init, |acc, (author, feed)| f(acc, author, feed.length()))
+    }
+
     /// How many feeds the store holds (O(1)).
     pub fn feed_count(&self) -> u64 {
         u64::try_from(self.index().feeds.len()).unwrap_or(u64::MAX)

@@ -216,27 +216,30 @@ impl PeerRegistry {
             .collect()
     }
 
-    /// Every record, ascending by address, with the lag computed against `node`'s feeds.
+    /// Every record, ascending by address, with the lag computed against `node`'s feeds:
+    /// one walk over the store's feeds per connected peer, merged with what the peer is known
+    /// to hold (no copy of the feed list, so polling this stays cheap at many feeds).
     pub fn list(&self, node: &Node) -> Vec<PeerInfo> {
         let records: Vec<(PeerInfo, Option<Arc<Mutex<PeerProgress>>>)> = lock(&self.peers)
             .values()
             .map(|r| (r.info.clone(), r.progress.clone()))
             .collect();
-        let feeds = node.reader().feeds();
         let forked = node.forked_authors();
+        let reader = node.reader();
         records
             .into_iter()
             .map(|(mut info, progress)| {
                 info.lag = progress.map(|p| {
                     let p = lock(&p);
-                    feeds
-                        .iter()
-                        .filter(|f| !forked.contains(&f.author))
-                        .map(|f| f.length.saturating_sub(p.length(&f.author)))
-                        .sum()
+                    reader.fold_feed_lengths(0u64, |lag, author, length| {
+                        if forked.contains(author) {
+                            lag
+                        } else {
+                            lag.saturating_add(length.saturating_sub(p.length(author)))
+                        }
+                    })
                 });
                 info
             })
             .collect()
-    }
-}
+    }}
