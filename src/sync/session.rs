@@ -237,7 +237,20 @@ async fn run_admitted(
 fn finish(ctx: &SessionContext, peer: Option<Author>, error: SessionError) -> SessionEnd {
     let peer_author = peer.map(|a| a.to_string()).unwrap_or_default();
     if error.is_problem() {
-        tracing::warn!(peer = %ctx.key, %peer_author, reason = %error, "sync session ended");
+        if peer.is_none() && ctx.role == Role::Responder {
+            // Anyone can open connections that never authenticate, at any rate: each is
+            // counted and shown in `GET /peers`, and logged below `warn` so a flood cannot
+            // flood the log. A wrong version or network is worth an `info`: it is usually a
+            // misconfigured node.
+            match error.refusal_counter() {
+                Some("unsupported_version" | "different_network") => {
+                    tracing::info!(peer = %ctx.key, reason = %error, "sync connection refused")
+                }
+                _ => tracing::debug!(peer = %ctx.key, reason = %error, "sync connection refused"),
+            }
+        } else {
+            tracing::warn!(peer = %ctx.key, %peer_author, reason = %error, "sync session ended");
+        }
         ctx.registry.disconnected(&ctx.key, Some(error.to_string()));
     } else {
         tracing::info!(peer = %ctx.key, %peer_author, reason = %error, "sync session ended");

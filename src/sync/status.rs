@@ -242,4 +242,5 @@ impl PeerRegistry {
                 info
             })
             .collect()
-    }}
+    }
+}
