@@ -58,6 +58,18 @@ fn claim(victim: &TestNode, length: u64) -> Vec<FeedHave> {
     }]
 }
 
+/// Waits until the node has run its plan for `peer`'s session (the claim is in effect).
+async fn exchanged(v: &TestNode, peer: &RawPeer) {
+    let key = peer.local.to_string();
+    wait_for("the node to finish its exchange", || {
+        v.sync
+            .peers(&v.node)
+            .iter()
+            .any(|p| p.addr == key && p.last_sync.is_some())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_strangers_claims_about_our_feed_leave_add_open() {
     let dir = tempfile::tempdir().unwrap();
@@ -70,14 +82,7 @@ async fn a_strangers_claims_about_our_feed_leave_add_open() {
         let stated = mallory.reconcile(claim(&v, length)).await;
         // The node answered with its real feed, and ran its plan on the claim...
         assert_eq!(stated[&v.node.author()].length, held);
-        let key = mallory.local.to_string();
-        wait_for("the node to finish its exchange", || {
-            v.sync
-                .peers(&v.node)
-                .iter()
-                .any(|p| p.addr == key && p.last_sync.is_some())
-        })
-        .await;
+        exchanged(&v, &mallory).await;
         // ...and appends stay open, the feed neither diverged nor catching up.
         assert_eq!(add_status(&v.node).await, 201, "claim of length {length}");
         assert_eq!(v.node.own_feed_state(), OwnFeedState::Ok);
@@ -133,14 +138,7 @@ async fn a_trusted_peer_that_claims_and_does_not_deliver_is_dropped_and_add_reop
     // The same key's next claim is not believed: appends stay open.
     let mut again = RawPeer::connect(v.addr, &friend).await;
     again.reconcile(claim(&v, 1 << 40)).await;
-    let key = again.local.to_string();
-    wait_for("the node to finish its exchange", || {
-        v.sync
-            .peers(&v.node)
-            .iter()
-            .any(|p| p.addr == key && p.last_sync.is_some())
-    })
-    .await;
+    exchanged(&v, &again).await;
     assert_eq!(add_status(&v.node).await, 201);
     assert_eq!(v.node.own_feed_state(), OwnFeedState::Ok);
     v.stop().await;
