@@ -12,6 +12,8 @@ use sha2::{Digest, Sha256};
 pub enum ParseBytesError {
     #[error("expected {expected} bytes, got {found}")]
     WrongLength { expected: usize, found: usize },
+    #[error("expected {expected} hex digits, got {found}")]
+    WrongHexLength { expected: usize, found: usize },
     #[error("invalid hex: {0}")]
     BadHex(String),
 }
@@ -19,10 +21,11 @@ pub enum ParseBytesError {
 /// Decodes lowercase or uppercase hex into exactly `N` bytes.
 pub(crate) fn decode_hex_array<const N: usize>(text: &str) -> Result<[u8; N], ParseBytesError> {
     if text.len() != N * 2 {
-        // Report the length in bytes the caller would have meant, rounded down.
-        return Err(ParseBytesError::WrongLength {
-            expected: N,
-            found: text.len() / 2,
+        // In digits, as the caller wrote them: "64 digits, got 65" says what is wrong, where
+        // rounding 65 digits down to bytes would not.
+        return Err(ParseBytesError::WrongHexLength {
+            expected: N * 2,
+            found: text.chars().count(),
         });
     }
     let mut out = [0u8; N];

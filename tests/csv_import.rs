@@ -243,9 +243,9 @@ fn bad_author_length() {
         r.reason,
         RejectReason::BadHex {
             field: "author",
-            error: ParseBytesError::WrongLength {
-                expected: 32,
-                found: 2
+            error: ParseBytesError::WrongHexLength {
+                expected: 64,
+                found: 4
             }
         }
     );
@@ -258,9 +258,9 @@ fn bad_signature_length() {
         r.reason,
         RejectReason::BadHex {
             field: "signature",
-            error: ParseBytesError::WrongLength {
-                expected: 64,
-                found: 63
+            error: ParseBytesError::WrongHexLength {
+                expected: 128,
+                found: 126
             }
         }
     );
@@ -418,8 +418,8 @@ fn a_record_at_the_cap_is_not_too_long() {
         r.reason,
         RejectReason::BadHex {
             field: "author",
-            error: ParseBytesError::WrongLength {
-                expected: 32,
+            error: ParseBytesError::WrongHexLength {
+                expected: 64,
                 found: 0
             }
         }

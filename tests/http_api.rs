@@ -106,6 +106,14 @@ async fn bad_add_bodies_get_400_with_a_message_and_append_nothing() {
             "out of range",
         ),
         (Body::from(r#"{"value": 1.25}"#), "must be an integer"),
+        (
+            Body::from(r#"{"value": 1.0}"#),
+            "must be an integer written without a fraction or exponent",
+        ),
+        (
+            Body::from(r#"{"value": 1, "value": 2}"#),
+            "field \"value\" appears twice",
+        ),
         (Body::from(r#"[1]"#), "got an array"),
         (Body::from(vec![0xc3u8, 0x28]), "not valid UTF-8"),
         (
@@ -278,11 +286,23 @@ async fn entries_are_paginated_and_looked_up_by_hash() {
             StatusCode::NOT_FOUND,
         ),
         ("/entries/nothex".to_owned(), StatusCode::BAD_REQUEST),
+        (
+            format!("/entries/{}0", "ab".repeat(32)),
+            StatusCode::BAD_REQUEST,
+        ),
     ] {
         let (status, body, _) = send(app(&f), "GET", &uri, Body::empty()).await;
         assert_eq!(status, expected, "{uri}: {body}");
         assert!(json(&body)["error"].is_string(), "{uri}");
     }
+    // A hash one digit too long says so in digits.
+    let uri = format!("/entries/{}0", "ab".repeat(32));
+    let (_, body, _) = send(app(&f), "GET", &uri, Body::empty()).await;
+    let message = json(&body)["error"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("expected 64 hex digits, got 65"),
+        "{message}"
+    );
 }
 
 #[tokio::test]

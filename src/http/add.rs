@@ -32,6 +32,11 @@ pub fn parse_add_body(body: &[u8], random: impl FnOnce() -> i64) -> Result<AddRe
     }
     let json: Value = serde_json::from_str(text)
         .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
+    if json.is_object() {
+        // `Value` keeps the last of repeated keys; a body that says two things is refused.
+        serde_json::from_str::<UniqueKeys>(text)
+            .map_err(|e| ApiError::BadRequest(format!("body is ambiguous: {e}")))?;
+    }
     match json {
         Value::Number(n) => Ok(AddRequest {
             value: integer(&n, "body")?,
@@ -82,17 +87,52 @@ fn integer(n: &serde_json::Number, what: &str) -> Result<i64, ApiError> {
     if let Some(i) = n.as_i64() {
         return Ok(i);
     }
-    // A whole number that does not fit (u64 above i64::MAX, or larger still and so parsed
-    // as a float) is out of range; anything with a fraction is not an integer at all.
-    let whole = n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0);
-    if whole {
+    // A whole number that does not fit (u64 above i64::MAX, or a float beyond 2^63) is out
+    // of range; a number written with a fraction or an exponent (`1.5`, but also `1.0` or
+    // `1e3`) is not an integer as JSON writes integers.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0; // 2^63
+    let out_of_range = n.is_u64()
+        || n.as_f64()
+            .is_some_and(|f| f.fract() == 0.0 && f.abs() >= LIMIT);
+    if out_of_range {
         Err(ApiError::BadRequest(format!(
             "{what} {n} is out of range for a 64-bit signed integer"
         )))
     } else {
         Err(ApiError::BadRequest(format!(
-            "{what} must be an integer, got {n}"
+            "{what} must be an integer written without a fraction or exponent (e.g. 42), got {n}"
         )))
+    }
+}
+
+/// Deserializes a JSON object only to refuse a key that appears twice.
+struct UniqueKeys;
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueKeys, A::Error> {
+                let mut seen = std::collections::BTreeSet::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    if !seen.insert(key.clone()) {
+                        return Err(serde::de::Error::custom(format!(
+                            "field {key:?} appears twice"
+                        )));
+                    }
+                }
+                Ok(UniqueKeys)
+            }
+        }
+        d.deserialize_map(Keys)
     }
 }
 
@@ -181,6 +221,23 @@ mod tests {
             (r#"{"value": 9223372036854775808}"#, "out of range"),
             (r#"{"value": 1, "data": 5}"#, "\"data\" must be a string"),
             (r#"{"value": 1, "extra": 5}"#, "unknown field \"extra\""),
+            (
+                r#"{"value": 1.0}"#,
+                "must be an integer written without a fraction",
+            ),
+            (
+                r#"{"value": 1e3}"#,
+                "must be an integer written without a fraction",
+            ),
+            (r#"{"value": 1e300}"#, "out of range"),
+            (
+                r#"{"value": 1, "value": 2}"#,
+                "field \"value\" appears twice",
+            ),
+            (
+                r#"{"value": 1, "data": "a", "data": "b"}"#,
+                "field \"data\" appears twice",
+            ),
         ];
         for (body, expected) in cases {
             let err = parse(body).unwrap_err();
