@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 
 use crate::cli::{
     AppendArgs, Cli, ClusterArgs, Command, ExportArgs, ImportArgs, KeygenArgs, NetworkArgs,
-    RunArgs, Topology,
+    RunArgs, ShutdownArgs, Topology,
 };
 use crate::http::HttpConfig;
 use crate::keys;
@@ -169,6 +169,14 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// The HTTP server's limits, with `--shutdown-timeout`.
+fn serve_limits(args: &ShutdownArgs) -> server::ServeLimits {
+    server::ServeLimits {
+        shutdown_timeout: std::time::Duration::from_secs(args.secs),
+        ..server::ServeLimits::default()
+    }
+}
+
 /// The network key of `--network` (the built-in public secret without it).
 fn network_key(args: &NetworkArgs) -> NetworkKey {
     args.secret
@@ -214,6 +222,7 @@ fn run_node(config: &NodeConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
             node,
             http_addr: args.http,
             http,
+            limits: serve_limits(&args.shutdown),
             sync,
         }];
         server::serve_until_signal(nodes, |bound| {
@@ -290,6 +299,7 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
             http: HttpConfig {
                 token: args.token.clone(),
             },
+            limits: serve_limits(&args.shutdown),
             sync: Some(server::SyncSpec {
                 listen: Some(SocketAddr::new(args.host, sync_port)),
                 peer_nodes: cluster_peers(args.topology, usize::from(i - 1), n),

@@ -77,6 +77,8 @@ pub struct RunArgs {
     #[arg(long = "peer", env = "KAPPALOG_PEERS", value_delimiter = ',')]
     pub peers: Vec<String>,
     #[command(flatten)]
+    pub shutdown: ShutdownArgs,
+    #[command(flatten)]
     pub network: NetworkArgs,
     /// Only this key (author hex) may hold a sync session, in either direction; repeatable
     /// (env: comma-separated). Without it any key of the network may
@@ -96,6 +98,15 @@ pub struct RunArgs {
     /// Inbound sync connections at once from one IP address
     #[arg(long, env = "KAPPALOG_MAX_INBOUND_PER_ADDRESS", default_value_t = crate::sync::admission::MAX_INBOUND_PER_ADDR)]
     pub max_inbound_per_address: usize,
+}
+
+/// How long a stopping node lets in-flight requests finish, shared by `run` and `cluster`.
+#[derive(Debug, Args)]
+pub struct ShutdownArgs {
+    /// Seconds in-flight HTTP requests get to finish after SIGINT/SIGTERM; what is still
+    /// open then (a stalled upload, a reader that stopped reading) is aborted
+    #[arg(long = "shutdown-timeout", env = "KAPPALOG_SHUTDOWN_TIMEOUT", default_value_t = crate::server::SHUTDOWN_TIMEOUT_MS / 1000, value_name = "SECS")]
+    pub secs: u64,
 }
 
 /// The sync network's secret, shared by `run` and `cluster`.
@@ -145,6 +156,8 @@ pub struct ClusterArgs {
     /// Default: 0 when --base-port is 0, else base-port + 1000
     #[arg(long, env = "KAPPALOG_BASE_SYNC_PORT")]
     pub base_sync_port: Option<u16>,
+    #[command(flatten)]
+    pub shutdown: ShutdownArgs,
     #[command(flatten)]
     pub network: NetworkArgs,
 }

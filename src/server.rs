@@ -16,7 +16,9 @@ use crate::sync::{self, SyncConfig};
 
 mod connections;
 
-pub use connections::{serve_http, ServeLimits, HEADER_READ_TIMEOUT_MS, MAX_HTTP_CONNECTIONS};
+pub use connections::{
+    serve_http, ServeLimits, HEADER_READ_TIMEOUT_MS, MAX_HTTP_CONNECTIONS, SHUTDOWN_TIMEOUT_MS,
+};
 
 /// One node to serve.
 pub struct NodeSpec {
@@ -24,6 +26,8 @@ pub struct NodeSpec {
     pub node: Node,
     pub http_addr: SocketAddr,
     pub http: HttpConfig,
+    /// Connection limits and the shutdown deadline of the HTTP server.
+    pub limits: ServeLimits,
     /// Peer sync, if any.
     pub sync: Option<SyncSpec>,
 }
@@ -122,7 +126,7 @@ pub async fn serve_until_signal(
         tasks.push(tokio::spawn(connections::serve_http(
             listener,
             app,
-            ServeLimits::default(),
+            spec.limits,
             spec.node.metrics().http_connections.clone(),
             async move {
                 // Either a stop signal or the sender going away ends serving.
@@ -133,7 +137,7 @@ pub async fn serve_until_signal(
     }
 
     wait_for_signal().await;
-    tracing::info!("shutting down: finishing in-flight requests");
+    tracing::info!("shutting down: finishing in-flight requests (aborted at the shutdown timeout)");
     let _ = stop_tx.send(true);
     for task in tasks {
         task.await.context("HTTP task panicked")?;

@@ -157,3 +157,68 @@ fn acknowledged_entries_survive_kill_9_and_a_torn_tail_is_repaired() {
     assert_eq!(post(addr, "/add", "1").json()["seq"], 51);
     assert!(node.terminate().success());
 }
+
+/// The `kappalog_http_connections` gauge of a node's `/metrics`.
+fn open_http_connections(addr: SocketAddr) -> u64 {
+    get(addr, "/metrics")
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("kappalog_http_connections "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("kappalog_http_connections in /metrics")
+}
+
+/// SIGTERM while a client stalls mid-upload, or stops reading an export, still stops the
+/// node within `--shutdown-timeout` (it aborts what is left, syncs and releases the data
+/// directory), and a restart right after succeeds.
+#[test]
+fn sigterm_with_a_stalled_upload_or_a_stalled_reader_exits_and_a_restart_works() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = dir.path().join("k.key");
+    // About 6 MB of entries, more than socket buffers hold: an export that nobody reads
+    // keeps its request in flight.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let (node, _) =
+            kappalog::node::Node::open_with_identity(&data, common::identity(5)).unwrap();
+        for i in 0..1_500 {
+            node.append(i, "x".repeat(4_000)).await.unwrap();
+        }
+        tokio::task::spawn_blocking(move || node.close().unwrap())
+            .await
+            .unwrap();
+    });
+
+    type Stall = fn(SocketAddr) -> std::net::TcpStream;
+    let stalled_upload: Stall = |addr| {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(
+            b"POST /import HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nauthor,seq",
+        )
+        .unwrap();
+        s
+    };
+    let stalled_reader: Stall = |addr| {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /export.csv HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        // The response has started; from now on nothing is read.
+        let mut first = [0u8; 64];
+        s.read_exact(&mut first).unwrap();
+        s
+    };
+    for (what, stall) in [("upload", stalled_upload), ("reader", stalled_reader)] {
+        let (node, addr) = run_node(&data, &key, &["--shutdown-timeout", "1"]);
+        let _stalled = stall(addr);
+        // The stalled connection and the one asking: the server holds both.
+        common::wait_until("the stalled request to be open", || {
+            open_http_connections(addr) >= 2
+        });
+        let status = node.terminate();
+        assert!(status.success(), "{what}: exit status {status:?}");
+        let (again, addr) = run_node(&data, &key, &[]);
+        assert_eq!(get(addr, "/summary").json()["count"], 1_500, "{what}");
+        assert!(again.terminate().success(), "{what}");
+    }
+}

@@ -12,7 +12,9 @@
 //!   starting to wait for it, which also closes a keep-alive connection idle for that long
 //!   (hyper's `header_read_timeout`);
 //! - on shutdown, the listener closes, idle connections close at once, and connections with
-//!   a request in flight finish it first.
+//!   a request in flight get up to [`ServeLimits::shutdown_timeout`] to finish it; whatever
+//!   is still open then (a stalled upload, a reader that stopped reading) is aborted, so a
+//!   stop signal always ends the server within that time.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -35,6 +37,8 @@ use crate::http::Api;
 pub struct ServeLimits {
     pub max_connections: usize,
     pub header_read_timeout: Duration,
+    /// How long in-flight requests may take to finish after the stop signal.
+    pub shutdown_timeout: Duration,
 }
 
 /// Open HTTP connections at once. Well under a typical file-descriptor limit (1,024 is a
@@ -44,18 +48,22 @@ pub const MAX_HTTP_CONNECTIONS: usize = 512;
 /// How long a connection may take to send a request head, counted from when the server
 /// starts waiting for one (so also the idle time allowed between keep-alive requests).
 pub const HEADER_READ_TIMEOUT_MS: u64 = 30_000;
+/// How long in-flight requests may take to finish after a stop signal (`--shutdown-timeout`).
+pub const SHUTDOWN_TIMEOUT_MS: u64 = 10_000;
 
 impl Default for ServeLimits {
     fn default() -> Self {
         ServeLimits {
             max_connections: MAX_HTTP_CONNECTIONS,
             header_read_timeout: Duration::from_millis(HEADER_READ_TIMEOUT_MS),
+            shutdown_timeout: Duration::from_millis(SHUTDOWN_TIMEOUT_MS),
         }
     }
 }
 
 /// Serves `api` on `listener` until `stop` completes, then shuts down gracefully and
-/// returns once every connection has closed. `open` counts the connections open now (the
+/// returns once every connection has closed, or once the shutdown timeout has passed and the
+/// connections still open have been aborted. `open` counts the connections open now (the
 /// node's `kappalog_http_connections` metric).
 pub async fn serve_http(
     listener: TcpListener,
@@ -71,7 +79,11 @@ pub async fn serve_http(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     tokio::pin!(stop);
+    // Every connection task, so the ones still open at the shutdown deadline can be aborted.
+    let mut tasks = tokio::task::JoinSet::new();
     loop {
+        // Reap finished connections so the set stays as small as what is open.
+        while tasks.try_join_next().is_some() {}
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => match slot {
                 Ok(slot) => slot,
@@ -103,16 +115,42 @@ pub async fn serve_http(
                 .map_request(|request: hyper::Request<Incoming>| request.map(Body::new)),
         );
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(tcp), service));
-        let open = open.clone();
-        open.inc();
-        tokio::spawn(async move {
+        let open = OpenGuard::new(open.clone());
+        tasks.spawn(async move {
+            // Decremented however the task ends, aborted included.
+            let _open = open;
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "HTTP connection ended with an error");
             }
-            open.dec();
             drop(slot);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = tasks.len(),
+            timeout_ms = u64::try_from(limits.shutdown_timeout.as_millis()).unwrap_or(u64::MAX),
+            "HTTP requests still in flight at the shutdown deadline: aborting them"
+        );
+    }
+    tasks.shutdown().await;
+}
+
+/// Counts one open connection for as long as it lives.
+struct OpenGuard(Gauge);
+
+impl OpenGuard {
+    fn new(gauge: Gauge) -> OpenGuard {
+        gauge.inc();
+        OpenGuard(gauge)
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
