@@ -106,3 +106,65 @@ pub fn build_store_with_feeds(dir: &Path, entries: usize, feeds: usize) {
     }
     std::fs::write(dir.join("entries.log"), &file).unwrap();
 }
+
+/// The seed of feed author `i` of [`build_store_of_authors`]: the counter's eight
+/// little-endian bytes repeated over the 32 (never one of the uniform `[n; 32]` seeds the
+/// benchmarks give their nodes, which would need `i + 1 = n * 0x0101010101010101`).
+pub fn feed_seed(i: u64) -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    for chunk in seed.chunks_exact_mut(8) {
+        chunk.copy_from_slice(&(i + 1).to_le_bytes());
+    }
+    seed
+}
+
+/// Writes `feeds` feeds of `per_feed` value-only entries straight into a log file, each feed
+/// its own author (seeds from [`feed_seed`]). The log holds feed after feed, the order a node
+/// that fetched each feed whole (as a joining node does) holds them in. Feeds are hashed and
+/// signed in parallel, one batch signature call per feed, and written in chunks of feeds so
+/// memory stays bounded whatever the size.
+pub fn build_store_of_authors(dir: &Path, feeds: usize, per_feed: usize) {
+    use std::io::Write;
+    const FEEDS_PER_CHUNK: usize = 4096;
+    let file = std::fs::File::create(dir.join("entries.log")).unwrap();
+    let mut out = std::io::BufWriter::new(file);
+    out.write_all(&format::file_header()).unwrap();
+    for first in (0..feeds).step_by(FEEDS_PER_CHUNK) {
+        let last = (first + FEEDS_PER_CHUNK).min(feeds);
+        let chunk: Vec<Vec<u8>> = (first..last)
+            .into_par_iter()
+            .map(|f| encode_feed(&Identity::from_seed(feed_seed(f as u64)), per_feed))
+            .collect();
+        for records in chunk {
+            out.write_all(&records).unwrap();
+        }
+    }
+    out.flush().unwrap();
+}
+
+/// The log records of `identity`'s feed of `len` value-only entries.
+fn encode_feed(identity: &Identity, len: usize) -> Vec<u8> {
+    let mut prev = None;
+    let unsigned: Vec<(UnsignedEntry, Hash)> = (1..=len as u64)
+        .map(|seq| {
+            let u = UnsignedEntry {
+                author: identity.author(),
+                seq,
+                timestamp: 1_700_000_000_000 + seq,
+                prev,
+                value: seq as i64,
+                data: String::new(),
+            };
+            let h = u.hash();
+            prev = Some(h);
+            (u, h)
+        })
+        .collect();
+    let hashes: Vec<Hash> = unsigned.iter().map(|(_, h)| *h).collect();
+    let signatures = identity.sign_hashes(&hashes);
+    let mut records = Vec::new();
+    for ((u, _), signature) in unsigned.into_iter().zip(signatures) {
+        format::encode_record(&u.with_signature(signature), &mut records);
+    }
+    records
+}
