@@ -147,13 +147,29 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
+/// Appends one entry. The request timeout bounds only the wait for the body (408 past it):
+/// once the entry is handed to the writer the answer is the truth, 201 once it is durable or
+/// an error if the write failed (and then nothing was appended), however long that takes.
 pub async fn add(
     State(state): State<AppState>,
     body: Body,
 ) -> Result<(StatusCode, Json<EntryJson>), ApiError> {
-    let body = read_limited(body, MAX_ADD_BODY_BYTES).await?;
+    let timeout = std::time::Duration::from_millis(super::REQUEST_TIMEOUT_MS);
+    let body = tokio::time::timeout(timeout, read_limited(body, MAX_ADD_BODY_BYTES))
+        .await
+        .map_err(|_| {
+            ApiError::RequestTimeout(format!(
+                "the body did not arrive within {} s; nothing was appended",
+                timeout.as_secs()
+            ))
+        })??;
     let request = parse_add_body(&body, rand::random::<i64>)?;
-    let entry = state.node.append(request.value, request.data).await?;
+    // Run the append as its own task: if the client goes away meanwhile, the entry still
+    // becomes durable (the writer has it), and the task is not dropped half-way.
+    let node = state.node.clone();
+    let entry = tokio::spawn(async move { node.append(request.value, request.data).await })
+        .await
+        .map_err(|e| ApiError::Internal(format!("append task: {e}")))??;
     Ok((StatusCode::CREATED, Json(entry)))
 }
 
