@@ -169,10 +169,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// The HTTP server's limits, with `--shutdown-timeout`.
+/// The HTTP server's limits, with `--shutdown-timeout` and `--stream-idle-timeout`.
 fn serve_limits(args: &ShutdownArgs) -> server::ServeLimits {
     server::ServeLimits {
         shutdown_timeout: std::time::Duration::from_secs(args.secs),
+        stream_idle_timeout: std::time::Duration::from_secs(args.stream_idle_secs),
         ..server::ServeLimits::default()
     }
 }
@@ -209,7 +210,10 @@ fn sync_config(args: &RunArgs) -> anyhow::Result<SyncConfig> {
 fn run_node(config: &NodeConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     let sync_config = sync_config(&args)?;
     let node = open_node(config)?;
-    let http = HttpConfig { token: args.token };
+    let http = HttpConfig {
+        token: args.token,
+        stream_idle_timeout: std::time::Duration::from_secs(args.shutdown.stream_idle_secs),
+    };
     let sync = (args.listen.is_some() || !args.peers.is_empty()).then(|| server::SyncSpec {
         listen: args.listen,
         peers: args.peers,
@@ -298,6 +302,7 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
             http_addr: SocketAddr::new(args.host, port),
             http: HttpConfig {
                 token: args.token.clone(),
+                stream_idle_timeout: std::time::Duration::from_secs(args.shutdown.stream_idle_secs),
             },
             limits: serve_limits(&args.shutdown),
             sync: Some(server::SyncSpec {

@@ -100,9 +100,14 @@ pub struct RunArgs {
     pub max_inbound_per_address: usize,
 }
 
-/// How long a stopping node lets in-flight requests finish, shared by `run` and `cluster`.
+/// How long HTTP streams may stall and a stopping node lets requests finish, shared by `run`
+/// and `cluster`.
 #[derive(Debug, Args)]
 pub struct ShutdownArgs {
+    /// Seconds an HTTP upload may send no bytes, or a client take none of a response,
+    /// before its connection is closed (a stalled `POST /import` imports nothing)
+    #[arg(long = "stream-idle-timeout", env = "KAPPALOG_STREAM_IDLE_TIMEOUT", default_value_t = crate::http::STREAM_IDLE_TIMEOUT_MS / 1000, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub stream_idle_secs: u64,
     /// Seconds in-flight HTTP requests get to finish after SIGINT/SIGTERM; what is still
     /// open then (a stalled upload, a reader that stopped reading) is aborted
     #[arg(long = "shutdown-timeout", env = "KAPPALOG_SHUTDOWN_TIMEOUT", default_value_t = crate::server::SHUTDOWN_TIMEOUT_MS / 1000, value_name = "SECS")]

@@ -34,7 +34,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use tower::limit::ConcurrencyLimit;
-use tower_http::limit::RequestBodyLimitLayer;
 
 pub use error::ApiError;
 pub use middleware::Gate;
@@ -51,17 +50,34 @@ pub const MAX_CONCURRENT_REQUESTS: usize = 1024;
 /// they stream and are bounded by their body size instead).
 pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
 
+/// How long a streamed upload or download may go without moving a byte before it is
+/// closed (`--stream-idle-timeout`).
+pub const STREAM_IDLE_TIMEOUT_MS: u64 = 30_000;
+
 /// What the router needs besides the node.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct HttpConfig {
     /// When set, write endpoints require `Authorization: Bearer TOKEN`.
     pub token: Option<String>,
+    /// An upload (`POST /import`) that sends no bytes for this long is refused (408) and
+    /// imports nothing.
+    pub stream_idle_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            token: None,
+            stream_idle_timeout: Duration::from_millis(STREAM_IDLE_TIMEOUT_MS),
+        }
+    }
 }
 
 /// What handlers share: cloned per request, so only reference counts.
 #[derive(Clone)]
 pub struct AppState {
     pub node: Node,
+    pub stream_idle_timeout: Duration,
     /// The last `/summary` body, reused while neither the view nor the fence state changed.
     pub summary_body: std::sync::Arc<std::sync::Mutex<Option<read::SummaryBody>>>,
 }
@@ -75,16 +91,17 @@ pub type Api = ConcurrencyLimit<Gate<Router>>;
 pub fn router(node: Node, config: HttpConfig) -> Api {
     let state = AppState {
         node: node.clone(),
+        stream_idle_timeout: config.stream_idle_timeout,
         summary_body: Default::default(),
     };
 
     // `/add` enforces its small body limit itself (see `add::add`): a layer here would cost
     // every request a boxed service and an allocated extension.
     let add = Router::new().route("/add", post(add::add));
+    // `/import` enforces its body limit while spooling it (see `stream::import`).
     let import = Router::new()
         .route("/import", post(stream::import))
-        .layer(DefaultBodyLimit::disable())
-        .layer(RequestBodyLimitLayer::new(MAX_IMPORT_BODY_BYTES));
+        .layer(DefaultBodyLimit::disable());
     let sync_writes = Router::new()
         .route("/peers", post(sync::add_peer))
         .route("/sync", post(sync::sync_now))

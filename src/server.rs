@@ -15,6 +15,7 @@ use crate::node::Node;
 use crate::sync::{self, SyncConfig};
 
 mod connections;
+mod stall;
 
 pub use connections::{
     serve_http, ServeLimits, HEADER_READ_TIMEOUT_MS, MAX_HTTP_CONNECTIONS, SHUTDOWN_TIMEOUT_MS,

@@ -212,6 +212,7 @@ async fn token_guards_writes_but_not_reads() {
             f.node.clone(),
             HttpConfig {
                 token: Some("s3cret".into()),
+                ..HttpConfig::default()
             },
         )
     };

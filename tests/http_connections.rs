@@ -26,10 +26,18 @@ struct Server {
 async fn start(limits: ServeLimits) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let (node, _) = Node::open_with_identity(dir.path(), common::identity(21)).unwrap();
+    start_over(node, dir, limits).await
+}
+
+async fn start_over(node: Node, dir: tempfile::TempDir, limits: ServeLimits) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let api = router(node.clone(), HttpConfig::default());
+    let config = HttpConfig {
+        stream_idle_timeout: limits.stream_idle_timeout,
+        ..HttpConfig::default()
+    };
+    let api = router(node.clone(), config);
     let open = node.metrics().http_connections.clone();
     let task = tokio::spawn(serve_http(listener, api, limits, open, async {
         let _ = stopped.await;
@@ -40,6 +48,17 @@ async fn start(limits: ServeLimits) -> Server {
         stop: Some(stop),
         task,
         _dir: dir,
+    }
+}
+
+impl Server {
+    /// Stops serving and waits (bounded) for `serve_http` to return.
+    async fn shutdown(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(DEADLINE, &mut self.task)
+            .await
+            .expect("serving did not end after the stop signal")
+            .unwrap();
     }
 }
 
@@ -174,4 +193,110 @@ async fn shutdown_closes_idle_connections_and_returns() {
     // (The listener was dropped when `serve_http` returned; connecting again is not tested,
     // as another test may already have been given the freed port.)
     assert!(read_to_close(&mut idle, DEADLINE).await.is_some());
+}
+
+fn quick_streams() -> ServeLimits {
+    ServeLimits {
+        stream_idle_timeout: Duration::from_millis(500),
+        ..ServeLimits::default()
+    }
+}
+
+/// An upload that stops sending gets 408 with a JSON reason after the stream idle timeout,
+/// imports nothing, and takes no blocking thread meanwhile: 100 of them at once leave the
+/// node serving and appending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_uploads_get_408_import_nothing_and_do_not_stall_the_node() {
+    let server = start(quick_streams()).await;
+    let head = b"POST /import HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\nauthor,seq";
+    let mut stalled = Vec::new();
+    for _ in 0..100 {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(head).await.unwrap();
+        stalled.push(s);
+    }
+    // Meanwhile the node answers and appends.
+    let mut fresh = TcpStream::connect(server.addr).await.unwrap();
+    assert!(health(&mut fresh).await.starts_with("HTTP/1.1 200"));
+    server.node.append(1, String::new()).await.unwrap();
+    // Each stalled upload is answered 408 with a reason.
+    for s in &mut stalled {
+        let response = read_head(s).await;
+        assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    }
+    let mut first = TcpStream::connect(server.addr).await.unwrap();
+    first.write_all(head).await.unwrap();
+    let body = read_to_close_or_body(&mut first).await;
+    assert!(body.contains("sent no bytes for"), "{body}");
+    // Nothing of them was imported: only the one append.
+    let summary: serde_json::Value = serde_json::from_str(&server.node.summary_json()).unwrap();
+    assert_eq!(summary["count"], 1);
+    server.shutdown().await;
+}
+
+/// Reads a whole response (head and a short body) until the body is complete or closed.
+async fn read_to_close_or_body(stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let until = Instant::now() + DEADLINE;
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if length.is_some_and(|n| body.len() >= n) {
+                return text;
+            }
+        }
+        let mut buf = [0u8; 4096];
+        let left = until
+            .checked_duration_since(Instant::now())
+            .expect("no whole response before the deadline");
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return text,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("no whole response before the deadline"),
+        }
+    }
+}
+
+/// A client that asks for the export and reads none of it is disconnected after the stream
+/// idle timeout; the node keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_nobody_reads_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _) = Node::open_with_identity(dir.path(), common::identity(21)).unwrap();
+    // About 6 MB: more than the socket buffers on both sides hold.
+    for i in 0..1_500 {
+        node.append(i, "x".repeat(4_000)).await.unwrap();
+    }
+    let server = start_over(node, dir, quick_streams()).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut reader = socket.connect(server.addr).await.unwrap();
+    reader
+        .write_all(b"GET /export.csv HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 16];
+    reader.read_exact(&mut first).await.unwrap();
+    // Stop reading: the server's writes stall, and the connection is closed.
+    let open = server.node.metrics().http_connections.clone();
+    let until = Instant::now() + DEADLINE;
+    while open.get() > 0 {
+        assert!(
+            Instant::now() < until,
+            "the stalled export was never cut off"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut fresh = TcpStream::connect(server.addr).await.unwrap();
+    assert!(health(&mut fresh).await.starts_with("HTTP/1.1 200"));
+    drop(reader);
+    server.shutdown().await;
 }

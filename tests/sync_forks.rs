@@ -202,6 +202,7 @@ async fn peer_and_sync_writes_need_the_token() {
     let (node, _) = Node::open_with_identity(dir.path(), common::identity(1)).unwrap();
     let config = HttpConfig {
         token: Some("tok".into()),
+        ..HttpConfig::default()
     };
     for path in ["/peers", "/sync"] {
         let response = router(node.clone(), config.clone())

@@ -11,6 +11,8 @@
 //! - a request head must arrive within [`ServeLimits::header_read_timeout`] of the server
 //!   starting to wait for it, which also closes a keep-alive connection idle for that long
 //!   (hyper's `header_read_timeout`);
+//! - a response that the client takes none of for [`ServeLimits::stream_idle_timeout`]
+//!   closes the connection ([`super::stall`]);
 //! - on shutdown, the listener closes, idle connections close at once, and connections with
 //!   a request in flight get up to [`ServeLimits::shutdown_timeout`] to finish it; whatever
 //!   is still open then (a stalled upload, a reader that stopped reading) is aborted, so a
@@ -30,6 +32,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
+use super::stall::StallGuard;
 use crate::http::Api;
 
 /// Connection limits of the HTTP server.
@@ -39,6 +42,8 @@ pub struct ServeLimits {
     pub header_read_timeout: Duration,
     /// How long in-flight requests may take to finish after the stop signal.
     pub shutdown_timeout: Duration,
+    /// A response write that makes no progress for this long closes the connection.
+    pub stream_idle_timeout: Duration,
 }
 
 /// Open HTTP connections at once. Well under a typical file-descriptor limit (1,024 is a
@@ -57,6 +62,7 @@ impl Default for ServeLimits {
             max_connections: MAX_HTTP_CONNECTIONS,
             header_read_timeout: Duration::from_millis(HEADER_READ_TIMEOUT_MS),
             shutdown_timeout: Duration::from_millis(SHUTDOWN_TIMEOUT_MS),
+            stream_idle_timeout: Duration::from_millis(crate::http::STREAM_IDLE_TIMEOUT_MS),
         }
     }
 }
@@ -114,7 +120,8 @@ pub async fn serve_http(
             api.clone()
                 .map_request(|request: hyper::Request<Incoming>| request.map(Body::new)),
         );
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(tcp), service));
+        let io = TokioIo::new(StallGuard::new(tcp, limits.stream_idle_timeout));
+        let connection = graceful.watch(builder.serve_connection(io, service));
         let open = OpenGuard::new(open.clone());
         tasks.spawn(async move {
             // Decremented however the task ends, aborted included.
