@@ -347,6 +347,30 @@ async fn feeds_health_and_metrics() {
     );
 }
 
+/// The streamed export, produced a chunk at a time, is byte for byte `kappalog export`'s,
+/// across chunk and feed boundaries.
+#[tokio::test]
+async fn http_export_is_byte_identical_to_the_cli_export() {
+    let f = fixture(11);
+    for seed in [30, 31, 32] {
+        let feed = common::entries(&common::feed(&common::identity(seed), 300));
+        f.node.offer_entries(feed).await.unwrap();
+    }
+    for v in 0..10 {
+        f.node.append(v, "own, \"quoted\"".into()).await.unwrap();
+    }
+    let (status, csv, _) = send(app(&f), "GET", "/export.csv", Body::empty()).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut direct = Vec::new();
+    f.node.export(&mut direct).unwrap();
+    assert_eq!(csv.len(), direct.len());
+    assert!(
+        csv.as_bytes() == direct.as_slice(),
+        "the two exports differ"
+    );
+    assert_eq!(csv.lines().count(), 1 + 910);
+}
+
 #[tokio::test]
 async fn export_then_import_into_another_node_gives_the_same_summary() {
     let a = fixture(8);

@@ -25,6 +25,17 @@ impl<W: Write> CsvWriter<W> {
         Ok(CsvWriter { inner })
     }
 
+    /// Continues an export begun by [`CsvWriter::new`] on another writer: rows only, no
+    /// header (an export produced in chunks).
+    pub fn continuing(w: W) -> CsvWriter<W> {
+        let inner = ::csv::WriterBuilder::new()
+            .has_headers(false)
+            .terminator(::csv::Terminator::Any(b'\n'))
+            .quote_style(::csv::QuoteStyle::Necessary)
+            .from_writer(w);
+        CsvWriter { inner }
+    }
+
     /// Writes one entry with its hash.
     pub fn write_entry(&mut self, entry: &Entry, hash: &Hash) -> io::Result<()> {
         let prev = entry.prev.map(|p| p.to_hex()).unwrap_or_default();

@@ -1,7 +1,7 @@
 //! Streaming endpoints: `GET /export.csv` and `POST /import`. Neither holds a whole log or a
-//! whole body in memory: the export is produced by a blocking task into a bounded channel
-//! (a client that stops reading is cut off by the connection's stall guard,
-//! `server/stall.rs`), and the import body is spooled to an unnamed temporary file in the
+//! whole body in memory: the export is produced a chunk at a time as the client takes it (a
+//! client that stops reading is cut off by the connection's stall guard, `server/stall.rs`),
+//! and the import body is spooled to an unnamed temporary file in the
 //! data directory as it arrives, then imported from there.
 //!
 //! Why spool the upload: a client that uploads slowly, or stops half-way, then holds only
@@ -9,7 +9,8 @@
 //! whole body is in) and never the store; an upload that sends nothing for the stream idle
 //! timeout is refused (408); and an upload that breaks off imports nothing.
 
-use std::io::{self, Write};
+use std::io;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -17,71 +18,116 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
 
 use super::{ApiError, AppState};
-use crate::csv::ImportReport;
+use crate::csv::{CsvWriter, ImportReport};
+use crate::entry::Seq;
+use crate::identity::Author;
 use crate::node::NodeError;
+use crate::store::StoreReader;
 
-/// Bytes per chunk of the export stream, and chunks buffered ahead of a slow client: memory
-/// stays at about their product whatever the log's size.
-const EXPORT_CHUNK_BYTES: usize = 64 * 1024;
-const EXPORT_CHUNKS_AHEAD: usize = 8;
+/// Entries per chunk of the export stream (about 3 KB of CSV each at most): one short
+/// blocking read per chunk.
+const EXPORT_CHUNK_ENTRIES: usize = 256;
 
-/// A `Write` that hands full chunks to the response stream; blocks when the client is slow,
-/// fails with `BrokenPipe` when it has gone.
-struct ChannelWriter {
-    tx: mpsc::Sender<Result<Bytes, io::Error>>,
-    buf: Vec<u8>,
+/// Where a chunked export stands: the feed lengths at its start (its snapshot), the feed it
+/// is in and the next seq to write.
+struct ExportCursor {
+    reader: StoreReader,
+    feeds: Arc<[(Author, Seq)]>,
+    feed: usize,
+    next_seq: Seq,
+    header_written: bool,
 }
 
-impl ChannelWriter {
-    fn send_buffer(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
+impl ExportCursor {
+    /// The next chunk of CSV, or `None` at the end. Blocking (store reads).
+    fn next_chunk(&mut self) -> Result<Option<Bytes>, NodeError> {
+        if self.feed >= self.feeds.len() && self.header_written {
+            return Ok(None);
         }
-        let chunk = Bytes::from(std::mem::replace(
-            &mut self.buf,
-            Vec::with_capacity(EXPORT_CHUNK_BYTES),
-        ));
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "client went away"))
-    }
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= EXPORT_CHUNK_BYTES {
-            self.send_buffer()?;
-        }
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.send_buffer()
-    }
-}
-
-pub async fn export_csv(State(state): State<AppState>) -> Response {
-    let (tx, mut rx) = mpsc::channel(EXPORT_CHUNKS_AHEAD);
-    let node = state.node.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut writer = ChannelWriter {
-            tx: tx.clone(),
-            buf: Vec::with_capacity(EXPORT_CHUNK_BYTES),
+        let mut out = Vec::with_capacity(EXPORT_CHUNK_ENTRIES * 400);
+        let mut writer = if self.header_written {
+            CsvWriter::continuing(&mut out)
+        } else {
+            self.header_written = true;
+            CsvWriter::new(&mut out).map_err(NodeError::ExportWrite)?
         };
-        let result = node
-            .export(&mut writer)
-            .and_then(|()| writer.flush().map_err(NodeError::ExportWrite));
-        if let Err(error) = result {
-            // A client that hung up is routine; anything else ends the stream with an error
-            // so the client sees a truncated transfer rather than a silently short file.
-            tracing::warn!(%error, "export stream ended early");
-            let _ = tx.blocking_send(Err(io::Error::other(error.to_string())));
+        let mut budget = EXPORT_CHUNK_ENTRIES;
+        while budget > 0 {
+            let Some(&(author, length)) = self.feeds.get(self.feed) else {
+                break;
+            };
+            if self.next_seq > length {
+                self.feed += 1;
+                self.next_seq = 1;
+                continue;
+            }
+            let want = usize::try_from(length - self.next_seq + 1)
+                .unwrap_or(usize::MAX)
+                .min(budget);
+            let rows = self.reader.range(&author, self.next_seq, want)?;
+            if rows.is_empty() {
+                // The feed is shorter than its snapshot said: impossible for an append-only
+                // log, and never a reason to loop.
+                self.next_seq = length + 1;
+                continue;
+            }
+            for (entry, hash) in &rows {
+                writer
+                    .write_entry(entry, hash)
+                    .map_err(NodeError::ExportWrite)?;
+            }
+            let n = rows.len();
+            budget -= n;
+            self.next_seq += u64::try_from(n).unwrap_or(u64::MAX);
+        }
+        writer.finish().map_err(NodeError::ExportWrite)?;
+        Ok(Some(Bytes::from(out)))
+    }
+}
+
+/// `GET /export.csv`: the same bytes as `kappalog export`, produced a chunk at a time, each
+/// by one short blocking read, only when the client has taken the previous one. A slow
+/// client therefore holds no thread while it is slow, and one that takes nothing for the
+/// stream idle timeout is disconnected by the connection's stall guard.
+pub async fn export_csv(State(state): State<AppState>) -> Response {
+    let reader = state.node.reader().clone();
+    let feeds: Arc<[(Author, Seq)]> = reader
+        .fold_feed_lengths(Vec::new(), |mut all, author, length| {
+            all.push((*author, length));
+            all
+        })
+        .into();
+    let cursor = ExportCursor {
+        reader,
+        feeds,
+        feed: 0,
+        next_seq: 1,
+        header_written: false,
+    };
+    let stream = futures_util::stream::unfold(Some(cursor), |cursor| async move {
+        let mut cursor = cursor?;
+        let produced = tokio::task::spawn_blocking(move || {
+            let chunk = cursor.next_chunk();
+            (chunk, cursor)
+        })
+        .await;
+        match produced {
+            Ok((Ok(Some(chunk)), cursor)) => Some((Ok::<Bytes, io::Error>(chunk), Some(cursor))),
+            Ok((Ok(None), _)) => None,
+            // End the stream with an error so the client sees a truncated transfer rather
+            // than a silently short file.
+            Ok((Err(error), _)) => {
+                tracing::warn!(%error, "export stream ended early");
+                Some((Err(io::Error::other(error.to_string())), None))
+            }
+            Err(error) => {
+                tracing::warn!(%error, "export task failed");
+                Some((Err(io::Error::other(error.to_string())), None))
+            }
         }
     });
-    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
