@@ -15,6 +15,7 @@ use crate::node::Node;
 use crate::sync::{self, SyncConfig};
 
 mod connections;
+mod shed;
 mod stall;
 
 pub use connections::{

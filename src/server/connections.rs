@@ -6,8 +6,10 @@
 //! byte a minute) could hold every file descriptor the process has, and with them the store
 //! and peer sync. Here:
 //!
-//! - at most [`ServeLimits::max_connections`] connections are open at once; further ones
-//!   wait in the kernel's accept queue until one closes (nothing is refused);
+//! - at most [`ServeLimits::max_connections`] connections are open at once; when a new one
+//!   arrives with every slot taken, the idle or stalled connection that moved least recently
+//!   is closed to make room ([`super::shed`]); if every connection is busy and moving, the
+//!   newcomer waits for a slot (nothing is refused);
 //! - a request head must arrive within [`ServeLimits::header_read_timeout`] of the server
 //!   starting to wait for it, which also closes a keep-alive connection idle for that long
 //!   (hyper's `header_read_timeout`);
@@ -18,6 +20,7 @@
 //!   is still open then (a stalled upload, a reader that stopped reading) is aborted, so a
 //!   stop signal always ends the server within that time.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,14 +29,44 @@ use axum::body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tower::ServiceExt;
 
+use super::shed::{Activity, Connections, InFlight};
 use super::stall::StallGuard;
 use crate::http::Api;
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request counted as in flight until it is done.
+    struct TrackedBody {
+        #[pin]
+        inner: Body,
+        _in_flight: InFlight,
+    }
+}
+
+impl axum::body::HttpBody for TrackedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// Connection limits of the HTTP server.
 #[derive(Clone, Copy, Debug)]
@@ -87,16 +120,12 @@ pub async fn serve_http(
     tokio::pin!(stop);
     // Every connection task, so the ones still open at the shutdown deadline can be aborted.
     let mut tasks = tokio::task::JoinSet::new();
+    let connections = Arc::new(Connections::default());
+    let origin = Instant::now();
+    let mut next_id = 0u64;
     loop {
         // Reap finished connections so the set stays as small as what is open.
         while tasks.try_join_next().is_some() {}
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break, // the semaphore is never closed
-            },
-            () = &mut stop => break,
-        };
         let tcp = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => tcp,
@@ -113,24 +142,67 @@ pub async fn serve_http(
             },
             () = &mut stop => break,
         };
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                // Every slot taken: make room by closing an idle or stalled connection (if
+                // there is none, wait for one to end, as before).
+                if connections.shed_one(origin) {
+                    tracing::debug!("HTTP connection cap reached: closed the quietest connection");
+                }
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break, // the semaphore is never closed
+                    },
+                    () = &mut stop => break,
+                }
+            }
+        };
         // Responses are small and written whole: send them at once rather than letting
         // Nagle's algorithm hold them for the client's delayed ACK.
         let _ = tcp.set_nodelay(true);
-        let service = TowerToHyperService::new(
-            api.clone()
-                .map_request(|request: hyper::Request<Incoming>| request.map(Body::new)),
-        );
-        let io = TokioIo::new(StallGuard::new(tcp, limits.stream_idle_timeout));
+        let activity = Activity::new(origin);
+        let service = {
+            let (api, activity) = (api.clone(), activity.clone());
+            hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                // Counts from the request until its response body is done or dropped.
+                let in_flight = activity.begin();
+                let call = api.clone().oneshot(request.map(Body::new));
+                async move {
+                    let response = call.await?;
+                    Ok::<_, Infallible>(response.map(|body| TrackedBody {
+                        inner: body,
+                        _in_flight: in_flight,
+                    }))
+                }
+            })
+        };
+        let io = TokioIo::new(StallGuard::new(
+            tcp,
+            limits.stream_idle_timeout,
+            activity.clone(),
+        ));
         let connection = graceful.watch(builder.serve_connection(io, service));
         let open = OpenGuard::new(open.clone());
-        tasks.spawn(async move {
+        next_id += 1;
+        let id = next_id;
+        let table = connections.clone();
+        // The task removes its entry when it ends; it starts only once the entry is in, so
+        // a connection that ends at once never leaves a stale entry behind.
+        let (registered, wait_registered) = tokio::sync::oneshot::channel::<()>();
+        let task = tasks.spawn(async move {
             // Decremented however the task ends, aborted included.
             let _open = open;
+            let _ = wait_registered.await;
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "HTTP connection ended with an error");
             }
+            table.remove(id);
             drop(slot);
         });
+        connections.insert(id, activity, task);
+        let _ = registered.send(());
     }
     drop(listener);
     if tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown())

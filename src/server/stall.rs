@@ -13,8 +13,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+use super::shed::Activity;
 
 /// A socket whose writes fail with `TimedOut` after `timeout` without progress. `Unpin`
 /// (hyper needs that of its I/O): the timer is boxed, and only armed while a write waits.
@@ -22,14 +26,17 @@ pub struct StallGuard<T> {
     inner: T,
     timeout: Duration,
     stalled: Option<Pin<Box<Sleep>>>,
+    /// Told whenever bytes move either way (the shedding rule reads it).
+    activity: Arc<Activity>,
 }
 
 impl<T> StallGuard<T> {
-    pub fn new(inner: T, timeout: Duration) -> StallGuard<T> {
+    pub fn new(inner: T, timeout: Duration, activity: Arc<Activity>) -> StallGuard<T> {
         StallGuard {
             inner,
             timeout,
             stalled: None,
+            activity,
         }
     }
 }
@@ -40,7 +47,12 @@ impl<T: AsyncRead + Unpin> AsyncRead for StallGuard<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.moved();
+        }
+        polled
     }
 }
 
@@ -68,6 +80,7 @@ impl<T: AsyncWrite + Unpin> StallGuard<T> {
             }
             ready => {
                 self.stalled = None;
+                self.activity.moved();
                 ready
             }
         }
@@ -112,7 +125,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_write_nobody_reads_fails_after_the_timeout() {
         let (ours, _theirs) = tokio::io::duplex(16);
-        let mut guarded = StallGuard::new(ours, Duration::from_secs(5));
+        let mut guarded =
+            StallGuard::new(ours, Duration::from_secs(5), Activity::new(Instant::now()));
         let error = guarded.write_all(&[0u8; 1024]).await.unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
     }
@@ -120,7 +134,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_slow_reader_that_keeps_reading_is_not_cut_off() {
         let (ours, mut theirs) = tokio::io::duplex(16);
-        let mut guarded = StallGuard::new(ours, Duration::from_secs(5));
+        let mut guarded =
+            StallGuard::new(ours, Duration::from_secs(5), Activity::new(Instant::now()));
         let reader = tokio::spawn(async move {
             use tokio::io::AsyncReadExt;
             let mut got = 0;
