@@ -28,7 +28,10 @@ pub mod plan;
 
 pub use export::CsvWriter;
 pub use parse::{CsvParser, ParsedEntry, ParsedLine, RejectReason, Rejection};
-pub use plan::{plan_import, ForkDetail, ForkSide, ImportPlan, ImportReport};
+pub use plan::{
+    plan_import, ForkDetail, ForkSide, ImportPlan, ImportReport, Rejections,
+    MAX_REPORTED_REJECTIONS,
+};
 
 /// The header record, and the order of the fields in every record.
 pub const COLUMNS: [&str; 8] = [

@@ -151,10 +151,19 @@ mod tests {
 
     #[test]
     fn rejects_wrong_length_and_bad_hex() {
-        assert!(matches!(
+        assert_eq!(
             "abcd".parse::<Hash>(),
-            Err(ParseBytesError::WrongLength { expected: 32, .. })
-        ));
+            Err(ParseBytesError::WrongHexLength {
+                expected: 64,
+                found: 4
+            })
+        );
+        // One digit too many is named in digits, not rounded to bytes.
+        let long = "ab".repeat(32) + "c";
+        assert_eq!(
+            long.parse::<Hash>().unwrap_err().to_string(),
+            "expected 64 hex digits, got 65"
+        );
         let bad = "zz".repeat(32);
         assert!(matches!(
             bad.parse::<Hash>(),

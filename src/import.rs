@@ -8,7 +8,9 @@
 
 use std::io::Read;
 
-use crate::csv::{plan_import, CsvParser, ForkDetail, ForkSide, ImportReport, ParsedEntry};
+use crate::csv::{
+    plan_import, CsvParser, ForkDetail, ForkSide, ImportReport, ParsedEntry, ParsedLine,
+};
 use crate::csv::{RejectReason, Rejection};
 use crate::fork::ForkProof;
 use crate::identity::Author;
@@ -30,10 +32,17 @@ pub fn import_csv(
 ) -> Result<(ImportReport, Vec<ForkProof>), NodeError> {
     let mut parser = CsvParser::new(input);
     let mut lines = Vec::new();
+    // Rejected rows are counted as they are parsed, not kept: a body of garbage costs a
+    // counter, not a record per row.
+    let mut rejected = crate::csv::Rejections::default();
     while let Some(line) = parser.next_line().map_err(NodeError::ImportRead)? {
-        lines.push(line);
+        match line {
+            ParsedLine::Rejected(rejection) => rejected.push(rejection),
+            entry => lines.push(entry),
+        }
     }
     let (feeds, mut report) = plan_import(lines).into_parts();
+    report.rejected.merge(rejected);
     let mut proofs = Vec::new();
     let mut batch = Vec::with_capacity(IMPORT_BATCH_ENTRIES);
     for entry in feeds.into_values().flatten() {

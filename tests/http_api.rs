@@ -347,6 +347,23 @@ async fn feeds_health_and_metrics() {
     );
 }
 
+/// A body of garbage rows is answered with the exact count and the first 1,000 rejections
+/// (by line), not one record per row.
+#[tokio::test]
+async fn an_import_of_garbage_lists_the_first_1000_rejections_and_counts_all() {
+    let f = fixture(12);
+    let body = "a\n".repeat(5_000);
+    let (status, text, _) = send(app(&f), "POST", "/import", body).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let report = json(&text);
+    assert_eq!(report["rejected"], 5_000);
+    let listed = report["rejections"].as_array().unwrap();
+    assert_eq!(listed.len(), 1_000);
+    assert_eq!(listed[0]["line"], 1);
+    assert_eq!(listed[999]["line"], 1_000);
+    assert_eq!(report["added"], 0);
+}
+
 /// The streamed export, produced a chunk at a time, is byte for byte `kappalog export`'s,
 /// across chunk and feed boundaries.
 #[tokio::test]

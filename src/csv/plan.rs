@@ -34,8 +34,8 @@ pub struct ImportPlan {
     pub feeds: BTreeMap<Author, Vec<ParsedEntry>>,
     /// Repeats of an entry within the input.
     pub duplicates: u64,
-    /// Records that are not entries, in line order.
-    pub rejected: Vec<Rejection>,
+    /// Records that are not entries.
+    pub rejected: Rejections,
     /// Different entries at the same author and seq within the input.
     pub forks: Vec<ForkDetail>,
 }
@@ -65,9 +65,69 @@ pub struct ImportReport {
     /// Entries already held, or repeated within the input.
     pub duplicates: u64,
     /// Records not imported, from the parser, the plan or the store.
-    pub rejected: Vec<Rejection>,
+    pub rejected: Rejections,
     /// Forks found, within the input or against the store.
     pub forks: Vec<ForkDetail>,
+}
+
+/// The most rejections an import report lists (the lowest lines); the count stays exact.
+/// A body of garbage rows must not make the node hold, or answer with, one record per row.
+pub const MAX_REPORTED_REJECTIONS: usize = 1000;
+
+/// The rejections of an import: the exact total, and the [`MAX_REPORTED_REJECTIONS`] with
+/// the lowest line numbers (memory stays bounded however many rows are rejected).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rejections {
+    kept: Vec<Rejection>,
+    total: u64,
+}
+
+impl Rejections {
+    pub fn push(&mut self, rejection: Rejection) {
+        self.total = self.total.saturating_add(1);
+        self.kept.push(rejection);
+        // Trim in batches: amortised O(log n) per push, memory at most twice the cap.
+        if self.kept.len() >= 2 * MAX_REPORTED_REJECTIONS {
+            self.trim();
+        }
+    }
+
+    /// Adds every rejection of `other` (its total, and its kept records).
+    pub fn merge(&mut self, other: Rejections) {
+        self.total = self.total.saturating_add(other.total);
+        self.kept.extend(other.kept);
+        if self.kept.len() >= 2 * MAX_REPORTED_REJECTIONS {
+            self.trim();
+        }
+    }
+
+    fn trim(&mut self) {
+        self.kept
+            .sort_by_cached_key(|r| (r.line, r.reason.to_string()));
+        self.kept.truncate(MAX_REPORTED_REJECTIONS);
+    }
+
+    /// How many records were rejected in all.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The total as a count of records (for callers that compare with `usize`).
+    pub fn len(&self) -> usize {
+        usize::try_from(self.total).unwrap_or(usize::MAX)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// The reported rejections, by line then reason.
+    pub fn sorted(&self) -> Vec<&Rejection> {
+        let mut sorted: Vec<&Rejection> = self.kept.iter().collect();
+        sorted.sort_by_cached_key(|r| (r.line, r.reason.to_string()));
+        sorted.truncate(MAX_REPORTED_REJECTIONS);
+        sorted
+    }
 }
 
 /// Sort key of an entry within its feed; the signature makes it total.
@@ -102,7 +162,6 @@ pub fn plan_import(lines: impl IntoIterator<Item = ParsedLine>) -> ImportPlan {
         plan.forks.extend(forks_in(&author, &list));
         plan.feeds.insert(author, list);
     }
-    plan.rejected.sort_by_key(|r| r.line);
     plan
 }
 
@@ -152,11 +211,10 @@ impl ImportPlan {
 }
 
 impl ImportReport {
-    /// Rejections by line, then reason, whatever order they were found in.
+    /// The reported rejections (at most [`MAX_REPORTED_REJECTIONS`], the lowest lines) by
+    /// line, then reason, whatever order they were found in.
     pub fn sorted_rejections(&self) -> Vec<&Rejection> {
-        let mut sorted: Vec<&Rejection> = self.rejected.iter().collect();
-        sorted.sort_by_cached_key(|r| (r.line, r.reason.to_string()));
-        sorted
+        self.rejected.sorted()
     }
 
     /// Forks by author, then seq.
@@ -167,14 +225,15 @@ impl ImportReport {
     }
 }
 
-/// JSON: `added`, `duplicates`, `rejected` (count), `rejections` ([{line, reason}] by line),
+/// JSON: `added`, `duplicates`, `rejected` (count), `rejections` ([{line, reason}] by line, the
+/// first 1,000),
 /// `forks` (count), `fork_details` ([{author, seq, entries: [{line, hash}]}]).
 impl Serialize for ImportReport {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut out = s.serialize_struct("ImportReport", 6)?;
         out.serialize_field("added", &self.added)?;
         out.serialize_field("duplicates", &self.duplicates)?;
-        out.serialize_field("rejected", &self.rejected.len())?;
+        out.serialize_field("rejected", &self.rejected.total())?;
         out.serialize_field("rejections", &self.sorted_rejections())?;
         out.serialize_field("forks", &self.forks.len())?;
         out.serialize_field("fork_details", &self.sorted_forks())?;
@@ -190,11 +249,16 @@ impl fmt::Display for ImportReport {
             "added {}, duplicates {}, rejected {}, forks {}",
             self.added,
             self.duplicates,
-            self.rejected.len(),
+            self.rejected.total(),
             self.forks.len()
         )?;
-        for rejection in self.sorted_rejections() {
+        let listed = self.sorted_rejections();
+        for rejection in &listed {
             write!(f, "\nline {}: {}", rejection.line, rejection.reason)?;
+        }
+        let unlisted = self.rejected.total().saturating_sub(listed.len() as u64);
+        if unlisted > 0 {
+            write!(f, "\n... and {unlisted} more rejected lines (only the first {MAX_REPORTED_REJECTIONS} are listed)")?;
         }
         for fork in self.sorted_forks() {
             write!(f, "\nfork: author {} seq {}:", fork.author, fork.seq)?;
