@@ -333,3 +333,49 @@ async fn an_export_nobody_reads_is_cut_off() {
     drop(reader);
     server.shutdown().await;
 }
+
+/// HTTP abuse does not stop replication: with 100 stalled uploads and 20 stalled export
+/// readers open on a node's HTTP port, a peer's new entries are still stored (the uploads
+/// and exports hold no blocking thread, which sync's checks and store reads need). How fast
+/// is a benchmark's question; this waits with the usual test deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_http_clients_do_not_delay_replication() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _) = Node::open_with_identity(dir.path(), common::identity(21)).unwrap();
+    for i in 0..1_500 {
+        node.append(i, "x".repeat(4_000)).await.unwrap();
+    }
+    let server = start_over(node.clone(), dir, ServeLimits::default()).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sync = kappalog::sync::start(
+        &node,
+        common::net::fast_config(),
+        Some(listener),
+        Vec::new(),
+    )
+    .unwrap();
+    let mut bad = Vec::new();
+    for i in 0..120 {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        let request: &[u8] = if i % 6 == 0 {
+            b"GET /export.csv HTTP/1.1\r\nHost: t\r\n\r\n"
+        } else {
+            b"POST /import HTTP/1.1\r\nHost: t\r\nContent-Length: 99999\r\n\r\nauthor,"
+        };
+        s.write_all(request).await.unwrap();
+        bad.push(s);
+    }
+    // A peer dials in and appends; its entries arrive while the abuse goes on.
+    let peer_dir = tempfile::tempdir().unwrap();
+    let peer = common::net::start(peer_dir.path(), 22, &[sync.local_addr().unwrap()]).await;
+    common::net::append_n(&peer.node, 200, 0).await;
+    let author = peer.node.author();
+    common::net::wait_for("the peer's entries to be stored", || {
+        node.reader().head(&author).map(|h| h.seq) == Some(200)
+    })
+    .await;
+    drop(bad);
+    peer.stop().await;
+    sync.shutdown().await;
+    server.shutdown().await;
+}
