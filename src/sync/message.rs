@@ -38,6 +38,9 @@ pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
 pub const READ_IDLE_TIMEOUT_MS: u64 = 60_000;
 /// Once a frame's first byte arrived, the longest until its last byte, in milliseconds.
 pub const FRAME_READ_TIMEOUT_MS: u64 = 10_000;
+/// From the end of the handshake until reconciliation is done, in milliseconds (a peer that
+/// only pings cannot hold a session in its exchange for ever).
+pub const RECONCILE_TIMEOUT_MS: u64 = 120_000;
 /// Send a [`Message::Ping`] after this long without sending anything, in milliseconds.
 pub const PING_INTERVAL_MS: u64 = 20_000;
 /// The most concurrent inbound sessions with strangers (dials and trusted keys excluded).

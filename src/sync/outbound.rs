@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use super::admission::Admission;
 use super::connection::FrameWriter;
 use super::error::SessionError;
-use super::message::{entry_batches, proof_batches, FeedHave, Message, Want};
+use super::message::{entry_batches, proof_batches, FeedHave, Message, Want, RECONCILE_TIMEOUT_MS};
 use super::plan::{self, FeedState, Feeds, Fence, PeerProgress};
 use super::reconcile::{Reconciler, Step};
 use super::status::{Control, PeerRegistry};
@@ -177,7 +177,16 @@ impl Outbound {
             self.send(&message).await?;
         }
         let items = plan::have_lines(&ours, &forked);
-        let theirs = self.reconcile(items).await?;
+        // A peer that keeps the session alive with pings but never finishes reconciling
+        // would hold its slot for ever: the exchange has a deadline of its own.
+        let theirs = tokio::time::timeout(
+            std::time::Duration::from_millis(RECONCILE_TIMEOUT_MS),
+            self.reconcile(items),
+        )
+        .await
+        .map_err(|_| SessionError::Timeout {
+            what: "reconciling feed sets",
+        })??;
         {
             let mut progress = lock(&self.progress);
             progress.merge_feeds(&theirs);
