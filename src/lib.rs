@@ -16,13 +16,16 @@
 //! - [`import`]: applies a planned CSV import to the store and reports every outcome.
 //! - [`metrics`]: Prometheus counters and histograms served at `GET /metrics`.
 //! - [`http`]: the axum facade: adapters from routes to node methods.
-//! - [`server`]: binds, serves and gracefully stops one or several nodes.
+//! - [`server`]: binds, serves and stops one or several nodes: the HTTP connection cap (the
+//!   quietest idle or stalled connection makes room), the header and stall deadlines, and a
+//!   shutdown bounded by `--shutdown-timeout`.
 //! - [`cli`]: clap definitions; [`app`]: runs each subcommand.
 //! - [`fork`]: fork proofs (two conflicting signed entries), their encoding, the forked set.
 //! - [`forks`]: the durable fork-proof log (`DATA_DIR/forks`), loaded at open (and read,
 //!   lock-free, by `kappalog summary`).
-//! - [`sync`]: the peer protocol (docs/PROTOCOL.md): pure core (messages, framing, handshake,
-//!   plan) and the tokio sessions, listener and dialers that replicate over TCP.
+//! - [`sync`]: the peer protocol v2 (docs/PROTOCOL.md): pure core (messages, framing,
+//!   handshake, reconciliation, plan, admission rules) and the tokio sessions over the
+//!   encrypted transport, the listener and the dialers that replicate over TCP.
 //!
 //! # Data flow
 //!
