@@ -175,7 +175,7 @@ async fn at_the_cap_the_quietest_idle_connection_makes_room() {
 async fn a_new_client_is_served_while_bad_clients_hold_every_slot() {
     let dir = tempfile::tempdir().unwrap();
     let (node, _) = Node::open_with_identity(dir.path(), common::identity(21)).unwrap();
-    for i in 0..1_500 {
+    for i in 0..common::entries_beyond_socket_buffers() {
         node.append(i, "x".repeat(4_000)).await.unwrap();
     }
     let server = start_over(
@@ -304,8 +304,8 @@ async fn read_to_close_or_body(stream: &mut TcpStream) -> String {
 async fn an_export_nobody_reads_is_cut_off() {
     let dir = tempfile::tempdir().unwrap();
     let (node, _) = Node::open_with_identity(dir.path(), common::identity(21)).unwrap();
-    // About 6 MB: more than the socket buffers on both sides hold.
-    for i in 0..1_500 {
+    // More than the socket buffers on both sides hold.
+    for i in 0..common::entries_beyond_socket_buffers() {
         node.append(i, "x".repeat(4_000)).await.unwrap();
     }
     let server = start_over(node, dir, quick_streams()).await;
@@ -342,7 +342,7 @@ async fn an_export_nobody_reads_is_cut_off() {
 async fn stalled_http_clients_do_not_delay_replication() {
     let dir = tempfile::tempdir().unwrap();
     let (node, _) = Node::open_with_identity(dir.path(), common::identity(21)).unwrap();
-    for i in 0..1_500 {
+    for i in 0..common::entries_beyond_socket_buffers() {
         node.append(i, "x".repeat(4_000)).await.unwrap();
     }
     let server = start_over(node.clone(), dir, ServeLimits::default()).await;

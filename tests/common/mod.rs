@@ -282,3 +282,18 @@ pub fn entries(
 pub mod net;
 pub mod peer;
 pub mod relay;
+
+/// How many 4,000-byte entries make an export larger than the sockets on both ends can
+/// buffer (twice the kernel's largest send buffer plus the default receive buffer), so a
+/// client that stops reading really stalls the server's writes.
+pub fn entries_beyond_socket_buffers() -> i64 {
+    let max_of = |path: &str, field: usize| -> u64 {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.split_whitespace().nth(field)?.parse().ok())
+            .unwrap_or(4 << 20)
+    };
+    let bytes =
+        2 * max_of("/proc/sys/net/ipv4/tcp_wmem", 2) + max_of("/proc/sys/net/ipv4/tcp_rmem", 1);
+    i64::try_from(bytes / 4_000 + 100).unwrap_or(i64::MAX)
+}
