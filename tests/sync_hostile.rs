@@ -316,3 +316,99 @@ async fn a_session_that_falls_behind_resyncs_from_the_store() {
     healthy(&n).await;
     n.stop().await;
 }
+
+/// Reconciliation frames from a hostile peer: a round that does not tile the author space, a
+/// frame after the exchange ended, and a claimed feed of length 0 each end the session with
+/// the reason, and the node keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_reconciliation_frames_end_the_session_with_the_reason() {
+    use kappalog::sync::message::FeedHave;
+    use kappalog::sync::reconcile::{Bound, Range, RangeMode, Reconcile};
+    let dn = tempfile::tempdir().unwrap();
+    let n = start(dn.path(), 1, &[]).await;
+    n.node.append(1, String::new()).await.unwrap();
+    let item = |length| FeedHave {
+        author: common::identity(70).author(),
+        length,
+        head: Hash([1; 32]),
+    };
+    let cases: Vec<(Reconcile, &str)> = vec![
+        (
+            // Ends before the end of the author space.
+            Reconcile {
+                ranges: vec![Range {
+                    upper: Bound::Author(common::identity(70).author()),
+                    mode: RangeMode::Skip,
+                }],
+                last: true,
+            },
+            "ends before the end",
+        ),
+        (
+            Reconcile {
+                ranges: vec![Range {
+                    upper: Bound::End,
+                    mode: RangeMode::Items(vec![item(0)]),
+                }],
+                last: true,
+            },
+            "length 0",
+        ),
+    ];
+    for (seed, (frame, expected)) in (80u8..).zip(cases) {
+        let mut mallory = RawPeer::connect(n.addr, &common::identity(seed)).await;
+        mallory.send(&Message::Reconcile(frame)).await;
+        let frames = mallory.read_until_closed().await;
+        assert!(
+            said_bye(&frames, ByeReason::ProtocolViolation),
+            "{expected}: {frames:?}"
+        );
+        let error = last_error_of(&n, mallory.local).await;
+        assert!(
+            error.contains("reconciliation") && error.contains(expected),
+            "{error}"
+        );
+    }
+    // A frame after an honest exchange ended.
+    let mut late = RawPeer::connect_and_have(n.addr, &common::identity(90)).await;
+    let done = Reconcile {
+        ranges: vec![Range {
+            upper: Bound::End,
+            mode: RangeMode::Skip,
+        }],
+        last: true,
+    };
+    late.send(&Message::Reconcile(done)).await;
+    let frames = late.read_until_closed().await;
+    assert!(
+        said_bye(&frames, ByeReason::ProtocolViolation),
+        "{frames:?}"
+    );
+    let error = last_error_of(&n, late.local).await;
+    assert!(error.contains("after reconciliation ended"), "{error}");
+    healthy(&n).await;
+    n.stop().await;
+}
+
+/// A record too short to hold a tag, sent inside an established channel, ends the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_shorter_than_its_tag_ends_the_session() {
+    let dn = tempfile::tempdir().unwrap();
+    let n = start(dn.path(), 1, &[]).await;
+    // Set up a real channel by hand, then write a raw 3-byte record under it.
+    let stream = TcpStream::connect(n.addr).await.unwrap();
+    let local = stream.local_addr().unwrap();
+    let (read, mut write) = stream.into_split();
+    let (_r, _w) = {
+        use kappalog::sync::transport::{establish, NetworkKey, Role};
+        let channel = establish(read, &mut write, Role::Initiator, &NetworkKey::default())
+            .await
+            .unwrap();
+        (channel.reader, channel.writer)
+    };
+    write.write_all(&[0, 3, 1, 2, 3]).await.unwrap();
+    let error = last_error_of(&n, local).await;
+    assert!(error.contains("record of 3 bytes"), "{error}");
+    healthy(&n).await;
+    n.stop().await;
+}
