@@ -2,7 +2,10 @@
 //! on the same machine. Prints figures, asserts nothing. `cargo bench --bench http`.
 //!
 //! - `POST /add` with 64 connections, durable: requests/s and latency p50/p99;
-//! - `GET /summary` on a node holding `KAPPALOG_BENCH_ENTRIES` entries (default 1,000,000).
+//! - `GET /summary` on a node holding `KAPPALOG_BENCH_ENTRIES` entries (default 1,000,000);
+//! - `GET /health` latency (p50, p99) on fresh connections while `KAPPALOG_BENCH_BAD_CLIENTS`
+//!   (default 600) connections are open, a quarter each idle, mid-head, mid-upload and
+//!   refusing to read an export (`KAPPALOG_BENCH_HEALTH_PROBES` probes, default 200).
 //!
 //! When `wrk` is installed the same routes are also measured with it (C, cheaper per request
 //! than the Rust generator, so it leaves more of the 2 shared cores to the server).
@@ -242,8 +245,74 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[i] as f64 / 1000.0
 }
 
+/// `GET /health` on fresh connections while `bad` connections (a quarter each: idle, a head
+/// sent in part, a stalled upload, an export nobody reads) are open: the server is at its
+/// connection cap and must shed the quiet ones to serve. Returns each request's latency in
+/// microseconds, connect included.
+fn health_under_bad_clients(bad: usize, probes: usize) -> Vec<u64> {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _) = Node::open_with_identity(dir.path(), Identity::from_seed([1; 32])).unwrap();
+    let (addr, server) = serve(node.clone());
+    // Enough log that an unread export fills the socket buffers.
+    server.block_on(async {
+        for i in 0..2_500 {
+            node.append(i, "x".repeat(4_000)).await.unwrap();
+        }
+    });
+    let requests: [&[u8]; 4] = [
+        b"",
+        b"GET /hea",
+        b"POST /import HTTP/1.1\r\nHost: b\r\nContent-Length: 99999\r\n\r\nauthor,",
+        b"GET /export.csv HTTP/1.1\r\nHost: b\r\n\r\n",
+    ];
+    let mut held = Vec::with_capacity(bad);
+    for i in 0..bad {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(requests[i % 4]).unwrap();
+        held.push(s);
+    }
+    let mut latencies = Vec::with_capacity(probes);
+    for _ in 0..probes {
+        let start = Instant::now();
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut response = Vec::new();
+        let _ = s.read_to_end(&mut response);
+        if !response.starts_with(b"HTTP/1.1 200") {
+            println!("a /health probe was not answered 200");
+            continue;
+        }
+        latencies.push(u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX));
+    }
+    drop(held);
+    drop(server);
+    latencies.sort_unstable();
+    latencies
+}
+
 fn main() {
     let secs = env_usize("KAPPALOG_BENCH_SECS", 5) as f64;
+    let bad = env_usize("KAPPALOG_BENCH_BAD_CLIENTS", 600);
+    let probes = env_usize("KAPPALOG_BENCH_HEALTH_PROBES", 200);
+    let mut p50s = Vec::new();
+    let mut p99s = Vec::new();
+    for _ in 0..RUNS {
+        let latencies = health_under_bad_clients(bad, probes);
+        p50s.push(percentile(&latencies, 0.5));
+        p99s.push(percentile(&latencies, 0.99));
+    }
+    report(
+        &format!("GET /health on a fresh connection with {bad} bad clients open, latency p50"),
+        "ms",
+        p50s,
+    );
+    report(
+        &format!("GET /health on a fresh connection with {bad} bad clients open, latency p99"),
+        "ms",
+        p99s,
+    );
     let entries = env_usize("KAPPALOG_BENCH_ENTRIES", 1_000_000);
     // The summary lists every feed, so its size (and the cost of serving it) grows with the
     // number of feeds, not entries: ~230 bytes per feed.
