@@ -178,15 +178,7 @@ pub fn exchange_costs(dir: &Path) -> ExchangeCosts {
         .reader()
         .feeds()
         .into_iter()
-        .map(|f| {
-            (
-                f.author,
-                FeedState {
-                    length: f.length,
-                    head: f.head,
-                },
-            )
-        })
+        .map(|f| (f.author, FeedState::from(&f)))
         .collect();
     let forked = node.forked_authors();
     let items = plan::have_lines(&ours, &forked);

@@ -163,15 +163,7 @@ impl Outbound {
             .into_iter()
             // Feeds outside the author policy are neither offered nor forwarded.
             .filter(|f| f.author == own || self.admission.accepts_author(&f.author))
-            .map(|f| {
-                (
-                    f.author,
-                    FeedState {
-                        length: f.length,
-                        head: f.head,
-                    },
-                )
-            })
+            .map(|f| (f.author, FeedState::from(&f)))
             .collect();
         for message in proof_batches(self.node.fork_proofs().iter()) {
             self.send(&message).await?;

@@ -45,6 +45,15 @@ pub struct FeedState {
 /// Feed states by author.
 pub type Feeds = BTreeMap<Author, FeedState>;
 
+impl From<&crate::store::FeedInfo> for FeedState {
+    fn from(info: &crate::store::FeedInfo) -> FeedState {
+        FeedState {
+            length: info.length,
+            head: info.head,
+        }
+    }
+}
+
 /// Our feed states as reconciliation items ([`super::reconcile`]), leaving out forked
 /// authors, in ascending author order.
 pub fn have_lines(ours: &Feeds, forked: &BTreeSet<Author>) -> Vec<FeedHave> {
