@@ -332,3 +332,30 @@ async fn an_allow_listed_key_dials_in_through_a_flood_of_unfinished_handshakes()
     a.stop().await;
     p.stop().await;
 }
+
+/// The node-wide feed cap holds whoever offers the feeds, a configured peer included; the
+/// skipped feeds are counted with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_cap_holds_even_for_a_configured_peer() {
+    let (da, dp) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let p = node(dp.path(), 2, &[], Policy::default()).await;
+    p.node.offer_entries(fresh_feeds(100, 12)).await.unwrap();
+    let policy = Policy {
+        max_feeds: 5,
+        ..Policy::default()
+    };
+    let a = node(da.path(), 1, &[p.addr], policy).await;
+    let key = p.addr.to_string();
+    wait_for("seven feeds skipped at the cap", || {
+        a.sync.refusals().1.get("feed_cap") == Some(&7)
+    })
+    .await;
+    assert_eq!(a.node.reader().feed_count(), 5);
+    let r = record(&a, &key).unwrap();
+    assert_eq!(
+        (r.feeds_skipped, r.skip_reason.as_deref()),
+        (7, Some("feed_cap"))
+    );
+    a.stop().await;
+    p.stop().await;
+}

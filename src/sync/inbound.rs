@@ -64,6 +64,8 @@ pub(super) struct Inbound {
 pub(super) struct InFlight {
     heads: HashMap<Author, FeedHead>,
     hashes: HashMap<(Author, Seq), Hash>,
+    /// Feeds this append starts (entries at seq 1): not yet in the store's feed count.
+    new_feeds: u64,
 }
 
 impl InFlight {
@@ -78,6 +80,9 @@ impl InFlight {
                 },
             );
             view.hashes.insert((entry.author, entry.seq), *hash);
+            if entry.seq == 1 {
+                view.new_feeds += 1;
+            }
         }
         view
     }
@@ -219,6 +224,8 @@ impl Inbound {
             let head_of = |a: &Author| in_flight.heads.get(a).copied().or_else(|| reader.head(a));
             // Asked once per author of the batch: forked authors, authors outside the
             // policy, and new feeds the peer may not introduce are dropped unchecked.
+            // Feeds this batch starts count against the feed cap as soon as they are taken.
+            let mut taken_new = in_flight.new_feeds;
             let refuse = |a: &Author| {
                 if forked.contains(a) || lock(&skipped).contains(a) {
                     return true;
@@ -232,8 +239,12 @@ impl Inbound {
                 if admission.accepts_author(a) && head_of(a).is_some() {
                     return false;
                 }
-                match admission.admit_new_feed(&peer, a, reader.feed_count(), Instant::now()) {
-                    Ok(()) => false,
+                let held = reader.feed_count().saturating_add(taken_new);
+                match admission.admit_new_feed(&peer, a, held, Instant::now()) {
+                    Ok(()) => {
+                        taken_new += 1;
+                        false
+                    }
                     Err(skip) => {
                         lock(&skipped).insert(*a);
                         registry.add_skipped(&key, 1, skip.as_str());
