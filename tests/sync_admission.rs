@@ -359,3 +359,56 @@ async fn the_feed_cap_holds_even_for_a_configured_peer() {
     a.stop().await;
     p.stop().await;
 }
+
+/// The evidence that matters survives junk: an allow-listed peer's record and its
+/// `last_error` stay in `GET /peers` after far more junk connections than the 64 closed
+/// stranger records kept, and the refusals are counted by reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_peers_last_error_survives_a_flood_of_junk_connections() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let friend = common::identity(7);
+    let policy = Policy {
+        allow_peers: BTreeSet::from([friend.author()]),
+        max_inbound_per_addr: 10_000,
+        ..Policy::default()
+    };
+    let a = node(dir.path(), 1, &[], policy).await;
+    // The friend sends an entry with a broken signature and is dropped for it.
+    let mut s = RawPeer::connect_and_have(a.addr, &friend).await;
+    let key = s.local.to_string();
+    let mut bad = common::feed(&friend, 1)[0].0.clone();
+    bad.signature.0[3] ^= 1;
+    s.send(&Message::Entries(Entries {
+        entries: vec![EncodedEntry::from_entry(&bad)],
+    }))
+    .await;
+    s.read_until_closed().await;
+    wait_for("the friend's error to be recorded", || {
+        record(&a, &key).is_some_and(|r| r.last_error.is_some())
+    })
+    .await;
+    // 100 junk connections, each with a bad opening.
+    for _ in 0..100 {
+        let mut junk = TcpStream::connect(a.addr).await.unwrap();
+        junk.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(common::DEADLINE, read_frame(&mut junk, &mut buf)).await;
+    }
+    wait_for("the junk to be refused", || {
+        a.sync
+            .refusals()
+            .0
+            .get("bad_transport")
+            .is_some_and(|n| *n >= 100)
+    })
+    .await;
+    let r = record(&a, &key).expect("the trusted peer's record was evicted");
+    assert!(
+        r.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("invalid entries batch")),
+        "{r:?}"
+    );
+    a.stop().await;
+}
