@@ -279,33 +279,27 @@ fn bad_sync_policy_flags_are_one_line_errors_before_anything_opens() {
     assert!(first.contains("--allow-peer"), "{first}");
     assert!(first.contains("64 hex digits"), "{first}");
 
+    let run_accepting = |list: &std::path::Path| {
+        run(
+            dir.path(),
+            &[
+                "run",
+                "--http",
+                "127.0.0.1:0",
+                "--accept-authors",
+                list.to_str().unwrap(),
+            ],
+        )
+    };
     let missing = dir.path().join("no-such-list");
-    let o = run(
-        dir.path(),
-        &[
-            "run",
-            "--http",
-            "127.0.0.1:0",
-            "--accept-authors",
-            missing.to_str().unwrap(),
-        ],
-    );
+    let o = run_accepting(&missing);
     assert!(!o.status.success());
     assert!(reason(&o).starts_with("error: reading "), "{}", stderr(&o));
     assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
 
     let list = dir.path().join("authors");
     std::fs::write(&list, "# ours\nnot-an-author\n").unwrap();
-    let o = run(
-        dir.path(),
-        &[
-            "run",
-            "--http",
-            "127.0.0.1:0",
-            "--accept-authors",
-            list.to_str().unwrap(),
-        ],
-    );
+    let o = run_accepting(&list);
     assert!(!o.status.success());
     assert!(reason(&o).contains("line 2"), "{}", stderr(&o));
     // Nothing was opened: no data directory, no key.

@@ -200,10 +200,6 @@ impl Admission {
         }
     }
 
-    pub fn policy(&self) -> &Policy {
-        &self.policy
-    }
-
     /// Whether an author's entries are stored and forwarded at all.
     pub fn accepts_author(&self, author: &Author) -> bool {
         self.policy

@@ -3,7 +3,6 @@
 //! lets a test send any message, valid or not, and read what the node answers.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use kappalog::identity::Identity;
 use kappalog::sync::connection::{FrameReader, FrameWriter};
@@ -114,13 +113,5 @@ impl RawPeer {
         .await;
         assert!(closed.is_ok(), "the node did not close the session");
         got
-    }
-
-    /// The next message within `wait`.
-    pub async fn next_within(&mut self, wait: Duration) -> Option<Message> {
-        tokio::time::timeout(wait, self.reader.next())
-            .await
-            .ok()
-            .and_then(Result::ok)
     }
 }
