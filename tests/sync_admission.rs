@@ -146,8 +146,9 @@ async fn a_stranger_over_budget_is_skipped_while_a_configured_peer_replicates() 
             entries: batch.iter().map(EncodedEntry::from_entry).collect(),
         }))
         .await;
+    // Skips are counted when the batch is checked, before the three taken feeds are stored.
     wait_for("the stranger's extra feeds to be skipped", || {
-        record(&a, &key).is_some_and(|r| r.feeds_skipped == 7)
+        record(&a, &key).is_some_and(|r| r.feeds_skipped == 7) && a.count() >= 23
     })
     .await;
     let r = record(&a, &key).unwrap();
@@ -346,8 +347,10 @@ async fn the_feed_cap_holds_even_for_a_configured_peer() {
     };
     let a = node(da.path(), 1, &[p.addr], policy).await;
     let key = p.addr.to_string();
-    wait_for("seven feeds skipped at the cap", || {
-        a.sync.refusals().1.get("feed_cap") == Some(&7)
+    // The skips are counted when the batch is checked, before the five taken feeds reach
+    // the store: wait for both, then check nothing beyond the cap was stored.
+    wait_for("seven feeds skipped and five stored", || {
+        a.sync.refusals().1.get("feed_cap") == Some(&7) && a.node.reader().feed_count() >= 5
     })
     .await;
     assert_eq!(a.node.reader().feed_count(), 5);
