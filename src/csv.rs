@@ -15,9 +15,9 @@
 //!
 //! - [`export`]: [`CsvWriter`] writes the header and one record per entry;
 //! - [`parse`]: [`CsvParser`] turns bytes into [`ParsedLine`]s (an entry or a rejection);
-//! - [`plan`]: [`plan_import`] groups parsed entries per feed, drops duplicates and finds
-//!   forks inside the input, giving the store an ordered list per feed; [`ImportReport`] is
-//!   what the CLI prints and the HTTP API returns.
+//! - [`plan`]: the plan order of an import, and the streaming steps over it ([`Dedup`] drops
+//!   repeats, [`ForkTracker`] finds forks inside the input and against the store);
+//!   [`ImportReport`] is what the CLI prints and the HTTP API returns.
 //!
 //! This module shares its name with the `csv` crate it uses; inside the crate that crate is
 //! always spelled `::csv`.
@@ -29,8 +29,8 @@ pub mod plan;
 pub use export::CsvWriter;
 pub use parse::{CsvParser, ParsedEntry, ParsedLine, RejectReason, Rejection};
 pub use plan::{
-    plan_import, ForkDetail, ForkSide, ImportPlan, ImportReport, Rejections,
-    MAX_REPORTED_REJECTIONS,
+    plan_order, Dedup, ForkDetail, ForkSide, ForkTracker, Forks, ImportReport, Rejections,
+    MAX_REPORTED_FORKS, MAX_REPORTED_REJECTIONS,
 };
 
 /// The header record, and the order of the fields in every record.

@@ -1,90 +1,171 @@
-//! Applies a CSV import to the store: parse everything (streamed, record by record), plan
-//! (group per feed, order, deduplicate), then offer each feed's entries to the store in
-//! order and fold every outcome into one [`ImportReport`].
+//! Applies a CSV import to the store in bounded memory, whatever the input's size:
+//!
+//! 1. parse the input record by record; rejected records are counted (the first 1,000
+//!    kept for the report), entries go to a [`SpillSorter`], which sorts them into plan
+//!    order (author, seq, hash, signature) on disk in chunks;
+//! 2. merge the sorted runs into one stream, drop repeats ([`Dedup`]), and offer the
+//!    entries to the store in batches of [`IMPORT_BATCH_ENTRIES`], in plan order;
+//! 3. fold every outcome into one [`ImportReport`], finding forks as the stream passes each
+//!    position ([`ForkTracker`]), and hand each forked author's first proof to `on_fork` at
+//!    once rather than collecting them.
 //!
 //! Nothing is appended until the whole input has been read: an input that fails to read
-//! half-way (a dropped HTTP upload, an unreadable file) imports nothing, rather than an
-//! arbitrary prefix.
+//! half-way (an unreadable file, a dropped pipe) imports nothing, rather than an arbitrary
+//! prefix. (An HTTP upload is spooled to disk whole before the import starts.)
 
 use std::io::Read;
+use std::path::Path;
 
 use crate::csv::{
-    plan_import, CsvParser, ForkDetail, ForkSide, ImportReport, ParsedEntry, ParsedLine,
+    CsvParser, Dedup, ForkTracker, ImportReport, ParsedEntry, ParsedLine, RejectReason, Rejection,
 };
-use crate::csv::{RejectReason, Rejection};
 use crate::fork::ForkProof;
 use crate::identity::Author;
 use crate::node::NodeError;
 use crate::store::{Outcome, Store};
 use crate::validate::ValidationError;
 
+mod spill;
+
+pub use spill::{SpillSorter, MAX_MERGE_FAN_IN, SORT_BUDGET_BYTES};
+
 /// Entries handed to the store per call: large enough to batch signature checks and share
 /// one fdatasync, small enough to bound the memory of one call's outcomes.
 pub const IMPORT_BATCH_ENTRIES: usize = 4096;
 
-/// Imports CSV from `input` into `store`. Blocking. Entries whose author `refuse`s are not
-/// offered (rejected as [`RejectReason::ForkedAuthor`]). Returns the report and, for every
-/// fork the store reported, the (unchecked) proof built from the held and offered entries.
+/// Imports CSV from `input` into `store`. Blocking. `spill_dir` holds the sort's temporary
+/// files (unnamed, gone when the import ends). Entries whose author `refuse`s are not offered
+/// (rejected as [`RejectReason::ForkedAuthor`]). For the first fork the store reports in each
+/// feed, `on_fork` receives the (unchecked) proof built from the held and offered entries.
 pub fn import_csv(
     store: &Store,
     input: impl Read,
+    spill_dir: &Path,
     refuse: impl Fn(&Author) -> bool,
-) -> Result<(ImportReport, Vec<ForkProof>), NodeError> {
-    let mut parser = CsvParser::new(input);
-    let mut lines = Vec::new();
-    // Rejected rows are counted as they are parsed, not kept: a body of garbage costs a
-    // counter, not a record per row.
-    let mut rejected = crate::csv::Rejections::default();
-    while let Some(line) = parser.next_line().map_err(NodeError::ImportRead)? {
-        match line {
-            ParsedLine::Rejected(rejection) => rejected.push(rejection),
-            entry => lines.push(entry),
-        }
-    }
-    let (feeds, mut report) = plan_import(lines).into_parts();
-    report.rejected.merge(rejected);
-    let mut proofs = Vec::new();
-    let mut batch = Vec::with_capacity(IMPORT_BATCH_ENTRIES);
-    for entry in feeds.into_values().flatten() {
-        if refuse(&entry.entry.author) {
-            report.rejected.push(Rejection {
-                line: entry.line,
-                reason: RejectReason::ForkedAuthor {
-                    author: entry.entry.author,
-                },
-            });
-            continue;
-        }
-        batch.push(entry);
-        if batch.len() == IMPORT_BATCH_ENTRIES {
-            offer(store, &mut batch, &mut report, &mut proofs)?;
-        }
-    }
-    offer(store, &mut batch, &mut report, &mut proofs)?;
-    Ok((report, proofs))
+    on_fork: impl FnMut(ForkProof) -> Result<(), NodeError>,
+) -> Result<ImportReport, NodeError> {
+    import_with_sorter(store, input, SpillSorter::new(spill_dir), refuse, on_fork)
 }
 
-/// Offers `batch` (per-feed seq order) to the store and records each outcome; empties it.
-fn offer(
+/// [`import_csv`] with a given sorter (tests use a small budget to exercise the merge).
+pub fn import_with_sorter(
     store: &Store,
-    batch: &mut Vec<ParsedEntry>,
-    report: &mut ImportReport,
-    proofs: &mut Vec<ForkProof>,
-) -> Result<(), NodeError> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let entries = batch.iter().map(|p| p.entry.clone()).collect();
-    let outcomes = store.append_entries(entries)?;
-    for (parsed, outcome) in batch.drain(..).zip(outcomes) {
-        if let Outcome::Fork { seq, .. } = &outcome {
-            if let Some((held, _)) = store.reader().get(&parsed.entry.author, *seq)? {
-                proofs.push(ForkProof::new(held, parsed.entry.clone()));
-            }
+    input: impl Read,
+    mut sorter: SpillSorter,
+    refuse: impl Fn(&Author) -> bool,
+    on_fork: impl FnMut(ForkProof) -> Result<(), NodeError>,
+) -> Result<ImportReport, NodeError> {
+    let mut report = ImportReport::default();
+    let mut parser = CsvParser::new(input);
+    while let Some(line) = parser.next_line().map_err(NodeError::ImportRead)? {
+        match line {
+            // Counted as parsed, not kept: garbage costs a counter, not a record per row.
+            ParsedLine::Rejected(rejection) => report.rejected.push(rejection),
+            ParsedLine::Entry(parsed) => sorter.push(parsed).map_err(spill_error(0))?,
         }
-        record(report, &parsed, outcome);
     }
-    Ok(())
+    let mut apply = Apply {
+        store,
+        refuse,
+        on_fork,
+        report,
+        tracker: ForkTracker::default(),
+        proved: None,
+        batch: Vec::with_capacity(IMPORT_BATCH_ENTRIES),
+    };
+    let mut dedup = Dedup::default();
+    let sorted = sorter.finish().map_err(spill_error(0))?;
+    for parsed in sorted {
+        let parsed = parsed.map_err(spill_error(apply.report.added))?;
+        if dedup.is_repeat(&parsed) {
+            continue;
+        }
+        apply.batch.push(parsed);
+        if apply.batch.len() == IMPORT_BATCH_ENTRIES {
+            apply.offer()?;
+        }
+    }
+    apply.offer()?;
+    let mut report = apply.report;
+    report.duplicates = report.duplicates.saturating_add(dedup.duplicates);
+    report.forks = apply.tracker.finish();
+    Ok(report)
+}
+
+fn spill_error(added: u64) -> impl FnOnce(std::io::Error) -> NodeError {
+    move |source| NodeError::ImportSpill { source, added }
+}
+
+/// The apply step's state across batches.
+struct Apply<'a, R, F> {
+    store: &'a Store,
+    refuse: R,
+    on_fork: F,
+    report: ImportReport,
+    tracker: ForkTracker,
+    /// The last author a proof was handed over for: one proof rejects a feed, and entries
+    /// come author by author, so this bounds proofs to one per forked feed.
+    proved: Option<Author>,
+    batch: Vec<ParsedEntry>,
+}
+
+impl<R, F> Apply<'_, R, F>
+where
+    R: Fn(&Author) -> bool,
+    F: FnMut(ForkProof) -> Result<(), NodeError>,
+{
+    /// Offers the batch (plan order) to the store and folds each outcome in; empties it.
+    fn offer(&mut self) -> Result<(), NodeError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let refused: Vec<bool> = self
+            .batch
+            .iter()
+            .map(|p| (self.refuse)(&p.entry.author))
+            .collect();
+        let entries = self
+            .batch
+            .iter()
+            .zip(&refused)
+            .filter(|(_, refused)| !**refused)
+            .map(|(p, _)| p.entry.clone())
+            .collect();
+        let mut outcomes = self.store.append_entries(entries)?.into_iter();
+        for (parsed, refused) in std::mem::take(&mut self.batch).into_iter().zip(refused) {
+            if refused {
+                self.tracker.observe(&parsed, false);
+                self.report.rejected.push(Rejection {
+                    line: parsed.line,
+                    reason: RejectReason::ForkedAuthor {
+                        author: parsed.entry.author,
+                    },
+                });
+                continue;
+            }
+            let Some(outcome) = outcomes.next() else {
+                return Err(NodeError::Task(
+                    "the store answered fewer outcomes than entries offered".into(),
+                ));
+            };
+            // Every outcome but a rejection comes from an entry whose signature checked.
+            let signed = !matches!(outcome, Outcome::Rejected(_));
+            self.tracker.observe(&parsed, signed);
+            if let Outcome::Fork { seq, held, .. } = &outcome {
+                self.tracker.held(*held);
+                let author = parsed.entry.author;
+                if self.proved != Some(author) {
+                    if let Some((held, _)) = self.store.reader().get(&author, *seq)? {
+                        self.proved = Some(author);
+                        (self.on_fork)(ForkProof::new(held, parsed.entry.clone()))?;
+                    }
+                }
+            }
+            record(&mut self.report, &parsed, outcome);
+        }
+        self.batch = Vec::with_capacity(IMPORT_BATCH_ENTRIES);
+        Ok(())
+    }
 }
 
 fn record(report: &mut ImportReport, parsed: &ParsedEntry, outcome: Outcome) {
@@ -106,39 +187,7 @@ fn record(report: &mut ImportReport, parsed: &ParsedEntry, outcome: Outcome) {
                 found: parsed.entry.seq,
             },
         ),
-        Outcome::Fork { seq, held, offered } => {
-            let author = parsed.entry.author;
-            let held_side = ForkSide {
-                line: None,
-                hash: held,
-            };
-            let offered_side = ForkSide {
-                line: Some(parsed.line),
-                hash: offered,
-            };
-            // A fork the plan already saw inside the input gains the store's side; any
-            // other is new.
-            match report
-                .forks
-                .iter_mut()
-                .find(|f| f.author == author && f.seq == seq)
-            {
-                Some(fork) => {
-                    // A hash already listed keeps its side: if this import appended it,
-                    // that side names its input line, which "held" would hide.
-                    for side in [held_side, offered_side] {
-                        if !fork.entries.iter().any(|s| s.hash == side.hash) {
-                            fork.entries.push(side);
-                        }
-                    }
-                    fork.entries.sort_by_key(|s| s.hash);
-                }
-                None => report.forks.push(ForkDetail {
-                    author,
-                    seq,
-                    entries: vec![held_side, offered_side],
-                }),
-            }
-        }
+        // Forks are folded in by the tracker, which sees every side of the position.
+        Outcome::Fork { .. } => {}
     }
 }

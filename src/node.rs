@@ -79,6 +79,14 @@ pub enum NodeError {
     Append(#[from] AppendError),
     #[error("reading the import: {0}")]
     ImportRead(#[source] std::io::Error),
+    /// The import's sort files in the data directory could not be written or read back;
+    /// `added` entries were appended before (none when it failed while sorting).
+    #[error("sorting the import on disk: {source} ({added} entries were imported before)")]
+    ImportSpill {
+        #[source]
+        source: std::io::Error,
+        added: u64,
+    },
     #[error("writing the export: {0}")]
     ExportWrite(#[source] std::io::Error),
     #[error(transparent)]
@@ -350,20 +358,23 @@ impl Node {
     }
 
     /// Imports CSV (any concatenation of exports). Blocking: call it off the async workers.
+    /// Memory stays bounded whatever the input's size; the sort spills to the data directory.
     pub fn import(&self, input: impl Read) -> Result<ImportReport, NodeError> {
         let forked = self.forked_authors();
-        let (report, proofs) =
-            crate::import::import_csv(&self.inner.store, input, |a| forked.contains(a))?;
-        for proof in proofs {
-            match self.record_proof(proof) {
-                Err(NodeError::Forks(ForkLogError::Rejected(e))) => {
-                    tracing::warn!(error = %e, "import fork whose proof does not check");
-                }
-                other => {
-                    other?;
-                }
+        let record = |proof: ForkProof| match self.record_proof(proof) {
+            Err(NodeError::Forks(ForkLogError::Rejected(e))) => {
+                tracing::warn!(error = %e, "import fork whose proof does not check");
+                Ok(())
             }
-        }
+            other => other.map(|_| ()),
+        };
+        let report = crate::import::import_csv(
+            &self.inner.store,
+            input,
+            self.data_dir(),
+            |a| forked.contains(a),
+            record,
+        )?;
         let m = &self.inner.metrics;
         m.count_import("added", report.added);
         m.count_import("duplicate", report.duplicates);

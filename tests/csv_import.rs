@@ -2,12 +2,14 @@
 //! and reason, never a panic).
 
 use kappalog::csv::{
-    plan_import, CsvParser, CsvWriter, ImportReport, ParsedEntry, ParsedLine, RejectReason,
-    Rejection, MAX_CSV_RECORD_BYTES,
+    CsvParser, CsvWriter, ImportReport, ParsedEntry, ParsedLine, RejectReason, Rejection,
+    MAX_CSV_RECORD_BYTES,
 };
 use kappalog::entry::{Entry, UnsignedEntry, MAX_DATA_BYTES};
 use kappalog::hash::{Hash, ParseBytesError};
-use kappalog::identity::{Author, Identity};
+use kappalog::identity::Identity;
+use kappalog::import::import_csv;
+use kappalog::store::Store;
 use kappalog::validate::ValidationError;
 use proptest::prelude::*;
 
@@ -48,6 +50,37 @@ fn export(entries: &[(Entry, Hash)]) -> Vec<u8> {
         w.write_entry(e, h).unwrap();
     }
     w.finish().unwrap()
+}
+
+/// Imports `input` into `store` (sorting in memory); returns the report.
+fn import_into(store: &Store, dir: &std::path::Path, input: &[u8]) -> ImportReport {
+    import_csv(store, input, dir, |_| false, |_| Ok(())).unwrap()
+}
+
+/// Imports `input` into a fresh store; returns the report and the log in commit order.
+fn import(input: &[u8]) -> (ImportReport, Vec<(Entry, Hash)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), None, None).unwrap();
+    let report = import_into(&store, dir.path(), input);
+    let mut log = Vec::new();
+    store
+        .reader()
+        .for_each_in_log_order(|e, h| {
+            log.push((e.clone(), *h));
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+    (report, log)
+}
+
+/// One store for the never-panic properties (opening one per case would dominate).
+fn shared_store() -> &'static (Store, tempfile::TempDir) {
+    static STORE: std::sync::OnceLock<(Store, tempfile::TempDir)> = std::sync::OnceLock::new();
+    STORE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), None, None).unwrap();
+        (store, dir)
+    })
 }
 
 fn parse(bytes: &[u8]) -> Vec<ParsedLine> {
@@ -140,26 +173,20 @@ fn round_trip() {
 }
 
 #[test]
-fn concatenated_shuffled_duplicated_input_plans_the_same() {
+fn concatenated_shuffled_duplicated_input_imports_the_same() {
     let entries = entries();
-    let once = plan_import(parse(&export(&entries)));
+    let (once, once_log) = import(&export(&entries));
     let mut reversed = entries.clone();
     reversed.reverse();
     let mut input = export(&entries[2..]);
     input.extend(export(&reversed));
     input.extend(b"\n\n");
     input.extend(export(&entries[..3]));
-    let messy = plan_import(parse(&input));
-    let strip = |plan: &kappalog::csv::ImportPlan| -> Vec<(Author, Vec<(Entry, Hash)>)> {
-        plan.feeds
-            .iter()
-            .map(|(a, list)| (*a, list.iter().map(|p| (p.entry.clone(), p.hash)).collect()))
-            .collect()
-    };
-    assert_eq!(strip(&messy), strip(&once));
-    assert_eq!(messy.duplicates, 6);
+    let (messy, messy_log) = import(&input);
+    assert_eq!(messy_log, once_log);
+    assert_eq!((once.added, once.duplicates), (5, 0));
+    assert_eq!((messy.added, messy.duplicates), (5, 6));
     assert!(messy.rejected.is_empty() && messy.forks.is_empty());
-    assert_eq!(once.entry_count(), 5);
 }
 
 #[test]
@@ -174,9 +201,9 @@ fn fork_within_input_reports_both_lines() {
         .unsigned();
     other.value = 99;
     entries.push(other.sign(&id));
-    let plan = plan_import(parse(&export(&entries)));
-    assert_eq!(plan.forks.len(), 1);
-    let fork = &plan.forks[0];
+    let (report, log) = import(&export(&entries));
+    assert_eq!(report.forks.len(), 1);
+    let fork = &report.forks.listed()[0];
     assert_eq!((fork.author, fork.seq), (id.author(), 2));
     let mut lines: Vec<Option<u64>> = fork.entries.iter().map(|s| s.line).collect();
     lines.sort();
@@ -191,24 +218,43 @@ fn fork_within_input_reports_both_lines() {
         .collect();
     assert_eq!(expected.len(), 2);
     assert_eq!(lines, expected);
-    // Both contenders are offered to the store, which verifies them.
-    assert_eq!(plan.feeds[&id.author()].len(), 4);
+    // Both contenders were offered: the lower hash was stored, and seq 3 follows it only if
+    // it links to that one.
+    let stored = log
+        .iter()
+        .find(|(e, _)| e.author == id.author() && e.seq == 2)
+        .unwrap();
+    assert_eq!(stored.1, fork.entries[0].hash.min(fork.entries[1].hash));
+}
+
+/// A row whose hash is right but whose signature is not the author's, next to the genuine
+/// entry at its position: a rejection, not a fork (nobody signed it).
+#[test]
+fn a_forged_row_beside_a_genuine_entry_is_not_a_fork() {
+    let mut entries = entries();
+    let mut forged = entries[1].0.clone();
+    forged.value = 12_345;
+    let hash = forged.unsigned().hash();
+    entries.push((forged, hash));
+    let (report, log) = import(&export(&entries));
+    assert!(report.forks.is_empty(), "{report}");
+    assert_eq!((report.added, report.rejected.total()), (5, 1), "{report}");
+    assert_eq!(log.len(), 5);
 }
 
 #[test]
 fn report_json_shape() {
-    let mut input = export(&[]);
+    let mut input = export(&entries()[..1]);
     input.extend(b"x,y\n");
-    let (_, mut report) = plan_import(parse(&input)).into_parts();
-    report.added = 1;
+    let (report, _) = import(&input);
     let json = serde_json::to_string(&report).unwrap();
     assert_eq!(
         json,
-        r#"{"added":1,"duplicates":0,"rejected":1,"rejections":[{"line":2,"reason":"wrong field count: 2 != 8"}],"forks":0,"fork_details":[]}"#
+        r#"{"added":1,"duplicates":0,"rejected":1,"rejections":[{"line":4,"reason":"wrong field count: 2 != 8"}],"forks":0,"fork_details":[]}"#
     );
     assert_eq!(
         report.to_string(),
-        "added 1, duplicates 0, rejected 1, forks 0\nline 2: wrong field count: 2 != 8"
+        "added 1, duplicates 0, rejected 1, forks 0\nline 4: wrong field count: 2 != 8"
     );
     assert_eq!(
         ImportReport::default().to_string(),
@@ -481,8 +527,8 @@ fn a_bad_line_does_not_stop_the_next() {
 proptest! {
     #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
-        let lines = parse(&bytes);
-        let _ = plan_import(lines);
+        let (store, dir) = shared_store();
+        import_into(store, dir.path(), &bytes);
     }
 
     #[test]
@@ -491,6 +537,7 @@ proptest! {
         let at = at % input.len();
         input[at] = byte;
         input.truncate(cut.max(1) * 2 % (input.len() + 1));
-        let _ = plan_import(parse(&input));
+        let (store, dir) = shared_store();
+        import_into(store, dir.path(), &input);
     }
 }

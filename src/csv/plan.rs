@@ -1,44 +1,40 @@
 //! Planning an import (pure) and reporting on it.
 //!
-//! [`plan_import`] takes every parsed record and gives the store, per feed, the distinct
-//! entries of the input in the order it must offer them: by seq, then by hash, then by
-//! signature bytes. The plan depends only on the *set* of records, not their order in the
-//! input (line numbers aside), so concatenated, shuffled or repeated exports plan alike.
+//! An import offers the store the distinct entries of its input in **plan order**: by author,
+//! then seq, then hash, then signature bytes (line numbers break the last ties). The outcome
+//! depends only on the *set* of records, not their order in the input (line numbers aside),
+//! so concatenated, shuffled or repeated exports import alike. The pieces here work on a
+//! stream already in plan order, one entry at a time, so an import of any size needs memory
+//! for one batch, not for its input (`crate::import` sorts the input on disk first):
 //!
-//! - An entry that appears more than once (same hash and same signature) is kept once and
-//!   the repeats are counted as `duplicates`; the copy kept is the one on the lowest line.
-//! - Two different hashes at the same author and seq are a fork inside the input: reported
-//!   in `forks` with every line involved. Both entries stay in the plan: signatures are not
-//!   verified yet, so dropping either could let a forged row hide a genuine entry. Offered
-//!   in order, the store appends the first that verifies and links, and meets the second as
-//!   a fork against what it now holds — which it verifies and reports like any other fork.
+//! - [`Dedup`]: an entry that appears more than once (same hash and same signature) is kept
+//!   once and the repeats are counted as `duplicates`; the copy kept is the one on the lowest
+//!   line.
+//! - [`ForkTracker`]: two different signed entries at the same author and seq are a fork
+//!   inside the input: reported in `forks` with every line involved. Both entries are offered:
+//!   signatures are not verified yet, so dropping either could let a forged row hide a genuine
+//!   entry; a side whose signature does not check is a rejection, not a fork side.
+//!   Offered in order, the store appends the first that verifies and links (the lower hash
+//!   when both do), and meets the second as a fork against what it now holds — which it
+//!   verifies and reports like any other fork. A fork against an entry the store held before
+//!   the import adds that entry as a side without a line.
 //! - The same hash with two different signatures is not a fork (the entry is the same); both
 //!   rows are offered, the store keeps the first that verifies and counts the other as a
 //!   duplicate.
+//!
+//! Reports stay bounded whatever the input: at most [`MAX_REPORTED_REJECTIONS`] rejections
+//! and [`MAX_REPORTED_FORKS`] forks are listed, with exact totals.
 
-use std::collections::BTreeMap;
+use std::cmp::Ordering;
 use std::fmt;
 
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
-use crate::csv::parse::{ParsedEntry, ParsedLine, Rejection};
+use crate::csv::parse::{ParsedEntry, Rejection};
 use crate::entry::Seq;
 use crate::hash::Hash;
 use crate::identity::Author;
-
-/// What to hand to the store, per feed, plus what planning already found.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ImportPlan {
-    /// Per author, the distinct entries in the order to offer them (seq, hash, signature).
-    pub feeds: BTreeMap<Author, Vec<ParsedEntry>>,
-    /// Repeats of an entry within the input.
-    pub duplicates: u64,
-    /// Records that are not entries.
-    pub rejected: Rejections,
-    /// Different entries at the same author and seq within the input.
-    pub forks: Vec<ForkDetail>,
-}
 
 /// Two or more different entries claiming one position of one feed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -67,7 +63,7 @@ pub struct ImportReport {
     /// Records not imported, from the parser, the plan or the store.
     pub rejected: Rejections,
     /// Forks found, within the input or against the store.
-    pub forks: Vec<ForkDetail>,
+    pub forks: Forks,
 }
 
 /// The most rejections an import report lists (the lowest lines); the count stays exact.
@@ -130,83 +126,153 @@ impl Rejections {
     }
 }
 
-/// Sort key of an entry within its feed; the signature makes it total.
-type PlanKey = (Seq, Hash, [u8; 64]);
+/// The plan order of two parsed entries: author, seq, hash, signature bytes, then line (so
+/// the first of equal entries is the one on the lowest line).
+pub fn plan_order(a: &ParsedEntry, b: &ParsedEntry) -> Ordering {
+    let key = |p: &ParsedEntry| {
+        (
+            p.entry.author,
+            p.entry.seq,
+            p.hash,
+            p.entry.signature.0,
+            p.line,
+        )
+    };
+    key(a).cmp(&key(b))
+}
 
-/// Groups, orders and deduplicates the parsed records: see the module docs.
-pub fn plan_import(lines: impl IntoIterator<Item = ParsedLine>) -> ImportPlan {
-    let mut plan = ImportPlan::default();
-    let mut feeds: BTreeMap<Author, BTreeMap<PlanKey, ParsedEntry>> = BTreeMap::new();
-    for line in lines {
-        let parsed = match line {
-            ParsedLine::Entry(parsed) => parsed,
-            ParsedLine::Rejected(rejection) => {
-                plan.rejected.push(rejection);
-                continue;
-            }
-        };
-        let key = (parsed.entry.seq, parsed.hash, parsed.entry.signature.0);
-        let feed = feeds.entry(parsed.entry.author).or_default();
-        match feed.get_mut(&key) {
-            Some(kept) => {
-                plan.duplicates = plan.duplicates.saturating_add(1);
-                kept.line = kept.line.min(parsed.line);
+/// Drops repeats from a stream in plan order: an entry equal (same author, seq, hash and
+/// signature) to the one before it is a duplicate.
+#[derive(Debug, Default)]
+pub struct Dedup {
+    last: Option<(Author, Seq, Hash, [u8; 64])>,
+    /// Repeats dropped so far.
+    pub duplicates: u64,
+}
+
+impl Dedup {
+    /// Whether `parsed` repeats the entry before it (and is counted as a duplicate).
+    pub fn is_repeat(&mut self, parsed: &ParsedEntry) -> bool {
+        let key = (
+            parsed.entry.author,
+            parsed.entry.seq,
+            parsed.hash,
+            parsed.entry.signature.0,
+        );
+        if self.last == Some(key) {
+            self.duplicates = self.duplicates.saturating_add(1);
+            true
+        } else {
+            self.last = Some(key);
+            false
+        }
+    }
+}
+
+/// The most forks an import report lists (the lowest authors and seqs); the count stays exact.
+pub const MAX_REPORTED_FORKS: usize = 1000;
+
+/// The forks of an import: the exact number of forked positions, and the first
+/// [`MAX_REPORTED_FORKS`] of them in (author, seq) order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Forks {
+    kept: Vec<ForkDetail>,
+    total: u64,
+}
+
+impl Forks {
+    /// Adds a fork; forks must come in (author, seq) order for the kept ones to be the first.
+    pub fn push(&mut self, fork: ForkDetail) {
+        self.total = self.total.saturating_add(1);
+        if self.kept.len() < MAX_REPORTED_FORKS {
+            self.kept.push(fork);
+        }
+    }
+
+    /// How many forked positions were found in all.
+    pub fn len(&self) -> usize {
+        usize::try_from(self.total).unwrap_or(usize::MAX)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// The listed forks, by author then seq.
+    pub fn listed(&self) -> &[ForkDetail] {
+        &self.kept
+    }
+}
+
+/// Finds the forks in a stream of entries in plan order, with what the store said of each.
+///
+/// Call [`ForkTracker::observe`] for every distinct entry of the input (offered or not) and
+/// [`ForkTracker::held`] when the store reports one as a fork against what it holds; a
+/// position with more than one distinct signed hash is a fork once the stream moves past it.
+#[derive(Debug, Default)]
+pub struct ForkTracker {
+    position: Option<(Author, Seq)>,
+    /// The distinct hashes seen at `position`, in hash order, with their lowest line.
+    sides: Vec<ForkSide>,
+    forks: Forks,
+}
+
+impl ForkTracker {
+    /// An input entry, in plan order; `signed` when its signature checked. Only signed
+    /// entries are sides of a fork: a row nobody signed proves nothing, so a forged row
+    /// next to a genuine entry is a rejection, not a fork.
+    pub fn observe(&mut self, parsed: &ParsedEntry, signed: bool) {
+        self.move_to(parsed.entry.author, parsed.entry.seq);
+        if signed {
+            self.add_side(Some(parsed.line), parsed.hash);
+        }
+    }
+
+    /// The store holds `held` at the position of the entry last observed.
+    pub fn held(&mut self, held: Hash) {
+        self.add_side(None, held);
+    }
+
+    fn add_side(&mut self, line: Option<u64>, hash: Hash) {
+        match self.sides.iter_mut().find(|s| s.hash == hash) {
+            // The same entry (another signature, or appended by this import): one side,
+            // named by its lowest input line.
+            Some(side) => {
+                side.line = match (side.line, line) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
             }
             None => {
-                feed.insert(key, parsed);
+                self.sides.push(ForkSide { line, hash });
+                self.sides.sort_by_key(|s| s.hash);
             }
         }
     }
-    for (author, entries) in feeds {
-        let list: Vec<ParsedEntry> = entries.into_values().collect();
-        plan.forks.extend(forks_in(&author, &list));
-        plan.feeds.insert(author, list);
-    }
-    plan
-}
 
-/// The forks in one feed's ordered list: runs of equal seq with more than one hash.
-fn forks_in(author: &Author, list: &[ParsedEntry]) -> Vec<ForkDetail> {
-    list.chunk_by(|a, b| a.entry.seq == b.entry.seq)
-        .filter_map(|run| {
-            let mut sides: Vec<ForkSide> = Vec::new();
-            for parsed in run {
-                match sides.last_mut() {
-                    // Same hash, other signature: the same entry, so one side.
-                    Some(side) if side.hash == parsed.hash => {
-                        side.line = side.line.min(Some(parsed.line));
-                    }
-                    _ => sides.push(ForkSide {
-                        line: Some(parsed.line),
-                        hash: parsed.hash,
-                    }),
-                }
-            }
-            (sides.len() > 1).then(|| ForkDetail {
-                author: *author,
-                seq: run[0].entry.seq,
+    fn move_to(&mut self, author: Author, seq: Seq) {
+        if self.position == Some((author, seq)) {
+            return;
+        }
+        self.close_position();
+        self.position = Some((author, seq));
+    }
+
+    fn close_position(&mut self) {
+        let sides = std::mem::take(&mut self.sides);
+        if let (Some((author, seq)), true) = (self.position, sides.len() > 1) {
+            self.forks.push(ForkDetail {
+                author,
+                seq,
                 entries: sides,
-            })
-        })
-        .collect()
-}
-
-impl ImportPlan {
-    /// How many entries the plan offers the store.
-    pub fn entry_count(&self) -> usize {
-        self.feeds.values().map(Vec::len).sum()
+            });
+        }
     }
 
-    /// Splits the plan into the per-feed lists for the store and a report that already
-    /// counts the input's duplicates, rejections and forks; the store adds its own findings.
-    pub fn into_parts(self) -> (BTreeMap<Author, Vec<ParsedEntry>>, ImportReport) {
-        let report = ImportReport {
-            added: 0,
-            duplicates: self.duplicates,
-            rejected: self.rejected,
-            forks: self.forks,
-        };
-        (self.feeds, report)
+    /// The forks found, once the stream has ended.
+    pub fn finish(mut self) -> Forks {
+        self.close_position();
+        self.forks
     }
 }
 
@@ -217,17 +283,17 @@ impl ImportReport {
         self.rejected.sorted()
     }
 
-    /// Forks by author, then seq.
+    /// The listed forks (at most [`MAX_REPORTED_FORKS`]) by author, then seq.
     pub fn sorted_forks(&self) -> Vec<&ForkDetail> {
-        let mut sorted: Vec<&ForkDetail> = self.forks.iter().collect();
+        let mut sorted: Vec<&ForkDetail> = self.forks.listed().iter().collect();
         sorted.sort_by_key(|f| (f.author, f.seq));
         sorted
     }
 }
 
 /// JSON: `added`, `duplicates`, `rejected` (count), `rejections` ([{line, reason}] by line, the
-/// first 1,000),
-/// `forks` (count), `fork_details` ([{author, seq, entries: [{line, hash}]}]).
+/// first 1,000), `forks` (count), `fork_details` ([{author, seq, entries: [{line, hash}]}] by
+/// author and seq, the first 1,000).
 impl Serialize for ImportReport {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut out = s.serialize_struct("ImportReport", 6)?;
@@ -268,6 +334,16 @@ impl fmt::Display for ImportReport {
                     None => write!(f, " {} (held)", side.hash)?,
                 }
             }
+        }
+        let unlisted = self
+            .forks
+            .total
+            .saturating_sub(self.forks.kept.len() as u64);
+        if unlisted > 0 {
+            write!(
+                f,
+                "\n... and {unlisted} more forks (only the first {MAX_REPORTED_FORKS} are listed)"
+            )?;
         }
         Ok(())
     }

@@ -236,6 +236,13 @@ pub async fn import(
         Err(NodeError::ImportRead(e)) => Err(ApiError::Unavailable(format!(
             "reading the spooled upload failed: {e}; nothing was imported"
         ))),
+        Err(NodeError::ImportSpill { source, added: 0 }) => Err(ApiError::Unavailable(format!(
+            "cannot sort the import on disk: {source}; nothing was imported"
+        ))),
+        Err(NodeError::ImportSpill { source, added }) => Err(ApiError::Unavailable(format!(
+            "cannot read back the import's sort files: {source}; {added} entries were \
+             imported before it failed, importing the same body again is safe"
+        ))),
         Err(other) => Err(other.into()),
     }
 }
