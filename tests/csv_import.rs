@@ -541,3 +541,71 @@ proptest! {
         import_into(store, dir.path(), &input);
     }
 }
+
+/// Import takes exactly what export writes: lowercase hex, numbers without leading zeros or
+/// `-0`, and quotes only around `data` — so every entry has one text form, and a reader
+/// written from docs/CSV.md agrees with this one.
+#[test]
+fn only_the_canonical_forms_export_writes_are_accepted() {
+    let f = fields();
+    let reason = |i: usize, text: &str| one_rejection(&with_field(i, text)).reason.to_string();
+    assert_eq!(
+        reason(0, &f[0].to_uppercase()),
+        "bad hex in `author`: invalid hex: uppercase hex digits; CSV uses lowercase"
+    );
+    assert_eq!(
+        reason(6, &f[6].to_uppercase()),
+        "bad hex in `hash`: invalid hex: uppercase hex digits; CSV uses lowercase"
+    );
+    assert_eq!(
+        reason(1, "01"),
+        "`seq` is not in canonical form: \"01\" (no leading zeros)"
+    );
+    assert_eq!(
+        reason(2, &format!("0{}", f[2])),
+        format!(
+            "`timestamp` is not in canonical form: \"0{}\" (no leading zeros)",
+            f[2]
+        )
+    );
+    assert_eq!(
+        reason(4, "-07"),
+        "`value` is not in canonical form: \"-07\" (no leading zeros)"
+    );
+    assert_eq!(
+        reason(4, "-0"),
+        "`value` is not in canonical form: \"-0\" (zero has no sign)"
+    );
+    for (i, name) in [(1, "seq"), (0, "author"), (7, "signature"), (4, "value")] {
+        assert_eq!(
+            reason(i, &format!("\"{}\"", f[i])),
+            format!("`{name}` is quoted; only `data` may be")
+        );
+    }
+    // `data` may be quoted, with or without need, and may hold quotes.
+    let quoted_data = with_field(5, "\"\"");
+    assert!(matches!(parse(&quoted_data)[..], [ParsedLine::Entry(_)]));
+    // The export of awkward data (commas, quotes, newlines) still reads back whole.
+    assert!(parse(&export(&entries()))
+        .iter()
+        .all(|l| matches!(l, ParsedLine::Entry(_))));
+}
+
+/// docs/FORMAT.md §7: the signature is checked before the entry's place in its feed, so an
+/// out-of-order row nobody signed is a bad signature, not a gap.
+#[test]
+fn an_unsigned_row_is_a_bad_signature_wherever_it_claims_to_be() {
+    let entries = entries();
+    let last = entries.iter().max_by_key(|(e, _)| e.seq).unwrap();
+    let mut forged = last.0.clone();
+    forged.signature = kappalog::identity::Signature([3; 64]);
+    let (report, log) = import(&export(&[(forged, last.1)]));
+    assert!(log.is_empty());
+    let reasons: Vec<String> = report
+        .sorted_rejections()
+        .iter()
+        .map(|r| r.reason.to_string())
+        .collect();
+    assert_eq!(reasons.len(), 1);
+    assert!(reasons[0].starts_with("bad signature"), "{reasons:?}");
+}

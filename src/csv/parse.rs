@@ -74,6 +74,17 @@ pub enum RejectReason {
     Negative { field: &'static str, text: String },
     #[error("`{field}` is out of range: {text:?}")]
     OutOfRange { field: &'static str, text: String },
+    /// A number in another form than the one export writes (which makes every entry one
+    /// exact line of text): leading zeros, `-0`.
+    #[error("`{field}` is not in canonical form: {text:?} ({rule})")]
+    NotCanonical {
+        field: &'static str,
+        text: String,
+        rule: &'static str,
+    },
+    /// A field other than `data` in quotes: export never quotes them.
+    #[error("`{field}` is quoted; only `data` may be")]
+    Quoted { field: &'static str },
     /// A validation rule: data too long, seq 0, prev shape, hash mismatch — and, when the
     /// store reports back, chain links and signatures.
     #[error("{0}")]
@@ -107,6 +118,59 @@ struct RawRecord {
     line: u64,
     fields: u64,
     too_long: bool,
+    /// Bit `i` set when field `i` (of the first 64) was quoted.
+    quoted: u64,
+}
+
+/// Follows a record's raw bytes to learn which fields were quoted, which `csv_core` does not
+/// say (it hands over the unquoted content).
+#[derive(Default)]
+struct QuoteScan {
+    field: u32,
+    at_field_start: bool,
+    in_quotes: bool,
+    /// A quote just closed the quoted part: another one right after is an escaped `"`.
+    just_closed: bool,
+    quoted: u64,
+}
+
+impl QuoteScan {
+    fn new() -> QuoteScan {
+        QuoteScan {
+            at_field_start: true,
+            ..QuoteScan::default()
+        }
+    }
+
+    fn scan(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if self.in_quotes {
+                if b == b'"' {
+                    self.in_quotes = false;
+                    self.just_closed = true;
+                }
+                continue;
+            }
+            match b {
+                b'"' if self.just_closed => self.in_quotes = true,
+                b'"' if self.at_field_start => {
+                    self.in_quotes = true;
+                    if self.field < 64 {
+                        self.quoted |= 1 << self.field;
+                    }
+                }
+                b',' => {
+                    self.field = self.field.saturating_add(1);
+                    self.at_field_start = true;
+                    self.just_closed = false;
+                    continue;
+                }
+                _ => {}
+            }
+            self.at_field_start = false;
+            self.just_closed = false;
+        }
+    }
 }
 
 impl<R: Read> CsvParser<R> {
@@ -135,6 +199,13 @@ impl<R: Read> CsvParser<R> {
             let fields = self.fields();
             if is_header(&fields) {
                 continue;
+            }
+            // Export quotes only `data` (field 5), and only when it must.
+            if let Some(i) = (0..8).find(|&i| i != 5 && raw.quoted & (1 << i) != 0) {
+                return Ok(Some(reject(
+                    raw.line,
+                    RejectReason::Quoted { field: COLUMNS[i] },
+                )));
             }
             return Ok(Some(match parse_fields(&fields) {
                 Ok((entry, hash)) => ParsedLine::Entry(ParsedEntry {
@@ -168,6 +239,7 @@ impl<R: Read> CsvParser<R> {
         let line = self.lines_done.saturating_add(1);
         let (mut out_at, mut ends_at) = (0usize, 0usize);
         let (mut fields, mut too_long) = (0u64, false);
+        let mut quotes = QuoteScan::new();
         loop {
             let input = self.input.fill_buf()?;
             let (result, nin, nout, nend) = self.core.read_record(
@@ -175,6 +247,7 @@ impl<R: Read> CsvParser<R> {
                 &mut self.content[out_at..],
                 &mut self.ends[ends_at..],
             );
+            quotes.scan(&input[..nin]);
             self.lines_done = self
                 .lines_done
                 .saturating_add(count_newlines(&input[..nin]));
@@ -197,6 +270,7 @@ impl<R: Read> CsvParser<R> {
                         line,
                         fields,
                         too_long,
+                        quoted: quotes.quoted,
                     }))
                 }
                 ReadRecordResult::End => return Ok(None),
@@ -286,13 +360,22 @@ fn text_field<'a>(field: &'static str, bytes: &'a [u8]) -> Result<&'a str, Rejec
     std::str::from_utf8(bytes).map_err(|_| RejectReason::NotUtf8 { field })
 }
 
+/// Lowercase hex of the field's exact length (export never writes uppercase).
 fn hex_field<T>(field: &'static str, bytes: &[u8]) -> Result<T, RejectReason>
 where
     T: std::str::FromStr<Err = ParseBytesError>,
 {
-    text_field(field, bytes)?
+    let text = text_field(field, bytes)?;
+    let parsed: T = text
         .parse()
-        .map_err(|error| RejectReason::BadHex { field, error })
+        .map_err(|error| RejectReason::BadHex { field, error })?;
+    if text.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(RejectReason::BadHex {
+            field,
+            error: ParseBytesError::BadHex("uppercase hex digits; CSV uses lowercase".into()),
+        });
+    }
+    Ok(parsed)
 }
 
 /// Decimal digits only: no sign, no spaces, no `+` (Rust's parser would take a `+`).
@@ -324,6 +407,20 @@ fn integer<T: std::str::FromStr>(
         return Err(RejectReason::NotInteger {
             field,
             text: quote(text),
+        });
+    }
+    let rule = if digits.len() > 1 && digits.starts_with('0') {
+        Some("no leading zeros")
+    } else if text == "-0" {
+        Some("zero has no sign")
+    } else {
+        None
+    };
+    if let Some(rule) = rule {
+        return Err(RejectReason::NotCanonical {
+            field,
+            text: quote(text),
+            rule,
         });
     }
     // Only digits (and a sign) remain, so the one way to fail is the range.
