@@ -6,8 +6,8 @@
 //! 2. merge the sorted runs into one stream, drop repeats ([`Dedup`]), and offer the
 //!    entries to the store in batches of [`IMPORT_BATCH_ENTRIES`], in plan order;
 //! 3. fold every outcome into one [`ImportReport`], finding forks as the stream passes each
-//!    position ([`ForkTracker`]), and hand each forked author's first proof to `on_fork` at
-//!    once rather than collecting them.
+//!    position ([`ForkTracker`]), and hand each forked feed's first offered side to
+//!    `on_fork` at once (the node records the proof) rather than collecting them.
 //!
 //! Nothing is appended until the whole input has been read: an input that fails to read
 //! half-way (an unreadable file, a dropped pipe) imports nothing, rather than an arbitrary
@@ -19,7 +19,7 @@ use std::path::Path;
 use crate::csv::{
     CsvParser, Dedup, ForkTracker, ImportReport, ParsedEntry, ParsedLine, RejectReason, Rejection,
 };
-use crate::fork::ForkProof;
+use crate::entry::Entry;
 use crate::identity::Author;
 use crate::node::NodeError;
 use crate::store::{Outcome, Store};
@@ -36,13 +36,13 @@ pub const IMPORT_BATCH_ENTRIES: usize = 4096;
 /// Imports CSV from `input` into `store`. Blocking. `spill_dir` holds the sort's temporary
 /// files (unnamed, gone when the import ends). Entries whose author `refuse`s are not offered
 /// (rejected as [`RejectReason::ForkedAuthor`]). For the first fork the store reports in each
-/// feed, `on_fork` receives the (unchecked) proof built from the held and offered entries.
+/// feed, `on_fork` receives the offered entry (the held one is in the store).
 pub fn import_csv(
     store: &Store,
     input: impl Read,
     spill_dir: &Path,
     refuse: impl Fn(&Author) -> bool,
-    on_fork: impl FnMut(ForkProof) -> Result<(), NodeError>,
+    on_fork: impl FnMut(Entry) -> Result<(), NodeError>,
 ) -> Result<ImportReport, NodeError> {
     import_with_sorter(store, input, SpillSorter::new(spill_dir), refuse, on_fork)
 }
@@ -53,7 +53,7 @@ pub fn import_with_sorter(
     input: impl Read,
     mut sorter: SpillSorter,
     refuse: impl Fn(&Author) -> bool,
-    on_fork: impl FnMut(ForkProof) -> Result<(), NodeError>,
+    on_fork: impl FnMut(Entry) -> Result<(), NodeError>,
 ) -> Result<ImportReport, NodeError> {
     let mut report = ImportReport::default();
     let mut parser = CsvParser::new(input);
@@ -112,7 +112,7 @@ struct Apply<'a, R, F> {
 impl<R, F> Apply<'_, R, F>
 where
     R: Fn(&Author) -> bool,
-    F: FnMut(ForkProof) -> Result<(), NodeError>,
+    F: FnMut(Entry) -> Result<(), NodeError>,
 {
     /// Offers the batch (plan order) to the store and folds each outcome in; empties it.
     fn offer(&mut self) -> Result<(), NodeError> {
@@ -144,21 +144,19 @@ where
                 continue;
             }
             let Some(outcome) = outcomes.next() else {
-                return Err(NodeError::Task(
-                    "the store answered fewer outcomes than entries offered".into(),
+                return Err(NodeError::Internal(
+                    "the store answered fewer outcomes than entries offered",
                 ));
             };
             // Every outcome but a rejection comes from an entry whose signature checked.
             let signed = !matches!(outcome, Outcome::Rejected(_));
             self.tracker.observe(&parsed, signed);
-            if let Outcome::Fork { seq, held, .. } = &outcome {
+            if let Outcome::Fork { held, .. } = &outcome {
                 self.tracker.held(*held);
                 let author = parsed.entry.author;
                 if self.proved != Some(author) {
-                    if let Some((held, _)) = self.store.reader().get(&author, *seq)? {
-                        self.proved = Some(author);
-                        (self.on_fork)(ForkProof::new(held, parsed.entry.clone()))?;
-                    }
+                    self.proved = Some(author);
+                    (self.on_fork)(parsed.entry.clone())?;
                 }
             }
             record(&mut self.report, &parsed, outcome);

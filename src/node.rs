@@ -94,7 +94,10 @@ pub enum NodeError {
     #[error(transparent)]
     Fence(#[from] FenceError),
     #[error("a background task failed: {0}")]
-    Task(String),
+    Task(#[from] tokio::task::JoinError),
+    /// A promise of our own code broken; says which.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
 }
 
 /// The views kept live as entries commit, and the cached JSON that readers are served.
@@ -361,19 +364,12 @@ impl Node {
     /// Memory stays bounded whatever the input's size; the sort spills to the data directory.
     pub fn import(&self, input: impl Read) -> Result<ImportReport, NodeError> {
         let forked = self.forked_authors();
-        let record = |proof: ForkProof| match self.record_proof(proof) {
-            Err(NodeError::Forks(ForkLogError::Rejected(e))) => {
-                tracing::warn!(error = %e, "import fork whose proof does not check");
-                Ok(())
-            }
-            other => other.map(|_| ()),
-        };
         let report = crate::import::import_csv(
             &self.inner.store,
             input,
             self.data_dir(),
             |a| forked.contains(a),
-            record,
+            |offered| self.record_fork_against_held(offered).map(drop),
         )?;
         let m = &self.inner.metrics;
         m.count_import("added", report.added);

@@ -9,7 +9,6 @@ use std::collections::BTreeSet;
 use common::{feed, http, identity, run_node};
 use kappalog::csv::{CsvWriter, ImportReport};
 use kappalog::entry::{Entry, UnsignedEntry};
-use kappalog::fork::ForkProof;
 use kappalog::hash::Hash;
 use kappalog::identity::{Author, Signature};
 use kappalog::import::{import_with_sorter, SpillSorter, MAX_MERGE_FAN_IN};
@@ -66,8 +65,8 @@ fn import(
         input,
         sorter,
         |_| false,
-        |proof: ForkProof| {
-            proved.borrow_mut().push(proof.author());
+        |offered: Entry| {
+            proved.borrow_mut().push(offered.author);
             Ok(())
         },
     )

@@ -58,22 +58,23 @@ impl Node {
     /// [`Node::record_proof`] off the async workers.
     pub async fn record_proof_async(&self, proof: ForkProof) -> Result<bool, NodeError> {
         let node = self.clone();
-        tokio::task::spawn_blocking(move || node.record_proof(proof))
-            .await
-            .map_err(|e| NodeError::Task(e.to_string()))?
+        tokio::task::spawn_blocking(move || node.record_proof(proof)).await?
     }
 
-    /// Builds the proof for a fork the store reported: its entry at `offered.seq` and
-    /// `offered`. Blocking (a read, then maybe an fsync).
-    fn record_store_fork(&self, offered: Entry) -> Result<bool, NodeError> {
+    /// Records the fork between `offered` and the entry the store holds at its position —
+    /// the one place a held and an offered entry become a proof, whichever door the offered
+    /// one came in by (a peer's batch, an import, the store's `Outcome::Fork`). Returns
+    /// whether a new proof was recorded. Blocking (a read, then maybe an fsync).
+    pub fn record_fork_against_held(&self, offered: Entry) -> Result<bool, NodeError> {
         let held = self.inner.reader.get(&offered.author, offered.seq)?;
         let Some((held, _)) = held else {
-            // The store reported a fork at a position it holds; it cannot have lost it.
+            // Nothing held there (yet): no proof, nothing to record.
             return Ok(false);
         };
         match self.record_proof(ForkProof::new(held, offered)) {
+            // Same hash, or a side that does not verify: not a fork after all.
             Err(NodeError::Forks(ForkLogError::Rejected(e))) => {
-                tracing::warn!(error = %e, "store reported a fork whose proof does not check");
+                tracing::warn!(error = %e, "a reported fork whose proof does not check");
                 Ok(false)
             }
             other => other,
@@ -139,12 +140,11 @@ impl Node {
             let node = self.clone();
             tokio::task::spawn_blocking(move || {
                 for entry in fork_entries {
-                    node.record_store_fork(entry)?;
+                    node.record_fork_against_held(entry)?;
                 }
                 Ok::<(), NodeError>(())
             })
-            .await
-            .map_err(|e| NodeError::Task(e.to_string()))??;
+            .await??;
         }
         Ok(report)
     }

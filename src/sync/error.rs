@@ -56,7 +56,12 @@ pub enum SessionError {
     #[error("shutting down")]
     Shutdown,
     #[error("node error: {0}")]
-    Node(String),
+    Node(#[from] crate::node::NodeError),
+    #[error("a session task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// Our store could not read an entry it lists (its index and file disagree).
+    #[error("{0}")]
+    MissingHash(#[from] super::plan::MissingHash),
     /// The sending half's view when the receiving half ended first (with this `Bye`).
     #[error("the receiving half ended")]
     ReceiverEnded(Option<ByeReason>),
@@ -71,6 +76,12 @@ impl From<ReadFrameError> for SessionError {
             }
             ReadFrameError::Io(e) => SessionError::Io(e),
         }
+    }
+}
+
+impl From<crate::store::StoreError> for SessionError {
+    fn from(e: crate::store::StoreError) -> Self {
+        SessionError::Node(e.into())
     }
 }
 
@@ -91,7 +102,10 @@ impl SessionError {
             SessionError::Duplicate => Some(ByeReason::Duplicate),
             SessionError::ClaimNotDelivered { .. } => Some(ByeReason::ClaimNotDelivered),
             SessionError::Shed => None,
-            SessionError::Shutdown | SessionError::Node(_) => Some(ByeReason::Shutdown),
+            SessionError::Shutdown
+            | SessionError::Node(_)
+            | SessionError::Task(_)
+            | SessionError::MissingHash(_) => Some(ByeReason::Shutdown),
             SessionError::ReceiverEnded(reason) => *reason,
             // Our sending half is intact after a record failed to decrypt: say why.
             SessionError::Transport(

@@ -30,7 +30,6 @@ use super::plan::PeerProgress;
 use super::reconcile::MAX_RECONCILE_FRAMES_PER_SESSION;
 use super::status::{Control, PeerRegistry};
 use crate::entry::{Entry, Seq};
-use crate::fork::ForkProof;
 use crate::hash::Hash;
 use crate::identity::Author;
 use crate::node::Node;
@@ -192,10 +191,7 @@ impl Inbound {
             proof
                 .check()
                 .map_err(|e| SessionError::BadProof(e.to_string()))?;
-            self.node
-                .record_proof_async(proof)
-                .await
-                .map_err(|e| SessionError::Node(e.to_string()))?;
+            self.node.record_proof_async(proof).await?;
         }
         Ok(())
     }
@@ -205,7 +201,7 @@ impl Inbound {
         if let Some(task) = self.in_flight.take() {
             let result = task.await;
             self.in_flight_view = Arc::default();
-            result.map_err(|e| SessionError::Node(e.to_string()))??;
+            result??;
         }
         Ok(())
     }
@@ -260,8 +256,7 @@ impl Inbound {
                     .or_else(|| reader.get(a, seq).ok().flatten().map(|(_, h)| h))
             })
         })
-        .await
-        .map_err(|e| SessionError::Node(e.to_string()))?;
+        .await?;
         let outcome = checked.inspect_err(|e| {
             tracing::warn!(
                 peer = %self.key,
@@ -284,10 +279,7 @@ impl Inbound {
             let (node, registry, key) =
                 (self.node.clone(), self.registry.clone(), self.key.clone());
             self.in_flight = Some(tokio::spawn(async move {
-                let report = node
-                    .offer_verified_entries(outcome.append)
-                    .await
-                    .map_err(|e| SessionError::Node(e.to_string()))?;
+                let report = node.offer_verified_entries(outcome.append).await?;
                 registry.add_received(&key, report.added);
                 Ok(())
             }));
@@ -300,16 +292,7 @@ impl Inbound {
         self.settle().await?;
         for (offered, _) in outcome.fork_candidates {
             let node = self.node.clone();
-            let recorded = tokio::task::spawn_blocking(move || {
-                let held = node.reader().get(&offered.author, offered.seq)?;
-                match held {
-                    Some((held, _)) => node.record_proof(ForkProof::new(held, offered)),
-                    None => Ok(false),
-                }
-            })
-            .await
-            .map_err(|e| SessionError::Node(e.to_string()))?;
-            recorded.map_err(|e| SessionError::Node(e.to_string()))?;
+            tokio::task::spawn_blocking(move || node.record_fork_against_held(offered)).await??;
         }
         Ok(())
     }

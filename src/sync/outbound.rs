@@ -68,10 +68,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn task_error(e: impl std::fmt::Display) -> SessionError {
-    SessionError::Node(e.to_string())
-}
-
 impl Outbound {
     /// Runs until the session ends; returns why (the receiving half's reason, if it ended
     /// first, is what the session reports).
@@ -118,9 +114,7 @@ impl Outbound {
     /// Range-based reconciliation ([`super::reconcile`]) of our `items` with the peer's
     /// (the dialer opens); returns the peer's feed states.
     async fn reconcile(&mut self, items: Vec<FeedHave>) -> Result<Feeds, SessionError> {
-        let mut reconciler = tokio::task::spawn_blocking(move || Reconciler::new(items))
-            .await
-            .map_err(task_error)?;
+        let mut reconciler = tokio::task::spawn_blocking(move || Reconciler::new(items)).await?;
         if self.role == Role::Initiator {
             for frame in reconciler.initiate() {
                 self.send(&Message::Reconcile(frame)).await?;
@@ -149,7 +143,9 @@ impl Outbound {
         }
         reconciler
             .into_peer_feeds()
-            .ok_or_else(|| task_error("reconciliation ended without the peer's feeds"))
+            .ok_or(SessionError::Node(crate::node::NodeError::Internal(
+                "reconciliation ended without the peer's feeds",
+            )))
     }
 
     /// Proofs, reconciliation, the plan and its sends.
@@ -192,9 +188,7 @@ impl Outbound {
                 reader.get(a, seq).ok().flatten().map(|(_, h)| h)
             })
         })
-        .await
-        .map_err(task_error)?
-        .map_err(task_error)?;
+        .await??;
 
         // The peer's feed states are claims nobody signed: they never diverge the fence
         // (only a recorded fork proof of our author does, and the witness/`Want` exchange
@@ -338,10 +332,7 @@ impl Outbound {
             return Ok(());
         }
         let reader = self.node.reader().clone();
-        let found = tokio::task::spawn_blocking(move || reader.get(&author, seq))
-            .await
-            .map_err(task_error)?
-            .map_err(task_error)?;
+        let found = tokio::task::spawn_blocking(move || reader.get(&author, seq)).await??;
         if let Some((entry, _)) = found {
             for message in entry_batches(&[entry]) {
                 self.send(&message).await?;
@@ -368,10 +359,7 @@ impl Outbound {
                 .min(RANGE_READ_ENTRIES);
             let reader = self.node.reader().clone();
             let chunk: Vec<(Entry, Hash)> =
-                tokio::task::spawn_blocking(move || reader.range(&author, next, want))
-                    .await
-                    .map_err(task_error)?
-                    .map_err(task_error)?;
+                tokio::task::spawn_blocking(move || reader.range(&author, next, want)).await??;
             let Some(last) = chunk.last().map(|(e, _)| e.seq) else {
                 break;
             };
