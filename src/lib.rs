@@ -17,8 +17,9 @@
 //! - [`metrics`]: Prometheus counters and histograms served at `GET /metrics`.
 //! - [`http`]: the axum facade: adapters from routes to node methods.
 //! - [`server`]: binds, serves and stops one or several nodes: the HTTP connection cap (the
-//!   quietest idle or stalled connection makes room), the header and stall deadlines, and a
-//!   shutdown bounded by `--shutdown-timeout`.
+//!   quietest idle or stalled connection makes room), the header and stall deadlines, request
+//!   heads screened before hyper reads them (malformed, oversized or ambiguously framed ones
+//!   get a JSON error), and a shutdown bounded by `--shutdown-timeout`.
 //! - [`cli`]: clap definitions; [`app`]: runs each subcommand.
 //! - [`fork`]: fork proofs (two conflicting signed entries), their encoding, the forked set.
 //! - [`forks`]: the durable fork-proof log (`DATA_DIR/forks`), loaded at open (and read,

@@ -15,12 +15,16 @@ use crate::node::Node;
 use crate::sync::{self, SyncConfig};
 
 mod connections;
+mod framing;
+mod head;
+mod screen;
 mod shed;
 mod stall;
 
 pub use connections::{
     serve_http, ServeLimits, HEADER_READ_TIMEOUT_MS, MAX_HTTP_CONNECTIONS, SHUTDOWN_TIMEOUT_MS,
 };
+pub use head::{MAX_HEAD_BYTES, MAX_URI_BYTES};
 
 /// One node to serve.
 pub struct NodeSpec {

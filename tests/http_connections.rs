@@ -3,80 +3,15 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use kappalog::http::{router, HttpConfig};
+use common::serve::{read_to_close, start, start_over};
 use kappalog::node::Node;
-use kappalog::server::{serve_http, ServeLimits};
+use kappalog::server::ServeLimits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
 
 const DEADLINE: Duration = Duration::from_secs(10);
-
-struct Server {
-    addr: SocketAddr,
-    node: Node,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
-async fn start(limits: ServeLimits) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let (node, _) = Node::open_with_identity(dir.path(), common::identity(21)).unwrap();
-    start_over(node, dir, limits).await
-}
-
-async fn start_over(node: Node, dir: tempfile::TempDir, limits: ServeLimits) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let config = HttpConfig {
-        stream_idle_timeout: limits.stream_idle_timeout,
-        ..HttpConfig::default()
-    };
-    let api = router(node.clone(), config);
-    let open = node.metrics().http_connections.clone();
-    let task = tokio::spawn(serve_http(listener, api, limits, open, async {
-        let _ = stopped.await;
-    }));
-    Server {
-        addr,
-        node,
-        stop: Some(stop),
-        task,
-        _dir: dir,
-    }
-}
-
-impl Server {
-    /// Stops serving and waits (bounded) for `serve_http` to return.
-    async fn shutdown(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(DEADLINE, &mut self.task)
-            .await
-            .expect("serving did not end after the stop signal")
-            .unwrap();
-    }
-}
-
-/// Reads until the peer closes (or resets) the connection; `None` if it is still open at
-/// the deadline.
-async fn read_to_close(stream: &mut TcpStream, deadline: Duration) -> Option<Vec<u8>> {
-    let mut got = Vec::new();
-    let until = Instant::now() + deadline;
-    loop {
-        let mut buf = [0u8; 4096];
-        let left = until.checked_duration_since(Instant::now())?;
-        match tokio::time::timeout(left, stream.read(&mut buf)).await {
-            Err(_) => return None,
-            Ok(Ok(0)) | Ok(Err(_)) => return Some(got),
-            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
-        }
-    }
-}
 
 /// Sends one `GET /health` on `stream` and reads its response head.
 async fn health(stream: &mut TcpStream) -> String {
@@ -218,11 +153,8 @@ async fn shutdown_closes_idle_connections_and_returns() {
     let mut server = start(ServeLimits::default()).await;
     let mut idle = TcpStream::connect(server.addr).await.unwrap();
     assert!(health(&mut idle).await.starts_with("HTTP/1.1 200"));
-    let _ = server.stop.take().unwrap().send(());
-    tokio::time::timeout(DEADLINE, &mut server.task)
-        .await
-        .expect("serving did not end after the stop signal")
-        .unwrap();
+    server.stop_serving();
+    server.stopped().await;
     // (The listener was dropped when `serve_http` returned; connecting again is not tested,
     // as another test may already have been given the freed port.)
     assert!(read_to_close(&mut idle, DEADLINE).await.is_some());

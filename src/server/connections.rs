@@ -15,6 +15,9 @@
 //!   (hyper's `header_read_timeout`);
 //! - a response that the client takes none of for [`ServeLimits::stream_idle_timeout`]
 //!   closes the connection ([`super::stall`]);
+//! - request heads are screened before hyper reads them ([`super::screen`]): a head over
+//!   [`MAX_HEAD_BYTES`], a target over [`super::head::MAX_URI_BYTES`], a malformed head and
+//!   ambiguous body framing are answered with the usual JSON error and the connection closed;
 //! - on shutdown, the listener closes, idle connections close at once, and connections with
 //!   a request in flight get up to [`ServeLimits::shutdown_timeout`] to finish it; whatever
 //!   is still open then (a stalled upload, a reader that stopped reading) is aborted, so a
@@ -35,6 +38,8 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use super::head::MAX_HEAD_BYTES;
+use super::screen::{Screened, Screening};
 use super::shed::{Activity, Connections, InFlight};
 use super::stall::StallGuard;
 use crate::http::Api;
@@ -116,7 +121,10 @@ pub async fn serve_http(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        // The screen refuses longer heads first; the same bound here keeps hyper from ever
+        // judging a head differently (and bounds chunked trailers alike).
+        .max_header_size(MAX_HEAD_BYTES);
     tokio::pin!(stop);
     // Every connection task, so the ones still open at the shutdown deadline can be aborted.
     let mut tasks = tokio::task::JoinSet::new();
@@ -163,14 +171,22 @@ pub async fn serve_http(
         // Nagle's algorithm hold them for the client's delayed ACK.
         let _ = tcp.set_nodelay(true);
         let activity = Activity::new(origin);
+        let screening = Arc::new(Screening::default());
         let service = {
-            let (api, activity) = (api.clone(), activity.clone());
+            let (api, activity, screening) = (api.clone(), activity.clone(), screening.clone());
             hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
                 // Counts from the request until its response body is done or dropped.
                 let in_flight = activity.begin();
-                let call = api.clone().oneshot(request.map(Body::new));
+                // A refused head is answered here, without the router (see `screen`).
+                let call = match screening.answer(&request) {
+                    Some(refused) => Err(refused),
+                    None => Ok(api.clone().oneshot(request.map(Body::new))),
+                };
                 async move {
-                    let response = call.await?;
+                    let response = match call {
+                        Ok(call) => call.await?,
+                        Err(refused) => refused,
+                    };
                     Ok::<_, Infallible>(response.map(|body| TrackedBody {
                         inner: body,
                         _in_flight: in_flight,
@@ -178,10 +194,9 @@ pub async fn serve_http(
                 }
             })
         };
-        let io = TokioIo::new(StallGuard::new(
-            tcp,
-            limits.stream_idle_timeout,
-            activity.clone(),
+        let io = TokioIo::new(Screened::new(
+            StallGuard::new(tcp, limits.stream_idle_timeout, activity.clone()),
+            screening,
         ));
         let connection = graceful.watch(builder.serve_connection(io, service));
         let open = OpenGuard::new(open.clone());

@@ -282,6 +282,7 @@ pub fn entries(
 pub mod net;
 pub mod peer;
 pub mod relay;
+pub mod serve;
 
 /// How many 4,000-byte entries make an export larger than the sockets on both ends can
 /// buffer (twice the kernel's largest send buffer plus the default receive buffer), so a
