@@ -23,11 +23,22 @@ async fn two_nodes_converge_and_push_live() {
         b.node.reader().get_by_hash(&added.hash).unwrap().is_some()
     })
     .await;
-    let peers = b.sync.peers(&b.node);
-    let to_a = peers.iter().find(|p| p.addr == a.addr.to_string()).unwrap();
+    // The counter is bumped once the store's append returns, a moment after the entries are
+    // readable: poll it too.
+    let to_a = || {
+        let peers = b.sync.peers(&b.node);
+        peers
+            .into_iter()
+            .find(|p| p.addr == a.addr.to_string())
+            .unwrap()
+    };
+    wait_for("b to count the 301 entries received", || {
+        to_a().entries_received >= 301
+    })
+    .await;
+    let to_a = to_a();
     assert!(to_a.connected);
     assert_eq!(to_a.author, Some(a.node.author()));
-    assert!(to_a.entries_received >= 301, "{to_a:?}");
     a.stop().await;
     b.stop().await;
 }
