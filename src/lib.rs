@@ -13,7 +13,8 @@
 //! - [`csv`]: CSV export over `impl Write`, streamed import parsing and import planning.
 //! - [`keys`]: key files: load, create and check a node's PKCS#8 PEM secret key.
 //! - [`node`]: owns the store, the live views and the metrics; one shutdown path.
-//! - [`import`]: applies a planned CSV import to the store and reports every outcome.
+//! - [`import`]: applies a CSV import to the store in bounded memory (sorted on disk) and
+//!   reports every outcome.
 //! - [`metrics`]: Prometheus counters and histograms served at `GET /metrics`.
 //! - [`http`]: the axum facade: adapters from routes to node methods.
 //! - [`server`]: binds, serves and stops one or several nodes: the HTTP connection cap (the
@@ -21,6 +22,7 @@
 //!   heads screened before hyper reads them (malformed, oversized or ambiguously framed ones
 //!   get a JSON error), and a shutdown bounded by `--shutdown-timeout`.
 //! - [`cli`]: clap definitions; [`app`]: runs each subcommand.
+//! - [`poison`]: the one poison-tolerant mutex lock, and why it is sound here.
 //! - [`fork`]: fork proofs (two conflicting signed entries), their encoding, the forked set.
 //! - [`forks`]: the durable fork-proof log (`DATA_DIR/forks`), loaded at open (and read,
 //!   lock-free, by `kappalog summary`).
@@ -73,6 +75,7 @@ pub mod import;
 pub mod keys;
 pub mod metrics;
 pub mod node;
+pub mod poison;
 pub mod server;
 pub mod signature;
 pub mod store;

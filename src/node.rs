@@ -14,6 +14,7 @@
 pub mod fence;
 mod replication;
 
+use crate::poison::lock;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -159,12 +160,6 @@ impl CommitObserver for NodeObserver {
         // An error only means nobody subscribed: nothing to tell.
         let _ = self.events.send(NodeEvent::Committed(entries.into()));
     }
-}
-
-/// Locks a mutex, recovering from poisoning: views hold no invariant a panicking reader could
-/// have broken half-way (apply is the only writer and does not panic on any input).
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Folds a whole log into a fresh summary view, then marks the `forked` authors (used at

@@ -13,6 +13,7 @@
 //! 3. otherwise nobody: every connection is busy and moving, and the newcomer waits for a
 //!    slot as before.
 
+use crate::poison::lock;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -97,11 +98,6 @@ pub fn pick_victim(conns: &[Seen], now_ms: u64) -> Option<u64> {
 #[derive(Default)]
 pub struct Connections {
     open: Mutex<HashMap<u64, (Arc<Activity>, AbortHandle)>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A map updated in single calls: poisoning leaves nothing torn.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Connections {

@@ -13,6 +13,7 @@
 //! append in flight will add. Appends still happen one at a time in arrival order, and a
 //! failed append ends the session when the next batch (or the session's end) waits for it.
 
+use crate::poison::lock;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -85,11 +86,6 @@ impl InFlight {
         }
         view
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // PeerProgress is a map updated in single calls; poisoning cannot leave it torn.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Inbound {

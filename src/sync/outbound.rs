@@ -11,6 +11,7 @@
 //! Feeds for which the plan found a fork are never pushed (their entries would not link on
 //! the peer's side); the proofs settle them.
 
+use crate::poison::lock;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -61,11 +62,6 @@ pub(super) struct Outbound {
     pub claim: Option<(Seq, Instant)>,
     /// Initiator when we dialed: the dialer opens reconciliation.
     pub role: Role,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // PeerProgress is a map updated in single calls; poisoning cannot leave it torn.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Outbound {

@@ -14,6 +14,7 @@
 //!   [`SyncHandle::shutdown`] returns once every session has sent `Bye(Shutdown)` and every
 //!   task (and its clone of the node) is gone.
 
+use crate::poison::lock;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
@@ -61,11 +62,6 @@ pub struct SyncShared {
     listen_addr: Option<SocketAddr>,
     /// Configured peers not yet tried; `None` once the startup fence is released.
     startup: Mutex<Option<BTreeSet<String>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Plain collections updated in single calls; poisoning leaves nothing torn.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The running sync of one node. Cheap to clone.

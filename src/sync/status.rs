@@ -6,6 +6,7 @@
 //! dropped: junk connections cannot erase the evidence about a peer that matters. Records of
 //! configured peers (outbound) are never dropped either.
 
+use crate::poison::lock;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -77,11 +78,6 @@ struct PeerRecord {
 pub struct PeerRegistry {
     peers: Mutex<BTreeMap<String, PeerRecord>>,
     closes: Mutex<u64>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Records are plain data updated in one statement; a poisoned lock holds nothing torn.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 pub fn now_ms() -> u64 {
