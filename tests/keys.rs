@@ -32,7 +32,9 @@ fn valid_pem(dir: &Path) -> String {
     fs::read_to_string(path).unwrap()
 }
 
-/// Runs openssl with `args`; None (with a note on stderr) if openssl is not installed.
+/// Runs openssl with `args`; None (with a note on stderr) if openssl is not installed —
+/// unless `KAPPALOG_REQUIRE_OPENSSL` is set (CI sets it), where a missing openssl fails the
+/// test instead of letting the cross-checks pass without running.
 fn openssl(args: &[&str]) -> Option<Vec<u8>> {
     match Command::new("openssl").args(args).output() {
         Ok(out) => {
@@ -43,7 +45,11 @@ fn openssl(args: &[&str]) -> Option<Vec<u8>> {
             );
             Some(out.stdout)
         }
-        Err(_) => {
+        Err(e) => {
+            assert!(
+                std::env::var_os("KAPPALOG_REQUIRE_OPENSSL").is_none(),
+                "KAPPALOG_REQUIRE_OPENSSL is set but openssl cannot run: {e}"
+            );
             eprintln!("note: openssl not found, skipping the openssl part of this test");
             None
         }
