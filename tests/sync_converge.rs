@@ -107,10 +107,30 @@ async fn a_node_restarted_mid_sync_resumes_and_converges() {
     let big: Vec<Entry> = common::entries(&common::feed(&common::identity(77), 20_000));
     a.node.offer_entries(big).await.unwrap();
     append_n(&a.node, 10, 0).await;
-    let b = start(db.path(), 2, &[a.addr]).await;
+    // b dials through a relay that stops forwarding a's bytes after 1 MiB (a few hundred
+    // entries), so b is stopped with part of the feed, however fast the machine.
+    let relay = common::relay::Relay::start(a.addr).await;
+    relay
+        .seen
+        .hold_after
+        .store(1 << 20, std::sync::atomic::Ordering::SeqCst);
+    let b = start(db.path(), 2, &[relay.addr]).await;
     wait_for("b to receive something", || !b.node.reader().is_empty()).await;
-    let partial = b.node.reader().len();
+    wait_for("the relay to hold", || {
+        relay
+            .seen
+            .forwarded
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 1 << 20
+    })
+    .await;
     b.stop().await;
+    drop(relay);
+    let partial = common::entries_in(db.path());
+    assert!(
+        partial > 0 && partial < 20_010,
+        "b must stop mid-sync, it held {partial} of 20010"
+    );
     eprintln!("stopped b holding {partial} of 20010 entries");
     let b = start(db.path(), 2, &[a.addr]).await;
     assert!(

@@ -298,3 +298,9 @@ pub fn entries_beyond_socket_buffers() -> i64 {
         2 * max_of("/proc/sys/net/ipv4/tcp_wmem", 2) + max_of("/proc/sys/net/ipv4/tcp_rmem", 1);
     i64::try_from(bytes / 4_000 + 100).unwrap_or(i64::MAX)
 }
+
+/// How many entries the (closed) store in `dir` holds, read without taking the writer lock.
+pub fn entries_in(dir: &Path) -> u64 {
+    let (reader, _) = kappalog::store::StoreReader::open_read_only(dir).unwrap();
+    reader.len()
+}

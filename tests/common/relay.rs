@@ -1,6 +1,7 @@
 //! A TCP relay on 127.0.0.1 between a dialer and a node: it forwards both directions, keeps
 //! a copy of every byte it carried, counts them, and can flip bytes in the listener-to-dialer
-//! direction on demand (a man on the path).
+//! direction on demand (a man on the path), or stop forwarding that direction after a given
+//! number of bytes (a path that stalls mid-stream).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,6 +19,11 @@ pub struct Seen {
     pub flip: AtomicBool,
     /// Chunks flipped so far.
     pub flipped: AtomicU64,
+    /// Target-to-dialer bytes after which that direction stops forwarding (holds what it
+    /// reads); `u64::MAX` (the default set by [`Relay::start`]) never holds.
+    pub hold_after: AtomicU64,
+    /// Target-to-dialer bytes forwarded so far.
+    pub forwarded: AtomicU64,
 }
 
 pub struct Relay {
@@ -37,7 +43,10 @@ impl Relay {
     pub async fn start(target: SocketAddr) -> Relay {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(Seen::default());
+        let seen = Arc::new(Seen {
+            hold_after: AtomicU64::new(u64::MAX),
+            ..Seen::default()
+        });
         let task = {
             let seen = seen.clone();
             tokio::spawn(async move {
@@ -83,6 +92,14 @@ async fn pipe(
         if may_flip && seen.flip.load(Ordering::SeqCst) {
             buf[n - 1] ^= 0x01;
             seen.flipped.fetch_add(1, Ordering::SeqCst);
+        }
+        if may_flip {
+            let done = seen.forwarded.load(Ordering::SeqCst);
+            if done >= seen.hold_after.load(Ordering::SeqCst) {
+                // Held: nothing more reaches the dialer on this connection.
+                std::future::pending::<()>().await;
+            }
+            seen.forwarded.fetch_add(n as u64, Ordering::SeqCst);
         }
         if to.write_all(&buf[..n]).await.is_err() {
             break;
