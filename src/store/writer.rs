@@ -35,14 +35,17 @@
 //! rule intact if the requester gives up (its request is still the writer's):
 //!
 //! - a key whose append is still in flight (planned, not yet durable): the new request
-//!   appends nothing and is answered [`OwnAppend::Replayed`] with that entry once the batch
-//!   it came in with is durable, or with the error if that batch (and so the first one, which
-//!   is no later) failed;
+//!   appends nothing and waits with its own batch, which is the first one's or a later one,
+//!   so it is finished no earlier. It is answered [`OwnAppend::Replayed`] with that entry if
+//!   the entry is durable by then, else with the error that failed it (nothing appended);
 //! - a key the index remembers ([`super::keys`]) with a record of the own feed: answered
 //!   `Replayed` at once;
 //! - otherwise the entry is planned with the key, and the key is in flight until the entry
-//!   is durable. The in-flight keys are bounded by the appends in flight (each is a request
-//!   waiting for its answer), and are dropped as their batches become durable.
+//!   is durable, then dropped. The in-flight keys are no more than the keyed appends the
+//!   writer has taken and not yet made durable: one small map entry beside each request the
+//!   writer already holds (with its data), so they are bounded by whatever bounds those
+//!   (`POST /add`: its requests in flight, `MAX_CONCURRENT_REQUESTS`, each waiting for its
+//!   answer); a separate cap would not bound memory any further.
 //!
 //! If a write or sync fails the writer cuts the file back to the last synced length, fails
 //! that batch and every later request: after a failed `fdatasync` the kernel may have dropped
