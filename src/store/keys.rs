@@ -14,8 +14,14 @@
 //!
 //! Memory: 16 bytes per key in the map (plus a control byte and the slack of a table sized
 //! in powers of two) and 16 bytes in the queue, whatever the key's length: measured, 52 bytes
-//! per key for a full window of 1,000,000 keys (52 MB), 55 once it starts evicting. Nothing
+//! per key for a full window of 1,000,000 keys (52 MB), 53 once it starts evicting. Nothing
 //! is kept for unkeyed entries.
+//!
+//! The map is split into [`KEY_SHARDS`] maps by the fingerprint's top bits, for the reason the
+//! index's hash-prefix map is ([`super::index`]): a hash map grows all at once, under the
+//! index's write lock, and one map of 1,000,000 keys would stall every append and read for
+//! tens of milliseconds while it grew; a shard moves 1/64 of that. The queue grows by
+//! doubling too, but a move is a plain copy: its largest, past 524,288 keys, copies 8 MB.
 //!
 //! The writer inserts a key when its record is durable, under the index's write lock, in
 //! the same step as the record's offset, so a reader that finds a key finds a synced record.
@@ -35,14 +41,26 @@ use crate::idempotency::IdempotencyKey;
 /// minutes; at 10 per second, more than a day.
 pub const MAX_REMEMBERED_KEYS: usize = 1_000_000;
 
+/// How many maps the fingerprint map is split into (a power of two).
+pub const KEY_SHARDS: usize = 64;
+
 /// Key fingerprints -> record offsets, for the most recent keys (see the module docs).
 #[derive(Debug)]
 pub struct KeyTable {
     hasher: RandomState,
-    by_fingerprint: HashMap<u64, u64>,
+    /// [`KEY_SHARDS`] maps, made on first insert; a fingerprint lives in the one its top bits
+    /// name.
+    shards: Vec<HashMap<u64, u64>>,
+    /// Keys in the maps.
+    len: usize,
     /// `(fingerprint, offset)`, oldest first.
     order: VecDeque<(u64, u64)>,
     capacity: usize,
+}
+
+/// The shard of a fingerprint: its top bits (fingerprints are hash outputs, evenly spread).
+fn shard(fingerprint: u64) -> usize {
+    (fingerprint >> (64 - KEY_SHARDS.trailing_zeros())) as usize
 }
 
 impl Default for KeyTable {
@@ -56,7 +74,8 @@ impl KeyTable {
     pub fn with_capacity(capacity: usize) -> KeyTable {
         KeyTable {
             hasher: RandomState::new(),
-            by_fingerprint: HashMap::new(),
+            shards: Vec::new(),
+            len: 0,
             order: VecDeque::new(),
             capacity: capacity.max(1),
         }
@@ -69,15 +88,25 @@ impl KeyTable {
     /// Remembers that `key`'s record is at `offset`, forgetting the oldest key if full.
     pub fn insert(&mut self, key: &IdempotencyKey, offset: u64) {
         let fingerprint = self.fingerprint(key);
-        self.by_fingerprint.insert(fingerprint, offset);
+        if self.shards.is_empty() {
+            self.shards = vec![HashMap::new(); KEY_SHARDS];
+        }
+        if self.shards[shard(fingerprint)]
+            .insert(fingerprint, offset)
+            .is_none()
+        {
+            self.len += 1;
+        }
         self.order.push_back((fingerprint, offset));
         if self.order.len() > self.capacity {
             if let Some((old, at)) = self.order.pop_front() {
                 // Only if the slot still names that record: a newer key with the same
                 // fingerprint (or the same key appended again after it was forgotten)
                 // took it over.
-                if self.by_fingerprint.get(&old) == Some(&at) {
-                    self.by_fingerprint.remove(&old);
+                let map = &mut self.shards[shard(old)];
+                if map.get(&old) == Some(&at) {
+                    map.remove(&old);
+                    self.len -= 1;
                 }
             }
         }
@@ -85,24 +114,30 @@ impl KeyTable {
 
     /// The offset of the record that may hold `key` (confirm it with [`find`]).
     pub fn candidate(&self, key: &IdempotencyKey) -> Option<u64> {
-        if self.by_fingerprint.is_empty() {
+        if self.len == 0 {
             return None;
         }
-        self.by_fingerprint.get(&self.fingerprint(key)).copied()
+        let fingerprint = self.fingerprint(key);
+        self.shards
+            .get(shard(fingerprint))
+            .and_then(|map| map.get(&fingerprint))
+            .copied()
     }
 
     /// Keys remembered.
     pub fn len(&self) -> usize {
-        self.by_fingerprint.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_fingerprint.is_empty()
+        self.len == 0
     }
 
     /// Releases the slack left by growth (called once after open).
     pub fn shrink_to_fit(&mut self) {
-        self.by_fingerprint.shrink_to_fit();
+        for map in &mut self.shards {
+            map.shrink_to_fit();
+        }
         self.order.shrink_to_fit();
     }
 }
@@ -171,6 +206,22 @@ mod tests {
         assert_eq!(table.candidate(&key("c")), None);
         table.insert(&key("f"), 6); // now the new a goes
         assert_eq!(table.candidate(&key("a")), None);
+    }
+
+    #[test]
+    fn keys_spread_over_every_shard_and_the_window_holds_across_them() {
+        let mut table = KeyTable::with_capacity(5_000);
+        for i in 0..10_000u64 {
+            table.insert(&key(&format!("k{i}")), i);
+        }
+        assert_eq!(table.len(), 5_000);
+        assert!(
+            table.shards.iter().all(|m| !m.is_empty()),
+            "every shard used"
+        );
+        assert_eq!(table.candidate(&key("k4999")), None);
+        assert_eq!(table.candidate(&key("k5000")), Some(5_000));
+        assert_eq!(table.candidate(&key("k9999")), Some(9_999));
     }
 
     #[test]
