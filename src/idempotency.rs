@@ -20,6 +20,7 @@
 //! (422) rather than answering with an entry the client did not ask for.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::entry::Entry;
 
@@ -27,9 +28,10 @@ use crate::entry::Entry;
 /// on disk (and it is what Stripe-style clients generate: a UUID is 36 bytes).
 pub const MAX_KEY_BYTES: usize = 64;
 
-/// A valid idempotency key (see the module rules). Holds only visible ASCII, so it is text.
+/// A valid idempotency key (see the module rules). Holds only visible ASCII, so it is text;
+/// shared, because a key travels from the request through the writer to the index.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct IdempotencyKey(Box<str>);
+pub struct IdempotencyKey(Arc<str>);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
@@ -81,9 +83,10 @@ impl TryFrom<&[u8]> for IdempotencyKey {
         {
             return Err(KeyError::BadByte { at, byte });
         }
-        // Every byte is ASCII, so each is one char: an infallible conversion.
-        let text: String = bytes.iter().map(|&b| char::from(b)).collect();
-        Ok(IdempotencyKey(text.into()))
+        // Visible ASCII is valid UTF-8, so the lossy conversion borrows the bytes unchanged.
+        Ok(IdempotencyKey(Arc::from(
+            String::from_utf8_lossy(bytes).as_ref(),
+        )))
     }
 }
 

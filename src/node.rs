@@ -387,10 +387,14 @@ impl Node {
         value: Option<i64>,
         data: String,
     ) -> Result<KeyedAppend, NodeError> {
-        if let Some((entry, hash)) = self.find_key(&key).await? {
-            return replayed(key, &entry, &hash, value, &data);
+        if let Err(closed) = self.check_fence() {
+            // With the fence open the writer answers replays itself (it checks every key);
+            // a closed fence stops the request here, so look for a replay first.
+            return match self.find_key(&key).await? {
+                Some((entry, hash)) => replayed(key, &entry, &hash, value, &data),
+                None => Err(closed),
+            };
         }
-        self.check_fence()?;
         let chosen = value.unwrap_or_else(rand::random::<i64>);
         let outcome = self
             .inner
