@@ -2,6 +2,8 @@
 //! on the same machine. Prints figures, asserts nothing. `cargo bench --bench http`.
 //!
 //! - `POST /add` with 64 connections, durable: requests/s and latency p50/p99;
+//! - the same with a fresh 36-byte `Idempotency-Key` (a UUID's length) on every request, and
+//!   the bytes each key adds on disk (the log's growth per entry, against the unkeyed run);
 //! - `GET /summary` on a node holding `KAPPALOG_BENCH_ENTRIES` entries (default 1,000,000);
 //! - `GET /health` latency (p50, p99) on fresh connections while `KAPPALOG_BENCH_BAD_CLIENTS`
 //!   (default 600) connections are open, a quarter each idle, mid-head, mid-upload and
@@ -85,9 +87,36 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> u16 {
     }
 }
 
-/// `CONNECTIONS` keep-alive connections send `request` back to back for `secs`.
+/// What each connection sends: the same bytes every time, or `POST /add` with a key no
+/// other request of the benchmark uses.
+#[derive(Clone, Copy)]
+enum Requests {
+    Fixed(&'static [u8]),
+    /// Keys are `RR-CC-NNN...`: run, connection and request number, 36 bytes in all.
+    UniqueKeys {
+        run: usize,
+    },
+}
+
+/// The bytes of request number `i` of connection `conn`, written into `buf`.
+fn write_request(requests: Requests, conn: usize, i: u64, buf: &mut Vec<u8>) {
+    use std::io::Write;
+    buf.clear();
+    match requests {
+        Requests::Fixed(bytes) => buf.extend_from_slice(bytes),
+        Requests::UniqueKeys { run } => {
+            // Writing into a Vec cannot fail.
+            let _ = write!(
+                buf,
+                "POST /add HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nIdempotency-Key: {run:02}-{conn:02}-{i:030}\r\nContent-Length: 13\r\n\r\n{{\"value\": 42}}"
+            );
+        }
+    }
+}
+
+/// `CONNECTIONS` keep-alive connections send `requests` back to back for `secs`.
 /// Returns requests per second and every latency in microseconds.
-fn load(addr: SocketAddr, request: &'static [u8], expect: u16, secs: f64) -> (f64, Vec<u64>) {
+fn load(addr: SocketAddr, requests: Requests, expect: u16, secs: f64) -> (f64, Vec<u64>) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -97,15 +126,19 @@ fn load(addr: SocketAddr, request: &'static [u8], expect: u16, secs: f64) -> (f6
         let deadline = Instant::now() + Duration::from_secs_f64(secs);
         let start = Instant::now();
         let mut tasks = vec![];
-        for _ in 0..CONNECTIONS {
+        for conn in 0..CONNECTIONS {
             tasks.push(tokio::spawn(async move {
                 let mut stream = TcpStream::connect(addr).await.unwrap();
                 stream.set_nodelay(true).unwrap();
                 let mut buf = Vec::with_capacity(32 * 1024);
+                let mut request = Vec::with_capacity(256);
                 let mut latencies = Vec::new();
+                let mut i = 0u64;
                 while Instant::now() < deadline {
+                    write_request(requests, conn, i, &mut request);
+                    i += 1;
                     let sent = Instant::now();
-                    stream.write_all(request).await.unwrap();
+                    stream.write_all(&request).await.unwrap();
                     let status = read_response(&mut stream, &mut buf).await;
                     assert_eq!(status, expect);
                     latencies.push(u64::try_from(sent.elapsed().as_micros()).unwrap());
@@ -136,6 +169,25 @@ struct WrkRun {
 /// (`apt-get install wrk`): a C load generator costs the shared CPU far less per request
 /// than the Rust one above, so it shows more of what the server can do.
 fn wrk(url: &str, body: Option<&str>, secs: f64) -> Option<WrkRun> {
+    let lua = body.map(|body| {
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = '{body}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+        )
+    });
+    wrk_script(url, lua, secs)
+}
+
+/// A `wrk` POST of `{"value": 42}` with a fresh 36-byte `Idempotency-Key` per request
+/// (the run's start second, then a counter: unique across runs a second apart or more).
+fn wrk_keyed_script() -> String {
+    "wrk.method = \"POST\"\nwrk.body = '{\"value\": 42}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n\
+     local n = 0\nlocal prefix = string.format(\"%010d\", os.time())\n\
+     request = function()\n  n = n + 1\n  wrk.headers[\"Idempotency-Key\"] = string.format(\"%s-%025d\", prefix, n)\n  return wrk.format()\nend\n"
+        .to_string()
+}
+
+/// Runs `wrk` with an optional Lua script.
+fn wrk_script(url: &str, lua: Option<String>, secs: f64) -> Option<WrkRun> {
     let mut cmd = std::process::Command::new("wrk");
     cmd.args([
         "-t1",
@@ -143,11 +195,8 @@ fn wrk(url: &str, body: Option<&str>, secs: f64) -> Option<WrkRun> {
         &format!("-d{}s", secs.max(1.0) as u64),
         "--latency",
     ]);
-    let script = body.map(|body| {
+    let script = lua.map(|lua| {
         let path = std::env::temp_dir().join(format!("kappalog-wrk-{}.lua", std::process::id()));
-        let lua = format!(
-            "wrk.method = \"POST\"\nwrk.body = '{body}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
-        );
         std::fs::write(&path, lua).unwrap();
         path
     });
@@ -193,6 +242,10 @@ fn wrk(url: &str, body: Option<&str>, secs: f64) -> Option<WrkRun> {
 /// Three `wrk` runs, reported like the others; says so if wrk is missing.
 fn report_wrk(name: &str, url: &str, body: Option<&str>, secs: f64) {
     let runs: Vec<WrkRun> = (0..RUNS).filter_map(|_| wrk(url, body, secs)).collect();
+    report_wrk_runs(name, runs);
+}
+
+fn report_wrk_runs(name: &str, runs: Vec<WrkRun>) {
     if runs.len() < RUNS {
         println!("{name} with wrk: skipped (install wrk: apt-get install wrk)");
         return;
@@ -219,22 +272,30 @@ fn report_wrk(name: &str, url: &str, body: Option<&str>, secs: f64) {
     );
 }
 
-/// `RUNS` runs of [`load`]: requests/s, and latency p50 and p99 in ms, one value per run.
-fn runs(
-    addr: SocketAddr,
-    request: &'static [u8],
-    expect: u16,
-    secs: f64,
-) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let (mut rates, mut p50, mut p99) = (vec![], vec![], vec![]);
-    for _ in 0..RUNS {
-        let (rate, mut latencies) = load(addr, request, expect, secs);
+/// Requests/s, and latency p50 and p99 in ms, one value per run.
+#[derive(Default)]
+struct Figures {
+    rates: Vec<f64>,
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+}
+
+impl Figures {
+    fn push(&mut self, (rate, mut latencies): (f64, Vec<u64>)) {
         latencies.sort_unstable();
-        rates.push(rate);
-        p50.push(percentile(&latencies, 0.50));
-        p99.push(percentile(&latencies, 0.99));
+        self.rates.push(rate);
+        self.p50.push(percentile(&latencies, 0.50));
+        self.p99.push(percentile(&latencies, 0.99));
     }
-    (rates, p50, p99)
+}
+
+/// `RUNS` runs of [`load`] with the same request.
+fn runs(addr: SocketAddr, request: &'static [u8], expect: u16, secs: f64) -> Figures {
+    let mut figures = Figures::default();
+    for _ in 0..RUNS {
+        figures.push(load(addr, Requests::Fixed(request), expect, secs));
+    }
+    figures
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -292,6 +353,13 @@ fn health_under_bad_clients(bad: usize, probes: usize) -> Vec<u64> {
     latencies
 }
 
+/// The log file's size past its header, per entry held.
+fn log_bytes_per_entry(node: &Node) -> f64 {
+    let reader = node.reader();
+    let bytes = std::fs::metadata(reader.path()).map_or(0, |m| m.len());
+    bytes.saturating_sub(12) as f64 / reader.len().max(1) as f64
+}
+
 fn main() {
     let secs = env_usize("KAPPALOG_BENCH_SECS", 5) as f64;
     let bad = env_usize("KAPPALOG_BENCH_BAD_CLIENTS", 600);
@@ -319,22 +387,78 @@ fn main() {
     let feeds = env_usize("KAPPALOG_BENCH_FEEDS", 10);
     println!("kappalog HTTP benchmark ({CONNECTIONS} keep-alive connections, {secs} s runs)");
 
-    let dir = tempfile::tempdir().unwrap();
-    let (node, _) = Node::open_with_identity(dir.path(), Identity::from_seed([1; 32])).unwrap();
-    let (addr, server) = serve(node);
+    // `/add` without and with a key, on two nodes, their runs interleaved and each going first
+    // in turn: the shared VM's speed drifts within minutes, so one block after the other would
+    // compare its phases, and a fixed order could favour whichever runs first.
+    let (plain_dir, keyed_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let open = |dir: &tempfile::TempDir| {
+        Node::open_with_identity(dir.path(), Identity::from_seed([1; 32]))
+            .unwrap()
+            .0
+    };
+    let (plain, keyed) = (open(&plain_dir), open(&keyed_dir));
+    let (plain_addr, plain_server) = serve(plain.clone());
+    let (keyed_addr, keyed_server) = serve(keyed.clone());
     let add: &'static [u8] =
         b"POST /add HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"value\": 42}";
-    let (rates, p50, p99) = runs(addr, add, 201, secs);
-    report("POST /add (durable), requests/s", "req/s", rates);
-    report("POST /add latency p50", "ms", p50);
-    report("POST /add latency p99", "ms", p99);
-    report_wrk(
-        "POST /add",
-        &format!("http://{addr}/add"),
-        Some("{\"value\": 42}"),
-        secs,
+    let (mut plain_figures, mut keyed_figures) = (Figures::default(), Figures::default());
+    for run in 0..RUNS {
+        let plain = || load(plain_addr, Requests::Fixed(add), 201, secs);
+        let keyed = || load(keyed_addr, Requests::UniqueKeys { run }, 201, secs);
+        if run % 2 == 0 {
+            plain_figures.push(plain());
+            keyed_figures.push(keyed());
+        } else {
+            keyed_figures.push(keyed());
+            plain_figures.push(plain());
+        }
+    }
+    report(
+        "POST /add (durable), requests/s",
+        "req/s",
+        plain_figures.rates,
     );
-    drop(server);
+    report("POST /add latency p50", "ms", plain_figures.p50);
+    report("POST /add latency p99", "ms", plain_figures.p99);
+    report(
+        "POST /add with a unique 36-byte Idempotency-Key (durable), requests/s",
+        "req/s",
+        keyed_figures.rates,
+    );
+    report("POST /add with a key, latency p50", "ms", keyed_figures.p50);
+    report("POST /add with a key, latency p99", "ms", keyed_figures.p99);
+    let (plain_bytes, keyed_bytes) = (log_bytes_per_entry(&plain), log_bytes_per_entry(&keyed));
+    println!(
+        "log bytes per entry: {plain_bytes:.1} without a key, {keyed_bytes:.1} with a 36-byte key: {:.1} bytes on disk per key",
+        keyed_bytes - plain_bytes
+    );
+    let (mut plain_wrk, mut keyed_wrk) = (vec![], vec![]);
+    for run in 0..RUNS {
+        let plain = || {
+            wrk(
+                &format!("http://{plain_addr}/add"),
+                Some("{\"value\": 42}"),
+                secs,
+            )
+        };
+        let keyed = || {
+            wrk_script(
+                &format!("http://{keyed_addr}/add"),
+                Some(wrk_keyed_script()),
+                secs,
+            )
+        };
+        if run % 2 == 0 {
+            plain_wrk.extend(plain());
+            keyed_wrk.extend(keyed());
+        } else {
+            keyed_wrk.extend(keyed());
+            plain_wrk.extend(plain());
+        }
+    }
+    report_wrk_runs("POST /add", plain_wrk);
+    report_wrk_runs("POST /add with a unique key", keyed_wrk);
+    drop((plain_server, keyed_server, plain, keyed));
 
     let dir = tempfile::tempdir().unwrap();
     let start = Instant::now();
@@ -347,13 +471,13 @@ fn main() {
     );
     let (addr, server) = serve(node);
     let summary: &'static [u8] = b"GET /summary HTTP/1.1\r\nHost: bench\r\n\r\n";
-    let (rates, _, p99) = runs(addr, summary, 200, secs);
+    let figures = runs(addr, summary, 200, secs);
     report(
         &format!("GET /summary on {entries} entries, requests/s"),
         "req/s",
-        rates,
+        figures.rates,
     );
-    report("GET /summary latency p99", "ms", p99);
+    report("GET /summary latency p99", "ms", figures.p99);
     report_wrk(
         "GET /summary",
         &format!("http://{addr}/summary"),

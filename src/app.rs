@@ -213,6 +213,7 @@ fn run_node(config: &NodeConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     let http = HttpConfig {
         token: args.token,
         stream_idle_timeout: std::time::Duration::from_secs(args.shutdown.stream_idle_secs),
+        ..HttpConfig::default()
     };
     let sync = (args.listen.is_some() || !args.peers.is_empty()).then(|| server::SyncSpec {
         listen: args.listen,
@@ -303,6 +304,7 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
             http: HttpConfig {
                 token: args.token.clone(),
                 stream_idle_timeout: std::time::Duration::from_secs(args.shutdown.stream_idle_secs),
+                ..HttpConfig::default()
             },
             limits: serve_limits(&args.shutdown),
             sync: Some(server::SyncSpec {

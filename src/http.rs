@@ -5,7 +5,7 @@
 //!
 //! | method | path              | what                                                 |
 //! |--------|-------------------|------------------------------------------------------|
-//! | POST   | `/add`            | append to the node's own feed; 201 + the entry       |
+//! | POST   | `/add`            | append to the node's own feed; 201 + the entry (200 for a retry under the same `Idempotency-Key`) |
 //! | GET    | `/summary`        | the summary view                                     |
 //! | GET    | `/entries`        | `?author=HEX&from=SEQ&limit=N`: one feed, paginated  |
 //! | GET    | `/entries/{hash}` | one entry or 404                                     |
@@ -62,6 +62,10 @@ pub struct HttpConfig {
     /// An upload (`POST /import`) that sends no bytes for this long is refused (408) and
     /// imports nothing.
     pub stream_idle_timeout: Duration,
+    /// A request taking longer is answered 503 (streams and `/add` once its body arrived
+    /// excepted); an `/add` body must arrive within it. [`REQUEST_TIMEOUT_MS`] by default;
+    /// tests shorten it.
+    pub request_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -69,6 +73,7 @@ impl Default for HttpConfig {
         HttpConfig {
             token: None,
             stream_idle_timeout: Duration::from_millis(STREAM_IDLE_TIMEOUT_MS),
+            request_timeout: Duration::from_millis(REQUEST_TIMEOUT_MS),
         }
     }
 }
@@ -78,6 +83,8 @@ impl Default for HttpConfig {
 pub struct AppState {
     pub node: Node,
     pub stream_idle_timeout: Duration,
+    /// How long an `/add` body may take to arrive.
+    pub request_timeout: Duration,
     /// The last `/summary` body, reused while neither the view nor the fence state changed.
     pub summary_body: std::sync::Arc<std::sync::Mutex<Option<read::SummaryBody>>>,
 }
@@ -92,6 +99,7 @@ pub fn router(node: Node, config: HttpConfig) -> Api {
     let state = AppState {
         node: node.clone(),
         stream_idle_timeout: config.stream_idle_timeout,
+        request_timeout: config.request_timeout,
         summary_body: Default::default(),
     };
 
@@ -125,9 +133,8 @@ pub fn router(node: Node, config: HttpConfig) -> Api {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state);
-    let timeout = Duration::from_millis(REQUEST_TIMEOUT_MS);
     ConcurrencyLimit::new(
-        Gate::new(routes, node, config.token, timeout),
+        Gate::new(routes, node, config.token, config.request_timeout),
         MAX_CONCURRENT_REQUESTS,
     )
 }

@@ -7,7 +7,9 @@
 //! - [`entry`]: what an entry is, its fixed signed byte layout (format v1) and its hash.
 //! - [`signature`]: the one acceptance rule for signatures, single and batch.
 //! - [`validate`]: when an entry is valid (pure; one error variant per rule).
-//! - [`store`]: the durable log file (format, recovery, group-commit writer, readers).
+//! - [`store`]: the durable log file (format, recovery, group-commit writer, readers, the
+//!   table of recent idempotency keys, and the file-I/O seam tests perturb).
+//! - [`idempotency`]: what a valid `Idempotency-Key` is, and when a retry is the same request.
 //! - [`view`]: the [`view::View`] trait: a deterministic fold over the log, rebuildable.
 //! - [`summary`]: the summary view (count, sum, min, max, mean, feeds, digest).
 //! - [`csv`]: CSV export over `impl Write`, streamed import parsing and import planning.
@@ -70,6 +72,7 @@ pub mod fork;
 pub mod forks;
 pub mod hash;
 pub mod http;
+pub mod idempotency;
 pub mod identity;
 pub mod import;
 pub mod keys;

@@ -6,7 +6,10 @@
 //! - a fork the store reports (`Outcome::Fork`) becomes a proof: checked, persisted in
 //!   `DATA_DIR/forks` ([`crate::forks`]), the author marked forked in the views, and the
 //!   proof broadcast to sync sessions;
-//! - own appends pass the own-feed fence ([`fence`]) first.
+//! - own appends pass the own-feed fence ([`fence`]) first;
+//! - an own append under an idempotency key ([`crate::idempotency`]) that the store already
+//!   holds appends nothing and answers with the entry appended under the key
+//!   ([`Node::append_idempotent`]).
 //!
 //! Every durable batch is folded into the views and then broadcast as a [`NodeEvent`] to
 //! whoever subscribed (sync sessions push it live to their peers).
@@ -26,10 +29,14 @@ use crate::entry::{Entry, EntryJson};
 use crate::fork::ForkProof;
 use crate::forks::{ForkLog, ForkLogError};
 use crate::hash::Hash;
+use crate::idempotency::{self, IdempotencyKey};
 use crate::identity::{Author, Identity};
 use crate::keys::{self, KeyOrigin};
 use crate::metrics::Metrics;
-use crate::store::{AppendError, CommitObserver, OpenReport, Store, StoreError, StoreReader};
+use crate::store::{
+    AppendError, CommitObserver, OpenReport, OwnAppend, Store, StoreError, StoreOptions,
+    StoreReader,
+};
 use crate::summary::SummaryView;
 use crate::sync::SyncHandle;
 use crate::view::View;
@@ -99,6 +106,20 @@ pub enum NodeError {
     /// A promise of our own code broken; says which.
     #[error("internal error: {0}")]
     Internal(&'static str),
+    #[error("Idempotency-Key \"{key}\" was used for a different request: use a new key for a new request")]
+    KeyReused { key: IdempotencyKey },
+    #[error("the entry appended under Idempotency-Key \"{key}\" (seq {seq}) is not in the store")]
+    ReplayMissing { key: IdempotencyKey, seq: u64 },
+}
+
+/// What a keyed own append came to.
+#[derive(Debug, Clone)]
+pub enum KeyedAppend {
+    /// Appended now, durable.
+    Created(EntryJson),
+    /// The key was used before for the same request: nothing appended; the entry appended
+    /// then.
+    Replayed(EntryJson),
 }
 
 /// The views kept live as entries commit, and the cached JSON that readers are served.
@@ -230,6 +251,16 @@ impl Node {
         data_dir: &Path,
         identity: Identity,
     ) -> Result<(Node, OpenReport), NodeError> {
+        Self::open_with_store_options(data_dir, identity, &StoreOptions::default())
+    }
+
+    /// As [`Node::open_with_identity`], opening the store with `options` (tests use it to
+    /// make the store's fdatasync slow or fail, see [`crate::store::io`]).
+    pub fn open_with_store_options(
+        data_dir: &Path,
+        identity: Identity,
+        options: &StoreOptions,
+    ) -> Result<(Node, OpenReport), NodeError> {
         let author = identity.author();
         let views = Arc::new(Views::new());
         let (events, _) = broadcast::channel(EVENT_CHANNEL_CAPACITY);
@@ -237,7 +268,8 @@ impl Node {
             views: views.clone(),
             events: events.clone(),
         });
-        let (store, report) = Store::open(data_dir, Some(identity.clone()), Some(observer))?;
+        let (store, report) =
+            Store::open_with_options(data_dir, options, Some(identity.clone()), Some(observer))?;
         let (forks, forks_report) = ForkLog::open(data_dir)?;
         let reader = store.reader();
         // Nothing can commit before `open` returns the node, so folding now and observing
@@ -347,6 +379,67 @@ impl Node {
         Ok(EntryJson::new(&entry, &hash))
     }
 
+    /// Appends to the own feed under an idempotency key (`value: None` lets the node pick a
+    /// random one). A key the store remembers ([`crate::store::keys::MAX_REMEMBERED_KEYS`]
+    /// most recent) appends nothing: the same request (see [`idempotency::same_request`])
+    /// gets [`KeyedAppend::Replayed`] with the entry appended under the key, a different one
+    /// [`NodeError::KeyReused`]. Two requests with one key never both append: the store's
+    /// writer deduplicates them in order, in flight included.
+    ///
+    /// A replay signs nothing, so it is answered even while the own-feed fence is closed.
+    pub async fn append_idempotent(
+        &self,
+        key: IdempotencyKey,
+        value: Option<i64>,
+        data: String,
+    ) -> Result<KeyedAppend, NodeError> {
+        if let Err(closed) = self.check_fence() {
+            // With the fence open the writer answers replays itself (it checks every key);
+            // a closed fence stops the request here, so look for a replay first.
+            return match self.find_key(&key).await? {
+                Some((entry, hash)) => replayed(key, &entry, &hash, value, &data),
+                None => Err(closed),
+            };
+        }
+        let chosen = value.unwrap_or_else(rand::random::<i64>);
+        let outcome = self
+            .inner
+            .store
+            .append_own_keyed_async(chosen, data.clone(), Some(key.clone()))
+            .await?;
+        match outcome {
+            OwnAppend::Added(entry, hash) => {
+                self.inner.metrics.appends.inc();
+                Ok(KeyedAppend::Created(EntryJson::new(&entry, &hash)))
+            }
+            OwnAppend::Replayed { seq, hash } => {
+                let reader = self.inner.reader.clone();
+                let author = self.inner.author;
+                let found = tokio::task::spawn_blocking(move || reader.get(&author, seq)).await??;
+                match found {
+                    Some((entry, held)) if held == hash => {
+                        replayed(key, &entry, &hash, value, &data)
+                    }
+                    _ => Err(NodeError::ReplayMissing { key, seq }),
+                }
+            }
+        }
+    }
+
+    /// The own-feed entry the store remembers under `key`. Only a remembered key costs a
+    /// read, done off the async workers.
+    async fn find_key(&self, key: &IdempotencyKey) -> Result<Option<(Entry, Hash)>, NodeError> {
+        if !self.inner.reader.may_remember_key(key) {
+            return Ok(None);
+        }
+        let reader = self.inner.reader.clone();
+        let lookup = key.clone();
+        let found = tokio::task::spawn_blocking(move || reader.find_key(&lookup)).await??;
+        // A record of another feed holds the key only if this data directory once ran under
+        // another identity: not an append of this node's feed.
+        Ok(found.filter(|(entry, _)| entry.author == self.inner.author))
+    }
+
     /// Blocking form of [`Node::append`] for the CLI.
     pub fn append_blocking(&self, value: i64, data: String) -> Result<EntryJson, NodeError> {
         self.check_fence()?;
@@ -406,6 +499,21 @@ impl Node {
                 }
             }
         }
+    }
+}
+
+/// The answer to a request whose key was used before: the entry if it is the same request.
+fn replayed(
+    key: IdempotencyKey,
+    entry: &Entry,
+    hash: &Hash,
+    value: Option<i64>,
+    data: &str,
+) -> Result<KeyedAppend, NodeError> {
+    if idempotency::same_request(entry, value, data) {
+        Ok(KeyedAppend::Replayed(EntryJson::new(entry, hash)))
+    } else {
+        Err(NodeError::KeyReused { key })
     }
 }
 

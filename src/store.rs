@@ -2,6 +2,9 @@
 //!
 //! One data directory per node holds `entries.log` (the append-only log of all feeds, format
 //! and recovery rule in [`format`]) and `LOCK` (one writer per directory, [`lock`]).
+//! An own append may carry an idempotency key: it is written in the entry's record, and a
+//! second append under a key the store remembers ([`keys`]) appends nothing and is answered
+//! with the first one's entry ([`OwnAppend::Replayed`], rules in [`writer`]).
 //!
 //! - [`Store`] is the writable handle. All appends go through one writer thread that
 //!   group-commits: an append returns only after its record is `fdatasync`ed ([`writer`]).
@@ -13,16 +16,19 @@
 //!   entries are shape- and signature-checked by the caller's thread (in parallel) before
 //!   they reach the writer, which only places and chains them; each gets its own
 //!   [`Outcome`].
+//! - The writer's file operations go through [`io::LogIo`], so a test can make an
+//!   `fdatasync` slow or fail.
 
 pub mod format;
 pub mod index;
+pub mod io;
+pub mod keys;
 pub mod lock;
 pub mod open;
 pub mod reader;
 pub mod verify;
 pub mod writer;
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
@@ -31,6 +37,7 @@ use rayon::prelude::*;
 
 use crate::entry::{Entry, Seq, MAX_DATA_BYTES};
 use crate::hash::Hash;
+use crate::idempotency::IdempotencyKey;
 use crate::identity::{Author, Identity};
 use crate::signature::{self, BatchItem};
 use crate::validate::{self, ValidationError};
@@ -38,6 +45,7 @@ use crate::validate::{self, ValidationError};
 pub use reader::StoreReader;
 pub use validate::FeedHead;
 pub use verify::{VerifyIssue, VerifyProblem, VerifyReport};
+pub use writer::OwnAppend;
 use writer::{Checked, Reply, Request, Writer};
 
 /// Default cap on entries per group commit.
@@ -50,6 +58,8 @@ pub struct StoreOptions {
     pub read_only: bool,
     /// Cap on entries written by one group commit.
     pub max_batch_entries: usize,
+    /// The writer's file operations: [`io::SystemIo`] unless a test makes them slow or fail.
+    pub io: Arc<dyn io::LogIo>,
 }
 
 impl Default for StoreOptions {
@@ -57,6 +67,7 @@ impl Default for StoreOptions {
         StoreOptions {
             read_only: false,
             max_batch_entries: MAX_BATCH_ENTRIES,
+            io: Arc::new(io::SystemIo),
         }
     }
 }
@@ -120,14 +131,14 @@ pub enum StoreError {
     Io {
         context: String,
         #[source]
-        source: io::Error,
+        source: std::io::Error,
     },
     #[error("the store writer thread panicked")]
     WriterPanicked,
 }
 
 impl StoreError {
-    pub(crate) fn io(context: String, source: io::Error) -> StoreError {
+    pub(crate) fn io(context: String, source: std::io::Error) -> StoreError {
         StoreError::Io { context, source }
     }
 }
@@ -139,7 +150,7 @@ pub enum AppendError {
     #[error("the store is closed")]
     Closed,
     #[error("store write failed: {0}")]
-    Io(#[source] Arc<io::Error>),
+    Io(#[source] Arc<std::io::Error>),
     #[error("data is {len} bytes, the limit is {MAX_DATA_BYTES}")]
     DataTooLong { len: usize },
 }
@@ -215,6 +226,16 @@ impl Store {
         Store::open_writable(dir, &StoreOptions::default(), identity, observer)
     }
 
+    /// As [`Store::open`] with `options` (`read_only` is ignored: this opens the writer).
+    pub fn open_with_options(
+        dir: &Path,
+        options: &StoreOptions,
+        identity: Option<Identity>,
+        observer: Option<Arc<dyn CommitObserver>>,
+    ) -> Result<(Store, OpenReport), StoreError> {
+        Store::open_writable(dir, options, identity, observer)
+    }
+
     fn open_writable(
         dir: &Path,
         options: &StoreOptions,
@@ -234,6 +255,8 @@ impl Store {
         let has_identity = identity.is_some();
         let writer = Writer {
             file: opened.file,
+            version: opened.version,
+            io: options.io.clone(),
             end,
             index,
             identity,
@@ -279,14 +302,7 @@ impl Store {
 
     /// Appends to the own feed; returns once the entry is durable.
     pub fn append_own(&self, value: i64, data: String) -> Result<(Entry, Hash), AppendError> {
-        self.check_own(&data)?;
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.send(Request::Own {
-            value,
-            data,
-            reply: Reply::Blocking(tx),
-        })?;
-        rx.recv().map_err(|_| AppendError::Closed)?
+        self.append_own_keyed(value, data, None).and_then(added)
     }
 
     /// Like [`Store::append_own`], awaiting the writer's reply without blocking the runtime.
@@ -295,11 +311,44 @@ impl Store {
         value: i64,
         data: String,
     ) -> Result<(Entry, Hash), AppendError> {
+        self.append_own_keyed_async(value, data, None)
+            .await
+            .and_then(added)
+    }
+
+    /// Appends to the own feed under an idempotency key, if given: returns once the entry is
+    /// durable, or, when the key was used before and is remembered, appends nothing and
+    /// returns [`OwnAppend::Replayed`] with the entry appended under it.
+    pub fn append_own_keyed(
+        &self,
+        value: i64,
+        data: String,
+        key: Option<IdempotencyKey>,
+    ) -> Result<OwnAppend, AppendError> {
+        self.check_own(&data)?;
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Request::Own {
+            value,
+            data,
+            key,
+            reply: Reply::Blocking(tx),
+        })?;
+        rx.recv().map_err(|_| AppendError::Closed)?
+    }
+
+    /// Like [`Store::append_own_keyed`], without blocking the runtime.
+    pub async fn append_own_keyed_async(
+        &self,
+        value: i64,
+        data: String,
+        key: Option<IdempotencyKey>,
+    ) -> Result<OwnAppend, AppendError> {
         self.check_own(&data)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.send(Request::Own {
             value,
             data,
+            key,
             reply: Reply::Async(tx),
         })?;
         rx.await.map_err(|_| AppendError::Closed)?
@@ -376,6 +425,17 @@ impl Store {
             Some(thread) => thread.join().map_err(|_| StoreError::WriterPanicked),
             None => Ok(()),
         }
+    }
+}
+
+/// The entry of an unkeyed own append. The writer replays only keyed requests, so an
+/// unkeyed one is always `Added`; the other arm fails closed rather than panicking.
+fn added(append: OwnAppend) -> Result<(Entry, Hash), AppendError> {
+    match append {
+        OwnAppend::Added(entry, hash) => Ok((entry, hash)),
+        OwnAppend::Replayed { .. } => Err(AppendError::Io(Arc::new(std::io::Error::other(
+            "the writer replayed an append that carried no key",
+        )))),
     }
 }
 

@@ -223,3 +223,51 @@ fn sigterm_with_a_stalled_upload_or_a_stalled_reader_exits_and_a_restart_works()
         assert!(again.terminate().success(), "{what}");
     }
 }
+
+/// A keyed `/add` whose answer the client never reads: the entry is committed (visible to
+/// readers, which the node only allows once it is fdatasynced), then the node is killed
+/// with SIGKILL. The restarted node answers the retry with the same key 200 and the
+/// original entry, and appends nothing. Honest limits: the server may or may not have
+/// written its answer to the socket when the kill lands (the client's view is the same:
+/// no answer); `store_keys.rs` makes the server-side moment between sync and answer exact.
+#[test]
+fn a_keyed_add_killed_before_its_answer_is_read_is_replayed_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = dir.path().join("node.key");
+    let (mut node, addr) = run_node(&data, &key, &[]);
+    let body = br#"{"value": 77, "data": "exactly once"}"#;
+    let headers = [("Idempotency-Key", "crash-test-1")];
+    let unanswered = common::begin_request(addr, "POST", "/add", body, &headers);
+    common::wait_until("the keyed entry to be committed", || {
+        get(addr, "/summary").json()["count"] == 1
+    });
+    node.child.kill().unwrap();
+    node.child.wait().unwrap();
+    drop(unanswered);
+
+    let (node, addr) = run_node(&data, &key, &[]);
+    let retry = common::http(addr, "POST", "/add", body, &headers);
+    assert_eq!(retry.status, 200, "{}", retry.body);
+    let entry = retry.json();
+    assert_eq!(
+        (entry["seq"].as_u64(), entry["value"].as_i64()),
+        (Some(1), Some(77))
+    );
+    let author = entry["author"].as_str().unwrap();
+    let held = get(addr, &format!("/entries?author={author}&from=1")).json();
+    assert_eq!(held["entries"][0]["hash"], entry["hash"]);
+    assert_eq!(get(addr, "/summary").json()["count"], 1);
+    // A different request under the key is refused, and a new key appends.
+    let other = common::http(addr, "POST", "/add", b"78", &headers);
+    assert_eq!(other.status, 422, "{}", other.body);
+    let fresh = common::http(
+        addr,
+        "POST",
+        "/add",
+        body,
+        &[("Idempotency-Key", "crash-test-2")],
+    );
+    assert_eq!((fresh.status, fresh.json()["seq"].as_u64()), (201, Some(2)));
+    assert!(node.terminate().success());
+}

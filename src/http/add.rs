@@ -1,32 +1,53 @@
-//! `POST /add`: the body grammar and its errors.
+//! `POST /add`: the body grammar, the `Idempotency-Key` header, and their errors.
 //!
 //! Accepted bodies: `{"value": 42, "data": "optional text"}`, a bare JSON integer `42`, or an
 //! empty body (a random value, as a demo convenience). Anything else is a 400 that names the
 //! problem; nothing is appended.
+//!
+//! An optional `Idempotency-Key` header (1 to 64 bytes of visible ASCII, once; rules in
+//! [`crate::idempotency`]) makes retries safe. Answers:
+//!
+//! - 201 with the entry: appended now;
+//! - 200 with the same entry JSON (same hash): the key was used before for the same request,
+//!   nothing appended (also when the first request is still being written: the retry waits
+//!   for it);
+//! - 400: the header is malformed or repeated; nothing appended;
+//! - 422: the key was used before for a different request (other value or data); nothing
+//!   appended.
+//!
+//! Only `/add` (appends to the node's own feed) takes a key; it is remembered for the most
+//! recent [`crate::store::keys::MAX_REMEMBERED_KEYS`] keyed appends.
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::Value;
 
 use super::{ApiError, AppState, MAX_ADD_BODY_BYTES};
 use crate::entry::{EntryJson, MAX_DATA_BYTES};
+use crate::idempotency::IdempotencyKey;
+use crate::node::KeyedAppend;
+
+/// The request header that carries an idempotency key (HTTP header names are
+/// case-insensitive; this is the lowercase form the `http` crate matches).
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
 /// A parsed `/add` request.
 #[derive(Debug, PartialEq, Eq)]
 pub struct AddRequest {
-    pub value: i64,
+    /// `None` for an empty body: the node picks a random value.
+    pub value: Option<i64>,
     pub data: String,
 }
 
-/// Parses an `/add` body. `random` supplies the value of an empty body.
-pub fn parse_add_body(body: &[u8], random: impl FnOnce() -> i64) -> Result<AddRequest, ApiError> {
+/// Parses an `/add` body.
+pub fn parse_add_body(body: &[u8]) -> Result<AddRequest, ApiError> {
     let text = std::str::from_utf8(body)
         .map_err(|e| ApiError::BadRequest(format!("body is not valid UTF-8: {e}")))?;
     if text.trim().is_empty() {
         return Ok(AddRequest {
-            value: random(),
+            value: None,
             data: String::new(),
         });
     }
@@ -39,7 +60,7 @@ pub fn parse_add_body(body: &[u8], random: impl FnOnce() -> i64) -> Result<AddRe
     }
     match json {
         Value::Number(n) => Ok(AddRequest {
-            value: integer(&n, "body")?,
+            value: Some(integer(&n, "body")?),
             data: String::new(),
         }),
         Value::Object(mut fields) => {
@@ -74,7 +95,10 @@ pub fn parse_add_body(body: &[u8], random: impl FnOnce() -> i64) -> Result<AddRe
                     data.len()
                 )));
             }
-            Ok(AddRequest { value, data })
+            Ok(AddRequest {
+                value: Some(value),
+                data,
+            })
         }
         other => Err(ApiError::BadRequest(format!(
             "body must be a JSON object {{\"value\": N, \"data\": \"...\"}}, an integer, or empty; got {}",
@@ -147,14 +171,39 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
+/// The `Idempotency-Key` of a request, if it sent one; 400 if it is malformed or repeated
+/// (two keys would leave it ambiguous which request this is).
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+    let mut values = headers.get_all(IDEMPOTENCY_KEY_HEADER).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    let more = values.count();
+    if more > 0 {
+        return Err(ApiError::BadRequest(format!(
+            "Idempotency-Key appears {} times: send it once",
+            more + 1
+        )));
+    }
+    IdempotencyKey::try_from(first.as_bytes())
+        .map(Some)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
 /// Appends one entry. The request timeout bounds only the wait for the body (408 past it):
 /// once the entry is handed to the writer the answer is the truth, 201 once it is durable or
 /// an error if the write failed (and then nothing was appended), however long that takes.
+/// With an `Idempotency-Key` a retry of a request already appended answers 200 with its
+/// entry (see the module docs).
 pub async fn add(
     State(state): State<AppState>,
-    body: Body,
+    request: Request,
 ) -> Result<(StatusCode, Json<EntryJson>), ApiError> {
-    let timeout = std::time::Duration::from_millis(super::REQUEST_TIMEOUT_MS);
+    // The whole request rather than a `HeaderMap` extractor, which would clone the headers
+    // on every append.
+    let (parts, body) = request.into_parts();
+    let key = idempotency_key(&parts.headers)?;
+    let timeout = state.request_timeout;
     let body = tokio::time::timeout(timeout, read_limited(body, MAX_ADD_BODY_BYTES))
         .await
         .map_err(|_| {
@@ -163,11 +212,22 @@ pub async fn add(
                 timeout.as_secs()
             ))
         })??;
-    let request = parse_add_body(&body, rand::random::<i64>)?;
+    let request = parse_add_body(&body)?;
     // If the client goes away from here on, the writer still makes the entry durable; only
-    // the answer is lost.
-    let entry = state.node.append(request.value, request.data).await?;
-    Ok((StatusCode::CREATED, Json(entry)))
+    // the answer is lost (a retry with the same key recovers it).
+    let Some(key) = key else {
+        let value = request.value.unwrap_or_else(rand::random::<i64>);
+        let entry = state.node.append(value, request.data).await?;
+        return Ok((StatusCode::CREATED, Json(entry)));
+    };
+    match state
+        .node
+        .append_idempotent(key, request.value, request.data)
+        .await?
+    {
+        KeyedAppend::Created(entry) => Ok((StatusCode::CREATED, Json(entry))),
+        KeyedAppend::Replayed(entry) => Ok((StatusCode::OK, Json(entry))),
+    }
 }
 
 /// Reads a whole body of at most `limit` bytes: 413 beyond it (a declared `Content-Length`
@@ -194,7 +254,7 @@ mod tests {
     use super::*;
 
     fn parse(body: &str) -> Result<AddRequest, String> {
-        parse_add_body(body.as_bytes(), || 7).map_err(|e| e.to_string())
+        parse_add_body(body.as_bytes()).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -202,25 +262,28 @@ mod tests {
         assert_eq!(
             parse(r#"{"value": 42, "data": "hi"}"#),
             Ok(AddRequest {
-                value: 42,
+                value: Some(42),
                 data: "hi".into()
             })
         );
         assert_eq!(
             parse("-3"),
             Ok(AddRequest {
-                value: -3,
+                value: Some(-3),
                 data: String::new()
             })
         );
         assert_eq!(
             parse(""),
             Ok(AddRequest {
-                value: 7,
+                value: None,
                 data: String::new()
             })
         );
-        assert_eq!(parse(r#"{"value": 1, "data": null}"#).unwrap().value, 1);
+        assert_eq!(
+            parse(r#"{"value": 1, "data": null}"#).unwrap().value,
+            Some(1)
+        );
     }
 
     #[test]
@@ -261,7 +324,38 @@ mod tests {
             "x".repeat(MAX_DATA_BYTES + 1)
         );
         assert!(parse(&long).unwrap_err().contains("limit is 4096"));
-        let err = parse_add_body(&[0xff, 0xfe], || 0).unwrap_err().to_string();
+        let err = parse_add_body(&[0xff, 0xfe]).unwrap_err().to_string();
         assert!(err.contains("not valid UTF-8"), "{err}");
+    }
+
+    fn key_of(values: &[&[u8]]) -> Result<Option<String>, String> {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append(
+                IDEMPOTENCY_KEY_HEADER,
+                axum::http::HeaderValue::from_bytes(v).unwrap(),
+            );
+        }
+        idempotency_key(&headers)
+            .map(|k| k.map(|k| k.to_string()))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_idempotency_key_header_is_optional_once_and_checked() {
+        assert_eq!(key_of(&[]), Ok(None));
+        assert_eq!(key_of(&[b"order-1"]), Ok(Some("order-1".into())));
+        assert_eq!(
+            key_of(&[b"a", b"a"]),
+            Err("Idempotency-Key appears 2 times: send it once".into())
+        );
+        assert!(key_of(&[b""]).unwrap_err().contains("is empty"));
+        assert!(key_of(&[&[b'k'; 65]])
+            .unwrap_err()
+            .contains("is 65 bytes, the limit is 64"));
+        assert!(key_of(&[b"caf\xc3\xa9"])
+            .unwrap_err()
+            .contains("byte 3 is 0xc3"));
+        assert!(key_of(&[b"a\tb"]).unwrap_err().contains("byte 1 is 0x09"));
     }
 }

@@ -28,6 +28,9 @@ pub enum ApiError {
     HeadTooLarge(String),
     #[error("{0}")]
     UriTooLong(String),
+    /// Well-formed but refused: an idempotency key reused for a different request.
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("{0}")]
     Unavailable(String),
     /// The cause is logged; the client sees only that something failed inside.
@@ -46,6 +49,7 @@ impl ApiError {
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::HeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -86,6 +90,7 @@ impl From<NodeError> for ApiError {
                 ApiError::Unavailable("unable to write to the log".into())
             }
             NodeError::Fence(e) => ApiError::Unavailable(e.to_string()),
+            e @ NodeError::KeyReused { .. } => ApiError::Unprocessable(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -1,6 +1,6 @@
 //! The log file's byte layout, and the scan that recovers it on open.
 //!
-//! # File layout, format version 1
+//! # File layout, format versions 1 and 2
 //!
 //! The log is one file, `entries.log`, in the data directory. All integers in the framing are
 //! **little-endian** (the entry bytes inside a payload keep their own big-endian layout, see
@@ -8,27 +8,60 @@
 //!
 //! File header, 12 bytes, written once when the file is created:
 //!
-//! | offset | size | field                                   |
-//! |--------|------|-----------------------------------------|
-//! | 0      | 8    | magic: the ASCII bytes `kappalog`       |
-//! | 8      | 4    | u32 store format version, currently `1` |
+//! | offset | size | field                                              |
+//! |--------|------|----------------------------------------------------|
+//! | 0      | 8    | magic: the ASCII bytes `kappalog`                  |
+//! | 8      | 4    | u32 store format version, `1` or `2` (see below)   |
 //!
 //! Then zero or more records, back to back, each:
 //!
 //! | offset | size | field                                                        |
 //! |--------|------|--------------------------------------------------------------|
-//! | 0      | 4    | u32 payload length `n`, in `[MIN_ENCODED_BYTES, MAX_ENCODED_BYTES]` |
+//! | 0      | 4    | u32 length field: bit 31 is the **key flag** `K`, bits 0-30 the payload length `n` |
 //! | 4      | 4    | u32 crc32c (Castagnoli) of the `n` payload bytes             |
-//! | 8      | n    | payload: one encoded entry, [`Entry::encode`] (`body || signature`) |
+//! | 8      | n    | payload, by the flag (below)                                 |
 //!
-//! A value-only entry (no data) is 158 payload bytes, 166 bytes on disk. Records of all feeds
-//! are interleaved in commit order; within a feed, seqs appear in order 1, 2, 3, ... and each
-//! record's `prev` is the hash of the feed's previous record (the hash chain).
+//! - `K = 0`: the payload is one encoded entry, [`Entry::encode`] (`body || signature`), and
+//!   `n` is in `[MIN_ENCODED_BYTES, MAX_ENCODED_BYTES]` (126..=4254).
+//! - `K = 1` (a **keyed record**, format version 2): the payload is
+//!   `encoded entry || key || k`, where `key` is the `k` bytes of the idempotency key the
+//!   entry was appended under ([`crate::idempotency`]: 1 to 64 bytes of visible ASCII) and
+//!   `k` is one byte. `n` is in `[MIN_ENCODED_BYTES + 2, MAX_ENCODED_BYTES + 65]`
+//!   (128..=4319). A reader takes `k` from the last payload byte, the key from the `k` bytes
+//!   before it and the entry from everything before the key. The checksum covers the key too,
+//!   so a key is exactly as intact (and as durable: one write, one `fdatasync`) as its entry.
+//!
+//! The key is local metadata of this node: the entry's bytes in a keyed record are those of
+//! an unkeyed one, so the hash, the signature and the entry format (docs/FORMAT.md) are
+//! untouched, and the key is never exported, synced or hashed.
+//!
+//! A value-only entry (no data) is 158 payload bytes, 166 bytes on disk; a key of `k` bytes
+//! adds `k + 1`. Records of all feeds are interleaved in commit order; within a feed, seqs
+//! appear in order 1, 2, 3, ... and each record's `prev` is the hash of the feed's previous
+//! record (the hash chain).
+//!
+//! ## The header version
+//!
+//! The version names the oldest format that reads the whole file: `1` while no record is
+//! keyed, `2` once one may be. A new file is created as version 1, and stays byte-for-byte a
+//! version 1 file (readable by every kappalog) until the first keyed append. Before that
+//! append's records are written, the writer rewrites bytes 8..12 to `2` and `fdatasync`s
+//! them (once in the file's life): a kappalog that only knows version 1 then refuses the file
+//! ("unsupported store format version 2") instead of taking the key flag for an
+//! out-of-range length, which it would cut off as a torn tail if the record were the last.
+//! The 4 bytes lie in the file's first sector, so a crash leaves either version, and the
+//! version is durable before any keyed record is written.
+//!
+//! A reader accepts keyed records under either version (a read-only open that read the
+//! header before the upgrade sees keyed records appended after it). A version other than 1
+//! or 2 is refused as [`super::StoreError::BadHeader`]; a higher one names itself as written
+//! by a newer kappalog.
 //!
 //! # Recovery rule
 //!
 //! The scan walks records from offset 12. A record is *intact* when its 8-byte header and its
-//! payload lie inside the file, its length is within the limits, and its checksum matches.
+//! payload lie inside the file, its length is within the limits for its key flag, and its
+//! checksum matches. Keyed and unkeyed records follow the same rule.
 //! Let `o` be the offset of the first record that is not intact. The bytes from `o` to the
 //! end of the file are a **torn tail** (a write cut short by a crash) exactly when one of:
 //!
@@ -45,7 +78,9 @@
 //!
 //! Anything else is **damage** and the open fails with [`super::StoreError::Corrupt`] naming
 //! the byte offset of the record: a bad checksum or an out-of-range length with non-zero
-//! bytes after it, an intact record whose payload does not decode, or an intact record that
+//! bytes after it, an intact record whose payload does not decode (for a keyed record: a
+//! key length byte of 0 or above 64, a key longer than the payload leaves room for, or a key
+//! byte outside visible ASCII, as well as an undecodable entry), or an intact record that
 //! breaks its feed's hash chain (seq not next, prev not the previous hash, recomputed from
 //! the bytes). Entries are never dropped silently: only a torn tail is cut, and that is
 //! reported. Signatures are not re-verified on open (every record was verified before it was
@@ -59,54 +94,128 @@ use rayon::prelude::*;
 
 use crate::entry::{Entry, MAX_ENCODED_BYTES, MIN_ENCODED_BYTES};
 use crate::hash::Hash;
+use crate::idempotency::{IdempotencyKey, MAX_KEY_BYTES};
 
 /// The file's first 8 bytes.
 pub const MAGIC: &[u8; 8] = b"kappalog";
-/// The store format version in the file header.
-pub const STORE_FORMAT_VERSION: u32 = 1;
+/// The version of a file no record of which is keyed (every new file starts as one).
+pub const STORE_FORMAT_V1: u32 = 1;
+/// The version of a file that may hold keyed records.
+pub const STORE_FORMAT_V2: u32 = 2;
+/// The newest version this code reads and writes.
+pub const STORE_FORMAT_VERSION: u32 = STORE_FORMAT_V2;
 /// Bytes of the file header: magic + version.
 pub const FILE_HEADER_BYTES: u64 = 12;
-/// Bytes of a record header: length + checksum.
+/// Where the version sits in the header (the writer rewrites it when it upgrades the file).
+pub const VERSION_OFFSET: u64 = 8;
+/// Bytes of a record header: length field + checksum.
 pub const RECORD_HEADER_BYTES: usize = 8;
+/// Bit 31 of the length field: the payload ends with an idempotency key.
+pub const KEY_FLAG: u32 = 1 << 31;
+/// The shortest keyed payload: the shortest entry, a 1-byte key and its length byte.
+pub const MIN_KEYED_PAYLOAD_BYTES: usize = MIN_ENCODED_BYTES + 2;
+/// The longest keyed payload: the longest entry, a 64-byte key and its length byte.
+pub const MAX_KEYED_PAYLOAD_BYTES: usize = MAX_ENCODED_BYTES + MAX_KEY_BYTES + 1;
 /// The longest record on disk.
-pub const MAX_RECORD_BYTES: usize = RECORD_HEADER_BYTES + MAX_ENCODED_BYTES;
+pub const MAX_RECORD_BYTES: usize = RECORD_HEADER_BYTES + MAX_KEYED_PAYLOAD_BYTES;
 /// How much of the file the scan reads (and decodes in parallel) at a time. Two chunks'
 /// decoded records are alive at once (one applied while the next decodes), and memory the
 /// allocator keeps after a scan scales with this, so it is kept small: 2 MiB is ~12,000
 /// value-only records, plenty to keep both cores busy.
 pub const SCAN_CHUNK_BYTES: usize = 2 << 20;
 
-/// The 12 header bytes of a new file.
+/// The 12 header bytes of a new file: version 1 (see the module docs on the header version).
 pub fn file_header() -> [u8; 12] {
     let mut out = [0u8; 12];
     out[..8].copy_from_slice(MAGIC);
-    out[8..].copy_from_slice(&STORE_FORMAT_VERSION.to_le_bytes());
+    out[8..].copy_from_slice(&STORE_FORMAT_V1.to_le_bytes());
     out
 }
 
-/// Appends one record (header + encoded entry) to `out`.
+/// Checks a file header; returns its version (1 or 2), or why the file cannot be read.
+pub fn parse_file_header(header: &[u8; 12]) -> Result<u32, String> {
+    if &header[..8] != MAGIC {
+        return Err("magic bytes are not \"kappalog\"".into());
+    }
+    let mut version = [0u8; 4];
+    version.copy_from_slice(&header[8..]);
+    match u32::from_le_bytes(version) {
+        v @ (STORE_FORMAT_V1 | STORE_FORMAT_V2) => Ok(v),
+        v if v > STORE_FORMAT_VERSION => Err(format!(
+            "store format version {v} was written by a newer kappalog (this one reads versions 1 and 2): use a newer kappalog"
+        )),
+        v => Err(format!("unsupported store format version {v}")),
+    }
+}
+
+/// Appends one unkeyed record (header + encoded entry) to `out`.
 pub fn encode_record(entry: &Entry, out: &mut Vec<u8>) {
+    encode_keyed_record(entry, None, out);
+}
+
+/// Appends one record to `out`: keyed (flag set, `entry || key || k`) when `key` is given.
+pub fn encode_keyed_record(entry: &Entry, key: Option<&IdempotencyKey>, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0u8; RECORD_HEADER_BYTES]);
     entry.encode_to(out);
+    let mut field = 0;
+    if let Some(key) = key {
+        out.extend_from_slice(key.as_bytes());
+        // A valid key is at most MAX_KEY_BYTES (64) long, so its length fits a byte.
+        out.push(u8::try_from(key.len()).unwrap_or(u8::MAX));
+        field = KEY_FLAG;
+    }
     let payload = &out[start + RECORD_HEADER_BYTES..];
-    // Encoded entries of validated data are at most MAX_ENCODED_BYTES, far below u32::MAX.
-    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    // Payloads of validated entries and keys are at most MAX_KEYED_PAYLOAD_BYTES, far below
+    // the flag bit.
+    field |= u32::try_from(payload.len()).unwrap_or(!KEY_FLAG) & !KEY_FLAG;
     let crc = crc32c::crc32c(payload);
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start..start + 4].copy_from_slice(&field.to_le_bytes());
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Parses a record header: the payload length if it is within limits, and the checksum.
-pub fn parse_record_header(header: &[u8; RECORD_HEADER_BYTES]) -> (Option<usize>, u32) {
-    let mut len = [0u8; 4];
-    len.copy_from_slice(&header[..4]);
+/// A parsed record header whose length is within the limits for its flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// Payload bytes.
+    pub len: usize,
+    /// The key flag: the payload ends with `key || k`.
+    pub keyed: bool,
+    pub crc: u32,
+}
+
+/// Parses a record header. `Err` carries the raw length field when the length is outside
+/// the limits for its flag (checked here, before anything is allocated for the payload).
+pub fn parse_record_header(header: &[u8; RECORD_HEADER_BYTES]) -> Result<RecordHeader, u32> {
+    let mut field = [0u8; 4];
+    field.copy_from_slice(&header[..4]);
+    let field = u32::from_le_bytes(field);
     let mut crc = [0u8; 4];
     crc.copy_from_slice(&header[4..]);
-    let len = usize::try_from(u32::from_le_bytes(len))
+    let keyed = field & KEY_FLAG != 0;
+    let limits = if keyed {
+        MIN_KEYED_PAYLOAD_BYTES..=MAX_KEYED_PAYLOAD_BYTES
+    } else {
+        MIN_ENCODED_BYTES..=MAX_ENCODED_BYTES
+    };
+    let len = usize::try_from(field & !KEY_FLAG)
         .ok()
-        .filter(|len| (MIN_ENCODED_BYTES..=MAX_ENCODED_BYTES).contains(len));
-    (len, u32::from_le_bytes(crc))
+        .filter(|len| limits.contains(len))
+        .ok_or(field)?;
+    Ok(RecordHeader {
+        len,
+        keyed,
+        crc: u32::from_le_bytes(crc),
+    })
+}
+
+/// One decoded record: the entry, its hash (computed from the bytes) and the key it was
+/// appended under, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub entry: Entry,
+    pub hash: Hash,
+    pub key: Option<IdempotencyKey>,
 }
 
 /// Why a record's payload was not accepted.
@@ -116,16 +225,42 @@ pub enum RecordFault {
     Undecodable(String),
 }
 
-/// Checks a payload's checksum and decodes it.
-pub fn decode_payload(payload: &[u8], crc: u32) -> Result<(Entry, Hash), RecordFault> {
-    if crc32c::crc32c(payload) != crc {
+/// Checks a payload's checksum and decodes it (entry, and key if the header says keyed).
+pub fn decode_payload(payload: &[u8], header: &RecordHeader) -> Result<Record, RecordFault> {
+    if crc32c::crc32c(payload) != header.crc {
         return Err(RecordFault::BadChecksum);
     }
-    Entry::decode(payload).map_err(|e| RecordFault::Undecodable(e.to_string()))
+    let (entry_bytes, key) = if header.keyed {
+        let (entry_bytes, key) = split_key(payload).map_err(RecordFault::Undecodable)?;
+        (entry_bytes, Some(key))
+    } else {
+        (payload, None)
+    };
+    let (entry, hash) =
+        Entry::decode(entry_bytes).map_err(|e| RecordFault::Undecodable(e.to_string()))?;
+    Ok(Record { entry, hash, key })
+}
+
+/// Splits a keyed payload into the entry bytes and the key.
+fn split_key(payload: &[u8]) -> Result<(&[u8], IdempotencyKey), String> {
+    let (&k, rest) = payload
+        .split_last()
+        .ok_or_else(|| "keyed payload is empty".to_string())?;
+    let k = usize::from(k);
+    if k == 0 || k > MAX_KEY_BYTES {
+        return Err(format!("key length {k} outside [1, {MAX_KEY_BYTES}]"));
+    }
+    let at = rest
+        .len()
+        .checked_sub(k)
+        .filter(|&at| at >= MIN_ENCODED_BYTES)
+        .ok_or_else(|| format!("key length {k} leaves less than one entry before it"))?;
+    let key = IdempotencyKey::try_from(&rest[at..]).map_err(|e| format!("bad key: {e}"))?;
+    Ok((&rest[..at], key))
 }
 
 /// Reads one record at `offset` with positional reads; `end` bounds it (the committed end).
-pub fn read_record_at(file: &File, offset: u64, end: u64) -> Result<(Entry, Hash), ReadFault> {
+pub fn read_record_at(file: &File, offset: u64, end: u64) -> Result<Record, ReadFault> {
     let mut header = [0u8; RECORD_HEADER_BYTES];
     let payload_at = offset
         .checked_add(RECORD_HEADER_BYTES as u64)
@@ -135,17 +270,17 @@ pub fn read_record_at(file: &File, offset: u64, end: u64) -> Result<(Entry, Hash
         ))?;
     file.read_exact_at(&mut header, offset)
         .map_err(ReadFault::Io)?;
-    let (len, crc) = parse_record_header(&header);
-    let len = len.ok_or(ReadFault::Bad("record length out of range".into()))?;
-    if payload_at.saturating_add(len as u64) > end {
+    let header = parse_record_header(&header)
+        .map_err(|_| ReadFault::Bad("record length out of range".into()))?;
+    if payload_at.saturating_add(header.len as u64) > end {
         return Err(ReadFault::Bad(
             "record payload past the end of the log".into(),
         ));
     }
-    let mut payload = vec![0u8; len];
+    let mut payload = vec![0u8; header.len];
     file.read_exact_at(&mut payload, payload_at)
         .map_err(ReadFault::Io)?;
-    decode_payload(&payload, crc).map_err(|f| ReadFault::Bad(fault_reason(&f)))
+    decode_payload(&payload, &header).map_err(|f| ReadFault::Bad(fault_reason(&f)))
 }
 
 /// Why a positional read of a record failed.
@@ -167,7 +302,7 @@ pub struct Scanned {
     pub offset: u64,
     /// Offset just past the record.
     pub end: u64,
-    pub decoded: Result<(Entry, Hash), RecordFault>,
+    pub decoded: Result<Record, RecordFault>,
 }
 
 /// Where the walk of the file stopped.
@@ -183,7 +318,7 @@ pub enum ScanStop {
 pub enum FaultKind {
     /// Header or payload extends past the end of the file.
     PastEof,
-    /// The length field is outside the limits.
+    /// The length field (raw, flag included) is outside the limits for its flag.
     BadLength(u32),
     /// The checksum does not match; the record spans up to `end`.
     BadChecksum { end: u64 },
@@ -215,8 +350,8 @@ pub fn classify_fault(
     }
     let reason = match kind {
         FaultKind::PastEof => unreachable_reason(),
-        FaultKind::BadLength(len) => format!(
-            "record length {len} outside [{MIN_ENCODED_BYTES}, {MAX_ENCODED_BYTES}] with data after it"
+        FaultKind::BadLength(field) => format!(
+            "record length field 0x{field:08x} outside [{MIN_ENCODED_BYTES}, {MAX_ENCODED_BYTES}] (keyed: [{MIN_KEYED_PAYLOAD_BYTES}, {MAX_KEYED_PAYLOAD_BYTES}]) with data after it"
         ),
         FaultKind::BadChecksum { .. } => "checksum mismatch with data after the record".into(),
     };
@@ -277,21 +412,21 @@ pub fn walk(
             };
             let mut h = [0u8; RECORD_HEADER_BYTES];
             h.copy_from_slice(header);
-            let (len, crc) = parse_record_header(&h);
-            let Some(len) = len else {
-                let mut raw = [0u8; 4];
-                raw.copy_from_slice(&h[..4]);
-                stop = Some(FaultKind::BadLength(u32::from_le_bytes(raw)));
-                break;
+            let header = match parse_record_header(&h) {
+                Ok(header) => header,
+                Err(field) => {
+                    stop = Some(FaultKind::BadLength(field));
+                    break;
+                }
             };
-            let end = at + RECORD_HEADER_BYTES + len;
+            let end = at + RECORD_HEADER_BYTES + header.len;
             if end > n {
                 if chunk_is_last {
                     stop = Some(FaultKind::PastEof);
                 }
                 break;
             }
-            spans.push((at, end, crc));
+            spans.push((at, end, header));
             at = end;
         }
         let previous = decoded.take();
@@ -299,10 +434,10 @@ pub fn walk(
             || -> Vec<Scanned> {
                 spans
                     .par_iter()
-                    .map(|&(start, end, crc)| Scanned {
-                        offset: pos + start as u64,
-                        end: pos + end as u64,
-                        decoded: decode_payload(&chunk[start + RECORD_HEADER_BYTES..end], crc),
+                    .map(|(start, end, header)| Scanned {
+                        offset: pos + *start as u64,
+                        end: pos + *end as u64,
+                        decoded: decode_payload(&chunk[start + RECORD_HEADER_BYTES..*end], header),
                     })
                     .collect()
             },
@@ -341,4 +476,212 @@ pub fn walk(
         let _ = apply(last)?;
     }
     Ok(ScanStop::Clean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::UnsignedEntry;
+    use crate::identity::Identity;
+    use proptest::prelude::*;
+
+    fn entry(seq: u64, data: &str) -> Entry {
+        let id = Identity::from_seed([3; 32]);
+        UnsignedEntry {
+            author: id.author(),
+            seq,
+            timestamp: 1_700_000_000_000,
+            prev: (seq > 1).then_some(Hash([7; 32])),
+            value: -5,
+            data: data.into(),
+        }
+        .sign(&id)
+        .0
+    }
+
+    fn key(text: &str) -> IdempotencyKey {
+        text.parse().unwrap()
+    }
+
+    /// Splits one encoded record into its parsed header and payload.
+    fn split(record: &[u8]) -> (Result<RecordHeader, u32>, &[u8]) {
+        let mut h = [0u8; RECORD_HEADER_BYTES];
+        h.copy_from_slice(&record[..RECORD_HEADER_BYTES]);
+        (parse_record_header(&h), &record[RECORD_HEADER_BYTES..])
+    }
+
+    /// A keyed record whose payload is replaced by `payload`, checksum recomputed.
+    fn keyed_with_payload(payload: &[u8]) -> Vec<u8> {
+        let field = KEY_FLAG | u32::try_from(payload.len()).unwrap();
+        let mut out = field.to_le_bytes().to_vec();
+        out.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn decode(record: &[u8]) -> Result<Record, RecordFault> {
+        let (header, payload) = split(record);
+        decode_payload(payload, &header.expect("length within limits"))
+    }
+
+    #[test]
+    fn an_unkeyed_record_is_the_version_1_layout() {
+        let e = entry(2, "hi");
+        let mut record = Vec::new();
+        encode_record(&e, &mut record);
+        let encoded = e.encode();
+        let len = u32::try_from(encoded.len()).unwrap();
+        assert_eq!(&record[..4], &len.to_le_bytes());
+        assert_eq!(&record[4..8], &crc32c::crc32c(&encoded).to_le_bytes());
+        assert_eq!(&record[8..], &encoded[..]);
+        let decoded = decode(&record).unwrap();
+        assert_eq!((decoded.entry, decoded.key), (e.clone(), None));
+        assert_eq!(decoded.hash, e.hash());
+    }
+
+    #[test]
+    fn a_keyed_record_holds_the_same_entry_bytes_then_the_key_and_its_length() {
+        let e = entry(1, "");
+        let k = key("order-17");
+        let mut record = Vec::new();
+        encode_keyed_record(&e, Some(&k), &mut record);
+        let encoded = e.encode();
+        let n = encoded.len() + 8 + 1;
+        let field = u32::from_le_bytes(record[..4].try_into().unwrap());
+        assert_eq!(field, KEY_FLAG | u32::try_from(n).unwrap());
+        assert_eq!(&record[8..8 + encoded.len()], &encoded[..]);
+        assert_eq!(&record[8 + encoded.len()..], b"order-17\x08");
+        assert_eq!(
+            &record[4..8],
+            &crc32c::crc32c(&record[8..]).to_le_bytes(),
+            "the checksum covers the key"
+        );
+        let decoded = decode(&record).unwrap();
+        assert_eq!(decoded.entry, e);
+        assert_eq!(decoded.hash, e.hash(), "the key is not hashed");
+        assert_eq!(decoded.key, Some(k));
+    }
+
+    #[test]
+    fn lengths_are_checked_against_the_limits_of_their_flag() {
+        let header = |field: u32| {
+            let mut h = [0u8; RECORD_HEADER_BYTES];
+            h[..4].copy_from_slice(&field.to_le_bytes());
+            parse_record_header(&h).map(|h| (h.len, h.keyed))
+        };
+        let (min, max) = (MIN_ENCODED_BYTES as u32, MAX_ENCODED_BYTES as u32);
+        assert_eq!(header(min), Ok((126, false)));
+        assert_eq!(header(max), Ok((4254, false)));
+        assert_eq!(header(min - 1), Err(min - 1));
+        assert_eq!(header(max + 1), Err(max + 1));
+        assert_eq!(header(KEY_FLAG | (min + 2)), Ok((128, true)));
+        assert_eq!(header(KEY_FLAG | (max + 65)), Ok((4319, true)));
+        assert_eq!(header(KEY_FLAG | (min + 1)), Err(KEY_FLAG | (min + 1)));
+        assert_eq!(header(KEY_FLAG | (max + 66)), Err(KEY_FLAG | (max + 66)));
+        // Any other high bit makes the length itself out of range.
+        assert_eq!(header(1 << 30 | min), Err(1 << 30 | min));
+        assert_eq!(header(u32::MAX), Err(u32::MAX));
+    }
+
+    #[test]
+    fn each_bad_key_trailer_is_undecodable() {
+        let encoded = entry(2, "x").encode();
+        let with = |trailer: &[u8]| {
+            let mut payload = encoded.clone();
+            payload.extend_from_slice(trailer);
+            decode(&keyed_with_payload(&payload))
+        };
+        let undecodable = |r: Result<Record, RecordFault>, needle: &str| match r {
+            Err(RecordFault::Undecodable(reason)) => {
+                assert!(reason.contains(needle), "{reason} lacks {needle:?}")
+            }
+            other => panic!("expected Undecodable({needle}), got {other:?}"),
+        };
+        assert_eq!(with(b"ok\x02").unwrap().key, Some(key("ok")));
+        undecodable(with(b"ok\x00"), "key length 0");
+        let long = [b'a'; 65];
+        undecodable(with(&[&long[..], &[65]].concat()), "key length 65");
+        undecodable(with(b"a b\x03"), "0x20");
+        // A length byte claiming the whole payload leaves no entry before the key.
+        undecodable(with(&[b'k', 64]), "leaves less than one entry");
+        // The key boundary is wrong by one: the entry part has a trailing byte.
+        undecodable(with(b"ok\x01"), "trailing");
+    }
+
+    #[test]
+    fn a_flipped_key_byte_fails_the_checksum() {
+        let mut record = Vec::new();
+        encode_keyed_record(&entry(1, ""), Some(&key("abc")), &mut record);
+        let at = record.len() - 2;
+        record[at] ^= 1;
+        assert_eq!(decode(&record), Err(RecordFault::BadChecksum));
+    }
+
+    #[test]
+    fn file_headers_of_version_1_and_2_are_read_and_others_refused() {
+        let with_version = |v: u32| {
+            let mut h = file_header();
+            h[8..].copy_from_slice(&v.to_le_bytes());
+            parse_file_header(&h)
+        };
+        assert_eq!(parse_file_header(&file_header()), Ok(STORE_FORMAT_V1));
+        assert_eq!(with_version(2), Ok(STORE_FORMAT_V2));
+        let newer = with_version(3).unwrap_err();
+        assert!(
+            newer.contains("version 3 was written by a newer kappalog"),
+            "{newer}"
+        );
+        assert_eq!(
+            with_version(0),
+            Err("unsupported store format version 0".into())
+        );
+        let mut foreign = file_header();
+        foreign[0] = b'K';
+        assert!(parse_file_header(&foreign).unwrap_err().contains("magic"));
+    }
+
+    fn arb_key() -> impl Strategy<Value = Option<IdempotencyKey>> {
+        proptest::option::of(
+            proptest::collection::vec(0x21u8..=0x7e, 1..=MAX_KEY_BYTES)
+                .prop_map(|bytes| IdempotencyKey::try_from(&bytes[..]).unwrap()),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any entry with any (or no) key round-trips through a record, and a file of such
+        /// records walks back in order, with each key on its own entry.
+        #[test]
+        fn records_round_trip_with_and_without_keys(
+            records in proptest::collection::vec(
+                ("[a-zé✓]{0,40}", 1u64..1000, arb_key()),
+                1..20,
+            )
+        ) {
+            let mut file_bytes = file_header().to_vec();
+            let mut expected = Vec::new();
+            for (data, seq, k) in records {
+                let e = entry(seq, &data);
+                let mut record = Vec::new();
+                encode_keyed_record(&e, k.as_ref(), &mut record);
+                let decoded = decode(&record).unwrap();
+                prop_assert_eq!(&decoded.entry, &e);
+                prop_assert_eq!(decoded.hash, e.hash());
+                prop_assert_eq!(&decoded.key, &k);
+                file_bytes.extend_from_slice(&record);
+                expected.push(decoded);
+            }
+            let mut file = tempfile::tempfile().unwrap();
+            std::io::Write::write_all(&mut file, &file_bytes).unwrap();
+            let mut walked = Vec::new();
+            let stop = walk(&file, file_bytes.len() as u64, |chunk| {
+                walked.extend(chunk.into_iter().map(|s| s.decoded.unwrap()));
+                Ok(std::ops::ControlFlow::Continue(()))
+            })
+            .unwrap();
+            prop_assert_eq!(stop, ScanStop::Clean);
+            prop_assert_eq!(walked, expected);
+        }
+    }
 }

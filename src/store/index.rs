@@ -14,6 +14,9 @@
 //! of the entries, and the shards, being filled evenly, grow one after another over the next
 //! few batches instead of in one pause.
 //!
+//! Beside them, [`KeyTable`] remembers which record each of the most recent idempotency keys
+//! is in ([`super::keys`]; writable opens only: a read-only open never looks keys up).
+//!
 //! The index only ever describes synced records: the writer updates it after `fdatasync`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,6 +25,8 @@ use crate::entry::{Entry, Seq};
 use crate::hash::Hash;
 use crate::identity::Author;
 use crate::validate::FeedHead;
+
+use super::keys::KeyTable;
 
 /// What the index holds for one feed.
 #[derive(Clone, Debug, Default)]
@@ -59,6 +64,8 @@ pub struct Index {
     /// [`PREFIX_SHARDS`] maps; a prefix lives in the one its top bits name.
     by_prefix: Vec<HashMap<u64, u64>>,
     overflow: HashMap<Hash, u64>,
+    /// The most recent idempotency keys -> their records' offsets.
+    pub keys: KeyTable,
     /// Entries held.
     pub entries: u64,
     /// Offset just past the last synced record: readers never read beyond it.
@@ -146,6 +153,7 @@ impl Index {
             map.shrink_to_fit();
         }
         self.overflow.shrink_to_fit();
+        self.keys.shrink_to_fit();
     }
 
     /// Pre-sizes the prefix maps for about `entries` entries (avoids growing them during

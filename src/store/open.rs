@@ -1,5 +1,6 @@
 //! Opening the log file: header check, the recovery scan of [`super::format`], and the
-//! rebuild of the in-memory index with the hash-chain check.
+//! rebuild of the in-memory index (with the hash-chain check, and the table of recent
+//! idempotency keys for a writable open).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -17,6 +18,8 @@ pub const LOG_FILE: &str = "entries.log";
 /// An open log file with its index, ready for a reader or the writer.
 pub struct Opened {
     pub file: File,
+    /// The header's store format version (1 until a keyed record is written).
+    pub version: u32,
     pub index: Index,
     pub report: OpenReport,
 }
@@ -50,21 +53,10 @@ pub fn open_log(dir: &Path, writable: bool) -> Result<Opened, StoreError> {
     let mut header = [0u8; 12];
     std::os::unix::fs::FileExt::read_exact_at(&file, &mut header, 0)
         .map_err(|e| StoreError::io(ctx("read header of"), e))?;
-    if &header[..8] != format::MAGIC {
-        return Err(StoreError::BadHeader {
-            path,
-            reason: "magic bytes are not \"kappalog\"".into(),
-        });
-    }
-    let mut version = [0u8; 4];
-    version.copy_from_slice(&header[8..]);
-    let version = u32::from_le_bytes(version);
-    if version != format::STORE_FORMAT_VERSION {
-        return Err(StoreError::BadHeader {
-            path,
-            reason: format!("unsupported store format version {version}"),
-        });
-    }
+    let version = format::parse_file_header(&header).map_err(|reason| StoreError::BadHeader {
+        path: path.clone(),
+        reason,
+    })?;
 
     let mut index = Index::new(format::FILE_HEADER_BYTES);
     // A value-only record is 166 bytes; most logs are close to that, and the map is shrunk
@@ -74,7 +66,7 @@ pub fn open_log(dir: &Path, writable: bool) -> Result<Opened, StoreError> {
     let mut damage: Option<Result<Damage, FaultKind>> = None;
     let stop = format::walk(&file, file_len, |records| {
         for record in records {
-            let (entry, hash) = match record.decoded {
+            let format::Record { entry, hash, key } = match record.decoded {
                 Ok(decoded) => decoded,
                 Err(RecordFault::BadChecksum) => {
                     damage = Some(Err(FaultKind::BadChecksum { end: record.end }));
@@ -100,6 +92,11 @@ pub fn open_log(dir: &Path, writable: bool) -> Result<Opened, StoreError> {
                 return Ok(ControlFlow::Break(()));
             }
             index.insert(&entry, &hash, record.offset);
+            // Only the writer looks keys up (to answer retries); a read-only open keeps no
+            // table.
+            if let (Some(key), true) = (&key, writable) {
+                index.keys.insert(key, record.offset);
+            }
             valid_end = record.end;
         }
         Ok(ControlFlow::Continue(()))
@@ -148,6 +145,7 @@ pub fn open_log(dir: &Path, writable: bool) -> Result<Opened, StoreError> {
     report.feeds = index.feeds.len();
     Ok(Opened {
         file,
+        version,
         index,
         report,
     })
@@ -194,6 +192,7 @@ fn open_short(
     }
     Ok(Opened {
         file,
+        version: format::STORE_FORMAT_V1,
         index: Index::new(format::FILE_HEADER_BYTES),
         report,
     })

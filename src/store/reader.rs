@@ -9,10 +9,12 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use super::format::{self, ReadFault};
 use super::index::Index;
+use super::keys;
 use super::open::{open_log, LOG_FILE};
 use super::{FeedInfo, OpenReport, StoreError};
 use crate::entry::{Entry, Seq};
 use crate::hash::Hash;
+use crate::idempotency::IdempotencyKey;
 use crate::identity::Author;
 use crate::validate::FeedHead;
 
@@ -109,7 +111,13 @@ impl StoreReader {
     }
 
     fn read_at(&self, offset: u64, end: u64) -> Result<(Entry, Hash), StoreError> {
-        format::read_record_at(&self.shared.file, offset, end).map_err(|fault| match fault {
+        format::read_record_at(&self.shared.file, offset, end)
+            .map(|record| (record.entry, record.hash))
+            .map_err(|fault| self.read_error(offset, fault))
+    }
+
+    fn read_error(&self, offset: u64, fault: ReadFault) -> StoreError {
+        match fault {
             ReadFault::Io(source) => StoreError::io(
                 format!("read offset {offset} of {}", self.shared.path.display()),
                 source,
@@ -119,7 +127,22 @@ impl StoreReader {
                 offset,
                 reason,
             },
-        })
+        }
+    }
+
+    /// Whether the key table has a candidate for `key` (memory only; [`Self::find_key`]
+    /// confirms it on disk).
+    pub fn may_remember_key(&self, key: &IdempotencyKey) -> bool {
+        self.index().keys.candidate(key).is_some()
+    }
+
+    /// The entry appended under idempotency key `key`, if the store still remembers it (the
+    /// most recent [`super::keys::MAX_REMEMBERED_KEYS`] keyed appends; a read-only open
+    /// remembers none). Reads one record.
+    pub fn find_key(&self, key: &IdempotencyKey) -> Result<Option<(Entry, Hash)>, StoreError> {
+        let found = keys::find(&self.shared.file, &self.shared.index, key)
+            .map_err(|e| self.read_error(e.offset, e.fault))?;
+        Ok(found.map(|record| (record.entry, record.hash)))
     }
 
     pub fn get(&self, author: &Author, seq: Seq) -> Result<Option<(Entry, Hash)>, StoreError> {
@@ -216,7 +239,7 @@ impl StoreReader {
         let stop = format::walk(&self.shared.file, end, |records| {
             for record in records {
                 match record.decoded {
-                    Ok((entry, hash)) => {
+                    Ok(format::Record { entry, hash, .. }) => {
                         if f(&entry, &hash).is_break() {
                             return Ok(ControlFlow::Break(()));
                         }

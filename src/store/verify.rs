@@ -1,6 +1,8 @@
 //! `verify_all`: re-checks every record of the committed log — checksum, decoding, shape,
 //! hash chain and signature (batched over all cores with [`signature::verify_many`]) — and
-//! reports each problem with its byte offset instead of stopping at the first.
+//! reports each problem with its byte offset instead of stopping at the first. A keyed
+//! record's key is checked as part of decoding it (its length and bytes); the key is not
+//! part of the entry, so nothing else about it is verified.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -81,17 +83,17 @@ impl StoreReader {
             let items: Vec<BatchItem<'_>> = records
                 .iter()
                 .filter_map(|r| r.decoded.as_ref().ok())
-                .map(|(entry, hash)| BatchItem {
-                    author: &entry.author,
-                    hash,
-                    signature: &entry.signature,
+                .map(|r| BatchItem {
+                    author: &r.entry.author,
+                    hash: &r.hash,
+                    signature: &r.entry.signature,
                 })
                 .collect();
             let mut verdicts = signature::verify_many(&items).into_iter();
             for record in &records {
                 report.entries += 1;
                 let (entry, hash) = match &record.decoded {
-                    Ok(decoded) => decoded,
+                    Ok(decoded) => (&decoded.entry, &decoded.hash),
                     Err(fault) => {
                         report.problems.push(VerifyProblem {
                             offset: record.offset,

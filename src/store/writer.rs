@@ -10,7 +10,9 @@
 //!    caller before the request was sent, so the writer never waits on verification;
 //! 2. signs the planned own entries on all cores, in chunks signed as batches: signing
 //!    dominates the cost;
-//! 3. writes all records with one positional write and one `fdatasync`;
+//! 3. writes all records with one positional write and one `fdatasync` (the first keyed
+//!    record ever written is preceded by the header's upgrade to format version 2, synced on
+//!    its own, see [`super::format`]);
 //! 4. updates the shared index (so readers only ever see synced records);
 //! 5. calls the commit observer with the added entries in commit order;
 //! 6. replies to every requester.
@@ -25,6 +27,26 @@
 //! The planner keeps its own view of every feed it has planned entries for (the index plus
 //! entries still in flight), trimmed as batches become durable.
 //!
+//! # Idempotency keys
+//!
+//! An own append may carry an idempotency key, written into its record. The planner is the
+//! one place every append passes in order, so it is where a key is deduplicated, which
+//! makes two requests with one key unable to both append however they race, and keeps the
+//! rule intact if the requester gives up (its request is still the writer's):
+//!
+//! - a key whose append is still in flight (planned, not yet durable): the new request
+//!   appends nothing and waits with its own batch, which is the first one's or a later one,
+//!   so it is finished no earlier. It is answered [`OwnAppend::Replayed`] with that entry if
+//!   the entry is durable by then, else with the error that failed it (nothing appended);
+//! - a key the index remembers ([`super::keys`]) with a record of the own feed: answered
+//!   `Replayed` at once;
+//! - otherwise the entry is planned with the key, and the key is in flight until the entry
+//!   is durable, then dropped. The in-flight keys are no more than the keyed appends the
+//!   writer has taken and not yet made durable: one small map entry beside each request the
+//!   writer already holds (with its data), so they are bounded by whatever bounds those
+//!   (`POST /add`: its requests in flight, `MAX_CONCURRENT_REQUESTS`, each waiting for its
+//!   answer); a separate cap would not bound memory any further.
+//!
 //! If a write or sync fails the writer cuts the file back to the last synced length, fails
 //! that batch and every later request: after a failed `fdatasync` the kernel may have dropped
 //! the dirty pages, so carrying on could silently lose acknowledged data.
@@ -33,7 +55,6 @@ use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -42,10 +63,13 @@ use rayon::prelude::*;
 
 use super::format;
 use super::index::Index;
+use super::io::LogIo;
+use super::keys;
 use super::lock::DirLock;
 use super::{AppendError, CommitObserver, Outcome};
 use crate::entry::{Entry, Seq, UnsignedEntry};
 use crate::hash::Hash;
+use crate::idempotency::IdempotencyKey;
 use crate::identity::{Author, Identity, Signature};
 use crate::validate::{self, FeedHead, Placement, ValidationError};
 
@@ -80,13 +104,24 @@ pub struct Checked {
     pub verdict: Result<(), ValidationError>,
 }
 
-pub type OwnResult = Result<(Entry, Hash), AppendError>;
+/// What an own append came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnAppend {
+    /// Written and durable.
+    Added(Entry, Hash),
+    /// The request's idempotency key was already used: nothing written; the own feed's
+    /// entry at `seq` (durable) is the one appended under that key.
+    Replayed { seq: Seq, hash: Hash },
+}
+
+pub type OwnResult = Result<OwnAppend, AppendError>;
 pub type ForeignResult = Result<Vec<Outcome>, AppendError>;
 
 pub enum Request {
     Own {
         value: i64,
         data: String,
+        key: Option<IdempotencyKey>,
         reply: Reply<OwnResult>,
     },
     Foreign {
@@ -108,6 +143,9 @@ impl Request {
 
 pub struct Writer {
     pub file: File,
+    /// The header's store format version (1 until the first keyed record).
+    pub version: u32,
+    pub io: Arc<dyn LogIo>,
     pub end: u64,
     pub index: Arc<RwLock<Index>>,
     pub identity: Option<Identity>,
@@ -129,6 +167,8 @@ struct PendingFeed {
 /// A planned, signed batch on its way to the syncer.
 struct Sealed {
     committed: Vec<(Entry, Hash)>,
+    /// Keys of keyed records: (position in `committed`, key), in order.
+    keys: Vec<(usize, IdempotencyKey)>,
     answers: Vec<Answer>,
 }
 
@@ -148,6 +188,8 @@ struct Planner {
     index: Arc<RwLock<Index>>,
     identity: Option<Identity>,
     feeds: HashMap<Author, PendingFeed>,
+    /// Keys of own appends planned but not yet durable -> their seq and hash.
+    keys_in_flight: HashMap<IdempotencyKey, FeedHead>,
     /// Batches handed to the syncer, and batches it has finished (durable or failed).
     sent: u64,
     finished: Arc<AtomicU64>,
@@ -157,6 +199,8 @@ struct Planner {
 /// The durable half: writes, syncs, publishes to the index, notifies, replies.
 struct Syncer {
     file: Arc<File>,
+    version: u32,
+    io: Arc<dyn LogIo>,
     end: u64,
     index: Arc<RwLock<Index>>,
     observer: Option<Arc<dyn CommitObserver>>,
@@ -164,9 +208,23 @@ struct Syncer {
     failed: Failure,
 }
 
+/// The planner's verdict on a keyed own request.
+enum KeyCheck {
+    /// The key is new: plan the append.
+    Fresh(Reply<OwnResult>),
+    /// Not to be appended; the answer to hold until the batch is durable, if any.
+    Handled(Option<Answer>),
+}
+
 /// What a request gets back once the batch is durable.
 enum Answer {
     Own(Result<usize, AppendError>, Reply<OwnResult>),
+    /// A keyed request whose key's append was in flight: answered with that entry.
+    Replay {
+        author: Author,
+        head: FeedHead,
+        reply: Reply<OwnResult>,
+    },
     Foreign(Result<Vec<Slot>, AppendError>, Reply<ForeignResult>),
 }
 
@@ -187,6 +245,8 @@ impl Writer {
     pub fn run(self, requests: mpsc::Receiver<Request>) {
         let Writer {
             file,
+            version,
+            io,
             end,
             index,
             identity,
@@ -200,6 +260,8 @@ impl Writer {
         let finished = Arc::new(AtomicU64::new(0));
         let syncer = Syncer {
             file: file.clone(),
+            version,
+            io,
             end,
             index: index.clone(),
             observer,
@@ -217,6 +279,7 @@ impl Writer {
             index,
             identity,
             feeds: HashMap::new(),
+            keys_in_flight: HashMap::new(),
             sent: 0,
             finished,
             failed,
@@ -332,7 +395,7 @@ impl Planner {
         };
         let offset = offset.ok_or_else(|| io::Error::other("held entry missing from the index"))?;
         match format::read_record_at(&self.file, offset, end) {
-            Ok((_, hash)) => Ok(hash),
+            Ok(record) => Ok(record.hash),
             Err(format::ReadFault::Io(e)) => Err(e),
             Err(format::ReadFault::Bad(reason)) => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -350,6 +413,7 @@ impl Planner {
                 .collect();
             return Sealed {
                 committed: Vec::new(),
+                keys: Vec::new(),
                 answers,
             };
         }
@@ -358,16 +422,32 @@ impl Planner {
         // Entries to write, in order; own ones are signed after planning.
         let mut planned: Vec<(Option<Entry>, Hash)> = Vec::new();
         let mut to_sign: Vec<(usize, UnsignedEntry)> = Vec::new();
+        let mut keys = Vec::new();
         let mut answers = Vec::with_capacity(batch.len());
         for request in batch {
             match request {
                 Request::Shutdown => {}
-                Request::Own { value, data, reply } => {
+                Request::Own {
+                    value,
+                    data,
+                    key,
+                    reply,
+                } => {
                     let Some(identity) = &self.identity else {
                         answers.push(Answer::Own(Err(AppendError::NoIdentity), reply));
                         continue;
                     };
                     let author = identity.author();
+                    let reply = match &key {
+                        Some(key) => match self.check_key(key, author, reply) {
+                            KeyCheck::Fresh(reply) => reply,
+                            KeyCheck::Handled(answer) => {
+                                answers.extend(answer);
+                                continue;
+                            }
+                        },
+                        None => reply,
+                    };
                     let feed = self.pending(&mut feeds, author);
                     let seq = feed.head.map_or(1, |h| h.seq + 1);
                     let unsigned = UnsignedEntry {
@@ -382,6 +462,11 @@ impl Planner {
                     feed.head = Some(FeedHead { seq, hash });
                     feed.last_timestamp = unsigned.timestamp;
                     feed.planned.push_back(hash);
+                    if let Some(key) = key {
+                        self.keys_in_flight
+                            .insert(key.clone(), FeedHead { seq, hash });
+                        keys.push((planned.len(), key));
+                    }
                     to_sign.push((planned.len(), unsigned));
                     answers.push(Answer::Own(Ok(planned.len()), reply));
                     planned.push((None, hash));
@@ -420,7 +505,48 @@ impl Planner {
             .into_iter()
             .filter_map(|(entry, hash)| entry.map(|e| (e, hash)))
             .collect();
-        Sealed { committed, answers }
+        Sealed {
+            committed,
+            keys,
+            answers,
+        }
+    }
+
+    /// Deduplicates a keyed own request (see the module docs): `Fresh` if it is to be
+    /// appended, else what answers it (nothing more if it was answered already).
+    fn check_key(&self, key: &IdempotencyKey, author: Author, reply: Reply<OwnResult>) -> KeyCheck {
+        if let Some(&head) = self.keys_in_flight.get(key) {
+            return KeyCheck::Handled(Some(Answer::Replay {
+                author,
+                head,
+                reply,
+            }));
+        }
+        match keys::find(&self.file, &self.index, key) {
+            // A record of another feed holds the key only if this data directory once ran
+            // under another identity: not an append of this feed, so not a replay.
+            Ok(Some(record)) if record.entry.author == author => {
+                reply.send(Ok(OwnAppend::Replayed {
+                    seq: record.entry.seq,
+                    hash: record.hash,
+                }));
+                KeyCheck::Handled(None)
+            }
+            Ok(_) => KeyCheck::Fresh(reply),
+            Err(e) => {
+                let reason = match e.fault {
+                    format::ReadFault::Io(e) => e,
+                    format::ReadFault::Bad(reason) => io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("record at offset {}: {reason}", e.offset),
+                    ),
+                };
+                KeyCheck::Handled(Some(Answer::Own(
+                    Err(AppendError::Io(Arc::new(reason))),
+                    reply,
+                )))
+            }
+        }
     }
 
     /// Drops what has become durable from the planner's view of each feed: with nothing in
@@ -428,9 +554,18 @@ impl Planner {
     fn refresh_feeds(&mut self) {
         if self.finished.load(Ordering::Acquire) == self.sent {
             self.feeds.clear();
+            self.keys_in_flight.clear();
             return;
         }
         let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+        if !self.keys_in_flight.is_empty() {
+            // Durable keys are in the index's key table (inserted with their records).
+            let own = self.identity.as_ref().map(Identity::author);
+            let durable = own
+                .and_then(|author| index.feeds.get(&author))
+                .map_or(0, |f| f.length());
+            self.keys_in_flight.retain(|_, head| head.seq > durable);
+        }
         for (author, feed) in self.feeds.iter_mut() {
             let durable = index.feeds.get(author).map_or(0, |f| f.length());
             while feed.base_len < durable && !feed.planned.is_empty() {
@@ -516,21 +651,20 @@ impl Syncer {
     fn finish(&mut self, batches: Vec<Sealed>) {
         let result = match failure(&self.failed) {
             Some(err) => Err(err),
-            None => {
-                let all: Vec<&[(Entry, Hash)]> =
-                    batches.iter().map(|b| b.committed.as_slice()).collect();
-                self.write(&all).map_err(|err| {
-                    let err = Arc::new(err);
-                    tracing::error!(error = %err, "store write failed; the writer stops accepting appends");
-                    *self.failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(err.clone());
-                    err
-                })
-            }
+            None => self.write(&batches).map_err(|err| {
+                let err = Arc::new(err);
+                tracing::error!(error = %err, "store write failed; the writer stops accepting appends");
+                *self.failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(err.clone());
+                err
+            }),
         };
-        for Sealed { committed, answers } in batches {
+        for Sealed {
+            committed, answers, ..
+        } in batches
+        {
             if let Err(err) = &result {
                 for answer in answers {
-                    answer.fail(AppendError::Io(err.clone()));
+                    self.fail(answer, AppendError::Io(err.clone()));
                 }
                 continue;
             }
@@ -542,8 +676,15 @@ impl Syncer {
             for answer in answers {
                 match answer {
                     Answer::Own(result, reply) => {
-                        reply.send(result.map(|i| committed[i].clone()));
+                        reply.send(result.map(|i| {
+                            let (entry, hash) = committed[i].clone();
+                            OwnAppend::Added(entry, hash)
+                        }));
                     }
+                    Answer::Replay { head, reply, .. } => reply.send(Ok(OwnAppend::Replayed {
+                        seq: head.seq,
+                        hash: head.hash,
+                    })),
                     Answer::Foreign(result, reply) => reply.send(result.map(|slots| {
                         slots
                             .into_iter()
@@ -558,34 +699,94 @@ impl Syncer {
         }
     }
 
+    /// Fails one answer of a batch whose write failed. A replay whose entry became durable
+    /// in an earlier write is still answered with it: this request appended nothing, and the
+    /// entry its key names exists.
+    fn fail(&self, answer: Answer, err: AppendError) {
+        if let Answer::Replay {
+            author,
+            head,
+            reply,
+        } = answer
+        {
+            let durable = {
+                let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+                index.feeds.get(&author).map_or(0, |f| f.length())
+            };
+            if head.seq <= durable {
+                reply.send(Ok(OwnAppend::Replayed {
+                    seq: head.seq,
+                    hash: head.hash,
+                }));
+            } else {
+                reply.send(Err(err));
+            }
+            return;
+        }
+        answer.fail(err);
+    }
+
     /// Writes and syncs the records, then publishes them in the index.
-    fn write(&mut self, batches: &[&[(Entry, Hash)]]) -> io::Result<()> {
-        let count: usize = batches.iter().map(|b| b.len()).sum();
+    fn write(&mut self, batches: &[Sealed]) -> io::Result<()> {
+        let count: usize = batches.iter().map(|b| b.committed.len()).sum();
         if count == 0 {
             return Ok(());
         }
-        let committed = || batches.iter().flat_map(|b| b.iter());
+        let keyed = batches.iter().any(|b| !b.keys.is_empty());
+        if keyed && self.version < format::STORE_FORMAT_V2 {
+            self.upgrade_header()?;
+        }
         let mut buf = Vec::with_capacity(count * 200);
         let mut offsets = Vec::with_capacity(count);
-        for (entry, _) in committed() {
-            offsets.push(self.end + buf.len() as u64);
-            format::encode_record(entry, &mut buf);
+        for batch in batches {
+            let mut keys = batch.keys.iter().peekable();
+            for (i, (entry, _)) in batch.committed.iter().enumerate() {
+                offsets.push(self.end + buf.len() as u64);
+                let key = keys.next_if(|(at, _)| *at == i).map(|(_, key)| key);
+                format::encode_keyed_record(entry, key, &mut buf);
+            }
         }
         let result = self
-            .file
-            .write_all_at(&buf, self.end)
-            .and_then(|()| self.file.sync_data());
+            .io
+            .write_all_at(&self.file, &buf, self.end)
+            .and_then(|()| self.io.sync_data(&self.file));
         if let Err(e) = result {
             // Best effort: drop the unsynced bytes so a reader or reopen never sees them.
-            let _ = self.file.set_len(self.end);
+            let _ = self.io.set_len(&self.file, self.end);
             return Err(e);
         }
         self.end += buf.len() as u64;
         let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
-        for ((entry, hash), offset) in committed().zip(offsets) {
-            index.insert(entry, hash, offset);
+        let mut offsets = offsets.into_iter();
+        for batch in batches {
+            let mut keys = batch.keys.iter().peekable();
+            for (i, ((entry, hash), offset)) in batch.committed.iter().zip(&mut offsets).enumerate()
+            {
+                index.insert(entry, hash, offset);
+                if let Some((_, key)) = keys.next_if(|(at, _)| *at == i) {
+                    index.keys.insert(key, offset);
+                }
+            }
         }
         index.end = self.end;
+        Ok(())
+    }
+
+    /// Rewrites the header's version to 2 and syncs it, before the first keyed record is
+    /// written (see the header rule in [`super::format`]).
+    fn upgrade_header(&mut self) -> io::Result<()> {
+        self.io
+            .write_all_at(
+                &self.file,
+                &format::STORE_FORMAT_V2.to_le_bytes(),
+                format::VERSION_OFFSET,
+            )
+            .and_then(|()| self.io.sync_data(&self.file))?;
+        tracing::info!(
+            version = format::STORE_FORMAT_V2,
+            "upgraded the log's header for its first idempotency key"
+        );
+        self.version = format::STORE_FORMAT_V2;
         Ok(())
     }
 }
@@ -593,7 +794,7 @@ impl Syncer {
 impl Answer {
     fn fail(self, err: AppendError) {
         match self {
-            Answer::Own(_, reply) => reply.send(Err(err)),
+            Answer::Own(_, reply) | Answer::Replay { reply, .. } => reply.send(Err(err)),
             Answer::Foreign(_, reply) => reply.send(Err(err)),
         }
     }

@@ -46,6 +46,18 @@ pub fn http(
     body: &[u8],
     headers: &[(&str, &str)],
 ) -> HttpResponse {
+    finish_request(begin_request(addr, method, path, body, headers))
+}
+
+/// Sends one HTTP/1.1 request with `Connection: close` and returns the connection without
+/// reading the answer (for tests that check what happens before it comes).
+pub fn begin_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> TcpStream {
     assert!(addr.ip().is_loopback(), "tests only talk to loopback");
     let mut stream = TcpStream::connect_timeout(&addr, DEADLINE).expect("connect");
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
@@ -59,6 +71,13 @@ pub fn http(
     request.push_str("\r\n");
     stream.write_all(request.as_bytes()).unwrap();
     stream.write_all(body).unwrap();
+    stream
+}
+
+/// Reads the whole response of a request sent with [`begin_request`] (bounded by
+/// [`DEADLINE`]).
+pub fn finish_request(mut stream: TcpStream) -> HttpResponse {
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).expect("read response");
     parse_response(&raw)
@@ -279,10 +298,12 @@ pub fn entries(
     feed.iter().map(|(e, _)| e.clone()).collect()
 }
 
+pub mod held_io;
 pub mod net;
 pub mod peer;
 pub mod relay;
 pub mod serve;
+pub mod serve_blocking;
 
 /// How many 4,000-byte entries make an export larger than the sockets on both ends can
 /// buffer (twice the kernel's largest send buffer plus the default receive buffer), so a

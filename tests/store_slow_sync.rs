@@ -1,0 +1,118 @@
+//! What `POST /add` answers while the store's fdatasync is slow or fails, over real TCP on
+//! 127.0.0.1, with the sync held or failed through the store's I/O seam
+//! (`kappalog::store::io::LogIo`, here `common::held_io::HeldIo`).
+
+mod common;
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::held_io::HeldIo;
+use common::serve_blocking::serve;
+use common::{begin_request, finish_request, get, http, identity};
+use kappalog::http::HttpConfig;
+use kappalog::node::Node;
+use kappalog::store::StoreOptions;
+
+/// Short, so a sync held for a few of them is far past it.
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(200);
+
+fn open(dir: &std::path::Path, io: &Arc<HeldIo>) -> Node {
+    let options = StoreOptions {
+        io: io.clone(),
+        ..StoreOptions::default()
+    };
+    Node::open_with_store_options(dir, identity(1), &options)
+        .unwrap()
+        .0
+}
+
+fn config() -> HttpConfig {
+    HttpConfig {
+        request_timeout: REQUEST_TIMEOUT,
+        ..HttpConfig::default()
+    }
+}
+
+fn count(addr: std::net::SocketAddr) -> u64 {
+    get(addr, "/summary").json()["count"].as_u64().unwrap()
+}
+
+/// The answer is the truth however long the fdatasync takes: 201 once it completes, never
+/// a timeout error for an entry that was appended. A retry with the same key sent during
+/// the sync waits for the first and answers 200 with its entry.
+#[test]
+fn add_answers_201_once_a_held_fsync_completes_long_past_the_request_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = Arc::new(HeldIo::default());
+    let node = open(dir.path(), &io);
+    let served = serve(&node, config());
+    let addr = served.addr;
+    // The first keyed append upgrades the header with a sync of its own: done here.
+    let key = [("Idempotency-Key", "warm-up")];
+    assert_eq!(http(addr, "POST", "/add", b"0", &key).status, 201);
+
+    io.hold();
+    let key = [("Idempotency-Key", "slow-1")];
+    let mut first = begin_request(addr, "POST", "/add", b"5", &key);
+    io.wait_until_held();
+    // The entry is synced but not yet published: readers do not see it yet, and the
+    // server still answers them (the gate's timeout applies to them, not to /add).
+    assert_eq!(count(addr), 1);
+    let retry = begin_request(addr, "POST", "/add", b"5", &key);
+    // Nothing is answered while the sync is held, even three request timeouts later (this
+    // bounded read is the assertion, not a wait for anything).
+    first.set_read_timeout(Some(REQUEST_TIMEOUT * 3)).unwrap();
+    let mut byte = [0u8; 1];
+    let early = first.read(&mut byte);
+    assert!(
+        matches!(&early, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "answered while the sync was held: {early:?}"
+    );
+    io.release();
+    let first = finish_request(first);
+    assert_eq!(first.status, 201, "{}", first.body);
+    let retry = finish_request(retry);
+    assert_eq!((retry.status, retry.json()), (200, first.json()));
+    assert_eq!(count(addr), 2);
+    let hash = first.json()["hash"].as_str().unwrap().to_owned();
+    assert_eq!(get(addr, &format!("/entries/{hash}")).status, 200);
+    served.stop();
+}
+
+/// An injected failing fdatasync: the request is answered with an error, and the error is
+/// the truth: after a reopen the entry is not in the log (the writer cut the unsynced bytes
+/// off), so a retry with the same key appends it.
+#[test]
+fn a_failed_fsync_answers_an_error_and_the_entry_is_not_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = Arc::new(HeldIo::default());
+    let node = open(dir.path(), &io);
+    let served = serve(&node, config());
+    let addr = served.addr;
+    let key = [("Idempotency-Key", "warm-up")];
+    assert_eq!(http(addr, "POST", "/add", b"0", &key).status, 201);
+
+    io.fail_call(io.calls() + 1);
+    let key = [("Idempotency-Key", "doomed")];
+    let failed = http(addr, "POST", "/add", b"7", &key);
+    assert_eq!(failed.status, 503, "{}", failed.body);
+    assert_eq!(failed.json()["error"], "unable to write to the log");
+    // The writer stops after a failed sync rather than risk acknowledged data.
+    assert_eq!(http(addr, "POST", "/add", b"8", &[]).status, 503);
+    assert_eq!(count(addr), 1);
+    served.stop();
+    node.close().unwrap();
+
+    let (node, report) = Node::open_with_identity(dir.path(), identity(1)).unwrap();
+    assert_eq!(report.entries, 1, "only the warm-up");
+    let served = serve(&node, HttpConfig::default());
+    let retry = http(served.addr, "POST", "/add", b"7", &key);
+    assert_eq!(
+        retry.status, 201,
+        "nothing was appended, so the retry appends"
+    );
+    assert_eq!(retry.json()["seq"], 2);
+    served.stop();
+}
