@@ -29,8 +29,11 @@ use kappalog::sync::reconcile::{Reconcile, ReconcileError, Reconciler, Step};
 use kappalog::sync::transport::{establish, opening_frame, NetworkKey, Role};
 use kappalog::validate::{self, FeedHead};
 
+/// A fuzz target: runs on any bytes, panics only on a bug.
+pub type Target = fn(&[u8]);
+
 /// Every target by the name of its binary and of its corpus directory.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("entry", entry),
     ("frame", frame),
     ("message", message),
