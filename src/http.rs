@@ -35,6 +35,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use tower::limit::ConcurrencyLimit;
 
+pub use add::{parse_add_body, AddRequest};
 pub use error::ApiError;
 pub use middleware::Gate;
 
