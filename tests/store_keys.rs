@@ -41,6 +41,17 @@ fn open_with_io(dir: &Path, io: &Arc<HeldIo>) -> Store {
         .0
 }
 
+/// A store whose fsyncs the returned `HeldIo` controls, after one keyed append: the first
+/// keyed append upgrades the header with a sync of its own, done before the test.
+fn open_warm(dir: &Path) -> (Arc<HeldIo>, Store) {
+    let io = Arc::new(HeldIo::default());
+    let store = open_with_io(dir, &io);
+    store
+        .append_own_keyed(0, String::new(), key("warm-up"))
+        .unwrap();
+    (io, store)
+}
+
 fn added(append: OwnAppend) -> (u64, kappalog::hash::Hash) {
     match append {
         OwnAppend::Added(entry, hash) => (entry.seq, hash),
@@ -225,12 +236,7 @@ fn a_torn_keyed_record_at_the_tail_is_truncated_at_every_byte() {
 #[test]
 fn a_key_is_recovered_from_the_log_after_a_crash_between_commit_and_response() {
     let dir = tempfile::tempdir().unwrap();
-    let io = Arc::new(HeldIo::default());
-    let store = open_with_io(dir.path(), &io);
-    // The first keyed append upgrades the header with a sync of its own: get it done first.
-    store
-        .append_own_keyed(0, String::new(), key("warm-up"))
-        .unwrap();
+    let (io, store) = open_warm(dir.path());
     io.hold();
     let appender = {
         let store = store.clone();
@@ -256,11 +262,7 @@ fn a_key_is_recovered_from_the_log_after_a_crash_between_commit_and_response() {
 #[test]
 fn concurrent_appends_with_one_key_append_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let io = Arc::new(HeldIo::default());
-    let store = open_with_io(dir.path(), &io);
-    store
-        .append_own_keyed(0, String::new(), key("warm-up"))
-        .unwrap();
+    let (io, store) = open_warm(dir.path());
     // Hold the first append's sync so the others arrive while its key is in flight (or,
     // for any that arrive after the release, once it is durable): either way none appends.
     io.hold();
@@ -294,11 +296,7 @@ fn concurrent_appends_with_one_key_append_exactly_once() {
 #[test]
 fn a_failed_sync_appends_nothing_and_says_so_to_every_waiter() {
     let dir = tempfile::tempdir().unwrap();
-    let io = Arc::new(HeldIo::default());
-    let store = open_with_io(dir.path(), &io);
-    store
-        .append_own_keyed(0, String::new(), key("warm-up"))
-        .unwrap();
+    let (io, store) = open_warm(dir.path());
     let size = std::fs::metadata(log_path(dir.path())).unwrap().len();
     io.fail_call(io.calls() + 1);
     io.hold();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::held_io::HeldIo;
-use common::serve_blocking::serve;
+use common::serve_blocking::{serve, Served};
 use common::{begin_request, finish_request, get, http, identity};
 use kappalog::http::HttpConfig;
 use kappalog::node::Node;
@@ -35,6 +35,17 @@ fn config() -> HttpConfig {
     }
 }
 
+/// A node in `dir` whose fsyncs `io` controls, served over TCP, after one keyed append: the
+/// first keyed append upgrades the log header with a sync of its own, done before the test.
+fn serve_warm(dir: &std::path::Path) -> (Arc<HeldIo>, Node, Served) {
+    let io = Arc::new(HeldIo::default());
+    let node = open(dir, &io);
+    let served = serve(&node, config());
+    let key = [("Idempotency-Key", "warm-up")];
+    assert_eq!(http(served.addr, "POST", "/add", b"0", &key).status, 201);
+    (io, node, served)
+}
+
 fn count(addr: std::net::SocketAddr) -> u64 {
     get(addr, "/summary").json()["count"].as_u64().unwrap()
 }
@@ -45,13 +56,8 @@ fn count(addr: std::net::SocketAddr) -> u64 {
 #[test]
 fn add_answers_201_once_a_held_fsync_completes_long_past_the_request_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let io = Arc::new(HeldIo::default());
-    let node = open(dir.path(), &io);
-    let served = serve(&node, config());
+    let (io, _node, served) = serve_warm(dir.path());
     let addr = served.addr;
-    // The first keyed append upgrades the header with a sync of its own: done here.
-    let key = [("Idempotency-Key", "warm-up")];
-    assert_eq!(http(addr, "POST", "/add", b"0", &key).status, 201);
 
     io.hold();
     let key = [("Idempotency-Key", "slow-1")];
@@ -87,12 +93,8 @@ fn add_answers_201_once_a_held_fsync_completes_long_past_the_request_timeout() {
 #[test]
 fn a_failed_fsync_answers_an_error_and_the_entry_is_not_in_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let io = Arc::new(HeldIo::default());
-    let node = open(dir.path(), &io);
-    let served = serve(&node, config());
+    let (io, node, served) = serve_warm(dir.path());
     let addr = served.addr;
-    let key = [("Idempotency-Key", "warm-up")];
-    assert_eq!(http(addr, "POST", "/add", b"0", &key).status, 201);
 
     io.fail_call(io.calls() + 1);
     let key = [("Idempotency-Key", "doomed")];

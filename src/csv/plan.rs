@@ -129,16 +129,15 @@ impl Rejections {
 /// The plan order of two parsed entries: author, seq, hash, signature bytes, then line (so
 /// the first of equal entries is the one on the lowest line).
 pub fn plan_order(a: &ParsedEntry, b: &ParsedEntry) -> Ordering {
-    let key = |p: &ParsedEntry| {
-        (
-            p.entry.author,
-            p.entry.seq,
-            p.hash,
-            p.entry.signature.0,
-            p.line,
-        )
-    };
-    key(a).cmp(&key(b))
+    // Field by field, so the common case (different authors or seqs) never touches the
+    // 64-byte signatures: this runs ~20 times per entry in the import's sort and merge.
+    a.entry
+        .author
+        .cmp(&b.entry.author)
+        .then(a.entry.seq.cmp(&b.entry.seq))
+        .then_with(|| a.hash.cmp(&b.hash))
+        .then_with(|| a.entry.signature.0.cmp(&b.entry.signature.0))
+        .then(a.line.cmp(&b.line))
 }
 
 /// Drops repeats from a stream in plan order: an entry equal (same author, seq, hash and
