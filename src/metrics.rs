@@ -9,6 +9,8 @@ use std::sync::Mutex;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+
+use crate::store::health::StoreHealth;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -77,6 +79,9 @@ pub struct Metrics {
     pub sync_entries: Family<DirectionLabels, Gauge>,
     pub sync_refused: Family<ReasonLabels, Gauge>,
     pub sync_feeds_skipped: Family<ReasonLabels, Gauge>,
+    pub store_degraded: Gauge,
+    pub store_write_failures: Gauge,
+    pub store_recoveries: Gauge,
     /// Serialises scrapes: encoding walks the registry, and two scrapes racing would only
     /// duplicate work.
     scrape: Mutex<()>,
@@ -160,8 +165,29 @@ impl Metrics {
             "entries sent to and received from sync peers since start, over all peers",
             sync_entries.clone(),
         );
+        let store_degraded = Gauge::default();
+        registry.register(
+            "store_degraded",
+            "1 while the store cannot write (its last write, sync or recovery failed), else 0",
+            store_degraded.clone(),
+        );
+        let store_write_failures = Gauge::default();
+        registry.register(
+            "store_write_failures",
+            "failed log writes, syncs and recoveries since start",
+            store_write_failures.clone(),
+        );
+        let store_recoveries = Gauge::default();
+        registry.register(
+            "store_recoveries",
+            "times the store resumed writing after a failure, since start",
+            store_recoveries.clone(),
+        );
         Metrics {
             registry,
+            store_degraded,
+            store_write_failures,
+            store_recoveries,
             sync_peers,
             sync_entries,
             sync_refused,
@@ -188,9 +214,18 @@ impl Metrics {
 
     /// The text exposition format. `stored` gives the entries held per feed status; `sync`
     /// the peer figures when sync runs.
-    pub fn render(&self, stored: &[(&str, u64)], sync: Option<SyncFigures>) -> String {
+    pub fn render(
+        &self,
+        stored: &[(&str, u64)],
+        store: &StoreHealth,
+        sync: Option<SyncFigures>,
+    ) -> String {
         let _guard = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
         let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.store_degraded
+            .set(i64::from(store.degraded().is_some()));
+        self.store_write_failures.set(gauge(store.failures()));
+        self.store_recoveries.set(gauge(store.recoveries()));
         if let Some(sync) = sync {
             for (status, n) in [
                 ("connected", sync.peers_connected),

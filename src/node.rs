@@ -330,6 +330,11 @@ impl Node {
         &self.inner.identity
     }
 
+    /// Whether the store can write right now (`GET /health`, `/metrics`).
+    pub fn store_health(&self) -> &crate::store::health::StoreHealth {
+        self.inner.store.health()
+    }
+
     /// Events from now on (see [`NodeEvent`]).
     pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
         self.inner.events.subscribe()

@@ -20,6 +20,7 @@
 //!   `fdatasync` slow or fail.
 
 pub mod format;
+pub mod health;
 pub mod index;
 pub mod io;
 pub mod keys;
@@ -166,6 +167,7 @@ struct StoreInner {
     thread: Mutex<Option<JoinHandle<()>>>,
     reader: StoreReader,
     has_identity: bool,
+    health: Arc<health::StoreHealth>,
 }
 
 impl Drop for StoreInner {
@@ -253,6 +255,7 @@ impl Store {
         let index = Arc::new(RwLock::new(opened.index));
         let reader = StoreReader::new(path, reader_file, index.clone());
         let has_identity = identity.is_some();
+        let health = Arc::new(health::StoreHealth::default());
         let writer = Writer {
             file: opened.file,
             version: opened.version,
@@ -262,7 +265,7 @@ impl Store {
             identity,
             observer,
             max_batch_entries: options.max_batch_entries.max(1),
-            failed: None,
+            health: health.clone(),
             lock,
         };
         let (sender, receiver) = mpsc::channel();
@@ -276,6 +279,7 @@ impl Store {
                 thread: Mutex::new(Some(thread)),
                 reader,
                 has_identity,
+                health,
             }),
         };
         Ok((store, opened.report))
@@ -283,6 +287,11 @@ impl Store {
 
     pub fn reader(&self) -> StoreReader {
         self.inner.reader.clone()
+    }
+
+    /// Whether the writer can write right now ([`health`]).
+    pub fn health(&self) -> &health::StoreHealth {
+        &self.inner.health
     }
 
     fn send(&self, request: Request) -> Result<(), AppendError> {

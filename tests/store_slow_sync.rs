@@ -91,30 +91,55 @@ fn add_answers_201_once_a_held_fsync_completes_long_past_the_request_timeout() {
 /// the truth: after a reopen the entry is not in the log (the writer cut the unsynced bytes
 /// off), so a retry with the same key appends it.
 #[test]
-fn a_failed_fsync_answers_an_error_and_the_entry_is_not_in_the_log() {
+fn a_failed_fsync_answers_an_error_degrades_health_and_the_next_append_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let (io, node, served) = serve_warm(dir.path());
     let addr = served.addr;
+    assert_eq!(get(addr, "/health").status, 200);
 
+    // The failed sync itself, then the recovery's sync: the store stays degraded until a
+    // write succeeds.
     io.fail_call(io.calls() + 1);
+    io.fail_call(io.calls() + 2);
     let key = [("Idempotency-Key", "doomed")];
     let failed = http(addr, "POST", "/add", b"7", &key);
     assert_eq!(failed.status, 503, "{}", failed.body);
     assert_eq!(failed.json()["error"], "unable to write to the log");
-    // The writer stops after a failed sync rather than risk acknowledged data.
-    assert_eq!(http(addr, "POST", "/add", b"8", &[]).status, 503);
-    assert_eq!(count(addr), 1);
+    let health = get(addr, "/health");
+    assert_eq!(health.status, 503, "{}", health.body);
+    assert_eq!(health.json()["status"], "degraded");
+    let reason = health.json()["reason"].as_str().unwrap().to_owned();
+    assert!(reason.contains("injected failure of sync call"), "{reason}");
+    let metrics = get(addr, "/metrics").body;
+    assert!(metrics.contains("kappalog_store_degraded 1"), "{metrics}");
+    assert_eq!(
+        count(addr),
+        1,
+        "reads keep working and see only durable entries"
+    );
+
+    // The next append recovers the tail (cut back, synced, re-read) and is written.
+    let retry = http(addr, "POST", "/add", b"7", &key);
+    assert_eq!(retry.status, 201, "{}", retry.body);
+    assert_eq!(
+        retry.json()["seq"],
+        2,
+        "the failed entry left no seq behind"
+    );
+    assert_eq!(get(addr, "/health").json()["status"], "ok");
+    let metrics = get(addr, "/metrics").body;
+    assert!(metrics.contains("kappalog_store_degraded 0"), "{metrics}");
+    assert!(metrics.contains("kappalog_store_recoveries 1"), "{metrics}");
+    assert!(
+        metrics.contains("kappalog_store_write_failures 2"),
+        "{metrics}"
+    );
     served.stop();
     node.close().unwrap();
 
-    let (node, report) = Node::open_with_identity(dir.path(), identity(1)).unwrap();
-    assert_eq!(report.entries, 1, "only the warm-up");
-    let served = serve(&node, HttpConfig::default());
-    let retry = http(served.addr, "POST", "/add", b"7", &key);
+    let (_node, report) = Node::open_with_identity(dir.path(), identity(1)).unwrap();
     assert_eq!(
-        retry.status, 201,
-        "nothing was appended, so the retry appends"
+        report.entries, 2,
+        "the warm-up and the retry, nothing of the failure"
     );
-    assert_eq!(retry.json()["seq"], 2);
-    served.stop();
 }

@@ -2,7 +2,7 @@
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -182,12 +182,31 @@ pub async fn feeds(State(state): State<AppState>) -> Json<Vec<FeedJson>> {
     Json(feeds)
 }
 
-pub async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({
-        "status": "ok",
-        "author": state.node.author(),
-        "entries": state.node.reader().len(),
-    }))
+/// `GET /health`: 200 `{"status":"ok",...}` while the store writes, 503
+/// `{"status":"degraded","reason":...,"since_ms":...}` while its last write failed (a load
+/// balancer stops sending appends; reads still work).
+pub async fn health(State(state): State<AppState>) -> Response {
+    let author = state.node.author();
+    let entries = state.node.reader().len();
+    match state.node.store_health().degraded() {
+        None => Json(serde_json::json!({
+            "status": "ok",
+            "author": author,
+            "entries": entries,
+        }))
+        .into_response(),
+        Some(spell) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({
+                "status": "degraded",
+                "reason": spell.reason,
+                "since_ms": spell.since_ms,
+                "author": author,
+                "entries": entries,
+            })),
+        )
+            .into_response(),
+    }
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
@@ -214,10 +233,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         (figures.refused, figures.feeds_skipped) = sync.refusals();
         figures
     });
-    let text = state
-        .node
-        .metrics()
-        .render(&[("ok", ok), ("forked", forked_entries)], sync);
+    let text = state.node.metrics().render(
+        &[("ok", ok), ("forked", forked_entries)],
+        state.node.store_health(),
+        sync,
+    );
     (
         [(
             header::CONTENT_TYPE,

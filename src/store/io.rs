@@ -30,6 +30,11 @@ pub trait LogIo: Send + Sync + fmt::Debug {
     fn set_len(&self, file: &File, len: u64) -> io::Result<()> {
         file.set_len(len)
     }
+
+    /// The file's length, as the recovery checks it after a cut.
+    fn len(&self, file: &File) -> io::Result<u64> {
+        Ok(file.metadata()?.len())
+    }
 }
 
 /// The real system calls: what every store uses unless a test says otherwise.

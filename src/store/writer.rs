@@ -47,21 +47,38 @@
 //!   (`POST /add`: its requests in flight, `MAX_CONCURRENT_REQUESTS`, each waiting for its
 //!   answer); a separate cap would not bound memory any further.
 //!
-//! If a write or sync fails the writer cuts the file back to the last synced length, fails
-//! that batch and every later request: after a failed `fdatasync` the kernel may have dropped
-//! the dirty pages, so carrying on could silently lose acknowledged data.
+//! # Failures and recovery
+//!
+//! If a write or sync fails, nothing in that write is acknowledged: every request of it is
+//! answered with the error, and so is every batch planned before the planner learned of the
+//! failure (they may chain onto entries that were never made durable). The writer then
+//! **recovers** before it writes again: it cuts the file back to the last durable end it
+//! knows, syncs the cut, checks the file's length, and re-reads the last durable record
+//! (its checksum must hold). After a failed `fdatasync` the kernel may have dropped the
+//! dirty pages of the failed write, so nothing of it is trusted: it is cut, and written
+//! afresh only by a later request. Bytes before the durable end were synced by an earlier,
+//! successful `fdatasync`, so they are on the disk whatever the page cache says.
+//!
+//! Failures are counted in epochs: each failure starts a new one, each batch carries the
+//! epoch it was planned in, and the syncer fails any batch planned in an earlier epoch. The
+//! planner, seeing a new epoch, forgets its view of entries in flight and plans from the
+//! index again. Meanwhile the store is *degraded* ([`super::health`]); the first batch
+//! written and synced afterwards (say, once a full disk has room again) makes it *ok*.
+//! A recovery that fails itself (the cut cannot be made or synced) is retried before the
+//! next write, and that write is not attempted until it succeeds.
 
 use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, PoisonError, RwLock};
+use std::sync::{mpsc, Arc, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
 
 use super::format;
+use super::health::StoreHealth;
 use super::index::Index;
 use super::io::LogIo;
 use super::keys;
@@ -151,7 +168,7 @@ pub struct Writer {
     pub identity: Option<Identity>,
     pub observer: Option<Arc<dyn CommitObserver>>,
     pub max_batch_entries: usize,
-    pub failed: Option<Arc<io::Error>>,
+    pub health: Arc<StoreHealth>,
     pub lock: DirLock,
 }
 
@@ -170,16 +187,8 @@ struct Sealed {
     /// Keys of keyed records: (position in `committed`, key), in order.
     keys: Vec<(usize, IdempotencyKey)>,
     answers: Vec<Answer>,
-}
-
-/// The first failed write or sync; after it every request fails.
-type Failure = Arc<Mutex<Option<Arc<io::Error>>>>;
-
-fn failure(failed: &Failure) -> Option<Arc<io::Error>> {
-    failed
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone()
+    /// The failure epoch it was planned in (see the module docs).
+    epoch: u64,
 }
 
 /// The planning half of the writer: assigns positions, checks placements, signs.
@@ -193,7 +202,9 @@ struct Planner {
     /// Batches handed to the syncer, and batches it has finished (durable or failed).
     sent: u64,
     finished: Arc<AtomicU64>,
-    failed: Failure,
+    /// Failures so far (bumped by the syncer), and the value the view was planned under.
+    epoch: Arc<AtomicU64>,
+    epoch_seen: u64,
 }
 
 /// The durable half: writes, syncs, publishes to the index, notifies, replies.
@@ -205,7 +216,14 @@ struct Syncer {
     index: Arc<RwLock<Index>>,
     observer: Option<Arc<dyn CommitObserver>>,
     finished: Arc<AtomicU64>,
-    failed: Failure,
+    epoch: Arc<AtomicU64>,
+    health: Arc<StoreHealth>,
+    /// The error of the latest failure: what batches of earlier epochs are failed with.
+    last_error: Option<Arc<io::Error>>,
+    /// A failure left bytes past `end` that must be cut before the next write.
+    needs_recovery: bool,
+    /// Offset of the last durable record, re-read by a recovery.
+    last_record: Option<u64>,
 }
 
 /// The planner's verdict on a keyed own request.
@@ -252,11 +270,11 @@ impl Writer {
             identity,
             observer,
             max_batch_entries,
-            failed,
+            health,
             lock,
         } = self;
         let file = Arc::new(file);
-        let failed: Failure = Arc::new(Mutex::new(failed));
+        let epoch = Arc::new(AtomicU64::new(0));
         let finished = Arc::new(AtomicU64::new(0));
         let syncer = Syncer {
             file: file.clone(),
@@ -266,7 +284,11 @@ impl Writer {
             index: index.clone(),
             observer,
             finished: finished.clone(),
-            failed: failed.clone(),
+            epoch: epoch.clone(),
+            health: health.clone(),
+            last_error: None,
+            needs_recovery: false,
+            last_record: None,
         };
         // Unbounded, yet bounded in practice: every sealed batch answers requesters that
         // are waiting for it, so the queue never holds more than the appends in flight.
@@ -282,17 +304,15 @@ impl Writer {
             keys_in_flight: HashMap::new(),
             sent: 0,
             finished,
-            failed,
+            epoch,
+            epoch_seen: 0,
         };
         let syncer = match syncer {
             Ok(handle) => handle,
             Err(e) => {
                 // Without a second thread there is nobody to sync: fail every request.
+                health.fail(format!("spawn the sync thread: {e}"), now_ms());
                 let e = Arc::new(e);
-                *planner
-                    .failed
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(e.clone());
                 while let Ok(request) = requests.recv() {
                     fail(request, AppendError::Io(e.clone()));
                 }
@@ -406,16 +426,13 @@ impl Planner {
 
     /// Plans and signs one batch; the syncer makes it durable and answers.
     fn commit(&mut self, batch: Vec<Request>) -> Sealed {
-        if let Some(err) = failure(&self.failed) {
-            let answers = batch
-                .into_iter()
-                .filter_map(|request| request.into_failed_answer(&err))
-                .collect();
-            return Sealed {
-                committed: Vec::new(),
-                keys: Vec::new(),
-                answers,
-            };
+        let epoch = self.epoch.load(Ordering::Acquire);
+        if epoch != self.epoch_seen {
+            // A write failed: what was in flight will never be durable, so plan from the
+            // index alone (every batch of the old epoch is failed by the syncer).
+            self.feeds.clear();
+            self.keys_in_flight.clear();
+            self.epoch_seen = epoch;
         }
         self.refresh_feeds();
         let mut feeds = std::mem::take(&mut self.feeds);
@@ -509,6 +526,7 @@ impl Planner {
             committed,
             keys,
             answers,
+            epoch,
         }
     }
 
@@ -647,20 +665,22 @@ impl Syncer {
     }
 
     /// Makes the batches durable with one write and one sync, publishes them, notifies the
-    /// observer and answers everyone, batch by batch in planning order.
+    /// observer and answers everyone, batch by batch in planning order. Batches planned
+    /// before the latest failure are failed unwritten (see the module docs).
     fn finish(&mut self, batches: Vec<Sealed>) {
-        let result = match failure(&self.failed) {
-            Some(err) => Err(err),
-            None => self.write(&batches).map_err(|err| {
-                let err = Arc::new(err);
-                tracing::error!(error = %err, "store write failed; the writer stops accepting appends");
-                *self.failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(err.clone());
-                err
-            }),
-        };
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let (fresh, stale): (Vec<Sealed>, Vec<Sealed>) =
+            batches.into_iter().partition(|b| b.epoch == epoch);
+        for batch in stale {
+            let err = self.failure_error();
+            for answer in batch.answers {
+                self.fail(answer, AppendError::Io(err.clone()));
+            }
+        }
+        let result = self.make_durable(&fresh);
         for Sealed {
             committed, answers, ..
-        } in batches
+        } in fresh
         {
             if let Err(err) = &result {
                 for answer in answers {
@@ -697,6 +717,94 @@ impl Syncer {
                 }
             }
         }
+    }
+
+    /// Recovers if a failure asked for it, then writes and syncs the batches' records. Any
+    /// failure starts a new epoch and degrades the store.
+    fn make_durable(&mut self, batches: &[Sealed]) -> Result<(), Arc<io::Error>> {
+        if batches.iter().all(|b| b.committed.is_empty()) {
+            return Ok(());
+        }
+        if self.needs_recovery {
+            if let Err(e) = self.recover() {
+                return Err(self.record_failure("recover the log's tail", e));
+            }
+        }
+        match self.write(batches) {
+            Ok(()) => {
+                if let Some(spell) = self.health.succeed() {
+                    tracing::info!(
+                        after_ms = now_ms().saturating_sub(spell.since_ms),
+                        failure = %spell.reason,
+                        "store writes resumed"
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let err = self.record_failure("write the log", e);
+                // Cut the unacknowledged bytes now rather than at the next write, so the
+                // file holds only durable records while nobody writes.
+                if let Err(e) = self.recover() {
+                    self.record_failure("recover the log's tail", e);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Starts a new failure epoch and degrades the store; returns the error to answer with.
+    fn record_failure(&mut self, what: &str, e: io::Error) -> Arc<io::Error> {
+        let reason = format!("{what}: {e}");
+        tracing::error!(
+            error = %reason,
+            durable_end = self.end,
+            "store write failed; appends fail until the log is recovered and a write succeeds"
+        );
+        self.health.fail(reason, now_ms());
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.needs_recovery = true;
+        let err = Arc::new(e);
+        self.last_error = Some(err.clone());
+        err
+    }
+
+    /// The error batches of a past epoch are failed with.
+    fn failure_error(&self) -> Arc<io::Error> {
+        self.last_error
+            .clone()
+            .unwrap_or_else(|| Arc::new(io::Error::other("an earlier write of the log failed")))
+    }
+
+    /// Cuts the file back to the durable end, syncs the cut, and checks what is left: the
+    /// file's length, and the last durable record re-read from the file.
+    fn recover(&mut self) -> io::Result<()> {
+        self.io.set_len(&self.file, self.end)?;
+        self.io.sync_data(&self.file)?;
+        let len = self.io.len(&self.file)?;
+        if len != self.end {
+            return Err(io::Error::other(format!(
+                "the log is {len} bytes after being cut back to its durable end {}",
+                self.end
+            )));
+        }
+        if let Some(offset) = self.last_record {
+            format::read_record_at(&self.file, offset, self.end).map_err(|fault| match fault {
+                format::ReadFault::Io(e) => e,
+                format::ReadFault::Bad(reason) => io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the last durable record, at offset {offset}, reads back bad: {reason}"
+                    ),
+                ),
+            })?;
+        }
+        self.needs_recovery = false;
+        tracing::info!(
+            durable_end = self.end,
+            "cut the log back to its durable end"
+        );
+        Ok(())
     }
 
     /// Fails one answer of a batch whose write failed. A replay whose entry became durable
@@ -750,12 +858,9 @@ impl Syncer {
             .io
             .write_all_at(&self.file, &buf, self.end)
             .and_then(|()| self.io.sync_data(&self.file));
-        if let Err(e) = result {
-            // Best effort: drop the unsynced bytes so a reader or reopen never sees them.
-            let _ = self.io.set_len(&self.file, self.end);
-            return Err(e);
-        }
+        result?;
         self.end += buf.len() as u64;
+        self.last_record = offsets.last().copied();
         let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
         let mut offsets = offsets.into_iter();
         for batch in batches {
@@ -796,21 +901,6 @@ impl Answer {
         match self {
             Answer::Own(_, reply) | Answer::Replay { reply, .. } => reply.send(Err(err)),
             Answer::Foreign(_, reply) => reply.send(Err(err)),
-        }
-    }
-}
-
-impl Request {
-    /// The answer that fails this request (none for a shutdown marker).
-    fn into_failed_answer(self, err: &Arc<io::Error>) -> Option<Answer> {
-        match self {
-            Request::Own { reply, .. } => {
-                Some(Answer::Own(Err(AppendError::Io(err.clone())), reply))
-            }
-            Request::Foreign { reply, .. } => {
-                Some(Answer::Foreign(Err(AppendError::Io(err.clone())), reply))
-            }
-            Request::Shutdown => None,
         }
     }
 }

@@ -298,6 +298,7 @@ pub fn entries(
     feed.iter().map(|(e, _)| e.clone()).collect()
 }
 
+pub mod faulty_io;
 pub mod held_io;
 pub mod net;
 pub mod peer;
