@@ -61,6 +61,10 @@ pub struct StoreOptions {
     pub max_batch_entries: usize,
     /// The writer's file operations: [`io::SystemIo`] unless a test makes them slow or fail.
     pub io: Arc<dyn io::LogIo>,
+    /// How long an idle writer waits before it writes a commit marker covering its last
+    /// write ([`writer::IDLE_MARKER_DELAY`]). `None` writes none until the store closes:
+    /// only for tests that count the file operations one by one.
+    pub idle_marker_delay: Option<std::time::Duration>,
 }
 
 impl Default for StoreOptions {
@@ -69,6 +73,7 @@ impl Default for StoreOptions {
             read_only: false,
             max_batch_entries: MAX_BATCH_ENTRIES,
             io: Arc::new(io::SystemIo),
+            idle_marker_delay: Some(writer::IDLE_MARKER_DELAY),
         }
     }
 }
@@ -266,6 +271,7 @@ impl Store {
             observer,
             max_batch_entries: options.max_batch_entries.max(1),
             health: health.clone(),
+            idle_marker_delay: options.idle_marker_delay,
             lock,
         };
         let (sender, receiver) = mpsc::channel();

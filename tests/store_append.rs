@@ -228,19 +228,40 @@ fn own_append_needs_identity_and_short_data() {
     ));
 }
 
+/// A value-only entry is 166 bytes on disk; each write adds one 16-byte commit marker
+/// before its records, and an idle or closing store one after the last write.
 #[test]
-fn value_only_entry_takes_166_bytes() {
+fn value_only_entry_takes_166_bytes_and_a_write_16_more_for_its_marker() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = Store::open(dir.path(), Some(identity(1)), None).unwrap();
-    store.append_own(1, String::new()).unwrap();
     let before = std::fs::metadata(dir.path().join("entries.log"))
         .unwrap()
         .len();
-    store.append_own(2, String::new()).unwrap();
+    assert_eq!(before, 12, "a new log is its header");
+    let id = identity(2);
+    let mut prev = None;
+    let batch: Vec<Entry> = (1..=100u64)
+        .map(|seq| {
+            let (entry, hash) = UnsignedEntry {
+                author: id.author(),
+                seq,
+                timestamp: seq,
+                prev,
+                value: 1,
+                data: String::new(),
+            }
+            .sign(&id);
+            prev = Some(hash);
+            entry
+        })
+        .collect();
+    store.append_entries(batch).unwrap();
+    store.sync_and_close().unwrap();
     let after = std::fs::metadata(dir.path().join("entries.log"))
         .unwrap()
         .len();
-    assert_eq!(after - before, 166);
+    // The first entry has no `prev`: 32 bytes shorter.
+    assert_eq!(after - before, 16 + (166 - 32) + 99 * 166 + 16);
 }
 
 #[test]

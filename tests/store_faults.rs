@@ -19,8 +19,11 @@ use kappalog::store::{Outcome, Store, StoreOptions};
 const STEPS: u64 = 8;
 
 fn open(dir: &Path, io: &Arc<FaultyIo>) -> Store {
+    // No idle commit markers: each case fails one counted call of one operation, so the
+    // calls must come from the appends alone (`an_idle_marker_that_fails_...` covers them).
     let options = StoreOptions {
         io: io.clone(),
+        idle_marker_delay: None,
         ..StoreOptions::default()
     };
     Store::open_with_options(dir, &options, Some(identity(1)), None)
@@ -226,4 +229,42 @@ fn concurrent_appenders_through_a_failed_sync_get_the_truth() {
     let mut seqs: Vec<u64> = held.values().map(|e| e.seq).collect();
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=acked.len() as u64).collect::<Vec<_>>());
+}
+
+/// The commit marker an idle store writes after its last append can fail too: the store is
+/// degraded (nothing acknowledged is at risk: the marker covers entries already durable), and
+/// the next append recovers and writes once the fault is gone.
+#[test]
+fn an_idle_marker_that_fails_degrades_the_store_until_a_write_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = Arc::new(FaultyIo::default());
+    let store = Store::open_with_options(
+        dir.path(),
+        &StoreOptions {
+            io: io.clone(),
+            ..StoreOptions::default()
+        },
+        Some(identity(1)),
+        None,
+    )
+    .unwrap()
+    .0;
+    let (first, first_hash) = store.append_own(1, String::new()).unwrap();
+    io.fail_from_now(Op::Write, Fault::Eio);
+    common::wait_until("the idle marker's write to fail", || {
+        store.health().degraded().is_some()
+    });
+    let spell = store.health().degraded().unwrap();
+    assert!(spell.reason.contains("commit marker"), "{}", spell.reason);
+    assert!(store.append_own(2, String::new()).is_err());
+    io.heal();
+    let (second, second_hash) = store.append_own(3, String::new()).unwrap();
+    assert_eq!(second.seq, 2);
+    assert!(store.health().degraded().is_none());
+    store.sync_and_close().unwrap();
+    let held = held(dir.path());
+    assert_eq!(
+        held,
+        BTreeMap::from([(first_hash, first), (second_hash, second)])
+    );
 }

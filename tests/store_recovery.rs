@@ -16,16 +16,37 @@ fn log_path(dir: &Path) -> std::path::PathBuf {
     dir.join("entries.log")
 }
 
-/// Writes `n` entries of one feed; returns each record's start offset and the file length.
+/// Writes `n` entries of one feed, one write each; returns each entry record's start offset
+/// and the file length. Every write begins with a commit marker, and the closing store
+/// writes one after the last record.
 fn build(dir: &Path, n: u64) -> (Vec<u64>, u64) {
     let (store, _) = Store::open(dir, None, None).unwrap();
-    let mut offsets = vec![];
     for (entry, _) in feed(&identity(3), n) {
-        offsets.push(std::fs::metadata(log_path(dir)).unwrap().len());
         store.append_entries(vec![entry]).unwrap();
     }
     store.sync_and_close().unwrap();
-    (offsets, std::fs::metadata(log_path(dir)).unwrap().len())
+    let bytes = std::fs::read(log_path(dir)).unwrap();
+    let records = common::log_records(&bytes);
+    assert!(
+        records.last().unwrap().2,
+        "the log ends with a commit marker"
+    );
+    let offsets = records
+        .iter()
+        .filter(|&&(_, _, marker)| !marker)
+        .map(|&(at, _, _)| at)
+        .collect();
+    (offsets, bytes.len() as u64)
+}
+
+/// The end of the record starting at `offset` in `dir`'s log.
+fn record_end(dir: &Path, offset: u64) -> u64 {
+    let bytes = std::fs::read(log_path(dir)).unwrap();
+    common::log_records(&bytes)
+        .into_iter()
+        .find(|&(at, _, _)| at == offset)
+        .unwrap()
+        .1
 }
 
 fn corrupt_offset(err: StoreError) -> u64 {
@@ -40,8 +61,21 @@ fn torn_tail_at_every_byte_of_the_last_record_is_truncated() {
     let src = tempfile::tempdir().unwrap();
     let (offsets, full) = build(src.path(), 3);
     let last = offsets[2];
+    let last_end = record_end(src.path(), last);
     let bytes = std::fs::read(log_path(src.path())).unwrap();
-    for cut in last + 1..full {
+    // A cut in the closing marker tears only the marker: every entry stays.
+    for cut in last_end + 1..full {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(log_path(dir.path()), &bytes[..cut as usize]).unwrap();
+        let (store, report) = Store::open(dir.path(), None, None).unwrap();
+        assert_eq!(
+            (report.entries, report.truncated_at),
+            (3, Some(last_end)),
+            "cut {cut}"
+        );
+        store.sync_and_close().unwrap();
+    }
+    for cut in last + 1..last_end {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(log_path(dir.path()), &bytes[..cut as usize]).unwrap();
         let (reader, report) = StoreReader::open_read_only(dir.path()).unwrap();
@@ -62,15 +96,54 @@ fn torn_tail_at_every_byte_of_the_last_record_is_truncated() {
     }
 }
 
+/// A crash in the middle of the last write: its record's last byte never reached the disk,
+/// and neither did a commit marker after it.
 #[test]
 fn torn_final_record_with_bad_checksum_is_truncated() {
     let dir = tempfile::tempdir().unwrap();
-    let (offsets, full) = build(dir.path(), 3);
+    let (offsets, _) = build(dir.path(), 3);
+    let end = record_end(dir.path(), offsets[2]) as usize;
     let mut bytes = std::fs::read(log_path(dir.path())).unwrap();
-    bytes[full as usize - 1] ^= 0xff;
+    bytes.truncate(end);
+    bytes[end - 1] ^= 0xff;
     std::fs::write(log_path(dir.path()), &bytes).unwrap();
     let (_, report) = Store::open(dir.path(), None, None).unwrap();
     assert_eq!((report.entries, report.truncated_at), (2, Some(offsets[2])));
+}
+
+/// The same damage to the last record with the commit marker after it intact: the record
+/// was synced before the marker was written, so it was acknowledged, and a crash cannot tear
+/// it. That is damage: the open refuses, naming the record's offset, and changes nothing.
+#[test]
+fn damage_to_the_last_acknowledged_record_is_refused_not_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let (offsets, _) = build(dir.path(), 3);
+    let end = record_end(dir.path(), offsets[2]) as usize;
+    let mut bytes = std::fs::read(log_path(dir.path())).unwrap();
+    bytes[end - 1] ^= 0xff;
+    std::fs::write(log_path(dir.path()), &bytes).unwrap();
+    let err = Store::open(dir.path(), None, None).err().unwrap();
+    assert_eq!(corrupt_offset(err), offsets[2]);
+    assert_eq!(std::fs::read(log_path(dir.path())).unwrap(), bytes);
+    let err = StoreReader::open_read_only(dir.path()).err().unwrap();
+    assert_eq!(corrupt_offset(err), offsets[2]);
+}
+
+/// The attack of issue 11: a length field overwritten so the record seems to run past the
+/// end of the file (which alone reads as a torn tail) ten records before the end. The
+/// records after it were acknowledged: the markers after them say so, and the open refuses.
+#[test]
+fn a_length_field_pointing_past_the_end_before_markers_is_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let (offsets, _) = build(dir.path(), 12);
+    let mut bytes = std::fs::read(log_path(dir.path())).unwrap();
+    let at = offsets[2] as usize;
+    bytes[at..at + 4].copy_from_slice(&0x109e_u32.to_le_bytes());
+    std::fs::write(log_path(dir.path()), &bytes).unwrap();
+    let err = Store::open(dir.path(), None, None).err().unwrap();
+    assert!(err.to_string().contains("commit marker"), "{err}");
+    assert_eq!(corrupt_offset(err), offsets[2]);
+    assert_eq!(std::fs::read(log_path(dir.path())).unwrap(), bytes);
 }
 
 #[test]
@@ -197,7 +270,8 @@ fn damage_is_found_in_every_chunk_of_a_long_log() {
     assert!(bytes.len() > 3 * SCAN_CHUNK_BYTES, "{} bytes", bytes.len());
 
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(log_path(dir.path()), &bytes[..bytes.len() - 10]).unwrap();
+    let last_end = common::last_entry_end(&log_path(src.path())) as usize;
+    std::fs::write(log_path(dir.path()), &bytes[..last_end - 10]).unwrap();
     let (reader, report) = StoreReader::open_read_only(dir.path()).unwrap();
     assert_eq!(reader.len(), n - 1);
     assert!(report.truncated_at.is_some());

@@ -19,8 +19,10 @@ use kappalog::store::StoreOptions;
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(200);
 
 fn open(dir: &std::path::Path, io: &Arc<HeldIo>) -> Node {
+    // No idle commit markers: the tests count fdatasync calls one by one.
     let options = StoreOptions {
         io: io.clone(),
+        idle_marker_delay: None,
         ..StoreOptions::default()
     };
     Node::open_with_store_options(dir, identity(1), &options)
@@ -35,8 +37,7 @@ fn config() -> HttpConfig {
     }
 }
 
-/// A node in `dir` whose fsyncs `io` controls, served over TCP, after one keyed append: the
-/// first keyed append upgrades the log header with a sync of its own, done before the test.
+/// A node in `dir` whose fsyncs `io` controls, served over TCP, after one keyed append.
 fn serve_warm(dir: &std::path::Path) -> (Arc<HeldIo>, Node, Served) {
     let io = Arc::new(HeldIo::default());
     let node = open(dir, &io);

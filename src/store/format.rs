@@ -1,6 +1,6 @@
 //! The log file's byte layout, and the scan that recovers it on open.
 //!
-//! # File layout, format versions 1 and 2
+//! # File layout, format versions 1 to 3
 //!
 //! The log is one file, `entries.log`, in the data directory. All integers in the framing are
 //! **little-endian** (the entry bytes inside a payload keep their own big-endian layout, see
@@ -35,27 +35,39 @@
 //! an unkeyed one, so the hash, the signature and the entry format (docs/FORMAT.md) are
 //! untouched, and the key is never exported, synced or hashed.
 //!
+//! - `M = 1` (bit 30 of the length field, a **commit marker**, format version 3; `K` is then
+//!   0): `n` is 8 and the payload is the u64 byte offset at which the marker itself starts.
+//!   A marker holds no entry; readers skip it. It says: *every byte before me had been made
+//!   durable by a completed `fdatasync` when I was written.* The writer starts every write
+//!   with one (at the durable end it is about to append to), and an idle writer writes and
+//!   syncs one after its last write once nothing more arrived for
+//!   [`super::writer::IDLE_MARKER_DELAY`] (20 ms), as does a closing one. So every record
+//!   except those of the last write before a crash, acknowledged less than ~20 ms before it,
+//!   has a marker after it. The offset in the payload makes a marker *self-locating*: a
+//!   search can recognise one at any byte offset, without the framing before it (a marker
+//!   whose checksum holds but which names another offset is damage).
+//!
 //! A value-only entry (no data) is 158 payload bytes, 166 bytes on disk; a key of `k` bytes
-//! adds `k + 1`. Records of all feeds are interleaved in commit order; within a feed, seqs
+//! adds `k + 1`; each write adds a 16-byte marker before its records. Records of all feeds are interleaved in commit order; within a feed, seqs
 //! appear in order 1, 2, 3, ... and each record's `prev` is the hash of the feed's previous
 //! record (the hash chain).
 //!
 //! ## The header version
 //!
-//! The version names the oldest format that reads the whole file: `1` while no record is
-//! keyed, `2` once one may be. A new file is created as version 1, and stays byte-for-byte a
-//! version 1 file (readable by every kappalog) until the first keyed append. Before that
-//! append's records are written, the writer rewrites bytes 8..12 to `2` and `fdatasync`s
-//! them (once in the file's life): a kappalog that only knows version 1 then refuses the file
-//! ("unsupported store format version 2") instead of taking the key flag for an
-//! out-of-range length, which it would cut off as a torn tail if the record were the last.
-//! The 4 bytes lie in the file's first sector, so a crash leaves either version, and the
-//! version is durable before any keyed record is written.
+//! The version names the oldest format that reads the whole file: `1` (no keyed records, no
+//! markers, written by kappalog before idempotency keys), `2` (keyed records may appear),
+//! `3` (markers may appear too). This code creates new files as version 3. Before its first
+//! write into a file of version 1 or 2, the writer rewrites bytes 8..12 to `3` and
+//! `fdatasync`s them (once in the file's life): an older kappalog then refuses the file
+//! ("... written by a newer kappalog") instead of taking the marker flag for an out-of-range
+//! length, which it would cut off as a torn tail if the marker were the last record. The 4
+//! bytes lie in the file's first sector, so a crash leaves either version, and the version
+//! is durable before any marker is written. Records already in the file are untouched.
 //!
-//! A reader accepts keyed records under either version (a read-only open that read the
-//! header before the upgrade sees keyed records appended after it). A version other than 1
-//! or 2 is refused as [`super::StoreError::BadHeader`]; a higher one names itself as written
-//! by a newer kappalog.
+//! A reader accepts keyed records and markers under any version (a read-only open that read
+//! the header before the upgrade sees records appended after it). A version other than 1 to
+//! 3 is refused as [`super::StoreError::BadHeader`]; a higher one names itself as written by
+//! a newer kappalog.
 //!
 //! # Recovery rule
 //!
@@ -75,6 +87,16 @@
 //! offset and byte count, and reports both in the [`super::OpenReport`]. A read-only open
 //! treats the tail as the end of the log and leaves the file alone (a writer may be in the
 //! middle of appending it).
+//!
+//! **Unless a marker follows.** Shapes 1-3 are also what damage to an acknowledged record can
+//! look like (a length field overwritten to point past the end of the file, a flipped bit in
+//! the last record). So before calling the bytes from `o` a torn tail, the open searches
+//! them, at every byte offset after `o`, for an intact marker naming its own offset
+//! ([`find_marker`]). If one is found, the record at `o` lies before bytes that were synced
+//! before that marker was written: it was acknowledged, a crash cannot have torn it, and the
+//! open fails as for damage (below), naming `o` and the marker's offset. The only records
+//! this cannot protect are those of the last write before a crash that came within the idle
+//! delay of their acknowledgement; for them the shape rules alone decide.
 //!
 //! Anything else is **damage** and the open fails with [`super::StoreError::Corrupt`] naming
 //! the byte offset of the record: a bad checksum or an out-of-range length with non-zero
@@ -102,8 +124,10 @@ pub const MAGIC: &[u8; 8] = b"kappalog";
 pub const STORE_FORMAT_V1: u32 = 1;
 /// The version of a file that may hold keyed records.
 pub const STORE_FORMAT_V2: u32 = 2;
+/// The version of a file that may hold keyed records and commit markers.
+pub const STORE_FORMAT_V3: u32 = 3;
 /// The newest version this code reads and writes.
-pub const STORE_FORMAT_VERSION: u32 = STORE_FORMAT_V2;
+pub const STORE_FORMAT_VERSION: u32 = STORE_FORMAT_V3;
 /// Bytes of the file header: magic + version.
 pub const FILE_HEADER_BYTES: u64 = 12;
 /// Where the version sits in the header (the writer rewrites it when it upgrades the file).
@@ -112,6 +136,12 @@ pub const VERSION_OFFSET: u64 = 8;
 pub const RECORD_HEADER_BYTES: usize = 8;
 /// Bit 31 of the length field: the payload ends with an idempotency key.
 pub const KEY_FLAG: u32 = 1 << 31;
+/// Bit 30 of the length field: the record is a commit marker (format version 3).
+pub const MARKER_FLAG: u32 = 1 << 30;
+/// A commit marker's payload: the u64 (little-endian) byte offset the marker starts at.
+pub const MARKER_PAYLOAD_BYTES: usize = 8;
+/// A commit marker on disk.
+pub const MARKER_RECORD_BYTES: u64 = (RECORD_HEADER_BYTES + MARKER_PAYLOAD_BYTES) as u64;
 /// The shortest keyed payload: the shortest entry, a 1-byte key and its length byte.
 pub const MIN_KEYED_PAYLOAD_BYTES: usize = MIN_ENCODED_BYTES + 2;
 /// The longest keyed payload: the longest entry, a 64-byte key and its length byte.
@@ -124,15 +154,16 @@ pub const MAX_RECORD_BYTES: usize = RECORD_HEADER_BYTES + MAX_KEYED_PAYLOAD_BYTE
 /// value-only records, plenty to keep both cores busy.
 pub const SCAN_CHUNK_BYTES: usize = 2 << 20;
 
-/// The 12 header bytes of a new file: version 1 (see the module docs on the header version).
+/// The 12 header bytes of a new file: the newest version (see the module docs on the
+/// header version).
 pub fn file_header() -> [u8; 12] {
     let mut out = [0u8; 12];
     out[..8].copy_from_slice(MAGIC);
-    out[8..].copy_from_slice(&STORE_FORMAT_V1.to_le_bytes());
+    out[8..].copy_from_slice(&STORE_FORMAT_VERSION.to_le_bytes());
     out
 }
 
-/// Checks a file header; returns its version (1 or 2), or why the file cannot be read.
+/// Checks a file header; returns its version (1 to 3), or why the file cannot be read.
 pub fn parse_file_header(header: &[u8; 12]) -> Result<u32, String> {
     if &header[..8] != MAGIC {
         return Err("magic bytes are not \"kappalog\"".into());
@@ -140,9 +171,9 @@ pub fn parse_file_header(header: &[u8; 12]) -> Result<u32, String> {
     let mut version = [0u8; 4];
     version.copy_from_slice(&header[8..]);
     match u32::from_le_bytes(version) {
-        v @ (STORE_FORMAT_V1 | STORE_FORMAT_V2) => Ok(v),
+        v @ (STORE_FORMAT_V1 | STORE_FORMAT_V2 | STORE_FORMAT_V3) => Ok(v),
         v if v > STORE_FORMAT_VERSION => Err(format!(
-            "store format version {v} was written by a newer kappalog (this one reads versions 1 and 2): use a newer kappalog"
+            "store format version {v} was written by a newer kappalog (this one reads versions 1 to 3): use a newer kappalog"
         )),
         v => Err(format!("unsupported store format version {v}")),
     }
@@ -174,13 +205,71 @@ pub fn encode_keyed_record(entry: &Entry, key: Option<&IdempotencyKey>, out: &mu
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// A parsed record header whose length is within the limits for its flag.
+/// Appends a commit marker for byte `offset` (where it is written) to `out`.
+pub fn encode_marker(offset: u64, out: &mut Vec<u8>) {
+    let payload = offset.to_le_bytes();
+    // MARKER_PAYLOAD_BYTES is 8: far below the flag bits.
+    let field = MARKER_FLAG | MARKER_PAYLOAD_BYTES as u32;
+    out.extend_from_slice(&field.to_le_bytes());
+    out.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+}
+
+/// The first byte offset in `[from, to)` where an intact commit marker naming that very
+/// offset starts, if any. Used only when the open finds a record that is not intact: a
+/// marker after it proves the bytes before the marker were synced (see the recovery rule).
+/// The search reads the file in chunks and tests every byte offset, because a damaged
+/// length field leaves no framing to follow.
+pub fn find_marker(file: &File, from: u64, to: u64) -> io::Result<Option<u64>> {
+    let field = (MARKER_FLAG | MARKER_PAYLOAD_BYTES as u32).to_le_bytes();
+    let record = usize::try_from(MARKER_RECORD_BYTES).unwrap_or(16);
+    let mut buf = vec![0u8; SCAN_CHUNK_BYTES];
+    let mut at = from;
+    while at.saturating_add(MARKER_RECORD_BYTES) <= to {
+        let n = usize::try_from((to - at).min(SCAN_CHUNK_BYTES as u64)).unwrap_or(record);
+        file.read_exact_at(&mut buf[..n], at)?;
+        let chunk = &buf[..n];
+        for i in 0..=n.saturating_sub(record) {
+            if chunk[i..i + 4] != field {
+                continue;
+            }
+            let mut crc = [0u8; 4];
+            crc.copy_from_slice(&chunk[i + 4..i + 8]);
+            let payload = &chunk[i + 8..i + record];
+            let mut named = [0u8; 8];
+            named.copy_from_slice(payload);
+            if crc32c::crc32c(payload) == u32::from_le_bytes(crc)
+                && u64::from_le_bytes(named) == at + i as u64
+            {
+                return Ok(Some(at + i as u64));
+            }
+        }
+        // Overlap by one record less a byte, so a marker across the chunk edge is seen.
+        let step = n.saturating_sub(record - 1).max(1);
+        at += step as u64;
+    }
+    Ok(None)
+}
+
+/// What a record is, by its length field's flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    Entry,
+    /// An entry followed by `key || k`.
+    KeyedEntry,
+    /// A commit marker: the payload names the record's own offset.
+    Marker,
+}
+
+/// A parsed record header whose length is within the limits for its flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordHeader {
     /// Payload bytes.
     pub len: usize,
     /// The key flag: the payload ends with `key || k`.
     pub keyed: bool,
+    /// The marker flag: a commit marker, no entry.
+    pub marker: bool,
     pub crc: u32,
 }
 
@@ -193,18 +282,22 @@ pub fn parse_record_header(header: &[u8; RECORD_HEADER_BYTES]) -> Result<RecordH
     let mut crc = [0u8; 4];
     crc.copy_from_slice(&header[4..]);
     let keyed = field & KEY_FLAG != 0;
-    let limits = if keyed {
-        MIN_KEYED_PAYLOAD_BYTES..=MAX_KEYED_PAYLOAD_BYTES
-    } else {
-        MIN_ENCODED_BYTES..=MAX_ENCODED_BYTES
+    let marker = field & MARKER_FLAG != 0;
+    let limits = match (keyed, marker) {
+        (false, false) => MIN_ENCODED_BYTES..=MAX_ENCODED_BYTES,
+        (true, false) => MIN_KEYED_PAYLOAD_BYTES..=MAX_KEYED_PAYLOAD_BYTES,
+        (false, true) => MARKER_PAYLOAD_BYTES..=MARKER_PAYLOAD_BYTES,
+        // No record is both.
+        (true, true) => return Err(field),
     };
-    let len = usize::try_from(field & !KEY_FLAG)
+    let len = usize::try_from(field & !(KEY_FLAG | MARKER_FLAG))
         .ok()
         .filter(|len| limits.contains(len))
         .ok_or(field)?;
     Ok(RecordHeader {
         len,
         keyed,
+        marker,
         crc: u32::from_le_bytes(crc),
     })
 }
@@ -225,10 +318,30 @@ pub enum RecordFault {
     Undecodable(String),
 }
 
+/// Checks a commit marker found at `offset`: its checksum, and that it names `offset`.
+pub fn check_marker(payload: &[u8], header: &RecordHeader, offset: u64) -> Result<(), RecordFault> {
+    if crc32c::crc32c(payload) != header.crc {
+        return Err(RecordFault::BadChecksum);
+    }
+    let mut named = [0u8; 8];
+    named.copy_from_slice(payload.get(..8).ok_or(RecordFault::BadChecksum)?);
+    match u64::from_le_bytes(named) {
+        n if n == offset => Ok(()),
+        n => Err(RecordFault::Undecodable(format!(
+            "a commit marker at offset {offset} names offset {n}"
+        ))),
+    }
+}
+
 /// Checks a payload's checksum and decodes it (entry, and key if the header says keyed).
 pub fn decode_payload(payload: &[u8], header: &RecordHeader) -> Result<Record, RecordFault> {
     if crc32c::crc32c(payload) != header.crc {
         return Err(RecordFault::BadChecksum);
+    }
+    if header.marker {
+        return Err(RecordFault::Undecodable(
+            "a commit marker where an entry was expected".into(),
+        ));
     }
     let (entry_bytes, key) = if header.keyed {
         let (entry_bytes, key) = split_key(payload).map_err(RecordFault::Undecodable)?;
@@ -434,10 +547,21 @@ pub fn walk(
             || -> Vec<Scanned> {
                 spans
                     .par_iter()
-                    .map(|(start, end, header)| Scanned {
-                        offset: pos + *start as u64,
-                        end: pos + *end as u64,
-                        decoded: decode_payload(&chunk[start + RECORD_HEADER_BYTES..*end], header),
+                    .filter_map(|(start, end, header)| {
+                        let offset = pos + *start as u64;
+                        let payload = &chunk[start + RECORD_HEADER_BYTES..*end];
+                        let decoded = if header.marker {
+                            // An intact marker holds no entry: the walk's callers never see
+                            // it. A bad one is a fault like any record's.
+                            check_marker(payload, header, offset).err().map(Err)?
+                        } else {
+                            decode_payload(payload, header)
+                        };
+                        Some(Scanned {
+                            offset,
+                            end: pos + *end as u64,
+                            decoded,
+                        })
                     })
                     .collect()
             },
@@ -618,17 +742,18 @@ mod tests {
     }
 
     #[test]
-    fn file_headers_of_version_1_and_2_are_read_and_others_refused() {
+    fn file_headers_of_versions_1_to_3_are_read_and_others_refused() {
         let with_version = |v: u32| {
             let mut h = file_header();
             h[8..].copy_from_slice(&v.to_le_bytes());
             parse_file_header(&h)
         };
-        assert_eq!(parse_file_header(&file_header()), Ok(STORE_FORMAT_V1));
+        assert_eq!(parse_file_header(&file_header()), Ok(STORE_FORMAT_V3));
+        assert_eq!(with_version(1), Ok(STORE_FORMAT_V1));
         assert_eq!(with_version(2), Ok(STORE_FORMAT_V2));
-        let newer = with_version(3).unwrap_err();
+        let newer = with_version(4).unwrap_err();
         assert!(
-            newer.contains("version 3 was written by a newer kappalog"),
+            newer.contains("version 4 was written by a newer kappalog"),
             "{newer}"
         );
         assert_eq!(
@@ -638,6 +763,59 @@ mod tests {
         let mut foreign = file_header();
         foreign[0] = b'K';
         assert!(parse_file_header(&foreign).unwrap_err().contains("magic"));
+    }
+
+    #[test]
+    fn a_marker_names_its_own_offset_and_is_never_an_entry() {
+        let mut bytes = vec![0xAAu8; 5];
+        encode_marker(5, &mut bytes);
+        assert_eq!(bytes.len() as u64, 5 + MARKER_RECORD_BYTES);
+        let (header, payload) = split(&bytes[5..]);
+        let header = header.unwrap();
+        assert!(header.marker && !header.keyed);
+        assert_eq!(check_marker(payload, &header, 5), Ok(()));
+        assert!(matches!(
+            check_marker(payload, &header, 6),
+            Err(RecordFault::Undecodable(reason)) if reason.contains("names offset 5")
+        ));
+        assert!(matches!(
+            decode_payload(payload, &header),
+            Err(RecordFault::Undecodable(_))
+        ));
+        // Both flags, or a marker of another length, are out of range.
+        let both = (KEY_FLAG | MARKER_FLAG | 8).to_le_bytes();
+        let long = (MARKER_FLAG | 9).to_le_bytes();
+        for field in [both, long] {
+            let mut h = [0u8; RECORD_HEADER_BYTES];
+            h[..4].copy_from_slice(&field);
+            assert!(parse_record_header(&h).is_err());
+        }
+    }
+
+    #[test]
+    fn find_marker_finds_only_an_intact_marker_at_the_offset_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut bytes = vec![7u8; 3 * SCAN_CHUNK_BYTES];
+        // A copy of a marker at the wrong place, then one with a flipped byte, then a good
+        // one straddling a chunk edge.
+        let mut wrong = Vec::new();
+        encode_marker(100, &mut wrong);
+        bytes[1_000..1_016].copy_from_slice(&wrong);
+        let mut flipped = Vec::new();
+        encode_marker(2_000, &mut flipped);
+        flipped[12] ^= 1;
+        bytes[2_000..2_016].copy_from_slice(&flipped);
+        let at = SCAN_CHUNK_BYTES - 7;
+        let mut good = Vec::new();
+        encode_marker(at as u64, &mut good);
+        bytes[at..at + 16].copy_from_slice(&good);
+        std::fs::write(&path, &bytes).unwrap();
+        let file = File::open(&path).unwrap();
+        let len = bytes.len() as u64;
+        assert_eq!(find_marker(&file, 0, len).unwrap(), Some(at as u64));
+        assert_eq!(find_marker(&file, at as u64 + 1, len).unwrap(), None);
+        assert_eq!(find_marker(&file, 0, at as u64 + 15).unwrap(), None);
     }
 
     fn arb_key() -> impl Strategy<Value = Option<IdempotencyKey>> {

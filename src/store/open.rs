@@ -103,6 +103,10 @@ pub fn open_log(dir: &Path, writable: bool) -> Result<Opened, StoreError> {
     })
     .map_err(|e| StoreError::io(ctx("read"), e))?;
 
+    if damage.is_none() && stop == ScanStop::Clean {
+        // Every byte is an intact record, trailing commit markers included.
+        valid_end = file_len;
+    }
     let verdict = match (damage, stop) {
         (Some(Ok(damage)), _) => Some(damage),
         (Some(Err(kind)), _) => Some(
@@ -114,6 +118,12 @@ pub fn open_log(dir: &Path, writable: bool) -> Result<Opened, StoreError> {
             classify_fault(&file, file_len, offset, &kind)
                 .map_err(|e| StoreError::io(ctx("read"), e))?,
         ),
+    };
+    let verdict = match verdict {
+        Some(Damage::TornTail { offset }) => Some(
+            tail_or_damage(&file, file_len, offset).map_err(|e| StoreError::io(ctx("read"), e))?,
+        ),
+        other => other,
     };
     match verdict {
         None => {}
@@ -148,6 +158,21 @@ pub fn open_log(dir: &Path, writable: bool) -> Result<Opened, StoreError> {
         version,
         index,
         report,
+    })
+}
+
+/// A record at `offset` that the format's shape rules would call a torn tail is damage if
+/// an intact commit marker follows it: the marker was written only after every byte before
+/// it was synced, so those bytes were acknowledged, and a crash cannot have torn them.
+fn tail_or_damage(file: &File, file_len: u64, offset: u64) -> std::io::Result<Damage> {
+    Ok(match format::find_marker(file, offset + 1, file_len)? {
+        None => Damage::TornTail { offset },
+        Some(marker) => Damage::Corrupt {
+            offset,
+            reason: format!(
+                "record is not intact, and a commit marker at offset {marker} shows it was synced before (acknowledged data, not a torn tail)"
+            ),
+        },
     })
 }
 
@@ -192,7 +217,7 @@ fn open_short(
     }
     Ok(Opened {
         file,
-        version: format::STORE_FORMAT_V1,
+        version: format::STORE_FORMAT_VERSION,
         index: Index::new(format::FILE_HEADER_BYTES),
         report,
     })

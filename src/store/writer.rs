@@ -93,6 +93,12 @@ use crate::validate::{self, FeedHead, Placement, ValidationError};
 /// Below this many signatures a second core costs more in hand-off than it saves.
 const MIN_SIGN_CHUNK: usize = 8;
 
+/// How long the syncer waits for more work after a write before it writes a commit marker
+/// covering that write (see the recovery rule in [`super::format`]). Under load the next
+/// write's leading marker covers it for free; only an idle store pays for one more
+/// `fdatasync`, and only this long after its last append.
+pub const IDLE_MARKER_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Where a reply goes: a blocking caller or an async one.
 pub enum Reply<T> {
     Blocking(mpsc::SyncSender<T>),
@@ -169,6 +175,7 @@ pub struct Writer {
     pub observer: Option<Arc<dyn CommitObserver>>,
     pub max_batch_entries: usize,
     pub health: Arc<StoreHealth>,
+    pub idle_marker_delay: Option<std::time::Duration>,
     pub lock: DirLock,
 }
 
@@ -224,6 +231,9 @@ struct Syncer {
     needs_recovery: bool,
     /// Offset of the last durable record, re-read by a recovery.
     last_record: Option<u64>,
+    /// Records were written since the last commit marker: write one when idle.
+    marker_due: bool,
+    idle_marker_delay: Option<std::time::Duration>,
 }
 
 /// The planner's verdict on a keyed own request.
@@ -271,6 +281,7 @@ impl Writer {
             observer,
             max_batch_entries,
             health,
+            idle_marker_delay,
             lock,
         } = self;
         let file = Arc::new(file);
@@ -289,6 +300,8 @@ impl Writer {
             last_error: None,
             needs_recovery: false,
             last_record: None,
+            marker_due: false,
+            idle_marker_delay,
         };
         // Unbounded, yet bounded in practice: every sealed batch answers requesters that
         // are waiting for it, so the queue never holds more than the appends in flight.
@@ -648,7 +661,30 @@ impl Planner {
 
 impl Syncer {
     fn run(mut self, sealed: mpsc::Receiver<Sealed>) {
-        while let Ok(first) = sealed.recv() {
+        loop {
+            let idle_delay = self.idle_marker_delay.filter(|_| self.marker_due);
+            let first = if let Some(delay) = idle_delay {
+                match sealed.recv_timeout(delay) {
+                    Ok(first) => first,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        self.write_idle_marker();
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        self.write_idle_marker();
+                        break;
+                    }
+                }
+            } else {
+                match sealed.recv() {
+                    Ok(first) => first,
+                    Err(_) => {
+                        // Closing: cover the last write with a marker either way.
+                        self.write_idle_marker();
+                        break;
+                    }
+                }
+            };
             let mut batches = vec![first];
             while let Ok(more) = sealed.try_recv() {
                 batches.push(more);
@@ -840,11 +876,13 @@ impl Syncer {
         if count == 0 {
             return Ok(());
         }
-        let keyed = batches.iter().any(|b| !b.keys.is_empty());
-        if keyed && self.version < format::STORE_FORMAT_V2 {
+        if self.version < format::STORE_FORMAT_V3 {
             self.upgrade_header()?;
         }
-        let mut buf = Vec::with_capacity(count * 200);
+        let mut buf = Vec::with_capacity(count * 200 + 16);
+        // Every write starts with a commit marker: all before it is durable (see the
+        // recovery rule in `format`).
+        format::encode_marker(self.end, &mut buf);
         let mut offsets = Vec::with_capacity(count);
         for batch in batches {
             let mut keys = batch.keys.iter().peekable();
@@ -861,6 +899,7 @@ impl Syncer {
         result?;
         self.end += buf.len() as u64;
         self.last_record = offsets.last().copied();
+        self.marker_due = true;
         let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
         let mut offsets = offsets.into_iter();
         for batch in batches {
@@ -877,22 +916,54 @@ impl Syncer {
         Ok(())
     }
 
-    /// Rewrites the header's version to 2 and syncs it, before the first keyed record is
-    /// written (see the header rule in [`super::format`]).
+    /// Rewrites the header's version to 3 and syncs it, before the first record this code
+    /// writes into a file of an older version (see the header rule in [`super::format`]).
     fn upgrade_header(&mut self) -> io::Result<()> {
         self.io
             .write_all_at(
                 &self.file,
-                &format::STORE_FORMAT_V2.to_le_bytes(),
+                &format::STORE_FORMAT_V3.to_le_bytes(),
                 format::VERSION_OFFSET,
             )
             .and_then(|()| self.io.sync_data(&self.file))?;
         tracing::info!(
-            version = format::STORE_FORMAT_V2,
-            "upgraded the log's header for its first idempotency key"
+            from = self.version,
+            to = format::STORE_FORMAT_V3,
+            "upgraded the log's header version before writing to it"
         );
-        self.version = format::STORE_FORMAT_V2;
+        self.version = format::STORE_FORMAT_V3;
         Ok(())
+    }
+
+    /// Writes and syncs a commit marker at the end, so the records of the last write are
+    /// covered by one (see the recovery rule in [`super::format`]). Skipped while a failure
+    /// waits for its recovery: the next append recovers first.
+    fn write_idle_marker(&mut self) {
+        if !self.marker_due || self.needs_recovery {
+            return;
+        }
+        let mut buf = Vec::with_capacity(16);
+        format::encode_marker(self.end, &mut buf);
+        let result = self
+            .io
+            .write_all_at(&self.file, &buf, self.end)
+            .and_then(|()| self.io.sync_data(&self.file));
+        match result {
+            Ok(()) => {
+                self.end += buf.len() as u64;
+                self.marker_due = false;
+                self.index
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .end = self.end;
+            }
+            Err(e) => {
+                self.record_failure("write a commit marker", e);
+                if let Err(e) = self.recover() {
+                    self.record_failure("recover the log's tail", e);
+                }
+            }
+        }
     }
 }
 

@@ -298,6 +298,33 @@ pub fn entries(
     feed.iter().map(|(e, _)| e.clone()).collect()
 }
 
+/// Every record of a log file's bytes: (offset, end, is a commit marker), by the length
+/// fields (the bytes must be intact records after the header).
+pub fn log_records(bytes: &[u8]) -> Vec<(u64, u64, bool)> {
+    use kappalog::store::format;
+    let mut out = Vec::new();
+    let mut at = format::FILE_HEADER_BYTES as usize;
+    while at + format::RECORD_HEADER_BYTES <= bytes.len() {
+        let header: [u8; format::RECORD_HEADER_BYTES] = bytes[at..at + 8].try_into().unwrap();
+        let header = format::parse_record_header(&header).unwrap();
+        let end = at + format::RECORD_HEADER_BYTES + header.len;
+        out.push((at as u64, end as u64, header.marker));
+        at = end;
+    }
+    out
+}
+
+/// The end of the last entry record (not a commit marker) in the log file at `path`.
+pub fn last_entry_end(path: &Path) -> u64 {
+    let bytes = std::fs::read(path).unwrap();
+    log_records(&bytes)
+        .into_iter()
+        .filter(|&(_, _, marker)| !marker)
+        .map(|(_, end, _)| end)
+        .next_back()
+        .unwrap_or(kappalog::store::format::FILE_HEADER_BYTES)
+}
+
 pub mod faulty_io;
 pub mod held_io;
 pub mod net;
