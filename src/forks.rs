@@ -81,13 +81,28 @@ fn checked_set(path: &Path, proofs: Vec<ForkProof>) -> Result<ForkSet, ForkLogEr
     Ok(set)
 }
 
-/// The proofs recorded in `dir/forks`, for read-only commands: takes no lock, creates and
-/// truncates nothing (a torn tail being written by a running node is simply not read yet).
-pub fn read_set(dir: &Path) -> Result<ForkSet, ForkLogError> {
+/// What a read-only look at `dir/forks` found: the checked proofs, and a torn tail if the
+/// file ends in an incomplete record (a crash while appending it: never acknowledged).
+pub struct ForkFileCheck {
+    pub set: ForkSet,
+    /// Offset and length of the torn tail.
+    pub torn_tail: Option<(u64, u64)>,
+}
+
+/// The proofs recorded in `dir/forks`, each checked (both sides signed, same position,
+/// different entries), for read-only commands: takes no lock, creates and truncates nothing
+/// (a torn tail being written by a running node is simply not read yet). A record that does
+/// not decode, or a proof that does not check, is an error naming where.
+pub fn check_file(dir: &Path) -> Result<ForkFileCheck, ForkLogError> {
     let path = dir.join(FORKS_FILE);
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ForkSet::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(ForkFileCheck {
+                set: ForkSet::new(),
+                torn_tail: None,
+            })
+        }
         Err(source) => {
             return Err(ForkLogError::Io {
                 context: "read",
@@ -100,7 +115,20 @@ pub fn read_set(dir: &Path) -> Result<ForkSet, ForkLogError> {
         path: path.clone(),
         error,
     })?;
-    checked_set(&path, decoded.proofs)
+    let torn_tail = decoded.torn_tail.then(|| {
+        let at = u64::try_from(decoded.valid_len).unwrap_or(u64::MAX);
+        let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+        (at, len.saturating_sub(at))
+    });
+    Ok(ForkFileCheck {
+        set: checked_set(&path, decoded.proofs)?,
+        torn_tail,
+    })
+}
+
+/// The checked proofs of `dir/forks` ([`check_file`]).
+pub fn read_set(dir: &Path) -> Result<ForkSet, ForkLogError> {
+    check_file(dir).map(|check| check.set)
 }
 
 impl ForkLog {
