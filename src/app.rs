@@ -17,7 +17,7 @@ use crate::http::HttpConfig;
 use crate::keys;
 use crate::node::{self, Node, NodeConfig};
 use crate::server;
-use crate::store::{StoreError, StoreReader};
+use crate::store::{OpenReport, StoreError, StoreReader};
 use crate::sync::admission::{self, Policy};
 use crate::sync::transport::NetworkKey;
 use crate::sync::SyncConfig;
@@ -67,15 +67,18 @@ fn append(config: &NodeConfig, args: AppendArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn open_read_only(config: &NodeConfig) -> anyhow::Result<StoreReader> {
+    open_read_only_with_report(config).map(|(reader, _)| reader)
+}
+
+fn open_read_only_with_report(config: &NodeConfig) -> anyhow::Result<(StoreReader, OpenReport)> {
     if !config.data_dir.exists() {
         bail!(
             "data directory {} does not exist",
             config.data_dir.display()
         );
     }
-    let (reader, _) = StoreReader::open_read_only(&config.data_dir)
-        .with_context(|| format!("opening {}", config.data_dir.display()))?;
-    Ok(reader)
+    StoreReader::open_read_only(&config.data_dir)
+        .with_context(|| format!("opening {}", config.data_dir.display()))
 }
 
 fn export(config: &NodeConfig, args: &ExportArgs) -> anyhow::Result<ExitCode> {
@@ -153,6 +156,7 @@ fn verify(config: &NodeConfig) -> anyhow::Result<ExitCode> {
         );
     }
     let mut sound = true;
+    let mut notes = std::collections::BTreeSet::new();
     match StoreReader::open_read_only(&config.data_dir) {
         Err(e @ StoreError::Corrupt { .. }) => {
             println!("FAILED: {e} (acknowledged data is damaged; the node refuses to open it)");
@@ -160,6 +164,7 @@ fn verify(config: &NodeConfig) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e).with_context(|| format!("opening {}", config.data_dir.display())),
         Ok((reader, opened)) => {
+            notes = opened.fork_notes;
             let report = reader.verify_all()?;
             println!("{report}");
             sound &= report.is_ok();
@@ -181,6 +186,12 @@ fn verify(config: &NodeConfig) -> anyhow::Result<ExitCode> {
                     "torn tail: {bytes} bytes at offset {at} of the forks file: a proof cut short by a crash, never acknowledged; the node cuts it when it next opens"
                 );
             }
+            for author in notes.iter().filter(|a| !check.set.contains(a)) {
+                println!(
+                    "FAILED: the log notes a fork proof of author {author}, but the forks file does not hold it (lost); the node keeps the feed excluded until a peer sends the proof again"
+                );
+                sound = false;
+            }
         }
         Err(e) => {
             println!("FAILED: {e}");
@@ -195,10 +206,11 @@ fn verify(config: &NodeConfig) -> anyhow::Result<ExitCode> {
 }
 
 fn summary(config: &NodeConfig) -> anyhow::Result<ExitCode> {
-    let reader = open_read_only(config)?;
-    // Forked feeds are excluded exactly as the running node excludes them.
+    let (reader, opened) = open_read_only_with_report(config)?;
+    // Forked feeds are excluded exactly as the running node excludes them: those with a
+    // proof, and those the log notes as forked.
     let forked = crate::forks::read_set(&config.data_dir)?;
-    let view = node::rebuild_summary(&reader, forked.authors())?;
+    let view = node::rebuild_summary(&reader, forked.authors().chain(&opened.fork_notes))?;
     println!("{}", serde_json::to_string(&view.summary())?);
     Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,14 @@
 //! that does not decode, or a proof that does not check, is corruption and fails the open
 //! with its byte offset: the node must not forget a fork it once proved.
 //!
+//! # A lost proof
+//!
+//! Nothing in this file can tell that a whole record was cut off at a record boundary. So
+//! the node ([`crate::node`]) first writes a *fork note* for the author into the entries log
+//! (durable, checksummed, covered by the log's recovery rule, see
+//! [`crate::store::format`]), then appends the proof here. An author with a note stays
+//! forked even if this file loses its proof.
+//!
 //! # Invariants
 //!
 //! Only one proof per author is kept, the first recorded ([`ForkSet::insert`]); a proof for

@@ -185,6 +185,34 @@ impl CommitObserver for NodeObserver {
 
 /// Folds a whole log into a fresh summary view, then marks the `forked` authors (used at
 /// open and by read-only commands).
+/// Squares the fork notes in the log with the proofs in `DATA_DIR/forks`, returning the
+/// authors noted whose proof is missing. A proof without a note (recorded before notes
+/// existed) gets its note now, so from here on losing the forks file cannot re-admit it.
+fn reconcile_fork_notes(
+    store: &Store,
+    forks: &ForkLog,
+    notes: &std::collections::BTreeSet<Author>,
+) -> Result<std::collections::BTreeSet<Author>, NodeError> {
+    for author in forks.set().authors() {
+        if !notes.contains(author) {
+            store.append_fork_note(*author)?;
+        }
+    }
+    let unproven: std::collections::BTreeSet<Author> = notes
+        .iter()
+        .filter(|author| !forks.set().contains(author))
+        .copied()
+        .collect();
+    for author in &unproven {
+        tracing::error!(
+            %author,
+            "the log notes a fork proof of this author, but {} does not hold it (the file lost it): the feed stays excluded; a peer that holds the proof restores it",
+            crate::forks::FORKS_FILE
+        );
+    }
+    Ok(unproven)
+}
+
 pub fn rebuild_summary<'a>(
     reader: &StoreReader,
     forked: impl IntoIterator<Item = &'a Author>,
@@ -215,6 +243,9 @@ struct Inner {
     metrics: Metrics,
     data_dir: PathBuf,
     forks: Mutex<ForkLog>,
+    /// Authors the log notes as forked whose proof `DATA_DIR/forks` does not hold (it was
+    /// lost): still forked, with no proof to show until a peer sends one.
+    unproven: Mutex<std::collections::BTreeSet<Author>>,
     fence: Mutex<Fence>,
     events: broadcast::Sender<NodeEvent>,
     sync: OnceLock<SyncHandle>,
@@ -272,11 +303,14 @@ impl Node {
             Store::open_with_options(data_dir, options, Some(identity.clone()), Some(observer))?;
         let (forks, forks_report) = ForkLog::open(data_dir)?;
         let reader = store.reader();
+        let unproven = reconcile_fork_notes(&store, &forks, &report.fork_notes)?;
+        let forked: std::collections::BTreeSet<Author> =
+            forks.set().authors().chain(&unproven).copied().collect();
         // Nothing can commit before `open` returns the node, so folding now and observing
         // commits from here on sees every entry exactly once.
-        *lock(&views.summary) = rebuild_summary(&reader, forks.set().authors())?;
+        *lock(&views.summary) = rebuild_summary(&reader, &forked)?;
         let mut fence = Fence::default();
-        if forks.set().contains(&author) {
+        if forked.contains(&author) {
             fence.diverge(format!(
                 "a fork proof of our own author {author} is recorded"
             ));
@@ -297,6 +331,7 @@ impl Node {
                 metrics: Metrics::new(),
                 data_dir: data_dir.to_owned(),
                 forks: Mutex::new(forks),
+                unproven: Mutex::new(unproven),
                 fence: Mutex::new(fence),
                 events,
                 sync: OnceLock::new(),

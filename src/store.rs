@@ -87,6 +87,9 @@ pub struct OpenReport {
     pub truncated_bytes: u64,
     /// Where the torn tail started.
     pub truncated_at: Option<u64>,
+    /// Authors with a fork note in the log: the node recorded a fork proof of each (the
+    /// proofs themselves live in `DATA_DIR/forks`, see [`crate::forks`]).
+    pub fork_notes: std::collections::BTreeSet<Author>,
 }
 
 /// One feed as listed by [`StoreReader::feeds`].
@@ -293,6 +296,18 @@ impl Store {
 
     pub fn reader(&self) -> StoreReader {
         self.inner.reader.clone()
+    }
+
+    /// Makes a fork note for `author` durable in the log (blocking until it is): the record
+    /// that a fork proof of `author` was recorded, so the author stays forked even if the
+    /// proof itself (in `DATA_DIR/forks`) is later lost ([`crate::forks`]).
+    pub fn append_fork_note(&self, author: Author) -> Result<(), AppendError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Request::ForkNote {
+            author,
+            reply: Reply::Blocking(tx),
+        })?;
+        rx.recv().map_err(|_| AppendError::Closed)?
     }
 
     /// Whether the writer can write right now ([`health`]).

@@ -7,9 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{identity, kappalog, last_entry_end};
-use kappalog::entry::UnsignedEntry;
-use kappalog::fork::ForkProof;
+use common::{kappalog, last_entry_end};
 
 fn verify(dir: &Path) -> (bool, String) {
     let o: Output = kappalog()
@@ -87,29 +85,15 @@ fn damage_that_looks_like_a_torn_tail_fails_with_its_offset() {
     assert!(out.contains("commit marker"), "{out}");
 }
 
-fn proof(seed: u8) -> ForkProof {
-    let id = identity(seed);
-    let side = |value| {
-        UnsignedEntry {
-            author: id.author(),
-            seq: 1,
-            timestamp: 1,
-            prev: None,
-            value,
-            data: String::new(),
-        }
-        .sign(&id)
-        .0
-    };
-    ForkProof::new(side(1), side(2))
-}
-
 #[test]
 fn the_forks_file_is_checked_damage_fails_and_a_torn_tail_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     appended(dir.path(), 1);
     let forks = dir.path().join("data/forks");
-    let (one, two) = (proof(7).encode(), proof(8).encode());
+    let (one, two) = (
+        common::fork_proof(7).encode(),
+        common::fork_proof(8).encode(),
+    );
 
     std::fs::write(&forks, [one.clone(), two.clone()].concat()).unwrap();
     let (ok, out) = verify(dir.path());

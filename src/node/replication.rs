@@ -16,10 +16,15 @@ use crate::store::{Outcome, VerifiedEntries};
 impl Node {
     pub fn is_forked(&self, author: &Author) -> bool {
         lock(&self.inner.forks).set().contains(author)
+            || lock(&self.inner.unproven).contains(author)
     }
 
+    /// Every author known forked: with a proof, or noted in the log with its proof lost.
     pub fn forked_authors(&self) -> BTreeSet<Author> {
-        lock(&self.inner.forks).set().authors().copied().collect()
+        let mut forked: BTreeSet<Author> =
+            lock(&self.inner.forks).set().authors().copied().collect();
+        forked.extend(lock(&self.inner.unproven).iter().copied());
+        forked
     }
 
     /// Every recorded proof, ascending by author.
@@ -33,13 +38,27 @@ impl Node {
 
     /// Checks and records a proof: persisted, the author excluded from the views and refused
     /// from now on, subscribers told. Returns whether it was new. Blocking (an fsync).
+    ///
+    /// The log gets a fork note first (durable, outside the forks lock), then the proof goes
+    /// to `DATA_DIR/forks`: if the proof is ever lost, the note keeps the author forked.
     pub fn record_proof(&self, proof: ForkProof) -> Result<bool, NodeError> {
         let author = proof.author();
         let seq = proof.seq();
+        proof
+            .check()
+            .map_err(crate::forks::ForkLogError::Rejected)?;
+        if lock(&self.inner.forks).set().contains(&author) {
+            return Ok(false);
+        }
+        let noted = lock(&self.inner.unproven).contains(&author);
+        if !noted {
+            self.inner.store.append_fork_note(author)?;
+        }
         let new = lock(&self.inner.forks).record(proof.clone())?;
         if !new {
             return Ok(false);
         }
+        lock(&self.inner.unproven).remove(&author);
         self.inner.views.mark_forked(&author);
         if author == self.inner.author {
             let reason = format!("a fork proof of our own author {author} at seq {seq}");

@@ -46,6 +46,11 @@
 //!   has a marker after it. The offset in the payload makes a marker *self-locating*: a
 //!   search can recognise one at any byte offset, without the framing before it (a marker
 //!   whose checksum holds but which names another offset is damage).
+//! - `M = 1` with `n = 40`: a **fork note**, the 8-byte own offset as in a marker, then the
+//!   32 bytes of an author this node recorded a fork proof of. The proof itself lives in
+//!   `DATA_DIR/forks` ([`crate::forks`]); the note, written and synced before the proof, keeps
+//!   the author forked if that file ever loses it. The open reports notes
+//!   ([`super::OpenReport::fork_notes`]); readers of entries skip them.
 //!
 //! A value-only entry (no data) is 158 payload bytes, 166 bytes on disk; a key of `k` bytes
 //! adds `k + 1`; each write adds a 16-byte marker before its records. Records of all feeds are interleaved in commit order; within a feed, seqs
@@ -117,6 +122,7 @@ use rayon::prelude::*;
 use crate::entry::{Entry, MAX_ENCODED_BYTES, MIN_ENCODED_BYTES};
 use crate::hash::Hash;
 use crate::idempotency::{IdempotencyKey, MAX_KEY_BYTES};
+use crate::identity::Author;
 
 /// The file's first 8 bytes.
 pub const MAGIC: &[u8; 8] = b"kappalog";
@@ -136,10 +142,13 @@ pub const VERSION_OFFSET: u64 = 8;
 pub const RECORD_HEADER_BYTES: usize = 8;
 /// Bit 31 of the length field: the payload ends with an idempotency key.
 pub const KEY_FLAG: u32 = 1 << 31;
-/// Bit 30 of the length field: the record is a commit marker (format version 3).
+/// Bit 30 of the length field: the record is a meta record, a commit marker or a fork note
+/// (format version 3).
 pub const MARKER_FLAG: u32 = 1 << 30;
 /// A commit marker's payload: the u64 (little-endian) byte offset the marker starts at.
 pub const MARKER_PAYLOAD_BYTES: usize = 8;
+/// A fork note's payload: its own offset as in a marker, then the forked author's 32 bytes.
+pub const FORK_NOTE_PAYLOAD_BYTES: usize = MARKER_PAYLOAD_BYTES + 32;
 /// A commit marker on disk.
 pub const MARKER_RECORD_BYTES: u64 = (RECORD_HEADER_BYTES + MARKER_PAYLOAD_BYTES) as u64;
 /// The shortest keyed payload: the shortest entry, a 1-byte key and its length byte.
@@ -207,9 +216,20 @@ pub fn encode_keyed_record(entry: &Entry, key: Option<&IdempotencyKey>, out: &mu
 
 /// Appends a commit marker for byte `offset` (where it is written) to `out`.
 pub fn encode_marker(offset: u64, out: &mut Vec<u8>) {
-    let payload = offset.to_le_bytes();
-    // MARKER_PAYLOAD_BYTES is 8: far below the flag bits.
-    let field = MARKER_FLAG | MARKER_PAYLOAD_BYTES as u32;
+    encode_meta(offset, &[], out);
+}
+
+/// Appends a fork note for `author`, written at byte `offset`, to `out`.
+pub fn encode_fork_note(offset: u64, author: &Author, out: &mut Vec<u8>) {
+    encode_meta(offset, &author.0, out);
+}
+
+/// A meta record: the flag, its own offset, then `tail`.
+fn encode_meta(offset: u64, tail: &[u8], out: &mut Vec<u8>) {
+    let mut payload = offset.to_le_bytes().to_vec();
+    payload.extend_from_slice(tail);
+    // Meta payloads are 8 or 40 bytes: far below the flag bits.
+    let field = MARKER_FLAG | u32::try_from(payload.len()).unwrap_or(0);
     out.extend_from_slice(&field.to_le_bytes());
     out.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
     out.extend_from_slice(&payload);
@@ -286,13 +306,14 @@ pub fn parse_record_header(header: &[u8; RECORD_HEADER_BYTES]) -> Result<RecordH
     let limits = match (keyed, marker) {
         (false, false) => MIN_ENCODED_BYTES..=MAX_ENCODED_BYTES,
         (true, false) => MIN_KEYED_PAYLOAD_BYTES..=MAX_KEYED_PAYLOAD_BYTES,
-        (false, true) => MARKER_PAYLOAD_BYTES..=MARKER_PAYLOAD_BYTES,
+        (false, true) => MARKER_PAYLOAD_BYTES..=FORK_NOTE_PAYLOAD_BYTES,
         // No record is both.
         (true, true) => return Err(field),
     };
     let len = usize::try_from(field & !(KEY_FLAG | MARKER_FLAG))
         .ok()
         .filter(|len| limits.contains(len))
+        .filter(|&len| !marker || len == MARKER_PAYLOAD_BYTES || len == FORK_NOTE_PAYLOAD_BYTES)
         .ok_or(field)?;
     Ok(RecordHeader {
         len,
@@ -311,25 +332,41 @@ pub struct Record {
     pub key: Option<IdempotencyKey>,
 }
 
-/// Why a record's payload was not accepted.
+/// Why a record's payload was not accepted (or, `Note`, why it holds no entry).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordFault {
     BadChecksum,
     Undecodable(String),
+    /// An intact fork note: not an entry, not a fault (see [`Scanned::note`]).
+    Note,
 }
 
-/// Checks a commit marker found at `offset`: its checksum, and that it names `offset`.
-pub fn check_marker(payload: &[u8], header: &RecordHeader, offset: u64) -> Result<(), RecordFault> {
+/// Checks a meta record found at `offset` (its checksum, and that it names `offset`), and
+/// returns the fork note's author if it is one, `None` for a commit marker.
+pub fn check_marker(
+    payload: &[u8],
+    header: &RecordHeader,
+    offset: u64,
+) -> Result<Option<Author>, RecordFault> {
     if crc32c::crc32c(payload) != header.crc {
         return Err(RecordFault::BadChecksum);
     }
     let mut named = [0u8; 8];
     named.copy_from_slice(payload.get(..8).ok_or(RecordFault::BadChecksum)?);
     match u64::from_le_bytes(named) {
-        n if n == offset => Ok(()),
-        n => Err(RecordFault::Undecodable(format!(
-            "a commit marker at offset {offset} names offset {n}"
-        ))),
+        n if n == offset => {}
+        n => {
+            return Err(RecordFault::Undecodable(format!(
+                "a meta record at offset {offset} names offset {n}"
+            )))
+        }
+    }
+    match payload.get(8..) {
+        Some([]) => Ok(None),
+        Some(author) => Author::try_from(author)
+            .map(Some)
+            .map_err(|e| RecordFault::Undecodable(format!("fork note: {e}"))),
+        None => Err(RecordFault::BadChecksum),
     }
 }
 
@@ -407,15 +444,19 @@ pub fn fault_reason(fault: &RecordFault) -> String {
     match fault {
         RecordFault::BadChecksum => "checksum mismatch".into(),
         RecordFault::Undecodable(e) => format!("undecodable entry: {e}"),
+        RecordFault::Note => "a fork note, not an entry".into(),
     }
 }
 
-/// One complete record found by the walk, decoded (or not) in parallel.
+/// One complete record found by the walk, decoded (or not) in parallel. Commit markers are
+/// checked and skipped by the walk; fork notes are passed on.
 pub struct Scanned {
     pub offset: u64,
     /// Offset just past the record.
     pub end: u64,
     pub decoded: Result<Record, RecordFault>,
+    /// A fork note (no entry): `decoded` is then `Err(RecordFault::Note)`.
+    pub note: Option<Author>,
 }
 
 /// Where the walk of the file stopped.
@@ -550,17 +591,22 @@ pub fn walk(
                     .filter_map(|(start, end, header)| {
                         let offset = pos + *start as u64;
                         let payload = &chunk[start + RECORD_HEADER_BYTES..*end];
-                        let decoded = if header.marker {
+                        let (decoded, note) = if header.marker {
                             // An intact marker holds no entry: the walk's callers never see
-                            // it. A bad one is a fault like any record's.
-                            check_marker(payload, header, offset).err().map(Err)?
+                            // it. A fork note is passed on; a bad one is a fault like any.
+                            match check_marker(payload, header, offset) {
+                                Ok(None) => return None,
+                                Ok(Some(author)) => (Err(RecordFault::Note), Some(author)),
+                                Err(fault) => (Err(fault), None),
+                            }
                         } else {
-                            decode_payload(payload, header)
+                            (decode_payload(payload, header), None)
                         };
                         Some(Scanned {
                             offset,
                             end: pos + *end as u64,
                             decoded,
+                            note,
                         })
                     })
                     .collect()
@@ -773,7 +819,7 @@ mod tests {
         let (header, payload) = split(&bytes[5..]);
         let header = header.unwrap();
         assert!(header.marker && !header.keyed);
-        assert_eq!(check_marker(payload, &header, 5), Ok(()));
+        assert_eq!(check_marker(payload, &header, 5), Ok(None));
         assert!(matches!(
             check_marker(payload, &header, 6),
             Err(RecordFault::Undecodable(reason)) if reason.contains("names offset 5")
@@ -782,7 +828,13 @@ mod tests {
             decode_payload(payload, &header),
             Err(RecordFault::Undecodable(_))
         ));
-        // Both flags, or a marker of another length, are out of range.
+        // A fork note names its author.
+        let author = crate::identity::Identity::from_seed([4; 32]).author();
+        let mut note = Vec::new();
+        encode_fork_note(0, &author, &mut note);
+        let (header, payload) = split(&note);
+        assert_eq!(check_marker(payload, &header.unwrap(), 0), Ok(Some(author)));
+        // Both flags, or a meta record of another length, are out of range.
         let both = (KEY_FLAG | MARKER_FLAG | 8).to_le_bytes();
         let long = (MARKER_FLAG | 9).to_le_bytes();
         for field in [both, long] {

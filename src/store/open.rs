@@ -68,6 +68,13 @@ pub fn open_log(dir: &Path, writable: bool) -> Result<Opened, StoreError> {
         for record in records {
             let format::Record { entry, hash, key } = match record.decoded {
                 Ok(decoded) => decoded,
+                Err(RecordFault::Note) => {
+                    if let Some(author) = record.note {
+                        report.fork_notes.insert(author);
+                    }
+                    valid_end = record.end;
+                    continue;
+                }
                 Err(RecordFault::BadChecksum) => {
                     damage = Some(Err(FaultKind::BadChecksum { end: record.end }));
                     valid_end = record.offset;

@@ -244,6 +244,7 @@ impl StoreReader {
                             return Ok(ControlFlow::Break(()));
                         }
                     }
+                    Err(format::RecordFault::Note) => {}
                     Err(fault) => {
                         bad = Some(StoreError::Corrupt {
                             path: path.clone(),

@@ -151,6 +151,11 @@ pub enum Request {
         entries: Vec<Checked>,
         reply: Reply<ForeignResult>,
     },
+    /// A fork note for `author` (see [`super::format`]): durable before the reply.
+    ForkNote {
+        author: Author,
+        reply: Reply<Result<(), AppendError>>,
+    },
     /// Stop after everything queued before it.
     Shutdown,
 }
@@ -158,7 +163,7 @@ pub enum Request {
 impl Request {
     fn weight(&self) -> usize {
         match self {
-            Request::Own { .. } | Request::Shutdown => 1,
+            Request::Own { .. } | Request::ForkNote { .. } | Request::Shutdown => 1,
             Request::Foreign { entries, .. } => entries.len().max(1),
         }
     }
@@ -193,6 +198,8 @@ struct Sealed {
     committed: Vec<(Entry, Hash)>,
     /// Keys of keyed records: (position in `committed`, key), in order.
     keys: Vec<(usize, IdempotencyKey)>,
+    /// Fork notes, written after the entries.
+    notes: Vec<Author>,
     answers: Vec<Answer>,
     /// The failure epoch it was planned in (see the module docs).
     epoch: u64,
@@ -254,6 +261,7 @@ enum Answer {
         reply: Reply<OwnResult>,
     },
     Foreign(Result<Vec<Slot>, AppendError>, Reply<ForeignResult>),
+    Note(Reply<Result<(), AppendError>>),
 }
 
 enum Slot {
@@ -453,6 +461,7 @@ impl Planner {
         let mut planned: Vec<(Option<Entry>, Hash)> = Vec::new();
         let mut to_sign: Vec<(usize, UnsignedEntry)> = Vec::new();
         let mut keys = Vec::new();
+        let mut notes = Vec::new();
         let mut answers = Vec::with_capacity(batch.len());
         for request in batch {
             match request {
@@ -505,6 +514,10 @@ impl Planner {
                     let slots = self.plan_foreign(entries, &mut feeds, &mut planned);
                     answers.push(Answer::Foreign(slots, reply));
                 }
+                Request::ForkNote { author, reply } => {
+                    notes.push(author);
+                    answers.push(Answer::Note(reply));
+                }
             }
         }
         self.feeds = feeds;
@@ -538,6 +551,7 @@ impl Planner {
         Sealed {
             committed,
             keys,
+            notes,
             answers,
             epoch,
         }
@@ -731,6 +745,7 @@ impl Syncer {
             }
             for answer in answers {
                 match answer {
+                    Answer::Note(reply) => reply.send(Ok(())),
                     Answer::Own(result, reply) => {
                         reply.send(result.map(|i| {
                             let (entry, hash) = committed[i].clone();
@@ -758,7 +773,10 @@ impl Syncer {
     /// Recovers if a failure asked for it, then writes and syncs the batches' records. Any
     /// failure starts a new epoch and degrades the store.
     fn make_durable(&mut self, batches: &[Sealed]) -> Result<(), Arc<io::Error>> {
-        if batches.iter().all(|b| b.committed.is_empty()) {
+        if batches
+            .iter()
+            .all(|b| b.committed.is_empty() && b.notes.is_empty())
+        {
             return Ok(());
         }
         if self.needs_recovery {
@@ -873,7 +891,8 @@ impl Syncer {
     /// Writes and syncs the records, then publishes them in the index.
     fn write(&mut self, batches: &[Sealed]) -> io::Result<()> {
         let count: usize = batches.iter().map(|b| b.committed.len()).sum();
-        if count == 0 {
+        let notes: usize = batches.iter().map(|b| b.notes.len()).sum();
+        if count + notes == 0 {
             return Ok(());
         }
         if self.version < format::STORE_FORMAT_V3 {
@@ -892,13 +911,16 @@ impl Syncer {
                 format::encode_keyed_record(entry, key, &mut buf);
             }
         }
+        for author in batches.iter().flat_map(|b| &b.notes) {
+            format::encode_fork_note(self.end + buf.len() as u64, author, &mut buf);
+        }
         let result = self
             .io
             .write_all_at(&self.file, &buf, self.end)
             .and_then(|()| self.io.sync_data(&self.file));
         result?;
         self.end += buf.len() as u64;
-        self.last_record = offsets.last().copied();
+        self.last_record = offsets.last().copied().or(self.last_record);
         self.marker_due = true;
         let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
         let mut offsets = offsets.into_iter();
@@ -972,6 +994,7 @@ impl Answer {
         match self {
             Answer::Own(_, reply) | Answer::Replay { reply, .. } => reply.send(Err(err)),
             Answer::Foreign(_, reply) => reply.send(Err(err)),
+            Answer::Note(reply) => reply.send(Err(err)),
         }
     }
 }
@@ -980,6 +1003,7 @@ fn fail(request: Request, err: AppendError) {
     match request {
         Request::Own { reply, .. } => reply.send(Err(err)),
         Request::Foreign { reply, .. } => reply.send(Err(err)),
+        Request::ForkNote { reply, .. } => reply.send(Err(err)),
         Request::Shutdown => {}
     }
 }

@@ -325,6 +325,26 @@ pub fn last_entry_end(path: &Path) -> u64 {
         .unwrap_or(kappalog::store::format::FILE_HEADER_BYTES)
 }
 
+/// A seq-1 entry of `id` with `value` (two of them with different values fork the feed).
+pub fn first_entry(id: &Identity, value: i64) -> kappalog::entry::Entry {
+    kappalog::entry::UnsignedEntry {
+        author: id.author(),
+        seq: 1,
+        timestamp: 1,
+        prev: None,
+        value,
+        data: String::new(),
+    }
+    .sign(id)
+    .0
+}
+
+/// A valid fork proof of `identity(seed)`: two different entries at seq 1.
+pub fn fork_proof(seed: u8) -> kappalog::fork::ForkProof {
+    let id = identity(seed);
+    kappalog::fork::ForkProof::new(first_entry(&id, 1), first_entry(&id, 2))
+}
+
 pub mod faulty_io;
 pub mod held_io;
 pub mod net;
