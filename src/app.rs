@@ -210,7 +210,7 @@ fn summary(config: &NodeConfig) -> anyhow::Result<ExitCode> {
     // Forked feeds are excluded exactly as the running node excludes them: those with a
     // proof, and those the log notes as forked.
     let forked = crate::forks::read_set(&config.data_dir)?;
-    let view = node::rebuild_summary(&reader, forked.authors().chain(&opened.fork_notes))?;
+    let mut view = node::rebuild_summary(&reader, forked.authors().chain(&opened.fork_notes))?;
     println!("{}", serde_json::to_string(&view.summary())?);
     Ok(ExitCode::SUCCESS)
 }
