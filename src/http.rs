@@ -18,10 +18,13 @@
 //! | POST   | `/sync`           | a sync round with every connected peer now           |
 //! | GET    | `/health`         | liveness                                             |
 //! | GET    | `/metrics`        | Prometheus text format                               |
+//! | GET    | `/`               | the dashboard page (HTML; [`dashboard`] serves it)    |
+//! | GET    | `/dashboard/{file}` | its script (`app.js`) and stylesheet (`app.css`)   |
 //!
 //! Every error is `{"error": "..."}`; internal causes are logged, not echoed.
 
 mod add;
+pub mod dashboard;
 mod error;
 mod middleware;
 mod read;
@@ -124,7 +127,9 @@ pub fn router(node: Node, config: HttpConfig) -> Api {
         .route("/peers", get(sync::peers))
         .route("/health", get(read::health))
         .route("/metrics", get(read::metrics))
-        .route("/export.csv", get(stream::export_csv));
+        .route("/export.csv", get(stream::export_csv))
+        .route("/", get(dashboard::page))
+        .route("/dashboard/{file}", get(dashboard::asset));
 
     let routes = Router::new()
         .merge(add)

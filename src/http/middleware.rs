@@ -256,6 +256,8 @@ fn route_label(path: &str) -> &'static str {
         "/forks" => "/forks",
         "/peers" => "/peers",
         "/sync" => "/sync",
+        "/" => "/",
+        p if p.starts_with("/dashboard/") => "/dashboard/{file}",
         p if p.starts_with("/entries/") => "/entries/{hash}",
         _ => "other",
     }
