@@ -18,7 +18,8 @@
 //! - [`import`]: applies a CSV import to the store in bounded memory (sorted on disk) and
 //!   reports every outcome.
 //! - [`metrics`]: Prometheus counters and histograms served at `GET /metrics`.
-//! - [`http`]: the axum facade: adapters from routes to node methods.
+//! - [`http`]: the axum facade: adapters from routes to node methods, and the dashboard
+//!   page at `GET /` ([`http::dashboard`]).
 //! - [`server`]: binds, serves and stops one or several nodes: the HTTP connection cap (the
 //!   quietest idle or stalled connection makes room), the header and stall deadlines, request
 //!   heads screened before hyper reads them (malformed, oversized or ambiguously framed ones
