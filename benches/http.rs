@@ -13,79 +13,20 @@
 //! than the Rust generator, so it leaves more of the 2 shared cores to the server).
 //!
 //! `KAPPALOG_BENCH_SECS` sets each run's length (default 5 s), `KAPPALOG_BENCH_FEEDS` the
-//! number of feeds of the big node (default 10); three runs each, medians.
+//! number of feeds of the big node (default 10); three runs each, medians. `GET /summary` at
+//! 100,000 feeds is `cargo bench --bench summary`.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use kappalog::http::{router, HttpConfig};
 use kappalog::identity::Identity;
 use kappalog::node::Node;
-use kappalog::server::{serve_http, ServeLimits};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 mod common;
+use common::load::{load, load_fixed, percentile, serve, Figures, CONNECTIONS};
 use common::{build_store_with_feeds, cpu_seconds, env_usize, report};
 
-const CONNECTIONS: usize = 64;
 const RUNS: usize = 3;
-
-/// Serves `node` on a free loopback port in its own runtime; returns the address.
-fn serve(node: Node) -> (SocketAddr, tokio::runtime::Runtime) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let open = node.metrics().http_connections.clone();
-    let app = router(node, HttpConfig::default());
-    // As `kappalog run` serves: its connection handling and limits.
-    runtime.spawn(serve_http(
-        listener,
-        app,
-        ServeLimits::default(),
-        open,
-        std::future::pending(),
-    ));
-    (addr, runtime)
-}
-
-/// Reads one HTTP/1.1 response (Content-Length bodies only, as the node sends for these
-/// routes) from `stream`, keeping any extra bytes in `buf`. Returns the status.
-async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> u16 {
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = std::str::from_utf8(&buf[..end]).unwrap();
-            let status: u16 = head[9..12].parse().unwrap();
-            let length: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().ok())?
-                })
-                .unwrap_or(0);
-            let total = end + 4 + length;
-            while buf.len() < total {
-                let mut chunk = [0u8; 64 * 1024];
-                let n = stream.read(&mut chunk).await.unwrap();
-                assert!(n > 0, "server closed the connection");
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            buf.drain(..total);
-            return status;
-        }
-        let mut chunk = [0u8; 64 * 1024];
-        let n = stream.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "server closed the connection");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
 
 /// What each connection sends: the same bytes every time, or `POST /add` with a key no
 /// other request of the benchmark uses.
@@ -101,7 +42,6 @@ enum Requests {
 /// The bytes of request number `i` of connection `conn`, written into `buf`.
 fn write_request(requests: Requests, conn: usize, i: u64, buf: &mut Vec<u8>) {
     use std::io::Write;
-    buf.clear();
     match requests {
         Requests::Fixed(bytes) => buf.extend_from_slice(bytes),
         Requests::UniqueKeys { run } => {
@@ -114,45 +54,14 @@ fn write_request(requests: Requests, conn: usize, i: u64, buf: &mut Vec<u8>) {
     }
 }
 
-/// `CONNECTIONS` keep-alive connections send `requests` back to back for `secs`.
-/// Returns requests per second and every latency in microseconds.
-fn load(addr: SocketAddr, requests: Requests, expect: u16, secs: f64) -> (f64, Vec<u64>) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async move {
-        let deadline = Instant::now() + Duration::from_secs_f64(secs);
-        let start = Instant::now();
-        let mut tasks = vec![];
-        for conn in 0..CONNECTIONS {
-            tasks.push(tokio::spawn(async move {
-                let mut stream = TcpStream::connect(addr).await.unwrap();
-                stream.set_nodelay(true).unwrap();
-                let mut buf = Vec::with_capacity(32 * 1024);
-                let mut request = Vec::with_capacity(256);
-                let mut latencies = Vec::new();
-                let mut i = 0u64;
-                while Instant::now() < deadline {
-                    write_request(requests, conn, i, &mut request);
-                    i += 1;
-                    let sent = Instant::now();
-                    stream.write_all(&request).await.unwrap();
-                    let status = read_response(&mut stream, &mut buf).await;
-                    assert_eq!(status, expect);
-                    latencies.push(u64::try_from(sent.elapsed().as_micros()).unwrap());
-                }
-                latencies
-            }));
-        }
-        let mut all = vec![];
-        for t in tasks {
-            all.extend(t.await.unwrap());
-        }
-        let rate = all.len() as f64 / start.elapsed().as_secs_f64();
-        (rate, all)
-    })
+/// [`load`] with `requests`.
+fn load_requests(addr: SocketAddr, requests: Requests, expect: u16, secs: f64) -> (f64, Vec<u64>) {
+    load(
+        addr,
+        move |conn, i, buf: &mut Vec<u8>| write_request(requests, conn, i, buf),
+        expect,
+        secs,
+    )
 }
 
 /// One `wrk` run: requests/s, latency p50 and p99 in ms, and the server's CPU per request
@@ -272,38 +181,13 @@ fn report_wrk_runs(name: &str, runs: Vec<WrkRun>) {
     );
 }
 
-/// Requests/s, and latency p50 and p99 in ms, one value per run.
-#[derive(Default)]
-struct Figures {
-    rates: Vec<f64>,
-    p50: Vec<f64>,
-    p99: Vec<f64>,
-}
-
-impl Figures {
-    fn push(&mut self, (rate, mut latencies): (f64, Vec<u64>)) {
-        latencies.sort_unstable();
-        self.rates.push(rate);
-        self.p50.push(percentile(&latencies, 0.50));
-        self.p99.push(percentile(&latencies, 0.99));
-    }
-}
-
-/// `RUNS` runs of [`load`] with the same request.
+/// `RUNS` runs of [`load_fixed`] with the same request.
 fn runs(addr: SocketAddr, request: &'static [u8], expect: u16, secs: f64) -> Figures {
     let mut figures = Figures::default();
     for _ in 0..RUNS {
-        figures.push(load(addr, Requests::Fixed(request), expect, secs));
+        figures.push(load_fixed(addr, request, expect, secs));
     }
     figures
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i] as f64 / 1000.0
 }
 
 /// `GET /health` on fresh connections while `bad` connections (a quarter each: idle, a head
@@ -382,8 +266,8 @@ fn main() {
         p99s,
     );
     let entries = env_usize("KAPPALOG_BENCH_ENTRIES", 1_000_000);
-    // The summary lists every feed, so its size (and the cost of serving it) grows with the
-    // number of feeds, not entries: ~230 bytes per feed.
+    // The summary is constant-size; `cargo bench --bench summary` measures it at 100,000
+    // feeds, and while appends run.
     let feeds = env_usize("KAPPALOG_BENCH_FEEDS", 10);
     println!("kappalog HTTP benchmark ({CONNECTIONS} keep-alive connections, {secs} s runs)");
 
@@ -403,8 +287,8 @@ fn main() {
         b"POST /add HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"value\": 42}";
     let (mut plain_figures, mut keyed_figures) = (Figures::default(), Figures::default());
     for run in 0..RUNS {
-        let plain = || load(plain_addr, Requests::Fixed(add), 201, secs);
-        let keyed = || load(keyed_addr, Requests::UniqueKeys { run }, 201, secs);
+        let plain = || load_requests(plain_addr, Requests::Fixed(add), 201, secs);
+        let keyed = || load_requests(keyed_addr, Requests::UniqueKeys { run }, 201, secs);
         if run % 2 == 0 {
             plain_figures.push(plain());
             keyed_figures.push(keyed());

@@ -157,7 +157,7 @@ fn summary(config: &NodeConfig) -> anyhow::Result<ExitCode> {
     let reader = open_read_only(config)?;
     // Forked feeds are excluded exactly as the running node excludes them.
     let forked = crate::forks::read_set(&config.data_dir)?;
-    let view = node::rebuild_summary(&reader, forked.authors())?;
+    let mut view = node::rebuild_summary(&reader, forked.authors())?;
     println!("{}", serde_json::to_string(&view.summary())?);
     Ok(ExitCode::SUCCESS)
 }

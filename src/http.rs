@@ -6,10 +6,10 @@
 //! | method | path              | what                                                 |
 //! |--------|-------------------|------------------------------------------------------|
 //! | POST   | `/add`            | append to the node's own feed; 201 + the entry (200 for a retry under the same `Idempotency-Key`) |
-//! | GET    | `/summary`        | the summary view                                     |
+//! | GET    | `/summary`        | the summary view: aggregates, feed counts, digest (constant size) |
 //! | GET    | `/entries`        | `?author=HEX&from=SEQ&limit=N`: one feed, paginated  |
 //! | GET    | `/entries/{hash}` | one entry or 404                                     |
-//! | GET    | `/feeds`          | every feed with length, head, status                 |
+//! | GET    | `/feeds`          | `?limit=N&after=AUTHOR`: the feeds in author order, paginated |
 //! | GET    | `/export.csv`     | the CSV export, streamed (`text/csv`)                |
 //! | POST   | `/import`         | a CSV body, streamed; the import counts              |
 //! | GET    | `/forks`          | recorded fork proofs (author, seq, both entries)     |

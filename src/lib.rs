@@ -11,7 +11,8 @@
 //!   table of recent idempotency keys, and the file-I/O seam tests perturb).
 //! - [`idempotency`]: what a valid `Idempotency-Key` is, and when a retry is the same request.
 //! - [`view`]: the [`view::View`] trait: a deterministic fold over the log, rebuildable.
-//! - [`summary`]: the summary view (count, sum, min, max, mean, feeds, digest).
+//! - [`summary`]: the summary view (count, sum, min, max, mean, feed counts, the digest over
+//!   a fixed-shape hash tree of the feeds kept up to date incrementally; feeds by the page).
 //! - [`csv`]: CSV export over `impl Write`, streamed import parsing and import planning.
 //! - [`keys`]: key files: load, create and check a node's PKCS#8 PEM secret key.
 //! - [`node`]: owns the store, the live views and the metrics; one shutdown path.

@@ -37,7 +37,7 @@ use crate::store::{
     AppendError, CommitObserver, OpenReport, OwnAppend, Store, StoreError, StoreOptions,
     StoreReader,
 };
-use crate::summary::SummaryView;
+use crate::summary::{FeedsPage, SummaryView};
 use crate::sync::SyncHandle;
 use crate::view::View;
 use fence::{Fence, FenceError, OwnFeedState};
@@ -138,7 +138,8 @@ impl Views {
         }
     }
 
-    /// The summary view as JSON (the same bytes `kappalog summary` prints).
+    /// The summary view as JSON (the same bytes `kappalog summary` prints): constant size,
+    /// brought up to date at most once per commit (see [`crate::summary`] for the cost).
     pub fn summary_json(&self) -> Arc<str> {
         let mut cached = lock(&self.summary_json);
         if let Some(json) = cached.as_ref() {
@@ -323,6 +324,12 @@ impl Node {
 
     pub fn summary_json(&self) -> Arc<str> {
         self.inner.views.summary_json()
+    }
+
+    /// Up to `limit` feeds of the summary view in author order, after `after` (`GET /feeds`;
+    /// the caller bounds `limit`).
+    pub fn feeds_page(&self, after: Option<&Author>, limit: usize) -> FeedsPage {
+        lock(&self.inner.views.summary).feeds_page(after, limit)
     }
 
     /// The node's key: sync sessions sign their handshake with it.

@@ -1,86 +1,85 @@
-//! The summary view: count, sum, min, max and mean of the entry values, one line per feed,
-//! and a digest that two nodes compare to know they hold the same entries.
+//! The summary view: count, sum, min, max and mean of the entry values, the number of feeds
+//! (and of forked feeds), and a digest that two nodes compare to know they hold the same
+//! entries; beside it, one line per feed, served a page at a time.
+//!
+//! [docs/SUMMARY.md](../docs/SUMMARY.md) is the specification: every JSON field, what
+//! `first_timestamp` and `last_timestamp` mean, and the digest's input byte by byte (version
+//! 2), with a golden vector a third party can check against.
 //!
 //! # What the summary says
 //!
-//! [`Summary`] is the JSON `kappalog summary` prints and `GET /summary` serves:
+//! [`Summary`] is the constant-size JSON `kappalog summary` prints and `GET /summary` serves
+//! (the latter adds `own_feed`, which is about the node, not the entries):
 //!
 //! - `count`, `sum`, `min`, `max`, `mean` over the values of every entry of every feed that is
 //!   not forked. `sum` is an `i128` (it cannot overflow: 2^64 entries of `i64::MAX` still fit)
 //!   serialised as a plain JSON integer; `min`, `max` and `mean` are `null` when `count` is 0.
 //!   `mean` is an IEEE double, the only field that is rounded, and is not covered by the digest.
-//! - `feeds`: one object per known feed, sorted by author bytes: `author` (hex), `length`,
-//!   `head` (hash hex of the last entry), `first_timestamp`, `last_timestamp`, `status`
-//!   (`"ok"` or `"forked"`). A forked feed shows only its author and status; its other fields
-//!   are `null`, because how much of a forked feed a node holds is not something honest nodes
-//!   agree on.
-//! - `digest`: lowercase hex sha256 of the canonical state below.
+//! - `feed_count`: feeds known, forked ones included; `forked_feed_count`: those forked.
+//! - `digest`: lowercase hex sha256 over the aggregates and a hash tree of every feed's record.
+//!
+//! [`SummaryView::feeds_page`] lists the feeds ([`FeedSummary`]) in author order from a
+//! cursor, for `GET /feeds`.
 //!
 //! # Forks
 //!
-//! A forked feed is excluded from every aggregate. Because [`SummaryView`] keeps aggregates
-//! per feed (count, `i128` sum, min, max) and combines them when the summary is read, removing
-//! a feed needs no log scan. Entries of a feed that arrive after it was marked forked are
-//! ignored. So the summary depends only on the set of entries held and the set of forked
-//! authors, wherever in the feed the fork was noticed.
-//!
-//! # Canonical state (digest input), version 1
-//!
-//! All integers are big-endian and fixed width; the digest is `sha256` of these bytes:
-//!
-//! | size | field                                                          |
-//! |------|----------------------------------------------------------------|
-//! | 16   | tag: the ASCII bytes `kappalog/summary`                        |
-//! | 1    | version: `0x01`                                                |
-//! | 8    | count: u64                                                     |
-//! | 16   | sum: i128, two's complement                                    |
-//! | 9    | min: `0x00` + 8 zero bytes when count is 0, else `0x01` + i64  |
-//! | 9    | max: same encoding as min                                      |
-//! | 8    | number of feeds: u64                                           |
-//! | ..   | one record per feed, in ascending order of author bytes        |
-//!
-//! A feed record is 32 bytes of author, then a status byte: `0x01` (forked) ends the record;
-//! `0x00` (ok) is followed by length (u64), head hash (32 bytes), first timestamp (u64) and
-//! last timestamp (u64): 121 bytes in all, 33 for a forked feed. The head hash commits to the
-//! whole chain, so equal digests mean equal entries.
+//! A forked feed is excluded from every aggregate and shows only its author and status.
+//! Entries of a feed that arrive after it was marked forked are ignored. So the summary
+//! depends only on the set of entries held and the set of forked authors, wherever in the
+//! feed the fork was noticed.
 //!
 //! # Cost
 //!
-//! `apply` and `mark_forked` are O(log feeds). `summary` is O(feeds) (combine the per-feed
-//! aggregates, hash the state) and is cached until the next change, so serving it repeatedly
-//! costs nothing in the size of the log.
+//! `apply` is O(log feeds): it folds the value into the running totals and marks the feed's
+//! leaf of the digest tree ([`tree`]) dirty. `summary` after a change re-hashes only the
+//! dirty leaves and their ancestors (one leaf and ~2 KB of node hashes per changed feed),
+//! then caches the result until the next change. Marking a live feed forked is the one
+//! change that recombines the totals over every feed (its min or max may have been the
+//! total's): O(feeds), once, and forks are rare.
+
+mod aggregate;
+pub mod tree;
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::ops::Bound;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::entry::{Entry, Seq};
 use crate::hash::Hash;
 use crate::identity::Author;
 use crate::view::View;
+use aggregate::Aggregate;
+use tree::{bucket_of, first_author_of, DigestTree};
 
 /// Domain-separation tag at the start of the digest input.
 pub const SUMMARY_DIGEST_TAG: &[u8; 16] = b"kappalog/summary";
-/// Version byte of the digest input layout.
-pub const SUMMARY_DIGEST_VERSION: u8 = 1;
+/// Version byte of the digest input layout (1: every feed record in one hash; 2: the hash
+/// tree of docs/SUMMARY.md).
+pub const SUMMARY_DIGEST_VERSION: u8 = 2;
+/// Feed record status byte of a live feed.
+const STATUS_OK: u8 = 0x00;
+/// Feed record status byte of a forked feed.
+const STATUS_FORKED: u8 = 0x01;
 
 /// The summary of the view: see the module docs for every field.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Summary {
     pub count: u64,
     pub sum: i128,
     pub min: Option<i64>,
     pub max: Option<i64>,
     pub mean: Option<f64>,
-    pub feeds: Vec<FeedSummary>,
+    pub feed_count: u64,
+    pub forked_feed_count: u64,
     pub digest: Hash,
 }
 
-/// One feed's line in the summary. Every field but `author` and `status` is `None` (JSON
-/// `null`) for a forked feed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One feed's line in `GET /feeds`. Every field but `author` and `status` is `None` (JSON
+/// `null`) for a forked feed: how much of a forked feed a node holds is not something
+/// honest nodes agree on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FeedSummary {
     pub author: Author,
     pub length: Option<Seq>,
@@ -90,56 +89,19 @@ pub struct FeedSummary {
     pub status: FeedStatus,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FeedStatus {
     Ok,
     Forked,
 }
 
-/// Count, sum, min and max of a set of values. Combining two is associative and
-/// commutative, which is what makes the summary independent of arrival order.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Aggregate {
-    count: u64,
-    sum: i128,
-    /// `Some((min, max))` once at least one value was added.
-    range: Option<(i64, i64)>,
-}
-
-impl Aggregate {
-    fn add(&mut self, value: i64) {
-        self.combine(&Aggregate {
-            count: 1,
-            sum: i128::from(value),
-            range: Some((value, value)),
-        });
-    }
-
-    fn combine(&mut self, other: &Aggregate) {
-        // Saturating, not wrapping: neither bound can be reached by a real log (2^64
-        // entries), and a saturated figure is less wrong than a wrapped one.
-        self.count = self.count.saturating_add(other.count);
-        self.sum = self.sum.saturating_add(other.sum);
-        self.range = match (self.range, other.range) {
-            (Some((a_min, a_max)), Some((b_min, b_max))) => {
-                Some((a_min.min(b_min), a_max.max(b_max)))
-            }
-            (a, b) => a.or(b),
-        };
-    }
-
-    fn mean(&self) -> Option<f64> {
-        if self.count == 0 {
-            return None;
-        }
-        // Integer division first keeps the mean exact to the last bit of the double even
-        // when the sum is far beyond 2^53; the casts are the intended rounding to f64.
-        let count = i128::from(self.count);
-        let quotient = self.sum / count;
-        let remainder = self.sum % count;
-        Some(quotient as f64 + remainder as f64 / count as f64)
-    }
+/// A page of feeds in author order; `next` is the cursor (the `after`) of the next page,
+/// `None` on the last page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FeedsPage {
+    pub feeds: Vec<FeedSummary>,
+    pub next: Option<Author>,
 }
 
 /// What the view holds for one live (not forked) feed.
@@ -158,61 +120,130 @@ enum Feed {
     Forked,
 }
 
+impl Feed {
+    fn line(&self, author: &Author) -> FeedSummary {
+        match self {
+            Feed::Live(state) => FeedSummary {
+                author: *author,
+                length: Some(state.length),
+                head: Some(state.head),
+                first_timestamp: Some(state.first_timestamp),
+                last_timestamp: Some(state.last_timestamp),
+                status: FeedStatus::Ok,
+            },
+            Feed::Forked => FeedSummary {
+                author: *author,
+                length: None,
+                head: None,
+                first_timestamp: None,
+                last_timestamp: None,
+                status: FeedStatus::Forked,
+            },
+        }
+    }
+
+    /// The feed's record in the digest input (docs/SUMMARY.md): 89 bytes live, 33 forked.
+    fn hash_record(&self, author: &Author, hasher: &mut Sha256) {
+        hasher.update(author.as_bytes());
+        match self {
+            Feed::Live(state) => {
+                hasher.update([STATUS_OK]);
+                hasher.update(state.length.to_be_bytes());
+                hasher.update(state.head.as_bytes());
+                hasher.update(state.first_timestamp.to_be_bytes());
+                hasher.update(state.last_timestamp.to_be_bytes());
+            }
+            Feed::Forked => hasher.update([STATUS_FORKED]),
+        }
+    }
+}
+
 /// The summary view. Feed it with [`View::apply`] and [`View::mark_forked`], read it with
-/// [`SummaryView::summary`].
+/// [`SummaryView::summary`] and [`SummaryView::feeds_page`].
 #[derive(Debug, Default)]
 pub struct SummaryView {
     feeds: BTreeMap<Author, Feed>,
+    forked: u64,
+    /// The aggregate over the live feeds; `None` after a live feed was forked, until the
+    /// next read recombines it from the per-feed aggregates.
+    totals: Option<Aggregate>,
+    tree: DigestTree,
     /// The summary as of the last change; emptied by every change.
-    cached: OnceLock<Summary>,
+    cached: Option<Summary>,
 }
 
 impl SummaryView {
     pub fn new() -> SummaryView {
-        SummaryView::default()
+        SummaryView {
+            totals: Some(Aggregate::default()),
+            ..SummaryView::default()
+        }
     }
 
-    /// The current summary: computed in O(feeds) after a change, then served from a cache.
-    pub fn summary(&self) -> Summary {
-        self.cached.get_or_init(|| self.compute()).clone()
-    }
-
-    fn compute(&self) -> Summary {
-        let mut total = Aggregate::default();
-        let mut feeds = Vec::with_capacity(self.feeds.len());
-        for (author, feed) in &self.feeds {
-            feeds.push(match feed {
-                Feed::Live(state) => {
-                    total.combine(&state.values);
-                    FeedSummary {
-                        author: *author,
-                        length: Some(state.length),
-                        head: Some(state.head),
-                        first_timestamp: Some(state.first_timestamp),
-                        last_timestamp: Some(state.last_timestamp),
-                        status: FeedStatus::Ok,
-                    }
+    /// The current summary: brought up to date after a change (see the module docs for the
+    /// cost), then served from a cache.
+    pub fn summary(&mut self) -> Summary {
+        if let Some(summary) = &self.cached {
+            return summary.clone();
+        }
+        let feeds = &self.feeds;
+        let totals = *self.totals.get_or_insert_with(|| {
+            let mut totals = Aggregate::default();
+            for feed in feeds.values() {
+                if let Feed::Live(state) = feed {
+                    totals.combine(&state.values);
                 }
-                Feed::Forked => FeedSummary {
-                    author: *author,
-                    length: None,
-                    head: None,
-                    first_timestamp: None,
-                    last_timestamp: None,
-                    status: FeedStatus::Forked,
-                },
-            });
-        }
-        let digest = digest(&total, &feeds);
-        Summary {
-            count: total.count,
-            sum: total.sum,
-            min: total.range.map(|(min, _)| min),
-            max: total.range.map(|(_, max)| max),
-            mean: total.mean(),
-            feeds,
-            digest,
-        }
+            }
+            totals
+        });
+        let root = self.tree.root(|bucket, hasher| {
+            let records = feeds
+                .range(first_author_of(bucket)..)
+                .take_while(|(author, _)| bucket_of(author) == bucket);
+            for (author, feed) in records {
+                feed.hash_record(author, hasher);
+            }
+        });
+        // usize -> u64 cannot lose bits on any supported target (at most 64-bit pointers).
+        let feed_count = u64::try_from(feeds.len()).unwrap_or(u64::MAX);
+        let summary = Summary {
+            count: totals.count,
+            sum: totals.sum,
+            min: totals.min(),
+            max: totals.max(),
+            mean: totals.mean(),
+            feed_count,
+            forked_feed_count: self.forked,
+            digest: digest(&totals, feed_count, &root),
+        };
+        self.cached = Some(summary.clone());
+        summary
+    }
+
+    /// Up to `limit` feeds in author order, starting after `after` (from the first feed
+    /// without it). `after` need not be a feed the view holds. The caller bounds `limit`.
+    pub fn feeds_page(&self, after: Option<&Author>, limit: usize) -> FeedsPage {
+        let mut rest = match after {
+            Some(after) => self
+                .feeds
+                .range((Bound::Excluded(*after), Bound::Unbounded)),
+            None => self.feeds.range(..),
+        };
+        let feeds: Vec<FeedSummary> = rest
+            .by_ref()
+            .take(limit)
+            .map(|(author, feed)| feed.line(author))
+            .collect();
+        let next = match rest.next() {
+            Some(_) => feeds.last().map(|line| line.author),
+            None => None,
+        };
+        FeedsPage { feeds, next }
+    }
+
+    fn changed(&mut self, author: &Author) {
+        self.cached = None;
+        self.tree.mark(bucket_of(author));
     }
 }
 
@@ -234,7 +265,10 @@ impl View for SummaryView {
             );
             return;
         }
-        self.cached = OnceLock::new();
+        self.changed(&entry.author);
+        if let Some(totals) = &mut self.totals {
+            totals.add(entry.value);
+        }
         match self.feeds.get_mut(&entry.author) {
             Some(Feed::Live(state)) => {
                 state.length = entry.seq;
@@ -260,50 +294,37 @@ impl View for SummaryView {
     }
 
     fn mark_forked(&mut self, author: &Author) {
-        if self.feeds.insert(*author, Feed::Forked) != Some(Feed::Forked) {
-            self.cached = OnceLock::new();
+        match self.feeds.insert(*author, Feed::Forked) {
+            Some(Feed::Forked) => return,
+            // Its values leave the totals; min and max cannot be un-combined, so the next
+            // read recombines them all.
+            Some(Feed::Live(_)) => self.totals = None,
+            None => {}
         }
+        self.forked = self.forked.saturating_add(1);
+        self.changed(author);
     }
 }
 
-/// sha256 of the canonical state (layout in the module docs).
-fn digest(total: &Aggregate, feeds: &[FeedSummary]) -> Hash {
+/// sha256 of the digest input (docs/SUMMARY.md): tag, version, the aggregates, the number
+/// of feeds and the tree's root.
+fn digest(totals: &Aggregate, feed_count: u64, root: &Hash) -> Hash {
     let mut hasher = Sha256::new();
     hasher.update(SUMMARY_DIGEST_TAG);
     hasher.update([SUMMARY_DIGEST_VERSION]);
-    hasher.update(total.count.to_be_bytes());
-    hasher.update(total.sum.to_be_bytes());
-    let (min, max) = match total.range {
-        Some((min, max)) => ((1u8, min), (1u8, max)),
-        None => ((0, 0), (0, 0)),
-    };
-    for (flag, value) in [min, max] {
-        hasher.update([flag]);
-        hasher.update(value.to_be_bytes());
-    }
-    // usize -> u64 cannot lose bits on any supported target (at most 64-bit pointers).
-    hasher.update(u64::try_from(feeds.len()).unwrap_or(u64::MAX).to_be_bytes());
-    for feed in feeds {
-        hasher.update(feed.author.as_bytes());
-        match (
-            feed.status,
-            feed.length,
-            feed.head,
-            feed.first_timestamp,
-            feed.last_timestamp,
-        ) {
-            (FeedStatus::Ok, Some(length), Some(head), Some(first), Some(last)) => {
-                hasher.update([0u8]);
-                hasher.update(length.to_be_bytes());
-                hasher.update(head.as_bytes());
-                hasher.update(first.to_be_bytes());
-                hasher.update(last.to_be_bytes());
+    hasher.update(totals.count.to_be_bytes());
+    hasher.update(totals.sum.to_be_bytes());
+    for bound in [totals.min(), totals.max()] {
+        match bound {
+            Some(value) => {
+                hasher.update([1u8]);
+                hasher.update(value.to_be_bytes());
             }
-            // `compute` fills every field of a live feed, so this arm is only ever a forked
-            // feed.
-            _ => hasher.update([1u8]),
+            None => hasher.update([0u8; 9]),
         }
     }
+    hasher.update(feed_count.to_be_bytes());
+    hasher.update(root.as_bytes());
     Hash(hasher.finalize().into())
 }
 

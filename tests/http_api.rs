@@ -329,10 +329,12 @@ async fn feeds_health_and_metrics() {
     let f = fixture(7);
     send(app(&f), "POST", "/add", "5").await;
     let (_, body, _) = send(app(&f), "GET", "/feeds", Body::empty()).await;
-    let feeds = json(&body);
+    let page = json(&body);
+    let feeds = &page["feeds"];
     assert_eq!(feeds[0]["author"], f.node.author().to_string());
     assert_eq!(feeds[0]["length"], 1);
     assert_eq!(feeds[0]["status"], "ok");
+    assert_eq!(page["next"], Value::Null);
     let (status, body, _) = send(app(&f), "GET", "/health", Body::empty()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(json(&body)["status"], "ok");
@@ -345,6 +347,95 @@ async fn feeds_health_and_metrics() {
         body.contains("kappalog_stored_entries{status=\"ok\"} 1"),
         "{body}"
     );
+}
+
+/// The summary is constant-size; the feeds are listed by `/feeds` a page at a time in
+/// author order, `next` leading from page to page; bad parameters get a 400 naming them.
+#[tokio::test]
+async fn summary_counts_feeds_and_feeds_are_paged_by_author() {
+    let f = fixture(8);
+    let mut csv = Vec::new();
+    let mut writer = kappalog::csv::CsvWriter::new(&mut csv).unwrap();
+    for seed in 20..25 {
+        for (entry, hash) in common::feed(&common::identity(seed), 2) {
+            writer.write_entry(&entry, &hash).unwrap();
+        }
+    }
+    writer.finish().unwrap();
+    f.node.import(&csv[..]).unwrap();
+    let (_, body, _) = send(app(&f), "GET", "/summary", Body::empty()).await;
+    let summary = json(&body);
+    let mut keys: Vec<&str> = summary
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "count",
+            "digest",
+            "feed_count",
+            "forked_feed_count",
+            "max",
+            "mean",
+            "min",
+            "own_feed",
+            "sum"
+        ]
+    );
+    assert_eq!(
+        (summary["count"].as_u64(), summary["feed_count"].as_u64()),
+        (Some(10), Some(5))
+    );
+    assert_eq!(summary["forked_feed_count"], 0);
+    assert_eq!(summary["own_feed"], "ok");
+
+    let mut authors = vec![];
+    let mut path = "/feeds?limit=2".to_owned();
+    loop {
+        let (status, body, _) = send(app(&f), "GET", &path, Body::empty()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let page = json(&body);
+        let feeds = page["feeds"].as_array().unwrap();
+        assert!(feeds.len() <= 2);
+        authors.extend(
+            feeds
+                .iter()
+                .map(|feed| feed["author"].as_str().unwrap().to_owned()),
+        );
+        match page["next"].as_str() {
+            Some(next) => path = format!("/feeds?limit=2&after={next}"),
+            None => break,
+        }
+    }
+    let mut expected: Vec<String> = (20..25)
+        .map(|s| common::identity(s).author().to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(authors, expected);
+    let (_, body, _) = send(app(&f), "GET", "/feeds", Body::empty()).await;
+    assert_eq!(json(&body)["feeds"].as_array().unwrap().len(), 5);
+
+    for (query, says) in [
+        ("limit=0", "\"limit\" must be a positive integer"),
+        ("limit=x", "\"limit\" must be a positive integer"),
+        ("limit=-1", "\"limit\" must be a positive integer"),
+        ("after=abc", "\"after\" must be an author"),
+        ("after=", "\"after\" must be an author"),
+    ] {
+        let (status, body, _) =
+            send(app(&f), "GET", &format!("/feeds?{query}"), Body::empty()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        let error = json(&body)["error"].as_str().unwrap().to_owned();
+        assert!(error.contains(says), "{query}: {error}");
+    }
+    // A `limit` beyond the largest page is served as the largest page.
+    let (status, body, _) = send(app(&f), "GET", "/feeds?limit=1000000", Body::empty()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["feeds"].as_array().unwrap().len(), 5);
 }
 
 /// A body of garbage rows is answered with the exact count and the first 1,000 rejections

@@ -53,9 +53,11 @@ proptest! {
             prop_assert!(report.rejected.is_empty(), "{report}");
         }
         let live = a.summary_json();
+        let live_feeds = a.feeds_page(None, usize::MAX);
         a.close().unwrap();
         let (a, _) = Node::open_with_identity(a_dir.path(), common::identity(1)).unwrap();
         prop_assert_eq!(&*live, &*a.summary_json(), "live vs rebuilt");
+        prop_assert_eq!(&live_feeds, &a.feeds_page(None, usize::MAX), "live vs rebuilt");
 
         // Node B: everything at once, feeds in reverse order of the file.
         let b_dir = tempfile::tempdir().unwrap();
@@ -64,5 +66,6 @@ proptest! {
         reversed.reverse();
         b.import(&csv_of(&reversed)[..]).unwrap();
         prop_assert_eq!(&*live, &*b.summary_json(), "order of arrival");
+        prop_assert_eq!(&live_feeds, &b.feeds_page(None, usize::MAX), "order of arrival");
     }
 }

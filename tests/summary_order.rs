@@ -95,10 +95,14 @@ proptest! {
         feeds in feeds(),
         picks in prop::collection::vec(prop::collection::vec(any::<usize>(), 1..40), 2..6),
     ) {
-        let reference = serde_json::to_string(&build(&interleave(&feeds, &[0]), &[]).summary()).unwrap();
+        let mut reference_view = build(&interleave(&feeds, &[0]), &[]);
+        let reference = serde_json::to_string(&reference_view.summary()).unwrap();
+        let reference_feeds = reference_view.feeds_page(None, usize::MAX);
         for p in &picks {
-            let json = serde_json::to_string(&build(&interleave(&feeds, p), &[]).summary()).unwrap();
+            let mut view = build(&interleave(&feeds, p), &[]);
+            let json = serde_json::to_string(&view.summary()).unwrap();
             prop_assert_eq!(&json, &reference);
+            prop_assert_eq!(view.feeds_page(None, usize::MAX), reference_feeds.clone());
         }
     }
 
@@ -116,7 +120,8 @@ proptest! {
         let order = interleave(&feeds, &picks);
         // Reference: everything applied, forks marked at the end.
         let end: Vec<(Author, usize)> = forked.iter().map(|a| (*a, usize::MAX)).collect();
-        let reference = build(&order, &end).summary();
+        let mut reference_view = build(&order, &end);
+        let reference = reference_view.summary();
         // Forks marked at arbitrary points, in a different interleaving.
         let at: Vec<(Author, usize)> = forked
             .iter()
@@ -124,8 +129,10 @@ proptest! {
             .map(|(a, (p, _))| (*a, p % (order.len() + 1)))
             .collect();
         let other_order = interleave(&feeds, &points.iter().map(|(_, q)| *q).collect::<Vec<_>>());
-        let summary = build(&other_order, &at).summary();
+        let mut view = build(&other_order, &at);
+        let summary = view.summary();
         prop_assert_eq!(summary.digest, reference.digest);
+        prop_assert_eq!(view.feeds_page(None, usize::MAX), reference_view.feeds_page(None, usize::MAX));
         prop_assert_eq!(
             serde_json::to_string(&summary).unwrap(),
             serde_json::to_string(&reference).unwrap()

@@ -77,12 +77,17 @@ async fn a_fork_reaches_nodes_by_sync_import_and_proof_alone() {
         assert_ne!(forks[0]["a"]["hash"], forks[0]["b"]["hash"]);
         assert_eq!(forks[0]["a"]["author"], forked.to_string());
     }
-    let feeds = get_json(&a.node, "/feeds").await;
-    assert_eq!(feeds[0]["status"], "forked");
+    // C holds no entry of the forked feed, yet lists it (and digests it) as A and B do.
+    for node in [&a.node, &b, &c.node] {
+        let feeds = get_json(node, "/feeds").await;
+        assert_eq!(feeds["feeds"][0]["author"], forked.to_string());
+        assert_eq!(feeds["feeds"][0]["status"], "forked");
+        assert_eq!(feeds["feeds"][0]["length"], serde_json::Value::Null);
+    }
     let digest = |n: &Node| summary(n)["digest"].clone();
     assert_eq!(digest(&a.node), digest(&b));
     assert_eq!(digest(&b), digest(&c.node));
-    assert_eq!(summary(&a.node)["feeds"][0]["status"], "forked");
+    assert_eq!(summary(&a.node)["forked_feed_count"], 1);
 
     // Proofs survive a restart.
     a.stop().await;

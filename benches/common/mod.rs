@@ -1,6 +1,8 @@
 //! Shared by the benchmarks: building a large store quickly, medians, reporting.
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::path::Path;
 
 use kappalog::entry::{Entry, UnsignedEntry};

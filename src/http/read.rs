@@ -12,13 +12,20 @@ use crate::entry::{EntryJson, Seq};
 use crate::hash::Hash;
 use crate::identity::Author;
 use crate::metrics::SyncFigures;
+use crate::summary::FeedsPage;
 
 /// Default page size of `GET /entries`.
 pub const DEFAULT_PAGE_ENTRIES: usize = 100;
 /// Largest page `GET /entries` serves, whatever `limit` asks.
 pub const MAX_PAGE_ENTRIES: usize = 1000;
+/// Default page size of `GET /feeds`.
+pub const DEFAULT_PAGE_FEEDS: usize = 100;
+/// Largest page `GET /feeds` serves, whatever `limit` asks: a page is built under the
+/// summary view's lock, which commits wait for, so anyone who can reach the port could
+/// otherwise hold it for a walk of every feed.
+pub const MAX_PAGE_FEEDS: usize = 1000;
 
-/// The summary view's JSON with a leading `"own_feed"` field (the own-feed fence state:
+/// The summary view's JSON with a trailing `"own_feed"` field (the own-feed fence state:
 /// `ok`, `starting`, `catching_up` or `diverged`). It is about this node, not about the
 /// entries, so it is not part of the digest.
 pub async fn summary(State(state): State<AppState>) -> Response {
@@ -53,11 +60,11 @@ pub struct SummaryBody {
     body: axum::body::Bytes,
 }
 
-/// The cached summary is a JSON object: splice the field in after its opening brace rather
+/// The cached summary is a JSON object: splice the field in before its closing brace rather
 /// than re-serialising it.
 fn splice_own_feed(json: &str, own_feed: &str) -> axum::body::Bytes {
-    match json.strip_prefix('{') {
-        Some(rest) => format!("{{\"own_feed\":\"{own_feed}\",{rest}").into(),
+    match json.strip_suffix('}') {
+        Some(rest) => format!("{rest},\"own_feed\":\"{own_feed}\"}}").into(),
         None => axum::body::Bytes::copy_from_slice(json.as_bytes()),
     }
 }
@@ -95,19 +102,7 @@ pub async fn entries(
             ApiError::BadRequest(format!("\"from\" must be a seq >= 1, got {text:?}"))
         })?,
     };
-    let limit = match params.limit {
-        None => DEFAULT_PAGE_ENTRIES,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|&n| n >= 1)
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "\"limit\" must be a positive integer, got {text:?}"
-                ))
-            })?
-            .min(MAX_PAGE_ENTRIES),
-    };
+    let limit = parse_limit(params.limit, DEFAULT_PAGE_ENTRIES, MAX_PAGE_ENTRIES)?;
     let head = state
         .node
         .reader()
@@ -149,37 +144,47 @@ pub async fn entry_by_hash(
     }
 }
 
-#[derive(Debug, Serialize)]
-pub struct FeedJson {
-    pub author: Author,
-    pub length: u64,
-    pub head: Hash,
-    pub first_timestamp: u64,
-    pub last_timestamp: u64,
-    pub status: &'static str,
+/// Query parameters of `GET /feeds`, as text so each bad one gets its own message.
+#[derive(Debug, Deserialize)]
+pub struct FeedsParams {
+    limit: Option<String>,
+    after: Option<String>,
 }
 
-pub async fn feeds(State(state): State<AppState>) -> Json<Vec<FeedJson>> {
-    let forked = state.node.forked_authors();
-    let feeds = state
-        .node
-        .reader()
-        .feeds()
-        .into_iter()
-        .map(|feed| FeedJson {
-            author: feed.author,
-            length: feed.length,
-            head: feed.head,
-            first_timestamp: feed.first_timestamp,
-            last_timestamp: feed.last_timestamp,
-            status: if forked.contains(&feed.author) {
-                "forked"
-            } else {
-                "ok"
-            },
+/// A page of the summary view's feeds in author order: `{"feeds": [...], "next": AUTHOR}`,
+/// `next` being the `after` of the next page (null on the last).
+pub async fn feeds(
+    State(state): State<AppState>,
+    params: Result<Query<FeedsParams>, QueryRejection>,
+) -> Result<Json<FeedsPage>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let limit = parse_limit(params.limit, DEFAULT_PAGE_FEEDS, MAX_PAGE_FEEDS)?;
+    let after: Option<Author> = params
+        .after
+        .map(|text| {
+            text.parse().map_err(|e| {
+                ApiError::BadRequest(format!("\"after\" must be an author (64 hex digits): {e}"))
+            })
         })
-        .collect();
-    Json(feeds)
+        .transpose()?;
+    Ok(Json(state.node.feeds_page(after.as_ref(), limit)))
+}
+
+/// A page size from the `limit` query parameter: `default` without it, at most `max`.
+fn parse_limit(text: Option<String>, default: usize, max: usize) -> Result<usize, ApiError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    let limit = text
+        .parse::<usize>()
+        .ok()
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "\"limit\" must be a positive integer, got {text:?}"
+            ))
+        })?;
+    Ok(limit.min(max))
 }
 
 pub async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -191,15 +196,17 @@ pub async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let forked = state.node.forked_authors();
-    let (mut ok, mut forked_entries) = (0u64, 0u64);
-    for feed in state.node.reader().feeds() {
-        if forked.contains(&feed.author) {
-            forked_entries += feed.length;
-        } else {
-            ok += feed.length;
-        }
-    }
+    // The store counts every entry; only the (rare) forked feeds are looked up, so a scrape
+    // costs O(forked feeds), not O(feeds).
+    let reader = state.node.reader();
+    let forked_entries: u64 = state
+        .node
+        .forked_authors()
+        .iter()
+        .filter_map(|author| reader.head(author))
+        .map(|head| head.seq)
+        .sum();
+    let ok = reader.len().saturating_sub(forked_entries);
     let sync = state.node.sync().map(|sync| {
         let mut figures = SyncFigures::default();
         for peer in sync.peers(&state.node) {
