@@ -83,7 +83,7 @@ fn the_dashboard_shows_new_entries_live_with_no_console_errors() {
         "the page to load its summary and open the tail",
         "document.readyState === 'complete' \
          && document.getElementById('summary-count').textContent === '0' \
-         && document.getElementById('tail-status').textContent.startsWith('live')",
+         && document.getElementById('tail-status').textContent.startsWith('connected')",
         deadline,
     );
 

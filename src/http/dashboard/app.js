@@ -228,7 +228,7 @@
   );
 
   function showOwnFeed(length, head) {
-    setText('own-feed-length', String(length));
+    setText('own-feed-length', length === null ? '–' : String(length));
     setText('own-feed-head', head || '–');
   }
 
@@ -348,7 +348,7 @@
     tail = new EventSource('tail?from=' + from);
     const status = $('tail-status');
     tail.onopen = () => {
-      status.textContent = 'live: newest first, the last ' + TAIL_MAX_ENTRIES + ' kept';
+      status.textContent = 'connected: newest first, the last ' + TAIL_MAX_ENTRIES + ' kept';
       status.classList.remove('bad');
     };
     tail.addEventListener('entry', (event) => {
@@ -471,7 +471,8 @@
           'tr',
           {},
           cell(shortHex(feed.author)),
-          el('td', { className: 'num' }, String(feed.length)),
+          // A forked feed has no agreed length or head: null.
+          el('td', { className: 'num' }, feed.length === null ? '–' : String(feed.length)),
           cell(shortHex(feed.head)),
           cell(time(feed.first_timestamp)),
           cell(time(feed.last_timestamp)),
