@@ -19,6 +19,8 @@
 //!   reports every outcome.
 //! - [`metrics`]: Prometheus counters and histograms served at `GET /metrics`.
 //! - [`http`]: the axum facade: adapters from routes to node methods.
+//! - [`tail`]: the live tail (`GET /tail`): cursors into the log, replay then live commits
+//!   without gap or repeat, the stream formats (SSE, NDJSON) and the slow-consumer rule.
 //! - [`server`]: binds, serves and stops one or several nodes: the HTTP connection cap (the
 //!   quietest idle or stalled connection makes room), the header and stall deadlines, request
 //!   heads screened before hyper reads them (malformed, oversized or ambiguously framed ones
@@ -84,5 +86,6 @@ pub mod signature;
 pub mod store;
 pub mod summary;
 pub mod sync;
+pub mod tail;
 pub mod validate;
 pub mod view;
