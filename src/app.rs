@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 
 use crate::cli::{
     AppendArgs, Cli, ClusterArgs, Command, ExportArgs, ImportArgs, KeygenArgs, NetworkArgs,
-    RunArgs, ShutdownArgs, Topology,
+    RunArgs, ShutdownArgs, TailArgs, Topology,
 };
 use crate::http::HttpConfig;
 use crate::keys;
@@ -36,7 +36,24 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Summary => summary(&config),
         Command::Run(args) => run_node(&config, args),
         Command::Cluster(args) => run_cluster(args),
+        Command::Tail(args) => tail(args),
     }
+}
+
+/// Follows a node's tail until a final refusal; a dropped connection is resumed inside.
+fn tail(args: TailArgs) -> anyhow::Result<ExitCode> {
+    let follow = crate::tail::client::Follow {
+        url: args.url,
+        author: args.author,
+        from: args.from,
+    };
+    let mut out = io::stdout().lock();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(crate::tail::client::follow(follow, &mut out))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
@@ -174,6 +191,7 @@ fn serve_limits(args: &ShutdownArgs) -> server::ServeLimits {
     server::ServeLimits {
         shutdown_timeout: std::time::Duration::from_secs(args.secs),
         stream_idle_timeout: std::time::Duration::from_secs(args.stream_idle_secs),
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
         ..server::ServeLimits::default()
     }
 }

@@ -658,6 +658,8 @@ impl Syncer {
                 err
             }),
         };
+        // Each batch's record offsets, in the order `write` laid the batches out.
+        let mut offsets: &[u64] = result.as_deref().unwrap_or_default();
         for Sealed {
             committed, answers, ..
         } in batches
@@ -668,9 +670,11 @@ impl Syncer {
                 }
                 continue;
             }
+            let (mine, rest) = offsets.split_at(committed.len().min(offsets.len()));
+            offsets = rest;
             if !committed.is_empty() {
                 if let Some(observer) = &self.observer {
-                    observer.committed(&committed);
+                    observer.committed(&committed, mine);
                 }
             }
             for answer in answers {
@@ -726,11 +730,12 @@ impl Syncer {
         answer.fail(err);
     }
 
-    /// Writes and syncs the records, then publishes them in the index.
-    fn write(&mut self, batches: &[Sealed]) -> io::Result<()> {
+    /// Writes and syncs the records, then publishes them in the index. Returns where each
+    /// record starts, batch after batch.
+    fn write(&mut self, batches: &[Sealed]) -> io::Result<Vec<u64>> {
         let count: usize = batches.iter().map(|b| b.committed.len()).sum();
         if count == 0 {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let keyed = batches.iter().any(|b| !b.keys.is_empty());
         if keyed && self.version < format::STORE_FORMAT_V2 {
@@ -757,11 +762,10 @@ impl Syncer {
         }
         self.end += buf.len() as u64;
         let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
-        let mut offsets = offsets.into_iter();
+        let mut at = offsets.iter().copied();
         for batch in batches {
             let mut keys = batch.keys.iter().peekable();
-            for (i, ((entry, hash), offset)) in batch.committed.iter().zip(&mut offsets).enumerate()
-            {
+            for (i, ((entry, hash), offset)) in batch.committed.iter().zip(&mut at).enumerate() {
                 index.insert(entry, hash, offset);
                 if let Some((_, key)) = keys.next_if(|(at, _)| *at == i) {
                     index.keys.insert(key, offset);
@@ -769,7 +773,7 @@ impl Syncer {
             }
         }
         index.end = self.end;
-        Ok(())
+        Ok(offsets)
     }
 
     /// Rewrites the header's version to 2 and syncs it, before the first keyed record is
