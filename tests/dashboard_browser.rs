@@ -201,8 +201,9 @@ fn the_dashboard_shows_new_entries_live_with_no_console_errors() {
     );
     eprintln!(
         "screenshot: {} ({} bytes, {width}x{height} PNG): the dashboard of node {} with \
-         count {} and sum {}, {} entries in the live list (the newest, by the form, on top; \
-         the hostile text shown as text below it), {} bar(s) in the rate chart, {} feed row(s) \
+         count {} and sum {}, {} entries in the live list, newest first (the forked feed's two \
+         imported entries, then the form's, then the test's with the hostile text shown as \
+         text), {} bar(s) in the rate chart, {} feed row(s) \
          (one forked), {} fork proof(s) with a download link, and the form's answer {:?}",
         path.display(),
         png.len(),
