@@ -11,6 +11,7 @@
 mod cdp;
 mod common;
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -35,7 +36,10 @@ fn the_dashboard_shows_new_entries_live_with_no_console_errors() {
             "KAPPALOG_REQUIRE_CHROMIUM=1 but no Chromium: install Debian's `chromium` or set \
              KAPPALOG_CHROMIUM"
         );
-        eprintln!(
+        // Straight to the process's stderr: `eprintln!` would be captured by the test
+        // harness and shown only on failure.
+        let _ = writeln!(
+            std::io::stderr(),
             "\n!!!!!!!!\n!!! SKIPPED dashboard_browser: no Chromium found (set KAPPALOG_CHROMIUM \
              or put `chromium` on PATH; `apt-get install chromium`)\n!!!!!!!!\n"
         );
