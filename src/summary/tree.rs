@@ -52,8 +52,8 @@ pub fn first_author_of(bucket: u16) -> Author {
 #[derive(Debug, Default)]
 pub struct DigestTree {
     /// `levels[d]` holds the `TREE_FANOUT^d` hashes of depth `d`: `levels[0]` is the root,
-    /// `levels[INNER_LEVELS]` the leaves. Empty until the root is first read (a view that is
-    /// never read, or holds nothing, costs no 2 MiB of leaf hashes).
+    /// `levels[INNER_LEVELS]` the leaves: 2.1 MiB in all, allocated when the root is first
+    /// read (a view that is never read, as in `kappalog append` or `import`, costs none).
     levels: Vec<Vec<Hash>>,
     /// Leaves whose feeds changed since `levels` was computed.
     dirty: BTreeSet<u16>,
