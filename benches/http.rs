@@ -22,11 +22,11 @@ use kappalog::http::{router, HttpConfig};
 use kappalog::identity::Identity;
 use kappalog::node::Node;
 use kappalog::server::{serve_http, ServeLimits};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 mod common;
-use common::{build_store_with_feeds, cpu_seconds, env_usize, report};
+use common::{build_store_with_feeds, cpu_seconds, env_usize, read_response, report};
 
 const CONNECTIONS: usize = 64;
 const RUNS: usize = 3;
@@ -53,38 +53,6 @@ fn serve(node: Node) -> (SocketAddr, tokio::runtime::Runtime) {
         std::future::pending(),
     ));
     (addr, runtime)
-}
-
-/// Reads one HTTP/1.1 response (Content-Length bodies only, as the node sends for these
-/// routes) from `stream`, keeping any extra bytes in `buf`. Returns the status.
-async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> u16 {
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = std::str::from_utf8(&buf[..end]).unwrap();
-            let status: u16 = head[9..12].parse().unwrap();
-            let length: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().ok())?
-                })
-                .unwrap_or(0);
-            let total = end + 4 + length;
-            while buf.len() < total {
-                let mut chunk = [0u8; 64 * 1024];
-                let n = stream.read(&mut chunk).await.unwrap();
-                assert!(n > 0, "server closed the connection");
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            buf.drain(..total);
-            return status;
-        }
-        let mut chunk = [0u8; 64 * 1024];
-        let n = stream.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "server closed the connection");
-        buf.extend_from_slice(&chunk[..n]);
-    }
 }
 
 /// What each connection sends: the same bytes every time, or `POST /add` with a key no

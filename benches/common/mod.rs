@@ -168,3 +168,39 @@ fn encode_feed(identity: &Identity, len: usize) -> Vec<u8> {
     }
     records
 }
+
+/// Reads one HTTP/1.1 response (Content-Length bodies only, as the node sends for these
+/// routes) from `stream`, keeping any extra bytes in `buf`. Returns the status.
+pub async fn read_response(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> u16 {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..end]).unwrap();
+            let status: u16 = head[9..12].parse().unwrap();
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            let total = end + 4 + length;
+            while buf.len() < total {
+                let mut chunk = [0u8; 64 * 1024];
+                let n = tokio::io::AsyncReadExt::read(stream, &mut chunk)
+                    .await
+                    .unwrap();
+                assert!(n > 0, "server closed the connection");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            buf.drain(..total);
+            return status;
+        }
+        let mut chunk = [0u8; 64 * 1024];
+        let n = tokio::io::AsyncReadExt::read(stream, &mut chunk)
+            .await
+            .unwrap();
+        assert!(n > 0, "server closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
