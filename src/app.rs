@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 
 use crate::cli::{
     AppendArgs, Cli, ClusterArgs, Command, ExportArgs, ImportArgs, KeygenArgs, NetworkArgs,
-    RunArgs, ShutdownArgs, Topology,
+    RunArgs, ShutdownArgs, TailArgs, Topology,
 };
 use crate::http::HttpConfig;
 use crate::keys;
@@ -36,7 +36,24 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Summary => summary(&config),
         Command::Run(args) => run_node(&config, args),
         Command::Cluster(args) => run_cluster(args),
+        Command::Tail(args) => tail(args),
     }
+}
+
+/// Follows a node's tail until a final refusal; a dropped connection is resumed inside.
+fn tail(args: TailArgs) -> anyhow::Result<ExitCode> {
+    let follow = crate::tail::client::Follow {
+        url: args.url,
+        author: args.author,
+        from: args.from,
+    };
+    let mut out = io::stdout().lock();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(crate::tail::client::follow(follow, &mut out))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
@@ -227,6 +244,7 @@ fn serve_limits(args: &ShutdownArgs) -> server::ServeLimits {
     server::ServeLimits {
         shutdown_timeout: std::time::Duration::from_secs(args.secs),
         stream_idle_timeout: std::time::Duration::from_secs(args.stream_idle_secs),
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
         ..server::ServeLimits::default()
     }
 }
@@ -287,16 +305,37 @@ fn run_node(config: &NodeConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
             for b in bound {
                 match b.sync_addr {
                     Some(sync) => println!(
-                        "kappalog node {} http://{} sync {}",
-                        b.author, b.http_addr, sync
+                        "kappalog node {} http://{} sync {} dashboard {}",
+                        b.author,
+                        b.http_addr,
+                        sync,
+                        dashboard_url(b.http_addr)
                     ),
-                    None => println!("kappalog node {} http://{}", b.author, b.http_addr),
+                    None => println!(
+                        "kappalog node {} http://{} dashboard {}",
+                        b.author,
+                        b.http_addr,
+                        dashboard_url(b.http_addr)
+                    ),
                 }
             }
         })
         .await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where a node's dashboard is (`GET /` on its HTTP address). A node bound to the
+/// unspecified address (`0.0.0.0`, `::`) is reached on loopback from this machine.
+pub fn dashboard_url(http_addr: SocketAddr) -> String {
+    let mut addr = http_addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{addr}/")
 }
 
 /// Which nodes (0-based) node `i` of `n` dials. Each pair is dialled from one side only.
@@ -373,19 +412,34 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
     }
     runtime()?.block_on(server::serve_until_signal(nodes, |bound| {
         println!(
-            "{:<8} {:<28} {:<22} {:<66} data",
-            "node", "http", "sync", "author"
+            "{:<8} {:<28} {:<22} {:<66} {:<30} data",
+            "node", "http", "sync", "author", "dashboard"
         );
         for b in bound {
             println!(
-                "{:<8} {:<28} {:<22} {:<66} {}",
+                "{:<8} {:<28} {:<22} {:<66} {:<30} {}",
                 b.name,
                 format!("http://{}", b.http_addr),
                 b.sync_addr.map(|a| a.to_string()).unwrap_or_default(),
                 b.author.to_string(),
+                dashboard_url(b.http_addr),
                 b.data_dir.display()
             );
         }
     }))?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dashboard_url_of_an_unspecified_address_is_on_loopback() {
+        let url = |addr: &str| dashboard_url(addr.parse().unwrap());
+        assert_eq!(url("127.0.0.1:8080"), "http://127.0.0.1:8080/");
+        assert_eq!(url("0.0.0.0:8080"), "http://127.0.0.1:8080/");
+        assert_eq!(url("[::]:8080"), "http://[::1]:8080/");
+        assert_eq!(url("192.0.2.7:80"), "http://192.0.2.7:80/");
+    }
 }

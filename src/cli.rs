@@ -59,6 +59,23 @@ pub enum Command {
     Run(RunArgs),
     /// Run several nodes in one process, each with its own key, data dir and HTTP port
     Cluster(ClusterArgs),
+    /// Follow a running node's commits (GET /tail), one entry as JSON per line; resumes by
+    /// itself from its last cursor after a dropped connection or a node restart
+    Tail(TailArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// The node's HTTP address
+    #[arg(long, env = "KAPPALOG_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: hyper::Uri,
+    /// Only this feed (author hex)
+    #[arg(long, value_parser = parse_author)]
+    pub author: Option<Author>,
+    /// Where to start: `start` (the whole log), `now` (the next commit) or a cursor the
+    /// node sent (the entry after it)
+    #[arg(long, default_value = "now", value_parser = parse_start)]
+    pub from: crate::tail::Start,
 }
 
 #[derive(Debug, Args)]
@@ -112,6 +129,10 @@ pub struct ShutdownArgs {
     /// open then (a stalled upload, a reader that stopped reading) is aborted
     #[arg(long = "shutdown-timeout", env = "KAPPALOG_SHUTDOWN_TIMEOUT", default_value_t = crate::server::SHUTDOWN_TIMEOUT_MS / 1000, value_name = "SECS")]
     pub secs: u64,
+    /// HTTP connections open at once per node (each `GET /tail` stream holds one); at the
+    /// cap the quietest idle or stalled connection is closed to make room
+    #[arg(long = "max-connections", env = "KAPPALOG_MAX_CONNECTIONS", default_value_t = crate::server::MAX_HTTP_CONNECTIONS as u32, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub max_connections: u32,
 }
 
 /// The sync network's secret, shared by `run` and `cluster`.
@@ -214,6 +235,11 @@ pub fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
     text.parse().map_err(|_| {
         format!("expected HOST:PORT with an IP address, e.g. 127.0.0.1:8080, got {text:?}")
     })
+}
+
+/// A tail's start: `start`, `now` or a cursor.
+pub fn parse_start(text: &str) -> Result<crate::tail::Start, String> {
+    text.trim().parse().map_err(|e| format!("{e}"))
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! | GET    | `/entries/{hash}` | one entry or 404                                     |
 //! | GET    | `/feeds`          | `?limit=N&after=AUTHOR`: the feeds in author order, paginated |
 //! | GET    | `/export.csv`     | the CSV export, streamed (`text/csv`)                |
+//! | GET    | `/tail`           | committed entries live, SSE or NDJSON ([`crate::tail`]) |
 //! | POST   | `/import`         | a CSV body, streamed; the import counts              |
 //! | GET    | `/forks`          | recorded fork proofs (author, seq, both entries)     |
 //! | GET    | `/peers`          | sync peers: connected, last sync, counts, lag, error |
@@ -18,15 +19,19 @@
 //! | POST   | `/sync`           | a sync round with every connected peer now           |
 //! | GET    | `/health`         | liveness                                             |
 //! | GET    | `/metrics`        | Prometheus text format                               |
+//! | GET    | `/`               | the dashboard page (HTML; [`dashboard`] serves it)    |
+//! | GET    | `/dashboard/{file}` | its script (`app.js`) and stylesheet (`app.css`)   |
 //!
 //! Every error is `{"error": "..."}`; internal causes are logged, not echoed.
 
 mod add;
+pub mod dashboard;
 mod error;
 mod middleware;
 mod read;
 mod stream;
 mod sync;
+mod tail;
 
 use std::time::Duration;
 
@@ -40,6 +45,7 @@ pub use error::ApiError;
 pub use middleware::Gate;
 
 use crate::node::Node;
+use crate::tail::{TailConfig, Tails};
 
 /// `/add` bodies are tiny: a value and at most 4096 bytes of data, JSON-escaped.
 pub const MAX_ADD_BODY_BYTES: usize = 64 * 1024;
@@ -67,6 +73,8 @@ pub struct HttpConfig {
     /// excepted); an `/add` body must arrive within it. [`REQUEST_TIMEOUT_MS`] by default;
     /// tests shorten it.
     pub request_timeout: Duration,
+    /// `GET /tail`'s limits and timings.
+    pub tail: TailConfig,
 }
 
 impl Default for HttpConfig {
@@ -75,6 +83,7 @@ impl Default for HttpConfig {
             token: None,
             stream_idle_timeout: Duration::from_millis(STREAM_IDLE_TIMEOUT_MS),
             request_timeout: Duration::from_millis(REQUEST_TIMEOUT_MS),
+            tail: TailConfig::default(),
         }
     }
 }
@@ -88,6 +97,8 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// The last `/summary` body, reused while neither the view nor the fence state changed.
     pub summary_body: std::sync::Arc<std::sync::Mutex<Option<read::SummaryBody>>>,
+    /// The open `GET /tail` streams' limits.
+    pub tails: Tails,
 }
 
 /// The whole HTTP API over one node, as a tower service: the router inside the [`Gate`]
@@ -102,6 +113,7 @@ pub fn router(node: Node, config: HttpConfig) -> Api {
         stream_idle_timeout: config.stream_idle_timeout,
         request_timeout: config.request_timeout,
         summary_body: Default::default(),
+        tails: Tails::new(config.tail.clone()),
     };
 
     // `/add` enforces its small body limit itself (see `add::add`): a layer here would cost
@@ -124,7 +136,10 @@ pub fn router(node: Node, config: HttpConfig) -> Api {
         .route("/peers", get(sync::peers))
         .route("/health", get(read::health))
         .route("/metrics", get(read::metrics))
-        .route("/export.csv", get(stream::export_csv));
+        .route("/export.csv", get(stream::export_csv))
+        .route("/tail", get(tail::tail))
+        .route("/", get(dashboard::page))
+        .route("/dashboard/{file}", get(dashboard::asset));
 
     let routes = Router::new()
         .merge(add)

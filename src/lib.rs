@@ -19,7 +19,10 @@
 //! - [`import`]: applies a CSV import to the store in bounded memory (sorted on disk) and
 //!   reports every outcome.
 //! - [`metrics`]: Prometheus counters and histograms served at `GET /metrics`.
-//! - [`http`]: the axum facade: adapters from routes to node methods.
+//! - [`http`]: the axum facade: adapters from routes to node methods, and the dashboard
+//!   page at `GET /` ([`http::dashboard`]).
+//! - [`tail`]: the live tail (`GET /tail`): cursors into the log, replay then live commits
+//!   without gap or repeat, the stream formats (SSE, NDJSON) and the slow-consumer rule.
 //! - [`server`]: binds, serves and stops one or several nodes: the HTTP connection cap (the
 //!   quietest idle or stalled connection makes room), the header and stall deadlines, request
 //!   heads screened before hyper reads them (malformed, oversized or ambiguously framed ones
@@ -85,5 +88,6 @@ pub mod signature;
 pub mod store;
 pub mod summary;
 pub mod sync;
+pub mod tail;
 pub mod validate;
 pub mod view;

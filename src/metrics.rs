@@ -79,6 +79,8 @@ pub struct Metrics {
     pub sync_entries: Family<DirectionLabels, Gauge>,
     pub sync_refused: Family<ReasonLabels, Gauge>,
     pub sync_feeds_skipped: Family<ReasonLabels, Gauge>,
+    /// Live `GET /tail` streams (see `tail::stream::Slot`).
+    pub tail_streams: Gauge,
     pub store_degraded: Gauge,
     pub store_write_failures: Gauge,
     pub store_recoveries: Gauge,
@@ -165,6 +167,12 @@ impl Metrics {
             "entries sent to and received from sync peers since start, over all peers",
             sync_entries.clone(),
         );
+        let tail_streams = Gauge::default();
+        registry.register(
+            "tail_streams",
+            "GET /tail streams open now",
+            tail_streams.clone(),
+        );
         let store_degraded = Gauge::default();
         registry.register(
             "store_degraded",
@@ -185,6 +193,7 @@ impl Metrics {
         );
         Metrics {
             registry,
+            tail_streams,
             store_degraded,
             store_write_failures,
             store_recoveries,

@@ -22,7 +22,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::csv::{CsvWriter, ImportReport};
 use crate::entry::{Entry, EntryJson};
@@ -39,6 +39,7 @@ use crate::store::{
 };
 use crate::summary::{FeedsPage, SummaryView};
 use crate::sync::SyncHandle;
+use crate::tail::{Format, RenderCache, Rendered};
 use crate::view::View;
 use fence::{Fence, FenceError, OwnFeedState};
 
@@ -53,9 +54,40 @@ pub const CLOSE_WAIT_MS: u64 = 5_000;
 #[derive(Clone, Debug)]
 pub enum NodeEvent {
     /// A durable batch of entries (own appends, imports, entries from peers).
-    Committed(Arc<[(Entry, Hash)]>),
+    Committed(Arc<Committed>),
     /// A newly recorded fork proof.
     Proof(Arc<ForkProof>),
+}
+
+/// One durable batch, as [`NodeEvent::Committed`] tells it. Derefs to its entries.
+#[derive(Debug)]
+pub struct Committed {
+    entries: Vec<(Entry, Hash)>,
+    /// Where each entry's record starts in the log (one per entry; the tail's cursors).
+    offsets: Vec<u64>,
+    /// The live tail's renderings of this batch, made once for every stream.
+    rendered: RenderCache,
+}
+
+impl Committed {
+    /// Where each entry's record starts in the log, in the order of the entries.
+    pub fn offsets(&self) -> &[u64] {
+        &self.offsets
+    }
+
+    /// This batch as tail streams of `format` send it (rendered on first use).
+    pub fn rendered(&self, format: Format, node: &Author) -> &Rendered {
+        self.rendered
+            .get(format, node, &self.entries, &self.offsets)
+    }
+}
+
+impl std::ops::Deref for Committed {
+    type Target = [(Entry, Hash)];
+
+    fn deref(&self) -> &[(Entry, Hash)] {
+        &self.entries
+    }
 }
 
 /// What offering foreign entries to the node came to.
@@ -177,10 +209,15 @@ struct NodeObserver {
 }
 
 impl CommitObserver for NodeObserver {
-    fn committed(&self, entries: &[(Entry, Hash)]) {
+    fn committed(&self, entries: &[(Entry, Hash)], offsets: &[u64]) {
         self.views.apply_all(entries);
+        let batch = Committed {
+            entries: entries.to_vec(),
+            offsets: offsets.to_vec(),
+            rendered: RenderCache::default(),
+        };
         // An error only means nobody subscribed: nothing to tell.
-        let _ = self.events.send(NodeEvent::Committed(entries.into()));
+        let _ = self.events.send(NodeEvent::Committed(Arc::new(batch)));
     }
 }
 
@@ -250,6 +287,8 @@ struct Inner {
     fence: Mutex<Fence>,
     events: broadcast::Sender<NodeEvent>,
     sync: OnceLock<SyncHandle>,
+    /// Set once the node is shutting down: long-lived readers (tail streams) end on it.
+    ending: watch::Sender<bool>,
 }
 
 /// What opening a node found, for the caller to report.
@@ -336,6 +375,7 @@ impl Node {
                 fence: Mutex::new(fence),
                 events,
                 sync: OnceLock::new(),
+                ending: watch::Sender::new(false),
             }),
         };
         Ok((node, report))
@@ -380,6 +420,17 @@ impl Node {
     /// Events from now on (see [`NodeEvent`]).
     pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// Tells long-lived readers (tail streams) that the node is shutting down: they end at
+    /// once rather than hold the server's graceful shutdown open. New ones are refused.
+    pub fn end_streams(&self) {
+        self.inner.ending.send_replace(true);
+    }
+
+    /// Becomes `true` when [`Node::end_streams`] is called.
+    pub fn streams_ending(&self) -> watch::Receiver<bool> {
+        self.inner.ending.subscribe()
     }
 
     /// The running peer sync, if any.

@@ -104,8 +104,13 @@ pub struct FeedInfo {
 
 /// Told about every durable batch, by the writer thread, in commit order, before the
 /// appenders get their replies (views fold here). Keep it quick: the writer waits for it.
+///
+/// `offsets[i]` is where the record of `entries[i]` starts in the log file (the two slices
+/// have one length): the live tail names log positions in its cursors, so it learns them
+/// here rather than by reading the file back. When the observer runs, the index already
+/// covers the batch ([`StoreReader::committed_end`] is past its last record).
 pub trait CommitObserver: Send + Sync {
-    fn committed(&self, entries: &[(Entry, Hash)]);
+    fn committed(&self, entries: &[(Entry, Hash)], offsets: &[u64]);
 }
 
 /// What happened to one offered foreign entry. Expected outcomes, not errors.

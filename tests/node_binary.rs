@@ -89,7 +89,17 @@ fn cluster_starts_answers_on_every_node_and_stops_cleanly() {
         let mut addrs: Vec<SocketAddr> = vec![];
         for i in 1..=3 {
             let line = running.wait_line(&format!("node-{i} "));
-            addrs.push(common::printed_addr(&line));
+            let addr = common::printed_addr(&line);
+            // Each row names the node's dashboard, and it answers there.
+            let dashboard = format!("http://{addr}/");
+            assert!(line.contains(&format!(" {dashboard} ")), "{line}");
+            let page = get(addr, "/");
+            assert_eq!(page.status, 200);
+            assert_eq!(
+                page.header("content-type"),
+                Some("text/html; charset=utf-8")
+            );
+            addrs.push(addr);
         }
         (running, addrs)
     };

@@ -26,7 +26,7 @@ fn log_order(reader: &StoreReader) -> Vec<(Entry, Hash)> {
 #[derive(Default)]
 struct Recorder(Mutex<Vec<Hash>>);
 impl CommitObserver for Recorder {
-    fn committed(&self, entries: &[(Entry, Hash)]) {
+    fn committed(&self, entries: &[(Entry, Hash)], _offsets: &[u64]) {
         self.0
             .lock()
             .unwrap()

@@ -50,7 +50,7 @@ pub fn content_length(head: &str) -> usize {
 
 /// Reads one HTTP/1.1 response (Content-Length bodies only, as the node sends for these
 /// routes) from `stream`, keeping any extra bytes in `buf`. Returns the status.
-async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> u16 {
+pub async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> u16 {
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = std::str::from_utf8(&buf[..end]).unwrap();

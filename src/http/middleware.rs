@@ -52,6 +52,11 @@ impl<S: Clone> Clone for Gate<S> {
 }
 
 impl<S> Gate<S> {
+    /// The node the API serves.
+    pub fn node(&self) -> &Node {
+        &self.shared.node
+    }
+
     pub fn new(inner: S, node: Node, token: Option<String>, timeout: Duration) -> Self {
         Gate {
             inner,
@@ -208,7 +213,7 @@ fn is_write(method: &Method, route: &str) -> bool {
 }
 
 fn is_streamed(route: &str) -> bool {
-    matches!(route, "/export.csv" | "/import")
+    matches!(route, "/export.csv" | "/import" | "/tail")
 }
 
 /// Routes whose handler bounds its own wait for the client and then must not be cut off:
@@ -250,12 +255,15 @@ fn route_label(path: &str) -> &'static str {
         "/entries" => "/entries",
         "/feeds" => "/feeds",
         "/export.csv" => "/export.csv",
+        "/tail" => "/tail",
         "/import" => "/import",
         "/health" => "/health",
         "/metrics" => "/metrics",
         "/forks" => "/forks",
         "/peers" => "/peers",
         "/sync" => "/sync",
+        "/" => "/",
+        p if p.starts_with("/dashboard/") => "/dashboard/{file}",
         p if p.starts_with("/entries/") => "/entries/{hash}",
         _ => "other",
     }

@@ -18,7 +18,8 @@
 //! - request heads are screened before hyper reads them ([`super::screen`]): a head over
 //!   [`MAX_HEAD_BYTES`], a target over [`super::head::MAX_URI_BYTES`], a malformed head and
 //!   ambiguous body framing are answered with the usual JSON error and the connection closed;
-//! - on shutdown, the listener closes, idle connections close at once, and connections with
+//! - on shutdown, the listener closes, tail streams end (`Node::end_streams`), idle
+//!   connections close at once, and connections with
 //!   a request in flight get up to [`ServeLimits::shutdown_timeout`] to finish it; whatever
 //!   is still open then (a stalled upload, a reader that stopped reading) is aborted, so a
 //!   stop signal always ends the server within that time.
@@ -220,6 +221,8 @@ pub async fn serve_http(
         let _ = registered.send(());
     }
     drop(listener);
+    // Tail streams would otherwise keep their requests in flight until the deadline.
+    api.get_ref().node().end_streams();
     if tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown())
         .await
         .is_err()

@@ -411,6 +411,11 @@ fn split_key(payload: &[u8]) -> Result<(&[u8], IdempotencyKey), String> {
 
 /// Reads one record at `offset` with positional reads; `end` bounds it (the committed end).
 pub fn read_record_at(file: &File, offset: u64, end: u64) -> Result<Record, ReadFault> {
+    read_record_span(file, offset, end).map(|(record, _)| record)
+}
+
+/// As [`read_record_at`], also returning the offset just past the record.
+pub fn read_record_span(file: &File, offset: u64, end: u64) -> Result<(Record, u64), ReadFault> {
     let mut header = [0u8; RECORD_HEADER_BYTES];
     let payload_at = offset
         .checked_add(RECORD_HEADER_BYTES as u64)
@@ -430,7 +435,8 @@ pub fn read_record_at(file: &File, offset: u64, end: u64) -> Result<Record, Read
     let mut payload = vec![0u8; header.len];
     file.read_exact_at(&mut payload, payload_at)
         .map_err(ReadFault::Io)?;
-    decode_payload(&payload, &header).map_err(|f| ReadFault::Bad(fault_reason(&f)))
+    let record = decode_payload(&payload, &header).map_err(|f| ReadFault::Bad(fault_reason(&f)))?;
+    Ok((record, payload_at + header.len as u64))
 }
 
 /// Why a positional read of a record failed.
@@ -542,15 +548,29 @@ pub fn is_zero_from(file: &File, from: u64, to: u64) -> io::Result<bool> {
 pub fn walk(
     file: &File,
     file_len: u64,
+    apply: impl FnMut(Vec<Scanned>) -> io::Result<std::ops::ControlFlow<()>> + Send,
+) -> io::Result<ScanStop> {
+    walk_from(file, FILE_HEADER_BYTES, file_len, SCAN_CHUNK_BYTES, apply)
+}
+
+/// As [`walk`], from the record starting at `from` (a record boundary: the caller knows
+/// one, for instance from a checked tail cursor), reading `chunk_bytes` at a time (raised to
+/// [`MAX_RECORD_BYTES`] so every chunk holds a whole record). The live tail replays with
+/// small chunks: many replays may run at once.
+pub fn walk_from(
+    file: &File,
+    from: u64,
+    file_len: u64,
+    chunk_bytes: usize,
     mut apply: impl FnMut(Vec<Scanned>) -> io::Result<std::ops::ControlFlow<()>> + Send,
 ) -> io::Result<ScanStop> {
-    let mut pos = FILE_HEADER_BYTES;
-    let mut buf = vec![0u8; SCAN_CHUNK_BYTES];
+    let chunk_bytes = chunk_bytes.max(MAX_RECORD_BYTES);
+    let mut pos = from;
+    let mut buf = vec![0u8; chunk_bytes];
     // The previous chunk's records, applied while this chunk decodes.
     let mut decoded: Option<Vec<Scanned>> = None;
     while pos < file_len {
-        let n = usize::try_from((file_len - pos).min(SCAN_CHUNK_BYTES as u64))
-            .unwrap_or(SCAN_CHUNK_BYTES);
+        let n = usize::try_from((file_len - pos).min(chunk_bytes as u64)).unwrap_or(chunk_bytes);
         file.read_exact_at(&mut buf[..n], pos)?;
         let chunk = &buf[..n];
         let chunk_is_last = pos + n as u64 >= file_len;
@@ -632,7 +652,7 @@ pub fn walk(
             });
         }
         if consumed == 0 {
-            // A chunk always holds at least one whole record (SCAN_CHUNK_BYTES is far above
+            // A chunk always holds at least one whole record (it is at least
             // MAX_RECORD_BYTES), so no progress means the tail past `pos` is incomplete.
             return Ok(ScanStop::Fault {
                 offset: pos,

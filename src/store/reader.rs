@@ -234,13 +234,35 @@ impl StoreReader {
         mut f: impl FnMut(&Entry, &Hash) -> ControlFlow<()> + Send,
     ) -> Result<(), StoreError> {
         let end = self.index().end;
+        self.for_each_record_between(
+            format::FILE_HEADER_BYTES,
+            end,
+            format::SCAN_CHUNK_BYTES,
+            |_, entry, hash| f(entry, hash),
+        )
+    }
+
+    /// Every record starting in `[from, to)` in file order, with its offset: `from` must be
+    /// where a record starts (or `to`), and `to` at most [`Self::committed_end`]. Reads
+    /// `chunk_bytes` of the file at a time, so memory is bounded by the chunk, not the range.
+    pub fn for_each_record_between(
+        &self,
+        from: u64,
+        to: u64,
+        chunk_bytes: usize,
+        mut f: impl FnMut(u64, &Entry, &Hash) -> ControlFlow<()> + Send,
+    ) -> Result<(), StoreError> {
+        let end = to.min(self.committed_end());
+        if from >= end {
+            return Ok(());
+        }
         let path = &self.shared.path;
         let mut bad: Option<StoreError> = None;
-        let stop = format::walk(&self.shared.file, end, |records| {
+        let stop = format::walk_from(&self.shared.file, from, end, chunk_bytes, |records| {
             for record in records {
                 match record.decoded {
                     Ok(format::Record { entry, hash, .. }) => {
-                        if f(&entry, &hash).is_break() {
+                        if f(record.offset, &entry, &hash).is_break() {
                             return Ok(ControlFlow::Break(()));
                         }
                     }
@@ -291,8 +313,26 @@ impl StoreReader {
         Ok(())
     }
 
-    pub(super) fn committed_end(&self) -> u64 {
+    /// Where the durable log ends: the offset just past its last record, which no reader
+    /// reads beyond.
+    pub fn committed_end(&self) -> u64 {
         self.index().end
+    }
+
+    /// The record starting at `offset` and the offset just past it, if an intact record
+    /// starts there below the committed end. `None` for an offset past the end, inside a
+    /// record or in the file header: something outside the node named the offset (a tail
+    /// cursor), so a miss is an answer, not damage.
+    pub fn record_at(&self, offset: u64) -> Result<Option<(Entry, Hash, u64)>, StoreError> {
+        let end = self.committed_end();
+        if offset < format::FILE_HEADER_BYTES || offset >= end {
+            return Ok(None);
+        }
+        match format::read_record_span(&self.shared.file, offset, end) {
+            Ok((record, next)) => Ok(Some((record.entry, record.hash, next))),
+            Err(ReadFault::Bad(_)) => Ok(None),
+            Err(fault) => Err(self.read_error(offset, fault)),
+        }
     }
 
     pub(super) fn file(&self) -> &File {

@@ -728,6 +728,8 @@ impl Syncer {
             }
         }
         let result = self.make_durable(&fresh);
+        // Each batch's record offsets, in the order `write` laid the batches out.
+        let mut offsets: &[u64] = result.as_deref().unwrap_or_default();
         for Sealed {
             committed, answers, ..
         } in fresh
@@ -738,9 +740,11 @@ impl Syncer {
                 }
                 continue;
             }
+            let (mine, rest) = offsets.split_at(committed.len().min(offsets.len()));
+            offsets = rest;
             if !committed.is_empty() {
                 if let Some(observer) = &self.observer {
-                    observer.committed(&committed);
+                    observer.committed(&committed, mine);
                 }
             }
             for answer in answers {
@@ -772,12 +776,12 @@ impl Syncer {
 
     /// Recovers if a failure asked for it, then writes and syncs the batches' records. Any
     /// failure starts a new epoch and degrades the store.
-    fn make_durable(&mut self, batches: &[Sealed]) -> Result<(), Arc<io::Error>> {
+    fn make_durable(&mut self, batches: &[Sealed]) -> Result<Vec<u64>, Arc<io::Error>> {
         if batches
             .iter()
             .all(|b| b.committed.is_empty() && b.notes.is_empty())
         {
-            return Ok(());
+            return Ok(Vec::new());
         }
         if self.needs_recovery {
             if let Err(e) = self.recover() {
@@ -785,7 +789,7 @@ impl Syncer {
             }
         }
         match self.write(batches) {
-            Ok(()) => {
+            Ok(offsets) => {
                 if let Some(spell) = self.health.succeed() {
                     tracing::info!(
                         after_ms = now_ms().saturating_sub(spell.since_ms),
@@ -793,7 +797,7 @@ impl Syncer {
                         "store writes resumed"
                     );
                 }
-                Ok(())
+                Ok(offsets)
             }
             Err(e) => {
                 let err = self.record_failure("write the log", e);
@@ -888,12 +892,13 @@ impl Syncer {
         answer.fail(err);
     }
 
-    /// Writes and syncs the records, then publishes them in the index.
-    fn write(&mut self, batches: &[Sealed]) -> io::Result<()> {
+    /// Writes and syncs the records, then publishes them in the index. Returns where each
+    /// record starts, batch after batch.
+    fn write(&mut self, batches: &[Sealed]) -> io::Result<Vec<u64>> {
         let count: usize = batches.iter().map(|b| b.committed.len()).sum();
         let notes: usize = batches.iter().map(|b| b.notes.len()).sum();
         if count + notes == 0 {
-            return Ok(());
+            return Ok(Vec::new());
         }
         if self.version < format::STORE_FORMAT_V3 {
             self.upgrade_header()?;
@@ -923,11 +928,10 @@ impl Syncer {
         self.last_record = offsets.last().copied().or(self.last_record);
         self.marker_due = true;
         let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
-        let mut offsets = offsets.into_iter();
+        let mut at = offsets.iter().copied();
         for batch in batches {
             let mut keys = batch.keys.iter().peekable();
-            for (i, ((entry, hash), offset)) in batch.committed.iter().zip(&mut offsets).enumerate()
-            {
+            for (i, ((entry, hash), offset)) in batch.committed.iter().zip(&mut at).enumerate() {
                 index.insert(entry, hash, offset);
                 if let Some((_, key)) = keys.next_if(|(at, _)| *at == i) {
                     index.keys.insert(key, offset);
@@ -935,7 +939,7 @@ impl Syncer {
             }
         }
         index.end = self.end;
-        Ok(())
+        Ok(offsets)
     }
 
     /// Rewrites the header's version to 3 and syncs it, before the first record this code

@@ -42,16 +42,27 @@ pub async fn start_over(node: Node, dir: tempfile::TempDir, limits: ServeLimits)
     let task = tokio::spawn(serve_http(listener, api, limits, open, async {
         let _ = stopped.await;
     }));
-    Server {
-        addr,
-        node,
-        stop: Some(stop),
-        task,
-        _dir: dir,
-    }
+    Server::from_parts(addr, node, stop, task, dir)
 }
 
 impl Server {
+    /// A server started by the caller: `task` runs `serve_http` until `stop` is sent.
+    pub fn from_parts(
+        addr: SocketAddr,
+        node: Node,
+        stop: oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<()>,
+        dir: tempfile::TempDir,
+    ) -> Server {
+        Server {
+            addr,
+            node,
+            stop: Some(stop),
+            task,
+            _dir: dir,
+        }
+    }
+
     /// Stops serving and waits (bounded) for `serve_http` to return.
     pub async fn shutdown(mut self) {
         self.stop_serving();

@@ -1,0 +1,297 @@
+//! `kappalog tail`: follows a node's `GET /tail` in its NDJSON form over plain HTTP/1.1,
+//! writes each entry's JSON as one line, and resumes by itself from the last cursor it
+//! received when the connection drops or the node ends the stream (a restart, a slow
+//! consumer), with a bounded backoff. A refused cursor or parameter (4xx) is final.
+//!
+//! Until the first entry arrives there is no cursor: a resumed `--from now` starts at the
+//! node's end again (an entry committed while disconnected before the first one is missed);
+//! `--from start` and a cursor resume exactly.
+
+use std::io::Write;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::header;
+use hyper::{Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use tokio::net::TcpStream;
+
+use super::Start;
+use crate::entry::EntryJson;
+use crate::identity::Author;
+
+/// The longest NDJSON line accepted: an entry with the most data, every byte escaped
+/// (4096 × 6), its hex fields and cursor fit well below it. A longer line is not from a
+/// kappalog node; the connection is dropped and retried.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+/// The most of an error body read for its message.
+pub const MAX_ERROR_BODY_BYTES: usize = 16 * 1024;
+/// First wait before reconnecting; doubled after each attempt that received nothing.
+pub const RECONNECT_MIN_MS: u64 = 100;
+/// Longest wait between reconnects.
+pub const RECONNECT_MAX_MS: u64 = 5_000;
+/// How long connecting and the response head may take.
+pub const CONNECT_TIMEOUT_MS: u64 = 10_000;
+
+/// What to follow.
+#[derive(Clone, Debug)]
+pub struct Follow {
+    /// `http://HOST:PORT`, optionally with a path prefix.
+    pub url: Uri,
+    pub author: Option<Author>,
+    pub from: Start,
+}
+
+/// Why following stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    #[error("--url must be http://HOST[:PORT][/PREFIX], not {0}")]
+    BadUrl(String),
+    /// The node refused the request for good (a 4xx): its message.
+    #[error("the node refused the tail ({status}): {message}")]
+    Refused { status: u16, message: String },
+    #[error("writing the output: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+/// One line of the NDJSON stream.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Line {
+    Entry {
+        cursor: String,
+        entry: Box<EntryJson>,
+    },
+    Heartbeat {
+        #[serde(rename = "heartbeat")]
+        _heartbeat: bool,
+    },
+    End {
+        end: EndReason,
+    },
+}
+
+#[derive(Deserialize)]
+struct EndReason {
+    reason: String,
+}
+
+/// How one connection ended (other than with a final refusal).
+enum Session {
+    /// The node ended the stream and said why.
+    Ended(String),
+    /// The connection failed or closed.
+    Dropped(String),
+}
+
+/// Follows the stream until a final refusal (or an output error); writes each entry's JSON
+/// as a line to `out`, flushed, so a pipe sees it at once.
+pub async fn follow(config: Follow, out: &mut impl Write) -> Result<(), FollowError> {
+    let target = Target::parse(&config.url)?;
+    let mut cursor: Option<String> = None;
+    let mut backoff = Duration::from_millis(RECONNECT_MIN_MS);
+    loop {
+        let from = cursor.clone().unwrap_or_else(|| config.from.to_string());
+        let mut received = false;
+        let session = session(
+            &target,
+            &from,
+            config.author,
+            out,
+            &mut cursor,
+            &mut received,
+        )
+        .await?;
+        match &session {
+            Session::Ended(reason) => {
+                tracing::info!(%reason, "the node ended the stream; resuming")
+            }
+            Session::Dropped(why) => tracing::warn!(%why, "tail connection lost; resuming"),
+        }
+        if received {
+            backoff = Duration::from_millis(RECONNECT_MIN_MS);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_millis(RECONNECT_MAX_MS));
+    }
+}
+
+/// Where to connect and the request target's prefix.
+struct Target {
+    host: String,
+    port: u16,
+    authority: String,
+    prefix: String,
+}
+
+impl Target {
+    fn parse(url: &Uri) -> Result<Target, FollowError> {
+        let bad = || FollowError::BadUrl(url.to_string());
+        if url.scheme_str() != Some("http") {
+            return Err(bad());
+        }
+        let authority = url.authority().ok_or_else(bad)?;
+        Ok(Target {
+            host: authority.host().trim_matches(['[', ']']).to_owned(),
+            port: authority.port_u16().unwrap_or(80),
+            authority: authority.as_str().to_owned(),
+            prefix: url.path().trim_end_matches('/').to_owned(),
+        })
+    }
+}
+
+/// One connection: request the stream from `from`, copy entries out until it ends.
+async fn session(
+    target: &Target,
+    from: &str,
+    author: Option<Author>,
+    out: &mut impl Write,
+    cursor: &mut Option<String>,
+    received: &mut bool,
+) -> Result<Session, FollowError> {
+    let connect_timeout = Duration::from_millis(CONNECT_TIMEOUT_MS);
+    let connecting = TcpStream::connect((target.host.as_str(), target.port));
+    let tcp = match tokio::time::timeout(connect_timeout, connecting).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => return Ok(Session::Dropped(format!("connecting: {e}"))),
+        Err(_) => return Ok(Session::Dropped("connecting timed out".into())),
+    };
+    let (mut sender, connection) =
+        match hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await {
+            Ok(pair) => pair,
+            Err(e) => return Ok(Session::Dropped(format!("HTTP handshake: {e}"))),
+        };
+    // The connection's I/O runs beside this function and ends with it (aborted on drop).
+    let _connection = AbortOnDrop(tokio::spawn(connection));
+    let mut path = format!("{}/tail?from={from}", target.prefix);
+    if let Some(author) = author {
+        path.push_str(&format!("&author={author}"));
+    }
+    let request = Request::get(path)
+        .header(header::HOST, &target.authority)
+        .header(header::ACCEPT, "application/x-ndjson")
+        .body(Empty::<Bytes>::new());
+    let request = match request {
+        Ok(request) => request,
+        Err(e) => return Err(FollowError::BadUrl(format!("{}: {e}", target.authority))),
+    };
+    let response = match tokio::time::timeout(connect_timeout, sender.send_request(request)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => return Ok(Session::Dropped(format!("request: {e}"))),
+        Err(_) => return Ok(Session::Dropped("no response head in time".into())),
+    };
+    let status = response.status();
+    if status != StatusCode::OK {
+        let body = Limited::new(response.into_body(), MAX_ERROR_BODY_BYTES);
+        let message = match body.collect().await {
+            Ok(body) => error_message(&body.to_bytes()),
+            Err(e) => format!("(unreadable error body: {e})"),
+        };
+        if status.is_client_error() {
+            return Err(FollowError::Refused {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        return Ok(Session::Dropped(format!("{status}: {message}")));
+    }
+    let mut body = response.into_body();
+    let mut line: Vec<u8> = Vec::new();
+    loop {
+        let frame = match body.frame().await {
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => return Ok(Session::Dropped(format!("reading the stream: {e}"))),
+            None => return Ok(Session::Dropped("the node closed the stream".into())),
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let mut rest = &data[..];
+        while let Some(at) = rest.iter().position(|&b| b == b'\n') {
+            line.extend_from_slice(&rest[..at]);
+            rest = &rest[at + 1..];
+            let text = std::mem::take(&mut line);
+            match serde_json::from_slice::<Line>(&text) {
+                Ok(Line::Entry { cursor: c, entry }) => {
+                    let json = serde_json::to_string(&entry)
+                        .map_err(|e| FollowError::Output(std::io::Error::other(e)))?;
+                    writeln!(out, "{json}")
+                        .and_then(|()| out.flush())
+                        .map_err(FollowError::Output)?;
+                    *cursor = Some(c);
+                    *received = true;
+                }
+                Ok(Line::Heartbeat { .. }) => {}
+                Ok(Line::End { end }) => return Ok(Session::Ended(end.reason)),
+                Err(e) => {
+                    return Ok(Session::Dropped(format!(
+                        "a line that is not the tail's: {e}"
+                    )))
+                }
+            }
+        }
+        line.extend_from_slice(rest);
+        if line.len() > MAX_LINE_BYTES {
+            return Ok(Session::Dropped(format!(
+                "a line longer than {MAX_LINE_BYTES} bytes"
+            )));
+        }
+    }
+}
+
+/// The `error` of a JSON error body, or the body as text.
+fn error_message(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned())
+}
+
+/// Aborts the task when dropped: the connection ends with the session that owns it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_must_be_plain_http_with_a_host() {
+        let target = Target::parse(&"http://127.0.0.1:8080".parse().unwrap()).unwrap();
+        assert_eq!((target.host.as_str(), target.port), ("127.0.0.1", 8080));
+        assert_eq!(target.prefix, "");
+        let target = Target::parse(&"http://example.org/kappa/".parse().unwrap()).unwrap();
+        assert_eq!((target.port, target.prefix.as_str()), (80, "/kappa"));
+        assert!(Target::parse(&"https://example.org".parse().unwrap()).is_err());
+        assert!(Target::parse(&"/tail".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn each_line_kind_parses() {
+        assert!(matches!(
+            serde_json::from_str::<Line>(r#"{"heartbeat":true}"#),
+            Ok(Line::Heartbeat { .. })
+        ));
+        match serde_json::from_str::<Line>(r#"{"end":{"reason":"bye"}}"#) {
+            Ok(Line::End { end }) => assert_eq!(end.reason, "bye"),
+            _ => panic!("not an end line"),
+        }
+        assert!(serde_json::from_str::<Line>(r#"{"other":1}"#).is_err());
+    }
+
+    #[test]
+    fn error_bodies_give_their_message() {
+        assert_eq!(
+            error_message(br#"{"error":"malformed cursor"}"#),
+            "malformed cursor"
+        );
+        assert_eq!(error_message(b"plain\n"), "plain");
+    }
+}
