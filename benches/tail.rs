@@ -229,7 +229,14 @@ fn run(subscribers: usize, secs: f64) -> Run {
     let lines_before = seen.lines.load(Ordering::Relaxed);
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let started = Instant::now();
-    let appended: u64 = clients.block_on(async move {
+    // The appenders get a runtime of their own: behind 1,000 readers on one worker they would
+    // measure the readers, not the node.
+    let adders = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let appended: u64 = adders.block_on(async move {
         let mut tasks = Vec::new();
         for _ in 0..ADD_CONNECTIONS {
             tasks.push(tokio::spawn(async move {
