@@ -63,6 +63,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::net::{copy_dir, digest, fast_config, start_with, summary, TestNode};
+use common::sim_log::{refused_batches, Refused};
 use common::sim_net::SimNet;
 use common::sim_schedule::{schedule, Door, ForkPlan, Op, Schedule, SplitMix64};
 use kappalog::csv::CsvWriter;
@@ -103,6 +104,8 @@ struct Sim {
     /// What each step did, for the report (shared so a panic does not lose it).
     trace: Arc<Mutex<Vec<String>>>,
     forked: Identity,
+    /// Reasons of the entries batches nodes refused (see `common/sim_log.rs`).
+    refused: Mutex<Vec<Refused>>,
 }
 
 fn node_identity(i: usize) -> Identity {
@@ -161,6 +164,7 @@ impl Sim {
             acks: Vec::new(),
             trace,
             forked: common::identity(FORKED_KEY_SEED),
+            refused: Mutex::default(),
             schedule,
         };
         for i in 0..n {
@@ -471,6 +475,23 @@ impl Sim {
         let own_keys: BTreeSet<Author> = (0..self.schedule.nodes)
             .map(|i| node_identity(i).author())
             .collect();
+        // An honest peer never skips positions or breaks a chain (docs/PROTOCOL.md section
+        // 6): a refused batch of a node's feed is a bug on one side or the other. (Batches of
+        // the forked key may be refused: its two feeds do not link.)
+        self.refused
+            .lock()
+            .unwrap()
+            .extend(refused_batches(self.schedule.seed));
+        for refused in self.refused.lock().unwrap().iter() {
+            if own_keys
+                .iter()
+                .any(|k| refused.reason.contains(&k.to_string()))
+            {
+                broken.push(format!(
+                    "an honest node refused a batch of a node's feed: {refused}"
+                ));
+            }
+        }
         for (i, n) in self.running() {
             for proof in n.node.fork_proofs() {
                 if own_keys.contains(&proof.author()) {
@@ -557,6 +578,7 @@ fn run_seed(seed: u64, verbose: bool) -> Result<Duration, String> {
     let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name(format!("{}{seed}", common::sim_log::THREAD_PREFIX))
         .enable_all()
         .build()
         .unwrap();
@@ -611,13 +633,9 @@ fn seeded_network_simulations_converge_without_losing_acknowledged_appends() {
         None => (1..=env_u64("KAPPALOG_SIM_SEEDS").unwrap_or(DEFAULT_SEEDS)).collect(),
     };
     let jobs = env_u64("KAPPALOG_SIM_JOBS").unwrap_or(1).max(1);
-    if std::env::var_os("RUST_LOG").is_some() {
-        // The nodes' own logs, e.g. RUST_LOG=kappalog=info when re-running one seed.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-    }
+    // Refused batches for the invariant; with RUST_LOG set, the nodes' own logs too (e.g.
+    // RUST_LOG=kappalog=info,sim=info when re-running one seed).
+    common::sim_log::install();
     let started = Instant::now();
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(u64, Result<Duration, String>)>> = Mutex::new(Vec::new());
@@ -629,7 +647,17 @@ fn seeded_network_simulations_converge_without_losing_acknowledged_appends() {
                     if let Err(report) = &result {
                         eprintln!("{report}");
                     }
-                    results.lock().unwrap().push((seed, result));
+                    let mut results = results.lock().unwrap();
+                    results.push((seed, result));
+                    if results.len().is_multiple_of(50) {
+                        let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+                        eprintln!(
+                            "simulation: {} of {} seeds done in {:.0?}, {failed} failed",
+                            results.len(),
+                            seeds.len(),
+                            started.elapsed()
+                        );
+                    }
                 }
             });
         }

@@ -304,6 +304,7 @@ pub mod peer;
 pub mod relay;
 pub mod serve;
 pub mod serve_blocking;
+pub mod sim_log;
 pub mod sim_net;
 pub mod sim_schedule;
 
