@@ -405,6 +405,16 @@ impl Sim {
     /// A feed whose head on node `x` no other running node holds (and no other node knows
     /// forked), if any.
     fn held_only_by(&self, x: usize) -> Option<Author> {
+        // A fork proof only x recorded (seed 114: the offered side was never stored) is lost
+        // with x's data directory too.
+        let lone_proof = self
+            .node(x)
+            .forked_authors()
+            .into_iter()
+            .find(|a| !self.running().any(|(i, n)| i != x && n.node.is_forked(a)));
+        if lone_proof.is_some() {
+            return lone_proof;
+        }
         self.node(x).reader().feeds().into_iter().find_map(|feed| {
             let saved = self.running().any(|(i, n)| {
                 i != x
