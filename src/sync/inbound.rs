@@ -213,7 +213,16 @@ impl Inbound {
         let (registry, key) = (self.registry.clone(), self.key.clone());
         let own = self.node.author();
         let checked = tokio::task::spawn_blocking(move || {
-            let head_of = |a: &Author| in_flight.heads.get(a).copied().or_else(|| reader.head(a));
+            // The append in flight only adds to the store, and other sessions may have
+            // stored more of a feed since this session's last batch (the view is kept until
+            // the next batch settles it): the longer of the two heads is the feed's head.
+            let head_of = |a: &Author| {
+                let stored = reader.head(a);
+                match in_flight.heads.get(a).copied() {
+                    Some(pending) if stored.is_none_or(|s| s.seq < pending.seq) => Some(pending),
+                    _ => stored,
+                }
+            };
             // Asked once per author of the batch: forked authors, authors outside the
             // policy, and new feeds the peer may not introduce are dropped unchecked.
             // Feeds this batch starts count against the feed cap as soon as they are taken.
