@@ -64,7 +64,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::net::{copy_dir, digest, fast_config, start_with, summary, TestNode};
+use common::net::{copy_dir, digest, fast_config, start_with, TestNode};
 use common::sim_log::{refused_batches, Refused};
 use common::sim_net::SimNet;
 use common::sim_schedule::{schedule, Door, ForkPlan, Op, Schedule, SplitMix64};
@@ -585,12 +585,10 @@ fn holds(node: &Node, author: &Author, ack: &Ack) -> bool {
     matches!(node.reader().get(author, ack.seq), Ok(Some((_, hash))) if hash == ack.hash)
 }
 
+/// The feed list (`GET /feeds`, the summary view's pages) shows `forked` as forked.
 fn summary_lists_forked(node: &Node, forked: &Author) -> bool {
-    let author = forked.to_string();
-    summary(node)["feeds"].as_array().is_some_and(|feeds| {
-        feeds
-            .iter()
-            .any(|f| f["author"] == author.as_str() && f["status"] == "forked")
+    node.feeds_page(None, usize::MAX).feeds.iter().any(|f| {
+        f.author == *forked && serde_json::to_value(f).is_ok_and(|v| v["status"] == "forked")
     })
 }
 
