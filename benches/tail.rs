@@ -14,15 +14,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kappalog::http::{router, HttpConfig};
 use kappalog::identity::Identity;
 use kappalog::node::{Node, NodeEvent};
-use kappalog::server::{serve_http, ServeLimits};
+use kappalog::server::ServeLimits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 mod common;
-use common::load::read_response;
+use common::load::{read_response, serve_with};
 use common::{env_usize, report, rss_bytes};
 
 const ADD_CONNECTIONS: usize = 64;
@@ -137,27 +136,12 @@ struct Run {
 fn run(subscribers: usize, secs: f64) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let (node, _) = Node::open_with_identity(dir.path(), Identity::from_seed([1; 32])).unwrap();
-    let server = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = server
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
     let limits = ServeLimits {
         // Every subscriber and appender holds a connection: above the default cap of 512.
         max_connections: subscribers + ADD_CONNECTIONS + 64,
         ..ServeLimits::default()
     };
-    server.spawn(serve_http(
-        listener,
-        router(node.clone(), HttpConfig::default()),
-        limits,
-        node.metrics().http_connections.clone(),
-        std::future::pending(),
-    ));
+    let (addr, server) = serve_with(node.clone(), limits);
     // When each own entry was committed, by seq.
     let commits: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
     {

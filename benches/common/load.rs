@@ -15,6 +15,11 @@ pub const CONNECTIONS: usize = 64;
 
 /// Serves `node` on a free loopback port in its own runtime; returns the address.
 pub fn serve(node: Node) -> (SocketAddr, tokio::runtime::Runtime) {
+    serve_with(node, ServeLimits::default())
+}
+
+/// [`serve`] with other connection limits.
+pub fn serve_with(node: Node, limits: ServeLimits) -> (SocketAddr, tokio::runtime::Runtime) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -30,7 +35,7 @@ pub fn serve(node: Node) -> (SocketAddr, tokio::runtime::Runtime) {
     runtime.spawn(serve_http(
         listener,
         app,
-        ServeLimits::default(),
+        limits,
         open,
         std::future::pending(),
     ));
