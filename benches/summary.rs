@@ -10,6 +10,8 @@
 //! - the view alone at that many feeds: the first summary (the whole tree hashed, as after an
 //!   open), one summary after a change to one feed (`CHANGES` of them: median, p99), and one
 //!   after a feed is marked forked (the totals recombined over every feed);
+//! - `GET /summary` again with `wrk` when it is installed (C, cheaper per request than the
+//!   Rust generator, so it leaves more of the 2 shared cores to the server);
 //! - walking every feed through `GET /feeds` pages of 1,000.
 //!
 //! `KAPPALOG_BENCH_SECS` sets each run's length (default 5 s); three runs each, medians.
@@ -27,6 +29,7 @@ use kappalog::view::View;
 
 mod common;
 use common::load::{content_length, load_fixed, serve, Figures, CONNECTIONS};
+use common::wrk::report_wrk;
 use common::{build_store_of_authors, env_usize, median, report};
 
 const RUNS: usize = 3;
@@ -223,6 +226,12 @@ fn main() {
         "GET /summary at {feeds} feeds while {APPENDERS} tasks append"
     ));
     report("durable appends meanwhile", "appends/s", append_rates);
+    report_wrk(
+        &format!("GET /summary at {feeds} feeds"),
+        &format!("http://{addr}/summary"),
+        None,
+        secs,
+    );
 
     let mut walks = vec![];
     for _ in 0..RUNS {

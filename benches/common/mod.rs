@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod load;
+pub mod wrk;
 
 use std::path::Path;
 
