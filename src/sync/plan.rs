@@ -1,12 +1,12 @@
 //! The plan of one session: from our feeds, the peer's feeds (as reconciliation found them)
 //! and the forked authors, what we
-//! send, what we expect, which forks the heads already reveal, and the own-feed fence
+//! send, which forks the heads already reveal, and the own-feed fence
 //! (docs/PROTOCOL.md sections 7 and 8). Pure and deterministic: every list is in ascending
 //! author order because it is built by walking `BTreeMap`s.
 //!
 //! # Rules, for a feed of author X: ours `(n, Hn)`, the peer's `(m, Hm)`, `m = 0` if absent
 //!
-//! - X is known forked: skip it ([`Plan::skipped`] if either side listed it);
+//! - X is known forked: skip it (nothing sent, no fork check) whichever side listed it;
 //! - `n = m`, `Hn = Hm`, or both 0: nothing;
 //! - `n = m`, `Hn != Hm`: fork at `n`, known from the heads alone: send our entry `n` as a
 //!   witness; the peer, seeing the same, sends its own ([`ForkCheck::want_theirs`] false);
@@ -15,8 +15,9 @@
 //!   at `m`: send our entry `m` and ask for the peer's with `Want` (the shorter peer cannot
 //!   see the fork itself);
 //! - `n < m`: we cannot tell from `(length, head)` whether the peer's copy extends ours (that
-//!   needs its entry `n`, which the longer peer compares for us): expect `n+1..=m`, whose first
-//!   entry must link to our head.
+//!   needs its entry `n`, which the longer peer compares for us): nothing to do; the peer's
+//!   own plan sends `n+1..=m`, whose first entry must link to our head (what we receive is
+//!   checked entry by entry, not against a plan, so the plan keeps no list of it).
 //!
 //! # Own-feed fence, for our own author A
 //!
@@ -102,12 +103,8 @@ pub enum Fence {
 pub struct Plan {
     /// Ranges to send, ascending by author; each starts right after the peer's length.
     pub send: Vec<SeqRange>,
-    /// Ranges the peer should send us, ascending by author.
-    pub expect: Vec<SeqRange>,
     /// Forks the heads reveal, ascending by author.
     pub forks: Vec<ForkCheck>,
-    /// Known-forked authors that either side listed; nothing is sent or accepted for them.
-    pub skipped: Vec<Author>,
     /// The own-feed fence.
     pub fence: Fence,
 }
@@ -131,15 +128,12 @@ pub fn plan(
 ) -> Result<Plan, MissingHash> {
     let mut result = Plan {
         send: Vec::new(),
-        expect: Vec::new(),
         forks: Vec::new(),
-        skipped: Vec::new(),
         fence: Fence::Current,
     };
     let authors: BTreeSet<&Author> = ours.keys().chain(theirs.keys()).collect();
     for author in authors {
         if forked.contains(author) {
-            result.skipped.push(*author);
             continue;
         }
         let (n, hn) = state_of(ours, author);
@@ -173,17 +167,13 @@ pub fn plan(
                 }
             }
         } else {
-            // n < m <= u64::MAX, so n + 1 cannot overflow (nor m + 1 above, where m < n).
-            Outcome::Expect { from: n + 1, to: m }
+            // The peer holds more; its own plan sends n+1..=m (m + 1 above cannot overflow:
+            // there m < n).
+            Outcome::PeerLonger { their_length: m }
         };
         match outcome {
-            Outcome::InSync => {}
+            Outcome::InSync | Outcome::PeerLonger { .. } => {}
             Outcome::Send { from, to } => result.send.push(SeqRange {
-                author: *author,
-                from,
-                to,
-            }),
-            Outcome::Expect { from, to } => result.expect.push(SeqRange {
                 author: *author,
                 from,
                 to,
@@ -197,7 +187,7 @@ pub fn plan(
         if author == own {
             result.fence = match outcome {
                 Outcome::InSync | Outcome::Send { .. } => Fence::Current,
-                Outcome::Expect { to, .. } => Fence::PeerAhead { their_length: to },
+                Outcome::PeerLonger { their_length } => Fence::PeerAhead { their_length },
                 Outcome::Fork { seq, .. } => Fence::Diverged { seq },
             };
         }
@@ -211,7 +201,7 @@ pub fn plan(
 enum Outcome {
     InSync,
     Send { from: Seq, to: Seq },
-    Expect { from: Seq, to: Seq },
+    PeerLonger { their_length: Seq },
     Fork { seq: Seq, want_theirs: bool },
 }
 
