@@ -127,6 +127,10 @@ pub enum Placement {
     Fork { held: Hash },
     /// The entry is beyond the feed's next position: the entries in between are missing.
     Gap { next: Seq },
+    /// The feed holds this position but the caller did not supply its hash: a duplicate or
+    /// a fork, which only the held hash can tell. Nothing is invented for it (a made-up
+    /// "held" hash would turn into a fork that nobody signed).
+    Held,
 }
 
 /// Classifies an entry at `seq` with `hash` against a feed of `length` entries, where
@@ -141,11 +145,7 @@ pub fn place(seq: Seq, hash: &Hash, length: Seq, held_hash: Option<Hash>) -> Pla
         match held_hash {
             Some(held) if held == *hash => Placement::Duplicate,
             Some(held) => Placement::Fork { held },
-            // A caller that could not supply the held hash treats the position as taken by
-            // something unknown; reporting a gap would be wrong, so report a fork against zero.
-            None => Placement::Fork {
-                held: Hash([0; 32]),
-            },
+            None => Placement::Held,
         }
     }
 }
@@ -306,5 +306,6 @@ mod tests {
                 held: Hash([2; 32])
             }
         );
+        assert_eq!(place(2, &h, 2, None), Placement::Held);
     }
 }

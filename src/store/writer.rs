@@ -653,6 +653,13 @@ impl Planner {
                     offered: hash,
                 })),
                 Placement::Gap { next } => slots.push(Slot::Other(Outcome::Gap { next })),
+                // Unreachable here: `held` was read above for every held position.
+                Placement::Held => {
+                    return Err(AppendError::Io(Arc::new(io::Error::other(format!(
+                        "the index holds entry {} of {} without its hash",
+                        entry.seq, entry.author
+                    )))))
+                }
                 Placement::Next => {
                     if let Err(e) = validate::check_link(&entry, feed.head.as_ref()) {
                         slots.push(Slot::Other(Outcome::Rejected(e)));

@@ -128,7 +128,10 @@ pub fn check_batch(
                 );
                 to_verify.push((index, entry, hash, true));
             }
-            Placement::Fork { .. } => to_verify.push((index, entry, hash, false)),
+            // A fork, or a held entry whose hash the store could not give here: either way a
+            // candidate whose signature is checked now and which the store's writer places
+            // against the hash it holds (or fails to read, with an I/O error).
+            Placement::Fork { .. } | Placement::Held => to_verify.push((index, entry, hash, false)),
         }
     }
     let items: Vec<BatchItem<'_>> = to_verify
