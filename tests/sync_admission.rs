@@ -10,10 +10,10 @@ use std::net::SocketAddr;
 
 use common::net::{fast_config, start_with, wait_for, TestNode};
 use common::peer::RawPeer;
+use common::plain::read_frame;
 use kappalog::entry::Entry;
 use kappalog::node::Node;
 use kappalog::sync::admission::Policy;
-use kappalog::sync::frame::read_frame;
 use kappalog::sync::message::{Bye, ByeReason, EncodedEntry, Entries, Message};
 use kappalog::sync::SyncConfig;
 use tokio::net::TcpStream;

@@ -12,11 +12,11 @@ use axum::body::Body;
 use axum::http::Request;
 use common::net::{fast_config, start, start_with, wait_for, TestNode};
 use common::peer::RawPeer;
+use common::plain::read_frame;
 use kappalog::entry::{Entry, UnsignedEntry};
 use kappalog::hash::Hash;
 use kappalog::http::{router, HttpConfig};
 use kappalog::node::{Node, EVENT_CHANNEL_CAPACITY};
-use kappalog::sync::frame::read_frame;
 use kappalog::sync::message::{
     Bye, ByeReason, EncodedEntry, Entries, Message, MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };

@@ -8,9 +8,10 @@ mod common;
 use std::sync::atomic::Ordering;
 
 use common::net::{fast_config, start_with, wait_for, TestNode};
+use common::plain::read_frame;
 use common::relay::Relay;
 use kappalog::node::Node;
-use kappalog::sync::frame::{encode_frame, read_frame};
+use kappalog::sync::frame::encode_frame;
 use kappalog::sync::message::{Bye, ByeReason, Hello, Message, Nonce};
 use kappalog::sync::transport::NetworkKey;
 use kappalog::sync::SyncConfig;

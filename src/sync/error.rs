@@ -3,7 +3,7 @@
 use std::io;
 
 use super::batch::BatchError;
-use super::frame::{FrameError, ReadFrameError};
+use super::frame::FrameError;
 use super::handshake::HandshakeError;
 use super::message::ByeReason;
 use super::transport::TransportError;
@@ -65,18 +65,6 @@ pub enum SessionError {
     /// The sending half's view when the receiving half ended first (with this `Bye`).
     #[error("the receiving half ended")]
     ReceiverEnded(Option<ByeReason>),
-}
-
-impl From<ReadFrameError> for SessionError {
-    fn from(e: ReadFrameError) -> Self {
-        match e {
-            ReadFrameError::Frame(f) => SessionError::Frame(f),
-            ReadFrameError::ClosedMidFrame { buffered } => {
-                SessionError::ClosedMidFrame { buffered }
-            }
-            ReadFrameError::Io(e) => SessionError::Io(e),
-        }
-    }
 }
 
 impl From<crate::store::StoreError> for SessionError {

@@ -10,15 +10,11 @@
 //! must pass [`Message::check_rules`].
 
 use bincode::config::{self, Configuration, Limit, LittleEndian, Varint};
-use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::message::{Message, MessageError, MAX_FRAME_BYTES};
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
-
-/// How much the async reader asks the socket for at a time.
-const READ_CHUNK_BYTES: usize = 8 * 1024;
 
 type WireConfig = Configuration<LittleEndian, Varint, Limit<MAX_FRAME_BYTES>>;
 
@@ -42,17 +38,6 @@ pub enum FrameError {
     Rule(#[from] MessageError),
     #[error("message does not encode: {0}")]
     Unencodable(String),
-}
-
-/// Why reading a frame from a stream failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadFrameError {
-    #[error(transparent)]
-    Frame(#[from] FrameError),
-    #[error("connection closed in the middle of a frame ({buffered} bytes buffered)")]
-    ClosedMidFrame { buffered: usize },
-    #[error("read failed: {0}")]
-    Io(#[from] std::io::Error),
 }
 
 /// Encodes a message as one frame (length prefix and body). Refuses a message the peer would
@@ -114,48 +99,6 @@ pub fn decode_frame(buf: &mut Vec<u8>) -> Result<Option<Message>, FrameError> {
     message.check_rules()?;
     buf.drain(..end);
     Ok(Some(message))
-}
-
-/// Reads the next message from `reader`, buffering in `buf` (keep the same buffer for the
-/// whole session: it may hold the start of the next frame). `Ok(None)`: the peer closed the
-/// connection cleanly between frames. Timeouts are the caller's (wrap the call in
-/// `tokio::time::timeout`).
-pub async fn read_frame<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    buf: &mut Vec<u8>,
-) -> Result<Option<Message>, ReadFrameError> {
-    loop {
-        if let Some(message) = decode_frame(buf)? {
-            return Ok(Some(message));
-        }
-        // Read no further than the current frame needs (or its length prefix), so the buffer
-        // never holds more than one maximal frame plus a prefix.
-        let want = match frame_len(buf)? {
-            Some(len) => (LENGTH_PREFIX_BYTES + len).saturating_sub(buf.len()),
-            None => LENGTH_PREFIX_BYTES.saturating_sub(buf.len()),
-        };
-        let chunk = want.clamp(1, READ_CHUNK_BYTES);
-        let start = buf.len();
-        buf.resize(start + chunk, 0);
-        let read = reader.read(&mut buf[start..]).await;
-        let n = match read {
-            Ok(n) => n,
-            Err(e) => {
-                buf.truncate(start);
-                return Err(e.into());
-            }
-        };
-        buf.truncate(start + n);
-        if n == 0 {
-            return if buf.is_empty() {
-                Ok(None)
-            } else {
-                Err(ReadFrameError::ClosedMidFrame {
-                    buffered: buf.len(),
-                })
-            };
-        }
-    }
 }
 
 #[cfg(test)]
@@ -346,45 +289,6 @@ mod tests {
             decode_frame(&mut buf),
             Err(FrameError::Undecodable(_))
         ));
-    }
-
-    #[tokio::test]
-    async fn read_frame_over_a_stream() {
-        let (mut client, mut server) = tokio::io::duplex(64);
-        let all = samples();
-        let sent = all.clone();
-        let writer = tokio::spawn(async move {
-            use tokio::io::AsyncWriteExt;
-            for m in &sent {
-                client.write_all(&encode_frame(m).unwrap()).await.unwrap();
-            }
-        });
-        let mut buf = Vec::new();
-        for m in all {
-            assert_eq!(read_frame(&mut server, &mut buf).await.unwrap(), Some(m));
-        }
-        writer.await.unwrap();
-        assert!(read_frame(&mut server, &mut buf).await.unwrap().is_none());
-    }
-
-    #[tokio::test]
-    async fn read_frame_reports_close_mid_frame_and_oversize() {
-        let frame = encode_frame(&samples()[0]).unwrap();
-        let mut half = &frame[..10];
-        let mut buf = Vec::new();
-        assert!(matches!(
-            read_frame(&mut half, &mut buf).await,
-            Err(ReadFrameError::ClosedMidFrame { buffered: 10 })
-        ));
-        let big = [0xffu8, 0xff, 0xff, 0xff, 1, 2, 3];
-        let mut reader = &big[..];
-        let mut buf = Vec::new();
-        assert!(matches!(
-            read_frame(&mut reader, &mut buf).await,
-            Err(ReadFrameError::Frame(FrameError::TooLarge { .. }))
-        ));
-        // Only the prefix was read: the body of a refused frame is never buffered.
-        assert_eq!(buf.len(), 4);
     }
 
     proptest! {

@@ -349,6 +349,7 @@ pub mod faulty_io;
 pub mod held_io;
 pub mod net;
 pub mod peer;
+pub mod plain;
 pub mod relay;
 pub mod serve;
 pub mod serve_blocking;
