@@ -59,18 +59,49 @@ pub enum BatchError {
 /// Checks a batch. `refuse(author)` says whether the caller refuses that author's entries
 /// (asked once per author of the batch, in batch order); `head_of(author)` is the store's
 /// head of that feed; `hash_at(author, seq)` its hash of a held entry (asked only for
-/// `seq <= head.seq`).
+/// `seq <= head.seq`). Entries are placed first, one by one; signatures are then verified
+/// together, so a batch of mostly duplicates costs no verification.
 pub fn check_batch(
+    batch: &[EncodedEntry],
+    refuse: impl FnMut(&Author) -> bool,
+    head_of: impl Fn(&Author) -> Option<FeedHead>,
+    hash_at: impl Fn(&Author, Seq) -> Option<Hash>,
+) -> Result<BatchOutcome, BatchError> {
+    let (mut outcome, candidates) = place_batch(batch, refuse, head_of, hash_at)?;
+    verify_candidates(&candidates)?;
+    for candidate in candidates {
+        let pair = (candidate.entry, candidate.hash);
+        match candidate.next {
+            true => outcome.append.push(pair),
+            false => outcome.fork_candidates.push(pair),
+        }
+    }
+    Ok(outcome)
+}
+
+/// An entry of the batch whose signature decides it: the feed's next entry, or a fork
+/// candidate (`next` false).
+struct Candidate {
+    index: usize,
+    entry: Entry,
+    hash: Hash,
+    next: bool,
+}
+
+/// Decodes and places every entry against the store plus the entries before it in the
+/// batch: refused and duplicate entries are counted in the outcome, the rest become
+/// candidates, and the first entry that breaks a rule other than its signature refuses the
+/// batch.
+fn place_batch(
     batch: &[EncodedEntry],
     mut refuse: impl FnMut(&Author) -> bool,
     head_of: impl Fn(&Author) -> Option<FeedHead>,
     hash_at: impl Fn(&Author, Seq) -> Option<Hash>,
-) -> Result<BatchOutcome, BatchError> {
+) -> Result<(BatchOutcome, Vec<Candidate>), BatchError> {
     let mut outcome = BatchOutcome::default();
+    let mut candidates = Vec::new();
     // Heads as they will be once the batch's earlier entries are appended.
     let mut heads: BTreeMap<Author, Option<FeedHead>> = BTreeMap::new();
-    // Entries whose signature must verify, with their index in the batch.
-    let mut to_verify: Vec<(usize, Entry, Hash, bool)> = Vec::new();
     // Hashes of the entries this batch appends, by position.
     let mut pending: BTreeMap<(Author, Seq), Hash> = BTreeMap::new();
     let mut refused: BTreeMap<Author, bool> = BTreeMap::new();
@@ -106,8 +137,11 @@ pub fn check_batch(
         } else {
             None
         };
-        match place(entry.seq, &hash, length, held) {
-            Placement::Duplicate => outcome.duplicates += 1,
+        let next = match place(entry.seq, &hash, length, held) {
+            Placement::Duplicate => {
+                outcome.duplicates += 1;
+                continue;
+            }
             Placement::Gap { next } => {
                 return Err(BatchError::Gap {
                     index,
@@ -126,41 +160,43 @@ pub fn check_batch(
                         hash,
                     }),
                 );
-                to_verify.push((index, entry, hash, true));
+                true
             }
             // A fork, or a held entry whose hash the store could not give here: either way a
             // candidate whose signature is checked now and which the store's writer places
             // against the hash it holds (or fails to read, with an I/O error).
-            Placement::Fork { .. } | Placement::Held => to_verify.push((index, entry, hash, false)),
-        }
-    }
-    let items: Vec<BatchItem<'_>> = to_verify
-        .iter()
-        .map(|(_, entry, hash, _)| BatchItem {
-            author: &entry.author,
+            Placement::Fork { .. } | Placement::Held => false,
+        };
+        candidates.push(Candidate {
+            index,
+            entry,
             hash,
-            signature: &entry.signature,
+            next,
+        });
+    }
+    Ok((outcome, candidates))
+}
+
+/// Verifies every candidate's signature in one batch; the first bad one refuses the batch.
+fn verify_candidates(candidates: &[Candidate]) -> Result<(), BatchError> {
+    let items: Vec<BatchItem<'_>> = candidates
+        .iter()
+        .map(|c| BatchItem {
+            author: &c.entry.author,
+            hash: &c.hash,
+            signature: &c.entry.signature,
         })
         .collect();
     let verdicts = verify_many(&items);
-    for ((index, entry, _, _), verdict) in to_verify.iter().zip(&verdicts) {
-        if let Err(error) = verdict {
-            return Err(BatchError::Invalid {
-                index: *index,
-                author: entry.author,
-                seq: entry.seq,
-                error: ValidationError::BadSignature(*error),
-            });
-        }
+    match candidates.iter().zip(&verdicts).find(|(_, v)| v.is_err()) {
+        Some((c, Err(error))) => Err(BatchError::Invalid {
+            index: c.index,
+            author: c.entry.author,
+            seq: c.entry.seq,
+            error: ValidationError::BadSignature(*error),
+        }),
+        _ => Ok(()),
     }
-    for (_, entry, hash, is_next) in to_verify {
-        if is_next {
-            outcome.append.push((entry, hash));
-        } else {
-            outcome.fork_candidates.push((entry, hash));
-        }
-    }
-    Ok(outcome)
 }
 
 #[cfg(test)]
