@@ -573,70 +573,16 @@ pub fn walk_from(
         let n = usize::try_from((file_len - pos).min(chunk_bytes as u64)).unwrap_or(chunk_bytes);
         file.read_exact_at(&mut buf[..n], pos)?;
         let chunk = &buf[..n];
-        let chunk_is_last = pos + n as u64 >= file_len;
-        let mut at = 0usize;
-        let mut spans = Vec::new();
-        let mut stop = None;
-        loop {
-            let Some(header) = chunk.get(at..at + RECORD_HEADER_BYTES) else {
-                if at < n && chunk_is_last {
-                    stop = Some(FaultKind::PastEof);
-                }
-                break;
-            };
-            let mut h = [0u8; RECORD_HEADER_BYTES];
-            h.copy_from_slice(header);
-            let header = match parse_record_header(&h) {
-                Ok(header) => header,
-                Err(field) => {
-                    stop = Some(FaultKind::BadLength(field));
-                    break;
-                }
-            };
-            let end = at + RECORD_HEADER_BYTES + header.len;
-            if end > n {
-                if chunk_is_last {
-                    stop = Some(FaultKind::PastEof);
-                }
-                break;
-            }
-            spans.push((at, end, header));
-            at = end;
-        }
+        let (spans, stop) = split_chunk(chunk, pos + n as u64 >= file_len);
+        let consumed = spans.last().map_or(0, |span| span.end);
         let previous = decoded.take();
         let (scanned, applied) = rayon::join(
-            || -> Vec<Scanned> {
-                spans
-                    .par_iter()
-                    .filter_map(|(start, end, header)| {
-                        let offset = pos + *start as u64;
-                        let payload = &chunk[start + RECORD_HEADER_BYTES..*end];
-                        let (decoded, note) = if header.marker {
-                            // An intact marker holds no entry: the walk's callers never see
-                            // it. A fork note is passed on; a bad one is a fault like any.
-                            match check_marker(payload, header, offset) {
-                                Ok(None) => return None,
-                                Ok(Some(author)) => (Err(RecordFault::Note), Some(author)),
-                                Err(fault) => (Err(fault), None),
-                            }
-                        } else {
-                            (decode_payload(payload, header), None)
-                        };
-                        Some(Scanned {
-                            offset,
-                            end: pos + *end as u64,
-                            decoded,
-                            note,
-                        })
-                    })
-                    .collect()
-            },
+            || decode_spans(chunk, pos, &spans),
             || previous.map_or(Ok(std::ops::ControlFlow::Continue(())), &mut apply),
         );
         if applied?.is_break() {
             return Ok(ScanStop::Clean);
         }
-        let consumed = at;
         if stop.is_some() || consumed == 0 {
             // The walk ends in this chunk: its records go first, then the fault.
             if apply(scanned)?.is_break() {
@@ -666,6 +612,71 @@ pub fn walk_from(
         let _ = apply(last)?;
     }
     Ok(ScanStop::Clean)
+}
+
+/// One record's place in a chunk: bytes `start..end` of it, and its parsed header.
+struct Span {
+    start: usize,
+    end: usize,
+    header: RecordHeader,
+}
+
+/// The whole records at the front of `chunk`, and why the split stopped before the chunk's
+/// end, if that is a fault: a header with an impossible length, or (in the file's last
+/// chunk only: elsewhere the next chunk holds the rest) a record running past the end.
+fn split_chunk(chunk: &[u8], chunk_is_last: bool) -> (Vec<Span>, Option<FaultKind>) {
+    let mut spans = Vec::new();
+    let mut at = 0usize;
+    loop {
+        let Some(header) = chunk.get(at..at + RECORD_HEADER_BYTES) else {
+            let fault = (at < chunk.len() && chunk_is_last).then_some(FaultKind::PastEof);
+            return (spans, fault);
+        };
+        let mut h = [0u8; RECORD_HEADER_BYTES];
+        h.copy_from_slice(header);
+        let header = match parse_record_header(&h) {
+            Ok(header) => header,
+            Err(field) => return (spans, Some(FaultKind::BadLength(field))),
+        };
+        let end = at + RECORD_HEADER_BYTES + header.len;
+        if end > chunk.len() {
+            return (spans, chunk_is_last.then_some(FaultKind::PastEof));
+        }
+        spans.push(Span {
+            start: at,
+            end,
+            header,
+        });
+        at = end;
+    }
+}
+
+/// Checksums and decodes the records of a chunk that starts at file offset `pos`, on all
+/// cores, in file order. Intact markers are left out (they hold no entry); a fork note is
+/// passed on; a bad marker is a fault like any.
+fn decode_spans(chunk: &[u8], pos: u64, spans: &[Span]) -> Vec<Scanned> {
+    spans
+        .par_iter()
+        .filter_map(|span| {
+            let offset = pos + span.start as u64;
+            let payload = &chunk[span.start + RECORD_HEADER_BYTES..span.end];
+            let (decoded, note) = if span.header.marker {
+                match check_marker(payload, &span.header, offset) {
+                    Ok(None) => return None,
+                    Ok(Some(author)) => (Err(RecordFault::Note), Some(author)),
+                    Err(fault) => (Err(fault), None),
+                }
+            } else {
+                (decode_payload(payload, &span.header), None)
+            };
+            Some(Scanned {
+                offset,
+                end: pos + span.end as u64,
+                decoded,
+                note,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
