@@ -371,6 +371,20 @@ pub fn entries_beyond_socket_buffers() -> i64 {
     i64::try_from(bytes / 4_000 + 100).unwrap_or(i64::MAX)
 }
 
+/// Every entry a store holds, by hash (what fault tests compare with what was acknowledged).
+pub fn entries_by_hash(
+    reader: &kappalog::store::StoreReader,
+) -> std::collections::BTreeMap<kappalog::hash::Hash, kappalog::entry::Entry> {
+    let mut all = std::collections::BTreeMap::new();
+    reader
+        .for_each_in_log_order(|entry, hash| {
+            all.insert(*hash, entry.clone());
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+    all
+}
+
 /// How many entries the (closed) store in `dir` holds, read without taking the writer lock.
 pub fn entries_in(dir: &Path) -> u64 {
     let (reader, _) = kappalog::store::StoreReader::open_read_only(dir).unwrap();
