@@ -355,6 +355,7 @@ pub mod serve_blocking;
 pub mod sim_log;
 pub mod sim_net;
 pub mod sim_schedule;
+pub mod tmpfs;
 
 /// How many 4,000-byte entries make an export larger than the sockets on both ends can
 /// buffer (twice the kernel's largest send buffer plus the default receive buffer), so a
