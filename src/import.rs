@@ -12,6 +12,23 @@
 //! Nothing is appended until the whole input has been read: an input that fails to read
 //! half-way (an unreadable file, a dropped pipe) imports nothing, rather than an arbitrary
 //! prefix. (An HTTP upload is spooled to disk whole before the import starts.)
+//!
+//! # When the disk fails during an import
+//!
+//! An import that stops part-way says exactly what it stored: the error carries `added`,
+//! the entries acknowledged durable by the store before the failure, and nothing after
+//! them was stored. The store answers a batch all or nothing (one request, one write, one
+//! `fdatasync`), so a failed batch adds nothing; every outcome of a batch that was stored is
+//! counted before the fork proofs it found are handed over, so a failing proof cannot hide
+//! entries already stored. Stopping reasons:
+//!
+//! - the sort's run files cannot be written or read back ([`NodeError::ImportSpill`]);
+//! - the store cannot write ([`NodeError::ImportStopped`] around the [`AppendError`]), or a
+//!   fork proof cannot be recorded (the same, around that error).
+//!
+//! Importing the same input again afterwards is safe and completes it: what was stored
+//! comes back as duplicates. `tests/import_faults.rs` fails every I/O call of an import
+//! (spill and store, through one [`crate::store::io::LogIo`]) and checks exactly this.
 
 use std::io::Read;
 use std::path::Path;
@@ -22,7 +39,7 @@ use crate::csv::{
 use crate::entry::Entry;
 use crate::identity::Author;
 use crate::node::NodeError;
-use crate::store::{Outcome, Store};
+use crate::store::{AppendError, Outcome, Store};
 use crate::validate::ValidationError;
 
 mod spill;
@@ -44,14 +61,24 @@ pub fn import_csv(
     refuse: impl Fn(&Author) -> bool,
     on_fork: impl FnMut(Entry) -> Result<(), NodeError>,
 ) -> Result<ImportReport, NodeError> {
-    import_with_sorter(store, input, SpillSorter::new(spill_dir), refuse, on_fork)
+    import_with_sorter(
+        store,
+        input,
+        SpillSorter::new(spill_dir),
+        IMPORT_BATCH_ENTRIES,
+        refuse,
+        on_fork,
+    )
 }
 
-/// [`import_csv`] with a given sorter (tests use a small budget to exercise the merge).
+/// [`import_csv`] with a given sorter and entries per store call (tests use a small budget
+/// to exercise the merge, small batches to fail an import between two of them, and a
+/// sorter with their own [`crate::store::io::LogIo`]).
 pub fn import_with_sorter(
     store: &Store,
     input: impl Read,
     mut sorter: SpillSorter,
+    batch_entries: usize,
     refuse: impl Fn(&Author) -> bool,
     on_fork: impl FnMut(Entry) -> Result<(), NodeError>,
 ) -> Result<ImportReport, NodeError> {
@@ -71,7 +98,8 @@ pub fn import_with_sorter(
         report,
         tracker: ForkTracker::default(),
         proved: None,
-        batch: Vec::with_capacity(IMPORT_BATCH_ENTRIES),
+        batch_entries: batch_entries.max(1),
+        batch: Vec::new(),
     };
     let mut dedup = Dedup::default();
     let sorted = sorter.finish().map_err(spill_error(0))?;
@@ -81,7 +109,7 @@ pub fn import_with_sorter(
             continue;
         }
         apply.batch.push(parsed);
-        if apply.batch.len() == IMPORT_BATCH_ENTRIES {
+        if apply.batch.len() >= apply.batch_entries {
             apply.offer()?;
         }
     }
@@ -106,7 +134,17 @@ struct Apply<'a, R, F> {
     /// The last author a proof was handed over for: one proof rejects a feed, and entries
     /// come author by author, so this bounds proofs to one per forked feed.
     proved: Option<Author>,
+    /// Entries offered to the store per call.
+    batch_entries: usize,
     batch: Vec<ParsedEntry>,
+}
+
+/// The import stopped after `added` durable entries because of `source`.
+fn stopped(added: u64, source: NodeError) -> NodeError {
+    NodeError::ImportStopped {
+        source: Box::new(source),
+        added,
+    }
 }
 
 impl<R, F> Apply<'_, R, F>
@@ -131,7 +169,13 @@ where
             .filter(|(_, refused)| !**refused)
             .map(|(p, _)| p.entry.clone())
             .collect();
-        let mut outcomes = self.store.append_entries(entries)?.into_iter();
+        let mut outcomes = self
+            .store
+            .append_entries(entries)
+            .map_err(|e: AppendError| stopped(self.report.added, e.into()))?
+            .into_iter();
+        // The offered side of each new fork, handed over once the whole batch is counted.
+        let mut proofs = Vec::new();
         for (parsed, refused) in std::mem::take(&mut self.batch).into_iter().zip(refused) {
             if refused {
                 self.tracker.observe(&parsed, false);
@@ -156,12 +200,15 @@ where
                 let author = parsed.entry.author;
                 if self.proved != Some(author) {
                     self.proved = Some(author);
-                    (self.on_fork)(parsed.entry.clone())?;
+                    proofs.push(parsed.entry.clone());
                 }
             }
             record(&mut self.report, &parsed, outcome);
         }
-        self.batch = Vec::with_capacity(IMPORT_BATCH_ENTRIES);
+        self.batch = Vec::with_capacity(self.batch_entries);
+        for offered in proofs {
+            (self.on_fork)(offered).map_err(|e| stopped(self.report.added, e))?;
+        }
         Ok(())
     }
 }

@@ -13,11 +13,28 @@ fn main() -> ExitCode {
     match app::run(cli) {
         Ok(code) => code,
         Err(error) => {
-            // One line: the error and its causes, outermost first.
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", one_line(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, outermost first, each said once: many errors
+/// already show their source in their own message (`open ...: Is a directory`), and the
+/// plain chain would repeat it.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// Logs go to stderr so stdout stays clean for JSON and CSV. `RUST_LOG` overrides the

@@ -127,6 +127,16 @@ pub enum NodeError {
         source: std::io::Error,
         added: u64,
     },
+    /// The store (or the recording of a fork proof) failed during an import: the `added`
+    /// entries before are durable, nothing after was stored ([`crate::import`]).
+    #[error(
+        "{source} ({added} entries were imported before; importing the same input again is safe)"
+    )]
+    ImportStopped {
+        #[source]
+        source: Box<NodeError>,
+        added: u64,
+    },
     #[error("writing the export: {0}")]
     ExportWrite(#[source] std::io::Error),
     #[error(transparent)]

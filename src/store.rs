@@ -260,7 +260,7 @@ impl Store {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::io(format!("create directory {}", dir.display()), e))?;
         let lock = lock::DirLock::acquire(dir)?;
-        let opened = open::open_log(dir, true)?;
+        let opened = open::open_log(dir, true, options.io.as_ref())?;
         let path = dir.join(open::LOG_FILE);
         let reader_file = std::fs::File::open(&path)
             .map_err(|e| StoreError::io(format!("open {}", path.display()), e))?;

@@ -2,47 +2,18 @@
 //! the test. `POST /add` fills it, is answered 503, `/health` says why; once space is freed
 //! appends resume without a restart, and a restart finds exactly the acknowledged entries.
 //!
-//! Mounting needs root (CAP_SYS_ADMIN); elsewhere the test is skipped with a message, unless
-//! `KAPPALOG_REQUIRE_TMPFS` is set (`.ci/run` sets it when it runs as root).
+//! Mounting needs root; elsewhere the test is skipped ([`common::tmpfs`]).
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
+use common::tmpfs::Mount;
 use common::{get, http, run_node, wait_until};
-
-/// Unmounts the tmpfs however the test ends.
-struct Mount(PathBuf);
-
-impl Mount {
-    fn tmpfs(at: &Path, size: &str) -> Option<Mount> {
-        std::fs::create_dir_all(at).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .ok()?;
-        status.success().then(|| Mount(at.to_owned()))
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
 
 #[test]
 fn a_full_disk_degrades_the_node_and_appends_resume_once_space_is_freed() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(_mount) = Mount::tmpfs(&dir.path().join("disk"), "2m") else {
-        assert!(
-            std::env::var_os("KAPPALOG_REQUIRE_TMPFS").is_none(),
-            "KAPPALOG_REQUIRE_TMPFS is set but a tmpfs cannot be mounted"
-        );
-        eprintln!("SKIPPED a_full_disk_...: cannot mount a tmpfs here (needs root)");
+    let Some(_mount) = Mount::tmpfs_or_skip(&dir.path().join("disk"), "2m", "a_full_disk_...")
+    else {
         return;
     };
     let disk = dir.path().join("disk");

@@ -11,7 +11,7 @@ use kappalog::csv::{CsvWriter, ImportReport};
 use kappalog::entry::{Entry, UnsignedEntry};
 use kappalog::hash::Hash;
 use kappalog::identity::{Author, Signature};
-use kappalog::import::{import_with_sorter, SpillSorter, MAX_MERGE_FAN_IN};
+use kappalog::import::{import_with_sorter, SpillSorter, IMPORT_BATCH_ENTRIES, MAX_MERGE_FAN_IN};
 use kappalog::store::Store;
 
 fn csv(entries: &[(Entry, Hash)]) -> Vec<u8> {
@@ -64,6 +64,7 @@ fn import(
         &store,
         input,
         sorter,
+        IMPORT_BATCH_ENTRIES,
         |_| false,
         |offered: Entry| {
             proved.borrow_mut().push(offered.author);

@@ -34,14 +34,7 @@ fn open(dir: &Path, io: &Arc<FaultyIo>) -> Store {
 /// Every entry in the log, reopened with the real file layer, by hash.
 fn held(dir: &Path) -> BTreeMap<Hash, Entry> {
     let (store, _) = Store::open(dir, None, None).unwrap();
-    let mut all = BTreeMap::new();
-    store
-        .reader()
-        .for_each_in_log_order(|entry, hash| {
-            all.insert(*hash, entry.clone());
-            std::ops::ControlFlow::Continue(())
-        })
-        .unwrap();
+    let all = common::entries_by_hash(&store.reader());
     store.sync_and_close().unwrap();
     all
 }

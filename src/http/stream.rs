@@ -243,6 +243,13 @@ pub async fn import(
             "cannot read back the import's sort files: {source}; {added} entries were \
              imported before it failed, importing the same body again is safe"
         ))),
+        Err(NodeError::ImportStopped { source, added }) => {
+            tracing::error!(error = %source, added, "import stopped");
+            Err(ApiError::Unavailable(format!(
+                "unable to store the import: {added} entries were imported before it failed, \
+                 importing the same body again is safe"
+            )))
+        }
         Err(other) => Err(other.into()),
     }
 }

@@ -10,6 +10,16 @@
 //! input's size; disk is about the size of the entries of the input, once (twice while an
 //! intermediate merge runs, for inputs of more than [`MAX_MERGE_FAN_IN`] runs).
 //!
+//! # Faults
+//!
+//! The runs are written and read back through a [`LogIo`] (the real system calls unless
+//! [`SpillSorter::with_io`] gives another), the seam through which the store's writes go:
+//! a test makes a run's write fail (a full disk while spilling, a write cut short) or its
+//! read back fail or come back short, with the same fault injector it uses for the store,
+//! and counts every call of an import, spill and store alike. Positional writes and reads
+//! at an offset the run keeps itself are all a run needs, so it uses the seam as it is,
+//! and a failure surfaces as the `io::Error` of the call that failed, never as a short run.
+//!
 //! # Run file layout
 //!
 //! Private to one import and never read by anything else: records back to back, each
@@ -19,11 +29,13 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::csv::{plan_order, ParsedEntry};
 use crate::entry::{Entry, MAX_ENCODED_BYTES};
+use crate::store::io::{LogIo, SystemIo};
 
 /// Estimated bytes of parsed entries held before a chunk is sorted and spilled.
 pub const SORT_BUDGET_BYTES: usize = 32 << 20;
@@ -35,6 +47,7 @@ const RUN_BUFFER_BYTES: usize = 64 << 10;
 /// Gathers entries, spilling sorted runs to `dir` as the budget fills.
 pub struct SpillSorter {
     dir: PathBuf,
+    io: Arc<dyn LogIo>,
     budget: usize,
     chunk: Vec<ParsedEntry>,
     chunk_bytes: usize,
@@ -55,11 +68,18 @@ impl SpillSorter {
     pub fn with_budget(dir: &Path, budget: usize) -> SpillSorter {
         SpillSorter {
             dir: dir.to_owned(),
+            io: Arc::new(SystemIo),
             budget: budget.max(1),
             chunk: Vec::new(),
             chunk_bytes: 0,
             runs: Vec::new(),
         }
+    }
+
+    /// The same sorter, writing and reading its runs through `io` (tests inject faults).
+    pub fn with_io(mut self, io: Arc<dyn LogIo>) -> SpillSorter {
+        self.io = io;
+        self
     }
 
     pub fn push(&mut self, parsed: ParsedEntry) -> io::Result<()> {
@@ -80,7 +100,7 @@ impl SpillSorter {
         let mut chunk = std::mem::take(&mut self.chunk);
         self.chunk_bytes = 0;
         chunk.sort_unstable_by(plan_order);
-        let run = write_run(&self.dir, chunk.into_iter().map(Ok))?;
+        let run = write_run(&self.dir, &self.io, chunk.into_iter().map(Ok))?;
         self.runs.push(run);
         Ok(())
     }
@@ -99,19 +119,24 @@ impl SpillSorter {
         // Merge the oldest runs into one until few enough remain to merge at once.
         while runs.len() > MAX_MERGE_FAN_IN {
             let group: Vec<File> = runs.drain(..MAX_MERGE_FAN_IN).collect();
-            let merged = write_run(&self.dir, Merge::new(group)?)?;
+            let merged = write_run(&self.dir, &self.io, Merge::new(group, &self.io)?)?;
             runs.push(merged);
         }
-        Ok(Sorted::Merge(Merge::new(runs)?))
+        Ok(Sorted::Merge(Merge::new(runs, &self.io)?))
     }
 }
 
-/// Writes entries (already in plan order) as a run; returns the file rewound.
+/// Writes entries (already in plan order) as a run; returns its file.
 fn write_run(
     dir: &Path,
+    io: &Arc<dyn LogIo>,
     entries: impl Iterator<Item = io::Result<ParsedEntry>>,
 ) -> io::Result<File> {
-    let file = tempfile::tempfile_in(dir)?;
+    let file = RunFile {
+        file: tempfile::tempfile_in(dir)?,
+        io: io.clone(),
+        at: 0,
+    };
     let mut out = BufWriter::with_capacity(RUN_BUFFER_BYTES, file);
     let mut bytes = Vec::with_capacity(MAX_ENCODED_BYTES);
     for parsed in entries {
@@ -122,14 +147,42 @@ fn write_run(
         out.write_all(&(bytes.len() as u32).to_le_bytes())?;
         out.write_all(&bytes)?;
     }
-    let mut file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-    file.rewind()?;
-    Ok(file)
+    let run = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    Ok(run.file)
+}
+
+/// A run file written or read sequentially, by positional calls through the [`LogIo`].
+struct RunFile {
+    file: File,
+    io: Arc<dyn LogIo>,
+    /// Where the next write or read starts.
+    at: u64,
+}
+
+impl Write for RunFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.io.write_all_at(&self.file, buf, self.at)?;
+        self.at += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Nothing buffered here, and a run is never synced: it is gone after a crash anyway.
+        Ok(())
+    }
+}
+
+impl Read for RunFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.io.read_at(&self.file, buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
 }
 
 /// Reads a run back, entry by entry.
 struct RunReader {
-    input: BufReader<File>,
+    input: BufReader<RunFile>,
     bytes: Vec<u8>,
 }
 
@@ -197,12 +250,19 @@ pub struct Merge {
 }
 
 impl Merge {
-    fn new(files: Vec<File>) -> io::Result<Merge> {
+    fn new(files: Vec<File>, io: &Arc<dyn LogIo>) -> io::Result<Merge> {
         let mut merge = Merge {
             runs: files
                 .into_iter()
-                .map(|f| RunReader {
-                    input: BufReader::with_capacity(RUN_BUFFER_BYTES, f),
+                .map(|file| RunReader {
+                    input: BufReader::with_capacity(
+                        RUN_BUFFER_BYTES,
+                        RunFile {
+                            file,
+                            io: io.clone(),
+                            at: 0,
+                        },
+                    ),
                     bytes: Vec::new(),
                 })
                 .collect(),
@@ -312,12 +372,13 @@ mod tests {
 
     #[test]
     fn a_damaged_run_is_an_error_not_a_panic() {
+        use std::io::Seek;
         let dir = tempfile::tempdir().unwrap();
-        let mut file = write_run(dir.path(), [Ok(parsed(1, 1, 1, 1))].into_iter()).unwrap();
+        let io: Arc<dyn LogIo> = Arc::new(SystemIo);
+        let mut file = write_run(dir.path(), &io, [Ok(parsed(1, 1, 1, 1))].into_iter()).unwrap();
         file.seek(io::SeekFrom::End(0)).unwrap();
         file.write_all(&[0xff; 13]).unwrap();
-        file.rewind().unwrap();
-        let mut merge = Merge::new(vec![file]).unwrap();
+        let mut merge = Merge::new(vec![file], &io).unwrap();
         assert!(merge.next().unwrap().is_ok());
         assert!(merge.next().unwrap().is_err());
         assert!(merge.next().is_none());

@@ -1,37 +1,59 @@
-//! [`LogIo`]: the seam between the writer and the log file's durable operations.
+//! [`LogIo`]: the seam between kappalog and the file operations whose failure it must
+//! survive.
 //!
-//! The writer never calls `write_all_at`, `sync_data` or `set_len` on the log file itself;
-//! it calls them through the [`LogIo`] of its [`super::StoreOptions`]. [`SystemIo`], the
-//! default, does exactly the system calls. A test supplies its own implementation to make a
-//! chosen call slow (held until the test lets it go) or fail, and so observes what clients
-//! are told while an `fdatasync` is outstanding or after it failed. The trait is meant to
-//! grow into a full fault-injecting file layer (issue 11); each method has the real
-//! behaviour as its default, so an implementation overrides only what it perturbs.
+//! Code that writes the log (the writer, the open's header write and torn-tail cut) and the
+//! import's temporary sort files never call `write_all_at`, `sync_data`, `set_len` or
+//! `read_at` on those files themselves; they call them through the [`LogIo`] of the store's
+//! [`super::StoreOptions`] (the import's sort takes one too, [`crate::import::SpillSorter`]).
+//! [`SystemIo`], the default, does exactly the system calls. A test supplies its own
+//! implementation to make a chosen call slow (held until the test lets it go) or fail, and
+//! so observes what clients are told while an `fdatasync` is outstanding or after it failed,
+//! what an open leaves behind when its cut fails, and what an import reports when the disk
+//! fills under it. Each method has the real behaviour as its default, so an implementation
+//! overrides only what it perturbs.
+//!
+//! The open's scan reads the log through `std::fs::File` directly: a failed read there
+//! fails the open (it is never taken for a torn tail), and nothing is written by it.
 
 use std::fmt;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 
-/// The writer's operations on the log file. Called from the writer's sync thread only, one
-/// call at a time.
+/// File operations that can fail. Implementations are shared (`Arc`) between the writer's
+/// sync thread, the open and an import's thread, so calls may come from several threads.
 pub trait LogIo: Send + Sync + fmt::Debug {
     /// Writes all of `buf` at byte `offset` (one positional write).
     fn write_all_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
         file.write_all_at(buf, offset)
     }
 
-    /// `fdatasync`: returns once every byte written so far is durable.
+    /// Reads up to `buf.len()` bytes at byte `offset`; `Ok(0)` at the end of the file. Only
+    /// the import's sort files are read through here.
+    fn read_at(&self, file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        file.read_at(buf, offset)
+    }
+
+    /// `fdatasync`: returns once every byte written so far, and the file's length, are
+    /// durable.
     fn sync_data(&self, file: &File) -> io::Result<()> {
         file.sync_data()
     }
 
-    /// Cuts the file back to `len` bytes (after a failed write or sync).
+    /// Makes the directory's entries durable (`fsync` of the directory), so a file created
+    /// in it survives a crash.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+
+    /// Cuts the file back to `len` bytes (a torn tail at open, or after a failed write or
+    /// sync).
     fn set_len(&self, file: &File, len: u64) -> io::Result<()> {
         file.set_len(len)
     }
 
-    /// The file's length, as the recovery checks it after a cut.
+    /// The file's length, as the open and the recovery check it after a cut.
     fn len(&self, file: &File) -> io::Result<u64> {
         Ok(file.metadata()?.len())
     }

@@ -1,14 +1,35 @@
 //! Opening the log file: header check, the recovery scan of [`super::format`], and the
 //! rebuild of the in-memory index (with the hash-chain check, and the table of recent
 //! idempotency keys for a writable open).
+//!
+//! # What a writable open changes, and how it fails
+//!
+//! A writable open changes the file in two cases only, and does so through the store's
+//! [`LogIo`] (so tests can make each call fail):
+//!
+//! - a file shorter than its header (new, or a crash while creating it): the header is
+//!   written at offset 0 and fdatasynced. If that write or sync fails, the open cuts the
+//!   file back to 0 bytes (best effort) so the next open writes the header afresh instead
+//!   of trusting bytes whose sync failed;
+//! - a torn tail: cut with `set_len`, the cut fdatasynced, and the file's length checked
+//!   against the cut. Only then is the cut reported in [`OpenReport`].
+//!
+//! Then every writable open fsyncs the directory, so the log file's directory entry is
+//! durable before the writer acknowledges anything in it, even if the open that created
+//! the file failed at that very step.
+//!
+//! Any failure fails the open with [`StoreError::Io`], naming the operation, the file and
+//! the OS error. Nothing an open does can lose an acknowledged record: the cut only
+//! removes bytes past the last intact record (never acknowledged, see the recovery rule),
+//! so a later open that finds the cut undone, or half done, simply makes it again.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::Path;
 
 use super::format::{self, classify_fault, Damage, FaultKind, RecordFault, ScanStop};
 use super::index::Index;
+use super::io::LogIo;
 use super::{OpenReport, StoreError};
 use crate::validate;
 
@@ -24,8 +45,9 @@ pub struct Opened {
     pub report: OpenReport,
 }
 
-/// Opens (creating if `writable` and missing) and recovers the log in `dir`.
-pub fn open_log(dir: &Path, writable: bool) -> Result<Opened, StoreError> {
+/// Opens (creating if `writable` and missing) and recovers the log in `dir`; a writable
+/// open makes its changes through `io`.
+pub fn open_log(dir: &Path, writable: bool, io: &dyn LogIo) -> Result<Opened, StoreError> {
     let path = dir.join(LOG_FILE);
     let ctx = |what: &str| format!("{what} {}", path.display());
     let file = if writable {
@@ -41,14 +63,15 @@ pub fn open_log(dir: &Path, writable: bool) -> Result<Opened, StoreError> {
         File::open(&path)
     }
     .map_err(|e| StoreError::io(ctx("open"), e))?;
-    let file_len = file
-        .metadata()
-        .map_err(|e| StoreError::io(ctx("stat"), e))?
-        .len();
+    let file_len = io.len(&file).map_err(|e| StoreError::io(ctx("stat"), e))?;
     let mut report = OpenReport::default();
 
     if file_len < format::FILE_HEADER_BYTES {
-        return open_short(dir, &path, file, file_len, writable);
+        let opened = open_short(&path, file, file_len, writable, io)?;
+        if writable {
+            sync_dir(dir, io)?;
+        }
+        return Ok(opened);
     }
     let mut header = [0u8; 12];
     std::os::unix::fs::FileExt::read_exact_at(&file, &mut header, 0)
@@ -148,13 +171,14 @@ pub fn open_log(dir: &Path, writable: bool) -> Result<Opened, StoreError> {
             report.truncated_bytes = dropped;
             if writable {
                 tracing::warn!(path = %path.display(), offset, bytes = dropped, "truncating a torn tail");
-                file.set_len(offset)
-                    .and_then(|()| file.sync_all())
-                    .map_err(|e| StoreError::io(ctx("truncate"), e))?;
+                cut_torn_tail(&path, &file, offset, io)?;
             } else {
                 tracing::info!(path = %path.display(), offset, bytes = dropped, "ignoring an incomplete tail (read-only open)");
             }
         }
+    }
+    if writable {
+        sync_dir(dir, io)?;
     }
     index.end = valid_end;
     index.shrink_to_fit();
@@ -166,6 +190,39 @@ pub fn open_log(dir: &Path, writable: bool) -> Result<Opened, StoreError> {
         index,
         report,
     })
+}
+
+/// Cuts the torn tail at `offset`, syncs the cut and checks the file's length: the cut is
+/// reported done only when all three succeeded.
+fn cut_torn_tail(path: &Path, file: &File, offset: u64, io: &dyn LogIo) -> Result<(), StoreError> {
+    let ctx = |what: &str| {
+        format!(
+            "{what} the torn tail at offset {offset} of {}",
+            path.display()
+        )
+    };
+    io.set_len(file, offset)
+        .map_err(|e| StoreError::io(ctx("cut"), e))?;
+    // fdatasync covers the file's new length: it is the metadata a later read needs.
+    io.sync_data(file)
+        .map_err(|e| StoreError::io(ctx("sync the cut of"), e))?;
+    let len = io
+        .len(file)
+        .map_err(|e| StoreError::io(ctx("check the length after cutting"), e))?;
+    if len != offset {
+        return Err(StoreError::io(
+            ctx("check the length after cutting"),
+            std::io::Error::other(format!("the file is {len} bytes after the cut")),
+        ));
+    }
+    Ok(())
+}
+
+/// Makes the log file's directory entry durable (see the module docs for why on every
+/// writable open).
+fn sync_dir(dir: &Path, io: &dyn LogIo) -> Result<(), StoreError> {
+    io.sync_dir(dir)
+        .map_err(|e| StoreError::io(format!("sync directory {}", dir.display()), e))
 }
 
 /// A record at `offset` that the format's shape rules would call a torn tail is damage if
@@ -186,11 +243,11 @@ fn tail_or_damage(file: &File, file_len: u64, offset: u64) -> std::io::Result<Da
 /// A file shorter than its header: new, or a crash while creating it. A prefix of the header
 /// (or zeros) is rewritten; anything else is not our file.
 fn open_short(
-    dir: &Path,
     path: &Path,
-    mut file: File,
+    file: File,
     file_len: u64,
     writable: bool,
+    io: &dyn LogIo,
 ) -> Result<Opened, StoreError> {
     let ctx = |what: &str| format!("{what} {}", path.display());
     let mut existing = vec![0u8; usize::try_from(file_len).unwrap_or(0)];
@@ -213,14 +270,23 @@ fn open_short(
         if file_len > 0 {
             tracing::warn!(path = %path.display(), bytes = file_len, "rewriting a torn file header");
         }
-        file.set_len(0)
-            .and_then(|()| file.write_all(&header))
-            .and_then(|()| file.sync_all())
-            .map_err(|e| StoreError::io(ctx("write header of"), e))?;
-        // Make the new file's directory entry durable too.
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| StoreError::io(format!("sync directory {}", dir.display()), e))?;
+        // The header covers every byte of the shorter file, so no cut is needed first.
+        let written = io
+            .write_all_at(&file, &header, 0)
+            .map_err(|e| StoreError::io(ctx("write the header of"), e))
+            .and_then(|()| {
+                io.sync_data(&file)
+                    .map_err(|e| StoreError::io(ctx("sync the header of"), e))
+            });
+        if let Err(e) = written {
+            // After a failed sync the kernel may have dropped the header's page: leave an
+            // empty file, which the next open fills afresh, rather than a header nobody
+            // knows is on disk. Nothing else is in the file, so nothing is lost.
+            if let Err(cut) = io.set_len(&file, 0) {
+                tracing::warn!(path = %path.display(), error = %cut, "could not empty the log file after its header failed");
+            }
+            return Err(e);
+        }
     }
     Ok(Opened {
         file,

@@ -44,7 +44,7 @@ impl StoreReader {
     /// Opens the store in `dir` without taking the writer lock and without modifying the
     /// file: a torn tail (for instance a write in progress) is treated as the end of the log.
     pub fn open_read_only(dir: &Path) -> Result<(StoreReader, OpenReport), StoreError> {
-        let opened = open_log(dir, false)?;
+        let opened = open_log(dir, false, &super::io::SystemIo)?;
         let reader = StoreReader::new(
             dir.join(LOG_FILE),
             opened.file,

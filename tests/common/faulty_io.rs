@@ -1,10 +1,12 @@
-//! A [`LogIo`] that fails on purpose: each operation (write, sync, cut, length) is counted,
-//! and a chosen call of a chosen operation fails with a chosen fault (an I/O error, a full
-//! disk, a write cut short, a slow sync), once or from then on until [`FaultyIo::heal`].
+//! A [`LogIo`] that fails on purpose: each operation (write, read, sync, directory sync, cut,
+//! length) is counted, and a chosen call of a chosen operation fails with a chosen fault (an
+//! I/O error, a full disk, a write cut short, a slow call), once or from then on until
+//! [`FaultyIo::heal`].
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -16,9 +18,24 @@ pub enum Op {
     Sync,
     SetLen,
     Len,
+    /// A read of an import's sort file.
+    Read,
+    /// The `fsync` of the data directory at a writable open.
+    SyncDir,
 }
 
+/// The writer's operations (the append matrix of `tests/store_faults.rs`).
 pub const OPS: [Op; 4] = [Op::Write, Op::Sync, Op::SetLen, Op::Len];
+
+/// Every operation of [`LogIo`].
+pub const ALL_OPS: [Op; 6] = [
+    Op::Write,
+    Op::Sync,
+    Op::SetLen,
+    Op::Len,
+    Op::Read,
+    Op::SyncDir,
+];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -27,7 +44,9 @@ pub enum Fault {
     /// `ENOSPC`, nothing done.
     NoSpace,
     /// A write: the first half of the buffer reaches the file, then `ENOSPC` (what a
-    /// disk filling up mid-write does). Other operations: `EIO`.
+    /// disk filling up mid-write does). A read: at most half the bytes asked for (a short
+    /// read, which is legal: the caller must ask again, not take it for the end). Other
+    /// operations: `EIO`.
     Short,
     /// The operation succeeds after this long (a slow disk).
     Slow(Duration),
@@ -42,7 +61,7 @@ pub const FAULTS: [Fault; 4] = [
 
 #[derive(Debug, Default)]
 struct State {
-    calls: [u64; 4],
+    calls: [u64; 6],
     /// (operation, first failing call, fault, lasting): a lasting fault fails every call of
     /// the operation from that one on, until healed.
     plans: Vec<(Op, u64, Fault, bool)>,
@@ -60,6 +79,8 @@ fn index(op: Op) -> usize {
         Op::Sync => 1,
         Op::SetLen => 2,
         Op::Len => 3,
+        Op::Read => 4,
+        Op::SyncDir => 5,
     }
 }
 
@@ -85,6 +106,11 @@ impl FaultyIo {
 
     pub fn heal(&self) {
         self.state().plans.clear();
+    }
+
+    /// Calls of `op` so far (a clean run counts the calls a matrix then fails one by one).
+    pub fn calls(&self, op: Op) -> u64 {
+        self.state().calls[index(op)]
     }
 
     /// Faults injected so far (slow ones included).
@@ -138,6 +164,30 @@ impl LogIo for FaultyIo {
             Some(fault) => {
                 fail(fault, "write")?;
                 file.write_all_at(buf, offset)
+            }
+        }
+    }
+
+    fn read_at(&self, file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        match self.next(Op::Read) {
+            None => file.read_at(buf, offset),
+            Some(Fault::Short) => {
+                let half = buf.len().div_ceil(2);
+                file.read_at(&mut buf[..half], offset)
+            }
+            Some(fault) => {
+                fail(fault, "read")?;
+                file.read_at(buf, offset)
+            }
+        }
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        match self.next(Op::SyncDir) {
+            None => File::open(dir)?.sync_all(),
+            Some(fault) => {
+                fail(fault, "directory fsync")?;
+                File::open(dir)?.sync_all()
             }
         }
     }

@@ -356,6 +356,7 @@ pub mod serve_blocking;
 pub mod sim_log;
 pub mod sim_net;
 pub mod sim_schedule;
+pub mod tmpfs;
 
 /// How many 4,000-byte entries make an export larger than the sockets on both ends can
 /// buffer (twice the kernel's largest send buffer plus the default receive buffer), so a
@@ -370,6 +371,20 @@ pub fn entries_beyond_socket_buffers() -> i64 {
     let bytes =
         2 * max_of("/proc/sys/net/ipv4/tcp_wmem", 2) + max_of("/proc/sys/net/ipv4/tcp_rmem", 1);
     i64::try_from(bytes / 4_000 + 100).unwrap_or(i64::MAX)
+}
+
+/// Every entry a store holds, by hash (what fault tests compare with what was acknowledged).
+pub fn entries_by_hash(
+    reader: &kappalog::store::StoreReader,
+) -> std::collections::BTreeMap<kappalog::hash::Hash, kappalog::entry::Entry> {
+    let mut all = std::collections::BTreeMap::new();
+    reader
+        .for_each_in_log_order(|entry, hash| {
+            all.insert(*hash, entry.clone());
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+    all
 }
 
 /// How many entries the (closed) store in `dir` holds, read without taking the writer lock.
