@@ -26,6 +26,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,8 +35,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -135,66 +136,18 @@ pub async fn serve_http(
     loop {
         // Reap finished connections so the set stays as small as what is open.
         while tasks.try_join_next().is_some() {}
-        let tcp = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
-                Err(e) => {
-                    // Out of descriptors or a connection reset before accept: the listener
-                    // itself is fine. Back off briefly rather than spin on the error.
-                    tracing::warn!(error = %e, "accepting an HTTP connection failed");
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_millis(100)) => {}
-                        () = &mut stop => break,
-                    }
-                    continue;
-                }
-            },
-            () = &mut stop => break,
+        let Some(tcp) = accept(&listener, &mut stop).await else {
+            break;
         };
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_) => {
-                // Every slot taken: make room by closing an idle or stalled connection (if
-                // there is none, wait for one to end, as before).
-                if connections.shed_one(origin) {
-                    tracing::debug!("HTTP connection cap reached: closed the quietest connection");
-                }
-                tokio::select! {
-                    slot = slots.clone().acquire_owned() => match slot {
-                        Ok(slot) => slot,
-                        Err(_) => break, // the semaphore is never closed
-                    },
-                    () = &mut stop => break,
-                }
-            }
+        let Some(slot) = take_slot(&slots, &connections, origin, &mut stop).await else {
+            break;
         };
         // Responses are small and written whole: send them at once rather than letting
         // Nagle's algorithm hold them for the client's delayed ACK.
         let _ = tcp.set_nodelay(true);
         let activity = Activity::new(origin);
         let screening = Arc::new(Screening::default());
-        let service = {
-            let (api, activity, screening) = (api.clone(), activity.clone(), screening.clone());
-            hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-                // Counts from the request until its response body is done or dropped.
-                let in_flight = activity.begin();
-                // A refused head is answered here, without the router (see `screen`).
-                let call = match screening.answer(&request) {
-                    Some(refused) => Err(refused),
-                    None => Ok(api.clone().oneshot(request.map(Body::new))),
-                };
-                async move {
-                    let response = match call {
-                        Ok(call) => call.await?,
-                        Err(refused) => refused,
-                    };
-                    Ok::<_, Infallible>(response.map(|body| TrackedBody {
-                        inner: body,
-                        _in_flight: in_flight,
-                    }))
-                }
-            })
-        };
+        let service = connection_service(api.clone(), activity.clone(), screening.clone());
         let io = TokioIo::new(Screened::new(
             StallGuard::new(tcp, limits.stream_idle_timeout, activity.clone()),
             screening,
@@ -234,6 +187,84 @@ pub async fn serve_http(
         );
     }
     tasks.shutdown().await;
+}
+
+/// The next accepted connection, or `None` once `stop` completes.
+async fn accept<S: Future<Output = ()>>(
+    listener: &TcpListener,
+    stop: &mut Pin<&mut S>,
+) -> Option<TcpStream> {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => return Some(tcp),
+                Err(e) => {
+                    // Out of descriptors or a connection reset before accept: the listener
+                    // itself is fine. Back off briefly rather than spin on the error.
+                    tracing::warn!(error = %e, "accepting an HTTP connection failed");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        () = stop.as_mut() => return None,
+                    }
+                }
+            },
+            () = stop.as_mut() => return None,
+        }
+    }
+}
+
+/// A connection slot, or `None` once `stop` completes. With every slot taken, the quietest
+/// idle or stalled connection is closed to make room (if there is none, this waits for one
+/// to end).
+async fn take_slot<S: Future<Output = ()>>(
+    slots: &Arc<Semaphore>,
+    connections: &Connections,
+    origin: Instant,
+    stop: &mut Pin<&mut S>,
+) -> Option<OwnedSemaphorePermit> {
+    if let Ok(slot) = slots.clone().try_acquire_owned() {
+        return Some(slot);
+    }
+    if connections.shed_one(origin) {
+        tracing::debug!("HTTP connection cap reached: closed the quietest connection");
+    }
+    tokio::select! {
+        // The semaphore is never closed, so an error cannot happen; it would end serving.
+        slot = slots.clone().acquire_owned() => slot.ok(),
+        () = stop.as_mut() => None,
+    }
+}
+
+/// The per-connection service: a refused head is answered by the screen without the router
+/// (see `screen`); every request counts as in flight until its response body is done or
+/// dropped.
+fn connection_service(
+    api: Api,
+    activity: Arc<Activity>,
+    screening: Arc<Screening>,
+) -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = hyper::Response<TrackedBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<hyper::Response<TrackedBody>, Infallible>> + Send,
+> + Clone {
+    hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let in_flight = activity.begin();
+        let call = match screening.answer(&request) {
+            Some(refused) => Err(refused),
+            None => Ok(api.clone().oneshot(request.map(Body::new))),
+        };
+        async move {
+            let response = match call {
+                Ok(call) => call.await?,
+                Err(refused) => refused,
+            };
+            Ok::<_, Infallible>(response.map(|body| TrackedBody {
+                inner: body,
+                _in_flight: in_flight,
+            }))
+        }
+    })
 }
 
 /// Counts one open connection for as long as it lives.
