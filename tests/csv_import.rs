@@ -60,7 +60,7 @@ fn import_into(store: &Store, dir: &std::path::Path, input: &[u8]) -> ImportRepo
 /// Imports `input` into a fresh store; returns the report and the log in commit order.
 fn import(input: &[u8]) -> (ImportReport, Vec<(Entry, Hash)>) {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(dir.path(), None, None).unwrap();
+    let (store, _owner, _) = Store::open(dir.path(), None, None).unwrap();
     let report = import_into(&store, dir.path(), input);
     let mut log = Vec::new();
     store
@@ -78,7 +78,7 @@ fn shared_store() -> &'static (Store, tempfile::TempDir) {
     static STORE: std::sync::OnceLock<(Store, tempfile::TempDir)> = std::sync::OnceLock::new();
     STORE.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(dir.path(), None, None).unwrap();
+        let (store, _owner, _) = Store::open(dir.path(), None, None).unwrap();
         (store, dir)
     })
 }
