@@ -22,7 +22,8 @@ const CHILD_ENV: &str = "KAPPALOG_BENCH_CHILD_DIR";
 /// Appends/s and CPU µs per append.
 fn concurrent_appends(appends: usize) -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(dir.path(), Some(Identity::from_seed([1; 32])), None).unwrap();
+    let (store, owner, _) =
+        Store::open(dir.path(), Some(Identity::from_seed([1; 32])), None).unwrap();
     let per_thread = appends / APPENDERS;
     let cpu = cpu_seconds();
     let start = Instant::now();
@@ -40,7 +41,7 @@ fn concurrent_appends(appends: usize) -> (f64, f64) {
     });
     let secs = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu;
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
     let n = (per_thread * APPENDERS) as f64;
     (n / secs, cpu * 1e6 / n)
 }
@@ -50,7 +51,8 @@ fn concurrent_appends(appends: usize) -> (f64, f64) {
 /// throughput without the scheduler cost of 64 blocked threads.
 fn concurrent_appends_async(appends: usize) -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(dir.path(), Some(Identity::from_seed([1; 32])), None).unwrap();
+    let (store, owner, _) =
+        Store::open(dir.path(), Some(Identity::from_seed([1; 32])), None).unwrap();
     let per_task = appends / APPENDERS;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -78,20 +80,21 @@ fn concurrent_appends_async(appends: usize) -> (f64, f64) {
     });
     let secs = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu;
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
     let n = (per_task * APPENDERS) as f64;
     (n / secs, cpu * 1e6 / n)
 }
 
 fn sequential_appends(appends: usize) -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(dir.path(), Some(Identity::from_seed([1; 32])), None).unwrap();
+    let (store, owner, _) =
+        Store::open(dir.path(), Some(Identity::from_seed([1; 32])), None).unwrap();
     let start = Instant::now();
     for i in 0..appends {
         store.append_own(i as i64, String::new()).unwrap();
     }
     let secs = start.elapsed().as_secs_f64();
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
     appends as f64 / secs
 }
 
@@ -191,7 +194,8 @@ fn main() {
 
     {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(dir.path(), Some(Identity::from_seed([1; 32])), None).unwrap();
+        let (store, owner, _) =
+            Store::open(dir.path(), Some(Identity::from_seed([1; 32])), None).unwrap();
         store.append_own(0, String::new()).unwrap();
         let before = std::fs::metadata(dir.path().join("entries.log"))
             .unwrap()
@@ -201,6 +205,7 @@ fn main() {
             .unwrap()
             .len();
         println!("bytes on disk per value-only entry: {}", after - before);
+        owner.shutdown_blocking().unwrap();
     }
     report(
         &format!("longest index stall (one 32-insert batch) while growing to {entries} entries"),

@@ -94,11 +94,8 @@ async fn start(node: &Node, peers: Vec<String>) -> SyncHandle {
 }
 
 async fn stop(node: Node, sync: SyncHandle) {
-    sync.shutdown().await;
     drop(sync);
-    tokio::task::spawn_blocking(move || node.close().unwrap())
-        .await
-        .unwrap();
+    node.shutdown().await.unwrap();
 }
 
 /// Entries/s, the resident memory growth (peak during the sync minus before it) in bytes per

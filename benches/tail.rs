@@ -278,7 +278,7 @@ fn run(subscribers: usize, secs: f64) -> Run {
     latencies.sort_by(|a, b| a.total_cmp(b));
     drop(clients);
     drop(server);
-    node.close().unwrap();
+    node.shutdown_blocking().unwrap();
     Run {
         rate,
         p50_ms: percentile(&latencies, 0.5),

@@ -78,7 +78,7 @@ fn open_node(config: &NodeConfig) -> anyhow::Result<Node> {
 fn append(config: &NodeConfig, args: AppendArgs) -> anyhow::Result<ExitCode> {
     let node = open_node(config)?;
     let entry = node.append_blocking(args.value, args.data)?;
-    node.close()?;
+    node.shutdown_blocking()?;
     println!("{}", serde_json::to_string(&entry)?);
     Ok(ExitCode::SUCCESS)
 }
@@ -157,7 +157,7 @@ fn import(config: &NodeConfig, args: &ImportArgs) -> anyhow::Result<ExitCode> {
             Box::new(acc.chain(next))
         });
     let report = node.import(chained)?;
-    node.close()?;
+    node.shutdown_blocking()?;
     println!("{report}");
     Ok(ExitCode::SUCCESS)
 }

@@ -4,8 +4,10 @@
 //!
 //! The file is the concatenation of proof records in their fixed encoding
 //! ([`ForkProof::encode`], documented in `src/fork.rs` and docs/PROTOCOL.md section 8); there
-//! is no header. A record is appended with one `write_all` and made durable with `sync_data`
-//! before [`ForkLog::record`] returns, so a recorded proof survives a crash.
+//! is no header. The store's writer appends records ([`ForkLog::append`]): one positional write
+//! at the end of the durable records and one `fdatasync` before the proof is acknowledged, so
+//! a recorded proof survives a crash. The writer checks the set first, so a proof for an
+//! author already known forked is not written again.
 //!
 //! # Recovery
 //!
@@ -27,11 +29,14 @@
 //! Only one proof per author is kept, the first recorded ([`ForkSet::insert`]); a proof for
 //! an author already known forked is not written again.
 
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::fork::{self, ForkProof, ForkProofError, ForkSet};
+use crate::identity::Author;
+use crate::store::io::LogIo;
 
 /// The file name inside the data directory.
 pub const FORKS_FILE: &str = "forks";
@@ -68,11 +73,70 @@ pub struct ForkLogReport {
     pub truncated_bytes: u64,
 }
 
-/// The open fork log: the file and the set of proofs it holds.
+/// Who is known forked, as the store's writer last made durable: the proofs held, and the
+/// authors the log has a fork note for. A note is written (and synced) before its proof, so
+/// an author is noted from the moment the node starts recording a proof of it, and stays
+/// noted if the proof is later lost. Readers (every push and HTTP read) take a read lock on
+/// this for an in-memory lookup; the writer takes the write lock only to insert, after the
+/// `fsync`, never across it.
+#[derive(Clone, Debug, Default)]
+pub struct Forked {
+    proofs: ForkSet,
+    noted: BTreeSet<Author>,
+}
+
+impl Forked {
+    pub fn new(proofs: ForkSet, noted: BTreeSet<Author>) -> Forked {
+        Forked { proofs, noted }
+    }
+
+    /// Whether `author` is forked: with a proof, or noted with its proof lost (or not yet
+    /// written).
+    pub fn contains(&self, author: &Author) -> bool {
+        self.proofs.contains(author) || self.noted.contains(author)
+    }
+
+    /// The proofs held.
+    pub fn proofs(&self) -> &ForkSet {
+        &self.proofs
+    }
+
+    /// Every forked author, ascending.
+    pub fn authors(&self) -> BTreeSet<Author> {
+        self.proofs.authors().chain(&self.noted).copied().collect()
+    }
+
+    /// Authors noted forked whose proof is not held.
+    pub fn unproven(&self) -> impl Iterator<Item = &Author> {
+        self.noted.iter().filter(|a| !self.proofs.contains(a))
+    }
+
+    pub(crate) fn is_noted(&self, author: &Author) -> bool {
+        self.noted.contains(author)
+    }
+
+    pub(crate) fn note(&mut self, author: Author) {
+        self.noted.insert(author);
+    }
+
+    /// Records a proof the writer made durable. [`ForkSet::insert`] checks it once more: two
+    /// signature checks per new proof, which are rare.
+    pub(crate) fn insert_proof(&mut self, proof: ForkProof) -> Result<bool, ForkProofError> {
+        self.proofs.insert(proof)
+    }
+}
+
+/// The open fork log, owned by the store's writer ([`crate::store::writer`]), which is the
+/// only code that appends to it: a proof becomes durable in the same path as the entries
+/// and the fork note before it, so no lock that readers take is held across its `fsync`.
 pub struct ForkLog {
     path: PathBuf,
     file: File,
-    set: ForkSet,
+    /// Bytes of whole, durable records: where the next record goes.
+    len: u64,
+    /// An append failed after this many bytes may have reached the file: cut back to `len`
+    /// before the next one, so a record never follows half of an earlier one.
+    cut_needed: bool,
 }
 
 /// Checks every decoded proof into a set (first proof per author wins).
@@ -140,18 +204,22 @@ pub fn read_set(dir: &Path) -> Result<ForkSet, ForkLogError> {
 }
 
 impl ForkLog {
-    /// Opens (creating if missing) `dir/forks`, truncating a torn tail.
-    pub fn open(dir: &Path) -> Result<(ForkLog, ForkLogReport), ForkLogError> {
+    /// Opens (creating if missing) `dir/forks`, truncating a torn tail; returns the log and
+    /// the proofs it holds. The caller holds the directory lock ([`crate::store::lock`]).
+    pub fn open(dir: &Path) -> Result<(ForkLog, ForkSet, ForkLogReport), ForkLogError> {
         let path = dir.join(FORKS_FILE);
         let io_err = |context, source| ForkLogError::Io {
             context,
             path: path.clone(),
             source,
         };
+        // Not in append mode: records are written at `len`, so a failed append can be cut
+        // back and overwritten.
         let mut file = OpenOptions::new()
             .read(true)
-            .append(true)
+            .write(true)
             .create(true)
+            .truncate(false)
             .open(&path)
             .map_err(|e| io_err("open", e))?;
         let mut bytes = Vec::new();
@@ -162,48 +230,73 @@ impl ForkLog {
             error,
         })?;
         let mut report = ForkLogReport::default();
+        let len = u64::try_from(decoded.valid_len).unwrap_or(u64::MAX);
         if decoded.torn_tail {
-            let valid = u64::try_from(decoded.valid_len).unwrap_or(u64::MAX);
             let total = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
-            file.set_len(valid).map_err(|e| io_err("truncate", e))?;
+            file.set_len(len).map_err(|e| io_err("truncate", e))?;
             file.sync_all().map_err(|e| io_err("sync", e))?;
-            report.truncated_bytes = total.saturating_sub(valid);
+            report.truncated_bytes = total.saturating_sub(len);
             tracing::warn!(
                 path = %path.display(),
-                at = valid,
+                at = len,
                 bytes = report.truncated_bytes,
                 "fork log: cut off a torn tail"
             );
         }
         let set = checked_set(&path, decoded.proofs)?;
         report.proofs = set.len();
-        Ok((ForkLog { path, file, set }, report))
+        let log = ForkLog {
+            path,
+            file,
+            len,
+            cut_needed: false,
+        };
+        Ok((log, set, report))
     }
 
-    /// Checks `proof` and, if its author was not known forked, appends it durably. Returns
-    /// whether it was new. Blocking (one `fdatasync`).
-    pub fn record(&mut self, proof: ForkProof) -> Result<bool, ForkLogError> {
-        proof.check()?;
-        if self.set.contains(&proof.author()) {
-            return Ok(false);
+    /// Appends the proofs' records with one positional write at the end of the durable
+    /// records, then one `fdatasync`; returns once they are durable. Every call goes through
+    /// `io`, so a test can make it slow or fail. On failure the file is cut back (now, or
+    /// before the next append if the cut fails too), so the file never holds a record after
+    /// a half-written one. The caller checked every proof ([`ForkProof::check`]): a proof
+    /// that does not check would make the next open refuse the file.
+    pub fn append(&mut self, io: &dyn LogIo, proofs: &[&ForkProof]) -> Result<(), ForkLogError> {
+        if proofs.is_empty() {
+            return Ok(());
         }
-        let bytes = proof.encode();
-        let io_err = |context, source| ForkLogError::Io {
+        if self.cut_needed {
+            self.cut_back(io)?;
+        }
+        let bytes: Vec<u8> = proofs.iter().flat_map(|p| p.encode()).collect();
+        let written = io
+            .write_all_at(&self.file, &bytes, self.len)
+            .and_then(|()| io.sync_data(&self.file));
+        if let Err(source) = written {
+            self.cut_needed = true;
+            if let Err(e) = self.cut_back(io) {
+                tracing::error!(error = %e, "fork log: cutting back a failed append failed; retried before the next one");
+            }
+            return Err(self.io_error("append to", source));
+        }
+        self.len += u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+        Ok(())
+    }
+
+    /// Cuts the file back to its durable records and syncs the cut.
+    fn cut_back(&mut self, io: &dyn LogIo) -> Result<(), ForkLogError> {
+        io.set_len(&self.file, self.len)
+            .and_then(|()| io.sync_data(&self.file))
+            .map_err(|e| self.io_error("cut back", e))?;
+        self.cut_needed = false;
+        Ok(())
+    }
+
+    fn io_error(&self, context: &'static str, source: io::Error) -> ForkLogError {
+        ForkLogError::Io {
             context,
             path: self.path.clone(),
             source,
-        };
-        self.file
-            .write_all(&bytes)
-            .map_err(|e| io_err("append to", e))?;
-        self.file.sync_data().map_err(|e| io_err("sync", e))?;
-        // Checked above, so the insert cannot fail; it returns true as the author was absent.
-        self.set.insert(proof)?;
-        Ok(true)
-    }
-
-    pub fn set(&self) -> &ForkSet {
-        &self.set
+        }
     }
 }
 
@@ -212,6 +305,7 @@ mod tests {
     use super::*;
     use crate::entry::{Entry, UnsignedEntry};
     use crate::identity::Identity;
+    use crate::store::io::SystemIo;
 
     fn proof(seed: u8) -> ForkProof {
         let id = Identity::from_seed([seed; 32]);
@@ -231,17 +325,17 @@ mod tests {
     }
 
     #[test]
-    fn proofs_survive_reopen_and_are_kept_once() {
+    fn appended_proofs_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, report) = ForkLog::open(dir.path()).unwrap();
+        let (mut log, set, report) = ForkLog::open(dir.path()).unwrap();
         assert_eq!(report.proofs, 0);
-        assert!(log.record(proof(1)).unwrap());
-        assert!(!log.record(proof(1)).unwrap());
-        assert!(log.record(proof(2)).unwrap());
+        assert!(set.is_empty());
+        log.append(&SystemIo, &[&proof(1)]).unwrap();
+        log.append(&SystemIo, &[&proof(2)]).unwrap();
         drop(log);
-        let (log, report) = ForkLog::open(dir.path()).unwrap();
+        let (_, set, report) = ForkLog::open(dir.path()).unwrap();
         assert_eq!(report.proofs, 2);
-        assert!(log.set().contains(&proof(1).author()));
+        assert!(set.contains(&proof(1).author()));
         let len = std::fs::metadata(dir.path().join(FORKS_FILE))
             .unwrap()
             .len();
@@ -251,6 +345,38 @@ mod tests {
         );
     }
 
+    /// Writes half of the first write it is given, then fails it.
+    #[derive(Debug, Default)]
+    struct HalfWrite(std::sync::atomic::AtomicBool);
+
+    impl LogIo for HalfWrite {
+        fn write_all_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+            use std::os::unix::fs::FileExt;
+            if self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                return file.write_all_at(buf, offset);
+            }
+            file.write_all_at(&buf[..buf.len() / 2], offset)?;
+            Err(io::Error::other("injected: write cut short"))
+        }
+    }
+
+    #[test]
+    fn a_failed_append_leaves_no_half_record_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = ForkLog::open(dir.path()).unwrap();
+        let io = HalfWrite::default();
+        assert!(matches!(
+            log.append(&io, &[&proof(1)]),
+            Err(ForkLogError::Io { .. })
+        ));
+        log.append(&io, &[&proof(2)]).unwrap();
+        drop(log);
+        let (_, set, report) = ForkLog::open(dir.path()).unwrap();
+        assert_eq!(report.truncated_bytes, 0);
+        assert_eq!(set.len(), 1);
+        assert!(set.contains(&proof(2).author()));
+    }
+
     #[test]
     fn torn_tail_is_cut_off() {
         let dir = tempfile::tempdir().unwrap();
@@ -258,7 +384,7 @@ mod tests {
         let second = proof(2).encode();
         bytes.extend_from_slice(&second[..second.len() - 3]);
         std::fs::write(dir.path().join(FORKS_FILE), &bytes).unwrap();
-        let (_, report) = ForkLog::open(dir.path()).unwrap();
+        let (_, _, report) = ForkLog::open(dir.path()).unwrap();
         assert_eq!(report.proofs, 1);
         assert_eq!(
             report.truncated_bytes,
@@ -279,18 +405,6 @@ mod tests {
         assert!(matches!(
             ForkLog::open(dir.path()),
             Err(ForkLogError::Corrupt { .. })
-        ));
-    }
-
-    #[test]
-    fn an_invalid_proof_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut log, _) = ForkLog::open(dir.path()).unwrap();
-        let p = proof(1);
-        let swapped = ForkProof { a: p.b, b: p.a };
-        assert!(matches!(
-            log.record(swapped),
-            Err(ForkLogError::Rejected(ForkProofError::NotCanonicalOrder))
         ));
     }
 }

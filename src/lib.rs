@@ -7,15 +7,17 @@
 //! - [`entry`]: what an entry is, its fixed signed byte layout (format v1) and its hash.
 //! - [`signature`]: the one acceptance rule for signatures, single and batch.
 //! - [`validate`]: when an entry is valid (pure; one error variant per rule).
-//! - [`store`]: the durable log file (format, recovery, group-commit writer, readers, the
-//!   table of recent idempotency keys, and the file-I/O seam tests perturb).
+//! - [`store`]: the durable log file and fork proofs (format, recovery, the group-commit
+//!   writer with its one owner and `shutdown().await`, readers, the table of recent
+//!   idempotency keys, and the file-I/O seam tests perturb).
 //! - [`idempotency`]: what a valid `Idempotency-Key` is, and when a retry is the same request.
 //! - [`view`]: the [`view::View`] trait: a deterministic fold over the log, rebuildable.
 //! - [`summary`]: the summary view (count, sum, min, max, mean, feed counts, the digest over
 //!   a fixed-shape hash tree of the feeds kept up to date incrementally; feeds by the page).
 //! - [`csv`]: CSV export over `impl Write`, streamed import parsing and import planning.
 //! - [`keys`]: key files: load, create and check a node's PKCS#8 PEM secret key.
-//! - [`node`]: owns the store, the live views and the metrics; one shutdown path.
+//! - [`node`]: owns the store's owner, the live views, the metrics and every task working
+//!   for the node; one shutdown path, `Node::shutdown().await`.
 //! - [`import`]: applies a CSV import to the store in bounded memory (sorted on disk) and
 //!   reports every outcome.
 //! - [`metrics`]: Prometheus counters and histograms served at `GET /metrics`.
@@ -30,8 +32,9 @@
 //! - [`cli`]: clap definitions; [`app`]: runs each subcommand.
 //! - [`poison`]: the one poison-tolerant mutex lock, and why it is sound here.
 //! - [`fork`]: fork proofs (two conflicting signed entries), their encoding, the forked set.
-//! - [`forks`]: the durable fork-proof log (`DATA_DIR/forks`), loaded at open (and read,
-//!   lock-free, by `kappalog summary`).
+//! - [`forks`]: the fork-proof file (`DATA_DIR/forks`): its format and recovery, appended
+//!   by the store's writer, the forked set readers consult (and read, lock-free, by
+//!   `kappalog summary`).
 //! - [`sync`]: the peer protocol v2 (docs/PROTOCOL.md): pure core (messages, framing,
 //!   handshake, reconciliation, plan, admission rules) and the tokio sessions over the
 //!   encrypted transport, the listener and the dialers that replicate over TCP.
@@ -39,7 +42,8 @@
 //! # Data flow
 //!
 //! HTTP request, peer frame or CSV line -> decode -> validate -> store append (the single
-//! writer) -> views updated -> readers (HTTP, sync sessions, CSV export) read through the node.
+//! writer; fork proofs too) -> views updated -> readers (HTTP, sync sessions, CSV export) read
+//! through the node.
 //!
 //! # Example
 //!

@@ -13,21 +13,37 @@
 //!
 //! Every durable batch is folded into the views and then broadcast as a [`NodeEvent`] to
 //! whoever subscribed (sync sessions push it live to their peers).
+//!
+//! # Lifecycle
+//!
+//! [`Node::open`] opens the store and keeps its [`StoreOwner`]; clones of the node share
+//! both. Every task that works for the node — the sync listener, its sessions and dialers,
+//! tail streams — is spawned through [`Node::spawn`], onto one task tracker. The node is
+//! stopped in one place, [`Node::shutdown`]: tail streams and sync sessions are told to end
+//! (sessions say `Bye(Shutdown)`), the tracked tasks are awaited for at most
+//! [`SHUTDOWN_TASKS_TIMEOUT_MS`], and then the store is shut down, which returns once the
+//! directory lock is released. A task that still holds a clone of the node after that (one
+//! past the bound, or a blocking read off the async workers) does not keep the store open:
+//! its requests are answered `Closed`. Nothing polls for the last clone; dropping every
+//! clone without a shutdown sends the store its shutdown request without waiting.
 
 pub mod fence;
 mod replication;
 
 use crate::poison::lock;
+use std::future::Future;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
+use tokio_util::task::TaskTracker;
 
 use crate::csv::{CsvWriter, ImportReport};
 use crate::entry::{Entry, EntryJson};
 use crate::fork::ForkProof;
-use crate::forks::{ForkLog, ForkLogError};
+use crate::forks::ForkLogError;
 use crate::hash::Hash;
 use crate::idempotency::{self, IdempotencyKey};
 use crate::identity::{Author, Identity};
@@ -35,7 +51,7 @@ use crate::keys::{self, KeyOrigin};
 use crate::metrics::Metrics;
 use crate::store::{
     AppendError, CommitObserver, OpenReport, OwnAppend, Store, StoreError, StoreOptions,
-    StoreReader,
+    StoreOwner, StoreReader,
 };
 use crate::summary::{FeedsPage, SummaryView};
 use crate::sync::SyncHandle;
@@ -47,8 +63,10 @@ use fence::{Fence, FenceError, OwnFeedState};
 /// range read from the store, so nothing is lost, only re-read).
 pub const EVENT_CHANNEL_CAPACITY: usize = 1024;
 
-/// How long [`Node::close`] waits for other handles of the node to be dropped.
-pub const CLOSE_WAIT_MS: u64 = 5_000;
+/// How long [`Node::shutdown`] waits for the node's tasks to end before it shuts the store
+/// down anyway. Sessions end with a `Bye` bounded by their write timeout, streams at once;
+/// this bounds a shutdown that something stuck would otherwise hold open.
+pub const SHUTDOWN_TASKS_TIMEOUT_MS: u64 = 5_000;
 
 /// What subscribers of [`Node::subscribe`] are told, in commit order.
 #[derive(Clone, Debug)]
@@ -219,11 +237,11 @@ struct NodeObserver {
 }
 
 impl CommitObserver for NodeObserver {
-    fn committed(&self, entries: &[(Entry, Hash)], offsets: &[u64]) {
-        self.views.apply_all(entries);
+    fn committed(&self, entries: Vec<(Entry, Hash)>, offsets: Vec<u64>) {
+        self.views.apply_all(&entries);
         let batch = Committed {
-            entries: entries.to_vec(),
-            offsets: offsets.to_vec(),
+            entries,
+            offsets,
             rendered: RenderCache::default(),
         };
         // An error only means nobody subscribed: nothing to tell.
@@ -231,26 +249,28 @@ impl CommitObserver for NodeObserver {
     }
 }
 
-/// Folds a whole log into a fresh summary view, then marks the `forked` authors (used at
-/// open and by read-only commands).
-/// Squares the fork notes in the log with the proofs in `DATA_DIR/forks`, returning the
-/// authors noted whose proof is missing. A proof without a note (recorded before notes
-/// existed) gets its note now, so from here on losing the forks file cannot re-admit it.
+/// Squares the fork notes in the log with the proofs in `DATA_DIR/forks`: a proof without a
+/// note (recorded before notes existed) gets its note now, so from here on losing the forks
+/// file cannot re-admit it; a note without its proof is logged (the author stays forked).
 fn reconcile_fork_notes(
     store: &Store,
-    forks: &ForkLog,
     notes: &std::collections::BTreeSet<Author>,
-) -> Result<std::collections::BTreeSet<Author>, NodeError> {
-    for author in forks.set().authors() {
-        if !notes.contains(author) {
-            store.append_fork_note(*author)?;
-        }
+) -> Result<(), NodeError> {
+    let (unnoted, unproven): (Vec<Author>, Vec<Author>) = {
+        let forked = store.forked();
+        (
+            forked
+                .proofs()
+                .authors()
+                .filter(|author| !notes.contains(author))
+                .copied()
+                .collect(),
+            forked.unproven().copied().collect(),
+        )
+    };
+    for author in unnoted {
+        store.append_fork_note(author)?;
     }
-    let unproven: std::collections::BTreeSet<Author> = notes
-        .iter()
-        .filter(|author| !forks.set().contains(author))
-        .copied()
-        .collect();
     for author in &unproven {
         tracing::error!(
             %author,
@@ -258,9 +278,11 @@ fn reconcile_fork_notes(
             crate::forks::FORKS_FILE
         );
     }
-    Ok(unproven)
+    Ok(())
 }
 
+/// Folds a whole log into a fresh summary view, then marks the `forked` authors (used at
+/// open and by read-only commands).
 pub fn rebuild_summary<'a>(
     reader: &StoreReader,
     forked: impl IntoIterator<Item = &'a Author>,
@@ -276,7 +298,7 @@ pub fn rebuild_summary<'a>(
     Ok(view)
 }
 
-/// A running node. Cheap to clone; all clones share one store.
+/// A running node. Cheap to clone; all clones share one store and one set of tasks.
 #[derive(Clone)]
 pub struct Node {
     inner: Arc<Inner>,
@@ -284,16 +306,16 @@ pub struct Node {
 
 struct Inner {
     store: Store,
+    /// Taken by [`Node::shutdown`]; dropped with the last clone otherwise.
+    owner: Mutex<Option<StoreOwner>>,
+    /// Every task working for the node ([`Node::spawn`]).
+    tasks: TaskTracker,
     reader: StoreReader,
     author: Author,
     identity: Identity,
     views: Arc<Views>,
     metrics: Metrics,
     data_dir: PathBuf,
-    forks: Mutex<ForkLog>,
-    /// Authors the log notes as forked whose proof `DATA_DIR/forks` does not hold (it was
-    /// lost): still forked, with no proof to show until a peer sends one.
-    unproven: Mutex<std::collections::BTreeSet<Author>>,
     fence: Mutex<Fence>,
     events: broadcast::Sender<NodeEvent>,
     sync: OnceLock<SyncHandle>,
@@ -349,13 +371,11 @@ impl Node {
             views: views.clone(),
             events: events.clone(),
         });
-        let (store, report) =
+        let (store, owner, report) =
             Store::open_with_options(data_dir, options, Some(identity.clone()), Some(observer))?;
-        let (forks, forks_report) = ForkLog::open(data_dir)?;
         let reader = store.reader();
-        let unproven = reconcile_fork_notes(&store, &forks, &report.fork_notes)?;
-        let forked: std::collections::BTreeSet<Author> =
-            forks.set().authors().chain(&unproven).copied().collect();
+        reconcile_fork_notes(&store, &report.fork_notes)?;
+        let forked = store.forked().authors();
         // Nothing can commit before `open` returns the node, so folding now and observing
         // commits from here on sees every entry exactly once.
         *lock(&views.summary) = rebuild_summary(&reader, &forked)?;
@@ -365,8 +385,8 @@ impl Node {
                 "a fork proof of our own author {author} is recorded"
             ));
         }
-        if forks_report.proofs > 0 {
-            tracing::info!(proofs = forks_report.proofs, "loaded fork proofs");
+        if report.forks.proofs > 0 {
+            tracing::info!(proofs = report.forks.proofs, "loaded fork proofs");
         }
         if let Err(e) = fence.check(0, std::time::Instant::now()) {
             tracing::error!(%author, "{e}");
@@ -374,14 +394,14 @@ impl Node {
         let node = Node {
             inner: Arc::new(Inner {
                 store,
+                owner: Mutex::new(Some(owner)),
+                tasks: TaskTracker::new(),
                 reader,
                 author,
                 identity,
                 views,
                 metrics: Metrics::new(),
                 data_dir: data_dir.to_owned(),
-                forks: Mutex::new(forks),
-                unproven: Mutex::new(unproven),
                 fence: Mutex::new(fence),
                 events,
                 sync: OnceLock::new(),
@@ -583,30 +603,68 @@ impl Node {
         export(&self.inner.reader, out)
     }
 
-    /// Drains queued appends, syncs the log and stops the writer.
-    /// Blocking: waits up to [`CLOSE_WAIT_MS`] for background work (a sync session's
-    /// blocking store read or proof fsync finishing after the session ended) to drop its
-    /// clone of the node, so the directory lock is released when this returns.
-    pub fn close(self) -> Result<(), NodeError> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(CLOSE_WAIT_MS);
-        let mut inner = self.inner;
-        loop {
-            match Arc::try_unwrap(inner) {
-                Ok(inner) => return inner.store.sync_and_close().map_err(NodeError::from),
-                Err(shared) if std::time::Instant::now() < deadline => {
-                    inner = shared;
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                }
-                // Other clones still exist (tasks that have not finished): the store's writer
-                // syncs every batch before acknowledging it, so nothing acknowledged is at risk.
-                Err(_) => {
-                    tracing::warn!(
-                        "node closed while other handles remain; the store stops with the last one"
-                    );
-                    return Ok(());
-                }
+    /// Runs `task` as one of the node's tasks: [`Node::shutdown`] waits for it (bounded).
+    /// Every long-lived task that works for the node is spawned here, so the node knows
+    /// them all.
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.inner.tasks.spawn(task)
+    }
+
+    /// Stops the node, in one place (see the module docs): ends tail streams and sync
+    /// sessions, waits for the node's tasks for at most [`SHUTDOWN_TASKS_TIMEOUT_MS`], then
+    /// shuts the store down. Returns once the store has answered every request queued
+    /// before, synced, and released the directory lock, so the data directory can be opened
+    /// again at once. A second call (from another clone) finds the store already taken and
+    /// returns at once.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(SHUTDOWN_TASKS_TIMEOUT_MS);
+        self.end_streams();
+        if let Some(sync) = self.sync() {
+            if tokio::time::timeout_at(deadline, sync.shutdown())
+                .await
+                .is_err()
+            {
+                tracing::warn!("sync sessions still ending at the shutdown deadline");
             }
         }
+        self.inner.tasks.close();
+        if tokio::time::timeout_at(deadline, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                tasks = self.inner.tasks.len(),
+                timeout_ms = SHUTDOWN_TASKS_TIMEOUT_MS,
+                "node tasks still running at the shutdown deadline; closing the store under them (they get `closed` errors)"
+            );
+        }
+        let owner = lock(&self.inner.owner).take();
+        if let Some(owner) = owner {
+            owner.shutdown().await?;
+        }
+        Ok(())
+    }
+
+    /// [`Node::shutdown`] for the one-shot CLI commands, which run no async runtime and so
+    /// no tasks: shuts the store down, blocking the calling thread until it is done. Never
+    /// call it on an async worker.
+    pub fn shutdown_blocking(self) -> Result<(), NodeError> {
+        if !self.inner.tasks.is_empty() {
+            tracing::warn!(
+                tasks = self.inner.tasks.len(),
+                "blocking shutdown of a node with tasks running; they get `closed` errors"
+            );
+        }
+        let owner = lock(&self.inner.owner).take();
+        if let Some(owner) = owner {
+            owner.shutdown_blocking()?;
+        }
+        Ok(())
     }
 }
 

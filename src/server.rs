@@ -1,6 +1,7 @@
 //! Serving nodes over HTTP and peer sync until a signal: bind (HTTP and sync listeners),
 //! announce, start sync, serve, and shut down in one path (stop accepting, let in-flight
-//! requests finish, end every sync session with `Bye(Shutdown)`, sync and close every store).
+//! requests finish, then [`Node::shutdown`] each node: every sync session ends with
+//! `Bye(Shutdown)`, the node's tasks end, and the store syncs and releases its lock).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -104,7 +105,6 @@ pub async fn serve_until_signal(
     }
     on_bound(&bound);
 
-    let mut syncs = Vec::new();
     for (spec, _, sync_listener) in &mut listeners {
         let Some(sync_spec) = spec.sync.take() else {
             continue;
@@ -120,7 +120,6 @@ pub async fn serve_until_signal(
         if let Some(addr) = handle.local_addr() {
             tracing::info!(node = %spec.name, %addr, "serving peer sync");
         }
-        syncs.push(handle);
     }
 
     let mut tasks = Vec::with_capacity(listeners.len());
@@ -148,13 +147,10 @@ pub async fn serve_until_signal(
     for task in tasks {
         task.await.context("HTTP task panicked")?;
     }
-    for handle in syncs {
-        handle.shutdown().await;
-    }
+    // Each node stops its own sync (attached to it by `sync::start`) and tasks, then its
+    // store.
     for node in nodes {
-        tokio::task::spawn_blocking(move || node.close())
-            .await
-            .context("closing a node")??;
+        node.shutdown().await.context("shutting a node down")?;
     }
     tracing::info!("stopped");
     Ok(())

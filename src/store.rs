@@ -1,23 +1,55 @@
-//! The durable log: the only code that writes the log file.
+//! The durable log: the only code that writes the log file and the fork proofs.
 //!
 //! One data directory per node holds `entries.log` (the append-only log of all feeds, format
-//! and recovery rule in [`format`]) and `LOCK` (one writer per directory, [`lock`]).
-//! An own append may carry an idempotency key: it is written in the entry's record, and a
-//! second append under a key the store remembers ([`keys`]) appends nothing and is answered
-//! with the first one's entry ([`OwnAppend::Replayed`], rules in [`writer`]).
+//! and recovery rule in [`format`]), `forks` (the fork proofs, [`crate::forks`]) and `LOCK`
+//! (one writer per directory, [`lock`]). An own append may carry an idempotency key: it is
+//! written in the entry's record, and a second append under a key the store remembers
+//! ([`keys`]) appends nothing and is answered with the first one's entry
+//! ([`OwnAppend::Replayed`], rules in [`writer`]).
 //!
-//! - [`Store`] is the writable handle. All appends go through one writer thread that
-//!   group-commits: an append returns only after its record is `fdatasync`ed ([`writer`]).
+//! # One owner, one lifecycle
+//!
+//! [`Store::open`] takes the directory lock, recovers both files and starts the writer (a
+//! thread of its own, [`writer`]). It returns two values:
+//!
+//! - [`Store`], a cheap, cloneable handle that only *sends requests*: appends, fork notes,
+//!   fork proofs. Each request carries its own reply channel, and the writer answers it with
+//!   owned values once what it wrote is durable (or with the error that stopped it).
+//! - [`StoreOwner`], the one value that stops the writer: [`StoreOwner::shutdown`] sends a
+//!   shutdown request and awaits the writer's last act, a message saying it has answered
+//!   every request queued before the shutdown, written its closing commit marker, synced,
+//!   and released the directory lock. So once `shutdown().await` returns the directory can
+//!   be opened again at once. Requests sent after the shutdown are answered
+//!   [`AppendError::Closed`].
+//!
+//! Nothing waits for the writer in `Drop`: dropping the owner without a shutdown only sends
+//! the shutdown request (the writer still finishes what was queued and releases the lock,
+//! shortly after), and dropping handles never stops anything. So the last handle can be
+//! dropped anywhere, on an async worker included, without blocking it. The writer thread is
+//! never joined; the owner learns that it is done from its message, and a writer that died
+//! without sending it (a panic) is reported as [`StoreError::WriterPanicked`].
+//!
+//! # Reading
+//!
 //! - [`StoreReader`] is a cheap read-only view sharing the writer's in-memory [`index`]; the
 //!   index is updated only after a sync, so readers never see unsynced or torn data. A
 //!   read-only open ([`StoreReader::open_read_only`]) takes no lock and never modifies the
 //!   file.
+//! - [`Store::forked`] is who is known forked ([`crate::forks::Forked`]): the writer updates
+//!   it after the forks file's `fsync`, never holding its lock across one, so readers never
+//!   wait on the disk.
+//!
+//! # Writing
+//!
 //! - Own-feed appends are built, hashed and (in parallel) signed by the writer. Foreign
 //!   entries are shape- and signature-checked by the caller's thread (in parallel) before
 //!   they reach the writer, which only places and chains them; each gets its own
 //!   [`Outcome`].
-//! - The writer's file operations go through [`io::LogIo`], so a test can make an
-//!   `fdatasync` slow or fail.
+//! - A fork proof is checked by the caller, then written by the writer in the same
+//!   durability path as entries: the fork note in the log first, then the proof in `forks`
+//!   ([`Store::record_fork_proof_async`]).
+//! - The writer's file operations go through [`io::LogIo`] (one for the log, one for the
+//!   forks file), so a test can make an `fdatasync` slow or fail.
 
 pub mod format;
 pub mod health;
@@ -30,13 +62,16 @@ pub mod reader;
 pub mod verify;
 pub mod writer;
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex, PoisonError, RwLock};
-use std::thread::JoinHandle;
+use std::sync::{mpsc, Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use rayon::prelude::*;
+use tokio::sync::oneshot;
 
 use crate::entry::{Entry, Seq, MAX_DATA_BYTES};
+use crate::fork::{ForkProof, ForkProofError};
+use crate::forks::{ForkLog, ForkLogError, ForkLogReport, Forked};
 use crate::hash::Hash;
 use crate::idempotency::IdempotencyKey;
 use crate::identity::{Author, Identity};
@@ -47,7 +82,7 @@ pub use reader::StoreReader;
 pub use validate::FeedHead;
 pub use verify::{VerifyIssue, VerifyProblem, VerifyReport};
 pub use writer::OwnAppend;
-use writer::{Checked, Reply, Request, Writer};
+use writer::{Checked, Request, Writer};
 
 /// Default cap on entries per group commit.
 pub const MAX_BATCH_ENTRIES: usize = 4096;
@@ -55,12 +90,13 @@ pub const MAX_BATCH_ENTRIES: usize = 4096;
 /// How to open a store.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
-    /// Open without the writer lock and without modifying the file.
-    pub read_only: bool,
     /// Cap on entries written by one group commit.
     pub max_batch_entries: usize,
-    /// The writer's file operations: [`io::SystemIo`] unless a test makes them slow or fail.
+    /// The writer's operations on the log file: [`io::SystemIo`] unless a test makes them
+    /// slow or fail.
     pub io: Arc<dyn io::LogIo>,
+    /// The same for the forks file ([`crate::forks`]).
+    pub forks_io: Arc<dyn io::LogIo>,
     /// How long an idle writer waits before it writes a commit marker covering its last
     /// write ([`writer::IDLE_MARKER_DELAY`]). `None` writes none until the store closes:
     /// only for tests that count the file operations one by one.
@@ -70,9 +106,9 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            read_only: false,
             max_batch_entries: MAX_BATCH_ENTRIES,
             io: Arc::new(io::SystemIo),
+            forks_io: Arc::new(io::SystemIo),
             idle_marker_delay: Some(writer::IDLE_MARKER_DELAY),
         }
     }
@@ -90,6 +126,8 @@ pub struct OpenReport {
     /// Authors with a fork note in the log: the node recorded a fork proof of each (the
     /// proofs themselves live in `DATA_DIR/forks`, see [`crate::forks`]).
     pub fork_notes: std::collections::BTreeSet<Author>,
+    /// What opening `DATA_DIR/forks` found (a writable open only).
+    pub forks: ForkLogReport,
 }
 
 /// One feed as listed by [`StoreReader::feeds`].
@@ -105,12 +143,12 @@ pub struct FeedInfo {
 /// Told about every durable batch, by the writer thread, in commit order, before the
 /// appenders get their replies (views fold here). Keep it quick: the writer waits for it.
 ///
-/// `offsets[i]` is where the record of `entries[i]` starts in the log file (the two slices
-/// have one length): the live tail names log positions in its cursors, so it learns them
+/// `offsets[i]` is where the record of `entries[i]` starts in the log file (the two have one
+/// length): the live tail names log positions in its cursors, so it learns them
 /// here rather than by reading the file back. When the observer runs, the index already
 /// covers the batch ([`StoreReader::committed_end`] is past its last record).
 pub trait CommitObserver: Send + Sync {
-    fn committed(&self, entries: &[(Entry, Hash)], offsets: &[u64]);
+    fn committed(&self, entries: Vec<(Entry, Hash)>, offsets: Vec<u64>);
 }
 
 /// What happened to one offered foreign entry. Expected outcomes, not errors.
@@ -147,7 +185,9 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the store writer thread panicked")]
+    #[error(transparent)]
+    Forks(#[from] ForkLogError),
+    #[error("the store writer stopped without confirming its shutdown (it panicked)")]
     WriterPanicked,
 }
 
@@ -167,100 +207,124 @@ pub enum AppendError {
     Io(#[source] Arc<std::io::Error>),
     #[error("data is {len} bytes, the limit is {MAX_DATA_BYTES}")]
     DataTooLong { len: usize },
+    #[error("fork proof does not check: {0}")]
+    InvalidProof(#[source] ForkProofError),
+    #[error("recording the fork proof failed: {0}")]
+    ForkLog(#[source] Arc<ForkLogError>),
 }
 
-/// The writable store. Cheap to clone; all clones share one writer thread.
+/// The writable store's request handle. Cheap to clone; all clones send to one writer.
+/// Holding one does not keep the writer running: its [`StoreOwner`] decides that.
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<StoreInner>,
+    shared: Arc<Shared>,
 }
 
-struct StoreInner {
-    sender: Option<mpsc::Sender<Request>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+struct Shared {
+    requests: mpsc::Sender<Request>,
     reader: StoreReader,
     has_identity: bool,
     health: Arc<health::StoreHealth>,
+    forked: Arc<RwLock<Forked>>,
 }
 
-impl Drop for StoreInner {
+/// The one owner of a writable store's writer: stops it with [`StoreOwner::shutdown`].
+/// Dropping it instead sends the same shutdown request without waiting for it.
+#[must_use = "dropping the owner shuts the store down"]
+pub struct StoreOwner {
+    requests: mpsc::Sender<Request>,
+    /// The writer's last act sends on this (see the module docs).
+    stopped: Option<oneshot::Receiver<Result<(), StoreError>>>,
+}
+
+impl StoreOwner {
+    /// Stops the writer once it has answered every request queued before this call, and
+    /// returns when it has synced, closed both files and released the directory lock.
+    pub async fn shutdown(mut self) -> Result<(), StoreError> {
+        let stopped = self.request_shutdown();
+        match stopped {
+            Some(stopped) => stopped.await.unwrap_or(Err(StoreError::WriterPanicked)),
+            None => Ok(()),
+        }
+    }
+
+    /// [`StoreOwner::shutdown`] for a caller with no async runtime (the one-shot CLI
+    /// commands, tests on plain threads). Blocks the calling thread until the writer is done:
+    /// never call it on an async worker.
+    pub fn shutdown_blocking(mut self) -> Result<(), StoreError> {
+        match self.request_shutdown() {
+            Some(stopped) => wait_blocking(stopped).unwrap_or(Err(StoreError::WriterPanicked)),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends the shutdown request (once) and hands back the receiver of the writer's last
+    /// message.
+    fn request_shutdown(&mut self) -> Option<oneshot::Receiver<Result<(), StoreError>>> {
+        let stopped = self.stopped.take()?;
+        // A send error means the writer is gone already; its last message (or the closed
+        // channel, if it panicked) tells how.
+        let _ = self.requests.send(Request::Shutdown);
+        Some(stopped)
+    }
+}
+
+impl Drop for StoreOwner {
     fn drop(&mut self) {
-        // Closing the channel lets the writer finish what is queued and exit; joining
-        // releases the directory lock before the drop returns.
-        self.sender.take();
-        let thread = self
-            .thread
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(thread) = thread {
-            let _ = thread.join();
-        }
+        // Never waits: the writer finishes what is queued and releases the lock on its own.
+        drop(self.request_shutdown());
     }
 }
 
-/// A store opened either way by [`open_with`].
-pub enum OpenedStore {
-    Writable(Store),
-    ReadOnly(StoreReader),
-}
-
-impl OpenedStore {
-    pub fn reader(&self) -> StoreReader {
-        match self {
-            OpenedStore::Writable(store) => store.reader(),
-            OpenedStore::ReadOnly(reader) => reader.clone(),
+/// Waits for `future` on the calling thread, parking it in between (the blocking calls of
+/// [`Store`] and [`StoreOwner::shutdown_blocking`]; the futures here are reply channels the
+/// writer thread completes, which need no runtime to make progress).
+fn wait_blocking<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
         }
     }
-}
-
-/// Opens writable or read-only according to `options`.
-pub fn open_with(
-    dir: &Path,
-    options: &StoreOptions,
-    identity: Option<Identity>,
-    observer: Option<Arc<dyn CommitObserver>>,
-) -> Result<(OpenedStore, OpenReport), StoreError> {
-    if options.read_only {
-        let (reader, report) = StoreReader::open_read_only(dir)?;
-        Ok((OpenedStore::ReadOnly(reader), report))
-    } else {
-        let (store, report) = Store::open_writable(dir, options, identity, observer)?;
-        Ok((OpenedStore::Writable(store), report))
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        // A wake-up before the park makes the park return at once, so none is missed.
+        std::thread::park();
     }
 }
 
 impl Store {
-    /// Creates `dir` if missing, takes the writer lock, recovers the log and starts the
-    /// writer thread.
+    /// Creates `dir` if missing, takes the writer lock, recovers the log and the forks file,
+    /// and starts the writer. Returns the request handle, the writer's owner and what the
+    /// open found.
     pub fn open(
         dir: &Path,
         identity: Option<Identity>,
         observer: Option<Arc<dyn CommitObserver>>,
-    ) -> Result<(Store, OpenReport), StoreError> {
-        Store::open_writable(dir, &StoreOptions::default(), identity, observer)
+    ) -> Result<(Store, StoreOwner, OpenReport), StoreError> {
+        Store::open_with_options(dir, &StoreOptions::default(), identity, observer)
     }
 
-    /// As [`Store::open`] with `options` (`read_only` is ignored: this opens the writer).
+    /// As [`Store::open`] with `options`.
     pub fn open_with_options(
         dir: &Path,
         options: &StoreOptions,
         identity: Option<Identity>,
         observer: Option<Arc<dyn CommitObserver>>,
-    ) -> Result<(Store, OpenReport), StoreError> {
-        Store::open_writable(dir, options, identity, observer)
-    }
-
-    fn open_writable(
-        dir: &Path,
-        options: &StoreOptions,
-        identity: Option<Identity>,
-        observer: Option<Arc<dyn CommitObserver>>,
-    ) -> Result<(Store, OpenReport), StoreError> {
+    ) -> Result<(Store, StoreOwner, OpenReport), StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::io(format!("create directory {}", dir.display()), e))?;
         let lock = lock::DirLock::acquire(dir)?;
         let opened = open::open_log(dir, true, options.io.as_ref())?;
+        let (forks, proofs, forks_report) = ForkLog::open(dir)?;
+        let mut report = opened.report;
+        report.forks = forks_report;
+        let forked = Arc::new(RwLock::new(Forked::new(proofs, report.fork_notes.clone())));
         let path = dir.join(open::LOG_FILE);
         let reader_file = std::fs::File::open(&path)
             .map_err(|e| StoreError::io(format!("open {}", path.display()), e))?;
@@ -269,64 +333,123 @@ impl Store {
         let reader = StoreReader::new(path, reader_file, index.clone());
         let has_identity = identity.is_some();
         let health = Arc::new(health::StoreHealth::default());
+        let (stopped_tx, stopped) = oneshot::channel();
         let writer = Writer {
-            file: opened.file,
-            version: opened.version,
-            io: options.io.clone(),
-            end,
-            index,
+            durable: writer::Durable {
+                file: Arc::new(opened.file),
+                version: opened.version,
+                io: options.io.clone(),
+                end,
+                index,
+                forks,
+                forks_io: options.forks_io.clone(),
+                forked: forked.clone(),
+                observer,
+                health: health.clone(),
+                idle_marker_delay: options.idle_marker_delay,
+            },
             identity,
-            observer,
             max_batch_entries: options.max_batch_entries.max(1),
-            health: health.clone(),
-            idle_marker_delay: options.idle_marker_delay,
             lock,
+            stopped: stopped_tx,
         };
-        let (sender, receiver) = mpsc::channel();
-        let thread = std::thread::Builder::new()
+        let (requests, receiver) = mpsc::channel();
+        // Detached on purpose: the owner learns the writer is done from its last message,
+        // so nobody ever joins it (see the module docs).
+        std::thread::Builder::new()
             .name("kappalog-store-writer".into())
             .spawn(move || writer.run(receiver))
             .map_err(|e| StoreError::io("spawn the store writer thread".into(), e))?;
         let store = Store {
-            inner: Arc::new(StoreInner {
-                sender: Some(sender),
-                thread: Mutex::new(Some(thread)),
+            shared: Arc::new(Shared {
+                requests: requests.clone(),
                 reader,
                 has_identity,
                 health,
+                forked,
             }),
         };
-        Ok((store, opened.report))
+        let owner = StoreOwner {
+            requests,
+            stopped: Some(stopped),
+        };
+        Ok((store, owner, report))
     }
 
     pub fn reader(&self) -> StoreReader {
-        self.inner.reader.clone()
+        self.shared.reader.clone()
+    }
+
+    /// Who is known forked (proofs held, authors noted), as of the last durable write. An
+    /// in-memory read: the writer holds this lock only to insert, never across an `fsync`.
+    pub fn forked(&self) -> RwLockReadGuard<'_, Forked> {
+        // Changed in single inserts, so a writer that panicked cannot have left it torn.
+        self.shared
+            .forked
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Makes a fork note for `author` durable in the log (blocking until it is): the record
     /// that a fork proof of `author` was recorded, so the author stays forked even if the
     /// proof itself (in `DATA_DIR/forks`) is later lost ([`crate::forks`]).
     pub fn append_fork_note(&self, author: Author) -> Result<(), AppendError> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.send(Request::ForkNote {
-            author,
-            reply: Reply::Blocking(tx),
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::ForkNote { author, reply })?;
+        wait_blocking(answer).map_err(|_| AppendError::Closed)?
+    }
+
+    /// Checks `proof` and records it durably, unless its author has a proof already: a fork
+    /// note for the author in the log (if it has none), then the proof in `DATA_DIR/forks`,
+    /// each synced, in the writer's durability path. Returns whether the proof was new.
+    /// After a failure to write the forks file the note may be durable: the author is then
+    /// forked without a proof ([`Forked::unproven`]) until one is recorded.
+    pub async fn record_fork_proof_async(&self, proof: ForkProof) -> Result<bool, AppendError> {
+        let answer = self.send_fork_proof(proof)?;
+        answer.await.map_err(|_| AppendError::Closed)?
+    }
+
+    /// [`Store::record_fork_proof_async`] for a caller off the async workers (an import).
+    pub fn record_fork_proof(&self, proof: ForkProof) -> Result<bool, AppendError> {
+        let answer = self.send_fork_proof(proof)?;
+        wait_blocking(answer).map_err(|_| AppendError::Closed)?
+    }
+
+    fn send_fork_proof(
+        &self,
+        proof: ForkProof,
+    ) -> Result<oneshot::Receiver<Result<bool, AppendError>>, AppendError> {
+        // Checked before it reaches the writer: a proof in the forks file that does not check
+        // would make the next open refuse the file. Peers send proofs; this is where a bad
+        // one stops.
+        proof.check().map_err(AppendError::InvalidProof)?;
+        if self.forked().proofs().contains(&proof.author()) {
+            let (reply, answer) = oneshot::channel();
+            let _ = reply.send(Ok(false));
+            return Ok(answer);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::ForkProof {
+            proof: writer::CheckedProof(Box::new(proof)),
+            reply,
         })?;
-        rx.recv().map_err(|_| AppendError::Closed)?
+        Ok(answer)
     }
 
     /// Whether the writer can write right now ([`health`]).
     pub fn health(&self) -> &health::StoreHealth {
-        &self.inner.health
+        &self.shared.health
     }
 
     fn send(&self, request: Request) -> Result<(), AppendError> {
-        let sender = self.inner.sender.as_ref().ok_or(AppendError::Closed)?;
-        sender.send(request).map_err(|_| AppendError::Closed)
+        self.shared
+            .requests
+            .send(request)
+            .map_err(|_| AppendError::Closed)
     }
 
     fn check_own(&self, data: &str) -> Result<(), AppendError> {
-        if !self.inner.has_identity {
+        if !self.shared.has_identity {
             return Err(AppendError::NoIdentity);
         }
         if data.len() > MAX_DATA_BYTES {
@@ -361,14 +484,14 @@ impl Store {
         key: Option<IdempotencyKey>,
     ) -> Result<OwnAppend, AppendError> {
         self.check_own(&data)?;
-        let (tx, rx) = mpsc::sync_channel(1);
+        let (reply, answer) = oneshot::channel();
         self.send(Request::Own {
             value,
             data,
             key,
-            reply: Reply::Blocking(tx),
+            reply,
         })?;
-        rx.recv().map_err(|_| AppendError::Closed)?
+        wait_blocking(answer).map_err(|_| AppendError::Closed)?
     }
 
     /// Like [`Store::append_own_keyed`], without blocking the runtime.
@@ -379,14 +502,14 @@ impl Store {
         key: Option<IdempotencyKey>,
     ) -> Result<OwnAppend, AppendError> {
         self.check_own(&data)?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (reply, answer) = oneshot::channel();
         self.send(Request::Own {
             value,
             data,
             key,
-            reply: Reply::Async(tx),
+            reply,
         })?;
-        rx.await.map_err(|_| AppendError::Closed)?
+        answer.await.map_err(|_| AppendError::Closed)?
     }
 
     /// Offers foreign entries (replicated or imported). Shape and signatures are checked
@@ -394,12 +517,12 @@ impl Store {
     /// order, once the added ones are durable.
     pub fn append_entries(&self, entries: Vec<Entry>) -> Result<Vec<Outcome>, AppendError> {
         let checked = precheck(entries);
-        let (tx, rx) = mpsc::sync_channel(1);
+        let (reply, answer) = oneshot::channel();
         self.send(Request::Foreign {
             entries: checked,
-            reply: Reply::Blocking(tx),
+            reply,
         })?;
-        rx.recv().map_err(|_| AppendError::Closed)?
+        wait_blocking(answer).map_err(|_| AppendError::Closed)?
     }
 
     /// Like [`Store::append_entries`]; the signature checks run on the rayon pool, so the
@@ -408,7 +531,7 @@ impl Store {
         &self,
         entries: Vec<Entry>,
     ) -> Result<Vec<Outcome>, AppendError> {
-        let (checked_tx, checked_rx) = tokio::sync::oneshot::channel();
+        let (checked_tx, checked_rx) = oneshot::channel();
         rayon::spawn(move || {
             let _ = checked_tx.send(precheck(entries));
         });
@@ -437,29 +560,12 @@ impl Store {
 
     /// Hands checked foreign entries to the writer and awaits their outcomes.
     async fn commit_checked(&self, checked: Vec<Checked>) -> Result<Vec<Outcome>, AppendError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (reply, answer) = oneshot::channel();
         self.send(Request::Foreign {
             entries: checked,
-            reply: Reply::Async(tx),
+            reply,
         })?;
-        rx.await.map_err(|_| AppendError::Closed)?
-    }
-
-    /// Stops the writer after it has committed every request queued before this call, and
-    /// releases the directory lock. Other clones get [`AppendError::Closed`] afterwards.
-    pub fn sync_and_close(self) -> Result<(), StoreError> {
-        // A send error means the writer is already gone; joining below reports how.
-        let _ = self.send(Request::Shutdown);
-        let thread = self
-            .inner
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        match thread {
-            Some(thread) => thread.join().map_err(|_| StoreError::WriterPanicked),
-            None => Ok(()),
-        }
+        answer.await.map_err(|_| AppendError::Closed)?
     }
 }
 

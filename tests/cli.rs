@@ -258,7 +258,7 @@ fn summary_excludes_a_feed_the_node_recorded_as_forked() {
         .find(|f| f.author == forker.author())
         .unwrap();
     assert_eq!(forked.status, kappalog::summary::FeedStatus::Forked);
-    node.close().unwrap();
+    node.shutdown_blocking().unwrap();
     assert_eq!(live["count"], 1, "{live}");
 
     let printed: serde_json::Value =

@@ -48,7 +48,7 @@ fn an_emptied_forks_file_keeps_the_feed_forked_until_a_peer_restores_the_proof()
     node.append_blocking(5, String::new()).unwrap();
     assert!(node.record_proof(proof()).unwrap());
     let with_proof = digest(&node);
-    node.close().unwrap();
+    node.shutdown_blocking().unwrap();
     assert!(verify(dir.path()).0);
 
     // The forks file loses its only proof (truncated at a record boundary: nothing in the
@@ -67,7 +67,7 @@ fn an_emptied_forks_file_keeps_the_feed_forked_until_a_peer_restores_the_proof()
         .block_on(node.offer_entries(vec![common::first_entry(&identity(FORKER), 1)]))
         .unwrap();
     assert_eq!(report.refused_forked, 1, "its entries stay refused");
-    node.close().unwrap();
+    node.shutdown_blocking().unwrap();
     let (ok, out) = verify(dir.path());
     assert!(!ok, "{out}");
     assert!(
@@ -80,7 +80,7 @@ fn an_emptied_forks_file_keeps_the_feed_forked_until_a_peer_restores_the_proof()
     assert!(node.record_proof(proof()).unwrap());
     assert_eq!(node.fork_proofs().len(), 1);
     assert_eq!(digest(&node), with_proof);
-    node.close().unwrap();
+    node.shutdown_blocking().unwrap();
     let (ok, out) = verify(dir.path());
     assert!(ok, "{out}");
 }
@@ -91,14 +91,14 @@ fn an_emptied_forks_file_keeps_the_feed_forked_until_a_peer_restores_the_proof()
 fn proofs_recorded_before_notes_existed_are_noted_on_open() {
     let dir = tempfile::tempdir().unwrap();
     let forker = identity(FORKER).author();
-    open(dir.path()).close().unwrap();
+    open(dir.path()).shutdown_blocking().unwrap();
     std::fs::write(dir.path().join("forks"), proof().encode()).unwrap();
     let node = open(dir.path());
     assert!(node.is_forked(&forker));
-    node.close().unwrap();
+    node.shutdown_blocking().unwrap();
 
     std::fs::write(dir.path().join("forks"), b"").unwrap();
     let node = open(dir.path());
     assert!(node.is_forked(&forker), "noted on the first open");
-    node.close().unwrap();
+    node.shutdown_blocking().unwrap();
 }

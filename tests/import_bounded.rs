@@ -46,7 +46,7 @@ fn import(
     input: &[u8],
 ) -> (ImportReport, Vec<Author>, Vec<u8>, usize) {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(dir.path(), None, None).unwrap();
+    let (store, _owner, _) = Store::open(dir.path(), None, None).unwrap();
     store
         .append_entries(held.iter().map(|(e, _)| e.clone()).collect())
         .unwrap();

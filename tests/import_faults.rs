@@ -22,7 +22,7 @@ use kappalog::entry::Entry;
 use kappalog::hash::Hash;
 use kappalog::import::{import_with_sorter, SpillSorter};
 use kappalog::node::NodeError;
-use kappalog::store::{Store, StoreOptions};
+use kappalog::store::{Store, StoreOptions, StoreOwner};
 
 /// Entries offered to the store per call: several calls per import.
 const BATCH_ENTRIES: usize = 8;
@@ -52,16 +52,15 @@ fn sorter(dir: &Path, io: &Arc<FaultyIo>) -> SpillSorter {
     SpillSorter::with_budget(dir, 2_000).with_io(io.clone())
 }
 
-fn open(dir: &Path, io: &Arc<FaultyIo>) -> Store {
+fn open(dir: &Path, io: &Arc<FaultyIo>) -> (Store, StoreOwner) {
     let options = StoreOptions {
         io: io.clone(),
         // No idle markers: every call counted comes from the import.
         idle_marker_delay: None,
         ..StoreOptions::default()
     };
-    Store::open_with_options(dir, &options, None, None)
-        .unwrap()
-        .0
+    let (store, owner, _) = Store::open_with_options(dir, &options, None, None).unwrap();
+    (store, owner)
 }
 
 /// Imports through `io`; a fork is recorded as the node does first, by a fork note in the
@@ -83,11 +82,11 @@ fn import(store: &Store, dir: &Path, io: &Arc<FaultyIo>) -> Result<ImportReport,
 
 /// The entries in the log, reopened with the real file layer.
 fn held(dir: &Path) -> BTreeSet<Hash> {
-    let (store, _) = Store::open(dir, None, None).unwrap();
+    let (store, owner, _) = Store::open(dir, None, None).unwrap();
     let all = common::entries_by_hash(&store.reader())
         .into_keys()
         .collect();
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
     all
 }
 
@@ -106,14 +105,14 @@ fn every_fault_at_every_call_of_an_import_reports_exactly_what_was_stored() {
     // A clean run: what an import does, and how many calls of each operation it makes.
     let dir = tempfile::tempdir().unwrap();
     let counter = Arc::new(FaultyIo::default());
-    let store = open(dir.path(), &counter);
+    let (store, owner) = open(dir.path(), &counter);
     let before: BTreeMap<Op, u64> = ALL_OPS.iter().map(|&op| (op, counter.calls(op))).collect();
     let clean = import(&store, dir.path(), &counter).unwrap();
     let calls: BTreeMap<Op, u64> = ALL_OPS
         .iter()
         .map(|&op| (op, counter.calls(op) - before[&op]))
         .collect();
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
     let clean_held = held(dir.path());
     // 40 entries, one of them the stored side of the fork; the other side and the repeated
     // line are not stored.
@@ -136,14 +135,14 @@ fn every_fault_at_every_call_of_an_import_reports_exactly_what_was_stored() {
                 let case = format!("{op:?} call {call} {fault:?}");
                 let dir = tempfile::tempdir().unwrap();
                 let io = Arc::new(FaultyIo::default());
-                let store = open(dir.path(), &io);
+                let (store, owner) = open(dir.path(), &io);
                 io.fail_once(op, call, fault);
                 let result = import(&store, dir.path(), &io);
                 let reached = call <= calls[&op];
                 assert_eq!(io.injected(), u64::from(reached), "{case}");
                 // A fault past the import's last call is not for the closing marker.
                 io.heal();
-                store.sync_and_close().unwrap();
+                owner.shutdown_blocking().unwrap();
                 // A slow call, or a read that returns fewer bytes, is no failure.
                 let benign =
                     matches!(fault, Fault::Slow(_)) || (op == Op::Read && fault == Fault::Short);
@@ -184,9 +183,9 @@ fn every_fault_at_every_call_of_an_import_reports_exactly_what_was_stored() {
 
                 // The same input again, with the real file layer, completes the import.
                 let real = Arc::new(FaultyIo::default());
-                let store = open(dir.path(), &real);
+                let (store, owner) = open(dir.path(), &real);
                 let again = import(&store, dir.path(), &real).unwrap();
-                store.sync_and_close().unwrap();
+                owner.shutdown_blocking().unwrap();
                 let (all, duplicates, rejected, forks) = counts(&clean);
                 assert_eq!(
                     counts(&again),

@@ -196,9 +196,7 @@ fn sigterm_with_a_stalled_upload_or_a_stalled_reader_exits_and_a_restart_works()
         for i in 0..entries {
             node.append(i, "x".repeat(4_000)).await.unwrap();
         }
-        tokio::task::spawn_blocking(move || node.close().unwrap())
-            .await
-            .unwrap();
+        node.shutdown().await.unwrap();
     });
 
     type Stall = fn(SocketAddr) -> std::net::TcpStream;

@@ -26,7 +26,7 @@ fn log_order(reader: &StoreReader) -> Vec<(Entry, Hash)> {
 #[derive(Default)]
 struct Recorder(Mutex<Vec<Hash>>);
 impl CommitObserver for Recorder {
-    fn committed(&self, entries: &[(Entry, Hash)], _offsets: &[u64]) {
+    fn committed(&self, entries: Vec<(Entry, Hash)>, _offsets: Vec<u64>) {
         self.0
             .lock()
             .unwrap()
@@ -41,7 +41,7 @@ fn own_and_foreign_entries_survive_reopen_in_order() {
     let other = identity(2);
     let theirs = feed(&other, 3);
     let recorder = Arc::new(Recorder::default());
-    let (store, report) =
+    let (store, owner, report) =
         Store::open(dir.path(), Some(me.clone()), Some(recorder.clone())).unwrap();
     assert_eq!(report.entries, 0);
     let (a1, h1) = store.append_own(10, "first".into()).unwrap();
@@ -59,9 +59,9 @@ fn own_and_foreign_entries_survive_reopen_in_order() {
     assert!(a2.timestamp >= a1.timestamp);
     let expected = vec![h1, theirs[0].1, theirs[1].1, theirs[2].1, h2];
     assert_eq!(*recorder.0.lock().unwrap(), expected);
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
 
-    let (store, report) = Store::open(dir.path(), Some(me.clone()), None).unwrap();
+    let (store, _owner, report) = Store::open(dir.path(), Some(me.clone()), None).unwrap();
     assert_eq!(
         (report.entries, report.feeds, report.truncated_bytes),
         (5, 2, 0)
@@ -104,7 +104,7 @@ fn own_and_foreign_entries_survive_reopen_in_order() {
 fn duplicate_is_a_no_op() {
     let dir = tempfile::tempdir().unwrap();
     let theirs = feed(&identity(2), 2);
-    let (store, _) = Store::open(dir.path(), None, None).unwrap();
+    let (store, _owner, _) = Store::open(dir.path(), None, None).unwrap();
     store.append_entries(entries(&theirs)).unwrap();
     let outcomes = store.append_entries(entries(&theirs[..1])).unwrap();
     assert_eq!(outcomes, vec![Outcome::Duplicate(theirs[0].1)]);
@@ -132,7 +132,7 @@ fn fork_is_reported_and_not_stored() {
         ..theirs[1].0.unsigned()
     }
     .sign(&id);
-    let (store, _) = Store::open(dir.path(), None, None).unwrap();
+    let (store, _owner, _) = Store::open(dir.path(), None, None).unwrap();
     store.append_entries(entries(&theirs)).unwrap();
     let outcomes = store.append_entries(vec![forked]).unwrap();
     assert_eq!(
@@ -154,7 +154,7 @@ fn fork_is_reported_and_not_stored() {
 fn gap_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let theirs = feed(&identity(2), 3);
-    let (store, _) = Store::open(dir.path(), None, None).unwrap();
+    let (store, _owner, _) = Store::open(dir.path(), None, None).unwrap();
     let outcomes = store
         .append_entries(vec![theirs[0].0.clone(), theirs[2].0.clone()])
         .unwrap();
@@ -171,7 +171,7 @@ fn bad_signature_is_rejected_and_nothing_written() {
     let theirs = feed(&identity(2), 2);
     let mut bad = theirs[0].0.clone();
     bad.signature.0[40] ^= 1;
-    let (store, _) = Store::open(dir.path(), None, None).unwrap();
+    let (store, owner, _) = Store::open(dir.path(), None, None).unwrap();
     let outcomes = store
         .append_entries(vec![bad, theirs[1].0.clone()])
         .unwrap();
@@ -182,7 +182,7 @@ fn bad_signature_is_rejected_and_nothing_written() {
     // The second entry now has no predecessor in the store.
     assert_eq!(outcomes[1], Outcome::Gap { next: 1 });
     assert!(store.reader().is_empty());
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
     let len = std::fs::metadata(dir.path().join("entries.log"))
         .unwrap()
         .len();
@@ -199,7 +199,7 @@ fn prev_mismatch_is_rejected() {
         ..theirs[1].0.unsigned()
     }
     .sign(&id);
-    let (store, _) = Store::open(dir.path(), None, None).unwrap();
+    let (store, _owner, _) = Store::open(dir.path(), None, None).unwrap();
     let outcomes = store
         .append_entries(vec![theirs[0].0.clone(), wrong])
         .unwrap();
@@ -215,13 +215,13 @@ fn prev_mismatch_is_rejected() {
 #[test]
 fn own_append_needs_identity_and_short_data() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(dir.path(), None, None).unwrap();
+    let (store, owner, _) = Store::open(dir.path(), None, None).unwrap();
     assert!(matches!(
         store.append_own(1, String::new()),
         Err(AppendError::NoIdentity)
     ));
-    drop(store);
-    let (store, _) = Store::open(dir.path(), Some(identity(1)), None).unwrap();
+    owner.shutdown_blocking().unwrap();
+    let (store, _owner, _) = Store::open(dir.path(), Some(identity(1)), None).unwrap();
     assert!(matches!(
         store.append_own(1, "x".repeat(4097)),
         Err(AppendError::DataTooLong { len: 4097 })
@@ -233,7 +233,7 @@ fn own_append_needs_identity_and_short_data() {
 #[test]
 fn value_only_entry_takes_166_bytes_and_a_write_16_more_for_its_marker() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(dir.path(), Some(identity(1)), None).unwrap();
+    let (store, owner, _) = Store::open(dir.path(), Some(identity(1)), None).unwrap();
     let before = std::fs::metadata(dir.path().join("entries.log"))
         .unwrap()
         .len();
@@ -256,7 +256,7 @@ fn value_only_entry_takes_166_bytes_and_a_write_16_more_for_its_marker() {
         })
         .collect();
     store.append_entries(batch).unwrap();
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
     let after = std::fs::metadata(dir.path().join("entries.log"))
         .unwrap()
         .len();
@@ -267,9 +267,9 @@ fn value_only_entry_takes_166_bytes_and_a_write_16_more_for_its_marker() {
 #[test]
 fn closed_store_refuses_appends() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(dir.path(), Some(identity(1)), None).unwrap();
+    let (store, owner, _) = Store::open(dir.path(), Some(identity(1)), None).unwrap();
     let clone = store.clone();
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
     assert!(matches!(
         clone.append_own(1, String::new()),
         Err(AppendError::Closed)
@@ -280,7 +280,7 @@ fn closed_store_refuses_appends() {
 async fn async_appends() {
     let dir = tempfile::tempdir().unwrap();
     let theirs = feed(&identity(2), 2);
-    let (store, _) = Store::open(dir.path(), Some(identity(1)), None).unwrap();
+    let (store, _owner, _) = Store::open(dir.path(), Some(identity(1)), None).unwrap();
     let (e, _) = store.append_own_async(5, "a".into()).await.unwrap();
     assert_eq!(e.seq, 1);
     let outcomes = store.append_entries_async(entries(&theirs)).await.unwrap();

@@ -13,7 +13,7 @@ use kappalog::store::Store;
 fn concurrent_own_appends_form_one_chain() {
     let dir = tempfile::tempdir().unwrap();
     let me = identity(1);
-    let (store, _) = Store::open(dir.path(), Some(me.clone()), None).unwrap();
+    let (store, owner, _) = Store::open(dir.path(), Some(me.clone()), None).unwrap();
     let threads = 16;
     let per_thread = 25;
     let seqs: Vec<u64> = std::thread::scope(|s| {
@@ -35,9 +35,9 @@ fn concurrent_own_appends_form_one_chain() {
     let total = (threads * per_thread) as u64;
     let distinct: BTreeSet<u64> = seqs.iter().copied().collect();
     assert_eq!(distinct, (1..=total).collect());
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
 
-    let (store, report) = Store::open(dir.path(), Some(me.clone()), None).unwrap();
+    let (store, _owner, report) = Store::open(dir.path(), Some(me.clone()), None).unwrap();
     assert_eq!(report.entries, total);
     let reader = store.reader();
     let verify = reader.verify_all().unwrap();
@@ -58,7 +58,7 @@ fn concurrent_own_appends_form_one_chain() {
 #[test]
 fn concurrent_foreign_and_own_appends() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(dir.path(), Some(identity(1)), None).unwrap();
+    let (store, owner, _) = Store::open(dir.path(), Some(identity(1)), None).unwrap();
     let feeds: Vec<_> = (2..6).map(|s| common::feed(&identity(s), 40)).collect();
     std::thread::scope(|s| {
         for f in &feeds {
@@ -76,8 +76,8 @@ fn concurrent_foreign_and_own_appends() {
             }
         });
     });
-    drop(store);
-    let (store, report) = Store::open(dir.path(), None, None).unwrap();
+    owner.shutdown_blocking().unwrap();
+    let (store, _owner, report) = Store::open(dir.path(), None, None).unwrap();
     assert_eq!((report.entries, report.feeds), (200, 5));
     assert!(store.reader().verify_all().unwrap().is_ok());
 }

@@ -13,12 +13,12 @@ use common::faulty_io::{Fault, FaultyIo, Op, FAULTS, OPS};
 use common::identity;
 use kappalog::entry::Entry;
 use kappalog::hash::Hash;
-use kappalog::store::{Outcome, Store, StoreOptions};
+use kappalog::store::{Outcome, Store, StoreOptions, StoreOwner};
 
 /// Appends in one run: own and foreign alternating, so each write batch is one of them.
 const STEPS: u64 = 8;
 
-fn open(dir: &Path, io: &Arc<FaultyIo>) -> Store {
+fn open(dir: &Path, io: &Arc<FaultyIo>) -> (Store, StoreOwner) {
     // No idle commit markers: each case fails one counted call of one operation, so the
     // calls must come from the appends alone (`an_idle_marker_that_fails_...` covers them).
     let options = StoreOptions {
@@ -26,16 +26,16 @@ fn open(dir: &Path, io: &Arc<FaultyIo>) -> Store {
         idle_marker_delay: None,
         ..StoreOptions::default()
     };
-    Store::open_with_options(dir, &options, Some(identity(1)), None)
-        .unwrap()
-        .0
+    let (store, owner, _) =
+        Store::open_with_options(dir, &options, Some(identity(1)), None).unwrap();
+    (store, owner)
 }
 
 /// Every entry in the log, reopened with the real file layer, by hash.
 fn held(dir: &Path) -> BTreeMap<Hash, Entry> {
-    let (store, _) = Store::open(dir, None, None).unwrap();
+    let (store, owner, _) = Store::open(dir, None, None).unwrap();
     let all = common::entries_by_hash(&store.reader());
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
     all
 }
 
@@ -83,7 +83,7 @@ fn every_fault_at_every_call_loses_nothing_acknowledged_and_the_store_writes_aga
             for call in 1..=6u64 {
                 let dir = tempfile::tempdir().unwrap();
                 let io = Arc::new(FaultyIo::default());
-                let store = open(dir.path(), &io);
+                let (store, owner) = open(dir.path(), &io);
                 let recovery_op = matches!(op, Op::SetLen | Op::Len);
                 if recovery_op {
                     // The cut and the length check run only in a recovery: fail a write at
@@ -111,7 +111,7 @@ fn every_fault_at_every_call_loses_nothing_acknowledged_and_the_store_writes_aga
                     store.health().degraded().is_none(),
                     "{case}: still degraded"
                 );
-                store.sync_and_close().unwrap();
+                owner.shutdown_blocking().unwrap();
                 let held = held(dir.path());
                 assert_eq!(
                     held.keys().collect::<Vec<_>>(),
@@ -148,7 +148,7 @@ fn a_lasting_fault_fails_every_append_with_the_reason_until_healed() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let io = Arc::new(FaultyIo::default());
-        let store = open(dir.path(), &io);
+        let (store, owner) = open(dir.path(), &io);
         let (first, first_hash) = store.append_own(1, String::new()).unwrap();
         if op == Op::SetLen {
             // A cut that fails leaves the store unable to recover: the write that needed it
@@ -175,7 +175,7 @@ fn a_lasting_fault_fails_every_append_with_the_reason_until_healed() {
         assert_eq!(entry.prev, Some(first_hash));
         assert!(store.health().degraded().is_none());
         assert_eq!(store.health().recoveries(), 1);
-        store.sync_and_close().unwrap();
+        owner.shutdown_blocking().unwrap();
         let held = held(dir.path());
         assert_eq!(held.len(), 2, "{op:?}");
         assert_eq!(held[&first_hash], first);
@@ -186,7 +186,7 @@ fn a_lasting_fault_fails_every_append_with_the_reason_until_healed() {
 fn concurrent_appenders_through_a_failed_sync_get_the_truth() {
     let dir = tempfile::tempdir().unwrap();
     let io = Arc::new(FaultyIo::default());
-    let store = open(dir.path(), &io);
+    let (store, owner) = open(dir.path(), &io);
     io.fail_once(Op::Sync, 4, Fault::Eio);
     let results: Vec<_> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..8)
@@ -212,7 +212,7 @@ fn concurrent_appenders_through_a_failed_sync_get_the_truth() {
     let failed = results.iter().filter(|r| r.is_err()).count();
     assert!(failed > 0, "the injected fsync failure failed someone");
     assert_eq!(acked.len() + failed, 320);
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
     let held = held(dir.path());
     assert_eq!(
         held, acked,
@@ -231,7 +231,7 @@ fn concurrent_appenders_through_a_failed_sync_get_the_truth() {
 fn an_idle_marker_that_fails_degrades_the_store_until_a_write_succeeds() {
     let dir = tempfile::tempdir().unwrap();
     let io = Arc::new(FaultyIo::default());
-    let store = Store::open_with_options(
+    let (store, owner, _) = Store::open_with_options(
         dir.path(),
         &StoreOptions {
             io: io.clone(),
@@ -240,8 +240,7 @@ fn an_idle_marker_that_fails_degrades_the_store_until_a_write_succeeds() {
         Some(identity(1)),
         None,
     )
-    .unwrap()
-    .0;
+    .unwrap();
     let (first, first_hash) = store.append_own(1, String::new()).unwrap();
     io.fail_from_now(Op::Write, Fault::Eio);
     common::wait_until("the idle marker's write to fail", || {
@@ -254,7 +253,7 @@ fn an_idle_marker_that_fails_degrades_the_store_until_a_write_succeeds() {
     let (second, second_hash) = store.append_own(3, String::new()).unwrap();
     assert_eq!(second.seq, 2);
     assert!(store.health().degraded().is_none());
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
     let held = held(dir.path());
     assert_eq!(
         held,

@@ -10,7 +10,9 @@ use std::sync::{Arc, Barrier};
 use common::held_io::HeldIo;
 use common::{feed, identity, kappalog};
 use kappalog::idempotency::IdempotencyKey;
-use kappalog::store::{format, AppendError, OwnAppend, Store, StoreError, StoreOptions};
+use kappalog::store::{
+    format, AppendError, OwnAppend, Store, StoreError, StoreOptions, StoreOwner,
+};
 use kappalog::store::{StoreReader, VerifyReport};
 
 fn key(text: &str) -> Option<IdempotencyKey> {
@@ -27,30 +29,31 @@ fn header_version(dir: &Path) -> u32 {
     u32::from_le_bytes(bytes[8..12].try_into().unwrap())
 }
 
-fn open(dir: &Path) -> Store {
-    Store::open(dir, Some(identity(1)), None).unwrap().0
+fn open(dir: &Path) -> (Store, StoreOwner) {
+    let (store, owner, _) = Store::open(dir, Some(identity(1)), None).unwrap();
+    (store, owner)
 }
 
-fn open_with_io(dir: &Path, io: &Arc<HeldIo>) -> Store {
+fn open_with_io(dir: &Path, io: &Arc<HeldIo>) -> (Store, StoreOwner) {
     // No idle commit markers: the tests count fdatasync calls one by one.
     let options = StoreOptions {
         io: io.clone(),
         idle_marker_delay: None,
         ..StoreOptions::default()
     };
-    Store::open_with_options(dir, &options, Some(identity(1)), None)
-        .unwrap()
-        .0
+    let (store, owner, _) =
+        Store::open_with_options(dir, &options, Some(identity(1)), None).unwrap();
+    (store, owner)
 }
 
 /// A store whose fsyncs the returned `HeldIo` controls, after one keyed append.
-fn open_warm(dir: &Path) -> (Arc<HeldIo>, Store) {
+fn open_warm(dir: &Path) -> (Arc<HeldIo>, Store, StoreOwner) {
     let io = Arc::new(HeldIo::default());
-    let store = open_with_io(dir, &io);
+    let (store, owner) = open_with_io(dir, &io);
     store
         .append_own_keyed(0, String::new(), key("warm-up"))
         .unwrap();
-    (io, store)
+    (io, store, owner)
 }
 
 fn added(append: OwnAppend) -> (u64, kappalog::hash::Hash) {
@@ -78,7 +81,7 @@ fn verify(dir: &Path) -> VerifyReport {
 #[test]
 fn a_key_appends_once_and_is_remembered_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let (store, owner) = open(dir.path());
     let first = added(store.append_own_keyed(1, "a".into(), key("k-1")).unwrap());
     assert_eq!(first.0, 1);
     // The same key again appends nothing, whatever it asks for: the store reports the
@@ -90,10 +93,10 @@ fn a_key_appends_once_and_is_remembered_across_reopen() {
     let (unkeyed, _) = store.append_own(3, String::new()).unwrap();
     assert_eq!(unkeyed.seq, 3);
     assert_eq!(store.reader().len(), 3);
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
     assert_eq!(header_version(dir.path()), format::STORE_FORMAT_V3);
 
-    let store = open(dir.path());
+    let (store, owner) = open(dir.path());
     assert_eq!(
         replayed(store.append_own_keyed(9, "x".into(), key("k-1")).unwrap()),
         first
@@ -107,17 +110,17 @@ fn a_key_appends_once_and_is_remembered_across_reopen() {
     let (entry, hash) = reader.find_key(&key("k-2").unwrap()).unwrap().unwrap();
     assert_eq!((entry.seq, entry.value, hash), (2, 2, second.1));
     assert_eq!(reader.find_key(&key("k-3").unwrap()).unwrap(), None);
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
     assert!(verify(dir.path()).is_ok());
 }
 
 #[test]
 fn a_new_log_is_version_3() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let (store, owner) = open(dir.path());
     assert_eq!(header_version(dir.path()), format::STORE_FORMAT_V3);
     store.append_own(1, String::new()).unwrap();
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
     assert_eq!(header_version(dir.path()), format::STORE_FORMAT_V3);
 }
 
@@ -135,14 +138,14 @@ fn a_version_1_file_opens_and_accepts_keyed_appends() {
     }
     std::fs::write(log_path(dir.path()), &bytes).unwrap();
 
-    let (store, report) = Store::open(dir.path(), Some(identity(1)), None).unwrap();
+    let (store, owner, report) = Store::open(dir.path(), Some(identity(1)), None).unwrap();
     assert_eq!(report.entries, 3);
     let (entry, hash) = match store.append_own_keyed(4, String::new(), key("k")).unwrap() {
         OwnAppend::Added(entry, hash) => (entry, hash),
         other => panic!("{other:?}"),
     };
     assert_eq!((entry.seq, entry.prev), (4, Some(old[2].1)));
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
     assert_eq!(header_version(dir.path()), format::STORE_FORMAT_V3);
     let after = std::fs::read(log_path(dir.path())).unwrap();
     assert_eq!(
@@ -151,12 +154,12 @@ fn a_version_1_file_opens_and_accepts_keyed_appends() {
         "old records untouched"
     );
 
-    let store = open(dir.path());
+    let (store, owner) = open(dir.path());
     assert_eq!(
         replayed(store.append_own_keyed(4, String::new(), key("k")).unwrap()),
         (4, hash)
     );
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
     let report = verify(dir.path());
     assert!(report.is_ok(), "{report}");
     assert_eq!(report.entries, 4);
@@ -184,7 +187,7 @@ fn a_header_version_from_a_newer_kappalog_is_refused_and_left_alone() {
 #[test]
 fn a_torn_keyed_record_at_the_tail_is_truncated_at_every_byte() {
     let src = tempfile::tempdir().unwrap();
-    let store = open(src.path());
+    let (store, owner) = open(src.path());
     let first = added(
         store
             .append_own_keyed(1, "one".into(), key("first"))
@@ -193,7 +196,7 @@ fn a_torn_keyed_record_at_the_tail_is_truncated_at_every_byte() {
     store
         .append_own_keyed(2, "two".into(), key("second-key"))
         .unwrap();
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
     let bytes = std::fs::read(log_path(src.path())).unwrap();
     // The second entry's record: the last record that is not a commit marker.
     let (rec_at, rec_end) = common::log_records(&bytes)
@@ -211,7 +214,7 @@ fn a_torn_keyed_record_at_the_tail_is_truncated_at_every_byte() {
             (1, Some(rec_at)),
             "cut {cut}"
         );
-        let (store, report) = Store::open(dir.path(), Some(identity(1)), None).unwrap();
+        let (store, owner, report) = Store::open(dir.path(), Some(identity(1)), None).unwrap();
         assert_eq!(
             (report.entries, report.truncated_bytes),
             (1, cut - rec_at),
@@ -230,7 +233,7 @@ fn a_torn_keyed_record_at_the_tail_is_truncated_at_every_byte() {
             .append_own_keyed(2, "two".into(), key("second-key"))
             .unwrap();
         assert_eq!(added(again).0, 2, "cut {cut}: the torn key appends anew");
-        store.sync_and_close().unwrap();
+        owner.shutdown_blocking().unwrap();
     }
 }
 
@@ -240,7 +243,7 @@ fn a_torn_keyed_record_at_the_tail_is_truncated_at_every_byte() {
 #[test]
 fn a_key_is_recovered_from_the_log_after_a_crash_between_commit_and_response() {
     let dir = tempfile::tempdir().unwrap();
-    let (io, store) = open_warm(dir.path());
+    let (io, store, owner) = open_warm(dir.path());
     io.hold();
     let appender = {
         let store = store.clone();
@@ -252,9 +255,9 @@ fn a_key_is_recovered_from_the_log_after_a_crash_between_commit_and_response() {
     assert!(!appender.is_finished(), "no answer while the sync is held");
     io.release();
     let answered = added(appender.join().unwrap().unwrap());
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
 
-    let recovered = open(crashed.path());
+    let (recovered, _recovered_owner) = open(crashed.path());
     assert_eq!(recovered.reader().len(), 2);
     let retry = recovered
         .append_own_keyed(7, "x".into(), key("order-42"))
@@ -266,7 +269,7 @@ fn a_key_is_recovered_from_the_log_after_a_crash_between_commit_and_response() {
 #[test]
 fn concurrent_appends_with_one_key_append_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (io, store) = open_warm(dir.path());
+    let (io, store, _owner) = open_warm(dir.path());
     // Hold the first append's sync so the others arrive while its key is in flight (or,
     // for any that arrive after the release, once it is durable): either way none appends.
     io.hold();
@@ -300,7 +303,7 @@ fn concurrent_appends_with_one_key_append_exactly_once() {
 #[test]
 fn a_failed_sync_appends_nothing_and_says_so_to_every_waiter() {
     let dir = tempfile::tempdir().unwrap();
-    let (io, store) = open_warm(dir.path());
+    let (io, store, owner) = open_warm(dir.path());
     let size = std::fs::metadata(log_path(dir.path())).unwrap().len();
     io.fail_call(io.calls() + 1);
     io.hold();
@@ -326,9 +329,9 @@ fn a_failed_sync_appends_nothing_and_says_so_to_every_waiter() {
         // The failed write was cut back: the file is as before it.
         assert_eq!(std::fs::metadata(log_path(dir.path())).unwrap().len(), size);
     }
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
 
-    let store = open(dir.path());
+    let (store, _owner) = open(dir.path());
     let held = store.reader().len();
     let retry = store.append_own_keyed(1, String::new(), key("k")).unwrap();
     match second {
@@ -349,13 +352,13 @@ fn a_failed_sync_appends_nothing_and_says_so_to_every_waiter() {
 fn verify_and_export_work_on_a_log_with_keyed_records() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let store = open(&data);
+    let (store, owner) = open(&data);
     for i in 0..5 {
         let k = format!("secret-key-{i}");
         store.append_own_keyed(i, format!("d{i}"), key(&k)).unwrap();
         store.append_own(100 + i, String::new()).unwrap();
     }
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
     let run = |args: &[&str]| {
         let out = kappalog()
             .arg("--data-dir")

@@ -8,23 +8,24 @@ use kappalog::store::{Store, StoreError, StoreReader};
 #[test]
 fn second_writer_gets_locked_naming_the_dir() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(dir.path(), Some(identity(1)), None).unwrap();
+    let (_store, owner, _) = Store::open(dir.path(), Some(identity(1)), None).unwrap();
     let err = Store::open(dir.path(), None, None).err().unwrap();
     assert!(
         err.to_string().contains(&dir.path().display().to_string()),
         "{err}"
     );
     assert!(matches!(err, StoreError::Locked { dir: ref d } if d == dir.path()));
-    store.sync_and_close().unwrap();
-    // Released on close.
-    Store::open(dir.path(), None, None).unwrap();
+    owner.shutdown_blocking().unwrap();
+    // Released once the shutdown returns.
+    let (_store, owner, _) = Store::open(dir.path(), None, None).unwrap();
+    owner.shutdown_blocking().unwrap();
 }
 
 #[test]
 fn read_only_open_works_while_a_writer_runs_and_sees_committed_entries() {
     let dir = tempfile::tempdir().unwrap();
     let me = identity(1);
-    let (store, _) = Store::open(dir.path(), Some(me.clone()), None).unwrap();
+    let (store, _owner, _) = Store::open(dir.path(), Some(me.clone()), None).unwrap();
     let (_, h1) = store.append_own(1, String::new()).unwrap();
     let (reader, report) = StoreReader::open_read_only(dir.path()).unwrap();
     assert_eq!((report.entries, report.truncated_bytes), (1, 0));

@@ -39,18 +39,22 @@ proptest! {
         let path = dir.path().join("entries.log");
         let me = identity(1);
         let mut model: Vec<(Hash, u64)> = Vec::new();
-        let mut store = Some(Store::open(dir.path(), Some(me.clone()), None).unwrap().0);
+        let open = || {
+            let (store, owner, _) = Store::open(dir.path(), Some(me.clone()), None).unwrap();
+            (store, owner)
+        };
+        let mut store = Some(open());
         for op in ops {
             match op {
                 Op::Append(len) => {
-                    let s = store.get_or_insert_with(|| Store::open(dir.path(), Some(me.clone()), None).unwrap().0);
+                    let (s, _) = store.get_or_insert_with(open);
                     let (e, h) = s.append_own(1, "d".repeat(len.into())).unwrap();
                     model.push((h, 8 + e.encoded_len() as u64));
                 }
                 Op::Tear(n) => {
-                    if let Some(s) = store.take() { s.sync_and_close().unwrap(); }
+                    if let Some((_, owner)) = store.take() { owner.shutdown_blocking().unwrap(); }
                     // Recover any earlier tear first, so this one tears an intact record.
-                    Store::open(dir.path(), None, None).unwrap().0.sync_and_close().unwrap();
+                    Store::open(dir.path(), None, None).unwrap().1.shutdown_blocking().unwrap();
                     let Some((_, last_len)) = model.pop() else { continue };
                     // A crash while writing the last entry: its record is cut short and the
                     // commit marker after it never made it either.
@@ -59,12 +63,12 @@ proptest! {
                     f.set_len(len - u64::from(n).min(last_len)).unwrap();
                 }
                 Op::Reopen => {
-                    if let Some(s) = store.take() { s.sync_and_close().unwrap(); }
+                    if let Some((_, owner)) = store.take() { owner.shutdown_blocking().unwrap(); }
                 }
             }
         }
-        if let Some(s) = store.take() { s.sync_and_close().unwrap(); }
-        let (s, _) = Store::open(dir.path(), Some(me.clone()), None).unwrap();
+        if let Some((_, owner)) = store.take() { owner.shutdown_blocking().unwrap(); }
+        let (s, _owner, _) = Store::open(dir.path(), Some(me.clone()), None).unwrap();
         let mut got = Vec::new();
         s.reader().for_each_in_log_order(|_, h| { got.push(*h); ControlFlow::Continue(()) }).unwrap();
         let want: Vec<Hash> = model.iter().map(|(h, _)| *h).collect();
@@ -169,10 +173,13 @@ proptest! {
         let mut held: std::collections::BTreeMap<kappalog::identity::Author, Vec<Hash>> =
             Default::default();
         let mut log: Vec<Hash> = Vec::new();
-        let open = || Store::open(dir.path(), Some(me.clone()), None).unwrap().0;
+        let open = || {
+            let (store, owner, _) = Store::open(dir.path(), Some(me.clone()), None).unwrap();
+            (store, owner)
+        };
         let mut store = Some(open());
         for op in ops {
-            let s = store.get_or_insert_with(open);
+            let (s, _) = store.get_or_insert_with(open);
             let mut offer = |offered: Vec<(Entry, Hash, bool)>| -> Result<(), TestCaseError> {
                 let outcomes = s.append_entries(offered.iter().map(|(e, _, _)| e.clone()).collect()).unwrap();
                 for ((e, h, signed), o) in offered.iter().zip(&outcomes) {
@@ -227,12 +234,12 @@ proptest! {
                     prop_assert_eq!((report.added, report.duplicates, report.forks.len()), (added, dups, forks), "{}", report);
                 }
                 Mixed::Reopen => {
-                    if let Some(s) = store.take() { s.sync_and_close().unwrap(); }
+                    if let Some((_, owner)) = store.take() { owner.shutdown_blocking().unwrap(); }
                 }
             }
         }
-        if let Some(s) = store.take() { s.sync_and_close().unwrap(); }
-        let s = open();
+        if let Some((_, owner)) = store.take() { owner.shutdown_blocking().unwrap(); }
+        let (s, _owner) = open();
         let mut got_log = Vec::new();
         let mut got_feeds: std::collections::BTreeMap<kappalog::identity::Author, Vec<Hash>> =
             Default::default();

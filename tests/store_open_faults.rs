@@ -19,7 +19,7 @@ use kappalog::entry::Entry;
 use kappalog::hash::Hash;
 use kappalog::store::format::file_header;
 use kappalog::store::open::LOG_FILE;
-use kappalog::store::{OpenReport, Store, StoreError, StoreOptions};
+use kappalog::store::{OpenReport, Store, StoreError, StoreOptions, StoreOwner};
 
 /// A log to open, kept as bytes so each case starts from a fresh copy.
 struct Scenario {
@@ -40,7 +40,7 @@ fn entries(store: &Store) -> BTreeMap<Hash, Entry> {
 /// Own and foreign entries, acknowledged and closed cleanly.
 fn acknowledged_log() -> (Vec<u8>, BTreeMap<Hash, Entry>) {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(dir.path(), Some(identity(1)), None).unwrap();
+    let (store, owner, _) = Store::open(dir.path(), Some(identity(1)), None).unwrap();
     let mut acked = BTreeMap::new();
     for (entry, hash) in common::feed(&identity(2), 3) {
         store.append_entries(vec![entry.clone()]).unwrap();
@@ -48,7 +48,7 @@ fn acknowledged_log() -> (Vec<u8>, BTreeMap<Hash, Entry>) {
         let (own, own_hash) = store.append_own(7, "own".into()).unwrap();
         acked.insert(own_hash, own);
     }
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
     let bytes = std::fs::read(dir.path().join(LOG_FILE)).unwrap();
     (bytes, acked)
 }
@@ -104,7 +104,7 @@ fn place(scenario: &Scenario) -> (tempfile::TempDir, PathBuf) {
     (root, dir)
 }
 
-fn open(dir: &Path, io: &Arc<FaultyIo>) -> Result<(Store, OpenReport), StoreError> {
+fn open(dir: &Path, io: &Arc<FaultyIo>) -> Result<(Store, StoreOwner, OpenReport), StoreError> {
     let options = StoreOptions {
         io: io.clone(),
         // No idle markers: the only calls are the open's own.
@@ -140,7 +140,7 @@ fn reopen_with_the_real_io(scenario: &Scenario, dir: &Path, case: &str) {
             "{case}: intact bytes changed"
         );
     }
-    let (store, _) = Store::open(dir, Some(identity(1)), None).unwrap_or_else(|e| {
+    let (store, owner, _) = Store::open(dir, Some(identity(1)), None).unwrap_or_else(|e| {
         panic!("{case}: the real io cannot open what the faulty open left: {e}")
     });
     assert_eq!(
@@ -155,8 +155,8 @@ fn reopen_with_the_real_io(scenario: &Scenario, dir: &Path, case: &str) {
         "{case}: what the real open left"
     );
     let (more, more_hash) = store.append_own(99, "after".into()).unwrap();
-    store.sync_and_close().unwrap();
-    let (store, _) = Store::open(dir, None, None).unwrap();
+    owner.shutdown_blocking().unwrap();
+    let (store, owner, _) = Store::open(dir, None, None).unwrap();
     let mut expected = scenario.acked.clone();
     expected.insert(more_hash, more);
     assert_eq!(
@@ -164,7 +164,7 @@ fn reopen_with_the_real_io(scenario: &Scenario, dir: &Path, case: &str) {
         expected,
         "{case}: entries after writing again"
     );
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
 }
 
 #[test]
@@ -174,12 +174,12 @@ fn every_fault_at_every_call_of_an_open_fails_it_by_name_or_leaves_the_acknowled
         // A clean open counts the calls of each operation.
         let (_root, dir) = place(&scenario);
         let counter = Arc::new(FaultyIo::default());
-        let (store, report) = open(&dir, &counter).unwrap();
+        let (store, owner, report) = open(&dir, &counter).unwrap();
         assert_eq!(entries(&store), scenario.acked, "{}", scenario.name);
         if scenario.name == "torn tail" {
             assert_eq!(report.truncated_at, Some(scenario.intact));
         }
-        store.sync_and_close().unwrap();
+        owner.shutdown_blocking().unwrap();
         let calls: BTreeMap<Op, u64> = ALL_OPS.iter().map(|&op| (op, counter.calls(op))).collect();
         // Every open stats the file and syncs its directory; only a header write or a cut
         // writes, syncs or cuts.
@@ -201,13 +201,13 @@ fn every_fault_at_every_call_of_an_open_fails_it_by_name_or_leaves_the_acknowled
                     let reached = call <= calls[&op];
                     assert_eq!(io.injected(), 0);
                     match open(&dir, &io) {
-                        Ok((store, report)) => {
+                        Ok((store, owner, report)) => {
                             assert!(
                                 !reached || matches!(fault, Fault::Slow(_)),
                                 "{case}: the fault was injected, yet the open succeeded"
                             );
                             assert_eq!(entries(&store), scenario.acked, "{case}");
-                            store.sync_and_close().unwrap();
+                            owner.shutdown_blocking().unwrap();
                             // A cut reported done is done.
                             if let Some(at) = report.truncated_at {
                                 let len = std::fs::metadata(dir.join(LOG_FILE)).unwrap().len();
@@ -266,10 +266,10 @@ fn a_failed_header_sync_whose_cleanup_fails_too_is_reported_by_its_first_cause()
     };
     assert!(e.to_string().contains("sync the header of"), "{e}");
     assert_eq!(io.injected(), 2);
-    let (store, _) = Store::open(&dir, Some(identity(1)), None).unwrap();
+    let (store, owner, _) = Store::open(&dir, Some(identity(1)), None).unwrap();
     assert!(store.reader().is_empty());
     store.append_own(1, String::new()).unwrap();
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
 }
 
 /// A cut that keeps failing fails every open, with the same reason, and leaves the torn tail
@@ -297,11 +297,11 @@ fn a_cut_that_keeps_failing_fails_every_open_until_healed() {
         );
     }
     io.heal();
-    let (store, report) = open(&dir, &io).unwrap();
+    let (store, owner, report) = open(&dir, &io).unwrap();
     assert_eq!(report.truncated_at, Some(torn.intact));
     assert_eq!(report.truncated_bytes, torn_len - torn.intact);
     assert_eq!(entries(&store), torn.acked);
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
     assert_eq!(
         std::fs::metadata(dir.join(LOG_FILE)).unwrap().len(),
         torn.intact

@@ -20,11 +20,11 @@ fn log_path(dir: &Path) -> std::path::PathBuf {
 /// and the file length. Every write begins with a commit marker, and the closing store
 /// writes one after the last record.
 fn build(dir: &Path, n: u64) -> (Vec<u64>, u64) {
-    let (store, _) = Store::open(dir, None, None).unwrap();
+    let (store, owner, _) = Store::open(dir, None, None).unwrap();
     for (entry, _) in feed(&identity(3), n) {
         store.append_entries(vec![entry]).unwrap();
     }
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
     let bytes = std::fs::read(log_path(dir)).unwrap();
     let records = common::log_records(&bytes);
     assert!(
@@ -67,13 +67,13 @@ fn torn_tail_at_every_byte_of_the_last_record_is_truncated() {
     for cut in last_end + 1..full {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(log_path(dir.path()), &bytes[..cut as usize]).unwrap();
-        let (store, report) = Store::open(dir.path(), None, None).unwrap();
+        let (_store, owner, report) = Store::open(dir.path(), None, None).unwrap();
         assert_eq!(
             (report.entries, report.truncated_at),
             (3, Some(last_end)),
             "cut {cut}"
         );
-        store.sync_and_close().unwrap();
+        owner.shutdown_blocking().unwrap();
     }
     for cut in last + 1..last_end {
         let dir = tempfile::tempdir().unwrap();
@@ -86,12 +86,12 @@ fn torn_tail_at_every_byte_of_the_last_record_is_truncated() {
         );
         // The read-only open left the file alone.
         assert_eq!(std::fs::metadata(log_path(dir.path())).unwrap().len(), cut);
-        let (store, report) = Store::open(dir.path(), None, None).unwrap();
+        let (store, owner, report) = Store::open(dir.path(), None, None).unwrap();
         assert_eq!(report.entries, 2, "cut {cut}");
         assert_eq!(report.truncated_at, Some(last));
         assert_eq!(report.truncated_bytes, cut - last);
         assert_eq!(store.reader().len(), 2);
-        store.sync_and_close().unwrap();
+        owner.shutdown_blocking().unwrap();
         assert_eq!(std::fs::metadata(log_path(dir.path())).unwrap().len(), last);
     }
 }
@@ -107,7 +107,7 @@ fn torn_final_record_with_bad_checksum_is_truncated() {
     bytes.truncate(end);
     bytes[end - 1] ^= 0xff;
     std::fs::write(log_path(dir.path()), &bytes).unwrap();
-    let (_, report) = Store::open(dir.path(), None, None).unwrap();
+    let (_, _owner, report) = Store::open(dir.path(), None, None).unwrap();
     assert_eq!((report.entries, report.truncated_at), (2, Some(offsets[2])));
 }
 
@@ -156,13 +156,13 @@ fn all_zero_tail_is_truncated() {
         .unwrap();
     file.set_len(full + 4096).unwrap();
     drop(file);
-    let (store, report) = Store::open(dir.path(), None, None).unwrap();
+    let (_store, owner, report) = Store::open(dir.path(), None, None).unwrap();
     assert_eq!(report.entries, 2);
     assert_eq!(
         (report.truncated_at, report.truncated_bytes),
         (Some(full), 4096)
     );
-    drop(store);
+    owner.shutdown_blocking().unwrap();
     assert_eq!(std::fs::metadata(log_path(dir.path())).unwrap().len(), full);
 }
 
@@ -170,9 +170,9 @@ fn all_zero_tail_is_truncated() {
 fn torn_header_of_a_new_file_is_rewritten() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(log_path(dir.path()), b"kappa").unwrap();
-    let (store, report) = Store::open(dir.path(), None, None).unwrap();
+    let (_store, owner, report) = Store::open(dir.path(), None, None).unwrap();
     assert_eq!((report.truncated_at, report.truncated_bytes), (Some(0), 5));
-    drop(store);
+    owner.shutdown_blocking().unwrap();
     assert_eq!(
         std::fs::metadata(log_path(dir.path())).unwrap().len(),
         HEADER
@@ -227,9 +227,9 @@ fn broken_chain_names_its_offset() {
     let good = feed(&id, 3);
     // Skip seq 2: seq 3 cannot follow seq 1. Write by hand since the store would refuse.
     let mut bytes = std::fs::read({
-        let (store, _) = Store::open(dir.path(), None, None).unwrap();
+        let (store, owner, _) = Store::open(dir.path(), None, None).unwrap();
         store.append_entries(entries(&good[..1])).unwrap();
-        store.sync_and_close().unwrap();
+        owner.shutdown_blocking().unwrap();
         log_path(dir.path())
     })
     .unwrap();
@@ -261,11 +261,11 @@ fn damage_is_found_in_every_chunk_of_a_long_log() {
     use kappalog::store::format::SCAN_CHUNK_BYTES;
     let src = tempfile::tempdir().unwrap();
     let n = 40_000u64;
-    let (store, _) = Store::open(src.path(), None, None).unwrap();
+    let (store, owner, _) = Store::open(src.path(), None, None).unwrap();
     store
         .append_entries(entries(&feed(&identity(3), n)))
         .unwrap();
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
     let bytes = std::fs::read(log_path(src.path())).unwrap();
     assert!(bytes.len() > 3 * SCAN_CHUNK_BYTES, "{} bytes", bytes.len());
 

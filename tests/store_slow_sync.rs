@@ -136,7 +136,7 @@ fn a_failed_fsync_answers_an_error_degrades_health_and_the_next_append_recovers(
         "{metrics}"
     );
     served.stop();
-    node.close().unwrap();
+    node.shutdown_blocking().unwrap();
 
     let (_node, report) = Node::open_with_identity(dir.path(), identity(1)).unwrap();
     assert_eq!(

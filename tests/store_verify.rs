@@ -12,9 +12,9 @@ use kappalog::store::{format, Store, VerifyIssue};
 fn verify_all_catches_a_bad_signature_written_by_hand() {
     let dir = tempfile::tempdir().unwrap();
     let theirs = feed(&identity(2), 3);
-    let (store, _) = Store::open(dir.path(), None, None).unwrap();
+    let (store, owner, _) = Store::open(dir.path(), None, None).unwrap();
     store.append_entries(entries(&theirs[..2])).unwrap();
-    store.sync_and_close().unwrap();
+    owner.shutdown_blocking().unwrap();
     let path = dir.path().join("entries.log");
     let bad_at = std::fs::metadata(&path).unwrap().len();
     let mut bad = theirs[2].0.clone();
@@ -29,7 +29,7 @@ fn verify_all_catches_a_bad_signature_written_by_hand() {
         .unwrap();
 
     // Open checks checksums and chains only, so it opens.
-    let (store, report) = Store::open(dir.path(), None, None).unwrap();
+    let (store, _owner, report) = Store::open(dir.path(), None, None).unwrap();
     assert_eq!(report.entries, 3);
     let verify = store.reader().verify_all().unwrap();
     assert_eq!(verify.entries, 3);

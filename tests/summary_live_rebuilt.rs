@@ -54,7 +54,7 @@ proptest! {
         }
         let live = a.summary_json();
         let live_feeds = a.feeds_page(None, usize::MAX);
-        a.close().unwrap();
+        a.shutdown_blocking().unwrap();
         let (a, _) = Node::open_with_identity(a_dir.path(), common::identity(1)).unwrap();
         prop_assert_eq!(&*live, &*a.summary_json(), "live vs rebuilt");
         prop_assert_eq!(&live_feeds, &a.feeds_page(None, usize::MAX), "live vs rebuilt");

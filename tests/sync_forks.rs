@@ -167,7 +167,7 @@ async fn a_diverged_copy_of_the_own_feed_stops_appends_for_good() {
     let (offline, _) = Node::open_with_identity(old.path(), common::identity(7)).unwrap();
     offline.append(-1, "other".into()).await.unwrap();
     offline.append(-2, "other".into()).await.unwrap();
-    offline.close().unwrap();
+    offline.shutdown().await.unwrap();
 
     let x = start(old.path(), 7, &[p.addr]).await;
     wait_for("x to see its feed diverged", || {

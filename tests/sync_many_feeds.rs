@@ -44,9 +44,7 @@ async fn in_sync_nodes_with_100_000_feeds_reconnect_within_64_kib() {
         let (node, _) = Node::open_with_identity(da.path(), common::identity(1)).unwrap();
         let report = node.offer_entries(many_feeds(FEEDS)).await.unwrap();
         assert_eq!(report.added, u64::from(FEEDS));
-        tokio::task::spawn_blocking(move || node.close().unwrap())
-            .await
-            .unwrap();
+        node.shutdown().await.unwrap();
     }
     // The same log under another key: the two nodes hold the same feeds.
     common::net::copy_dir(da.path(), db.path());

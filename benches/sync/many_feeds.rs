@@ -227,7 +227,7 @@ pub fn exchange_costs(dir: &Path) -> ExchangeCosts {
     let plan_ms = ms_since(t);
     assert!(planned.send.is_empty());
     drop(reader);
-    node.close().unwrap();
+    node.shutdown_blocking().unwrap();
     ExchangeCosts {
         items_ms,
         reconciler_new_ms,

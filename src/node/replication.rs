@@ -8,57 +8,74 @@ use std::sync::Arc;
 use super::{lock, Node, NodeError, NodeEvent, OfferReport};
 use crate::entry::Entry;
 use crate::fork::ForkProof;
-use crate::forks::ForkLogError;
 use crate::hash::Hash;
 use crate::identity::Author;
-use crate::store::{Outcome, VerifiedEntries};
+use crate::store::{AppendError, Outcome, VerifiedEntries};
 
 impl Node {
+    /// Whether `author` is known forked. An in-memory read that never waits on the disk:
+    /// the store's writer takes this lock only after its `fsync`s ([`crate::store::Store::forked`]).
     pub fn is_forked(&self, author: &Author) -> bool {
-        lock(&self.inner.forks).set().contains(author)
-            || lock(&self.inner.unproven).contains(author)
+        self.inner.store.forked().contains(author)
     }
 
     /// Every author known forked: with a proof, or noted in the log with its proof lost.
     pub fn forked_authors(&self) -> BTreeSet<Author> {
-        let mut forked: BTreeSet<Author> =
-            lock(&self.inner.forks).set().authors().copied().collect();
-        forked.extend(lock(&self.inner.unproven).iter().copied());
-        forked
+        self.inner.store.forked().authors()
     }
 
     /// Every recorded proof, ascending by author.
     pub fn fork_proofs(&self) -> Vec<ForkProof> {
-        lock(&self.inner.forks)
-            .set()
+        self.inner
+            .store
+            .forked()
+            .proofs()
             .iter()
             .map(|(_, p)| p.clone())
             .collect()
     }
 
-    /// Checks and records a proof: persisted, the author excluded from the views and refused
-    /// from now on, subscribers told. Returns whether it was new. Blocking (an fsync).
-    ///
-    /// The log gets a fork note first (durable, outside the forks lock), then the proof goes
-    /// to `DATA_DIR/forks`: if the proof is ever lost, the note keeps the author forked.
+    /// Checks and records a proof: persisted by the store's writer (the fork note in the
+    /// log, then the proof in `DATA_DIR/forks`, see [`crate::store::Store::record_fork_proof_async`]), the
+    /// author excluded from the views and refused from now on, subscribers told. Returns
+    /// whether it was new.
+    pub async fn record_proof_async(&self, proof: ForkProof) -> Result<bool, NodeError> {
+        let recorded = self
+            .inner
+            .store
+            .record_fork_proof_async(proof.clone())
+            .await;
+        self.proof_recorded(proof, recorded)
+    }
+
+    /// [`Node::record_proof_async`] for a caller off the async workers (an import).
+    /// Blocking: waits for the writer's `fsync`s.
     pub fn record_proof(&self, proof: ForkProof) -> Result<bool, NodeError> {
+        let recorded = self.inner.store.record_fork_proof(proof.clone());
+        self.proof_recorded(proof, recorded)
+    }
+
+    /// What follows the store's answer to a proof: for a new one, the views, the fence and
+    /// the subscribers learn of it.
+    fn proof_recorded(
+        &self,
+        proof: ForkProof,
+        recorded: Result<bool, AppendError>,
+    ) -> Result<bool, NodeError> {
         let author = proof.author();
         let seq = proof.seq();
-        proof
-            .check()
-            .map_err(crate::forks::ForkLogError::Rejected)?;
-        if lock(&self.inner.forks).set().contains(&author) {
-            return Ok(false);
+        match recorded {
+            Ok(true) => {}
+            Ok(false) => return Ok(false),
+            Err(e) => {
+                // The note may be durable though the proof is not: the author is then forked
+                // without a proof, and the views exclude it as a restart would.
+                if self.is_forked(&author) {
+                    self.inner.views.mark_forked(&author);
+                }
+                return Err(e.into());
+            }
         }
-        let noted = lock(&self.inner.unproven).contains(&author);
-        if !noted {
-            self.inner.store.append_fork_note(author)?;
-        }
-        let new = lock(&self.inner.forks).record(proof.clone())?;
-        if !new {
-            return Ok(false);
-        }
-        lock(&self.inner.unproven).remove(&author);
         self.inner.views.mark_forked(&author);
         if author == self.inner.author {
             let reason = format!("a fork proof of our own author {author} at seq {seq}");
@@ -74,12 +91,6 @@ impl Node {
         Ok(true)
     }
 
-    /// [`Node::record_proof`] off the async workers.
-    pub async fn record_proof_async(&self, proof: ForkProof) -> Result<bool, NodeError> {
-        let node = self.clone();
-        tokio::task::spawn_blocking(move || node.record_proof(proof)).await?
-    }
-
     /// Records the fork between `offered` and the entry the store holds at its position —
     /// the one place a held and an offered entry become a proof, whichever door the offered
     /// one came in by (a peer's batch, an import, the store's `Outcome::Fork`). Returns
@@ -92,7 +103,7 @@ impl Node {
         };
         match self.record_proof(ForkProof::new(held, offered)) {
             // Same hash, or a side that does not verify: not a fork after all.
-            Err(NodeError::Forks(ForkLogError::Rejected(e))) => {
+            Err(NodeError::Append(AppendError::InvalidProof(e))) => {
                 tracing::warn!(error = %e, "a reported fork whose proof does not check");
                 Ok(false)
             }

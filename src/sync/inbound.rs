@@ -283,7 +283,9 @@ impl Inbound {
             self.in_flight_view = Arc::new(InFlight::of(&outcome.append));
             let (node, registry, key) =
                 (self.node.clone(), self.registry.clone(), self.key.clone());
-            self.in_flight = Some(tokio::spawn(async move {
+            // One of the node's tasks: the session awaits it, and the node's shutdown waits
+            // for it even if the session ended first.
+            self.in_flight = Some(self.node.spawn(async move {
                 let report = node.offer_verified_entries(outcome.append).await?;
                 registry.add_received(&key, report.added);
                 Ok(())

@@ -1,4 +1,5 @@
-//! Accepting peers: one task per listener, each accepted connection a session task.
+//! Accepting peers: one task per listener, each accepted connection a session task (all of
+//! them the node's tasks, see [`super::peers`]).
 //!
 //! Defences, each against a stranger who can open connections at will:
 //! - **Per address**: at most `max_inbound_per_addr` connections from one IP address at once
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use super::frame::encode_frame;
 use super::message::{Bye, ByeReason, Message};
@@ -42,7 +43,6 @@ pub(super) async fn accept_loop(
     shared: Arc<SyncShared>,
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
-    alive: mpsc::Sender<()>,
 ) {
     let mut pending = Pending::new();
     let mut backoff_ms = ACCEPT_BACKOFF_MIN_MS;
@@ -69,11 +69,7 @@ pub(super) async fn accept_loop(
         let ip = remote.ip();
         if !shared.admission.inbound_opened(ip) {
             tracing::debug!(%remote, "too many sync connections from this address, refusing");
-            let alive = alive.clone();
-            tokio::spawn(async move {
-                refuse_busy(stream).await;
-                drop(alive);
-            });
+            shared.spawn(node.clone(), refuse_busy(stream));
             continue;
         }
         let (shed_tx, shed_rx) = oneshot::channel();
@@ -98,11 +94,10 @@ pub(super) async fn accept_loop(
             on_have: None,
             shed: Some(shed_rx),
         };
-        let (alive, shared) = (alive.clone(), shared.clone());
-        tokio::spawn(async move {
+        let session_shared = shared.clone();
+        shared.spawn(node.clone(), async move {
             let _end = run_session(ctx, stream).await;
-            shared.admission.inbound_closed(ip);
-            drop(alive);
+            session_shared.admission.inbound_closed(ip);
         });
     }
 }

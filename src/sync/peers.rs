@@ -10,9 +10,10 @@
 //!   failure or a session that ended before its `Have`), or until the startup fence timeout
 //!   passed; then proceed, logging at `warn` which peers were not heard from. Peers added
 //!   at runtime (`POST /peers`) do not hold the fence.
-//! - **Shutdown**: one watch channel; every task holds a clone of an `alive` sender, so
-//!   [`SyncHandle::shutdown`] returns once every session has sent `Bye(Shutdown)` and every
-//!   task (and its clone of the node) is gone.
+//! - **Shutdown**: one watch channel tells every task to stop. Every task is one of the
+//!   node's ([`Node::spawn`], which the node's shutdown waits for) and is also tracked here,
+//!   so [`SyncHandle::shutdown`] returns once every session has sent `Bye(Shutdown)` and
+//!   every sync task (and its clone of the node) is gone.
 
 use crate::poison::lock;
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,7 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
+use tokio::sync::{oneshot, watch, Notify, Semaphore};
+use tokio_util::task::TaskTracker;
 
 use super::admission::Admission;
 use super::backoff::reconnect_delay_ms;
@@ -56,8 +58,8 @@ pub struct SyncShared {
     /// Inbound sessions with strangers (see [`super::admission`]).
     pub(super) strangers: Arc<Semaphore>,
     shutdown: watch::Sender<bool>,
-    alive: Mutex<Option<mpsc::Sender<()>>>,
-    done: tokio::sync::Mutex<Option<mpsc::Receiver<()>>>,
+    /// The sync tasks (each also one of the node's): closed by [`SyncHandle::shutdown`].
+    tasks: TaskTracker,
     wake: Mutex<BTreeMap<String, Arc<Notify>>>,
     listen_addr: Option<SocketAddr>,
     /// Configured peers not yet tried; `None` once the startup fence is released.
@@ -99,7 +101,6 @@ pub fn start(
         check_addr(addr)?;
     }
     let (shutdown, _) = watch::channel(false);
-    let (alive, done) = mpsc::channel(1);
     let listen_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
     let pending: BTreeSet<String> = peers.iter().cloned().collect();
     let shared = Arc::new(SyncShared {
@@ -108,8 +109,7 @@ pub fn start(
         config,
         registry: Arc::new(PeerRegistry::default()),
         shutdown,
-        alive: Mutex::new(Some(alive.clone())),
-        done: tokio::sync::Mutex::new(Some(done)),
+        tasks: TaskTracker::new(),
         wake: Mutex::new(BTreeMap::new()),
         listen_addr,
         startup: Mutex::new((!pending.is_empty()).then_some(pending.clone())),
@@ -121,8 +121,7 @@ pub fn start(
         let shared = handle.shared.clone();
         let node = node.clone();
         let mut stop = handle.shared.shutdown.subscribe();
-        let alive = alive.clone();
-        tokio::spawn(async move {
+        handle.shared.spawn(node.clone(), async move {
             tokio::select! {
                 _ = tokio::time::sleep(shared.config.startup_fence_timeout) => {}
                 _ = stop.changed() => {}
@@ -136,19 +135,19 @@ pub fn start(
                 );
                 node.with_fence(|f| f.release_startup());
             }
-            drop(alive);
         });
     }
     if let Some(listener) = listener {
-        tokio::spawn(accept_loop(
+        handle.shared.spawn(
             node.clone(),
-            handle.shared.clone(),
-            listener,
-            handle.shared.shutdown.subscribe(),
-            alive.clone(),
-        ));
+            accept_loop(
+                node.clone(),
+                handle.shared.clone(),
+                listener,
+                handle.shared.shutdown.subscribe(),
+            ),
+        );
     }
-    drop(alive);
     for addr in peers {
         handle.add_peer(node, addr)?;
     }
@@ -166,6 +165,14 @@ fn check_addr(addr: &str) -> Result<(), SyncError> {
 }
 
 impl SyncShared {
+    /// Runs `task` as one of `node`'s tasks, tracked here too (see the module docs).
+    pub(super) fn spawn<F>(&self, node: Node, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        node.spawn(self.tasks.track_future(task));
+    }
+
     /// Waits until no session with `peer` is live (false: shutting down); the configured
     /// `addr` counts as tried for the startup fence once that session has exchanged, or
     /// once it is gone.
@@ -223,21 +230,18 @@ impl SyncHandle {
     /// Adds a peer to dial (and redial). Returns false if it was already configured.
     pub fn add_peer(&self, node: &Node, addr: String) -> Result<bool, SyncError> {
         check_addr(&addr)?;
-        let alive = lock(&self.shared.alive)
-            .clone()
-            .ok_or(SyncError::ShutDown)?;
+        if self.shared.tasks.is_closed() {
+            return Err(SyncError::ShutDown);
+        }
         if !self.shared.registry.ensure(&addr, Direction::Outbound) {
             return Ok(false);
         }
         let wake = Arc::new(Notify::new());
         lock(&self.shared.wake).insert(addr.clone(), wake.clone());
-        tokio::spawn(dial_loop(
+        self.shared.spawn(
             node.clone(),
-            self.shared.clone(),
-            addr,
-            wake,
-            alive,
-        ));
+            dial_loop(node.clone(), self.shared.clone(), addr, wake),
+        );
         Ok(true)
     }
 
@@ -296,23 +300,13 @@ impl SyncHandle {
     /// Stops listening and dialing, ends every session with `Bye(Shutdown)`, and returns once
     /// every sync task has finished.
     pub async fn shutdown(&self) {
+        self.shared.tasks.close();
         let _ = self.shared.shutdown.send(true);
-        lock(&self.shared.alive).take();
-        let done = self.shared.done.lock().await.take();
-        if let Some(mut done) = done {
-            // Returns None once every task dropped its `alive` sender.
-            let _ = done.recv().await;
-        }
+        self.shared.tasks.wait().await;
     }
 }
 
-async fn dial_loop(
-    node: Node,
-    shared: Arc<SyncShared>,
-    addr: String,
-    wake: Arc<Notify>,
-    alive: mpsc::Sender<()>,
-) {
+async fn dial_loop(node: Node, shared: Arc<SyncShared>, addr: String, wake: Arc<Notify>) {
     let mut shutdown = shared.shutdown.subscribe();
     let mut failures: u32 = 0;
     loop {
@@ -398,5 +392,4 @@ async fn dial_loop(
             _ = shutdown.changed() => break,
         }
     }
-    drop(alive);
 }

@@ -187,7 +187,8 @@ async fn run_admitted(
     );
     // Subscribe before the `Have` snapshot, so no commit falls between the two.
     let events = ctx.node.subscribe();
-    let inbound = tokio::spawn(
+    // One of the node's tasks; the session aborts and awaits it below.
+    let inbound = ctx.node.spawn(
         Inbound {
             node: ctx.node.clone(),
             reader,

@@ -65,7 +65,9 @@ impl Drop for Slot {
 pub(super) fn spawn(plan: Plan) -> TailStream {
     let (frames_tx, frames) = mpsc::channel(QUEUED_FRAMES);
     let (end_tx, end) = oneshot::channel();
-    tokio::spawn(async move {
+    // One of the node's tasks, so the node's shutdown knows it (it ends on `ending`).
+    let node = plan.node.clone();
+    node.spawn(async move {
         let format = plan.format;
         let mut driver = Driver {
             last_sent: Instant::now(),

@@ -47,12 +47,7 @@ pub async fn start_with(node: Node, peers: &[SocketAddr], config: SyncConfig) ->
 impl TestNode {
     /// Ends every session and closes the store (releasing the directory lock).
     pub async fn stop(self) {
-        self.sync.shutdown().await;
-        let node = self.node;
-        drop(self.sync);
-        tokio::task::spawn_blocking(move || node.close().unwrap())
-            .await
-            .unwrap();
+        self.node.shutdown().await.unwrap();
     }
 
     pub fn digest(&self) -> String {

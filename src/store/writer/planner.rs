@@ -1,0 +1,558 @@
+//! The planning half of the writer: takes requests in order, assigns positions, checks
+//! placements, deduplicates idempotency keys, signs, and hands each sealed batch to the
+//! syncer ([`super::syncer`]). Each planned request keeps its reply channel beside what it
+//! writes (see "Answers are owned values" in [`super`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, PoisonError, RwLock};
+
+use rayon::prelude::*;
+
+use super::{answer, now_ms, Checked, ForeignResult, OwnAppend, OwnResult, Reply, Request};
+use crate::entry::{Entry, Seq, UnsignedEntry};
+use crate::fork::ForkProof;
+use crate::hash::Hash;
+use crate::idempotency::IdempotencyKey;
+use crate::identity::{Author, Identity, Signature};
+use crate::store::format;
+use crate::store::index::Index;
+use crate::store::keys;
+use crate::store::{AppendError, Outcome};
+use crate::validate::{self, FeedHead, Placement};
+
+/// Below this many signatures a second core costs more in hand-off than it saves.
+const MIN_SIGN_CHUNK: usize = 8;
+
+/// One record to write: the entry, its hash, its idempotency key if any, and — once the
+/// syncer has laid out the write — where the record starts in the log.
+pub(super) struct Record {
+    pub entry: Entry,
+    pub hash: Hash,
+    pub key: Option<IdempotencyKey>,
+    pub offset: u64,
+}
+
+impl Record {
+    fn new(entry: Entry, hash: Hash, key: Option<IdempotencyKey>) -> Record {
+        Record {
+            entry,
+            hash,
+            key,
+            offset: 0,
+        }
+    }
+}
+
+/// One offered foreign entry, placed: a record to write, or an outcome decided without
+/// writing anything.
+pub(super) enum Placed {
+    Write(Record),
+    Decided(Outcome),
+}
+
+/// One request as the planner leaves it: what it writes, with the channel its answer goes
+/// to. The syncer answers it from this value alone.
+pub(super) enum Planned {
+    Own {
+        record: Record,
+        reply: Reply<OwnResult>,
+    },
+    /// A keyed own request whose key's append is in flight: answered with that entry once
+    /// it is durable.
+    Replay {
+        author: Author,
+        head: FeedHead,
+        reply: Reply<OwnResult>,
+    },
+    /// `failed`: reading a held entry failed part way; the entries placed before it are
+    /// still written (the view counts them), and the request is answered with the error.
+    Foreign {
+        placed: Vec<Placed>,
+        failed: Option<AppendError>,
+        reply: Reply<ForeignResult>,
+    },
+    Note {
+        author: Author,
+        reply: Reply<Result<(), AppendError>>,
+    },
+    /// `new` is decided by the syncer (see "Fork proofs" in [`super`]).
+    Proof {
+        proof: Box<ForkProof>,
+        new: bool,
+        reply: Reply<Result<bool, AppendError>>,
+    },
+}
+
+impl Planned {
+    /// The records this request writes, in write order.
+    pub(super) fn records(&self) -> impl Iterator<Item = &Record> {
+        let (own, foreign): (Option<&Record>, &[Placed]) = match self {
+            Planned::Own { record, .. } => (Some(record), &[]),
+            Planned::Foreign { placed, .. } => (None, placed),
+            _ => (None, &[]),
+        };
+        own.into_iter()
+            .chain(foreign.iter().filter_map(|p| match p {
+                Placed::Write(record) => Some(record),
+                Placed::Decided(_) => None,
+            }))
+    }
+
+    /// As [`Planned::records`], to record their offsets.
+    pub(super) fn records_mut(&mut self) -> impl Iterator<Item = &mut Record> {
+        let (own, foreign): (Option<&mut Record>, &mut [Placed]) = match self {
+            Planned::Own { record, .. } => (Some(record), &mut []),
+            Planned::Foreign { placed, .. } => (None, placed),
+            _ => (None, &mut []),
+        };
+        own.into_iter()
+            .chain(foreign.iter_mut().filter_map(|p| match p {
+                Placed::Write(record) => Some(record),
+                Placed::Decided(_) => None,
+            }))
+    }
+}
+
+/// A planned, signed batch on its way to the syncer.
+pub(super) struct Sealed {
+    pub requests: Vec<Planned>,
+    /// The failure epoch it was planned in (see the module docs).
+    pub epoch: u64,
+}
+
+/// A request being planned: an own entry still to be signed, or already planned.
+enum Draft {
+    Own {
+        unsigned: UnsignedEntry,
+        hash: Hash,
+        key: Option<IdempotencyKey>,
+        reply: Reply<OwnResult>,
+        /// Filled in by the signing pass.
+        signature: Option<Signature>,
+    },
+    Ready(Planned),
+}
+
+/// A feed's state while batches are planned: the index (up to `base_len`) plus the hashes
+/// of entries planned after it, in this batch or in batches not yet durable.
+struct PendingFeed {
+    base_len: Seq,
+    head: Option<FeedHead>,
+    last_timestamp: u64,
+    planned: VecDeque<Hash>,
+}
+
+/// The planner's verdict on a keyed own request.
+enum KeyCheck {
+    /// The key is new: plan the append.
+    Fresh(Reply<OwnResult>),
+    /// The key's append is in flight (planned at `FeedHead`): answer with it once durable.
+    InFlight(FeedHead, Reply<OwnResult>),
+    /// Answered already.
+    Answered,
+}
+
+pub(super) struct Planner {
+    file: Arc<File>,
+    index: Arc<RwLock<Index>>,
+    identity: Option<Identity>,
+    feeds: HashMap<Author, PendingFeed>,
+    /// Keys of own appends planned but not yet durable -> their seq and hash.
+    keys_in_flight: HashMap<IdempotencyKey, FeedHead>,
+    /// Failures so far (bumped by the syncer), and the value the view was planned under.
+    epoch: Arc<AtomicU64>,
+    epoch_seen: u64,
+}
+
+impl Planner {
+    pub(super) fn new(
+        file: Arc<File>,
+        index: Arc<RwLock<Index>>,
+        identity: Option<Identity>,
+        epoch: Arc<AtomicU64>,
+    ) -> Planner {
+        Planner {
+            file,
+            index,
+            identity,
+            feeds: HashMap::new(),
+            keys_in_flight: HashMap::new(),
+            epoch,
+            epoch_seen: 0,
+        }
+    }
+
+    /// Takes requests until a shutdown arrives (or every sender is gone), handing each
+    /// planned, signed batch to the syncer. Returning drops `requests` (requests still
+    /// queued are dropped unanswered: [`AppendError::Closed`] to their senders) and
+    /// `to_syncer` (the syncer finishes what it holds, then stops).
+    pub(super) fn plan(
+        mut self,
+        requests: mpsc::Receiver<Request>,
+        to_syncer: mpsc::Sender<Sealed>,
+        max_batch_entries: usize,
+    ) {
+        while let Ok(first) = requests.recv() {
+            if matches!(first, Request::Shutdown) {
+                break;
+            }
+            let mut weight = first.weight();
+            let mut batch = vec![first];
+            let mut shutdown = false;
+            while weight < max_batch_entries {
+                match requests.try_recv() {
+                    Ok(Request::Shutdown) => {
+                        shutdown = true;
+                        break;
+                    }
+                    Ok(request) => {
+                        weight += request.weight();
+                        batch.push(request);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let sealed = self.commit(batch);
+            if let Err(mpsc::SendError(sealed)) = to_syncer.send(sealed) {
+                // The syncer is gone (it panicked): nothing can become durable any more.
+                let e = Arc::new(io::Error::other("the store's sync thread stopped"));
+                for request in sealed.requests {
+                    super::syncer::fail(request, AppendError::Io(e.clone()), None);
+                }
+                break;
+            }
+            if shutdown {
+                break;
+            }
+        }
+    }
+
+    fn pending<'a>(
+        &self,
+        feeds: &'a mut HashMap<Author, PendingFeed>,
+        author: Author,
+    ) -> &'a mut PendingFeed {
+        feeds.entry(author).or_insert_with(|| {
+            let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+            let feed = index.feeds.get(&author);
+            PendingFeed {
+                base_len: feed.map_or(0, |f| f.length()),
+                head: feed.and_then(|f| f.head()),
+                last_timestamp: feed.map_or(0, |f| f.last_timestamp),
+                planned: VecDeque::new(),
+            }
+        })
+    }
+
+    /// The hash held at `seq` of a feed, from this batch or from disk.
+    fn held_hash(&self, feed: &PendingFeed, author: &Author, seq: Seq) -> io::Result<Hash> {
+        if seq > feed.base_len {
+            let i = usize::try_from(seq - feed.base_len - 1).unwrap_or(usize::MAX);
+            if let Some(hash) = feed.planned.get(i) {
+                return Ok(*hash);
+            }
+        }
+        let (offset, end) = {
+            let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+            let offset = index.feeds.get(author).and_then(|f| f.offset_of(seq));
+            (offset, index.end)
+        };
+        let offset = offset.ok_or_else(|| io::Error::other("held entry missing from the index"))?;
+        match format::read_record_at(&self.file, offset, end) {
+            Ok(record) => Ok(record.hash),
+            Err(format::ReadFault::Io(e)) => Err(e),
+            Err(format::ReadFault::Bad(reason)) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("record at offset {offset}: {reason}"),
+            )),
+        }
+    }
+
+    /// Plans and signs one batch; the syncer makes it durable and answers.
+    fn commit(&mut self, batch: Vec<Request>) -> Sealed {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        if epoch != self.epoch_seen {
+            // A write failed: what was in flight will never be durable, so plan from the
+            // index alone (every batch of the old epoch is failed by the syncer).
+            self.feeds.clear();
+            self.keys_in_flight.clear();
+            self.epoch_seen = epoch;
+        }
+        self.refresh_feeds();
+        let mut feeds = std::mem::take(&mut self.feeds);
+        let mut drafts = Vec::with_capacity(batch.len());
+        for request in batch {
+            match request {
+                Request::Shutdown => {}
+                Request::Own {
+                    value,
+                    data,
+                    key,
+                    reply,
+                } => {
+                    let Some(identity) = &self.identity else {
+                        answer(reply, Err(AppendError::NoIdentity));
+                        continue;
+                    };
+                    let author = identity.author();
+                    let reply = match &key {
+                        Some(key) => match self.check_key(key, author, reply) {
+                            KeyCheck::Fresh(reply) => reply,
+                            KeyCheck::InFlight(head, reply) => {
+                                drafts.push(Draft::Ready(Planned::Replay {
+                                    author,
+                                    head,
+                                    reply,
+                                }));
+                                continue;
+                            }
+                            KeyCheck::Answered => continue,
+                        },
+                        None => reply,
+                    };
+                    let feed = self.pending(&mut feeds, author);
+                    let seq = feed.head.map_or(1, |h| h.seq + 1);
+                    let unsigned = UnsignedEntry {
+                        author,
+                        seq,
+                        timestamp: now_ms().max(feed.last_timestamp),
+                        prev: feed.head.map(|h| h.hash),
+                        value,
+                        data,
+                    };
+                    let hash = unsigned.hash();
+                    feed.head = Some(FeedHead { seq, hash });
+                    feed.last_timestamp = unsigned.timestamp;
+                    feed.planned.push_back(hash);
+                    if let Some(key) = &key {
+                        self.keys_in_flight
+                            .insert(key.clone(), FeedHead { seq, hash });
+                    }
+                    drafts.push(Draft::Own {
+                        unsigned,
+                        hash,
+                        key,
+                        reply,
+                        signature: None,
+                    });
+                }
+                Request::Foreign { entries, reply } => {
+                    let (placed, failed) = self.plan_foreign(entries, &mut feeds);
+                    drafts.push(Draft::Ready(Planned::Foreign {
+                        placed,
+                        failed,
+                        reply,
+                    }));
+                }
+                Request::ForkNote { author, reply } => {
+                    drafts.push(Draft::Ready(Planned::Note { author, reply }));
+                }
+                Request::ForkProof { proof, reply } => {
+                    drafts.push(Draft::Ready(Planned::Proof {
+                        proof: proof.0,
+                        new: false,
+                        reply,
+                    }));
+                }
+            }
+        }
+        self.feeds = feeds;
+        self.sign(&mut drafts);
+        let mut requests = Vec::with_capacity(drafts.len());
+        let mut unsigned = false;
+        for draft in drafts {
+            match draft {
+                Draft::Ready(planned) => requests.push(planned),
+                Draft::Own {
+                    unsigned: entry,
+                    hash,
+                    key,
+                    reply,
+                    signature: Some(signature),
+                } => requests.push(Planned::Own {
+                    record: Record::new(entry.with_signature(signature), hash, key),
+                    reply,
+                }),
+                Draft::Own {
+                    reply,
+                    signature: None,
+                    ..
+                } => {
+                    unsigned = true;
+                    answer(
+                        reply,
+                        Err(AppendError::Io(Arc::new(io::Error::other(
+                            "an own entry was left unsigned",
+                        )))),
+                    );
+                }
+            }
+        }
+        if unsigned {
+            // Cannot happen (`sign` gives every own draft a signature); if it did, the view
+            // counts an entry that will never be written, so start a new epoch: this batch
+            // and every one in flight fail, and planning starts again from the index.
+            tracing::error!("an own entry was left unsigned; failing the batches in flight");
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+        }
+        Sealed { requests, epoch }
+    }
+
+    /// Signs every own draft. One chunk per core, each signed as a batch (which shares the
+    /// costly field inversion, see `Identity::sign_hashes`). The planner thread is a worker
+    /// of its own pool, so it signs one chunk itself instead of waiting for a woken thread.
+    fn sign(&self, drafts: &mut [Draft]) {
+        // Own drafts exist only with an identity (checked when they were planned).
+        let Some(identity) = &self.identity else {
+            return;
+        };
+        let chunk = drafts
+            .len()
+            .div_ceil(rayon::current_num_threads().max(1))
+            .max(MIN_SIGN_CHUNK);
+        drafts.par_chunks_mut(chunk).for_each(|part| {
+            let hashes: Vec<Hash> = part
+                .iter()
+                .filter_map(|d| match d {
+                    Draft::Own { hash, .. } => Some(*hash),
+                    Draft::Ready(_) => None,
+                })
+                .collect();
+            if hashes.is_empty() {
+                return;
+            }
+            // One signature per hash, in order (`sign_hashes`'s contract).
+            let mut signatures = identity.sign_hashes(&hashes).into_iter();
+            for draft in part.iter_mut() {
+                if let Draft::Own { signature, .. } = draft {
+                    *signature = signatures.next();
+                }
+            }
+        });
+    }
+
+    /// Deduplicates a keyed own request (see the module docs): `Fresh` if it is to be
+    /// appended, `InFlight` if it waits for the append under its key, else answered here.
+    fn check_key(&self, key: &IdempotencyKey, author: Author, reply: Reply<OwnResult>) -> KeyCheck {
+        if let Some(&head) = self.keys_in_flight.get(key) {
+            return KeyCheck::InFlight(head, reply);
+        }
+        match keys::find(&self.file, &self.index, key) {
+            // A record of another feed holds the key only if this data directory once ran
+            // under another identity: not an append of this feed, so not a replay.
+            Ok(Some(record)) if record.entry.author == author => {
+                answer(
+                    reply,
+                    Ok(OwnAppend::Replayed {
+                        seq: record.entry.seq,
+                        hash: record.hash,
+                    }),
+                );
+                KeyCheck::Answered
+            }
+            Ok(_) => KeyCheck::Fresh(reply),
+            Err(e) => {
+                let reason = match e.fault {
+                    format::ReadFault::Io(e) => e,
+                    format::ReadFault::Bad(reason) => io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("record at offset {}: {reason}", e.offset),
+                    ),
+                };
+                answer(reply, Err(AppendError::Io(Arc::new(reason))));
+                KeyCheck::Answered
+            }
+        }
+    }
+
+    /// Drops what has become durable from the planner's view of each feed, and forgets a
+    /// feed with nothing left in flight: the index is then the whole truth about it, and the
+    /// view is rebuilt from it on demand.
+    fn refresh_feeds(&mut self) {
+        if self.feeds.is_empty() && self.keys_in_flight.is_empty() {
+            return;
+        }
+        let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+        if !self.keys_in_flight.is_empty() {
+            // Durable keys are in the index's key table (inserted with their records).
+            let own = self.identity.as_ref().map(Identity::author);
+            let durable = own
+                .and_then(|author| index.feeds.get(&author))
+                .map_or(0, |f| f.length());
+            self.keys_in_flight.retain(|_, head| head.seq > durable);
+        }
+        self.feeds.retain(|author, feed| {
+            let durable = index.feeds.get(author).map_or(0, |f| f.length());
+            while feed.base_len < durable && !feed.planned.is_empty() {
+                feed.planned.pop_front();
+                feed.base_len += 1;
+            }
+            !feed.planned.is_empty()
+        });
+    }
+
+    /// Places each entry against the feed heads; stops at the first held entry that cannot
+    /// be read back, returning the error beside what was placed before it.
+    fn plan_foreign(
+        &self,
+        entries: Vec<Checked>,
+        feeds: &mut HashMap<Author, PendingFeed>,
+    ) -> (Vec<Placed>, Option<AppendError>) {
+        let mut placed = Vec::with_capacity(entries.len());
+        for checked in entries {
+            if let Err(e) = checked.verdict {
+                placed.push(Placed::Decided(Outcome::Rejected(e)));
+                continue;
+            }
+            let entry = checked.entry;
+            let hash = checked.hash;
+            let feed = self.pending(feeds, entry.author);
+            let length = feed.head.map_or(0, |h| h.seq);
+            let held = if entry.seq >= 1 && entry.seq <= length {
+                match self.held_hash(feed, &entry.author, entry.seq) {
+                    Ok(hash) => Some(hash),
+                    Err(e) => return (placed, Some(AppendError::Io(Arc::new(e)))),
+                }
+            } else {
+                None
+            };
+            let feed = self.pending(feeds, entry.author);
+            let decided = match validate::place(entry.seq, &hash, length, held) {
+                Placement::Duplicate => Outcome::Duplicate(hash),
+                Placement::Fork { held } => Outcome::Fork {
+                    seq: entry.seq,
+                    held,
+                    offered: hash,
+                },
+                Placement::Gap { next } => Outcome::Gap { next },
+                // Unreachable here: `held` was read above for every held position.
+                Placement::Held => {
+                    let missing = io::Error::other(format!(
+                        "the index holds entry {} of {} without its hash",
+                        entry.seq, entry.author
+                    ));
+                    return (placed, Some(AppendError::Io(Arc::new(missing))));
+                }
+                Placement::Next => {
+                    if let Err(e) = validate::check_link(&entry, feed.head.as_ref()) {
+                        placed.push(Placed::Decided(Outcome::Rejected(e)));
+                        continue;
+                    }
+                    feed.head = Some(FeedHead {
+                        seq: entry.seq,
+                        hash,
+                    });
+                    feed.last_timestamp = entry.timestamp;
+                    feed.planned.push_back(hash);
+                    placed.push(Placed::Write(Record::new(entry, hash, None)));
+                    continue;
+                }
+            };
+            placed.push(Placed::Decided(decided));
+        }
+        (placed, None)
+    }
+}

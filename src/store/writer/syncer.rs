@@ -1,0 +1,480 @@
+//! The durable half of the writer: writes and syncs the log (and the forks file), recovers
+//! after a failure, publishes to the index and the forked set, tells the observer, and
+//! answers every planned request from its own value (see [`super`]).
+
+use std::collections::BTreeSet;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, PoisonError, RwLock};
+
+use super::planner::{Placed, Planned, Sealed};
+use super::{answer, io_error, now_ms, Durable, OwnAppend};
+use crate::entry::Entry;
+use crate::forks::{ForkLogError, Forked};
+use crate::hash::Hash;
+use crate::identity::Author;
+use crate::store::format;
+use crate::store::index::Index;
+use crate::store::{AppendError, Outcome};
+
+/// How the forks file's append for one write went: nothing to append or appended (`Ok`),
+/// or the error every new proof of the write is answered with.
+type ForksWritten = Result<(), Arc<ForkLogError>>;
+
+pub(super) struct Syncer {
+    parts: Durable,
+    /// Failures so far: bumped here, read by the planner (see the module docs).
+    epoch: Arc<AtomicU64>,
+    /// The error of the latest failure: what batches of earlier epochs are failed with.
+    last_error: Option<Arc<io::Error>>,
+    /// A failure left bytes past `end` that must be cut before the next write.
+    needs_recovery: bool,
+    /// Offset of the last durable record, re-read by a recovery.
+    last_record: Option<u64>,
+    /// Records were written since the last commit marker: write one when idle.
+    marker_due: bool,
+}
+
+impl Syncer {
+    pub(super) fn new(parts: Durable, epoch: Arc<AtomicU64>) -> Syncer {
+        Syncer {
+            parts,
+            epoch,
+            last_error: None,
+            needs_recovery: false,
+            last_record: None,
+            marker_due: false,
+        }
+    }
+
+    /// Runs until the planner drops its sender, then covers the last write with a commit
+    /// marker and returns (closing both files).
+    pub(super) fn run(mut self, sealed: mpsc::Receiver<Sealed>) {
+        loop {
+            let idle_delay = self.parts.idle_marker_delay.filter(|_| self.marker_due);
+            let first = if let Some(delay) = idle_delay {
+                match sealed.recv_timeout(delay) {
+                    Ok(first) => first,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        self.write_idle_marker();
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        self.write_idle_marker();
+                        break;
+                    }
+                }
+            } else {
+                match sealed.recv() {
+                    Ok(first) => first,
+                    Err(_) => {
+                        // Closing: cover the last write with a marker either way.
+                        self.write_idle_marker();
+                        break;
+                    }
+                }
+            };
+            let mut batches = vec![first];
+            while let Ok(more) = sealed.try_recv() {
+                batches.push(more);
+            }
+            tracing::trace!(
+                batches = batches.len(),
+                requests = batches.iter().map(|b| b.requests.len()).sum::<usize>(),
+                "group commit"
+            );
+            self.finish(batches);
+        }
+    }
+
+    /// Makes the batches durable with one write and one sync (and one of each for the forks
+    /// file when they hold new proofs), publishes them, notifies the observer and answers
+    /// everyone, batch by batch in planning order. Batches planned before the latest failure
+    /// are failed unwritten (see the module docs).
+    fn finish(&mut self, batches: Vec<Sealed>) {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let (mut fresh, stale): (Vec<Sealed>, Vec<Sealed>) =
+            batches.into_iter().partition(|b| b.epoch == epoch);
+        for batch in stale {
+            let err = io_error(&self.failure_error());
+            for request in batch.requests {
+                fail(request, err.clone(), Some(&self.parts.index));
+            }
+        }
+        match self.make_durable(&mut fresh) {
+            Err(err) => {
+                for request in fresh.into_iter().flat_map(|b| b.requests) {
+                    fail(request, io_error(&err), Some(&self.parts.index));
+                }
+            }
+            Ok(forks_written) => {
+                for batch in fresh {
+                    self.tell_observer(&batch);
+                    for request in batch.requests {
+                        answer_durable(request, &forks_written);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tells the observer about a durable batch's records, in write order.
+    fn tell_observer(&self, batch: &Sealed) {
+        let Some(observer) = &self.parts.observer else {
+            return;
+        };
+        let (entries, offsets): (Vec<(Entry, Hash)>, Vec<u64>) = batch
+            .requests
+            .iter()
+            .flat_map(Planned::records)
+            .map(|r| ((r.entry.clone(), r.hash), r.offset))
+            .unzip();
+        if !entries.is_empty() {
+            observer.committed(entries, offsets);
+        }
+    }
+
+    /// Decides which proofs are new (see "Fork proofs" in [`super`]) and returns the fork
+    /// notes this write carries: those asked for, and one per new proof whose author the
+    /// log does not note yet.
+    fn decide_forks(&self, batches: &mut [Sealed]) -> Vec<Author> {
+        let forked = self
+            .parts
+            .forked
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut proven = BTreeSet::new();
+        let mut notes = Vec::new();
+        for request in batches.iter_mut().flat_map(|b| b.requests.iter_mut()) {
+            match request {
+                Planned::Note { author, .. } => notes.push(*author),
+                Planned::Proof { proof, new, .. } => {
+                    let author = proof.author();
+                    *new = !forked.proofs().contains(&author) && proven.insert(author);
+                    if *new && !forked.is_noted(&author) && !notes.contains(&author) {
+                        notes.push(author);
+                    }
+                }
+                _ => {}
+            }
+        }
+        notes
+    }
+
+    /// Recovers if a failure asked for it, then writes and syncs the batches' records and
+    /// notes, then their new proofs. A failure of the log starts a new epoch and degrades
+    /// the store; a failure of the forks file fails only the new proofs.
+    fn make_durable(&mut self, batches: &mut [Sealed]) -> Result<ForksWritten, Arc<io::Error>> {
+        let notes = self.decide_forks(batches);
+        let records = batches
+            .iter()
+            .flat_map(|b| &b.requests)
+            .flat_map(Planned::records)
+            .count();
+        if records + notes.len() > 0 {
+            if self.needs_recovery {
+                if let Err(e) = self.recover() {
+                    return Err(self.record_failure("recover the log's tail", e));
+                }
+            }
+            if let Err(e) = self.write(batches, &notes) {
+                let err = self.record_failure("write the log", e);
+                // Cut the unacknowledged bytes now rather than at the next write, so the
+                // file holds only durable records while nobody writes.
+                if let Err(e) = self.recover() {
+                    self.record_failure("recover the log's tail", e);
+                }
+                return Err(err);
+            }
+            if let Some(spell) = self.parts.health.succeed() {
+                tracing::info!(
+                    after_ms = now_ms().saturating_sub(spell.since_ms),
+                    failure = %spell.reason,
+                    "store writes resumed"
+                );
+            }
+            if !notes.is_empty() {
+                let mut forked = self.forked_mut();
+                for author in notes {
+                    forked.note(author);
+                }
+            }
+        }
+        Ok(self.append_proofs(batches))
+    }
+
+    /// Appends the new proofs to the forks file (one write, one sync, no lock held), then
+    /// publishes them in the forked set.
+    fn append_proofs(&mut self, batches: &[Sealed]) -> ForksWritten {
+        let proofs: Vec<&crate::fork::ForkProof> = batches
+            .iter()
+            .flat_map(|b| &b.requests)
+            .filter_map(|r| match r {
+                Planned::Proof {
+                    proof, new: true, ..
+                } => Some(&**proof),
+                _ => None,
+            })
+            .collect();
+        if proofs.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.parts.forks.append(&*self.parts.forks_io, &proofs) {
+            tracing::error!(error = %e, "fork proofs not recorded; their authors stay forked by their notes");
+            return Err(Arc::new(e));
+        }
+        let mut forked = self.forked_mut();
+        for proof in proofs {
+            // Checked before it was sent ([`super::CheckedProof`]), so this inserts.
+            if let Err(e) = forked.insert_proof(proof.clone()) {
+                tracing::error!(error = %e, "a recorded fork proof does not check");
+            }
+        }
+        Ok(())
+    }
+
+    fn forked_mut(&self) -> std::sync::RwLockWriteGuard<'_, Forked> {
+        // Changed in single inserts, so a panic elsewhere cannot have left it torn.
+        self.parts
+            .forked
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts a new failure epoch and degrades the store; returns the error to answer with.
+    fn record_failure(&mut self, what: &str, e: io::Error) -> Arc<io::Error> {
+        let reason = format!("{what}: {e}");
+        tracing::error!(
+            error = %reason,
+            durable_end = self.parts.end,
+            "store write failed; appends fail until the log is recovered and a write succeeds"
+        );
+        self.parts.health.fail(reason, now_ms());
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.needs_recovery = true;
+        let err = Arc::new(e);
+        self.last_error = Some(err.clone());
+        err
+    }
+
+    /// The error batches of a past epoch are failed with.
+    fn failure_error(&self) -> Arc<io::Error> {
+        self.last_error
+            .clone()
+            .unwrap_or_else(|| Arc::new(io::Error::other("an earlier write of the log failed")))
+    }
+
+    /// Cuts the file back to the durable end, syncs the cut, and checks what is left: the
+    /// file's length, and the last durable record re-read from the file.
+    fn recover(&mut self) -> io::Result<()> {
+        let (io, file, end) = (&self.parts.io, &self.parts.file, self.parts.end);
+        io.set_len(file, end)?;
+        io.sync_data(file)?;
+        let len = io.len(file)?;
+        if len != end {
+            return Err(io::Error::other(format!(
+                "the log is {len} bytes after being cut back to its durable end {end}"
+            )));
+        }
+        if let Some(offset) = self.last_record {
+            format::read_record_at(file, offset, end).map_err(|fault| match fault {
+                format::ReadFault::Io(e) => e,
+                format::ReadFault::Bad(reason) => io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the last durable record, at offset {offset}, reads back bad: {reason}"
+                    ),
+                ),
+            })?;
+        }
+        self.needs_recovery = false;
+        tracing::info!(durable_end = end, "cut the log back to its durable end");
+        Ok(())
+    }
+
+    /// Writes and syncs the records, each learning its offset, and the fork notes after
+    /// them; then publishes the records in the index.
+    fn write(&mut self, batches: &mut [Sealed], notes: &[Author]) -> io::Result<()> {
+        if self.parts.version < format::STORE_FORMAT_V3 {
+            self.upgrade_header()?;
+        }
+        let end = self.parts.end;
+        let mut buf =
+            Vec::with_capacity(16 + 200 * batches.iter().map(|b| b.requests.len()).sum::<usize>());
+        // Every write starts with a commit marker: all before it is durable (see the
+        // recovery rule in `format`).
+        format::encode_marker(end, &mut buf);
+        let mut last_record = None;
+        for record in batches
+            .iter_mut()
+            .flat_map(|b| b.requests.iter_mut())
+            .flat_map(Planned::records_mut)
+        {
+            record.offset = end + buf.len() as u64;
+            last_record = Some(record.offset);
+            format::encode_keyed_record(&record.entry, record.key.as_ref(), &mut buf);
+        }
+        for author in notes {
+            format::encode_fork_note(end + buf.len() as u64, author, &mut buf);
+        }
+        self.parts
+            .io
+            .write_all_at(&self.parts.file, &buf, end)
+            .and_then(|()| self.parts.io.sync_data(&self.parts.file))?;
+        self.parts.end += buf.len() as u64;
+        self.last_record = last_record.or(self.last_record);
+        self.marker_due = true;
+        let mut index = self
+            .parts
+            .index
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        for record in batches
+            .iter()
+            .flat_map(|b| &b.requests)
+            .flat_map(Planned::records)
+        {
+            index.insert(&record.entry, &record.hash, record.offset);
+            if let Some(key) = &record.key {
+                index.keys.insert(key, record.offset);
+            }
+        }
+        index.end = self.parts.end;
+        Ok(())
+    }
+
+    /// Rewrites the header's version to 3 and syncs it, before the first record this code
+    /// writes into a file of an older version (see the header rule in [`super::format`]).
+    fn upgrade_header(&mut self) -> io::Result<()> {
+        self.parts
+            .io
+            .write_all_at(
+                &self.parts.file,
+                &format::STORE_FORMAT_V3.to_le_bytes(),
+                format::VERSION_OFFSET,
+            )
+            .and_then(|()| self.parts.io.sync_data(&self.parts.file))?;
+        tracing::info!(
+            from = self.parts.version,
+            to = format::STORE_FORMAT_V3,
+            "upgraded the log's header version before writing to it"
+        );
+        self.parts.version = format::STORE_FORMAT_V3;
+        Ok(())
+    }
+
+    /// Writes and syncs a commit marker at the end, so the records of the last write are
+    /// covered by one (see the recovery rule in [`super::format`]). Skipped while a failure
+    /// waits for its recovery: the next append recovers first.
+    fn write_idle_marker(&mut self) {
+        if !self.marker_due || self.needs_recovery {
+            return;
+        }
+        let mut buf = Vec::with_capacity(16);
+        format::encode_marker(self.parts.end, &mut buf);
+        let result = self
+            .parts
+            .io
+            .write_all_at(&self.parts.file, &buf, self.parts.end)
+            .and_then(|()| self.parts.io.sync_data(&self.parts.file));
+        match result {
+            Ok(()) => {
+                self.parts.end += buf.len() as u64;
+                self.marker_due = false;
+                self.parts
+                    .index
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .end = self.parts.end;
+            }
+            Err(e) => {
+                self.record_failure("write a commit marker", e);
+                if let Err(e) = self.recover() {
+                    self.record_failure("recover the log's tail", e);
+                }
+            }
+        }
+    }
+}
+
+/// Answers a request whose write is durable, moving its entries into the answer.
+fn answer_durable(request: Planned, forks_written: &ForksWritten) {
+    match request {
+        Planned::Own { record, reply } => {
+            answer(reply, Ok(OwnAppend::Added(record.entry, record.hash)));
+        }
+        Planned::Replay { head, reply, .. } => answer(
+            reply,
+            Ok(OwnAppend::Replayed {
+                seq: head.seq,
+                hash: head.hash,
+            }),
+        ),
+        Planned::Foreign {
+            failed: Some(err),
+            reply,
+            ..
+        } => answer(reply, Err(err)),
+        Planned::Foreign {
+            placed,
+            failed: None,
+            reply,
+        } => answer(
+            reply,
+            Ok(placed
+                .into_iter()
+                .map(|p| match p {
+                    Placed::Write(record) => Outcome::Added(record.hash),
+                    Placed::Decided(outcome) => outcome,
+                })
+                .collect()),
+        ),
+        Planned::Note { reply, .. } => answer(reply, Ok(())),
+        Planned::Proof {
+            new: false, reply, ..
+        } => answer(reply, Ok(false)),
+        Planned::Proof {
+            new: true, reply, ..
+        } => answer(
+            reply,
+            forks_written
+                .clone()
+                .map(|()| true)
+                .map_err(AppendError::ForkLog),
+        ),
+    }
+}
+
+/// Answers a request whose write failed (or was never attempted) with `err`. A replay
+/// whose entry became durable in an earlier write is still answered with it: this request
+/// appended nothing, and the entry its key names exists (`index` tells; without it, the
+/// replay fails too).
+pub(super) fn fail(request: Planned, err: AppendError, index: Option<&RwLock<Index>>) {
+    match request {
+        Planned::Own { reply, .. } => answer(reply, Err(err)),
+        Planned::Replay {
+            author,
+            head,
+            reply,
+        } => {
+            let durable = index.map_or(0, |index| {
+                let index = index.read().unwrap_or_else(PoisonError::into_inner);
+                index.feeds.get(&author).map_or(0, |f| f.length())
+            });
+            if head.seq <= durable {
+                answer(
+                    reply,
+                    Ok(OwnAppend::Replayed {
+                        seq: head.seq,
+                        hash: head.hash,
+                    }),
+                );
+            } else {
+                answer(reply, Err(err));
+            }
+        }
+        Planned::Foreign { reply, .. } => answer(reply, Err(err)),
+        Planned::Note { reply, .. } => answer(reply, Err(err)),
+        Planned::Proof { reply, .. } => answer(reply, Err(err)),
+    }
+}
