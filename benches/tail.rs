@@ -28,7 +28,7 @@ use kappalog::server::ServeLimits;
 
 mod common;
 use common::load::serve_with;
-use common::{cpu_seconds, env_usize, report, rss_bytes};
+use common::{cpu_seconds, env_usize, report, rss_bytes, syscalls};
 
 const ADD_CONNECTIONS: usize = 64;
 const RUNS: usize = 3;
@@ -293,6 +293,8 @@ struct Run {
     delivered_share: f64,
     pushed_mb_s: f64,
     node_cpu_us: f64,
+    /// Write system calls of the node per append, its log's included.
+    node_writes: f64,
     clients_cpu_us: f64,
     node_rss_mb: f64,
     clients_rss_mb: f64,
@@ -352,6 +354,7 @@ fn run(subscribers: usize, secs: f64) -> Run {
     let out = std::io::BufReader::new(child.stdout.take().unwrap());
     let (mut node_cpu_before, mut node_cpu) = (0.0, 0.0);
     let (mut batches_before, mut batches_during) = (0, 0);
+    let (mut writes_before, mut node_writes) = (0, 0);
     let (mut appended, mut elapsed, mut delivered, mut bytes, mut ended) = (0, 1.0, 0, 0, 0);
     let (mut clients_cpu, mut clients_rss) = (0.0, 0);
     let mut samples: Vec<(u64, u64)> = Vec::new();
@@ -363,10 +366,12 @@ fn run(subscribers: usize, secs: f64) -> Run {
         match what {
             Some("start") => {
                 node_cpu_before = cpu_seconds();
+                writes_before = syscalls().1;
                 batches_before = batches.load(Ordering::Relaxed);
             }
             Some("stop") => {
                 node_cpu = cpu_seconds() - node_cpu_before;
+                node_writes = syscalls().1 - writes_before;
                 batches_during = batches.load(Ordering::Relaxed) - batches_before;
                 (appended, elapsed) = (num(a) as u64, num(b));
             }
@@ -403,6 +408,7 @@ fn run(subscribers: usize, secs: f64) -> Run {
         delivered_share: delivered as f64 / (appended as f64 * subscribers as f64).max(1.0),
         pushed_mb_s: bytes as f64 / elapsed / 1e6,
         node_cpu_us: per_append(node_cpu),
+        node_writes: node_writes as f64 / appended.max(1) as f64,
         clients_cpu_us: per_append(clients_cpu),
         node_rss_mb: peak_rss.load(Ordering::Relaxed) as f64 / (1 << 20) as f64,
         clients_rss_mb: clients_rss as f64 / (1 << 20) as f64,
@@ -459,6 +465,11 @@ fn main() {
         "node CPU per append (all its threads)",
         "us",
         pick(|r| r.node_cpu_us),
+    );
+    report(
+        "node write system calls per append (socket writes, the log's)",
+        "",
+        pick(|r| r.node_writes),
     );
     report(
         "clients' CPU per append (subscribers and appenders)",
