@@ -32,7 +32,10 @@
 //!   at most [`QUEUED_FRAMES`] frames of at most about [`FRAME_BYTES`] ahead of the socket.
 //! - A live stream holds only its place in the node's event channel (shared by every
 //!   subscriber, [`crate::node::EVENT_CHANNEL_CAPACITY`] batches) and [`QUEUED_FRAMES`]
-//!   frames. A client that falls further behind than the channel holds, or takes nothing
+//!   frames. It sends what it takes at a wake-up as one frame, and waits a little after each
+//!   write, so that all streams together wake at most [`TAIL_WAKES_PER_SEC`] times a
+//!   second however fast the node commits (`tail/live.rs`): a thousand subscribers cost the
+//!   appends the bytes they take, not a wake-up and a socket write each per commit. A client that falls further behind than the channel holds, or takes nothing
 //!   for [`TailConfig::send_deadline`], is sent `end` with the reason and cut off; it
 //!   resumes from its cursor. Nothing is ever buffered for a slow client beyond that.
 //! - At most [`TailConfig::max_streams`] streams at once (503 beyond).
@@ -44,6 +47,7 @@
 pub mod client;
 pub mod cursor;
 pub mod frame;
+mod live;
 mod stream;
 
 use std::str::FromStr;
@@ -54,6 +58,7 @@ use tokio::sync::Semaphore;
 
 pub use cursor::{Cursor, CursorError};
 pub use frame::{Format, RenderCache, Rendered};
+pub use live::TAIL_WAKES_PER_SEC;
 pub use stream::TailStream;
 
 use crate::identity::Author;
@@ -228,7 +233,7 @@ impl Tails {
             format,
             config: self.config.clone(),
             replays: self.replays.clone(),
-            _slot: stream::Slot::new(permit, node.metrics().tail_streams.clone()),
+            slot: stream::Slot::new(permit, node.metrics().tail_streams.clone()),
         }))
     }
 }

@@ -8,18 +8,21 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::ops::ControlFlow;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use futures_util::Stream;
-use tokio::sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use super::live::Live;
 use super::{Format, TailConfig, FRAME_BYTES, QUEUED_FRAMES, REPLAY_CHUNK_BYTES};
 use crate::identity::Author;
-use crate::node::{Node, NodeEvent};
+use crate::node::Node;
 use crate::tail::Cursor;
 
 /// What a stream needs to run.
@@ -32,7 +35,7 @@ pub(super) struct Plan {
     pub config: TailConfig,
     pub replays: Arc<Semaphore>,
     /// The stream's slot under the stream cap, held until it ends.
-    pub _slot: Slot,
+    pub slot: Slot,
 }
 
 /// A stream's slot under the cap, counted in `/metrics` (`kappalog_tail_streams`) while
@@ -52,6 +55,11 @@ impl Slot {
             _permit: permit,
             open,
         }
+    }
+
+    /// Streams open on the node, this one included.
+    pub fn open(&self) -> &prometheus_client::metrics::gauge::Gauge {
+        &self.open
     }
 }
 
@@ -116,8 +124,41 @@ impl Stream for TailStream {
     }
 }
 
+/// Queues `frame` for the body, waiting at most `deadline` for room, or until `shutdown`
+/// completes. Without a wait when there is room, the common case: no timer is set.
+pub(super) async fn queue<F: Future<Output = ()>>(
+    out: &mpsc::Sender<Bytes>,
+    frame: Bytes,
+    deadline: Duration,
+    shutdown: Pin<&mut F>,
+) -> Result<(), Stop> {
+    let frame = match out.try_send(frame) {
+        Ok(()) => return Ok(()),
+        Err(TrySendError::Closed(_)) => return Err(Stop::Gone),
+        Err(TrySendError::Full(frame)) => frame,
+    };
+    tokio::select! {
+        biased;
+        () = shutdown => Err(Stop::End("the node is shutting down".into())),
+        sent = tokio::time::timeout(deadline, out.send(frame)) => match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Stop::Gone),
+            Err(_) => Err(Stop::End(format!(
+                "slow consumer: took nothing for {} ms: resume from the last cursor",
+                deadline.as_millis()
+            ))),
+        },
+    }
+}
+
+/// Completes when the node ends its streams ([`Node::end_streams`]) or is gone.
+pub(super) async fn shutdown(mut ending: watch::Receiver<bool>) {
+    // An error means the node is gone: the same as ending.
+    let _ = ending.wait_for(|ending| *ending).await;
+}
+
 /// Why the task stops.
-enum Stop {
+pub(super) enum Stop {
     /// The client went away: nobody to tell.
     Gone,
     /// Ended on purpose; the reason goes out as the `end` frame.
@@ -134,7 +175,7 @@ enum Replayed {
 struct Driver {
     plan: Plan,
     out: mpsc::Sender<Bytes>,
-    ending: tokio::sync::watch::Receiver<bool>,
+    ending: watch::Receiver<bool>,
     last_sent: Instant,
 }
 
@@ -143,34 +184,21 @@ impl Driver {
         let reader = self.plan.node.reader().clone();
         let e1 = reader.committed_end();
         self.replay(self.plan.from, e1).await?;
-        let mut events = self.plan.node.subscribe();
+        let events = self.plan.node.subscribe();
         let e2 = reader.committed_end();
         self.replay(e1.max(self.plan.from), e2).await?;
-        let live_from = e2.max(self.plan.from);
-        let node = self.plan.node.author();
-        loop {
-            let event = tokio::select! {
-                event = events.recv() => event,
-                stop = self.idle() => return Err(stop),
-            };
-            match event {
-                Ok(NodeEvent::Committed(batch)) => {
-                    let rendered = batch.rendered(self.plan.format, &node);
-                    if let Some(bytes) = rendered.select(live_from, self.plan.author.as_ref()) {
-                        self.send(bytes).await?;
-                    }
-                }
-                Ok(NodeEvent::Proof(_)) => {}
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    return Err(Stop::End(format!(
-                        "fell behind the node by {missed} commits: resume from the last cursor"
-                    )))
-                }
-                Err(broadcast::error::RecvError::Closed) => {
-                    return Err(Stop::End("the node is shutting down".into()))
-                }
-            }
-        }
+        let live = Live {
+            events,
+            from: e2.max(self.plan.from),
+            node: self.plan.node.author(),
+            author: self.plan.author,
+            format: self.plan.format,
+            config: &self.plan.config,
+            open: self.plan.slot.open(),
+            out: &self.out,
+            ending: self.ending.clone(),
+        };
+        Err(live.forward(&mut self.last_sent).await)
     }
 
     /// Completes when the stream must stop while it waits for something else: the node is
@@ -193,24 +221,12 @@ impl Driver {
         }
     }
 
-    /// Queues `frame`, waiting at most the send deadline for room.
+    /// Queues `frame` (see [`queue`]).
     async fn send(&mut self, frame: Bytes) -> Result<(), Stop> {
-        let deadline = self.plan.config.send_deadline;
-        let mut ending = self.ending.clone();
-        tokio::select! {
-            sent = tokio::time::timeout(deadline, self.out.send(frame)) => match sent {
-                Ok(Ok(())) => {
-                    self.last_sent = Instant::now();
-                    Ok(())
-                }
-                Ok(Err(_)) => Err(Stop::Gone),
-                Err(_) => Err(Stop::End(format!(
-                    "slow consumer: took nothing for {} ms: resume from the last cursor",
-                    deadline.as_millis()
-                ))),
-            },
-            _ = ending.wait_for(|ending| *ending) => Err(Stop::End("the node is shutting down".into())),
-        }
+        let shutdown = pin!(shutdown(self.ending.clone()));
+        queue(&self.out, frame, self.plan.config.send_deadline, shutdown).await?;
+        self.last_sent = Instant::now();
+        Ok(())
     }
 
     /// Sends every record in `[from, to)`, read on a blocking thread.
