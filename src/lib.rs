@@ -30,7 +30,8 @@
 //!   heads screened before hyper reads them (malformed, oversized or ambiguously framed ones
 //!   get a JSON error), and a shutdown bounded by `--shutdown-timeout`.
 //! - [`cli`]: clap definitions; [`app`]: runs each subcommand.
-//! - [`poison`]: the one poison-tolerant mutex lock, and why it is sound here.
+//! - [`poison`]: the one poison-tolerant mutex lock, and why it is sound here; [`clock`]:
+//!   the one wall clock (milliseconds since the Unix epoch).
 //! - [`fork`]: fork proofs (two conflicting signed entries), their encoding, the forked set.
 //! - [`forks`]: the fork-proof file (`DATA_DIR/forks`): its format and recovery, appended
 //!   by the store's writer, the forked set readers consult (and read, lock-free, by
@@ -74,6 +75,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod csv;
 pub mod entry;
 pub mod fork;

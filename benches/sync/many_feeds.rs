@@ -5,11 +5,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use kappalog::clock::now_ms;
 use kappalog::identity::Identity;
 use kappalog::node::Node;
 use kappalog::sync::plan::{self, FeedState, Feeds, PeerProgress};
 use kappalog::sync::reconcile::{Reconciler, Step};
-use kappalog::sync::status::now_ms;
 use kappalog::sync::{PeerInfo, SyncHandle};
 
 use crate::common::cpu_seconds;

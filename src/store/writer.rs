@@ -103,11 +103,11 @@
 mod planner;
 mod syncer;
 
+use crate::clock::now_ms;
 use std::fs::File;
 use std::io;
 use std::sync::atomic::AtomicU64;
 use std::sync::{mpsc, Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::oneshot;
 
@@ -236,14 +236,6 @@ pub struct Writer {
     pub lock: DirLock,
     /// The owner's end of the last message (see the module docs).
     pub stopped: oneshot::Sender<Result<(), StoreError>>,
-}
-
-pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .and_then(|d| u64::try_from(d.as_millis()).ok())
-        .unwrap_or(0)
 }
 
 impl Writer {

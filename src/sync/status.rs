@@ -6,10 +6,10 @@
 //! dropped: junk connections cannot erase the evidence about a peer that matters. Records of
 //! configured peers (outbound) are never dropped either.
 
+use crate::clock::now_ms;
 use crate::poison::lock;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -78,13 +78,6 @@ struct PeerRecord {
 pub struct PeerRegistry {
     peers: Mutex<BTreeMap<String, PeerRecord>>,
     closes: Mutex<u64>,
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 impl PeerRegistry {

@@ -11,7 +11,8 @@ use std::sync::{mpsc, Arc, PoisonError, RwLock};
 
 use rayon::prelude::*;
 
-use super::{answer, now_ms, Checked, ForeignResult, OwnAppend, OwnResult, Reply, Request};
+use super::{answer, Checked, ForeignResult, OwnAppend, OwnResult, Reply, Request};
+use crate::clock::now_ms;
 use crate::entry::{Entry, Seq, UnsignedEntry};
 use crate::fork::ForkProof;
 use crate::hash::Hash;

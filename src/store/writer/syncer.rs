@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, PoisonError, RwLock};
 
 use super::planner::{Placed, Planned, Sealed};
-use super::{answer, io_error, now_ms, Durable, OwnAppend};
+use super::{answer, io_error, Durable, OwnAppend};
+use crate::clock::now_ms;
 use crate::entry::Entry;
 use crate::forks::{ForkLogError, Forked};
 use crate::hash::Hash;

@@ -1,0 +1,14 @@
+//! Wall-clock time as entries and status records carry it: milliseconds since the Unix
+//! epoch. One definition, so an own entry's timestamp and the times `/health` and
+//! `GET /peers` report are read the same way. A clock set before 1970 reads as 0 (an own
+//! entry's timestamp never goes below its feed's last one anyway, see the store's planner).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch (0 before it; saturates far past the year 500 million).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
