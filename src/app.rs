@@ -192,7 +192,7 @@ fn verify(config: &NodeConfig) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    match crate::forks::check_file(&config.data_dir) {
+    match crate::fork_log::check_file(&config.data_dir) {
         Ok(check) => {
             println!(
                 "ok: {} fork proofs checked (both sides signed by the author, same position)",
@@ -226,7 +226,7 @@ fn summary(config: &NodeConfig) -> anyhow::Result<ExitCode> {
     let (reader, opened) = open_read_only_with_report(config)?;
     // Forked feeds are excluded exactly as the running node excludes them: those with a
     // proof, and those the log notes as forked.
-    let forked = crate::forks::read_set(&config.data_dir)?;
+    let forked = crate::fork_log::read_set(&config.data_dir)?;
     let mut view = node::rebuild_summary(&reader, forked.authors().chain(&opened.fork_notes))?;
     println!("{}", serde_json::to_string(&view.summary())?);
     Ok(ExitCode::SUCCESS)

@@ -33,7 +33,7 @@
 //! - [`poison`]: the one poison-tolerant mutex lock, and why it is sound here; [`clock`]:
 //!   the one wall clock (milliseconds since the Unix epoch).
 //! - [`fork`]: fork proofs (two conflicting signed entries), their encoding, the forked set.
-//! - [`forks`]: the fork-proof file (`DATA_DIR/forks`): its format and recovery, appended
+//! - [`fork_log`]: the fork-proof file (`DATA_DIR/forks`): its format and recovery, appended
 //!   by the store's writer, the forked set readers consult (and read, lock-free, by
 //!   `kappalog summary`).
 //! - [`sync`]: the peer protocol v2 (docs/PROTOCOL.md): pure core (messages, framing,
@@ -79,7 +79,7 @@ pub mod clock;
 pub mod csv;
 pub mod entry;
 pub mod fork;
-pub mod forks;
+pub mod fork_log;
 pub mod hash;
 pub mod http;
 pub mod idempotency;

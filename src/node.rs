@@ -4,7 +4,7 @@
 //!
 //! - entries of an author known to be forked are refused before they reach the store;
 //! - a fork the store reports (`Outcome::Fork`) becomes a proof: checked, persisted in
-//!   `DATA_DIR/forks` ([`crate::forks`]), the author marked forked in the views, and the
+//!   `DATA_DIR/forks` ([`crate::fork_log`]), the author marked forked in the views, and the
 //!   proof broadcast to sync sessions;
 //! - own appends pass the own-feed fence ([`fence`]) first;
 //! - an own append under an idempotency key ([`crate::idempotency`]) that the store already
@@ -43,7 +43,7 @@ use tokio_util::task::TaskTracker;
 use crate::csv::{CsvWriter, ImportReport};
 use crate::entry::{Entry, EntryJson};
 use crate::fork::ForkProof;
-use crate::forks::ForkLogError;
+use crate::fork_log::ForkLogError;
 use crate::hash::Hash;
 use crate::idempotency::{self, IdempotencyKey};
 use crate::identity::{Author, Identity};
@@ -275,7 +275,7 @@ fn reconcile_fork_notes(
         tracing::error!(
             %author,
             "the log notes a fork proof of this author, but {} does not hold it (the file lost it): the feed stays excluded; a peer that holds the proof restores it",
-            crate::forks::FORKS_FILE
+            crate::fork_log::FORKS_FILE
         );
     }
     Ok(())

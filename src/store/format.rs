@@ -48,7 +48,7 @@
 //!   whose checksum holds but which names another offset is damage).
 //! - `M = 1` with `n = 40`: a **fork note**, the 8-byte own offset as in a marker, then the
 //!   32 bytes of an author this node recorded a fork proof of. The proof itself lives in
-//!   `DATA_DIR/forks` ([`crate::forks`]); the note, written and synced before the proof, keeps
+//!   `DATA_DIR/forks` ([`crate::fork_log`]); the note, written and synced before the proof, keeps
 //!   the author forked if that file ever loses it. The open reports notes
 //!   ([`super::OpenReport::fork_notes`]); readers of entries skip them.
 //!

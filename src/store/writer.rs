@@ -15,7 +15,7 @@
 //!    one `fdatasync` (a file of an older format first gets its header upgraded, synced on
 //!    its own, see [`super::format`]);
 //! 4. appends the batch's new fork proofs to the forks file with one write and one
-//!    `fdatasync` (only when there are any, [`crate::forks::ForkLog::append`]);
+//!    `fdatasync` (only when there are any, [`crate::fork_log::ForkLog::append`]);
 //! 5. updates the shared index and the shared forked set (so readers only ever see synced
 //!    data, and never wait on a sync: their locks are taken only after it);
 //! 6. calls the commit observer with the added entries in commit order;
@@ -118,7 +118,7 @@ use super::lock::DirLock;
 use super::{AppendError, CommitObserver, Outcome, StoreError};
 use crate::entry::{Entry, Seq};
 use crate::fork::ForkProof;
-use crate::forks::{ForkLog, Forked};
+use crate::fork_log::{ForkLog, Forked};
 use crate::hash::Hash;
 use crate::idempotency::IdempotencyKey;
 use crate::identity::{Author, Identity};

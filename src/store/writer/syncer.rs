@@ -11,7 +11,7 @@ use super::planner::{Placed, Planned, Sealed};
 use super::{answer, io_error, Durable, OwnAppend};
 use crate::clock::now_ms;
 use crate::entry::Entry;
-use crate::forks::{ForkLogError, Forked};
+use crate::fork_log::{ForkLogError, Forked};
 use crate::hash::Hash;
 use crate::identity::Author;
 use crate::store::format;
