@@ -9,7 +9,7 @@ use kappalog::entry::{Entry, UnsignedEntry, MAX_DATA_BYTES};
 use kappalog::hash::{Hash, ParseBytesError};
 use kappalog::identity::Identity;
 use kappalog::import::import_csv;
-use kappalog::store::Store;
+use kappalog::store::{Store, StoreOwner};
 use kappalog::validate::ValidationError;
 use proptest::prelude::*;
 
@@ -73,13 +73,15 @@ fn import(input: &[u8]) -> (ImportReport, Vec<(Entry, Hash)>) {
     (report, log)
 }
 
-/// One store for the never-panic properties (opening one per case would dominate).
-fn shared_store() -> &'static (Store, tempfile::TempDir) {
-    static STORE: std::sync::OnceLock<(Store, tempfile::TempDir)> = std::sync::OnceLock::new();
+/// One store for the never-panic properties (opening one per case would dominate). Its
+/// owner lives in the static too: dropping it would shut the store down.
+fn shared_store() -> &'static (Store, StoreOwner, tempfile::TempDir) {
+    static STORE: std::sync::OnceLock<(Store, StoreOwner, tempfile::TempDir)> =
+        std::sync::OnceLock::new();
     STORE.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _owner, _) = Store::open(dir.path(), None, None).unwrap();
-        (store, dir)
+        let (store, owner, _) = Store::open(dir.path(), None, None).unwrap();
+        (store, owner, dir)
     })
 }
 
@@ -527,7 +529,7 @@ fn a_bad_line_does_not_stop_the_next() {
 proptest! {
     #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
-        let (store, dir) = shared_store();
+        let (store, _, dir) = shared_store();
         import_into(store, dir.path(), &bytes);
     }
 
@@ -537,7 +539,7 @@ proptest! {
         let at = at % input.len();
         input[at] = byte;
         input.truncate(cut.max(1) * 2 % (input.len() + 1));
-        let (store, dir) = shared_store();
+        let (store, _, dir) = shared_store();
         import_into(store, dir.path(), &input);
     }
 }
