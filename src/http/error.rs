@@ -94,6 +94,10 @@ impl From<NodeError> for ApiError {
                 tracing::error!(error = %e, "append failed");
                 ApiError::Unavailable("unable to write to the log".into())
             }
+            NodeError::Append(AppendError::ForkLog(e)) => {
+                tracing::error!(error = %e, "recording a fork proof failed");
+                ApiError::Unavailable("unable to write to the fork proofs".into())
+            }
             NodeError::Fence(e) => ApiError::Unavailable(e.to_string()),
             e @ NodeError::KeyReused { .. } => ApiError::Unprocessable(e.to_string()),
             other => ApiError::Internal(other.to_string()),
