@@ -35,6 +35,25 @@ async fn read_until(stream: &mut TcpStream, got: &mut Vec<u8>, needle: &str) -> 
     true
 }
 
+/// A node whose forks file's `fsync`s the returned `HeldIo` controls.
+fn open_with_held_forks(dir: &std::path::Path) -> (Node, Arc<HeldIo>) {
+    let forks_io = Arc::new(HeldIo::default());
+    let options = StoreOptions {
+        forks_io: forks_io.clone(),
+        ..StoreOptions::default()
+    };
+    let (node, _) = Node::open_with_store_options(dir, identity(1), &options).unwrap();
+    (node, forks_io)
+}
+
+/// Waits, off the async workers, until a sync of `io` is being held.
+async fn wait_until_held(io: &Arc<HeldIo>) {
+    let io = io.clone();
+    tokio::task::spawn_blocking(move || io.wait_until_held())
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_live_sessions_and_tail_streams_shuts_down_and_frees_its_dir() {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -105,12 +124,7 @@ async fn a_node_with_live_sessions_and_tail_streams_shuts_down_and_frees_its_dir
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_of_the_forks_set_never_wait_on_a_proofs_fsync() {
     let dir = tempfile::tempdir().unwrap();
-    let forks_io = Arc::new(HeldIo::default());
-    let options = StoreOptions {
-        forks_io: forks_io.clone(),
-        ..StoreOptions::default()
-    };
-    let (node, _) = Node::open_with_store_options(dir.path(), identity(1), &options).unwrap();
+    let (node, forks_io) = open_with_held_forks(dir.path());
     let proof = common::fork_proof(9);
     let forker = proof.author();
 
@@ -121,12 +135,7 @@ async fn readers_of_the_forks_set_never_wait_on_a_proofs_fsync() {
         tokio::spawn(async move { node.record_proof_async(proof).await })
     };
     // The writer is inside the forks file's fsync now (the note before it is durable).
-    tokio::task::spawn_blocking({
-        let forks_io = forks_io.clone();
-        move || forks_io.wait_until_held()
-    })
-    .await
-    .unwrap();
+    wait_until_held(&forks_io).await;
 
     // Readers on another thread; they must all finish while the fsync is still held.
     let (done_tx, done) = mpsc::channel();
@@ -152,5 +161,43 @@ async fn readers_of_the_forks_set_never_wait_on_a_proofs_fsync() {
     forks_io.release();
     assert!(recording.await.unwrap().unwrap(), "a new proof");
     assert_eq!(node.fork_proofs(), vec![proof]);
+    node.shutdown().await.unwrap();
+}
+
+/// A caller that stops waiting for a proof (a sync session aborted while the proof's fsync
+/// runs) changes nothing: once durable, the proof still reaches the views and subscribers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proof_whose_caller_gave_up_still_reaches_views_and_subscribers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, forks_io) = open_with_held_forks(dir.path());
+    let proof = common::fork_proof(9);
+    let mut events = node.subscribe();
+
+    forks_io.hold();
+    let caller = {
+        let (node, proof) = (node.clone(), proof.clone());
+        tokio::spawn(async move { node.record_proof_async(proof).await })
+    };
+    wait_until_held(&forks_io).await;
+    caller.abort();
+    assert!(caller.await.unwrap_err().is_cancelled());
+    forks_io.release();
+
+    let told = tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Ok(kappalog::node::NodeEvent::Proof(told)) = events.recv().await {
+                return told;
+            }
+        }
+    })
+    .await
+    .expect("subscribers were never told of the proof");
+    assert_eq!(*told, proof);
+    assert_eq!(node.fork_proofs(), vec![proof.clone()]);
+    let summary: serde_json::Value = serde_json::from_str(&node.summary_json()).unwrap();
+    assert_eq!(
+        summary["forked_feed_count"], 1,
+        "the views mark the author forked: {summary}"
+    );
     node.shutdown().await.unwrap();
 }

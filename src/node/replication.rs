@@ -40,12 +40,19 @@ impl Node {
     /// author excluded from the views and refused from now on, subscribers told. Returns
     /// whether it was new.
     pub async fn record_proof_async(&self, proof: ForkProof) -> Result<bool, NodeError> {
-        let recorded = self
-            .inner
-            .store
-            .record_fork_proof_async(proof.clone())
-            .await;
-        self.proof_recorded(proof, recorded)
+        // Run to the end as one of the node's tasks, whoever awaits it: a caller that stops
+        // waiting (a sync session aborted mid-proof) must not leave a proof durable in the
+        // store but unknown to the views and the subscribers, who learn of it only here.
+        let node = self.clone();
+        self.spawn(async move {
+            let recorded = node
+                .inner
+                .store
+                .record_fork_proof_async(proof.clone())
+                .await;
+            node.proof_recorded(proof, recorded)
+        })
+        .await?
     }
 
     /// [`Node::record_proof_async`] for a caller off the async workers (an import).
