@@ -21,14 +21,7 @@ const STEPS: u64 = 8;
 fn open(dir: &Path, io: &Arc<FaultyIo>) -> (Store, StoreOwner) {
     // No idle commit markers: each case fails one counted call of one operation, so the
     // calls must come from the appends alone (`an_idle_marker_that_fails_...` covers them).
-    let options = StoreOptions {
-        io: io.clone(),
-        idle_marker_delay: None,
-        ..StoreOptions::default()
-    };
-    let (store, owner, _) =
-        Store::open_with_options(dir, &options, Some(identity(1)), None).unwrap();
-    (store, owner)
+    common::open_with_counted_io(dir, io.clone())
 }
 
 /// Every entry in the log, reopened with the real file layer, by hash.

@@ -10,9 +10,7 @@ use std::sync::{Arc, Barrier};
 use common::held_io::HeldIo;
 use common::{feed, identity, kappalog};
 use kappalog::idempotency::IdempotencyKey;
-use kappalog::store::{
-    format, AppendError, OwnAppend, Store, StoreError, StoreOptions, StoreOwner,
-};
+use kappalog::store::{format, AppendError, OwnAppend, Store, StoreError, StoreOwner};
 use kappalog::store::{StoreReader, VerifyReport};
 
 fn key(text: &str) -> Option<IdempotencyKey> {
@@ -36,14 +34,7 @@ fn open(dir: &Path) -> (Store, StoreOwner) {
 
 fn open_with_io(dir: &Path, io: &Arc<HeldIo>) -> (Store, StoreOwner) {
     // No idle commit markers: the tests count fdatasync calls one by one.
-    let options = StoreOptions {
-        io: io.clone(),
-        idle_marker_delay: None,
-        ..StoreOptions::default()
-    };
-    let (store, owner, _) =
-        Store::open_with_options(dir, &options, Some(identity(1)), None).unwrap();
-    (store, owner)
+    common::open_with_counted_io(dir, io.clone())
 }
 
 /// A store whose fsyncs the returned `HeldIo` controls, after one keyed append.

@@ -392,3 +392,20 @@ pub fn entries_in(dir: &Path) -> u64 {
     let (reader, _) = kappalog::store::StoreReader::open_read_only(dir).unwrap();
     reader.len()
 }
+
+/// Opens the writable store in `dir` with `io` under it and no idle commit markers, signing
+/// as `identity(1)`: the tests that count or fail the file layer's calls one by one need
+/// every call to come from their own appends.
+pub fn open_with_counted_io(
+    dir: &Path,
+    io: std::sync::Arc<dyn kappalog::store::io::LogIo>,
+) -> (kappalog::store::Store, kappalog::store::StoreOwner) {
+    let options = kappalog::store::StoreOptions {
+        io,
+        idle_marker_delay: None,
+        ..kappalog::store::StoreOptions::default()
+    };
+    let (store, owner, _) =
+        kappalog::store::Store::open_with_options(dir, &options, Some(identity(1)), None).unwrap();
+    (store, owner)
+}
