@@ -119,6 +119,8 @@ use std::os::unix::fs::FileExt;
 
 use rayon::prelude::*;
 
+use super::io::{read_exact_at, LogIo};
+
 use crate::entry::{Entry, MAX_ENCODED_BYTES, MIN_ENCODED_BYTES};
 use crate::hash::Hash;
 use crate::idempotency::{IdempotencyKey, MAX_KEY_BYTES};
@@ -240,14 +242,14 @@ fn encode_meta(offset: u64, tail: &[u8], out: &mut Vec<u8>) {
 /// marker after it proves the bytes before the marker were synced (see the recovery rule).
 /// The search reads the file in chunks and tests every byte offset, because a damaged
 /// length field leaves no framing to follow.
-pub fn find_marker(file: &File, from: u64, to: u64) -> io::Result<Option<u64>> {
+pub fn find_marker(io: &dyn LogIo, file: &File, from: u64, to: u64) -> io::Result<Option<u64>> {
     let field = (MARKER_FLAG | MARKER_PAYLOAD_BYTES as u32).to_le_bytes();
     let record = usize::try_from(MARKER_RECORD_BYTES).unwrap_or(16);
     let mut buf = vec![0u8; SCAN_CHUNK_BYTES];
     let mut at = from;
     while at.saturating_add(MARKER_RECORD_BYTES) <= to {
         let n = usize::try_from((to - at).min(SCAN_CHUNK_BYTES as u64)).unwrap_or(record);
-        file.read_exact_at(&mut buf[..n], at)?;
+        read_exact_at(io, file, &mut buf[..n], at)?;
         let chunk = &buf[..n];
         for i in 0..=n.saturating_sub(record) {
             if chunk[i..i + 4] != field {
@@ -495,6 +497,7 @@ pub enum Damage {
 
 /// Applies the module's recovery rule to a non-intact record.
 pub fn classify_fault(
+    io: &dyn LogIo,
     file: &File,
     file_len: u64,
     offset: u64,
@@ -502,8 +505,10 @@ pub fn classify_fault(
 ) -> io::Result<Damage> {
     let torn = match kind {
         FaultKind::PastEof => true,
-        FaultKind::BadLength(_) => is_zero_from(file, offset, file_len)?,
-        FaultKind::BadChecksum { end } => *end >= file_len || is_zero_from(file, *end, file_len)?,
+        FaultKind::BadLength(_) => is_zero_from(io, file, offset, file_len)?,
+        FaultKind::BadChecksum { end } => {
+            *end >= file_len || is_zero_from(io, file, *end, file_len)?
+        }
     };
     if torn {
         return Ok(Damage::TornTail { offset });
@@ -524,12 +529,12 @@ fn unreachable_reason() -> String {
 }
 
 /// Whether every byte of `file` in `[from, to)` is zero.
-pub fn is_zero_from(file: &File, from: u64, to: u64) -> io::Result<bool> {
+pub fn is_zero_from(io: &dyn LogIo, file: &File, from: u64, to: u64) -> io::Result<bool> {
     let mut buf = vec![0u8; 1 << 16];
     let mut at = from;
     while at < to {
         let n = usize::try_from((to - at).min(buf.len() as u64)).unwrap_or(buf.len());
-        file.read_exact_at(&mut buf[..n], at)?;
+        read_exact_at(io, file, &mut buf[..n], at)?;
         if buf[..n].iter().any(|&b| b != 0) {
             return Ok(false);
         }
@@ -546,11 +551,19 @@ pub fn is_zero_from(file: &File, from: u64, to: u64) -> io::Result<bool> {
 /// `apply` (serial: index updates, chain checks) runs on one chunk while the next chunk is
 /// decoded on the other cores, so the serial part does not leave them idle.
 pub fn walk(
+    io: &dyn LogIo,
     file: &File,
     file_len: u64,
     apply: impl FnMut(Vec<Scanned>) -> io::Result<std::ops::ControlFlow<()>> + Send,
 ) -> io::Result<ScanStop> {
-    walk_from(file, FILE_HEADER_BYTES, file_len, SCAN_CHUNK_BYTES, apply)
+    walk_from(
+        io,
+        file,
+        FILE_HEADER_BYTES,
+        file_len,
+        SCAN_CHUNK_BYTES,
+        apply,
+    )
 }
 
 /// As [`walk`], from the record starting at `from` (a record boundary: the caller knows
@@ -558,6 +571,7 @@ pub fn walk(
 /// [`MAX_RECORD_BYTES`] so every chunk holds a whole record). The live tail replays with
 /// small chunks: many replays may run at once.
 pub fn walk_from(
+    io: &dyn LogIo,
     file: &File,
     from: u64,
     file_len: u64,
@@ -571,7 +585,7 @@ pub fn walk_from(
     let mut decoded: Option<Vec<Scanned>> = None;
     while pos < file_len {
         let n = usize::try_from((file_len - pos).min(chunk_bytes as u64)).unwrap_or(chunk_bytes);
-        file.read_exact_at(&mut buf[..n], pos)?;
+        read_exact_at(io, file, &mut buf[..n], pos)?;
         let chunk = &buf[..n];
         let (spans, stop) = split_chunk(chunk, pos + n as u64 >= file_len);
         let consumed = spans.last().map_or(0, |span| span.end);
@@ -896,9 +910,18 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let file = File::open(&path).unwrap();
         let len = bytes.len() as u64;
-        assert_eq!(find_marker(&file, 0, len).unwrap(), Some(at as u64));
-        assert_eq!(find_marker(&file, at as u64 + 1, len).unwrap(), None);
-        assert_eq!(find_marker(&file, 0, at as u64 + 15).unwrap(), None);
+        assert_eq!(
+            find_marker(&crate::store::io::SystemIo, &file, 0, len).unwrap(),
+            Some(at as u64)
+        );
+        assert_eq!(
+            find_marker(&crate::store::io::SystemIo, &file, at as u64 + 1, len).unwrap(),
+            None
+        );
+        assert_eq!(
+            find_marker(&crate::store::io::SystemIo, &file, 0, at as u64 + 15).unwrap(),
+            None
+        );
     }
 
     fn arb_key() -> impl Strategy<Value = Option<IdempotencyKey>> {
@@ -936,7 +959,7 @@ mod tests {
             let mut file = tempfile::tempfile().unwrap();
             std::io::Write::write_all(&mut file, &file_bytes).unwrap();
             let mut walked = Vec::new();
-            let stop = walk(&file, file_bytes.len() as u64, |chunk| {
+            let stop = walk(&crate::store::io::SystemIo, &file, file_bytes.len() as u64, |chunk| {
                 walked.extend(chunk.into_iter().map(|s| s.decoded.unwrap()));
                 Ok(std::ops::ControlFlow::Continue(()))
             })

@@ -12,8 +12,11 @@
 //! fills under it. Each method has the real behaviour as its default, so an implementation
 //! overrides only what it perturbs.
 //!
-//! The open's scan reads the log through `std::fs::File` directly: a failed read there
-//! fails the open (it is never taken for a torn tail), and nothing is written by it.
+//! A writable open reads the log through the seam too (its header, the recovery scan, and
+//! the searches that tell a torn tail from damage), so a test can fail any of those reads
+//! and check that a failed read fails the open: it is never taken for a torn tail, and
+//! nothing is cut because of it. Readers of an open store (`GET /entries`, the live tail,
+//! `kappalog verify`) read with [`SystemIo`].
 
 use std::fmt;
 use std::fs::File;
@@ -29,8 +32,8 @@ pub trait LogIo: Send + Sync + fmt::Debug {
         file.write_all_at(buf, offset)
     }
 
-    /// Reads up to `buf.len()` bytes at byte `offset`; `Ok(0)` at the end of the file. Only
-    /// the import's sort files are read through here.
+    /// Reads up to `buf.len()` bytes at byte `offset`; `Ok(0)` at the end of the file. A
+    /// short read is legal: callers ask again ([`read_exact_at`]).
     fn read_at(&self, file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         file.read_at(buf, offset)
     }
@@ -57,6 +60,26 @@ pub trait LogIo: Send + Sync + fmt::Debug {
     fn len(&self, file: &File) -> io::Result<u64> {
         Ok(file.metadata()?.len())
     }
+}
+
+/// Reads exactly `buf.len()` bytes at `offset` through `io`, asking again after a short
+/// read (and after `EINTR`). The end of the file before that is `UnexpectedEof`.
+pub fn read_exact_at(io: &dyn LogIo, file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match io.read_at(file, &mut buf[done..], offset + done as u64) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("the file ends before byte {}", offset + buf.len() as u64),
+                ))
+            }
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// The real system calls: what every store uses unless a test says otherwise.

@@ -18,19 +18,25 @@
 //! durable before the writer acknowledges anything in it, even if the open that created
 //! the file failed at that very step.
 //!
+//! Every read the open makes (the header, the recovery scan, and the searches that tell a
+//! torn tail from damage) goes through `io` too. A failed read fails the open: it is never
+//! taken for a torn tail, so nothing is cut because the disk could not be read.
+//!
 //! Any failure fails the open with [`StoreError::Io`], naming the operation, the file and
 //! the OS error. Nothing an open does can lose an acknowledged record: the cut only
 //! removes bytes past the last intact record (never acknowledged, see the recovery rule),
 //! so a later open that finds the cut undone, or half done, simply makes it again.
 
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::ops::ControlFlow;
 use std::path::Path;
 
 use super::format::{self, classify_fault, Damage, FaultKind, RecordFault, ScanStop};
 use super::index::Index;
-use super::io::LogIo;
+use super::io::{read_exact_at, LogIo};
 use super::{OpenReport, StoreError};
+use crate::identity::Author;
 use crate::validate;
 
 /// The log file's name inside the data directory.
@@ -45,117 +51,35 @@ pub struct Opened {
     pub report: OpenReport,
 }
 
-/// Opens (creating if `writable` and missing) and recovers the log in `dir`; a writable
-/// open makes its changes through `io`.
+/// Opens (creating if `writable` and missing) and recovers the log in `dir`. A writable open
+/// makes its changes through `io`; every open reads through it.
 pub fn open_log(dir: &Path, writable: bool, io: &dyn LogIo) -> Result<Opened, StoreError> {
     let path = dir.join(LOG_FILE);
-    let ctx = |what: &str| format!("{what} {}", path.display());
-    let file = if writable {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::io(format!("create directory {}", dir.display()), e))?;
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-    } else {
-        File::open(&path)
-    }
-    .map_err(|e| StoreError::io(ctx("open"), e))?;
-    let file_len = io.len(&file).map_err(|e| StoreError::io(ctx("stat"), e))?;
-    let mut report = OpenReport::default();
-
-    if file_len < format::FILE_HEADER_BYTES {
-        let opened = open_short(&path, file, file_len, writable, io)?;
+    let file = open_file(dir, &path, writable)?;
+    let len = io
+        .len(&file)
+        .map_err(|e| StoreError::io(format!("stat {}", path.display()), e))?;
+    if len < format::FILE_HEADER_BYTES {
+        let opened = open_short(&path, file, len, writable, io)?;
         if writable {
             sync_dir(dir, io)?;
         }
         return Ok(opened);
     }
-    let mut header = [0u8; 12];
-    std::os::unix::fs::FileExt::read_exact_at(&file, &mut header, 0)
-        .map_err(|e| StoreError::io(ctx("read header of"), e))?;
-    let version = format::parse_file_header(&header).map_err(|reason| StoreError::BadHeader {
-        path: path.clone(),
-        reason,
-    })?;
-
-    let mut index = Index::new(format::FILE_HEADER_BYTES);
-    // A value-only record is 166 bytes; most logs are close to that, and the map is shrunk
-    // to fit after the scan anyway.
-    index.reserve(usize::try_from(file_len / 166).unwrap_or(0));
-    let mut valid_end = format::FILE_HEADER_BYTES;
-    let mut damage: Option<Result<Damage, FaultKind>> = None;
-    let stop = format::walk(&file, file_len, |records| {
-        for record in records {
-            let format::Record { entry, hash, key } = match record.decoded {
-                Ok(decoded) => decoded,
-                Err(RecordFault::Note) => {
-                    if let Some(author) = record.note {
-                        report.fork_notes.insert(author);
-                    }
-                    valid_end = record.end;
-                    continue;
-                }
-                Err(RecordFault::BadChecksum) => {
-                    damage = Some(Err(FaultKind::BadChecksum { end: record.end }));
-                    valid_end = record.offset;
-                    return Ok(ControlFlow::Break(()));
-                }
-                Err(fault @ RecordFault::Undecodable(_)) => {
-                    damage = Some(Ok(Damage::Corrupt {
-                        offset: record.offset,
-                        reason: format::fault_reason(&fault),
-                    }));
-                    return Ok(ControlFlow::Break(()));
-                }
-            };
-            let head = index.head(&entry.author);
-            if let Err(e) = validate::check_shape(&entry)
-                .and_then(|()| validate::check_link(&entry, head.as_ref()))
-            {
-                damage = Some(Ok(Damage::Corrupt {
-                    offset: record.offset,
-                    reason: format!("broken hash chain of feed {}: {e}", entry.author),
-                }));
-                return Ok(ControlFlow::Break(()));
-            }
-            index.insert(&entry, &hash, record.offset);
-            // Only the writer looks keys up (to answer retries); a read-only open keeps no
-            // table.
-            if let (Some(key), true) = (&key, writable) {
-                index.keys.insert(key, record.offset);
-            }
-            valid_end = record.end;
-        }
-        Ok(ControlFlow::Continue(()))
-    })
-    .map_err(|e| StoreError::io(ctx("read"), e))?;
-
-    if damage.is_none() && stop == ScanStop::Clean {
-        // Every byte is an intact record, trailing commit markers included.
-        valid_end = file_len;
-    }
-    let verdict = match (damage, stop) {
-        (Some(Ok(damage)), _) => Some(damage),
-        (Some(Err(kind)), _) => Some(
-            classify_fault(&file, file_len, valid_end, &kind)
-                .map_err(|e| StoreError::io(ctx("read"), e))?,
-        ),
-        (None, ScanStop::Clean) => None,
-        (None, ScanStop::Fault { offset, kind }) => Some(
-            classify_fault(&file, file_len, offset, &kind)
-                .map_err(|e| StoreError::io(ctx("read"), e))?,
-        ),
+    let log = Log {
+        path: &path,
+        file: &file,
+        len,
+        io,
     };
-    let verdict = match verdict {
-        Some(Damage::TornTail { offset }) => Some(
-            tail_or_damage(&file, file_len, offset).map_err(|e| StoreError::io(ctx("read"), e))?,
-        ),
-        other => other,
-    };
-    match verdict {
+    let version = log.read_header()?;
+    let mut report = OpenReport::default();
+    let Scan {
+        mut index,
+        mut valid_end,
+        stop,
+    } = scan(&log, writable, &mut report.fork_notes)?;
+    match judge(&log, stop)? {
         None => {}
         Some(Damage::Corrupt { offset, reason }) => {
             return Err(StoreError::Corrupt {
@@ -166,7 +90,7 @@ pub fn open_log(dir: &Path, writable: bool, io: &dyn LogIo) -> Result<Opened, St
         }
         Some(Damage::TornTail { offset }) => {
             valid_end = offset;
-            let dropped = file_len - offset;
+            let dropped = len - offset;
             report.truncated_at = Some(offset);
             report.truncated_bytes = dropped;
             if writable {
@@ -190,6 +114,168 @@ pub fn open_log(dir: &Path, writable: bool, io: &dyn LogIo) -> Result<Opened, St
         index,
         report,
     })
+}
+
+/// Opens the file (a writable open creates it, and its directory, when missing).
+fn open_file(dir: &Path, path: &Path, writable: bool) -> Result<File, StoreError> {
+    if !writable {
+        return File::open(path).map_err(|e| StoreError::io(format!("open {}", path.display()), e));
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| StoreError::io(format!("create directory {}", dir.display()), e))?;
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| StoreError::io(format!("open {}", path.display()), e))
+}
+
+/// The log file being opened, at least a header long, with the seam its reads go through.
+struct Log<'a> {
+    path: &'a Path,
+    file: &'a File,
+    len: u64,
+    io: &'a dyn LogIo,
+}
+
+impl Log<'_> {
+    /// A failed read fails the open: it is never taken for a torn tail.
+    fn read_error(&self, e: std::io::Error) -> StoreError {
+        StoreError::io(format!("read {}", self.path.display()), e)
+    }
+
+    /// The header's store format version.
+    fn read_header(&self) -> Result<u32, StoreError> {
+        let mut header = [0u8; 12];
+        read_exact_at(self.io, self.file, &mut header, 0)
+            .map_err(|e| StoreError::io(format!("read header of {}", self.path.display()), e))?;
+        format::parse_file_header(&header).map_err(|reason| StoreError::BadHeader {
+            path: self.path.to_path_buf(),
+            reason,
+        })
+    }
+}
+
+/// What the recovery scan found.
+struct Scan {
+    index: Index,
+    /// Where the intact records end.
+    valid_end: u64,
+    /// The first record that is not intact, if any.
+    stop: Option<Stop>,
+}
+
+/// Why the scan stopped before the end of the file.
+enum Stop {
+    /// Damage whatever follows: an undecodable record, a broken hash chain.
+    Damage(Damage),
+    /// A record that is not intact: torn tail or damage, by the recovery rule.
+    Fault { offset: u64, kind: FaultKind },
+}
+
+/// Walks every record into a new index (a writable open also keeps the idempotency keys),
+/// stopping at the first that is not intact or breaks its feed's chain.
+fn scan(
+    log: &Log<'_>,
+    writable: bool,
+    fork_notes: &mut BTreeSet<Author>,
+) -> Result<Scan, StoreError> {
+    let mut index = Index::new(format::FILE_HEADER_BYTES);
+    // A value-only record is 166 bytes; most logs are close to that, and the map is shrunk
+    // to fit after the scan anyway.
+    index.reserve(usize::try_from(log.len / 166).unwrap_or(0));
+    let mut valid_end = format::FILE_HEADER_BYTES;
+    let mut stop = None;
+    let walked = format::walk(log.io, log.file, log.len, |records| {
+        for record in records {
+            match admit(&mut index, record, writable, fork_notes) {
+                Ok(end) => valid_end = end,
+                Err(found) => {
+                    stop = Some(found);
+                    return Ok(ControlFlow::Break(()));
+                }
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    })
+    .map_err(|e| log.read_error(e))?;
+    let stop = match (stop, walked) {
+        (Some(found), _) => Some(found),
+        (None, ScanStop::Fault { offset, kind }) => Some(Stop::Fault { offset, kind }),
+        (None, ScanStop::Clean) => {
+            // Every byte is an intact record, trailing commit markers included.
+            valid_end = log.len;
+            None
+        }
+    };
+    Ok(Scan {
+        index,
+        valid_end,
+        stop,
+    })
+}
+
+/// Takes one scanned record: `Ok` with the offset just past it, or why the scan stops at it.
+fn admit(
+    index: &mut Index,
+    record: format::Scanned,
+    writable: bool,
+    fork_notes: &mut BTreeSet<Author>,
+) -> Result<u64, Stop> {
+    let format::Record { entry, hash, key } = match record.decoded {
+        Ok(decoded) => decoded,
+        Err(RecordFault::Note) => {
+            if let Some(author) = record.note {
+                fork_notes.insert(author);
+            }
+            return Ok(record.end);
+        }
+        Err(RecordFault::BadChecksum) => {
+            return Err(Stop::Fault {
+                offset: record.offset,
+                kind: FaultKind::BadChecksum { end: record.end },
+            })
+        }
+        Err(fault @ RecordFault::Undecodable(_)) => {
+            return Err(Stop::Damage(Damage::Corrupt {
+                offset: record.offset,
+                reason: format::fault_reason(&fault),
+            }))
+        }
+    };
+    let head = index.head(&entry.author);
+    if let Err(e) =
+        validate::check_shape(&entry).and_then(|()| validate::check_link(&entry, head.as_ref()))
+    {
+        return Err(Stop::Damage(Damage::Corrupt {
+            offset: record.offset,
+            reason: format!("broken hash chain of feed {}: {e}", entry.author),
+        }));
+    }
+    index.insert(&entry, &hash, record.offset);
+    // Only the writer looks keys up (to answer retries); a read-only open keeps no table.
+    if let (Some(key), true) = (&key, writable) {
+        index.keys.insert(key, record.offset);
+    }
+    Ok(record.end)
+}
+
+/// The recovery rule's verdict on what stopped the scan (`None`: nothing did).
+fn judge(log: &Log<'_>, stop: Option<Stop>) -> Result<Option<Damage>, StoreError> {
+    let damage = match stop {
+        None => return Ok(None),
+        Some(Stop::Damage(damage)) => damage,
+        Some(Stop::Fault { offset, kind }) => {
+            classify_fault(log.io, log.file, log.len, offset, &kind)
+                .map_err(|e| log.read_error(e))?
+        }
+    };
+    Ok(Some(match damage {
+        Damage::TornTail { offset } => tail_or_damage(log, offset)?,
+        corrupt => corrupt,
+    }))
 }
 
 /// Cuts the torn tail at `offset`, syncs the cut and checks the file's length: the cut is
@@ -228,8 +314,10 @@ fn sync_dir(dir: &Path, io: &dyn LogIo) -> Result<(), StoreError> {
 /// A record at `offset` that the format's shape rules would call a torn tail is damage if
 /// an intact commit marker follows it: the marker was written only after every byte before
 /// it was synced, so those bytes were acknowledged, and a crash cannot have torn them.
-fn tail_or_damage(file: &File, file_len: u64, offset: u64) -> std::io::Result<Damage> {
-    Ok(match format::find_marker(file, offset + 1, file_len)? {
+fn tail_or_damage(log: &Log<'_>, offset: u64) -> Result<Damage, StoreError> {
+    let marker = format::find_marker(log.io, log.file, offset + 1, log.len)
+        .map_err(|e| log.read_error(e))?;
+    Ok(match marker {
         None => Damage::TornTail { offset },
         Some(marker) => Damage::Corrupt {
             offset,
@@ -251,7 +339,7 @@ fn open_short(
 ) -> Result<Opened, StoreError> {
     let ctx = |what: &str| format!("{what} {}", path.display());
     let mut existing = vec![0u8; usize::try_from(file_len).unwrap_or(0)];
-    std::os::unix::fs::FileExt::read_exact_at(&file, &mut existing, 0)
+    read_exact_at(io, &file, &mut existing, 0)
         .map_err(|e| StoreError::io(ctx("read header of"), e))?;
     let header = format::file_header();
     let is_prefix = header.starts_with(&existing) || existing.iter().all(|&b| b == 0);

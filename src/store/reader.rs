@@ -9,6 +9,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use super::format::{self, ReadFault};
 use super::index::Index;
+use super::io::SystemIo;
 use super::keys;
 use super::open::{open_log, LOG_FILE};
 use super::{FeedInfo, OpenReport, StoreError};
@@ -258,27 +259,34 @@ impl StoreReader {
         }
         let path = &self.shared.path;
         let mut bad: Option<StoreError> = None;
-        let stop = format::walk_from(&self.shared.file, from, end, chunk_bytes, |records| {
-            for record in records {
-                match record.decoded {
-                    Ok(format::Record { entry, hash, .. }) => {
-                        if f(record.offset, &entry, &hash).is_break() {
+        let stop = format::walk_from(
+            &SystemIo,
+            &self.shared.file,
+            from,
+            end,
+            chunk_bytes,
+            |records| {
+                for record in records {
+                    match record.decoded {
+                        Ok(format::Record { entry, hash, .. }) => {
+                            if f(record.offset, &entry, &hash).is_break() {
+                                return Ok(ControlFlow::Break(()));
+                            }
+                        }
+                        Err(format::RecordFault::Note) => {}
+                        Err(fault) => {
+                            bad = Some(StoreError::Corrupt {
+                                path: path.clone(),
+                                offset: record.offset,
+                                reason: format::fault_reason(&fault),
+                            });
                             return Ok(ControlFlow::Break(()));
                         }
                     }
-                    Err(format::RecordFault::Note) => {}
-                    Err(fault) => {
-                        bad = Some(StoreError::Corrupt {
-                            path: path.clone(),
-                            offset: record.offset,
-                            reason: format::fault_reason(&fault),
-                        });
-                        return Ok(ControlFlow::Break(()));
-                    }
                 }
-            }
-            Ok(ControlFlow::Continue(()))
-        })
+                Ok(ControlFlow::Continue(()))
+            },
+        )
         .map_err(|e| StoreError::io(format!("read {}", path.display()), e))?;
         if let Some(err) = bad {
             return Err(err);

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use super::format;
+use super::io::SystemIo;
 use super::reader::StoreReader;
 use super::StoreError;
 use crate::entry::Seq;
@@ -79,7 +80,7 @@ impl StoreReader {
         let end = self.committed_end();
         let mut report = VerifyReport::default();
         let mut heads: HashMap<Author, FeedHead> = HashMap::new();
-        let stop = format::walk(self.file(), end, |records| {
+        let stop = format::walk(&SystemIo, self.file(), end, |records| {
             let items: Vec<BatchItem<'_>> = records
                 .iter()
                 .filter_map(|r| r.decoded.as_ref().ok())

@@ -18,7 +18,7 @@ pub enum Op {
     Sync,
     SetLen,
     Len,
-    /// A read of an import's sort file.
+    /// A read: of the log by an open, or of an import's sort file.
     Read,
     /// The `fsync` of the data directory at a writable open.
     SyncDir,
