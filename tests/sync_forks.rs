@@ -26,6 +26,13 @@ fn export(node: &Node) -> Vec<u8> {
     out
 }
 
+/// Whether a node has recorded a fork proof and its views have taken it in. `is_forked`
+/// turns true earlier, from the fork note in the log: the proof is published after its own
+/// fsync, and the views (`/feeds`, the digest) after the store's answer.
+fn recorded(node: &Node) -> bool {
+    !node.fork_proofs().is_empty() && summary(node)["forked_feed_count"] == 1
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fork_reaches_nodes_by_sync_import_and_proof_alone() {
     let dirs: Vec<_> = (0..6).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -45,7 +52,8 @@ async fn a_fork_reaches_nodes_by_sync_import_and_proof_alone() {
     wait_for("a to hold k1's feed", || a.node.reader().len() == 3).await;
     a.sync.add_peer(&a.node, k2.addr.to_string()).unwrap();
     let forked = common::identity(50).author();
-    wait_for("a to record the fork", || a.node.is_forked(&forked)).await;
+    wait_for("a to record the fork", || recorded(&a.node)).await;
+    assert!(a.node.is_forked(&forked));
 
     // Node B meets both copies by CSV import.
     let (b, _) = Node::open_with_identity(dirs[3].path(), common::identity(2)).unwrap();
@@ -61,7 +69,8 @@ async fn a_fork_reaches_nodes_by_sync_import_and_proof_alone() {
 
     // Node C only ever receives the proof, from A.
     let c = start(dirs[4].path(), 3, &[a.addr]).await;
-    wait_for("c to learn the fork", || c.node.is_forked(&forked)).await;
+    wait_for("c to learn the fork", || recorded(&c.node)).await;
+    assert!(c.node.is_forked(&forked));
     assert!(
         c.node.reader().head(&forked).is_none(),
         "no entry of the forked feed"
