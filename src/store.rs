@@ -402,8 +402,11 @@ impl Store {
     /// Checks `proof` and records it durably, unless its author has a proof already: a fork
     /// note for the author in the log (if it has none), then the proof in `DATA_DIR/forks`,
     /// each synced, in the writer's durability path. Returns whether the proof was new.
-    /// After a failure to write the forks file the note may be durable: the author is then
-    /// forked without a proof ([`Forked::unproven`]) until one is recorded.
+    /// After a failure to write the forks file (answered with [`AppendError::ForkLog`]) the
+    /// note may be durable: the author is then forked without a proof ([`Forked::unproven`])
+    /// while the writer keeps the proof and retries it, with the next proofs and every
+    /// second when idle, until it is recorded; the store is degraded meanwhile
+    /// ([`health`]).
     pub async fn record_fork_proof_async(&self, proof: ForkProof) -> Result<bool, AppendError> {
         let answer = self.send_fork_proof(proof)?;
         answer.await.map_err(|_| AppendError::Closed)?

@@ -69,20 +69,37 @@ impl Node {
         proof: ForkProof,
         recorded: Result<bool, AppendError>,
     ) -> Result<bool, NodeError> {
-        let author = proof.author();
-        let seq = proof.seq();
         match recorded {
-            Ok(true) => {}
-            Ok(false) => return Ok(false),
+            Ok(true) => {
+                self.act_on_proof(proof);
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err(AppendError::ForkLog(e)) => {
+                // The proof checked and its author's fork note is durable; only the forks
+                // file failed, and the store's writer retries the proof by itself. It is
+                // signed evidence all the same: act on it now (the fence above all, if it
+                // is our own feed), and tell the caller it is not durable yet.
+                self.act_on_proof(proof);
+                Err(AppendError::ForkLog(e).into())
+            }
             Err(e) => {
                 // The note may be durable though the proof is not: the author is then forked
                 // without a proof, and the views exclude it as a restart would.
+                let author = proof.author();
                 if self.is_forked(&author) {
                     self.inner.views.mark_forked(&author);
                 }
-                return Err(e.into());
+                Err(e.into())
             }
         }
+    }
+
+    /// A checked proof of a new fork: the views exclude its author, the fence stops own
+    /// appends if it is ours, and the subscribers (sync sessions hand it to peers) hear of it.
+    fn act_on_proof(&self, proof: ForkProof) {
+        let author = proof.author();
+        let seq = proof.seq();
         self.inner.views.mark_forked(&author);
         if author == self.inner.author {
             let reason = format!("a fork proof of our own author {author} at seq {seq}");
@@ -95,7 +112,6 @@ impl Node {
             tracing::warn!(%author, seq, "feed forked: proof recorded, feed excluded");
         }
         let _ = self.inner.events.send(NodeEvent::Proof(Arc::new(proof)));
-        Ok(true)
     }
 
     /// Records the fork between `offered` and the entry the store holds at its position —

@@ -286,7 +286,11 @@ impl Writer {
             }
             Err(e) => {
                 // Without a second thread there is nobody to sync: fail every request.
-                health.fail(format!("spawn the sync thread: {e}"), now_ms());
+                health.fail(
+                    super::health::Part::Log,
+                    format!("spawn the sync thread: {e}"),
+                    now_ms(),
+                );
                 let e = Arc::new(e);
                 while let Ok(request) = requests.recv() {
                     if matches!(request, Request::Shutdown) {

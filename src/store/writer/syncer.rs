@@ -6,21 +6,27 @@ use std::collections::BTreeSet;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use super::planner::{Placed, Planned, Sealed};
 use super::{answer, io_error, Durable, OwnAppend};
 use crate::clock::now_ms;
 use crate::entry::Entry;
+use crate::fork::ForkProof;
 use crate::fork_log::{ForkLogError, Forked};
 use crate::hash::Hash;
 use crate::identity::Author;
 use crate::store::format;
+use crate::store::health::Part;
 use crate::store::index::Index;
 use crate::store::{AppendError, Outcome};
 
 /// How the forks file's append for one write went: nothing to append or appended (`Ok`),
 /// or the error every new proof of the write is answered with.
 type ForksWritten = Result<(), Arc<ForkLogError>>;
+
+/// How often an idle writer retries the fork proofs it could not record.
+const PROOF_RETRY_DELAY: Duration = Duration::from_secs(1);
 
 pub(super) struct Syncer {
     parts: Durable,
@@ -34,6 +40,10 @@ pub(super) struct Syncer {
     last_record: Option<u64>,
     /// Records were written since the last commit marker: write one when idle.
     marker_due: bool,
+    /// Checked proofs whose append to the forks file failed: retried with the next proofs,
+    /// and when idle, until they are recorded. Their authors are forked meanwhile (their
+    /// fork notes are in the log), so no feed is re-admitted while its proof waits.
+    unrecorded: Vec<ForkProof>,
 }
 
 impl Syncer {
@@ -45,6 +55,7 @@ impl Syncer {
             needs_recovery: false,
             last_record: None,
             marker_due: false,
+            unrecorded: Vec::new(),
         }
     }
 
@@ -52,16 +63,21 @@ impl Syncer {
     /// marker and returns (closing both files).
     pub(super) fn run(mut self, sealed: mpsc::Receiver<Sealed>) {
         loop {
-            let idle_delay = self.parts.idle_marker_delay.filter(|_| self.marker_due);
+            let marker_delay = self.parts.idle_marker_delay.filter(|_| self.marker_due);
+            let retry_delay = (!self.unrecorded.is_empty()).then_some(PROOF_RETRY_DELAY);
+            let idle_delay = match (marker_delay, retry_delay) {
+                (Some(marker), Some(retry)) => Some(marker.min(retry)),
+                (marker, retry) => marker.or(retry),
+            };
             let first = if let Some(delay) = idle_delay {
                 match sealed.recv_timeout(delay) {
                     Ok(first) => first,
                     Err(mpsc::RecvTimeoutError::Timeout) => {
-                        self.write_idle_marker();
+                        self.on_idle();
                         continue;
                     }
                     Err(mpsc::RecvTimeoutError::Disconnected) => {
-                        self.write_idle_marker();
+                        self.on_idle();
                         break;
                     }
                 }
@@ -70,7 +86,7 @@ impl Syncer {
                     Ok(first) => first,
                     Err(_) => {
                         // Closing: cover the last write with a marker either way.
-                        self.write_idle_marker();
+                        self.on_idle();
                         break;
                     }
                 }
@@ -85,6 +101,12 @@ impl Syncer {
                 "group commit"
             );
             self.finish(batches);
+        }
+        if !self.unrecorded.is_empty() {
+            tracing::error!(
+                proofs = self.unrecorded.len(),
+                "closing with fork proofs unrecorded: their authors stay forked by their notes in the log, and a peer that holds a proof can send it again"
+            );
         }
     }
 
@@ -187,7 +209,7 @@ impl Syncer {
                 }
                 return Err(err);
             }
-            if let Some(spell) = self.parts.health.succeed() {
+            if let Some(spell) = self.parts.health.succeed(Part::Log) {
                 tracing::info!(
                     after_ms = now_ms().saturating_sub(spell.since_ms),
                     failure = %spell.reason,
@@ -204,30 +226,71 @@ impl Syncer {
         Ok(self.append_proofs(batches))
     }
 
-    /// Appends the new proofs to the forks file (one write, one sync, no lock held), then
-    /// publishes them in the forked set.
+    /// What the writer does when no request came for a while: covers the last write with a
+    /// commit marker, and retries the proofs it could not record.
+    fn on_idle(&mut self) {
+        self.write_idle_marker();
+        if !self.unrecorded.is_empty() {
+            // The callers of the failed append were answered then; this retry answers no one.
+            let _ = self.record_proofs(Vec::new());
+        }
+    }
+
+    /// Appends the batches' new proofs to the forks file, after any still unrecorded.
     fn append_proofs(&mut self, batches: &[Sealed]) -> ForksWritten {
-        let proofs: Vec<&crate::fork::ForkProof> = batches
+        let proofs = batches
             .iter()
             .flat_map(|b| &b.requests)
             .filter_map(|r| match r {
                 Planned::Proof {
                     proof, new: true, ..
-                } => Some(&**proof),
+                } => Some((**proof).clone()),
                 _ => None,
             })
             .collect();
+        self.record_proofs(proofs)
+    }
+
+    /// Appends the unrecorded proofs and then `fresh` (one write, one sync, no lock held),
+    /// then publishes them in the forked set. On failure they are all kept for a retry and
+    /// the store is degraded (the forks file's spell) until a retry succeeds.
+    fn record_proofs(&mut self, fresh: Vec<ForkProof>) -> ForksWritten {
+        let retrying = !self.unrecorded.is_empty();
+        let mut proofs = std::mem::take(&mut self.unrecorded);
+        for proof in fresh {
+            // One proof per author: a second one for an author still waiting adds nothing.
+            if !proofs.iter().any(|p| p.author() == proof.author()) {
+                proofs.push(proof);
+            }
+        }
         if proofs.is_empty() {
             return Ok(());
         }
-        if let Err(e) = self.parts.forks.append(&*self.parts.forks_io, &proofs) {
-            tracing::error!(error = %e, "fork proofs not recorded; their authors stay forked by their notes");
+        let refs: Vec<&ForkProof> = proofs.iter().collect();
+        if let Err(e) = self.parts.forks.append(&*self.parts.forks_io, &refs) {
+            if retrying {
+                tracing::debug!(error = %e, proofs = proofs.len(), "fork proofs still not recorded");
+            } else {
+                tracing::error!(error = %e, "fork proofs not recorded; their authors stay forked by their notes, and the proofs are retried");
+            }
+            self.parts
+                .health
+                .fail(Part::Forks, format!("record fork proofs: {e}"), now_ms());
+            self.unrecorded = proofs;
             return Err(Arc::new(e));
+        }
+        if let Some(spell) = self.parts.health.succeed(Part::Forks) {
+            tracing::info!(
+                after_ms = now_ms().saturating_sub(spell.since_ms),
+                failure = %spell.reason,
+                proofs = proofs.len(),
+                "fork proofs recorded again"
+            );
         }
         let mut forked = self.forked_mut();
         for proof in proofs {
             // Checked before it was sent ([`super::CheckedProof`]), so this inserts.
-            if let Err(e) = forked.insert_proof(proof.clone()) {
+            if let Err(e) = forked.insert_proof(proof) {
                 tracing::error!(error = %e, "a recorded fork proof does not check");
             }
         }
@@ -250,7 +313,7 @@ impl Syncer {
             durable_end = self.parts.end,
             "store write failed; appends fail until the log is recovered and a write succeeds"
         );
-        self.parts.health.fail(reason, now_ms());
+        self.parts.health.fail(Part::Log, reason, now_ms());
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.needs_recovery = true;
         let err = Arc::new(e);
