@@ -157,12 +157,25 @@ pub enum TailError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// Where the stream from `start` begins: the offset of the first record it sends. Blocking
-/// for a cursor (reads the record it names).
-pub fn resolve(reader: &StoreReader, node: &Author, start: Start) -> Result<u64, TailError> {
+/// Where the stream from `start` begins: the offset of the first record it sends, and the
+/// same place as a start a client can resume from (the stream's first frame, see
+/// [`frame::Format::position`]): `now` becomes the cursor of the last entry committed
+/// before it, or `start` if there is none. Blocking for a cursor (reads the record it
+/// names).
+pub fn resolve(
+    reader: &StoreReader,
+    node: &Author,
+    start: Start,
+) -> Result<(u64, Start), TailError> {
     let cursor = match start {
-        Start::Beginning => return Ok(FILE_HEADER_BYTES),
-        Start::Now => return Ok(reader.committed_end()),
+        Start::Beginning => return Ok((FILE_HEADER_BYTES, start)),
+        Start::Now => {
+            let (end, last) = reader.end_and_last_entry();
+            let position = last.map_or(Start::Beginning, |(offset, hash)| {
+                Start::After(Cursor::new(node, offset, &hash))
+            });
+            return Ok((end, position));
+        }
         Start::After(cursor) => cursor,
     };
     if !cursor.is_of(node) {
@@ -176,7 +189,7 @@ pub fn resolve(reader: &StoreReader, node: &Author, start: Start) -> Result<u64,
         });
     }
     match reader.record_at(cursor.offset)? {
-        Some((_, hash, next)) if cursor.names(&hash) => Ok(next),
+        Some((_, hash, next)) if cursor.names(&hash) => Ok((next, start)),
         _ => Err(TailError::NotHeld {
             offset: cursor.offset,
         }),
@@ -218,7 +231,7 @@ impl Tails {
             .map_err(|_| TailError::Busy {
                 max: self.config.max_streams,
             })?;
-        let from = match start {
+        let (from, position) = match start {
             // Both read only the index: no blocking read.
             Start::Beginning | Start::Now => resolve(node.reader(), &node.author(), start)?,
             Start::After(_) => {
@@ -229,6 +242,7 @@ impl Tails {
         Ok(stream::spawn(stream::Plan {
             node: node.clone(),
             from,
+            position,
             author,
             format,
             config: self.config.clone(),

@@ -1,6 +1,7 @@
 //! `kappalog tail` against the real binary: it prints each entry as a JSON line, resumes by
 //! itself after the node is killed and restarted on the same data directory (none missing,
-//! none twice), and exits non-zero with a one-line reason when the node refuses its cursor.
+//! none twice, also when no entry had reached it yet), and exits non-zero with a one-line
+//! reason when the node refuses its cursor.
 
 mod common;
 
@@ -28,6 +29,73 @@ fn add(addr: std::net::SocketAddr, value: i64) -> EntryJson {
     serde_json::from_str(&response.body).unwrap()
 }
 
+/// Restarts the killed node on `data` at `addr` (the port `kappalog tail` keeps dialling).
+fn restart(data: &std::path::Path, key: &std::path::Path, addr: std::net::SocketAddr) -> Running {
+    let mut cmd = kappalog();
+    cmd.arg("--data-dir").arg(data).arg("--key").arg(key);
+    cmd.args(["run", "--http", &addr.to_string()]);
+    let node = Running::spawn(cmd);
+    assert_eq!(printed_addr(&node.wait_line("http://")), addr);
+    node
+}
+
+/// `--from now`, and the node dies before any entry reached the tail: entries committed
+/// while it was away (here by `kappalog append` on the stopped node's directory) are printed
+/// once it is back, because the stream's first line told the tail where it began.
+#[test]
+fn tail_from_now_resumes_where_it_began_when_no_entry_had_reached_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, key) = (dir.path().join("data"), dir.path().join("node.key"));
+    let (node, addr) = run_node(&data, &key, &[]);
+    for v in 0..2 {
+        add(addr, v);
+    }
+    let mut cmd = kappalog();
+    cmd.env("RUST_LOG", "info")
+        .args(["tail", "--url", &format!("http://{addr}"), "--from", "now"]);
+    let mut tail = Running::spawn(cmd);
+    // The tail logs where its stream began (on stderr) once it has read the position.
+    let stderr = tail.child.stderr.take().unwrap();
+    let (began_tx, began) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("stream began") && began_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let line = began.recv_timeout(DEADLINE).expect("the tail never began");
+    assert!(
+        !line.contains("position=start"),
+        "the log has entries: {line}"
+    );
+    drop(node);
+    // Committed while the node is down, so before the tail can reconnect.
+    let mut expected = Vec::new();
+    for v in [7, 8] {
+        let out = kappalog()
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--key")
+            .arg(&key)
+            .args(["append", "--value", &v.to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        expected.push(serde_json::from_slice::<EntryJson>(&out.stdout).unwrap());
+    }
+    let node = restart(&data, &key, addr);
+    assert_eq!(lines(&tail, 2), expected);
+    let last = add(addr, 9);
+    assert_eq!(lines(&tail, 1), [last]);
+    drop(node);
+    drop(tail);
+}
+
 #[test]
 fn tail_prints_entries_and_resumes_across_a_node_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -48,11 +116,7 @@ fn tail_prints_entries_and_resumes_across_a_node_restart() {
     // Killed, not stopped: no goodbye on the stream.
     drop(node);
     // Restarted on the same port, which `kappalog tail` keeps dialling.
-    let mut cmd = kappalog();
-    cmd.arg("--data-dir").arg(&data).arg("--key").arg(&key);
-    cmd.args(["run", "--http", &addr.to_string()]);
-    let node = Running::spawn(cmd);
-    assert_eq!(printed_addr(&node.wait_line("http://")), addr);
+    let node = restart(&data, &key, addr);
     expected.extend((3..6).map(|v| add(addr, v)));
     printed.extend(lines(&tail, 3));
     assert_eq!(printed, expected);

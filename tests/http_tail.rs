@@ -159,7 +159,7 @@ impl Tail {
             let frame = self.next().await.expect("the stream ended");
             match parse(&frame, self.ndjson) {
                 Frame::Entry(cursor, entry) => return (cursor, *entry),
-                Frame::Heartbeat => continue,
+                Frame::Heartbeat | Frame::Position(_) => continue,
                 Frame::End(reason) => panic!("the stream ended: {reason}"),
             }
         }
@@ -178,8 +178,19 @@ impl Tail {
 #[derive(Debug)]
 enum Frame {
     Entry(String, Box<EntryJson>),
+    /// The first frame: where the stream starts, as a `from` to resume there.
+    Position(String),
     Heartbeat,
     End(String),
+}
+
+impl Frame {
+    fn position(&self) -> Option<&str> {
+        match self {
+            Frame::Position(at) => Some(at),
+            _ => None,
+        }
+    }
 }
 
 fn parse(frame: &str, ndjson: bool) -> Frame {
@@ -190,6 +201,9 @@ fn parse(frame: &str, ndjson: bool) -> Frame {
         }
         if let Some(end) = v.get("end") {
             return Frame::End(end["reason"].as_str().unwrap().to_owned());
+        }
+        if v.as_object().unwrap().len() == 1 {
+            return Frame::Position(v["cursor"].as_str().unwrap().to_owned());
         }
         assert_eq!(v.as_object().unwrap().len(), 2, "{frame}");
         let cursor = v["cursor"].as_str().unwrap().to_owned();
@@ -204,6 +218,7 @@ fn parse(frame: &str, ndjson: bool) -> Frame {
             id.strip_prefix("id: ").unwrap().to_owned(),
             serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap(),
         ),
+        ["event: position", id] => Frame::Position(id.strip_prefix("id: ").unwrap().to_owned()),
         ["event: end", data] => {
             let v: serde_json::Value =
                 serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
@@ -275,6 +290,12 @@ async fn ndjson_from_now_sends_only_later_commits_and_heartbeats_when_idle() {
         tail.header("content-type").as_deref(),
         Some("application/x-ndjson")
     );
+    // First where it starts: after the last entry committed, as a cursor.
+    let position = tail.next().await.unwrap();
+    let Frame::Position(cursor) = parse(&position, true) else {
+        panic!("not a position: {position}")
+    };
+    assert_eq!(cursor.len(), 48, "{cursor}");
     // Nothing is committed: the stream says it is alive.
     let frame = tail.next().await.unwrap();
     assert_eq!(frame, r#"{"heartbeat":true}"#);
@@ -285,6 +306,40 @@ async fn ndjson_from_now_sends_only_later_commits_and_heartbeats_when_idle() {
     let mut default = Tail::open(server.addr, "", &ndjson).await;
     let next = append(&server.node, 5, 1).await;
     assert_eq!(default.entry().await.1, next[0]);
+    server.shutdown().await;
+}
+
+/// A stream from `now` begins with its position, so a client that loses the connection
+/// before any entry reached it resumes exactly where it began: on an empty log `start`,
+/// otherwise the cursor of the last entry committed before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_from_now_dropped_before_any_entry_resumes_from_its_position() {
+    let server = start_default().await;
+    for (round, expected) in [(0, Some("start")), (1, None)] {
+        let mut tail = Tail::open(server.addr, "?from=now", &[]).await;
+        let frame = tail.next().await.unwrap();
+        let Frame::Position(position) = parse(&frame, false) else {
+            panic!("not a position: {frame}")
+        };
+        if let Some(expected) = expected {
+            assert_eq!(position, expected);
+        }
+        drop(tail);
+        // Committed while the client is away.
+        let missed = append(&server.node, round * 10, 2).await;
+        // As a browser's EventSource reconnects: the position as the Last-Event-ID.
+        let mut resumed = Tail::open(server.addr, "", &[("Last-Event-ID", &position)]).await;
+        let frame = resumed.next().await.unwrap();
+        assert_eq!(parse(&frame, false).position(), Some(position.as_str()));
+        let got = resumed.entries(2).await;
+        assert_eq!(
+            hashes(got.iter().map(|(_, e)| e)),
+            hashes(&missed),
+            "round {round}"
+        );
+        let later = append(&server.node, round * 10 + 5, 1).await;
+        assert_eq!(resumed.entry().await.1, later[0]);
+    }
     server.shutdown().await;
 }
 
@@ -499,7 +554,7 @@ async fn a_slow_consumer_is_ended_with_a_reason_and_the_node_keeps_serving() {
         let frame = tail.next().await.expect("the stream closed without an end");
         match parse(&frame, true) {
             Frame::Entry(..) => received += 1,
-            Frame::Heartbeat => {}
+            Frame::Heartbeat | Frame::Position(_) => {}
             Frame::End(reason) => break reason,
         }
     };
@@ -538,7 +593,13 @@ async fn streams_beyond_the_cap_get_503_and_shutdown_ends_open_streams() {
     let began = Instant::now();
     server.stop_serving();
     for (tail, ndjson) in [(&mut a, false), (&mut b, true)] {
-        match parse(&tail.next().await.unwrap(), ndjson) {
+        // The position went out first, unless the shutdown came before the body was first
+        // polled (the end is preferred to anything still queued).
+        let mut frame = parse(&tail.next().await.unwrap(), ndjson);
+        if frame.position().is_some() {
+            frame = parse(&tail.next().await.unwrap(), ndjson);
+        }
+        match frame {
             Frame::End(reason) => assert!(reason.contains("shutting down"), "{reason}"),
             other => panic!("expected the end, got {other:?}"),
         }

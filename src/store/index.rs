@@ -70,6 +70,9 @@ pub struct Index {
     pub entries: u64,
     /// Offset just past the last synced record: readers never read beyond it.
     pub end: u64,
+    /// The record offset and hash of the last entry in the log, in commit order (the tail
+    /// names the position "now" by it).
+    pub last_entry: Option<(u64, Hash)>,
 }
 
 /// How many maps the hash-prefix lookup is split into (a power of two).
@@ -125,6 +128,9 @@ impl Index {
             }
         }
         self.entries += 1;
+        if self.last_entry.is_none_or(|(last, _)| offset > last) {
+            self.last_entry = Some((offset, *hash));
+        }
     }
 
     /// Candidate offsets for `hash`: an exact overflow hit, then the prefix candidate (which

@@ -327,6 +327,13 @@ impl StoreReader {
         self.index().end
     }
 
+    /// The committed end, with the record offset and hash of the last entry before it (read
+    /// together, so nothing can be committed between them).
+    pub fn end_and_last_entry(&self) -> (u64, Option<(u64, Hash)>) {
+        let index = self.index();
+        (index.end, index.last_entry)
+    }
+
     /// The record starting at `offset` and the offset just past it, if an intact record
     /// starts there below the committed end. `None` for an offset past the end, inside a
     /// record or in the file header: something outside the node named the offset (a tail

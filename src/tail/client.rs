@@ -3,9 +3,10 @@
 //! received when the connection drops or the node ends the stream (a restart, a slow
 //! consumer), with a bounded backoff. A refused cursor or parameter (4xx) is final.
 //!
-//! Until the first entry arrives there is no cursor: a resumed `--from now` starts at the
-//! node's end again (an entry committed while disconnected before the first one is missed);
-//! `--from start` and a cursor resume exactly.
+//! Every stream begins with its position (`{"cursor":...}` with no entry, see
+//! [`super::frame`]), so a connection that drops before the first entry resumes exactly too:
+//! a `--from now` resumes after the last entry committed before it began, not at the node's
+//! end at the time of the reconnect.
 
 use std::io::Write;
 use std::time::Duration;
@@ -63,6 +64,10 @@ enum Line {
     Entry {
         cursor: String,
         entry: Box<EntryJson>,
+    },
+    /// Where the stream begins (its first line); after `Entry`, which has a cursor too.
+    Position {
+        cursor: String,
     },
     Heartbeat {
         #[serde(rename = "heartbeat")]
@@ -152,19 +157,10 @@ async fn session(
     received: &mut bool,
 ) -> Result<Session, FollowError> {
     let connect_timeout = Duration::from_millis(CONNECT_TIMEOUT_MS);
-    let connecting = TcpStream::connect((target.host.as_str(), target.port));
-    let tcp = match tokio::time::timeout(connect_timeout, connecting).await {
-        Ok(Ok(tcp)) => tcp,
-        Ok(Err(e)) => return Ok(Session::Dropped(format!("connecting: {e}"))),
-        Err(_) => return Ok(Session::Dropped("connecting timed out".into())),
+    let (mut sender, _connection) = match connect(target).await {
+        Ok(connected) => connected,
+        Err(why) => return Ok(Session::Dropped(why)),
     };
-    let (mut sender, connection) =
-        match hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await {
-            Ok(pair) => pair,
-            Err(e) => return Ok(Session::Dropped(format!("HTTP handshake: {e}"))),
-        };
-    // The connection's I/O runs beside this function and ends with it (aborted on drop).
-    let _connection = AbortOnDrop(tokio::spawn(connection));
     let mut path = format!("{}/tail?from={from}", target.prefix);
     if let Some(author) = author {
         path.push_str(&format!("&author={author}"));
@@ -213,23 +209,8 @@ async fn session(
             line.extend_from_slice(&rest[..at]);
             rest = &rest[at + 1..];
             let text = std::mem::take(&mut line);
-            match serde_json::from_slice::<Line>(&text) {
-                Ok(Line::Entry { cursor: c, entry }) => {
-                    let json = serde_json::to_string(&entry)
-                        .map_err(|e| FollowError::Output(std::io::Error::other(e)))?;
-                    writeln!(out, "{json}")
-                        .and_then(|()| out.flush())
-                        .map_err(FollowError::Output)?;
-                    *cursor = Some(c);
-                    *received = true;
-                }
-                Ok(Line::Heartbeat { .. }) => {}
-                Ok(Line::End { end }) => return Ok(Session::Ended(end.reason)),
-                Err(e) => {
-                    return Ok(Session::Dropped(format!(
-                        "a line that is not the tail's: {e}"
-                    )))
-                }
+            if let Some(ended) = take_line(&text, out, cursor, received)? {
+                return Ok(ended);
             }
         }
         line.extend_from_slice(rest);
@@ -239,6 +220,64 @@ async fn session(
             )));
         }
     }
+}
+
+/// Connects and makes the HTTP/1.1 handshake; the connection's I/O runs beside the caller
+/// and ends with the returned guard (aborted on drop). `Err`: why not, to retry.
+async fn connect(
+    target: &Target,
+) -> Result<
+    (
+        hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+        AbortOnDrop<Result<(), hyper::Error>>,
+    ),
+    String,
+> {
+    let connect_timeout = Duration::from_millis(CONNECT_TIMEOUT_MS);
+    let connecting = TcpStream::connect((target.host.as_str(), target.port));
+    let tcp = match tokio::time::timeout(connect_timeout, connecting).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => return Err(format!("connecting: {e}")),
+        Err(_) => return Err("connecting timed out".into()),
+    };
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| format!("HTTP handshake: {e}"))?;
+    Ok((sender, AbortOnDrop(tokio::spawn(connection))))
+}
+
+/// Acts on one line of the stream: an entry is written out and its cursor kept, a position
+/// is kept as the cursor to resume from. `Some` when the line ends the session.
+fn take_line(
+    text: &[u8],
+    out: &mut impl Write,
+    cursor: &mut Option<String>,
+    received: &mut bool,
+) -> Result<Option<Session>, FollowError> {
+    match serde_json::from_slice::<Line>(text) {
+        Ok(Line::Entry { cursor: c, entry }) => {
+            let json = serde_json::to_string(&entry)
+                .map_err(|e| FollowError::Output(std::io::Error::other(e)))?;
+            writeln!(out, "{json}")
+                .and_then(|()| out.flush())
+                .map_err(FollowError::Output)?;
+            *cursor = Some(c);
+            *received = true;
+        }
+        Ok(Line::Position { cursor: c }) => {
+            // Said once per connection: where a manual `--from` would resume too.
+            tracing::info!(position = %c, "stream began");
+            *cursor = Some(c);
+        }
+        Ok(Line::Heartbeat { .. }) => {}
+        Ok(Line::End { end }) => return Ok(Some(Session::Ended(end.reason))),
+        Err(e) => {
+            return Ok(Some(Session::Dropped(format!(
+                "a line that is not the tail's: {e}"
+            ))))
+        }
+    }
+    Ok(None)
 }
 
 /// The `error` of a JSON error body, or the body as text.
@@ -283,6 +322,10 @@ mod tests {
             Ok(Line::End { end }) => assert_eq!(end.reason, "bye"),
             _ => panic!("not an end line"),
         }
+        assert!(matches!(
+            serde_json::from_str::<Line>(r#"{"cursor":"start"}"#),
+            Ok(Line::Position { cursor }) if cursor == "start"
+        ));
         assert!(serde_json::from_str::<Line>(r#"{"other":1}"#).is_err());
     }
 

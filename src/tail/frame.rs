@@ -9,11 +9,15 @@
 //! ```
 //!
 //! a heartbeat is the comment line `: heartbeat`, and a stream the node ends on purpose ends
-//! with `event: end` and `data: {"reason":"..."}`.
+//! with `event: end` and `data: {"reason":"..."}`. Every stream begins with its position,
+//! an event with an `id` and no data (`event: position`, `id: CURSOR` or `id: start`):
+//! a browser's `EventSource` records it as the last event ID without dispatching anything,
+//! so a client that reconnects before any entry reached it resumes from where it began.
 //!
 //! **NDJSON** (`application/x-ndjson`), one JSON object per line: `{"cursor":"CURSOR",
 //! "entry":ENTRY_JSON}`, heartbeats `{"heartbeat":true}`, and the end
-//! `{"end":{"reason":"..."}}`.
+//! `{"end":{"reason":"..."}}`; the position first, as `{"cursor":"CURSOR"}` (or
+//! `"start"`) with no entry.
 //!
 //! `ENTRY_JSON` is [`EntryJson`], the same object `GET /entries` lists; compact JSON has no
 //! raw newline, so an entry is always one `data:` line.
@@ -61,6 +65,15 @@ impl Format {
         match self {
             Format::Sse => format!("event: end\ndata: {reason}\n\n").into(),
             Format::Ndjson => format!("{}\n", serde_json::json!({ "end": reason })).into(),
+        }
+    }
+
+    /// The first frame of every stream: where it starts, as the `from` that resumes there
+    /// (a cursor, or `start`).
+    pub fn position(self, at: &super::Start) -> Bytes {
+        match self {
+            Format::Sse => format!("event: position\nid: {at}\n\n").into(),
+            Format::Ndjson => format!("{{\"cursor\":\"{at}\"}}\n").into(),
         }
     }
 

@@ -72,6 +72,12 @@ impl Live<'_> {
             out,
             ending,
         } = self;
+        let wanted = Wanted {
+            from,
+            node,
+            author,
+            format,
+        };
         let shutdown = shutdown(ending);
         tokio::pin!(shutdown);
         let gone = out.closed();
@@ -100,27 +106,8 @@ impl Live<'_> {
                     continue;
                 }
             };
-            let mut event = first;
-            loop {
-                match event {
-                    Ok(NodeEvent::Committed(batch)) => {
-                        let rendered = batch.rendered(format, &node);
-                        taken.extend(rendered.select(from, author.as_ref()));
-                    }
-                    Ok(NodeEvent::Proof(_)) => {}
-                    Err(RecvError::Lagged(missed)) => {
-                        return Stop::End(format!(
-                            "fell behind the node by {missed} commits: resume from the last cursor"
-                        ))
-                    }
-                    Err(RecvError::Closed) => return shutting_down(),
-                }
-                event = match events.try_recv() {
-                    Ok(next) => Ok(next),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Lagged(missed)) => Err(RecvError::Lagged(missed)),
-                    Err(TryRecvError::Closed) => Err(RecvError::Closed),
-                };
+            if let Err(stop) = wanted.take(&mut events, first, &mut taken) {
+                return stop;
             }
             if taken.is_empty() {
                 continue;
@@ -141,6 +128,49 @@ impl Live<'_> {
                 () = &mut gone => return Stop::Gone,
                 () = &mut paced => {}
             }
+        }
+    }
+}
+
+/// Which frames of the committed batches a stream sends.
+struct Wanted {
+    /// Entries whose records start before this offset were replayed.
+    from: u64,
+    node: Author,
+    author: Option<Author>,
+    format: Format,
+}
+
+impl Wanted {
+    /// Takes `first` and every event queued behind it, adding the frames this stream wants
+    /// to `taken`. `Err` when the stream must stop: it fell behind, or the node is closing.
+    fn take(
+        &self,
+        events: &mut broadcast::Receiver<NodeEvent>,
+        first: Result<NodeEvent, RecvError>,
+        taken: &mut Vec<Bytes>,
+    ) -> Result<(), Stop> {
+        let mut event = first;
+        loop {
+            match event {
+                Ok(NodeEvent::Committed(batch)) => {
+                    let rendered = batch.rendered(self.format, &self.node);
+                    taken.extend(rendered.select(self.from, self.author.as_ref()));
+                }
+                Ok(NodeEvent::Proof(_)) => {}
+                Err(RecvError::Lagged(missed)) => {
+                    return Err(Stop::End(format!(
+                        "fell behind the node by {missed} commits: resume from the last cursor"
+                    )))
+                }
+                Err(RecvError::Closed) => return Err(shutting_down()),
+            }
+            event = match events.try_recv() {
+                Ok(next) => Ok(next),
+                Err(TryRecvError::Empty) => return Ok(()),
+                Err(TryRecvError::Lagged(missed)) => Err(RecvError::Lagged(missed)),
+                Err(TryRecvError::Closed) => Err(RecvError::Closed),
+            };
         }
     }
 }

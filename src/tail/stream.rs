@@ -30,6 +30,8 @@ pub(super) struct Plan {
     pub node: Node,
     /// Offset of the first record to send.
     pub from: u64,
+    /// The same place as a start to resume from: the stream's first frame.
+    pub position: super::Start,
     pub author: Option<Author>,
     pub format: Format,
     pub config: TailConfig,
@@ -72,6 +74,8 @@ impl Drop for Slot {
 /// Starts the stream's task; returns the body side.
 pub(super) fn spawn(plan: Plan) -> TailStream {
     let (frames_tx, frames) = mpsc::channel(QUEUED_FRAMES);
+    // The queue is empty and ours alone: the position always fits, first.
+    let _ = frames_tx.try_send(plan.format.position(&plan.position));
     let (end_tx, end) = oneshot::channel();
     // One of the node's tasks, so the node's shutdown knows it (it ends on `ending`).
     let node = plan.node.clone();
