@@ -173,6 +173,29 @@ impl SyncShared {
         node.spawn(self.tasks.track_future(task));
     }
 
+    /// The context of a session with the peer known as `key`, neither told the own-feed
+    /// fence outcome nor shed by the listener: each side adds the one it needs.
+    pub(super) fn session_context(
+        &self,
+        node: &Node,
+        key: String,
+        role: Role,
+        shutdown: watch::Receiver<bool>,
+    ) -> SessionContext {
+        SessionContext {
+            node: node.clone(),
+            config: self.config.clone(),
+            registry: self.registry.clone(),
+            admission: self.admission.clone(),
+            strangers: self.strangers.clone(),
+            key,
+            role,
+            shutdown,
+            on_have: None,
+            shed: None,
+        }
+    }
+
     /// Waits until no session with `peer` is live (false: shutting down); the configured
     /// `addr` counts as tried for the startup fence once that session has exchanged, or
     /// once it is gone.
@@ -363,16 +386,8 @@ async fn run_dialed(
         Box::new(move |_| shared.peer_tried(&node, &addr)) as super::outbound::OnHave
     };
     let ctx = SessionContext {
-        node: node.clone(),
-        config: shared.config.clone(),
-        registry: shared.registry.clone(),
-        admission: shared.admission.clone(),
-        strangers: shared.strangers.clone(),
-        key: addr.to_owned(),
-        role: Role::Initiator,
-        shutdown: shutdown.clone(),
         on_have: Some(on_have),
-        shed: None,
+        ..shared.session_context(node, addr.to_owned(), Role::Initiator, shutdown.clone())
     };
     let end = run_session(ctx, stream).await;
     let duplicate = matches!(
