@@ -96,120 +96,127 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Every metric at zero, registered under the `kappalog` prefix (in this order, which is
+    /// the order a scrape lists them in).
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("kappalog");
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
+        let mut metrics = Metrics {
+            registry: Registry::with_prefix("kappalog"),
+            requests: Family::default(),
+            request_seconds: Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+                // 100 µs .. ~6.5 s
+                Histogram::new(exponential_buckets(0.0001, 2.0, 17))
+            }),
+            http_connections: Gauge::default(),
+            appends: Counter::default(),
+            imported: Family::default(),
+            rejections: Counter::default(),
+            entries: Family::default(),
+            sync_peers: Family::default(),
+            sync_entries: Family::default(),
+            sync_refused: Family::default(),
+            sync_feeds_skipped: Family::default(),
+            tail_streams: Gauge::default(),
+            store_degraded: Gauge::default(),
+            store_write_failures: Gauge::default(),
+            store_recoveries: Gauge::default(),
+            scrape: Mutex::new(()),
+        };
+        metrics.register_http();
+        metrics.register_entries();
+        metrics.register_sync();
+        metrics.register_tail();
+        metrics.register_store();
+        metrics
+    }
+
+    fn register_http(&mut self) {
+        self.registry.register(
             "http_requests",
             "HTTP requests by method, route and status",
-            requests.clone(),
+            self.requests.clone(),
         );
-        let request_seconds = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            // 100 µs .. ~6.5 s
-            Histogram::new(exponential_buckets(0.0001, 2.0, 17))
-        });
-        registry.register(
+        self.registry.register(
             "http_request_duration_seconds",
             "HTTP request latency by method and route",
-            request_seconds.clone(),
+            self.request_seconds.clone(),
         );
-        let http_connections = Gauge::default();
-        registry.register(
+        self.registry.register(
             "http_connections",
             "HTTP connections open now",
-            http_connections.clone(),
+            self.http_connections.clone(),
         );
-        let appends = Counter::default();
-        registry.register(
+    }
+
+    fn register_entries(&mut self) {
+        self.registry.register(
             "appends",
             "entries appended to the node's own feed",
-            appends.clone(),
+            self.appends.clone(),
         );
-        let imported = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
+        self.registry.register(
             "imported_entries",
             "entries offered by imports, by outcome (added, duplicate, rejected, fork)",
-            imported.clone(),
+            self.imported.clone(),
         );
-        let rejections = Counter::default();
-        registry.register(
+        self.registry.register(
             "rejected_entries",
             "entries rejected as invalid (imports and peers)",
-            rejections.clone(),
+            self.rejections.clone(),
         );
-        let entries = Family::<StatusLabels, Gauge>::default();
-        registry.register(
+        self.registry.register(
             "stored_entries",
             "entries held in the log, by feed status",
-            entries.clone(),
+            self.entries.clone(),
         );
-        let sync_peers = Family::<StatusLabels, Gauge>::default();
-        registry.register(
+    }
+
+    fn register_sync(&mut self) {
+        self.registry.register(
             "sync_peers",
             "sync peers by state (connected, disconnected)",
-            sync_peers.clone(),
+            self.sync_peers.clone(),
         );
-        let sync_refused = Family::<ReasonLabels, Gauge>::default();
-        registry.register(
+        self.registry.register(
             "sync_refused",
             "sync connections and sessions refused since start, by reason (not_allowed, stranger_slots_full, per_address_limit, different_network, unsupported_version, bad_auth, handshake_timeout, duplicate_session, ...)",
-            sync_refused.clone(),
+            self.sync_refused.clone(),
         );
-        let sync_feeds_skipped = Family::<ReasonLabels, Gauge>::default();
-        registry.register(
+        self.registry.register(
             "sync_feeds_skipped",
             "new feeds offered by peers and skipped since start, by reason (author_policy, new_feed_budget, feed_cap)",
-            sync_feeds_skipped.clone(),
+            self.sync_feeds_skipped.clone(),
         );
-        let sync_entries = Family::<DirectionLabels, Gauge>::default();
-        registry.register(
+        self.registry.register(
             "sync_entries",
             "entries sent to and received from sync peers since start, over all peers",
-            sync_entries.clone(),
+            self.sync_entries.clone(),
         );
-        let tail_streams = Gauge::default();
-        registry.register(
+    }
+
+    fn register_tail(&mut self) {
+        self.registry.register(
             "tail_streams",
             "GET /tail streams open now",
-            tail_streams.clone(),
+            self.tail_streams.clone(),
         );
-        let store_degraded = Gauge::default();
-        registry.register(
+    }
+
+    fn register_store(&mut self) {
+        self.registry.register(
             "store_degraded",
             "1 while the store cannot write (its last write, sync or recovery failed), else 0",
-            store_degraded.clone(),
+            self.store_degraded.clone(),
         );
-        let store_write_failures = Gauge::default();
-        registry.register(
+        self.registry.register(
             "store_write_failures",
             "failed log writes, syncs and recoveries since start",
-            store_write_failures.clone(),
+            self.store_write_failures.clone(),
         );
-        let store_recoveries = Gauge::default();
-        registry.register(
+        self.registry.register(
             "store_recoveries",
             "times the store resumed writing after a failure, since start",
-            store_recoveries.clone(),
+            self.store_recoveries.clone(),
         );
-        Metrics {
-            registry,
-            tail_streams,
-            store_degraded,
-            store_write_failures,
-            store_recoveries,
-            sync_peers,
-            sync_entries,
-            sync_refused,
-            sync_feeds_skipped,
-            requests,
-            request_seconds,
-            http_connections,
-            appends,
-            imported,
-            rejections,
-            entries,
-            scrape: Mutex::new(()),
-        }
     }
 
     /// Counts one import outcome.

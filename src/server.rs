@@ -69,75 +69,22 @@ pub async fn serve_until_signal(
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut bound = Vec::with_capacity(nodes.len());
-    let mut listeners = Vec::with_capacity(nodes.len());
+    let mut listening = Vec::with_capacity(nodes.len());
     for spec in nodes {
-        let listener = TcpListener::bind(spec.http_addr)
-            .await
-            .with_context(|| format!("binding HTTP for {} on {}", spec.name, spec.http_addr))?;
-        let addr = listener.local_addr()?;
-        if !addr.ip().is_loopback() && spec.http.token.is_none() {
-            tracing::warn!(
-                node = %spec.name,
-                %addr,
-                "HTTP is bound to a non-loopback address without --token: anyone who can reach it can write"
-            );
-        }
-        let sync_listener = match spec.sync.as_ref().and_then(|s| s.listen) {
-            Some(sync_addr) => Some(
-                TcpListener::bind(sync_addr)
-                    .await
-                    .with_context(|| format!("binding sync for {} on {}", spec.name, sync_addr))?,
-            ),
-            None => None,
-        };
-        let sync_addr = match &sync_listener {
-            Some(l) => Some(l.local_addr()?),
-            None => None,
-        };
-        bound.push(Bound {
-            name: spec.name.clone(),
-            author: spec.node.author(),
-            http_addr: addr,
-            sync_addr,
-            data_dir: spec.node.data_dir().to_owned(),
-        });
-        listeners.push((spec, listener, sync_listener));
+        let (node, node_bound) = bind(spec).await?;
+        bound.push(node_bound);
+        listening.push(node);
     }
     on_bound(&bound);
 
-    for (spec, _, sync_listener) in &mut listeners {
-        let Some(sync_spec) = spec.sync.take() else {
-            continue;
-        };
-        let mut peers = sync_spec.peers.clone();
-        for &i in &sync_spec.peer_nodes {
-            if let Some(addr) = bound.get(i).and_then(|b| b.sync_addr) {
-                peers.push(addr.to_string());
-            }
-        }
-        let handle = sync::start(&spec.node, sync_spec.config, sync_listener.take(), peers)
-            .with_context(|| format!("starting sync for {}", spec.name))?;
-        if let Some(addr) = handle.local_addr() {
-            tracing::info!(node = %spec.name, %addr, "serving peer sync");
-        }
+    for node in &mut listening {
+        node.start_sync(&bound)?;
     }
 
-    let mut tasks = Vec::with_capacity(listeners.len());
-    let mut nodes = Vec::with_capacity(listeners.len());
-    for (spec, listener, _) in listeners {
-        let app = http::router(spec.node.clone(), spec.http.clone());
-        let mut stop = stop_rx.clone();
-        tracing::info!(node = %spec.name, addr = %listener.local_addr()?, "serving HTTP");
-        tasks.push(tokio::spawn(connections::serve_http(
-            listener,
-            app,
-            spec.limits,
-            spec.node.metrics().http_connections.clone(),
-            async move {
-                // Either a stop signal or the sender going away ends serving.
-                let _ = stop.wait_for(|stopped| *stopped).await;
-            },
-        )));
+    let mut tasks = Vec::with_capacity(listening.len());
+    let mut nodes = Vec::with_capacity(listening.len());
+    for Listening { spec, http, .. } in listening {
+        tasks.push(spawn_http(&spec, http, stop_rx.clone())?);
         nodes.push(spec.node);
     }
 
@@ -154,6 +101,93 @@ pub async fn serve_until_signal(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A node whose listeners are bound but not served yet.
+struct Listening {
+    spec: NodeSpec,
+    http: TcpListener,
+    /// Taken by [`Listening::start_sync`].
+    sync: Option<TcpListener>,
+}
+
+/// Binds a node's HTTP listener and, if it accepts peers, its sync listener; returns them
+/// with what was bound (port 0 resolved).
+async fn bind(spec: NodeSpec) -> anyhow::Result<(Listening, Bound)> {
+    let http = TcpListener::bind(spec.http_addr)
+        .await
+        .with_context(|| format!("binding HTTP for {} on {}", spec.name, spec.http_addr))?;
+    let addr = http.local_addr()?;
+    if !addr.ip().is_loopback() && spec.http.token.is_none() {
+        tracing::warn!(
+            node = %spec.name,
+            %addr,
+            "HTTP is bound to a non-loopback address without --token: anyone who can reach it can write"
+        );
+    }
+    let sync = match spec.sync.as_ref().and_then(|s| s.listen) {
+        Some(sync_addr) => Some(
+            TcpListener::bind(sync_addr)
+                .await
+                .with_context(|| format!("binding sync for {} on {}", spec.name, sync_addr))?,
+        ),
+        None => None,
+    };
+    let sync_addr = match &sync {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
+    let bound = Bound {
+        name: spec.name.clone(),
+        author: spec.node.author(),
+        http_addr: addr,
+        sync_addr,
+        data_dir: spec.node.data_dir().to_owned(),
+    };
+    Ok((Listening { spec, http, sync }, bound))
+}
+
+impl Listening {
+    /// Starts the node's peer sync, if it has one: its configured peers plus the bound sync
+    /// addresses of the nodes it names in `peer_nodes` (indices into `bound`).
+    fn start_sync(&mut self, bound: &[Bound]) -> anyhow::Result<()> {
+        let Some(sync_spec) = self.spec.sync.take() else {
+            return Ok(());
+        };
+        let mut peers = sync_spec.peers.clone();
+        for &i in &sync_spec.peer_nodes {
+            if let Some(addr) = bound.get(i).and_then(|b| b.sync_addr) {
+                peers.push(addr.to_string());
+            }
+        }
+        let handle = sync::start(&self.spec.node, sync_spec.config, self.sync.take(), peers)
+            .with_context(|| format!("starting sync for {}", self.spec.name))?;
+        if let Some(addr) = handle.local_addr() {
+            tracing::info!(node = %self.spec.name, %addr, "serving peer sync");
+        }
+        Ok(())
+    }
+}
+
+/// Serves a node's HTTP on `listener` on its own task, until `stop` turns true (or its
+/// sender is gone).
+fn spawn_http(
+    spec: &NodeSpec,
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let app = http::router(spec.node.clone(), spec.http.clone());
+    tracing::info!(node = %spec.name, addr = %listener.local_addr()?, "serving HTTP");
+    Ok(tokio::spawn(connections::serve_http(
+        listener,
+        app,
+        spec.limits,
+        spec.node.metrics().http_connections.clone(),
+        async move {
+            // Either a stop signal or the sender going away ends serving.
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        },
+    )))
 }
 
 async fn wait_for_signal() {

@@ -14,7 +14,7 @@
 //! failed append ends the session when the next batch (or the session's end) waits for it.
 
 use crate::poison::lock;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -23,7 +23,7 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::mpsc;
 
 use super::admission::Admission;
-use super::batch::check_batch;
+use super::batch::{check_batch, BatchError, BatchOutcome};
 use super::connection::FrameReader;
 use super::error::SessionError;
 use super::message::{Message, MAX_WANTS_PER_SESSION};
@@ -34,6 +34,7 @@ use crate::entry::{Entry, Seq};
 use crate::hash::Hash;
 use crate::identity::Author;
 use crate::node::Node;
+use crate::store::StoreReader;
 use crate::validate::FeedHead;
 
 /// The most entries merged from consecutive buffered `Entries` frames into one check and one
@@ -202,66 +203,14 @@ impl Inbound {
         Ok(())
     }
 
+    /// Checks a batch off the async workers, then stores what it adds (while the next batch
+    /// is read) and records the forks it shows. A refused batch ends the session.
     async fn on_entries(
         &mut self,
         batch: Vec<super::message::EncodedEntry>,
     ) -> Result<(), SessionError> {
-        let forked = self.node.forked_authors();
-        let reader = self.node.reader().clone();
-        let in_flight = self.in_flight_view.clone();
-        let (admission, skipped, peer) = (self.admission.clone(), self.skipped.clone(), self.peer);
-        let (registry, key) = (self.registry.clone(), self.key.clone());
-        let own = self.node.author();
-        let checked = tokio::task::spawn_blocking(move || {
-            // The append in flight only adds to the store, and other sessions may have
-            // stored more of a feed since this session's last batch (the view is kept until
-            // the next batch settles it): the longer of the two heads is the feed's head.
-            let head_of = |a: &Author| {
-                let stored = reader.head(a);
-                match in_flight.heads.get(a).copied() {
-                    Some(pending) if stored.is_none_or(|s| s.seq < pending.seq) => Some(pending),
-                    _ => stored,
-                }
-            };
-            // Asked once per author of the batch: forked authors, authors outside the
-            // policy, and new feeds the peer may not introduce are dropped unchecked.
-            // Feeds this batch starts count against the feed cap as soon as they are taken.
-            let mut taken_new = in_flight.new_feeds;
-            let refuse = |a: &Author| {
-                if forked.contains(a) || lock(&skipped).contains(a) {
-                    return true;
-                }
-                // Our own feed is always taken: its entries are signed evidence of what our
-                // key signed, whoever relays them.
-                if *a == own {
-                    return false;
-                }
-                // Held feeds outside the policy (stored before it was set) are skipped too.
-                if admission.accepts_author(a) && head_of(a).is_some() {
-                    return false;
-                }
-                let held = reader.feed_count().saturating_add(taken_new);
-                match admission.admit_new_feed(&peer, a, held, Instant::now()) {
-                    Ok(()) => {
-                        taken_new += 1;
-                        false
-                    }
-                    Err(skip) => {
-                        lock(&skipped).insert(*a);
-                        registry.add_skipped(&key, 1, skip.as_str());
-                        true
-                    }
-                }
-            };
-            check_batch(&batch, refuse, head_of, |a, seq| {
-                in_flight
-                    .hashes
-                    .get(&(*a, seq))
-                    .copied()
-                    .or_else(|| reader.get(a, seq).ok().flatten().map(|(_, h)| h))
-            })
-        })
-        .await?;
+        let check = self.batch_check();
+        let checked = tokio::task::spawn_blocking(move || check.run(&batch)).await?;
         let outcome = checked.inspect_err(|e| {
             tracing::warn!(
                 peer = %self.key,
@@ -279,29 +228,124 @@ impl Inbound {
         // Appends stay in arrival order: the previous one must be durable first.
         self.settle().await?;
         if !outcome.append.is_empty() {
-            // Stored while the next batch is read and checked.
-            self.in_flight_view = Arc::new(InFlight::of(&outcome.append));
-            let (node, registry, key) =
-                (self.node.clone(), self.registry.clone(), self.key.clone());
-            // One of the node's tasks: the session awaits it, and the node's shutdown waits
-            // for it even if the session ended first.
-            self.in_flight = Some(self.node.spawn(async move {
-                let report = node.offer_verified_entries(outcome.append).await?;
-                registry.add_received(&key, report.added);
-                Ok(())
-            }));
+            self.start_append(outcome.append);
         }
-        if outcome.fork_candidates.is_empty() {
+        self.record_forks(outcome.fork_candidates).await
+    }
+
+    /// What checking the next batch needs, taken now (see [`BatchCheck`]).
+    fn batch_check(&self) -> BatchCheck {
+        BatchCheck {
+            forked: self.node.forked_authors(),
+            reader: self.node.reader().clone(),
+            in_flight: self.in_flight_view.clone(),
+            admission: self.admission.clone(),
+            skipped: self.skipped.clone(),
+            peer: self.peer,
+            registry: self.registry.clone(),
+            key: self.key.clone(),
+            own: self.node.author(),
+        }
+    }
+
+    /// Starts storing a checked batch's new entries as the append in flight: the next batch
+    /// is read and checked while they become durable.
+    fn start_append(&mut self, append: Vec<(Entry, Hash)>) {
+        self.in_flight_view = Arc::new(InFlight::of(&append));
+        let (node, registry, key) = (self.node.clone(), self.registry.clone(), self.key.clone());
+        // One of the node's tasks: the session awaits it, and the node's shutdown waits
+        // for it even if the session ended first.
+        self.in_flight = Some(self.node.spawn(async move {
+            let report = node.offer_verified_entries(append).await?;
+            registry.add_received(&key, report.added);
+            Ok(())
+        }));
+    }
+
+    /// Records a fork proof for each offered entry that conflicts with a held one.
+    async fn record_forks(&mut self, candidates: Vec<(Entry, Hash)>) -> Result<(), SessionError> {
+        if candidates.is_empty() {
             return Ok(());
         }
         // A fork candidate may conflict with an entry of this very batch: the batch must be
         // stored before the proof can be built from the held entry.
         self.settle().await?;
-        for (offered, _) in outcome.fork_candidates {
+        for (offered, _) in candidates {
             let node = self.node.clone();
             tokio::task::spawn_blocking(move || node.record_fork_against_held(offered)).await??;
         }
         Ok(())
+    }
+}
+
+/// Checking one entries batch against the store plus the append in flight, on a blocking
+/// thread: the session's and the node's state it reads, owned.
+struct BatchCheck {
+    forked: BTreeSet<Author>,
+    reader: StoreReader,
+    in_flight: Arc<InFlight>,
+    admission: Arc<Admission>,
+    skipped: Arc<Mutex<HashSet<Author>>>,
+    peer: Author,
+    registry: Arc<PeerRegistry>,
+    key: String,
+    own: Author,
+}
+
+impl BatchCheck {
+    /// Checks `batch` (see [`check_batch`]), refusing forked authors, feeds skipped before,
+    /// and new feeds the admission rules do not take.
+    fn run(&self, batch: &[super::message::EncodedEntry]) -> Result<BatchOutcome, BatchError> {
+        // The append in flight only adds to the store, and other sessions may have
+        // stored more of a feed since this session's last batch (the view is kept until
+        // the next batch settles it): the longer of the two heads is the feed's head.
+        let head_of = |a: &Author| {
+            let stored = self.reader.head(a);
+            match self.in_flight.heads.get(a).copied() {
+                Some(pending) if stored.is_none_or(|s| s.seq < pending.seq) => Some(pending),
+                _ => stored,
+            }
+        };
+        // Asked once per author of the batch: forked authors, authors outside the
+        // policy, and new feeds the peer may not introduce are dropped unchecked.
+        // Feeds this batch starts count against the feed cap as soon as they are taken.
+        let mut taken_new = self.in_flight.new_feeds;
+        let refuse = |a: &Author| {
+            if self.forked.contains(a) || lock(&self.skipped).contains(a) {
+                return true;
+            }
+            // Our own feed is always taken: its entries are signed evidence of what our
+            // key signed, whoever relays them.
+            if *a == self.own {
+                return false;
+            }
+            // Held feeds outside the policy (stored before it was set) are skipped too.
+            if self.admission.accepts_author(a) && head_of(a).is_some() {
+                return false;
+            }
+            let held = self.reader.feed_count().saturating_add(taken_new);
+            match self
+                .admission
+                .admit_new_feed(&self.peer, a, held, Instant::now())
+            {
+                Ok(()) => {
+                    taken_new += 1;
+                    false
+                }
+                Err(skip) => {
+                    lock(&self.skipped).insert(*a);
+                    self.registry.add_skipped(&self.key, 1, skip.as_str());
+                    true
+                }
+            }
+        };
+        check_batch(batch, refuse, head_of, |a, seq| {
+            self.in_flight
+                .hashes
+                .get(&(*a, seq))
+                .copied()
+                .or_else(|| self.reader.get(a, seq).ok().flatten().map(|(_, h)| h))
+        })
     }
 }
 

@@ -83,16 +83,8 @@ pub(super) async fn accept_loop(
         let key = remote.to_string();
         shared.registry.ensure(&key, Direction::Inbound);
         let ctx = SessionContext {
-            node: node.clone(),
-            config: shared.config.clone(),
-            registry: shared.registry.clone(),
-            admission: shared.admission.clone(),
-            strangers: shared.strangers.clone(),
-            key,
-            role: Role::Responder,
-            shutdown: shutdown.clone(),
-            on_have: None,
             shed: Some(shed_rx),
+            ..shared.session_context(&node, key, Role::Responder, shutdown.clone())
         };
         let session_shared = shared.clone();
         shared.spawn(node.clone(), async move {

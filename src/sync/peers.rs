@@ -173,6 +173,29 @@ impl SyncShared {
         node.spawn(self.tasks.track_future(task));
     }
 
+    /// The context of a session with the peer known as `key`, neither told the own-feed
+    /// fence outcome nor shed by the listener: each side adds the one it needs.
+    pub(super) fn session_context(
+        &self,
+        node: &Node,
+        key: String,
+        role: Role,
+        shutdown: watch::Receiver<bool>,
+    ) -> SessionContext {
+        SessionContext {
+            node: node.clone(),
+            config: self.config.clone(),
+            registry: self.registry.clone(),
+            admission: self.admission.clone(),
+            strangers: self.strangers.clone(),
+            key,
+            role,
+            shutdown,
+            on_have: None,
+            shed: None,
+        }
+    }
+
     /// Waits until no session with `peer` is live (false: shutting down); the configured
     /// `addr` counts as tried for the startup fence once that session has exchanged, or
     /// once it is gone.
@@ -306,6 +329,8 @@ impl SyncHandle {
     }
 }
 
+/// Dials `addr` until shutdown: one session at a time, redialled after each end or failed
+/// connect (see the module docs).
 async fn dial_loop(node: Node, shared: Arc<SyncShared>, addr: String, wake: Arc<Notify>) {
     let mut shutdown = shared.shutdown.subscribe();
     let mut failures: u32 = 0;
@@ -318,78 +343,105 @@ async fn dial_loop(node: Node, shared: Arc<SyncShared>, addr: String, wake: Arc<
             c = tokio::time::timeout(shared.config.handshake_timeout, TcpStream::connect(addr.as_str())) => c,
             _ = shutdown.changed() => break,
         };
-        match connected {
-            Ok(Ok(stream)) => {
-                let on_have = {
-                    let (shared, node, addr) = (shared.clone(), node.clone(), addr.clone());
-                    Box::new(move |_| shared.peer_tried(&node, &addr)) as super::outbound::OnHave
-                };
-                let ctx = SessionContext {
-                    node: node.clone(),
-                    config: shared.config.clone(),
-                    registry: shared.registry.clone(),
-                    admission: shared.admission.clone(),
-                    strangers: shared.strangers.clone(),
-                    key: addr.clone(),
-                    role: Role::Initiator,
-                    shutdown: shutdown.clone(),
-                    on_have: Some(on_have),
-                    shed: None,
-                };
-                let end = run_session(ctx, stream).await;
-                let duplicate = matches!(
-                    end.error,
-                    SessionError::Duplicate | SessionError::PeerBye(ByeReason::Duplicate)
-                );
-                if let (true, Some(peer)) = (duplicate, end.peer) {
-                    // The session the peer dialed is kept; its exchange settles the startup
-                    // fence, and redialling waits until it ends.
-                    tracing::debug!(peer = %addr, "one session per key: keeping the one the peer dialed");
-                    if !shared
-                        .wait_while_connected(&node, &addr, &peer, &mut shutdown)
-                        .await
-                    {
-                        break;
-                    }
-                    failures = 0;
-                    continue;
-                }
-                shared.peer_tried(&node, &addr);
-                failures = if end.peer.is_some() {
-                    0
-                } else {
-                    failures.saturating_add(1)
-                };
-                let own = matches!(
-                    end.error,
-                    SessionError::Handshake(HandshakeError::SelfConnection(_))
-                        | SessionError::PeerBye(ByeReason::SelfConnection)
-                );
-                if own {
-                    tracing::warn!(peer = %addr, "peer address reaches this node itself (or a copy of its key): not redialling");
-                    break;
-                }
+        let dialed = match connected {
+            Ok(Ok(stream)) => run_dialed(&node, &shared, &addr, stream, &mut shutdown).await,
+            Ok(Err(e)) => connect_failed(&node, &shared, &addr, format!("connect failed: {e}")),
+            Err(_) => connect_failed(&node, &shared, &addr, "connect timed out".into()),
+        };
+        match dialed {
+            Dialed::Stop => break,
+            Dialed::KeptPeerSessionEnded => {
+                failures = 0;
+                continue;
             }
-            Ok(Err(e)) => {
-                shared
-                    .registry
-                    .set_error(&addr, format!("connect failed: {e}"));
-                shared.peer_tried(&node, &addr);
-                failures = failures.saturating_add(1);
-            }
-            Err(_) => {
-                shared.registry.set_error(&addr, "connect timed out".into());
-                shared.peer_tried(&node, &addr);
-                failures = failures.saturating_add(1);
-            }
+            Dialed::Redial { handshaken: true } => failures = 0,
+            Dialed::Redial { handshaken: false } => failures = failures.saturating_add(1),
         }
-        let base = reconnect_delay_ms(failures.saturating_sub(1));
-        let jitter = rand::random::<u64>() % (base / 4 + 1);
-        let delay = Duration::from_millis(base.saturating_add(jitter));
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = wake.notified() => {}
-            _ = shutdown.changed() => break,
+        if !wait_to_redial(failures, &wake, &mut shutdown).await {
+            break;
         }
+    }
+}
+
+/// What a dialer does after one dial.
+enum Dialed {
+    /// Redial after the backoff; a completed handshake resets it.
+    Redial { handshaken: bool },
+    /// The peer's own session to us was kept instead of ours and has ended: redial at once.
+    KeptPeerSessionEnded,
+    /// Shutting down, or the address reaches this node itself: stop dialing.
+    Stop,
+}
+
+/// Runs one session over a dialed connection and says what the dialer does next.
+async fn run_dialed(
+    node: &Node,
+    shared: &Arc<SyncShared>,
+    addr: &str,
+    stream: TcpStream,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Dialed {
+    let on_have = {
+        let (shared, node, addr) = (shared.clone(), node.clone(), addr.to_owned());
+        Box::new(move |_| shared.peer_tried(&node, &addr)) as super::outbound::OnHave
+    };
+    let ctx = SessionContext {
+        on_have: Some(on_have),
+        ..shared.session_context(node, addr.to_owned(), Role::Initiator, shutdown.clone())
+    };
+    let end = run_session(ctx, stream).await;
+    let duplicate = matches!(
+        end.error,
+        SessionError::Duplicate | SessionError::PeerBye(ByeReason::Duplicate)
+    );
+    if let (true, Some(peer)) = (duplicate, end.peer) {
+        // The session the peer dialed is kept; its exchange settles the startup
+        // fence, and redialling waits until it ends.
+        tracing::debug!(peer = %addr, "one session per key: keeping the one the peer dialed");
+        if shared
+            .wait_while_connected(node, addr, &peer, shutdown)
+            .await
+        {
+            return Dialed::KeptPeerSessionEnded;
+        }
+        return Dialed::Stop;
+    }
+    shared.peer_tried(node, addr);
+    let own = matches!(
+        end.error,
+        SessionError::Handshake(HandshakeError::SelfConnection(_))
+            | SessionError::PeerBye(ByeReason::SelfConnection)
+    );
+    if own {
+        tracing::warn!(peer = %addr, "peer address reaches this node itself (or a copy of its key): not redialling");
+        return Dialed::Stop;
+    }
+    Dialed::Redial {
+        handshaken: end.peer.is_some(),
+    }
+}
+
+/// A connect failed or timed out: recorded for `GET /peers`, and the peer counts as tried
+/// for the startup fence.
+fn connect_failed(node: &Node, shared: &SyncShared, addr: &str, error: String) -> Dialed {
+    shared.registry.set_error(addr, error);
+    shared.peer_tried(node, addr);
+    Dialed::Redial { handshaken: false }
+}
+
+/// Waits out the reconnect delay after `failures` failures in a row, plus up to 25% jitter,
+/// or until `POST /sync` wakes the dialer. False: shutting down.
+async fn wait_to_redial(
+    failures: u32,
+    wake: &Notify,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let base = reconnect_delay_ms(failures.saturating_sub(1));
+    let jitter = rand::random::<u64>() % (base / 4 + 1);
+    let delay = Duration::from_millis(base.saturating_add(jitter));
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => true,
+        _ = wake.notified() => true,
+        _ = shutdown.changed() => false,
     }
 }

@@ -274,6 +274,20 @@ impl Planner {
 
     /// Plans and signs one batch; the syncer makes it durable and answers.
     fn commit(&mut self, batch: Vec<Request>) -> Sealed {
+        let epoch = self.follow_epoch();
+        self.refresh_feeds();
+        let mut feeds = std::mem::take(&mut self.feeds);
+        let mut drafts = Vec::with_capacity(batch.len());
+        for request in batch {
+            drafts.extend(self.draft(request, &mut feeds));
+        }
+        self.feeds = feeds;
+        self.sign(&mut drafts);
+        self.seal(drafts, epoch)
+    }
+
+    /// The failure epoch to plan the next batch in; forgets what was in flight if it moved.
+    fn follow_epoch(&mut self) -> u64 {
         let epoch = self.epoch.load(Ordering::Acquire);
         if epoch != self.epoch_seen {
             // A write failed: what was in flight will never be durable, so plan from the
@@ -282,86 +296,99 @@ impl Planner {
             self.keys_in_flight.clear();
             self.epoch_seen = epoch;
         }
-        self.refresh_feeds();
-        let mut feeds = std::mem::take(&mut self.feeds);
-        let mut drafts = Vec::with_capacity(batch.len());
-        for request in batch {
-            match request {
-                Request::Shutdown => {}
-                Request::Own {
-                    value,
-                    data,
-                    key,
+        epoch
+    }
+
+    /// Plans one request against `feeds`; `None` if it was answered here (or is a shutdown).
+    fn draft(
+        &mut self,
+        request: Request,
+        feeds: &mut HashMap<Author, PendingFeed>,
+    ) -> Option<Draft> {
+        let planned = match request {
+            Request::Shutdown => return None,
+            Request::Own {
+                value,
+                data,
+                key,
+                reply,
+            } => return self.draft_own(value, data, key, reply, feeds),
+            Request::Foreign { entries, reply } => {
+                let (placed, failed) = self.plan_foreign(entries, feeds);
+                Planned::Foreign {
+                    placed,
+                    failed,
                     reply,
-                } => {
-                    let Some(identity) = &self.identity else {
-                        answer(reply, Err(AppendError::NoIdentity));
-                        continue;
-                    };
-                    let author = identity.author();
-                    let reply = match &key {
-                        Some(key) => match self.check_key(key, author, reply) {
-                            KeyCheck::Fresh(reply) => reply,
-                            KeyCheck::InFlight(head, reply) => {
-                                drafts.push(Draft::Ready(Planned::Replay {
-                                    author,
-                                    head,
-                                    reply,
-                                }));
-                                continue;
-                            }
-                            KeyCheck::Answered => continue,
-                        },
-                        None => reply,
-                    };
-                    let feed = self.pending(&mut feeds, author);
-                    let seq = feed.head.map_or(1, |h| h.seq + 1);
-                    let unsigned = UnsignedEntry {
-                        author,
-                        seq,
-                        timestamp: now_ms().max(feed.last_timestamp),
-                        prev: feed.head.map(|h| h.hash),
-                        value,
-                        data,
-                    };
-                    let hash = unsigned.hash();
-                    feed.head = Some(FeedHead { seq, hash });
-                    feed.last_timestamp = unsigned.timestamp;
-                    feed.planned.push_back(hash);
-                    if let Some(key) = &key {
-                        self.keys_in_flight
-                            .insert(key.clone(), FeedHead { seq, hash });
-                    }
-                    drafts.push(Draft::Own {
-                        unsigned,
-                        hash,
-                        key,
-                        reply,
-                        signature: None,
-                    });
-                }
-                Request::Foreign { entries, reply } => {
-                    let (placed, failed) = self.plan_foreign(entries, &mut feeds);
-                    drafts.push(Draft::Ready(Planned::Foreign {
-                        placed,
-                        failed,
-                        reply,
-                    }));
-                }
-                Request::ForkNote { author, reply } => {
-                    drafts.push(Draft::Ready(Planned::Note { author, reply }));
-                }
-                Request::ForkProof { proof, reply } => {
-                    drafts.push(Draft::Ready(Planned::Proof {
-                        proof: proof.0,
-                        new: false,
-                        reply,
-                    }));
                 }
             }
+            Request::ForkNote { author, reply } => Planned::Note { author, reply },
+            Request::ForkProof { proof, reply } => Planned::Proof {
+                proof: proof.0,
+                new: false,
+                reply,
+            },
+        };
+        Some(Draft::Ready(planned))
+    }
+
+    /// Plans an own append at the head of the own feed, to be signed with the batch; a
+    /// keyed request already appended (or in flight) is answered with that entry instead.
+    fn draft_own(
+        &mut self,
+        value: i64,
+        data: String,
+        key: Option<IdempotencyKey>,
+        reply: Reply<OwnResult>,
+        feeds: &mut HashMap<Author, PendingFeed>,
+    ) -> Option<Draft> {
+        let Some(identity) = &self.identity else {
+            answer(reply, Err(AppendError::NoIdentity));
+            return None;
+        };
+        let author = identity.author();
+        let reply = match &key {
+            Some(key) => match self.check_key(key, author, reply) {
+                KeyCheck::Fresh(reply) => reply,
+                KeyCheck::InFlight(head, reply) => {
+                    return Some(Draft::Ready(Planned::Replay {
+                        author,
+                        head,
+                        reply,
+                    }));
+                }
+                KeyCheck::Answered => return None,
+            },
+            None => reply,
+        };
+        let feed = self.pending(feeds, author);
+        let seq = feed.head.map_or(1, |h| h.seq + 1);
+        let unsigned = UnsignedEntry {
+            author,
+            seq,
+            timestamp: now_ms().max(feed.last_timestamp),
+            prev: feed.head.map(|h| h.hash),
+            value,
+            data,
+        };
+        let hash = unsigned.hash();
+        feed.head = Some(FeedHead { seq, hash });
+        feed.last_timestamp = unsigned.timestamp;
+        feed.planned.push_back(hash);
+        if let Some(key) = &key {
+            self.keys_in_flight
+                .insert(key.clone(), FeedHead { seq, hash });
         }
-        self.feeds = feeds;
-        self.sign(&mut drafts);
+        Some(Draft::Own {
+            unsigned,
+            hash,
+            key,
+            reply,
+            signature: None,
+        })
+    }
+
+    /// Turns signed drafts into the batch for the syncer.
+    fn seal(&self, drafts: Vec<Draft>, epoch: u64) -> Sealed {
         let mut requests = Vec::with_capacity(drafts.len());
         let mut unsigned = false;
         for draft in drafts {
