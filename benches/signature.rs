@@ -39,6 +39,9 @@ fn main() {
     let mut batch_all = vec![];
     let mut verify_one = vec![];
     let mut verify_all = vec![];
+    // One feed verified in calls of these sizes: 128 is one sync frame's batch.
+    const PER_CALL: [usize; 3] = [128, 512, 2048];
+    let mut verify_feed: Vec<Vec<f64>> = vec![vec![]; PER_CALL.len()];
     let mut sigs = vec![];
     for _ in 0..3 {
         let single = n.min(20_000);
@@ -68,7 +71,23 @@ fn main() {
             .flat_map_iter(|chunk| id.sign_hashes(chunk))
             .collect();
         batch_all.push(n as f64 / start.elapsed().as_secs_f64());
-        std::hint::black_box(batched);
+
+        let author = id.author();
+        let feed: Vec<BatchItem<'_>> = (0..n)
+            .map(|i| BatchItem {
+                author: &author,
+                hash: &hashes[i],
+                signature: &batched[i],
+            })
+            .collect();
+        for (rates, per_call) in verify_feed.iter_mut().zip(PER_CALL) {
+            let start = Instant::now();
+            for call in feed.chunks(per_call) {
+                let verdicts = signature::verify_many(call);
+                assert!(verdicts.iter().all(|v| v.is_ok()));
+            }
+            rates.push(n as f64 / start.elapsed().as_secs_f64());
+        }
 
         let authors: Vec<_> = (0..n).map(|i| ids[i % ids.len()].author()).collect();
         let start = Instant::now();
@@ -99,4 +118,10 @@ fn main() {
     report("batch sign (64 per batch), all cores", batch_all);
     report("verify single, one core", verify_one);
     report("verify batch, all cores", verify_all);
+    for (rates, per_call) in verify_feed.into_iter().zip(PER_CALL) {
+        report(
+            &format!("verify one feed, {per_call} per call, all cores"),
+            rates,
+        );
+    }
 }
