@@ -291,8 +291,12 @@ impl Sim {
                 let deadline = Instant::now() + STEP_DEADLINE;
                 while self.node(*node).own_feed_state() != OwnFeedState::Ok {
                     if Instant::now() > deadline {
+                        let n = self.node(*node);
+                        let why =
+                            n.with_fence(|f| f.check(n.own_length(), std::time::Instant::now()));
                         return Err(format!(
-                            "node {node}'s fence stayed closed after its backup"
+                            "node {node}'s fence stayed closed after its backup: {} ({why:?})",
+                            n.own_feed_state().as_str()
                         ));
                     }
                     tokio::time::sleep(POLL).await;
