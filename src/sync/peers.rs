@@ -126,8 +126,9 @@ pub fn start(
                 _ = tokio::time::sleep(shared.config.startup_fence_timeout) => {}
                 _ = stop.changed() => {}
             }
-            let unheard = lock(&shared.startup).take();
-            if let Some(unheard) = unheard {
+            // Under the same lock as `peer_tried` changes the fence (see there).
+            let mut startup = lock(&shared.startup);
+            if let Some(unheard) = startup.take() {
                 let names: Vec<&str> = unheard.iter().map(String::as_str).collect();
                 tracing::warn!(
                     peers = %names.join(", "),
@@ -224,6 +225,11 @@ impl SyncShared {
     }
 
     /// A configured peer was heard from or failed once (startup fence bookkeeping).
+    ///
+    /// The fence is changed while `startup` is still locked: released, the lock would let a
+    /// concurrent call (another peer's, or the startup timeout's) release the fence between
+    /// this call's bookkeeping and its `hold_startup`, which would then close the fence
+    /// again with nobody left to open it.
     fn peer_tried(&self, node: &Node, addr: &str) {
         let mut startup = lock(&self.startup);
         let Some(pending) = startup.as_mut() else {
@@ -232,13 +238,11 @@ impl SyncShared {
         pending.remove(addr);
         if pending.is_empty() {
             *startup = None;
-            drop(startup);
             tracing::info!("own-feed fence: every configured peer tried, own appends open");
             node.with_fence(|f| f.release_startup());
         } else {
             let names: Vec<&str> = pending.iter().map(String::as_str).collect();
             let waiting = names.join(", ");
-            drop(startup);
             node.with_fence(|f| f.hold_startup(waiting));
         }
     }
