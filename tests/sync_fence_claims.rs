@@ -2,8 +2,10 @@
 //! claims, in its reconciliation items, a longer or a different copy of the node's own feed
 //! (no signature needed for either) leaves `POST /add` open. A trusted peer's claim holds
 //! appends only while it delivers: one that claims and sends nothing is disconnected after
-//! the claim timeout, with `last_error` saying why, and appends open again. (The restore
-//! from a backup, where a peer does deliver, is `sync_forks.rs`.)
+//! the claim timeout, with `last_error` saying why, and appends open again. A restored node
+//! refused by a peer that still holds a stale session with its key keeps its startup fence
+//! closed until a real exchange. (The restore from a backup, where a peer does deliver, is
+//! `sync_forks.rs`.)
 
 mod common;
 
@@ -142,4 +144,71 @@ async fn a_trusted_peer_that_claims_and_does_not_deliver_is_dropped_and_add_reop
     assert_eq!(add_status(&v.node).await, 201);
     assert_eq!(v.node.own_feed_state(), OwnFeedState::Ok);
     v.stop().await;
+}
+
+/// A restored node whose configured peer still holds a stale session with the node's key
+/// (the peer dialed the node before it went down and has not seen that connection close) is
+/// refused as a duplicate when it dials. That refusal says nothing about the node's feed:
+/// the startup fence stays closed, and own appends wait until a real exchange with the peer
+/// has delivered what it holds. (The 1,000-seed simulation saw a restored node sign a seq
+/// its peers held because the refusal counted as hearing from the peer.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_still_holding_a_stale_session_is_not_counted_as_heard_from() {
+    // The peer keeps the session it dialed when it has the lower key.
+    let (low, high) = if common::identity(3).author() < common::identity(4).author() {
+        (3, 4)
+    } else {
+        (4, 3)
+    };
+    let (dp, dn) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // The restored node holds the first of its 3 entries; the peer holds all 3.
+    let feed = common::feed(&common::identity(high), 3);
+    {
+        let (store, owner, _) =
+            kappalog::store::Store::open(dn.path(), Some(common::identity(high)), None).unwrap();
+        store.append_entries(vec![feed[0].0.clone()]).unwrap();
+        owner.shutdown_blocking().unwrap();
+    }
+    // The stale session: the peer dialed "the node" (a hand-driven stand-in with its key),
+    // which holds the connection open.
+    let stand_in = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (peer_node, _) = Node::open_with_identity(dp.path(), common::identity(low)).unwrap();
+    peer_node
+        .offer_entries(common::entries(&feed))
+        .await
+        .unwrap();
+    let peer = start_with(peer_node, &[stand_in.local_addr().unwrap()], fast_config()).await;
+    let mut stale = RawPeer::accept(&stand_in, &common::identity(high)).await;
+    // The peer's first frame after the handshake: its side of the session is registered.
+    stale.reader.next().await.unwrap();
+
+    let (node, _) = Node::open_with_identity(dn.path(), common::identity(high)).unwrap();
+    assert_eq!(node.own_length(), 1);
+    let restored = start_with(node, &[peer.addr], fast_config()).await;
+    // Refused twice: the restored node has acted on the first refusal (and redialled).
+    wait_for(
+        "the restored node to be refused as a duplicate twice",
+        || {
+            let (refused, _) = peer.sync.refusals();
+            refused.get("duplicate_session").copied().unwrap_or(0) >= 2
+        },
+    )
+    .await;
+    assert_eq!(restored.node.own_feed_state(), OwnFeedState::Starting);
+    assert!(
+        restored.node.append(9, "too early".into()).await.is_err(),
+        "signed while its peer holds more of its feed"
+    );
+
+    // The stale connection closes: the next dial exchanges, the node catches up, and only
+    // then signs, at seq 4.
+    drop(stale);
+    wait_for("the restored node to catch up and open", || {
+        restored.node.own_length() == 3 && restored.node.own_feed_state() == OwnFeedState::Ok
+    })
+    .await;
+    let entry = restored.node.append(4, "after".into()).await.unwrap();
+    assert_eq!(entry.seq, 4);
+    restored.stop().await;
+    peer.stop().await;
 }

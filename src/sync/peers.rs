@@ -8,7 +8,9 @@
 //! - **Startup fence** (docs/PROTOCOL.md section 8): with configured peers, own appends wait
 //!   until every configured peer has completed the `Have` exchange or failed once (connect
 //!   failure or a session that ended before its `Have`), or until the startup fence timeout
-//!   passed; then proceed, logging at `warn` which peers were not heard from. Peers added
+//!   passed; then proceed, logging at `warn` which peers were not heard from. A refusal as a
+//!   duplicate of a session this node does not hold (the peer's stale one from before our
+//!   restart) is neither: the dialer redials. Peers added
 //!   at runtime (`POST /peers`) do not hold the fence.
 //! - **Shutdown**: one watch channel tells every task to stop. Every task is one of the
 //!   node's ([`Node::spawn`], which the node's shutdown waits for) and is also tracked here,
@@ -197,29 +199,38 @@ impl SyncShared {
         }
     }
 
-    /// Waits until no session with `peer` is live (false: shutting down); the configured
-    /// `addr` counts as tried for the startup fence once that session has exchanged, or
-    /// once it is gone.
+    /// After the peer refused our session as a duplicate: waits until no session with
+    /// `peer` is live here (`None`: shutting down). The configured `addr` counts as tried
+    /// for the startup fence once that session has exchanged, or once it is gone. Returns
+    /// whether there was such a session at all: if not, the session the peer keeps is not
+    /// one with this node (a stale one from before a restart of ours, which the peer has not
+    /// seen close yet), nothing was learned about our feed, and `addr` is not tried.
     async fn wait_while_connected(
         &self,
         node: &Node,
         addr: &str,
         peer: &crate::identity::Author,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> bool {
+    ) -> Option<bool> {
+        let mut seen = false;
         loop {
             let changed = self.admission.changed();
             match self.admission.session(peer) {
+                None if !seen => return Some(false),
                 None => {
                     self.peer_tried(node, addr);
-                    return true;
+                    return Some(true);
                 }
-                Some(true) => self.peer_tried(node, addr),
-                Some(false) => {}
+                Some(exchanged) => {
+                    seen = true;
+                    if exchanged {
+                        self.peer_tried(node, addr);
+                    }
+                }
             }
             tokio::select! {
                 _ = changed => {}
-                _ = shutdown.changed() => return false,
+                _ = shutdown.changed() => return None,
             }
         }
     }
@@ -402,13 +413,16 @@ async fn run_dialed(
         // The session the peer dialed is kept; its exchange settles the startup
         // fence, and redialling waits until it ends.
         tracing::debug!(peer = %addr, "one session per key: keeping the one the peer dialed");
-        if shared
+        return match shared
             .wait_while_connected(node, addr, &peer, shutdown)
             .await
         {
-            return Dialed::KeptPeerSessionEnded;
-        }
-        return Dialed::Stop;
+            Some(true) => Dialed::KeptPeerSessionEnded,
+            // The peer holds a stale session with our key: redial after the backoff, until
+            // it notices, without counting the peer as heard from.
+            Some(false) => Dialed::Redial { handshaken: false },
+            None => Dialed::Stop,
+        };
     }
     shared.peer_tried(node, addr);
     let own = matches!(

@@ -40,9 +40,29 @@ impl RawPeer {
         id: &Identity,
         network: &NetworkKey,
     ) -> Result<RawPeer, SessionError> {
+        Self::handshake(stream, id, network, Role::Initiator).await
+    }
+
+    /// Accepts one connection on `listener` (a node dialing it) and answers as `id`.
+    pub async fn accept(listener: &tokio::net::TcpListener, id: &Identity) -> RawPeer {
+        let (stream, _) = tokio::time::timeout(DEADLINE, listener.accept())
+            .await
+            .expect("no node dialed before the deadline")
+            .unwrap();
+        Self::handshake(stream, id, &NetworkKey::default(), Role::Responder)
+            .await
+            .unwrap()
+    }
+
+    async fn handshake(
+        stream: TcpStream,
+        id: &Identity,
+        network: &NetworkKey,
+        role: Role,
+    ) -> Result<RawPeer, SessionError> {
         let local = stream.local_addr().unwrap();
         let (read, write) = stream.into_split();
-        let channel = establish(read, write, Role::Initiator, network).await?;
+        let channel = establish(read, write, role, network).await?;
         let mut reader = FrameReader::new(channel.reader, DEADLINE, DEADLINE);
         let mut writer = FrameWriter::new(channel.writer, DEADLINE);
         let hs = Handshake::new(id.author(), Nonce([7; 32]), channel.binding);
