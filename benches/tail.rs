@@ -425,61 +425,47 @@ fn main() {
         "kappalog tail benchmark: {subscribers} GET /tail subscribers (NDJSON) while POST /add runs on {ADD_CONNECTIONS} connections, {secs} s runs"
     );
     let runs: Vec<Run> = (0..RUNS).map(|_| run(subscribers, secs)).collect();
-    let pick = |f: fn(&Run) -> f64| runs.iter().map(f).collect::<Vec<f64>>();
-    report(
-        "POST /add (durable) with the subscribers, requests/s",
-        "req/s",
-        pick(|r| r.rate),
-    );
-    report(
-        "commit to receipt by a subscriber, p50",
-        "ms",
-        pick(|r| r.p50_ms),
-    );
-    report(
-        "commit to receipt by a subscriber, p99",
-        "ms",
-        pick(|r| r.p99_ms),
-    );
-    report(
-        "subscribers ended by the node (slow consumer)",
-        "",
-        pick(|r| r.ended as f64),
-    );
-    report(
-        "entries per committed batch while appending",
-        "",
-        pick(|r| r.batch_entries),
-    );
-    report(
-        "share of (entries x subscribers) delivered",
-        "",
-        pick(|r| r.delivered_share),
-    );
-    report(
-        "bytes the subscribers received while appending",
-        "MB/s",
-        pick(|r| r.pushed_mb_s),
-    );
-    report(
-        "node CPU per append (all its threads)",
-        "us",
-        pick(|r| r.node_cpu_us),
-    );
-    report(
-        "node write system calls per append (socket writes, the log's)",
-        "",
-        pick(|r| r.node_writes),
-    );
-    report(
-        "clients' CPU per append (subscribers and appenders)",
-        "us",
-        pick(|r| r.clients_cpu_us),
-    );
-    report("peak RSS of the node", "MiB", pick(|r| r.node_rss_mb));
-    report(
-        "peak RSS of the clients' process",
-        "MiB",
-        pick(|r| r.clients_rss_mb),
-    );
+    let figures: [common::Figure<Run>; 12] = [
+        (
+            "POST /add (durable) with the subscribers, requests/s",
+            "req/s",
+            |r| r.rate,
+        ),
+        ("commit to receipt by a subscriber, p50", "ms", |r| r.p50_ms),
+        ("commit to receipt by a subscriber, p99", "ms", |r| r.p99_ms),
+        ("subscribers ended by the node (slow consumer)", "", |r| {
+            r.ended as f64
+        }),
+        ("entries per committed batch while appending", "", |r| {
+            r.batch_entries
+        }),
+        ("share of (entries x subscribers) delivered", "", |r| {
+            r.delivered_share
+        }),
+        (
+            "bytes the subscribers received while appending",
+            "MB/s",
+            |r| r.pushed_mb_s,
+        ),
+        ("node CPU per append (all its threads)", "us", |r| {
+            r.node_cpu_us
+        }),
+        (
+            "node write system calls per append (socket writes, the log's)",
+            "",
+            |r| r.node_writes,
+        ),
+        (
+            "clients' CPU per append (subscribers and appenders)",
+            "us",
+            |r| r.clients_cpu_us,
+        ),
+        ("peak RSS of the node", "MiB", |r| r.node_rss_mb),
+        ("peak RSS of the clients' process", "MiB", |r| {
+            r.clients_rss_mb
+        }),
+    ];
+    for (name, unit, figure) in figures {
+        report(name, unit, runs.iter().map(figure).collect());
+    }
 }

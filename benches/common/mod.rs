@@ -65,6 +65,9 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// One printed figure of a run of type `R`: its name, its unit, and where the run keeps it.
+pub type Figure<R> = (&'static str, &'static str, fn(&R) -> f64);
+
 /// Prints `name: median X unit (runs: a, b, c)`.
 pub fn report(name: &str, unit: &str, runs: Vec<f64>) {
     let shown: Vec<String> = runs.iter().map(|r| format!("{r:.1}")).collect();

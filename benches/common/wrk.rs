@@ -105,24 +105,17 @@ pub fn report_wrk_runs(name: &str, runs: Vec<WrkRun>) {
         println!("{name} with wrk: skipped (install wrk: apt-get install wrk)");
         return;
     }
-    report(
-        &format!("{name} with wrk, requests/s"),
-        "req/s",
-        runs.iter().map(|r| r.rate).collect(),
-    );
-    report(
-        &format!("{name} with wrk, latency p50"),
-        "ms",
-        runs.iter().map(|r| r.p50).collect(),
-    );
-    report(
-        &format!("{name} with wrk, latency p99"),
-        "ms",
-        runs.iter().map(|r| r.p99).collect(),
-    );
-    report(
-        &format!("{name} with wrk, server CPU per request"),
-        "µs",
-        runs.iter().map(|r| r.cpu_us).collect(),
-    );
+    let figures: [super::Figure<WrkRun>; 4] = [
+        ("requests/s", "req/s", |r| r.rate),
+        ("latency p50", "ms", |r| r.p50),
+        ("latency p99", "ms", |r| r.p99),
+        ("server CPU per request", "µs", |r| r.cpu_us),
+    ];
+    for (figure, unit, of) in figures {
+        report(
+            &format!("{name} with wrk, {figure}"),
+            unit,
+            runs.iter().map(of).collect(),
+        );
+    }
 }

@@ -44,12 +44,7 @@ pub fn pause(open: u64) -> Duration {
 /// What the live part of one stream forwards, and where to.
 pub(super) struct Live<'a> {
     pub events: broadcast::Receiver<NodeEvent>,
-    /// Entries whose records start before this offset were replayed: not sent again.
-    pub from: u64,
-    /// The node's author, for the cursors.
-    pub node: Author,
-    pub author: Option<Author>,
-    pub format: Format,
+    pub wanted: Wanted,
     pub config: &'a TailConfig,
     /// Streams open on the node (the `kappalog_tail_streams` gauge), which set the pause.
     pub open: &'a Gauge,
@@ -63,21 +58,13 @@ impl Live<'_> {
     pub async fn forward(self, last_sent: &mut Instant) -> Stop {
         let Live {
             mut events,
-            from,
-            node,
-            author,
-            format,
+            wanted,
             config,
             open,
             out,
             ending,
         } = self;
-        let wanted = Wanted {
-            from,
-            node,
-            author,
-            format,
-        };
+        let format = wanted.format;
         let shutdown = shutdown(ending);
         tokio::pin!(shutdown);
         let gone = out.closed();
@@ -133,12 +120,14 @@ impl Live<'_> {
 }
 
 /// Which frames of the committed batches a stream sends.
-struct Wanted {
-    /// Entries whose records start before this offset were replayed.
-    from: u64,
-    node: Author,
-    author: Option<Author>,
-    format: Format,
+pub(super) struct Wanted {
+    /// Entries whose records start before this offset were replayed: not sent again.
+    pub from: u64,
+    /// The node's author, for the cursors.
+    pub node: Author,
+    /// Only this feed, if set.
+    pub author: Option<Author>,
+    pub format: Format,
 }
 
 impl Wanted {

@@ -19,7 +19,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::live::Live;
+use super::live::{Live, Wanted};
 use super::{Format, TailConfig, FRAME_BYTES, QUEUED_FRAMES, REPLAY_CHUNK_BYTES};
 use crate::identity::Author;
 use crate::node::Node;
@@ -193,10 +193,12 @@ impl Driver {
         self.replay(e1.max(self.plan.from), e2).await?;
         let live = Live {
             events,
-            from: e2.max(self.plan.from),
-            node: self.plan.node.author(),
-            author: self.plan.author,
-            format: self.plan.format,
+            wanted: Wanted {
+                from: e2.max(self.plan.from),
+                node: self.plan.node.author(),
+                author: self.plan.author,
+                format: self.plan.format,
+            },
             config: &self.plan.config,
             open: self.plan.slot.open(),
             out: &self.out,
