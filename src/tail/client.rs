@@ -254,7 +254,17 @@ fn take_line(
     cursor: &mut Option<String>,
     received: &mut bool,
 ) -> Result<Option<Session>, FollowError> {
-    match serde_json::from_slice::<Line>(text) {
+    let line = serde_json::from_slice::<Line>(text);
+    // A cursor goes into the next request's `from`: only one that parses as a start is
+    // kept (a node, or whatever answers at the URL, cannot put other text in the request).
+    if let Ok(Line::Entry { cursor: c, .. } | Line::Position { cursor: c }) = &line {
+        if let Err(e) = c.parse::<Start>() {
+            return Ok(Some(Session::Dropped(format!(
+                "a line with a cursor that is not the tail's: {e}"
+            ))));
+        }
+    }
+    match line {
         Ok(Line::Entry { cursor: c, entry }) => {
             let json = serde_json::to_string(&entry)
                 .map_err(|e| FollowError::Output(std::io::Error::other(e)))?;
@@ -327,6 +337,33 @@ mod tests {
             Ok(Line::Position { cursor }) if cursor == "start"
         ));
         assert!(serde_json::from_str::<Line>(r#"{"other":1}"#).is_err());
+    }
+
+    #[test]
+    fn a_cursor_that_is_not_one_ends_the_session_and_is_not_kept() {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        let mut received = false;
+        for line in [
+            r#"{"cursor":"start&author=00"}"#,
+            r#"{"cursor":"x y","entry":{}}"#,
+        ] {
+            let taken = take_line(line.as_bytes(), &mut out, &mut cursor, &mut received);
+            assert!(
+                matches!(taken, Ok(Some(Session::Dropped(ref why))) if why.contains("cursor")),
+                "{line}"
+            );
+        }
+        assert_eq!(cursor, None);
+        assert!(out.is_empty() && !received);
+        let kept = take_line(
+            br#"{"cursor":"start"}"#,
+            &mut out,
+            &mut cursor,
+            &mut received,
+        );
+        assert!(matches!(kept, Ok(None)));
+        assert_eq!(cursor.as_deref(), Some("start"));
     }
 
     #[test]
