@@ -200,6 +200,18 @@ impl Entry {
         MIN_ENCODED_BYTES + if self.prev.is_some() { 32 } else { 0 } + self.data.len()
     }
 
+    /// The author and seq of an encoded entry, read from their fixed offsets (1 and 33)
+    /// without decoding the rest; `None` if the bytes are too short or of another format
+    /// version.
+    pub fn author_and_seq(bytes: &[u8]) -> Option<(Author, Seq)> {
+        if *bytes.first()? != FORMAT_VERSION {
+            return None;
+        }
+        let author = Author(bytes.get(1..33)?.try_into().ok()?);
+        let seq = u64::from_be_bytes(bytes.get(33..41)?.try_into().ok()?);
+        Some((author, seq))
+    }
+
     /// Decodes exactly one encoded entry and returns it with its hash (computed from the same
     /// bytes, so decoding and hashing cost one pass).
     pub fn decode(bytes: &[u8]) -> Result<(Entry, Hash), DecodeError> {

@@ -374,6 +374,18 @@ pub fn check_marker(
 
 /// Checks a payload's checksum and decodes it (entry, and key if the header says keyed).
 pub fn decode_payload(payload: &[u8], header: &RecordHeader) -> Result<Record, RecordFault> {
+    let (entry_bytes, key) = entry_payload(payload, header)?;
+    let (entry, hash) =
+        Entry::decode(entry_bytes).map_err(|e| RecordFault::Undecodable(e.to_string()))?;
+    Ok(Record { entry, hash, key })
+}
+
+/// Checks a payload's checksum and that it holds an entry; returns the encoded entry's bytes
+/// (not decoded) and the key if the header says keyed.
+fn entry_payload<'a>(
+    payload: &'a [u8],
+    header: &RecordHeader,
+) -> Result<(&'a [u8], Option<IdempotencyKey>), RecordFault> {
     if crc32c::crc32c(payload) != header.crc {
         return Err(RecordFault::BadChecksum);
     }
@@ -382,15 +394,34 @@ pub fn decode_payload(payload: &[u8], header: &RecordHeader) -> Result<Record, R
             "a commit marker where an entry was expected".into(),
         ));
     }
-    let (entry_bytes, key) = if header.keyed {
+    if header.keyed {
         let (entry_bytes, key) = split_key(payload).map_err(RecordFault::Undecodable)?;
-        (entry_bytes, Some(key))
+        Ok((entry_bytes, Some(key)))
     } else {
-        (payload, None)
-    };
-    let (entry, hash) =
-        Entry::decode(entry_bytes).map_err(|e| RecordFault::Undecodable(e.to_string()))?;
-    Ok(Record { entry, hash, key })
+        Ok((payload, None))
+    }
+}
+
+/// The encoded entry of the record at byte `at` of `bytes`, a copy of the log from some
+/// offset up to at most the committed end: the same checks as [`read_record_span`] (the
+/// record lies inside `bytes`, a length within its limits, its checksum, an entry rather than
+/// a marker), but the entry is neither decoded nor hashed. For a reader that only passes the
+/// bytes on (sync sends them as they are; the receiver decodes, hashes and verifies).
+pub fn entry_bytes_at(bytes: &[u8], at: usize) -> Result<&[u8], String> {
+    let header: &[u8; RECORD_HEADER_BYTES] = bytes
+        .get(at..)
+        .and_then(|rest| rest.get(..RECORD_HEADER_BYTES))
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(|| "record header past the end of the log".to_string())?;
+    let header =
+        parse_record_header(header).map_err(|_| "record length out of range".to_string())?;
+    let payload = bytes
+        .get(at + RECORD_HEADER_BYTES..)
+        .and_then(|rest| rest.get(..header.len))
+        .ok_or_else(|| "record payload past the end of the log".to_string())?;
+    entry_payload(payload, &header)
+        .map(|(entry_bytes, _)| entry_bytes)
+        .map_err(|f| fault_reason(&f))
 }
 
 /// Splits a keyed payload into the entry bytes and the key.

@@ -280,14 +280,20 @@ impl Message {
 /// Splits entries (already in feed order) into [`Message::Entries`] batches of at most
 /// [`MAX_ENTRIES_PER_BATCH`].
 pub fn entry_batches(entries: &[Entry]) -> Vec<Message> {
-    entries
-        .chunks(MAX_ENTRIES_PER_BATCH)
-        .map(|chunk| {
-            Message::Entries(Entries {
-                entries: chunk.iter().map(EncodedEntry::from_entry).collect(),
-            })
-        })
-        .collect()
+    encoded_batches(entries.iter().map(EncodedEntry::from_entry).collect())
+}
+
+/// As [`entry_batches`], for entries already encoded.
+pub fn encoded_batches(entries: Vec<EncodedEntry>) -> Vec<Message> {
+    let mut entries = entries.into_iter();
+    let mut out = Vec::new();
+    loop {
+        let chunk: Vec<EncodedEntry> = entries.by_ref().take(MAX_ENTRIES_PER_BATCH).collect();
+        if chunk.is_empty() {
+            return out;
+        }
+        out.push(Message::Entries(Entries { entries: chunk }));
+    }
 }
 
 /// Splits proofs into [`Message::ForkProofs`] frames of at most [`MAX_PROOFS_PER_FRAME`].

@@ -24,7 +24,10 @@ use tokio::time::Instant;
 use super::admission::Admission;
 use super::connection::FrameWriter;
 use super::error::SessionError;
-use super::message::{entry_batches, proof_batches, FeedHave, Message, Want, RECONCILE_TIMEOUT_MS};
+use super::message::{
+    encoded_batches, entry_batches, proof_batches, EncodedEntry, FeedHave, Message, Want,
+    RECONCILE_TIMEOUT_MS,
+};
 use super::plan::{self, FeedState, Feeds, Fence, PeerProgress};
 use super::reconcile::{Reconciler, Step};
 use super::status::{Control, PeerRegistry};
@@ -354,33 +357,40 @@ impl Outbound {
                 .unwrap_or(usize::MAX)
                 .min(RANGE_READ_ENTRIES);
             let reader = self.node.reader().clone();
-            let chunk: Vec<(Entry, Hash)> =
-                tokio::task::spawn_blocking(move || reader.range(&author, next, want)).await??;
-            let Some(last) = chunk.last().map(|(e, _)| e.seq) else {
+            // The stored bytes go out as they are: the receiver decodes, hashes and verifies
+            // each entry, so decoding them here too would only double that work.
+            let chunk: Vec<Vec<u8>> =
+                tokio::task::spawn_blocking(move || reader.range_encoded(&author, next, want))
+                    .await??;
+            if chunk.is_empty() {
                 break;
-            };
-            let entries: Vec<Entry> = chunk.into_iter().map(|(e, _)| e).collect();
-            self.send_entries(&entries).await?;
-            sent += u64::try_from(entries.len()).unwrap_or(u64::MAX);
+            }
+            let count = chunk.len();
+            let last = next + count as Seq - 1;
+            self.send_encoded(author, last, chunk.into_iter().map(EncodedEntry).collect())
+                .await?;
+            sent += u64::try_from(count).unwrap_or(u64::MAX);
             next = last + 1;
         }
         Ok(sent)
     }
 
-    async fn send_entries(&mut self, entries: &[Entry]) -> Result<(), SessionError> {
-        if entries.is_empty() {
+    /// Sends consecutive encoded entries of one feed, the last of them seq `last`.
+    async fn send_encoded(
+        &mut self,
+        author: Author,
+        last: Seq,
+        entries: Vec<EncodedEntry>,
+    ) -> Result<(), SessionError> {
+        let count = u64::try_from(entries.len()).unwrap_or(u64::MAX);
+        if count == 0 {
             return Ok(());
         }
-        for message in entry_batches(entries) {
+        for message in encoded_batches(entries) {
             self.send(&message).await?;
         }
-        let mut progress = lock(&self.progress);
-        for entry in entries {
-            progress.note(&entry.author, entry.seq);
-        }
-        drop(progress);
-        self.registry
-            .add_sent(&self.key, u64::try_from(entries.len()).unwrap_or(u64::MAX));
+        lock(&self.progress).note(&author, last);
+        self.registry.add_sent(&self.key, count);
         Ok(())
     }
 
@@ -401,19 +411,20 @@ impl Outbound {
                 continue;
             }
             let held = lock(&self.progress).length(&author);
-            let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            let (Some(first), Some(last)) = (entries.first().copied(), entries.last().copied())
+            else {
                 continue;
             };
             if last.seq <= held {
                 continue;
             }
             if first.seq <= held.saturating_add(1) {
-                let fresh: Vec<Entry> = entries
+                let fresh: Vec<EncodedEntry> = entries
                     .into_iter()
                     .filter(|e| e.seq > held)
-                    .cloned()
+                    .map(EncodedEntry::from_entry)
                     .collect();
-                self.send_entries(&fresh).await?;
+                self.send_encoded(author, last.seq, fresh).await?;
             } else {
                 self.send_range(author, held + 1, last.seq).await?;
             }
