@@ -14,6 +14,8 @@
 
 use std::collections::BTreeMap;
 
+use rayon::prelude::*;
+
 use crate::entry::{DecodeError, Entry, Seq};
 use crate::hash::Hash;
 use crate::identity::Author;
@@ -105,10 +107,12 @@ fn place_batch(
     // Hashes of the entries this batch appends, by position.
     let mut pending: BTreeMap<(Author, Seq), Hash> = BTreeMap::new();
     let mut refused: BTreeMap<Author, bool> = BTreeMap::new();
-    for (index, encoded) in batch.iter().enumerate() {
-        let (entry, hash) = encoded
-            .decode()
-            .map_err(|error| BatchError::Decode { index, error })?;
+    // Decoding hashes every entry: done on all cores first, the placement (cheap, in order)
+    // after.
+    let decoded: Vec<Result<(Entry, Hash), DecodeError>> =
+        batch.par_iter().map(EncodedEntry::decode).collect();
+    for (index, decoded) in decoded.into_iter().enumerate() {
+        let (entry, hash) = decoded.map_err(|error| BatchError::Decode { index, error })?;
         if *refused
             .entry(entry.author)
             .or_insert_with(|| refuse(&entry.author))

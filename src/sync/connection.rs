@@ -15,6 +15,7 @@
 
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
@@ -53,9 +54,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             }
             // Read what the socket has, up to a chunk: the buffer never holds more than one
             // maximal frame plus one chunk, and several small frames arrive in one read.
-            let start = self.buf.len();
-            self.buf.resize(start + READ_CHUNK_BYTES, 0);
-            let read = self.reader.read(&mut self.buf[start..]);
+            let read = self.reader.read_into(&mut self.buf, READ_CHUNK_BYTES);
             let outcome =
                 match frame_deadline {
                     None => tokio::time::timeout(self.idle, read).await.map_err(|_| {
@@ -69,18 +68,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                         }
                     }),
                 };
-            let n = match outcome {
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => {
-                    self.buf.truncate(start);
-                    return Err(e.into());
-                }
-                Err(e) => {
-                    self.buf.truncate(start);
-                    return Err(e);
-                }
-            };
-            self.buf.truncate(start + n);
+            let n = outcome??;
             if n == 0 {
                 return Err(if self.buf.is_empty() {
                     SessionError::Closed
@@ -94,9 +82,25 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// The next message if it is already complete in the buffer (no socket read).
-    pub fn next_buffered(&mut self) -> Result<Option<Message>, SessionError> {
-        Ok(decode_frame(&mut self.buf)?)
+    /// The next message if it is complete without waiting: in the buffer, or in what the
+    /// socket already holds (read without blocking). `None` when it is not, including when the
+    /// peer has closed: the next [`Self::next`] reports that.
+    pub fn next_ready(&mut self) -> Result<Option<Message>, SessionError> {
+        loop {
+            if let Some(message) = decode_frame(&mut self.buf)? {
+                return Ok(Some(message));
+            }
+            // Polled once and dropped if the socket has nothing: `read_into` is cancel-safe.
+            match self
+                .reader
+                .read_into(&mut self.buf, READ_CHUNK_BYTES)
+                .now_or_never()
+            {
+                Some(Ok(0)) | None => return Ok(None),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+            }
+        }
     }
 }
 
@@ -131,5 +135,75 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             let _ = self.writer.shutdown().await;
         })
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::message::{EncodedEntry, Entries};
+    use crate::sync::transport::{establish, NetworkKey, Role};
+    use tokio::io::{duplex, split};
+
+    /// A frame of `n` entries of distinct bytes, so a frame put together from the wrong
+    /// bytes would not compare equal.
+    fn entries(tag: u8, n: usize) -> Message {
+        let entries = (0..n)
+            .map(|i| EncodedEntry((0..200).map(|j| tag ^ (i as u8) ^ (j as u8)).collect()))
+            .collect();
+        Message::Entries(Entries { entries })
+    }
+
+    /// Polling `next_ready` while a frame is only partly in, dropping each socket read that
+    /// was not ready, must neither lose nor corrupt a byte: a pipe far smaller than one frame
+    /// makes the sender block mid-record, again and again.
+    #[tokio::test]
+    async fn next_ready_polls_and_drops_reads_without_losing_bytes() {
+        let net = NetworkKey::default();
+        let (a, b) = duplex(997);
+        let ((ar, aw), (br, bw)) = (split(a), split(b));
+        let (ours, theirs) = tokio::join!(
+            establish(ar, aw, Role::Initiator, &net),
+            establish(br, bw, Role::Responder, &net)
+        );
+        let (ours, theirs) = (ours.unwrap(), theirs.unwrap());
+        let sent: Vec<Message> = (0..12u8).map(|t| entries(t, 1 + 11 * t as usize)).collect();
+        let to_send = sent.clone();
+        let sender = tokio::spawn(async move {
+            let mut writer = FrameWriter::new(theirs.writer, Duration::from_secs(10));
+            for message in &to_send {
+                writer.send(message).await.unwrap();
+            }
+            // Both halves of the pipe end dropped: the stream is closed.
+            drop((writer, theirs.reader));
+        });
+        let mut reader = FrameReader::new(
+            ours.reader,
+            Duration::from_secs(10),
+            Duration::from_secs(10),
+        );
+        let mut got = Vec::new();
+        let mut not_ready = 0u32;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while got.len() < sent.len() {
+            assert!(
+                Instant::now() < deadline,
+                "only {} frames arrived",
+                got.len()
+            );
+            match reader.next_ready().unwrap() {
+                Some(message) => got.push(message),
+                None => {
+                    not_ready += 1;
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+        assert_eq!(got, sent);
+        assert!(not_ready > 0, "the reads were never dropped half way");
+        sender.await.unwrap();
+        // The peer closed: not a frame now, and `next` says why.
+        assert!(reader.next_ready().unwrap().is_none());
+        assert!(matches!(reader.next().await, Err(SessionError::Closed)));
     }
 }

@@ -362,12 +362,42 @@ pub struct SecureReader<R> {
 impl<R: AsyncRead + Unpin> SecureReader<R> {
     /// Fills `out` with plaintext. `Ok(0)`: the peer closed cleanly between records.
     pub async fn read(&mut self, out: &mut [u8]) -> Result<usize, TransportError> {
+        if !self.fill().await? {
+            return Ok(0);
+        }
+        let n = out.len().min(self.plain.len() - self.plain_pos);
+        out[..n].copy_from_slice(&self.plain[self.plain_pos..self.plain_pos + n]);
+        self.plain_pos += n;
+        Ok(n)
+    }
+
+    /// Appends at most `max` bytes of plaintext to `out`. `Ok(0)`: the peer closed cleanly
+    /// between records (or `max` is 0).
+    ///
+    /// Cancel-safe: a future dropped while it waits on the socket has taken nothing out of
+    /// the stream and left `out` as it was, so a caller may poll it once and drop it (see
+    /// `FrameReader::next_ready`).
+    pub async fn read_into(
+        &mut self,
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> Result<usize, TransportError> {
+        if max == 0 || !self.fill().await? {
+            return Ok(0);
+        }
+        let n = max.min(self.plain.len() - self.plain_pos);
+        out.extend_from_slice(&self.plain[self.plain_pos..self.plain_pos + n]);
+        self.plain_pos += n;
+        Ok(n)
+    }
+
+    /// Waits until plaintext is ready to hand out: `Ok(false)` when the peer closed cleanly
+    /// between records. The one await is a socket read into `raw`'s spare capacity, which
+    /// changes `raw` only once bytes have arrived, so dropping this future loses nothing.
+    async fn fill(&mut self) -> Result<bool, TransportError> {
         loop {
             if self.plain_pos < self.plain.len() {
-                let n = out.len().min(self.plain.len() - self.plain_pos);
-                out[..n].copy_from_slice(&self.plain[self.plain_pos..self.plain_pos + n]);
-                self.plain_pos += n;
-                return Ok(n);
+                return Ok(true);
             }
             self.plain.clear();
             self.plain_pos = 0;
@@ -375,20 +405,11 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
             if !self.plain.is_empty() {
                 continue;
             }
-            let start = self.raw.len();
-            self.raw.resize(start + READ_CHUNK_BYTES, 0);
-            let read = self.inner.read(&mut self.raw[start..]).await;
-            let n = match read {
-                Ok(n) => n,
-                Err(e) => {
-                    self.raw.truncate(start);
-                    return Err(e.into());
-                }
-            };
-            self.raw.truncate(start + n);
+            self.raw.reserve(READ_CHUNK_BYTES);
+            let n = self.inner.read_buf(&mut self.raw).await?;
             if n == 0 {
                 return if self.raw.is_empty() {
-                    Ok(0)
+                    Ok(false)
                 } else {
                     Err(TransportError::ClosedMidRecord {
                         buffered: self.raw.len(),
