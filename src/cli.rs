@@ -106,10 +106,12 @@ pub struct RunArgs {
     #[arg(long, env = "KAPPALOG_ACCEPT_AUTHORS")]
     pub accept_authors: Option<PathBuf>,
     /// New feeds one untrusted peer (neither a --peer nor an --allow-peer key) may
-    /// introduce per hour; beyond it its new feeds are skipped
+    /// introduce per hour, fork proofs of authors not held included; beyond it they are
+    /// skipped
     #[arg(long, env = "KAPPALOG_NEW_FEEDS_PER_HOUR", default_value_t = crate::sync::admission::NEW_FEEDS_PER_HOUR)]
     pub new_feeds_per_hour: u64,
-    /// The most feeds this node holds; new feeds beyond it are skipped, whoever offers them
+    /// The most feeds this node holds, forked authors counted; new feeds beyond it are
+    /// skipped, whoever offers them
     #[arg(long, env = "KAPPALOG_MAX_FEEDS", default_value_t = crate::sync::admission::MAX_FEEDS)]
     pub max_feeds: u64,
     /// Inbound sync connections at once from one IP address

@@ -106,6 +106,11 @@ impl Forked {
         self.proofs.authors().chain(&self.noted).copied().collect()
     }
 
+    /// How many authors are forked (with a proof or only noted).
+    pub fn count(&self) -> usize {
+        self.proofs.len() + self.unproven().count()
+    }
+
     /// Authors noted forked whose proof is not held.
     pub fn unproven(&self) -> impl Iterator<Item = &Author> {
         self.noted.iter().filter(|a| !self.proofs.contains(a))

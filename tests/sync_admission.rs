@@ -1,7 +1,8 @@
 //! Admission under strangers: the allow-list in both directions, the author policy, the
 //! new-feed budget of strangers beside a configured peer that still replicates in full, a
-//! flood of connections that cannot keep a trusted peer out, the per-address limit, and two
-//! nodes that list each other keeping one session.
+//! flood of connections that cannot keep a trusted peer out, the per-address limit, two
+//! nodes that list each other keeping one session, and fork proofs of a stranger's fresh
+//! keys held to the same budget as its new feeds.
 
 mod common;
 
@@ -14,7 +15,9 @@ use common::plain::read_frame;
 use kappalog::entry::Entry;
 use kappalog::node::Node;
 use kappalog::sync::admission::Policy;
-use kappalog::sync::message::{Bye, ByeReason, EncodedEntry, Entries, Message};
+use kappalog::sync::message::{
+    Bye, ByeReason, EncodedEntry, EncodedProof, Entries, ForkProofs, Message,
+};
 use kappalog::sync::SyncConfig;
 use tokio::net::TcpStream;
 
@@ -164,6 +167,60 @@ async fn a_stranger_over_budget_is_skipped_while_a_configured_peer_replicates() 
     .await;
     a.stop().await;
     p.stop().await;
+}
+
+/// Anyone can sign a fork of a key they just made, and every node that records a proof keeps
+/// it for good and passes it on: a stranger's proofs of authors the node does not hold spend
+/// its new-feed budget like new feeds, and the rest are skipped without ending the session. A
+/// proof of a feed the node holds is evidence about what it serves, and always taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strangers_proofs_of_fresh_keys_spend_its_new_feed_budget() {
+    let da = tempfile::tempdir().unwrap();
+    let policy = Policy {
+        new_feeds_per_hour: 3,
+        ..Policy::default()
+    };
+    let a = node(da.path(), 1, &[], policy).await;
+    let held = common::identity(60);
+    a.node
+        .offer_entries(vec![common::first_entry(&held, 7)])
+        .await
+        .unwrap();
+
+    let mut stranger = RawPeer::connect_and_have(a.addr, &common::identity(9)).await;
+    let key = stranger.local.to_string();
+    // Ten proofs of fresh throwaway keys, then one of the held feed's author.
+    let mut proofs: Vec<EncodedProof> = (150..160)
+        .map(|seed| EncodedProof::from_proof(&common::fork_proof(seed)))
+        .collect();
+    proofs.push(EncodedProof::from_proof(&common::fork_proof(60)));
+    stranger
+        .send(&Message::ForkProofs(ForkProofs { proofs }))
+        .await;
+    wait_for("the held author's proof to be recorded", || {
+        a.node.is_forked(&held.author())
+    })
+    .await;
+    let forked = a.node.forked_authors();
+    assert_eq!(
+        forked.len(),
+        4,
+        "three fresh keys within budget, and the held feed: {forked:?}"
+    );
+    assert!(forked.contains(&held.author()));
+    let r = record(&a, &key).unwrap();
+    assert!(r.connected, "skipped proofs are not a disconnect: {r:?}");
+    assert_eq!(
+        (r.feeds_skipped, r.skip_reason.as_deref()),
+        (7, Some("new_feed_budget"))
+    );
+    assert_eq!(a.sync.refusals().1.get("new_feed_budget"), Some(&7));
+    // Nothing of the skipped ones reached the forks file: a restart knows the same four.
+    let a_dir = da.path().to_path_buf();
+    a.stop().await;
+    let (reopened, _) = Node::open_with_identity(&a_dir, common::identity(1)).unwrap();
+    assert_eq!(reopened.forked_authors(), forked);
+    reopened.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

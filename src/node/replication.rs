@@ -19,6 +19,11 @@ impl Node {
         self.inner.store.forked().contains(author)
     }
 
+    /// How many authors are known forked (O(unproven notes), no copy).
+    pub fn forked_count(&self) -> u64 {
+        u64::try_from(self.inner.store.forked().count()).unwrap_or(u64::MAX)
+    }
+
     /// Every author known forked: with a proof, or noted in the log with its proof lost.
     pub fn forked_authors(&self) -> BTreeSet<Author> {
         self.inner.store.forked().authors()

@@ -192,9 +192,41 @@ impl Inbound {
             proof
                 .check()
                 .map_err(|e| SessionError::BadProof(e.to_string()))?;
-            self.node.record_proof_async(proof).await?;
+            if self.admit_proof(&proof.author()) {
+                self.node.record_proof_async(proof).await?;
+            }
         }
         Ok(())
+    }
+
+    /// Whether a checked proof of `author` is taken. A proof of our own key, of a feed the
+    /// node holds or of an author already known forked is always taken: it is evidence about
+    /// what the node holds and serves (or changes nothing). Any other proof brings a new
+    /// author into the node's state (the forked set, the forks file, and every peer's copy,
+    /// since proofs are passed on), as a new feed would, and anyone can sign a fork of a key
+    /// they just made: so it passes the rules a new feed passes (the author policy, the feed
+    /// cap, counting forked authors, and a stranger's hourly budget, docs/PROTOCOL.md
+    /// section 9). A proof not taken is skipped like such a feed, counted and shown by
+    /// reason, not an error; should the feed arrive later, its fork is found then.
+    fn admit_proof(&self, author: &Author) -> bool {
+        let reader = self.node.reader();
+        if *author == self.node.author()
+            || self.node.is_forked(author)
+            || reader.head(author).is_some()
+        {
+            return true;
+        }
+        let held = reader.feed_count().saturating_add(self.node.forked_count());
+        match self
+            .admission
+            .admit_new_feed(&self.peer, author, held, Instant::now())
+        {
+            Ok(()) => true,
+            Err(skip) => {
+                self.registry.add_skipped(&self.key, 1, skip.as_str());
+                false
+            }
+        }
     }
 
     /// Waits for the append in flight, if any; its failure ends the session.
@@ -327,7 +359,14 @@ impl BatchCheck {
             if self.admission.accepts_author(a) && head_of(a).is_some() {
                 return false;
             }
-            let held = self.reader.feed_count().saturating_add(taken_new);
+            // Forked authors count too (a forked feed the node holds counts twice: the
+            // cap errs on the safe side), as proofs of new authors do (`admit_proof`).
+            let forked = u64::try_from(self.forked.len()).unwrap_or(u64::MAX);
+            let held = self
+                .reader
+                .feed_count()
+                .saturating_add(forked)
+                .saturating_add(taken_new);
             match self
                 .admission
                 .admit_new_feed(&self.peer, a, held, Instant::now())
