@@ -138,12 +138,33 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     }
 }
 
+/// An established channel pair over an in-memory pipe, for tests of what reads frames.
+#[cfg(test)]
+pub(super) mod testing {
+    use crate::sync::transport::{establish, Channel, NetworkKey, Role};
+    use tokio::io::{duplex, split, DuplexStream, ReadHalf, WriteHalf};
+
+    pub type PipeChannel = Channel<ReadHalf<DuplexStream>, WriteHalf<DuplexStream>>;
+
+    /// Both ends of a pipe that buffers `capacity` bytes, handshake done. The pipe closes
+    /// once both halves of an end are dropped.
+    pub async fn channels(capacity: usize) -> (PipeChannel, PipeChannel) {
+        let net = NetworkKey::default();
+        let (a, b) = duplex(capacity);
+        let ((ar, aw), (br, bw)) = (split(a), split(b));
+        let (ours, theirs) = tokio::join!(
+            establish(ar, aw, Role::Initiator, &net),
+            establish(br, bw, Role::Responder, &net)
+        );
+        (ours.unwrap(), theirs.unwrap())
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::channels;
     use super::*;
     use crate::sync::message::{EncodedEntry, Entries};
-    use crate::sync::transport::{establish, NetworkKey, Role};
-    use tokio::io::{duplex, split};
 
     /// A frame of `n` entries of distinct bytes, so a frame put together from the wrong
     /// bytes would not compare equal.
@@ -159,14 +180,7 @@ mod tests {
     /// makes the sender block mid-record, again and again.
     #[tokio::test]
     async fn next_ready_polls_and_drops_reads_without_losing_bytes() {
-        let net = NetworkKey::default();
-        let (a, b) = duplex(997);
-        let ((ar, aw), (br, bw)) = (split(a), split(b));
-        let (ours, theirs) = tokio::join!(
-            establish(ar, aw, Role::Initiator, &net),
-            establish(br, bw, Role::Responder, &net)
-        );
-        let (ours, theirs) = (ours.unwrap(), theirs.unwrap());
+        let (ours, theirs) = channels(997).await;
         let sent: Vec<Message> = (0..12u8).map(|t| entries(t, 1 + 11 * t as usize)).collect();
         let to_send = sent.clone();
         let sender = tokio::spawn(async move {

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use tokio::io::AsyncRead;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::mpsc;
 
@@ -26,7 +27,7 @@ use super::admission::Admission;
 use super::batch::{check_batch, BatchError, BatchOutcome};
 use super::connection::FrameReader;
 use super::error::SessionError;
-use super::message::{Message, MAX_WANTS_PER_SESSION};
+use super::message::{EncodedEntry, Message, MAX_WANTS_PER_SESSION};
 use super::plan::PeerProgress;
 use super::reconcile::MAX_RECONCILE_FRAMES_PER_SESSION;
 use super::status::{Control, PeerRegistry};
@@ -40,6 +41,11 @@ use crate::validate::FeedHead;
 /// The most entries merged from consecutive buffered `Entries` frames into one check and one
 /// store append. A merged batch is still a unit: if any entry fails, nothing of it is stored.
 pub const MERGE_ENTRIES: usize = 4096;
+/// The most encoded bytes merged into one batch (a merge stops once past it, so a batch is at
+/// most this plus one frame). 4,096 value-only entries are ~650 KB, so honest batches reach
+/// [`MERGE_ENTRIES`] first; a peer sending the largest entries (4,254 bytes) cannot make a
+/// session hold 4,096 of them (17 MB, twice over once decoded) in each of its batches.
+pub const MERGE_BYTES: usize = 1 << 20;
 
 pub(super) struct Inbound {
     pub node: Node,
@@ -155,22 +161,8 @@ impl Inbound {
                 },
                 Message::Entries(entries) => {
                     let mut batch = entries.entries;
-                    // Merge the entry frames that have already arrived behind this one (in
-                    // the buffer or waiting in the socket, read without blocking): one
-                    // check, one store append and one fsync for all of them. While a batch
-                    // is checked the peer's frames queue up in the socket, so the further
-                    // behind the node falls, the larger (and the cheaper per entry) the next
-                    // check.
-                    while batch.len() < MERGE_ENTRIES {
-                        match self.reader.next_ready() {
-                            Ok(Some(Message::Entries(more))) => batch.extend(more.entries),
-                            Ok(Some(other)) => {
-                                held = Some(other);
-                                break;
-                            }
-                            Ok(None) => break,
-                            Err(e) => return e,
-                        }
+                    if let Err(e) = merge_ready(&mut self.reader, &mut batch, &mut held) {
+                        return e;
                     }
                     self.on_entries(batch).await
                 }
@@ -392,9 +384,111 @@ impl BatchCheck {
     }
 }
 
+/// Merges into `batch` the entry frames that have already arrived behind it (in the buffer
+/// or waiting in the socket, read without blocking), up to [`MERGE_ENTRIES`] entries and
+/// [`MERGE_BYTES`]: one check, one store append and one fsync for all of them. While a batch
+/// is checked the peer's frames queue up in the socket, so the further behind the node falls,
+/// the larger (and the cheaper per entry) the next check. A frame of another kind ends the
+/// merge and goes to `held`, to be handled next.
+fn merge_ready<R: AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+    batch: &mut Vec<EncodedEntry>,
+    held: &mut Option<Message>,
+) -> Result<(), SessionError> {
+    let mut bytes: usize = batch.iter().map(|e| e.0.len()).sum();
+    while held.is_none() && batch.len() < MERGE_ENTRIES && bytes < MERGE_BYTES {
+        match reader.next_ready()? {
+            Some(Message::Entries(more)) => {
+                bytes += more.entries.iter().map(|e| e.0.len()).sum::<usize>();
+                batch.extend(more.entries);
+            }
+            Some(other) => *held = Some(other),
+            None => break,
+        }
+    }
+    Ok(())
+}
+
 fn out_of_order(got: &'static str) -> SessionError {
     SessionError::OutOfOrder {
         got,
         when: "after the handshake",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::connection::testing::channels;
+    use crate::sync::connection::FrameWriter;
+    use crate::sync::message::{Entries, MAX_ENTRIES_PER_BATCH};
+    use std::time::Duration;
+
+    fn frame(entry_bytes: usize) -> Message {
+        Message::Entries(Entries {
+            entries: vec![EncodedEntry(vec![7; entry_bytes]); MAX_ENTRIES_PER_BATCH],
+        })
+    }
+
+    /// What has arrived is merged up to the entry count for small entries, and up to the
+    /// byte bound (plus the frame that crosses it) for large ones, whatever else is queued;
+    /// a frame of another kind ends the merge and is handed back, in order.
+    #[tokio::test]
+    async fn merging_stops_at_the_entry_and_byte_bounds_and_at_another_frame() {
+        let (ours, theirs) = channels(64 << 20).await;
+        let mut writer = FrameWriter::new(theirs.writer, Duration::from_secs(10));
+        let mut reader = FrameReader::new(
+            ours.reader,
+            Duration::from_secs(10),
+            Duration::from_secs(10),
+        );
+        let small = 40 * MERGE_ENTRIES / MAX_ENTRIES_PER_BATCH;
+        for _ in 0..small {
+            writer.send(&frame(150)).await.unwrap();
+        }
+        for _ in 0..40 {
+            writer.send(&frame(4000)).await.unwrap();
+        }
+        writer.send(&frame(150)).await.unwrap();
+        writer.send(&Message::Ping).await.unwrap();
+        writer.send(&frame(150)).await.unwrap();
+
+        let mut held = None;
+        let mut batches = Vec::new();
+        while held.is_none() {
+            let Message::Entries(first) = reader.next().await.unwrap() else {
+                panic!("an entries frame first");
+            };
+            let mut batch = first.entries;
+            merge_ready(&mut reader, &mut batch, &mut held).unwrap();
+            batches.push(batch);
+            // As a session does while the batch is checked: the task gives the runtime its
+            // turn, which renews tokio's budget of socket polls (a spent budget ends a merge
+            // early, harmlessly, but this test counts).
+            tokio::task::yield_now().await;
+        }
+        let sizes: Vec<(usize, usize)> = batches
+            .iter()
+            .map(|b| (b.len(), b.iter().map(|e| e.0.len()).sum()))
+            .collect();
+        let frame_bytes = MAX_ENTRIES_PER_BATCH * 4000;
+        for &(entries, bytes) in &sizes {
+            assert!(entries <= MERGE_ENTRIES, "{sizes:?}");
+            assert!(bytes < MERGE_BYTES + frame_bytes, "{sizes:?}");
+        }
+        // The small entries came in batches of MERGE_ENTRIES; the large ones in batches
+        // just past MERGE_BYTES.
+        assert!(
+            sizes[..40].iter().all(|&(n, _)| n == MERGE_ENTRIES),
+            "{sizes:?}"
+        );
+        assert!(
+            sizes[40..].iter().any(|&(_, b)| b >= MERGE_BYTES),
+            "{sizes:?}"
+        );
+        let total: usize = sizes.iter().map(|&(n, _)| n).sum();
+        assert_eq!(total, (small + 41) * MAX_ENTRIES_PER_BATCH);
+        assert_eq!(held, Some(Message::Ping));
+        assert!(matches!(reader.next().await.unwrap(), Message::Entries(_)));
     }
 }
