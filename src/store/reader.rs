@@ -226,7 +226,10 @@ impl StoreReader {
                 let start = offsets[i];
                 let covered = offsets[i..]
                     .iter()
-                    .take_while(|&&o| o - start + MAX_RECORD as u64 <= ENCODED_READ_WINDOW)
+                    .take_while(|&&o| {
+                        o.checked_sub(start)
+                            .is_some_and(|d| d + MAX_RECORD as u64 <= ENCODED_READ_WINDOW)
+                    })
                     .count()
                     .max(1);
                 let last = offsets[i + covered - 1];
