@@ -1,7 +1,8 @@
 //! Hostile peers: garbage, an oversize length prefix, a valid handshake followed by an
 //! invalid entry, and a peer that stalls mid-frame. Each is disconnected with its reason
 //! recorded, nothing of it is stored, and the node keeps serving HTTP and honest peers.
-//! Also: batches checked against the append in flight, and a peer that stops reading.
+//! Also: batches checked against the append in flight, a peer that stops reading, and whole
+//! frames before a bad one in the same burst (stored, then the session ends).
 
 mod common;
 
@@ -409,6 +410,33 @@ async fn a_record_shorter_than_its_tag_ends_the_session() {
     write.write_all(&[0, 3, 1, 2, 3]).await.unwrap();
     let error = last_error_of(&n, local).await;
     assert!(error.contains("record of 3 bytes"), "{error}");
+    healthy(&n).await;
+    n.stop().await;
+}
+
+/// Entry frames that arrive in one burst with a bad frame behind them: the receiver merges
+/// the frames that have arrived into one check, and a bad one among them must not cost the
+/// whole frames before it. Those are checked and stored, as they would be one by one, and
+/// then the session ends with the bad frame's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_frames_before_a_bad_one_in_the_same_burst_are_stored() {
+    let dn = tempfile::tempdir().unwrap();
+    let n = start(dn.path(), 1, &[]).await;
+    let mut s = RawPeer::connect_and_have(n.addr, &common::identity(9)).await;
+    let feed = common::entries(&common::feed(&common::identity(30), 300));
+    let mut burst = Vec::new();
+    for chunk in feed.chunks(100) {
+        let frame = Message::Entries(Entries {
+            entries: chunk.iter().map(EncodedEntry::from_entry).collect(),
+        });
+        burst.extend(kappalog::sync::frame::encode_frame(&frame).unwrap());
+    }
+    // A frame of five bytes that are no message.
+    burst.extend([0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    s.send_plain(&burst).await;
+    let error = last_error_of(&n, s.local).await;
+    assert!(!error.is_empty());
+    wait_for("the 300 entries before the bad frame", || n.count() == 300).await;
     healthy(&n).await;
     n.stop().await;
 }

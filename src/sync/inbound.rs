@@ -161,10 +161,14 @@ impl Inbound {
                 },
                 Message::Entries(entries) => {
                     let mut batch = entries.entries;
-                    if let Err(e) = merge_ready(&mut self.reader, &mut batch, &mut held) {
-                        return e;
+                    // A read that fails while merging (the peer closed mid-frame, a record
+                    // damaged in transit) ends the session only after the whole frames read
+                    // before it are checked and stored, as it would have without the merge.
+                    let merged = merge_ready(&mut self.reader, &mut batch, &mut held);
+                    match self.on_entries(batch).await {
+                        Ok(()) => merged,
+                        Err(e) => Err(e),
                     }
-                    self.on_entries(batch).await
                 }
             };
             if let Err(e) = step {

@@ -5,13 +5,14 @@
 use std::net::SocketAddr;
 
 use kappalog::identity::Identity;
-use kappalog::sync::connection::{FrameReader, FrameWriter};
+use kappalog::sync::connection::FrameReader;
 use kappalog::sync::error::SessionError;
+use kappalog::sync::frame::encode_frame;
 use kappalog::sync::handshake::Handshake;
 use kappalog::sync::message::{FeedHave, Message, Nonce};
 use kappalog::sync::plan::Feeds;
 use kappalog::sync::reconcile::{Reconciler, Step};
-use kappalog::sync::transport::{establish, NetworkKey, Role};
+use kappalog::sync::transport::{establish, NetworkKey, Role, SecureWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
@@ -19,7 +20,8 @@ use super::DEADLINE;
 
 pub struct RawPeer {
     pub reader: FrameReader<OwnedReadHalf>,
-    pub writer: FrameWriter<OwnedWriteHalf>,
+    /// Under the framing, so a test can also send bytes that are not a valid frame.
+    pub writer: SecureWriter<OwnedWriteHalf>,
     pub local: SocketAddr,
 }
 
@@ -64,16 +66,16 @@ impl RawPeer {
         let (read, write) = stream.into_split();
         let channel = establish(read, write, role, network).await?;
         let mut reader = FrameReader::new(channel.reader, DEADLINE, DEADLINE);
-        let mut writer = FrameWriter::new(channel.writer, DEADLINE);
+        let mut writer = channel.writer;
         let hs = Handshake::new(id.author(), Nonce([7; 32]), channel.binding);
-        writer.send(&Message::Hello(hs.hello().clone())).await?;
+        send_frame(&mut writer, &Message::Hello(hs.hello().clone())).await?;
         let theirs = match reader.next().await? {
             Message::Hello(hello) => hello,
             Message::Bye(bye) => return Err(SessionError::PeerBye(bye.reason)),
             other => panic!("expected Hello, got {other:?}"),
         };
         let auth = hs.on_hello(id, &theirs)?;
-        writer.send(&Message::Auth(auth)).await?;
+        send_frame(&mut writer, &Message::Auth(auth)).await?;
         match reader.next().await? {
             Message::Auth(auth) => {
                 hs.on_auth(&theirs, &auth)?;
@@ -119,7 +121,13 @@ impl RawPeer {
     }
 
     pub async fn send(&mut self, message: &Message) {
-        self.writer.send(message).await.unwrap();
+        send_frame(&mut self.writer, message).await.unwrap();
+    }
+
+    /// Sends `plaintext` through the channel as it is: frames, parts of frames or bytes
+    /// that are no frame at all, all in one write.
+    pub async fn send_plain(&mut self, plaintext: &[u8]) {
+        self.writer.write_all(plaintext).await.unwrap();
     }
 
     /// Reads until the node closes the session (bounded); returns the messages it sent.
@@ -134,4 +142,12 @@ impl RawPeer {
         assert!(closed.is_ok(), "the node did not close the session");
         got
     }
+}
+
+async fn send_frame(
+    writer: &mut SecureWriter<OwnedWriteHalf>,
+    message: &Message,
+) -> Result<(), SessionError> {
+    writer.write_all(&encode_frame(message)?).await?;
+    Ok(())
 }
