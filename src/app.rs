@@ -19,6 +19,7 @@ use crate::node::{self, Node, NodeConfig};
 use crate::server;
 use crate::store::{OpenReport, StoreError, StoreReader};
 use crate::sync::admission::{self, Policy};
+use crate::sync::config::StartupFence;
 use crate::sync::transport::NetworkKey;
 use crate::sync::SyncConfig;
 
@@ -265,15 +266,25 @@ fn sync_config(args: &RunArgs) -> anyhow::Result<SyncConfig> {
     if args.max_inbound_per_address == 0 {
         anyhow::bail!("--max-inbound-per-address must be at least 1");
     }
+    if args.startup_fence == StartupFence::Pinned && args.peers.is_empty() {
+        anyhow::bail!("--startup-fence pinned waits for a --peer, and none is given");
+    }
     Ok(SyncConfig {
         network: network_key(&args.network),
         policy: Policy {
             allow_peers: args.allow_peers.iter().copied().collect(),
+            trusted: args.trust_peers.iter().copied().collect(),
             accept_authors,
             new_feeds_per_hour: args.new_feeds_per_hour,
+            stranger_new_feeds_per_hour: args.stranger_new_feeds_per_hour,
             max_feeds: args.max_feeds,
             max_inbound_per_addr: args.max_inbound_per_address,
+            stranger_send_rate: args.stranger_send_rate,
+            stranger_send_burst: args.stranger_send_burst,
+            stranger_reconcile_items: args.stranger_reconcile_items,
         },
+        startup_fence: args.startup_fence,
+        unpin: args.unpin.clone(),
         ..SyncConfig::default()
     })
 }
@@ -402,6 +413,8 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
             sync: Some(server::SyncSpec {
                 listen: Some(SocketAddr::new(args.host, sync_port)),
                 peer_nodes: cluster_peers(args.topology, usize::from(i - 1), n),
+                // Every node trusts every other: a node dialed by another knows its key.
+                trust_nodes: (0..n).filter(|&j| j != usize::from(i - 1)).collect(),
                 config: SyncConfig {
                     network: network_key(&args.network),
                     ..SyncConfig::default()

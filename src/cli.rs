@@ -90,9 +90,25 @@ pub struct RunArgs {
     /// without it the node accepts no peers but still dials its --peer addresses
     #[arg(long, env = "KAPPALOG_LISTEN", value_parser = parse_socket_addr)]
     pub listen: Option<SocketAddr>,
-    /// A peer to sync with, HOST:PORT; repeatable (env: comma-separated)
-    #[arg(long = "peer", env = "KAPPALOG_PEERS", value_delimiter = ',')]
+    /// A peer to sync with: AUTHOR@HOST:PORT pins the key it must prove; HOST:PORT pins
+    /// the key of its first session (kept in DATA_DIR/peer-pins). Repeatable (env:
+    /// comma-separated)
+    #[arg(long = "peer", env = "KAPPALOG_PEERS", value_delimiter = ',', value_parser = parse_peer)]
     pub peers: Vec<String>,
+    /// Trust this key (author hex) like a pinned peer's, in either direction, without
+    /// restricting anyone else: it may hold the own-feed fence and needs no stranger slot or
+    /// budget; repeatable (env: comma-separated)
+    #[arg(long = "trust-peer", env = "KAPPALOG_TRUST_PEERS", value_delimiter = ',', value_parser = parse_author)]
+    pub trust_peers: Vec<Author>,
+    /// Forget the learned key of this configured peer (HOST:PORT) before starting, after it
+    /// rotated its key; repeatable
+    #[arg(long = "unpin", value_name = "HOST:PORT")]
+    pub unpin: Vec<String>,
+    /// What a starting node with --peer waits for before it signs: `timeout` (every peer
+    /// heard from or failed once, at most 10 s) or `pinned` (a pinned peer's exchange, with
+    /// no timeout: for a node restored from a backup)
+    #[arg(long, env = "KAPPALOG_STARTUP_FENCE", value_enum, default_value_t = crate::sync::config::StartupFence::Timeout)]
+    pub startup_fence: crate::sync::config::StartupFence,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
     #[command(flatten)]
@@ -105,11 +121,26 @@ pub struct RunArgs {
     /// comments); entries of other authors are skipped
     #[arg(long, env = "KAPPALOG_ACCEPT_AUTHORS")]
     pub accept_authors: Option<PathBuf>,
-    /// New feeds one untrusted peer (neither a --peer nor an --allow-peer key) may
-    /// introduce per hour, fork proofs of authors not held included; beyond it they are
-    /// skipped
+    /// New feeds untrusted peers (keys neither pinned, trusted nor allow-listed) from one
+    /// source (an IPv4 address, an IPv6 /64) may introduce per hour, fork proofs of authors
+    /// not held included; beyond it they are skipped
     #[arg(long, env = "KAPPALOG_NEW_FEEDS_PER_HOUR", default_value_t = crate::sync::admission::NEW_FEEDS_PER_HOUR)]
     pub new_feeds_per_hour: u64,
+    /// New feeds all untrusted peers together may introduce per hour
+    #[arg(long, env = "KAPPALOG_STRANGER_NEW_FEEDS_PER_HOUR", default_value_t = crate::sync::admission::STRANGER_NEW_FEEDS_PER_HOUR)]
+    pub stranger_new_feeds_per_hour: u64,
+    /// Bytes per second the node sends to untrusted peers of one source, once its burst is
+    /// spent
+    #[arg(long, env = "KAPPALOG_STRANGER_SEND_RATE", default_value_t = crate::sync::admission::STRANGER_SEND_RATE, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stranger_send_rate: u64,
+    /// Bytes the node sends to untrusted peers of one source before --stranger-send-rate
+    /// applies
+    #[arg(long, env = "KAPPALOG_STRANGER_SEND_BURST", default_value_t = crate::sync::admission::STRANGER_SEND_BURST)]
+    pub stranger_send_burst: u64,
+    /// Reconciliation items and ranges untrusted peers' sessions together may make the node
+    /// hold (about 150 bytes each); a session past it is closed with Bye(Busy)
+    #[arg(long, env = "KAPPALOG_STRANGER_RECONCILE_ITEMS", default_value_t = crate::sync::admission::STRANGER_RECONCILE_ITEMS)]
+    pub stranger_reconcile_items: usize,
     /// The most feeds this node holds, forked authors counted; new feeds beyond it are
     /// skipped, whoever offers them
     #[arg(long, env = "KAPPALOG_MAX_FEEDS", default_value_t = crate::sync::admission::MAX_FEEDS)]
@@ -229,6 +260,13 @@ pub fn parse_author(text: &str) -> Result<Author, String> {
     text.trim()
         .parse()
         .map_err(|e| format!("expected an author: 64 hex digits ({e}), got {text:?}"))
+}
+
+/// Checks a `--peer`: `HOST:PORT` or `AUTHOR@HOST:PORT`.
+pub fn parse_peer(text: &str) -> Result<String, String> {
+    text.parse::<crate::sync::pins::PeerSpec>()
+        .map(|spec| spec.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// Parses `host:port` for flags that take a socket address, with a message that says what

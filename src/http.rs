@@ -15,9 +15,10 @@
 //! | POST   | `/import`         | a CSV body, streamed; the import counts              |
 //! | GET    | `/forks`          | recorded fork proofs (author, seq, both entries)     |
 //! | GET    | `/peers`          | sync peers: connected, last sync, counts, lag, error |
-//! | POST   | `/peers`          | `{"addr": "HOST:PORT"}`: dial a new peer             |
+//! | POST   | `/peers`          | `{"addr": "[AUTHOR@]HOST:PORT"}`: dial a peer (pinning its key if given) |
+//! | DELETE | `/peers/{addr}`   | forget a configured peer's learned key               |
 //! | POST   | `/sync`           | a sync round with every connected peer now           |
-//! | GET    | `/health`         | liveness                                             |
+//! | GET    | `/health`         | liveness, and alarms (a copy of the node's key seen) |
 //! | GET    | `/metrics`        | Prometheus text format                               |
 //! | GET    | `/`               | the dashboard page (HTML; [`dashboard`] serves it)    |
 //! | GET    | `/dashboard/{file}` | its script (`app.js`) and stylesheet (`app.css`)   |
@@ -36,7 +37,7 @@ mod tail;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use tower::limit::ConcurrencyLimit;
 
@@ -125,6 +126,7 @@ pub fn router(node: Node, config: HttpConfig) -> Api {
         .layer(DefaultBodyLimit::disable());
     let sync_writes = Router::new()
         .route("/peers", post(sync::add_peer))
+        .route("/peers/{addr}", delete(sync::unpin_peer))
         .route("/sync", post(sync::sync_now))
         .layer(DefaultBodyLimit::max(MAX_ADD_BODY_BYTES));
     let reads = Router::new()

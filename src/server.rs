@@ -47,8 +47,11 @@ pub struct SyncSpec {
     /// Peers to dial, `HOST:PORT`.
     pub peers: Vec<String>,
     /// Other nodes of the same `serve_until_signal` call to dial (indices into its list):
-    /// their bound sync addresses are added to `peers`.
+    /// their bound sync addresses are added to `peers`, each with its key pinned.
     pub peer_nodes: Vec<usize>,
+    /// Other nodes of the same call whose keys this node trusts (pins in the other
+    /// direction: a node trusts the nodes that dial it as it trusts those it dials).
+    pub trust_nodes: Vec<usize>,
     pub config: SyncConfig,
 }
 
@@ -156,11 +159,19 @@ impl Listening {
         };
         let mut peers = sync_spec.peers.clone();
         for &i in &sync_spec.peer_nodes {
-            if let Some(addr) = bound.get(i).and_then(|b| b.sync_addr) {
-                peers.push(addr.to_string());
+            if let Some(b) = bound.get(i) {
+                if let Some(addr) = b.sync_addr {
+                    peers.push(format!("{}@{addr}", b.author));
+                }
             }
         }
-        let handle = sync::start(&self.spec.node, sync_spec.config, self.sync.take(), peers)
+        let mut config = sync_spec.config;
+        for &i in &sync_spec.trust_nodes {
+            if let Some(b) = bound.get(i) {
+                config.policy.trusted.insert(b.author);
+            }
+        }
+        let handle = sync::start(&self.spec.node, config, self.sync.take(), peers)
             .with_context(|| format!("starting sync for {}", self.spec.name))?;
         if let Some(addr) = handle.local_addr() {
             tracing::info!(node = %self.spec.name, %addr, "serving peer sync");

@@ -20,12 +20,19 @@
 //! - [`reconcile`]: range-based reconciliation of feed states by fingerprints of author ranges.
 //! - [`batch`]: checking a received `Entries` batch as a unit before anything is stored.
 //! - [`backoff`]: the reconnect delay.
+//! - [`pins`]: which key each configured peer must prove (`AUTHOR@HOST:PORT`, or learned on
+//!   first use); [`claims`]: claims of a longer own feed, by key, across sessions;
+//!   [`budget`]: stranger sources and their budgets; [`eviction`]: which stranger session
+//!   makes room when the slots are full; [`policy`]: the operator's flags.
 //!
 //! Networking (tokio):
 //! - [`transport`]: the version opening, the Noise handshake and the encrypted records.
-//! - [`admission`]: allow-list, author policy, one session per key, budgets, refusals.
+//! - [`admission`]: trust by key, allow-list, author policy, one session per key, stranger
+//!   slots, budgets, claims, refusals.
+//! - [`pin_file`]: the learned pins in `DATA_DIR/peer-pins`.
 //! - [`config`]: timeouts, caps, the network key and the policy ([`SyncConfig`]).
 //! - [`connection`]: frames on and off a socket with the idle, frame and write timeouts.
+//! - [`self_probe`]: a proven self-connection, told from a peer that only says our name.
 //! - [`session`]: one session: handshake, then [`inbound`] and [`outbound`] side by side.
 //! - [`inbound`]: the receiving half: checks and stores entries and proofs.
 //! - [`outbound`]: the sending half: `Have`, the plan's ranges, live pushes, resyncs.
@@ -37,9 +44,12 @@
 pub mod admission;
 pub mod backoff;
 pub mod batch;
+pub mod budget;
+pub mod claims;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod eviction;
 pub mod frame;
 pub mod handshake;
 pub mod inbound;
@@ -47,12 +57,16 @@ pub mod listener;
 pub mod message;
 pub mod outbound;
 pub mod peers;
+pub mod pin_file;
+pub mod pins;
 pub mod plan;
+pub mod policy;
 pub mod reconcile;
+pub mod self_probe;
 pub mod session;
 pub mod status;
 pub mod transport;
 
 pub use config::SyncConfig;
-pub use peers::{start, SyncError, SyncHandle, SyncRound};
+pub use peers::{start, AddedPeer, SyncError, SyncHandle, SyncRound};
 pub use status::PeerInfo;

@@ -440,3 +440,95 @@ async fn whole_frames_before_a_bad_one_in_the_same_burst_are_stored() {
     healthy(&n).await;
     n.stop().await;
 }
+
+/// A `Hello` is unsigned, so anyone answering a configured address can say it is the node
+/// itself. That used to stop the dialer for good ("connected to ourselves", and `POST
+/// /peers` answered `added: false` with nothing dialed). Now it is a failed handshake: the
+/// liar cannot sign as the node, the dialer redials with its backoff, and the link comes
+/// back as soon as the address answers honestly; `POST /peers` dials the address now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hello_with_the_nodes_own_author_does_not_stop_its_dialer() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let v = start(dir.path(), 1, &[addr]).await;
+    for _ in 0..3 {
+        let frames =
+            common::peer::answer_as(&listener, v.node.author(), &common::identity(66)).await;
+        assert!(said_bye(&frames, ByeReason::BadAuth), "{frames:?}");
+    }
+    assert!(v.sync.is_dialing(&addr.to_string()));
+    let added = v.sync.add_peer(&v.node, addr.to_string()).unwrap();
+    assert!(!added.added && added.redialled, "{added:?}");
+    let _honest = RawPeer::accept(&listener, &common::identity(67)).await;
+    wait_for("the link to come back", || {
+        v.sync
+            .peers(&v.node)
+            .iter()
+            .any(|p| p.addr == addr.to_string() && p.connected)
+    })
+    .await;
+    assert!(v.sync.key_copy_seen().is_none());
+    v.stop().await;
+}
+
+/// A peer that does sign with the node's own key holds a copy of it: an alarm (the log at
+/// `error`, `GET /health` `alarms.key_copy`), and the dialer keeps dialing with its
+/// backoff rather than going quiet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_the_nodes_key_is_an_alarm_and_the_dialer_keeps_dialing() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let v = start(dir.path(), 1, &[addr]).await;
+    for _ in 0..2 {
+        let frames =
+            common::peer::answer_as(&listener, v.node.author(), &common::identity(1)).await;
+        assert!(said_bye(&frames, ByeReason::SelfConnection), "{frames:?}");
+    }
+    assert_eq!(v.sync.key_copy_seen().map(|s| s.sessions), Some(2));
+    let health = router(v.node.clone(), HttpConfig::default())
+        .oneshot(Request::get("/health").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let body = axum::body::to_bytes(health.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["alarms"]["key_copy"]["sessions"], 2, "{json}");
+    // Still dialing: the address is answered again.
+    let _third = common::peer::answer_as(&listener, v.node.author(), &common::identity(1)).await;
+    assert!(v.sync.is_dialing(&addr.to_string()));
+    v.stop().await;
+}
+
+/// A node given its own address as a peer reaches itself: both ends of that one channel are
+/// its own sessions, which proves it, and only then does the dialer stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_dialing_its_own_address_stops_once_it_is_proven() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = start(dir.path(), 1, &[]).await;
+    let own = v.addr.to_string();
+    v.sync.add_peer(&v.node, own.clone()).unwrap();
+    wait_for(
+        "the dialer to stop after the proven self-connection",
+        || !v.sync.is_dialing(&own),
+    )
+    .await;
+    let record = v
+        .sync
+        .peers(&v.node)
+        .into_iter()
+        .find(|p| p.addr == own)
+        .unwrap();
+    assert!(
+        record
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("reaches this node itself")),
+        "{record:?}"
+    );
+    assert!(v.sync.key_copy_seen().is_none());
+    v.stop().await;
+}

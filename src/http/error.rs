@@ -32,6 +32,9 @@ pub enum ApiError {
     HeadTooLarge(String),
     #[error("{0}")]
     UriTooLong(String),
+    /// The request contradicts the node's configuration (unpinning a key the operator gave).
+    #[error("{0}")]
+    Conflict(String),
     /// Well-formed but refused: an idempotency key reused for a different request.
     #[error("{0}")]
     Unprocessable(String),
@@ -54,6 +57,7 @@ impl ApiError {
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::HeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -209,7 +209,8 @@ fn with_json_error_body(response: Response) -> Response {
 /// The routes that change the node, and so need the token when one is set. A write path
 /// with the wrong method needs none: the router answers 405 without running anything.
 fn is_write(method: &Method, route: &str) -> bool {
-    *method == Method::POST && matches!(route, "/add" | "/import" | "/peers" | "/sync")
+    (*method == Method::POST && matches!(route, "/add" | "/import" | "/peers" | "/sync"))
+        || (*method == Method::DELETE && route == "/peers/{addr}")
 }
 
 fn is_streamed(route: &str) -> bool {
@@ -265,6 +266,7 @@ fn route_label(path: &str) -> &'static str {
         "/" => "/",
         p if p.starts_with("/dashboard/") => "/dashboard/{file}",
         p if p.starts_with("/entries/") => "/entries/{hash}",
+        p if p.starts_with("/peers/") => "/peers/{addr}",
         _ => "other",
     }
 }

@@ -189,29 +189,36 @@ fn parse_limit(text: Option<String>, default: usize, max: usize) -> Result<usize
 
 /// `GET /health`: 200 `{"status":"ok",...}` while the store writes, 503
 /// `{"status":"degraded","reason":...,"since_ms":...}` while its last write failed (a load
-/// balancer stops sending appends; reads still work).
+/// balancer stops sending appends; reads still work). Either carries `"alarms"` when the
+/// operator must act: `key_copy` (`{addr, at_ms, sessions}`) once a peer authenticated with
+/// this node's own key.
 pub async fn health(State(state): State<AppState>) -> Response {
     let author = state.node.author();
     let entries = state.node.reader().len();
-    match state.node.store_health().degraded() {
-        None => Json(serde_json::json!({
+    let key_copy = state.node.sync().and_then(|s| s.key_copy_seen());
+    let mut body = match state.node.store_health().degraded() {
+        None => serde_json::json!({
             "status": "ok",
             "author": author,
             "entries": entries,
-        }))
-        .into_response(),
-        Some(spell) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({
-                "status": "degraded",
-                "reason": spell.reason,
-                "since_ms": spell.since_ms,
-                "author": author,
-                "entries": entries,
-            })),
-        )
-            .into_response(),
+        }),
+        Some(spell) => serde_json::json!({
+            "status": "degraded",
+            "reason": spell.reason,
+            "since_ms": spell.since_ms,
+            "author": author,
+            "entries": entries,
+        }),
+    };
+    if let Some(seen) = key_copy {
+        body["alarms"] = serde_json::json!({ "key_copy": seen });
     }
+    let status = if body["status"] == "ok" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {

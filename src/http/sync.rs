@@ -5,15 +5,20 @@
 //! - `GET /peers`: `{peers, refused, feeds_skipped}`: one record per peer (see
 //!   [`crate::sync::PeerInfo`]) and the refusal and skip counters by reason; empty when
 //!   sync is not running.
-//! - `POST /peers` `{"addr": "HOST:PORT"}` (write endpoint): dial a new peer; 201 if added,
-//!   200 if it was already configured.
+//! - `POST /peers` `{"addr": "HOST:PORT"}` or `{"addr": "AUTHOR@HOST:PORT"}` (write
+//!   endpoint): dial a new peer, pinning its key if given; 201 if added, 200 if it was
+//!   already configured (it is dialed now, with the key pinned if one is given).
+//! - `DELETE /peers/{addr}` (write endpoint): forget the learned key of the configured peer
+//!   `addr` (`HOST:PORT`): the next session learns its key again (after the peer rotated
+//!   its key). 200 with the key that was pinned; 404 if `addr` is not a configured peer
+//!   with a learned pin; 409 if its key was given as `AUTHOR@HOST:PORT`.
 //! - `POST /sync` (write endpoint): every connected session sends what its peer is known to
 //!   lack, disconnected peers are redialled now; answers each session's result.
 
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 
@@ -82,29 +87,54 @@ pub struct AddPeer {
 pub async fn add_peer(
     State(state): State<AppState>,
     body: Bytes,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<crate::sync::AddedPeer>), ApiError> {
     let request: AddPeer = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::BadRequest(format!("body must be {{\"addr\": \"HOST:PORT\"}}: {e}"))
+        ApiError::BadRequest(format!(
+            "body must be {{\"addr\": \"HOST:PORT\"}} or {{\"addr\": \"AUTHOR@HOST:PORT\"}}: {e}"
+        ))
     })?;
     let sync = state
         .node
         .sync()
         .ok_or_else(|| ApiError::Unavailable("peer sync is not running".into()))?;
     let added = sync
-        .add_peer(&state.node, request.addr.clone())
-        .map_err(|e| match e {
-            crate::sync::SyncError::BadAddr(_) => ApiError::BadRequest(e.to_string()),
-            crate::sync::SyncError::ShutDown => ApiError::Unavailable(e.to_string()),
-        })?;
-    let status = if added {
+        .add_peer(&state.node, request.addr)
+        .map_err(sync_error)?;
+    let status = if added.added {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((
-        status,
-        Json(serde_json::json!({ "addr": request.addr, "added": added })),
+    Ok((status, Json(added)))
+}
+
+/// `DELETE /peers/{addr}`: see the module docs.
+pub async fn unpin_peer(
+    State(state): State<AppState>,
+    Path(addr): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let sync = state
+        .node
+        .sync()
+        .ok_or_else(|| ApiError::Unavailable("peer sync is not running".into()))?;
+    let author = sync.unpin(&addr).await.map_err(sync_error)?;
+    Ok(Json(
+        serde_json::json!({ "addr": addr, "unpinned": author }),
     ))
+}
+
+fn sync_error(e: crate::sync::SyncError) -> ApiError {
+    use crate::sync::pins::UnpinError;
+    use crate::sync::SyncError;
+    match e {
+        SyncError::BadPeer(_) => ApiError::BadRequest(e.to_string()),
+        SyncError::NotConfigured(_) | SyncError::Unpin(UnpinError::NotPinned(_)) => {
+            ApiError::NotFound(e.to_string())
+        }
+        SyncError::Unpin(UnpinError::Configured { .. }) => ApiError::Conflict(e.to_string()),
+        SyncError::ShutDown => ApiError::Unavailable(e.to_string()),
+        SyncError::Pins(_) => ApiError::Internal(e.to_string()),
+    }
 }
 
 #[derive(Debug, Serialize)]

@@ -35,8 +35,24 @@ pub struct SyncConfig {
     pub claim_timeout: Duration,
     /// The network secret's key: only nodes holding the same one complete a session.
     pub network: NetworkKey,
-    /// Allow-list, author policy, budgets and per-address limits.
+    /// Allow-list, trusted keys, author policy, budgets and per-address limits.
     pub policy: Policy,
+    /// What releases the startup fence.
+    pub startup_fence: StartupFence,
+    /// Configured addresses whose learned pins are forgotten at start (`--unpin`).
+    pub unpin: Vec<String>,
+}
+
+/// What a starting node with configured peers waits for before it signs (docs/PROTOCOL.md
+/// section 8).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum StartupFence {
+    /// Every configured peer exchanged or failed once, or the startup fence timeout passed.
+    #[default]
+    Timeout,
+    /// A configured peer's pinned key completed an exchange; no timeout. For a node
+    /// restored from a backup: it signs nothing before a peer it trusts told it its feed.
+    Pinned,
 }
 
 impl Default for SyncConfig {
@@ -52,6 +68,8 @@ impl Default for SyncConfig {
             claim_timeout: Duration::from_millis(CLAIM_DELIVERY_TIMEOUT_MS),
             network: NetworkKey::default(),
             policy: Policy::default(),
+            startup_fence: StartupFence::default(),
+            unpin: Vec::new(),
         }
     }
 }

@@ -114,14 +114,15 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         FrameWriter { writer, timeout }
     }
 
-    pub async fn send(&mut self, message: &Message) -> Result<(), SessionError> {
+    /// Sends one frame; returns its length in bytes (the plaintext of the frame).
+    pub async fn send(&mut self, message: &Message) -> Result<usize, SessionError> {
         let frame = encode_frame(message)?;
         tokio::time::timeout(self.timeout, self.writer.write_all(&frame))
             .await
             .map_err(|_| SessionError::Timeout {
                 what: "writing a frame",
             })??;
-        Ok(())
+        Ok(frame.len())
     }
 
     /// Best effort: tell the peer why we close, without waiting long on a stuck socket.

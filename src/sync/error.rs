@@ -53,6 +53,12 @@ pub enum SessionError {
         held: u64,
         waited_ms: u64,
     },
+    #[error("this address reaches this node itself (proven: our own nonce on this channel); not redialling it")]
+    OwnAddress,
+    #[error("peer authenticated with this node's own key: another process holds a copy of it")]
+    KeyCopy,
+    #[error("the node-wide budget for strangers' reconciliation state is spent ({budget} items and ranges); try again later")]
+    ReconcileBudget { budget: usize },
     #[error("shutting down")]
     Shutdown,
     #[error("node error: {0}")]
@@ -85,7 +91,8 @@ impl SessionError {
             SessionError::Batch(_) => Some(ByeReason::InvalidEntry),
             SessionError::Timeout { .. } => Some(ByeReason::Timeout),
             SessionError::Handshake(h) => Some(h.bye_reason()),
-            SessionError::Busy => Some(ByeReason::Busy),
+            SessionError::Busy | SessionError::ReconcileBudget { .. } => Some(ByeReason::Busy),
+            SessionError::OwnAddress | SessionError::KeyCopy => Some(ByeReason::SelfConnection),
             SessionError::NotAllowed(_) => Some(ByeReason::NotAllowed),
             SessionError::Duplicate => Some(ByeReason::Duplicate),
             SessionError::ClaimNotDelivered { .. } => Some(ByeReason::ClaimNotDelivered),
@@ -123,6 +130,8 @@ impl SessionError {
             SessionError::Timeout { .. } => "handshake_timeout",
             SessionError::Shed => "shed_pending_handshake",
             SessionError::PeerBye(ByeReason::NotAllowed) => "peer_not_allowed",
+            SessionError::OwnAddress => "self_connection",
+            SessionError::KeyCopy => "key_copy",
             _ => return None,
         })
     }

@@ -10,7 +10,7 @@
 //!   || channel binding (32: the Noise handshake hash)
 //! ```
 //!
-//! [`AUTH_MESSAGE_BYTES`] = 181 bytes. Entry signatures sign exactly 32 bytes (an entry
+//! [`AUTH_MESSAGE_BYTES`] = 183 bytes. Entry signatures sign exactly 32 bytes (an entry
 //! hash), so a handshake signature is never a valid entry signature and the reverse; the tag
 //! separates it from any future signed message. The verifier's nonce makes the signature
 //! fresh; the signer's nonce and both authors tie it to this session and direction, so a
@@ -23,10 +23,13 @@
 //!
 //! - **version**: `Hello.version == PROTOCOL_VERSION` ([`HandshakeError::VersionMismatch`]);
 //! - **not ourselves**: the peer's author is not our own ([`HandshakeError::SelfConnection`]).
-//!   Decision: a node that reaches itself (its own address among its peers) or another node
-//!   running the same key ends the session; the dialer does not redial that address. Two
-//!   holders of one key must not sync directly because they may hold diverging feeds; the
-//!   own-feed fence detects that through third nodes;
+//!   A `Hello` is unsigned, so this alone proves nothing: the session layer tells a proven
+//!   self-connection (see [`super::self_probe`]; the dialer stops redialling that address)
+//!   from a peer that only says our name (it must then pass [`Handshake::on_own_hello`] and
+//!   [`Handshake::on_auth`] under our own key: if it fails it lied, if it passes it holds a
+//!   copy of our key, an alarm). Either way the session ends: two holders of one key must
+//!   not sync directly because they may hold diverging feeds; the own-feed fence detects
+//!   that through third nodes;
 //! - **fresh**: the peer's nonce differs from ours ([`HandshakeError::ReflectedNonce`]);
 //! - **auth**: the signature verifies over the message above under the entry signature
 //!   acceptance rule ([`HandshakeError::BadAuthSignature`]).
@@ -121,18 +124,42 @@ impl Handshake {
     /// Checks the peer's `Hello` and returns our `Auth` for it. `identity` must be the key of
     /// the author given to [`Handshake::new`].
     pub fn on_hello(&self, identity: &Identity, theirs: &Hello) -> Result<Auth, HandshakeError> {
+        if theirs.author == self.ours.author {
+            // Checked after the version, so a peer of another version hears that first.
+            self.check_hello(theirs)?;
+            return Err(HandshakeError::SelfConnection(theirs.author));
+        }
+        self.check_hello(theirs)?;
+        Ok(self.auth(identity, theirs))
+    }
+
+    /// [`Handshake::on_hello`] for a peer `Hello` that carries our own author (which
+    /// `on_hello` refuses): every other check, and our `Auth`, so the session can find out
+    /// with [`Handshake::on_auth`] whether the peer really holds our key.
+    pub fn on_own_hello(
+        &self,
+        identity: &Identity,
+        theirs: &Hello,
+    ) -> Result<Auth, HandshakeError> {
+        self.check_hello(theirs)?;
+        Ok(self.auth(identity, theirs))
+    }
+
+    /// The rules of a peer `Hello` other than "not ourselves".
+    fn check_hello(&self, theirs: &Hello) -> Result<(), HandshakeError> {
         if theirs.version != PROTOCOL_VERSION {
             return Err(HandshakeError::VersionMismatch {
                 ours: PROTOCOL_VERSION,
                 theirs: theirs.version,
             });
         }
-        if theirs.author == self.ours.author {
-            return Err(HandshakeError::SelfConnection(theirs.author));
-        }
         if theirs.nonce == self.ours.nonce {
             return Err(HandshakeError::ReflectedNonce);
         }
+        Ok(())
+    }
+
+    fn auth(&self, identity: &Identity, theirs: &Hello) -> Auth {
         let message = auth_message(
             &self.ours.author,
             &self.ours.nonce,
@@ -140,9 +167,9 @@ impl Handshake {
             &theirs.nonce,
             &self.binding,
         );
-        Ok(Auth {
+        Auth {
             signature: identity.sign_tagged(&message),
-        })
+        }
     }
 
     /// Verifies the peer's `Auth` (after [`Handshake::on_hello`] accepted its `Hello`) and
@@ -224,6 +251,31 @@ mod tests {
         let err = a.hs.on_hello(&a.id, other_session.hs.hello()).unwrap_err();
         assert_eq!(err, HandshakeError::SelfConnection(a.id.author()));
         assert_eq!(err.bye_reason(), ByeReason::SelfConnection);
+        // Whoever says our name must prove our key: a copy of the key passes, a liar fails.
+        let auth = other_session
+            .hs
+            .on_own_hello(&other_session.id, a.hs.hello())
+            .unwrap();
+        assert_eq!(
+            a.hs.on_auth(other_session.hs.hello(), &auth),
+            Ok(a.id.author())
+        );
+        let liar = side(9, 12);
+        let hello = Hello {
+            author: a.id.author(),
+            ..liar.hs.hello().clone()
+        };
+        let lie = Handshake::new(a.id.author(), hello.nonce, [42; 32]);
+        let forged = lie.on_own_hello(&liar.id, a.hs.hello()).unwrap();
+        assert!(matches!(
+            a.hs.on_auth(&hello, &forged),
+            Err(HandshakeError::BadAuthSignature { .. })
+        ));
+        // A reflected Hello is a reflection, not a self-connection.
+        assert_eq!(
+            a.hs.on_hello(&a.id, a.hs.hello()),
+            Err(HandshakeError::ReflectedNonce)
+        );
     }
 
     #[test]

@@ -23,8 +23,9 @@ use tokio::io::AsyncRead;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::mpsc;
 
-use super::admission::Admission;
+use super::admission::{Admission, Reservation};
 use super::batch::{check_batch, BatchError, BatchOutcome};
+use super::budget::Source;
 use super::connection::FrameReader;
 use super::error::SessionError;
 use super::message::{EncodedEntry, Message, MAX_WANTS_PER_SESSION};
@@ -56,6 +57,10 @@ pub(super) struct Inbound {
     pub registry: Arc<PeerRegistry>,
     pub key: String,
     pub peer: Author,
+    /// The peer's key is trusted here: no budgets.
+    pub trusted: bool,
+    /// Where the peer connects from: a stranger's budgets are charged to it.
+    pub source: Source,
     /// The store append of the last checked batch, while the next one is read and checked.
     pub in_flight: Option<tokio::task::JoinHandle<Result<(), SessionError>>>,
     /// The positions that append adds, so the next batch is checked as if it were durable.
@@ -64,6 +69,9 @@ pub(super) struct Inbound {
     /// New feeds of this peer's that were skipped (policy, budget, cap): skipped for the
     /// rest of the session, so their later entries never look like gaps.
     pub skipped: Arc<Mutex<HashSet<Author>>>,
+    /// A stranger's share of the node-wide reconciliation budget, held until the session
+    /// ends (what the peer stated stays in memory that long).
+    pub reconcile_permits: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Feed heads and entry hashes of an append still in flight.
@@ -71,13 +79,16 @@ pub(super) struct Inbound {
 pub(super) struct InFlight {
     heads: HashMap<Author, FeedHead>,
     hashes: HashMap<(Author, Seq), Hash>,
-    /// Feeds this append starts (entries at seq 1): not yet in the store's feed count.
-    new_feeds: u64,
+    /// The new feeds this append starts count against the feed cap until it is settled.
+    _reserved: Option<Reservation>,
 }
 
 impl InFlight {
-    fn of(append: &[(Entry, Hash)]) -> InFlight {
-        let mut view = InFlight::default();
+    fn of(append: &[(Entry, Hash)], reserved: Reservation) -> InFlight {
+        let mut view = InFlight {
+            _reserved: Some(reserved),
+            ..InFlight::default()
+        };
         for (entry, hash) in append {
             view.heads.insert(
                 entry.author,
@@ -87,9 +98,6 @@ impl InFlight {
                 },
             );
             view.hashes.insert((entry.author, entry.seq), *hash);
-            if entry.seq == 1 {
-                view.new_feeds += 1;
-            }
         }
         view
     }
@@ -136,8 +144,9 @@ impl Inbound {
                             when: "past the per-session frame limit",
                         })
                     } else {
-                        let _ = self.control.send(Control::Reconcile(frame));
-                        Ok(())
+                        self.charge_reconcile(&frame).map(|()| {
+                            let _ = self.control.send(Control::Reconcile(frame));
+                        })
                     }
                 }
                 Message::Want(want) => {
@@ -177,6 +186,38 @@ impl Inbound {
         }
     }
 
+    /// A stranger's reconciliation frame takes its items and ranges from the node-wide
+    /// budget before it is queued: what strangers' claims make the node hold is bounded in
+    /// total, whatever number of sessions they open. Trusted peers are not charged.
+    fn charge_reconcile(
+        &mut self,
+        frame: &super::reconcile::Reconcile,
+    ) -> Result<(), SessionError> {
+        if self.trusted {
+            return Ok(());
+        }
+        let units = frame
+            .ranges
+            .iter()
+            .map(|r| 1 + r.mode.item_count())
+            .fold(0usize, usize::saturating_add);
+        let budget = self.admission.reconcile_budget();
+        let taken = u32::try_from(units)
+            .ok()
+            .and_then(|units| budget.clone().try_acquire_many_owned(units).ok());
+        match (taken, self.reconcile_permits.as_mut()) {
+            (Some(taken), Some(held)) => held.merge(taken),
+            (Some(taken), None) => self.reconcile_permits = Some(taken),
+            (None, _) => {
+                self.admission.count_refusal("reconcile_budget");
+                return Err(SessionError::ReconcileBudget {
+                    budget: self.admission.policy().stranger_reconcile_items,
+                });
+            }
+        }
+        Ok(())
+    }
+
     async fn on_proofs(
         &self,
         proofs: Vec<super::message::EncodedProof>,
@@ -213,10 +254,16 @@ impl Inbound {
             return true;
         }
         let held = reader.feed_count().saturating_add(self.node.forked_count());
-        match self
-            .admission
-            .admit_new_feed(&self.peer, author, held, Instant::now())
-        {
+        // A proof is recorded at once (the caller awaits it): its reservation can go with it.
+        let mut reserved = Reservation::new(self.admission.clone());
+        match self.admission.admit_new_feed(
+            &self.peer,
+            self.source,
+            author,
+            held,
+            &mut reserved,
+            Instant::now(),
+        ) {
             Ok(()) => true,
             Err(skip) => {
                 self.registry.add_skipped(&self.key, 1, skip.as_str());
@@ -242,14 +289,21 @@ impl Inbound {
         batch: Vec<super::message::EncodedEntry>,
     ) -> Result<(), SessionError> {
         let check = self.batch_check();
-        let checked = tokio::task::spawn_blocking(move || check.run(&batch)).await?;
+        let (checked, reserved) = tokio::task::spawn_blocking(move || {
+            let mut reserved = Reservation::new(check.admission.clone());
+            (check.run(&batch, &mut reserved), reserved)
+        })
+        .await?;
         let outcome = checked.inspect_err(|e| {
-            tracing::warn!(
-                peer = %self.key,
-                peer_author = %self.peer,
-                reason = %e,
-                "refused an entries batch from a peer: nothing of it stored"
-            );
+            // A stranger's refused batch ends its session, which is logged (at `debug`).
+            if self.trusted {
+                tracing::warn!(
+                    peer = %self.key,
+                    peer_author = %self.peer,
+                    reason = %e,
+                    "refused an entries batch from a peer: nothing of it stored"
+                );
+            }
         })?;
         {
             let mut progress = lock(&self.progress);
@@ -260,7 +314,7 @@ impl Inbound {
         // Appends stay in arrival order: the previous one must be durable first.
         self.settle().await?;
         if !outcome.append.is_empty() {
-            self.start_append(outcome.append);
+            self.start_append(outcome.append, reserved);
         }
         self.record_forks(outcome.fork_candidates).await
     }
@@ -274,6 +328,7 @@ impl Inbound {
             admission: self.admission.clone(),
             skipped: self.skipped.clone(),
             peer: self.peer,
+            source: self.source,
             registry: self.registry.clone(),
             key: self.key.clone(),
             own: self.node.author(),
@@ -282,14 +337,25 @@ impl Inbound {
 
     /// Starts storing a checked batch's new entries as the append in flight: the next batch
     /// is read and checked while they become durable.
-    fn start_append(&mut self, append: Vec<(Entry, Hash)>) {
-        self.in_flight_view = Arc::new(InFlight::of(&append));
+    fn start_append(&mut self, append: Vec<(Entry, Hash)>, reserved: Reservation) {
+        self.in_flight_view = Arc::new(InFlight::of(&append, reserved));
         let (node, registry, key) = (self.node.clone(), self.registry.clone(), self.key.clone());
+        let (admission, peer) = (self.admission.clone(), self.peer);
+        let own = node.author();
+        let delivers_own = append.iter().any(|(e, _)| e.author == own);
         // One of the node's tasks: the session awaits it, and the node's shutdown waits
         // for it even if the session ended first.
         self.in_flight = Some(self.node.spawn(async move {
             let report = node.offer_verified_entries(append).await?;
             registry.add_received(&key, report.added);
+            if report.added > 0 {
+                // Eviction spares a stranger that brings entries; a key that delivers our
+                // own feed's signed entries regains fence power.
+                admission.delivered(&peer, Instant::now());
+                if delivers_own {
+                    admission.delivered_own(&peer);
+                }
+            }
             Ok(())
         }));
     }
@@ -319,6 +385,7 @@ struct BatchCheck {
     admission: Arc<Admission>,
     skipped: Arc<Mutex<HashSet<Author>>>,
     peer: Author,
+    source: Source,
     registry: Arc<PeerRegistry>,
     key: String,
     own: Author,
@@ -327,7 +394,11 @@ struct BatchCheck {
 impl BatchCheck {
     /// Checks `batch` (see [`check_batch`]), refusing forked authors, feeds skipped before,
     /// and new feeds the admission rules do not take.
-    fn run(&self, batch: &[super::message::EncodedEntry]) -> Result<BatchOutcome, BatchError> {
+    fn run(
+        &self,
+        batch: &[super::message::EncodedEntry],
+        reserved: &mut Reservation,
+    ) -> Result<BatchOutcome, BatchError> {
         // The append in flight only adds to the store, and other sessions may have
         // stored more of a feed since this session's last batch (the view is kept until
         // the next batch settles it): the longer of the two heads is the feed's head.
@@ -340,8 +411,8 @@ impl BatchCheck {
         };
         // Asked once per author of the batch: forked authors, authors outside the
         // policy, and new feeds the peer may not introduce are dropped unchecked.
-        // Feeds this batch starts count against the feed cap as soon as they are taken.
-        let mut taken_new = self.in_flight.new_feeds;
+        // Feeds this batch starts count against the feed cap as soon as they are taken: the
+        // admission reserves them node-wide, so concurrent sessions cannot overshoot it.
         let refuse = |a: &Author| {
             if self.forked.contains(a) || lock(&self.skipped).contains(a) {
                 return true;
@@ -358,19 +429,16 @@ impl BatchCheck {
             // Forked authors count too (a forked feed the node holds counts twice: the
             // cap errs on the safe side), as proofs of new authors do (`admit_proof`).
             let forked = u64::try_from(self.forked.len()).unwrap_or(u64::MAX);
-            let held = self
-                .reader
-                .feed_count()
-                .saturating_add(forked)
-                .saturating_add(taken_new);
-            match self
-                .admission
-                .admit_new_feed(&self.peer, a, held, Instant::now())
-            {
-                Ok(()) => {
-                    taken_new += 1;
-                    false
-                }
+            let held = self.reader.feed_count().saturating_add(forked);
+            match self.admission.admit_new_feed(
+                &self.peer,
+                self.source,
+                a,
+                held,
+                reserved,
+                Instant::now(),
+            ) {
+                Ok(()) => false,
                 Err(skip) => {
                     lock(&self.skipped).insert(*a);
                     self.registry.add_skipped(&self.key, 1, skip.as_str());

@@ -22,6 +22,8 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
 use super::admission::Admission;
+use super::budget::Source;
+use super::claims::ClaimState;
 use super::connection::FrameWriter;
 use super::error::SessionError;
 use super::message::{
@@ -40,8 +42,9 @@ use crate::node::{Node, NodeEvent};
 /// Entries read from the store per blocking call when sending a range.
 const RANGE_READ_ENTRIES: usize = 1024;
 
-/// Called once with the fence outcome of the initial exchange (the startup fence tracker).
-pub type OnHave = Box<dyn FnOnce(Fence) + Send + Sync>;
+/// Called once with the fence outcome of the initial exchange and whether the peer's key is
+/// trusted (the startup fence tracker).
+pub type OnHave = Box<dyn FnOnce(Fence, bool) + Send + Sync>;
 
 pub(super) struct Outbound {
     pub node: Node,
@@ -58,6 +61,9 @@ pub(super) struct Outbound {
     pub no_push: BTreeSet<Author>,
     pub last_sent: Instant,
     pub peer: Author,
+    /// A stranger's source: what is sent to it is charged to that source's send budget,
+    /// and sending waits while the budget is in debt. `None` for a trusted peer.
+    pub throttle: Option<Source>,
     pub admission: Arc<Admission>,
     pub claim_timeout: Duration,
     /// A live claim of this (trusted) peer that it holds more of our own feed: the length
@@ -79,7 +85,23 @@ impl Outbound {
     }
 
     async fn send(&mut self, message: &Message) -> Result<(), SessionError> {
-        self.writer.send(message).await?;
+        if let Some(source) = self.throttle {
+            // A stranger's source in debt waits here, not the socket: the receiving half
+            // keeps reading meanwhile.
+            let wait = self.admission.send_wait(source, std::time::Instant::now());
+            if !wait.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = self.shutdown.changed() => return Err(SessionError::Shutdown),
+                }
+            }
+        }
+        let bytes = self.writer.send(message).await?;
+        if let Some(source) = self.throttle {
+            let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+            self.admission
+                .send_spent(source, bytes, std::time::Instant::now());
+        }
         self.last_sent = Instant::now();
         Ok(())
     }
@@ -196,8 +218,18 @@ impl Outbound {
         match planned.fence {
             Fence::Current => {}
             Fence::PeerAhead { their_length } if self.admission.claim_may_hold(&self.peer) => {
-                tracing::info!(peer = %self.key, their_length, "own-feed fence: a trusted peer holds a longer copy of our feed, catching up before signing");
-                self.renew_claim(their_length);
+                let held = self.node.own_length();
+                let now = std::time::Instant::now();
+                match self.admission.claim(self.peer, their_length, held, now) {
+                    ClaimState::Holding { need, deadline } => {
+                        tracing::info!(peer = %self.key, their_length, "own-feed fence: a trusted peer holds a longer copy of our feed, catching up before signing");
+                        self.hold_claim(need, deadline);
+                    }
+                    ClaimState::Met => {}
+                    ClaimState::Failed => {
+                        tracing::info!(peer = %self.key, their_length, "own-feed fence: a trusted peer claims a longer copy of our feed but let an earlier claim lapse; only the signed entries it sends count until it delivers");
+                    }
+                }
             }
             Fence::PeerAhead { their_length } => {
                 tracing::info!(peer = %self.key, their_length, "own-feed fence: an untrusted peer claims a longer copy of our feed; only the signed entries it sends count");
@@ -207,7 +239,7 @@ impl Outbound {
             }
         }
         if let Some(on_have) = self.on_have.take() {
-            on_have(planned.fence);
+            on_have(planned.fence, self.throttle.is_none());
         }
         for check in &planned.forks {
             self.no_push.insert(check.author);
@@ -228,14 +260,18 @@ impl Outbound {
         Ok(())
     }
 
-    /// Holds appends for the claim of `need` entries of our feed, until the claim timeout
-    /// from now.
-    fn renew_claim(&mut self, need: Seq) {
-        let expires = Instant::now() + self.claim_timeout;
-        let key = self.key.clone();
-        self.node
-            .with_fence(|f| f.claim(&key, need, expires.into_std()));
-        self.claim = Some((need, expires));
+    /// Holds appends for the claim of `need` entries of our feed until `deadline` (kept by
+    /// the admission per key, across sessions: see [`super::claims`]).
+    fn hold_claim(&mut self, need: Seq, deadline: std::time::Instant) {
+        let key = self.peer.to_string();
+        self.node.with_fence(|f| f.claim(&key, need, deadline));
+        self.claim = Some((need, Instant::from_std(deadline)));
+    }
+
+    fn drop_claim(&mut self) {
+        let key = self.peer.to_string();
+        self.node.with_fence(|f| f.drop_claim(&key));
+        self.claim = None;
     }
 
     /// Our feed grew, or the claim's deadline passed: release a met claim, renew one that
@@ -245,21 +281,23 @@ impl Outbound {
             return Ok(());
         };
         let held = self.node.own_length();
-        if held >= need {
-            let key = self.key.clone();
-            self.node.with_fence(|f| f.drop_claim(&key));
-            self.claim = None;
-            tracing::info!(peer = %self.key, held, "own-feed fence: caught up on our feed");
-            return Ok(());
-        }
+        let now = std::time::Instant::now();
         if !deadline_passed {
-            self.renew_claim(need);
+            match self.admission.renew_claim(self.peer, held, now) {
+                ClaimState::Holding { need, deadline } => self.hold_claim(need, deadline),
+                ClaimState::Met => {
+                    self.drop_claim();
+                    tracing::info!(peer = %self.key, held, "own-feed fence: caught up on our feed");
+                }
+                ClaimState::Failed => self.drop_claim(),
+            }
             return Ok(());
         }
-        let key = self.key.clone();
-        self.node.with_fence(|f| f.drop_claim(&key));
-        self.claim = None;
-        self.admission.claim_failed(self.peer);
+        if !self.admission.expire_claim(self.peer, held, now) {
+            // Met meanwhile, or renewed by a delivery the timer raced.
+            return self.check_claim(false);
+        }
+        self.drop_claim();
         let waited_ms = u64::try_from(self.claim_timeout.as_millis()).unwrap_or(u64::MAX);
         Err(SessionError::ClaimNotDelivered {
             claimed: need,

@@ -3,15 +3,23 @@
 //!
 //! - **Dialers** redial their peer after every session end or connect failure, after
 //!   [`reconnect_delay_ms`] plus up to 25% jitter (a session that completed its handshake
-//!   resets the delay). A peer that turns out to be ourselves (`SelfConnection`) is not
-//!   redialled. `POST /sync` wakes every dialer at once.
+//!   resets the delay). Only a *proven* self-connection (our own nonce on the same channel,
+//!   [`super::self_probe`]) stops a dialer: a peer that merely says our name in its unsigned
+//!   `Hello` is a failed dial, retried with the backoff. `POST /sync` wakes every dialer at
+//!   once; `POST /peers` for a configured address wakes its dialer, or starts it again.
+//! - **Pins** ([`super::pins`]): each configured peer's key, given (`AUTHOR@HOST:PORT`) or
+//!   learned on its first session and saved in `DATA_DIR/peer-pins`.
 //! - **Startup fence** (docs/PROTOCOL.md section 8): with configured peers, own appends wait
-//!   until every configured peer has completed the `Have` exchange or failed once (connect
-//!   failure or a session that ended before its `Have`), or until the startup fence timeout
-//!   passed; then proceed, logging at `warn` which peers were not heard from. A refusal as a
-//!   duplicate of a session this node does not hold (the peer's stale one from before our
-//!   restart) is neither: the dialer redials. Peers added
-//!   at runtime (`POST /peers`) do not hold the fence.
+//!   until every configured peer has completed its exchange or failed once (connect
+//!   failure, another key at its address, or a session that ended before its exchange), or
+//!   until the startup fence timeout passed; then proceed, logging at `warn` which peers
+//!   were not heard from. With [`StartupFence::Pinned`] they wait, with no timeout, until a
+//!   configured peer's pinned key has completed an exchange. A refusal as a duplicate of a
+//!   session this node does not hold (the peer's stale one from before our restart) is
+//!   neither: the dialer redials. Peers added at runtime (`POST /peers`) do not hold the
+//!   fence.
+//! - **Stranger counts**: sessions of strangers are logged one by one only at `debug`; every
+//!   [`STRANGER_LOG_INTERVAL_MS`] the counts since the last line are logged at `info`.
 //! - **Shutdown**: one watch channel tells every task to stop. Every task is one of the
 //!   node's ([`Node::spawn`], which the node's shutdown waits for) and is also tracked here,
 //!   so [`SyncHandle::shutdown`] returns once every session has sent `Bye(Shutdown)` and
@@ -25,30 +33,53 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch, Notify, Semaphore};
+use tokio::sync::{oneshot, watch, Notify};
 use tokio_util::task::TaskTracker;
 
 use super::admission::Admission;
 use super::backoff::reconnect_delay_ms;
-use super::config::SyncConfig;
+use super::config::{StartupFence, SyncConfig};
 use super::error::SessionError;
-use super::handshake::HandshakeError;
 use super::listener::accept_loop;
 use super::message::ByeReason;
+use super::pin_file::{self, PinIoError, PinStore};
+use super::pins::{PeerSpec, PeerSpecError, Pins, UnpinError};
+use super::self_probe::SelfProbe;
 use super::session::{run_session, SessionContext};
-use super::status::{Control, Direction, PeerInfo, PeerRegistry};
+use super::status::{Alarms, Control, Direction, KeyCopySeen, PeerInfo, PeerRegistry};
 use super::transport::Role;
+use crate::identity::Author;
 use crate::node::Node;
 
 /// How long `POST /sync` waits for one session's resync.
 pub const SYNC_ROUND_TIMEOUT_MS: u64 = 30_000;
+/// How often the counts of stranger sessions and refusals are logged at `info` (when any).
+pub const STRANGER_LOG_INTERVAL_MS: u64 = 60_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    #[error("peer address {0:?} is not HOST:PORT")]
-    BadAddr(String),
+    #[error(transparent)]
+    BadPeer(#[from] PeerSpecError),
+    #[error("peer pins: {0}")]
+    Pins(#[from] PinIoError),
+    #[error(transparent)]
+    Unpin(#[from] UnpinError),
+    #[error("{0} is not a configured peer")]
+    NotConfigured(String),
     #[error("peer sync is shut down")]
     ShutDown,
+}
+
+/// What `POST /peers` did.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AddedPeer {
+    pub addr: String,
+    /// A new configured peer.
+    pub added: bool,
+    /// The pinned key, if any (given now or before, or learned).
+    pub pinned: Option<Author>,
+    /// An already configured peer whose dialer was woken (or started again) to dial now.
+    pub redialled: bool,
 }
 
 /// State shared by the tasks of one node's sync. Holds no [`Node`] (the node holds the
@@ -57,11 +88,13 @@ pub struct SyncShared {
     pub(super) config: SyncConfig,
     pub(super) registry: Arc<PeerRegistry>,
     pub(super) admission: Arc<Admission>,
-    /// Inbound sessions with strangers (see [`super::admission`]).
-    pub(super) strangers: Arc<Semaphore>,
+    probe: Arc<SelfProbe>,
+    pins: Arc<PinStore>,
+    alarms: Arc<Alarms>,
     shutdown: watch::Sender<bool>,
     /// The sync tasks (each also one of the node's): closed by [`SyncHandle::shutdown`].
     tasks: TaskTracker,
+    /// The running dialers, by configured address: each one's wake-up.
     wake: Mutex<BTreeMap<String, Arc<Notify>>>,
     listen_addr: Option<SocketAddr>,
     /// Configured peers not yet tried; `None` once the startup fence is released.
@@ -92,22 +125,32 @@ pub struct SyncRound {
 }
 
 /// Starts sync for `node`: accepts on `listener` (if any) and dials every peer in `peers`
-/// (`HOST:PORT`). Attaches the handle to the node and returns it.
+/// (`HOST:PORT` or `AUTHOR@HOST:PORT`). Reads the learned pins (after forgetting those of
+/// `config.unpin`). Attaches the handle to the node and returns it.
 pub fn start(
     node: &Node,
     config: SyncConfig,
     listener: Option<TcpListener>,
     peers: Vec<String>,
 ) -> Result<SyncHandle, SyncError> {
-    for addr in &peers {
-        check_addr(addr)?;
-    }
+    let specs = peers
+        .iter()
+        .map(|p| p.parse::<PeerSpec>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let pins = load_pins(node, &config, &specs)?;
     let (shutdown, _) = watch::channel(false);
     let listen_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
-    let pending: BTreeSet<String> = peers.iter().cloned().collect();
+    let pending: BTreeSet<String> = specs.iter().map(|s| s.addr.clone()).collect();
     let shared = Arc::new(SyncShared {
-        strangers: Arc::new(Semaphore::new(config.max_connections)),
-        admission: Arc::new(Admission::new(config.policy.clone())),
+        admission: Arc::new(Admission::new(
+            config.policy.clone(),
+            config.max_connections,
+            pins,
+            config.claim_timeout,
+        )),
+        probe: Arc::default(),
+        pins: Arc::new(PinStore::new(node.data_dir().to_owned())),
+        alarms: Arc::default(),
         config,
         registry: Arc::new(PeerRegistry::default()),
         shutdown,
@@ -123,9 +166,17 @@ pub fn start(
         let shared = handle.shared.clone();
         let node = node.clone();
         let mut stop = handle.shared.shutdown.subscribe();
+        let timeout = match shared.config.startup_fence {
+            StartupFence::Timeout => Some(shared.config.startup_fence_timeout),
+            // The operator asked to wait for a pinned peer, however long that takes.
+            StartupFence::Pinned => None,
+        };
         handle.shared.spawn(node.clone(), async move {
+            let Some(timeout) = timeout else {
+                return;
+            };
             tokio::select! {
-                _ = tokio::time::sleep(shared.config.startup_fence_timeout) => {}
+                _ = tokio::time::sleep(timeout) => {}
                 _ = stop.changed() => {}
             }
             // Under the same lock as `peer_tried` changes the fence (see there).
@@ -151,19 +202,72 @@ pub fn start(
             ),
         );
     }
-    for addr in peers {
-        handle.add_peer(node, addr)?;
+    for spec in specs {
+        handle.add_spec(node, spec);
     }
+    handle.shared.spawn(
+        node.clone(),
+        log_stranger_counts(handle.shared.clone(), handle.shared.shutdown.subscribe()),
+    );
     if !node.set_sync(handle.clone()) {
         tracing::warn!("sync started twice for one node; the first handle stays attached");
     }
     Ok(handle)
 }
 
-fn check_addr(addr: &str) -> Result<(), SyncError> {
-    match addr.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
-        _ => Err(SyncError::BadAddr(addr.to_owned())),
+/// The pins at start: the learned ones from the pin file, less those the operator unpins
+/// now (the file is rewritten without them), with the keys given as `AUTHOR@HOST:PORT`.
+fn load_pins(node: &Node, config: &SyncConfig, specs: &[PeerSpec]) -> Result<Pins, SyncError> {
+    let mut learned = pin_file::load(node.data_dir())?;
+    let mut unpinned = false;
+    for addr in &config.unpin {
+        if let Some(author) = learned.remove(addr) {
+            tracing::info!(peer = %addr, %author, "unpinned: the next session with this peer learns its key");
+            unpinned = true;
+        } else {
+            tracing::warn!(peer = %addr, "--unpin: this address has no learned pin");
+        }
+    }
+    if unpinned {
+        pin_file::save(node.data_dir(), &learned)?;
+    }
+    let mut pins = Pins::new(learned);
+    for spec in specs {
+        if let Some(author) = spec.author {
+            pins.configure(&spec.addr, author);
+        }
+    }
+    Ok(pins)
+}
+
+/// Logs, every [`STRANGER_LOG_INTERVAL_MS`], how many stranger sessions were admitted and
+/// evicted and how many connections were refused since the last line (one `info` line in
+/// place of one per stranger session).
+async fn log_stranger_counts(shared: Arc<SyncShared>, mut stop: watch::Receiver<bool>) {
+    let mut last = (0, 0, BTreeMap::new());
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(STRANGER_LOG_INTERVAL_MS)) => {}
+            _ = stop.changed() => return,
+        }
+        let (sessions, evicted) = shared.admission.stranger_counts();
+        let refused = shared.admission.refusals();
+        let new_refusals: BTreeMap<&str, u64> = refused
+            .iter()
+            .map(|(k, v)| (*k, v.saturating_sub(last.2.get(k).copied().unwrap_or(0))))
+            .filter(|(_, v)| *v > 0)
+            .collect();
+        let (new_sessions, new_evicted) = (sessions - last.0, evicted - last.1);
+        if new_sessions > 0 || !new_refusals.is_empty() {
+            tracing::info!(
+                stranger_sessions = new_sessions,
+                evicted = new_evicted,
+                refused = ?new_refusals,
+                seconds = STRANGER_LOG_INTERVAL_MS / 1000,
+                "sync strangers since the last report"
+            );
+        }
+        last = (sessions, evicted, refused);
     }
 }
 
@@ -190,7 +294,9 @@ impl SyncShared {
             config: self.config.clone(),
             registry: self.registry.clone(),
             admission: self.admission.clone(),
-            strangers: self.strangers.clone(),
+            probe: self.probe.clone(),
+            pins: self.pins.clone(),
+            alarms: self.alarms.clone(),
             key,
             role,
             shutdown,
@@ -218,13 +324,13 @@ impl SyncShared {
             match self.admission.session(peer) {
                 None if !seen => return Some(false),
                 None => {
-                    self.peer_tried(node, addr);
+                    self.peer_tried(node, addr, false);
                     return Some(true);
                 }
                 Some(exchanged) => {
                     seen = true;
                     if exchanged {
-                        self.peer_tried(node, addr);
+                        self.peer_tried(node, addr, self.admission.is_trusted(peer));
                     }
                 }
             }
@@ -235,18 +341,26 @@ impl SyncShared {
         }
     }
 
-    /// A configured peer was heard from or failed once (startup fence bookkeeping).
+    /// A configured peer was heard from or failed once (startup fence bookkeeping);
+    /// `pinned_exchange` when its pinned key completed an exchange.
     ///
     /// The fence is changed while `startup` is still locked: released, the lock would let a
     /// concurrent call (another peer's, or the startup timeout's) release the fence between
     /// this call's bookkeeping and its `hold_startup`, which would then close the fence
     /// again with nobody left to open it.
-    fn peer_tried(&self, node: &Node, addr: &str) {
+    fn peer_tried(&self, node: &Node, addr: &str, pinned_exchange: bool) {
         let mut startup = lock(&self.startup);
         let Some(pending) = startup.as_mut() else {
             return;
         };
-        pending.remove(addr);
+        match self.config.startup_fence {
+            StartupFence::Timeout => {
+                pending.remove(addr);
+            }
+            // One pinned peer's exchange is what the operator asked to wait for.
+            StartupFence::Pinned if pinned_exchange => pending.clear(),
+            StartupFence::Pinned => {}
+        }
         if pending.is_empty() {
             *startup = None;
             tracing::info!("own-feed fence: every configured peer tried, own appends open");
@@ -265,27 +379,92 @@ impl SyncHandle {
         self.shared.listen_addr
     }
 
-    /// Adds a peer to dial (and redial). Returns false if it was already configured.
-    pub fn add_peer(&self, node: &Node, addr: String) -> Result<bool, SyncError> {
-        check_addr(&addr)?;
+    /// Adds a peer to dial (and redial): `HOST:PORT`, or `AUTHOR@HOST:PORT` to pin its key.
+    /// An already configured address is dialed now (its dialer woken, or started again if
+    /// it had stopped), with the key pinned if one is given.
+    pub fn add_peer(&self, node: &Node, spec: String) -> Result<AddedPeer, SyncError> {
+        let spec: PeerSpec = spec.parse()?;
         if self.shared.tasks.is_closed() {
             return Err(SyncError::ShutDown);
         }
-        if !self.shared.registry.ensure(&addr, Direction::Outbound) {
-            return Ok(false);
+        if let Some(author) = spec.author {
+            self.shared.admission.configure_pin(&spec.addr, author);
         }
-        let wake = Arc::new(Notify::new());
-        lock(&self.shared.wake).insert(addr.clone(), wake.clone());
-        self.shared.spawn(
-            node.clone(),
-            dial_loop(node.clone(), self.shared.clone(), addr, wake),
-        );
-        Ok(true)
+        let addr = spec.addr.clone();
+        let added = self.add_spec(node, spec);
+        let redialled = !added;
+        if redialled {
+            if let Some(wake) = lock(&self.shared.wake).get(&addr) {
+                wake.notify_one();
+            }
+        }
+        Ok(AddedPeer {
+            pinned: self.shared.admission.pin_of(&addr).map(|(a, _)| a),
+            addr,
+            added,
+            redialled,
+        })
     }
 
-    /// Every peer record, for `GET /peers`.
+    /// Starts the dialer of `spec` unless one runs; returns whether the address is new.
+    fn add_spec(&self, node: &Node, spec: PeerSpec) -> bool {
+        let added = self.shared.registry.ensure(&spec.addr, Direction::Outbound);
+        let wake = {
+            let mut dialers = lock(&self.shared.wake);
+            if dialers.contains_key(&spec.addr) {
+                return added;
+            }
+            let wake = Arc::new(Notify::new());
+            dialers.insert(spec.addr.clone(), wake.clone());
+            wake
+        };
+        self.shared.spawn(
+            node.clone(),
+            dial_loop(node.clone(), self.shared.clone(), spec.addr, wake),
+        );
+        added
+    }
+
+    /// Forgets the learned pin of the configured peer `addr` (saved at once) and dials it
+    /// now: the next session learns its key. Returns the key that was pinned.
+    pub async fn unpin(&self, addr: &str) -> Result<Author, SyncError> {
+        if !lock(&self.shared.wake).contains_key(addr)
+            && self.shared.admission.pin_of(addr).is_none()
+        {
+            return Err(SyncError::NotConfigured(addr.to_owned()));
+        }
+        let author = self.shared.admission.unpin(addr)?;
+        self.shared.pins.save(&self.shared.admission).await?;
+        tracing::info!(peer = %addr, %author, "unpinned: the next session with this peer learns its key");
+        if let Some(wake) = lock(&self.shared.wake).get(addr) {
+            wake.notify_one();
+        }
+        Ok(author)
+    }
+
+    /// Whether a dialer runs for the configured address `addr` (it stops only at shutdown or
+    /// on a proven self-connection).
+    pub fn is_dialing(&self, addr: &str) -> bool {
+        lock(&self.shared.wake).contains_key(addr)
+    }
+
+    /// The last copy of our own key seen authenticating, for `GET /health`.
+    pub fn key_copy_seen(&self) -> Option<KeyCopySeen> {
+        self.shared.alarms.key_copy_seen()
+    }
+
+    /// Every peer record, for `GET /peers`, with each configured peer's pin.
     pub fn peers(&self, node: &Node) -> Vec<PeerInfo> {
-        self.shared.registry.list(node)
+        let mut peers = self.shared.registry.list(node);
+        for peer in &mut peers {
+            if peer.direction == Direction::Outbound {
+                if let Some((author, source)) = self.shared.admission.pin_of(&peer.addr) {
+                    peer.pinned = Some(author);
+                    peer.pin = Some(source);
+                }
+            }
+        }
+        peers
     }
 
     /// Refusals by reason and skipped new feeds by reason, since start.
@@ -347,6 +526,14 @@ impl SyncHandle {
 /// Dials `addr` until shutdown: one session at a time, redialled after each end or failed
 /// connect (see the module docs).
 async fn dial_loop(node: Node, shared: Arc<SyncShared>, addr: String, wake: Arc<Notify>) {
+    dial_until_stopped(&node, &shared, &addr, &wake).await;
+    // `POST /peers` starts a new dialer for an address whose dialer has stopped.
+    lock(&shared.wake).remove(&addr);
+}
+
+async fn dial_until_stopped(node: &Node, shared: &Arc<SyncShared>, addr: &str, wake: &Notify) {
+    let node = node.clone();
+    let addr = addr.to_owned();
     let mut shutdown = shared.shutdown.subscribe();
     let mut failures: u32 = 0;
     loop {
@@ -359,9 +546,9 @@ async fn dial_loop(node: Node, shared: Arc<SyncShared>, addr: String, wake: Arc<
             _ = shutdown.changed() => break,
         };
         let dialed = match connected {
-            Ok(Ok(stream)) => run_dialed(&node, &shared, &addr, stream, &mut shutdown).await,
-            Ok(Err(e)) => connect_failed(&node, &shared, &addr, format!("connect failed: {e}")),
-            Err(_) => connect_failed(&node, &shared, &addr, "connect timed out".into()),
+            Ok(Ok(stream)) => run_dialed(&node, shared, &addr, stream, &mut shutdown).await,
+            Ok(Err(e)) => connect_failed(&node, shared, &addr, format!("connect failed: {e}")),
+            Err(_) => connect_failed(&node, shared, &addr, "connect timed out".into()),
         };
         match dialed {
             Dialed::Stop => break,
@@ -372,7 +559,7 @@ async fn dial_loop(node: Node, shared: Arc<SyncShared>, addr: String, wake: Arc<
             Dialed::Redial { handshaken: true } => failures = 0,
             Dialed::Redial { handshaken: false } => failures = failures.saturating_add(1),
         }
-        if !wait_to_redial(failures, &wake, &mut shutdown).await {
+        if !wait_to_redial(failures, wake, &mut shutdown).await {
             break;
         }
     }
@@ -384,7 +571,7 @@ enum Dialed {
     Redial { handshaken: bool },
     /// The peer's own session to us was kept instead of ours and has ended: redial at once.
     KeptPeerSessionEnded,
-    /// Shutting down, or the address reaches this node itself: stop dialing.
+    /// Shutting down, or the address is proven to reach this node itself: stop dialing.
     Stop,
 }
 
@@ -398,7 +585,8 @@ async fn run_dialed(
 ) -> Dialed {
     let on_have = {
         let (shared, node, addr) = (shared.clone(), node.clone(), addr.to_owned());
-        Box::new(move |_| shared.peer_tried(&node, &addr)) as super::outbound::OnHave
+        Box::new(move |_, trusted| shared.peer_tried(&node, &addr, trusted))
+            as super::outbound::OnHave
     };
     let ctx = SessionContext {
         on_have: Some(on_have),
@@ -424,14 +612,11 @@ async fn run_dialed(
             None => Dialed::Stop,
         };
     }
-    shared.peer_tried(node, addr);
-    let own = matches!(
-        end.error,
-        SessionError::Handshake(HandshakeError::SelfConnection(_))
-            | SessionError::PeerBye(ByeReason::SelfConnection)
-    );
-    if own {
-        tracing::warn!(peer = %addr, "peer address reaches this node itself (or a copy of its key): not redialling");
+    shared.peer_tried(node, addr, false);
+    // Only a proven self-connection stops the dialer: anyone can say our name in a `Hello`
+    // (or send `Bye(SelfConnection)`), and that must not disable a configured peer.
+    if matches!(end.error, SessionError::OwnAddress) {
+        tracing::warn!(peer = %addr, "peer address reaches this node itself: not redialling");
         return Dialed::Stop;
     }
     Dialed::Redial {
@@ -443,7 +628,7 @@ async fn run_dialed(
 /// for the startup fence.
 fn connect_failed(node: &Node, shared: &SyncShared, addr: &str, error: String) -> Dialed {
     shared.registry.set_error(addr, error);
-    shared.peer_tried(node, addr);
+    shared.peer_tried(node, addr, false);
     Dialed::Redial { handshaken: false }
 }
 

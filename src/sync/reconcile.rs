@@ -142,6 +142,11 @@ pub enum RangeMode {
 }
 
 impl RangeMode {
+    /// The items a range lists (none for `Skip` and `Fingerprint`).
+    pub fn item_count(&self) -> usize {
+        self.items().len()
+    }
+
     fn items(&self) -> &[FeedHave] {
         match self {
             RangeMode::Items(items) | RangeMode::ItemsReply(items) => items,

@@ -13,22 +13,40 @@ use std::sync::{Arc, Mutex};
 
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::admission::Admission;
+use super::admission::{Admission, JoinRefused, SessionTicket};
+use super::budget::Source;
 use super::config::SyncConfig;
 use super::connection::{FrameReader, FrameWriter};
 use super::error::SessionError;
-use super::handshake::{Binding, Handshake};
+use super::handshake::{Binding, Handshake, HandshakeError};
 use super::inbound::Inbound;
 use super::message::{Message, Nonce, NONCE_BYTES};
 use super::outbound::{OnHave, Outbound};
+use super::pin_file::PinStore;
+use super::pins::DialCheck;
 use super::plan::PeerProgress;
-use super::status::PeerRegistry;
+use super::self_probe::SelfProbe;
+use super::status::{Control, PeerRegistry};
 use super::transport::{self, Role};
 use crate::identity::Author;
 use crate::node::Node;
+
+/// Logs at `info` for a peer that matters and at `debug` for a stranger: anyone can open
+/// stranger sessions at any rate, so one line each at `info` would let a churn of them
+/// flood the log (the aggregate counts are logged at `info` instead, see
+/// [`super::peers`]).
+macro_rules! log_session {
+    ($trusted:expr, $($arg:tt)+) => {
+        if $trusted {
+            tracing::info!($($arg)+)
+        } else {
+            tracing::debug!($($arg)+)
+        }
+    };
+}
 
 /// What a session needs besides its socket.
 pub struct SessionContext {
@@ -36,10 +54,14 @@ pub struct SessionContext {
     pub config: SyncConfig,
     pub registry: Arc<PeerRegistry>,
     pub admission: Arc<Admission>,
-    /// The stranger slots: an inbound session with a key that is neither allow-listed nor
-    /// configured needs one of them after its handshake.
-    pub strangers: Arc<Semaphore>,
-    /// The peer's key in the registry (configured address or remote address).
+    /// This process's sessions in their handshake: proves a self-connection.
+    pub probe: Arc<SelfProbe>,
+    /// Where a learned pin is saved.
+    pub pins: Arc<PinStore>,
+    /// Set when a peer authenticated with our own key.
+    pub alarms: Arc<super::status::Alarms>,
+    /// The peer's key in the registry (configured address when we dialed, else the remote
+    /// address).
     pub key: String,
     /// Initiator when we dialed.
     pub role: Role,
@@ -55,6 +77,8 @@ pub struct SessionContext {
 pub struct SessionEnd {
     /// The peer's author, if the handshake completed.
     pub peer: Option<Author>,
+    /// The peer's key was trusted here (for a dial: the configured peer's pinned key).
+    pub trusted: bool,
     pub error: SessionError,
 }
 
@@ -64,6 +88,7 @@ type Writer = FrameWriter<OwnedWriteHalf>;
 /// Runs one session to its end.
 pub async fn run_session(mut ctx: SessionContext, stream: TcpStream) -> SessionEnd {
     let _ = stream.set_nodelay(true);
+    let source = stream.peer_addr().ok().map(|a| Source::of(a.ip()));
     let shed = ctx.shed.take();
     // Not `Sync`: kept out of the context the opening borrows across awaits.
     let on_have = ctx.on_have.take();
@@ -84,22 +109,57 @@ pub async fn run_session(mut ctx: SessionContext, stream: TcpStream) -> SessionE
             if let Some(reason) = error.refusal_counter() {
                 ctx.admission.count_refusal(reason);
             }
-            return finish(&ctx, None, error);
+            return finish(&ctx, None, false, error);
         }
     };
-    let (permit, ticket, control_tx, control_rx) = match admit(&ctx, peer) {
+    let trusted = match ctx.role {
+        Role::Initiator => dialed_trust(&ctx, peer).await,
+        Role::Responder => ctx.admission.is_trusted(&peer),
+    };
+    let (ticket, control_tx, control_rx) = match admit(&ctx, peer, trusted, source) {
         Ok(admitted) => admitted,
         Err(error) => {
             if let Some(reason) = error.bye_reason() {
                 writer.bye(reason).await;
             }
-            return finish(&ctx, Some(peer), error);
+            return finish(&ctx, Some(peer), trusted, error);
         }
     };
-    let end = run_admitted(&ctx, on_have, reader, writer, peer, control_tx, control_rx).await;
+    let admitted = Admitted {
+        peer,
+        trusted,
+        source: source.unwrap_or(Source::V4([0; 4])),
+        control_tx,
+        control_rx,
+    };
+    let end = run_admitted(&ctx, on_have, reader, writer, admitted).await;
     ctx.admission.leave(ticket);
-    drop(permit);
     end
+}
+
+/// Whether the key a dialed peer proved is the configured peer's: its pin, or learned now
+/// (first use, saved). Another key at the address is a stranger there.
+async fn dialed_trust(ctx: &SessionContext, peer: Author) -> bool {
+    match ctx.admission.check_dialed(&ctx.key, peer) {
+        DialCheck::Pinned => true,
+        DialCheck::Learned => {
+            tracing::info!(peer = %ctx.key, peer_author = %peer, "pinned the key of a configured peer on first use (kept in the data directory; DELETE /peers/ADDR or --unpin ADDR forgets it)");
+            if let Err(e) = ctx.pins.save(&ctx.admission).await {
+                tracing::warn!(error = %e, "could not save the learned peer pin: it holds until this process stops");
+            }
+            true
+        }
+        DialCheck::Mismatch { pinned } => {
+            tracing::warn!(peer = %ctx.key, peer_author = %peer, pinned = %pinned, "a configured peer's address answered with another key than its pinned one: a stranger there (if the peer rotated its key, unpin it)");
+            ctx.registry.set_error(
+                &ctx.key,
+                format!(
+                    "answered with key {peer}, not the pinned key {pinned}: treated as a stranger"
+                ),
+            );
+            ctx.admission.is_trusted(&peer)
+        }
+    }
 }
 
 /// The opening, the encrypted channel and the identity handshake; the authenticated peer.
@@ -115,7 +175,7 @@ async fn open(
         ctx.config.frame_timeout,
     );
     let mut writer = FrameWriter::new(channel.writer, ctx.config.frame_timeout);
-    match handshake(&ctx.node, &mut reader, &mut writer, channel.binding).await {
+    match handshake(ctx, &mut reader, &mut writer, channel.binding).await {
         Ok(peer) => Ok((reader, writer, peer)),
         Err(error) => {
             if let Some(reason) = error.bye_reason() {
@@ -126,44 +186,56 @@ async fn open(
     }
 }
 
-type Admitted = (
-    Option<OwnedSemaphorePermit>,
-    super::admission::SessionTicket,
-    mpsc::UnboundedSender<super::status::Control>,
-    mpsc::UnboundedReceiver<super::status::Control>,
+/// An admitted session: who, whether trusted, from where, and its control channel.
+struct Admitted {
+    peer: Author,
+    trusted: bool,
+    source: Source,
+    control_tx: mpsc::UnboundedSender<Control>,
+    control_rx: mpsc::UnboundedReceiver<Control>,
+}
+
+type Registered = (
+    SessionTicket,
+    mpsc::UnboundedSender<Control>,
+    mpsc::UnboundedReceiver<Control>,
 );
 
-/// The allow-list, the stranger slots and one session per key (see [`super::admission`]).
-fn admit(ctx: &SessionContext, peer: Author) -> Result<Admitted, SessionError> {
+/// The allow-list, a stranger's source send budget and slot, and one session per key (see
+/// [`super::admission`]).
+fn admit(
+    ctx: &SessionContext,
+    peer: Author,
+    trusted: bool,
+    source: Option<Source>,
+) -> Result<Registered, SessionError> {
     let admission = &ctx.admission;
     if !admission.allowed(&peer) {
         admission.count_refusal("not_allowed");
         return Err(SessionError::NotAllowed(peer));
     }
-    let dialer = match ctx.role {
-        Role::Initiator => {
-            // Every dial goes to a configured peer: its key is trusted from now on.
-            admission.learn_configured(peer);
-            ctx.node.author()
+    let now = std::time::Instant::now();
+    if let (false, Some(source)) = (trusted, source) {
+        // A source that has spent its send budget waits before the next session's first
+        // frame anyway; refusing it here spares the handshake and reconciliation as well.
+        if admission.send_wait(source, now) > ctx.config.handshake_timeout {
+            admission.count_refusal("stranger_send_budget");
+            return Err(SessionError::Busy);
         }
+    }
+    let dialer = match ctx.role {
+        Role::Initiator => ctx.node.author(),
         Role::Responder => peer,
     };
-    let permit = if ctx.role == Role::Responder && !admission.is_trusted(&peer) {
-        match ctx.strangers.clone().try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) => {
-                admission.count_refusal("stranger_slots_full");
-                return Err(SessionError::Busy);
-            }
-        }
-    } else {
-        None
-    };
+    let stranger_slot = ctx.role == Role::Responder && !trusted;
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let ticket = admission
-        .join(peer, dialer, control_tx.clone())
-        .map_err(|_| SessionError::Duplicate)?;
-    Ok((permit, ticket, control_tx, control_rx))
+        .join(peer, dialer, control_tx.clone(), stranger_slot, now)
+        .map_err(|refused| match refused {
+            JoinRefused::Duplicate => SessionError::Duplicate,
+            JoinRefused::Busy => SessionError::Busy,
+        })?;
+    Ok((ticket, control_tx, control_rx))
 }
 
 async fn run_admitted(
@@ -171,17 +243,22 @@ async fn run_admitted(
     on_have: Option<OnHave>,
     reader: Reader,
     writer: Writer,
-    peer: Author,
-    control_tx: mpsc::UnboundedSender<super::status::Control>,
-    control_rx: mpsc::UnboundedReceiver<super::status::Control>,
+    admitted: Admitted,
 ) -> SessionEnd {
-    tracing::info!(peer = %ctx.key, peer_author = %peer, "sync session started");
+    let Admitted {
+        peer,
+        trusted,
+        source,
+        control_tx,
+        control_rx,
+    } = admitted;
+    log_session!(trusted, peer = %ctx.key, peer_author = %peer, "sync session started");
     let progress = Arc::new(Mutex::new(PeerProgress::default()));
     let stop = Arc::new(AtomicBool::new(false));
     ctx.registry.connected(
         &ctx.key,
         peer,
-        ctx.admission.is_trusted(&peer),
+        trusted,
         progress.clone(),
         control_tx.clone(),
     );
@@ -198,10 +275,13 @@ async fn run_admitted(
             registry: ctx.registry.clone(),
             key: ctx.key.clone(),
             peer,
+            trusted,
+            source,
             in_flight: None,
             in_flight_view: Arc::default(),
             admission: ctx.admission.clone(),
             skipped: Arc::default(),
+            reconcile_permits: None,
         }
         .run(),
     );
@@ -220,6 +300,7 @@ async fn run_admitted(
         no_push: Default::default(),
         last_sent: Instant::now(),
         peer,
+        throttle: (!trusted).then_some(source),
         admission: ctx.admission.clone(),
         claim_timeout: ctx.config.claim_timeout,
         claim: None,
@@ -232,43 +313,61 @@ async fn run_admitted(
         Ok(in_error) if matches!(out_error, SessionError::ReceiverEnded(_)) => in_error,
         _ => out_error,
     };
-    finish(ctx, Some(peer), error)
+    finish(ctx, Some(peer), trusted, error)
 }
 
-fn finish(ctx: &SessionContext, peer: Option<Author>, error: SessionError) -> SessionEnd {
+fn finish(
+    ctx: &SessionContext,
+    peer: Option<Author>,
+    trusted: bool,
+    error: SessionError,
+) -> SessionEnd {
     let peer_author = peer.map(|a| a.to_string()).unwrap_or_default();
+    // Dials are to configured peers: their ends matter whoever answered.
+    let matters = trusted || ctx.role == Role::Initiator;
     if error.is_problem() {
-        if peer.is_none() && ctx.role == Role::Responder {
-            // Anyone can open connections that never authenticate, at any rate: each is
-            // counted and shown in `GET /peers`, and logged below `warn` so a flood cannot
-            // flood the log. A wrong version or network is worth an `info`: it is usually a
-            // misconfigured node.
+        if !matters {
+            // Anyone can open connections and sessions at any rate: each end is counted
+            // (`GET /peers`, the aggregate `info` line) and logged below `warn` so a flood
+            // cannot flood the log. A wrong version or network is worth an `info`: it is
+            // usually a misconfigured node.
             match error.refusal_counter() {
-                Some("unsupported_version" | "different_network") => {
+                Some("unsupported_version" | "different_network") if peer.is_none() => {
                     tracing::info!(peer = %ctx.key, reason = %error, "sync connection refused")
                 }
-                _ => tracing::debug!(peer = %ctx.key, reason = %error, "sync connection refused"),
+                _ => {
+                    tracing::debug!(peer = %ctx.key, %peer_author, reason = %error, "sync session ended")
+                }
             }
         } else {
             tracing::warn!(peer = %ctx.key, %peer_author, reason = %error, "sync session ended");
         }
         ctx.registry.disconnected(&ctx.key, Some(error.to_string()));
     } else {
-        tracing::info!(peer = %ctx.key, %peer_author, reason = %error, "sync session ended");
+        log_session!(matters, peer = %ctx.key, %peer_author, reason = %error, "sync session ended");
         ctx.registry.disconnected(&ctx.key, None);
     }
-    SessionEnd { peer, error }
+    SessionEnd {
+        peer,
+        trusted,
+        error,
+    }
 }
 
-/// Hello, Hello, Auth, Auth: returns the authenticated peer.
+/// Hello, Hello, Auth, Auth: returns the authenticated peer. A peer `Hello` with our own
+/// author is a proven self-connection, a copy of our key, or a lie ([`super::self_probe`]).
 async fn handshake(
-    node: &Node,
+    ctx: &SessionContext,
     reader: &mut Reader,
     writer: &mut Writer,
     binding: Binding,
 ) -> Result<Author, SessionError> {
+    let node = &ctx.node;
     let nonce = Nonce(rand::random::<[u8; NONCE_BYTES]>());
     let ours = Handshake::new(node.author(), nonce, binding);
+    // Recorded before our Hello leaves, so our other end (if this is a self-connection)
+    // finds it when it reads that Hello.
+    let _probe = SelfProbe::register(&ctx.probe, binding, &nonce);
     writer.send(&Message::Hello(ours.hello().clone())).await?;
     let theirs = match reader.next().await? {
         Message::Hello(hello) => hello,
@@ -280,7 +379,13 @@ async fn handshake(
             })
         }
     };
-    let auth = ours.on_hello(node.identity(), &theirs)?;
+    let auth = match ours.on_hello(node.identity(), &theirs) {
+        Err(HandshakeError::SelfConnection(_)) if ctx.probe.is_own(&binding, &theirs.nonce) => {
+            return Err(SessionError::OwnAddress)
+        }
+        Err(HandshakeError::SelfConnection(_)) => ours.on_own_hello(node.identity(), &theirs)?,
+        other => other?,
+    };
     writer.send(&Message::Auth(auth)).await?;
     let their_auth = match reader.next().await? {
         Message::Auth(auth) => auth,
@@ -292,5 +397,11 @@ async fn handshake(
             })
         }
     };
-    Ok(ours.on_auth(&theirs, &their_auth)?)
+    let peer = ours.on_auth(&theirs, &their_auth)?;
+    if peer == node.author() {
+        // It signed with our key: another process holds a copy of it.
+        ctx.alarms.key_copy(&ctx.key);
+        return Err(SessionError::KeyCopy);
+    }
+    Ok(peer)
 }

@@ -18,6 +18,42 @@ use super::plan::PeerProgress;
 use crate::identity::Author;
 use crate::node::Node;
 
+/// Conditions an operator must act on, shown by `GET /health` (and logged at `error`).
+#[derive(Debug, Default)]
+pub struct Alarms {
+    key_copy: Mutex<Option<KeyCopySeen>>,
+}
+
+/// A peer proved it holds this node's own key.
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyCopySeen {
+    /// Where it was last seen (the configured address, or the remote address).
+    pub addr: String,
+    /// Unix milliseconds of the last time.
+    pub at_ms: u64,
+    /// How many sessions so far.
+    pub sessions: u64,
+}
+
+impl Alarms {
+    /// A session at `addr` authenticated with our own key.
+    pub fn key_copy(&self, addr: &str) {
+        tracing::error!(peer = %addr, "a peer authenticated with this node's own key: another process holds a copy of it. Two writers of one feed will fork it; retire this key");
+        let mut seen = lock(&self.key_copy);
+        let sessions = seen.as_ref().map_or(0, |s| s.sessions).saturating_add(1);
+        *seen = Some(KeyCopySeen {
+            addr: addr.to_owned(),
+            at_ms: now_ms(),
+            sessions,
+        });
+    }
+
+    /// The last key copy seen, if any.
+    pub fn key_copy_seen(&self) -> Option<KeyCopySeen> {
+        lock(&self.key_copy).clone()
+    }
+}
+
 /// Closed inbound records kept for `/peers`.
 pub const MAX_CLOSED_INBOUND_RECORDS: usize = 64;
 
@@ -47,6 +83,13 @@ pub struct PeerInfo {
     pub addr: String,
     pub direction: Direction,
     pub author: Option<Author>,
+    /// For a configured peer: the key it must prove (`AUTHOR@HOST:PORT`, or learned on its
+    /// first session), and where the pin came from.
+    pub pinned: Option<Author>,
+    pub pin: Option<super::pins::PinSource>,
+    /// Whether the key of the last session was trusted here (pinned, `--trust-peer` or
+    /// allow-listed): fence power, no stranger slot, no budgets.
+    pub trusted: bool,
     pub connected: bool,
     /// Unix milliseconds of the last completed initial exchange or resync.
     pub last_sync: Option<u64>,
@@ -94,6 +137,9 @@ impl PeerRegistry {
                     addr: addr.to_owned(),
                     direction,
                     author: None,
+                    pinned: None,
+                    pin: None,
+                    trusted: false,
                     connected: false,
                     last_sync: None,
                     entries_sent: 0,
@@ -123,6 +169,7 @@ impl PeerRegistry {
     ) {
         if let Some(r) = lock(&self.peers).get_mut(addr) {
             r.keep |= trusted;
+            r.info.trusted = trusted;
             r.info.author = Some(author);
             r.info.connected = true;
             r.progress = Some(progress);

@@ -2,7 +2,7 @@
 //! encrypted records) and the identity handshake through the library's own pieces, then
 //! lets a test send any message, valid or not, and read what the node answers.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use kappalog::identity::Identity;
 use kappalog::sync::connection::FrameReader;
@@ -11,12 +11,97 @@ use kappalog::sync::frame::encode_frame;
 use kappalog::sync::handshake::Handshake;
 use kappalog::sync::message::{FeedHave, Message, Nonce};
 use kappalog::sync::plan::Feeds;
-use kappalog::sync::reconcile::{Reconciler, Step};
+use kappalog::sync::reconcile::{Bound, Range, RangeMode, Reconcile, Reconciler, Step};
 use kappalog::sync::transport::{establish, NetworkKey, Role, SecureWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use super::DEADLINE;
+
+/// Accepts one dial on `listener` and answers with a `Hello` that names `claimed` as its
+/// author and an `Auth` signed by `signer` (a liar when they differ, a copy of the key when
+/// `claimed` is the node's own and `signer` holds it). Returns what the node sent after its
+/// `Hello`, until it closed.
+pub async fn answer_as(
+    listener: &tokio::net::TcpListener,
+    claimed: kappalog::identity::Author,
+    signer: &Identity,
+) -> Vec<Message> {
+    let (stream, _) = tokio::time::timeout(DEADLINE, listener.accept())
+        .await
+        .expect("no node dialed before the deadline")
+        .unwrap();
+    let (read, write) = stream.into_split();
+    let channel = establish(read, write, Role::Responder, &NetworkKey::default())
+        .await
+        .unwrap();
+    let mut reader = FrameReader::new(channel.reader, DEADLINE, DEADLINE);
+    let mut writer = channel.writer;
+    let hs = Handshake::new(claimed, Nonce(rand::random()), channel.binding);
+    send_frame(&mut writer, &Message::Hello(hs.hello().clone()))
+        .await
+        .unwrap();
+    let theirs = match reader.next().await.unwrap() {
+        Message::Hello(hello) => hello,
+        other => panic!("expected Hello, got {other:?}"),
+    };
+    let auth = hs.on_own_hello(signer, &theirs).unwrap();
+    let _ = send_frame(&mut writer, &Message::Auth(auth)).await;
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(DEADLINE, async {
+        while let Ok(m) = reader.next().await {
+            got.push(m);
+        }
+    })
+    .await;
+    got
+}
+
+/// A fixed identity for any `n` (tests that need more keys than `identity(u8)` has).
+pub fn many_identity(n: u32) -> Identity {
+    let mut seed = [0x5a; 32];
+    seed[..4].copy_from_slice(&n.to_be_bytes());
+    Identity::from_seed(seed)
+}
+
+/// A TCP connection to `addr` from the loopback source address `from` (127.x.y.z: Linux
+/// routes the whole 127/8 to loopback), so one test can be many sources.
+pub async fn connect_from(from: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from, 0))?;
+    socket.connect(addr).await
+}
+
+/// The reconciliation frames of a dialer that lists `items` (sorted by author) as one
+/// `Items` round, cut into frames of at most `per_frame` items: a claim of any size built
+/// without computing a fingerprint.
+pub fn items_round(items: &[FeedHave], per_frame: usize) -> Vec<Reconcile> {
+    let chunks: Vec<&[FeedHave]> = items.chunks(per_frame.max(1)).collect();
+    let mut frames = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let upper = match chunks.get(i + 1) {
+            Some(next) => Bound::Author(next[0].author),
+            None => Bound::End,
+        };
+        frames.push(Reconcile {
+            ranges: vec![Range {
+                upper,
+                mode: RangeMode::Items(chunk.to_vec()),
+            }],
+            last: i + 1 == chunks.len(),
+        });
+    }
+    if frames.is_empty() {
+        frames.push(Reconcile {
+            ranges: vec![Range {
+                upper: Bound::End,
+                mode: RangeMode::Items(vec![]),
+            }],
+            last: true,
+        });
+    }
+    frames
+}
 
 pub struct RawPeer {
     pub reader: FrameReader<OwnedReadHalf>,
@@ -43,6 +128,12 @@ impl RawPeer {
         network: &NetworkKey,
     ) -> Result<RawPeer, SessionError> {
         Self::handshake(stream, id, network, Role::Initiator).await
+    }
+
+    /// Dials `addr` from the loopback source `from` and authenticates as `id`.
+    pub async fn connect_from(from: IpAddr, addr: SocketAddr, id: &Identity) -> RawPeer {
+        let stream = connect_from(from, addr).await.unwrap();
+        Self::over(stream, id, &NetworkKey::default()).await
     }
 
     /// Accepts one connection on `listener` (a node dialing it) and answers as `id`.
@@ -104,6 +195,16 @@ impl RawPeer {
         for frame in reconciler.initiate() {
             self.send(&Message::Reconcile(frame)).await;
         }
+        self.finish_reconcile(reconciler).await
+    }
+
+    /// Answers the node's reconciliation (it dialed, so it opens) as a side holding
+    /// `items`, to its end; other messages meanwhile are dropped. Returns what the node holds.
+    pub async fn answer_reconcile(&mut self, items: Vec<FeedHave>) -> Feeds {
+        self.finish_reconcile(Reconciler::new(items)).await
+    }
+
+    async fn finish_reconcile(&mut self, mut reconciler: Reconciler) -> Feeds {
         tokio::time::timeout(DEADLINE, async {
             while !reconciler.is_done() {
                 if let Message::Reconcile(frame) = self.reader.next().await.unwrap() {
