@@ -14,8 +14,14 @@
 //! - `claim_close_early`: the same with one key, each session closed 4.5 s after its claim
 //!   (before the 5 s claim delivery deadline); then again with an honest second configured
 //!   peer (a second `kappalog run`), reported as `claim_close_early+honest`;
+//! - `fresh_keys_one_address`: a node with `--new-feeds-per-hour 10`; sessions from one
+//!   address, a fresh key each (`KAPPALOG_BENCH_HOSTILE_KEYS`, default 2,000, within
+//!   `KAPPALOG_BENCH_HOSTILE_KEYS_SECS`, default 20), each offering one new feed: the feeds
+//!   the node holds afterwards;
+//! - `log_churn`: complete stranger sessions (handshake, empty reconciliation, close) for
+//!   `KAPPALOG_BENCH_HOSTILE_CHURN_SECS` (default 10): sessions/s and log bytes per session.
 //!
-//! With the defaults the whole run takes about 2.5 minutes.
+//! With the defaults the whole run takes about 3 minutes.
 
 use std::time::Duration;
 
@@ -24,6 +30,10 @@ mod claims;
 mod common;
 #[path = "hostile/fixtures.rs"]
 mod fixtures;
+#[path = "hostile/fresh_keys.rs"]
+mod fresh_keys;
+#[path = "hostile/log_churn.rs"]
+mod log_churn;
 
 /// Printed figures: scenario, figure, value.
 #[derive(Default)]
@@ -70,7 +80,12 @@ pub fn share(part: u64, whole: u64) -> String {
     format!("{part} / {whole} ({percent:.1}%)")
 }
 
-const SCENARIOS: [&str; 2] = ["claim_fresh_keys", "claim_close_early"];
+const SCENARIOS: [&str; 4] = [
+    "claim_fresh_keys",
+    "claim_close_early",
+    "fresh_keys_one_address",
+    "log_churn",
+];
 
 fn print_environment() {
     let run = |cmd: &str, args: &[&str]| {
@@ -125,7 +140,9 @@ fn main() {
         runtime.block_on(async {
             match *name {
                 "claim_fresh_keys" => claims::claim_fresh_keys(&mut table).await,
-                _ => claims::claim_close_early(&mut table).await,
+                "claim_close_early" => claims::claim_close_early(&mut table).await,
+                "fresh_keys_one_address" => fresh_keys::fresh_keys_one_address(&mut table).await,
+                _ => log_churn::log_churn(&mut table).await,
             }
         });
         println!("  ({name} took {:.0} s)", started.elapsed().as_secs_f64());
