@@ -18,13 +18,22 @@
 //!   address, a fresh key each (`KAPPALOG_BENCH_HOSTILE_KEYS`, default 2,000, within
 //!   `KAPPALOG_BENCH_HOSTILE_KEYS_SECS`, default 20), each offering one new feed: the feeds
 //!   the node holds afterwards;
+//! - `reconcile_memory`: a node holding `KAPPALOG_BENCH_HOSTILE_FEEDS` feeds (default 100);
+//!   `KAPPALOG_BENCH_HOSTILE_SESSIONS` stranger sessions at once (a list, default `8`), each
+//!   claiming `KAPPALOG_BENCH_HOSTILE_CLAIMED` feeds (default 1,048,576): the node's resident
+//!   memory idle, at its peak and 3 s after the sessions closed;
+//! - `amplification`: a node holding `KAPPALOG_BENCH_HOSTILE_AMP_FEEDS` feeds (default
+//!   20,000); a stranger claiming nothing: bytes each way and the node's CPU, for one
+//!   session and for 10 started within 1 s;
 //! - `log_churn`: complete stranger sessions (handshake, empty reconciliation, close) for
 //!   `KAPPALOG_BENCH_HOSTILE_CHURN_SECS` (default 10): sessions/s and log bytes per session.
 //!
-//! With the defaults the whole run takes about 3 minutes.
+//! With the defaults the whole run takes about 5 minutes.
 
 use std::time::Duration;
 
+#[path = "hostile/amplification.rs"]
+mod amplification;
 #[path = "hostile/claims.rs"]
 mod claims;
 mod common;
@@ -34,6 +43,8 @@ mod fixtures;
 mod fresh_keys;
 #[path = "hostile/log_churn.rs"]
 mod log_churn;
+#[path = "hostile/reconcile_memory.rs"]
+mod reconcile_memory;
 
 /// Printed figures: scenario, figure, value.
 #[derive(Default)]
@@ -80,10 +91,12 @@ pub fn share(part: u64, whole: u64) -> String {
     format!("{part} / {whole} ({percent:.1}%)")
 }
 
-const SCENARIOS: [&str; 4] = [
+const SCENARIOS: [&str; 6] = [
     "claim_fresh_keys",
     "claim_close_early",
     "fresh_keys_one_address",
+    "reconcile_memory",
+    "amplification",
     "log_churn",
 ];
 
@@ -142,6 +155,8 @@ fn main() {
                 "claim_fresh_keys" => claims::claim_fresh_keys(&mut table).await,
                 "claim_close_early" => claims::claim_close_early(&mut table).await,
                 "fresh_keys_one_address" => fresh_keys::fresh_keys_one_address(&mut table).await,
+                "reconcile_memory" => reconcile_memory::reconcile_memory(&mut table).await,
+                "amplification" => amplification::amplification(&mut table).await,
                 _ => log_churn::log_churn(&mut table).await,
             }
         });
