@@ -120,7 +120,7 @@ fn print_environment() {
     );
     println!(
         "  commit      {}",
-        run("git", &["log", "-1", "--format=%h %s"])
+        run("git", &["log", "-1", "--format=%h %<(60,trunc)%s"])
     );
     println!("  nproc       {cores}");
     println!("  load avg    {} (1, 5, 15 min)", load.join(" "));
