@@ -1,7 +1,10 @@
-//! Shared by the benchmarks: building a large store quickly, medians, reporting.
+//! Shared by the benchmarks: building a large store quickly, medians, reporting, the node as
+//! its own process ([`node_process`]) and a hand-driven sync peer ([`peer`]).
 #![allow(dead_code)]
 
 pub mod load;
+pub mod node_process;
+pub mod peer;
 pub mod wrk;
 
 use std::path::Path;
