@@ -7,17 +7,24 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
 
 use common::net::{fast_config, start_with, wait_for, TestNode};
 use common::peer::RawPeer;
 use common::plain::read_frame;
 use kappalog::entry::Entry;
+use kappalog::identity::Identity;
 use kappalog::node::Node;
 use kappalog::sync::admission::Policy;
 use kappalog::sync::message::{
     Bye, ByeReason, EncodedEntry, EncodedProof, Entries, ForkProofs, Message,
 };
+use kappalog::sync::transport::NetworkKey;
 use kappalog::sync::SyncConfig;
 use tokio::net::TcpStream;
 
@@ -466,5 +473,306 @@ async fn a_trusted_peers_last_error_survives_a_flood_of_junk_connections() {
             .is_some_and(|e| e.contains("invalid entries batch")),
         "{r:?}"
     );
+    a.stop().await;
+}
+
+/// One stranger session from `from`: authenticates as `id`, reconciles holding nothing, sends
+/// `entries` as one batch and closes. Errors (a refusal) are the node's answer, not a bug.
+async fn stranger_sends(from: IpAddr, to: SocketAddr, id: Identity, entries: Vec<Entry>) {
+    let Ok(stream) = common::peer::connect_from(from, to).await else {
+        return;
+    };
+    let Ok(mut peer) = RawPeer::try_over(stream, &id, &NetworkKey::default()).await else {
+        return;
+    };
+    peer.reconcile(vec![]).await;
+    let batch: Vec<EncodedEntry> = entries.iter().map(EncodedEntry::from_entry).collect();
+    peer.send(&Message::Entries(Entries { entries: batch }))
+        .await;
+    // Until the node has read the batch: it answers our close only after.
+    let _ = peer.writer.shutdown().await;
+    let _ = tokio::time::timeout(common::DEADLINE, async {
+        while peer.reader.next().await.is_ok() {}
+    })
+    .await;
+}
+
+fn loopback(n: u32) -> IpAddr {
+    IpAddr::V4(std::net::Ipv4Addr::new(
+        127,
+        0,
+        1 + (n / 250) as u8,
+        1 + (n % 250) as u8,
+    ))
+}
+
+/// Keys are free: 2,000 sessions from one address, a fresh key each, each bringing one new
+/// feed, add exactly the budget of that source (it used to be a budget per key: 2,890
+/// feeds in 20 s against a budget of 10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_keys_from_one_source_share_its_new_feed_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = node(
+        dir.path(),
+        1,
+        &[],
+        Policy {
+            new_feeds_per_hour: 10,
+            ..Policy::default()
+        },
+    )
+    .await;
+    let from = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    let keys = 2000u32;
+    futures_util::stream::iter(0..keys)
+        .for_each_concurrent(4, |n| {
+            let id = common::peer::many_identity(n);
+            let feed = common::first_entry(&id, 1);
+            stranger_sends(
+                from,
+                a.addr,
+                common::peer::many_identity(n + 100_000),
+                vec![feed],
+            )
+        })
+        .await;
+    wait_for("every offered feed stored or skipped", || {
+        let skipped = a.sync.refusals().1.get("new_feed_budget").copied();
+        a.node.reader().feed_count() + skipped.unwrap_or(0) == u64::from(keys)
+    })
+    .await;
+    assert_eq!(a.node.reader().feed_count(), 10);
+    a.stop().await;
+}
+
+/// Addresses are not free, but not scarce either: beyond each source's budget, all
+/// strangers together add at most the node-wide figure per hour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_from_many_sources_share_the_node_wide_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = node(
+        dir.path(),
+        1,
+        &[],
+        Policy {
+            new_feeds_per_hour: 3,
+            stranger_new_feeds_per_hour: 25,
+            ..Policy::default()
+        },
+    )
+    .await;
+    // 40 sources, 5 keys each: 120 feeds within the per-source budgets, 200 offered.
+    futures_util::stream::iter(0..200u32)
+        .for_each_concurrent(8, |n| {
+            let feed = common::first_entry(&common::peer::many_identity(n), 1);
+            stranger_sends(
+                loopback(n % 40),
+                a.addr,
+                common::peer::many_identity(n + 100_000),
+                vec![feed],
+            )
+        })
+        .await;
+    wait_for("every offered feed stored or skipped", || {
+        let skipped: u64 = a.sync.refusals().1.values().sum();
+        a.node.reader().feed_count() + skipped == 200
+    })
+    .await;
+    assert_eq!(a.node.reader().feed_count(), 25);
+    // At most 8 sources reached their own budget of 3 (25 admitted), so at most 16 feeds
+    // were skipped for it; the rest hit the node-wide one.
+    assert!(a
+        .sync
+        .refusals()
+        .1
+        .get("stranger_feed_budget")
+        .is_some_and(|n| *n >= 159));
+    a.stop().await;
+}
+
+/// Sixteen strangers at once, each with a batch of 128 new feeds, against `--max-feeds
+/// 100`: new feeds are reserved node-wide before a batch is checked, so the node never
+/// holds more than the cap (it used to overshoot 6-11x: each session counted only its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sessions_never_take_the_node_past_its_feed_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = node(
+        dir.path(),
+        1,
+        &[],
+        Policy {
+            max_feeds: 100,
+            ..Policy::default()
+        },
+    )
+    .await;
+    let sessions = (0..16u32).map(|s| {
+        let feeds: Vec<Entry> = (0..128)
+            .map(|i| common::first_entry(&common::peer::many_identity(s * 1000 + i), 1))
+            .collect();
+        stranger_sends(
+            loopback(s),
+            a.addr,
+            common::peer::many_identity(50_000 + s),
+            feeds,
+        )
+    });
+    futures_util::future::join_all(sessions).await;
+    wait_for("every offered feed stored or skipped", || {
+        let skipped = a.sync.refusals().1.get("feed_cap").copied().unwrap_or(0);
+        a.node.reader().feed_count() + skipped == 16 * 128
+    })
+    .await;
+    let held = a.node.reader().feed_count();
+    assert!(held <= 100, "{held} feeds held against a cap of 100");
+    assert!(held >= 1, "nothing was stored");
+    a.stop().await;
+}
+
+/// One idle stranger of the flood, again and again until `stop`: it authenticates from
+/// `from` as `id` and then only keeps its session alive (a `Ping` every second) until the
+/// node closes it (evicted, or refused), then comes back 100 ms later.
+async fn idle_stranger(from: IpAddr, to: SocketAddr, id: Identity, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok(stream) = common::peer::connect_from(from, to).await {
+            if let Ok(mut peer) = RawPeer::try_over(stream, &id, &NetworkKey::default()).await {
+                while !stop.load(Ordering::Relaxed) {
+                    tokio::select! {
+                        m = peer.reader.next() => if m.is_err() { break },
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                            if peer.try_send(&Message::Ping).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether `b` holds a session with `a` that has completed an exchange since `since`.
+fn exchanged_since(b: &TestNode, a: &TestNode, since: Option<u64>) -> bool {
+    record(b, &a.addr.to_string()).is_some_and(|r| r.connected && r.last_sync > since)
+}
+
+/// The README's setup, `B --peer A`, makes B a stranger at A. 300 idle authenticated keys
+/// from 40 addresses keep every one of A's 64 stranger slots taken; B still gets in (it
+/// evicts the idlest young session) and replicates, and after a restart it is back
+/// within seconds. (It used to get `Bye(Busy)` for as long as the flood lasted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_one_way_setup_reconnects_through_an_idle_flood() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (node_a, _) = Node::open_with_identity(da.path(), common::identity(1)).unwrap();
+    let a = start_with(
+        node_a,
+        &[],
+        SyncConfig {
+            max_connections: 64,
+            ..fast_config()
+        },
+    )
+    .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood: Vec<_> = (0..300u32)
+        .map(|k| {
+            let id = common::peer::many_identity(k + 7_000);
+            tokio::spawn(idle_stranger(loopback(k % 40), a.addr, id, stop.clone()))
+        })
+        .collect();
+    wait_for("the flood to fill the stranger slots", || {
+        a.sync
+            .refusals()
+            .0
+            .get("evicted_idle_stranger")
+            .is_some_and(|n| *n >= 64)
+    })
+    .await;
+    let b = node(db.path(), 2, &[a.addr], Policy::default()).await;
+    wait_for("B to get in through the flood", || {
+        exchanged_since(&b, &a, None)
+    })
+    .await;
+    b.node.append(1, "through the flood".into()).await.unwrap();
+    wait_for("B's entry on A", || a.count() == 1).await;
+    // Restarted, B is back within the deadline, the flood still going.
+    let since = record(&b, &a.addr.to_string()).unwrap().last_sync;
+    b.stop().await;
+    let b = node(db.path(), 2, &[a.addr], Policy::default()).await;
+    wait_for("B to get back in", || exchanged_since(&b, &a, since)).await;
+    common::net::append_n(&b.node, 1, 2).await;
+    wait_for("B's second entry on A", || a.count() == 2).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in flood {
+        task.abort();
+    }
+    b.stop().await;
+    a.stop().await;
+}
+
+/// B connected before a flood of active strangers: 16 sessions, each sending one new
+/// valid entry of its own feed per second, fill A's 16 stranger slots and keep evicting
+/// each other. B, idle but there first, keeps its session throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connected_peer_stays_while_active_strangers_fill_the_slots() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = node(da.path(), 1, &[], Policy::default()).await;
+    let b = node(db.path(), 2, &[a.addr], Policy::default()).await;
+    wait_for("B connected", || exchanged_since(&b, &a, None)).await;
+    let b_author = b.node.author();
+    let b_session = || {
+        a.sync
+            .peers(&a.node)
+            .into_iter()
+            .filter(|p| p.author == Some(b_author) && p.connected)
+            .map(|p| p.addr)
+            .collect::<Vec<_>>()
+    };
+    let held = b_session();
+    assert_eq!(held.len(), 1, "{held:?}");
+    let rounds = 6u64;
+    let flood = (0..17u32).map(|s| async move {
+        let id = common::peer::many_identity(9_000 + s);
+        let feed = common::feed(&id, rounds);
+        let Ok(stream) = common::peer::connect_from(loopback(s), a.addr).await else {
+            return;
+        };
+        let Ok(mut peer) = RawPeer::try_over(stream, &id, &NetworkKey::default()).await else {
+            return;
+        };
+        for (entry, _) in feed {
+            let batch = Message::Entries(Entries {
+                entries: vec![EncodedEntry::from_entry(&entry)],
+            });
+            if peer.try_send(&batch).await.is_err() {
+                return;
+            }
+            // The attacker's pace: one entry a second.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    let samples = std::sync::Mutex::new(Vec::new());
+    let watch = async {
+        loop {
+            samples.lock().unwrap().push(b_session());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::select! {
+        _ = futures_util::future::join_all(flood) => {}
+        _ = watch => {}
+    }
+    let mut samples = samples.into_inner().unwrap();
+    samples.push(b_session());
+    assert!(samples.len() > 100, "{} samples", samples.len());
+    assert!(samples.iter().all(|s| *s == held), "B's session changed");
+    assert!(a
+        .sync
+        .refusals()
+        .0
+        .get("evicted_idle_stranger")
+        .is_some_and(|n| *n >= 1));
+    b.stop().await;
     a.stop().await;
 }

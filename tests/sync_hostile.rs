@@ -532,3 +532,104 @@ async fn a_node_dialing_its_own_address_stops_once_it_is_proven() {
     assert!(v.sync.key_copy_seen().is_none());
     v.stop().await;
 }
+
+/// `n` made-up feed states in ascending author order: a claim of any size.
+fn claimed_feeds(n: u32, tag: u8) -> Vec<kappalog::sync::message::FeedHave> {
+    (0..n)
+        .map(|i| {
+            let mut author = [tag; 32];
+            author[..4].copy_from_slice(&i.to_be_bytes());
+            kappalog::sync::message::FeedHave {
+                author: kappalog::identity::Author(author),
+                length: 1,
+                head: Hash([1; 32]),
+            }
+        })
+        .collect()
+}
+
+/// Eight strangers at once each claim 1,048,576 feeds. What strangers' claims make the node
+/// hold is one node-wide budget (here 100,000 items and ranges): each session past it is
+/// closed with `Bye(Busy)`, counted as `reconcile_budget`, whatever the number of
+/// sessions. A trusted peer is not charged: it reconciles 200,000 feeds meanwhile. (Each
+/// such session used to cost the node ~140 MB: 8 of them 1.2 GB, kept after they closed.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_claiming_a_million_feeds_share_one_budget_a_trusted_peer_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let friend = common::identity(7);
+    let (node, _) = Node::open_with_identity(dir.path(), common::identity(1)).unwrap();
+    let mut config = fast_config();
+    config.policy.stranger_reconcile_items = 100_000;
+    config.policy.trusted.insert(friend.author());
+    let n = start_with(node, &[], config).await;
+    let frames = std::sync::Arc::new(common::peer::items_round(
+        &claimed_feeds(1 << 20, 0xaa),
+        8192,
+    ));
+    let strangers = (0..8u8).map(|s| {
+        let frames = frames.clone();
+        async move {
+            let from = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 3, 1 + s));
+            let mut peer = RawPeer::connect_from(from, n.addr, &common::identity(50 + s)).await;
+            for frame in frames.iter() {
+                let message = Message::Reconcile(frame.clone());
+                if peer.try_send(&message).await.is_err() {
+                    break;
+                }
+            }
+            peer.read_until_closed().await
+        }
+    });
+    let trusted = async {
+        let mut peer = RawPeer::connect(n.addr, &friend).await;
+        peer.reconcile(claimed_feeds(200_000, 0xbb)).await
+    };
+    let (ends, theirs) = tokio::join!(futures_util::future::join_all(strangers), trusted);
+    for frames in &ends {
+        assert!(said_bye(frames, ByeReason::Busy), "{frames:?}");
+    }
+    assert_eq!(n.sync.refusals().0.get("reconcile_budget"), Some(&8));
+    assert!(theirs.is_empty(), "the node holds no feeds to state");
+    n.stop().await;
+}
+
+/// What a stranger can make the node send is charged to its source: a few hundred bytes of
+/// claims pull the node's log at the source's rate once its burst is spent (here 50 kB
+/// and 50 kB/s), never faster; and everything still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_stranger_pulls_is_held_to_its_sources_send_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _) = Node::open_with_identity(dir.path(), common::identity(1)).unwrap();
+    let mut config = fast_config();
+    config.policy.stranger_send_rate = 50_000;
+    config.policy.stranger_send_burst = 50_000;
+    let n = start_with(node, &[], config).await;
+    let entries = 800u64;
+    for i in 0..entries {
+        let value = i64::try_from(i).unwrap();
+        n.node.append(value, "x".repeat(100)).await.unwrap();
+    }
+    let started = std::time::Instant::now();
+    let mut peer = RawPeer::connect(n.addr, &common::identity(60)).await;
+    peer.reconcile(vec![]).await;
+    let (mut got, mut bytes) = (0u64, 0usize);
+    let mut over = Vec::new();
+    tokio::time::timeout(common::DEADLINE, async {
+        while got < entries {
+            if let Message::Entries(batch) = peer.reader.next().await.unwrap() {
+                got += batch.entries.len() as u64;
+                bytes += batch.entries.iter().map(|e| e.0.len()).sum::<usize>();
+                // The burst, the rate since we dialed, and one frame of debt.
+                let allowed = 50_000.0 + 50_000.0 * started.elapsed().as_secs_f64() + 40_000.0;
+                if bytes as f64 > allowed {
+                    over.push((bytes, allowed as usize));
+                }
+            }
+        }
+    })
+    .await
+    .expect("every entry within the deadline");
+    assert!(bytes > 150_000, "{bytes} bytes");
+    assert!(over.is_empty(), "faster than the source's rate: {over:?}");
+    n.stop().await;
+}

@@ -225,6 +225,11 @@ impl RawPeer {
         send_frame(&mut self.writer, message).await.unwrap();
     }
 
+    /// [`RawPeer::send`] for a peer the node may close on at any moment.
+    pub async fn try_send(&mut self, message: &Message) -> Result<(), SessionError> {
+        send_frame(&mut self.writer, message).await
+    }
+
     /// Sends `plaintext` through the channel as it is: frames, parts of frames or bytes
     /// that are no frame at all, all in one write.
     pub async fn send_plain(&mut self, plaintext: &[u8]) {
