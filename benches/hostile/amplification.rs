@@ -25,6 +25,8 @@ const QUIET: Duration = Duration::from_secs(3);
 /// Sessions of the burst, and the time their starts are spread over.
 const BURST: u64 = 10;
 const BURST_SPREAD: Duration = Duration::from_secs(1);
+/// How long one source opens sessions back to back.
+const ONE_SOURCE_SPAN: Duration = Duration::from_secs(20);
 /// Time for the node's CPU to settle before and after a measured span.
 const SETTLE: Duration = Duration::from_secs(1);
 
@@ -107,7 +109,6 @@ pub async fn amplification(table: &mut Table) {
     }
     tokio::time::sleep(SETTLE).await;
     let cpu = node.cpu_seconds() - cpu;
-    node.stop();
     let (sent, got) = total.total;
     table.row(
         scenario,
@@ -118,6 +119,46 @@ pub async fn amplification(table: &mut Table) {
         scenario,
         format!("{BURST} sessions: entries received / failed / node CPU"),
         format!("{} / {failed} / {cpu:.2} s", total.entries),
+    );
+    one_source(&node, addr, feeds, table).await;
+    node.stop();
+}
+
+/// Sessions from one source, back to back for [`ONE_SOURCE_SPAN`]: what one address can
+/// pull, and what it costs the node, once its burst is spent.
+async fn one_source(node: &NodeProcess, addr: SocketAddr, feeds: u64, table: &mut Table) {
+    let scenario = "amplification";
+    let source: IpAddr = Ipv4Addr::new(127, 0, 4, 1).into();
+    let cpu = node.cpu_seconds();
+    let started = Instant::now();
+    let (mut sessions, mut total) = (0u64, Drained::default());
+    while started.elapsed() < ONE_SOURCE_SPAN {
+        let left = ONE_SOURCE_SPAN.saturating_sub(started.elapsed());
+        if let Ok(Ok(d)) = timeout(left, drain(source, addr, 100 + sessions, feeds)).await {
+            total.total.1 += d.total.1;
+            total.entries += d.entries;
+        }
+        sessions += 1;
+    }
+    let span = started.elapsed().as_secs_f64();
+    let cpu = node.cpu_seconds() - cpu;
+    table.row(
+        scenario,
+        format!(
+            "one source, {:.0} s of sessions back to back: sessions / out",
+            span
+        ),
+        format!(
+            "{sessions} / {} ({:.1} MB/s), {} entries",
+            mb(total.total.1),
+            total.total.1 as f64 / span / 1e6,
+            total.entries
+        ),
+    );
+    table.row(
+        scenario,
+        "one source: node CPU over that span",
+        format!("{cpu:.2} s ({:.0}% of a core)", 100.0 * cpu / span),
     );
 }
 

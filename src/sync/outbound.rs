@@ -41,6 +41,10 @@ use crate::node::{Node, NodeEvent};
 
 /// Entries read from the store per blocking call when sending a range.
 const RANGE_READ_ENTRIES: usize = 1024;
+/// What one store read for a range costs a stranger's send budget on top of its bytes:
+/// sending 20,000 one-entry feeds costs the node ~30 µs of CPU per feed beyond its bytes
+/// (a blocking read, a frame, a record), about what 1 KiB of a long range costs.
+pub const STRANGER_RANGE_COST_BYTES: u64 = 1024;
 
 /// Called once with the fence outcome of the initial exchange and whether the peer's key is
 /// trusted (the startup fence tracker).
@@ -394,6 +398,11 @@ impl Outbound {
             let want = usize::try_from(to - next + 1)
                 .unwrap_or(usize::MAX)
                 .min(RANGE_READ_ENTRIES);
+            if let Some(source) = self.throttle {
+                let now = std::time::Instant::now();
+                self.admission
+                    .send_spent(source, STRANGER_RANGE_COST_BYTES, now);
+            }
             let reader = self.node.reader().clone();
             // The stored bytes go out as they are: the receiver decodes, hashes and verifies
             // each entry, so decoding them here too would only double that work.

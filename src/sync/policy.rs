@@ -17,13 +17,16 @@ pub const STRANGER_NEW_FEEDS_PER_HOUR: u64 = 50_000;
 pub const MAX_FEEDS: u64 = 1_000_000;
 /// Default: inbound connections (pending or in session) from one IP address.
 pub const MAX_INBOUND_PER_ADDR: usize = 8;
-/// Default: bytes per second the node sends to strangers of one source, after the burst.
-pub const STRANGER_SEND_RATE: u64 = 8 << 20;
+/// Default: bytes per second the node sends to strangers of one source, after the burst
+/// (each session and each store read of a range counted as bytes too, for the CPU they
+/// cost: see `session::STRANGER_SESSION_COST_BYTES`, `outbound::STRANGER_RANGE_COST_BYTES`).
+pub const STRANGER_SEND_RATE: u64 = 4 << 20;
 /// Default: bytes the node sends to strangers of one source before the rate applies.
-pub const STRANGER_SEND_BURST: u64 = 64 << 20;
+pub const STRANGER_SEND_BURST: u64 = 32 << 20;
 /// Default: reconciliation items and ranges all stranger sessions together may make the node
-/// hold (each ~100-150 bytes: 524,288 of them are 50-80 MB).
-pub const STRANGER_RECONCILE_ITEMS: usize = 1 << 19;
+/// hold (each ~100-150 bytes with the maps and frames around it: 262,144 of them are about
+/// 30-40 MB). A stranger stating more feeds than this is refused with `Bye(Busy)`.
+pub const STRANGER_RECONCILE_ITEMS: usize = 1 << 18;
 
 /// The operator's policy, from flags.
 #[derive(Clone, Debug)]

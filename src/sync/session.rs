@@ -34,6 +34,12 @@ use super::transport::{self, Role};
 use crate::identity::Author;
 use crate::node::Node;
 
+/// What admitting a stranger's session costs its source's send budget, in bytes: its
+/// handshake and reconciliation cost the node CPU before any entry is sent, so a stranger
+/// that opens sessions and reads nothing still spends its source's budget (64 sessions a
+/// second at the default rate).
+pub const STRANGER_SESSION_COST_BYTES: u64 = 64 * 1024;
+
 /// Logs at `info` for a peer that matters and at `debug` for a stranger: anyone can open
 /// stranger sessions at any rate, so one line each at `info` would let a churn of them
 /// flood the log (the aggregate counts are logged at `info` instead, see
@@ -222,6 +228,9 @@ fn admit(
             admission.count_refusal("stranger_send_budget");
             return Err(SessionError::Busy);
         }
+        // What the session costs before it sends a byte (the handshake's signatures and
+        // Diffie-Hellman, the reconciliation's fingerprints), in the budget's unit.
+        admission.send_spent(source, STRANGER_SESSION_COST_BYTES, now);
     }
     let dialer = match ctx.role {
         Role::Initiator => ctx.node.author(),
