@@ -55,6 +55,11 @@ pub const DEFAULT_NETWORK_SECRET: &str = "kappalog/public";
 const NETWORK_KEY_TAG: &[u8] = b"kappalog/network/v2";
 /// Bytes of the opening frame (4-byte length + bincode `Hello`).
 pub const OPENING_FRAME_BYTES: usize = 4 + 1 + 1 + 33 + 33;
+/// The shortest record after the handshake: one byte of ciphertext and the tag. A shorter one
+/// cannot be a Noise transport message.
+pub const MIN_RECORD_BYTES: usize = TAG_BYTES + 1;
+/// The shortest handshake record (the one-byte refusal).
+const MIN_HANDSHAKE_RECORD_BYTES: usize = 1;
 /// The largest record body (a Noise message).
 pub const MAX_RECORD_BYTES: usize = 65_535;
 /// Noise's authentication tag.
@@ -126,8 +131,8 @@ pub enum TransportError {
     PeerRefused(u8),
     #[error("handshake failed: {0}")]
     Noise(String),
-    #[error("record of {len} bytes is outside 1..={max}")]
-    BadRecordLength { len: usize, max: usize },
+    #[error("record of {len} bytes is outside {min}..={max}")]
+    BadRecordLength { len: usize, min: usize, max: usize },
     #[error("record {index} failed to decrypt: damaged or tampered in transit")]
     Decrypt { index: u64 },
     #[error("connection closed in the middle of a record ({buffered} bytes buffered)")]
@@ -298,6 +303,7 @@ async fn write_record<W: AsyncWrite + Unpin>(
 ) -> Result<(), TransportError> {
     let len = u16::try_from(body.len()).map_err(|_| TransportError::BadRecordLength {
         len: body.len(),
+        min: MIN_HANDSHAKE_RECORD_BYTES,
         max: MAX_RECORD_BYTES,
     })?;
     let mut out = Vec::with_capacity(2 + body.len());
@@ -313,9 +319,10 @@ fn take_record(raw: &mut Vec<u8>) -> Result<Option<Vec<u8>>, TransportError> {
         return Ok(None);
     };
     let len = usize::from(u16::from_be_bytes([prefix[0], prefix[1]]));
-    if len == 0 {
+    if len < MIN_HANDSHAKE_RECORD_BYTES {
         return Err(TransportError::BadRecordLength {
             len,
+            min: MIN_HANDSHAKE_RECORD_BYTES,
             max: MAX_RECORD_BYTES,
         });
     }
@@ -424,9 +431,10 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
         let mut pos = 0;
         while let Some(prefix) = self.raw.get(pos..pos + 2) {
             let len = usize::from(u16::from_be_bytes([prefix[0], prefix[1]]));
-            if len <= TAG_BYTES {
+            if len < MIN_RECORD_BYTES {
                 return Err(TransportError::BadRecordLength {
                     len,
+                    min: MIN_RECORD_BYTES,
                     max: MAX_RECORD_BYTES,
                 });
             }
@@ -466,6 +474,7 @@ impl<W: AsyncWrite + Unpin> SecureWriter<W> {
             // `chunk.len() <= MAX_RECORD_PLAINTEXT`, so `len <= u16::MAX`.
             let prefix = u16::try_from(len).map_err(|_| TransportError::BadRecordLength {
                 len,
+                min: MIN_RECORD_BYTES,
                 max: MAX_RECORD_BYTES,
             })?;
             self.out.extend_from_slice(&prefix.to_be_bytes());
@@ -628,6 +637,31 @@ mod tests {
             b.reader.read(&mut buf).await,
             Err(TransportError::Decrypt { index: 1 })
         ));
+    }
+
+    /// After the handshake a record holds at least one byte and the tag: the error names the
+    /// range the length broke.
+    #[tokio::test]
+    async fn a_record_shorter_than_its_tag_names_the_range_it_breaks() {
+        let net = NetworkKey::default();
+        let (_a, b) = pair(&net, &net).await;
+        let mut b = b.unwrap();
+        b.reader.raw.extend_from_slice(&[0, 16]);
+        b.reader.raw.extend_from_slice(&[0; 16]);
+        let mut buf = [0u8; 64];
+        let error = b.reader.read(&mut buf).await.unwrap_err();
+        assert!(matches!(
+            error,
+            TransportError::BadRecordLength {
+                len: 16,
+                min: 17,
+                max: 65_535
+            }
+        ));
+        assert_eq!(
+            error.to_string(),
+            "record of 16 bytes is outside 17..=65535"
+        );
     }
 
     #[tokio::test]
