@@ -6,10 +6,12 @@
 //!
 //! 1. **Opening** (plaintext, in v1 framing so a v1 node understands it): each side sends at
 //!    once the frame of `Message::Hello { version: 2, author: 0^32, nonce: 0^32 }`
-//!    ([`OPENING_FRAME_BYTES`] = 74 bytes). It says only "I speak version 2": the real
+//!    ([`OPENING_FRAME_BYTES`] = 72 bytes). It says only "I speak version 2": the real
 //!    identity travels encrypted. A v1 node answers it with `Bye(VersionMismatch)`; a v2
 //!    node that reads any other version answers the same and ends ("unsupported protocol
-//!    version N"). A node at its connection cap sends `Bye(Busy)` here instead.
+//!    version N"). It reads at most [`MAX_OPENING_FRAME_BYTES`] = 74 bytes of the peer's
+//!    opening: the longest `Hello` frame, whose version of 251 or more takes 3 varint bytes.
+//!    A node at its connection cap sends `Bye(Busy)` here instead.
 //! 2. **Noise handshake** `Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s`, prologue
 //!    [`NOISE_PROLOGUE`], psk = [`NetworkKey`]. The dialer is the initiator. Each handshake
 //!    message is one record (below): `-> psk, e` (48 bytes), `<- e, ee` (48 bytes). A
@@ -41,7 +43,7 @@ use sha2::{Digest, Sha256};
 use snow::{HandshakeState, StatelessTransportState};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::frame::{decode_frame, encode_frame, FrameError};
+use super::frame::{decode_frame, encode_frame, frame_len, FrameError, LENGTH_PREFIX_BYTES};
 use super::message::{Bye, ByeReason, Hello, Message, Nonce, NONCE_BYTES, PROTOCOL_VERSION};
 use crate::identity::Author;
 
@@ -53,8 +55,14 @@ pub const NOISE_PROLOGUE: &[u8] = b"kappalog/sync/v2";
 pub const DEFAULT_NETWORK_SECRET: &str = "kappalog/public";
 /// The tag hashed with the secret into the psk.
 const NETWORK_KEY_TAG: &[u8] = b"kappalog/network/v2";
-/// Bytes of the opening frame (4-byte length + bincode `Hello`).
+/// Bytes of the opening frame (4-byte length + bincode `Hello`): the variant tag, the version
+/// 2 in one varint byte, then author and nonce as 32-byte strings with a 1-byte length.
 pub const OPENING_FRAME_BYTES: usize = 4 + 1 + 1 + 33 + 33;
+/// The most bytes read of a peer's opening: the longest `Hello` frame (in the shortest
+/// encoding bincode writes), whose version of 251 or more takes 3 varint bytes. Any other
+/// version must still be answered with `Bye(VersionMismatch)`, so the bound admits every
+/// `u16`; it keeps a stranger from making us buffer more before it proved anything.
+pub const MAX_OPENING_FRAME_BYTES: usize = 4 + 1 + 3 + 33 + 33;
 /// The shortest record after the handshake: one byte of ciphertext and the tag. A shorter one
 /// cannot be a Noise transport message.
 pub const MIN_RECORD_BYTES: usize = TAG_BYTES + 1;
@@ -249,7 +257,8 @@ fn noise_state(role: Role, network: &NetworkKey) -> Result<HandshakeState, Trans
     .map_err(noise_error)
 }
 
-/// Reads the peer's opening frame (bounded: it is 74 bytes) and refuses other versions.
+/// Reads the peer's opening frame (bounded by [`MAX_OPENING_FRAME_BYTES`]) and refuses other
+/// versions.
 async fn read_opening<R, W>(
     read: &mut R,
     write: &mut W,
@@ -265,13 +274,16 @@ where
             Ok(None) => {}
             Err(e) => return Err(TransportError::BadOpening(e)),
         }
-        // A v1 peer's Hello or Bye is no longer than our opening; anything longer is not an
-        // opening, and the bound keeps a stranger from making us buffer more.
-        if raw.len() >= OPENING_FRAME_BYTES {
+        // A Hello of any version, or a v1 peer's Bye, fits in the bound; a frame announcing
+        // more is no opening, and the bound keeps a stranger from making us buffer more.
+        let announced = frame_len(raw).map_err(TransportError::BadOpening)?;
+        if raw.len() >= MAX_OPENING_FRAME_BYTES
+            || announced.is_some_and(|len| LENGTH_PREFIX_BYTES + len > MAX_OPENING_FRAME_BYTES)
+        {
             return Err(TransportError::UnexpectedOpening);
         }
-        let mut byte = [0u8; OPENING_FRAME_BYTES];
-        let want = OPENING_FRAME_BYTES - raw.len();
+        let mut byte = [0u8; MAX_OPENING_FRAME_BYTES];
+        let want = MAX_OPENING_FRAME_BYTES - raw.len();
         let n = read.read(&mut byte[..want]).await?;
         if n == 0 {
             return Err(TransportError::ClosedEarly);
@@ -612,6 +624,78 @@ mod tests {
                 reason: ByeReason::VersionMismatch
             })))
         );
+    }
+
+    /// What a peer that opened with `opening` reads back from a responder, and how the
+    /// responder's `establish` ended.
+    async fn answer_to(opening: &[u8]) -> (Result<(), TransportError>, Vec<Message>) {
+        let (ours, mut theirs) = duplex(4096);
+        let (r, w) = split(ours);
+        theirs.write_all(opening).await.unwrap();
+        // Nothing more follows: a responder waiting for more reads the end instead of hanging.
+        theirs.shutdown().await.unwrap();
+        let result = establish(r, w, Role::Responder, &NetworkKey::default())
+            .await
+            .map(|_| ());
+        let mut buf = Vec::new();
+        theirs.read_to_end(&mut buf).await.unwrap();
+        let mut got = Vec::new();
+        while let Ok(Some(message)) = decode_frame(&mut buf) {
+            got.push(message);
+        }
+        (result, got)
+    }
+
+    /// Every version but ours is answered, including those of 251 and above, whose varint
+    /// takes 3 bytes and makes the frame 74 bytes, longer than our own opening.
+    #[tokio::test]
+    async fn an_opening_of_any_other_version_is_answered_with_version_mismatch() {
+        for version in [0, 1, 3, 250, 251, 300, u16::MAX] {
+            let hello = Message::Hello(Hello {
+                version,
+                author: Author([5; 32]),
+                nonce: Nonce([6; 32]),
+            });
+            let frame = encode_frame(&hello).unwrap();
+            assert!(frame.len() <= MAX_OPENING_FRAME_BYTES);
+            let (result, got) = answer_to(&frame).await;
+            assert!(
+                matches!(
+                    result,
+                    Err(TransportError::UnsupportedVersion { ours: 2, theirs }) if theirs == version
+                ),
+                "version {version}: {result:?}"
+            );
+            assert_eq!(
+                got[1..],
+                [Message::Bye(Bye {
+                    reason: ByeReason::VersionMismatch
+                })],
+                "version {version}"
+            );
+        }
+        let longest = Message::Hello(Hello {
+            version: 300,
+            author: Author([5; 32]),
+            nonce: Nonce([6; 32]),
+        });
+        assert_eq!(
+            encode_frame(&longest).unwrap().len(),
+            MAX_OPENING_FRAME_BYTES
+        );
+    }
+
+    /// A length prefix announcing more than the longest `Hello` is refused at once, without
+    /// waiting for (or buffering) the body it announces.
+    #[tokio::test]
+    async fn an_opening_announcing_more_than_a_hello_is_refused_at_once() {
+        let too_long = u32::try_from(MAX_OPENING_FRAME_BYTES - LENGTH_PREFIX_BYTES + 1).unwrap();
+        let (result, got) = answer_to(&too_long.to_be_bytes()).await;
+        assert!(
+            matches!(result, Err(TransportError::UnexpectedOpening)),
+            "{result:?}"
+        );
+        assert_eq!(got.len(), 1, "only our opening: {got:?}");
     }
 
     #[tokio::test]
