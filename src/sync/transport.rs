@@ -378,11 +378,37 @@ pub struct SecureReader<R> {
     plain_pos: usize,
 }
 
+/// What one [`SecureReader::read_into`] brought.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Received {
+    /// This many bytes of plaintext (at least one) were appended.
+    Plaintext(usize),
+    /// Ciphertext arrived but no record is whole yet. A frame has begun on the wire even
+    /// though none of its plaintext exists before its record is complete: a caller timing
+    /// frames starts the clock here, or a peer trickling one record's bytes would only ever
+    /// meet the idle timeout.
+    PartialRecord,
+    /// The peer closed cleanly between records (or `max` was 0).
+    Closed,
+}
+
+/// Where [`SecureReader::fill`] stopped.
+enum Filled {
+    /// Plaintext is ready to hand out.
+    Plaintext,
+    /// Bytes arrived, but only part of a record (only when asked to stop there).
+    PartialRecord,
+    /// The peer closed cleanly between records.
+    Closed,
+}
+
 impl<R: AsyncRead + Unpin> SecureReader<R> {
-    /// Fills `out` with plaintext. `Ok(0)`: the peer closed cleanly between records.
+    /// Fills `out` with plaintext, waiting for a whole record. `Ok(0)`: the peer closed
+    /// cleanly between records.
     pub async fn read(&mut self, out: &mut [u8]) -> Result<usize, TransportError> {
-        if !self.fill().await? {
-            return Ok(0);
+        match self.fill(false).await? {
+            Filled::Plaintext => {}
+            Filled::PartialRecord | Filled::Closed => return Ok(0),
         }
         let n = out.len().min(self.plain.len() - self.plain_pos);
         out[..n].copy_from_slice(&self.plain[self.plain_pos..self.plain_pos + n]);
@@ -390,8 +416,8 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
         Ok(n)
     }
 
-    /// Appends at most `max` bytes of plaintext to `out`. `Ok(0)`: the peer closed cleanly
-    /// between records (or `max` is 0).
+    /// Appends at most `max` bytes of plaintext to `out`, or says that only part of a record
+    /// arrived (see [`Received`]).
     ///
     /// Cancel-safe: a future dropped while it waits on the socket has taken nothing out of
     /// the stream and left `out` as it was, so a caller may poll it once and drop it (see
@@ -400,23 +426,36 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
         &mut self,
         out: &mut Vec<u8>,
         max: usize,
-    ) -> Result<usize, TransportError> {
-        if max == 0 || !self.fill().await? {
-            return Ok(0);
+    ) -> Result<Received, TransportError> {
+        if max == 0 {
+            return Ok(Received::Closed);
+        }
+        match self.fill(true).await? {
+            Filled::Plaintext => {}
+            Filled::PartialRecord => return Ok(Received::PartialRecord),
+            Filled::Closed => return Ok(Received::Closed),
         }
         let n = max.min(self.plain.len() - self.plain_pos);
         out.extend_from_slice(&self.plain[self.plain_pos..self.plain_pos + n]);
         self.plain_pos += n;
-        Ok(n)
+        Ok(Received::Plaintext(n))
     }
 
-    /// Waits until plaintext is ready to hand out: `Ok(false)` when the peer closed cleanly
-    /// between records. The one await is a socket read into `raw`'s spare capacity, which
-    /// changes `raw` only once bytes have arrived, so dropping this future loses nothing.
-    async fn fill(&mut self) -> Result<bool, TransportError> {
+    /// Whether ciphertext of a record that is not whole yet is buffered: the peer has begun
+    /// sending a frame.
+    pub fn has_partial_record(&self) -> bool {
+        !self.raw.is_empty()
+    }
+
+    /// Waits until plaintext is ready to hand out, or, with `stop_at_partial`, until a socket
+    /// read brought bytes that complete no record. The one await is a socket read into
+    /// `raw`'s spare capacity, which changes `raw` only once bytes have arrived, so dropping
+    /// this future loses nothing.
+    async fn fill(&mut self, stop_at_partial: bool) -> Result<Filled, TransportError> {
+        let mut read_some = false;
         loop {
             if self.plain_pos < self.plain.len() {
-                return Ok(true);
+                return Ok(Filled::Plaintext);
             }
             self.plain.clear();
             self.plain_pos = 0;
@@ -424,17 +463,21 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
             if !self.plain.is_empty() {
                 continue;
             }
+            if read_some && stop_at_partial {
+                return Ok(Filled::PartialRecord);
+            }
             self.raw.reserve(READ_CHUNK_BYTES);
             let n = self.inner.read_buf(&mut self.raw).await?;
             if n == 0 {
                 return if self.raw.is_empty() {
-                    Ok(false)
+                    Ok(Filled::Closed)
                 } else {
                     Err(TransportError::ClosedMidRecord {
                         buffered: self.raw.len(),
                     })
                 };
             }
+            read_some = true;
         }
     }
 
