@@ -90,9 +90,9 @@
 //! answer. With them a peer can only cut unsettled ranges finer: its `Fingerprint` lies
 //! inside one of ours, where we hold a sixteenth of the items of the range we split, and
 //! where we hold at most [`RECONCILE_ITEMS_THRESHOLD`] we list them, which it must answer with
-//! its list. So an exchange ends after about two rounds per factor of 16 in our item count,
-//! plus four (about 12 rounds for a million feeds), and the round cap is a backstop that no
-//! exchange within these rules reaches.
+//! its list. So even a peer that never splits a range itself ends the exchange within about
+//! two rounds per factor of 16 in our item count, plus four (12 rounds for a million feeds),
+//! and the round cap is a backstop that no exchange within these rules reaches.
 
 use serde::{Deserialize, Serialize};
 
