@@ -319,8 +319,8 @@ async fn a_session_that_falls_behind_resyncs_from_the_store() {
 }
 
 /// Reconciliation frames from a hostile peer: a round that does not tile the author space, a
-/// frame after the exchange ended, and a claimed feed of length 0 each end the session with
-/// the reason, and the node keeps serving.
+/// claimed feed of length 0, an opening round that answers a round never sent and a frame
+/// after the exchange ended each end the session with the reason, and the node keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_reconciliation_frames_end_the_session_with_the_reason() {
     use kappalog::sync::message::FeedHave;
@@ -339,7 +339,7 @@ async fn bad_reconciliation_frames_end_the_session_with_the_reason() {
             Reconcile {
                 ranges: vec![Range {
                     upper: Bound::Author(common::identity(70).author()),
-                    mode: RangeMode::Skip,
+                    mode: RangeMode::Items(vec![]),
                 }],
                 last: true,
             },
@@ -354,6 +354,17 @@ async fn bad_reconciliation_frames_end_the_session_with_the_reason() {
                 last: true,
             },
             "length 0",
+        ),
+        (
+            // Skip answers nothing in an opening round: the node has sent no round yet.
+            Reconcile {
+                ranges: vec![Range {
+                    upper: Bound::End,
+                    mode: RangeMode::Skip,
+                }],
+                last: true,
+            },
+            "an opening round holds only fingerprints and item lists",
         ),
     ];
     for (seed, (frame, expected)) in (80u8..).zip(cases) {

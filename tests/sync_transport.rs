@@ -1,7 +1,7 @@
 //! The v2 transport seen from the path and from outside the network: a relay between two
 //! nodes reads no entry data; a byte it flips ends the session with nothing invalid stored,
 //! and sync resumes once it stops; nodes with different network secrets never sync, the
-//! same secret does; a v1 peer is refused with a clear reason.
+//! same secret does; a v1 peer, or one of any other version, is refused with a clear reason.
 
 mod common;
 
@@ -183,6 +183,50 @@ async fn a_v1_peer_is_refused_with_a_version_mismatch() {
     );
     wait_for("the refusal to be recorded", || {
         error_of(&n, &local).is_some_and(|e| e.contains("unsupported protocol version 1"))
+    })
+    .await;
+    assert_eq!(n.sync.refusals().0.get("unsupported_version"), Some(&1));
+    n.stop().await;
+}
+
+/// Versions of 251 and above take 3 varint bytes, so their opening is 74 bytes, longer than
+/// ours: it is still a `Hello`, answered with `Bye(VersionMismatch)` in plaintext.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_of_a_version_above_250_is_refused_with_a_version_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path(), 1, &[], "n").await;
+    let mut s = TcpStream::connect(n.addr).await.unwrap();
+    let local = s.local_addr().unwrap().to_string();
+    let v300 = Message::Hello(Hello {
+        version: 300,
+        author: common::identity(9).author(),
+        nonce: Nonce([3; 32]),
+    });
+    let opening = encode_frame(&v300).unwrap();
+    assert_eq!(opening.len(), 74);
+    s.write_all(&opening).await.unwrap();
+    let mut buf = Vec::new();
+    let mut got = Vec::new();
+    tokio::time::timeout(common::DEADLINE, async {
+        while let Ok(Some(m)) = read_frame(&mut s, &mut buf).await {
+            got.push(m);
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(got.first(), Some(Message::Hello(h)) if h.version == 2),
+        "{got:?}"
+    );
+    assert_eq!(
+        got.get(1),
+        Some(&Message::Bye(Bye {
+            reason: ByeReason::VersionMismatch
+        })),
+        "{got:?}"
+    );
+    wait_for("the refusal to be recorded", || {
+        error_of(&n, &local).is_some_and(|e| e.contains("unsupported protocol version 300"))
     })
     .await;
     assert_eq!(n.sync.refusals().0.get("unsupported_version"), Some(&1));

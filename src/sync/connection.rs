@@ -1,7 +1,9 @@
 //! Frames on and off one TCP connection, with the protocol's timeouts: a reader that waits at
 //! most the idle timeout for a frame to start and then at most the frame timeout for the
 //! rest of it (a peer that trickles bytes is dropped), and a writer whose every frame must be
-//! written within the frame timeout (a peer that stops reading is dropped too).
+//! written within the frame timeout (a peer that stops reading is dropped too). A frame
+//! starts with the first byte of the record that carries it: a peer trickling the bytes of
+//! one record, so that no plaintext ever appears, meets the frame timeout as well.
 //!
 //! Every length prefix is checked against `MAX_FRAME_BYTES` by `decode_frame` as soon as its
 //! four bytes are buffered, before more of that frame is read.
@@ -22,7 +24,7 @@ use tokio::time::Instant;
 use super::error::SessionError;
 use super::frame::{decode_frame, encode_frame};
 use super::message::Message;
-use super::transport::{SecureReader, SecureWriter};
+use super::transport::{Received, SecureReader, SecureWriter};
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -46,8 +48,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// The next message; [`SessionError::Closed`] when the peer closed between frames.
     pub async fn next(&mut self) -> Result<Message, SessionError> {
-        // Set once the current frame's first byte is in: the rest must follow in time.
-        let mut frame_deadline = (!self.buf.is_empty()).then(|| Instant::now() + self.frame);
+        // Set once the current frame's first byte is in, as plaintext or as ciphertext of a
+        // record not yet whole: the rest must follow in time.
+        let started = !self.buf.is_empty() || self.reader.has_partial_record();
+        let mut frame_deadline = started.then(|| Instant::now() + self.frame);
         loop {
             if let Some(message) = decode_frame(&mut self.buf)? {
                 return Ok(message);
@@ -68,15 +72,14 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                         }
                     }),
                 };
-            let n = outcome??;
-            if n == 0 {
-                return Err(if self.buf.is_empty() {
-                    SessionError::Closed
-                } else {
-                    SessionError::ClosedMidFrame {
+            match outcome?? {
+                Received::Closed if self.buf.is_empty() => return Err(SessionError::Closed),
+                Received::Closed => {
+                    return Err(SessionError::ClosedMidFrame {
                         buffered: self.buf.len(),
-                    }
-                });
+                    })
+                }
+                Received::Plaintext(_) | Received::PartialRecord => {}
             }
             frame_deadline.get_or_insert_with(|| Instant::now() + self.frame);
         }
@@ -96,8 +99,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 .read_into(&mut self.buf, READ_CHUNK_BYTES)
                 .now_or_never()
             {
-                Some(Ok(0)) | None => return Ok(None),
-                Some(Ok(_)) => {}
+                Some(Ok(Received::Closed)) | None => return Ok(None),
+                Some(Ok(Received::Plaintext(_) | Received::PartialRecord)) => {}
                 Some(Err(e)) => return Err(e.into()),
             }
         }
@@ -174,6 +177,58 @@ mod tests {
             .map(|i| EncodedEntry((0..200).map(|j| tag ^ (i as u8) ^ (j as u8)).collect()))
             .collect();
         Message::Entries(Entries { entries })
+    }
+
+    /// A peer that trickles the bytes of one record and never completes it: no plaintext
+    /// ever appears, yet the frame began with the record's first byte, so the session ends
+    /// at the frame timeout counted from there, not at the idle timeout.
+    #[tokio::test(start_paused = true)]
+    async fn a_record_trickled_byte_by_byte_ends_at_the_frame_timeout() {
+        use crate::sync::transport::{establish, NetworkKey, Role};
+        use tokio::io::{duplex, split, AsyncWriteExt};
+
+        let net = NetworkKey::default();
+        let (a, b) = duplex(4096);
+        let ((ar, mut aw), (br, bw)) = (split(a), split(b));
+        let (theirs, ours) = tokio::join!(
+            establish(ar, &mut aw, Role::Initiator, &net),
+            establish(br, bw, Role::Responder, &net)
+        );
+        // The trickler writes under the channel, straight to its socket.
+        drop(theirs.unwrap());
+        let (idle, frame) = (Duration::from_secs(60), Duration::from_secs(10));
+        let mut reader = FrameReader::new(ours.unwrap().reader, idle, frame);
+        let quiet = Duration::from_secs(5);
+        let trickle = async {
+            tokio::time::sleep(quiet).await;
+            // A record of 100 bytes announced, then one byte every 2 s: it never completes.
+            aw.write_all(&[0, 100]).await.unwrap();
+            for _ in 0..99 {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                aw.write_all(&[0x5a]).await.unwrap();
+            }
+            std::future::pending::<()>().await;
+        };
+        let start = Instant::now();
+        let result = tokio::select! {
+            result = reader.next() => result,
+            () = trickle => unreachable!("the trickle never ends"),
+        };
+        assert!(
+            matches!(
+                result,
+                Err(SessionError::Timeout {
+                    what: "reading the rest of a frame"
+                })
+            ),
+            "{result:?}"
+        );
+        // Counted from the record's first byte, not from the wait's start (the idle timeout).
+        let elapsed = start.elapsed();
+        assert!(
+            elapsed >= quiet + frame && elapsed < quiet + frame + Duration::from_secs(1),
+            "{elapsed:?}"
+        );
     }
 
     /// Polling `next_ready` while a frame is only partly in, dropping each socket read that

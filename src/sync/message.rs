@@ -9,6 +9,9 @@
 //!
 //! [`Message::check_rules`] enforces the count and shape limits after decoding, so a frame
 //! that fits in `MAX_FRAME_BYTES` but carries too much is still refused.
+//!
+//! The byte examples of docs/PROTOCOL.md (section 5 and after) are checked against this
+//! encoding by `doc_examples_tests.rs`, so the text and the code cannot drift apart.
 
 use std::fmt;
 
@@ -451,3 +454,7 @@ mod tests {
         assert_eq!(want(1).check_rules(), Ok(()));
     }
 }
+
+#[cfg(test)]
+#[path = "doc_examples_tests.rs"]
+mod doc_examples_tests;

@@ -67,9 +67,32 @@
 //! - every range is non-empty and starts where the previous one ended (also across frames);
 //! - a `last` frame ends at `End`;
 //! - listed items lie in their range, ascend strictly by author and have `length >= 1`;
-//! - the peer never answers `Skip` where we sent our items (we would never learn its own).
+//! - every range answers what our previous round sent over the part of the author space it
+//!   covers, as an honest [`Reconciler`] would (the answer rules, next).
 //!
-//! `Items` and `ItemsReply` are accepted wherever they arrive; unrequested lists are recorded.
+//! # The answer rules
+//!
+//! A peer's range may cover several of the ranges of our previous round (consecutive `Skip`s
+//! merge) or part of one (a split, or a list cut by the frame limits). Against each of ours it
+//! overlaps, its mode must be one an honest answer gives there:
+//!
+//! | we sent over that part        | the peer may send there         | else                   |
+//! |-------------------------------|---------------------------------|------------------------|
+//! | nothing (its opening round)   | `Fingerprint`, `Items`          | [`ReconcileError::NotAnOpening`] |
+//! | `Skip` or `ItemsReply`        | `Skip`                          | [`ReconcileError::SettledRangeReopened`] |
+//! | `Fingerprint`                 | `Skip`, `Fingerprint`, `Items`  | [`ReconcileError::ReplyWithoutItems`] (an `ItemsReply`) |
+//! | `Items`                       | `ItemsReply`                    | [`ReconcileError::ItemsUnanswered`] |
+//!
+//! A range settles once: where both sides listed their items, or where a fingerprint matched,
+//! each side sends `Skip` from then on, and a peer may not reopen it. Without these rules a
+//! peer could keep a settled range (or the whole author space) in play round after round
+//! until [`MAX_RECONCILE_ROUNDS`], each round costing us a pass over its ranges and an
+//! answer. With them a peer can only cut unsettled ranges finer: its `Fingerprint` lies
+//! inside one of ours, where we hold a sixteenth of the items of the range we split, and
+//! where we hold at most [`RECONCILE_ITEMS_THRESHOLD`] we list them, which it must answer with
+//! its list. So even a peer that never splits a range itself ends the exchange within about
+//! two rounds per factor of 16 in our item count, plus four (12 rounds for a million feeds),
+//! and the round cap is a backstop that no exchange within these rules reaches.
 
 use serde::{Deserialize, Serialize};
 
@@ -216,8 +239,14 @@ pub enum ReconcileError {
     ItemsNotAscending { range: usize, item: usize },
     #[error("range {range}, item {item}: length 0")]
     EmptyFeed { range: usize, item: usize },
-    #[error("range {range} skips a range we sent our items for")]
+    #[error("range {range} does not answer the items we sent with its own")]
     ItemsUnanswered { range: usize },
+    #[error("range {range}: an opening round holds only fingerprints and item lists")]
+    NotAnOpening { range: usize },
+    #[error("range {range} reopens a range settled in an earlier round (only skip may answer it)")]
+    SettledRangeReopened { range: usize },
+    #[error("range {range} is an items reply where we sent no item list")]
+    ReplyWithoutItems { range: usize },
 }
 
 /// One side of a reconciliation (see the module docs).
@@ -365,7 +394,8 @@ impl Reconciler {
                 .filter(|start| range.upper > Bound::Author(*start))
                 .ok_or(ReconcileError::RangesNotAscending { range: index })?;
             check_items(index, start, range.upper, range.mode.items())?;
-            self.answer(index, start, range, &mut round)?;
+            self.check_answer(index, start, range.upper, &range.mode)?;
+            self.answer(start, range, &mut round);
         }
         if !frame.last {
             self.phase = Phase::Receiving(round);
@@ -384,14 +414,72 @@ impl Reconciler {
         Ok(Some(Step::Reply(frames)))
     }
 
-    /// Learns from one checked range `[start, range.upper)` and appends our answer.
-    fn answer(
-        &mut self,
-        index: usize,
+    /// Checks that the peer's `mode` over `[start, upper)` answers what our previous round
+    /// sent there (the answer rules of the module docs).
+    fn check_answer(
+        &self,
+        range: usize,
         start: Author,
-        range: Range,
-        round: &mut Round,
+        upper: Bound,
+        mode: &RangeMode,
     ) -> Result<(), ReconcileError> {
+        if self.sent.is_empty() {
+            return match mode {
+                RangeMode::Fingerprint(_) | RangeMode::Items(_) => Ok(()),
+                RangeMode::Skip | RangeMode::ItemsReply(_) => {
+                    Err(ReconcileError::NotAnOpening { range })
+                }
+            };
+        }
+        for (_, _, sent) in self.sent_over(start, upper) {
+            match (sent, mode) {
+                (Sent::Skip | Sent::ItemsReply, RangeMode::Skip)
+                | (Sent::Fingerprint, RangeMode::Skip)
+                | (Sent::Fingerprint, RangeMode::Fingerprint(_))
+                | (Sent::Fingerprint, RangeMode::Items(_))
+                | (Sent::Items, RangeMode::ItemsReply(_)) => {}
+                (Sent::Skip | Sent::ItemsReply, _) => {
+                    return Err(ReconcileError::SettledRangeReopened { range })
+                }
+                (Sent::Fingerprint, RangeMode::ItemsReply(_)) => {
+                    return Err(ReconcileError::ReplyWithoutItems { range })
+                }
+                (Sent::Items, _) => return Err(ReconcileError::ItemsUnanswered { range }),
+            }
+        }
+        Ok(())
+    }
+
+    /// The ranges of our previous round that overlap `[start, upper)`: each one's start,
+    /// upper bound and what we sent over it.
+    fn sent_over(
+        &self,
+        start: Author,
+        upper: Bound,
+    ) -> impl Iterator<Item = (Author, Bound, Sent)> + '_ {
+        // Our round tiles the author space with ascending uppers: skip those at or below
+        // `start`, then take ranges until one starts at or past `upper`.
+        let first = self
+            .sent
+            .partition_point(|(u, _)| *u <= Bound::Author(start));
+        self.sent[first..]
+            .iter()
+            .enumerate()
+            .map_while(move |(offset, &(sent_upper, sent))| {
+                let sent_start = match (first + offset)
+                    .checked_sub(1)
+                    .map(|previous| self.sent[previous].0)
+                {
+                    None => FIRST_AUTHOR,
+                    Some(Bound::Author(author)) => author,
+                    Some(Bound::End) => return None,
+                };
+                (Bound::Author(sent_start) < upper).then_some((sent_start, sent_upper, sent))
+            })
+    }
+
+    /// Learns from one checked range `[start, range.upper)` and appends our answer.
+    fn answer(&mut self, start: Author, range: Range, round: &mut Round) {
         let upper = range.upper;
         round.start = match upper {
             Bound::Author(author) => Some(author),
@@ -401,7 +489,7 @@ impl Reconciler {
         let (lo, hi) = self.span(&start, &upper);
         let answer = match range.mode {
             RangeMode::Skip => {
-                self.learn_from_skip(index, start, upper)?;
+                self.learn_from_skip(start, upper);
                 RangeMode::Skip
             }
             RangeMode::Fingerprint(theirs) if theirs == self.fingerprint(lo, hi) => {
@@ -410,7 +498,7 @@ impl Reconciler {
             }
             RangeMode::Fingerprint(_) => {
                 self.describe(upper, lo, hi, &mut round.answer);
-                return Ok(());
+                return;
             }
             RangeMode::Items(theirs) => {
                 settle(&mut self.peer, start, upper, &theirs);
@@ -431,43 +519,21 @@ impl Reconciler {
             ) => *merged = upper,
             (_, mode) => round.answer.push(Range { upper, mode }),
         }
-        Ok(())
     }
 
     /// The peer answered `Skip` over `[start, upper)`: where we had sent a fingerprint, it
     /// holds exactly our items; where we had sent `Skip` or `ItemsReply` the range was
-    /// settled before.
-    fn learn_from_skip(
-        &mut self,
-        index: usize,
-        start: Author,
-        upper: Bound,
-    ) -> Result<(), ReconcileError> {
-        let first = self
-            .sent
-            .partition_point(|(u, _)| *u <= Bound::Author(start));
-        for k in first..self.sent.len() {
-            let sent_start = match k.checked_sub(1).map(|p| self.sent[p].0) {
-                None => FIRST_AUTHOR,
-                Some(Bound::Author(author)) => author,
-                Some(Bound::End) => break,
-            };
-            if Bound::Author(sent_start) >= upper {
-                break;
-            }
-            let (sent_upper, sent) = self.sent[k];
-            match sent {
-                Sent::Fingerprint => {
-                    let from = start.max(sent_start);
-                    let to = upper.min(sent_upper);
-                    let (lo, hi) = self.span(&from, &to);
-                    settle(&mut self.peer, from, to, ours(&self.items, lo, hi));
-                }
-                Sent::Items => return Err(ReconcileError::ItemsUnanswered { range: index }),
-                Sent::Skip | Sent::ItemsReply => {}
-            }
+    /// settled before (the answer rules allow `Skip` nowhere else).
+    fn learn_from_skip(&mut self, start: Author, upper: Bound) {
+        let fingerprinted: Vec<(Author, Bound)> = self
+            .sent_over(start, upper)
+            .filter(|(_, _, sent)| *sent == Sent::Fingerprint)
+            .map(|(sent_start, sent_upper, _)| (start.max(sent_start), upper.min(sent_upper)))
+            .collect();
+        for (from, to) in fingerprinted {
+            let (lo, hi) = self.span(&from, &to);
+            settle(&mut self.peer, from, to, ours(&self.items, lo, hi));
         }
-        Ok(())
     }
 
     /// Describes our items `lo..hi` over a range ending at `upper`: the list if short,

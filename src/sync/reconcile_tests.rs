@@ -182,11 +182,29 @@ fn packed_rounds_are_valid_rounds() {
                 range(at(k * 10_000 + 9_999), mode(list))
             })
             .collect();
-        ranges.extend((30_000..35_000).map(|i| range(at(i), RangeMode::Skip)));
+        ranges.extend((30_000..35_000).map(|i| range(at(i), mode(vec![]))));
         ranges.push(range(Bound::End, mode(vec![item(40_000, 1, 0)])));
         ranges
     };
-    for mode in [RangeMode::Items as fn(_) -> _, RangeMode::ItemsReply] {
+    // Receivers whose last round makes these lists the answers: fingerprints over the whole
+    // author space (answered with `Items`), and one list (answered with `ItemsReply`).
+    let fingerprinted = || {
+        let mut r = Reconciler::new(many(50));
+        r.initiate();
+        r
+    };
+    let listed = || {
+        let mut r = Reconciler::new(vec![]);
+        r.initiate();
+        r
+    };
+    for (mode, receiver) in [
+        (
+            RangeMode::Items as fn(_) -> _,
+            fingerprinted as fn() -> Reconciler,
+        ),
+        (RangeMode::ItemsReply, listed),
+    ] {
         let ranges = lists(mode);
         let sent: Vec<FeedHave> = ranges
             .iter()
@@ -195,7 +213,7 @@ fn packed_rounds_are_valid_rounds() {
         let frames = pack(ranges);
         // 15,001 items need two frames; 5,004 ranges (with the cuts) one more.
         assert_eq!(frames.len(), 3);
-        let mut r = Reconciler::new(vec![]);
+        let mut r = receiver();
         let count = frames.len();
         for (k, frame) in frames.into_iter().enumerate() {
             let step = r.receive(frame).expect("a packed frame is valid");
@@ -332,13 +350,13 @@ fn at(i: u32) -> Bound {
     Bound::Author(author(i))
 }
 
-/// A valid round: a list below author 10, a fingerprint, a skip up to the end.
+/// A valid opening round: a list below author 10, then two fingerprints.
 fn base() -> Reconcile {
     Reconcile {
         ranges: vec![
             range(at(10), RangeMode::Items(vec![item(2, 1, 0), item(5, 4, 1)])),
             range(at(50), RangeMode::Fingerprint(Fingerprint([0; 16]))),
-            range(Bound::End, RangeMode::Skip),
+            range(Bound::End, RangeMode::Fingerprint(Fingerprint([1; 16]))),
         ],
         last: true,
     }
@@ -420,52 +438,48 @@ fn frame_limits() {
 
 #[test]
 fn round_limit() {
+    // The answer rules end every exchange long before the cap (see the module docs), so no
+    // sequence of valid rounds reaches it: the count is set as if one had.
     let mut r = responder();
-    let list_round = Reconcile {
-        ranges: vec![range(Bound::End, RangeMode::Items(vec![]))],
+    r.rounds = MAX_RECONCILE_ROUNDS - 1;
+    let reply = r.receive(base()).unwrap();
+    assert!(matches!(reply, Some(Step::Reply(_))));
+    let skip = Reconcile {
+        ranges: vec![range(Bound::End, RangeMode::Skip)],
         last: true,
     };
-    for _ in 0..MAX_RECONCILE_ROUNDS {
-        assert!(matches!(
-            r.receive(list_round.clone()),
-            Ok(Some(Step::Reply(_)))
-        ));
-    }
-    assert_eq!(r.receive(list_round), Err(ReconcileError::TooManyRounds));
+    assert_eq!(r.receive(skip), Err(ReconcileError::TooManyRounds));
 }
 
 #[test]
 fn peer_item_limit() {
-    // Rounds of full frames naming the same authors again: the session total counts.
+    // An opening round of full frames listing distinct authors: the session total counts.
     let per_frame = u32::try_from(MAX_RECONCILE_ITEMS_PER_FRAME).unwrap();
-    let frames_per_round = 16;
-    let round = |r: &mut Reconciler| -> Result<(), ReconcileError> {
-        for f in 0..frames_per_round {
-            let first = f * per_frame;
-            let upper = if f + 1 == frames_per_round {
-                Bound::End
-            } else {
-                at(first + per_frame)
-            };
-            let list = (first..first + per_frame).map(|i| item(i, 1, 0)).collect();
-            r.receive(Reconcile {
-                ranges: vec![range(upper, RangeMode::Items(list))],
-                last: f + 1 == frames_per_round,
-            })?;
-        }
-        Ok(())
-    };
+    let full_frames =
+        u32::try_from(MAX_RECONCILE_PEER_ITEMS / MAX_RECONCILE_ITEMS_PER_FRAME).unwrap();
     let mut r = responder();
-    let per_round = MAX_RECONCILE_ITEMS_PER_FRAME * usize::try_from(frames_per_round).unwrap();
-    for _ in 0..MAX_RECONCILE_PEER_ITEMS / per_round {
-        round(&mut r).unwrap();
+    for f in 0..full_frames {
+        let first = f * per_frame;
+        let list = (first..first + per_frame).map(|i| item(i, 1, 0)).collect();
+        let frame = Reconcile {
+            ranges: vec![range(at(first + per_frame), RangeMode::Items(list))],
+            last: false,
+        };
+        assert_eq!(r.receive(frame), Ok(None));
     }
-    assert_eq!(round(&mut r), Err(ReconcileError::TooManyPeerItems));
+    let first = full_frames * per_frame;
+    let one_more = Reconcile {
+        ranges: vec![range(Bound::End, RangeMode::Items(vec![item(first, 1, 0)]))],
+        last: true,
+    };
+    assert_eq!(r.receive(one_more), Err(ReconcileError::TooManyPeerItems));
 }
 
 #[test]
 fn peer_range_limit() {
-    let mut r = responder();
+    // Skips answering our opening fingerprints, cut as fine as the peer likes.
+    let mut r = Reconciler::new(many(50));
+    r.initiate();
     let per_frame = MAX_RECONCILE_RANGES_PER_FRAME;
     let mut next = 1u32;
     for _ in 0..MAX_RECONCILE_PEER_RANGES / per_frame {
@@ -507,7 +521,9 @@ fn ranges_must_ascend() {
     );
 
     let mut frame = base();
-    frame.ranges.push(range(Bound::End, RangeMode::Skip));
+    frame
+        .ranges
+        .push(range(Bound::End, RangeMode::Items(vec![])));
     assert_eq!(
         refused(frame),
         ReconcileError::RangesNotAscending { range: 3 }
@@ -520,7 +536,7 @@ fn ranges_must_ascend() {
     first.last = false;
     assert_eq!(r.receive(first), Ok(None));
     let second = Reconcile {
-        ranges: vec![range(at(50), RangeMode::Skip)],
+        ranges: vec![range(at(50), RangeMode::Items(vec![]))],
         last: true,
     };
     assert_eq!(
@@ -615,20 +631,201 @@ fn frames_encode_compactly() {
     assert_eq!(done, 4);
 }
 
+// ---- The answer rules, each violation built from one honest exchange. ----
+
+/// 50 feeds on each side, differing in one. The rounds of the honest exchange, one frame
+/// each: the dialer opens with 16 fingerprints (round 0); the peer skips the 15 buckets that
+/// match and lists its 3 items in the one that differs (1); the dialer skips and replies with
+/// its own list there (2); the peer ends with the all-`Skip` frame (3).
+fn one_difference() -> (Vec<FeedHave>, Vec<FeedHave>, Vec<Reconcile>) {
+    let ours = many(50);
+    let mut theirs = ours.clone();
+    theirs[20].length += 1;
+    let mut a = Reconciler::new(ours.clone());
+    let mut b = Reconciler::new(theirs.clone());
+    let mut rounds = Vec::new();
+    let mut frames = a.initiate();
+    loop {
+        assert_eq!(frames.len(), 1, "one frame per round");
+        let frame = frames.remove(0);
+        rounds.push(frame.clone());
+        let receiver = if rounds.len() % 2 == 1 {
+            &mut b
+        } else {
+            &mut a
+        };
+        match receiver.receive(frame).unwrap() {
+            Some(Step::Reply(next)) => frames = next,
+            Some(Step::Done) => break,
+            None => unreachable!("one frame per round"),
+        }
+    }
+    assert_eq!(a.peer_feeds(), Some(&feeds(&theirs)));
+    assert_eq!(b.peer_feeds(), Some(&feeds(&ours)));
+    (ours, theirs, rounds)
+}
+
+/// Where round `k` of [`one_difference`] holds a range of the given kind.
+fn position(rounds: &[Reconcile], k: usize, kind: fn(&RangeMode) -> bool) -> usize {
+    let found: Vec<usize> = (0..rounds[k].ranges.len())
+        .filter(|&i| kind(&rounds[k].ranges[i].mode))
+        .collect();
+    assert_eq!(found.len(), 1, "round {k}: {:?}", rounds[k]);
+    found[0]
+}
+
+/// Replays the honest rounds before round `k` between fresh reconcilers, then hands the
+/// receiver round `k` as `tamper` leaves it.
+fn replay_tampered(k: usize, tamper: impl FnOnce(&mut Vec<Range>)) -> ReconcileError {
+    let (ours, theirs, rounds) = one_difference();
+    let mut a = Reconciler::new(ours);
+    let mut b = Reconciler::new(theirs);
+    a.initiate();
+    let receivers = [&mut b, &mut a];
+    for (i, frame) in rounds[..k].iter().enumerate() {
+        receivers[i % 2].receive(frame.clone()).unwrap();
+    }
+    let mut frame = rounds[k].clone();
+    tamper(&mut frame.ranges);
+    receivers[k % 2]
+        .receive(frame)
+        .expect_err("the tampered round breaks an answer rule")
+}
+
 #[test]
-fn a_later_list_replaces_an_earlier_one() {
-    let mut r = responder();
-    let round = |items: Vec<FeedHave>| Reconcile {
-        ranges: vec![range(Bound::End, RangeMode::Items(items))],
-        last: true,
-    };
-    r.receive(round(vec![item(1, 1, 0), item(4, 2, 0)]))
-        .unwrap();
-    r.receive(round(vec![item(2, 5, 1)])).unwrap();
-    let done = Reconcile {
-        ranges: vec![range(Bound::End, RangeMode::Skip)],
-        last: true,
-    };
-    assert_eq!(r.receive(done), Ok(Some(Step::Done)));
-    assert_eq!(r.peer_feeds(), Some(&feeds(&[item(2, 5, 1)])));
+fn the_honest_exchange_the_rule_tests_build_on() {
+    let (ours, theirs, rounds) = one_difference();
+    assert_eq!(rounds.len(), 4);
+    assert_eq!(rounds[0].ranges.len(), RECONCILE_BUCKETS);
+    let listed = position(&rounds, 1, |m| matches!(m, RangeMode::Items(_)));
+    assert_eq!(
+        rounds[1].ranges.len(),
+        3,
+        "skip, list, skip: {:?}",
+        rounds[1]
+    );
+    assert_eq!(
+        position(&rounds, 2, |m| matches!(m, RangeMode::ItemsReply(_))),
+        listed
+    );
+    assert_eq!(
+        rounds[3].ranges,
+        [range(Bound::End, RangeMode::Skip)],
+        "the done frame"
+    );
+    // The differing bucket: the dialer's list there and the peer's differ.
+    let (start, upper) = (
+        start_of(&rounds[1].ranges, listed),
+        rounds[1].ranges[listed].upper,
+    );
+    assert_ne!(within(&ours, start, upper), within(&theirs, start, upper));
+}
+
+/// Where range `i` of a round starts.
+fn start_of(ranges: &[Range], i: usize) -> Author {
+    match i.checked_sub(1).map(|previous| ranges[previous].upper) {
+        None => FIRST_AUTHOR,
+        Some(Bound::Author(author)) => author,
+        Some(Bound::End) => unreachable!("no range follows the one ending at End"),
+    }
+}
+
+/// The items of `side` in `[start, upper)`.
+fn within(side: &[FeedHave], start: Author, upper: Bound) -> Vec<FeedHave> {
+    side.iter()
+        .filter(|f| f.author >= start && Bound::Author(f.author) < upper)
+        .copied()
+        .collect()
+}
+
+#[test]
+fn an_opening_round_holds_only_fingerprints_and_lists() {
+    for mode in [RangeMode::Skip, RangeMode::ItemsReply(vec![])] {
+        assert_eq!(
+            replay_tampered(0, move |ranges| ranges[3].mode = mode),
+            ReconcileError::NotAnOpening { range: 3 }
+        );
+    }
+    let done = replay_tampered(0, |ranges| {
+        *ranges = vec![range(Bound::End, RangeMode::Skip)];
+    });
+    assert_eq!(done, ReconcileError::NotAnOpening { range: 0 });
+}
+
+#[test]
+fn an_items_reply_answers_only_our_list() {
+    // Round 1 answers our fingerprints: its list must be `Items`, and no range a reply.
+    let (_, _, rounds) = one_difference();
+    let listed = position(&rounds, 1, |m| matches!(m, RangeMode::Items(_)));
+    let error = replay_tampered(1, |ranges| {
+        let items = ranges[listed].mode.items().to_vec();
+        ranges[listed].mode = RangeMode::ItemsReply(items);
+    });
+    assert_eq!(error, ReconcileError::ReplyWithoutItems { range: listed });
+    let error = replay_tampered(1, |ranges| ranges[0].mode = RangeMode::ItemsReply(vec![]));
+    assert_eq!(error, ReconcileError::ReplyWithoutItems { range: 0 });
+}
+
+#[test]
+fn our_list_is_answered_only_with_the_peers_list() {
+    // Round 2 answers the list of round 1: anything but `ItemsReply` there is refused.
+    let (_, _, rounds) = one_difference();
+    let replied = position(&rounds, 2, |m| matches!(m, RangeMode::ItemsReply(_)));
+    for mode in [
+        RangeMode::Skip,
+        RangeMode::Fingerprint(Fingerprint([0; 16])),
+        RangeMode::Items(vec![]),
+    ] {
+        assert_eq!(
+            replay_tampered(2, move |ranges| ranges[replied].mode = mode),
+            ReconcileError::ItemsUnanswered { range: replied }
+        );
+    }
+}
+
+#[test]
+fn a_settled_range_is_never_reopened() {
+    // Round 3 answers round 2, where the dialer sent `Skip` (buckets settled by matching
+    // fingerprints) and `ItemsReply` (the bucket settled by both lists): only `Skip` may
+    // answer either.
+    let (ours, theirs, rounds) = one_difference();
+    let replied = position(&rounds, 2, |m| matches!(m, RangeMode::ItemsReply(_)));
+    // Reopened wholesale: one fingerprint over the whole author space.
+    let error = replay_tampered(3, |ranges| {
+        *ranges = vec![range(
+            Bound::End,
+            RangeMode::Fingerprint(fingerprint(&theirs)),
+        )];
+    });
+    assert_eq!(error, ReconcileError::SettledRangeReopened { range: 0 });
+    // The listed bucket listed again, as `Items` or as a fingerprint.
+    let bucket: Vec<Range> = rounds[2].ranges.clone();
+    let theirs_there = within(&theirs, start_of(&bucket, replied), bucket[replied].upper);
+    assert_eq!(theirs_there.len(), 3);
+    for mode in [
+        RangeMode::Items(theirs_there.clone()),
+        RangeMode::Fingerprint(fingerprint(&theirs_there)),
+    ] {
+        let reopened: Vec<Range> = bucket
+            .iter()
+            .enumerate()
+            .map(|(i, r)| match i == replied {
+                true => range(r.upper, mode.clone()),
+                false => range(r.upper, RangeMode::Skip),
+            })
+            .collect();
+        assert_eq!(
+            replay_tampered(3, move |ranges| *ranges = reopened),
+            ReconcileError::SettledRangeReopened { range: replied }
+        );
+    }
+    // A bucket settled by matching fingerprints, listed again.
+    let first = within(&ours, FIRST_AUTHOR, bucket[0].upper);
+    let error = replay_tampered(3, move |ranges| {
+        *ranges = vec![
+            range(bucket[0].upper, RangeMode::Items(first)),
+            range(Bound::End, RangeMode::Skip),
+        ];
+    });
+    assert_eq!(error, ReconcileError::SettledRangeReopened { range: 0 });
 }

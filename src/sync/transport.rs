@@ -6,10 +6,12 @@
 //!
 //! 1. **Opening** (plaintext, in v1 framing so a v1 node understands it): each side sends at
 //!    once the frame of `Message::Hello { version: 2, author: 0^32, nonce: 0^32 }`
-//!    ([`OPENING_FRAME_BYTES`] = 74 bytes). It says only "I speak version 2": the real
+//!    ([`OPENING_FRAME_BYTES`] = 72 bytes). It says only "I speak version 2": the real
 //!    identity travels encrypted. A v1 node answers it with `Bye(VersionMismatch)`; a v2
 //!    node that reads any other version answers the same and ends ("unsupported protocol
-//!    version N"). A node at its connection cap sends `Bye(Busy)` here instead.
+//!    version N"). It reads at most [`MAX_OPENING_FRAME_BYTES`] = 74 bytes of the peer's
+//!    opening: the longest `Hello` frame, whose version of 251 or more takes 3 varint bytes.
+//!    A node at its connection cap sends `Bye(Busy)` here instead.
 //! 2. **Noise handshake** `Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s`, prologue
 //!    [`NOISE_PROLOGUE`], psk = [`NetworkKey`]. The dialer is the initiator. Each handshake
 //!    message is one record (below): `-> psk, e` (48 bytes), `<- e, ee` (48 bytes). A
@@ -41,7 +43,7 @@ use sha2::{Digest, Sha256};
 use snow::{HandshakeState, StatelessTransportState};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::frame::{decode_frame, encode_frame, FrameError};
+use super::frame::{decode_frame, encode_frame, frame_len, FrameError, LENGTH_PREFIX_BYTES};
 use super::message::{Bye, ByeReason, Hello, Message, Nonce, NONCE_BYTES, PROTOCOL_VERSION};
 use crate::identity::Author;
 
@@ -53,8 +55,19 @@ pub const NOISE_PROLOGUE: &[u8] = b"kappalog/sync/v2";
 pub const DEFAULT_NETWORK_SECRET: &str = "kappalog/public";
 /// The tag hashed with the secret into the psk.
 const NETWORK_KEY_TAG: &[u8] = b"kappalog/network/v2";
-/// Bytes of the opening frame (4-byte length + bincode `Hello`).
+/// Bytes of the opening frame (4-byte length + bincode `Hello`): the variant tag, the version
+/// 2 in one varint byte, then author and nonce as 32-byte strings with a 1-byte length.
 pub const OPENING_FRAME_BYTES: usize = 4 + 1 + 1 + 33 + 33;
+/// The most bytes read of a peer's opening: the longest `Hello` frame (in the shortest
+/// encoding bincode writes), whose version of 251 or more takes 3 varint bytes. Any other
+/// version must still be answered with `Bye(VersionMismatch)`, so the bound admits every
+/// `u16`; it keeps a stranger from making us buffer more before it proved anything.
+pub const MAX_OPENING_FRAME_BYTES: usize = 4 + 1 + 3 + 33 + 33;
+/// The shortest record after the handshake: one byte of ciphertext and the tag. A shorter one
+/// cannot be a Noise transport message.
+pub const MIN_RECORD_BYTES: usize = TAG_BYTES + 1;
+/// The shortest handshake record (the one-byte refusal).
+const MIN_HANDSHAKE_RECORD_BYTES: usize = 1;
 /// The largest record body (a Noise message).
 pub const MAX_RECORD_BYTES: usize = 65_535;
 /// Noise's authentication tag.
@@ -126,8 +139,8 @@ pub enum TransportError {
     PeerRefused(u8),
     #[error("handshake failed: {0}")]
     Noise(String),
-    #[error("record of {len} bytes is outside 1..={max}")]
-    BadRecordLength { len: usize, max: usize },
+    #[error("record of {len} bytes is outside {min}..={max}")]
+    BadRecordLength { len: usize, min: usize, max: usize },
     #[error("record {index} failed to decrypt: damaged or tampered in transit")]
     Decrypt { index: u64 },
     #[error("connection closed in the middle of a record ({buffered} bytes buffered)")]
@@ -244,7 +257,8 @@ fn noise_state(role: Role, network: &NetworkKey) -> Result<HandshakeState, Trans
     .map_err(noise_error)
 }
 
-/// Reads the peer's opening frame (bounded: it is 74 bytes) and refuses other versions.
+/// Reads the peer's opening frame (bounded by [`MAX_OPENING_FRAME_BYTES`]) and refuses other
+/// versions.
 async fn read_opening<R, W>(
     read: &mut R,
     write: &mut W,
@@ -260,13 +274,16 @@ where
             Ok(None) => {}
             Err(e) => return Err(TransportError::BadOpening(e)),
         }
-        // A v1 peer's Hello or Bye is no longer than our opening; anything longer is not an
-        // opening, and the bound keeps a stranger from making us buffer more.
-        if raw.len() >= OPENING_FRAME_BYTES {
+        // A Hello of any version, or a v1 peer's Bye, fits in the bound; a frame announcing
+        // more is no opening, and the bound keeps a stranger from making us buffer more.
+        let announced = frame_len(raw).map_err(TransportError::BadOpening)?;
+        if raw.len() >= MAX_OPENING_FRAME_BYTES
+            || announced.is_some_and(|len| LENGTH_PREFIX_BYTES + len > MAX_OPENING_FRAME_BYTES)
+        {
             return Err(TransportError::UnexpectedOpening);
         }
-        let mut byte = [0u8; OPENING_FRAME_BYTES];
-        let want = OPENING_FRAME_BYTES - raw.len();
+        let mut byte = [0u8; MAX_OPENING_FRAME_BYTES];
+        let want = MAX_OPENING_FRAME_BYTES - raw.len();
         let n = read.read(&mut byte[..want]).await?;
         if n == 0 {
             return Err(TransportError::ClosedEarly);
@@ -298,6 +315,7 @@ async fn write_record<W: AsyncWrite + Unpin>(
 ) -> Result<(), TransportError> {
     let len = u16::try_from(body.len()).map_err(|_| TransportError::BadRecordLength {
         len: body.len(),
+        min: MIN_HANDSHAKE_RECORD_BYTES,
         max: MAX_RECORD_BYTES,
     })?;
     let mut out = Vec::with_capacity(2 + body.len());
@@ -313,9 +331,10 @@ fn take_record(raw: &mut Vec<u8>) -> Result<Option<Vec<u8>>, TransportError> {
         return Ok(None);
     };
     let len = usize::from(u16::from_be_bytes([prefix[0], prefix[1]]));
-    if len == 0 {
+    if len < MIN_HANDSHAKE_RECORD_BYTES {
         return Err(TransportError::BadRecordLength {
             len,
+            min: MIN_HANDSHAKE_RECORD_BYTES,
             max: MAX_RECORD_BYTES,
         });
     }
@@ -359,11 +378,37 @@ pub struct SecureReader<R> {
     plain_pos: usize,
 }
 
+/// What one [`SecureReader::read_into`] brought.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Received {
+    /// This many bytes of plaintext (at least one) were appended.
+    Plaintext(usize),
+    /// Ciphertext arrived but no record is whole yet. A frame has begun on the wire even
+    /// though none of its plaintext exists before its record is complete: a caller timing
+    /// frames starts the clock here, or a peer trickling one record's bytes would only ever
+    /// meet the idle timeout.
+    PartialRecord,
+    /// The peer closed cleanly between records (or `max` was 0).
+    Closed,
+}
+
+/// Where [`SecureReader::fill`] stopped.
+enum Filled {
+    /// Plaintext is ready to hand out.
+    Plaintext,
+    /// Bytes arrived, but only part of a record (only when asked to stop there).
+    PartialRecord,
+    /// The peer closed cleanly between records.
+    Closed,
+}
+
 impl<R: AsyncRead + Unpin> SecureReader<R> {
-    /// Fills `out` with plaintext. `Ok(0)`: the peer closed cleanly between records.
+    /// Fills `out` with plaintext, waiting for a whole record. `Ok(0)`: the peer closed
+    /// cleanly between records.
     pub async fn read(&mut self, out: &mut [u8]) -> Result<usize, TransportError> {
-        if !self.fill().await? {
-            return Ok(0);
+        match self.fill(false).await? {
+            Filled::Plaintext => {}
+            Filled::PartialRecord | Filled::Closed => return Ok(0),
         }
         let n = out.len().min(self.plain.len() - self.plain_pos);
         out[..n].copy_from_slice(&self.plain[self.plain_pos..self.plain_pos + n]);
@@ -371,8 +416,8 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
         Ok(n)
     }
 
-    /// Appends at most `max` bytes of plaintext to `out`. `Ok(0)`: the peer closed cleanly
-    /// between records (or `max` is 0).
+    /// Appends at most `max` bytes of plaintext to `out`, or says that only part of a record
+    /// arrived (see [`Received`]).
     ///
     /// Cancel-safe: a future dropped while it waits on the socket has taken nothing out of
     /// the stream and left `out` as it was, so a caller may poll it once and drop it (see
@@ -381,23 +426,36 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
         &mut self,
         out: &mut Vec<u8>,
         max: usize,
-    ) -> Result<usize, TransportError> {
-        if max == 0 || !self.fill().await? {
-            return Ok(0);
+    ) -> Result<Received, TransportError> {
+        if max == 0 {
+            return Ok(Received::Closed);
+        }
+        match self.fill(true).await? {
+            Filled::Plaintext => {}
+            Filled::PartialRecord => return Ok(Received::PartialRecord),
+            Filled::Closed => return Ok(Received::Closed),
         }
         let n = max.min(self.plain.len() - self.plain_pos);
         out.extend_from_slice(&self.plain[self.plain_pos..self.plain_pos + n]);
         self.plain_pos += n;
-        Ok(n)
+        Ok(Received::Plaintext(n))
     }
 
-    /// Waits until plaintext is ready to hand out: `Ok(false)` when the peer closed cleanly
-    /// between records. The one await is a socket read into `raw`'s spare capacity, which
-    /// changes `raw` only once bytes have arrived, so dropping this future loses nothing.
-    async fn fill(&mut self) -> Result<bool, TransportError> {
+    /// Whether ciphertext of a record that is not whole yet is buffered: the peer has begun
+    /// sending a frame.
+    pub fn has_partial_record(&self) -> bool {
+        !self.raw.is_empty()
+    }
+
+    /// Waits until plaintext is ready to hand out, or, with `stop_at_partial`, until a socket
+    /// read brought bytes that complete no record. The one await is a socket read into
+    /// `raw`'s spare capacity, which changes `raw` only once bytes have arrived, so dropping
+    /// this future loses nothing.
+    async fn fill(&mut self, stop_at_partial: bool) -> Result<Filled, TransportError> {
+        let mut read_some = false;
         loop {
             if self.plain_pos < self.plain.len() {
-                return Ok(true);
+                return Ok(Filled::Plaintext);
             }
             self.plain.clear();
             self.plain_pos = 0;
@@ -405,17 +463,21 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
             if !self.plain.is_empty() {
                 continue;
             }
+            if read_some && stop_at_partial {
+                return Ok(Filled::PartialRecord);
+            }
             self.raw.reserve(READ_CHUNK_BYTES);
             let n = self.inner.read_buf(&mut self.raw).await?;
             if n == 0 {
                 return if self.raw.is_empty() {
-                    Ok(false)
+                    Ok(Filled::Closed)
                 } else {
                     Err(TransportError::ClosedMidRecord {
                         buffered: self.raw.len(),
                     })
                 };
             }
+            read_some = true;
         }
     }
 
@@ -424,9 +486,10 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
         let mut pos = 0;
         while let Some(prefix) = self.raw.get(pos..pos + 2) {
             let len = usize::from(u16::from_be_bytes([prefix[0], prefix[1]]));
-            if len <= TAG_BYTES {
+            if len < MIN_RECORD_BYTES {
                 return Err(TransportError::BadRecordLength {
                     len,
+                    min: MIN_RECORD_BYTES,
                     max: MAX_RECORD_BYTES,
                 });
             }
@@ -466,6 +529,7 @@ impl<W: AsyncWrite + Unpin> SecureWriter<W> {
             // `chunk.len() <= MAX_RECORD_PLAINTEXT`, so `len <= u16::MAX`.
             let prefix = u16::try_from(len).map_err(|_| TransportError::BadRecordLength {
                 len,
+                min: MIN_RECORD_BYTES,
                 max: MAX_RECORD_BYTES,
             })?;
             self.out.extend_from_slice(&prefix.to_be_bytes());
@@ -605,6 +669,78 @@ mod tests {
         );
     }
 
+    /// What a peer that opened with `opening` reads back from a responder, and how the
+    /// responder's `establish` ended.
+    async fn answer_to(opening: &[u8]) -> (Result<(), TransportError>, Vec<Message>) {
+        let (ours, mut theirs) = duplex(4096);
+        let (r, w) = split(ours);
+        theirs.write_all(opening).await.unwrap();
+        // Nothing more follows: a responder waiting for more reads the end instead of hanging.
+        theirs.shutdown().await.unwrap();
+        let result = establish(r, w, Role::Responder, &NetworkKey::default())
+            .await
+            .map(|_| ());
+        let mut buf = Vec::new();
+        theirs.read_to_end(&mut buf).await.unwrap();
+        let mut got = Vec::new();
+        while let Ok(Some(message)) = decode_frame(&mut buf) {
+            got.push(message);
+        }
+        (result, got)
+    }
+
+    /// Every version but ours is answered, including those of 251 and above, whose varint
+    /// takes 3 bytes and makes the frame 74 bytes, longer than our own opening.
+    #[tokio::test]
+    async fn an_opening_of_any_other_version_is_answered_with_version_mismatch() {
+        for version in [0, 1, 3, 250, 251, 300, u16::MAX] {
+            let hello = Message::Hello(Hello {
+                version,
+                author: Author([5; 32]),
+                nonce: Nonce([6; 32]),
+            });
+            let frame = encode_frame(&hello).unwrap();
+            assert!(frame.len() <= MAX_OPENING_FRAME_BYTES);
+            let (result, got) = answer_to(&frame).await;
+            assert!(
+                matches!(
+                    result,
+                    Err(TransportError::UnsupportedVersion { ours: 2, theirs }) if theirs == version
+                ),
+                "version {version}: {result:?}"
+            );
+            assert_eq!(
+                got[1..],
+                [Message::Bye(Bye {
+                    reason: ByeReason::VersionMismatch
+                })],
+                "version {version}"
+            );
+        }
+        let longest = Message::Hello(Hello {
+            version: 300,
+            author: Author([5; 32]),
+            nonce: Nonce([6; 32]),
+        });
+        assert_eq!(
+            encode_frame(&longest).unwrap().len(),
+            MAX_OPENING_FRAME_BYTES
+        );
+    }
+
+    /// A length prefix announcing more than the longest `Hello` is refused at once, without
+    /// waiting for (or buffering) the body it announces.
+    #[tokio::test]
+    async fn an_opening_announcing_more_than_a_hello_is_refused_at_once() {
+        let too_long = u32::try_from(MAX_OPENING_FRAME_BYTES - LENGTH_PREFIX_BYTES + 1).unwrap();
+        let (result, got) = answer_to(&too_long.to_be_bytes()).await;
+        assert!(
+            matches!(result, Err(TransportError::UnexpectedOpening)),
+            "{result:?}"
+        );
+        assert_eq!(got.len(), 1, "only our opening: {got:?}");
+    }
+
     #[tokio::test]
     async fn a_flipped_byte_fails_to_decrypt_and_yields_nothing() {
         let net = NetworkKey::default();
@@ -628,6 +764,31 @@ mod tests {
             b.reader.read(&mut buf).await,
             Err(TransportError::Decrypt { index: 1 })
         ));
+    }
+
+    /// After the handshake a record holds at least one byte and the tag: the error names the
+    /// range the length broke.
+    #[tokio::test]
+    async fn a_record_shorter_than_its_tag_names_the_range_it_breaks() {
+        let net = NetworkKey::default();
+        let (_a, b) = pair(&net, &net).await;
+        let mut b = b.unwrap();
+        b.reader.raw.extend_from_slice(&[0, 16]);
+        b.reader.raw.extend_from_slice(&[0; 16]);
+        let mut buf = [0u8; 64];
+        let error = b.reader.read(&mut buf).await.unwrap_err();
+        assert!(matches!(
+            error,
+            TransportError::BadRecordLength {
+                len: 16,
+                min: 17,
+                max: 65_535
+            }
+        ));
+        assert_eq!(
+            error.to_string(),
+            "record of 16 bytes is outside 17..=65535"
+        );
     }
 
     #[tokio::test]
