@@ -5,10 +5,10 @@
 //! handshake keyed by the network secret, and from then on every byte is encrypted and
 //! authenticated. Inside, both send `Hello` (protocol version, author, fresh nonce) and then
 //! `Auth`, a signature over a tagged message binding both authors, both nonces and the
-//! channel. Then each side sends the fork proofs it knows and one `Have` (author, length, head
-//! per feed), computes its [`plan`] from the two `Have`s, and sends the entries the peer lacks
-//! in feed order in bounded `Entries` batches, plus one-entry witnesses where heads reveal a
-//! fork. The session then stays open: new entries and new proofs are pushed as they appear.
+//! channel. Then each side sends the fork proofs it knows, the two reconcile their feed
+//! states (author, length, head per feed) by fingerprints of author ranges, each computes its
+//! [`plan`] from its own states and the peer's, and sends the entries the peer lacks in feed
+//! order in bounded `Entries` batches, plus one-entry witnesses where heads reveal a fork. The session then stays open: new entries and new proofs are pushed as they appear.
 //! Frames are a u32 big-endian length and a bincode 2 body, capped at
 //! [`message::MAX_FRAME_BYTES`]; entries inside travel in their fixed encoding.
 //!
@@ -35,7 +35,7 @@
 //! - [`self_probe`]: a proven self-connection, told from a peer that only says our name.
 //! - [`session`]: one session: handshake, then [`inbound`] and [`outbound`] side by side.
 //! - [`inbound`]: the receiving half: checks and stores entries and proofs.
-//! - [`outbound`]: the sending half: `Have`, the plan's ranges, live pushes, resyncs.
+//! - [`outbound`]: the sending half: reconciliation, the plan's ranges, live pushes, resyncs.
 //! - [`listener`]: accepting under the connection cap, with backoff on accept errors.
 //! - [`peers`]: dialers, the startup fence, `POST /sync`, shutdown ([`SyncHandle`]).
 //! - [`status`]: the per-peer records `GET /peers` shows.

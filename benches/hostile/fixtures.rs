@@ -15,6 +15,7 @@ pub const SESSION: u8 = 2;
 pub const NEW_FEED: u8 = 3;
 pub const IMPORTED_FEED: u8 = 4;
 pub const STRANGER: u8 = 5;
+pub const TRUSTED: u8 = 6;
 
 /// Key number `i` of family `family`: the family byte, then the counter's eight
 /// little-endian bytes, the rest fixed.

@@ -2,7 +2,8 @@
 //! a few feeds (built with `kappalog import`); several stranger sessions at once each
 //! reconcile claiming 1,048,576 made-up feeds, answering the node's rounds honestly. The
 //! node's `VmRSS` is sampled every 50 ms: idle, at its peak (and `VmHWM`), and 3 s after every
-//! session closed.
+//! session closed. Beside them, one session of a trusted key (`--trust-peer`) claims as much:
+//! whether it still reconciles while the strangers spend their budget.
 //!
 //! Every session states the same items to the same node, so every session's exchange is the
 //! same: it is rehearsed once in memory, between a [`Reconciler`] over the claimed items and
@@ -27,7 +28,7 @@ use tokio::time::{timeout_at, Instant};
 use crate::common::env_usize;
 use crate::common::node_process::{self, NodeProcess, RssSampler};
 use crate::common::peer::RawPeer;
-use crate::fixtures::{identity, synthetic_items, write_feeds_csv, STRANGER};
+use crate::fixtures::{identity, synthetic_items, write_feeds_csv, STRANGER, TRUSTED};
 use crate::{mb, Table};
 
 const SAMPLE_EVERY: Duration = Duration::from_millis(50);
@@ -72,12 +73,27 @@ pub async fn reconcile_memory(table: &mut Table) {
     for (run, &count) in counts.iter().enumerate() {
         let dir = work.path().join(format!("v{run}"));
         node_process::import(&dir, &csv);
-        let args = ["--listen".to_owned(), "127.0.0.1:0".to_owned()];
+        let args = [
+            "--listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--trust-peer".to_owned(),
+            identity(TRUSTED, 0).author().to_string(),
+        ];
         let node = NodeProcess::start(&dir, &args);
         tokio::time::sleep(Duration::from_secs(1)).await;
         let idle = node.rss_bytes();
         let sampler = RssSampler::start(node.pid(), SAMPLE_EVERY);
+        let trusted = {
+            let (script, addr) = (script.clone(), node.sync.expect("the node listens"));
+            tokio::spawn(async move {
+                let deadline = Instant::now() + RECONCILE_DEADLINE;
+                let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
+                let key = identity(TRUSTED, 0);
+                claim_as(local, addr, &key, &script, deadline).await.is_ok()
+            })
+        };
         let (reconciled, failed, took) = claim_at_once(&node, count, script.clone()).await;
+        let trusted = trusted.await.unwrap_or(false);
         let after = node.rss_bytes();
         let peak = sampler.finish();
         let hwm = node.hwm_bytes();
@@ -97,6 +113,11 @@ pub async fn reconcile_memory(table: &mut Table) {
             scenario,
             format!("{prefix} RSS 3 s after all closed"),
             mb(after),
+        );
+        table.row(
+            scenario,
+            format!("{prefix} a trusted key claiming as much meanwhile"),
+            if trusted { "reconciled" } else { "failed" }.to_owned(),
         );
     }
 }
@@ -195,7 +216,18 @@ async fn claim(
     script: &Script,
     deadline: Instant,
 ) -> Result<RawPeer, SessionError> {
-    let mut peer = RawPeer::dial_from(source, addr, &identity(STRANGER, n)).await?;
+    claim_as(source, addr, &identity(STRANGER, n), script, deadline).await
+}
+
+/// [`claim`] with the key `key`.
+async fn claim_as(
+    source: IpAddr,
+    addr: SocketAddr,
+    key: &kappalog::identity::Identity,
+    script: &Script,
+    deadline: Instant,
+) -> Result<RawPeer, SessionError> {
+    let mut peer = RawPeer::dial_from(source, addr, key).await?;
     for (round, frames) in script.ours.iter().enumerate() {
         peer.send_encoded(frames).await?;
         let Some(expected) = script.theirs.get(round) else {

@@ -518,8 +518,8 @@ impl Outbound {
                 .iter()
                 .take_while(|r| {
                     let len = range_len(r);
-                    let fits = len < SHORT_RANGE_ENTRIES
-                        && entries + len <= RANGE_READ_ENTRIES as u64;
+                    let fits =
+                        len < SHORT_RANGE_ENTRIES && entries + len <= RANGE_READ_ENTRIES as u64;
                     entries += len;
                     fits
                 })
@@ -547,7 +547,11 @@ impl Outbound {
             let mut feeds = Vec::with_capacity(group.len());
             for r in group {
                 let want = usize::try_from(range_len(&r)).unwrap_or(usize::MAX);
-                feeds.push((r.author, r.from, reader.range_encoded(&r.author, r.from, want)?));
+                feeds.push((
+                    r.author,
+                    r.from,
+                    reader.range_encoded(&r.author, r.from, want)?,
+                ));
             }
             Ok::<_, crate::store::StoreError>(feeds)
         })
