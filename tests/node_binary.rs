@@ -133,6 +133,35 @@ fn cluster_starts_answers_on_every_node_and_stops_cleanly() {
             .iter()
             .all(|addr| get(*addr, "/summary").json()["count"] == 3)
     });
+    // The cluster pins its nodes' keys both ways: every session, dialed or accepted, is
+    // with a trusted key, and every dialed peer's key is pinned by the cluster itself.
+    common::wait_until("every node connected to both others", || {
+        addrs.iter().all(|addr| {
+            let peers = get(*addr, "/peers").json()["peers"].clone();
+            let connected: Vec<&serde_json::Value> = peers
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["connected"] == true)
+                .collect();
+            connected.len() == 2
+        })
+    });
+    for addr in &addrs {
+        let peers = get(*addr, "/peers").json()["peers"].clone();
+        for p in peers.as_array().unwrap() {
+            if p["connected"] == true {
+                assert_eq!(p["trusted"], true, "{p}");
+            }
+            if p["direction"] == "outbound" {
+                assert_eq!(p["pin"], "configured", "{p}");
+                assert!(
+                    authors.contains(&p["pinned"].as_str().unwrap().to_owned()),
+                    "{p}"
+                );
+            }
+        }
+    }
     assert!(cluster.terminate().success());
 }
 

@@ -431,4 +431,20 @@ async fn a_learned_pin_survives_a_restart_and_unpinning_learns_the_next_key() {
     );
     assert_eq!(unpin().await.unwrap().status().as_u16(), 409);
     v.stop().await;
+    // That pin was for the process's life, and the learned one it replaced is gone.
+    let pins = std::fs::read_to_string(dir.path().join("peer-pins")).unwrap();
+    assert!(!pins.contains(&addr), "{pins}");
+
+    // `kappalog run --unpin ADDR` forgets a learned pin before the node starts.
+    let learned = format!("{addr} {}\n", common::identity(93).author());
+    std::fs::write(dir.path().join("peer-pins"), learned).unwrap();
+    let (node, _) = Node::open_with_identity(dir.path(), common::identity(1)).unwrap();
+    let config = SyncConfig {
+        unpin: vec![addr.clone()],
+        ..fast_config()
+    };
+    let v = start_with(node, &[], config).await;
+    let pins = std::fs::read_to_string(dir.path().join("peer-pins")).unwrap();
+    assert!(!pins.contains(&addr), "{pins}");
+    v.stop().await;
 }

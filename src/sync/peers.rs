@@ -388,7 +388,15 @@ impl SyncHandle {
             return Err(SyncError::ShutDown);
         }
         if let Some(author) = spec.author {
+            // The operator's word for this process's life (a flag keeps it across restarts);
+            // a learned pin it replaces leaves the pin file too.
             self.shared.admission.configure_pin(&spec.addr, author);
+            let shared = self.shared.clone();
+            self.shared.spawn(node.clone(), async move {
+                if let Err(e) = shared.pins.save(&shared.admission).await {
+                    tracing::warn!(error = %e, "could not save the peer pins");
+                }
+            });
         }
         let addr = spec.addr.clone();
         let added = self.add_spec(node, spec);
