@@ -10,6 +10,7 @@ use kappalog::cli::Cli;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    give_back_freed_memory();
     match app::run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -48,4 +49,32 @@ fn init_tracing() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
+}
+
+/// How often the process hands freed heap memory back to the system.
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A thread that asks glibc's allocator, every [`TRIM_EVERY`], to return the free pages of
+/// all its arenas to the system. glibc does that by itself only for the top of the main
+/// heap: what a burst of peer sessions freed on the runtime's worker threads (a trusted peer
+/// stating a million feeds is ~250 MB of maps) stayed resident for good. A trim with nothing
+/// to return walks the arenas' free lists and costs microseconds
+/// (docs/BENCHMARKS.md, "Hostile peers").
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let spawned = std::thread::Builder::new()
+            .name("malloc-trim".into())
+            .spawn(|| loop {
+                std::thread::sleep(TRIM_EVERY);
+                // SAFETY: malloc_trim takes a pad size and touches only the allocator's own
+                // state, under its locks; glibc documents it as thread-safe.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start the memory trim thread");
+        }
+    }
 }

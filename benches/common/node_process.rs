@@ -179,6 +179,14 @@ impl NodeProcess {
         (status == 200).then(|| json["feed_count"].as_u64())?
     }
 
+    /// Connected sync sessions in `GET /peers` (`None` if the request failed).
+    pub async fn connected_peers(&self) -> Option<u64> {
+        let (status, body) = http(self.http, "GET", "/peers", "").await.ok()?;
+        let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let peers = json["peers"].as_array()?;
+        (status == 200).then(|| peers.iter().filter(|p| p["connected"] == true).count() as u64)
+    }
+
     /// SIGTERM, then a kill if it has not exited within [`STOP_DEADLINE`].
     pub fn stop(mut self) {
         let _ = Command::new("kill")

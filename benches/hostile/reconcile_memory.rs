@@ -92,8 +92,8 @@ pub async fn reconcile_memory(table: &mut Table) {
                 claim_as(local, addr, &key, &script, deadline).await.is_ok()
             })
         };
-        let (reconciled, failed, took) = claim_at_once(&node, count, script.clone()).await;
-        let trusted = trusted.await.unwrap_or(false);
+        let (reconciled, failed, took, trusted) =
+            claim_at_once(&node, count, script.clone(), trusted).await;
         let after = node.rss_bytes();
         let peak = sampler.finish();
         let hwm = node.hwm_bytes();
@@ -164,8 +164,15 @@ fn rehearse(claimed: Vec<FeedHave>, held: Vec<FeedHave>) -> Script {
 
 /// `count` sessions at once, each from its own loopback address; once all have reconciled
 /// (or failed) they are held [`HOLD_AFTER`], then closed together, and the call returns
-/// [`AFTER_CLOSE`] later. Returns (reconciled, failed, seconds until all were in).
-async fn claim_at_once(node: &NodeProcess, count: usize, script: Arc<Script>) -> (u64, u64, f64) {
+/// [`AFTER_CLOSE`] after they and the `trusted` session (which closes once it reconciled)
+/// are gone, on the node's side too (`GET /peers` shows none connected, and its CPU is idle). Returns (reconciled, failed, seconds until all were in, whether the trusted
+/// session reconciled).
+async fn claim_at_once(
+    node: &NodeProcess,
+    count: usize,
+    script: Arc<Script>,
+    trusted: tokio::task::JoinHandle<bool>,
+) -> (u64, u64, f64, bool) {
     let started = Instant::now();
     let addr = node.sync.expect("the node listens for peers");
     let reconciled = Arc::new(AtomicU64::new(0));
@@ -200,11 +207,30 @@ async fn claim_at_once(node: &NodeProcess, count: usize, script: Arc<Script>) ->
     tokio::time::sleep(HOLD_AFTER).await;
     let _ = close.send(true);
     sessions.shutdown().await;
+    let trusted = trusted.await.unwrap_or(false);
+    // Until the node has ended every session on its side too (a session that stated a
+    // million feeds may still be planning when its peer closes).
+    let until = Instant::now() + RECONCILE_DEADLINE;
+    while node.connected_peers().await != Some(0) && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ...and has finished what they started (a plan over their feeds runs to its end on a
+    // blocking thread): its CPU clock stands still for a second.
+    let mut cpu = node.cpu_seconds();
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = node.cpu_seconds();
+        if now - cpu < 0.05 {
+            break;
+        }
+        cpu = now;
+    }
     tokio::time::sleep(AFTER_CLOSE).await;
     (
         reconciled.load(Ordering::Relaxed),
         failed.load(Ordering::Relaxed),
         took,
+        trusted,
     )
 }
 
