@@ -704,7 +704,7 @@ pub fn export(reader: &StoreReader, out: impl Write) -> Result<(), NodeError> {
 const EXPORT_PROGRESS_ENTRIES: u64 = 4096;
 
 /// [`export`], reporting [`Stage::Export`] to `progress`: the entries the log holds as the
-/// total, then every [`EXPORT_PROGRESS_ENTRIES`] written.
+/// total, then every `EXPORT_PROGRESS_ENTRIES` written.
 pub fn export_with_progress(
     reader: &StoreReader,
     out: impl Write,
