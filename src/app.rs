@@ -2,7 +2,7 @@
 //! for the one-line message `main` prints.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, IsTerminal, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -22,6 +22,9 @@ use crate::sync::admission::{self, Policy};
 use crate::sync::config::StartupFence;
 use crate::sync::transport::NetworkKey;
 use crate::sync::SyncConfig;
+use bar::StderrBar;
+
+mod bar;
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = NodeConfig {
@@ -101,12 +104,15 @@ fn open_read_only_with_report(config: &NodeConfig) -> anyhow::Result<(StoreReade
 
 fn export(config: &NodeConfig, args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let reader = open_read_only(config)?;
+    // No bar over CSV going to the same terminal: only when the rows go elsewhere.
+    let bar = StderrBar::new(args.out.is_some() || !io::stdout().is_terminal(), None);
     match &args.out {
         None => {
             let stdout = io::stdout();
             let mut out = BufWriter::new(stdout.lock());
-            node::export(&reader, &mut out)?;
+            node::export_with_progress(&reader, &mut out, &bar)?;
             out.flush()?;
+            bar.clear();
         }
         Some(path) => {
             // Write beside the target and rename, so a failed export never leaves a
@@ -114,7 +120,7 @@ fn export(config: &NodeConfig, args: &ExportArgs) -> anyhow::Result<ExitCode> {
             let tmp = tmp_path(path);
             let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
             let mut out = BufWriter::new(file);
-            let result = node::export(&reader, &mut out)
+            let result = node::export_with_progress(&reader, &mut out, &bar)
                 .map_err(anyhow::Error::from)
                 .and_then(|()| out.flush().map_err(anyhow::Error::from))
                 .and_then(|()| {
@@ -125,6 +131,7 @@ fn export(config: &NodeConfig, args: &ExportArgs) -> anyhow::Result<ExitCode> {
             if result.is_err() {
                 let _ = std::fs::remove_file(&tmp);
             }
+            bar.clear();
             result?;
             eprintln!("exported {} entries to {}", reader.len(), path.display());
         }
@@ -157,10 +164,24 @@ fn import(config: &NodeConfig, args: &ImportArgs) -> anyhow::Result<ExitCode> {
         .fold(Box::new(io::empty()) as Box<dyn Read>, |acc, next| {
             Box::new(acc.chain(next))
         });
-    let report = node.import(chained)?;
+    let bar = StderrBar::new(true, input_bytes(&args.files));
+    let report = node.import_with_progress(chained, &bar)?;
+    bar.clear();
     node.shutdown_blocking()?;
     println!("{report}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The inputs' total size, when every one is a regular file (stdin, a pipe or a device has
+/// no size to go by).
+fn input_bytes(files: &[PathBuf]) -> Option<u64> {
+    files.iter().try_fold(0u64, |total, file| {
+        if file.as_os_str() == "-" {
+            return None;
+        }
+        let meta = std::fs::metadata(file).ok()?;
+        meta.is_file().then(|| total.saturating_add(meta.len()))
+    })
 }
 
 /// `kappalog verify`: the log (every record, chain and signature) and the fork proofs. Exit
@@ -183,7 +204,9 @@ fn verify(config: &NodeConfig) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e).with_context(|| format!("opening {}", config.data_dir.display())),
         Ok((reader, opened)) => {
             notes = opened.fork_notes;
-            let report = reader.verify_all()?;
+            let bar = StderrBar::new(true, None);
+            let report = reader.verify_all_with_progress(&bar)?;
+            bar.clear();
             println!("{report}");
             sound &= report.is_ok();
             if let (Some(at), bytes) = (opened.truncated_at, opened.truncated_bytes) {

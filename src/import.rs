@@ -39,6 +39,7 @@ use crate::csv::{
 use crate::entry::Entry;
 use crate::identity::Author;
 use crate::node::NodeError;
+use crate::progress::{NoProgress, Progress, Stage};
 use crate::store::{AppendError, Outcome, Store};
 use crate::validate::ValidationError;
 
@@ -61,14 +62,23 @@ pub fn import_csv(
     refuse: impl Fn(&Author) -> bool,
     on_fork: impl FnMut(Entry) -> Result<(), NodeError>,
 ) -> Result<ImportReport, NodeError> {
-    import_with_sorter(
-        store,
-        input,
-        SpillSorter::new(spill_dir),
-        IMPORT_BATCH_ENTRIES,
-        refuse,
-        on_fork,
-    )
+    import_csv_with_progress(store, input, spill_dir, refuse, on_fork, &NoProgress)
+}
+
+/// [`import_csv`], reporting to `progress`: [`Stage::Read`] in bytes of input as the parser
+/// reads them (one report per read buffer), then [`Stage::Store`] in entries, with the
+/// number parsed as the total, as each batch has been offered to the store.
+pub fn import_csv_with_progress(
+    store: &Store,
+    input: impl Read,
+    spill_dir: &Path,
+    refuse: impl Fn(&Author) -> bool,
+    on_fork: impl FnMut(Entry) -> Result<(), NodeError>,
+    progress: &dyn Progress,
+) -> Result<ImportReport, NodeError> {
+    let sorter = SpillSorter::new(spill_dir);
+    let apply = Apply::new(store, IMPORT_BATCH_ENTRIES, refuse, on_fork);
+    import_sorted(input, sorter, apply, progress)
 }
 
 /// [`import_csv`] with a given sorter and entries per store call (tests use a small budget
@@ -77,47 +87,79 @@ pub fn import_csv(
 pub fn import_with_sorter(
     store: &Store,
     input: impl Read,
-    mut sorter: SpillSorter,
+    sorter: SpillSorter,
     batch_entries: usize,
     refuse: impl Fn(&Author) -> bool,
     on_fork: impl FnMut(Entry) -> Result<(), NodeError>,
 ) -> Result<ImportReport, NodeError> {
-    let mut report = ImportReport::default();
-    let mut parser = CsvParser::new(input);
+    let apply = Apply::new(store, batch_entries, refuse, on_fork);
+    import_sorted(input, sorter, apply, &NoProgress)
+}
+
+/// The three steps of the module docs: parse into `sorter`, then merge, drop repeats and
+/// offer the entries to the store through `apply`.
+fn import_sorted<R, F>(
+    input: impl Read,
+    mut sorter: SpillSorter,
+    mut apply: Apply<'_, R, F>,
+    progress: &dyn Progress,
+) -> Result<ImportReport, NodeError>
+where
+    R: Fn(&Author) -> bool,
+    F: FnMut(Entry) -> Result<(), NodeError>,
+{
+    progress.begin(Stage::Read, None);
+    let mut parsed_entries = 0u64;
+    let mut parser = CsvParser::new(CountedRead { input, progress });
     while let Some(line) = parser.next_line().map_err(NodeError::ImportRead)? {
         match line {
             // Counted as parsed, not kept: garbage costs a counter, not a record per row.
-            ParsedLine::Rejected(rejection) => report.rejected.push(rejection),
-            ParsedLine::Entry(parsed) => sorter.push(parsed).map_err(spill_error(0))?,
+            ParsedLine::Rejected(rejection) => apply.report.rejected.push(rejection),
+            ParsedLine::Entry(parsed) => {
+                sorter.push(parsed).map_err(spill_error(0))?;
+                parsed_entries += 1;
+            }
         }
     }
-    let mut apply = Apply {
-        store,
-        refuse,
-        on_fork,
-        report,
-        tracker: ForkTracker::default(),
-        proved: None,
-        batch_entries: batch_entries.max(1),
-        batch: Vec::new(),
-    };
+    progress.begin(Stage::Store, Some(parsed_entries));
     let mut dedup = Dedup::default();
+    // Entries taken from the sort since the last report, repeats included, so the count
+    // reaches the total.
+    let mut taken = 0u64;
     let sorted = sorter.finish().map_err(spill_error(0))?;
     for parsed in sorted {
         let parsed = parsed.map_err(spill_error(apply.report.added))?;
+        taken += 1;
         if dedup.is_repeat(&parsed) {
             continue;
         }
         apply.batch.push(parsed);
         if apply.batch.len() >= apply.batch_entries {
             apply.offer()?;
+            progress.advance(std::mem::take(&mut taken));
         }
     }
     apply.offer()?;
+    progress.advance(taken);
     let mut report = apply.report;
     report.duplicates = report.duplicates.saturating_add(dedup.duplicates);
     report.forks = apply.tracker.finish();
     Ok(report)
+}
+
+/// The input as the parser reads it, each read's bytes reported to `progress`. The parser
+/// reads through a buffer of its own, so this reports once per buffer, not per record.
+struct CountedRead<'p, I> {
+    input: I,
+    progress: &'p dyn Progress,
+}
+
+impl<I: Read> Read for CountedRead<'_, I> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.input.read(buf)?;
+        self.progress.advance(crate::progress::units(n));
+        Ok(n)
+    }
 }
 
 fn spill_error(added: u64) -> impl FnOnce(std::io::Error) -> NodeError {
@@ -147,11 +189,24 @@ fn stopped(added: u64, source: NodeError) -> NodeError {
     }
 }
 
-impl<R, F> Apply<'_, R, F>
+impl<'a, R, F> Apply<'a, R, F>
 where
     R: Fn(&Author) -> bool,
     F: FnMut(Entry) -> Result<(), NodeError>,
 {
+    fn new(store: &'a Store, batch_entries: usize, refuse: R, on_fork: F) -> Self {
+        Apply {
+            store,
+            refuse,
+            on_fork,
+            report: ImportReport::default(),
+            tracker: ForkTracker::default(),
+            proved: None,
+            batch_entries: batch_entries.max(1),
+            batch: Vec::new(),
+        }
+    }
+
     /// Offers the batch (plan order) to the store and folds each outcome in; empties it.
     fn offer(&mut self) -> Result<(), NodeError> {
         if self.batch.is_empty() {

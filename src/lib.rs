@@ -20,6 +20,8 @@
 //!   for the node; one shutdown path, `Node::shutdown().await`.
 //! - [`import`]: applies a CSV import to the store in bounded memory (sorted on disk) and
 //!   reports every outcome.
+//! - [`progress`]: how far a long one-shot job (import, verify, export) has come, reported
+//!   to a sink the caller passes in ([`progress::NoProgress`] by default; the CLI draws a bar).
 //! - [`metrics`]: Prometheus counters and histograms served at `GET /metrics`.
 //! - [`http`]: the axum facade: adapters from routes to node methods, and the dashboard
 //!   page at `GET /` ([`http::dashboard`]).
@@ -92,6 +94,7 @@ pub mod keys;
 pub mod metrics;
 pub mod node;
 pub mod poison;
+pub mod progress;
 pub mod server;
 pub mod signature;
 pub mod store;

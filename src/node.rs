@@ -49,6 +49,7 @@ use crate::idempotency::{self, IdempotencyKey};
 use crate::identity::{Author, Identity};
 use crate::keys::{self, KeyOrigin};
 use crate::metrics::Metrics;
+use crate::progress::{NoProgress, Progress, Stage};
 use crate::store::{
     AppendError, CommitObserver, OpenReport, OwnAppend, Store, StoreError, StoreOptions,
     StoreOwner, StoreReader,
@@ -579,13 +580,24 @@ impl Node {
     /// Imports CSV (any concatenation of exports). Blocking: call it off the async workers.
     /// Memory stays bounded whatever the input's size; the sort spills to the data directory.
     pub fn import(&self, input: impl Read) -> Result<ImportReport, NodeError> {
+        self.import_with_progress(input, &NoProgress)
+    }
+
+    /// [`Node::import`], reporting how far it has come to `progress` (see
+    /// [`crate::import::import_csv_with_progress`]).
+    pub fn import_with_progress(
+        &self,
+        input: impl Read,
+        progress: &dyn Progress,
+    ) -> Result<ImportReport, NodeError> {
         let forked = self.forked_authors();
-        let report = crate::import::import_csv(
+        let report = crate::import::import_csv_with_progress(
             &self.inner.store,
             input,
             self.data_dir(),
             |a| forked.contains(a),
             |offered| self.record_fork_against_held(offered).map(drop),
+            progress,
         )?;
         let m = &self.inner.metrics;
         m.count_import("added", report.added);
@@ -685,10 +697,31 @@ fn replayed(
 
 /// Writes every entry of `reader` as CSV, author then seq.
 pub fn export(reader: &StoreReader, out: impl Write) -> Result<(), NodeError> {
+    export_with_progress(reader, out, &NoProgress)
+}
+
+/// Entries written between two reports of an export's progress.
+const EXPORT_PROGRESS_ENTRIES: u64 = 4096;
+
+/// [`export`], reporting [`Stage::Export`] to `progress`: the entries the log holds as the
+/// total, then every `EXPORT_PROGRESS_ENTRIES` written.
+pub fn export_with_progress(
+    reader: &StoreReader,
+    out: impl Write,
+    progress: &dyn Progress,
+) -> Result<(), NodeError> {
+    progress.begin(Stage::Export, Some(reader.len()));
     let mut writer = CsvWriter::new(out).map_err(NodeError::ExportWrite)?;
     let mut write_error = None;
+    let mut unreported = 0u64;
     reader.for_each_sorted(|entry, hash| match writer.write_entry(entry, hash) {
-        Ok(()) => std::ops::ControlFlow::Continue(()),
+        Ok(()) => {
+            unreported += 1;
+            if unreported == EXPORT_PROGRESS_ENTRIES {
+                progress.advance(std::mem::take(&mut unreported));
+            }
+            std::ops::ControlFlow::Continue(())
+        }
         Err(e) => {
             write_error = Some(e);
             std::ops::ControlFlow::Break(())
@@ -698,5 +731,6 @@ pub fn export(reader: &StoreReader, out: impl Write) -> Result<(), NodeError> {
         return Err(NodeError::ExportWrite(e));
     }
     writer.finish().map_err(NodeError::ExportWrite)?;
+    progress.advance(unreported);
     Ok(())
 }

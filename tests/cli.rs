@@ -309,3 +309,89 @@ fn bad_sync_policy_flags_are_one_line_errors_before_anything_opens() {
     // Nothing was opened: no data directory, no key.
     assert!(!dir.path().join("data").exists());
 }
+
+/// The long commands as a script or a pipe runs them: stderr is not a terminal, so it carries
+/// no progress, exactly what each command said before it had a bar.
+#[test]
+fn long_commands_print_no_progress_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    for v in 0..3 {
+        ok(dir.path(), &["append", "--value", &v.to_string()]);
+    }
+    let said = |args: &[&str]| {
+        let o = run(dir.path(), args);
+        assert!(o.status.success(), "{args:?} failed: {}", stderr(&o));
+        stderr(&o)
+    };
+    assert_eq!(said(&["verify"]), "");
+    assert_eq!(said(&["export"]), "");
+    assert_eq!(
+        said(&["export", "--out", "a.csv"]),
+        "exported 3 entries to a.csv\n"
+    );
+    assert_eq!(said(&["import", "a.csv"]), "");
+    assert_eq!(said(&["import", "-"]), "");
+}
+
+/// Runs the binary with `args` in `dir` at a terminal: a pseudo-terminal from util-linux
+/// `script` (a `TERM` that can move the cursor). Returns all the terminal received, stdout and
+/// stderr together.
+fn on_terminal(dir: &Path, args: &str) -> String {
+    let command = format!("'{}' {args}", env!("CARGO_BIN_EXE_kappalog"));
+    let o = std::process::Command::new("script")
+        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .current_dir(dir)
+        .env("TERM", "xterm")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run kappalog under util-linux `script`");
+    let screen = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{args} failed: {screen}");
+    screen
+}
+
+/// The same commands at a terminal: a bar on stderr with the stage, the count against the
+/// total, the rate and the time left, and the report after it as before. Not over CSV rows
+/// going to the same terminal.
+#[test]
+fn long_commands_draw_a_progress_bar_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    for v in 0..3 {
+        ok(dir.path(), &["append", "--value", &v.to_string()]);
+    }
+    // Explicit paths: the environment's KAPPALOG_* variables do not reach past `script`.
+    let node = "--data-dir data --key keys/node.key";
+    let bar = |screen: &str, stage: &str, count: &str| {
+        assert!(screen.contains(stage), "no {stage:?} bar: {screen:?}");
+        assert!(screen.contains(count), "no {count:?}: {screen:?}");
+        assert!(screen.contains("/s, "), "no rate: {screen:?}");
+        assert!(screen.contains(" left"), "no time left: {screen:?}");
+    };
+
+    let screen = on_terminal(dir.path(), &format!("{node} verify"));
+    bar(&screen, "verifying", "/3 entries");
+    assert!(screen.contains("ok: 3 entries in 1 feeds"), "{screen:?}");
+
+    let screen = on_terminal(dir.path(), &format!("{node} export --out a.csv"));
+    bar(&screen, "exporting", "/3 entries");
+    assert!(screen.contains("exported 3 entries to a.csv"), "{screen:?}");
+
+    let size = std::fs::metadata(dir.path().join("a.csv")).unwrap().len();
+    let screen = on_terminal(dir.path(), &format!("{node} import a.csv"));
+    // The total is the file's size, in the bar's units.
+    bar(
+        &screen,
+        "reading",
+        &format!("/{}", indicatif::HumanBytes(size)),
+    );
+    bar(&screen, "storing", "/3 entries");
+    assert!(screen.contains("added 0, duplicates 3"), "{screen:?}");
+
+    let screen = on_terminal(dir.path(), &format!("{node} export"));
+    assert!(
+        !screen.contains("exporting"),
+        "a bar over the rows: {screen:?}"
+    );
+    assert!(screen.contains("author,seq,"), "{screen:?}");
+}

@@ -13,6 +13,7 @@ use super::reader::StoreReader;
 use super::StoreError;
 use crate::entry::Seq;
 use crate::identity::Author;
+use crate::progress::{NoProgress, Progress, Stage};
 use crate::signature::{self, BatchItem, SignatureError};
 use crate::validate::{self, FeedHead, ValidationError};
 
@@ -77,10 +78,21 @@ pub enum VerifyIssue {
 impl StoreReader {
     /// Re-verifies every signature and chain of the committed log.
     pub fn verify_all(&self) -> Result<VerifyReport, StoreError> {
+        self.verify_all_with_progress(&NoProgress)
+    }
+
+    /// [`Self::verify_all`], reporting [`Stage::Verify`] to `progress`: the entries the log
+    /// holds as the total, then the records of each chunk of the file as it is checked.
+    pub fn verify_all_with_progress(
+        &self,
+        progress: &dyn Progress,
+    ) -> Result<VerifyReport, StoreError> {
         let end = self.committed_end();
+        progress.begin(Stage::Verify, Some(self.len()));
         let mut report = VerifyReport::default();
         let mut heads: HashMap<Author, FeedHead> = HashMap::new();
         let stop = format::walk(&SystemIo, self.file(), end, |records| {
+            let checked = report.entries;
             let items: Vec<BatchItem<'_>> = records
                 .iter()
                 .filter_map(|r| r.decoded.as_ref().ok())
@@ -133,6 +145,7 @@ impl StoreReader {
                     Err(e) => report.problems.push(problem(VerifyIssue::Chain(e))),
                 }
             }
+            progress.advance(report.entries - checked);
             Ok(ControlFlow::Continue(()))
         })
         .map_err(|e| StoreError::io(format!("read {}", self.path().display()), e))?;
