@@ -904,3 +904,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "format_doc_tests.rs"]
+mod doc_tests;
