@@ -20,9 +20,9 @@
 //!
 //! Nothing in this file can tell that a whole record was cut off at a record boundary. So
 //! the node ([`crate::node`]) first writes a *fork note* for the author into the entries log
-//! (durable, checksummed, covered by the log's recovery rule, see
-//! [`crate::store::format`]), then appends the proof here. An author with a note stays
-//! forked even if this file loses its proof.
+//! (durable, checksummed, covered by the log's recovery rule, see docs/STORE.md), then
+//! appends the proof here. An author with a note stays forked even if this file loses its
+//! proof.
 //!
 //! # Invariants
 //!

@@ -1,11 +1,12 @@
 //! The durable log: the only code that writes the log file and the fork proofs.
 //!
-//! One data directory per node holds `entries.log` (the append-only log of all feeds, format
-//! and recovery rule in [`format`]), `forks` (the fork proofs, [`crate::fork_log`]) and `LOCK`
-//! (one writer per directory, [`lock`]). An own append may carry an idempotency key: it is
-//! written in the entry's record, and a second append under a key the store remembers
-//! ([`keys`]) appends nothing and is answered with the first one's entry
-//! ([`OwnAppend::Replayed`], rules in [`writer`]).
+//! One data directory per node holds `entries.log` (the append-only log of all feeds: format
+//! and recovery rule specified in docs/STORE.md, implemented in [`format`](mod@format)),
+//! `forks` (the fork proofs, [`crate::fork_log`]) and `LOCK` (one writer per directory,
+//! [`lock`]). An own append may carry an idempotency key: it is written in the entry's
+//! record, and a second append under a key the store remembers ([`keys`]) appends nothing
+//! and is answered with the first one's entry ([`OwnAppend::Replayed`], rules in
+//! [`writer`]).
 //!
 //! # One owner, one lifecycle
 //!

@@ -1,117 +1,26 @@
 //! The log file's byte layout, and the scan that recovers it on open.
 //!
-//! # File layout, format versions 1 to 3
+//! The format and the recovery rule are specified once, in docs/STORE.md ("On-disk
+//! format" and "Recovery rule"): the file header, the record kinds the length field's flags
+//! select, the checksum, the versions each kappalog reads, and when bytes that are not an
+//! intact record are a torn tail and when they are damage. This module implements that
+//! text, and its constants carry the names of the doc's table. `format_doc_tests.rs` reads
+//! the doc and checks the table, the worked example and the recovery examples against this
+//! code, so a change on one side that the other does not follow fails `cargo test`: change
+//! both in the same commit (and a new record kind bumps the header version).
 //!
-//! The log is one file, `entries.log`, in the data directory. All integers in the framing are
-//! **little-endian** (the entry bytes inside a payload keep their own big-endian layout, see
-//! [`crate::entry`]).
+//! Where each part of the doc lives here:
 //!
-//! File header, 12 bytes, written once when the file is created:
-//!
-//! | offset | size | field                                              |
-//! |--------|------|----------------------------------------------------|
-//! | 0      | 8    | magic: the ASCII bytes `kappalog`                  |
-//! | 8      | 4    | u32 store format version, `1` or `2` (see below)   |
-//!
-//! Then zero or more records, back to back, each:
-//!
-//! | offset | size | field                                                        |
-//! |--------|------|--------------------------------------------------------------|
-//! | 0      | 4    | u32 length field: bit 31 is the **key flag** `K`, bits 0-30 the payload length `n` |
-//! | 4      | 4    | u32 crc32c (Castagnoli) of the `n` payload bytes             |
-//! | 8      | n    | payload, by the flag (below)                                 |
-//!
-//! - `K = 0`: the payload is one encoded entry, [`Entry::encode`] (`body || signature`), and
-//!   `n` is in `[MIN_ENCODED_BYTES, MAX_ENCODED_BYTES]` (126..=4254).
-//! - `K = 1` (a **keyed record**, format version 2): the payload is
-//!   `encoded entry || key || k`, where `key` is the `k` bytes of the idempotency key the
-//!   entry was appended under ([`crate::idempotency`]: 1 to 64 bytes of visible ASCII) and
-//!   `k` is one byte. `n` is in `[MIN_ENCODED_BYTES + 2, MAX_ENCODED_BYTES + 65]`
-//!   (128..=4319). A reader takes `k` from the last payload byte, the key from the `k` bytes
-//!   before it and the entry from everything before the key. The checksum covers the key too,
-//!   so a key is exactly as intact (and as durable: one write, one `fdatasync`) as its entry.
-//!
-//! The key is local metadata of this node: the entry's bytes in a keyed record are those of
-//! an unkeyed one, so the hash, the signature and the entry format (docs/FORMAT.md) are
-//! untouched, and the key is never exported, synced or hashed.
-//!
-//! - `M = 1` (bit 30 of the length field, a **commit marker**, format version 3; `K` is then
-//!   0): `n` is 8 and the payload is the u64 byte offset at which the marker itself starts.
-//!   A marker holds no entry; readers skip it. It says: *every byte before me had been made
-//!   durable by a completed `fdatasync` when I was written.* The writer starts every write
-//!   with one (at the durable end it is about to append to), and an idle writer writes and
-//!   syncs one after its last write once nothing more arrived for
-//!   [`super::writer::IDLE_MARKER_DELAY`] (20 ms), as does a closing one. So every record
-//!   except those of the last write before a crash, acknowledged less than ~20 ms before it,
-//!   has a marker after it. The offset in the payload makes a marker *self-locating*: a
-//!   search can recognise one at any byte offset, without the framing before it (a marker
-//!   whose checksum holds but which names another offset is damage).
-//! - `M = 1` with `n = 40`: a **fork note**, the 8-byte own offset as in a marker, then the
-//!   32 bytes of an author this node recorded a fork proof of. The proof itself lives in
-//!   `DATA_DIR/forks` ([`crate::fork_log`]); the note, written and synced before the proof, keeps
-//!   the author forked if that file ever loses it. The open reports notes
-//!   ([`super::OpenReport::fork_notes`]); readers of entries skip them.
-//!
-//! A value-only entry (no data) is 158 payload bytes, 166 bytes on disk; a key of `k` bytes
-//! adds `k + 1`; each write adds a 16-byte marker before its records. Records of all feeds are interleaved in commit order; within a feed, seqs
-//! appear in order 1, 2, 3, ... and each record's `prev` is the hash of the feed's previous
-//! record (the hash chain).
-//!
-//! ## The header version
-//!
-//! The version names the oldest format that reads the whole file: `1` (no keyed records, no
-//! markers, written by kappalog before idempotency keys), `2` (keyed records may appear),
-//! `3` (markers may appear too). This code creates new files as version 3. Before its first
-//! write into a file of version 1 or 2, the writer rewrites bytes 8..12 to `3` and
-//! `fdatasync`s them (once in the file's life): an older kappalog then refuses the file
-//! ("... written by a newer kappalog") instead of taking the marker flag for an out-of-range
-//! length, which it would cut off as a torn tail if the marker were the last record. The 4
-//! bytes lie in the file's first sector, so a crash leaves either version, and the version
-//! is durable before any marker is written. Records already in the file are untouched.
-//!
-//! A reader accepts keyed records and markers under any version (a read-only open that read
-//! the header before the upgrade sees records appended after it). A version other than 1 to
-//! 3 is refused as [`super::StoreError::BadHeader`]; a higher one names itself as written by
-//! a newer kappalog.
-//!
-//! # Recovery rule
-//!
-//! The scan walks records from offset 12. A record is *intact* when its 8-byte header and its
-//! payload lie inside the file, its length is within the limits for its key flag, and its
-//! checksum matches. Keyed and unkeyed records follow the same rule.
-//! Let `o` be the offset of the first record that is not intact. The bytes from `o` to the
-//! end of the file are a **torn tail** (a write cut short by a crash) exactly when one of:
-//!
-//! 1. the header or the payload extends past the end of the file;
-//! 2. every byte from `o` to the end of the file is zero (the file system extended the file
-//!    but the data never reached the disk);
-//! 3. the length is within limits, the checksum does not match, and the record ends at the
-//!    end of the file or is followed only by zero bytes.
-//!
-//! A writable open truncates a torn tail (and syncs the truncation), logs a warning with the
-//! offset and byte count, and reports both in the [`super::OpenReport`]. A read-only open
-//! treats the tail as the end of the log and leaves the file alone (a writer may be in the
-//! middle of appending it).
-//!
-//! **Unless a marker follows.** Shapes 1-3 are also what damage to an acknowledged record can
-//! look like (a length field overwritten to point past the end of the file, a flipped bit in
-//! the last record). So before calling the bytes from `o` a torn tail, the open searches
-//! them, at every byte offset after `o`, for an intact marker naming its own offset
-//! ([`find_marker`]). If one is found, the record at `o` lies before bytes that were synced
-//! before that marker was written: it was acknowledged, a crash cannot have torn it, and the
-//! open fails as for damage (below), naming `o` and the marker's offset. The only records
-//! this cannot protect are those of the last write before a crash that came within the idle
-//! delay of their acknowledgement; for them the shape rules alone decide.
-//!
-//! Anything else is **damage** and the open fails with [`super::StoreError::Corrupt`] naming
-//! the byte offset of the record: a bad checksum or an out-of-range length with non-zero
-//! bytes after it, an intact record whose payload does not decode (for a keyed record: a
-//! key length byte of 0 or above 64, a key longer than the payload leaves room for, or a key
-//! byte outside visible ASCII, as well as an undecodable entry), or an intact record that
-//! breaks its feed's hash chain (seq not next, prev not the previous hash, recomputed from
-//! the bytes). Entries are never dropped silently: only a torn tail is cut, and that is
-//! reported. Signatures are not re-verified on open (every record was verified before it was
-//! written); [`super::StoreReader::verify_all`] re-checks them.
+//! - the file header: [`file_header`] (what a new file gets) and [`parse_file_header`]
+//!   (which versions this code reads, and how it refuses the others);
+//! - records: [`encode_keyed_record`] for entries with or without a key, [`encode_marker`]
+//!   and [`encode_fork_note`] for the meta records; [`parse_record_header`] checks a length
+//!   against the range of its flags before anything is allocated for the payload, and
+//!   [`decode_payload`] and [`check_marker`] check the checksum and what the payload holds;
+//! - recovery: [`walk`] scans the file in chunks of [`SCAN_CHUNK_BYTES`] (decoded on all
+//!   cores, applied in file order) and stops at the first record that is not intact;
+//!   [`classify_fault`] applies the torn-tail shapes (rules 1-3) and [`find_marker`] the
+//!   "unless a marker follows" search; `super::open` runs them and checks the hash chains.
 
 use std::fs::File;
 use std::io;
@@ -128,7 +37,8 @@ use crate::identity::Author;
 
 /// The file's first 8 bytes.
 pub const MAGIC: &[u8; 8] = b"kappalog";
-/// The version of a file no record of which is keyed (every new file starts as one).
+/// The version of a file that holds entry records only (the kappalogs before commit
+/// markers created files as one; this code creates [`STORE_FORMAT_VERSION`]).
 pub const STORE_FORMAT_V1: u32 = 1;
 /// The version of a file that may hold keyed records.
 pub const STORE_FORMAT_V2: u32 = 2;
@@ -147,6 +57,8 @@ pub const KEY_FLAG: u32 = 1 << 31;
 /// Bit 30 of the length field: the record is a meta record, a commit marker or a fork note
 /// (format version 3).
 pub const MARKER_FLAG: u32 = 1 << 30;
+/// Bits 0-29 of the length field: the payload length, below both flags.
+pub const LENGTH_MASK: u32 = !(KEY_FLAG | MARKER_FLAG);
 /// A commit marker's payload: the u64 (little-endian) byte offset the marker starts at.
 pub const MARKER_PAYLOAD_BYTES: usize = 8;
 /// A fork note's payload: its own offset as in a marker, then the forked author's 32 bytes.
@@ -165,8 +77,8 @@ pub const MAX_RECORD_BYTES: usize = RECORD_HEADER_BYTES + MAX_KEYED_PAYLOAD_BYTE
 /// value-only records, plenty to keep both cores busy.
 pub const SCAN_CHUNK_BYTES: usize = 2 << 20;
 
-/// The 12 header bytes of a new file: the newest version (see the module docs on the
-/// header version).
+/// The 12 header bytes of a new file: the newest version (docs/STORE.md, "The header
+/// version").
 pub fn file_header() -> [u8; 12] {
     let mut out = [0u8; 12];
     out[..8].copy_from_slice(MAGIC);
@@ -239,7 +151,8 @@ fn encode_meta(offset: u64, tail: &[u8], out: &mut Vec<u8>) {
 
 /// The first byte offset in `[from, to)` where an intact commit marker naming that very
 /// offset starts, if any. Used only when the open finds a record that is not intact: a
-/// marker after it proves the bytes before the marker were synced (see the recovery rule).
+/// marker after it proves the bytes before the marker were synced (the recovery rule,
+/// docs/STORE.md).
 /// The search reads the file in chunks and tests every byte offset, because a damaged
 /// length field leaves no framing to follow.
 pub fn find_marker(io: &dyn LogIo, file: &File, from: u64, to: u64) -> io::Result<Option<u64>> {
@@ -273,16 +186,6 @@ pub fn find_marker(io: &dyn LogIo, file: &File, from: u64, to: u64) -> io::Resul
     Ok(None)
 }
 
-/// What a record is, by its length field's flags.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RecordKind {
-    Entry,
-    /// An entry followed by `key || k`.
-    KeyedEntry,
-    /// A commit marker: the payload names the record's own offset.
-    Marker,
-}
-
 /// A parsed record header whose length is within the limits for its flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordHeader {
@@ -290,7 +193,7 @@ pub struct RecordHeader {
     pub len: usize,
     /// The key flag: the payload ends with `key || k`.
     pub keyed: bool,
-    /// The marker flag: a commit marker, no entry.
+    /// The marker flag: a commit marker or a fork note, no entry.
     pub marker: bool,
     pub crc: u32,
 }
@@ -312,7 +215,7 @@ pub fn parse_record_header(header: &[u8; RECORD_HEADER_BYTES]) -> Result<RecordH
         // No record is both.
         (true, true) => return Err(field),
     };
-    let len = usize::try_from(field & !(KEY_FLAG | MARKER_FLAG))
+    let len = usize::try_from(field & LENGTH_MASK)
         .ok()
         .filter(|len| limits.contains(len))
         .filter(|&len| !marker || len == MARKER_PAYLOAD_BYTES || len == FORK_NOTE_PAYLOAD_BYTES)
@@ -526,7 +429,8 @@ pub enum Damage {
     Corrupt { offset: u64, reason: String },
 }
 
-/// Applies the module's recovery rule to a non-intact record.
+/// Applies the torn-tail shapes of the recovery rule (docs/STORE.md, rules 1-3) to a
+/// non-intact record; the open then searches a tail for a marker ([`find_marker`]).
 pub fn classify_fault(
     io: &dyn LogIo,
     file: &File,
@@ -1000,3 +904,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "format_doc_tests.rs"]
+mod doc_tests;

@@ -45,7 +45,8 @@ pub const LOG_FILE: &str = "entries.log";
 /// An open log file with its index, ready for a reader or the writer.
 pub struct Opened {
     pub file: File,
-    /// The header's store format version (1 until a keyed record is written).
+    /// The header's store format version (the writer raises a 1 or 2 to 3 before its first
+    /// write).
     pub version: u32,
     pub index: Index,
     pub report: OpenReport,

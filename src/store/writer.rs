@@ -13,7 +13,7 @@
 //!    dominates the cost;
 //! 3. writes all records, and the fork notes of the batch, with one positional write and
 //!    one `fdatasync` (a file of an older format first gets its header upgraded, synced on
-//!    its own, see [`super::format`]);
+//!    its own, see "The header version" in docs/STORE.md);
 //! 4. appends the batch's new fork proofs to the forks file with one write and one
 //!    `fdatasync` (only when there are any, [`crate::fork_log::ForkLog::append`]);
 //! 5. updates the shared index and the shared forked set (so readers only ever see synced
@@ -125,7 +125,7 @@ use crate::identity::{Author, Identity};
 use crate::validate::ValidationError;
 
 /// How long the syncer waits for more work after a write before it writes a commit marker
-/// covering that write (see the recovery rule in [`super::format`]). Under load the next
+/// covering that write (see the recovery rule in docs/STORE.md). Under load the next
 /// write's leading marker covers it for free; only an idle store pays for one more
 /// `fdatasync`, and only this long after its last append.
 pub const IDLE_MARKER_DELAY: std::time::Duration = std::time::Duration::from_millis(20);

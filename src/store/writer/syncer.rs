@@ -366,7 +366,7 @@ impl Syncer {
         let mut buf =
             Vec::with_capacity(16 + 200 * batches.iter().map(|b| b.requests.len()).sum::<usize>());
         // Every write starts with a commit marker: all before it is durable (see the
-        // recovery rule in `format`).
+        // recovery rule in docs/STORE.md).
         format::encode_marker(end, &mut buf);
         let mut last_record = None;
         for record in batches
@@ -407,8 +407,8 @@ impl Syncer {
         Ok(())
     }
 
-    /// Rewrites the header's version to 3 and syncs it, before the first record this code
-    /// writes into a file of an older version (see the header rule in [`super::format`]).
+    /// Rewrites the header's version to 3 and syncs it, before the first write this code
+    /// makes into a file of an older version ("The header version" in docs/STORE.md).
     fn upgrade_header(&mut self) -> io::Result<()> {
         self.parts
             .io
@@ -428,7 +428,7 @@ impl Syncer {
     }
 
     /// Writes and syncs a commit marker at the end, so the records of the last write are
-    /// covered by one (see the recovery rule in [`super::format`]). Skipped while a failure
+    /// covered by one (see the recovery rule in docs/STORE.md). Skipped while a failure
     /// waits for its recovery: the next append recovers first.
     fn write_idle_marker(&mut self) {
         if !self.marker_due || self.needs_recovery {
