@@ -18,7 +18,9 @@ use kappalog::sync::message::{
 use kappalog::sync::reconcile::{Reconcile, Reconciler, Step};
 use kappalog::sync::transport::opening_frame;
 
-use crate::targets::{
+// `super`, not `crate`: tests/it/fuzz_corpus.rs includes this file and targets.rs as
+// submodules of its own, below the root of the test binary.
+use super::targets::{
     reconcile_items, signed_feed, BINDING, HELD_ENTRIES, HELD_SEED, NODE_NONCE, NODE_SEED,
     RECONCILE_ITEM_COUNTS,
 };
