@@ -13,8 +13,9 @@
 //!
 //! The tests share one process and run on its threads, so none may change what is
 //! process-wide (environment variables, the current directory) or install a tracing
-//! subscriber other than the simulation's, which keeps to its own threads
-//! (`common/sim_log.rs`). Children get their environment through `Command`.
+//! subscriber other than the simulation's, which enables only the refusal warnings it
+//! reads, by its own threads' names (`common/sim_log.rs`). Children get their environment
+//! through `Command`.
 //!
 //! proptest keeps a module's regressions in `tests/proptest-regressions/MODULE.txt`: its
 //! default location for a source file beside a `main.rs`.

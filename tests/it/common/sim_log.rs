@@ -8,7 +8,8 @@ use std::fmt;
 use std::sync::Mutex;
 
 use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
+use tracing::{Event, Level, Metadata, Subscriber};
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -32,16 +33,31 @@ impl fmt::Display for Refused {
 }
 
 /// Installs the process-wide subscriber (once; later calls do nothing).
+///
+/// The other integration tests run in this process too, so without `RUST_LOG` the
+/// subscriber takes only the refusal warnings: every other callsite stays disabled, as it
+/// is with no subscriber, and the other tests neither pay for nor see it.
 pub fn install() {
-    let logs = std::env::var_os("RUST_LOG").map(|_| {
-        tracing_subscriber::fmt::layer()
-            .with_test_writer()
-            .with_filter(EnvFilter::from_default_env())
-    });
-    let _ = tracing_subscriber::registry()
-        .with(RefusedBatches)
-        .with(logs)
-        .try_init();
+    let refused =
+        RefusedBatches.with_filter(filter_fn(is_refusal_warning).with_max_level_hint(Level::WARN));
+    let subscriber = tracing_subscriber::registry().with(refused);
+    // Two calls, not one with an `Option` layer: a `None` layer still counts as interested
+    // in every callsite, which would enable the other tests' warnings and errors.
+    let _ = match std::env::var_os("RUST_LOG") {
+        Some(_) => subscriber
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_test_writer()
+                    .with_filter(EnvFilter::from_default_env()),
+            )
+            .try_init(),
+        None => subscriber.try_init(),
+    };
+}
+
+/// The warnings `kappalog::sync::inbound` logs for a refused batch (and its other warnings).
+fn is_refusal_warning(meta: &Metadata<'_>) -> bool {
+    *meta.level() == Level::WARN && meta.target() == "kappalog::sync::inbound"
 }
 
 /// Takes the batches refused under `seed`'s runtime so far.
@@ -52,11 +68,8 @@ pub fn refused_batches(seed: u64) -> Vec<Refused> {
 struct RefusedBatches;
 
 impl<S: Subscriber> Layer<S> for RefusedBatches {
+    /// Sees only [`is_refusal_warning`] events (the filter in [`install`]).
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
-        let meta = event.metadata();
-        if *meta.level() != Level::WARN || meta.target() != "kappalog::sync::inbound" {
-            return;
-        }
         let Some(seed) = std::thread::current()
             .name()
             .and_then(|n| n.strip_prefix(THREAD_PREFIX))
