@@ -1,6 +1,6 @@
 //! The seed corpus: small, real-looking inputs for each target, made from fixed-seed keys so
 //! the same files come out on every run. They are committed as `fuzz/corpus/<target>/seed-*`;
-//! `tests/fuzz_corpus.rs` fails when they differ from what this generator makes (a format
+//! `tests/it/fuzz_corpus.rs` fails when they differ from what this generator makes (a format
 //! change must refresh them) and rewrites them when `KAPPALOG_BLESS_FUZZ_SEEDS=1` is set.
 //! Inputs the fuzzer found (`afl-*`) and crashers (`crash-*`) are kept next to them.
 

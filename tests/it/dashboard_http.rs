@@ -1,6 +1,6 @@
 //! The dashboard's files over HTTP (no browser): statuses, content types, the security and
 //! cache headers, and an HTML page that loads nothing from another origin and holds no
-//! inline script or style (the policy would block them). `tests/dashboard_browser.rs`
+//! inline script or style (the policy would block them). `tests/it/dashboard_browser.rs`
 //! runs the page itself.
 
 use axum::body::{to_bytes, Body};

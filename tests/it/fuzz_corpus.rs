@@ -50,7 +50,7 @@ fn every_corpus_directory_belongs_to_a_target() {
 }
 
 /// The committed seeds are what the generator makes: a format change that alters them must
-/// refresh the files (`KAPPALOG_BLESS_FUZZ_SEEDS=1 cargo test --test fuzz_corpus`), or the
+/// refresh the files (`KAPPALOG_BLESS_FUZZ_SEEDS=1 cargo test --test it fuzz_corpus::`), or the
 /// fuzzer would start from inputs the decoders no longer accept.
 #[test]
 fn seed_files_match_their_generator() {

@@ -11,6 +11,8 @@
 //! cargo test --test it -- --skip sim::      # all but the simulation
 //! ```
 //!
+//! A filter matches anywhere in a test's path: `keys::` selects `store_keys::` too.
+//!
 //! The tests share one process and run on its threads, so none may change what is
 //! process-wide (environment variables, the current directory) or install a tracing
 //! subscriber other than the simulation's, which enables only the refusal warnings it

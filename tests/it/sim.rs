@@ -51,7 +51,7 @@
 //!
 //! # Running
 //!
-//! `cargo test --test sim` runs [`DEFAULT_SEEDS`] seeds. `KAPPALOG_SIM_SEEDS=1000` runs seeds
+//! `cargo test --test it sim::` runs [`DEFAULT_SEEDS`] seeds. `KAPPALOG_SIM_SEEDS=1000` runs seeds
 //! 1..=1000, `KAPPALOG_SIM_SEED=N` only seed N, `KAPPALOG_SIM_JOBS=k` k seeds at once. On a
 //! failure the test prints the seed, its schedule, what each step did, and the command that
 //! re-runs that seed.
@@ -637,7 +637,7 @@ fn run_seed(seed: u64, verbose: bool) -> Result<Duration, String> {
             .map_or("panicked".into(), |p| format!("panicked: {p}")),
     };
     Err(format!(
-        "simulation seed {seed} FAILED after {:.1?}: {error}\n{schedule}\nsteps done:\n{trace}\nre-run this seed: KAPPALOG_SIM_SEED={seed} cargo test --test sim -- --nocapture",
+        "simulation seed {seed} FAILED after {:.1?}: {error}\n{schedule}\nsteps done:\n{trace}\nre-run this seed: KAPPALOG_SIM_SEED={seed} cargo test --test it sim:: -- --nocapture",
         started.elapsed()
     ))
 }

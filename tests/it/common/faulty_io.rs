@@ -24,7 +24,7 @@ pub enum Op {
     SyncDir,
 }
 
-/// The writer's operations (the append matrix of `tests/store_faults.rs`).
+/// The writer's operations (the append matrix of `tests/it/store_faults.rs`).
 pub const OPS: [Op; 4] = [Op::Write, Op::Sync, Op::SetLen, Op::Len];
 
 /// Every operation of [`LogIo`].

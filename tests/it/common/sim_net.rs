@@ -1,4 +1,4 @@
-//! The simulated network of `tests/sim.rs`: real nodes on 127.0.0.1, and between every two of
+//! The simulated network of `tests/it/sim.rs`: real nodes on 127.0.0.1, and between every two of
 //! them a pair of TCP relays (one per dialing direction) whose behaviour a test sets per link.
 //!
 //! Node `i` reaches node `j` only through the relay `relay_addr(i, j)`, which forwards to

@@ -1,7 +1,7 @@
-//! The schedule of `tests/sim.rs`: what happens to the simulated network, in order, as a
+//! The schedule of `tests/it/sim.rs`: what happens to the simulated network, in order, as a
 //! pure function of a seed. No clock, no OS randomness, no thread timing: the same seed
 //! gives the same [`Schedule`] on every machine and every run (pinned by a unit test in
-//! `tests/sim.rs`). The PRNG is splitmix64, written out here so its output can never change
+//! `tests/it/sim.rs`). The PRNG is splitmix64, written out here so its output can never change
 //! with a dependency's version.
 
 use std::fmt;
