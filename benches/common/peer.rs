@@ -1,5 +1,5 @@
 //! A hand-driven sync peer for the benchmarks that play a hostile peer against a real node
-//! (adapted from tests/common/peer.rs): it speaks the real transport (opening, Noise,
+//! (adapted from tests/it/common/peer.rs): it speaks the real transport (opening, Noise,
 //! encrypted records) and the identity handshake through the library's own pieces, counts
 //! the bytes that cross its socket each way, and lets a benchmark send any message.
 //!

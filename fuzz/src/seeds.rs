@@ -1,6 +1,6 @@
 //! The seed corpus: small, real-looking inputs for each target, made from fixed-seed keys so
 //! the same files come out on every run. They are committed as `fuzz/corpus/<target>/seed-*`;
-//! `tests/fuzz_corpus.rs` fails when they differ from what this generator makes (a format
+//! `tests/it/fuzz_corpus.rs` fails when they differ from what this generator makes (a format
 //! change must refresh them) and rewrites them when `KAPPALOG_BLESS_FUZZ_SEEDS=1` is set.
 //! Inputs the fuzzer found (`afl-*`) and crashers (`crash-*`) are kept next to them.
 
@@ -18,7 +18,9 @@ use kappalog::sync::message::{
 use kappalog::sync::reconcile::{Reconcile, Reconciler, Step};
 use kappalog::sync::transport::opening_frame;
 
-use crate::targets::{
+// `super`, not `crate`: tests/it/fuzz_corpus.rs includes this file and targets.rs as
+// submodules of its own, below the root of the test binary.
+use super::targets::{
     reconcile_items, signed_feed, BINDING, HELD_ENTRIES, HELD_SEED, NODE_NONCE, NODE_SEED,
     RECONCILE_ITEM_COUNTS,
 };

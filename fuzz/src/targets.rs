@@ -7,7 +7,7 @@
 //! in kappalog (or a broken property), never in the harness.
 //!
 //! The afl binaries in `fuzz/src/bin/` call these functions, and so does the corpus replay
-//! that `cargo test` runs (`tests/fuzz_corpus.rs` includes this file), so the file uses
+//! that `cargo test` runs (`tests/it/fuzz_corpus.rs` includes this file), so the file uses
 //! kappalog's public API, `serde_json` and std only: no afl.
 
 use std::future::Future;
