@@ -27,7 +27,7 @@
 //!   fork proof cannot be recorded (the same, around that error).
 //!
 //! Importing the same input again afterwards is safe and completes it: what was stored
-//! comes back as duplicates. `tests/import_faults.rs` fails every I/O call of an import
+//! comes back as duplicates. `tests/it/import_faults.rs` fails every I/O call of an import
 //! (spill and store, through one [`crate::store::io::LogIo`]) and checks exactly this.
 
 use std::io::Read;
