@@ -83,8 +83,6 @@ pub struct SessionContext {
 pub struct SessionEnd {
     /// The peer's author, if the handshake completed.
     pub peer: Option<Author>,
-    /// The peer's key was trusted here (for a dial: the configured peer's pinned key).
-    pub trusted: bool,
     pub error: SessionError,
 }
 
@@ -356,11 +354,7 @@ fn finish(
         log_session!(matters, peer = %ctx.key, %peer_author, reason = %error, "sync session ended");
         ctx.registry.disconnected(&ctx.key, None);
     }
-    SessionEnd {
-        peer,
-        trusted,
-        error,
-    }
+    SessionEnd { peer, error }
 }
 
 /// Hello, Hello, Auth, Auth: returns the authenticated peer. A peer `Hello` with our own
