@@ -231,6 +231,9 @@ async fn token_guards_writes_but_not_reads() {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
         assert!(json(&text)["error"].is_string());
     }
+    // Unpinning a peer's key is a write too.
+    let (status, _, _) = send(guarded(), "DELETE", "/peers/127.0.0.1:1", Body::empty()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     let right = Request::post("/add")
         .header(header::AUTHORIZATION, "Bearer s3cret")
         .body(Body::from("1"))

@@ -429,6 +429,25 @@ async fn a_learned_pin_survives_a_restart_and_unpinning_learns_the_next_key() {
         Some(common::identity(92).author())
     );
     assert_eq!(unpin().await.unwrap().status().as_u16(), 409);
+    // What a careless or hostile client sends: a key that is not one, an address never
+    // configured. A precise 4xx each, and nothing changes.
+    let bad = app
+        .clone()
+        .oneshot(
+            Request::post("/peers")
+                .body(Body::from(format!("{{\"addr\":\"zz@{addr}\"}}")))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    let unknown = Request::delete("/peers/127.0.0.1:1").body(Body::empty());
+    let unknown = app.clone().oneshot(unknown.unwrap()).await.unwrap();
+    assert_eq!(unknown.status().as_u16(), 404);
+    assert_eq!(
+        configured(&v, &addr).pinned,
+        Some(common::identity(92).author())
+    );
     v.stop().await;
     // That pin was for the process's life, and the learned one it replaced is gone.
     let pins = std::fs::read_to_string(dir.path().join("peer-pins")).unwrap();
