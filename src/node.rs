@@ -40,7 +40,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 use tokio_util::task::TaskTracker;
 
-use crate::csv::{CsvWriter, ImportReport};
+use crate::csv::CsvWriter;
 use crate::entry::{Entry, EntryJson};
 use crate::fork::ForkProof;
 use crate::fork_log::ForkLogError;
@@ -136,26 +136,6 @@ pub enum NodeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Append(#[from] AppendError),
-    #[error("reading the import: {0}")]
-    ImportRead(#[source] std::io::Error),
-    /// The import's sort files in the data directory could not be written or read back;
-    /// `added` entries were appended before (none when it failed while sorting).
-    #[error("sorting the import on disk: {source} ({added} entries were imported before)")]
-    ImportSpill {
-        #[source]
-        source: std::io::Error,
-        added: u64,
-    },
-    /// The store (or the recording of a fork proof) failed during an import: the `added`
-    /// entries before are durable, nothing after was stored ([`crate::import`]).
-    #[error(
-        "{source} ({added} entries were imported before; importing the same input again is safe)"
-    )]
-    ImportStopped {
-        #[source]
-        source: Box<NodeError>,
-        added: u64,
-    },
     #[error("writing the export: {0}")]
     ExportWrite(#[source] std::io::Error),
     #[error(transparent)]
@@ -424,6 +404,13 @@ impl Node {
         &self.inner.reader
     }
 
+    /// The store itself, for the layers above that drive it under the node's rules (an
+    /// import refuses forked authors and records forks through the node, see
+    /// [`crate::import`]). Own appends go through [`Node::append`], which passes the fence.
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
     }
@@ -575,39 +562,6 @@ impl Node {
         let (entry, hash) = self.inner.store.append_own(value, data)?;
         self.inner.metrics.appends.inc();
         Ok(EntryJson::new(&entry, &hash))
-    }
-
-    /// Imports CSV (any concatenation of exports). Blocking: call it off the async workers.
-    /// Memory stays bounded whatever the input's size; the sort spills to the data directory.
-    pub fn import(&self, input: impl Read) -> Result<ImportReport, NodeError> {
-        self.import_with_progress(input, &NoProgress)
-    }
-
-    /// [`Node::import`], reporting how far it has come to `progress` (see
-    /// [`crate::import::import_csv_with_progress`]).
-    pub fn import_with_progress(
-        &self,
-        input: impl Read,
-        progress: &dyn Progress,
-    ) -> Result<ImportReport, NodeError> {
-        let forked = self.forked_authors();
-        let report = crate::import::import_csv_with_progress(
-            &self.inner.store,
-            input,
-            self.data_dir(),
-            |a| forked.contains(a),
-            |offered| self.record_fork_against_held(offered).map(drop),
-            progress,
-        )?;
-        let m = &self.inner.metrics;
-        m.count_import("added", report.added);
-        m.count_import("duplicate", report.duplicates);
-        let rejected = u64::try_from(report.rejected.len()).unwrap_or(u64::MAX);
-        let forks = u64::try_from(report.forks.len()).unwrap_or(u64::MAX);
-        m.count_import("rejected", rejected);
-        m.count_import("fork", forks);
-        m.rejections.inc_by(rejected);
-        Ok(report)
     }
 
     /// Writes the whole log as CSV. Blocking: call it off the async workers.
