@@ -12,7 +12,8 @@
 //!   ([`Node::append_idempotent`]).
 //!
 //! Every durable batch is folded into the views and then broadcast as a [`NodeEvent`] to
-//! whoever subscribed (sync sessions push it live to their peers).
+//! whoever subscribed (sync sessions push it live to their peers; the tail renders it for its
+//! streams, [`crate::tail`]). The node knows none of its callers: they subscribe.
 //!
 //! # Lifecycle
 //!
@@ -84,20 +85,12 @@ pub struct Committed {
     entries: Vec<(Entry, Hash)>,
     /// Where each entry's record starts in the log (one per entry; the tail's cursors).
     offsets: Vec<u64>,
-    /// The live tail's renderings of this batch, made once for every stream.
-    rendered: RenderCache,
 }
 
 impl Committed {
     /// Where each entry's record starts in the log, in the order of the entries.
     pub fn offsets(&self) -> &[u64] {
         &self.offsets
-    }
-
-    /// This batch as tail streams of `format` send it (rendered on first use).
-    pub fn rendered(&self, format: Format, node: &Author) -> &Rendered {
-        self.rendered
-            .get(format, node, &self.entries, &self.offsets)
     }
 }
 
@@ -220,11 +213,7 @@ struct NodeObserver {
 impl CommitObserver for NodeObserver {
     fn committed(&self, entries: Vec<(Entry, Hash)>, offsets: Vec<u64>) {
         self.views.apply_all(&entries);
-        let batch = Committed {
-            entries,
-            offsets,
-            rendered: RenderCache::default(),
-        };
+        let batch = Committed { entries, offsets };
         // An error only means nobody subscribed: nothing to tell.
         let _ = self.events.send(NodeEvent::Committed(Arc::new(batch)));
     }
