@@ -21,7 +21,8 @@
 //! both. Every task that works for the node — the sync listener, its sessions and dialers,
 //! tail streams — is spawned through [`Node::spawn`], onto one task tracker. The node is
 //! stopped in one place, [`Node::shutdown`]: tail streams and sync sessions are told to end
-//! (sessions say `Bye(Shutdown)`), the tracked tasks are awaited for at most
+//! ([`Node::end_streams`], [`Node::stopping`]: they watch for it; sessions say
+//! `Bye(Shutdown)`), the tracked tasks are awaited for at most
 //! [`SHUTDOWN_TASKS_TIMEOUT_MS`], and then the store is shut down, which returns once the
 //! directory lock is released. A task that still holds a clone of the node after that (one
 //! past the bound, or a blocking read off the async workers) does not keep the store open:
@@ -33,9 +34,9 @@ mod replication;
 
 use crate::poison::lock;
 use std::future::Future;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
@@ -56,8 +57,6 @@ use crate::store::{
     StoreOwner, StoreReader,
 };
 use crate::summary::{FeedsPage, SummaryView};
-use crate::sync::SyncHandle;
-use crate::tail::{Format, RenderCache, Rendered};
 use crate::view::View;
 use fence::{Fence, FenceError, OwnFeedState};
 
@@ -288,9 +287,11 @@ struct Inner {
     data_dir: PathBuf,
     fence: Mutex<Fence>,
     events: broadcast::Sender<NodeEvent>,
-    sync: OnceLock<SyncHandle>,
     /// Set once the node is shutting down: long-lived readers (tail streams) end on it.
     ending: watch::Sender<bool>,
+    /// Set when [`Node::shutdown`] begins: the tasks working for the node (peer sync) end
+    /// on it, so the node stops them without knowing what they are.
+    stopping: watch::Sender<bool>,
 }
 
 /// What opening a node found, for the caller to report.
@@ -374,8 +375,8 @@ impl Node {
                 data_dir: data_dir.to_owned(),
                 fence: Mutex::new(fence),
                 events,
-                sync: OnceLock::new(),
                 ending: watch::Sender::new(false),
+                stopping: watch::Sender::new(false),
             }),
         };
         Ok((node, report))
@@ -440,14 +441,11 @@ impl Node {
         self.inner.ending.subscribe()
     }
 
-    /// The running peer sync, if any.
-    pub fn sync(&self) -> Option<&SyncHandle> {
-        self.inner.sync.get()
-    }
-
-    /// Attaches the running peer sync (once; later calls are ignored and return false).
-    pub fn set_sync(&self, handle: SyncHandle) -> bool {
-        self.inner.sync.set(handle).is_ok()
+    /// Becomes `true` when [`Node::shutdown`] begins: every long-lived task working for
+    /// the node ends on it (peer sync sessions say `Bye(Shutdown)` first), and the
+    /// shutdown waits for them.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.inner.stopping.subscribe()
     }
 
     /// The own-feed fence state, as `/summary` reports it.
@@ -579,14 +577,7 @@ impl Node {
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(SHUTDOWN_TASKS_TIMEOUT_MS);
         self.end_streams();
-        if let Some(sync) = self.sync() {
-            if tokio::time::timeout_at(deadline, sync.shutdown())
-                .await
-                .is_err()
-            {
-                tracing::warn!("sync sessions still ending at the shutdown deadline");
-            }
-        }
+        self.inner.stopping.send_replace(true);
         self.inner.tasks.close();
         if tokio::time::timeout_at(deadline, self.inner.tasks.wait())
             .await
