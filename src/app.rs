@@ -9,20 +9,20 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 
-use crate::cli::{
+use bar::StderrBar;
+use kappalog::cli::{
     AppendArgs, Cli, ClusterArgs, Command, ExportArgs, ImportArgs, KeygenArgs, NetworkArgs,
     RunArgs, ShutdownArgs, TailArgs, Topology,
 };
-use crate::http::HttpConfig;
-use crate::keys;
-use crate::node::{self, Node, NodeConfig};
-use crate::server;
-use crate::store::{OpenReport, StoreError, StoreReader};
-use crate::sync::admission::{self, Policy};
-use crate::sync::config::StartupFence;
-use crate::sync::transport::NetworkKey;
-use crate::sync::SyncConfig;
-use bar::StderrBar;
+use kappalog::http::HttpConfig;
+use kappalog::keys;
+use kappalog::node::{self, Node, NodeConfig};
+use kappalog::server;
+use kappalog::store::{OpenReport, StoreError, StoreReader};
+use kappalog::sync::admission::{self, Policy};
+use kappalog::sync::config::StartupFence;
+use kappalog::sync::transport::NetworkKey;
+use kappalog::sync::SyncConfig;
 
 mod bar;
 
@@ -46,7 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Follows a node's tail until a final refusal; a dropped connection is resumed inside.
 fn tail(args: TailArgs) -> anyhow::Result<ExitCode> {
-    let follow = crate::tail::client::Follow {
+    let follow = kappalog::tail::client::Follow {
         url: args.url,
         author: args.author,
         from: args.from,
@@ -56,7 +56,7 @@ fn tail(args: TailArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?
-        .block_on(crate::tail::client::follow(follow, &mut out))?;
+        .block_on(kappalog::tail::client::follow(follow, &mut out))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -216,7 +216,7 @@ fn verify(config: &NodeConfig) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    match crate::fork_log::check_file(&config.data_dir) {
+    match kappalog::fork_log::check_file(&config.data_dir) {
         Ok(check) => {
             println!(
                 "ok: {} fork proofs checked (both sides signed by the author, same position)",
@@ -250,7 +250,7 @@ fn summary(config: &NodeConfig) -> anyhow::Result<ExitCode> {
     let (reader, opened) = open_read_only_with_report(config)?;
     // Forked feeds are excluded exactly as the running node excludes them: those with a
     // proof, and those the log notes as forked.
-    let forked = crate::fork_log::read_set(&config.data_dir)?;
+    let forked = kappalog::fork_log::read_set(&config.data_dir)?;
     let mut view = node::rebuild_summary(&reader, forked.authors().chain(&opened.fork_notes))?;
     println!("{}", serde_json::to_string(&view.summary())?);
     Ok(ExitCode::SUCCESS)

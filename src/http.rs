@@ -46,6 +46,7 @@ pub use error::ApiError;
 pub use middleware::Gate;
 
 use crate::node::Node;
+use crate::sync::SyncHandle;
 use crate::tail::{TailConfig, Tails};
 
 /// `/add` bodies are tiny: a value and at most 4096 bytes of data, JSON-escaped.
@@ -76,6 +77,10 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// `GET /tail`'s limits and timings.
     pub tail: TailConfig,
+    /// The node's running peer sync, if any: `/peers`, `/sync`, the sync figures of
+    /// `/metrics` and the `key_copy` alarm of `/health` read it (without it, `/peers` is
+    /// empty and its writes answer 503). Whoever started sync hands it here.
+    pub sync: Option<SyncHandle>,
 }
 
 impl Default for HttpConfig {
@@ -85,6 +90,7 @@ impl Default for HttpConfig {
             stream_idle_timeout: Duration::from_millis(STREAM_IDLE_TIMEOUT_MS),
             request_timeout: Duration::from_millis(REQUEST_TIMEOUT_MS),
             tail: TailConfig::default(),
+            sync: None,
         }
     }
 }
@@ -100,6 +106,8 @@ pub struct AppState {
     pub summary_body: std::sync::Arc<std::sync::Mutex<Option<read::SummaryBody>>>,
     /// The open `GET /tail` streams' limits.
     pub tails: Tails,
+    /// The node's running peer sync, if any ([`HttpConfig::sync`]).
+    pub sync: Option<SyncHandle>,
 }
 
 /// The whole HTTP API over one node, as a tower service: the router inside the [`Gate`]
@@ -115,6 +123,7 @@ pub fn router(node: Node, config: HttpConfig) -> Api {
         request_timeout: config.request_timeout,
         summary_body: Default::default(),
         tails: Tails::new(config.tail.clone()),
+        sync: config.sync.clone(),
     };
 
     // `/add` enforces its small body limit itself (see `add::add`): a layer here would cost

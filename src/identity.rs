@@ -184,7 +184,7 @@ impl Identity {
             .zip(nonces)
             .zip(compressed)
             .map(|((hash, r), big_r)| {
-                let k = crate::signature::challenge(big_r.as_bytes(), &self.author.0, &hash.0);
+                let k = challenge(big_r.as_bytes(), &self.author.0, &hash.0);
                 let s = r + k * self.expanded.scalar;
                 let mut bytes = [0u8; 64];
                 bytes[..32].copy_from_slice(big_r.as_bytes());
@@ -204,6 +204,20 @@ impl Identity {
         );
         Signature(self.key.sign(message).to_bytes())
     }
+}
+
+/// The RFC 8032 challenge `k = SHA-512(R || A || M) mod l`: signing computes it
+/// ([`Identity::sign_hashes`]) and verification recomputes it ([`crate::signature`]), so
+/// it stands here, below both, in one copy.
+pub(crate) fn challenge(r: &[u8; 32], a: &[u8; 32], message: &[u8]) -> Scalar {
+    Scalar::from_bytes_mod_order_wide(
+        &Sha512::new()
+            .chain_update(r)
+            .chain_update(a)
+            .chain_update(message)
+            .finalize()
+            .into(),
+    )
 }
 
 impl fmt::Debug for Identity {

@@ -22,13 +22,20 @@
 //! counted before the fork proofs it found are handed over, so a failing proof cannot hide
 //! entries already stored. Stopping reasons:
 //!
-//! - the sort's run files cannot be written or read back ([`NodeError::ImportSpill`]);
-//! - the store cannot write ([`NodeError::ImportStopped`] around the [`AppendError`]), or a
+//! - the sort's run files cannot be written or read back ([`ImportError::Spill`]);
+//! - the store cannot write ([`ImportError::Stopped`] around the [`AppendError`]), or a
 //!   fork proof cannot be recorded (the same, around that error).
 //!
 //! Importing the same input again afterwards is safe and completes it: what was stored
 //! comes back as duplicates. `tests/it/import_faults.rs` fails every I/O call of an import
 //! (spill and store, through one [`crate::store::io::LogIo`]) and checks exactly this.
+//!
+//! # Importing into a node
+//!
+//! Import sits above the node and drives it: [`Node::import`] (defined here, not in
+//! [`crate::node`], which knows nothing of its callers) offers the entries to the node's
+//! store, refuses the authors the node knows forked, records each fork found as a proof
+//! through the node, and counts the outcomes in the node's metrics.
 
 use std::io::Read;
 use std::path::Path;
@@ -38,7 +45,7 @@ use crate::csv::{
 };
 use crate::entry::Entry;
 use crate::identity::Author;
-use crate::node::NodeError;
+use crate::node::{Node, NodeError};
 use crate::progress::{NoProgress, Progress, Stage};
 use crate::store::{AppendError, Outcome, Store};
 use crate::validate::ValidationError;
@@ -46,6 +53,70 @@ use crate::validate::ValidationError;
 mod spill;
 
 pub use spill::{SpillSorter, MAX_MERGE_FAN_IN, SORT_BUDGET_BYTES};
+
+/// Why an import stopped (see the module docs for what each leaves stored).
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("reading the import: {0}")]
+    Read(#[source] std::io::Error),
+    /// The import's sort files in the data directory could not be written or read back;
+    /// `added` entries were appended before (none when it failed while sorting).
+    #[error("sorting the import on disk: {source} ({added} entries were imported before)")]
+    Spill {
+        #[source]
+        source: std::io::Error,
+        added: u64,
+    },
+    /// The store (or the recording of a fork proof) failed during an import: the `added`
+    /// entries before are durable, nothing after was stored.
+    #[error(
+        "{source} ({added} entries were imported before; importing the same input again is safe)"
+    )]
+    Stopped {
+        #[source]
+        source: Box<NodeError>,
+        added: u64,
+    },
+    /// A promise of our own code broken; says which.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+impl Node {
+    /// Imports CSV (any concatenation of exports) into this node. Blocking: call it off the
+    /// async workers. Memory stays bounded whatever the input's size; the sort spills to
+    /// the data directory.
+    pub fn import(&self, input: impl Read) -> Result<ImportReport, ImportError> {
+        self.import_with_progress(input, &NoProgress)
+    }
+
+    /// [`Node::import`], reporting how far it has come to `progress` (see
+    /// [`import_csv_with_progress`]).
+    pub fn import_with_progress(
+        &self,
+        input: impl Read,
+        progress: &dyn Progress,
+    ) -> Result<ImportReport, ImportError> {
+        let forked = self.forked_authors();
+        let report = import_csv_with_progress(
+            self.store(),
+            input,
+            self.data_dir(),
+            |a| forked.contains(a),
+            |offered| self.record_fork_against_held(offered).map(drop),
+            progress,
+        )?;
+        let m = self.metrics();
+        m.count_import("added", report.added);
+        m.count_import("duplicate", report.duplicates);
+        let rejected = u64::try_from(report.rejected.len()).unwrap_or(u64::MAX);
+        let forks = u64::try_from(report.forks.len()).unwrap_or(u64::MAX);
+        m.count_import("rejected", rejected);
+        m.count_import("fork", forks);
+        m.rejections.inc_by(rejected);
+        Ok(report)
+    }
+}
 
 /// Entries handed to the store per call: large enough to batch signature checks and share
 /// one fdatasync, small enough to bound the memory of one call's outcomes.
@@ -61,7 +132,7 @@ pub fn import_csv(
     spill_dir: &Path,
     refuse: impl Fn(&Author) -> bool,
     on_fork: impl FnMut(Entry) -> Result<(), NodeError>,
-) -> Result<ImportReport, NodeError> {
+) -> Result<ImportReport, ImportError> {
     import_csv_with_progress(store, input, spill_dir, refuse, on_fork, &NoProgress)
 }
 
@@ -75,7 +146,7 @@ pub fn import_csv_with_progress(
     refuse: impl Fn(&Author) -> bool,
     on_fork: impl FnMut(Entry) -> Result<(), NodeError>,
     progress: &dyn Progress,
-) -> Result<ImportReport, NodeError> {
+) -> Result<ImportReport, ImportError> {
     let sorter = SpillSorter::new(spill_dir);
     let apply = Apply::new(store, IMPORT_BATCH_ENTRIES, refuse, on_fork);
     import_sorted(input, sorter, apply, progress)
@@ -91,7 +162,7 @@ pub fn import_with_sorter(
     batch_entries: usize,
     refuse: impl Fn(&Author) -> bool,
     on_fork: impl FnMut(Entry) -> Result<(), NodeError>,
-) -> Result<ImportReport, NodeError> {
+) -> Result<ImportReport, ImportError> {
     let apply = Apply::new(store, batch_entries, refuse, on_fork);
     import_sorted(input, sorter, apply, &NoProgress)
 }
@@ -103,7 +174,7 @@ fn import_sorted<R, F>(
     mut sorter: SpillSorter,
     mut apply: Apply<'_, R, F>,
     progress: &dyn Progress,
-) -> Result<ImportReport, NodeError>
+) -> Result<ImportReport, ImportError>
 where
     R: Fn(&Author) -> bool,
     F: FnMut(Entry) -> Result<(), NodeError>,
@@ -111,7 +182,7 @@ where
     progress.begin(Stage::Read, None);
     let mut parsed_entries = 0u64;
     let mut parser = CsvParser::new(CountedRead { input, progress });
-    while let Some(line) = parser.next_line().map_err(NodeError::ImportRead)? {
+    while let Some(line) = parser.next_line().map_err(ImportError::Read)? {
         match line {
             // Counted as parsed, not kept: garbage costs a counter, not a record per row.
             ParsedLine::Rejected(rejection) => apply.report.rejected.push(rejection),
@@ -162,8 +233,8 @@ impl<I: Read> Read for CountedRead<'_, I> {
     }
 }
 
-fn spill_error(added: u64) -> impl FnOnce(std::io::Error) -> NodeError {
-    move |source| NodeError::ImportSpill { source, added }
+fn spill_error(added: u64) -> impl FnOnce(std::io::Error) -> ImportError {
+    move |source| ImportError::Spill { source, added }
 }
 
 /// The apply step's state across batches.
@@ -182,8 +253,8 @@ struct Apply<'a, R, F> {
 }
 
 /// The import stopped after `added` durable entries because of `source`.
-fn stopped(added: u64, source: NodeError) -> NodeError {
-    NodeError::ImportStopped {
+fn stopped(added: u64, source: NodeError) -> ImportError {
+    ImportError::Stopped {
         source: Box::new(source),
         added,
     }
@@ -208,7 +279,7 @@ where
     }
 
     /// Offers the batch (plan order) to the store and folds each outcome in; empties it.
-    fn offer(&mut self) -> Result<(), NodeError> {
+    fn offer(&mut self) -> Result<(), ImportError> {
         if self.batch.is_empty() {
             return Ok(());
         }
@@ -243,7 +314,7 @@ where
                 continue;
             }
             let Some(outcome) = outcomes.next() else {
-                return Err(NodeError::Internal(
+                return Err(ImportError::Internal(
                     "the store answered fewer outcomes than entries offered",
                 ));
             };

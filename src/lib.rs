@@ -31,7 +31,8 @@
 //!   quietest idle or stalled connection makes room), the header and stall deadlines, request
 //!   heads screened before hyper reads them (malformed, oversized or ambiguously framed ones
 //!   get a JSON error), and a shutdown bounded by `--shutdown-timeout`.
-//! - [`cli`]: clap definitions; [`app`]: runs each subcommand.
+//! - [`cli`]: clap definitions (the binary's `app` module runs each subcommand; it is not
+//!   part of the library).
 //! - [`poison`]: the one poison-tolerant mutex lock, and why it is sound here; [`clock`]:
 //!   the one wall clock (milliseconds since the Unix epoch).
 //! - [`fork`]: fork proofs (two conflicting signed entries), their encoding, the forked set.
@@ -78,7 +79,6 @@
 // named ones. CI's clippy runs with `-D warnings`, so this holds for the library's code.
 #![warn(clippy::too_many_lines)]
 
-pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod csv;

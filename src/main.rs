@@ -1,11 +1,16 @@
 //! The `kappalog` binary: parse the command line, start logging, run, map errors to an exit
 //! code with a one-line reason on stderr.
+//!
+//! The application layer ([`app`]: one function per subcommand) is the binary's, not the
+//! library's: it is where `anyhow` gathers the library's typed errors into one line for
+//! the operator, and no test or bench calls it other than through the binary.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use kappalog::app;
 use kappalog::cli::Cli;
+
+mod app;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -12,7 +12,8 @@
 //!   ([`Node::append_idempotent`]).
 //!
 //! Every durable batch is folded into the views and then broadcast as a [`NodeEvent`] to
-//! whoever subscribed (sync sessions push it live to their peers).
+//! whoever subscribed (sync sessions push it live to their peers; the tail renders it for its
+//! streams, [`crate::tail`]). The node knows none of its callers: they subscribe.
 //!
 //! # Lifecycle
 //!
@@ -20,7 +21,8 @@
 //! both. Every task that works for the node — the sync listener, its sessions and dialers,
 //! tail streams — is spawned through [`Node::spawn`], onto one task tracker. The node is
 //! stopped in one place, [`Node::shutdown`]: tail streams and sync sessions are told to end
-//! (sessions say `Bye(Shutdown)`), the tracked tasks are awaited for at most
+//! ([`Node::end_streams`], [`Node::stopping`]: they watch for it; sessions say
+//! `Bye(Shutdown)`), the tracked tasks are awaited for at most
 //! [`SHUTDOWN_TASKS_TIMEOUT_MS`], and then the store is shut down, which returns once the
 //! directory lock is released. A task that still holds a clone of the node after that (one
 //! past the bound, or a blocking read off the async workers) does not keep the store open:
@@ -32,15 +34,15 @@ mod replication;
 
 use crate::poison::lock;
 use std::future::Future;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
 use tokio_util::task::TaskTracker;
 
-use crate::csv::{CsvWriter, ImportReport};
+use crate::csv::CsvWriter;
 use crate::entry::{Entry, EntryJson};
 use crate::fork::ForkProof;
 use crate::fork_log::ForkLogError;
@@ -55,8 +57,6 @@ use crate::store::{
     StoreOwner, StoreReader,
 };
 use crate::summary::{FeedsPage, SummaryView};
-use crate::sync::SyncHandle;
-use crate::tail::{Format, RenderCache, Rendered};
 use crate::view::View;
 use fence::{Fence, FenceError, OwnFeedState};
 
@@ -84,20 +84,12 @@ pub struct Committed {
     entries: Vec<(Entry, Hash)>,
     /// Where each entry's record starts in the log (one per entry; the tail's cursors).
     offsets: Vec<u64>,
-    /// The live tail's renderings of this batch, made once for every stream.
-    rendered: RenderCache,
 }
 
 impl Committed {
     /// Where each entry's record starts in the log, in the order of the entries.
     pub fn offsets(&self) -> &[u64] {
         &self.offsets
-    }
-
-    /// This batch as tail streams of `format` send it (rendered on first use).
-    pub fn rendered(&self, format: Format, node: &Author) -> &Rendered {
-        self.rendered
-            .get(format, node, &self.entries, &self.offsets)
     }
 }
 
@@ -136,26 +128,6 @@ pub enum NodeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Append(#[from] AppendError),
-    #[error("reading the import: {0}")]
-    ImportRead(#[source] std::io::Error),
-    /// The import's sort files in the data directory could not be written or read back;
-    /// `added` entries were appended before (none when it failed while sorting).
-    #[error("sorting the import on disk: {source} ({added} entries were imported before)")]
-    ImportSpill {
-        #[source]
-        source: std::io::Error,
-        added: u64,
-    },
-    /// The store (or the recording of a fork proof) failed during an import: the `added`
-    /// entries before are durable, nothing after was stored ([`crate::import`]).
-    #[error(
-        "{source} ({added} entries were imported before; importing the same input again is safe)"
-    )]
-    ImportStopped {
-        #[source]
-        source: Box<NodeError>,
-        added: u64,
-    },
     #[error("writing the export: {0}")]
     ExportWrite(#[source] std::io::Error),
     #[error(transparent)]
@@ -240,11 +212,7 @@ struct NodeObserver {
 impl CommitObserver for NodeObserver {
     fn committed(&self, entries: Vec<(Entry, Hash)>, offsets: Vec<u64>) {
         self.views.apply_all(&entries);
-        let batch = Committed {
-            entries,
-            offsets,
-            rendered: RenderCache::default(),
-        };
+        let batch = Committed { entries, offsets };
         // An error only means nobody subscribed: nothing to tell.
         let _ = self.events.send(NodeEvent::Committed(Arc::new(batch)));
     }
@@ -319,9 +287,11 @@ struct Inner {
     data_dir: PathBuf,
     fence: Mutex<Fence>,
     events: broadcast::Sender<NodeEvent>,
-    sync: OnceLock<SyncHandle>,
     /// Set once the node is shutting down: long-lived readers (tail streams) end on it.
     ending: watch::Sender<bool>,
+    /// Set when [`Node::shutdown`] begins: the tasks working for the node (peer sync) end
+    /// on it, so the node stops them without knowing what they are.
+    stopping: watch::Sender<bool>,
 }
 
 /// What opening a node found, for the caller to report.
@@ -405,8 +375,8 @@ impl Node {
                 data_dir: data_dir.to_owned(),
                 fence: Mutex::new(fence),
                 events,
-                sync: OnceLock::new(),
                 ending: watch::Sender::new(false),
+                stopping: watch::Sender::new(false),
             }),
         };
         Ok((node, report))
@@ -422,6 +392,13 @@ impl Node {
 
     pub fn reader(&self) -> &StoreReader {
         &self.inner.reader
+    }
+
+    /// The store itself, for the layers above that drive it under the node's rules (an
+    /// import refuses forked authors and records forks through the node, see
+    /// [`crate::import`]). Own appends go through [`Node::append`], which passes the fence.
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -464,14 +441,11 @@ impl Node {
         self.inner.ending.subscribe()
     }
 
-    /// The running peer sync, if any.
-    pub fn sync(&self) -> Option<&SyncHandle> {
-        self.inner.sync.get()
-    }
-
-    /// Attaches the running peer sync (once; later calls are ignored and return false).
-    pub fn set_sync(&self, handle: SyncHandle) -> bool {
-        self.inner.sync.set(handle).is_ok()
+    /// Becomes `true` when [`Node::shutdown`] begins: every long-lived task working for
+    /// the node ends on it (peer sync sessions say `Bye(Shutdown)` first), and the
+    /// shutdown waits for them.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.inner.stopping.subscribe()
     }
 
     /// The own-feed fence state, as `/summary` reports it.
@@ -577,39 +551,6 @@ impl Node {
         Ok(EntryJson::new(&entry, &hash))
     }
 
-    /// Imports CSV (any concatenation of exports). Blocking: call it off the async workers.
-    /// Memory stays bounded whatever the input's size; the sort spills to the data directory.
-    pub fn import(&self, input: impl Read) -> Result<ImportReport, NodeError> {
-        self.import_with_progress(input, &NoProgress)
-    }
-
-    /// [`Node::import`], reporting how far it has come to `progress` (see
-    /// [`crate::import::import_csv_with_progress`]).
-    pub fn import_with_progress(
-        &self,
-        input: impl Read,
-        progress: &dyn Progress,
-    ) -> Result<ImportReport, NodeError> {
-        let forked = self.forked_authors();
-        let report = crate::import::import_csv_with_progress(
-            &self.inner.store,
-            input,
-            self.data_dir(),
-            |a| forked.contains(a),
-            |offered| self.record_fork_against_held(offered).map(drop),
-            progress,
-        )?;
-        let m = &self.inner.metrics;
-        m.count_import("added", report.added);
-        m.count_import("duplicate", report.duplicates);
-        let rejected = u64::try_from(report.rejected.len()).unwrap_or(u64::MAX);
-        let forks = u64::try_from(report.forks.len()).unwrap_or(u64::MAX);
-        m.count_import("rejected", rejected);
-        m.count_import("fork", forks);
-        m.rejections.inc_by(rejected);
-        Ok(report)
-    }
-
     /// Writes the whole log as CSV. Blocking: call it off the async workers.
     pub fn export(&self, out: impl Write) -> Result<(), NodeError> {
         export(&self.inner.reader, out)
@@ -636,14 +577,7 @@ impl Node {
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(SHUTDOWN_TASKS_TIMEOUT_MS);
         self.end_streams();
-        if let Some(sync) = self.sync() {
-            if tokio::time::timeout_at(deadline, sync.shutdown())
-                .await
-                .is_err()
-            {
-                tracing::warn!("sync sessions still ending at the shutdown deadline");
-            }
-        }
+        self.inner.stopping.send_replace(true);
         self.inner.tasks.close();
         if tokio::time::timeout_at(deadline, self.inner.tasks.wait())
             .await

@@ -97,8 +97,8 @@ pub async fn serve_until_signal(
     for task in tasks {
         task.await.context("HTTP task panicked")?;
     }
-    // Each node stops its own sync (attached to it by `sync::start`) and tasks, then its
-    // store.
+    // Each node's shutdown ends its sync (which watches `Node::stopping`) and its other
+    // tasks, then closes its store.
     for node in nodes {
         node.shutdown().await.context("shutting a node down")?;
     }
@@ -152,7 +152,8 @@ async fn bind(spec: NodeSpec) -> anyhow::Result<(Listening, Bound)> {
 
 impl Listening {
     /// Starts the node's peer sync, if it has one: its configured peers plus the bound sync
-    /// addresses of the nodes it names in `peer_nodes` (indices into `bound`).
+    /// addresses of the nodes it names in `peer_nodes` (indices into `bound`). The handle
+    /// goes to the node's HTTP ([`HttpConfig::sync`]).
     fn start_sync(&mut self, bound: &[Bound]) -> anyhow::Result<()> {
         let Some(sync_spec) = self.spec.sync.take() else {
             return Ok(());
@@ -176,6 +177,7 @@ impl Listening {
         if let Some(addr) = handle.local_addr() {
             tracing::info!(node = %self.spec.name, %addr, "serving peer sync");
         }
+        self.spec.http.sync = Some(handle);
         Ok(())
     }
 }

@@ -32,10 +32,9 @@ use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
 use std::collections::HashMap;
 
 use rayon::prelude::*;
-use sha2::{Digest, Sha512};
 
 use crate::hash::Hash;
-use crate::identity::{Author, Signature};
+use crate::identity::{challenge, Author, Signature};
 
 /// Why a signature is rejected. Each variant is one rule of the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -133,19 +132,6 @@ fn prepare_with_key(
         .ok_or(SignatureError::NonCanonicalS)?;
     let k = challenge(&r_bytes, author.as_bytes(), message);
     Ok(Prepared { a, r, s, k })
-}
-
-/// The RFC 8032 challenge `k = SHA-512(R || A || M) mod l`, shared by verification and by
-/// [`crate::identity::Identity::sign_hashes`].
-pub(crate) fn challenge(r: &[u8; 32], a: &[u8; 32], message: &[u8]) -> Scalar {
-    Scalar::from_bytes_mod_order_wide(
-        &Sha512::new()
-            .chain_update(r)
-            .chain_update(a)
-            .chain_update(message)
-            .finalize()
-            .into(),
-    )
 }
 
 /// Verifies one signature over an entry hash under the module's rule.
@@ -272,6 +258,7 @@ pub fn verify_many(items: &[BatchItem<'_>]) -> Vec<Result<(), SignatureError>> {
 mod tests {
     use super::*;
     use crate::identity::Identity;
+    use sha2::{Digest, Sha512};
 
     fn signed(seed: u8, msg: u8) -> (Author, Hash, Signature) {
         let id = Identity::from_seed([seed; 32]);

@@ -30,8 +30,9 @@
 //! - Replays read the file in [`REPLAY_CHUNK_BYTES`] chunks on a blocking thread, at most
 //!   [`MAX_CONCURRENT_REPLAYS`] at once (others wait, with heartbeats), and hand the stream
 //!   at most [`QUEUED_FRAMES`] frames of at most about [`FRAME_BYTES`] ahead of the socket.
-//! - A live stream holds only its place in the node's event channel (shared by every
-//!   subscriber, [`crate::node::EVENT_CHANNEL_CAPACITY`] batches) and [`QUEUED_FRAMES`]
+//! - A live stream holds only its place in the tail's channel of committed batches
+//!   (`tail/fanout.rs`: one per node, shared by every stream, each batch rendered once per
+//!   format; [`crate::node::EVENT_CHANNEL_CAPACITY`] batches) and [`QUEUED_FRAMES`]
 //!   frames. It sends what it takes at a wake-up as one frame, and waits a little after each
 //!   write, so that all streams together wake at most [`TAIL_WAKES_PER_SEC`] times a
 //!   second however fast the node commits (`tail/live.rs`): a thousand subscribers cost the
@@ -46,12 +47,14 @@
 
 pub mod client;
 pub mod cursor;
+mod fanout;
 pub mod frame;
 mod live;
+mod queue;
 mod stream;
 
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -202,6 +205,9 @@ pub struct Tails {
     config: TailConfig,
     streams: Arc<Semaphore>,
     replays: Arc<Semaphore>,
+    /// The node's commits for the streams, started with the first stream (it needs the
+    /// node, and a runtime to run on).
+    fanout: Arc<OnceLock<Arc<fanout::Fanout>>>,
 }
 
 impl Tails {
@@ -209,11 +215,13 @@ impl Tails {
         Tails {
             streams: Arc::new(Semaphore::new(config.max_streams)),
             replays: Arc::new(Semaphore::new(MAX_CONCURRENT_REPLAYS)),
+            fanout: Arc::default(),
             config,
         }
     }
 
-    /// Opens a stream of `node`'s commits from `start`, of one feed with `author`.
+    /// Opens a stream of `node`'s commits from `start`, of one feed with `author`. Every
+    /// stream of one `Tails` must be of the same node (its fan-out is that node's).
     pub async fn open(
         &self,
         node: &Node,
@@ -239,8 +247,13 @@ impl Tails {
                 tokio::task::spawn_blocking(move || resolve(&reader, &author, start)).await??
             }
         };
+        let fanout = self
+            .fanout
+            .get_or_init(|| Arc::new(fanout::Fanout::start(node)))
+            .clone();
         Ok(stream::spawn(stream::Plan {
             node: node.clone(),
+            fanout,
             from,
             position,
             author,

@@ -6,14 +6,14 @@
 //!
 //! A report with a bar is an atomic add and a clock read: indicatif redraws at most 20
 //! times a second (its stderr target's rate limit), and the library reports in steps of
-//! many units (see [`crate::progress`]), so the bar's cost does not show.
+//! many units (see [`kappalog::progress`]), so the bar's cost does not show.
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 
-use crate::progress::{Progress, Stage};
+use kappalog::progress::{Progress, Stage};
 
 /// How often the bar redraws by itself, so the elapsed time moves while a stage reports
 /// nothing (a sort's merge before the first batch is stored).

@@ -195,7 +195,7 @@ fn parse_limit(text: Option<String>, default: usize, max: usize) -> Result<usize
 pub async fn health(State(state): State<AppState>) -> Response {
     let author = state.node.author();
     let entries = state.node.reader().len();
-    let key_copy = state.node.sync().and_then(|s| s.key_copy_seen());
+    let key_copy = state.sync.as_ref().and_then(|s| s.key_copy_seen());
     let mut body = match state.node.store_health().degraded() {
         None => serde_json::json!({
             "status": "ok",
@@ -233,7 +233,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .map(|head| head.seq)
         .sum();
     let ok = reader.len().saturating_sub(forked_entries);
-    let sync = state.node.sync().map(|sync| {
+    let sync = state.sync.as_ref().map(|sync| {
         let mut figures = SyncFigures::default();
         for peer in sync.peers(&state.node) {
             if peer.connected {

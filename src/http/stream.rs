@@ -23,6 +23,7 @@ use super::{ApiError, AppState};
 use crate::csv::{CsvWriter, ImportReport};
 use crate::entry::Seq;
 use crate::identity::Author;
+use crate::import::ImportError;
 use crate::node::NodeError;
 use crate::store::StoreReader;
 
@@ -233,23 +234,23 @@ pub async fn import(
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     match result {
         Ok(report) => Ok(Json(report)),
-        Err(NodeError::ImportRead(e)) => Err(ApiError::Unavailable(format!(
+        Err(ImportError::Read(e)) => Err(ApiError::Unavailable(format!(
             "reading the spooled upload failed: {e}; nothing was imported"
         ))),
-        Err(NodeError::ImportSpill { source, added: 0 }) => Err(ApiError::Unavailable(format!(
+        Err(ImportError::Spill { source, added: 0 }) => Err(ApiError::Unavailable(format!(
             "cannot sort the import on disk: {source}; nothing was imported"
         ))),
-        Err(NodeError::ImportSpill { source, added }) => Err(ApiError::Unavailable(format!(
+        Err(ImportError::Spill { source, added }) => Err(ApiError::Unavailable(format!(
             "cannot read back the import's sort files: {source}; {added} entries were \
              imported before it failed, importing the same body again is safe"
         ))),
-        Err(NodeError::ImportStopped { source, added }) => {
+        Err(ImportError::Stopped { source, added }) => {
             tracing::error!(error = %source, added, "import stopped");
             Err(ApiError::Unavailable(format!(
                 "unable to store the import: {added} entries were imported before it failed, \
                  importing the same body again is safe"
             )))
         }
-        Err(other) => Err(other.into()),
+        Err(e @ ImportError::Internal(_)) => Err(ApiError::Internal(e.to_string())),
     }
 }

@@ -63,7 +63,7 @@ pub struct PeersAnswer {
 }
 
 pub async fn peers(State(state): State<AppState>) -> Json<PeersAnswer> {
-    let Some(sync) = state.node.sync() else {
+    let Some(sync) = state.sync.as_ref() else {
         return Json(PeersAnswer {
             peers: Vec::new(),
             refused: BTreeMap::new(),
@@ -94,8 +94,8 @@ pub async fn add_peer(
         ))
     })?;
     let sync = state
-        .node
-        .sync()
+        .sync
+        .as_ref()
         .ok_or_else(|| ApiError::Unavailable("peer sync is not running".into()))?;
     let added = sync
         .add_peer(&state.node, request.addr)
@@ -114,8 +114,8 @@ pub async fn unpin_peer(
     Path(addr): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let sync = state
-        .node
-        .sync()
+        .sync
+        .as_ref()
         .ok_or_else(|| ApiError::Unavailable("peer sync is not running".into()))?;
     let author = sync.unpin(&addr).await.map_err(sync_error)?;
     Ok(Json(
@@ -144,8 +144,8 @@ pub struct SyncAnswer {
 
 pub async fn sync_now(State(state): State<AppState>) -> Result<Json<SyncAnswer>, ApiError> {
     let sync = state
-        .node
-        .sync()
+        .sync
+        .as_ref()
         .ok_or_else(|| ApiError::Unavailable("peer sync is not running".into()))?;
     Ok(Json(SyncAnswer {
         sessions: sync.sync_now().await,

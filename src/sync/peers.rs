@@ -82,8 +82,8 @@ pub struct AddedPeer {
     pub redialled: bool,
 }
 
-/// State shared by the tasks of one node's sync. Holds no [`Node`] (the node holds the
-/// handle; tasks get the node as an argument), so there is no reference cycle.
+/// State shared by the tasks of one node's sync. Holds no [`Node`] (tasks get the node as
+/// an argument), so there is no reference cycle.
 pub struct SyncShared {
     pub(super) config: SyncConfig,
     pub(super) registry: Arc<PeerRegistry>,
@@ -126,7 +126,9 @@ pub struct SyncRound {
 
 /// Starts sync for `node`: accepts on `listener` (if any) and dials every peer in `peers`
 /// (`HOST:PORT` or `AUTHOR@HOST:PORT`). Reads the learned pins (after forgetting those of
-/// `config.unpin`). Attaches the handle to the node and returns it.
+/// `config.unpin`). Returns the handle, which whoever started sync keeps (the server hands
+/// it to HTTP); the node knows nothing of it, and its shutdown ([`Node::stopping`]) ends
+/// sync as [`SyncHandle::shutdown`] does.
 pub fn start(
     node: &Node,
     config: SyncConfig,
@@ -209,9 +211,10 @@ pub fn start(
         node.clone(),
         log_stranger_counts(handle.shared.clone(), handle.shared.shutdown.subscribe()),
     );
-    if !node.set_sync(handle.clone()) {
-        tracing::warn!("sync started twice for one node; the first handle stays attached");
-    }
+    handle.shared.spawn(
+        node.clone(),
+        stop_with_node(handle.shared.clone(), node.stopping()),
+    );
     Ok(handle)
 }
 
@@ -525,9 +528,28 @@ impl SyncHandle {
     /// Stops listening and dialing, ends every session with `Bye(Shutdown)`, and returns once
     /// every sync task has finished.
     pub async fn shutdown(&self) {
-        self.shared.tasks.close();
-        let _ = self.shared.shutdown.send(true);
+        self.shared.stop();
         self.shared.tasks.wait().await;
+    }
+}
+
+impl SyncShared {
+    /// Tells every sync task to stop (sessions end with `Bye(Shutdown)`).
+    fn stop(&self) {
+        self.tasks.close();
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// Stops sync when the node begins its shutdown: the node waits for its tasks, sync's
+/// among them, and cannot tell them itself (it knows nothing of sync). Ends at once if sync
+/// is stopped first.
+async fn stop_with_node(shared: Arc<SyncShared>, mut node_stopping: watch::Receiver<bool>) {
+    let mut stopped = shared.shutdown.subscribe();
+    tokio::select! {
+        // An error means the node is gone: stop as well.
+        _ = node_stopping.wait_for(|stopping| *stopping) => shared.stop(),
+        _ = stopped.wait_for(|stopped| *stopped) => {}
     }
 }
 

@@ -24,10 +24,10 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
-use super::stream::{queue, shutdown, Stop};
+use super::fanout::TailEvent;
+use super::queue::{queue, shutdown, Stop};
 use super::{Format, TailConfig};
 use crate::identity::Author;
-use crate::node::NodeEvent;
 
 /// Wake-ups a second that all live streams together may spend (see the module docs). At a
 /// few microseconds of CPU each, node and kernel, this keeps the fan-out's fixed cost under
@@ -43,7 +43,7 @@ pub fn pause(open: u64) -> Duration {
 
 /// What the live part of one stream forwards, and where to.
 pub(super) struct Live<'a> {
-    pub events: broadcast::Receiver<NodeEvent>,
+    pub events: broadcast::Receiver<TailEvent>,
     pub wanted: Wanted,
     pub config: &'a TailConfig,
     /// Streams open on the node (the `kappalog_tail_streams` gauge), which set the pause.
@@ -135,19 +135,19 @@ impl Wanted {
     /// to `taken`. `Err` when the stream must stop: it fell behind, or the node is closing.
     fn take(
         &self,
-        events: &mut broadcast::Receiver<NodeEvent>,
-        first: Result<NodeEvent, RecvError>,
+        events: &mut broadcast::Receiver<TailEvent>,
+        first: Result<TailEvent, RecvError>,
         taken: &mut Vec<Bytes>,
     ) -> Result<(), Stop> {
         let mut event = first;
         loop {
             match event {
-                Ok(NodeEvent::Committed(batch)) => {
+                Ok(TailEvent::Batch(batch)) => {
                     let rendered = batch.rendered(self.format, &self.node);
                     taken.extend(rendered.select(self.from, self.author.as_ref()));
                 }
-                Ok(NodeEvent::Proof(_)) => {}
-                Err(RecvError::Lagged(missed)) => {
+                // The fan-out fell behind: as if this stream had.
+                Ok(TailEvent::Lagged(missed)) | Err(RecvError::Lagged(missed)) => {
                     return Err(Stop::End(format!(
                         "fell behind the node by {missed} commits: resume from the last cursor"
                     )))

@@ -11,15 +11,15 @@ use std::ops::ControlFlow;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use axum::body::Bytes;
 use futures_util::Stream;
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use super::fanout::Fanout;
 use super::live::{Live, Wanted};
+use super::queue::{queue, shutdown, Stop};
 use super::{Format, TailConfig, FRAME_BYTES, QUEUED_FRAMES, REPLAY_CHUNK_BYTES};
 use crate::identity::Author;
 use crate::node::Node;
@@ -28,6 +28,8 @@ use crate::tail::Cursor;
 /// What a stream needs to run.
 pub(super) struct Plan {
     pub node: Node,
+    /// The node's committed batches, rendered for the tail.
+    pub fanout: Arc<Fanout>,
     /// Offset of the first record to send.
     pub from: u64,
     /// The same place as a start to resume from: the stream's first frame.
@@ -128,47 +130,6 @@ impl Stream for TailStream {
     }
 }
 
-/// Queues `frame` for the body, waiting at most `deadline` for room, or until `shutdown`
-/// completes. Without a wait when there is room, the common case: no timer is set.
-pub(super) async fn queue<F: Future<Output = ()>>(
-    out: &mpsc::Sender<Bytes>,
-    frame: Bytes,
-    deadline: Duration,
-    shutdown: Pin<&mut F>,
-) -> Result<(), Stop> {
-    let frame = match out.try_send(frame) {
-        Ok(()) => return Ok(()),
-        Err(TrySendError::Closed(_)) => return Err(Stop::Gone),
-        Err(TrySendError::Full(frame)) => frame,
-    };
-    tokio::select! {
-        biased;
-        () = shutdown => Err(Stop::End("the node is shutting down".into())),
-        sent = tokio::time::timeout(deadline, out.send(frame)) => match sent {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(Stop::Gone),
-            Err(_) => Err(Stop::End(format!(
-                "slow consumer: took nothing for {} ms: resume from the last cursor",
-                deadline.as_millis()
-            ))),
-        },
-    }
-}
-
-/// Completes when the node ends its streams ([`Node::end_streams`]) or is gone.
-pub(super) async fn shutdown(mut ending: watch::Receiver<bool>) {
-    // An error means the node is gone: the same as ending.
-    let _ = ending.wait_for(|ending| *ending).await;
-}
-
-/// Why the task stops.
-pub(super) enum Stop {
-    /// The client went away: nobody to tell.
-    Gone,
-    /// Ended on purpose; the reason goes out as the `end` frame.
-    End(String),
-}
-
 /// A replay's output, from its blocking thread.
 enum Replayed {
     Frame(Bytes),
@@ -188,7 +149,7 @@ impl Driver {
         let reader = self.plan.node.reader().clone();
         let e1 = reader.committed_end();
         self.replay(self.plan.from, e1).await?;
-        let events = self.plan.node.subscribe();
+        let events = self.plan.fanout.subscribe();
         let e2 = reader.committed_end();
         self.replay(e1.max(self.plan.from), e2).await?;
         let live = Live {

@@ -19,7 +19,7 @@ use crate::common::{feed, identity};
 use kappalog::csv::{CsvWriter, ImportReport};
 use kappalog::entry::Entry;
 use kappalog::hash::Hash;
-use kappalog::import::{import_with_sorter, SpillSorter};
+use kappalog::import::{import_with_sorter, ImportError, SpillSorter};
 use kappalog::node::NodeError;
 use kappalog::store::{Store, StoreOptions, StoreOwner};
 
@@ -64,7 +64,7 @@ fn open(dir: &Path, io: &Arc<FaultyIo>) -> (Store, StoreOwner) {
 
 /// Imports through `io`; a fork is recorded as the node does first, by a fork note in the
 /// log (so recording it can fail too).
-fn import(store: &Store, dir: &Path, io: &Arc<FaultyIo>) -> Result<ImportReport, NodeError> {
+fn import(store: &Store, dir: &Path, io: &Arc<FaultyIo>) -> Result<ImportReport, ImportError> {
     import_with_sorter(
         store,
         &input()[..],
@@ -156,12 +156,12 @@ fn every_fault_at_every_call_of_an_import_reports_exactly_what_was_stored() {
                 };
                 assert!(reached && !benign, "{case}: {first}");
                 let added = match &first {
-                    NodeError::ImportSpill { source, added } => {
+                    ImportError::Spill { source, added } => {
                         assert!(matches!(op, Op::Write | Op::Read), "{case}: {first}");
                         assert!(source.to_string().contains("injected fault"), "{case}");
                         *added
                     }
-                    NodeError::ImportStopped { source, added } => {
+                    ImportError::Stopped { source, added } => {
                         assert!(matches!(op, Op::Write | Op::Sync), "{case}: {first}");
                         assert!(source.to_string().contains("injected fault"), "{case}");
                         *added

@@ -401,7 +401,11 @@ async fn a_learned_pin_survives_a_restart_and_unpinning_learns_the_next_key() {
     assert!(!configured(&v, &addr).trusted);
     drop(rotated);
     // Unpinned over HTTP: the next key is learned.
-    let app = router(v.node.clone(), HttpConfig::default());
+    let config = HttpConfig {
+        sync: Some(v.sync.clone()),
+        ..HttpConfig::default()
+    };
+    let app = router(v.node.clone(), config);
     let unpin = || {
         let request = Request::delete(format!("/peers/{addr}"));
         app.clone().oneshot(request.body(Body::empty()).unwrap())

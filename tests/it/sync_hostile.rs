@@ -497,7 +497,11 @@ async fn a_copy_of_the_nodes_key_is_an_alarm_and_the_dialer_keeps_dialing() {
         assert!(said_bye(&frames, ByeReason::SelfConnection), "{frames:?}");
     }
     assert_eq!(v.sync.key_copy_seen().map(|s| s.sessions), Some(2));
-    let health = router(v.node.clone(), HttpConfig::default())
+    let config = HttpConfig {
+        sync: Some(v.sync.clone()),
+        ..HttpConfig::default()
+    };
+    let health = router(v.node.clone(), config)
         .oneshot(Request::get("/health").body(Body::empty()).unwrap())
         .await
         .unwrap();
