@@ -380,11 +380,9 @@ impl Node {
         // Nothing can commit before `open` returns the node, so folding now and observing
         // commits from here on sees every entry exactly once.
         *lock(&views.summary) = rebuild_summary(&reader, &forked)?;
-        if forked.contains(&author) {
-            let reason = format!("a fork proof of our own author {author} is recorded");
-            tracing::error!(%author, "{}", FenceError::Diverged { reason: reason.clone() });
-            // Queued before `open` returns the node: no own append can be ordered before it.
-            store.fence_event(FenceEvent::Diverged { reason });
+        // The store's writer closed the fence at open if our own author is forked.
+        if let Err(e) = store.fence().check(0, std::time::Instant::now()) {
+            tracing::error!(%author, "{e}");
         }
         if report.forks.proofs > 0 {
             tracing::info!(proofs = report.forks.proofs, "loaded fork proofs");

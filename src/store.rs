@@ -346,7 +346,21 @@ impl Store {
         let has_identity = identity.is_some();
         let health = Arc::new(health::StoreHealth::default());
         let (stopped_tx, stopped) = oneshot::channel();
-        let (fence_tx, fence) = watch::channel(Fence::default());
+        // A recorded fork of our own author closes the fence before any request is taken,
+        // and before `open` returns, so the published copy says so from the start too.
+        let mut initial = Fence::default();
+        if let Some(author) = identity.as_ref().map(Identity::author) {
+            if forked
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&author)
+            {
+                initial.apply(FenceEvent::Diverged {
+                    reason: format!("a fork proof of our own author {author} is recorded"),
+                });
+            }
+        }
+        let (fence_tx, fence) = watch::channel(initial);
         let writer = Writer {
             durable: writer::Durable {
                 file: Arc::new(opened.file),
