@@ -39,6 +39,9 @@
 //! - [`fork_log`]: the fork-proof file (`DATA_DIR/forks`): its format and recovery, appended
 //!   by the store's writer, the forked set readers consult (and read, lock-free, by
 //!   `kappalog summary`).
+//! - [`fence`]: the own-feed fence, a pure state machine fed by events from sync and from
+//!   fork proofs; the store's writer owns the live one and checks it where it orders own
+//!   appends.
 //! - [`sync`]: the peer protocol v2 (docs/PROTOCOL.md): pure core (messages, framing,
 //!   handshake, reconciliation, plan, admission rules) and the tokio sessions over the
 //!   encrypted transport, the listener and the dialers that replicate over TCP.
@@ -83,6 +86,7 @@ pub mod cli;
 pub mod clock;
 pub mod csv;
 pub mod entry;
+pub mod fence;
 pub mod fork;
 pub mod fork_log;
 pub mod hash;

@@ -6,7 +6,9 @@
 //! - a fork the store reports (`Outcome::Fork`) becomes a proof: checked, persisted in
 //!   `DATA_DIR/forks` ([`crate::fork_log`]), the author marked forked in the views, and the
 //!   proof broadcast to sync sessions;
-//! - own appends pass the own-feed fence ([`fence`]) first;
+//! - own appends pass the own-feed fence ([`crate::fence`]), which the store's writer owns
+//!   and checks where it orders own appends; the node passes it the events it learns of
+//!   ([`Node::fence_event`]: a fork proof of its own author here, the rest from sync);
 //! - an own append under an idempotency key ([`crate::idempotency`]) that the store already
 //!   holds appends nothing and answers with the entry appended under the key
 //!   ([`Node::append_idempotent`]).
@@ -29,7 +31,6 @@
 //! its requests are answered `Closed`. Nothing polls for the last clone; dropping every
 //! clone without a shutdown sends the store its shutdown request without waiting.
 
-pub mod fence;
 mod replication;
 
 use crate::poison::lock;
@@ -44,6 +45,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::csv::CsvWriter;
 use crate::entry::{Entry, EntryJson};
+use crate::fence::{Fence, FenceError, FenceEvent, OwnFeedState};
 use crate::fork::ForkProof;
 use crate::fork_log::ForkLogError;
 use crate::hash::Hash;
@@ -58,7 +60,6 @@ use crate::store::{
 };
 use crate::summary::{FeedsPage, SummaryView};
 use crate::view::View;
-use fence::{Fence, FenceError, OwnFeedState};
 
 /// Events buffered per subscriber before it lags (a lagging sync session falls back to a
 /// range read from the store, so nothing is lost, only re-read).
@@ -285,7 +286,6 @@ struct Inner {
     views: Arc<Views>,
     metrics: Metrics,
     data_dir: PathBuf,
-    fence: Mutex<Fence>,
     events: broadcast::Sender<NodeEvent>,
     /// Set once the node is shutting down: long-lived readers (tail streams) end on it.
     ending: watch::Sender<bool>,
@@ -350,17 +350,12 @@ impl Node {
         // Nothing can commit before `open` returns the node, so folding now and observing
         // commits from here on sees every entry exactly once.
         *lock(&views.summary) = rebuild_summary(&reader, &forked)?;
-        let mut fence = Fence::default();
-        if forked.contains(&author) {
-            fence.diverge(format!(
-                "a fork proof of our own author {author} is recorded"
-            ));
+        // The store's writer closed the fence at open if our own author is forked.
+        if let Err(e) = store.fence().check(0, std::time::Instant::now()) {
+            tracing::error!(%author, "{e}");
         }
         if report.forks.proofs > 0 {
             tracing::info!(proofs = report.forks.proofs, "loaded fork proofs");
-        }
-        if let Err(e) = fence.check(0, std::time::Instant::now()) {
-            tracing::error!(%author, "{e}");
         }
         let node = Node {
             inner: Arc::new(Inner {
@@ -373,7 +368,6 @@ impl Node {
                 views,
                 metrics: Metrics::new(),
                 data_dir: data_dir.to_owned(),
-                fence: Mutex::new(fence),
                 events,
                 ending: watch::Sender::new(false),
                 stopping: watch::Sender::new(false),
@@ -448,10 +442,16 @@ impl Node {
         self.inner.stopping.subscribe()
     }
 
-    /// The own-feed fence state, as `/summary` reports it.
+    /// The own-feed fence state, as `/summary` reports it (from the copy the store's
+    /// writer publishes after each event, see [`Store::fence`]).
     pub fn own_feed_state(&self) -> OwnFeedState {
         let length = self.own_length();
-        lock(&self.inner.fence).state(length, std::time::Instant::now())
+        self.fence().state(length, std::time::Instant::now())
+    }
+
+    /// The own-feed fence as the store's writer last published it.
+    pub fn fence(&self) -> Fence {
+        self.inner.store.fence()
     }
 
     /// How many entries of its own feed the node holds.
@@ -462,22 +462,22 @@ impl Node {
             .map_or(0, |h| h.seq)
     }
 
-    /// Runs `f` on the fence (the sync layer: startup hold and release, catch-up, divergence).
-    pub fn with_fence<T>(&self, f: impl FnOnce(&mut Fence) -> T) -> T {
-        f(&mut lock(&self.inner.fence))
-    }
-
-    fn check_fence(&self) -> Result<(), NodeError> {
-        let length = self.own_length();
-        lock(&self.inner.fence).check(length, std::time::Instant::now())?;
-        Ok(())
+    /// Tells the own-feed fence of `event` (the sync layer: startup, claims; a fork proof
+    /// of our own author). Ordered before every own append requested after it returns
+    /// ([`Store::fence_event`]).
+    pub fn fence_event(&self, event: FenceEvent) {
+        self.inner.store.fence_event(event);
     }
 
     /// Appends to the node's own feed; returns once the entry is durable. Refused while the
     /// own-feed fence is closed.
     pub async fn append(&self, value: i64, data: String) -> Result<EntryJson, NodeError> {
-        self.check_fence()?;
-        let (entry, hash) = self.inner.store.append_own_async(value, data).await?;
+        let (entry, hash) = self
+            .inner
+            .store
+            .append_own_async(value, data)
+            .await
+            .map_err(own_append_error)?;
         self.inner.metrics.appends.inc();
         Ok(EntryJson::new(&entry, &hash))
     }
@@ -489,27 +489,21 @@ impl Node {
     /// [`NodeError::KeyReused`]. Two requests with one key never both append: the store's
     /// writer deduplicates them in order, in flight included.
     ///
-    /// A replay signs nothing, so it is answered even while the own-feed fence is closed.
+    /// A replay signs nothing, so it is answered even while the own-feed fence is closed:
+    /// the writer looks the key up before it consults the fence.
     pub async fn append_idempotent(
         &self,
         key: IdempotencyKey,
         value: Option<i64>,
         data: String,
     ) -> Result<KeyedAppend, NodeError> {
-        if let Err(closed) = self.check_fence() {
-            // With the fence open the writer answers replays itself (it checks every key);
-            // a closed fence stops the request here, so look for a replay first.
-            return match self.find_key(&key).await? {
-                Some((entry, hash)) => replayed(key, &entry, &hash, value, &data),
-                None => Err(closed),
-            };
-        }
         let chosen = value.unwrap_or_else(rand::random::<i64>);
         let outcome = self
             .inner
             .store
             .append_own_keyed_async(chosen, data.clone(), Some(key.clone()))
-            .await?;
+            .await
+            .map_err(own_append_error)?;
         match outcome {
             OwnAppend::Added(entry, hash) => {
                 self.inner.metrics.appends.inc();
@@ -529,24 +523,13 @@ impl Node {
         }
     }
 
-    /// The own-feed entry the store remembers under `key`. Only a remembered key costs a
-    /// read, done off the async workers.
-    async fn find_key(&self, key: &IdempotencyKey) -> Result<Option<(Entry, Hash)>, NodeError> {
-        if !self.inner.reader.may_remember_key(key) {
-            return Ok(None);
-        }
-        let reader = self.inner.reader.clone();
-        let lookup = key.clone();
-        let found = tokio::task::spawn_blocking(move || reader.find_key(&lookup)).await??;
-        // A record of another feed holds the key only if this data directory once ran under
-        // another identity: not an append of this node's feed.
-        Ok(found.filter(|(entry, _)| entry.author == self.inner.author))
-    }
-
     /// Blocking form of [`Node::append`] for the CLI.
     pub fn append_blocking(&self, value: i64, data: String) -> Result<EntryJson, NodeError> {
-        self.check_fence()?;
-        let (entry, hash) = self.inner.store.append_own(value, data)?;
+        let (entry, hash) = self
+            .inner
+            .store
+            .append_own(value, data)
+            .map_err(own_append_error)?;
         self.inner.metrics.appends.inc();
         Ok(EntryJson::new(&entry, &hash))
     }
@@ -611,6 +594,15 @@ impl Node {
             owner.shutdown_blocking()?;
         }
         Ok(())
+    }
+}
+
+/// An own append's error as the node answers it: the fence's refusal is
+/// [`NodeError::Fence`] whichever door asked (its text and HTTP status are the fence's).
+fn own_append_error(e: AppendError) -> NodeError {
+    match e {
+        AppendError::Fence(refused) => NodeError::Fence(refused),
+        other => NodeError::Append(other),
     }
 }
 

@@ -49,6 +49,10 @@
 //! - A fork proof is checked by the caller, then written by the writer in the same
 //!   durability path as entries: the fork note in the log first, then the proof in `forks`
 //!   ([`Store::record_fork_proof_async`]).
+//! - Own appends pass the own-feed fence ([`crate::fence`]) where the writer orders them:
+//!   the writer owns the fence, fed by [`Store::fence_event`] on the same channel as the
+//!   appends, and answers a refused one [`AppendError::Fence`] (a replay of an idempotency
+//!   key signs nothing and is answered first, fence closed or not).
 //! - The writer's file operations go through [`io::LogIo`] (one for the log, one for the
 //!   forks file), so a test can make an `fdatasync` slow or fail.
 
@@ -68,9 +72,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use rayon::prelude::*;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::entry::{Entry, Seq, MAX_DATA_BYTES};
+use crate::fence::{Fence, FenceError, FenceEvent};
 use crate::fork::{ForkProof, ForkProofError};
 use crate::fork_log::{ForkLog, ForkLogError, ForkLogReport, Forked};
 use crate::hash::Hash;
@@ -212,6 +217,10 @@ pub enum AppendError {
     InvalidProof(#[source] ForkProofError),
     #[error("recording the fork proof failed: {0}")]
     ForkLog(#[source] Arc<ForkLogError>),
+    /// The own-feed fence refused an own append where the writer orders it
+    /// ([`Store::fence_event`]).
+    #[error(transparent)]
+    Fence(FenceError),
 }
 
 /// The writable store's request handle. Cheap to clone; all clones send to one writer.
@@ -223,6 +232,8 @@ pub struct Store {
 
 struct Shared {
     requests: mpsc::Sender<Request>,
+    /// The fence as the writer last published it (see [`Store::fence`]).
+    fence: watch::Receiver<Fence>,
     reader: StoreReader,
     has_identity: bool,
     health: Arc<health::StoreHealth>,
@@ -335,6 +346,21 @@ impl Store {
         let has_identity = identity.is_some();
         let health = Arc::new(health::StoreHealth::default());
         let (stopped_tx, stopped) = oneshot::channel();
+        // A recorded fork of our own author closes the fence before any request is taken,
+        // and before `open` returns, so the published copy says so from the start too.
+        let mut initial = Fence::default();
+        if let Some(author) = identity.as_ref().map(Identity::author) {
+            if forked
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&author)
+            {
+                initial.apply(FenceEvent::Diverged {
+                    reason: format!("a fork proof of our own author {author} is recorded"),
+                });
+            }
+        }
+        let (fence_tx, fence) = watch::channel(initial);
         let writer = Writer {
             durable: writer::Durable {
                 file: Arc::new(opened.file),
@@ -350,6 +376,7 @@ impl Store {
                 idle_marker_delay: options.idle_marker_delay,
             },
             identity,
+            fence: fence_tx,
             max_batch_entries: options.max_batch_entries.max(1),
             lock,
             stopped: stopped_tx,
@@ -364,6 +391,7 @@ impl Store {
         let store = Store {
             shared: Arc::new(Shared {
                 requests: requests.clone(),
+                fence,
                 reader,
                 has_identity,
                 health,
@@ -443,6 +471,22 @@ impl Store {
     /// Whether the writer can write right now ([`health`]).
     pub fn health(&self) -> &health::StoreHealth {
         &self.shared.health
+    }
+
+    /// Tells the own-feed fence of `event` ([`crate::fence`]). The writer owns the fence and
+    /// applies events in the order of its request channel, the order own appends are
+    /// checked in: an own append requested after this call returns sees the event. Not
+    /// waited for, so a caller on an async worker or holding a lock may call it. A closed
+    /// store drops it: it appends nothing any more either.
+    pub fn fence_event(&self, event: FenceEvent) {
+        let _ = self.send(Request::Fence(event));
+    }
+
+    /// The own-feed fence as the writer last published it: what `/summary` reports. It may
+    /// lag an event just sent by the writer's next turn; appends are checked by the writer
+    /// itself, never against this copy.
+    pub fn fence(&self) -> Fence {
+        self.shared.fence.borrow().clone()
     }
 
     fn send(&self, request: Request) -> Result<(), AppendError> {

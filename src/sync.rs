@@ -37,7 +37,7 @@
 //! - [`inbound`]: the receiving half: checks and stores entries and proofs.
 //! - [`outbound`]: the sending half: reconciliation, the plan's ranges, live pushes, resyncs.
 //! - [`listener`]: accepting under the connection cap, with backoff on accept errors.
-//! - [`peers`]: dialers, the startup fence, `POST /sync`, shutdown ([`SyncHandle`]).
+//! - [`peers`]: dialers, the startup fence's events (the fence is [`crate::fence`]), `POST /sync`, shutdown ([`SyncHandle`]).
 //! - [`status`]: the per-peer records `GET /peers` shows.
 //! - [`error`]: why a session ended and which `Bye` it sends.
 

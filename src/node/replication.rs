@@ -5,8 +5,9 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::{lock, Node, NodeError, NodeEvent, OfferReport};
+use super::{Node, NodeError, NodeEvent, OfferReport};
 use crate::entry::Entry;
+use crate::fence::FenceEvent;
 use crate::fork::ForkProof;
 use crate::hash::Hash;
 use crate::identity::Author;
@@ -112,7 +113,7 @@ impl Node {
                 %author, seq,
                 "OWN FEED FORKED: another process signed with this node's key; appends stop for good, retire the key"
             );
-            lock(&self.inner.fence).diverge(reason);
+            self.fence_event(FenceEvent::Diverged { reason });
         } else {
             tracing::warn!(%author, seq, "feed forked: proof recorded, feed excluded");
         }

@@ -70,6 +70,20 @@
 //!   (`POST /add`: its requests in flight, `MAX_CONCURRENT_REQUESTS`, each waiting for its
 //!   answer); a separate cap would not bound memory any further.
 //!
+//! # The own-feed fence
+//!
+//! The planner owns the node's one live [`Fence`] ([`crate::fence`]). Fence events
+//! ([`Request::Fence`]: a peer tried, the startup timeout, a claim made, renewed or
+//! dropped, a fork of our own feed) come down the same channel as the appends, and the
+//! planner applies each one when its turn comes, so events and own appends are in one
+//! total order: an append queued after an event that closes the fence is refused
+//! ([`AppendError::Fence`]), and one queued after the event that opens it is not. An own
+//! append is checked once its idempotency key has been looked up (a replay signs nothing,
+//! so it is answered whatever the fence says) and before it gets a seq, against the length
+//! of the own feed as planned: the index plus what is in flight, so entries of our own feed
+//! delivered by a peer count as soon as they are placed. After each event the planner
+//! publishes a copy of the fence, which `/summary` reads.
+//!
 //! # Fork proofs
 //!
 //! A proof request (checked by the caller, [`CheckedProof`]) is decided by the syncer, the
@@ -109,7 +123,7 @@ use std::io;
 use std::sync::atomic::AtomicU64;
 use std::sync::{mpsc, Arc, RwLock};
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use super::health::StoreHealth;
 use super::index::Index;
@@ -117,6 +131,7 @@ use super::io::LogIo;
 use super::lock::DirLock;
 use super::{AppendError, CommitObserver, Outcome, StoreError};
 use crate::entry::{Entry, Seq};
+use crate::fence::{Fence, FenceEvent};
 use crate::fork::ForkProof;
 use crate::fork_log::{ForkLog, Forked};
 use crate::hash::Hash;
@@ -187,6 +202,9 @@ pub enum Request {
         proof: CheckedProof,
         reply: Reply<Result<bool, AppendError>>,
     },
+    /// An own-feed fence event, applied by the planner in channel order (see "The own-feed
+    /// fence" in the module docs). Unanswered: nothing waits for it.
+    Fence(FenceEvent),
     /// Finish everything queued before it, then stop (see the module docs).
     Shutdown,
 }
@@ -206,7 +224,7 @@ impl Request {
             Request::Foreign { reply, .. } => answer(reply, Err(err)),
             Request::ForkNote { reply, .. } => answer(reply, Err(err)),
             Request::ForkProof { reply, .. } => answer(reply, Err(err)),
-            Request::Shutdown => {}
+            Request::Fence(_) | Request::Shutdown => {}
         }
     }
 }
@@ -232,6 +250,8 @@ pub struct Durable {
 pub struct Writer {
     pub durable: Durable,
     pub identity: Option<Identity>,
+    /// Where the planner publishes the fence after each event (read by [`super::Store::fence`]).
+    pub fence: watch::Sender<Fence>,
     pub max_batch_entries: usize,
     pub lock: DirLock,
     /// The owner's end of the last message (see the module docs).
@@ -245,6 +265,7 @@ impl Writer {
         let Writer {
             durable,
             identity,
+            fence,
             max_batch_entries,
             lock,
             stopped,
@@ -264,7 +285,7 @@ impl Writer {
             .spawn(move || syncer.run(sealed));
         let result = match syncer {
             Ok(syncer) => {
-                let planner = planner::Planner::new(file, index, identity, epoch);
+                let planner = planner::Planner::new(file, index, identity, epoch, fence);
                 // A pool whose workers include the planner thread (see the module docs).
                 // Without it (no threads to be had) signing falls back to the global pool.
                 match rayon::ThreadPoolBuilder::new()

@@ -35,6 +35,7 @@ use super::reconcile::{Reconciler, Step};
 use super::status::{Control, PeerRegistry};
 use super::transport::Role;
 use crate::entry::{Entry, Seq};
+use crate::fence::FenceEvent;
 use crate::hash::Hash;
 use crate::identity::Author;
 use crate::node::{Node, NodeEvent};
@@ -267,14 +268,18 @@ impl Outbound {
     /// Holds appends for the claim of `need` entries of our feed until `deadline` (kept by
     /// the admission per key, across sessions: see [`super::claims`]).
     fn hold_claim(&mut self, need: Seq, deadline: std::time::Instant) {
-        let key = self.peer.to_string();
-        self.node.with_fence(|f| f.claim(&key, need, deadline));
+        self.node.fence_event(FenceEvent::Claim {
+            peer: self.peer.to_string(),
+            need,
+            expires: deadline,
+        });
         self.claim = Some((need, Instant::from_std(deadline)));
     }
 
     fn drop_claim(&mut self) {
-        let key = self.peer.to_string();
-        self.node.with_fence(|f| f.drop_claim(&key));
+        self.node.fence_event(FenceEvent::ClaimDropped {
+            peer: self.peer.to_string(),
+        });
         self.claim = None;
     }
 

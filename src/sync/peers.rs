@@ -17,7 +17,9 @@
 //!   configured peer's pinned key has completed an exchange. A refusal as a duplicate of a
 //!   session this node does not hold (the peer's stale one from before our restart) is
 //!   neither: the dialer redials. Peers added at runtime (`POST /peers`) do not hold the
-//!   fence.
+//!   fence. Sync keeps no fence state of its own: it sends the facts
+//!   ([`crate::fence::FenceEvent`]: the peers to wait for at start, each peer tried, the
+//!   timeout) to the fence's one owner, the store's writer, which decides and logs.
 //! - **Stranger counts**: sessions of strangers are logged one by one only at `debug`; every
 //!   [`STRANGER_LOG_INTERVAL_MS`] the counts since the last line are logged at `info`.
 //! - **Shutdown**: one watch channel tells every task to stop. Every task is one of the
@@ -48,6 +50,7 @@ use super::self_probe::SelfProbe;
 use super::session::{run_session, SessionContext};
 use super::status::{Alarms, Control, Direction, KeyCopySeen, PeerInfo, PeerRegistry};
 use super::transport::Role;
+use crate::fence::{FenceEvent, StartupRelease};
 use crate::identity::Author;
 use crate::node::Node;
 
@@ -97,8 +100,6 @@ pub struct SyncShared {
     /// The running dialers, by configured address: each one's wake-up.
     wake: Mutex<BTreeMap<String, Arc<Notify>>>,
     listen_addr: Option<SocketAddr>,
-    /// Configured peers not yet tried; `None` once the startup fence is released.
-    startup: Mutex<Option<BTreeSet<String>>>,
 }
 
 /// The running sync of one node. Cheap to clone.
@@ -159,39 +160,36 @@ pub fn start(
         tasks: TaskTracker::new(),
         wake: Mutex::new(BTreeMap::new()),
         listen_addr,
-        startup: Mutex::new((!pending.is_empty()).then_some(pending.clone())),
     });
     let handle = SyncHandle { shared };
     if !pending.is_empty() {
-        let names: Vec<&str> = pending.iter().map(String::as_str).collect();
-        node.with_fence(|f| f.hold_startup(names.join(", ")));
-        let shared = handle.shared.clone();
-        let node = node.clone();
-        let mut stop = handle.shared.shutdown.subscribe();
-        let timeout = match shared.config.startup_fence {
-            StartupFence::Timeout => Some(shared.config.startup_fence_timeout),
+        // Queued before any dialer runs, so before any `PeerTried`, and before `start`
+        // returns, so before any own append requested after it.
+        let release = match handle.shared.config.startup_fence {
+            StartupFence::Timeout => StartupRelease::EachTriedOnce,
+            StartupFence::Pinned => StartupRelease::OnePinnedExchange,
+        };
+        node.fence_event(FenceEvent::HoldStartup {
+            peers: pending,
+            release,
+        });
+        let timeout = match handle.shared.config.startup_fence {
+            StartupFence::Timeout => Some(handle.shared.config.startup_fence_timeout),
             // The operator asked to wait for a pinned peer, however long that takes.
             StartupFence::Pinned => None,
         };
-        handle.shared.spawn(node.clone(), async move {
-            let Some(timeout) = timeout else {
-                return;
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(timeout) => {}
-                _ = stop.changed() => {}
-            }
-            // Under the same lock as `peer_tried` changes the fence (see there).
-            let mut startup = lock(&shared.startup);
-            if let Some(unheard) = startup.take() {
-                let names: Vec<&str> = unheard.iter().map(String::as_str).collect();
-                tracing::warn!(
-                    peers = %names.join(", "),
-                    "own-feed fence: no confirmation from these peers, proceeding"
-                );
-                node.with_fence(|f| f.release_startup());
-            }
-        });
+        if let Some(timeout) = timeout {
+            let fence_node = node.clone();
+            let mut stop = handle.shared.shutdown.subscribe();
+            handle.shared.spawn(node.clone(), async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(timeout) => {}
+                    _ = stop.changed() => {}
+                }
+                // A fact, not a state: the fence ignores it if every peer was tried by now.
+                fence_node.fence_event(FenceEvent::StartupTimeout);
+            });
+        }
     }
     if let Some(listener) = listener {
         handle.shared.spawn(
@@ -345,34 +343,15 @@ impl SyncShared {
     }
 
     /// A configured peer was heard from or failed once (startup fence bookkeeping);
-    /// `pinned_exchange` when its pinned key completed an exchange.
-    ///
-    /// The fence is changed while `startup` is still locked: released, the lock would let a
-    /// concurrent call (another peer's, or the startup timeout's) release the fence between
-    /// this call's bookkeeping and its `hold_startup`, which would then close the fence
-    /// again with nobody left to open it.
+    /// `pinned_exchange` when its pinned key completed an exchange. The fence's owner (the
+    /// store's writer) decides what that releases: this only states the fact, so calls
+    /// racing each other and the startup timeout cannot leave a stale state behind (the
+    /// race of commit 59d2ade, pinned by the fence's tests).
     fn peer_tried(&self, node: &Node, addr: &str, pinned_exchange: bool) {
-        let mut startup = lock(&self.startup);
-        let Some(pending) = startup.as_mut() else {
-            return;
-        };
-        match self.config.startup_fence {
-            StartupFence::Timeout => {
-                pending.remove(addr);
-            }
-            // One pinned peer's exchange is what the operator asked to wait for.
-            StartupFence::Pinned if pinned_exchange => pending.clear(),
-            StartupFence::Pinned => {}
-        }
-        if pending.is_empty() {
-            *startup = None;
-            tracing::info!("own-feed fence: every configured peer tried, own appends open");
-            node.with_fence(|f| f.release_startup());
-        } else {
-            let names: Vec<&str> = pending.iter().map(String::as_str).collect();
-            let waiting = names.join(", ");
-            node.with_fence(|f| f.hold_startup(waiting));
-        }
+        node.fence_event(FenceEvent::PeerTried {
+            peer: addr.to_owned(),
+            pinned_exchange,
+        });
     }
 }
 

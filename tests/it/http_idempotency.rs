@@ -8,6 +8,7 @@ use std::sync::{Arc, Barrier};
 use crate::common;
 use crate::common::serve_blocking::{serve, Served};
 use crate::common::{get, http, identity, HttpResponse};
+use kappalog::fence::FenceEvent;
 use kappalog::http::HttpConfig;
 use kappalog::node::Node;
 
@@ -174,8 +175,9 @@ fn a_replay_is_answered_while_the_fence_refuses_new_appends() {
     let f = start(6);
     let first = add(f.addr(), "5", Some("before"));
     assert_eq!(first.status, 201);
-    f.node
-        .with_fence(|fence| fence.diverge("test: a fork of our own feed".into()));
+    f.node.fence_event(FenceEvent::Diverged {
+        reason: "test: a fork of our own feed".into(),
+    });
     let retry = add(f.addr(), "5", Some("before"));
     assert_eq!((retry.status, retry.json()), (200, first.json()));
     assert_eq!(add(f.addr(), "5", Some("after")).status, 503);

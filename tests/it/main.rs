@@ -49,6 +49,7 @@ mod sim;
 mod store_append;
 mod store_concurrency;
 mod store_faults;
+mod store_fence;
 mod store_keys;
 mod store_lifecycle;
 mod store_lock;

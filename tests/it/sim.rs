@@ -69,9 +69,9 @@ use crate::common::sim_net::SimNet;
 use crate::common::sim_schedule::{schedule, Door, ForkPlan, Op, Schedule, SplitMix64};
 use kappalog::csv::CsvWriter;
 use kappalog::entry::{Entry, UnsignedEntry};
+use kappalog::fence::OwnFeedState;
 use kappalog::hash::Hash;
 use kappalog::identity::{Author, Identity};
-use kappalog::node::fence::OwnFeedState;
 use kappalog::node::{Node, NodeError};
 use kappalog::sync::admission::Policy;
 use kappalog::sync::SyncConfig;
@@ -291,8 +291,7 @@ impl Sim {
                 while self.node(*node).own_feed_state() != OwnFeedState::Ok {
                     if Instant::now() > deadline {
                         let n = self.node(*node);
-                        let why =
-                            n.with_fence(|f| f.check(n.own_length(), std::time::Instant::now()));
+                        let why = n.fence().check(n.own_length(), std::time::Instant::now());
                         return Err(format!(
                             "node {node}'s fence stayed closed after its backup: {} ({why:?})",
                             n.own_feed_state().as_str()

@@ -4,8 +4,8 @@ use crate::common;
 use crate::common::net::{append_n, copy_dir, start, summary, wait_for};
 use axum::body::{to_bytes, Body};
 use axum::http::Request;
+use kappalog::fence::{FenceError, OwnFeedState};
 use kappalog::http::{router, HttpConfig};
-use kappalog::node::fence::{FenceError, OwnFeedState};
 use kappalog::node::{Node, NodeError};
 use tower::ServiceExt;
 

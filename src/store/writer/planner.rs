@@ -1,5 +1,6 @@
 //! The planning half of the writer: takes requests in order, assigns positions, checks
-//! placements, deduplicates idempotency keys, signs, and hands each sealed batch to the
+//! placements, deduplicates idempotency keys, keeps the own-feed fence (see "The own-feed
+//! fence" in [`super`]), signs, and hands each sealed batch to the
 //! syncer ([`super::syncer`]). Each planned request keeps its reply channel beside what it
 //! writes (see "Answers are owned values" in [`super`]).
 
@@ -8,12 +9,15 @@ use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, PoisonError, RwLock};
+use std::time::Instant;
 
 use rayon::prelude::*;
+use tokio::sync::watch;
 
 use super::{answer, Checked, ForeignResult, OwnAppend, OwnResult, Reply, Request};
 use crate::clock::now_ms;
 use crate::entry::{Entry, Seq, UnsignedEntry};
+use crate::fence::{Fence, FenceEvent, Released};
 use crate::fork::ForkProof;
 use crate::hash::Hash;
 use crate::idempotency::IdempotencyKey;
@@ -166,6 +170,9 @@ pub(super) struct Planner {
     /// Failures so far (bumped by the syncer), and the value the view was planned under.
     epoch: Arc<AtomicU64>,
     epoch_seen: u64,
+    /// The one live own-feed fence, and where a copy is published after each event.
+    fence: Fence,
+    published: watch::Sender<Fence>,
 }
 
 impl Planner {
@@ -174,7 +181,9 @@ impl Planner {
         index: Arc<RwLock<Index>>,
         identity: Option<Identity>,
         epoch: Arc<AtomicU64>,
+        published: watch::Sender<Fence>,
     ) -> Planner {
+        let fence = published.borrow().clone();
         Planner {
             file,
             index,
@@ -183,6 +192,8 @@ impl Planner {
             keys_in_flight: HashMap::new(),
             epoch,
             epoch_seen: 0,
+            fence,
+            published,
         }
     }
 
@@ -307,6 +318,10 @@ impl Planner {
     ) -> Option<Draft> {
         let planned = match request {
             Request::Shutdown => return None,
+            Request::Fence(event) => {
+                self.apply_fence(event);
+                return None;
+            }
             Request::Own {
                 value,
                 data,
@@ -332,7 +347,9 @@ impl Planner {
     }
 
     /// Plans an own append at the head of the own feed, to be signed with the batch; a
-    /// keyed request already appended (or in flight) is answered with that entry instead.
+    /// keyed request already appended (or in flight) is answered with that entry instead,
+    /// before the fence is consulted (a replay signs nothing); a request the fence refuses
+    /// is answered with why.
     fn draft_own(
         &mut self,
         value: i64,
@@ -361,7 +378,12 @@ impl Planner {
             None => reply,
         };
         let feed = self.pending(feeds, author);
-        let seq = feed.head.map_or(1, |h| h.seq + 1);
+        let length = feed.head.map_or(0, |h| h.seq);
+        if let Err(refused) = self.fence.check(length, Instant::now()) {
+            answer(reply, Err(AppendError::Fence(refused)));
+            return None;
+        }
+        let seq = length + 1;
         let unsigned = UnsignedEntry {
             author,
             seq,
@@ -385,6 +407,29 @@ impl Planner {
             reply,
             signature: None,
         })
+    }
+
+    /// Applies a fence event in its turn and publishes the result (see the module docs).
+    fn apply_fence(&mut self, event: FenceEvent) {
+        match self.fence.apply(event) {
+            Some(Released::AllTried) => {
+                tracing::info!("own-feed fence: every configured peer tried, own appends open");
+            }
+            Some(Released::TimedOut { unheard }) => {
+                tracing::warn!(
+                    peers = %unheard.join(", "),
+                    "own-feed fence: no confirmation from these peers, proceeding"
+                );
+            }
+            None => {}
+        }
+        self.published.send_if_modified(|copy| {
+            let changed = *copy != self.fence;
+            if changed {
+                copy.clone_from(&self.fence);
+            }
+            changed
+        });
     }
 
     /// Turns signed drafts into the batch for the syncer.
