@@ -56,6 +56,7 @@ pub mod format;
 pub mod health;
 pub mod index;
 pub mod io;
+pub mod key_table;
 pub mod keys;
 pub mod lock;
 pub mod open;
