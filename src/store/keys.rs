@@ -1,16 +1,16 @@
 //! Finding the record a remembered idempotency key names: the
-//! [`KeyTable`](super::key_table::KeyTable) in the index
-//! gives a candidate offset, and the record read there must
-//! hold the very key asked for (see [`super::key_table`] for why a hit is only a candidate).
+//! [`KeyTable`](super::key_table::KeyTable) in the index gives a candidate offset, and the
+//! record read there (through the store's [`LogIo`]) must hold the very key asked for (see
+//! [`super::key_table`] for why a hit is only a candidate).
 //!
 //! The table itself is in [`super::key_table`], below the index that holds it; this lookup
 //! stands above both, since it takes the index's lock and reads the log.
 
-use std::fs::File;
 use std::sync::{PoisonError, RwLock};
 
 use super::format::{self, ReadFault, Record};
 use super::index::Index;
+use super::io::{LogFile, LogIo};
 use crate::idempotency::IdempotencyKey;
 
 pub use super::key_table::MAX_REMEMBERED_KEYS;
@@ -18,7 +18,8 @@ pub use super::key_table::MAX_REMEMBERED_KEYS;
 /// The remembered record appended under `key`, if any: the table's candidate, read from
 /// `file` and confirmed to hold `key`. The index lock is held only to copy the offset out.
 pub fn find(
-    file: &File,
+    io: &dyn LogIo,
+    file: &LogFile,
     index: &RwLock<Index>,
     key: &IdempotencyKey,
 ) -> Result<Option<Record>, FindFault> {
@@ -30,7 +31,7 @@ pub fn find(
     let Some(offset) = candidate else {
         return Ok(None);
     };
-    let record = format::read_record_at(file, offset, end)
+    let record = format::read_record_at(io, file, offset, end)
         .map_err(|fault| FindFault { offset, fault })?;
     Ok((record.key.as_ref() == Some(key)).then_some(record))
 }
