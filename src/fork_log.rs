@@ -30,13 +30,12 @@
 //! an author already known forked is not written again.
 
 use std::collections::BTreeSet;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::fork::{self, ForkProof, ForkProofError, ForkSet};
 use crate::identity::Author;
-use crate::store::io::LogIo;
+use crate::store::io::{self as log_io, LogFile, LogIo, OpenMode, SystemIo};
 
 /// The file name inside the data directory.
 pub const FORKS_FILE: &str = "forks";
@@ -136,7 +135,7 @@ impl Forked {
 /// and the fork note before it, so no lock that readers take is held across its `fsync`.
 pub struct ForkLog {
     path: PathBuf,
-    file: File,
+    file: LogFile,
     /// Bytes of whole, durable records: where the next record goes.
     len: u64,
     /// An append failed after this many bytes may have reached the file: cut back to `len`
@@ -172,7 +171,10 @@ pub struct ForkFileCheck {
 /// not decode, or a proof that does not check, is an error naming where.
 pub fn check_file(dir: &Path) -> Result<ForkFileCheck, ForkLogError> {
     let path = dir.join(FORKS_FILE);
-    let bytes = match std::fs::read(&path) {
+    let read = SystemIo
+        .open(&path, OpenMode::Read)
+        .and_then(|file| log_io::read_to_end(&SystemIo, &file));
+    let bytes = match read {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Ok(ForkFileCheck {
@@ -210,8 +212,12 @@ pub fn read_set(dir: &Path) -> Result<ForkSet, ForkLogError> {
 
 impl ForkLog {
     /// Opens (creating if missing) `dir/forks`, truncating a torn tail; returns the log and
-    /// the proofs it holds. The caller holds the directory lock ([`crate::store::lock`]).
-    pub fn open(dir: &Path) -> Result<(ForkLog, ForkSet, ForkLogReport), ForkLogError> {
+    /// the proofs it holds, every call through `io`. The caller holds the directory lock
+    /// ([`crate::store::lock`]).
+    pub fn open(
+        dir: &Path,
+        io: &dyn LogIo,
+    ) -> Result<(ForkLog, ForkSet, ForkLogReport), ForkLogError> {
         let path = dir.join(FORKS_FILE);
         let io_err = |context, source| ForkLogError::Io {
             context,
@@ -220,16 +226,14 @@ impl ForkLog {
         };
         // Not in append mode: records are written at `len`, so a failed append can be cut
         // back and overwritten.
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
+        let file = io
+            .open(&path, OpenMode::ReadWrite)
             .map_err(|e| io_err("open", e))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(|e| io_err("read", e))?;
+        // The file may have just been created, after the log's open synced the directory:
+        // its name must be durable before a proof in it is acknowledged.
+        io.sync_dir(dir)
+            .map_err(|e| io_err("sync the directory of", e))?;
+        let bytes = log_io::read_to_end(io, &file).map_err(|e| io_err("read", e))?;
         let decoded = fork::decode_all(&bytes).map_err(|error| ForkLogError::Corrupt {
             path: path.clone(),
             error,
@@ -238,8 +242,9 @@ impl ForkLog {
         let len = u64::try_from(decoded.valid_len).unwrap_or(u64::MAX);
         if decoded.torn_tail {
             let total = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
-            file.set_len(len).map_err(|e| io_err("truncate", e))?;
-            file.sync_all().map_err(|e| io_err("sync", e))?;
+            io.set_len(&file, len).map_err(|e| io_err("truncate", e))?;
+            // fdatasync covers the new length: it is the metadata a later read needs.
+            io.sync_data(&file).map_err(|e| io_err("sync", e))?;
             report.truncated_bytes = total.saturating_sub(len);
             tracing::warn!(
                 path = %path.display(),
@@ -310,7 +315,6 @@ mod tests {
     use super::*;
     use crate::entry::{Entry, UnsignedEntry};
     use crate::identity::Identity;
-    use crate::store::io::SystemIo;
 
     fn proof(seed: u8) -> ForkProof {
         let id = Identity::from_seed([seed; 32]);
@@ -332,13 +336,13 @@ mod tests {
     #[test]
     fn appended_proofs_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, set, report) = ForkLog::open(dir.path()).unwrap();
+        let (mut log, set, report) = ForkLog::open(dir.path(), &SystemIo).unwrap();
         assert_eq!(report.proofs, 0);
         assert!(set.is_empty());
         log.append(&SystemIo, &[&proof(1)]).unwrap();
         log.append(&SystemIo, &[&proof(2)]).unwrap();
         drop(log);
-        let (_, set, report) = ForkLog::open(dir.path()).unwrap();
+        let (_, set, report) = ForkLog::open(dir.path(), &SystemIo).unwrap();
         assert_eq!(report.proofs, 2);
         assert!(set.contains(&proof(1).author()));
         let len = std::fs::metadata(dir.path().join(FORKS_FILE))
@@ -355,8 +359,7 @@ mod tests {
     struct HalfWrite(std::sync::atomic::AtomicBool);
 
     impl LogIo for HalfWrite {
-        fn write_all_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
-            use std::os::unix::fs::FileExt;
+        fn write_all_at(&self, file: &LogFile, buf: &[u8], offset: u64) -> io::Result<()> {
             if self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
                 return file.write_all_at(buf, offset);
             }
@@ -368,7 +371,7 @@ mod tests {
     #[test]
     fn a_failed_append_leaves_no_half_record_behind() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, _, _) = ForkLog::open(dir.path()).unwrap();
+        let (mut log, _, _) = ForkLog::open(dir.path(), &SystemIo).unwrap();
         let io = HalfWrite::default();
         assert!(matches!(
             log.append(&io, &[&proof(1)]),
@@ -376,7 +379,7 @@ mod tests {
         ));
         log.append(&io, &[&proof(2)]).unwrap();
         drop(log);
-        let (_, set, report) = ForkLog::open(dir.path()).unwrap();
+        let (_, set, report) = ForkLog::open(dir.path(), &SystemIo).unwrap();
         assert_eq!(report.truncated_bytes, 0);
         assert_eq!(set.len(), 1);
         assert!(set.contains(&proof(2).author()));
@@ -389,7 +392,7 @@ mod tests {
         let second = proof(2).encode();
         bytes.extend_from_slice(&second[..second.len() - 3]);
         std::fs::write(dir.path().join(FORKS_FILE), &bytes).unwrap();
-        let (_, _, report) = ForkLog::open(dir.path()).unwrap();
+        let (_, _, report) = ForkLog::open(dir.path(), &SystemIo).unwrap();
         assert_eq!(report.proofs, 1);
         assert_eq!(
             report.truncated_bytes,
@@ -408,7 +411,7 @@ mod tests {
         bytes.extend_from_slice(b"XXXXXXXXXXXXXXXXX");
         std::fs::write(dir.path().join(FORKS_FILE), &bytes).unwrap();
         assert!(matches!(
-            ForkLog::open(dir.path()),
+            ForkLog::open(dir.path(), &SystemIo),
             Err(ForkLogError::Corrupt { .. })
         ));
     }

@@ -9,7 +9,8 @@
 //! - [`validate`]: when an entry is valid (pure; one error variant per rule).
 //! - [`store`]: the durable log file and fork proofs (format and recovery, specified in
 //!   docs/STORE.md; the group-commit writer with its one owner and `shutdown().await`,
-//!   readers, the table of recent idempotency keys, and the file-I/O seam tests perturb).
+//!   readers, the table of recent idempotency keys, and the file-I/O seam tests perturb,
+//!   with a backend in memory that can lose power).
 //! - [`idempotency`]: what a valid `Idempotency-Key` is, and when a retry is the same request.
 //! - [`view`]: the [`view::View`] trait: a deterministic fold over the log, rebuildable.
 //! - [`summary`]: the summary view (count, sum, min, max, mean, feed counts, the digest over

@@ -53,13 +53,16 @@
 //!   the writer owns the fence, fed by [`Store::fence_event`] on the same channel as the
 //!   appends, and answers a refused one [`AppendError::Fence`] (a replay of an idempotency
 //!   key signs nothing and is answered first, fence closed or not).
-//! - The writer's file operations go through [`io::LogIo`] (one for the log, one for the
-//!   forks file), so a test can make an `fdatasync` slow or fail.
+//! - Every file operation on the log and the forks file (the writer's, the open's and the
+//!   readers') goes through an [`io::LogIo`] (one for the log, one for the forks file), so
+//!   a test can make any call slow or fail, or run the store on files in memory that can
+//!   lose power ([`io::memory::MemoryIo`]).
 
 pub mod format;
 pub mod health;
 pub mod index;
 pub mod io;
+pub mod key_table;
 pub mod keys;
 pub mod lock;
 pub mod open;
@@ -98,8 +101,8 @@ pub const MAX_BATCH_ENTRIES: usize = 4096;
 pub struct StoreOptions {
     /// Cap on entries written by one group commit.
     pub max_batch_entries: usize,
-    /// The writer's operations on the log file: [`io::SystemIo`] unless a test makes them
-    /// slow or fail.
+    /// Every operation on the log file (the open's, the writer's and the readers'):
+    /// [`io::SystemIo`] unless a test makes them slow or fail, or keeps the files in memory.
     pub io: Arc<dyn io::LogIo>,
     /// The same for the forks file ([`crate::fork_log`]).
     pub forks_io: Arc<dyn io::LogIo>,
@@ -333,16 +336,18 @@ impl Store {
             .map_err(|e| StoreError::io(format!("create directory {}", dir.display()), e))?;
         let lock = lock::DirLock::acquire(dir)?;
         let opened = open::open_log(dir, true, options.io.as_ref())?;
-        let (forks, proofs, forks_report) = ForkLog::open(dir)?;
+        let (forks, proofs, forks_report) = ForkLog::open(dir, options.forks_io.as_ref())?;
         let mut report = opened.report;
         report.forks = forks_report;
         let forked = Arc::new(RwLock::new(Forked::new(proofs, report.fork_notes.clone())));
         let path = dir.join(open::LOG_FILE);
-        let reader_file = std::fs::File::open(&path)
+        let reader_file = options
+            .io
+            .open(&path, io::OpenMode::Read)
             .map_err(|e| StoreError::io(format!("open {}", path.display()), e))?;
         let end = opened.index.end;
         let index = Arc::new(RwLock::new(opened.index));
-        let reader = StoreReader::new(path, reader_file, index.clone());
+        let reader = StoreReader::new(path, options.io.clone(), reader_file, index.clone());
         let has_identity = identity.is_some();
         let health = Arc::new(health::StoreHealth::default());
         let (stopped_tx, stopped) = oneshot::channel();

@@ -28,14 +28,13 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::csv::{plan_order, ParsedEntry};
 use crate::entry::{Entry, MAX_ENCODED_BYTES};
-use crate::store::io::{LogIo, SystemIo};
+use crate::store::io::{LogFile, LogIo, SystemIo};
 
 /// Estimated bytes of parsed entries held before a chunk is sorted and spilled.
 pub const SORT_BUDGET_BYTES: usize = 32 << 20;
@@ -51,7 +50,7 @@ pub struct SpillSorter {
     budget: usize,
     chunk: Vec<ParsedEntry>,
     chunk_bytes: usize,
-    runs: Vec<File>,
+    runs: Vec<LogFile>,
 }
 
 /// The memory an entry is counted for: its struct and its data's heap bytes.
@@ -118,7 +117,7 @@ impl SpillSorter {
         let mut runs = std::mem::take(&mut self.runs);
         // Merge the oldest runs into one until few enough remain to merge at once.
         while runs.len() > MAX_MERGE_FAN_IN {
-            let group: Vec<File> = runs.drain(..MAX_MERGE_FAN_IN).collect();
+            let group: Vec<LogFile> = runs.drain(..MAX_MERGE_FAN_IN).collect();
             let merged = write_run(&self.dir, &self.io, Merge::new(group, &self.io)?)?;
             runs.push(merged);
         }
@@ -131,9 +130,11 @@ fn write_run(
     dir: &Path,
     io: &Arc<dyn LogIo>,
     entries: impl Iterator<Item = io::Result<ParsedEntry>>,
-) -> io::Result<File> {
+) -> io::Result<LogFile> {
+    // An anonymous real file (gone when closed, or after a crash), under any backend: the
+    // sort's files are not the store's, only their reads and writes are to fail on purpose.
     let file = RunFile {
-        file: tempfile::tempfile_in(dir)?,
+        file: LogFile::from(tempfile::tempfile_in(dir)?),
         io: io.clone(),
         at: 0,
     };
@@ -153,7 +154,7 @@ fn write_run(
 
 /// A run file written or read sequentially, by positional calls through the [`LogIo`].
 struct RunFile {
-    file: File,
+    file: LogFile,
     io: Arc<dyn LogIo>,
     /// Where the next write or read starts.
     at: u64,
@@ -250,7 +251,7 @@ pub struct Merge {
 }
 
 impl Merge {
-    fn new(files: Vec<File>, io: &Arc<dyn LogIo>) -> io::Result<Merge> {
+    fn new(files: Vec<LogFile>, io: &Arc<dyn LogIo>) -> io::Result<Merge> {
         let mut merge = Merge {
             runs: files
                 .into_iter()
@@ -372,12 +373,11 @@ mod tests {
 
     #[test]
     fn a_damaged_run_is_an_error_not_a_panic() {
-        use std::io::Seek;
         let dir = tempfile::tempdir().unwrap();
         let io: Arc<dyn LogIo> = Arc::new(SystemIo);
-        let mut file = write_run(dir.path(), &io, [Ok(parsed(1, 1, 1, 1))].into_iter()).unwrap();
-        file.seek(io::SeekFrom::End(0)).unwrap();
-        file.write_all(&[0xff; 13]).unwrap();
+        let file = write_run(dir.path(), &io, [Ok(parsed(1, 1, 1, 1))].into_iter()).unwrap();
+        let end = file.len().unwrap();
+        file.write_all_at(&[0xff; 13], end).unwrap();
         let mut merge = Merge::new(vec![file], &io).unwrap();
         assert!(merge.next().unwrap().is_ok());
         assert!(merge.next().unwrap().is_err());

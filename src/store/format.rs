@@ -22,13 +22,11 @@
 //!   [`classify_fault`] applies the torn-tail shapes (rules 1-3) and [`find_marker`] the
 //!   "unless a marker follows" search; `super::open` runs them and checks the hash chains.
 
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 
 use rayon::prelude::*;
 
-use super::io::{read_exact_at, LogIo};
+use super::io::{read_exact_at, LogFile, LogIo};
 
 use crate::entry::{Entry, MAX_ENCODED_BYTES, MIN_ENCODED_BYTES};
 use crate::hash::Hash;
@@ -155,7 +153,7 @@ fn encode_meta(offset: u64, tail: &[u8], out: &mut Vec<u8>) {
 /// docs/STORE.md).
 /// The search reads the file in chunks and tests every byte offset, because a damaged
 /// length field leaves no framing to follow.
-pub fn find_marker(io: &dyn LogIo, file: &File, from: u64, to: u64) -> io::Result<Option<u64>> {
+pub fn find_marker(io: &dyn LogIo, file: &LogFile, from: u64, to: u64) -> io::Result<Option<u64>> {
     let field = (MARKER_FLAG | MARKER_PAYLOAD_BYTES as u32).to_le_bytes();
     let record = usize::try_from(MARKER_RECORD_BYTES).unwrap_or(16);
     let mut buf = vec![0u8; SCAN_CHUNK_BYTES];
@@ -345,13 +343,24 @@ fn split_key(payload: &[u8]) -> Result<(&[u8], IdempotencyKey), String> {
     Ok((&rest[..at], key))
 }
 
-/// Reads one record at `offset` with positional reads; `end` bounds it (the committed end).
-pub fn read_record_at(file: &File, offset: u64, end: u64) -> Result<Record, ReadFault> {
-    read_record_span(file, offset, end).map(|(record, _)| record)
+/// Reads one record at `offset` with positional reads through `io`; `end` bounds it (the
+/// committed end).
+pub fn read_record_at(
+    io: &dyn LogIo,
+    file: &LogFile,
+    offset: u64,
+    end: u64,
+) -> Result<Record, ReadFault> {
+    read_record_span(io, file, offset, end).map(|(record, _)| record)
 }
 
 /// As [`read_record_at`], also returning the offset just past the record.
-pub fn read_record_span(file: &File, offset: u64, end: u64) -> Result<(Record, u64), ReadFault> {
+pub fn read_record_span(
+    io: &dyn LogIo,
+    file: &LogFile,
+    offset: u64,
+    end: u64,
+) -> Result<(Record, u64), ReadFault> {
     let mut header = [0u8; RECORD_HEADER_BYTES];
     let payload_at = offset
         .checked_add(RECORD_HEADER_BYTES as u64)
@@ -359,8 +368,7 @@ pub fn read_record_span(file: &File, offset: u64, end: u64) -> Result<(Record, u
         .ok_or(ReadFault::Bad(
             "record header past the end of the log".into(),
         ))?;
-    file.read_exact_at(&mut header, offset)
-        .map_err(ReadFault::Io)?;
+    read_exact_at(io, file, &mut header, offset).map_err(ReadFault::Io)?;
     let header = parse_record_header(&header)
         .map_err(|_| ReadFault::Bad("record length out of range".into()))?;
     if payload_at.saturating_add(header.len as u64) > end {
@@ -369,8 +377,7 @@ pub fn read_record_span(file: &File, offset: u64, end: u64) -> Result<(Record, u
         ));
     }
     let mut payload = vec![0u8; header.len];
-    file.read_exact_at(&mut payload, payload_at)
-        .map_err(ReadFault::Io)?;
+    read_exact_at(io, file, &mut payload, payload_at).map_err(ReadFault::Io)?;
     let record = decode_payload(&payload, &header).map_err(|f| ReadFault::Bad(fault_reason(&f)))?;
     Ok((record, payload_at + header.len as u64))
 }
@@ -433,7 +440,7 @@ pub enum Damage {
 /// non-intact record; the open then searches a tail for a marker ([`find_marker`]).
 pub fn classify_fault(
     io: &dyn LogIo,
-    file: &File,
+    file: &LogFile,
     file_len: u64,
     offset: u64,
     kind: &FaultKind,
@@ -464,7 +471,7 @@ fn unreachable_reason() -> String {
 }
 
 /// Whether every byte of `file` in `[from, to)` is zero.
-pub fn is_zero_from(io: &dyn LogIo, file: &File, from: u64, to: u64) -> io::Result<bool> {
+pub fn is_zero_from(io: &dyn LogIo, file: &LogFile, from: u64, to: u64) -> io::Result<bool> {
     let mut buf = vec![0u8; 1 << 16];
     let mut at = from;
     while at < to {
@@ -487,7 +494,7 @@ pub fn is_zero_from(io: &dyn LogIo, file: &File, from: u64, to: u64) -> io::Resu
 /// decoded on the other cores, so the serial part does not leave them idle.
 pub fn walk(
     io: &dyn LogIo,
-    file: &File,
+    file: &LogFile,
     file_len: u64,
     apply: impl FnMut(Vec<Scanned>) -> io::Result<std::ops::ControlFlow<()>> + Send,
 ) -> io::Result<ScanStop> {
@@ -507,7 +514,7 @@ pub fn walk(
 /// small chunks: many replays may run at once.
 pub fn walk_from(
     io: &dyn LogIo,
-    file: &File,
+    file: &LogFile,
     from: u64,
     file_len: u64,
     chunk_bytes: usize,
@@ -843,7 +850,8 @@ mod tests {
         encode_marker(at as u64, &mut good);
         bytes[at..at + 16].copy_from_slice(&good);
         std::fs::write(&path, &bytes).unwrap();
-        let file = File::open(&path).unwrap();
+        let file = crate::store::io::LogFile::open_system(&path, crate::store::io::OpenMode::Read)
+            .unwrap();
         let len = bytes.len() as u64;
         assert_eq!(
             find_marker(&crate::store::io::SystemIo, &file, 0, len).unwrap(),
@@ -894,6 +902,7 @@ mod tests {
             let mut file = tempfile::tempfile().unwrap();
             std::io::Write::write_all(&mut file, &file_bytes).unwrap();
             let mut walked = Vec::new();
+            let file = LogFile::from(file);
             let stop = walk(&crate::store::io::SystemIo, &file, file_bytes.len() as u64, |chunk| {
                 walked.extend(chunk.into_iter().map(|s| s.decoded.unwrap()));
                 Ok(std::ops::ControlFlow::Continue(()))

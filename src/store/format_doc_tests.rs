@@ -302,9 +302,10 @@ fn the_worked_example_opens_as_described() {
     assert_eq!(report.fork_notes, BTreeSet::from([e.forked]));
     assert_eq!(report.truncated_at, None);
     assert_eq!(opened.index.end, 411);
-    let first = read_record_at(&opened.file, 28, 411).expect("the entry record at 28");
+    let first = read_record_at(&SystemIo, &opened.file, 28, 411).expect("the entry record at 28");
     assert_eq!((&first.entry, &first.key), (&e.first, &None));
-    let second = read_record_at(&opened.file, 178, 411).expect("the keyed record at 178");
+    let second =
+        read_record_at(&SystemIo, &opened.file, 178, 411).expect("the keyed record at 178");
     assert_eq!((&second.entry, &second.key), (&e.second, &Some(e.key)));
     assert_eq!(second.entry.prev, Some(first.hash));
 }

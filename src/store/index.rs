@@ -15,7 +15,7 @@
 //! few batches instead of in one pause.
 //!
 //! Beside them, [`KeyTable`] remembers which record each of the most recent idempotency keys
-//! is in ([`super::keys`]; writable opens only: a read-only open never looks keys up).
+//! is in ([`super::key_table`]; writable opens only: a read-only open never looks keys up).
 //!
 //! The index only ever describes synced records: the writer updates it after `fdatasync`.
 
@@ -26,7 +26,7 @@ use crate::hash::Hash;
 use crate::identity::Author;
 use crate::validate::FeedHead;
 
-use super::keys::KeyTable;
+use super::key_table::KeyTable;
 
 /// What the index holds for one feed.
 #[derive(Clone, Debug, Default)]

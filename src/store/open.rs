@@ -28,13 +28,12 @@
 //! so a later open that finds the cut undone, or half done, simply makes it again.
 
 use std::collections::BTreeSet;
-use std::fs::{File, OpenOptions};
 use std::ops::ControlFlow;
 use std::path::Path;
 
 use super::format::{self, classify_fault, Damage, FaultKind, RecordFault, ScanStop};
 use super::index::Index;
-use super::io::{read_exact_at, LogIo};
+use super::io::{read_exact_at, LogFile, LogIo, OpenMode};
 use super::{OpenReport, StoreError};
 use crate::identity::Author;
 use crate::validate;
@@ -44,7 +43,7 @@ pub const LOG_FILE: &str = "entries.log";
 
 /// An open log file with its index, ready for a reader or the writer.
 pub struct Opened {
-    pub file: File,
+    pub file: LogFile,
     /// The header's store format version (the writer raises a 1 or 2 to 3 before its first
     /// write).
     pub version: u32,
@@ -56,7 +55,7 @@ pub struct Opened {
 /// makes its changes through `io`; every open reads through it.
 pub fn open_log(dir: &Path, writable: bool, io: &dyn LogIo) -> Result<Opened, StoreError> {
     let path = dir.join(LOG_FILE);
-    let file = open_file(dir, &path, writable)?;
+    let file = open_file(dir, &path, writable, io)?;
     let len = io
         .len(&file)
         .map_err(|e| StoreError::io(format!("stat {}", path.display()), e))?;
@@ -117,26 +116,29 @@ pub fn open_log(dir: &Path, writable: bool, io: &dyn LogIo) -> Result<Opened, St
     })
 }
 
-/// Opens the file (a writable open creates it, and its directory, when missing).
-fn open_file(dir: &Path, path: &Path, writable: bool) -> Result<File, StoreError> {
-    if !writable {
-        return File::open(path).map_err(|e| StoreError::io(format!("open {}", path.display()), e));
-    }
-    std::fs::create_dir_all(dir)
-        .map_err(|e| StoreError::io(format!("create directory {}", dir.display()), e))?;
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
+/// Opens the file through `io` (a writable open creates it, and its directory, when
+/// missing).
+fn open_file(
+    dir: &Path,
+    path: &Path,
+    writable: bool,
+    io: &dyn LogIo,
+) -> Result<LogFile, StoreError> {
+    let mode = if writable {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::io(format!("create directory {}", dir.display()), e))?;
+        OpenMode::ReadWrite
+    } else {
+        OpenMode::Read
+    };
+    io.open(path, mode)
         .map_err(|e| StoreError::io(format!("open {}", path.display()), e))
 }
 
 /// The log file being opened, at least a header long, with the seam its reads go through.
 struct Log<'a> {
     path: &'a Path,
-    file: &'a File,
+    file: &'a LogFile,
     len: u64,
     io: &'a dyn LogIo,
 }
@@ -281,7 +283,12 @@ fn judge(log: &Log<'_>, stop: Option<Stop>) -> Result<Option<Damage>, StoreError
 
 /// Cuts the torn tail at `offset`, syncs the cut and checks the file's length: the cut is
 /// reported done only when all three succeeded.
-fn cut_torn_tail(path: &Path, file: &File, offset: u64, io: &dyn LogIo) -> Result<(), StoreError> {
+fn cut_torn_tail(
+    path: &Path,
+    file: &LogFile,
+    offset: u64,
+    io: &dyn LogIo,
+) -> Result<(), StoreError> {
     let ctx = |what: &str| {
         format!(
             "{what} the torn tail at offset {offset} of {}",
@@ -333,7 +340,7 @@ fn tail_or_damage(log: &Log<'_>, offset: u64) -> Result<Damage, StoreError> {
 /// (or zeros) is rewritten; anything else is not our file.
 fn open_short(
     path: &Path,
-    file: File,
+    file: LogFile,
     file_len: u64,
     writable: bool,
     io: &dyn LogIo,

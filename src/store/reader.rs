@@ -1,16 +1,14 @@
 //! [`StoreReader`]: lookups through the shared index, entries read from the file with
-//! positional reads on the reader's own handle. The index lock is held only to copy offsets
+//! positional reads on the reader's own handle, through the store's [`LogIo`]. The index lock is held only to copy offsets
 //! out, never across a read.
 
-use std::fs::File;
 use std::ops::ControlFlow;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use super::format::{self, ReadFault};
 use super::index::Index;
-use super::io::SystemIo;
+use super::io::{read_exact_at, LogFile, LogIo, SystemIo};
 use super::keys;
 use super::open::{open_log, LOG_FILE};
 use super::{FeedInfo, OpenReport, StoreError};
@@ -41,23 +39,35 @@ pub struct StoreReader {
 #[derive(Debug)]
 struct ReaderShared {
     path: PathBuf,
-    file: File,
+    io: Arc<dyn LogIo>,
+    file: LogFile,
     index: Arc<RwLock<Index>>,
 }
 
 impl StoreReader {
-    pub(super) fn new(path: PathBuf, file: File, index: Arc<RwLock<Index>>) -> StoreReader {
+    pub(super) fn new(
+        path: PathBuf,
+        io: Arc<dyn LogIo>,
+        file: LogFile,
+        index: Arc<RwLock<Index>>,
+    ) -> StoreReader {
         StoreReader {
-            shared: Arc::new(ReaderShared { path, file, index }),
+            shared: Arc::new(ReaderShared {
+                path,
+                io,
+                file,
+                index,
+            }),
         }
     }
 
     /// Opens the store in `dir` without taking the writer lock and without modifying the
     /// file: a torn tail (for instance a write in progress) is treated as the end of the log.
     pub fn open_read_only(dir: &Path) -> Result<(StoreReader, OpenReport), StoreError> {
-        let opened = open_log(dir, false, &super::io::SystemIo)?;
+        let opened = open_log(dir, false, &SystemIo)?;
         let reader = StoreReader::new(
             dir.join(LOG_FILE),
+            Arc::new(SystemIo),
             opened.file,
             Arc::new(RwLock::new(opened.index)),
         );
@@ -122,7 +132,7 @@ impl StoreReader {
     }
 
     fn read_at(&self, offset: u64, end: u64) -> Result<(Entry, Hash), StoreError> {
-        format::read_record_at(&self.shared.file, offset, end)
+        format::read_record_at(&*self.shared.io, &self.shared.file, offset, end)
             .map(|record| (record.entry, record.hash))
             .map_err(|fault| self.read_error(offset, fault))
     }
@@ -151,7 +161,7 @@ impl StoreReader {
     /// most recent [`super::keys::MAX_REMEMBERED_KEYS`] keyed appends; a read-only open
     /// remembers none). Reads one record.
     pub fn find_key(&self, key: &IdempotencyKey) -> Result<Option<(Entry, Hash)>, StoreError> {
-        let found = keys::find(&self.shared.file, &self.shared.index, key)
+        let found = keys::find(&*self.shared.io, &self.shared.file, &self.shared.index, key)
             .map_err(|e| self.read_error(e.offset, e.fault))?;
         Ok(found.map(|record| (record.entry, record.hash)))
     }
@@ -236,9 +246,7 @@ impl StoreReader {
                 let stop = last.saturating_add(MAX_RECORD as u64).min(end);
                 let len = usize::try_from(stop.saturating_sub(start)).unwrap_or(0);
                 buf.resize(len, 0);
-                self.shared
-                    .file
-                    .read_exact_at(&mut buf, start)
+                read_exact_at(&*self.shared.io, &self.shared.file, &mut buf, start)
                     .map_err(|source| self.read_error(start, ReadFault::Io(source)))?;
                 for (k, &offset) in offsets[i..i + covered].iter().enumerate() {
                     let seq = next + (i + k) as Seq;
@@ -346,7 +354,7 @@ impl StoreReader {
         let path = &self.shared.path;
         let mut bad: Option<StoreError> = None;
         let stop = format::walk_from(
-            &SystemIo,
+            &*self.shared.io,
             &self.shared.file,
             from,
             end,
@@ -429,14 +437,15 @@ impl StoreReader {
         if offset < format::FILE_HEADER_BYTES || offset >= end {
             return Ok(None);
         }
-        match format::read_record_span(&self.shared.file, offset, end) {
+        match format::read_record_span(&*self.shared.io, &self.shared.file, offset, end) {
             Ok((record, next)) => Ok(Some((record.entry, record.hash, next))),
             Err(ReadFault::Bad(_)) => Ok(None),
             Err(fault) => Err(self.read_error(offset, fault)),
         }
     }
 
-    pub(super) fn file(&self) -> &File {
-        &self.shared.file
+    /// The reader's handle on the log and the seam its reads go through (verify walks it).
+    pub(super) fn file(&self) -> (&dyn LogIo, &LogFile) {
+        (&*self.shared.io, &self.shared.file)
     }
 }

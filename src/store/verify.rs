@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use super::format;
-use super::io::SystemIo;
 use super::reader::StoreReader;
 use super::StoreError;
 use crate::entry::Seq;
@@ -91,7 +90,8 @@ impl StoreReader {
         progress.begin(Stage::Verify, Some(self.len()));
         let mut report = VerifyReport::default();
         let mut heads: HashMap<Author, FeedHead> = HashMap::new();
-        let stop = format::walk(&SystemIo, self.file(), end, |records| {
+        let (io, file) = self.file();
+        let stop = format::walk(io, file, end, |records| {
             let checked = report.entries;
             let items: Vec<BatchItem<'_>> = records
                 .iter()

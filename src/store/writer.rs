@@ -118,7 +118,6 @@ mod planner;
 mod syncer;
 
 use crate::clock::now_ms;
-use std::fs::File;
 use std::io;
 use std::sync::atomic::AtomicU64;
 use std::sync::{mpsc, Arc, RwLock};
@@ -127,7 +126,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::health::StoreHealth;
 use super::index::Index;
-use super::io::LogIo;
+use super::io::{LogFile, LogIo};
 use super::lock::DirLock;
 use super::{AppendError, CommitObserver, Outcome, StoreError};
 use crate::entry::{Entry, Seq};
@@ -232,7 +231,7 @@ impl Request {
 /// What the durable half of the writer ([`syncer`]) works on: both files, their I/O seams,
 /// and what it publishes to.
 pub struct Durable {
-    pub file: Arc<File>,
+    pub file: Arc<LogFile>,
     /// The header's store format version.
     pub version: u32,
     pub io: Arc<dyn LogIo>,
@@ -270,7 +269,8 @@ impl Writer {
             lock,
             stopped,
         } = self;
-        let (file, index, health) = (
+        let (io, file, index, health) = (
+            durable.io.clone(),
             durable.file.clone(),
             durable.index.clone(),
             durable.health.clone(),
@@ -285,7 +285,7 @@ impl Writer {
             .spawn(move || syncer.run(sealed));
         let result = match syncer {
             Ok(syncer) => {
-                let planner = planner::Planner::new(file, index, identity, epoch, fence);
+                let planner = planner::Planner::new(io, file, index, identity, epoch, fence);
                 // A pool whose workers include the planner thread (see the module docs).
                 // Without it (no threads to be had) signing falls back to the global pool.
                 match rayon::ThreadPoolBuilder::new()

@@ -48,6 +48,7 @@ mod node_shutdown;
 mod sim;
 mod store_append;
 mod store_concurrency;
+mod store_crash;
 mod store_faults;
 mod store_fence;
 mod store_keys;

@@ -12,6 +12,7 @@ use crate::common::faulty_io::{Fault, FaultyIo, Op, FAULTS, OPS};
 use crate::common::identity;
 use kappalog::entry::Entry;
 use kappalog::hash::Hash;
+use kappalog::store::io::memory::MemoryIo;
 use kappalog::store::{Outcome, Store, StoreOptions, StoreOwner};
 
 /// Appends in one run: own and foreign alternating, so each write batch is one of them.
@@ -65,8 +66,37 @@ fn run(store: &Store, told: &mut Told) {
     }
 }
 
+/// Where a case's log lives: a real file, or a file in memory (reopened through the same
+/// memory, with nothing lost: no crash here, see `store_crash.rs` for those).
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Disk,
+    Memory,
+}
+
+/// Every entry in the log in memory, reopened without faults, by hash.
+fn held_in(dir: &Path, memory: MemoryIo) -> BTreeMap<Hash, Entry> {
+    let options = StoreOptions {
+        io: Arc::new(memory),
+        ..StoreOptions::default()
+    };
+    let (store, owner, _) = Store::open_with_options(dir, &options, None, None).unwrap();
+    let all = common::entries_by_hash(&store.reader());
+    owner.shutdown_blocking().unwrap();
+    all
+}
+
 #[test]
 fn every_fault_at_every_call_loses_nothing_acknowledged_and_the_store_writes_again() {
+    fault_matrix(Backend::Disk);
+}
+
+#[test]
+fn the_fault_matrix_holds_on_files_in_memory_too() {
+    fault_matrix(Backend::Memory);
+}
+
+fn fault_matrix(backend: Backend) {
     let mut cases = 0;
     for op in OPS {
         for fault in FAULTS {
@@ -74,7 +104,11 @@ fn every_fault_at_every_call_loses_nothing_acknowledged_and_the_store_writes_aga
             // the middle of the run, and the recovery's own calls after a failure.
             for call in 1..=6u64 {
                 let dir = tempfile::tempdir().unwrap();
-                let io = Arc::new(FaultyIo::default());
+                let memory = MemoryIo::new();
+                let io = Arc::new(match backend {
+                    Backend::Disk => FaultyIo::default(),
+                    Backend::Memory => FaultyIo::over(Arc::new(memory.clone())),
+                });
                 let (store, owner) = open(dir.path(), &io);
                 let recovery_op = matches!(op, Op::SetLen | Op::Len);
                 if recovery_op {
@@ -87,7 +121,7 @@ fn every_fault_at_every_call_loses_nothing_acknowledged_and_the_store_writes_aga
                 }
                 let mut told = Told::default();
                 run(&store, &mut told);
-                let case = format!("{op:?} call {call} {fault:?}");
+                let case = format!("{backend:?}: {op:?} call {call} {fault:?}");
                 if !matches!(fault, Fault::Slow(_)) || recovery_op {
                     assert!(io.injected() > 0, "{case}: nothing was injected");
                     assert!(
@@ -104,7 +138,10 @@ fn every_fault_at_every_call_loses_nothing_acknowledged_and_the_store_writes_aga
                     "{case}: still degraded"
                 );
                 owner.shutdown_blocking().unwrap();
-                let held = held(dir.path());
+                let held = match backend {
+                    Backend::Disk => held(dir.path()),
+                    Backend::Memory => held_in(dir.path(), memory),
+                };
                 assert_eq!(
                     held.keys().collect::<Vec<_>>(),
                     told.acked.keys().collect::<Vec<_>>(),

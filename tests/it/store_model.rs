@@ -7,11 +7,13 @@
 //!   in its commit order.
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use crate::common;
 use crate::common::identity;
 use kappalog::hash::Hash;
-use kappalog::store::Store;
+use kappalog::store::io::memory::MemoryIo;
+use kappalog::store::{Store, StoreOptions};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -159,96 +161,137 @@ proptest! {
     /// exactly the model's feeds, in the model's commit order.
     #[test]
     fn mixed_operations_match_model(ops in proptest::collection::vec(mixed(), 1..40)) {
-        use kappalog::entry::Entry;
-        let dir = tempfile::tempdir().unwrap();
-        let me = identity(1);
-        let feeds: Vec<Vec<(Entry, Hash)>> =
-            (0..FEEDS).map(|i| common::feed(&identity(10 + i as u8), u64::from(FEED_LEN))).collect();
-        let other = |feed: usize, seq: u8| -> (Entry, Hash) {
-            let mut u = feeds[feed][usize::from(seq) - 1].0.unsigned();
-            u.value += 1_000;
-            u.sign(&identity(10 + feed as u8))
+        mixed_model(ops, None)?;
+    }
+
+    /// The same, with the log and the forks file in memory ([`MemoryIo`], never crashed).
+    #[test]
+    fn mixed_operations_match_model_in_memory(ops in proptest::collection::vec(mixed(), 1..40)) {
+        mixed_model(ops, Some(MemoryIo::new()))?;
+    }
+}
+
+/// The mixed model on real files, or on `memory`'s.
+fn mixed_model(ops: Vec<Mixed>, memory: Option<MemoryIo>) -> Result<(), TestCaseError> {
+    use kappalog::entry::Entry;
+    let options = match memory {
+        Some(memory) => StoreOptions {
+            io: Arc::new(memory.clone()),
+            forks_io: Arc::new(memory),
+            ..StoreOptions::default()
+        },
+        None => StoreOptions::default(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let me = identity(1);
+    let feeds: Vec<Vec<(Entry, Hash)>> = (0..FEEDS)
+        .map(|i| common::feed(&identity(10 + i as u8), u64::from(FEED_LEN)))
+        .collect();
+    let other = |feed: usize, seq: u8| -> (Entry, Hash) {
+        let mut u = feeds[feed][usize::from(seq) - 1].0.unsigned();
+        u.value += 1_000;
+        u.sign(&identity(10 + feed as u8))
+    };
+    let mut held: std::collections::BTreeMap<kappalog::identity::Author, Vec<Hash>> =
+        Default::default();
+    let mut log: Vec<Hash> = Vec::new();
+    let open = || {
+        let (store, owner, _) =
+            Store::open_with_options(dir.path(), &options, Some(me.clone()), None).unwrap();
+        (store, owner)
+    };
+    let mut store = Some(open());
+    for op in ops {
+        let (s, _) = store.get_or_insert_with(open);
+        let mut offer = |offered: Vec<(Entry, Hash, bool)>| -> Result<(), TestCaseError> {
+            let outcomes = s
+                .append_entries(offered.iter().map(|(e, _, _)| e.clone()).collect())
+                .unwrap();
+            for ((e, h, signed), o) in offered.iter().zip(&outcomes) {
+                let feed = held.entry(e.author).or_default();
+                let want = expect(feed, e, *h, *signed);
+                prop_assert_eq!(outcome_name(o), want, "{:?} seq {}", e.author, e.seq);
+                if want == "added" {
+                    feed.push(*h);
+                    log.push(*h);
+                }
+            }
+            Ok(())
         };
-        let mut held: std::collections::BTreeMap<kappalog::identity::Author, Vec<Hash>> =
-            Default::default();
-        let mut log: Vec<Hash> = Vec::new();
-        let open = || {
-            let (store, owner, _) = Store::open(dir.path(), Some(me.clone()), None).unwrap();
-            (store, owner)
-        };
-        let mut store = Some(open());
-        for op in ops {
-            let (s, _) = store.get_or_insert_with(open);
-            let mut offer = |offered: Vec<(Entry, Hash, bool)>| -> Result<(), TestCaseError> {
-                let outcomes = s.append_entries(offered.iter().map(|(e, _, _)| e.clone()).collect()).unwrap();
-                for ((e, h, signed), o) in offered.iter().zip(&outcomes) {
+        match op {
+            Mixed::Own(len) => {
+                let (e, h) = s.append_own(1, "d".repeat(len.into())).unwrap();
+                held.entry(e.author).or_default().push(h);
+                log.push(h);
+            }
+            Mixed::Foreign { feed, seq } => {
+                let (e, h) = feeds[feed][usize::from(seq) - 1].clone();
+                offer(vec![(e, h, true)])?;
+            }
+            Mixed::Fork { feed, seq } => {
+                let (e, h) = other(feed, seq);
+                offer(vec![(e, h, true)])?;
+            }
+            Mixed::Forged { feed, seq } => {
+                let (mut e, h) = feeds[feed][usize::from(seq) - 1].clone();
+                e.signature = kappalog::identity::Signature([5; 64]);
+                offer(vec![(e, h, false)])?;
+            }
+            Mixed::Import { feed, from, to } => {
+                let rows = &feeds[feed][usize::from(from) - 1..usize::from(to)];
+                let mut w = kappalog::csv::CsvWriter::new(Vec::new()).unwrap();
+                for (e, h) in rows {
+                    w.write_entry(e, h).unwrap();
+                }
+                let csv = w.finish().unwrap();
+                let report =
+                    kappalog::import::import_csv(s, &csv[..], dir.path(), |_| false, |_| Ok(()))
+                        .unwrap();
+                // The import offers the rows in seq order, exactly as single offers would.
+                let (mut added, mut dups, mut forks) = (0u64, 0u64, 0usize);
+                for (e, h) in rows {
                     let feed = held.entry(e.author).or_default();
-                    let want = expect(feed, e, *h, *signed);
-                    prop_assert_eq!(outcome_name(o), want, "{:?} seq {}", e.author, e.seq);
-                    if want == "added" {
-                        feed.push(*h);
-                        log.push(*h);
-                    }
-                }
-                Ok(())
-            };
-            match op {
-                Mixed::Own(len) => {
-                    let (e, h) = s.append_own(1, "d".repeat(len.into())).unwrap();
-                    held.entry(e.author).or_default().push(h);
-                    log.push(h);
-                }
-                Mixed::Foreign { feed, seq } => {
-                    let (e, h) = feeds[feed][usize::from(seq) - 1].clone();
-                    offer(vec![(e, h, true)])?;
-                }
-                Mixed::Fork { feed, seq } => {
-                    let (e, h) = other(feed, seq);
-                    offer(vec![(e, h, true)])?;
-                }
-                Mixed::Forged { feed, seq } => {
-                    let (mut e, h) = feeds[feed][usize::from(seq) - 1].clone();
-                    e.signature = kappalog::identity::Signature([5; 64]);
-                    offer(vec![(e, h, false)])?;
-                }
-                Mixed::Import { feed, from, to } => {
-                    let rows = &feeds[feed][usize::from(from) - 1..usize::from(to)];
-                    let mut w = kappalog::csv::CsvWriter::new(Vec::new()).unwrap();
-                    for (e, h) in rows {
-                        w.write_entry(e, h).unwrap();
-                    }
-                    let csv = w.finish().unwrap();
-                    let report = kappalog::import::import_csv(s, &csv[..], dir.path(), |_| false, |_| Ok(())).unwrap();
-                    // The import offers the rows in seq order, exactly as single offers would.
-                    let (mut added, mut dups, mut forks) = (0u64, 0u64, 0usize);
-                    for (e, h) in rows {
-                        let feed = held.entry(e.author).or_default();
-                        match expect(feed, e, *h, true) {
-                            "added" => { feed.push(*h); log.push(*h); added += 1; }
-                            "duplicate" => dups += 1,
-                            "fork" => forks += 1,
-                            _ => {}
+                    match expect(feed, e, *h, true) {
+                        "added" => {
+                            feed.push(*h);
+                            log.push(*h);
+                            added += 1;
                         }
+                        "duplicate" => dups += 1,
+                        "fork" => forks += 1,
+                        _ => {}
                     }
-                    prop_assert_eq!((report.added, report.duplicates, report.forks.len()), (added, dups, forks), "{}", report);
                 }
-                Mixed::Reopen => {
-                    if let Some((_, owner)) = store.take() { owner.shutdown_blocking().unwrap(); }
+                prop_assert_eq!(
+                    (report.added, report.duplicates, report.forks.len()),
+                    (added, dups, forks),
+                    "{}",
+                    report
+                );
+            }
+            Mixed::Reopen => {
+                if let Some((_, owner)) = store.take() {
+                    owner.shutdown_blocking().unwrap();
                 }
             }
         }
-        if let Some((_, owner)) = store.take() { owner.shutdown_blocking().unwrap(); }
-        let (s, _owner) = open();
-        let mut got_log = Vec::new();
-        let mut got_feeds: std::collections::BTreeMap<kappalog::identity::Author, Vec<Hash>> =
-            Default::default();
-        s.reader().for_each_in_log_order(|e, h| {
+    }
+    if let Some((_, owner)) = store.take() {
+        owner.shutdown_blocking().unwrap();
+    }
+    let (s, _owner) = open();
+    let mut got_log = Vec::new();
+    let mut got_feeds: std::collections::BTreeMap<kappalog::identity::Author, Vec<Hash>> =
+        Default::default();
+    s.reader()
+        .for_each_in_log_order(|e, h| {
             got_log.push(*h);
             got_feeds.entry(e.author).or_default().push(*h);
             ControlFlow::Continue(())
-        }).unwrap();
-        held.retain(|_, v| !v.is_empty());
-        prop_assert_eq!(got_feeds, held);
-        prop_assert_eq!(got_log, log);
-    }
+        })
+        .unwrap();
+    held.retain(|_, v| !v.is_empty());
+    prop_assert_eq!(got_feeds, held);
+    prop_assert_eq!(got_log, log);
+    Ok(())
 }

@@ -5,7 +5,6 @@
 //! writes (see "Answers are owned values" in [`super`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, PoisonError, RwLock};
@@ -24,6 +23,7 @@ use crate::idempotency::IdempotencyKey;
 use crate::identity::{Author, Identity, Signature};
 use crate::store::format;
 use crate::store::index::Index;
+use crate::store::io::{LogFile, LogIo};
 use crate::store::keys;
 use crate::store::{AppendError, Outcome};
 use crate::validate::{self, FeedHead, Placement};
@@ -161,7 +161,8 @@ enum KeyCheck {
 }
 
 pub(super) struct Planner {
-    file: Arc<File>,
+    io: Arc<dyn LogIo>,
+    file: Arc<LogFile>,
     index: Arc<RwLock<Index>>,
     identity: Option<Identity>,
     feeds: HashMap<Author, PendingFeed>,
@@ -177,7 +178,8 @@ pub(super) struct Planner {
 
 impl Planner {
     pub(super) fn new(
-        file: Arc<File>,
+        io: Arc<dyn LogIo>,
+        file: Arc<LogFile>,
         index: Arc<RwLock<Index>>,
         identity: Option<Identity>,
         epoch: Arc<AtomicU64>,
@@ -185,6 +187,7 @@ impl Planner {
     ) -> Planner {
         let fence = published.borrow().clone();
         Planner {
+            io,
             file,
             index,
             identity,
@@ -273,7 +276,7 @@ impl Planner {
             (offset, index.end)
         };
         let offset = offset.ok_or_else(|| io::Error::other("held entry missing from the index"))?;
-        match format::read_record_at(&self.file, offset, end) {
+        match format::read_record_at(&*self.io, &self.file, offset, end) {
             Ok(record) => Ok(record.hash),
             Err(format::ReadFault::Io(e)) => Err(e),
             Err(format::ReadFault::Bad(reason)) => Err(io::Error::new(
@@ -513,7 +516,7 @@ impl Planner {
         if let Some(&head) = self.keys_in_flight.get(key) {
             return KeyCheck::InFlight(head, reply);
         }
-        match keys::find(&self.file, &self.index, key) {
+        match keys::find(&*self.io, &self.file, &self.index, key) {
             // A record of another feed holds the key only if this data directory once ran
             // under another identity: not an append of this feed, so not a replay.
             Ok(Some(record)) if record.entry.author == author => {

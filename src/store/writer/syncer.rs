@@ -341,7 +341,7 @@ impl Syncer {
             )));
         }
         if let Some(offset) = self.last_record {
-            format::read_record_at(file, offset, end).map_err(|fault| match fault {
+            format::read_record_at(&**io, file, offset, end).map_err(|fault| match fault {
                 format::ReadFault::Io(e) => e,
                 format::ReadFault::Bad(reason) => io::Error::new(
                     io::ErrorKind::InvalidData,

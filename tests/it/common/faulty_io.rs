@@ -1,16 +1,15 @@
 //! A [`LogIo`] that fails on purpose: each operation (write, read, sync, directory sync, cut,
 //! length) is counted, and a chosen call of a chosen operation fails with a chosen fault (an
 //! I/O error, a full disk, a write cut short, a slow call), once or from then on until
-//! [`FaultyIo::heal`].
+//! [`FaultyIo::heal`]. It wraps a backend ([`SystemIo`] by default, or files in memory:
+//! [`FaultyIo::over`]), so the same matrix runs on both.
 
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kappalog::store::io::LogIo;
+use kappalog::store::io::{LogFile, LogIo, OpenMode, SystemIo};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Op {
@@ -68,9 +67,17 @@ struct State {
     injected: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FaultyIo {
     state: Mutex<State>,
+    /// The backend that opens the files and syncs their directory.
+    inner: Arc<dyn LogIo>,
+}
+
+impl Default for FaultyIo {
+    fn default() -> FaultyIo {
+        FaultyIo::over(Arc::new(SystemIo))
+    }
 }
 
 fn index(op: Op) -> usize {
@@ -85,6 +92,14 @@ fn index(op: Op) -> usize {
 }
 
 impl FaultyIo {
+    /// Faults over `inner`'s files (opening a file is passed on, never counted or failed).
+    pub fn over(inner: Arc<dyn LogIo>) -> FaultyIo {
+        FaultyIo {
+            state: Mutex::default(),
+            inner,
+        }
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -154,7 +169,11 @@ fn fail(fault: Fault, what: &str) -> io::Result<()> {
 }
 
 impl LogIo for FaultyIo {
-    fn write_all_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<LogFile> {
+        self.inner.open(path, mode)
+    }
+
+    fn write_all_at(&self, file: &LogFile, buf: &[u8], offset: u64) -> io::Result<()> {
         match self.next(Op::Write) {
             None => file.write_all_at(buf, offset),
             Some(Fault::Short) => {
@@ -168,7 +187,7 @@ impl LogIo for FaultyIo {
         }
     }
 
-    fn read_at(&self, file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    fn read_at(&self, file: &LogFile, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         match self.next(Op::Read) {
             None => file.read_at(buf, offset),
             Some(Fault::Short) => {
@@ -184,15 +203,15 @@ impl LogIo for FaultyIo {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         match self.next(Op::SyncDir) {
-            None => File::open(dir)?.sync_all(),
+            None => self.inner.sync_dir(dir),
             Some(fault) => {
                 fail(fault, "directory fsync")?;
-                File::open(dir)?.sync_all()
+                self.inner.sync_dir(dir)
             }
         }
     }
 
-    fn sync_data(&self, file: &File) -> io::Result<()> {
+    fn sync_data(&self, file: &LogFile) -> io::Result<()> {
         match self.next(Op::Sync) {
             None => file.sync_data(),
             Some(fault) => {
@@ -202,7 +221,7 @@ impl LogIo for FaultyIo {
         }
     }
 
-    fn set_len(&self, file: &File, len: u64) -> io::Result<()> {
+    fn set_len(&self, file: &LogFile, len: u64) -> io::Result<()> {
         match self.next(Op::SetLen) {
             None => file.set_len(len),
             Some(fault) => {
@@ -212,12 +231,12 @@ impl LogIo for FaultyIo {
         }
     }
 
-    fn len(&self, file: &File) -> io::Result<u64> {
+    fn len(&self, file: &LogFile) -> io::Result<u64> {
         match self.next(Op::Len) {
-            None => Ok(file.metadata()?.len()),
+            None => file.len(),
             Some(fault) => {
                 fail(fault, "stat")?;
-                Ok(file.metadata()?.len())
+                file.len()
             }
         }
     }

@@ -4,12 +4,11 @@
 //! holding, then failing without syncing).
 
 use std::collections::BTreeSet;
-use std::fs::File;
 use std::io;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
-use kappalog::store::io::LogIo;
+use kappalog::store::io::{LogFile, LogIo};
 
 use super::DEADLINE;
 
@@ -76,7 +75,7 @@ impl HeldIo {
 }
 
 impl LogIo for HeldIo {
-    fn sync_data(&self, file: &File) -> io::Result<()> {
+    fn sync_data(&self, file: &LogFile) -> io::Result<()> {
         let call = {
             let mut state = self.state();
             state.calls += 1;
