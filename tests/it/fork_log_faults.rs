@@ -21,10 +21,6 @@ use kappalog::node::Node;
 use kappalog::server::ServeLimits;
 use kappalog::store::{AppendError, Store, StoreOptions, StoreOwner};
 
-/// The calls a forks file gets: the append's write and sync, a failed append's cut-back
-/// (`set_len`, sync).
-const FORKS_OPS: [Op; 3] = [Op::Write, Op::Sync, Op::SetLen];
-
 fn open(dir: &Path, forks_io: &Arc<FaultyIo>) -> (Store, StoreOwner) {
     let options = StoreOptions {
         forks_io: forks_io.clone(),
@@ -64,6 +60,44 @@ fn reopened_holds_both(dir: &Path, case: &str) {
     owner.shutdown_blocking().unwrap();
 }
 
+/// Records both proofs on a store over `io`, answering each as the matrix expects: a refusal
+/// only while a fault was injected, naming it. Then waits for the writer's retry to record
+/// what was refused, shuts down and checks the reopened store. Returns the refusals.
+fn record_both_through(io: &Arc<FaultyIo>, case: &str) -> u32 {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, owner) = open(dir.path(), io);
+    let mut refused = 0;
+    for proof in proofs() {
+        let author = proof.author();
+        match store.record_fork_proof(proof) {
+            Ok(new) => assert!(new, "{case}: a first proof is new"),
+            Err(AppendError::ForkLog(e)) => {
+                assert!(io.injected() >= 1, "{case}: refused with no fault: {e}");
+                assert!(e.to_string().contains("injected fault"), "{case}: {e}");
+                refused += 1;
+            }
+            Err(e) => panic!("{case}: {e}"),
+        }
+        assert!(
+            store.forked().contains(&author),
+            "{case}: the author is not forked after its answer"
+        );
+    }
+    // What was refused is recorded by the writer's retry, unasked.
+    eventually(&format!("{case}: both proofs recorded"), || {
+        proofs()
+            .iter()
+            .all(|p| store.forked().proofs().contains(&p.author()))
+    });
+    assert!(
+        store.health().degraded().is_none(),
+        "{case}: still degraded"
+    );
+    owner.shutdown_blocking().unwrap();
+    reopened_holds_both(dir.path(), case);
+    refused
+}
+
 #[test]
 fn every_fault_at_every_call_of_the_forks_file_loses_no_proof_and_admits_no_forked_feed() {
     // A clean run counts the calls.
@@ -82,51 +116,97 @@ fn every_fault_at_every_call_of_the_forks_file_loses_no_proof_and_admits_no_fork
     );
 
     let mut refused = 0;
-    for op in FORKS_OPS {
+    for op in [Op::Write, Op::Sync] {
         for call in 1..=calls(op) + 1 {
             for fault in FAULTS {
                 let case = format!("{op:?} call {call} {fault:?}");
-                let dir = tempfile::tempdir().unwrap();
                 let io = Arc::new(FaultyIo::default());
                 io.fail_once(op, call, fault);
-                let (store, owner) = open(dir.path(), &io);
-                for proof in proofs() {
-                    let author = proof.author();
-                    match store.record_fork_proof(proof) {
-                        Ok(new) => assert!(new, "{case}: a first proof is new"),
-                        Err(AppendError::ForkLog(e)) => {
-                            assert!(
-                                !matches!(fault, Fault::Slow(_)) && io.injected() == 1,
-                                "{case}: refused with no fault: {e}"
-                            );
-                            assert!(e.to_string().contains("injected fault"), "{case}: {e}");
-                            refused += 1;
-                        }
-                        Err(e) => panic!("{case}: {e}"),
-                    }
-                    assert!(
-                        store.forked().contains(&author),
-                        "{case}: the author is not forked after its answer"
-                    );
-                }
-                // What was refused is recorded by the writer's retry, unasked.
-                eventually(&format!("{case}: both proofs recorded"), || {
-                    proofs()
-                        .iter()
-                        .all(|p| store.forked().proofs().contains(&p.author()))
-                });
-                assert!(
-                    store.health().degraded().is_none(),
-                    "{case}: still degraded"
-                );
-                owner.shutdown_blocking().unwrap();
-                reopened_holds_both(dir.path(), &case);
+                let refusals = record_both_through(&io, &case);
+                // Every call the clean run made is reached (one past the last is not), so
+                // the fault really was injected; only a failing one refuses a proof.
+                let reached = call <= calls(op);
+                assert_eq!(io.injected(), u64::from(reached), "{case}: faults injected");
+                let fails = reached && !matches!(fault, Fault::Slow(_));
+                assert_eq!(refusals, u32::from(fails), "{case}: refusals");
+                refused += refusals;
             }
         }
     }
-    // A write or sync failing (EIO, ENOSPC, cut short) refuses the proof it carried; a cut
-    // back is only reached after such a failure, which a single fault cannot combine.
+    // A write or sync failing (EIO, ENOSPC, cut short) refuses the proof it carried: one
+    // refusal for each failing fault at each call the clean run made.
     assert_eq!(refused, 3 * (2 + 2));
+}
+
+/// A cut back is only reached after a failed append: the first proof's write is cut short
+/// (half a record lands in the file), then the cut that removes it fails. The proof is
+/// refused naming the write; the writer cuts back before its retry, so the file never holds
+/// a record after the half one and both proofs are there after a clean shutdown.
+#[test]
+fn a_failing_cut_back_after_a_torn_write_loses_no_proof() {
+    // With the write cut short and no other fault, the first append cuts back once (the
+    // retry has nothing left to cut).
+    let counter = Arc::new(FaultyIo::default());
+    counter.fail_once(Op::Write, 1, Fault::Short);
+    assert_eq!(record_both_through(&counter, "write cut short"), 1);
+    assert_eq!(counter.calls(Op::SetLen), 1, "the failed write is cut back");
+
+    for call in 1..=counter.calls(Op::SetLen) + 1 {
+        for fault in FAULTS {
+            let case = format!("write cut short, then SetLen call {call} {fault:?}");
+            let io = Arc::new(FaultyIo::default());
+            io.fail_once(Op::Write, 1, Fault::Short);
+            io.fail_once(Op::SetLen, call, fault);
+            assert_eq!(record_both_through(&io, &case), 1, "{case}: refusals");
+            let reached = call <= counter.calls(Op::SetLen);
+            assert_eq!(io.injected(), 1 + u64::from(reached), "{case}: faults injected");
+            // A cut that failed is made again before the next append: one more set_len.
+            let cut_failed = reached && !matches!(fault, Fault::Slow(_));
+            assert_eq!(io.calls(Op::SetLen), 1 + u64::from(cut_failed), "{case}");
+        }
+    }
+}
+
+/// A cut that keeps failing leaves half a record at the end of the file when the store
+/// shuts down: the next open cuts the torn tail, keeps the proof acknowledged before it,
+/// and the refused proof's author stays forked by its note in the log.
+#[test]
+fn a_torn_proof_left_by_a_failing_cut_is_cut_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = Arc::new(FaultyIo::default());
+    let (store, owner) = open(dir.path(), &io);
+    let [first, second] = proofs();
+    assert!(store.record_fork_proof(first.clone()).unwrap());
+    io.fail_once(Op::Write, 1, Fault::Short);
+    io.fail_from_now(Op::SetLen, Fault::Eio);
+    let Err(AppendError::ForkLog(e)) = store.record_fork_proof(second.clone()) else {
+        panic!("a torn write was answered as recorded")
+    };
+    assert!(e.to_string().contains("write cut short"), "{e}");
+    assert!(store.health().degraded().is_some());
+    owner.shutdown_blocking().unwrap();
+    assert!(io.injected() >= 2, "the write and the cut failed");
+    let torn = u64::try_from(second.encode().len() / 2).unwrap();
+    let on_disk = std::fs::metadata(dir.path().join("forks")).unwrap().len();
+    assert_eq!(
+        on_disk,
+        u64::try_from(first.encode().len()).unwrap() + torn,
+        "half of the second record is left"
+    );
+
+    let (store, owner, report) = Store::open(dir.path(), None, None).unwrap();
+    assert_eq!(report.forks.truncated_bytes, torn);
+    assert_eq!(report.forks.proofs, 1);
+    assert!(store.forked().proofs().contains(&first.author()));
+    assert!(!store.forked().proofs().contains(&second.author()));
+    assert!(
+        report.fork_notes.contains(&second.author()),
+        "the refused proof's note is in the log"
+    );
+    assert!(store.forked().contains(&second.author()));
+    owner.shutdown_blocking().unwrap();
+    let set = kappalog::fork_log::read_set(dir.path()).unwrap();
+    assert!(set.contains(&first.author()) && !set.contains(&second.author()));
 }
 
 #[test]

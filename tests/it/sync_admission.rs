@@ -284,12 +284,13 @@ async fn a_flood_of_strangers_cannot_keep_a_trusted_peer_out() {
     })
     .await;
     assert_eq!(a.sync.refusals().0.get("evicted_idle_stranger"), Some(&1));
-    assert!(a
-        .sync
-        .refusals()
-        .0
-        .get("shed_pending_handshake")
-        .is_some_and(|n| *n >= 1));
+    // How many junk connections are shed rather than timed out depends on the pace of the
+    // accepts; each of the 550 is shed at most once.
+    let shed = a.sync.refusals().0.get("shed_pending_handshake").copied();
+    assert!(
+        shed.is_some_and(|n| (1..=550).contains(&n)),
+        "{shed:?} of 550 junk connections shed"
+    );
     drop(junk);
     a.stop().await;
     p.stop().await;
@@ -769,12 +770,13 @@ async fn a_connected_peer_stays_while_active_strangers_fill_the_slots() {
     samples.push(b_session());
     assert!(samples.len() > 100, "{} samples", samples.len());
     assert!(samples.iter().all(|s| *s == held), "B's session changed");
-    assert!(a
-        .sync
-        .refusals()
-        .0
-        .get("evicted_idle_stranger")
-        .is_some_and(|n| *n >= 1));
+    // Each stranger's join evicts at most one session, and 17 strangers join 16 slots; how
+    // many find a slot freed by one that finished depends on the pace.
+    let evicted = a.sync.refusals().0.get("evicted_idle_stranger").copied();
+    assert!(
+        evicted.is_some_and(|n| (1..=17).contains(&n)),
+        "{evicted:?} evictions by 17 strangers"
+    );
     b.stop().await;
     a.stop().await;
 }

@@ -309,6 +309,8 @@ async fn a_session_that_falls_behind_resyncs_from_the_store() {
     })
     .await;
     let record = record().unwrap();
+    // One lag, one resync: nothing was appended after it, so the session cannot lag again.
+    assert_eq!(record.resyncs, 1, "{record:?}");
     assert!(
         record.connected && record.last_error.is_none(),
         "{record:?}"
