@@ -270,7 +270,7 @@ fn reconcile_fork_notes(
         )
     };
     for author in unnoted {
-        store.append_fork_note(author)?;
+        store.append_fork_note(author).wait()?;
     }
     for author in &unproven {
         tracing::error!(
@@ -503,7 +503,7 @@ impl Node {
     /// own-feed fence is closed.
     pub async fn append(&self, value: i64, data: String) -> Result<EntryJson, NodeError> {
         self.check_fence()?;
-        let (entry, hash) = self.inner.store.append_own_async(value, data).await?;
+        let (entry, hash) = self.inner.store.append_own(value, data).await?;
         self.inner.metrics.appends.inc();
         Ok(EntryJson::new(&entry, &hash))
     }
@@ -534,7 +534,7 @@ impl Node {
         let outcome = self
             .inner
             .store
-            .append_own_keyed_async(chosen, data.clone(), Some(key.clone()))
+            .append_own_keyed(chosen, data.clone(), Some(key.clone()))
             .await?;
         match outcome {
             OwnAppend::Added(entry, hash) => {
@@ -572,7 +572,7 @@ impl Node {
     /// Blocking form of [`Node::append`] for the CLI.
     pub fn append_blocking(&self, value: i64, data: String) -> Result<EntryJson, NodeError> {
         self.check_fence()?;
-        let (entry, hash) = self.inner.store.append_own(value, data)?;
+        let (entry, hash) = self.inner.store.append_own(value, data).wait()?;
         self.inner.metrics.appends.inc();
         Ok(EntryJson::new(&entry, &hash))
     }

@@ -15,7 +15,9 @@
 //!
 //! - [`Store`], a cheap, cloneable handle that only *sends requests*: appends, fork notes,
 //!   fork proofs. Each request carries its own reply channel, and the writer answers it with
-//!   owned values once what it wrote is durable (or with the error that stopped it).
+//!   owned values once what it wrote is durable (or with the error that stopped it). Every
+//!   request method returns the caller's end as a [`Pending`], awaited by async callers and
+//!   [`Pending::wait`]ed for on plain threads: one method per operation.
 //! - [`StoreOwner`], the one value that stops the writer: [`StoreOwner::shutdown`] sends a
 //!   shutdown request and awaits the writer's last act, a message saying it has answered
 //!   every request queued before the shutdown, written its closing commit marker, synced,
@@ -48,7 +50,7 @@
 //!   [`Outcome`].
 //! - A fork proof is checked by the caller, then written by the writer in the same
 //!   durability path as entries: the fork note in the log first, then the proof in `forks`
-//!   ([`Store::record_fork_proof_async`]).
+//!   ([`Store::record_fork_proof`]).
 //! - The writer's file operations go through [`io::LogIo`] (one for the log, one for the
 //!   forks file), so a test can make an `fdatasync` slow or fail.
 
@@ -59,11 +61,11 @@ pub mod io;
 pub mod keys;
 pub mod lock;
 pub mod open;
+pub mod pending;
 pub mod reader;
 pub mod verify;
 pub mod writer;
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, PoisonError, RwLock, RwLockReadGuard};
 
@@ -79,6 +81,8 @@ use crate::identity::{Author, Identity};
 use crate::signature::{self, BatchItem};
 use crate::validate::{self, ValidationError};
 
+use pending::wait_blocking;
+pub use pending::Pending;
 pub use reader::StoreReader;
 pub use validate::FeedHead;
 pub use verify::{VerifyIssue, VerifyProblem, VerifyReport};
@@ -277,28 +281,6 @@ impl Drop for StoreOwner {
     }
 }
 
-/// Waits for `future` on the calling thread, parking it in between (the blocking calls of
-/// [`Store`] and [`StoreOwner::shutdown_blocking`]; the futures here are reply channels the
-/// writer thread completes, which need no runtime to make progress).
-fn wait_blocking<F: Future>(future: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl std::task::Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = std::task::Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        // A wake-up before the park makes the park return at once, so none is missed.
-        std::thread::park();
-    }
-}
-
 impl Store {
     /// Creates `dir` if missing, takes the writer lock, recovers the log and the forks file,
     /// and starts the writer. Returns the request handle, the writer's owner and what the
@@ -391,53 +373,39 @@ impl Store {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Makes a fork note for `author` durable in the log (blocking until it is): the record
-    /// that a fork proof of `author` was recorded, so the author stays forked even if the
-    /// proof itself (in `DATA_DIR/forks`) is later lost ([`crate::fork_log`]).
-    pub fn append_fork_note(&self, author: Author) -> Result<(), AppendError> {
+    /// Makes a fork note for `author` durable in the log: the record that a fork proof of
+    /// `author` was recorded, so the author stays forked even if the proof itself (in
+    /// `DATA_DIR/forks`) is later lost ([`crate::fork_log`]).
+    pub fn append_fork_note(&self, author: Author) -> Pending<()> {
         let (reply, answer) = oneshot::channel();
-        self.send(Request::ForkNote { author, reply })?;
-        wait_blocking(answer).map_err(|_| AppendError::Closed)?
+        self.send(Request::ForkNote { author, reply });
+        Pending::new(answer)
     }
 
     /// Checks `proof` and records it durably, unless its author has a proof already: a fork
     /// note for the author in the log (if it has none), then the proof in `DATA_DIR/forks`,
-    /// each synced, in the writer's durability path. Returns whether the proof was new.
+    /// each synced, in the writer's durability path. Answers whether the proof was new.
     /// After a failure to write the forks file (answered with [`AppendError::ForkLog`]) the
     /// note may be durable: the author is then forked without a proof ([`Forked::unproven`])
     /// while the writer keeps the proof and retries it, with the next proofs and every
     /// second when idle, until it is recorded; the store is degraded meanwhile
     /// ([`health`]).
-    pub async fn record_fork_proof_async(&self, proof: ForkProof) -> Result<bool, AppendError> {
-        let answer = self.send_fork_proof(proof)?;
-        answer.await.map_err(|_| AppendError::Closed)?
-    }
-
-    /// [`Store::record_fork_proof_async`] for a caller off the async workers (an import).
-    pub fn record_fork_proof(&self, proof: ForkProof) -> Result<bool, AppendError> {
-        let answer = self.send_fork_proof(proof)?;
-        wait_blocking(answer).map_err(|_| AppendError::Closed)?
-    }
-
-    fn send_fork_proof(
-        &self,
-        proof: ForkProof,
-    ) -> Result<oneshot::Receiver<Result<bool, AppendError>>, AppendError> {
+    pub fn record_fork_proof(&self, proof: ForkProof) -> Pending<bool> {
         // Checked before it reaches the writer: a proof in the forks file that does not check
         // would make the next open refuse the file. Peers send proofs; this is where a bad
         // one stops.
-        proof.check().map_err(AppendError::InvalidProof)?;
+        if let Err(e) = proof.check() {
+            return Pending::ready(Err(AppendError::InvalidProof(e)));
+        }
         if self.forked().proofs().contains(&proof.author()) {
-            let (reply, answer) = oneshot::channel();
-            let _ = reply.send(Ok(false));
-            return Ok(answer);
+            return Pending::ready(Ok(false));
         }
         let (reply, answer) = oneshot::channel();
         self.send(Request::ForkProof {
             proof: writer::CheckedProof(Box::new(proof)),
             reply,
-        })?;
-        Ok(answer)
+        });
+        Pending::new(answer)
     }
 
     /// Whether the writer can write right now ([`health`]).
@@ -445,11 +413,10 @@ impl Store {
         &self.shared.health
     }
 
-    fn send(&self, request: Request) -> Result<(), AppendError> {
-        self.shared
-            .requests
-            .send(request)
-            .map_err(|_| AppendError::Closed)
+    /// Hands `request` to the writer. A writer that is gone drops the request, and with it
+    /// its reply sender: the caller's [`Pending`] is answered [`AppendError::Closed`].
+    fn send(&self, request: Request) {
+        let _ = self.shared.requests.send(request);
     }
 
     fn check_own(&self, data: &str) -> Result<(), AppendError> {
@@ -462,94 +429,65 @@ impl Store {
         Ok(())
     }
 
-    /// Appends to the own feed; returns once the entry is durable.
-    pub fn append_own(&self, value: i64, data: String) -> Result<(Entry, Hash), AppendError> {
-        self.append_own_keyed(value, data, None).and_then(added)
+    /// Appends to the own feed; answered once the entry is durable.
+    pub fn append_own(&self, value: i64, data: String) -> Pending<(Entry, Hash), OwnAppend> {
+        let (reply, answer) = oneshot::channel();
+        match self.check_own(&data) {
+            Ok(()) => self.send(Request::Own {
+                value,
+                data,
+                key: None,
+                reply,
+            }),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+        Pending::mapped(answer, added)
     }
 
-    /// Like [`Store::append_own`], awaiting the writer's reply without blocking the runtime.
-    pub async fn append_own_async(
-        &self,
-        value: i64,
-        data: String,
-    ) -> Result<(Entry, Hash), AppendError> {
-        self.append_own_keyed_async(value, data, None)
-            .await
-            .and_then(added)
-    }
-
-    /// Appends to the own feed under an idempotency key, if given: returns once the entry is
-    /// durable, or, when the key was used before and is remembered, appends nothing and
-    /// returns [`OwnAppend::Replayed`] with the entry appended under it.
+    /// Appends to the own feed under an idempotency key, if given: answered once the entry
+    /// is durable, or, when the key was used before and is remembered, appends nothing and
+    /// answers [`OwnAppend::Replayed`] with the entry appended under it.
     pub fn append_own_keyed(
         &self,
         value: i64,
         data: String,
         key: Option<IdempotencyKey>,
-    ) -> Result<OwnAppend, AppendError> {
-        self.check_own(&data)?;
+    ) -> Pending<OwnAppend> {
+        if let Err(e) = self.check_own(&data) {
+            return Pending::ready(Err(e));
+        }
         let (reply, answer) = oneshot::channel();
         self.send(Request::Own {
             value,
             data,
             key,
             reply,
-        })?;
-        wait_blocking(answer).map_err(|_| AppendError::Closed)?
-    }
-
-    /// Like [`Store::append_own_keyed`], without blocking the runtime.
-    pub async fn append_own_keyed_async(
-        &self,
-        value: i64,
-        data: String,
-        key: Option<IdempotencyKey>,
-    ) -> Result<OwnAppend, AppendError> {
-        self.check_own(&data)?;
-        let (reply, answer) = oneshot::channel();
-        self.send(Request::Own {
-            value,
-            data,
-            key,
-            reply,
-        })?;
-        answer.await.map_err(|_| AppendError::Closed)?
+        });
+        Pending::new(answer)
     }
 
     /// Offers foreign entries (replicated or imported). Shape and signatures are checked
-    /// here, in parallel, before the writer sees them; returns one outcome per entry, in
-    /// order, once the added ones are durable.
-    pub fn append_entries(&self, entries: Vec<Entry>) -> Result<Vec<Outcome>, AppendError> {
-        let checked = precheck(entries);
+    /// before the writer sees them, in parallel on the rayon pool (so an async caller's
+    /// worker is never blocked by them), and the checked entries are sent from there; the
+    /// answer is one outcome per entry, in order, once the added ones are durable.
+    pub fn append_entries(&self, entries: Vec<Entry>) -> Pending<Vec<Outcome>> {
         let (reply, answer) = oneshot::channel();
-        self.send(Request::Foreign {
-            entries: checked,
-            reply,
-        })?;
-        wait_blocking(answer).map_err(|_| AppendError::Closed)?
-    }
-
-    /// Like [`Store::append_entries`]; the signature checks run on the rayon pool, so the
-    /// async runtime's workers are never blocked.
-    pub async fn append_entries_async(
-        &self,
-        entries: Vec<Entry>,
-    ) -> Result<Vec<Outcome>, AppendError> {
-        let (checked_tx, checked_rx) = oneshot::channel();
+        let store = self.clone();
         rayon::spawn(move || {
-            let _ = checked_tx.send(precheck(entries));
+            store.send(Request::Foreign {
+                entries: precheck(entries),
+                reply,
+            });
         });
-        let checked = checked_rx.await.map_err(|_| AppendError::Closed)?;
-        self.commit_checked(checked).await
+        Pending::new(answer)
     }
 
-    /// As [`Store::append_entries_async`] for entries whose shape and signatures the caller
-    /// has already checked (a sync batch is checked whole before it is offered): skips the
+    /// As [`Store::append_entries`] for entries whose shape and signatures the caller has
+    /// already checked (a sync batch is checked whole before it is offered): skips the
     /// second verification, which would otherwise double the cost of replication.
-    pub async fn append_verified_async(
-        &self,
-        entries: VerifiedEntries,
-    ) -> Result<Vec<Outcome>, AppendError> {
+    pub fn append_verified(&self, entries: VerifiedEntries) -> Pending<Vec<Outcome>> {
         let checked = entries
             .0
             .into_iter()
@@ -559,17 +497,12 @@ impl Store {
                 verdict: Ok(()),
             })
             .collect();
-        self.commit_checked(checked).await
-    }
-
-    /// Hands checked foreign entries to the writer and awaits their outcomes.
-    async fn commit_checked(&self, checked: Vec<Checked>) -> Result<Vec<Outcome>, AppendError> {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Foreign {
             entries: checked,
             reply,
-        })?;
-        answer.await.map_err(|_| AppendError::Closed)?
+        });
+        Pending::new(answer)
     }
 }
 

@@ -71,7 +71,7 @@ fn every_fault_at_every_call_of_the_forks_file_loses_no_proof_and_admits_no_fork
     let counter = Arc::new(FaultyIo::default());
     let (store, owner) = open(dir.path(), &counter);
     for proof in proofs() {
-        assert!(store.record_fork_proof(proof).unwrap());
+        assert!(store.record_fork_proof(proof).wait().unwrap());
     }
     owner.shutdown_blocking().unwrap();
     // Two appends, each one write and one sync; nothing to cut back.
@@ -92,7 +92,7 @@ fn every_fault_at_every_call_of_the_forks_file_loses_no_proof_and_admits_no_fork
                 let (store, owner) = open(dir.path(), &io);
                 for proof in proofs() {
                     let author = proof.author();
-                    match store.record_fork_proof(proof) {
+                    match store.record_fork_proof(proof).wait() {
                         Ok(new) => assert!(new, "{case}: a first proof is new"),
                         Err(AppendError::ForkLog(e)) => {
                             assert!(
@@ -136,7 +136,7 @@ fn a_forks_file_that_keeps_failing_degrades_the_store_until_the_retry_records_th
     io.fail_from_now(Op::Sync, Fault::Eio);
     let (store, owner) = open(dir.path(), &io);
     let [first, second] = proofs();
-    let Err(AppendError::ForkLog(e)) = store.record_fork_proof(first.clone()) else {
+    let Err(AppendError::ForkLog(e)) = store.record_fork_proof(first.clone()).wait() else {
         panic!("recorded on a failing disk")
     };
     assert!(e.to_string().contains("forks"), "names the file: {e}");
@@ -158,7 +158,7 @@ fn a_forks_file_that_keeps_failing_degrades_the_store_until_the_retry_records_th
     });
     assert!(store.health().degraded().is_some());
     // A second proof while the first waits is refused too, and both wait.
-    assert!(store.record_fork_proof(second.clone()).is_err());
+    assert!(store.record_fork_proof(second.clone()).wait().is_err());
 
     io.heal();
     eventually("the retry to record both proofs", || {

@@ -47,7 +47,7 @@ proptest! {
             match op {
                 Op::Append(len) => {
                     let (s, _) = store.get_or_insert_with(open);
-                    let (e, h) = s.append_own(1, "d".repeat(len.into())).unwrap();
+                    let (e, h) = s.append_own(1, "d".repeat(len.into())).wait().unwrap();
                     model.push((h, 8 + e.encoded_len() as u64));
                 }
                 Op::Tear(n) => {
@@ -180,7 +180,7 @@ proptest! {
         for op in ops {
             let (s, _) = store.get_or_insert_with(open);
             let mut offer = |offered: Vec<(Entry, Hash, bool)>| -> Result<(), TestCaseError> {
-                let outcomes = s.append_entries(offered.iter().map(|(e, _, _)| e.clone()).collect()).unwrap();
+                let outcomes = s.append_entries(offered.iter().map(|(e, _, _)| e.clone()).collect()).wait().unwrap();
                 for ((e, h, signed), o) in offered.iter().zip(&outcomes) {
                     let feed = held.entry(e.author).or_default();
                     let want = expect(feed, e, *h, *signed);
@@ -194,7 +194,7 @@ proptest! {
             };
             match op {
                 Mixed::Own(len) => {
-                    let (e, h) = s.append_own(1, "d".repeat(len.into())).unwrap();
+                    let (e, h) = s.append_own(1, "d".repeat(len.into())).wait().unwrap();
                     held.entry(e.author).or_default().push(h);
                     log.push(h);
                 }

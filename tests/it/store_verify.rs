@@ -11,7 +11,7 @@ fn verify_all_catches_a_bad_signature_written_by_hand() {
     let dir = tempfile::tempdir().unwrap();
     let theirs = feed(&identity(2), 3);
     let (store, owner, _) = Store::open(dir.path(), None, None).unwrap();
-    store.append_entries(entries(&theirs[..2])).unwrap();
+    store.append_entries(entries(&theirs[..2])).wait().unwrap();
     owner.shutdown_blocking().unwrap();
     let path = dir.path().join("entries.log");
     let bad_at = std::fs::metadata(&path).unwrap().len();
