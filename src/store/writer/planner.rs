@@ -11,10 +11,10 @@ use std::sync::{mpsc, Arc, PoisonError, RwLock};
 
 use rayon::prelude::*;
 
-use super::{answer, Checked, ForeignResult, OwnAppend, OwnResult, Reply, Request};
+use super::planned::{Placed, Planned, Record, Sealed};
+use super::{answer, Checked, OwnAppend, OwnResult, Reply, Request};
 use crate::clock::now_ms;
-use crate::entry::{Entry, Seq, UnsignedEntry};
-use crate::fork::ForkProof;
+use crate::entry::{Seq, UnsignedEntry};
 use crate::hash::Hash;
 use crate::idempotency::IdempotencyKey;
 use crate::identity::{Author, Identity, Signature};
@@ -26,103 +26,6 @@ use crate::validate::{self, FeedHead, Placement};
 
 /// Below this many signatures a second core costs more in hand-off than it saves.
 const MIN_SIGN_CHUNK: usize = 8;
-
-/// One record to write: the entry, its hash, its idempotency key if any, and — once the
-/// syncer has laid out the write — where the record starts in the log.
-pub(super) struct Record {
-    pub entry: Entry,
-    pub hash: Hash,
-    pub key: Option<IdempotencyKey>,
-    pub offset: u64,
-}
-
-impl Record {
-    fn new(entry: Entry, hash: Hash, key: Option<IdempotencyKey>) -> Record {
-        Record {
-            entry,
-            hash,
-            key,
-            offset: 0,
-        }
-    }
-}
-
-/// One offered foreign entry, placed: a record to write, or an outcome decided without
-/// writing anything.
-pub(super) enum Placed {
-    Write(Record),
-    Decided(Outcome),
-}
-
-/// One request as the planner leaves it: what it writes, with the channel its answer goes
-/// to. The syncer answers it from this value alone.
-pub(super) enum Planned {
-    Own {
-        record: Record,
-        reply: Reply<OwnResult>,
-    },
-    /// A keyed own request whose key's append is in flight: answered with that entry once
-    /// it is durable.
-    Replay {
-        author: Author,
-        head: FeedHead,
-        reply: Reply<OwnResult>,
-    },
-    /// `failed`: reading a held entry failed part way; the entries placed before it are
-    /// still written (the view counts them), and the request is answered with the error.
-    Foreign {
-        placed: Vec<Placed>,
-        failed: Option<AppendError>,
-        reply: Reply<ForeignResult>,
-    },
-    Note {
-        author: Author,
-        reply: Reply<Result<(), AppendError>>,
-    },
-    /// `new` is decided by the syncer (see "Fork proofs" in [`super`]).
-    Proof {
-        proof: Box<ForkProof>,
-        new: bool,
-        reply: Reply<Result<bool, AppendError>>,
-    },
-}
-
-impl Planned {
-    /// The records this request writes, in write order.
-    pub(super) fn records(&self) -> impl Iterator<Item = &Record> {
-        let (own, foreign): (Option<&Record>, &[Placed]) = match self {
-            Planned::Own { record, .. } => (Some(record), &[]),
-            Planned::Foreign { placed, .. } => (None, placed),
-            _ => (None, &[]),
-        };
-        own.into_iter()
-            .chain(foreign.iter().filter_map(|p| match p {
-                Placed::Write(record) => Some(record),
-                Placed::Decided(_) => None,
-            }))
-    }
-
-    /// As [`Planned::records`], to record their offsets.
-    pub(super) fn records_mut(&mut self) -> impl Iterator<Item = &mut Record> {
-        let (own, foreign): (Option<&mut Record>, &mut [Placed]) = match self {
-            Planned::Own { record, .. } => (Some(record), &mut []),
-            Planned::Foreign { placed, .. } => (None, placed),
-            _ => (None, &mut []),
-        };
-        own.into_iter()
-            .chain(foreign.iter_mut().filter_map(|p| match p {
-                Placed::Write(record) => Some(record),
-                Placed::Decided(_) => None,
-            }))
-    }
-}
-
-/// A planned, signed batch on its way to the syncer.
-pub(super) struct Sealed {
-    pub requests: Vec<Planned>,
-    /// The failure epoch it was planned in (see the module docs).
-    pub epoch: u64,
-}
 
 /// A request being planned: an own entry still to be signed, or already planned.
 enum Draft {
@@ -221,7 +124,7 @@ impl Planner {
                 // The syncer is gone (it panicked): nothing can become durable any more.
                 let e = Arc::new(io::Error::other("the store's sync thread stopped"));
                 for request in sealed.requests {
-                    super::syncer::fail(request, AppendError::Io(e.clone()), None);
+                    request.fail(AppendError::Io(e.clone()), None);
                 }
                 break;
             }
