@@ -208,8 +208,14 @@ pub enum AppendError {
     NoIdentity,
     #[error("the store is closed")]
     Closed,
+    /// Reading or writing the log failed: the disk's fault, not the request's (the store is
+    /// degraded until a write succeeds, see [`health`]).
     #[error("store write failed: {0}")]
     Io(#[source] Arc<std::io::Error>),
+    /// A rule the store keeps itself was found broken: a bug in the store, not a fault of
+    /// the disk or of the request, so it is never reported as either.
+    #[error("store invariant broken: {0}")]
+    Internal(&'static str),
     #[error("data is {len} bytes, the limit is {MAX_DATA_BYTES}")]
     DataTooLong { len: usize },
     #[error("fork proof does not check: {0}")]
@@ -511,9 +517,9 @@ impl Store {
 fn added(append: OwnAppend) -> Result<(Entry, Hash), AppendError> {
     match append {
         OwnAppend::Added(entry, hash) => Ok((entry, hash)),
-        OwnAppend::Replayed { .. } => Err(AppendError::Io(Arc::new(std::io::Error::other(
+        OwnAppend::Replayed { .. } => Err(AppendError::Internal(
             "the writer replayed an append that carried no key",
-        )))),
+        )),
     }
 }
 

@@ -122,9 +122,11 @@ impl Planner {
             let sealed = self.commit(batch);
             if let Err(mpsc::SendError(sealed)) = to_syncer.send(sealed) {
                 // The syncer is gone (it panicked): nothing can become durable any more.
-                let e = Arc::new(io::Error::other("the store's sync thread stopped"));
                 for request in sealed.requests {
-                    request.fail(AppendError::Io(e.clone()), None);
+                    request.fail(
+                        AppendError::Internal("the store's sync thread stopped"),
+                        None,
+                    );
                 }
                 break;
             }
@@ -152,7 +154,12 @@ impl Planner {
     }
 
     /// The hash held at `seq` of a feed, from this batch or from disk.
-    fn held_hash(&self, feed: &PendingFeed, author: &Author, seq: Seq) -> io::Result<Hash> {
+    fn held_hash(
+        &self,
+        feed: &PendingFeed,
+        author: &Author,
+        seq: Seq,
+    ) -> Result<Hash, AppendError> {
         if seq > feed.base_len {
             let i = usize::try_from(seq - feed.base_len - 1).unwrap_or(usize::MAX);
             if let Some(hash) = feed.planned.get(i) {
@@ -164,14 +171,17 @@ impl Planner {
             let offset = index.feeds.get(author).and_then(|f| f.offset_of(seq));
             (offset, index.end)
         };
-        let offset = offset.ok_or_else(|| io::Error::other("held entry missing from the index"))?;
+        // The feed's length covers `seq`, so the index has its offset; if not, that is a bug.
+        let offset = offset.ok_or(AppendError::Internal(
+            "a held entry is missing from the index",
+        ))?;
         match format::read_record_at(&self.file, offset, end) {
             Ok(record) => Ok(record.hash),
-            Err(format::ReadFault::Io(e)) => Err(e),
-            Err(format::ReadFault::Bad(reason)) => Err(io::Error::new(
+            Err(format::ReadFault::Io(e)) => Err(AppendError::Io(Arc::new(e))),
+            Err(format::ReadFault::Bad(reason)) => Err(AppendError::Io(Arc::new(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("record at offset {offset}: {reason}"),
-            )),
+            )))),
         }
     }
 
@@ -315,9 +325,7 @@ impl Planner {
                     unsigned = true;
                     answer(
                         reply,
-                        Err(AppendError::Io(Arc::new(io::Error::other(
-                            "an own entry was left unsigned",
-                        )))),
+                        Err(AppendError::Internal("an own entry was left unsigned")),
                     );
                 }
             }
@@ -445,7 +453,7 @@ impl Planner {
             let held = if entry.seq >= 1 && entry.seq <= length {
                 match self.held_hash(feed, &entry.author, entry.seq) {
                     Ok(hash) => Some(hash),
-                    Err(e) => return (placed, Some(AppendError::Io(Arc::new(e)))),
+                    Err(e) => return (placed, Some(e)),
                 }
             } else {
                 None
@@ -461,11 +469,13 @@ impl Planner {
                 Placement::Gap { next } => Outcome::Gap { next },
                 // Unreachable here: `held` was read above for every held position.
                 Placement::Held => {
-                    let missing = io::Error::other(format!(
-                        "the index holds entry {} of {} without its hash",
-                        entry.seq, entry.author
-                    ));
-                    return (placed, Some(AppendError::Io(Arc::new(missing))));
+                    tracing::error!(
+                        seq = entry.seq, author = %entry.author,
+                        "the index holds an entry without its hash"
+                    );
+                    let missing =
+                        AppendError::Internal("the index holds an entry without its hash");
+                    return (placed, Some(missing));
                 }
                 Placement::Next => {
                     if let Err(e) = validate::check_link(&entry, feed.head.as_ref()) {
