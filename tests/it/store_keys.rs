@@ -148,7 +148,7 @@ fn a_version_1_file_opens_and_accepts_keyed_appends() {
     bytes.extend_from_slice(&1u32.to_le_bytes());
     let old = feed(&identity(1), 3);
     for (entry, _) in &old {
-        format::encode_record(entry, &mut bytes);
+        format::encode_keyed_record(entry, None, &mut bytes);
     }
     std::fs::write(log_path(dir.path()), &bytes).unwrap();
 

@@ -233,7 +233,7 @@ fn broken_chain_names_its_offset() {
     })
     .unwrap();
     let broken_at = bytes.len() as u64;
-    kappalog::store::format::encode_record(&good[2].0, &mut bytes);
+    kappalog::store::format::encode_keyed_record(&good[2].0, None, &mut bytes);
     // A valid record after it, so the damage is not at the tail.
     let (extra, _) = UnsignedEntry {
         author: identity(5).author(),
@@ -244,7 +244,7 @@ fn broken_chain_names_its_offset() {
         data: String::new(),
     }
     .sign(&identity(5));
-    kappalog::store::format::encode_record(&extra, &mut bytes);
+    kappalog::store::format::encode_keyed_record(&extra, None, &mut bytes);
     std::fs::write(log_path(dir.path()), &bytes).unwrap();
     let err = Store::open(dir.path(), None, None).err().unwrap();
     assert!(err.to_string().contains("broken hash chain"), "{err}");

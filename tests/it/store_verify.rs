@@ -18,7 +18,7 @@ fn verify_all_catches_a_bad_signature_written_by_hand() {
     let mut bad = theirs[2].0.clone();
     bad.signature.0[40] ^= 1;
     let mut record = Vec::new();
-    format::encode_record(&bad, &mut record);
+    format::encode_keyed_record(&bad, None, &mut record);
     std::fs::OpenOptions::new()
         .append(true)
         .open(&path)
