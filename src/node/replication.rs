@@ -157,10 +157,14 @@ impl Node {
     /// Entries with their hash when already verified, `None` when the store must verify.
     async fn offer(&self, entries: Vec<(Entry, Option<Hash>)>) -> Result<OfferReport, NodeError> {
         let mut report = OfferReport::default();
-        let forked = self.forked_authors();
-        let (entries, refused): (Vec<_>, Vec<_>) = entries
-            .into_iter()
-            .partition(|(e, _)| !forked.contains(&e.author));
+        // Read under the store's lock (held only for the partition, never across an await),
+        // not copied: a sync session offers a batch at a time.
+        let (entries, refused): (Vec<_>, Vec<_>) = {
+            let forked = self.inner.store.forked();
+            entries
+                .into_iter()
+                .partition(|(e, _)| !forked.contains(&e.author))
+        };
         report.refused_forked = u64::try_from(refused.len()).unwrap_or(u64::MAX);
         if entries.is_empty() {
             return Ok(report);

@@ -14,7 +14,7 @@
 //! failed append ends the session when the next batch (or the session's end) waits for it.
 
 use crate::poison::lock;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -322,7 +322,7 @@ impl Inbound {
     /// What checking the next batch needs, taken now (see [`BatchCheck`]).
     fn batch_check(&self) -> BatchCheck {
         BatchCheck {
-            forked: self.node.forked_authors(),
+            node: self.node.clone(),
             reader: self.node.reader().clone(),
             in_flight: self.in_flight_view.clone(),
             admission: self.admission.clone(),
@@ -379,7 +379,9 @@ impl Inbound {
 /// Checking one entries batch against the store plus the append in flight, on a blocking
 /// thread: the session's and the node's state it reads, owned.
 struct BatchCheck {
-    forked: BTreeSet<Author>,
+    /// Asked who is forked, under the store's lock, rather than handed a copy of the set:
+    /// the batch's entries are offered through the node, which reads it again there.
+    node: Node,
     reader: StoreReader,
     in_flight: Arc<InFlight>,
     admission: Arc<Admission>,
@@ -414,7 +416,7 @@ impl BatchCheck {
         // Feeds this batch starts count against the feed cap as soon as they are taken: the
         // admission reserves them node-wide, so concurrent sessions cannot overshoot it.
         let refuse = |a: &Author| {
-            if self.forked.contains(a) || lock(&self.skipped).contains(a) {
+            if self.node.is_forked(a) || lock(&self.skipped).contains(a) {
                 return true;
             }
             // Our own feed is always taken: its entries are signed evidence of what our
@@ -428,8 +430,10 @@ impl BatchCheck {
             }
             // Forked authors count too (a forked feed the node holds counts twice: the
             // cap errs on the safe side), as proofs of new authors do (`admit_proof`).
-            let forked = u64::try_from(self.forked.len()).unwrap_or(u64::MAX);
-            let held = self.reader.feed_count().saturating_add(forked);
+            let held = self
+                .reader
+                .feed_count()
+                .saturating_add(self.node.forked_count());
             match self.admission.admit_new_feed(
                 &self.peer,
                 self.source,
