@@ -33,7 +33,7 @@
 //!   get a JSON error), and a shutdown bounded by `--shutdown-timeout`.
 //! - [`cli`]: clap definitions; [`app`]: runs each subcommand.
 //! - [`poison`]: the one poison-tolerant mutex lock, and why it is sound here; [`clock`]:
-//!   the one wall clock (milliseconds since the Unix epoch).
+//!   the one wall clock (milliseconds since the Unix epoch); [`backoff`]: the one retry delay.
 //! - [`fork`]: fork proofs (two conflicting signed entries), their encoding, the forked set.
 //! - [`fork_log`]: the fork-proof file (`DATA_DIR/forks`): its format and recovery, appended
 //!   by the store's writer, the forked set readers consult (and read, lock-free, by
@@ -79,6 +79,7 @@
 #![warn(clippy::too_many_lines)]
 
 pub mod app;
+pub mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod csv;
