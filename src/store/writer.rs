@@ -29,9 +29,11 @@
 //! and syncing (disk) overlap, and when the disk is the bottleneck each sync still carries
 //! every append that arrived during the previous one. The planner keeps its own view of
 //! every feed it has planned entries for (the index plus entries still in flight), trimmed
-//! as batches become durable. What the two threads hand each other, and how either answers
-//! a request that cannot be written, is [`planned`]: below both, so neither imports the
-//! other.
+//! as batches become durable: the one placement that decides where an entry goes, whoever
+//! offered it (a sync session's check of a batch before offering it asks another question,
+//! see "Two in-flight views" in `crate::sync::inbound`). What the two threads hand each
+//! other, and how either answers a request that cannot be written, is [`planned`]: below
+//! both, so neither imports the other.
 //!
 //! # Answers are owned values
 //!
