@@ -71,8 +71,8 @@ impl<T, R> Future for Pending<T, R> {
 /// Waits for `future` on the calling thread, parking it in between (for [`Pending::wait`]
 /// and [`super::StoreOwner::shutdown_blocking`]; the futures here are reply channels the
 /// writer thread completes, which need no runtime to make progress). Hand-written rather than
-/// `blocking_recv` because that one panics when called from within a runtime, and the blocking
-/// calls are reached from runtime threads too (a CLI command run from a test's runtime).
+/// `blocking_recv` because that one panics when called from within a runtime, and a blocking
+/// wait is reached on runtime threads too (tests on a runtime wait for appends this way).
 pub(super) fn wait_blocking<F: Future>(future: F) -> F::Output {
     struct Unpark(std::thread::Thread);
     impl std::task::Wake for Unpark {
