@@ -34,6 +34,7 @@ fn concurrent_appends(appends: usize) -> (f64, f64) {
                 for i in 0..per_thread {
                     store
                         .append_own((t * per_thread + i) as i64, String::new())
+                        .wait()
                         .unwrap();
                 }
             });
@@ -67,7 +68,7 @@ fn concurrent_appends_async(appends: usize) -> (f64, f64) {
                 tokio::spawn(async move {
                     for i in 0..per_task {
                         store
-                            .append_own_async((t * per_task + i) as i64, String::new())
+                            .append_own((t * per_task + i) as i64, String::new())
                             .await
                             .unwrap();
                     }
@@ -91,7 +92,7 @@ fn sequential_appends(appends: usize) -> f64 {
         Store::open(dir.path(), Some(Identity::from_seed([1; 32])), None).unwrap();
     let start = Instant::now();
     for i in 0..appends {
-        store.append_own(i as i64, String::new()).unwrap();
+        store.append_own(i as i64, String::new()).wait().unwrap();
     }
     let secs = start.elapsed().as_secs_f64();
     owner.shutdown_blocking().unwrap();
@@ -196,11 +197,11 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let (store, owner, _) =
             Store::open(dir.path(), Some(Identity::from_seed([1; 32])), None).unwrap();
-        store.append_own(0, String::new()).unwrap();
+        store.append_own(0, String::new()).wait().unwrap();
         let before = std::fs::metadata(dir.path().join("entries.log"))
             .unwrap()
             .len();
-        store.append_own(1, String::new()).unwrap();
+        store.append_own(1, String::new()).wait().unwrap();
         let after = std::fs::metadata(dir.path().join("entries.log"))
             .unwrap()
             .len();

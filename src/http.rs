@@ -102,8 +102,6 @@ pub struct AppState {
     pub stream_idle_timeout: Duration,
     /// How long an `/add` body may take to arrive.
     pub request_timeout: Duration,
-    /// The last `/summary` body, reused while neither the view nor the fence state changed.
-    pub summary_body: std::sync::Arc<std::sync::Mutex<Option<read::SummaryBody>>>,
     /// The open `GET /tail` streams' limits.
     pub tails: Tails,
     /// The node's running peer sync, if any ([`HttpConfig::sync`]).
@@ -121,7 +119,6 @@ pub fn router(node: Node, config: HttpConfig) -> Api {
         node: node.clone(),
         stream_idle_timeout: config.stream_idle_timeout,
         request_timeout: config.request_timeout,
-        summary_body: Default::default(),
         tails: Tails::new(config.tail.clone()),
         sync: config.sync.clone(),
     };

@@ -298,6 +298,7 @@ where
         let mut outcomes = self
             .store
             .append_entries(entries)
+            .wait()
             .map_err(|e: AppendError| stopped(self.report.added, e.into()))?
             .into_iter();
         // The offered side of each new fork, handed over once the whole batch is counted.

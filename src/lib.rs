@@ -35,7 +35,7 @@
 //! - [`cli`]: clap definitions (the binary's `app` module runs each subcommand; it is not
 //!   part of the library).
 //! - [`poison`]: the one poison-tolerant mutex lock, and why it is sound here; [`clock`]:
-//!   the one wall clock (milliseconds since the Unix epoch).
+//!   the one wall clock (milliseconds since the Unix epoch); [`backoff`]: the one retry delay.
 //! - [`fork`]: fork proofs (two conflicting signed entries), their encoding, the forked set.
 //! - [`fork_log`]: the fork-proof file (`DATA_DIR/forks`): its format and recovery, appended
 //!   by the store's writer, the forked set readers consult (and read, lock-free, by
@@ -83,6 +83,7 @@
 // named ones. CI's clippy runs with `-D warnings`, so this holds for the library's code.
 #![warn(clippy::too_many_lines)]
 
+pub mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod csv;

@@ -239,7 +239,7 @@ fn reconcile_fork_notes(
         )
     };
     for author in unnoted {
-        store.append_fork_note(author)?;
+        store.append_fork_note(author).wait()?;
     }
     for author in &unproven {
         tracing::error!(
@@ -475,7 +475,7 @@ impl Node {
         let (entry, hash) = self
             .inner
             .store
-            .append_own_async(value, data)
+            .append_own(value, data)
             .await
             .map_err(own_append_error)?;
         self.inner.metrics.appends.inc();
@@ -501,7 +501,7 @@ impl Node {
         let outcome = self
             .inner
             .store
-            .append_own_keyed_async(chosen, data.clone(), Some(key.clone()))
+            .append_own_keyed(chosen, data.clone(), Some(key.clone()))
             .await
             .map_err(own_append_error)?;
         match outcome {
@@ -529,6 +529,7 @@ impl Node {
             .inner
             .store
             .append_own(value, data)
+            .wait()
             .map_err(own_append_error)?;
         self.inner.metrics.appends.inc();
         Ok(EntryJson::new(&entry, &hash))

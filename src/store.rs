@@ -15,7 +15,9 @@
 //!
 //! - [`Store`], a cheap, cloneable handle that only *sends requests*: appends, fork notes,
 //!   fork proofs. Each request carries its own reply channel, and the writer answers it with
-//!   owned values once what it wrote is durable (or with the error that stopped it).
+//!   owned values once what it wrote is durable (or with the error that stopped it). Every
+//!   request method returns the caller's end as a [`Pending`], awaited by async callers and
+//!   [`Pending::wait`]ed for on plain threads: one method per operation.
 //! - [`StoreOwner`], the one value that stops the writer: [`StoreOwner::shutdown`] sends a
 //!   shutdown request and awaits the writer's last act, a message saying it has answered
 //!   every request queued before the shutdown, written its closing commit marker, synced,
@@ -48,7 +50,7 @@
 //!   [`Outcome`].
 //! - A fork proof is checked by the caller, then written by the writer in the same
 //!   durability path as entries: the fork note in the log first, then the proof in `forks`
-//!   ([`Store::record_fork_proof_async`]).
+//!   ([`Store::record_fork_proof`]).
 //! - Own appends pass the own-feed fence ([`crate::fence`]) where the writer orders them:
 //!   the writer owns the fence, fed by [`Store::fence_event`] on the same channel as the
 //!   appends, and answers a refused one [`AppendError::Fence`] (a replay of an idempotency
@@ -66,11 +68,11 @@ pub mod key_table;
 pub mod keys;
 pub mod lock;
 pub mod open;
+pub mod pending;
 pub mod reader;
 pub mod verify;
 pub mod writer;
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, PoisonError, RwLock, RwLockReadGuard};
 
@@ -87,6 +89,8 @@ use crate::identity::{Author, Identity};
 use crate::signature::{self, BatchItem};
 use crate::validate::{self, ValidationError};
 
+use pending::wait_blocking;
+pub use pending::Pending;
 pub use reader::StoreReader;
 pub use validate::FeedHead;
 pub use verify::{VerifyIssue, VerifyProblem, VerifyReport};
@@ -212,8 +216,14 @@ pub enum AppendError {
     NoIdentity,
     #[error("the store is closed")]
     Closed,
+    /// Reading or writing the log failed: the disk's fault, not the request's (the store is
+    /// degraded until a write succeeds, see [`health`]).
     #[error("store write failed: {0}")]
     Io(#[source] Arc<std::io::Error>),
+    /// A rule the store keeps itself was found broken: a bug in the store, not a fault of
+    /// the disk or of the request, so it is never reported as either.
+    #[error("store invariant broken: {0}")]
+    Internal(&'static str),
     #[error("data is {len} bytes, the limit is {MAX_DATA_BYTES}")]
     DataTooLong { len: usize },
     #[error("fork proof does not check: {0}")]
@@ -288,28 +298,6 @@ impl Drop for StoreOwner {
     fn drop(&mut self) {
         // Never waits: the writer finishes what is queued and releases the lock on its own.
         drop(self.request_shutdown());
-    }
-}
-
-/// Waits for `future` on the calling thread, parking it in between (the blocking calls of
-/// [`Store`] and [`StoreOwner::shutdown_blocking`]; the futures here are reply channels the
-/// writer thread completes, which need no runtime to make progress).
-fn wait_blocking<F: Future>(future: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl std::task::Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = std::task::Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        // A wake-up before the park makes the park return at once, so none is missed.
-        std::thread::park();
     }
 }
 
@@ -424,53 +412,39 @@ impl Store {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Makes a fork note for `author` durable in the log (blocking until it is): the record
-    /// that a fork proof of `author` was recorded, so the author stays forked even if the
-    /// proof itself (in `DATA_DIR/forks`) is later lost ([`crate::fork_log`]).
-    pub fn append_fork_note(&self, author: Author) -> Result<(), AppendError> {
+    /// Makes a fork note for `author` durable in the log: the record that a fork proof of
+    /// `author` was recorded, so the author stays forked even if the proof itself (in
+    /// `DATA_DIR/forks`) is later lost ([`crate::fork_log`]).
+    pub fn append_fork_note(&self, author: Author) -> Pending<()> {
         let (reply, answer) = oneshot::channel();
-        self.send(Request::ForkNote { author, reply })?;
-        wait_blocking(answer).map_err(|_| AppendError::Closed)?
+        self.send(Request::ForkNote { author, reply });
+        Pending::new(answer)
     }
 
     /// Checks `proof` and records it durably, unless its author has a proof already: a fork
     /// note for the author in the log (if it has none), then the proof in `DATA_DIR/forks`,
-    /// each synced, in the writer's durability path. Returns whether the proof was new.
+    /// each synced, in the writer's durability path. Answers whether the proof was new.
     /// After a failure to write the forks file (answered with [`AppendError::ForkLog`]) the
     /// note may be durable: the author is then forked without a proof ([`Forked::unproven`])
     /// while the writer keeps the proof and retries it, with the next proofs and every
     /// second when idle, until it is recorded; the store is degraded meanwhile
     /// ([`health`]).
-    pub async fn record_fork_proof_async(&self, proof: ForkProof) -> Result<bool, AppendError> {
-        let answer = self.send_fork_proof(proof)?;
-        answer.await.map_err(|_| AppendError::Closed)?
-    }
-
-    /// [`Store::record_fork_proof_async`] for a caller off the async workers (an import).
-    pub fn record_fork_proof(&self, proof: ForkProof) -> Result<bool, AppendError> {
-        let answer = self.send_fork_proof(proof)?;
-        wait_blocking(answer).map_err(|_| AppendError::Closed)?
-    }
-
-    fn send_fork_proof(
-        &self,
-        proof: ForkProof,
-    ) -> Result<oneshot::Receiver<Result<bool, AppendError>>, AppendError> {
+    pub fn record_fork_proof(&self, proof: ForkProof) -> Pending<bool> {
         // Checked before it reaches the writer: a proof in the forks file that does not check
         // would make the next open refuse the file. Peers send proofs; this is where a bad
         // one stops.
-        proof.check().map_err(AppendError::InvalidProof)?;
+        if let Err(e) = proof.check() {
+            return Pending::ready(Err(AppendError::InvalidProof(e)));
+        }
         if self.forked().proofs().contains(&proof.author()) {
-            let (reply, answer) = oneshot::channel();
-            let _ = reply.send(Ok(false));
-            return Ok(answer);
+            return Pending::ready(Ok(false));
         }
         let (reply, answer) = oneshot::channel();
         self.send(Request::ForkProof {
             proof: writer::CheckedProof(Box::new(proof)),
             reply,
-        })?;
-        Ok(answer)
+        });
+        Pending::new(answer)
     }
 
     /// Whether the writer can write right now ([`health`]).
@@ -484,7 +458,7 @@ impl Store {
     /// waited for, so a caller on an async worker or holding a lock may call it. A closed
     /// store drops it: it appends nothing any more either.
     pub fn fence_event(&self, event: FenceEvent) {
-        let _ = self.send(Request::Fence(event));
+        self.send(Request::Fence(event));
     }
 
     /// The own-feed fence as the writer last published it: what `/summary` reports. It may
@@ -494,11 +468,10 @@ impl Store {
         self.shared.fence.borrow().clone()
     }
 
-    fn send(&self, request: Request) -> Result<(), AppendError> {
-        self.shared
-            .requests
-            .send(request)
-            .map_err(|_| AppendError::Closed)
+    /// Hands `request` to the writer. A writer that is gone drops the request, and with it
+    /// its reply sender: the caller's [`Pending`] is answered [`AppendError::Closed`].
+    fn send(&self, request: Request) {
+        let _ = self.shared.requests.send(request);
     }
 
     fn check_own(&self, data: &str) -> Result<(), AppendError> {
@@ -511,94 +484,65 @@ impl Store {
         Ok(())
     }
 
-    /// Appends to the own feed; returns once the entry is durable.
-    pub fn append_own(&self, value: i64, data: String) -> Result<(Entry, Hash), AppendError> {
-        self.append_own_keyed(value, data, None).and_then(added)
+    /// Appends to the own feed; answered once the entry is durable.
+    pub fn append_own(&self, value: i64, data: String) -> Pending<(Entry, Hash), OwnAppend> {
+        let (reply, answer) = oneshot::channel();
+        match self.check_own(&data) {
+            Ok(()) => self.send(Request::Own {
+                value,
+                data,
+                key: None,
+                reply,
+            }),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+        Pending::mapped(answer, added)
     }
 
-    /// Like [`Store::append_own`], awaiting the writer's reply without blocking the runtime.
-    pub async fn append_own_async(
-        &self,
-        value: i64,
-        data: String,
-    ) -> Result<(Entry, Hash), AppendError> {
-        self.append_own_keyed_async(value, data, None)
-            .await
-            .and_then(added)
-    }
-
-    /// Appends to the own feed under an idempotency key, if given: returns once the entry is
-    /// durable, or, when the key was used before and is remembered, appends nothing and
-    /// returns [`OwnAppend::Replayed`] with the entry appended under it.
+    /// Appends to the own feed under an idempotency key, if given: answered once the entry
+    /// is durable, or, when the key was used before and is remembered, appends nothing and
+    /// answers [`OwnAppend::Replayed`] with the entry appended under it.
     pub fn append_own_keyed(
         &self,
         value: i64,
         data: String,
         key: Option<IdempotencyKey>,
-    ) -> Result<OwnAppend, AppendError> {
-        self.check_own(&data)?;
+    ) -> Pending<OwnAppend> {
+        if let Err(e) = self.check_own(&data) {
+            return Pending::ready(Err(e));
+        }
         let (reply, answer) = oneshot::channel();
         self.send(Request::Own {
             value,
             data,
             key,
             reply,
-        })?;
-        wait_blocking(answer).map_err(|_| AppendError::Closed)?
-    }
-
-    /// Like [`Store::append_own_keyed`], without blocking the runtime.
-    pub async fn append_own_keyed_async(
-        &self,
-        value: i64,
-        data: String,
-        key: Option<IdempotencyKey>,
-    ) -> Result<OwnAppend, AppendError> {
-        self.check_own(&data)?;
-        let (reply, answer) = oneshot::channel();
-        self.send(Request::Own {
-            value,
-            data,
-            key,
-            reply,
-        })?;
-        answer.await.map_err(|_| AppendError::Closed)?
+        });
+        Pending::new(answer)
     }
 
     /// Offers foreign entries (replicated or imported). Shape and signatures are checked
-    /// here, in parallel, before the writer sees them; returns one outcome per entry, in
-    /// order, once the added ones are durable.
-    pub fn append_entries(&self, entries: Vec<Entry>) -> Result<Vec<Outcome>, AppendError> {
-        let checked = precheck(entries);
+    /// before the writer sees them, in parallel on the rayon pool (so an async caller's
+    /// worker is never blocked by them), and the checked entries are sent from there; the
+    /// answer is one outcome per entry, in order, once the added ones are durable.
+    pub fn append_entries(&self, entries: Vec<Entry>) -> Pending<Vec<Outcome>> {
         let (reply, answer) = oneshot::channel();
-        self.send(Request::Foreign {
-            entries: checked,
-            reply,
-        })?;
-        wait_blocking(answer).map_err(|_| AppendError::Closed)?
-    }
-
-    /// Like [`Store::append_entries`]; the signature checks run on the rayon pool, so the
-    /// async runtime's workers are never blocked.
-    pub async fn append_entries_async(
-        &self,
-        entries: Vec<Entry>,
-    ) -> Result<Vec<Outcome>, AppendError> {
-        let (checked_tx, checked_rx) = oneshot::channel();
+        let store = self.clone();
         rayon::spawn(move || {
-            let _ = checked_tx.send(precheck(entries));
+            store.send(Request::Foreign {
+                entries: precheck(entries),
+                reply,
+            });
         });
-        let checked = checked_rx.await.map_err(|_| AppendError::Closed)?;
-        self.commit_checked(checked).await
+        Pending::new(answer)
     }
 
-    /// As [`Store::append_entries_async`] for entries whose shape and signatures the caller
-    /// has already checked (a sync batch is checked whole before it is offered): skips the
+    /// As [`Store::append_entries`] for entries whose shape and signatures the caller has
+    /// already checked (a sync batch is checked whole before it is offered): skips the
     /// second verification, which would otherwise double the cost of replication.
-    pub async fn append_verified_async(
-        &self,
-        entries: VerifiedEntries,
-    ) -> Result<Vec<Outcome>, AppendError> {
+    pub fn append_verified(&self, entries: VerifiedEntries) -> Pending<Vec<Outcome>> {
         let checked = entries
             .0
             .into_iter()
@@ -608,17 +552,12 @@ impl Store {
                 verdict: Ok(()),
             })
             .collect();
-        self.commit_checked(checked).await
-    }
-
-    /// Hands checked foreign entries to the writer and awaits their outcomes.
-    async fn commit_checked(&self, checked: Vec<Checked>) -> Result<Vec<Outcome>, AppendError> {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Foreign {
             entries: checked,
             reply,
-        })?;
-        answer.await.map_err(|_| AppendError::Closed)?
+        });
+        Pending::new(answer)
     }
 }
 
@@ -627,9 +566,9 @@ impl Store {
 fn added(append: OwnAppend) -> Result<(Entry, Hash), AppendError> {
     match append {
         OwnAppend::Added(entry, hash) => Ok((entry, hash)),
-        OwnAppend::Replayed { .. } => Err(AppendError::Io(Arc::new(std::io::Error::other(
+        OwnAppend::Replayed { .. } => Err(AppendError::Internal(
             "the writer replayed an append that carried no key",
-        )))),
+        )),
     }
 }
 

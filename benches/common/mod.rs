@@ -122,7 +122,7 @@ pub fn build_store_with_feeds(dir: &Path, entries: usize, feeds: usize) {
             .map(|(f, u, h)| u.with_signature(identities[f].sign_hash(&h)))
             .collect();
         for e in &signed {
-            format::encode_record(e, &mut file);
+            format::encode_keyed_record(e, None, &mut file);
         }
         seq = last + 1;
     }
@@ -186,7 +186,7 @@ fn encode_feed(identity: &Identity, len: usize) -> Vec<u8> {
     let signatures = identity.sign_hashes(&hashes);
     let mut records = Vec::new();
     for ((u, _), signature) in unsigned.into_iter().zip(signatures) {
-        format::encode_record(&u.with_signature(signature), &mut records);
+        format::encode_keyed_record(&u.with_signature(signature), None, &mut records);
     }
     records
 }

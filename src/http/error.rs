@@ -98,6 +98,8 @@ impl From<NodeError> for ApiError {
                 tracing::error!(error = %e, "append failed");
                 ApiError::Unavailable("unable to write to the log".into())
             }
+            // A bug, not the disk: the client is told only that something failed inside.
+            NodeError::Append(e @ AppendError::Internal(_)) => ApiError::Internal(e.to_string()),
             NodeError::Append(AppendError::ForkLog(e)) => {
                 tracing::error!(error = %e, "recording a fork proof failed");
                 ApiError::Unavailable("unable to write to the fork proofs".into())
@@ -115,4 +117,23 @@ pub async fn not_found() -> ApiError {
 
 pub async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A broken invariant is the node's bug: 500 with nothing of the cause, never the 503
+    /// that tells a client the disk will take the write once it recovers.
+    #[test]
+    fn store_errors_map_to_what_went_wrong() {
+        let bug = ApiError::from(NodeError::Append(AppendError::Internal("a bug")));
+        assert_eq!(bug.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(bug.to_string(), "internal error");
+        let disk = ApiError::from(NodeError::Append(AppendError::Io(std::sync::Arc::new(
+            std::io::Error::other("disk full"),
+        ))));
+        assert_eq!(disk.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(disk.to_string(), "unable to write to the log");
+    }
 }

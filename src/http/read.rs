@@ -28,40 +28,19 @@ pub const MAX_PAGE_FEEDS: usize = 1000;
 /// The summary view's JSON with a trailing `"own_feed"` field (the own-feed fence state:
 /// `ok`, `starting`, `catching_up` or `diverged`). It is about this node, not about the
 /// entries, so it is not part of the digest.
+///
+/// The view's JSON is cached once, by the node (serialised at most once per commit); the
+/// body is that plus one short field, so it is rendered per request rather than cached a
+/// second time.
 pub async fn summary(State(state): State<AppState>) -> Response {
     let json = state.node.summary_json();
     let own_feed = state.node.own_feed_state().as_str();
-    let body = {
-        let mut cached = state.summary_body.lock().unwrap_or_else(|p| p.into_inner());
-        match cached.as_ref() {
-            // The view's JSON is rebuilt (a new Arc) on every commit, so pointer equality
-            // says "unchanged" exactly.
-            Some(c) if std::sync::Arc::ptr_eq(&c.json, &json) && c.own_feed == own_feed => {
-                c.body.clone()
-            }
-            _ => {
-                let body = splice_own_feed(&json, own_feed);
-                *cached = Some(SummaryBody {
-                    json,
-                    own_feed,
-                    body: body.clone(),
-                });
-                body
-            }
-        }
-    };
+    let body = splice_own_feed(&json, own_feed);
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// A rendered `/summary` body and what it was rendered from.
-pub struct SummaryBody {
-    json: std::sync::Arc<str>,
-    own_feed: &'static str,
-    body: axum::body::Bytes,
-}
-
-/// The cached summary is a JSON object: splice the field in before its closing brace rather
-/// than re-serialising it.
+/// The node's summary is a JSON object: splice the field in before its closing brace rather
+/// than parse and re-serialise it (one copy of a constant-size string).
 fn splice_own_feed(json: &str, own_feed: &str) -> axum::body::Bytes {
     match json.strip_suffix('}') {
         Some(rest) => format!("{rest},\"own_feed\":\"{own_feed}\"}}").into(),

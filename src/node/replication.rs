@@ -42,7 +42,7 @@ impl Node {
     }
 
     /// Checks and records a proof: persisted by the store's writer (the fork note in the
-    /// log, then the proof in `DATA_DIR/forks`, see [`crate::store::Store::record_fork_proof_async`]), the
+    /// log, then the proof in `DATA_DIR/forks`, see [`crate::store::Store::record_fork_proof`]), the
     /// author excluded from the views and refused from now on, subscribers told. Returns
     /// whether it was new.
     pub async fn record_proof_async(&self, proof: ForkProof) -> Result<bool, NodeError> {
@@ -51,11 +51,7 @@ impl Node {
         // store but unknown to the views and the subscribers, who learn of it only here.
         let node = self.clone();
         self.spawn(async move {
-            let recorded = node
-                .inner
-                .store
-                .record_fork_proof_async(proof.clone())
-                .await;
+            let recorded = node.inner.store.record_fork_proof(proof.clone()).await;
             node.proof_recorded(proof, recorded)
         })
         .await?
@@ -64,7 +60,7 @@ impl Node {
     /// [`Node::record_proof_async`] for a caller off the async workers (an import).
     /// Blocking: waits for the writer's `fsync`s.
     pub fn record_proof(&self, proof: ForkProof) -> Result<bool, NodeError> {
-        let recorded = self.inner.store.record_fork_proof(proof.clone());
+        let recorded = self.inner.store.record_fork_proof(proof.clone()).wait();
         self.proof_recorded(proof, recorded)
     }
 
@@ -162,10 +158,14 @@ impl Node {
     /// Entries with their hash when already verified, `None` when the store must verify.
     async fn offer(&self, entries: Vec<(Entry, Option<Hash>)>) -> Result<OfferReport, NodeError> {
         let mut report = OfferReport::default();
-        let forked = self.forked_authors();
-        let (entries, refused): (Vec<_>, Vec<_>) = entries
-            .into_iter()
-            .partition(|(e, _)| !forked.contains(&e.author));
+        // Read under the store's lock (held only for the partition, never across an await),
+        // not copied: a sync session offers a batch at a time.
+        let (entries, refused): (Vec<_>, Vec<_>) = {
+            let forked = self.inner.store.forked();
+            entries
+                .into_iter()
+                .partition(|(e, _)| !forked.contains(&e.author))
+        };
         report.refused_forked = u64::try_from(refused.len()).unwrap_or(u64::MAX);
         if entries.is_empty() {
             return Ok(report);
@@ -178,11 +178,11 @@ impl Node {
                 .collect();
             self.inner
                 .store
-                .append_verified_async(VerifiedEntries::vouch(verified))
+                .append_verified(VerifiedEntries::vouch(verified))
                 .await?
         } else {
             let unverified = entries.into_iter().map(|(e, _)| e).collect();
-            self.inner.store.append_entries_async(unverified).await?
+            self.inner.store.append_entries(unverified).await?
         };
         let mut fork_entries = Vec::new();
         for (entry, outcome) in offered.into_iter().zip(outcomes) {

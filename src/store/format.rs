@@ -100,11 +100,6 @@ pub fn parse_file_header(header: &[u8; 12]) -> Result<u32, String> {
     }
 }
 
-/// Appends one unkeyed record (header + encoded entry) to `out`.
-pub fn encode_record(entry: &Entry, out: &mut Vec<u8>) {
-    encode_keyed_record(entry, None, out);
-}
-
 /// Appends one record to `out`: keyed (flag set, `entry || key || k`) when `key` is given.
 pub fn encode_keyed_record(entry: &Entry, key: Option<&IdempotencyKey>, out: &mut Vec<u8>) {
     let start = out.len();
@@ -685,7 +680,7 @@ mod tests {
     fn an_unkeyed_record_is_the_version_1_layout() {
         let e = entry(2, "hi");
         let mut record = Vec::new();
-        encode_record(&e, &mut record);
+        encode_keyed_record(&e, None, &mut record);
         let encoded = e.encode();
         let len = u32::try_from(encoded.len()).unwrap();
         assert_eq!(&record[..4], &len.to_le_bytes());

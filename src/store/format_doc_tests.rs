@@ -223,7 +223,7 @@ fn example() -> Example {
 fn example_log(e: &Example) -> Vec<u8> {
     let mut log = file_header().to_vec();
     encode_marker(log.len() as u64, &mut log);
-    encode_record(&e.first, &mut log);
+    encode_keyed_record(&e.first, None, &mut log);
     encode_marker(log.len() as u64, &mut log);
     encode_keyed_record(&e.second, Some(&e.key), &mut log);
     encode_fork_note(log.len() as u64, &e.forked, &mut log);

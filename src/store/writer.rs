@@ -29,11 +29,15 @@
 //! and syncing (disk) overlap, and when the disk is the bottleneck each sync still carries
 //! every append that arrived during the previous one. The planner keeps its own view of
 //! every feed it has planned entries for (the index plus entries still in flight), trimmed
-//! as batches become durable.
+//! as batches become durable: the one placement that decides where an entry goes, whoever
+//! offered it (a sync session's check of a batch before offering it asks another question,
+//! see "Two in-flight views" in `crate::sync::inbound`). What the two threads hand each
+//! other, and how either answers a request that cannot be written, is [`planned`]: below
+//! both, so neither imports the other.
 //!
 //! # Answers are owned values
 //!
-//! The planner turns each request into one planned request ([`planner::Planned`]) holding what
+//! The planner turns each request into one planned request ([`planned::Planned`]) holding what
 //! it writes — the signed entry of an own append, the placement of each foreign entry, the
 //! fork note or proof — *and* the request's reply channel. The syncer records each record's
 //! offset in the record itself as it lays the write out, and answers a request from its own
@@ -114,6 +118,7 @@
 //! A recovery that fails itself (the cut cannot be made or synced) is retried before the
 //! next write, and that write is not attempted until it succeeds.
 
+mod planned;
 mod planner;
 mod syncer;
 

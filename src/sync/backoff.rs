@@ -1,16 +1,15 @@
 //! The reconnect delay for configured peers (docs/PROTOCOL.md section 9): exponential from
 //! [`RECONNECT_BACKOFF_MIN_MS`] doubling per consecutive failure, capped at
-//! [`RECONNECT_BACKOFF_MAX_MS`]. Jitter, if any, is the caller's (it needs randomness).
+//! [`RECONNECT_BACKOFF_MAX_MS`] ([`crate::backoff`] with the protocol's bounds). Jitter, if
+//! any, is the caller's (it needs randomness).
 
 use super::message::{RECONNECT_BACKOFF_MAX_MS, RECONNECT_BACKOFF_MIN_MS};
+use crate::backoff::exponential_ms;
 
 /// The delay before redial number `failures + 1`, in milliseconds, after `failures`
 /// consecutive failures (0 after a session that completed its handshake).
 pub fn reconnect_delay_ms(failures: u32) -> u64 {
-    let factor = 1u64.checked_shl(failures).unwrap_or(u64::MAX);
-    RECONNECT_BACKOFF_MIN_MS
-        .saturating_mul(factor)
-        .min(RECONNECT_BACKOFF_MAX_MS)
+    exponential_ms(RECONNECT_BACKOFF_MIN_MS, RECONNECT_BACKOFF_MAX_MS, failures)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 //! entry beyond the next position is a gap. Signatures are checked in one [`verify_many`]
 //! call at the end.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rayon::prelude::*;
 
@@ -29,12 +29,43 @@ use super::message::EncodedEntry;
 pub struct BatchOutcome {
     /// New entries with their hashes, in batch order: append them in one store append.
     pub append: Vec<(Entry, Hash)>,
+    /// The positions `append` adds, as placing the batch found them: what the store will
+    /// hold once it is appended (the session checks its next batch against these).
+    pub appended: Appended,
     /// Validly signed entries that conflict with what the store holds at `entry.seq`.
     pub fork_candidates: Vec<(Entry, Hash)>,
     /// Entries already held.
     pub duplicates: usize,
     /// Entries of refused authors (forked, outside the policy, over budget), dropped.
     pub refused: usize,
+}
+
+/// The positions a run of appended entries adds to their feeds: each feed's head once they
+/// are stored, and the hash at each position. Built while a batch is placed (its earlier
+/// entries are what its later ones are placed against), then kept by the session while the
+/// batch's append is in flight.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Appended {
+    heads: HashMap<Author, FeedHead>,
+    hashes: HashMap<(Author, Seq), Hash>,
+}
+
+impl Appended {
+    /// `author`'s entry `head.seq`, with hash `head.hash`, is the feed's next one.
+    fn add(&mut self, author: Author, head: FeedHead) {
+        self.heads.insert(author, head);
+        self.hashes.insert((author, head.seq), head.hash);
+    }
+
+    /// `author`'s head once these entries are stored, if they include any of its feed.
+    pub fn head(&self, author: &Author) -> Option<FeedHead> {
+        self.heads.get(author).copied()
+    }
+
+    /// The hash these entries put at `seq` of `author`'s feed, if they put one there.
+    pub fn hash_at(&self, author: &Author, seq: Seq) -> Option<Hash> {
+        self.hashes.get(&(*author, seq)).copied()
+    }
 }
 
 /// Why a batch is refused; `index` is the position of the first bad entry in the batch.
@@ -102,10 +133,8 @@ fn place_batch(
 ) -> Result<(BatchOutcome, Vec<Candidate>), BatchError> {
     let mut outcome = BatchOutcome::default();
     let mut candidates = Vec::new();
-    // Heads as they will be once the batch's earlier entries are appended.
-    let mut heads: BTreeMap<Author, Option<FeedHead>> = BTreeMap::new();
-    // Hashes of the entries this batch appends, by position.
-    let mut pending: BTreeMap<(Author, Seq), Hash> = BTreeMap::new();
+    // The store's heads, asked once per author.
+    let mut stored: BTreeMap<Author, Option<FeedHead>> = BTreeMap::new();
     let mut refused: BTreeMap<Author, bool> = BTreeMap::new();
     // Decoding hashes every entry: done on all cores first, the placement (cheap, in order)
     // after.
@@ -127,16 +156,19 @@ fn place_batch(
             error,
         };
         validate::check_shape(&entry).map_err(invalid)?;
-        let head = *heads
-            .entry(entry.author)
-            .or_insert_with(|| head_of(&entry.author));
+        // The batch's earlier entries of a feed extend the store's head of it.
+        let head = outcome.appended.head(&entry.author).or_else(|| {
+            *stored
+                .entry(entry.author)
+                .or_insert_with(|| head_of(&entry.author))
+        });
         let length = head.map_or(0, |h| h.seq);
         let held = if entry.seq <= length {
             // Positions appended earlier in this batch are answered from the batch itself,
             // the rest by the store.
-            pending
-                .get(&(entry.author, entry.seq))
-                .copied()
+            outcome
+                .appended
+                .hash_at(&entry.author, entry.seq)
                 .or_else(|| hash_at(&entry.author, entry.seq))
         } else {
             None
@@ -156,13 +188,12 @@ fn place_batch(
             }
             Placement::Next => {
                 validate::check_link(&entry, head.as_ref()).map_err(invalid)?;
-                pending.insert((entry.author, entry.seq), hash);
-                heads.insert(
+                outcome.appended.add(
                     entry.author,
-                    Some(FeedHead {
+                    FeedHead {
                         seq: entry.seq,
                         hash,
-                    }),
+                    },
                 );
                 true
             }

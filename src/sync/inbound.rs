@@ -12,9 +12,34 @@
 //! task while the next batch is read and checked against the store *plus* the positions the
 //! append in flight will add. Appends still happen one at a time in arrival order, and a
 //! failed append ends the session when the next batch (or the session's end) waits for it.
+//!
+//! # Two in-flight views, two questions
+//!
+//! The store's planner keeps a view of every feed with entries in flight too (its
+//! `PendingFeed`s, `crate::store::writer`), and it alone decides where an offered entry goes:
+//! added, duplicate, fork, gap or rejected, one outcome per entry, in the writer's order of
+//! every request from every source. The session's [`InFlight`] answers another question,
+//! which the store cannot answer for it:
+//!
+//! - *Before* anything of a batch reaches the store, may it be stored at all? A batch is
+//!   taken whole or refused whole (docs/PROTOCOL.md section 6): a gap or a broken link ends
+//!   the session and stores nothing, where the store would add the entries before it. The
+//!   check also sorts duplicates out before any signature is verified, so a peer replaying
+//!   what the node holds costs it no verification.
+//! - The check of the next batch runs while the previous one is still on its way: the
+//!   append is its own task, whose request may not even have reached the writer yet, so the
+//!   planner's view cannot be asked what it will hold once that append lands without
+//!   making the check wait for it (the overlap of checking and `fdatasync` is the point).
+//!   So the session remembers the one thing only it knows: the positions of its own append
+//!   in flight, and the feed-cap [`Reservation`] of the new feeds that append starts, held
+//!   until it settles.
+//!
+//! What the session's check decides is a prediction the store's placement confirms: an
+//! entry another session stored first comes back `Duplicate`, never stored twice. The entries
+//! the check passes are offered once, and placed once, by the store.
 
 use crate::poison::lock;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -24,7 +49,7 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::mpsc;
 
 use super::admission::{Admission, Reservation};
-use super::batch::{check_batch, BatchError, BatchOutcome};
+use super::batch::{check_batch, Appended, BatchError, BatchOutcome};
 use super::budget::Source;
 use super::connection::FrameReader;
 use super::error::SessionError;
@@ -32,12 +57,11 @@ use super::message::{EncodedEntry, Message, MAX_WANTS_PER_SESSION};
 use super::plan::PeerProgress;
 use super::reconcile::MAX_RECONCILE_FRAMES_PER_SESSION;
 use super::status::{Control, PeerRegistry};
-use crate::entry::{Entry, Seq};
+use crate::entry::Entry;
 use crate::hash::Hash;
 use crate::identity::Author;
 use crate::node::Node;
 use crate::store::StoreReader;
-use crate::validate::FeedHead;
 
 /// The most entries merged from consecutive buffered `Entries` frames into one check and one
 /// store append. A merged batch is still a unit: if any entry fails, nothing of it is stored.
@@ -74,33 +98,13 @@ pub(super) struct Inbound {
     pub reconcile_permits: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
-/// Feed heads and entry hashes of an append still in flight.
+/// The session's append still in flight (see "Two in-flight views" above): the positions
+/// it adds, as checking its batch found them, and what only the session knows.
 #[derive(Default)]
 pub(super) struct InFlight {
-    heads: HashMap<Author, FeedHead>,
-    hashes: HashMap<(Author, Seq), Hash>,
+    positions: Appended,
     /// The new feeds this append starts count against the feed cap until it is settled.
     _reserved: Option<Reservation>,
-}
-
-impl InFlight {
-    fn of(append: &[(Entry, Hash)], reserved: Reservation) -> InFlight {
-        let mut view = InFlight {
-            _reserved: Some(reserved),
-            ..InFlight::default()
-        };
-        for (entry, hash) in append {
-            view.heads.insert(
-                entry.author,
-                FeedHead {
-                    seq: entry.seq,
-                    hash: *hash,
-                },
-            );
-            view.hashes.insert((entry.author, entry.seq), *hash);
-        }
-        view
-    }
 }
 
 impl Inbound {
@@ -314,7 +318,7 @@ impl Inbound {
         // Appends stay in arrival order: the previous one must be durable first.
         self.settle().await?;
         if !outcome.append.is_empty() {
-            self.start_append(outcome.append, reserved);
+            self.start_append(outcome.append, outcome.appended, reserved);
         }
         self.record_forks(outcome.fork_candidates).await
     }
@@ -322,7 +326,7 @@ impl Inbound {
     /// What checking the next batch needs, taken now (see [`BatchCheck`]).
     fn batch_check(&self) -> BatchCheck {
         BatchCheck {
-            forked: self.node.forked_authors(),
+            node: self.node.clone(),
             reader: self.node.reader().clone(),
             in_flight: self.in_flight_view.clone(),
             admission: self.admission.clone(),
@@ -337,8 +341,16 @@ impl Inbound {
 
     /// Starts storing a checked batch's new entries as the append in flight: the next batch
     /// is read and checked while they become durable.
-    fn start_append(&mut self, append: Vec<(Entry, Hash)>, reserved: Reservation) {
-        self.in_flight_view = Arc::new(InFlight::of(&append, reserved));
+    fn start_append(
+        &mut self,
+        append: Vec<(Entry, Hash)>,
+        positions: Appended,
+        reserved: Reservation,
+    ) {
+        self.in_flight_view = Arc::new(InFlight {
+            positions,
+            _reserved: Some(reserved),
+        });
         let (node, registry, key) = (self.node.clone(), self.registry.clone(), self.key.clone());
         let (admission, peer) = (self.admission.clone(), self.peer);
         let own = node.author();
@@ -379,7 +391,9 @@ impl Inbound {
 /// Checking one entries batch against the store plus the append in flight, on a blocking
 /// thread: the session's and the node's state it reads, owned.
 struct BatchCheck {
-    forked: BTreeSet<Author>,
+    /// Asked who is forked, under the store's lock, rather than handed a copy of the set:
+    /// the batch's entries are offered through the node, which reads it again there.
+    node: Node,
     reader: StoreReader,
     in_flight: Arc<InFlight>,
     admission: Arc<Admission>,
@@ -404,7 +418,7 @@ impl BatchCheck {
         // the next batch settles it): the longer of the two heads is the feed's head.
         let head_of = |a: &Author| {
             let stored = self.reader.head(a);
-            match self.in_flight.heads.get(a).copied() {
+            match self.in_flight.positions.head(a) {
                 Some(pending) if stored.is_none_or(|s| s.seq < pending.seq) => Some(pending),
                 _ => stored,
             }
@@ -414,7 +428,7 @@ impl BatchCheck {
         // Feeds this batch starts count against the feed cap as soon as they are taken: the
         // admission reserves them node-wide, so concurrent sessions cannot overshoot it.
         let refuse = |a: &Author| {
-            if self.forked.contains(a) || lock(&self.skipped).contains(a) {
+            if self.node.is_forked(a) || lock(&self.skipped).contains(a) {
                 return true;
             }
             // Our own feed is always taken: its entries are signed evidence of what our
@@ -428,8 +442,10 @@ impl BatchCheck {
             }
             // Forked authors count too (a forked feed the node holds counts twice: the
             // cap errs on the safe side), as proofs of new authors do (`admit_proof`).
-            let forked = u64::try_from(self.forked.len()).unwrap_or(u64::MAX);
-            let held = self.reader.feed_count().saturating_add(forked);
+            let held = self
+                .reader
+                .feed_count()
+                .saturating_add(self.node.forked_count());
             match self.admission.admit_new_feed(
                 &self.peer,
                 self.source,
@@ -448,9 +464,8 @@ impl BatchCheck {
         };
         check_batch(batch, refuse, head_of, |a, seq| {
             self.in_flight
-                .hashes
-                .get(&(*a, seq))
-                .copied()
+                .positions
+                .hash_at(a, seq)
                 .or_else(|| self.reader.get(a, seq).ok().flatten().map(|(_, h)| h))
         })
     }

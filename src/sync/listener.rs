@@ -28,6 +28,7 @@ use super::peers::SyncShared;
 use super::session::{run_session, SessionContext};
 use super::status::Direction;
 use super::transport::Role;
+use crate::backoff::exponential_ms;
 use crate::node::Node;
 
 const ACCEPT_BACKOFF_MIN_MS: u64 = 10;
@@ -45,7 +46,8 @@ pub(super) async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut pending = Pending::new();
-    let mut backoff_ms = ACCEPT_BACKOFF_MIN_MS;
+    // Accept errors in a row (a full descriptor table, say): each waits longer.
+    let mut failures: u32 = 0;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -53,16 +55,18 @@ pub(super) async fn accept_loop(
         };
         let (stream, remote) = match accepted {
             Ok(a) => {
-                backoff_ms = ACCEPT_BACKOFF_MIN_MS;
+                failures = 0;
                 a
             }
             Err(e) => {
+                let backoff_ms =
+                    exponential_ms(ACCEPT_BACKOFF_MIN_MS, ACCEPT_BACKOFF_MAX_MS, failures);
                 tracing::warn!(error = %e, backoff_ms, "sync accept failed, backing off");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
                     _ = shutdown.changed() => return,
                 }
-                backoff_ms = (backoff_ms * 2).min(ACCEPT_BACKOFF_MAX_MS);
+                failures = failures.saturating_add(1);
                 continue;
             }
         };

@@ -30,7 +30,7 @@ use super::message::{
     encoded_batches, entry_batches, proof_batches, EncodedEntry, FeedHave, Message, Want,
     RECONCILE_TIMEOUT_MS,
 };
-use super::plan::{self, FeedState, Feeds, Fence, PeerProgress, SeqRange};
+use super::plan::{self, FeedState, Feeds, Fence, PeerProgress, Push, SeqRange};
 use super::reconcile::{Reconciler, Step};
 use super::status::{Control, PeerRegistry};
 use super::transport::Role;
@@ -462,23 +462,24 @@ impl Outbound {
             if !self.pushable(&author) {
                 continue;
             }
-            let held = lock(&self.progress).length(&author);
             let (Some(first), Some(last)) = (entries.first().copied(), entries.last().copied())
             else {
                 continue;
             };
-            if last.seq <= held {
-                continue;
-            }
-            if first.seq <= held.saturating_add(1) {
-                let fresh: Vec<EncodedEntry> = entries
-                    .into_iter()
-                    .filter(|e| e.seq > held)
-                    .map(EncodedEntry::from_entry)
-                    .collect();
-                self.send_encoded(author, last.seq, fresh).await?;
-            } else {
-                self.send_range(author, held + 1, last.seq).await?;
+            let push = lock(&self.progress).push(&author, first.seq, last.seq);
+            match push {
+                Push::AlreadyHeld => {}
+                Push::Next { held } => {
+                    let fresh: Vec<EncodedEntry> = entries
+                        .into_iter()
+                        .filter(|e| e.seq > held)
+                        .map(EncodedEntry::from_entry)
+                        .collect();
+                    self.send_encoded(author, last.seq, fresh).await?;
+                }
+                Push::Behind { from } => {
+                    self.send_range(author, from, last.seq).await?;
+                }
             }
         }
         Ok(())

@@ -218,24 +218,18 @@ pub struct PeerProgress {
     lengths: BTreeMap<Author, Seq>,
 }
 
-/// Whether to push a newly stored entry to a peer.
+/// Whether to push newly stored entries of one feed to a peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Push {
-    /// The peer already holds it (it may have sent it to us).
+    /// The peer already holds them all (it may have sent them to us).
     AlreadyHeld,
-    /// It is the peer's next entry: push it.
-    Next,
-    /// The peer lacks earlier entries too: send `from..=seq` from the store.
+    /// They reach the peer's next entry: push those past `held`, the length the peer holds.
+    Next { held: Seq },
+    /// The peer lacks earlier entries too: send `from..=last` from the store.
     Behind { from: Seq },
 }
 
 impl PeerProgress {
-    pub fn from_feeds(theirs: &Feeds) -> PeerProgress {
-        PeerProgress {
-            lengths: theirs.iter().map(|(a, s)| (*a, s.length)).collect(),
-        }
-    }
-
     /// Adds what reconciliation found the peer holds, keeping any longer length already
     /// noted (entries may have been exchanged while reconciliation ran).
     pub fn merge_feeds(&mut self, theirs: &Feeds) {
@@ -255,13 +249,13 @@ impl PeerProgress {
         *length = (*length).max(seq);
     }
 
-    /// What to do with our newly stored entry `seq` of `author`.
-    pub fn push(&self, author: &Author, seq: Seq) -> Push {
+    /// What to do with our newly stored entries `first..=last` of `author`'s feed.
+    pub fn push(&self, author: &Author, first: Seq, last: Seq) -> Push {
         let length = self.length(author);
-        if seq <= length {
+        if last <= length {
             Push::AlreadyHeld
-        } else if seq == length.saturating_add(1) {
-            Push::Next
+        } else if first <= length.saturating_add(1) {
+            Push::Next { held: length }
         } else {
             Push::Behind {
                 from: length.saturating_add(1),

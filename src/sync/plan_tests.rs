@@ -210,15 +210,20 @@ fn merged_feeds_keep_the_longer_length() {
 
 #[test]
 fn peer_progress_decides_live_pushes() {
-    let mut progress = PeerProgress::from_feeds(&side(&[(1, 3)]).state());
-    assert_eq!(progress.push(&author(1), 2), Push::AlreadyHeld);
-    assert_eq!(progress.push(&author(1), 4), Push::Next);
-    assert_eq!(progress.push(&author(1), 6), Push::Behind { from: 4 });
-    assert_eq!(progress.push(&author(2), 1), Push::Next);
+    let mut progress = PeerProgress::default();
+    progress.merge_feeds(&side(&[(1, 3)]).state());
+    assert_eq!(progress.push(&author(1), 2, 2), Push::AlreadyHeld);
+    assert_eq!(progress.push(&author(1), 1, 3), Push::AlreadyHeld);
+    assert_eq!(progress.push(&author(1), 4, 4), Push::Next { held: 3 });
+    // A run that overlaps what the peer holds still reaches its next entry.
+    assert_eq!(progress.push(&author(1), 2, 5), Push::Next { held: 3 });
+    assert_eq!(progress.push(&author(1), 6, 6), Push::Behind { from: 4 });
+    assert_eq!(progress.push(&author(1), 5, 7), Push::Behind { from: 4 });
+    assert_eq!(progress.push(&author(2), 1, 2), Push::Next { held: 0 });
     progress.note(&author(1), 6);
     progress.note(&author(1), 5);
     assert_eq!(progress.length(&author(1)), 6);
-    assert_eq!(progress.push(&author(1), 6), Push::AlreadyHeld);
+    assert_eq!(progress.push(&author(1), 6, 6), Push::AlreadyHeld);
 }
 
 /// Applies `plan`'s sends from `from` to `to`, asserting each range starts exactly at the

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use tokio::net::TcpStream;
 
 use super::Start;
+use crate::backoff::exponential_ms;
 use crate::entry::EntryJson;
 use crate::identity::Author;
 
@@ -96,7 +97,8 @@ enum Session {
 pub async fn follow(config: Follow, out: &mut impl Write) -> Result<(), FollowError> {
     let target = Target::parse(&config.url)?;
     let mut cursor: Option<String> = None;
-    let mut backoff = Duration::from_millis(RECONNECT_MIN_MS);
+    // Connections in a row that delivered nothing: the next retry waits longer.
+    let mut failures: u32 = 0;
     loop {
         let from = cursor.clone().unwrap_or_else(|| config.from.to_string());
         let mut received = false;
@@ -116,10 +118,11 @@ pub async fn follow(config: Follow, out: &mut impl Write) -> Result<(), FollowEr
             Session::Dropped(why) => tracing::warn!(%why, "tail connection lost; resuming"),
         }
         if received {
-            backoff = Duration::from_millis(RECONNECT_MIN_MS);
+            failures = 0;
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_millis(RECONNECT_MAX_MS));
+        let delay = exponential_ms(RECONNECT_MIN_MS, RECONNECT_MAX_MS, failures);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        failures = failures.saturating_add(1);
     }
 }
 

@@ -69,7 +69,7 @@ fn record_both_through(io: &Arc<FaultyIo>, case: &str) -> u32 {
     let mut refused = 0;
     for proof in proofs() {
         let author = proof.author();
-        match store.record_fork_proof(proof) {
+        match store.record_fork_proof(proof).wait() {
             Ok(new) => assert!(new, "{case}: a first proof is new"),
             Err(AppendError::ForkLog(e)) => {
                 assert!(io.injected() >= 1, "{case}: refused with no fault: {e}");
@@ -105,7 +105,7 @@ fn every_fault_at_every_call_of_the_forks_file_loses_no_proof_and_admits_no_fork
     let counter = Arc::new(FaultyIo::default());
     let (store, owner) = open(dir.path(), &counter);
     for proof in proofs() {
-        assert!(store.record_fork_proof(proof).unwrap());
+        assert!(store.record_fork_proof(proof).wait().unwrap());
     }
     owner.shutdown_blocking().unwrap();
     // Two appends, each one write and one sync; nothing to cut back.
@@ -159,7 +159,11 @@ fn a_failing_cut_back_after_a_torn_write_loses_no_proof() {
             io.fail_once(Op::SetLen, call, fault);
             assert_eq!(record_both_through(&io, &case), 1, "{case}: refusals");
             let reached = call <= counter.calls(Op::SetLen);
-            assert_eq!(io.injected(), 1 + u64::from(reached), "{case}: faults injected");
+            assert_eq!(
+                io.injected(),
+                1 + u64::from(reached),
+                "{case}: faults injected"
+            );
             // A cut that failed is made again before the next append: one more set_len.
             let cut_failed = reached && !matches!(fault, Fault::Slow(_));
             assert_eq!(io.calls(Op::SetLen), 1 + u64::from(cut_failed), "{case}");
@@ -176,10 +180,10 @@ fn a_torn_proof_left_by_a_failing_cut_is_cut_at_the_next_open() {
     let io = Arc::new(FaultyIo::default());
     let (store, owner) = open(dir.path(), &io);
     let [first, second] = proofs();
-    assert!(store.record_fork_proof(first.clone()).unwrap());
+    assert!(store.record_fork_proof(first.clone()).wait().unwrap());
     io.fail_once(Op::Write, 1, Fault::Short);
     io.fail_from_now(Op::SetLen, Fault::Eio);
-    let Err(AppendError::ForkLog(e)) = store.record_fork_proof(second.clone()) else {
+    let Err(AppendError::ForkLog(e)) = store.record_fork_proof(second.clone()).wait() else {
         panic!("a torn write was answered as recorded")
     };
     assert!(e.to_string().contains("write cut short"), "{e}");
@@ -216,7 +220,7 @@ fn a_forks_file_that_keeps_failing_degrades_the_store_until_the_retry_records_th
     io.fail_from_now(Op::Sync, Fault::Eio);
     let (store, owner) = open(dir.path(), &io);
     let [first, second] = proofs();
-    let Err(AppendError::ForkLog(e)) = store.record_fork_proof(first.clone()) else {
+    let Err(AppendError::ForkLog(e)) = store.record_fork_proof(first.clone()).wait() else {
         panic!("recorded on a failing disk")
     };
     assert!(e.to_string().contains("forks"), "names the file: {e}");
@@ -238,7 +242,7 @@ fn a_forks_file_that_keeps_failing_degrades_the_store_until_the_retry_records_th
     });
     assert!(store.health().degraded().is_some());
     // A second proof while the first waits is refused too, and both wait.
-    assert!(store.record_fork_proof(second.clone()).is_err());
+    assert!(store.record_fork_proof(second.clone()).wait().is_err());
 
     io.heal();
     eventually("the retry to record both proofs", || {

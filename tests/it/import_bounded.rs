@@ -48,6 +48,7 @@ fn import(
     let (store, _owner, _) = Store::open(dir.path(), None, None).unwrap();
     store
         .append_entries(held.iter().map(|(e, _)| e.clone()).collect())
+        .wait()
         .unwrap();
     let mut sorter = SpillSorter::with_budget(dir.path(), budget);
     // Run the parse by hand once to learn how many runs this budget makes.

@@ -74,6 +74,7 @@ fn import(store: &Store, dir: &Path, io: &Arc<FaultyIo>) -> Result<ImportReport,
         |offered: Entry| {
             store
                 .append_fork_note(offered.author)
+                .wait()
                 .map_err(NodeError::from)
         },
     )

@@ -42,8 +42,8 @@ fn own_and_foreign_entries_survive_reopen_in_order() {
     let (store, owner, report) =
         Store::open(dir.path(), Some(me.clone()), Some(recorder.clone())).unwrap();
     assert_eq!(report.entries, 0);
-    let (a1, h1) = store.append_own(10, "first".into()).unwrap();
-    let outcomes = store.append_entries(entries(&theirs)).unwrap();
+    let (a1, h1) = store.append_own(10, "first".into()).wait().unwrap();
+    let outcomes = store.append_entries(entries(&theirs)).wait().unwrap();
     assert_eq!(
         outcomes,
         theirs
@@ -51,7 +51,7 @@ fn own_and_foreign_entries_survive_reopen_in_order() {
             .map(|(_, h)| Outcome::Added(*h))
             .collect::<Vec<_>>()
     );
-    let (a2, h2) = store.append_own(20, String::new()).unwrap();
+    let (a2, h2) = store.append_own(20, String::new()).wait().unwrap();
     assert_eq!((a1.seq, a2.seq), (1, 2));
     assert_eq!(a2.prev, Some(h1));
     assert!(a2.timestamp >= a1.timestamp);
@@ -94,7 +94,7 @@ fn own_and_foreign_entries_survive_reopen_in_order() {
     assert_eq!(sorted, want);
     assert_eq!(sorted.len(), 5);
     // The own feed continues after reopen.
-    let (a3, _) = store.append_own(30, String::new()).unwrap();
+    let (a3, _) = store.append_own(30, String::new()).wait().unwrap();
     assert_eq!((a3.seq, a3.prev), (3, Some(h2)));
 }
 
@@ -103,12 +103,13 @@ fn duplicate_is_a_no_op() {
     let dir = tempfile::tempdir().unwrap();
     let theirs = feed(&identity(2), 2);
     let (store, _owner, _) = Store::open(dir.path(), None, None).unwrap();
-    store.append_entries(entries(&theirs)).unwrap();
-    let outcomes = store.append_entries(entries(&theirs[..1])).unwrap();
+    store.append_entries(entries(&theirs)).wait().unwrap();
+    let outcomes = store.append_entries(entries(&theirs[..1])).wait().unwrap();
     assert_eq!(outcomes, vec![Outcome::Duplicate(theirs[0].1)]);
     // Duplicate inside one batch too.
     let outcomes = store
         .append_entries(vec![theirs[1].0.clone(), theirs[1].0.clone()])
+        .wait()
         .unwrap();
     assert_eq!(
         outcomes,
@@ -131,8 +132,8 @@ fn fork_is_reported_and_not_stored() {
     }
     .sign(&id);
     let (store, _owner, _) = Store::open(dir.path(), None, None).unwrap();
-    store.append_entries(entries(&theirs)).unwrap();
-    let outcomes = store.append_entries(vec![forked]).unwrap();
+    store.append_entries(entries(&theirs)).wait().unwrap();
+    let outcomes = store.append_entries(vec![forked]).wait().unwrap();
     assert_eq!(
         outcomes,
         vec![Outcome::Fork {
@@ -155,6 +156,7 @@ fn gap_is_reported() {
     let (store, _owner, _) = Store::open(dir.path(), None, None).unwrap();
     let outcomes = store
         .append_entries(vec![theirs[0].0.clone(), theirs[2].0.clone()])
+        .wait()
         .unwrap();
     assert_eq!(
         outcomes,
@@ -172,6 +174,7 @@ fn bad_signature_is_rejected_and_nothing_written() {
     let (store, owner, _) = Store::open(dir.path(), None, None).unwrap();
     let outcomes = store
         .append_entries(vec![bad, theirs[1].0.clone()])
+        .wait()
         .unwrap();
     assert_eq!(
         outcomes[0],
@@ -200,6 +203,7 @@ fn prev_mismatch_is_rejected() {
     let (store, _owner, _) = Store::open(dir.path(), None, None).unwrap();
     let outcomes = store
         .append_entries(vec![theirs[0].0.clone(), wrong])
+        .wait()
         .unwrap();
     assert_eq!(
         outcomes[1],
@@ -215,13 +219,13 @@ fn own_append_needs_identity_and_short_data() {
     let dir = tempfile::tempdir().unwrap();
     let (store, owner, _) = Store::open(dir.path(), None, None).unwrap();
     assert!(matches!(
-        store.append_own(1, String::new()),
+        store.append_own(1, String::new()).wait(),
         Err(AppendError::NoIdentity)
     ));
     owner.shutdown_blocking().unwrap();
     let (store, _owner, _) = Store::open(dir.path(), Some(identity(1)), None).unwrap();
     assert!(matches!(
-        store.append_own(1, "x".repeat(4097)),
+        store.append_own(1, "x".repeat(4097)).wait(),
         Err(AppendError::DataTooLong { len: 4097 })
     ));
 }
@@ -253,7 +257,7 @@ fn value_only_entry_takes_166_bytes_and_a_write_16_more_for_its_marker() {
             entry
         })
         .collect();
-    store.append_entries(batch).unwrap();
+    store.append_entries(batch).wait().unwrap();
     owner.shutdown_blocking().unwrap();
     let after = std::fs::metadata(dir.path().join("entries.log"))
         .unwrap()
@@ -269,7 +273,7 @@ fn closed_store_refuses_appends() {
     let clone = store.clone();
     owner.shutdown_blocking().unwrap();
     assert!(matches!(
-        clone.append_own(1, String::new()),
+        clone.append_own(1, String::new()).wait(),
         Err(AppendError::Closed)
     ));
 }
@@ -279,8 +283,8 @@ async fn async_appends() {
     let dir = tempfile::tempdir().unwrap();
     let theirs = feed(&identity(2), 2);
     let (store, _owner, _) = Store::open(dir.path(), Some(identity(1)), None).unwrap();
-    let (e, _) = store.append_own_async(5, "a".into()).await.unwrap();
+    let (e, _) = store.append_own(5, "a".into()).await.unwrap();
     assert_eq!(e.seq, 1);
-    let outcomes = store.append_entries_async(entries(&theirs)).await.unwrap();
+    let outcomes = store.append_entries(entries(&theirs)).await.unwrap();
     assert_eq!(outcomes[1], Outcome::Added(theirs[1].1));
 }

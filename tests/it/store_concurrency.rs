@@ -21,7 +21,14 @@ fn concurrent_own_appends_form_one_chain() {
                 let store = store.clone();
                 s.spawn(move || {
                     (0..per_thread)
-                        .map(|i| store.append_own(t * 1000 + i, String::new()).unwrap().0.seq)
+                        .map(|i| {
+                            store
+                                .append_own(t * 1000 + i, String::new())
+                                .wait()
+                                .unwrap()
+                                .0
+                                .seq
+                        })
                         .collect::<Vec<_>>()
                 })
             })
@@ -64,14 +71,14 @@ fn concurrent_foreign_and_own_appends() {
             let store = store.clone();
             s.spawn(move || {
                 for chunk in f.chunks(7) {
-                    store.append_entries(common::entries(chunk)).unwrap();
+                    store.append_entries(common::entries(chunk)).wait().unwrap();
                 }
             });
         }
         let store = store.clone();
         s.spawn(move || {
             for i in 0..40 {
-                store.append_own(i, String::new()).unwrap();
+                store.append_own(i, String::new()).wait().unwrap();
             }
         });
     });

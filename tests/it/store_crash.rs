@@ -174,11 +174,10 @@ fn workload(dir: &Path, io: Arc<dyn LogIo>) -> Acked {
         return acked;
     };
     let foreign = foreign();
-    let own = |acked: &mut Acked, value: i64, key_text: Option<&str>| match store.append_own_keyed(
-        value,
-        format!("own {value}"),
-        key_text.map(key),
-    ) {
+    let own = |acked: &mut Acked, value: i64, key_text: Option<&str>| match store
+        .append_own_keyed(value, format!("own {value}"), key_text.map(key))
+        .wait()
+    {
         Ok(OwnAppend::Added(entry, hash)) => {
             acked.entries.insert(hash, entry);
             if let Some(text) = key_text {
@@ -199,7 +198,7 @@ fn workload(dir: &Path, io: Arc<dyn LogIo>) -> Acked {
         let (entry, hash) = foreign[i].clone();
         // Acknowledged only as added: after a failed offer of seq 1, seq 2 is answered
         // with an outcome that adds nothing.
-        if let Ok(outcomes) = store.append_entries(vec![entry.clone()]) {
+        if let Ok(outcomes) = store.append_entries(vec![entry.clone()]).wait() {
             if outcomes == [Outcome::Added(hash)] {
                 acked.entries.insert(hash, entry);
             }
@@ -210,7 +209,7 @@ fn workload(dir: &Path, io: Arc<dyn LogIo>) -> Acked {
     own(&mut acked, 2, Some("retried"));
     offer(&mut acked, 1);
     let proof = fork_proof(7);
-    if matches!(store.record_fork_proof(proof.clone()), Ok(true)) {
+    if matches!(store.record_fork_proof(proof.clone()).wait(), Ok(true)) {
         acked.proofs.insert(proof.author());
     }
     own(&mut acked, 3, None);
@@ -260,6 +259,7 @@ fn check(dir: &Path, image: MemoryIo, acked: &Acked, case: &str) {
     }
     store
         .append_own(99, "after the crash".into())
+        .wait()
         .unwrap_or_else(|e| panic!("{case}: no append after reopening: {e}"));
     drop(store);
     owner.shutdown_blocking().unwrap();

@@ -46,7 +46,10 @@ fn run(store: &Store, told: &mut Told) {
     let mut next_foreign = 0;
     for step in 0..STEPS {
         if step % 2 == 0 {
-            match store.append_own(i64::try_from(step).unwrap(), format!("step {step}")) {
+            match store
+                .append_own(i64::try_from(step).unwrap(), format!("step {step}"))
+                .wait()
+            {
                 Ok((entry, hash)) => {
                     told.acked.insert(hash, entry);
                 }
@@ -54,7 +57,7 @@ fn run(store: &Store, told: &mut Told) {
             }
         } else {
             let (entry, hash) = foreign[next_foreign].clone();
-            match store.append_entries(vec![entry.clone()]) {
+            match store.append_entries(vec![entry.clone()]).wait() {
                 Ok(outcomes) => {
                     assert_eq!(outcomes, vec![Outcome::Added(hash)]);
                     told.acked.insert(hash, entry);
@@ -133,7 +136,7 @@ fn fault_matrix(backend: Backend) {
                     );
                 }
                 // The fault was a single one: a further append succeeds, and the store is ok.
-                let after = store.append_own(99, "after".into());
+                let after = store.append_own(99, "after".into()).wait();
                 let (entry, hash) = after.unwrap_or_else(|e| panic!("{case}: {e}"));
                 told.acked.insert(hash, entry);
                 assert!(
@@ -181,7 +184,7 @@ fn a_lasting_fault_fails_every_append_with_the_reason_until_healed() {
         let dir = tempfile::tempdir().unwrap();
         let io = Arc::new(FaultyIo::default());
         let (store, owner) = open(dir.path(), &io);
-        let (first, first_hash) = store.append_own(1, String::new()).unwrap();
+        let (first, first_hash) = store.append_own(1, String::new()).wait().unwrap();
         if op == Op::SetLen {
             // A cut that fails leaves the store unable to recover: the write that needed it
             // fails for its own reason first, then every later one for the cut's, unwritten.
@@ -191,7 +194,11 @@ fn a_lasting_fault_fails_every_append_with_the_reason_until_healed() {
             io.fail_from_now(op, fault);
         }
         for i in 0..5 {
-            let err = store.append_own(i, String::new()).unwrap_err().to_string();
+            let err = store
+                .append_own(i, String::new())
+                .wait()
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("injected fault"), "{op:?}: {err}");
         }
         let spell = store.health().degraded().expect("degraded while failing");
@@ -202,7 +209,7 @@ fn a_lasting_fault_fails_every_append_with_the_reason_until_healed() {
         assert_eq!(store.reader().len(), 1);
 
         io.heal();
-        let (entry, _) = store.append_own(7, String::new()).unwrap();
+        let (entry, _) = store.append_own(7, String::new()).wait().unwrap();
         assert_eq!(entry.seq, 2, "the failed appends left no seq behind");
         assert_eq!(entry.prev, Some(first_hash));
         assert!(store.health().degraded().is_none());
@@ -226,7 +233,7 @@ fn concurrent_appenders_through_a_failed_sync_get_the_truth() {
                 let store = store.clone();
                 scope.spawn(move || {
                     (0..40)
-                        .map(|i| store.append_own(t * 100 + i, String::new()))
+                        .map(|i| store.append_own(t * 100 + i, String::new()).wait())
                         .collect::<Vec<_>>()
                 })
             })
@@ -273,16 +280,16 @@ fn an_idle_marker_that_fails_degrades_the_store_until_a_write_succeeds() {
         None,
     )
     .unwrap();
-    let (first, first_hash) = store.append_own(1, String::new()).unwrap();
+    let (first, first_hash) = store.append_own(1, String::new()).wait().unwrap();
     io.fail_from_now(Op::Write, Fault::Eio);
     common::wait_until("the idle marker's write to fail", || {
         store.health().degraded().is_some()
     });
     let spell = store.health().degraded().unwrap();
     assert!(spell.reason.contains("commit marker"), "{}", spell.reason);
-    assert!(store.append_own(2, String::new()).is_err());
+    assert!(store.append_own(2, String::new()).wait().is_err());
     io.heal();
-    let (second, second_hash) = store.append_own(3, String::new()).unwrap();
+    let (second, second_hash) = store.append_own(3, String::new()).wait().unwrap();
     assert_eq!(second.seq, 2);
     assert!(store.health().degraded().is_none());
     owner.shutdown_blocking().unwrap();

@@ -39,7 +39,7 @@ fn each_event_rules_the_append_queued_right_after_it() {
 
     store.fence_event(hold(&["a:1", "b:2"]));
     assert_eq!(
-        refusal(store.append_own(1, "early".into())),
+        refusal(store.append_own(1, "early".into()).wait()),
         FenceError::Starting {
             waiting_for: "a:1, b:2".into()
         }
@@ -49,11 +49,11 @@ fn each_event_rules_the_append_queued_right_after_it() {
         pinned_exchange: false,
     });
     assert!(matches!(
-        refusal(store.append_own(1, "still early".into())),
+        refusal(store.append_own(1, "still early".into()).wait()),
         FenceError::Starting { .. }
     ));
     store.fence_event(FenceEvent::StartupTimeout);
-    assert_eq!(store.append_own(1, "open".into()).unwrap().0.seq, 1);
+    assert_eq!(store.append_own(1, "open".into()).wait().unwrap().0.seq, 1);
 
     let expires = Instant::now() + Duration::from_secs(3600);
     store.fence_event(FenceEvent::Claim {
@@ -62,17 +62,20 @@ fn each_event_rules_the_append_queued_right_after_it() {
         expires,
     });
     assert_eq!(
-        refusal(store.append_own(2, "claimed".into())),
+        refusal(store.append_own(2, "claimed".into()).wait()),
         FenceError::CatchingUp { have: 1, need: 5 }
     );
     store.fence_event(FenceEvent::ClaimDropped { peer: "p".into() });
-    assert_eq!(store.append_own(2, "dropped".into()).unwrap().0.seq, 2);
+    assert_eq!(
+        store.append_own(2, "dropped".into()).wait().unwrap().0.seq,
+        2
+    );
 
     store.fence_event(FenceEvent::Diverged {
         reason: "test".into(),
     });
     assert_eq!(
-        refusal(store.append_own(3, "forked".into())),
+        refusal(store.append_own(3, "forked".into()).wait()),
         FenceError::Diverged {
             reason: "test".into()
         }
@@ -99,7 +102,9 @@ fn appends_racing_a_closing_event_never_pass_it() {
                 let mut refused_after = 0;
                 while refused_after < AFTER_EACH {
                     let after = closed.load(Ordering::SeqCst);
-                    let result = store.append_own(i64::try_from(t).unwrap(), "race".into());
+                    let result = store
+                        .append_own(i64::try_from(t).unwrap(), "race".into())
+                        .wait();
                     if after {
                         assert!(
                             matches!(result, Err(AppendError::Fence(FenceError::Starting { .. }))),
@@ -139,20 +144,26 @@ fn a_replay_is_answered_while_the_fence_is_closed() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _owner, _) = Store::open(dir.path(), Some(identity(1)), None).unwrap();
     let key = |k: &str| Some(k.parse::<IdempotencyKey>().unwrap());
-    let OwnAppend::Added(first, hash) = store.append_own_keyed(5, "x".into(), key("k-1")).unwrap()
+    let OwnAppend::Added(first, hash) = store
+        .append_own_keyed(5, "x".into(), key("k-1"))
+        .wait()
+        .unwrap()
     else {
         panic!("a new key replayed")
     };
     store.fence_event(hold(&["a:1"]));
     assert_eq!(
-        store.append_own_keyed(5, "x".into(), key("k-1")).unwrap(),
+        store
+            .append_own_keyed(5, "x".into(), key("k-1"))
+            .wait()
+            .unwrap(),
         OwnAppend::Replayed {
             seq: first.seq,
             hash
         }
     );
     assert!(matches!(
-        refusal(store.append_own_keyed(5, "x".into(), key("k-2"))),
+        refusal(store.append_own_keyed(5, "x".into(), key("k-2")).wait()),
         FenceError::Starting { .. }
     ));
 }

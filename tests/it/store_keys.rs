@@ -42,6 +42,7 @@ fn open_warm(dir: &Path) -> (Arc<HeldIo>, Store, StoreOwner) {
     let (store, owner) = open_with_io(dir, &io);
     store
         .append_own_keyed(0, String::new(), key("warm-up"))
+        .wait()
         .unwrap();
     (io, store, owner)
 }
@@ -72,15 +73,28 @@ fn verify(dir: &Path) -> VerifyReport {
 fn a_key_appends_once_and_is_remembered_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let (store, owner) = open(dir.path());
-    let first = added(store.append_own_keyed(1, "a".into(), key("k-1")).unwrap());
+    let first = added(
+        store
+            .append_own_keyed(1, "a".into(), key("k-1"))
+            .wait()
+            .unwrap(),
+    );
     assert_eq!(first.0, 1);
     // The same key again appends nothing, whatever it asks for: the store reports the
     // entry; telling a retry from a different request is the node's rule.
-    let again = store.append_own_keyed(1, "a".into(), key("k-1")).unwrap();
+    let again = store
+        .append_own_keyed(1, "a".into(), key("k-1"))
+        .wait()
+        .unwrap();
     assert_eq!(replayed(again), first);
-    let second = added(store.append_own_keyed(2, "b".into(), key("k-2")).unwrap());
+    let second = added(
+        store
+            .append_own_keyed(2, "b".into(), key("k-2"))
+            .wait()
+            .unwrap(),
+    );
     assert_eq!(second.0, 2);
-    let (unkeyed, _) = store.append_own(3, String::new()).unwrap();
+    let (unkeyed, _) = store.append_own(3, String::new()).wait().unwrap();
     assert_eq!(unkeyed.seq, 3);
     assert_eq!(store.reader().len(), 3);
     owner.shutdown_blocking().unwrap();
@@ -88,11 +102,21 @@ fn a_key_appends_once_and_is_remembered_across_reopen() {
 
     let (store, owner) = open(dir.path());
     assert_eq!(
-        replayed(store.append_own_keyed(9, "x".into(), key("k-1")).unwrap()),
+        replayed(
+            store
+                .append_own_keyed(9, "x".into(), key("k-1"))
+                .wait()
+                .unwrap()
+        ),
         first
     );
     assert_eq!(
-        replayed(store.append_own_keyed(9, "x".into(), key("k-2")).unwrap()),
+        replayed(
+            store
+                .append_own_keyed(9, "x".into(), key("k-2"))
+                .wait()
+                .unwrap()
+        ),
         second
     );
     let reader = store.reader();
@@ -109,7 +133,7 @@ fn a_new_log_is_version_3() {
     let dir = tempfile::tempdir().unwrap();
     let (store, owner) = open(dir.path());
     assert_eq!(header_version(dir.path()), format::STORE_FORMAT_V3);
-    store.append_own(1, String::new()).unwrap();
+    store.append_own(1, String::new()).wait().unwrap();
     owner.shutdown_blocking().unwrap();
     assert_eq!(header_version(dir.path()), format::STORE_FORMAT_V3);
 }
@@ -124,13 +148,17 @@ fn a_version_1_file_opens_and_accepts_keyed_appends() {
     bytes.extend_from_slice(&1u32.to_le_bytes());
     let old = feed(&identity(1), 3);
     for (entry, _) in &old {
-        format::encode_record(entry, &mut bytes);
+        format::encode_keyed_record(entry, None, &mut bytes);
     }
     std::fs::write(log_path(dir.path()), &bytes).unwrap();
 
     let (store, owner, report) = Store::open(dir.path(), Some(identity(1)), None).unwrap();
     assert_eq!(report.entries, 3);
-    let (entry, hash) = match store.append_own_keyed(4, String::new(), key("k")).unwrap() {
+    let (entry, hash) = match store
+        .append_own_keyed(4, String::new(), key("k"))
+        .wait()
+        .unwrap()
+    {
         OwnAppend::Added(entry, hash) => (entry, hash),
         other => panic!("{other:?}"),
     };
@@ -146,7 +174,12 @@ fn a_version_1_file_opens_and_accepts_keyed_appends() {
 
     let (store, owner) = open(dir.path());
     assert_eq!(
-        replayed(store.append_own_keyed(4, String::new(), key("k")).unwrap()),
+        replayed(
+            store
+                .append_own_keyed(4, String::new(), key("k"))
+                .wait()
+                .unwrap()
+        ),
         (4, hash)
     );
     owner.shutdown_blocking().unwrap();
@@ -181,10 +214,12 @@ fn a_torn_keyed_record_at_the_tail_is_truncated_at_every_byte() {
     let first = added(
         store
             .append_own_keyed(1, "one".into(), key("first"))
+            .wait()
             .unwrap(),
     );
     store
         .append_own_keyed(2, "two".into(), key("second-key"))
+        .wait()
         .unwrap();
     owner.shutdown_blocking().unwrap();
     let bytes = std::fs::read(log_path(src.path())).unwrap();
@@ -214,6 +249,7 @@ fn a_torn_keyed_record_at_the_tail_is_truncated_at_every_byte() {
             replayed(
                 store
                     .append_own_keyed(1, "one".into(), key("first"))
+                    .wait()
                     .unwrap()
             ),
             first,
@@ -221,6 +257,7 @@ fn a_torn_keyed_record_at_the_tail_is_truncated_at_every_byte() {
         );
         let again = store
             .append_own_keyed(2, "two".into(), key("second-key"))
+            .wait()
             .unwrap();
         assert_eq!(added(again).0, 2, "cut {cut}: the torn key appends anew");
         owner.shutdown_blocking().unwrap();
@@ -237,7 +274,11 @@ fn a_key_is_recovered_from_the_log_after_a_crash_between_commit_and_response() {
     io.hold();
     let appender = {
         let store = store.clone();
-        std::thread::spawn(move || store.append_own_keyed(7, "x".into(), key("order-42")))
+        std::thread::spawn(move || {
+            store
+                .append_own_keyed(7, "x".into(), key("order-42"))
+                .wait()
+        })
     };
     io.wait_until_held();
     let crashed = tempfile::tempdir().unwrap();
@@ -251,6 +292,7 @@ fn a_key_is_recovered_from_the_log_after_a_crash_between_commit_and_response() {
     assert_eq!(recovered.reader().len(), 2);
     let retry = recovered
         .append_own_keyed(7, "x".into(), key("order-42"))
+        .wait()
         .unwrap();
     assert_eq!(replayed(retry), answered);
     assert_eq!(recovered.reader().len(), 2);
@@ -265,7 +307,7 @@ fn concurrent_appends_with_one_key_append_exactly_once() {
     io.hold();
     let first = {
         let store = store.clone();
-        std::thread::spawn(move || store.append_own_keyed(5, "same".into(), key("dup")))
+        std::thread::spawn(move || store.append_own_keyed(5, "same".into(), key("dup")).wait())
     };
     io.wait_until_held();
     let racers = 16;
@@ -275,7 +317,7 @@ fn concurrent_appends_with_one_key_append_exactly_once() {
             let (store, barrier) = (store.clone(), barrier.clone());
             std::thread::spawn(move || {
                 barrier.wait();
-                store.append_own_keyed(5, "same".into(), key("dup"))
+                store.append_own_keyed(5, "same".into(), key("dup")).wait()
             })
         })
         .collect();
@@ -299,12 +341,12 @@ fn a_failed_sync_appends_nothing_and_says_so_to_every_waiter() {
     io.hold();
     let first = {
         let store = store.clone();
-        std::thread::spawn(move || store.append_own_keyed(1, String::new(), key("k")))
+        std::thread::spawn(move || store.append_own_keyed(1, String::new(), key("k")).wait())
     };
     io.wait_until_held();
     let second = {
         let store = store.clone();
-        std::thread::spawn(move || store.append_own_keyed(1, String::new(), key("k")))
+        std::thread::spawn(move || store.append_own_keyed(1, String::new(), key("k")).wait())
     };
     io.release();
     assert!(matches!(first.join().unwrap(), Err(AppendError::Io(_))));
@@ -323,7 +365,10 @@ fn a_failed_sync_appends_nothing_and_says_so_to_every_waiter() {
 
     let (store, _owner) = open(dir.path());
     let held = store.reader().len();
-    let retry = store.append_own_keyed(1, String::new(), key("k")).unwrap();
+    let retry = store
+        .append_own_keyed(1, String::new(), key("k"))
+        .wait()
+        .unwrap();
     match second {
         None => {
             assert_eq!(held, 1, "nothing of the failure is in the log");
@@ -345,8 +390,11 @@ fn verify_and_export_work_on_a_log_with_keyed_records() {
     let (store, owner) = open(&data);
     for i in 0..5 {
         let k = format!("secret-key-{i}");
-        store.append_own_keyed(i, format!("d{i}"), key(&k)).unwrap();
-        store.append_own(100 + i, String::new()).unwrap();
+        store
+            .append_own_keyed(i, format!("d{i}"), key(&k))
+            .wait()
+            .unwrap();
+        store.append_own(100 + i, String::new()).wait().unwrap();
     }
     owner.shutdown_blocking().unwrap();
     let run = |args: &[&str]| {

@@ -43,7 +43,7 @@ async fn shutdown_under_64_appenders_keeps_every_acknowledged_entry_and_frees_th
                 // Appends until the store says it is closed; any other answer is a bug.
                 for i in 0.. {
                     let value = i64::try_from(t * 1_000_000 + i).unwrap();
-                    match store.append_own_async(value, String::new()).await {
+                    match store.append_own(value, String::new()).await {
                         Ok((_, hash)) => acked.lock().unwrap().push(hash),
                         Err(AppendError::Closed) => return,
                         Err(e) => panic!("appender {t}: {e}"),
@@ -85,11 +85,11 @@ async fn shutdown_under_64_appenders_keeps_every_acknowledged_entry_and_frees_th
     );
     // Requests after the shutdown, from a handle that outlived it.
     assert!(matches!(
-        store.append_own_async(1, String::new()).await,
+        store.append_own(1, String::new()).await,
         Err(AppendError::Closed)
     ));
     assert!(matches!(
-        store.append_own(1, String::new()),
+        store.append_own(1, String::new()).wait(),
         Err(AppendError::Closed)
     ));
 }
@@ -106,7 +106,7 @@ async fn dropping_the_owner_and_last_handle_on_a_current_thread_runtime_never_wa
     };
     let (store, owner, _) =
         Store::open_with_options(dir.path(), &options, Some(identity(1)), None).unwrap();
-    store.append_own_async(1, String::new()).await.unwrap();
+    store.append_own(1, String::new()).await.unwrap();
 
     io.hold();
     drop(owner);
@@ -147,10 +147,10 @@ async fn dropping_the_owner_and_last_handle_on_a_current_thread_runtime_never_wa
 fn a_second_shutdown_path_is_harmless_and_the_blocking_one_frees_the_dir() {
     let dir = tempfile::tempdir().unwrap();
     let (store, owner, _) = Store::open(dir.path(), Some(identity(1)), None).unwrap();
-    let (_, hash) = store.append_own(1, String::new()).unwrap();
+    let (_, hash) = store.append_own(1, String::new()).wait().unwrap();
     owner.shutdown_blocking().unwrap();
     assert!(matches!(
-        store.append_own(2, String::new()),
+        store.append_own(2, String::new()).wait(),
         Err(AppendError::Closed)
     ));
     assert_eq!(held_hashes(dir.path()).0, BTreeSet::from([hash]));
@@ -166,12 +166,12 @@ fn a_fork_proof_that_does_not_check_never_reaches_the_forks_file() {
         b: proof.a.clone(),
     };
     assert!(matches!(
-        store.record_fork_proof(swapped),
+        store.record_fork_proof(swapped).wait(),
         Err(AppendError::InvalidProof(_))
     ));
-    assert!(store.record_fork_proof(proof.clone()).unwrap());
+    assert!(store.record_fork_proof(proof.clone()).wait().unwrap());
     assert!(
-        !store.record_fork_proof(proof.clone()).unwrap(),
+        !store.record_fork_proof(proof.clone()).wait().unwrap(),
         "kept once"
     );
     assert!(store.forked().contains(&proof.author()));

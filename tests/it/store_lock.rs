@@ -24,11 +24,11 @@ fn read_only_open_works_while_a_writer_runs_and_sees_committed_entries() {
     let dir = tempfile::tempdir().unwrap();
     let me = identity(1);
     let (store, _owner, _) = Store::open(dir.path(), Some(me.clone()), None).unwrap();
-    let (_, h1) = store.append_own(1, String::new()).unwrap();
+    let (_, h1) = store.append_own(1, String::new()).wait().unwrap();
     let (reader, report) = StoreReader::open_read_only(dir.path()).unwrap();
     assert_eq!((report.entries, report.truncated_bytes), (1, 0));
     assert_eq!(reader.head(&me.author()).unwrap().hash, h1);
-    store.append_own(2, String::new()).unwrap();
+    store.append_own(2, String::new()).wait().unwrap();
     // A read-only view is a snapshot of the open; a fresh one sees the new entry.
     assert_eq!(reader.len(), 1);
     let (reader, _) = StoreReader::open_read_only(dir.path()).unwrap();

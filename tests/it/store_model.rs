@@ -49,7 +49,7 @@ proptest! {
             match op {
                 Op::Append(len) => {
                     let (s, _) = store.get_or_insert_with(open);
-                    let (e, h) = s.append_own(1, "d".repeat(len.into())).unwrap();
+                    let (e, h) = s.append_own(1, "d".repeat(len.into())).wait().unwrap();
                     model.push((h, 8 + e.encoded_len() as u64));
                 }
                 Op::Tear(n) => {
@@ -206,6 +206,7 @@ fn mixed_model(ops: Vec<Mixed>, memory: Option<MemoryIo>) -> Result<(), TestCase
         let mut offer = |offered: Vec<(Entry, Hash, bool)>| -> Result<(), TestCaseError> {
             let outcomes = s
                 .append_entries(offered.iter().map(|(e, _, _)| e.clone()).collect())
+                .wait()
                 .unwrap();
             for ((e, h, signed), o) in offered.iter().zip(&outcomes) {
                 let feed = held.entry(e.author).or_default();
@@ -220,7 +221,7 @@ fn mixed_model(ops: Vec<Mixed>, memory: Option<MemoryIo>) -> Result<(), TestCase
         };
         match op {
             Mixed::Own(len) => {
-                let (e, h) = s.append_own(1, "d".repeat(len.into())).unwrap();
+                let (e, h) = s.append_own(1, "d".repeat(len.into())).wait().unwrap();
                 held.entry(e.author).or_default().push(h);
                 log.push(h);
             }

@@ -42,9 +42,9 @@ fn acknowledged_log() -> (Vec<u8>, BTreeMap<Hash, Entry>) {
     let (store, owner, _) = Store::open(dir.path(), Some(identity(1)), None).unwrap();
     let mut acked = BTreeMap::new();
     for (entry, hash) in common::feed(&identity(2), 3) {
-        store.append_entries(vec![entry.clone()]).unwrap();
+        store.append_entries(vec![entry.clone()]).wait().unwrap();
         acked.insert(hash, entry);
-        let (own, own_hash) = store.append_own(7, "own".into()).unwrap();
+        let (own, own_hash) = store.append_own(7, "own".into()).wait().unwrap();
         acked.insert(own_hash, own);
     }
     owner.shutdown_blocking().unwrap();
@@ -153,7 +153,7 @@ fn reopen_with_the_real_io(scenario: &Scenario, dir: &Path, case: &str) {
         scenario.intact.max(12),
         "{case}: what the real open left"
     );
-    let (more, more_hash) = store.append_own(99, "after".into()).unwrap();
+    let (more, more_hash) = store.append_own(99, "after".into()).wait().unwrap();
     owner.shutdown_blocking().unwrap();
     let (store, owner, _) = Store::open(dir, None, None).unwrap();
     let mut expected = scenario.acked.clone();
@@ -283,7 +283,7 @@ fn a_failed_header_sync_whose_cleanup_fails_too_is_reported_by_its_first_cause()
     assert_eq!(io.injected(), 2);
     let (store, owner, _) = Store::open(&dir, Some(identity(1)), None).unwrap();
     assert!(store.reader().is_empty());
-    store.append_own(1, String::new()).unwrap();
+    store.append_own(1, String::new()).wait().unwrap();
     owner.shutdown_blocking().unwrap();
 }
 

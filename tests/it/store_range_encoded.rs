@@ -65,11 +65,12 @@ fn fill(store: &Store, puts: &[Put], foreign: &[Identity]) {
                 let key = keyed.then(|| IdempotencyKey::try_from(format!("k{i}").as_bytes()));
                 store
                     .append_own_keyed(1, "o".repeat(data), key.map(Result::unwrap))
+                    .wait()
                     .unwrap();
             }
             Put::Foreign { feed, data } => {
                 let next = next_entry(&foreign[feed], held[feed].as_ref(), data);
-                store.append_entries(vec![next.0.clone()]).unwrap();
+                store.append_entries(vec![next.0.clone()]).wait().unwrap();
                 held[feed] = Some(next);
             }
         }
@@ -123,7 +124,7 @@ fn a_damaged_record_fails_the_read_as_corrupt_at_its_offset() {
     let me = identity(1);
     let (store, owner, _) = Store::open(dir.path(), Some(me.clone()), None).unwrap();
     for i in 0..20 {
-        store.append_own(i, format!("entry {i}")).unwrap();
+        store.append_own(i, format!("entry {i}")).wait().unwrap();
     }
     let reader = store.reader();
     assert_eq!(

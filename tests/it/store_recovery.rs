@@ -21,7 +21,7 @@ fn log_path(dir: &Path) -> std::path::PathBuf {
 fn build(dir: &Path, n: u64) -> (Vec<u64>, u64) {
     let (store, owner, _) = Store::open(dir, None, None).unwrap();
     for (entry, _) in feed(&identity(3), n) {
-        store.append_entries(vec![entry]).unwrap();
+        store.append_entries(vec![entry]).wait().unwrap();
     }
     owner.shutdown_blocking().unwrap();
     let bytes = std::fs::read(log_path(dir)).unwrap();
@@ -227,13 +227,13 @@ fn broken_chain_names_its_offset() {
     // Skip seq 2: seq 3 cannot follow seq 1. Write by hand since the store would refuse.
     let mut bytes = std::fs::read({
         let (store, owner, _) = Store::open(dir.path(), None, None).unwrap();
-        store.append_entries(entries(&good[..1])).unwrap();
+        store.append_entries(entries(&good[..1])).wait().unwrap();
         owner.shutdown_blocking().unwrap();
         log_path(dir.path())
     })
     .unwrap();
     let broken_at = bytes.len() as u64;
-    kappalog::store::format::encode_record(&good[2].0, &mut bytes);
+    kappalog::store::format::encode_keyed_record(&good[2].0, None, &mut bytes);
     // A valid record after it, so the damage is not at the tail.
     let (extra, _) = UnsignedEntry {
         author: identity(5).author(),
@@ -244,7 +244,7 @@ fn broken_chain_names_its_offset() {
         data: String::new(),
     }
     .sign(&identity(5));
-    kappalog::store::format::encode_record(&extra, &mut bytes);
+    kappalog::store::format::encode_keyed_record(&extra, None, &mut bytes);
     std::fs::write(log_path(dir.path()), &bytes).unwrap();
     let err = Store::open(dir.path(), None, None).err().unwrap();
     assert!(err.to_string().contains("broken hash chain"), "{err}");
@@ -263,6 +263,7 @@ fn damage_is_found_in_every_chunk_of_a_long_log() {
     let (store, owner, _) = Store::open(src.path(), None, None).unwrap();
     store
         .append_entries(entries(&feed(&identity(3), n)))
+        .wait()
         .unwrap();
     owner.shutdown_blocking().unwrap();
     let bytes = std::fs::read(log_path(src.path())).unwrap();

@@ -11,14 +11,14 @@ fn verify_all_catches_a_bad_signature_written_by_hand() {
     let dir = tempfile::tempdir().unwrap();
     let theirs = feed(&identity(2), 3);
     let (store, owner, _) = Store::open(dir.path(), None, None).unwrap();
-    store.append_entries(entries(&theirs[..2])).unwrap();
+    store.append_entries(entries(&theirs[..2])).wait().unwrap();
     owner.shutdown_blocking().unwrap();
     let path = dir.path().join("entries.log");
     let bad_at = std::fs::metadata(&path).unwrap().len();
     let mut bad = theirs[2].0.clone();
     bad.signature.0[40] ^= 1;
     let mut record = Vec::new();
-    format::encode_record(&bad, &mut record);
+    format::encode_keyed_record(&bad, None, &mut record);
     std::fs::OpenOptions::new()
         .append(true)
         .open(&path)

@@ -153,10 +153,18 @@ async fn a_node_restarted_mid_sync_resumes_and_converges() {
     // Reopened before it syncs again: exactly the acknowledged entries, each as acknowledged.
     let (b_node, _) = Node::open_with_identity(db.path(), common::identity(2)).unwrap();
     let reader = b_node.reader();
-    assert_eq!(reader.len(), partial, "the reopened log holds what was acknowledged");
+    assert_eq!(
+        reader.len(),
+        partial,
+        "the reopened log holds what was acknowledged"
+    );
     for &(author, seq, hash) in &acknowledged {
         let held = reader.get(&author, seq).unwrap().map(|(_, h)| h);
-        assert_eq!(held, Some(hash), "acknowledged {author} seq {seq} is lost or altered");
+        assert_eq!(
+            held,
+            Some(hash),
+            "acknowledged {author} seq {seq} is lost or altered"
+        );
     }
     let b = start_with(b_node, &[a.addr], fast_config()).await;
     wait_for("b to converge after the restart", || {

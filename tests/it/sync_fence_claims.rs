@@ -167,7 +167,10 @@ async fn a_peer_still_holding_a_stale_session_is_not_counted_as_heard_from() {
     {
         let (store, owner, _) =
             kappalog::store::Store::open(dn.path(), Some(common::identity(high)), None).unwrap();
-        store.append_entries(vec![feed[0].0.clone()]).unwrap();
+        store
+            .append_entries(vec![feed[0].0.clone()])
+            .wait()
+            .unwrap();
         owner.shutdown_blocking().unwrap();
     }
     // The stale session: the peer dialed "the node" (a hand-driven stand-in with its key),

@@ -13,11 +13,11 @@ use std::time::Instant;
 use rayon::prelude::*;
 use tokio::sync::watch;
 
-use super::{answer, Checked, ForeignResult, OwnAppend, OwnResult, Reply, Request};
+use super::planned::{Placed, Planned, Record, Sealed};
+use super::{answer, Checked, OwnAppend, OwnResult, Reply, Request};
 use crate::clock::now_ms;
-use crate::entry::{Entry, Seq, UnsignedEntry};
+use crate::entry::{Seq, UnsignedEntry};
 use crate::fence::{Fence, FenceEvent, Released};
-use crate::fork::ForkProof;
 use crate::hash::Hash;
 use crate::idempotency::IdempotencyKey;
 use crate::identity::{Author, Identity, Signature};
@@ -30,103 +30,6 @@ use crate::validate::{self, FeedHead, Placement};
 
 /// Below this many signatures a second core costs more in hand-off than it saves.
 const MIN_SIGN_CHUNK: usize = 8;
-
-/// One record to write: the entry, its hash, its idempotency key if any, and — once the
-/// syncer has laid out the write — where the record starts in the log.
-pub(super) struct Record {
-    pub entry: Entry,
-    pub hash: Hash,
-    pub key: Option<IdempotencyKey>,
-    pub offset: u64,
-}
-
-impl Record {
-    fn new(entry: Entry, hash: Hash, key: Option<IdempotencyKey>) -> Record {
-        Record {
-            entry,
-            hash,
-            key,
-            offset: 0,
-        }
-    }
-}
-
-/// One offered foreign entry, placed: a record to write, or an outcome decided without
-/// writing anything.
-pub(super) enum Placed {
-    Write(Record),
-    Decided(Outcome),
-}
-
-/// One request as the planner leaves it: what it writes, with the channel its answer goes
-/// to. The syncer answers it from this value alone.
-pub(super) enum Planned {
-    Own {
-        record: Record,
-        reply: Reply<OwnResult>,
-    },
-    /// A keyed own request whose key's append is in flight: answered with that entry once
-    /// it is durable.
-    Replay {
-        author: Author,
-        head: FeedHead,
-        reply: Reply<OwnResult>,
-    },
-    /// `failed`: reading a held entry failed part way; the entries placed before it are
-    /// still written (the view counts them), and the request is answered with the error.
-    Foreign {
-        placed: Vec<Placed>,
-        failed: Option<AppendError>,
-        reply: Reply<ForeignResult>,
-    },
-    Note {
-        author: Author,
-        reply: Reply<Result<(), AppendError>>,
-    },
-    /// `new` is decided by the syncer (see "Fork proofs" in [`super`]).
-    Proof {
-        proof: Box<ForkProof>,
-        new: bool,
-        reply: Reply<Result<bool, AppendError>>,
-    },
-}
-
-impl Planned {
-    /// The records this request writes, in write order.
-    pub(super) fn records(&self) -> impl Iterator<Item = &Record> {
-        let (own, foreign): (Option<&Record>, &[Placed]) = match self {
-            Planned::Own { record, .. } => (Some(record), &[]),
-            Planned::Foreign { placed, .. } => (None, placed),
-            _ => (None, &[]),
-        };
-        own.into_iter()
-            .chain(foreign.iter().filter_map(|p| match p {
-                Placed::Write(record) => Some(record),
-                Placed::Decided(_) => None,
-            }))
-    }
-
-    /// As [`Planned::records`], to record their offsets.
-    pub(super) fn records_mut(&mut self) -> impl Iterator<Item = &mut Record> {
-        let (own, foreign): (Option<&mut Record>, &mut [Placed]) = match self {
-            Planned::Own { record, .. } => (Some(record), &mut []),
-            Planned::Foreign { placed, .. } => (None, placed),
-            _ => (None, &mut []),
-        };
-        own.into_iter()
-            .chain(foreign.iter_mut().filter_map(|p| match p {
-                Placed::Write(record) => Some(record),
-                Placed::Decided(_) => None,
-            }))
-    }
-}
-
-/// A planned, signed batch on its way to the syncer.
-pub(super) struct Sealed {
-    pub requests: Vec<Planned>,
-    /// The failure epoch it was planned in (see the module docs).
-    pub epoch: u64,
-}
 
 /// A request being planned: an own entry still to be signed, or already planned.
 enum Draft {
@@ -233,9 +136,11 @@ impl Planner {
             let sealed = self.commit(batch);
             if let Err(mpsc::SendError(sealed)) = to_syncer.send(sealed) {
                 // The syncer is gone (it panicked): nothing can become durable any more.
-                let e = Arc::new(io::Error::other("the store's sync thread stopped"));
                 for request in sealed.requests {
-                    super::syncer::fail(request, AppendError::Io(e.clone()), None);
+                    request.fail(
+                        AppendError::Internal("the store's sync thread stopped"),
+                        None,
+                    );
                 }
                 break;
             }
@@ -263,7 +168,12 @@ impl Planner {
     }
 
     /// The hash held at `seq` of a feed, from this batch or from disk.
-    fn held_hash(&self, feed: &PendingFeed, author: &Author, seq: Seq) -> io::Result<Hash> {
+    fn held_hash(
+        &self,
+        feed: &PendingFeed,
+        author: &Author,
+        seq: Seq,
+    ) -> Result<Hash, AppendError> {
         if seq > feed.base_len {
             let i = usize::try_from(seq - feed.base_len - 1).unwrap_or(usize::MAX);
             if let Some(hash) = feed.planned.get(i) {
@@ -275,14 +185,17 @@ impl Planner {
             let offset = index.feeds.get(author).and_then(|f| f.offset_of(seq));
             (offset, index.end)
         };
-        let offset = offset.ok_or_else(|| io::Error::other("held entry missing from the index"))?;
+        // The feed's length covers `seq`, so the index has its offset; if not, that is a bug.
+        let offset = offset.ok_or(AppendError::Internal(
+            "a held entry is missing from the index",
+        ))?;
         match format::read_record_at(&*self.io, &self.file, offset, end) {
             Ok(record) => Ok(record.hash),
-            Err(format::ReadFault::Io(e)) => Err(e),
-            Err(format::ReadFault::Bad(reason)) => Err(io::Error::new(
+            Err(format::ReadFault::Io(e)) => Err(AppendError::Io(Arc::new(e))),
+            Err(format::ReadFault::Bad(reason)) => Err(AppendError::Io(Arc::new(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("record at offset {offset}: {reason}"),
-            )),
+            )))),
         }
     }
 
@@ -460,9 +373,7 @@ impl Planner {
                     unsigned = true;
                     answer(
                         reply,
-                        Err(AppendError::Io(Arc::new(io::Error::other(
-                            "an own entry was left unsigned",
-                        )))),
+                        Err(AppendError::Internal("an own entry was left unsigned")),
                     );
                 }
             }
@@ -590,7 +501,7 @@ impl Planner {
             let held = if entry.seq >= 1 && entry.seq <= length {
                 match self.held_hash(feed, &entry.author, entry.seq) {
                     Ok(hash) => Some(hash),
-                    Err(e) => return (placed, Some(AppendError::Io(Arc::new(e)))),
+                    Err(e) => return (placed, Some(e)),
                 }
             } else {
                 None
@@ -606,11 +517,13 @@ impl Planner {
                 Placement::Gap { next } => Outcome::Gap { next },
                 // Unreachable here: `held` was read above for every held position.
                 Placement::Held => {
-                    let missing = io::Error::other(format!(
-                        "the index holds entry {} of {} without its hash",
-                        entry.seq, entry.author
-                    ));
-                    return (placed, Some(AppendError::Io(Arc::new(missing))));
+                    tracing::error!(
+                        seq = entry.seq, author = %entry.author,
+                        "the index holds an entry without its hash"
+                    );
+                    let missing =
+                        AppendError::Internal("the index holds an entry without its hash");
+                    return (placed, Some(missing));
                 }
                 Placement::Next => {
                     if let Err(e) = validate::check_link(&entry, feed.head.as_ref()) {

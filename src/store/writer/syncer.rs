@@ -5,10 +5,10 @@
 use std::collections::BTreeSet;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, PoisonError, RwLock};
+use std::sync::{mpsc, Arc, PoisonError};
 use std::time::Duration;
 
-use super::planner::{Placed, Planned, Sealed};
+use super::planned::{Placed, Planned, Sealed};
 use super::{answer, io_error, Durable, OwnAppend};
 use crate::clock::now_ms;
 use crate::entry::Entry;
@@ -18,7 +18,6 @@ use crate::hash::Hash;
 use crate::identity::Author;
 use crate::store::format;
 use crate::store::health::Part;
-use crate::store::index::Index;
 use crate::store::{AppendError, Outcome};
 
 /// How the forks file's append for one write went: nothing to append or appended (`Ok`),
@@ -121,13 +120,13 @@ impl Syncer {
         for batch in stale {
             let err = io_error(&self.failure_error());
             for request in batch.requests {
-                fail(request, err.clone(), Some(&self.parts.index));
+                request.fail(err.clone(), Some(&self.parts.index));
             }
         }
         match self.make_durable(&mut fresh) {
             Err(err) => {
                 for request in fresh.into_iter().flat_map(|b| b.requests) {
-                    fail(request, io_error(&err), Some(&self.parts.index));
+                    request.fail(io_error(&err), Some(&self.parts.index));
                 }
             }
             Ok(forks_written) => {
@@ -506,39 +505,5 @@ fn answer_durable(request: Planned, forks_written: &ForksWritten) {
                 .map(|()| true)
                 .map_err(AppendError::ForkLog),
         ),
-    }
-}
-
-/// Answers a request whose write failed (or was never attempted) with `err`. A replay
-/// whose entry became durable in an earlier write is still answered with it: this request
-/// appended nothing, and the entry its key names exists (`index` tells; without it, the
-/// replay fails too).
-pub(super) fn fail(request: Planned, err: AppendError, index: Option<&RwLock<Index>>) {
-    match request {
-        Planned::Own { reply, .. } => answer(reply, Err(err)),
-        Planned::Replay {
-            author,
-            head,
-            reply,
-        } => {
-            let durable = index.map_or(0, |index| {
-                let index = index.read().unwrap_or_else(PoisonError::into_inner);
-                index.feeds.get(&author).map_or(0, |f| f.length())
-            });
-            if head.seq <= durable {
-                answer(
-                    reply,
-                    Ok(OwnAppend::Replayed {
-                        seq: head.seq,
-                        hash: head.hash,
-                    }),
-                );
-            } else {
-                answer(reply, Err(err));
-            }
-        }
-        Planned::Foreign { reply, .. } => answer(reply, Err(err)),
-        Planned::Note { reply, .. } => answer(reply, Err(err)),
-        Planned::Proof { reply, .. } => answer(reply, Err(err)),
     }
 }
