@@ -38,6 +38,7 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 pub struct AddRequest {
     /// `None` for an empty body: the node picks a random value.
     pub value: Option<i64>,
+    /// The entry's text; empty when the body gave none.
     pub data: String,
 }
 
