@@ -274,14 +274,14 @@ pub struct ImportArgs {
 }
 
 /// Parses an author (64 hex digits) for `--allow-peer`.
-pub fn parse_author(text: &str) -> Result<Author, String> {
+fn parse_author(text: &str) -> Result<Author, String> {
     text.trim()
         .parse()
         .map_err(|e| format!("expected an author: 64 hex digits ({e}), got {text:?}"))
 }
 
 /// Checks a `--peer`: `HOST:PORT` or `AUTHOR@HOST:PORT`.
-pub fn parse_peer(text: &str) -> Result<String, String> {
+fn parse_peer(text: &str) -> Result<String, String> {
     text.parse::<crate::sync::pins::PeerSpec>()
         .map(|spec| spec.to_string())
         .map_err(|e| e.to_string())
@@ -289,14 +289,14 @@ pub fn parse_peer(text: &str) -> Result<String, String> {
 
 /// Parses `host:port` for flags that take a socket address, with a message that says what
 /// was expected.
-pub fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
+fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
     text.parse().map_err(|_| {
         format!("expected HOST:PORT with an IP address, e.g. 127.0.0.1:8080, got {text:?}")
     })
 }
 
 /// A tail's start: `start`, `now` or a cursor.
-pub fn parse_start(text: &str) -> Result<crate::tail::Start, String> {
+fn parse_start(text: &str) -> Result<crate::tail::Start, String> {
     text.trim().parse().map_err(|e| format!("{e}"))
 }
 

@@ -18,48 +18,48 @@ use prometheus_client::registry::Registry;
 
 /// Labels of `kappalog_http_requests`: one series per method, route and status.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
+pub(crate) struct RequestLabels {
     /// The HTTP method (`GET`, `POST`, ...); any method outside the standard ones is `other`,
     /// so cardinality stays bounded.
-    pub method: &'static str,
+    pub(crate) method: &'static str,
     /// The matched route pattern (e.g. `/entries/{hash}`), never the raw path, so label
     /// cardinality stays bounded whatever clients send.
-    pub route: &'static str,
+    pub(crate) route: &'static str,
     /// The response's status code.
-    pub status: u16,
+    pub(crate) status: u16,
 }
 
 /// Labels of `kappalog_http_request_duration_seconds`: the status is left out so each route
 /// has one histogram.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabels {
+pub(crate) struct RouteLabels {
     /// As in [`RequestLabels::method`].
-    pub method: &'static str,
+    pub(crate) method: &'static str,
     /// As in [`RequestLabels::route`].
-    pub route: &'static str,
+    pub(crate) route: &'static str,
 }
 
 /// A `status` label: a feed status (`kappalog_stored_entries`) or a peer state
 /// (`kappalog_sync_peers`: `connected`, `disconnected`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StatusLabels {
+pub(crate) struct StatusLabels {
     /// The status's name, lowercase.
-    pub status: String,
+    pub(crate) status: String,
 }
 
 /// The `direction` label of `kappalog_sync_entries`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DirectionLabels {
+pub(crate) struct DirectionLabels {
     /// `sent` (to peers) or `received` (from peers).
-    pub direction: &'static str,
+    pub(crate) direction: &'static str,
 }
 
 /// The `reason` label of `kappalog_sync_refused` and `kappalog_sync_feeds_skipped`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabels {
+pub(crate) struct ReasonLabels {
     /// A fixed snake_case reason name (e.g. `stranger_slots_full`, `feed_cap`), so the
     /// label's values are a closed set.
-    pub reason: &'static str,
+    pub(crate) reason: &'static str,
 }
 
 /// What the sync layer reports at scrape time, summed over its peers.
@@ -81,39 +81,39 @@ pub struct SyncFigures {
 
 /// The `outcome` label of `kappalog_imported_entries`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabels {
+pub(crate) struct OutcomeLabels {
     /// `added`, `duplicate`, `rejected` or `fork`.
-    pub outcome: String,
+    pub(crate) outcome: String,
 }
 
 /// Every metric a node exports.
 pub struct Metrics {
     registry: Registry,
     /// `kappalog_http_requests`: requests answered, counted by the HTTP middleware.
-    pub requests: Family<RequestLabels, Counter>,
+    pub(crate) requests: Family<RequestLabels, Counter>,
     /// `kappalog_http_request_duration_seconds`: latency per route, 100 µs to ~6.5 s buckets.
-    pub request_seconds: Family<RouteLabels, Histogram>,
+    pub(crate) request_seconds: Family<RouteLabels, Histogram>,
     /// HTTP connections open now (see `server::serve_http`).
     pub http_connections: Gauge,
     /// `kappalog_appends`: entries appended to the node's own feed.
     pub appends: Counter,
     /// `kappalog_imported_entries`: entries offered by imports, by outcome (see
     /// [`Metrics::count_import`]).
-    pub imported: Family<OutcomeLabels, Counter>,
+    pub(crate) imported: Family<OutcomeLabels, Counter>,
     /// `kappalog_rejected_entries`: entries refused as invalid, from imports and peers.
     pub rejections: Counter,
     /// `kappalog_stored_entries`: entries held per feed status; set at scrape time.
-    pub entries: Family<StatusLabels, Gauge>,
+    pub(crate) entries: Family<StatusLabels, Gauge>,
     /// `kappalog_sync_peers`: peers by state; set at scrape time from [`SyncFigures`].
-    pub sync_peers: Family<StatusLabels, Gauge>,
+    pub(crate) sync_peers: Family<StatusLabels, Gauge>,
     /// `kappalog_sync_entries`: entries sent and received since start; a gauge because the
     /// sync layer keeps the count and it is copied in at scrape time.
-    pub sync_entries: Family<DirectionLabels, Gauge>,
+    pub(crate) sync_entries: Family<DirectionLabels, Gauge>,
     /// `kappalog_sync_refused`: refusals since start by reason; set at scrape time.
-    pub sync_refused: Family<ReasonLabels, Gauge>,
+    pub(crate) sync_refused: Family<ReasonLabels, Gauge>,
     /// `kappalog_sync_feeds_skipped`: new feeds skipped since start by reason; set at scrape
     /// time.
-    pub sync_feeds_skipped: Family<ReasonLabels, Gauge>,
+    pub(crate) sync_feeds_skipped: Family<ReasonLabels, Gauge>,
     /// Live `GET /tail` streams (see `tail::stream::Slot`).
     pub tail_streams: Gauge,
     /// `kappalog_store_degraded`: 1 while the store cannot write, else 0; set at scrape time.

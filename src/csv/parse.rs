@@ -375,7 +375,7 @@ fn is_header(fields: &[&[u8]; 8]) -> bool {
 }
 
 /// Interprets the 8 fields of a record as an entry and checks its shape and claimed hash.
-pub fn parse_fields(fields: &[&[u8]; 8]) -> Result<(Entry, Hash), RejectReason> {
+fn parse_fields(fields: &[&[u8]; 8]) -> Result<(Entry, Hash), RejectReason> {
     let [author, seq, timestamp, prev, value, data, hash, signature] = *fields;
     let author: Author = hex_field("author", author)?;
     let seq = unsigned_field("seq", seq)?;
