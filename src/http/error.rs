@@ -92,7 +92,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub fn error_body(message: &str) -> Json<serde_json::Value> {
+pub(crate) fn error_body(message: &str) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "error": message }))
 }
 
@@ -119,10 +119,10 @@ impl From<NodeError> for ApiError {
     }
 }
 
-pub async fn not_found() -> ApiError {
+pub(crate) async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
 }
 
-pub async fn method_not_allowed() -> ApiError {
+pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
