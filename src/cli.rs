@@ -15,12 +15,18 @@ use crate::identity::Author;
 #[derive(Debug, Parser)]
 #[command(name = "kappalog", version, about, long_about = None)]
 pub struct Cli {
+    /// Options every subcommand takes.
     #[command(flatten)]
     pub global: GlobalArgs,
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+// Docs on the `Args` structs and on `Command` below are for rustdoc: clap would take them as
+// `about` text, but the subcommand's own doc (or `Cli`'s) is applied after and wins.
+
+/// Where the node's data and key live, for every subcommand.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// The node's data directory (created if missing)
@@ -41,6 +47,7 @@ pub struct GlobalArgs {
     pub key: PathBuf,
 }
 
+/// The subcommands; each variant's doc is its one-line help.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a new key pair: keys/NAME.key (secret, mode 0600) and keys/NAME.pub (hex)
@@ -64,6 +71,7 @@ pub enum Command {
     Tail(TailArgs),
 }
 
+/// `kappalog tail`: which node to follow, which feed, and from where.
 #[derive(Debug, Args)]
 pub struct TailArgs {
     /// The node's HTTP address
@@ -78,6 +86,7 @@ pub struct TailArgs {
     pub from: crate::tail::Start,
 }
 
+/// `kappalog run`: the node's HTTP and sync addresses, its peers and its sync policy.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// HTTP listen address; port 0 picks a free port (the bound address is printed)
@@ -109,8 +118,10 @@ pub struct RunArgs {
     /// no timeout: for a node restored from a backup)
     #[arg(long, env = "KAPPALOG_STARTUP_FENCE", value_enum, default_value_t = crate::sync::config::StartupFence::Timeout)]
     pub startup_fence: crate::sync::config::StartupFence,
+    /// Stall, shutdown and connection limits of the HTTP server.
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
+    /// The sync network's secret.
     #[command(flatten)]
     pub network: NetworkArgs,
     /// Only this key (author hex) may hold a sync session, in either direction; repeatable
@@ -188,6 +199,7 @@ pub enum Topology {
     Line,
 }
 
+/// `kappalog cluster`: how many nodes, where they listen and keep their data, how they peer.
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
     /// Number of nodes
@@ -215,12 +227,15 @@ pub struct ClusterArgs {
     /// Default: 0 when --base-port is 0, else base-port + 1000
     #[arg(long, env = "KAPPALOG_BASE_SYNC_PORT")]
     pub base_sync_port: Option<u16>,
+    /// Stall, shutdown and connection limits of the HTTP server.
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
+    /// The sync network's secret.
     #[command(flatten)]
     pub network: NetworkArgs,
 }
 
+/// `kappalog keygen`: the new key's name and directory.
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
     /// Name of the key: writes DIR/NAME.key and DIR/NAME.pub
@@ -231,6 +246,7 @@ pub struct KeygenArgs {
     pub dir: PathBuf,
 }
 
+/// `kappalog append`: the new entry's value and text.
 #[derive(Debug, Args)]
 pub struct AppendArgs {
     /// The entry's integer value
@@ -241,6 +257,7 @@ pub struct AppendArgs {
     pub data: String,
 }
 
+/// `kappalog export`: where the CSV goes.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// Write to FILE instead of standard output
@@ -248,6 +265,7 @@ pub struct ExportArgs {
     pub out: Option<PathBuf>,
 }
 
+/// `kappalog import`: the CSV inputs.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// CSV files to import; `-` for standard input
@@ -256,14 +274,14 @@ pub struct ImportArgs {
 }
 
 /// Parses an author (64 hex digits) for `--allow-peer`.
-pub fn parse_author(text: &str) -> Result<Author, String> {
+fn parse_author(text: &str) -> Result<Author, String> {
     text.trim()
         .parse()
         .map_err(|e| format!("expected an author: 64 hex digits ({e}), got {text:?}"))
 }
 
 /// Checks a `--peer`: `HOST:PORT` or `AUTHOR@HOST:PORT`.
-pub fn parse_peer(text: &str) -> Result<String, String> {
+fn parse_peer(text: &str) -> Result<String, String> {
     text.parse::<crate::sync::pins::PeerSpec>()
         .map(|spec| spec.to_string())
         .map_err(|e| e.to_string())
@@ -271,14 +289,14 @@ pub fn parse_peer(text: &str) -> Result<String, String> {
 
 /// Parses `host:port` for flags that take a socket address, with a message that says what
 /// was expected.
-pub fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
+fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
     text.parse().map_err(|_| {
         format!("expected HOST:PORT with an IP address, e.g. 127.0.0.1:8080, got {text:?}")
     })
 }
 
 /// A tail's start: `start`, `now` or a cursor.
-pub fn parse_start(text: &str) -> Result<crate::tail::Start, String> {
+fn parse_start(text: &str) -> Result<crate::tail::Start, String> {
     text.trim().parse().map_err(|e| format!("{e}"))
 }
 
@@ -290,6 +308,30 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// clap takes the doc of an `Args` struct (or of `Command`) as the `about` of the command
+    /// it lands in; the help must still show each subcommand's own line, never those docs.
+    #[test]
+    fn struct_docs_never_become_help_text() {
+        let struct_docs = [
+            "Where the node's data",
+            "The subcommands",
+            "`kappalog ",
+            "How long HTTP streams",
+            "The sync network's secret",
+        ];
+        let leaked = |text: Option<String>| {
+            text.is_some_and(|text| struct_docs.iter().any(|doc| text.starts_with(doc)))
+        };
+        let cli = Cli::command();
+        for command in std::iter::once(&cli).chain(cli.get_subcommands()) {
+            let about = command.get_about().map(|s| s.to_string());
+            let long_about = command.get_long_about().map(|s| s.to_string());
+            assert!(about.is_some(), "{} has no about", command.get_name());
+            assert!(!leaked(about), "{}", command.get_name());
+            assert!(!leaked(long_about), "{}", command.get_name());
+        }
     }
 
     #[test]

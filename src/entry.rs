@@ -53,28 +53,46 @@ pub type Seq = u64;
 /// One signed entry of one author's feed.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Entry {
+    /// The feed's owner: the public key the signature must verify under.
     pub author: Author,
+    /// The entry's position in the author's feed, from 1.
     pub seq: Seq,
+    /// Milliseconds since the Unix epoch by the author's clock; carried, never checked.
     pub timestamp: u64,
+    /// The hash of the feed's previous entry; `None` exactly when `seq` is 1.
     pub prev: Option<Hash>,
+    /// The number the summary view aggregates (count, sum, min, max, mean).
     pub value: i64,
+    /// Free UTF-8 text, at most [`MAX_DATA_BYTES`] bytes.
     pub data: String,
+    /// ed25519 over the entry hash (not over the body: see the module docs).
     pub signature: Signature,
 }
 
 /// Why bytes are not an encoded entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// The bytes end before the entry does.
     #[error("entry too short: need at least {needed} bytes, got {found}")]
-    TooShort { needed: usize, found: usize },
+    TooShort {
+        /// Bytes the entry needs, as far as the bytes read so far tell.
+        needed: usize,
+        /// Bytes given.
+        found: usize,
+    },
+    /// Byte 0 (carried) is not [`FORMAT_VERSION`].
     #[error("unsupported entry format version {0}")]
     UnknownVersion(u8),
+    /// The prev flag (carried) is neither `0x00` nor `0x01`.
     #[error("invalid prev flag {0:#04x}")]
     BadPrevFlag(u8),
+    /// The data length prefix (carried) is over [`MAX_DATA_BYTES`]; refused before allocating.
     #[error("data length {0} exceeds the limit of {MAX_DATA_BYTES} bytes")]
     DataTooLong(u64),
+    /// The data bytes are not UTF-8.
     #[error("data is not valid UTF-8")]
     DataNotUtf8,
+    /// Bytes (count carried) follow a complete entry where none may.
     #[error("{0} trailing bytes after the entry")]
     TrailingBytes(usize),
 }
@@ -82,11 +100,17 @@ pub enum DecodeError {
 /// The fields of an entry before it is signed.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct UnsignedEntry {
+    /// The feed's owner; [`UnsignedEntry::sign`] needs this author's identity.
     pub author: Author,
+    /// The position in the feed, from 1.
     pub seq: Seq,
+    /// Milliseconds since the Unix epoch, as the author's clock says.
     pub timestamp: u64,
+    /// The previous entry's hash; `None` exactly when `seq` is 1.
     pub prev: Option<Hash>,
+    /// The number the summary view aggregates.
     pub value: i64,
+    /// Free UTF-8 text, at most [`MAX_DATA_BYTES`] bytes.
     pub data: String,
 }
 
@@ -190,12 +214,14 @@ impl Entry {
         out.extend_from_slice(self.signature.as_bytes());
     }
 
+    /// The encoded entry (`body || signature`), as stored and sent to peers.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len());
         self.encode_to(&mut out);
         out
     }
 
+    /// The length of [`Entry::encode`]'s output, in bytes, without encoding.
     pub fn encoded_len(&self) -> usize {
         MIN_ENCODED_BYTES + if self.prev.is_some() { 32 } else { 0 } + self.data.len()
     }
@@ -401,17 +427,26 @@ mod tests {
 /// hex, in the order users read them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryJson {
+    /// See [`Entry::author`].
     pub author: Author,
+    /// See [`Entry::seq`].
     pub seq: Seq,
+    /// See [`Entry::timestamp`].
     pub timestamp: u64,
+    /// See [`Entry::prev`]; JSON `null` on a feed's first entry.
     pub prev: Option<Hash>,
+    /// See [`Entry::value`].
     pub value: i64,
+    /// See [`Entry::data`].
     pub data: String,
+    /// The entry hash of the fields above (where JSON comes in, a claim to check).
     pub hash: Hash,
+    /// See [`Entry::signature`].
     pub signature: Signature,
 }
 
 impl EntryJson {
+    /// The JSON form of `entry`; `hash` must be its entry hash (the caller has it already).
     pub fn new(entry: &Entry, hash: &Hash) -> EntryJson {
         EntryJson {
             author: entry.author,

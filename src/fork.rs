@@ -53,43 +53,92 @@ pub const MAX_PROOF_BYTES: usize = PROOF_HEADER_BYTES + 2 * MAX_ENCODED_BYTES;
 /// Which of the two entries of a proof a failure is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
+    /// The entry with the lower hash ([`ForkProof::a`]).
     A,
+    /// The entry with the higher hash ([`ForkProof::b`]).
     B,
 }
 
 /// Why a proof does not prove a fork. One variant per rule of the module docs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ForkProofError {
+    /// The two entries name different authors, so they cannot conflict.
     #[error("entries are by different authors ({a} and {b})")]
-    DifferentAuthors { a: Author, b: Author },
+    DifferentAuthors {
+        /// The author of entry `a`.
+        a: Author,
+        /// The author of entry `b`.
+        b: Author,
+    },
+    /// The two entries sit at different seqs of the feed, so they cannot conflict.
     #[error("entries are at different seqs ({a} and {b})")]
-    DifferentSeqs { a: Seq, b: Seq },
+    DifferentSeqs {
+        /// The seq of entry `a`.
+        a: Seq,
+        /// The seq of entry `b`.
+        b: Seq,
+    },
+    /// Both sides are one entry: a repeat, not a fork.
     #[error("both entries are the same entry {hash}")]
-    SameEntry { hash: Hash },
+    SameEntry {
+        /// The hash both sides share.
+        hash: Hash,
+    },
+    /// `hash(a) >= hash(b)`: the same fork would encode to other bytes elsewhere.
     #[error("entries are not in canonical order (hash of a must be below hash of b)")]
     NotCanonicalOrder,
+    /// One entry could not sit in any feed ([`validate::check_shape`] refuses it).
     #[error("entry {side:?} is not a valid feed entry: {error}")]
-    InvalidEntry { side: Side, error: ValidationError },
+    InvalidEntry {
+        /// Which entry fails.
+        side: Side,
+        /// The shape rule it breaks.
+        error: ValidationError,
+    },
+    /// One entry's signature does not verify over its hash under its author's key.
     #[error("entry {side:?} has a bad signature: {error}")]
-    BadSignature { side: Side, error: SignatureError },
+    BadSignature {
+        /// Which entry fails.
+        side: Side,
+        /// Why the signature does not verify.
+        error: SignatureError,
+    },
 }
 
 /// Why bytes are not an encoded proof.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProofDecodeError {
+    /// The bytes end before the proof does.
     #[error("proof too short: need {needed} bytes, got {found}")]
-    Truncated { needed: usize, found: usize },
+    Truncated {
+        /// Bytes the proof needs, as far as its header tells.
+        needed: usize,
+        /// Bytes given.
+        found: usize,
+    },
+    /// The first four bytes are not [`PROOF_MAGIC`].
     #[error("bad proof magic")]
     BadMagic,
+    /// The version byte (carried) is not [`PROOF_FORMAT_VERSION`].
     #[error("unsupported proof format version {0}")]
     UnknownVersion(u8),
+    /// A length prefix is over [`MAX_ENCODED_BYTES`]; refused before anything is allocated.
     #[error("entry {side:?} length {len} exceeds the limit of {MAX_ENCODED_BYTES} bytes")]
-    EntryTooLong { side: Side, len: u32 },
+    EntryTooLong {
+        /// Which entry's prefix is too long.
+        side: Side,
+        /// The length the prefix claims, in bytes.
+        len: u32,
+    },
+    /// An entry's bytes are not an encoded entry.
     #[error("entry {side:?} does not decode: {error}")]
     Entry {
+        /// Which entry fails.
         side: Side,
+        /// Why its bytes do not decode.
         error: entry::DecodeError,
     },
+    /// Bytes (count carried) follow a complete proof where none may.
     #[error("{0} trailing bytes after the proof")]
     TrailingBytes(usize),
 }
@@ -98,7 +147,9 @@ pub enum ProofDecodeError {
 /// them in canonical order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ForkProof {
+    /// The entry with the lower hash.
     pub a: Entry,
+    /// The entry with the higher hash; same author and seq as `a` in a proof that checks.
     pub b: Entry,
 }
 
@@ -259,7 +310,9 @@ pub struct DecodedProofs {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("corrupt fork proof at byte {offset}: {error}")]
 pub struct CorruptProof {
+    /// Byte offset in the file where the bad record starts.
     pub offset: usize,
+    /// Why the record does not decode.
     pub error: ProofDecodeError,
 }
 
@@ -299,6 +352,7 @@ pub struct ForkSet {
 }
 
 impl ForkSet {
+    /// No author known to be forked.
     pub fn new() -> ForkSet {
         ForkSet::default()
     }
@@ -315,10 +369,12 @@ impl ForkSet {
         Ok(true)
     }
 
+    /// Whether `author` is known to be forked.
     pub fn contains(&self, author: &Author) -> bool {
         self.proofs.contains_key(author)
     }
 
+    /// The first proof recorded for `author`, if it is known to be forked.
     pub fn get(&self, author: &Author) -> Option<&ForkProof> {
         self.proofs.get(author)
     }
@@ -333,10 +389,12 @@ impl ForkSet {
         self.proofs.keys()
     }
 
+    /// How many authors are known to be forked.
     pub fn len(&self) -> usize {
         self.proofs.len()
     }
 
+    /// Whether no author is known to be forked.
     pub fn is_empty(&self) -> bool {
         self.proofs.is_empty()
     }

@@ -10,10 +10,24 @@ use sha2::{Digest, Sha256};
 /// Why a byte string or hex text is not a valid fixed-length value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseBytesError {
+    /// A byte string of the wrong length.
     #[error("expected {expected} bytes, got {found}")]
-    WrongLength { expected: usize, found: usize },
+    WrongLength {
+        /// The value's fixed length, in bytes.
+        expected: usize,
+        /// The length given, in bytes.
+        found: usize,
+    },
+    /// Hex text of the wrong length (counted in characters, as the user typed them).
     #[error("expected {expected} hex digits, got {found}")]
-    WrongHexLength { expected: usize, found: usize },
+    WrongHexLength {
+        /// Twice the value's length in bytes.
+        expected: usize,
+        /// Characters given.
+        found: usize,
+    },
+    /// Text of the right length with a character that is not a hex digit (the hex crate's
+    /// message carried).
     #[error("invalid hex: {0}")]
     BadHex(String),
 }
@@ -38,6 +52,7 @@ pub(crate) fn decode_hex_array<const N: usize>(text: &str) -> Result<[u8; N], Pa
 pub struct Hash(pub [u8; 32]);
 
 impl Hash {
+    /// A sha256 digest's length, in bytes.
     pub const LEN: usize = 32;
 
     /// sha256 of the concatenation of `parts`.
@@ -49,10 +64,12 @@ impl Hash {
         Hash(hasher.finalize().into())
     }
 
+    /// The 32 digest bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
 
+    /// 64 lowercase hex digits, as [`fmt::Display`] writes them.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }

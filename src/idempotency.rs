@@ -33,23 +33,37 @@ pub const MAX_KEY_BYTES: usize = 64;
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IdempotencyKey(Arc<str>);
 
+/// Why a header value is not an idempotency key (the client gets a 400 with the message).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
+    /// The header is present but empty.
     #[error("Idempotency-Key is empty: it must be 1 to {MAX_KEY_BYTES} visible ASCII characters")]
     Empty,
+    /// The key is over [`MAX_KEY_BYTES`].
     #[error("Idempotency-Key is {len} bytes, the limit is {MAX_KEY_BYTES}")]
-    TooLong { len: usize },
+    TooLong {
+        /// The key's length, in bytes.
+        len: usize,
+    },
+    /// A byte outside visible ASCII (a space, a control byte, non-ASCII).
     #[error(
         "Idempotency-Key byte {at} is 0x{byte:02x}: only visible ASCII (0x21-0x7e) is allowed"
     )]
-    BadByte { at: usize, byte: u8 },
+    BadByte {
+        /// The byte's offset in the key, from 0.
+        at: usize,
+        /// The byte.
+        byte: u8,
+    },
 }
 
 impl IdempotencyKey {
+    /// The key as text (visible ASCII only).
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
+    /// The key's bytes, as stored in the log record.
     pub fn as_bytes(&self) -> &[u8] {
         self.0.as_bytes()
     }

@@ -47,45 +47,112 @@ const PKCS8_LABEL: &str = "PRIVATE KEY";
 /// Why a key file cannot be used (or created). Each message is one line naming the path.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    /// No file at the path (loading never creates one; [`load_or_create`] does).
     #[error("key file {path} does not exist")]
-    Missing { path: PathBuf },
+    Missing {
+        /// The secret key file looked for.
+        path: PathBuf,
+    },
+    /// The file exists but reading it failed (permissions, a directory, an I/O error).
     #[error("key file {path} cannot be read: {source}")]
-    Unreadable { path: PathBuf, source: io::Error },
+    Unreadable {
+        /// The secret key file.
+        path: PathBuf,
+        /// The read's error.
+        source: io::Error,
+    },
+    /// The file is over [`MAX_KEY_FILE_BYTES`]; refused before it is read into memory.
     #[error(
         "key file {path} is {len} bytes, larger than any key ({MAX_KEY_FILE_BYTES} bytes at most)"
     )]
-    TooLarge { path: PathBuf, len: u64 },
+    TooLarge {
+        /// The secret key file.
+        path: PathBuf,
+        /// Its size on disk, in bytes.
+        len: u64,
+    },
+    /// No `PRIVATE KEY` PEM block in the file.
     #[error("key file {path} is not PEM (expected a '-----BEGIN PRIVATE KEY-----' block)")]
-    NotPem { path: PathBuf },
+    NotPem {
+        /// The secret key file.
+        path: PathBuf,
+    },
+    /// The PEM block or the DER inside it ends early.
     #[error("key file {path} is truncated ({reason})")]
-    Truncated { path: PathBuf, reason: String },
+    Truncated {
+        /// The secret key file.
+        path: PathBuf,
+        /// Where it ends early, for the operator.
+        reason: String,
+    },
+    /// A key of another kind: a PEM block with another label, or PKCS#8 of another algorithm.
     #[error("key file {path} is not an ed25519 PKCS#8 private key (found {found})")]
-    NotEd25519 { path: PathBuf, found: String },
+    NotEd25519 {
+        /// The secret key file.
+        path: PathBuf,
+        /// What was found instead: another PEM label, or the key's algorithm.
+        found: String,
+    },
+    /// A `PRIVATE KEY` block that is not a usable ed25519 key: bad base64 or DER, or a key
+    /// the ed25519 parser refuses (such as a v2 public key that does not match the secret).
     #[error("key file {path} is a malformed ed25519 PKCS#8 key: {reason}")]
-    Malformed { path: PathBuf, reason: String },
+    Malformed {
+        /// The secret key file.
+        path: PathBuf,
+        /// What is wrong, for the operator.
+        reason: String,
+    },
+    /// Creating a key found a file already there; keys are never overwritten.
     #[error("key file {path} already exists; refusing to overwrite a key")]
-    AlreadyExists { path: PathBuf },
+    AlreadyExists {
+        /// The existing file.
+        path: PathBuf,
+    },
+    /// The key name could escape the key directory or hide the file (see [`key_path`]).
     #[error("key name {name:?} is invalid: use 1-64 letters, digits, '-' or '_'")]
-    InvalidName { name: String },
+    InvalidName {
+        /// The name as given.
+        name: String,
+    },
+    /// Creating or writing a key file (secret or public) failed.
     #[error("cannot write key file {path}: {source}")]
-    Write { path: PathBuf, source: io::Error },
+    Write {
+        /// The file being written.
+        path: PathBuf,
+        /// The write's error.
+        source: io::Error,
+    },
 }
 
 /// A loaded key that is usable but deserves the operator's attention.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyWarning {
+    /// The secret key file is readable by group or others.
     #[error(
         "secret key file {path} has mode {mode:04o}: readable by group or others, run chmod 600"
     )]
-    PermissiveMode { path: PathBuf, mode: u32 },
+    PermissiveMode {
+        /// The secret key file.
+        path: PathBuf,
+        /// Its permission bits (the low 12 bits of the Unix mode).
+        mode: u32,
+    },
+    /// The `.pub` file next to the secret names another key; the secret wins.
     #[error("public key file {path} does not match the secret key (secret is {actual})")]
-    PublicFileMismatch { path: PathBuf, actual: Author },
+    PublicFileMismatch {
+        /// The `.pub` file.
+        path: PathBuf,
+        /// The author the secret key actually gives.
+        actual: Author,
+    },
 }
 
 /// Whether [`load_or_create`] found a key or made one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyOrigin {
+    /// An existing key file was read.
     Loaded,
+    /// No key file existed; a fresh key was generated and written (mode 0600).
     Created,
 }
 

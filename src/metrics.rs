@@ -16,42 +16,62 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+/// Labels of `kappalog_http_requests`: one series per method, route and status.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
-    pub method: &'static str,
+pub(crate) struct RequestLabels {
+    /// The HTTP method (`GET`, `POST`, ...); any method outside the standard ones is `other`,
+    /// so cardinality stays bounded.
+    pub(crate) method: &'static str,
     /// The matched route pattern (e.g. `/entries/{hash}`), never the raw path, so label
     /// cardinality stays bounded whatever clients send.
-    pub route: &'static str,
-    pub status: u16,
+    pub(crate) route: &'static str,
+    /// The response's status code.
+    pub(crate) status: u16,
 }
 
+/// Labels of `kappalog_http_request_duration_seconds`: the status is left out so each route
+/// has one histogram.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabels {
-    pub method: &'static str,
-    pub route: &'static str,
+pub(crate) struct RouteLabels {
+    /// As in [`RequestLabels::method`].
+    pub(crate) method: &'static str,
+    /// As in [`RequestLabels::route`].
+    pub(crate) route: &'static str,
 }
 
+/// A `status` label: a feed status (`kappalog_stored_entries`) or a peer state
+/// (`kappalog_sync_peers`: `connected`, `disconnected`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StatusLabels {
-    pub status: String,
+pub(crate) struct StatusLabels {
+    /// The status's name, lowercase.
+    pub(crate) status: String,
 }
 
+/// The `direction` label of `kappalog_sync_entries`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DirectionLabels {
-    pub direction: &'static str,
+pub(crate) struct DirectionLabels {
+    /// `sent` (to peers) or `received` (from peers).
+    pub(crate) direction: &'static str,
 }
 
+/// The `reason` label of `kappalog_sync_refused` and `kappalog_sync_feeds_skipped`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabels {
-    pub reason: &'static str,
+pub(crate) struct ReasonLabels {
+    /// A fixed snake_case reason name (e.g. `stranger_slots_full`, `feed_cap`), so the
+    /// label's values are a closed set.
+    pub(crate) reason: &'static str,
 }
 
 /// What the sync layer reports at scrape time, summed over its peers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SyncFigures {
+    /// Peers listed by `GET /peers` with a session open now.
     pub peers_connected: u64,
+    /// Peers listed by `GET /peers` with no session open now.
     pub peers_disconnected: u64,
+    /// Entries sent, summed over the peers listed.
     pub entries_sent: u64,
+    /// Entries received, summed over the peers listed.
     pub entries_received: u64,
     /// Connections and sessions refused, by reason, since start.
     pub refused: std::collections::BTreeMap<&'static str, u64>,
@@ -59,30 +79,48 @@ pub struct SyncFigures {
     pub feeds_skipped: std::collections::BTreeMap<&'static str, u64>,
 }
 
+/// The `outcome` label of `kappalog_imported_entries`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabels {
-    pub outcome: String,
+pub(crate) struct OutcomeLabels {
+    /// `added`, `duplicate`, `rejected` or `fork`.
+    pub(crate) outcome: String,
 }
 
 /// Every metric a node exports.
 pub struct Metrics {
     registry: Registry,
-    pub requests: Family<RequestLabels, Counter>,
-    pub request_seconds: Family<RouteLabels, Histogram>,
+    /// `kappalog_http_requests`: requests answered, counted by the HTTP middleware.
+    pub(crate) requests: Family<RequestLabels, Counter>,
+    /// `kappalog_http_request_duration_seconds`: latency per route, 100 µs to ~6.5 s buckets.
+    pub(crate) request_seconds: Family<RouteLabels, Histogram>,
     /// HTTP connections open now (see `server::serve_http`).
     pub http_connections: Gauge,
+    /// `kappalog_appends`: entries appended to the node's own feed.
     pub appends: Counter,
-    pub imported: Family<OutcomeLabels, Counter>,
+    /// `kappalog_imported_entries`: entries offered by imports, by outcome (see
+    /// [`Metrics::count_import`]).
+    pub(crate) imported: Family<OutcomeLabels, Counter>,
+    /// `kappalog_rejected_entries`: entries refused as invalid, from imports and peers.
     pub rejections: Counter,
-    pub entries: Family<StatusLabels, Gauge>,
-    pub sync_peers: Family<StatusLabels, Gauge>,
-    pub sync_entries: Family<DirectionLabels, Gauge>,
-    pub sync_refused: Family<ReasonLabels, Gauge>,
-    pub sync_feeds_skipped: Family<ReasonLabels, Gauge>,
+    /// `kappalog_stored_entries`: entries held per feed status; set at scrape time.
+    pub(crate) entries: Family<StatusLabels, Gauge>,
+    /// `kappalog_sync_peers`: peers by state; set at scrape time from [`SyncFigures`].
+    pub(crate) sync_peers: Family<StatusLabels, Gauge>,
+    /// `kappalog_sync_entries`: entries sent and received since start; a gauge because the
+    /// sync layer keeps the count and it is copied in at scrape time.
+    pub(crate) sync_entries: Family<DirectionLabels, Gauge>,
+    /// `kappalog_sync_refused`: refusals since start by reason; set at scrape time.
+    pub(crate) sync_refused: Family<ReasonLabels, Gauge>,
+    /// `kappalog_sync_feeds_skipped`: new feeds skipped since start by reason; set at scrape
+    /// time.
+    pub(crate) sync_feeds_skipped: Family<ReasonLabels, Gauge>,
     /// Live `GET /tail` streams (see `tail::stream::Slot`).
     pub tail_streams: Gauge,
+    /// `kappalog_store_degraded`: 1 while the store cannot write, else 0; set at scrape time.
     pub store_degraded: Gauge,
+    /// `kappalog_store_write_failures`: failed writes, syncs and recoveries since start.
     pub store_write_failures: Gauge,
+    /// `kappalog_store_recoveries`: times the store resumed writing after a failure.
     pub store_recoveries: Gauge,
     /// Serialises scrapes: encoding walks the registry, and two scrapes racing would only
     /// duplicate work.

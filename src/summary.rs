@@ -66,13 +66,23 @@ const STATUS_FORKED: u8 = 0x01;
 /// The summary of the view: see the module docs for every field.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Summary {
+    /// Entries held in feeds that are not forked.
     pub count: u64,
+    /// The sum of their values; an `i128` so it cannot overflow.
     pub sum: i128,
+    /// The smallest value; `None` when `count` is 0.
     pub min: Option<i64>,
+    /// The largest value; `None` when `count` is 0.
     pub max: Option<i64>,
+    /// `sum / count`, rounded to a double (the one rounded field, left out of the digest);
+    /// `None` when `count` is 0.
     pub mean: Option<f64>,
+    /// Feeds known, forked ones included.
     pub feed_count: u64,
+    /// Feeds known to be forked.
     pub forked_feed_count: u64,
+    /// sha256 over the aggregates and the feed hash tree (docs/SUMMARY.md): equal on two
+    /// nodes exactly when they hold the same entries and forked authors.
     pub digest: Hash,
 }
 
@@ -81,18 +91,28 @@ pub struct Summary {
 /// honest nodes agree on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FeedSummary {
+    /// The feed's author.
     pub author: Author,
+    /// Entries held, which are seqs 1..=length (a feed is held without gaps).
     pub length: Option<Seq>,
+    /// The hash of entry `length`.
     pub head: Option<Hash>,
+    /// The `timestamp` of entry 1, as its author claims it.
     pub first_timestamp: Option<u64>,
+    /// The `timestamp` of the head; may be below `first_timestamp` (author clocks are not
+    /// checked).
     pub last_timestamp: Option<u64>,
+    /// Whether the feed is forked.
     pub status: FeedStatus,
 }
 
+/// Whether a feed counts in the aggregates (JSON: `"ok"` or `"forked"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FeedStatus {
+    /// No fork proof is recorded: the feed counts.
     Ok,
+    /// A fork proof is recorded: the feed is left out of every aggregate.
     Forked,
 }
 
@@ -100,7 +120,9 @@ pub enum FeedStatus {
 /// `None` on the last page.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FeedsPage {
+    /// At most the requested page size, ascending by author.
     pub feeds: Vec<FeedSummary>,
+    /// The last author of this page when more follow; `None` on the last page.
     pub next: Option<Author>,
 }
 
@@ -173,6 +195,7 @@ pub struct SummaryView {
 }
 
 impl SummaryView {
+    /// The view of an empty log.
     pub fn new() -> SummaryView {
         SummaryView {
             totals: Some(Aggregate::default()),

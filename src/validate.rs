@@ -25,26 +25,58 @@ use crate::signature::{self, SignatureError};
 /// The last entry of a feed: what the next entry must link to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FeedHead {
+    /// The last entry's seq; the next entry must carry `seq + 1`.
     pub seq: Seq,
+    /// The last entry's hash; the next entry's `prev` must equal it.
     pub hash: Hash,
 }
 
+/// Why an entry is refused. One variant per rule of the module docs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
+    /// The **data** rule.
     #[error("data is {len} bytes, the limit is {MAX_DATA_BYTES}")]
-    DataTooLong { len: usize },
+    DataTooLong {
+        /// The data's length, in bytes of UTF-8.
+        len: usize,
+    },
+    /// The **seq** rule.
     #[error("seq 0 is not a valid position (feeds start at 1)")]
     SeqZero,
+    /// The **prev shape** rule: a seq 1 entry carries a prev.
     #[error("the first entry of a feed must not have a prev hash")]
     PrevOnFirst,
+    /// The **prev shape** rule: an entry past seq 1 carries no prev.
     #[error("entry {seq} has no prev hash")]
-    PrevMissing { seq: Seq },
+    PrevMissing {
+        /// The entry's seq (above 1).
+        seq: Seq,
+    },
+    /// The **claimed hash** rule.
     #[error("hash mismatch: claimed {claimed}, computed {computed}")]
-    HashMismatch { claimed: Hash, computed: Hash },
+    HashMismatch {
+        /// The hash that travelled with the entry.
+        claimed: Hash,
+        /// The hash of the entry's fields.
+        computed: Hash,
+    },
+    /// The **seq next** rule.
     #[error("seq not next: expected {expected}, found {found}")]
-    SeqNotNext { expected: Seq, found: Seq },
+    SeqNotNext {
+        /// The head's seq + 1 (1 for an empty feed).
+        expected: Seq,
+        /// The entry's seq.
+        found: Seq,
+    },
+    /// The **prev link** rule.
     #[error("prev mismatch: expected {expected}, found {found}")]
-    PrevMismatch { expected: Hash, found: Hash },
+    PrevMismatch {
+        /// The head's hash.
+        expected: Hash,
+        /// The entry's prev.
+        found: Hash,
+    },
+    /// The **signature** rule.
     #[error("bad signature: {0}")]
     BadSignature(#[from] SignatureError),
 }
@@ -124,9 +156,15 @@ pub enum Placement {
     /// The store holds this very entry (same hash).
     Duplicate,
     /// The store holds a different entry of the same author at this seq.
-    Fork { held: Hash },
+    Fork {
+        /// The hash of the entry the store holds there.
+        held: Hash,
+    },
     /// The entry is beyond the feed's next position: the entries in between are missing.
-    Gap { next: Seq },
+    Gap {
+        /// The seq the feed needs next (its head's seq + 1).
+        next: Seq,
+    },
     /// The feed holds this position but the caller did not supply its hash: a duplicate or
     /// a fork, which only the held hash can tell. Nothing is invented for it (a made-up
     /// "held" hash would turn into a fork that nobody signed).

@@ -32,7 +32,7 @@ const ENTRIES_SPINNER: &str =
 const BYTES_SPINNER: &str = "{spinner} {msg:9} {elapsed_precise} {bytes}, {bytes_per_sec}";
 
 /// The progress of one command on stderr, when stderr is a terminal.
-pub struct StderrBar {
+pub(crate) struct StderrBar {
     bar: Option<ProgressBar>,
     /// The input's size, when the command knows it (the sizes of the files it opened): the
     /// total of [`Stage::Read`], which the library cannot know.
@@ -42,7 +42,7 @@ pub struct StderrBar {
 impl StderrBar {
     /// A bar if stderr is a terminal and `wanted` (a command may know the terminal is busy
     /// with its output); otherwise a sink that shows nothing.
-    pub fn new(wanted: bool, input_bytes: Option<u64>) -> StderrBar {
+    pub(crate) fn new(wanted: bool, input_bytes: Option<u64>) -> StderrBar {
         let bar = (wanted && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
                 // A command that fails drops its bar before the error is printed: leave no
@@ -55,7 +55,7 @@ impl StderrBar {
     }
 
     /// Takes the bar off the terminal, before the command prints its report.
-    pub fn clear(self) {
+    pub(crate) fn clear(self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

@@ -35,63 +35,109 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// One record of the input: an entry, or why it was not one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ParsedLine {
+    /// The record is a well-shaped entry whose hash column matches its fields.
     Entry(ParsedEntry),
+    /// The record is skipped; the import goes on with the next one.
     Rejected(Rejection),
 }
 
 /// An entry read from the input, with the line it came from and its (checked) hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParsedEntry {
+    /// The 1-based line the record starts on.
     pub line: u64,
+    /// The entry; its shape is checked, its signature and chain link are not.
     pub entry: Entry,
+    /// The entry hash: the `hash` column, equal to the hash computed from the fields.
     pub hash: Hash,
 }
 
 /// A record that was skipped, where, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Rejection {
+    /// The 1-based line the record starts on.
     pub line: u64,
+    /// Why it is not an entry (serialised as its message).
     pub reason: RejectReason,
 }
 
 /// Why a record is not an entry. The message names the field and what was wrong with it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RejectReason {
+    /// The record's content is over [`MAX_CSV_RECORD_BYTES`]; the rest was read and dropped.
     #[error("record is longer than {MAX_CSV_RECORD_BYTES} bytes")]
     RecordTooLong,
+    /// The record has not the 8 columns of [`COLUMNS`].
     #[error("wrong field count: {found} != 8")]
-    FieldCount { found: u64 },
+    FieldCount {
+        /// The fields the record has.
+        found: u64,
+    },
+    /// A field's bytes are not UTF-8.
     #[error("invalid UTF-8 in `{field}`")]
-    NotUtf8 { field: &'static str },
+    NotUtf8 {
+        /// The column's name.
+        field: &'static str,
+    },
+    /// A key, hash or signature column is not hex of the right length.
     #[error("bad hex in `{field}`: {error}")]
     BadHex {
+        /// The column's name.
         field: &'static str,
+        /// What is wrong with the hex.
         error: ParseBytesError,
     },
+    /// A number column holds something other than digits (and, for `value`, a sign).
     #[error("`{field}` is not a decimal integer: {text:?}")]
-    NotInteger { field: &'static str, text: String },
+    NotInteger {
+        /// The column's name.
+        field: &'static str,
+        /// The field, quoting at most its first 40 characters.
+        text: String,
+    },
+    /// An unsigned column (`seq`, `timestamp`) holds a negative number.
     #[error("`{field}` must not be negative: {text:?}")]
-    Negative { field: &'static str, text: String },
+    Negative {
+        /// The column's name.
+        field: &'static str,
+        /// The field, quoting at most its first 40 characters.
+        text: String,
+    },
+    /// A number that does not fit its column's type (u64, or i64 for `value`).
     #[error("`{field}` is out of range: {text:?}")]
-    OutOfRange { field: &'static str, text: String },
+    OutOfRange {
+        /// The column's name.
+        field: &'static str,
+        /// The field, quoting at most its first 40 characters.
+        text: String,
+    },
     /// A number in another form than the one export writes (which makes every entry one
     /// exact line of text): leading zeros, `-0`.
     #[error("`{field}` is not in canonical form: {text:?} ({rule})")]
     NotCanonical {
+        /// The column's name.
         field: &'static str,
+        /// The field, quoting at most its first 40 characters.
         text: String,
+        /// The canonical-form rule it breaks, in words.
         rule: &'static str,
     },
     /// A field other than `data` in quotes: export never quotes them.
     #[error("`{field}` is quoted; only `data` may be")]
-    Quoted { field: &'static str },
+    Quoted {
+        /// The column's name.
+        field: &'static str,
+    },
     /// A validation rule: data too long, seq 0, prev shape, hash mismatch — and, when the
     /// store reports back, chain links and signatures.
     #[error("{0}")]
     Invalid(#[from] ValidationError),
     /// The author is known to be forked (a proof is recorded): its entries are refused.
     #[error("author {author} is known forked: entry refused")]
-    ForkedAuthor { author: crate::identity::Author },
+    ForkedAuthor {
+        /// The forked author.
+        author: crate::identity::Author,
+    },
 }
 
 impl Serialize for RejectReason {
@@ -174,6 +220,8 @@ impl QuoteScan {
 }
 
 impl<R: Read> CsvParser<R> {
+    /// A parser over `input`, buffered here (pass the raw reader). Memory is fixed: about
+    /// [`MAX_CSV_RECORD_BYTES`] plus a 64 KiB read buffer, whatever the input holds.
     pub fn new(input: R) -> CsvParser<R> {
         CsvParser {
             input: BufReader::with_capacity(READ_BUFFER_BYTES, input),
@@ -327,7 +375,7 @@ fn is_header(fields: &[&[u8]; 8]) -> bool {
 }
 
 /// Interprets the 8 fields of a record as an entry and checks its shape and claimed hash.
-pub fn parse_fields(fields: &[&[u8]; 8]) -> Result<(Entry, Hash), RejectReason> {
+fn parse_fields(fields: &[&[u8]; 8]) -> Result<(Entry, Hash), RejectReason> {
     let [author, seq, timestamp, prev, value, data, hash, signature] = *fields;
     let author: Author = hex_field("author", author)?;
     let seq = unsigned_field("seq", seq)?;

@@ -39,7 +39,9 @@ use crate::identity::Author;
 /// Two or more different entries claiming one position of one feed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ForkDetail {
+    /// The forked feed's author.
     pub author: Author,
+    /// The position the entries compete for.
     pub seq: Seq,
     /// The competing entries, by hash.
     pub entries: Vec<ForkSide>,
@@ -49,7 +51,9 @@ pub struct ForkDetail {
 /// store already held.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ForkSide {
+    /// The 1-based input line; `None` for the entry the store already held.
     pub line: Option<u64>,
+    /// The entry's hash.
     pub hash: Hash,
 }
 
@@ -79,6 +83,7 @@ pub struct Rejections {
 }
 
 impl Rejections {
+    /// Counts a rejection and keeps it if it is among the lowest lines.
     pub fn push(&mut self, rejection: Rejection) {
         self.total = self.total.saturating_add(1);
         self.kept.push(rejection);
@@ -113,6 +118,7 @@ impl Rejections {
         usize::try_from(self.total).unwrap_or(usize::MAX)
     }
 
+    /// Whether no record was rejected.
     pub fn is_empty(&self) -> bool {
         self.total == 0
     }
@@ -193,6 +199,7 @@ impl Forks {
         usize::try_from(self.total).unwrap_or(usize::MAX)
     }
 
+    /// Whether no fork was found.
     pub fn is_empty(&self) -> bool {
         self.total == 0
     }

@@ -31,13 +31,14 @@ use crate::node::KeyedAppend;
 
 /// The request header that carries an idempotency key (HTTP header names are
 /// case-insensitive; this is the lowercase form the `http` crate matches).
-pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+pub(crate) const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
 /// A parsed `/add` request.
 #[derive(Debug, PartialEq, Eq)]
 pub struct AddRequest {
     /// `None` for an empty body: the node picks a random value.
     pub value: Option<i64>,
+    /// The entry's text; empty when the body gave none.
     pub data: String,
 }
 
@@ -173,7 +174,7 @@ fn kind(value: &Value) -> &'static str {
 
 /// The `Idempotency-Key` of a request, if it sent one; 400 if it is malformed or repeated
 /// (two keys would leave it ambiguous which request this is).
-pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
     let mut values = headers.get_all(IDEMPOTENCY_KEY_HEADER).iter();
     let Some(first) = values.next() else {
         return Ok(None);
@@ -195,7 +196,7 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, Ap
 /// an error if the write failed (and then nothing was appended), however long that takes.
 /// With an `Idempotency-Key` a retry of a request already appended answers 200 with its
 /// entry (see the module docs).
-pub async fn add(
+pub(crate) async fn add(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<(StatusCode, Json<EntryJson>), ApiError> {

@@ -11,25 +11,32 @@ use crate::store::AppendError;
 /// in [`IntoResponse`]; the message is what the client sees.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// 400: the request does not parse or breaks a rule; the message says which.
     #[error("{0}")]
     BadRequest(String),
+    /// 401 with `WWW-Authenticate: Bearer`: a write route without the node's token.
     #[error("missing or wrong bearer token")]
     Unauthorized,
+    /// 404: what the request names is not here (an entry, a peer).
     #[error("{0}")]
     NotFound(String),
     /// What the request names existed once, or elsewhere, and is not here (a tail cursor
     /// into a replaced log).
     #[error("{0}")]
     Gone(String),
+    /// 405: the route exists, not with this method.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// 413: a body over its route's limit; the message names the limit.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 408: the request body did not arrive within its deadline.
     #[error("{0}")]
     RequestTimeout(String),
     /// A request head over the size or field-count limit (`server::head`).
     #[error("{0}")]
     HeadTooLarge(String),
+    /// 414: a request target over `server::head::MAX_URI_BYTES`.
     #[error("{0}")]
     UriTooLong(String),
     /// The request contradicts the node's configuration (unpinning a key the operator gave).
@@ -38,6 +45,8 @@ pub enum ApiError {
     /// Well-formed but refused: an idempotency key reused for a different request.
     #[error("{0}")]
     Unprocessable(String),
+    /// 503: the node cannot serve this now (sync not running, the store cannot write, an
+    /// import's spill failed); the client may retry.
     #[error("{0}")]
     Unavailable(String),
     /// The cause is logged; the client sees only that something failed inside.
@@ -46,6 +55,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The response status: the one place the mapping lives.
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -82,7 +92,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub fn error_body(message: &str) -> Json<serde_json::Value> {
+pub(crate) fn error_body(message: &str) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "error": message }))
 }
 
@@ -111,11 +121,11 @@ impl From<NodeError> for ApiError {
     }
 }
 
-pub async fn not_found() -> ApiError {
+pub(crate) async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
 }
 
-pub async fn method_not_allowed() -> ApiError {
+pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 

@@ -57,6 +57,8 @@ impl<S> Gate<S> {
         &self.shared.node
     }
 
+    /// Wraps `inner` (the router). With `token`, write routes need `Authorization: Bearer
+    /// TOKEN`; a request that is not streamed gets at most `timeout` before a 503.
     pub fn new(inner: S, node: Node, token: Option<String>, timeout: Duration) -> Self {
         Gate {
             inner,

@@ -78,7 +78,11 @@ impl axum::body::HttpBody for TrackedBody {
 /// Connection limits of the HTTP server.
 #[derive(Clone, Copy, Debug)]
 pub struct ServeLimits {
+    /// Connections open at once (`--max-connections`); at the cap the quietest idle or
+    /// stalled one is closed to make room.
     pub max_connections: usize,
+    /// A request head that has not fully arrived this long after the server began waiting
+    /// for it closes the connection (idle keep-alive connections included).
     pub header_read_timeout: Duration,
     /// How long in-flight requests may take to finish after the stop signal.
     pub shutdown_timeout: Duration,

@@ -119,7 +119,7 @@ impl Chunk {
 
 /// What to do with the bytes given to [`Framing::scan`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scan {
+pub(crate) enum Scan {
     /// The first `n` bytes (at least one) may go on unchanged; scan the rest next.
     Pass(usize),
     /// The bytes are the start of a head that is not complete: hold them, and scan them
@@ -132,7 +132,7 @@ pub enum Scan {
 
 /// The framing follower of one connection.
 #[derive(Debug)]
-pub struct Framing {
+pub(crate) struct Framing {
     state: State,
     /// Heads passed on so far.
     heads: u64,
@@ -151,7 +151,7 @@ impl Framing {
     /// Judges `bytes`, the connection's bytes from the first one not yet passed on (so
     /// after [`Scan::Incomplete`], the same bytes again plus more). `bytes` must not be
     /// empty.
-    pub fn scan(&mut self, bytes: &[u8]) -> Scan {
+    pub(crate) fn scan(&mut self, bytes: &[u8]) -> Scan {
         match self.state {
             State::Head { scanned } => self.scan_head(bytes, scanned),
             State::Sized { left } => {
@@ -174,7 +174,7 @@ impl Framing {
 
     /// Stops judging: every byte from now on is passed on. For a caller that finds its own
     /// bookkeeping inconsistent, so it fails open to hyper rather than refusing wrongly.
-    pub fn lose_track(&mut self) {
+    pub(crate) fn lose_track(&mut self) {
         self.state = State::Blind;
     }
 

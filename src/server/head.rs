@@ -32,11 +32,11 @@ pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// a few query parameters.
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 /// Header fields in one head: hyper's default, so both parsers see the same fields.
-pub const MAX_HEADERS: usize = 100;
+pub(crate) const MAX_HEADERS: usize = 100;
 
 /// How the body after a head is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Body {
+pub(crate) enum Body {
     None,
     /// Exactly this many bytes (never zero: that is [`Body::None`]).
     Length(u64),
@@ -68,7 +68,7 @@ pub enum Refusal {
 
 /// What the bytes at the start of a request say.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Head {
+pub(crate) enum Head {
     /// No complete head yet, and still within the limit: wait for more bytes.
     Incomplete,
     /// A head of `len` bytes that hyper will take, followed by `body`.
@@ -80,7 +80,7 @@ pub enum Head {
 }
 
 /// Reads the head at the start of `bytes` (which may go on past it).
-pub fn inspect(bytes: &[u8]) -> Head {
+pub(crate) fn inspect(bytes: &[u8]) -> Head {
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut []);
     let len = match request.parse_with_uninit_headers(bytes, &mut fields) {
@@ -109,7 +109,7 @@ pub fn inspect(bytes: &[u8]) -> Head {
 /// `\n\r\n`), so only the new bytes and the two before them need a look. Without this, a
 /// head sent a byte at a time would be parsed from its start once per byte (quadratic);
 /// hyper guards its own parser the same way.
-pub fn may_end_in(bytes: &[u8], scanned: usize) -> bool {
+pub(crate) fn may_end_in(bytes: &[u8], scanned: usize) -> bool {
     let from = scanned.saturating_sub(2);
     let Some(tail) = bytes.get(from..) else {
         return true;

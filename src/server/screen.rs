@@ -49,17 +49,17 @@ use crate::http::ApiError;
 /// The path of [`STAND_IN`]; with the request's number it tells the service which request
 /// to answer with the refusal (the number alone decides; a client sending this path gets
 /// the router's 404).
-pub const REFUSED_PATH: &str = "/.refused";
+pub(crate) const REFUSED_PATH: &str = "/.refused";
 /// What hyper reads in place of a refused head.
-pub const STAND_IN: &[u8] = b"GET /.refused HTTP/1.1\r\nconnection: close\r\n\r\n";
+pub(crate) const STAND_IN: &[u8] = b"GET /.refused HTTP/1.1\r\nconnection: close\r\n\r\n";
 /// Bytes read and dropped after a refusal; a client that sends more is cut off when the
 /// answer is written.
-pub const MAX_DRAINED_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_DRAINED_BYTES: usize = 1024 * 1024;
 
 /// What a connection's reader tells the connection's service: which request, if any, was
 /// refused and why.
 #[derive(Debug, Default)]
-pub struct Screening {
+pub(crate) struct Screening {
     refused: OnceLock<(u64, Refusal)>,
     /// Requests the service has seen.
     seen: AtomicU64,
@@ -73,7 +73,7 @@ impl Screening {
 
     /// For each request, in the order hyper hands them to the service: the answer to the
     /// refused one, or `None` to serve it as usual.
-    pub fn answer<B>(&self, request: &Request<B>) -> Option<Response> {
+    pub(crate) fn answer<B>(&self, request: &Request<B>) -> Option<Response> {
         let number = self.seen.fetch_add(1, Ordering::Relaxed).saturating_add(1);
         let &(refused, refusal) = self.refused.get()?;
         if refused != number {
@@ -116,7 +116,7 @@ impl From<Refusal> for ApiError {
 }
 
 /// A connection's socket as hyper reads it: see the module docs. `Unpin`, as hyper needs.
-pub struct Screened<T> {
+pub(crate) struct Screened<T> {
     inner: T,
     framing: Framing,
     /// Bytes read and not yet given to hyper: `held[given..vetted]` may go to it,
@@ -163,7 +163,7 @@ fn screen(framing: &mut Framing, bytes: &[u8]) -> (usize, Stop) {
 }
 
 impl<T> Screened<T> {
-    pub fn new(inner: T, screening: Arc<Screening>) -> Screened<T> {
+    pub(crate) fn new(inner: T, screening: Arc<Screening>) -> Screened<T> {
         Screened {
             inner,
             framing: Framing::default(),

@@ -22,11 +22,11 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 /// A busy connection is shed only if none of its bytes moved for this long.
-pub const MIN_STALL_TO_SHED_MS: u64 = 1_000;
+pub(crate) const MIN_STALL_TO_SHED_MS: u64 = 1_000;
 
 /// What a connection is doing, updated by its I/O and its requests.
 #[derive(Debug)]
-pub struct Activity {
+pub(crate) struct Activity {
     origin: Instant,
     /// Requests whose response (body included) is not finished.
     in_flight: AtomicUsize,
@@ -35,7 +35,7 @@ pub struct Activity {
 }
 
 impl Activity {
-    pub fn new(origin: Instant) -> Arc<Activity> {
+    pub(crate) fn new(origin: Instant) -> Arc<Activity> {
         let activity = Arc::new(Activity {
             origin,
             in_flight: AtomicUsize::new(0),
@@ -50,12 +50,12 @@ impl Activity {
     }
 
     /// Bytes moved (or a request began or ended) now.
-    pub fn moved(&self) {
+    pub(crate) fn moved(&self) {
         self.last_moved_ms.store(self.now_ms(), Ordering::Relaxed);
     }
 
     /// A request began; it counts until the returned guard drops (with its response body).
-    pub fn begin(self: &Arc<Self>) -> InFlight {
+    pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.moved();
         InFlight(self.clone())
@@ -64,7 +64,7 @@ impl Activity {
 
 /// Holds one request in flight; drop it when the response body is done.
 #[derive(Debug)]
-pub struct InFlight(Arc<Activity>);
+pub(crate) struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -75,14 +75,14 @@ impl Drop for InFlight {
 
 /// One connection as the shedding rule sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Seen {
+pub(crate) struct Seen {
     pub id: u64,
     pub busy: bool,
     pub last_moved_ms: u64,
 }
 
 /// The connection to close (see the module docs), at `now_ms`.
-pub fn pick_victim(conns: &[Seen], now_ms: u64) -> Option<u64> {
+pub(crate) fn pick_victim(conns: &[Seen], now_ms: u64) -> Option<u64> {
     let quiet = |c: &&Seen| (c.last_moved_ms, c.id);
     if let Some(idle) = conns.iter().filter(|c| !c.busy).min_by_key(quiet) {
         return Some(idle.id);
@@ -96,21 +96,21 @@ pub fn pick_victim(conns: &[Seen], now_ms: u64) -> Option<u64> {
 
 /// The open connections of one server, each with the handle that closes it.
 #[derive(Default)]
-pub struct Connections {
+pub(crate) struct Connections {
     open: Mutex<HashMap<u64, (Arc<Activity>, AbortHandle)>>,
 }
 
 impl Connections {
-    pub fn insert(&self, id: u64, activity: Arc<Activity>, abort: AbortHandle) {
+    pub(crate) fn insert(&self, id: u64, activity: Arc<Activity>, abort: AbortHandle) {
         lock(&self.open).insert(id, (activity, abort));
     }
 
-    pub fn remove(&self, id: u64) {
+    pub(crate) fn remove(&self, id: u64) {
         lock(&self.open).remove(&id);
     }
 
     /// Closes the connection the rule picks, if any; returns whether one was closed.
-    pub fn shed_one(&self, origin: Instant) -> bool {
+    pub(crate) fn shed_one(&self, origin: Instant) -> bool {
         let now_ms = u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX);
         let mut open = lock(&self.open);
         let seen: Vec<Seen> = open

@@ -22,7 +22,7 @@ use super::shed::Activity;
 
 /// A socket whose writes fail with `TimedOut` after `timeout` without progress. `Unpin`
 /// (hyper needs that of its I/O): the timer is boxed, and only armed while a write waits.
-pub struct StallGuard<T> {
+pub(crate) struct StallGuard<T> {
     inner: T,
     timeout: Duration,
     stalled: Option<Pin<Box<Sleep>>>,
@@ -31,7 +31,7 @@ pub struct StallGuard<T> {
 }
 
 impl<T> StallGuard<T> {
-    pub fn new(inner: T, timeout: Duration, activity: Arc<Activity>) -> StallGuard<T> {
+    pub(crate) fn new(inner: T, timeout: Duration, activity: Arc<Activity>) -> StallGuard<T> {
         StallGuard {
             inner,
             timeout,

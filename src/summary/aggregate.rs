@@ -11,7 +11,7 @@ pub(super) struct Aggregate {
 }
 
 impl Aggregate {
-    pub fn add(&mut self, value: i64) {
+    pub(crate) fn add(&mut self, value: i64) {
         self.combine(&Aggregate {
             count: 1,
             sum: i128::from(value),
@@ -19,7 +19,7 @@ impl Aggregate {
         });
     }
 
-    pub fn combine(&mut self, other: &Aggregate) {
+    pub(crate) fn combine(&mut self, other: &Aggregate) {
         // Saturating, not wrapping: neither bound can be reached by a real log (2^64
         // entries), and a saturated figure is less wrong than a wrapped one.
         self.count = self.count.saturating_add(other.count);
@@ -32,15 +32,15 @@ impl Aggregate {
         };
     }
 
-    pub fn min(&self) -> Option<i64> {
+    pub(crate) fn min(&self) -> Option<i64> {
         self.range.map(|(min, _)| min)
     }
 
-    pub fn max(&self) -> Option<i64> {
+    pub(crate) fn max(&self) -> Option<i64> {
         self.range.map(|(_, max)| max)
     }
 
-    pub fn mean(&self) -> Option<f64> {
+    pub(crate) fn mean(&self) -> Option<f64> {
         if self.count == 0 {
             return None;
         }

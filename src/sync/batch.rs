@@ -71,20 +71,36 @@ impl Appended {
 /// Why a batch is refused; `index` is the position of the first bad entry in the batch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BatchError {
+    /// An entry's bytes are not an encoded entry.
     #[error("entry {index} does not decode: {error}")]
-    Decode { index: usize, error: DecodeError },
+    Decode {
+        /// Position of the entry in the batch, from 0.
+        index: usize,
+        /// Why its bytes do not decode.
+        error: DecodeError,
+    },
+    /// An entry breaks a validation rule (shape, chain link or signature).
     #[error("entry {index} ({author} seq {seq}) is invalid: {error}")]
     Invalid {
+        /// Position of the entry in the batch, from 0.
         index: usize,
+        /// The entry's author.
         author: Author,
+        /// The entry's seq.
         seq: Seq,
+        /// The rule it breaks.
         error: ValidationError,
     },
+    /// An entry lies beyond its feed's next position: the peer skipped entries.
     #[error("entry {index} ({author} seq {seq}) leaves a gap: the next seq is {next}")]
     Gap {
+        /// Position of the entry in the batch, from 0.
         index: usize,
+        /// The entry's author.
         author: Author,
+        /// The entry's seq.
         seq: Seq,
+        /// The seq the feed needs next, counting the batch's earlier entries.
         next: Seq,
     },
 }

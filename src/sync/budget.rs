@@ -20,12 +20,14 @@ pub const BUDGET_WINDOW: Duration = Duration::from_secs(3600);
 /// Where a stranger comes from, as budgets see it (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Source {
+    /// The whole address.
     V4([u8; 4]),
     /// The first 64 bits.
     V6([u8; 8]),
 }
 
 impl Source {
+    /// The source an address is charged to (an IPv4-mapped IPv6 address as its IPv4).
     pub fn of(ip: IpAddr) -> Source {
         match ip {
             IpAddr::V4(v4) => Source::V4(v4.octets()),
@@ -62,6 +64,7 @@ pub struct HourlyBudget {
 }
 
 impl HourlyBudget {
+    /// Nothing spent, in a window that starts at `now`.
     pub fn new(now: Instant) -> HourlyBudget {
         HourlyBudget {
             window_start: now,
@@ -79,10 +82,12 @@ impl HourlyBudget {
         self.used < limit
     }
 
+    /// Counts one against the current window (after [`HourlyBudget::has_room`] said yes).
     pub fn spend(&mut self) {
         self.used = self.used.saturating_add(1);
     }
 
+    /// When the current window began; it renews [`BUDGET_WINDOW`] later.
     pub fn window_start(&self) -> Instant {
         self.window_start
     }

@@ -37,7 +37,12 @@ struct Record {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClaimState {
     /// Hold appends until the feed reaches `need` or `deadline` passes.
-    Holding { need: Seq, deadline: Instant },
+    Holding {
+        /// The length of our own feed the claim says exists.
+        need: Seq,
+        /// When the claim fails unless renewed by progress.
+        deadline: Instant,
+    },
     /// The claim is met: we hold what it claimed.
     Met,
     /// The key failed an earlier claim and has not delivered since: the claim holds nothing.
@@ -53,6 +58,7 @@ pub struct ClaimBook {
 }
 
 impl ClaimBook {
+    /// No claims; each claim holds appends for at most `timeout` without progress.
     pub fn new(timeout: Duration) -> ClaimBook {
         ClaimBook {
             timeout,

@@ -8,61 +8,104 @@ use super::handshake::HandshakeError;
 use super::message::ByeReason;
 use super::transport::TransportError;
 
+/// Why a sync session ended. [`SessionError::bye_reason`] maps each to what the peer is told.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
+    /// The peer sent a frame that does not decode (a protocol violation).
     #[error("bad frame: {0}")]
     Frame(#[from] FrameError),
+    /// The peer closed the connection with part of a frame unread.
     #[error("connection closed in the middle of a frame ({buffered} bytes buffered)")]
-    ClosedMidFrame { buffered: usize },
+    ClosedMidFrame {
+        /// Bytes of the incomplete frame received.
+        buffered: usize,
+    },
+    /// The peer closed the connection between frames.
     #[error("peer closed the connection")]
     Closed,
+    /// Reading or writing the socket failed.
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
+    /// The encrypted transport failed: its opening, or a record that does not decrypt.
     #[error("{0}")]
     Transport(#[from] TransportError),
+    /// A step had a deadline and the peer missed it.
     #[error("timed out {what}")]
-    Timeout { what: &'static str },
+    Timeout {
+        /// The step, worded to follow "timed out" (e.g. "waiting for a frame").
+        what: &'static str,
+    },
+    /// The peer did not authenticate (see [`HandshakeError`]).
     #[error("handshake failed: {0}")]
     Handshake(#[from] HandshakeError),
+    /// A well-formed message the protocol does not allow at this point.
     #[error("unexpected {got} message {when}")]
     OutOfOrder {
+        /// The message's kind.
         got: &'static str,
+        /// The session's state, worded to follow the kind (e.g. "after the handshake").
         when: &'static str,
     },
+    /// An `Entries` message with an entry that fails its checks.
     #[error("invalid entries batch: {0}")]
     Batch(#[from] BatchError),
+    /// The peer's reconciliation frames break the reconciliation rules.
     #[error("reconciliation: {0}")]
     Reconcile(#[from] super::reconcile::ReconcileError),
+    /// The peer sent a fork proof that does not check (why, carried).
     #[error("invalid fork proof: {0}")]
     BadProof(String),
+    /// The peer sent more `Want` requests than one session answers.
     #[error("more than {limit} want requests")]
-    TooManyWants { limit: usize },
+    TooManyWants {
+        /// The most wants a session answers.
+        limit: usize,
+    },
+    /// The peer ended the session with `Bye` and this reason.
     #[error("peer said bye: {0:?}")]
     PeerBye(ByeReason),
+    /// We refused the session: the connection cap is reached.
     #[error("connection cap reached")]
     Busy,
+    /// We refused the session: the peer's key (carried) is not allowed here.
     #[error("peer {0} is not on the allow-list")]
     NotAllowed(crate::identity::Author),
+    /// We refused the session: one with the same key is already running and is kept.
     #[error("another session with this peer's key is kept (one session per key)")]
     Duplicate,
+    /// We dropped the connection to make room for newer pending handshakes.
     #[error("shed while still in the handshake: too many pending handshakes")]
     Shed,
+    /// The peer claimed to hold more of our own feed than we do, then never sent it.
     #[error("peer claimed {claimed} entries of our own feed and delivered none for {waited_ms} ms (we hold {held}); claim dropped")]
     ClaimNotDelivered {
+        /// The length of our feed the peer claimed to hold.
         claimed: u64,
+        /// The length we hold.
         held: u64,
+        /// How long we waited for any of the claimed entries, in milliseconds.
         waited_ms: u64,
     },
+    /// The dialled address is this node (our own handshake nonce came back).
     #[error("this address reaches this node itself (proven: our own nonce on this channel); not redialling it")]
     OwnAddress,
+    /// Another process authenticated with this node's own key (an alarm: see
+    /// [`super::status::Alarms`]).
     #[error("peer authenticated with this node's own key: another process holds a copy of it")]
     KeyCopy,
+    /// We refused the session: strangers' reconciliation state is at its node-wide budget.
     #[error("the node-wide budget for strangers' reconciliation state is spent ({budget} items and ranges); try again later")]
-    ReconcileBudget { budget: usize },
+    ReconcileBudget {
+        /// The budget, in items and ranges over all strangers' sessions.
+        budget: usize,
+    },
+    /// The node is shutting down.
     #[error("shutting down")]
     Shutdown,
+    /// The node failed to store or read what the session needed.
     #[error("node error: {0}")]
     Node(#[from] crate::node::NodeError),
+    /// A task of the session panicked or was cancelled.
     #[error("a session task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
     /// Our store could not read an entry it lists (its index and file disagree).

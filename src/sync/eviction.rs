@@ -23,7 +23,9 @@ use std::time::Instant;
 /// One stranger session, as the rule sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Candidate<K> {
+    /// What the caller names the session by (returned when it is chosen).
     pub key: K,
+    /// When the session was admitted; older sessions are kept.
     pub connected_at: Instant,
     /// When it last delivered entries the node stored.
     pub last_useful: Option<Instant>,

@@ -26,16 +26,31 @@ fn wire_config() -> WireConfig {
 /// Why bytes are not a valid frame. Every variant ends the session.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
+    /// The length prefix is 0: no message is empty.
     #[error("frame length 0")]
     EmptyFrame,
+    /// A body over [`MAX_FRAME_BYTES`]: a peer's length prefix (refused before the body is
+    /// buffered), or our own message (refused before it is sent).
     #[error("frame length {len} exceeds the limit of {MAX_FRAME_BYTES} bytes")]
-    TooLarge { len: u64 },
+    TooLarge {
+        /// The length the prefix claims, in bytes.
+        len: u64,
+    },
+    /// The body is not a bincode message (bincode's message carried).
     #[error("frame body does not decode: {0}")]
     Undecodable(String),
+    /// The body holds more than one message.
     #[error("{extra} bytes left over after the message in the frame body")]
-    TrailingBytes { extra: usize },
+    TrailingBytes {
+        /// Bytes after the message.
+        extra: usize,
+    },
+    /// The message breaks a rule of its own (e.g. an empty batch), whether the peer's or
+    /// ours about to be sent.
     #[error("message breaks a protocol rule: {0}")]
     Rule(#[from] MessageError),
+    /// bincode refused to encode our own message (its message carried); never the peer's
+    /// doing.
     #[error("message does not encode: {0}")]
     Unencodable(String),
 }

@@ -47,17 +47,29 @@ pub const AUTH_MESSAGE_BYTES: usize = 21 + 2 + 5 * 32;
 /// The channel's Noise handshake hash, signed by both identities.
 pub type Binding = [u8; 32];
 
+/// Why the peer's `Hello` or `Auth` is refused. One variant per rule of the module docs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandshakeError {
+    /// The **version** rule.
     #[error("peer speaks protocol version {theirs}, we speak {ours}")]
-    VersionMismatch { ours: u16, theirs: u16 },
+    VersionMismatch {
+        /// [`PROTOCOL_VERSION`].
+        ours: u16,
+        /// The version the peer's `Hello` names.
+        theirs: u16,
+    },
+    /// The **not ourselves** rule: the peer's `Hello` names our own author (carried).
     #[error("peer has our own author {0}: connected to ourselves or to a copy of our key")]
     SelfConnection(Author),
+    /// The **fresh** rule: the peer's nonce is ours.
     #[error("peer sent our own nonce back")]
     ReflectedNonce,
+    /// The **auth** rule.
     #[error("peer {author} failed to prove its key: {error}")]
     BadAuthSignature {
+        /// The author the peer claimed in its `Hello`.
         author: Author,
+        /// Why its signature does not verify.
         error: SignatureError,
     },
 }

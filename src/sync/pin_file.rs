@@ -13,18 +13,32 @@ use crate::identity::Author;
 /// The pin file's name in the data directory.
 pub const PIN_FILE: &str = "peer-pins";
 
+/// Why the pin file could not be loaded or saved. Each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum PinIoError {
+    /// The file exists but reading it failed.
     #[error("reading {path}: {error}")]
     Read {
+        /// The pin file.
         path: PathBuf,
+        /// The read's error.
         error: std::io::Error,
     },
+    /// The file's text is not a pin file.
     #[error("{path}: {error}")]
-    Parse { path: PathBuf, error: PinFileError },
+    Parse {
+        /// The pin file.
+        path: PathBuf,
+        /// Which line is wrong and how.
+        error: PinFileError,
+    },
+    /// Writing the temporary file, syncing it, renaming it over the pin file or syncing the
+    /// directory failed; the previous pin file is intact.
     #[error("writing {path}: {error}")]
     Write {
+        /// The pin file.
         path: PathBuf,
+        /// The failing step's error.
         error: std::io::Error,
     },
 }
@@ -62,6 +76,7 @@ pub struct PinStore {
 }
 
 impl PinStore {
+    /// Saves into `data_dir`'s [`PIN_FILE`].
     pub fn new(data_dir: PathBuf) -> PinStore {
         PinStore {
             data_dir,

@@ -42,12 +42,20 @@ pub struct PeerSpec {
     pub author: Option<Author>,
 }
 
+/// Why a `--peer` value or a `POST /peers` address is not a peer spec.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PeerSpecError {
+    /// The address part (carried: the whole spec) is not `HOST:PORT` with a u16 port.
     #[error("peer {0:?} is not HOST:PORT or AUTHOR@HOST:PORT")]
     BadAddr(String),
+    /// The part before `@` is not an author key.
     #[error("peer {spec:?}: the part before @ is not an author (64 hex digits): {error}")]
-    BadAuthor { spec: String, error: String },
+    BadAuthor {
+        /// The whole spec as given (trimmed).
+        spec: String,
+        /// What is wrong with the key's hex.
+        error: String,
+    },
 }
 
 impl FromStr for PeerSpec {
@@ -108,14 +116,24 @@ pub enum DialCheck {
     /// The address had no pin: this key is pinned now (persist the learned pins).
     Learned,
     /// Another key than the pinned one: a stranger at this address.
-    Mismatch { pinned: Author },
+    Mismatch {
+        /// The key the address is pinned to.
+        pinned: Author,
+    },
 }
 
 /// Why an unpin was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnpinError {
+    /// The pin was configured by the operator, not learned: only the configuration changes it.
     #[error("{addr} is pinned to {author} by the operator (AUTHOR@HOST:PORT); change the --peer flag or POST /peers with the new key")]
-    Configured { addr: String, author: Author },
+    Configured {
+        /// The peer's address.
+        addr: String,
+        /// The configured key.
+        author: Author,
+    },
+    /// The address (carried) has no pin to forget.
     #[error("{0} has no pinned key")]
     NotPinned(String),
 }
@@ -192,12 +210,24 @@ impl Pins {
     }
 }
 
+/// Why the text of a pin file does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PinFileError {
+    /// A line is not two space-separated fields, or the first is not an address.
     #[error("line {line}: expected HOST:PORT AUTHOR")]
-    BadLine { line: usize },
+    BadLine {
+        /// The 1-based line number.
+        line: usize,
+    },
+    /// A line's second field is not an author key.
     #[error("line {line}: {error}")]
-    BadAuthor { line: usize, error: String },
+    BadAuthor {
+        /// The 1-based line number.
+        line: usize,
+        /// What is wrong with the key.
+        error: String,
+    },
+    /// The file holds more than [`MAX_PINS`] pins.
     #[error("more than {MAX_PINS} pins")]
     TooMany,
 }

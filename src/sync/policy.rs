@@ -43,10 +43,13 @@ pub struct Policy {
     pub new_feeds_per_hour: u64,
     /// New feeds per hour from all strangers together.
     pub stranger_new_feeds_per_hour: u64,
+    /// The most feeds the node holds; a new feed past it is skipped, whoever offers it.
     pub max_feeds: u64,
+    /// Inbound connections (pending or in session) accepted from one IP address.
     pub max_inbound_per_addr: usize,
     /// Bytes per second sent to the strangers of one source, after the burst.
     pub stranger_send_rate: u64,
+    /// Bytes sent to the strangers of one source before `stranger_send_rate` applies.
     pub stranger_send_burst: u64,
     /// Reconciliation items and ranges held for all stranger sessions together.
     pub stranger_reconcile_items: usize,
@@ -69,14 +72,25 @@ impl Default for Policy {
     }
 }
 
+/// Why an `--accept-authors` file cannot be used. Each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyFileError {
+    /// Reading the file failed.
     #[error("reading {path}: {error}")]
-    Read { path: String, error: std::io::Error },
+    Read {
+        /// The file, as the operator named it.
+        path: String,
+        /// The read's error.
+        error: std::io::Error,
+    },
+    /// A line is not an author key.
     #[error("{path} line {line}: {error}")]
     BadAuthor {
+        /// The file, as the operator named it.
         path: String,
+        /// The 1-based line number.
         line: usize,
+        /// What is wrong with the key.
         error: String,
     },
 }

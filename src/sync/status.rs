@@ -63,43 +63,60 @@ pub enum Control {
     /// A reconciliation frame from the peer (from the receiving half).
     Reconcile(super::reconcile::Reconcile),
     /// Answer the peer's `Want` with our entry, if we hold it.
-    SendEntry { author: Author, seq: u64 },
+    SendEntry {
+        /// The feed the peer wants from.
+        author: Author,
+        /// The position it wants.
+        seq: u64,
+    },
     /// Send everything the peer is known to lack now; reply with the entries sent.
     Resync(tokio::sync::oneshot::Sender<u64>),
     /// The receiving half ended: send `Bye` with this reason (if any) and close.
     Stop(Option<super::message::ByeReason>),
 }
 
+/// Who opened the connection a record is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
+    /// We dialled a configured peer; keyed by its address as configured.
     Outbound,
+    /// A peer dialled us; keyed by its remote address.
     Inbound,
 }
 
 /// One line of `GET /peers`.
 #[derive(Clone, Debug, Serialize)]
 pub struct PeerInfo {
+    /// The record's key: the configured address (outbound) or the remote address (inbound).
     pub addr: String,
+    /// Who opened the connection.
     pub direction: Direction,
+    /// The key the peer authenticated with in its last session; `None` before the first.
     pub author: Option<Author>,
     /// For a configured peer: the key it must prove (`AUTHOR@HOST:PORT`, or learned on its
     /// first session), and where the pin came from.
     pub pinned: Option<Author>,
+    /// Where `pinned` came from; `None` when nothing is pinned.
     pub pin: Option<super::pins::PinSource>,
     /// Whether the key of the last session was trusted here (pinned, `--trust-peer` or
     /// allow-listed): fence power, no stranger slot, no budgets.
     pub trusted: bool,
+    /// Whether a session is open now.
     pub connected: bool,
     /// Unix milliseconds of the last completed initial exchange or resync.
     pub last_sync: Option<u64>,
+    /// Entries sent to this peer since start, over all its sessions.
     pub entries_sent: u64,
+    /// Entries received from this peer since start, over all its sessions.
     pub entries_received: u64,
     /// Times the session fell further behind the live pushes than the node buffers and
     /// resent what the peer lacks from the store instead.
     pub resyncs: u64,
     /// Entries we hold that the peer is known to lack (connected peers only).
     pub lag: Option<u64>,
+    /// Why the last session ended or failed; kept after a clean session so the last fault
+    /// stays visible.
     pub last_error: Option<String>,
     /// New feeds this peer offered that were skipped (author policy, budget, feed cap).
     pub feeds_skipped: u64,
@@ -117,6 +134,8 @@ struct PeerRecord {
     closed_at: u64,
 }
 
+/// The records behind `GET /peers`, shared by the sync listener, the dialers and their
+/// sessions. Every method takes the lock briefly and never across an `.await`.
 #[derive(Default)]
 pub struct PeerRegistry {
     peers: Mutex<BTreeMap<String, PeerRecord>>,
@@ -159,6 +178,8 @@ impl PeerRegistry {
         true
     }
 
+    /// A session with `addr` authenticated as `author`: record it and the session's handles.
+    /// A trusted key's record is kept from then on (never dropped to make room).
     pub fn connected(
         &self,
         addr: &str,
@@ -177,6 +198,9 @@ impl PeerRegistry {
         }
     }
 
+    /// The session with `addr` ended, with `error` if it failed (a clean end keeps the
+    /// previous error). Drops the oldest closed inbound records past
+    /// [`MAX_CLOSED_INBOUND_RECORDS`].
     pub fn disconnected(&self, addr: &str, error: Option<String>) {
         let closed_at = {
             let mut closes = lock(&self.closes);
@@ -207,24 +231,29 @@ impl PeerRegistry {
         }
     }
 
+    /// Records a fault with `addr` outside a session's end (a failed connect, a key that is
+    /// not the pinned one).
     pub fn set_error(&self, addr: &str, error: String) {
         if let Some(r) = lock(&self.peers).get_mut(addr) {
             r.info.last_error = Some(error);
         }
     }
 
+    /// Counts `n` entries sent to `addr`.
     pub fn add_sent(&self, addr: &str, n: u64) {
         if let Some(r) = lock(&self.peers).get_mut(addr) {
             r.info.entries_sent = r.info.entries_sent.saturating_add(n);
         }
     }
 
+    /// Counts `n` entries received from `addr`.
     pub fn add_received(&self, addr: &str, n: u64) {
         if let Some(r) = lock(&self.peers).get_mut(addr) {
             r.info.entries_received = r.info.entries_received.saturating_add(n);
         }
     }
 
+    /// Counts `n` new feeds from `addr` skipped, and why (the last reason is shown).
     pub fn add_skipped(&self, addr: &str, n: u64, reason: &str) {
         if let Some(r) = lock(&self.peers).get_mut(addr) {
             r.info.feeds_skipped = r.info.feeds_skipped.saturating_add(n);
@@ -232,12 +261,14 @@ impl PeerRegistry {
         }
     }
 
+    /// The session with `addr` fell behind the live pushes and resent from the store.
     pub fn lagged(&self, addr: &str) {
         if let Some(r) = lock(&self.peers).get_mut(addr) {
             r.info.resyncs = r.info.resyncs.saturating_add(1);
         }
     }
 
+    /// The session with `addr` finished an initial exchange or a resync, now.
     pub fn synced(&self, addr: &str) {
         if let Some(r) = lock(&self.peers).get_mut(addr) {
             r.info.last_sync = Some(now_ms());

@@ -87,6 +87,7 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 pub struct NetworkKey([u8; 32]);
 
 impl NetworkKey {
+    /// The key of the network whose operators share `secret` (`--network-secret`).
     pub fn from_secret(secret: &str) -> NetworkKey {
         let mut hasher = Sha256::new();
         hasher.update(NETWORK_KEY_TAG);
@@ -117,34 +118,71 @@ pub enum Role {
     Responder,
 }
 
+/// Why the encrypted channel could not be opened or broke. The opening's and handshake's
+/// variants come before any identity is known.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
+    /// Reading or writing the socket failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// The peer closed the connection before its opening frame was complete.
     #[error("peer closed the connection during the opening")]
     ClosedEarly,
+    /// The peer's opening is not a frame (bad length prefix or undecodable message).
     #[error("bad opening: {0}")]
     BadOpening(FrameError),
+    /// The peer's opening is a frame but not a `Hello` or `Bye`, or too long to be one.
     #[error("unexpected opening message (expected a version Hello)")]
     UnexpectedOpening,
+    /// The peer's `Hello` names another protocol version; we answered `Bye(VersionMismatch)`.
     #[error("unsupported protocol version {theirs} (this node speaks {ours})")]
-    UnsupportedVersion { ours: u16, theirs: u16 },
+    UnsupportedVersion {
+        /// [`PROTOCOL_VERSION`].
+        ours: u16,
+        /// The version the peer's opening names.
+        theirs: u16,
+    },
+    /// The peer answered the opening with `Bye` and this reason (e.g. `Busy`, or a v1 node's
+    /// `VersionMismatch`).
     #[error("peer refused: {0:?}")]
     PeerBye(ByeReason),
+    /// We are the responder, and the initiator's first handshake message does not open under
+    /// our network key.
     #[error("different network: the peer's handshake did not open under our network secret")]
     DifferentNetwork,
+    /// We are the initiator, and the responder refused with [`REFUSE_DIFFERENT_NETWORK`].
     #[error("peer refused: different network (it holds another network secret)")]
     PeerDifferentNetwork,
+    /// The responder refused with a one-byte code this version does not know (carried).
     #[error("peer refused the handshake with code {0}")]
     PeerRefused(u8),
+    /// The Noise handshake failed for another reason (snow's message carried).
     #[error("handshake failed: {0}")]
     Noise(String),
+    /// A record's length prefix is outside what its phase allows; nothing is read past it.
     #[error("record of {len} bytes is outside {min}..={max}")]
-    BadRecordLength { len: usize, min: usize, max: usize },
+    BadRecordLength {
+        /// The length the prefix claims, in bytes.
+        len: usize,
+        /// The shortest record allowed now, in bytes.
+        min: usize,
+        /// The longest record allowed now, in bytes.
+        max: usize,
+    },
+    /// A transport record failed authentication; the session ends and its plaintext is
+    /// never used.
     #[error("record {index} failed to decrypt: damaged or tampered in transit")]
-    Decrypt { index: u64 },
+    Decrypt {
+        /// The record's index in its direction (its nonce), from 0.
+        index: u64,
+    },
+    /// The peer closed the connection with part of a record unread.
     #[error("connection closed in the middle of a record ({buffered} bytes buffered)")]
-    ClosedMidRecord { buffered: usize },
+    ClosedMidRecord {
+        /// Bytes of the incomplete record received.
+        buffered: usize,
+    },
+    /// The u64 record counter of one direction ran out; the nonce must never repeat.
     #[error("record counter exhausted")]
     NonceExhausted,
 }
@@ -162,7 +200,9 @@ pub fn opening_frame() -> Vec<u8> {
 
 /// The outcome of an established channel: its two halves and the handshake hash.
 pub struct Channel<R, W> {
+    /// The receiving half: decrypts the peer's records into the frame stream.
     pub reader: SecureReader<R>,
+    /// The sending half: encrypts our frame stream into records.
     pub writer: SecureWriter<W>,
     /// The Noise handshake hash: unique to this session, signed by both identities.
     pub binding: [u8; 32],
@@ -545,11 +585,13 @@ impl<W: AsyncWrite + Unpin> SecureWriter<W> {
         Ok(())
     }
 
+    /// Flushes the socket (records are written whole by [`SecureWriter::write_all`]).
     pub async fn flush(&mut self) -> Result<(), TransportError> {
         self.inner.flush().await?;
         Ok(())
     }
 
+    /// Shuts down the socket's write side: the peer reads end of stream after our last record.
     pub async fn shutdown(&mut self) -> Result<(), TransportError> {
         self.inner.shutdown().await?;
         Ok(())

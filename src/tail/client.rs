@@ -42,18 +42,27 @@ pub const CONNECT_TIMEOUT_MS: u64 = 10_000;
 pub struct Follow {
     /// `http://HOST:PORT`, optionally with a path prefix.
     pub url: Uri,
+    /// Only this author's entries; `None` follows every feed.
     pub author: Option<Author>,
+    /// Where the first connection starts; reconnects resume from the last cursor received.
     pub from: Start,
 }
 
 /// Why following stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum FollowError {
+    /// The `--url` given (carried) is not a plain `http://` URL.
     #[error("--url must be http://HOST[:PORT][/PREFIX], not {0}")]
     BadUrl(String),
     /// The node refused the request for good (a 4xx): its message.
     #[error("the node refused the tail ({status}): {message}")]
-    Refused { status: u16, message: String },
+    Refused {
+        /// The response's status code.
+        status: u16,
+        /// The error body's message, read up to [`MAX_ERROR_BODY_BYTES`].
+        message: String,
+    },
+    /// Writing to the output failed (a closed pipe, a full disk): following stops.
     #[error("writing the output: {0}")]
     Output(#[source] std::io::Error),
 }

@@ -31,16 +31,21 @@ pub const CURSOR_PREFIX_BYTES: usize = 8;
 /// A parsed cursor (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cursor {
+    /// The first bytes of the author of the node whose log the cursor names.
     pub node: [u8; CURSOR_PREFIX_BYTES],
+    /// Byte offset in that log where the delivered entry's record starts.
     pub offset: u64,
+    /// The first bytes of the delivered entry's hash: tells a replaced log apart.
     pub hash: [u8; CURSOR_PREFIX_BYTES],
 }
 
 /// Why a string is not a cursor.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CursorError {
+    /// Not [`CURSOR_CHARS`] characters (the count given carried).
     #[error("a cursor is {CURSOR_CHARS} hex characters, this one has {0}")]
     Length(usize),
+    /// A character (carried, with its 0-based position) that is not a hex digit.
     #[error("a cursor is hex, this one has {0:?} at character {1}")]
     NotHex(char, usize),
 }

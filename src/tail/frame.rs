@@ -39,11 +39,14 @@ use crate::identity::Author;
 /// The two shapes of a tail stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
+    /// Server-sent events (`text/event-stream`), for browsers' `EventSource`.
     Sse,
+    /// One JSON object per line (`application/x-ndjson`), for scripts and `kappalog tail`.
     Ndjson,
 }
 
 impl Format {
+    /// The response's `Content-Type`.
     pub fn content_type(self) -> &'static str {
         match self {
             Format::Sse => "text/event-stream",
@@ -173,6 +176,9 @@ pub struct RenderCache {
 }
 
 impl RenderCache {
+    /// The batch rendered in `format`, rendering it on the first call for that format
+    /// (later calls, from any stream, get the same bytes). `offsets[i]` is where entry `i`'s
+    /// record starts in `node`'s log, for its cursor.
     pub fn get(
         &self,
         format: Format,
