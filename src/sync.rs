@@ -38,6 +38,7 @@
 //! - [`outbound`]: the sending half: reconciliation, the plan's ranges, live pushes, resyncs.
 //! - [`listener`]: accepting under the connection cap, with backoff on accept errors.
 //! - [`peers`]: dialers, the startup fence's events (the fence is [`crate::fence`]), `POST /sync`, shutdown ([`SyncHandle`]).
+//! - [`shared`]: the state the listener and the dialers share ([`shared::SyncShared`]).
 //! - [`status`]: the per-peer records `GET /peers` shows.
 //! - [`error`]: why a session ended and which `Bye` it sends.
 
@@ -64,6 +65,7 @@ pub mod policy;
 pub mod reconcile;
 pub mod self_probe;
 pub mod session;
+pub mod shared;
 pub mod status;
 pub mod transport;
 
