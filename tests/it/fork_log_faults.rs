@@ -46,7 +46,7 @@ fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 
 /// The reopened store (real calls) holds both proofs, and both authors are forked.
 fn reopened_holds_both(dir: &Path, case: &str) {
-    let set = kappalog::fork_log::read_set(dir).unwrap_or_else(|e| panic!("{case}: {e}"));
+    let set = kappalog::store::fork_log::read_set(dir).unwrap_or_else(|e| panic!("{case}: {e}"));
     let (store, owner, report) = Store::open(dir, None, None).unwrap();
     assert_eq!(report.forks.proofs, 2, "{case}: proofs after reopening");
     assert_eq!(
