@@ -216,7 +216,7 @@ fn verify(config: &NodeConfig) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    match kappalog::fork_log::check_file(&config.data_dir) {
+    match kappalog::store::fork_log::check_file(&config.data_dir) {
         Ok(check) => {
             println!(
                 "ok: {} fork proofs checked (both sides signed by the author, same position)",
@@ -250,7 +250,7 @@ fn summary(config: &NodeConfig) -> anyhow::Result<ExitCode> {
     let (reader, opened) = open_read_only_with_report(config)?;
     // Forked feeds are excluded exactly as the running node excludes them: those with a
     // proof, and those the log notes as forked.
-    let forked = kappalog::fork_log::read_set(&config.data_dir)?;
+    let forked = kappalog::store::fork_log::read_set(&config.data_dir)?;
     let mut view = node::rebuild_summary(&reader, forked.authors().chain(&opened.fork_notes))?;
     println!("{}", serde_json::to_string(&view.summary())?);
     Ok(ExitCode::SUCCESS)

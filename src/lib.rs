@@ -37,9 +37,9 @@
 //! - [`poison`]: the one poison-tolerant mutex lock, and why it is sound here; [`clock`]:
 //!   the one wall clock (milliseconds since the Unix epoch); [`backoff`]: the one retry delay.
 //! - [`fork`]: fork proofs (two conflicting signed entries), their encoding, the forked set.
-//! - [`fork_log`]: the fork-proof file (`DATA_DIR/forks`): its format and recovery, appended
-//!   by the store's writer, the forked set readers consult (and read, lock-free, by
-//!   `kappalog summary`).
+//! - [`store::fork_log`]: the fork-proof file (`DATA_DIR/forks`), the store's second file:
+//!   its format and recovery, appended by the store's writer, the forked set readers
+//!   consult (and read, lock-free, by `kappalog summary`).
 //! - [`fence`]: the own-feed fence, a pure state machine fed by events from sync and from
 //!   fork proofs; the store's writer owns the live one and checks it where it orders own
 //!   appends.
@@ -90,7 +90,6 @@ pub mod csv;
 pub mod entry;
 pub mod fence;
 pub mod fork;
-pub mod fork_log;
 pub mod hash;
 pub mod http;
 pub mod idempotency;

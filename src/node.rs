@@ -4,7 +4,7 @@
 //!
 //! - entries of an author known to be forked are refused before they reach the store;
 //! - a fork the store reports (`Outcome::Fork`) becomes a proof: checked, persisted in
-//!   `DATA_DIR/forks` ([`crate::fork_log`]), the author marked forked in the views, and the
+//!   `DATA_DIR/forks` ([`crate::store::fork_log`]), the author marked forked in the views, and the
 //!   proof broadcast to sync sessions;
 //! - own appends pass the own-feed fence ([`crate::fence`]), which the store's writer owns
 //!   and checks where it orders own appends; the node passes it the events it learns of
@@ -47,13 +47,13 @@ use crate::csv::CsvWriter;
 use crate::entry::{Entry, EntryJson};
 use crate::fence::{Fence, FenceError, FenceEvent, OwnFeedState};
 use crate::fork::ForkProof;
-use crate::fork_log::ForkLogError;
 use crate::hash::Hash;
 use crate::idempotency::{self, IdempotencyKey};
 use crate::identity::{Author, Identity};
 use crate::keys::{self, KeyOrigin};
 use crate::metrics::Metrics;
 use crate::progress::{NoProgress, Progress, Stage};
+use crate::store::fork_log::ForkLogError;
 use crate::store::{
     AppendError, CommitObserver, OpenReport, OwnAppend, Store, StoreError, StoreOptions,
     StoreOwner, StoreReader,
@@ -245,7 +245,7 @@ fn reconcile_fork_notes(
         tracing::error!(
             %author,
             "the log notes a fork proof of this author, but {} does not hold it (the file lost it): the feed stays excluded; a peer that holds the proof restores it",
-            crate::fork_log::FORKS_FILE
+            crate::store::fork_log::FORKS_FILE
         );
     }
     Ok(())

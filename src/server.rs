@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -16,6 +15,7 @@ use crate::node::Node;
 use crate::sync::{self, SyncConfig};
 
 mod connections;
+mod error;
 mod framing;
 mod head;
 mod screen;
@@ -25,6 +25,7 @@ mod stall;
 pub use connections::{
     serve_http, ServeLimits, HEADER_READ_TIMEOUT_MS, MAX_HTTP_CONNECTIONS, SHUTDOWN_TIMEOUT_MS,
 };
+pub use error::ServerError;
 pub use head::{MAX_HEAD_BYTES, MAX_URI_BYTES};
 
 /// One node to serve.
@@ -69,7 +70,7 @@ pub struct Bound {
 pub async fn serve_until_signal(
     nodes: Vec<NodeSpec>,
     on_bound: impl FnOnce(&[Bound]),
-) -> anyhow::Result<()> {
+) -> Result<(), ServerError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut bound = Vec::with_capacity(nodes.len());
     let mut listening = Vec::with_capacity(nodes.len());
@@ -95,12 +96,12 @@ pub async fn serve_until_signal(
     tracing::info!("shutting down: finishing in-flight requests (aborted at the shutdown timeout)");
     let _ = stop_tx.send(true);
     for task in tasks {
-        task.await.context("HTTP task panicked")?;
+        task.await.map_err(ServerError::HttpTaskPanicked)?;
     }
     // Each node's shutdown ends its sync (which watches `Node::stopping`) and its other
     // tasks, then closes its store.
     for node in nodes {
-        node.shutdown().await.context("shutting a node down")?;
+        node.shutdown().await.map_err(ServerError::NodeShutdown)?;
     }
     tracing::info!("stopped");
     Ok(())
@@ -116,11 +117,15 @@ struct Listening {
 
 /// Binds a node's HTTP listener and, if it accepts peers, its sync listener; returns them
 /// with what was bound (port 0 resolved).
-async fn bind(spec: NodeSpec) -> anyhow::Result<(Listening, Bound)> {
+async fn bind(spec: NodeSpec) -> Result<(Listening, Bound), ServerError> {
     let http = TcpListener::bind(spec.http_addr)
         .await
-        .with_context(|| format!("binding HTTP for {} on {}", spec.name, spec.http_addr))?;
-    let addr = http.local_addr()?;
+        .map_err(|source| ServerError::BindHttp {
+            name: spec.name.clone(),
+            addr: spec.http_addr,
+            source,
+        })?;
+    let addr = http.local_addr().map_err(ServerError::LocalAddr)?;
     if !addr.ip().is_loopback() && spec.http.token.is_none() {
         tracing::warn!(
             node = %spec.name,
@@ -128,16 +133,19 @@ async fn bind(spec: NodeSpec) -> anyhow::Result<(Listening, Bound)> {
             "HTTP is bound to a non-loopback address without --token: anyone who can reach it can write"
         );
     }
-    let sync = match spec.sync.as_ref().and_then(|s| s.listen) {
-        Some(sync_addr) => Some(
-            TcpListener::bind(sync_addr)
-                .await
-                .with_context(|| format!("binding sync for {} on {}", spec.name, sync_addr))?,
-        ),
-        None => None,
-    };
+    let sync =
+        match spec.sync.as_ref().and_then(|s| s.listen) {
+            Some(sync_addr) => Some(TcpListener::bind(sync_addr).await.map_err(|source| {
+                ServerError::BindSync {
+                    name: spec.name.clone(),
+                    addr: sync_addr,
+                    source,
+                }
+            })?),
+            None => None,
+        };
     let sync_addr = match &sync {
-        Some(l) => Some(l.local_addr()?),
+        Some(l) => Some(l.local_addr().map_err(ServerError::LocalAddr)?),
         None => None,
     };
     let bound = Bound {
@@ -154,7 +162,7 @@ impl Listening {
     /// Starts the node's peer sync, if it has one: its configured peers plus the bound sync
     /// addresses of the nodes it names in `peer_nodes` (indices into `bound`). The handle
     /// goes to the node's HTTP ([`HttpConfig::sync`]).
-    fn start_sync(&mut self, bound: &[Bound]) -> anyhow::Result<()> {
+    fn start_sync(&mut self, bound: &[Bound]) -> Result<(), ServerError> {
         let Some(sync_spec) = self.spec.sync.take() else {
             return Ok(());
         };
@@ -172,8 +180,13 @@ impl Listening {
                 config.policy.trusted.insert(b.author);
             }
         }
-        let handle = sync::start(&self.spec.node, config, self.sync.take(), peers)
-            .with_context(|| format!("starting sync for {}", self.spec.name))?;
+        let handle =
+            sync::start(&self.spec.node, config, self.sync.take(), peers).map_err(|source| {
+                ServerError::StartSync {
+                    name: self.spec.name.clone(),
+                    source,
+                }
+            })?;
         if let Some(addr) = handle.local_addr() {
             tracing::info!(node = %self.spec.name, %addr, "serving peer sync");
         }
@@ -188,9 +201,10 @@ fn spawn_http(
     spec: &NodeSpec,
     listener: TcpListener,
     mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> Result<tokio::task::JoinHandle<()>, ServerError> {
     let app = http::router(spec.node.clone(), spec.http.clone());
-    tracing::info!(node = %spec.name, addr = %listener.local_addr()?, "serving HTTP");
+    let addr = listener.local_addr().map_err(ServerError::LocalAddr)?;
+    tracing::info!(node = %spec.name, %addr, "serving HTTP");
     Ok(tokio::spawn(connections::serve_http(
         listener,
         app,

@@ -2,7 +2,7 @@
 //!
 //! One data directory per node holds `entries.log` (the append-only log of all feeds: format
 //! and recovery rule specified in docs/STORE.md, implemented in [`format`](mod@format)),
-//! `forks` (the fork proofs, [`crate::fork_log`]) and `LOCK` (one writer per directory,
+//! `forks` (the fork proofs, [`fork_log`]) and `LOCK` (one writer per directory,
 //! [`lock`]). An own append may carry an idempotency key: it is written in the entry's
 //! record, and a second append under a key the store remembers ([`keys`]) appends nothing
 //! and is answered with the first one's entry ([`OwnAppend::Replayed`], rules in
@@ -38,7 +38,7 @@
 //!   index is updated only after a sync, so readers never see unsynced or torn data. A
 //!   read-only open ([`StoreReader::open_read_only`]) takes no lock and never modifies the
 //!   file.
-//! - [`Store::forked`] is who is known forked ([`crate::fork_log::Forked`]): the writer updates
+//! - [`Store::forked`] is who is known forked ([`fork_log::Forked`]): the writer updates
 //!   it after the forks file's `fsync`, never holding its lock across one, so readers never
 //!   wait on the disk.
 //!
@@ -60,6 +60,7 @@
 //!   a test can make any call slow or fail, or run the store on files in memory that can
 //!   lose power ([`io::memory::MemoryIo`]).
 
+pub mod fork_log;
 pub mod format;
 pub mod health;
 pub mod index;
@@ -82,12 +83,12 @@ use tokio::sync::{oneshot, watch};
 use crate::entry::{Entry, Seq, MAX_DATA_BYTES};
 use crate::fence::{Fence, FenceError, FenceEvent};
 use crate::fork::{ForkProof, ForkProofError};
-use crate::fork_log::{ForkLog, ForkLogError, ForkLogReport, Forked};
 use crate::hash::Hash;
 use crate::idempotency::IdempotencyKey;
 use crate::identity::{Author, Identity};
 use crate::signature::{self, BatchItem};
 use crate::validate::{self, ValidationError};
+use fork_log::{ForkLog, ForkLogError, ForkLogReport, Forked};
 
 use pending::wait_blocking;
 pub use pending::Pending;
@@ -108,7 +109,7 @@ pub struct StoreOptions {
     /// Every operation on the log file (the open's, the writer's and the readers'):
     /// [`io::SystemIo`] unless a test makes them slow or fail, or keeps the files in memory.
     pub io: Arc<dyn io::LogIo>,
-    /// The same for the forks file ([`crate::fork_log`]).
+    /// The same for the forks file ([`fork_log`]).
     pub forks_io: Arc<dyn io::LogIo>,
     /// How long an idle writer waits before it writes a commit marker covering its last
     /// write ([`writer::IDLE_MARKER_DELAY`]). `None` writes none until the store closes:
@@ -137,7 +138,7 @@ pub struct OpenReport {
     /// Where the torn tail started.
     pub truncated_at: Option<u64>,
     /// Authors with a fork note in the log: the node recorded a fork proof of each (the
-    /// proofs themselves live in `DATA_DIR/forks`, see [`crate::fork_log`]).
+    /// proofs themselves live in `DATA_DIR/forks`, see [`fork_log`]).
     pub fork_notes: std::collections::BTreeSet<Author>,
     /// What opening `DATA_DIR/forks` found (a writable open only).
     pub forks: ForkLogReport,
@@ -414,7 +415,7 @@ impl Store {
 
     /// Makes a fork note for `author` durable in the log: the record that a fork proof of
     /// `author` was recorded, so the author stays forked even if the proof itself (in
-    /// `DATA_DIR/forks`) is later lost ([`crate::fork_log`]).
+    /// `DATA_DIR/forks`) is later lost ([`fork_log`]).
     pub fn append_fork_note(&self, author: Author) -> Pending<()> {
         let (reply, answer) = oneshot::channel();
         self.send(Request::ForkNote { author, reply });

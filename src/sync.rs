@@ -10,10 +10,13 @@
 //! [`plan`] from its own states and the peer's, and sends the entries the peer lacks in feed
 //! order in bounded `Entries` batches, plus one-entry witnesses where heads reveal a fork. The session then stays open: new entries and new proofs are pushed as they appear.
 //! Frames are a u32 big-endian length and a bincode 2 body, capped at
-//! [`message::MAX_FRAME_BYTES`]; entries inside travel in their fixed encoding.
+//! [`limits::MAX_FRAME_BYTES`]; entries inside travel in their fixed encoding.
 //!
 //! Pure core:
-//! - [`message`]: the messages, the protocol version and the limits.
+//! - [`message`]: the messages and the protocol version (the limits re-exported).
+//! - [`limits`]: the protocol's limits and timeouts, below every message and frame.
+//! - [`feed_have`]: what a side states about one feed it holds, for [`reconcile`] and [`plan`].
+//! - [`raw`]: authors, hashes, signatures and nonces as byte strings of their raw bytes.
 //! - [`frame`]: message <-> frame bytes, with the size cap checked before allocating.
 //! - [`handshake`]: Hello/Auth construction and verification.
 //! - [`plan`]: what to send, what to expect, which forks the heads reveal, the own-feed fence.
@@ -38,6 +41,7 @@
 //! - [`outbound`]: the sending half: reconciliation, the plan's ranges, live pushes, resyncs.
 //! - [`listener`]: accepting under the connection cap, with backoff on accept errors.
 //! - [`peers`]: dialers, the startup fence's events (the fence is [`crate::fence`]), `POST /sync`, shutdown ([`SyncHandle`]).
+//! - [`shared`]: the state the listener and the dialers share ([`shared::SyncShared`]).
 //! - [`status`]: the per-peer records `GET /peers` shows.
 //! - [`error`]: why a session ended and which `Bye` it sends.
 
@@ -50,9 +54,11 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod eviction;
+pub mod feed_have;
 pub mod frame;
 pub mod handshake;
 pub mod inbound;
+pub mod limits;
 pub mod listener;
 pub mod message;
 pub mod outbound;
@@ -61,9 +67,11 @@ pub mod pin_file;
 pub mod pins;
 pub mod plan;
 pub mod policy;
+pub mod raw;
 pub mod reconcile;
 pub mod self_probe;
 pub mod session;
+pub mod shared;
 pub mod status;
 pub mod transport;
 

@@ -3,7 +3,7 @@
 //!
 //! Every read and write of the log (the writer, the open's header write, recovery scan and
 //! torn-tail cut, the record reads of the planner, the syncer and the idempotency key
-//! table, and the readers of an open store), of the forks file ([`crate::fork_log`]) and of
+//! table, and the readers of an open store), of the forks file ([`crate::store::fork_log`]) and of
 //! the import's temporary sort files goes through a [`LogIo`]: the one in the store's
 //! [`super::StoreOptions`] (`io` for the log, `forks_io` for the forks file), or the one an
 //! import's sort was given ([`crate::import::SpillSorter`]). No code outside this module

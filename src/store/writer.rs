@@ -15,7 +15,7 @@
 //!    one `fdatasync` (a file of an older format first gets its header upgraded, synced on
 //!    its own, see "The header version" in docs/STORE.md);
 //! 4. appends the batch's new fork proofs to the forks file with one write and one
-//!    `fdatasync` (only when there are any, [`crate::fork_log::ForkLog::append`]);
+//!    `fdatasync` (only when there are any, [`crate::store::fork_log::ForkLog::append`]);
 //! 5. updates the shared index and the shared forked set (so readers only ever see synced
 //!    data, and never wait on a sync: their locks are taken only after it);
 //! 6. calls the commit observer with the added entries in commit order;
@@ -129,6 +129,7 @@ use std::sync::{mpsc, Arc, RwLock};
 
 use tokio::sync::{oneshot, watch};
 
+use super::fork_log::{ForkLog, Forked};
 use super::health::StoreHealth;
 use super::index::Index;
 use super::io::{LogFile, LogIo};
@@ -137,7 +138,6 @@ use super::{AppendError, CommitObserver, Outcome, StoreError};
 use crate::entry::{Entry, Seq};
 use crate::fence::{Fence, FenceEvent};
 use crate::fork::ForkProof;
-use crate::fork_log::{ForkLog, Forked};
 use crate::hash::Hash;
 use crate::idempotency::IdempotencyKey;
 use crate::identity::{Author, Identity};

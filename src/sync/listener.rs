@@ -1,5 +1,6 @@
 //! Accepting peers: one task per listener, each accepted connection a session task (all of
-//! them the node's tasks, see [`super::peers`]).
+//! them the node's tasks, see [`super::peers`]), started from the state the dialers share
+//! ([`super::shared`]).
 //!
 //! Defences, each against a stranger who can open connections at will:
 //! - **Per address**: at most `max_inbound_per_addr` connections from one IP address at once
@@ -24,8 +25,8 @@ use tokio::sync::{oneshot, watch};
 
 use super::frame::encode_frame;
 use super::message::{Bye, ByeReason, Message};
-use super::peers::SyncShared;
 use super::session::{run_session, SessionContext};
+use super::shared::SyncShared;
 use super::status::Direction;
 use super::transport::Role;
 use crate::backoff::exponential_ms;

@@ -1,4 +1,5 @@
-//! The protocol's messages, its version and its limits (docs/PROTOCOL.md sections 5 and 10).
+//! The protocol's messages and its version (docs/PROTOCOL.md section 5), with the limits of
+//! section 10 re-exported from [`super::limits`], where they sit below every message.
 //!
 //! Messages are serde types encoded with bincode 2 by [`super::frame`]; the variant order of
 //! [`Message`] and the field order of each struct are part of the protocol. Authors, hashes,
@@ -22,48 +23,21 @@ use crate::fork::{ForkProof, ProofDecodeError, MAX_PROOF_BYTES};
 use crate::hash::Hash;
 use crate::identity::{Author, Signature};
 
+pub use super::feed_have::FeedHave;
+use super::raw::{self, BytesVisitor, RawBytes};
 use super::reconcile::Reconcile;
 
 /// The protocol version sent in [`Hello`]. Bump on any change to messages or their meaning.
 pub const PROTOCOL_VERSION: u16 = 2;
 
-/// The largest frame body, in bytes (1 MiB). Checked before the body is allocated.
-pub const MAX_FRAME_BYTES: usize = 1 << 20;
-/// The most entries in one [`Entries`] message.
-pub const MAX_ENTRIES_PER_BATCH: usize = 128;
-/// The most proofs in one [`ForkProofs`] message.
-pub const MAX_PROOFS_PER_FRAME: usize = 64;
-/// The most [`Want`] requests a node honours in one session.
-pub const MAX_WANTS_PER_SESSION: usize = 8192;
-/// From TCP connect until the peer's `Auth` has been verified, in milliseconds.
-pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
-/// The longest a session may go without receiving a frame, in milliseconds.
-pub const READ_IDLE_TIMEOUT_MS: u64 = 60_000;
-/// Once a frame's first byte arrived, the longest until its last byte, in milliseconds.
-pub const FRAME_READ_TIMEOUT_MS: u64 = 10_000;
-/// From the end of the handshake until reconciliation is done, in milliseconds (a peer that
-/// only pings cannot hold a session in its exchange for ever).
-pub const RECONCILE_TIMEOUT_MS: u64 = 120_000;
-/// Send a [`Message::Ping`] after this long without sending anything, in milliseconds.
-pub const PING_INTERVAL_MS: u64 = 20_000;
-/// The most concurrent inbound sessions with strangers (dials and trusted keys excluded).
-pub const MAX_PEER_CONNECTIONS: usize = 64;
-/// The most inbound connections still in their handshake; the oldest is shed beyond it.
-pub const MAX_PENDING_HANDSHAKES: usize = 64;
-/// How long a trusted peer claiming a longer own feed may go without delivering an entry.
-pub const CLAIM_DELIVERY_TIMEOUT_MS: u64 = 5_000;
-/// The first reconnect delay after a failure, in milliseconds.
-pub const RECONNECT_BACKOFF_MIN_MS: u64 = 500;
-/// The longest reconnect delay, in milliseconds.
-pub const RECONNECT_BACKOFF_MAX_MS: u64 = 60_000;
-/// How long a starting node waits for its peers before it signs, in milliseconds.
-pub const STARTUP_FENCE_TIMEOUT_MS: u64 = 10_000;
-
-// Full batches and a full proofs frame each fit in one frame (the sizes docs/PROTOCOL.md
-// section 10 states): varint length prefixes of at most 3 bytes per byte string, 16 bytes of
-// slack for the variant tag and the vector length. `reconcile.rs` asserts its own frames.
-const _: () = assert!((MAX_ENCODED_BYTES + 3) * MAX_ENTRIES_PER_BATCH + 16 < MAX_FRAME_BYTES);
-const _: () = assert!((MAX_PROOF_BYTES + 3) * MAX_PROOFS_PER_FRAME + 16 < MAX_FRAME_BYTES);
+// The limits are listed in `limits.rs`; they are re-exported here, with the messages they
+// bound.
+pub use super::limits::{
+    CLAIM_DELIVERY_TIMEOUT_MS, FRAME_READ_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS, MAX_ENTRIES_PER_BATCH,
+    MAX_FRAME_BYTES, MAX_PEER_CONNECTIONS, MAX_PENDING_HANDSHAKES, MAX_PROOFS_PER_FRAME,
+    MAX_WANTS_PER_SESSION, PING_INTERVAL_MS, READ_IDLE_TIMEOUT_MS, RECONCILE_TIMEOUT_MS,
+    RECONNECT_BACKOFF_MAX_MS, RECONNECT_BACKOFF_MIN_MS, STARTUP_FENCE_TIMEOUT_MS,
+};
 
 /// Bytes of a handshake nonce.
 pub const NONCE_BYTES: usize = 32;
@@ -112,16 +86,6 @@ pub struct Auth {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForkProofs {
     pub proofs: Vec<EncodedProof>,
-}
-
-/// One feed the sender holds: `length >= 1` entries, the last with hash `head`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FeedHave {
-    #[serde(with = "raw")]
-    pub author: Author,
-    pub length: Seq,
-    #[serde(with = "raw")]
-    pub head: Hash,
 }
 
 /// "Send me your entry `seq` of `author`" (a fork check).
@@ -312,75 +276,13 @@ pub fn proof_batches<'a>(proofs: impl IntoIterator<Item = &'a ForkProof>) -> Vec
         .collect()
 }
 
-/// Fixed-size values that travel as a byte string of their raw bytes.
-pub trait RawBytes: Sized {
-    fn raw(&self) -> &[u8];
-    fn from_raw(bytes: &[u8]) -> Option<Self>;
-}
-
-impl RawBytes for Author {
-    fn raw(&self) -> &[u8] {
-        self.as_bytes()
-    }
-    fn from_raw(bytes: &[u8]) -> Option<Self> {
-        Author::try_from(bytes).ok()
-    }
-}
-impl RawBytes for Hash {
-    fn raw(&self) -> &[u8] {
-        self.as_bytes()
-    }
-    fn from_raw(bytes: &[u8]) -> Option<Self> {
-        Hash::try_from(bytes).ok()
-    }
-}
-impl RawBytes for Signature {
-    fn raw(&self) -> &[u8] {
-        self.as_bytes()
-    }
-    fn from_raw(bytes: &[u8]) -> Option<Self> {
-        Signature::try_from(bytes).ok()
-    }
-}
+// A nonce travels as its raw bytes, as authors, hashes and signatures do.
 impl RawBytes for Nonce {
     fn raw(&self) -> &[u8] {
         &self.0
     }
     fn from_raw(bytes: &[u8]) -> Option<Self> {
         <[u8; NONCE_BYTES]>::try_from(bytes).ok().map(Nonce)
-    }
-}
-
-/// `#[serde(with = "raw")]`: a [`RawBytes`] value as a byte string of exactly its length.
-pub(crate) mod raw {
-    use super::*;
-
-    pub fn serialize<T: RawBytes, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(value.raw())
-    }
-
-    pub fn deserialize<'de, T: RawBytes, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
-        let bytes = d.deserialize_bytes(BytesVisitor)?;
-        let len = bytes.len();
-        T::from_raw(&bytes).ok_or_else(|| {
-            serde::de::Error::invalid_length(len, &"a fixed-size byte string of the right length")
-        })
-    }
-}
-
-/// Accepts a byte string in any of the forms a deserializer may offer.
-struct BytesVisitor;
-
-impl<'de> serde::de::Visitor<'de> for BytesVisitor {
-    type Value = Vec<u8>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a byte string")
-    }
-    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-        Ok(v.to_vec())
-    }
-    fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-        Ok(v)
     }
 }
 

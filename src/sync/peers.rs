@@ -46,9 +46,9 @@ use super::listener::accept_loop;
 use super::message::ByeReason;
 use super::pin_file::{self, PinIoError, PinStore};
 use super::pins::{PeerSpec, PeerSpecError, Pins, UnpinError};
-use super::self_probe::SelfProbe;
 use super::session::{run_session, SessionContext};
-use super::status::{Alarms, Control, Direction, KeyCopySeen, PeerInfo, PeerRegistry};
+use super::shared::SyncShared;
+use super::status::{Control, Direction, KeyCopySeen, PeerInfo, PeerRegistry};
 use super::transport::Role;
 use crate::fence::{FenceEvent, StartupRelease};
 use crate::identity::Author;
@@ -83,23 +83,6 @@ pub struct AddedPeer {
     pub pinned: Option<Author>,
     /// An already configured peer whose dialer was woken (or started again) to dial now.
     pub redialled: bool,
-}
-
-/// State shared by the tasks of one node's sync. Holds no [`Node`] (tasks get the node as
-/// an argument), so there is no reference cycle.
-pub struct SyncShared {
-    pub(super) config: SyncConfig,
-    pub(super) registry: Arc<PeerRegistry>,
-    pub(super) admission: Arc<Admission>,
-    probe: Arc<SelfProbe>,
-    pins: Arc<PinStore>,
-    alarms: Arc<Alarms>,
-    shutdown: watch::Sender<bool>,
-    /// The sync tasks (each also one of the node's): closed by [`SyncHandle::shutdown`].
-    tasks: TaskTracker,
-    /// The running dialers, by configured address: each one's wake-up.
-    wake: Mutex<BTreeMap<String, Arc<Notify>>>,
-    listen_addr: Option<SocketAddr>,
 }
 
 /// The running sync of one node. Cheap to clone.
@@ -273,39 +256,6 @@ async fn log_stranger_counts(shared: Arc<SyncShared>, mut stop: watch::Receiver<
 }
 
 impl SyncShared {
-    /// Runs `task` as one of `node`'s tasks, tracked here too (see the module docs).
-    pub(super) fn spawn<F>(&self, node: Node, task: F)
-    where
-        F: std::future::Future<Output = ()> + Send + 'static,
-    {
-        node.spawn(self.tasks.track_future(task));
-    }
-
-    /// The context of a session with the peer known as `key`, neither told the own-feed
-    /// fence outcome nor shed by the listener: each side adds the one it needs.
-    pub(super) fn session_context(
-        &self,
-        node: &Node,
-        key: String,
-        role: Role,
-        shutdown: watch::Receiver<bool>,
-    ) -> SessionContext {
-        SessionContext {
-            node: node.clone(),
-            config: self.config.clone(),
-            registry: self.registry.clone(),
-            admission: self.admission.clone(),
-            probe: self.probe.clone(),
-            pins: self.pins.clone(),
-            alarms: self.alarms.clone(),
-            key,
-            role,
-            shutdown,
-            on_have: None,
-            shed: None,
-        }
-    }
-
     /// After the peer refused our session as a duplicate: waits until no session with
     /// `peer` is live here (`None`: shutting down). The configured `addr` counts as tried
     /// for the startup fence once that session has exchanged, or once it is gone. Returns
@@ -509,14 +459,6 @@ impl SyncHandle {
     pub async fn shutdown(&self) {
         self.shared.stop();
         self.shared.tasks.wait().await;
-    }
-}
-
-impl SyncShared {
-    /// Tells every sync task to stop (sessions end with `Bye(Shutdown)`).
-    fn stop(&self) {
-        self.tasks.close();
-        let _ = self.shutdown.send(true);
     }
 }
 

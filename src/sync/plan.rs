@@ -34,7 +34,7 @@ use crate::entry::Seq;
 use crate::hash::Hash;
 use crate::identity::Author;
 
-use super::message::FeedHave;
+use super::feed_have::FeedHave;
 
 /// What one side holds of one feed: `length` entries (at least 1), the last with hash `head`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -98,8 +98,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::Author;
 
-use super::message::{raw, FeedHave, MAX_FRAME_BYTES};
+use super::feed_have::FeedHave;
+use super::limits::MAX_FRAME_BYTES;
 use super::plan::{FeedState, Feeds};
+use super::raw;
 
 mod fingerprint;
 

@@ -42,7 +42,7 @@ fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 
 /// The reopened store (real calls) holds both proofs, and both authors are forked.
 fn reopened_holds_both(dir: &Path, case: &str) {
-    let set = kappalog::fork_log::read_set(dir).unwrap_or_else(|e| panic!("{case}: {e}"));
+    let set = kappalog::store::fork_log::read_set(dir).unwrap_or_else(|e| panic!("{case}: {e}"));
     let (store, owner, report) = Store::open(dir, None, None).unwrap();
     assert_eq!(report.forks.proofs, 2, "{case}: proofs after reopening");
     assert_eq!(
@@ -209,7 +209,7 @@ fn a_torn_proof_left_by_a_failing_cut_is_cut_at_the_next_open() {
     );
     assert!(store.forked().contains(&second.author()));
     owner.shutdown_blocking().unwrap();
-    let set = kappalog::fork_log::read_set(dir.path()).unwrap();
+    let set = kappalog::store::fork_log::read_set(dir.path()).unwrap();
     assert!(set.contains(&first.author()) && !set.contains(&second.author()));
 }
 

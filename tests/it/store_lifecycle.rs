@@ -176,7 +176,7 @@ fn a_fork_proof_that_does_not_check_never_reaches_the_forks_file() {
     );
     assert!(store.forked().contains(&proof.author()));
     owner.shutdown_blocking().unwrap();
-    let set = kappalog::fork_log::read_set(dir.path()).unwrap();
+    let set = kappalog::store::fork_log::read_set(dir.path()).unwrap();
     assert_eq!(set.len(), 1);
     let (store, owner, report) = Store::open(dir.path(), None, None).unwrap();
     assert_eq!(report.forks.proofs, 1);

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::sync::message::FeedHave;
+use crate::sync::feed_have::FeedHave;
 
 /// The domain tag of the item hash.
 const ITEM_TAG: &[u8; 21] = b"kappalog/reconcile/v2";

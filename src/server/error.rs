@@ -1,0 +1,46 @@
+//! Why serving stopped before or after the signal: each variant names the step and the node,
+//! and keeps its cause as the source, so the binary's one line reads as it did when these
+//! were `anyhow` contexts (`binding HTTP for node on 127.0.0.1:8080: Address already in use`).
+
+use std::io;
+use std::net::SocketAddr;
+
+use crate::node::NodeError;
+use crate::sync::SyncError;
+
+/// An error of [`super::serve_until_signal`].
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The node's HTTP listener could not be bound.
+    #[error("binding HTTP for {name} on {addr}")]
+    BindHttp {
+        name: String,
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    /// The node's sync listener could not be bound.
+    #[error("binding sync for {name} on {addr}")]
+    BindSync {
+        name: String,
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    /// A bound listener could not say its address.
+    #[error(transparent)]
+    LocalAddr(io::Error),
+    /// The node's peer sync did not start (a bad peer, the pin file).
+    #[error("starting sync for {name}")]
+    StartSync {
+        name: String,
+        #[source]
+        source: SyncError,
+    },
+    /// A node's HTTP task panicked while serving.
+    #[error("HTTP task panicked")]
+    HttpTaskPanicked(#[source] tokio::task::JoinError),
+    /// A node's shutdown failed (its tasks or its store).
+    #[error("shutting a node down")]
+    NodeShutdown(#[source] NodeError),
+}

@@ -1,0 +1,45 @@
+//! The protocol's limits and timeouts (docs/PROTOCOL.md section 10). Plain numbers, below
+//! every message and frame, so that each part of the protocol can check its own frames
+//! against [`MAX_FRAME_BYTES`] ([`super::reconcile`] does) without importing the messages;
+//! [`super::message`] re-exports them all.
+
+use crate::entry::MAX_ENCODED_BYTES;
+use crate::fork::MAX_PROOF_BYTES;
+
+/// The largest frame body, in bytes (1 MiB). Checked before the body is allocated.
+pub const MAX_FRAME_BYTES: usize = 1 << 20;
+/// The most entries in one `Entries` message.
+pub const MAX_ENTRIES_PER_BATCH: usize = 128;
+/// The most proofs in one `ForkProofs` message.
+pub const MAX_PROOFS_PER_FRAME: usize = 64;
+/// The most `Want` requests a node honours in one session.
+pub const MAX_WANTS_PER_SESSION: usize = 8192;
+/// From TCP connect until the peer's `Auth` has been verified, in milliseconds.
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+/// The longest a session may go without receiving a frame, in milliseconds.
+pub const READ_IDLE_TIMEOUT_MS: u64 = 60_000;
+/// Once a frame's first byte arrived, the longest until its last byte, in milliseconds.
+pub const FRAME_READ_TIMEOUT_MS: u64 = 10_000;
+/// From the end of the handshake until reconciliation is done, in milliseconds (a peer that
+/// only pings cannot hold a session in its exchange for ever).
+pub const RECONCILE_TIMEOUT_MS: u64 = 120_000;
+/// Send a `Message::Ping` after this long without sending anything, in milliseconds.
+pub const PING_INTERVAL_MS: u64 = 20_000;
+/// The most concurrent inbound sessions with strangers (dials and trusted keys excluded).
+pub const MAX_PEER_CONNECTIONS: usize = 64;
+/// The most inbound connections still in their handshake; the oldest is shed beyond it.
+pub const MAX_PENDING_HANDSHAKES: usize = 64;
+/// How long a trusted peer claiming a longer own feed may go without delivering an entry.
+pub const CLAIM_DELIVERY_TIMEOUT_MS: u64 = 5_000;
+/// The first reconnect delay after a failure, in milliseconds.
+pub const RECONNECT_BACKOFF_MIN_MS: u64 = 500;
+/// The longest reconnect delay, in milliseconds.
+pub const RECONNECT_BACKOFF_MAX_MS: u64 = 60_000;
+/// How long a starting node waits for its peers before it signs, in milliseconds.
+pub const STARTUP_FENCE_TIMEOUT_MS: u64 = 10_000;
+
+// Full batches and a full proofs frame each fit in one frame (the sizes docs/PROTOCOL.md
+// section 10 states): varint length prefixes of at most 3 bytes per byte string, 16 bytes of
+// slack for the variant tag and the vector length. `reconcile.rs` asserts its own frames.
+const _: () = assert!((MAX_ENCODED_BYTES + 3) * MAX_ENTRIES_PER_BATCH + 16 < MAX_FRAME_BYTES);
+const _: () = assert!((MAX_PROOF_BYTES + 3) * MAX_PROOFS_PER_FRAME + 16 < MAX_FRAME_BYTES);
