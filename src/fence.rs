@@ -43,13 +43,18 @@ use crate::entry::Seq;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OwnFeedState {
+    /// Own appends are allowed now.
     Ok,
+    /// Held until the configured peers are tried (or the startup timeout passes).
     Starting,
+    /// Held until the store has our feed up to the longest live trusted claim.
     CatchingUp,
+    /// Stopped for good: a fork proof of our own author was recorded.
     Diverged,
 }
 
 impl OwnFeedState {
+    /// The snake_case name, the same string serde writes for `/summary`.
     pub fn as_str(self) -> &'static str {
         match self {
             OwnFeedState::Ok => "ok",
@@ -63,14 +68,28 @@ impl OwnFeedState {
 /// Why an own append is refused now.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FenceError {
+    /// A fork proof of our own author was recorded; no own append will ever pass again.
     #[error("own feed diverged, appends are stopped for good: {reason}; retire this key")]
-    Diverged { reason: String },
+    Diverged {
+        /// The first recorded reason (the fork proof's description), kept for the operator.
+        reason: String,
+    },
+    /// The startup wait is still held: some configured peers are not tried yet.
     #[error("own-feed fence: waiting to hear from peers before signing ({waiting_for})")]
-    Starting { waiting_for: String },
+    Starting {
+        /// The peers still pending, comma-separated in sorted order.
+        waiting_for: String,
+    },
+    /// A live trusted claim says our feed is longer than the store holds.
     #[error(
         "own-feed fence: catching up on our own feed from a peer (hold {have} of {need} entries)"
     )]
-    CatchingUp { have: Seq, need: Seq },
+    CatchingUp {
+        /// How many entries of our own feed the store holds now.
+        have: Seq,
+        /// The longest live claim: appends wait until `have` reaches it.
+        need: Seq,
+    },
 }
 
 /// What releases the startup wait (the sync layer's `--startup-fence`).
@@ -89,25 +108,41 @@ pub enum FenceEvent {
     /// once a startup wait was released (a wait is held once per process) or if `peers`
     /// is empty.
     HoldStartup {
+        /// The configured peers' addresses, as the sync layer names them in `PeerTried`.
         peers: BTreeSet<String>,
+        /// What ends the wait.
         release: StartupRelease,
     },
     /// The configured peer `peer` was heard from or failed once; `pinned_exchange` when
     /// its pinned key completed an exchange.
-    PeerTried { peer: String, pinned_exchange: bool },
+    PeerTried {
+        /// The configured peer's address, as named in `HoldStartup`.
+        peer: String,
+        /// True when the exchange completed under the peer's pinned key.
+        pinned_exchange: bool,
+    },
     /// The startup timeout passed (or sync is shutting down): stop waiting.
     StartupTimeout,
     /// Trusted peer `peer` claims `need` entries of our feed; the claim holds appends until
     /// `expires`. A renewal is the same event again (the highest `need` is kept).
     Claim {
+        /// The claiming peer: one live claim per peer.
         peer: String,
+        /// The length of our feed the peer says it holds.
         need: Seq,
+        /// When the claim stops holding appends unless renewed.
         expires: Instant,
     },
     /// `peer`'s claim is met, or was not delivered in time.
-    ClaimDropped { peer: String },
+    ClaimDropped {
+        /// The peer whose claim is withdrawn.
+        peer: String,
+    },
     /// A fork proof of our own author: final. The first reason is kept.
-    Diverged { reason: String },
+    Diverged {
+        /// What the proof shows, for `FenceError::Diverged` and the operator.
+        reason: String,
+    },
 }
 
 /// A startup wait that ended with an event, for the owner to log.
@@ -116,7 +151,10 @@ pub enum Released {
     /// Every peer was tried (or a pinned one exchanged).
     AllTried,
     /// The timeout passed before these peers were tried.
-    TimedOut { unheard: Vec<String> },
+    TimedOut {
+        /// The peers never tried, in sorted order.
+        unheard: Vec<String>,
+    },
 }
 
 /// The fence state. See the module docs.
@@ -245,6 +283,7 @@ impl Fence {
         Ok(())
     }
 
+    /// The state `/summary` reports: the outcome of [`Fence::check`] with the detail dropped.
     pub fn state(&self, own_length: Seq, now: Instant) -> OwnFeedState {
         match self.check(own_length, now) {
             Ok(()) => OwnFeedState::Ok,

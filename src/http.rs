@@ -98,7 +98,9 @@ impl Default for HttpConfig {
 /// What handlers share: cloned per request, so only reference counts.
 #[derive(Clone)]
 pub struct AppState {
+    /// The node every handler reads from and appends through.
     pub node: Node,
+    /// [`HttpConfig::stream_idle_timeout`]: how long an `/import` upload may send nothing.
     pub stream_idle_timeout: Duration,
     /// How long an `/add` body may take to arrive.
     pub request_timeout: Duration,

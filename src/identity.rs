@@ -25,20 +25,26 @@ pub struct Author(pub [u8; 32]);
 pub struct Signature(pub [u8; 64]);
 
 impl Author {
+    /// Bytes in an encoded author: one compressed curve point.
     pub const LEN: usize = 32;
+    /// The key's 32 bytes, as signed into entries and written in the log.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
+    /// 64 lowercase hex digits: how authors appear in JSON, CSV, URLs and logs.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
 }
 
 impl Signature {
+    /// Bytes in an encoded signature: `R` (32) then `S` (32).
     pub const LEN: usize = 64;
+    /// The 64 signature bytes, as written in the log.
     pub fn as_bytes(&self) -> &[u8; 64] {
         &self.0
     }
+    /// 128 lowercase hex digits: how signatures appear in JSON and CSV.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
@@ -133,7 +139,9 @@ impl Identity {
         Identity::from_seed(seed)
     }
 
-    pub fn from_signing_key(key: SigningKey) -> Identity {
+    /// An identity from a key already loaded (the key file); expands the secret once for
+    /// [`Identity::sign_hashes`].
+    pub(crate) fn from_signing_key(key: SigningKey) -> Identity {
         let expanded = ExpandedSecretKey::from_bytes(&Sha512::digest(key.as_bytes()).into());
         let author = Author(key.verifying_key().to_bytes());
         Identity {
@@ -143,10 +151,12 @@ impl Identity {
         }
     }
 
+    /// The secret key, for writing the key file. Never log or send it.
     pub fn signing_key(&self) -> &SigningKey {
         &self.key
     }
 
+    /// The public key: the author of every entry this identity signs.
     pub fn author(&self) -> Author {
         self.author
     }

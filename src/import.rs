@@ -57,14 +57,18 @@ pub use spill::{SpillSorter, MAX_MERGE_FAN_IN, SORT_BUDGET_BYTES};
 /// Why an import stopped (see the module docs for what each leaves stored).
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
+    /// The input could not be read (an unreadable file, a dropped pipe); nothing was stored,
+    /// since appending starts only once the whole input is read.
     #[error("reading the import: {0}")]
     Read(#[source] std::io::Error),
     /// The import's sort files in the data directory could not be written or read back;
     /// `added` entries were appended before (none when it failed while sorting).
     #[error("sorting the import on disk: {source} ({added} entries were imported before)")]
     Spill {
+        /// The failed write or read of a run.
         #[source]
         source: std::io::Error,
+        /// Entries stored before the failure.
         added: u64,
     },
     /// The store (or the recording of a fork proof) failed during an import: the `added`
@@ -73,8 +77,10 @@ pub enum ImportError {
         "{source} ({added} entries were imported before; importing the same input again is safe)"
     )]
     Stopped {
+        /// What the store (or the fork log) answered.
         #[source]
         source: Box<NodeError>,
+        /// Entries stored (durable) before the failure.
         added: u64,
     },
     /// A promise of our own code broken; says which.

@@ -105,45 +105,73 @@ impl std::ops::Deref for Committed {
 /// What offering foreign entries to the node came to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OfferReport {
+    /// Entries the store appended now.
     pub added: u64,
+    /// Entries the store held already (same author, seq and hash): nothing written.
     pub duplicates: u64,
     /// Entries of authors known forked, not offered to the store.
     pub refused_forked: u64,
     /// Fork proofs built from the store's `Outcome::Fork` (new or already known).
     pub forks: u64,
+    /// Entries the store refused as invalid or out of order (a gap); counted in the
+    /// `rejections` metric too.
     pub rejected: u64,
 }
 
 /// Where a node keeps its state.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
+    /// The directory holding `entries.log`, `forks` and `LOCK`; one open node per directory.
     pub data_dir: PathBuf,
+    /// The node's secret key file; created (and logged) when missing.
     pub key_path: PathBuf,
 }
 
+/// Why a node operation failed: the boundary between the node and its callers (the HTTP
+/// facade maps it to statuses in one `match`).
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    /// The key file could not be read, parsed or created.
     #[error(transparent)]
     Key(#[from] keys::KeyError),
+    /// Opening, reading or shutting down the store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The store's writer refused or failed an append (the fence's refusal is
+    /// [`NodeError::Fence`] instead).
     #[error(transparent)]
     Append(#[from] AppendError),
+    /// The CSV export's destination failed (a closed HTTP body, a full disk).
     #[error("writing the export: {0}")]
     ExportWrite(#[source] std::io::Error),
+    /// The fork-proof log (`DATA_DIR/forks`) failed.
     #[error(transparent)]
     Forks(#[from] ForkLogError),
+    /// The own-feed fence refuses own appends now; retrying may succeed unless it is
+    /// [`FenceError::Diverged`].
     #[error(transparent)]
     Fence(#[from] FenceError),
+    /// A blocking task the node spawned panicked or was cancelled.
     #[error("a background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
     /// A promise of our own code broken; says which.
     #[error("internal error: {0}")]
     Internal(&'static str),
+    /// The Idempotency-Key was used before for a request with a different body.
     #[error("Idempotency-Key \"{key}\" was used for a different request: use a new key for a new request")]
-    KeyReused { key: IdempotencyKey },
+    KeyReused {
+        /// The key the client sent.
+        key: IdempotencyKey,
+    },
+    /// The store remembers the key's append, but the entry at that seq is gone or differs:
+    /// a broken promise of the store, never the client's fault.
     #[error("the entry appended under Idempotency-Key \"{key}\" (seq {seq}) is not in the store")]
-    ReplayMissing { key: IdempotencyKey, seq: u64 },
+    ReplayMissing {
+        /// The key the client sent.
+        key: IdempotencyKey,
+        /// The seq of our own feed the key was recorded with.
+        seq: u64,
+    },
 }
 
 /// What a keyed own append came to.
@@ -297,7 +325,10 @@ struct Inner {
 /// What opening a node found, for the caller to report.
 #[derive(Debug)]
 pub struct NodeOpened {
+    /// What opening the store found: entries and feeds loaded, a torn tail cut, fork notes.
     pub store: OpenReport,
+    /// True when no key file existed and a new key was generated: the operator should back
+    /// it up.
     pub key_created: bool,
 }
 
@@ -376,14 +407,17 @@ impl Node {
         Ok((node, report))
     }
 
+    /// The node's own author (its public key): the feed [`Node::append`] signs into.
     pub fn author(&self) -> Author {
         self.inner.author
     }
 
+    /// The data directory the node opened (and holds locked until shutdown).
     pub fn data_dir(&self) -> &Path {
         &self.inner.data_dir
     }
 
+    /// A reader of the committed log; it never sees an entry before it is durable.
     pub fn reader(&self) -> &StoreReader {
         &self.inner.reader
     }
@@ -395,10 +429,12 @@ impl Node {
         &self.inner.store
     }
 
+    /// The node's Prometheus metrics, shared by every clone and served on `/metrics`.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
     }
 
+    /// The summary view as JSON, served by `/summary`; see [`Views::summary_json`].
     pub fn summary_json(&self) -> Arc<str> {
         self.inner.views.summary_json()
     }

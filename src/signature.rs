@@ -39,16 +39,22 @@ use crate::identity::{challenge, Author, Signature};
 /// Why a signature is rejected. Each variant is one rule of the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
+    /// Rule 1: the key's y coordinate is not below p, or it decodes to no curve point.
     #[error("public key is not a canonical point encoding")]
     NonCanonicalKey,
+    /// Rule 1: the key is one of the eight small-order points.
     #[error("public key is a weak (small-order) point")]
     WeakKey,
+    /// Rule 2: `R` is not a canonical encoding of a curve point.
     #[error("signature R is not a canonical point encoding")]
     NonCanonicalR,
+    /// Rule 2: `R` is a small-order point.
     #[error("signature R is a small-order point")]
     SmallOrderR,
+    /// Rule 3: `S` is not below the group order `l`.
     #[error("signature S is not canonical (S >= group order)")]
     NonCanonicalS,
+    /// Rule 4: the encodings are fine but the cofactored equation does not hold.
     #[error("signature does not verify")]
     Mismatch,
 }
@@ -159,8 +165,11 @@ pub fn verify_message(
 /// One item of a batch: who signed, what hash, which signature.
 #[derive(Clone, Copy, Debug)]
 pub struct BatchItem<'a> {
+    /// The signer's public key (`A`).
     pub author: &'a Author,
+    /// The signed message (`M`): the entry's 32-byte hash.
     pub hash: &'a Hash,
+    /// The signature to check (`R || S`).
     pub signature: &'a Signature,
 }
 

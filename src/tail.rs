@@ -90,8 +90,12 @@ pub const SEND_DEADLINE_MS: u64 = 10_000;
 /// The tail's limits and timings (tests shorten them).
 #[derive(Clone, Debug)]
 pub struct TailConfig {
+    /// Streams open at once; one more is refused 503 ([`MAX_TAIL_STREAMS`] by default).
     pub max_streams: usize,
+    /// Quiet time after which a stream sends a heartbeat ([`HEARTBEAT_MS`] by default).
     pub heartbeat: Duration,
+    /// How long a frame may wait for room in the socket before the stream is ended as a
+    /// slow consumer ([`SEND_DEADLINE_MS`] by default).
     pub send_deadline: Duration,
 }
 
@@ -142,20 +146,41 @@ impl FromStr for Start {
 /// Why a tail stream was not opened.
 #[derive(Debug, thiserror::Error)]
 pub enum TailError {
+    /// `from` (or `Last-Event-ID`) is neither `start`, `now` nor a well-formed cursor (400).
     #[error("malformed cursor: {0} (expected start, now or a cursor this node sent)")]
     Malformed(#[from] CursorError),
+    /// The cursor was issued by another node (its node-key prefix differs): positions are
+    /// per log (400).
     #[error("the cursor is from another node's log, not this node's")]
     OtherNode,
+    /// The cursor's position is at or past the committed end of this log (404).
     #[error("the cursor names log position {offset}, beyond this node's log (it ends at {end})")]
-    Beyond { offset: u64, end: u64 },
+    Beyond {
+        /// The byte offset in the log the cursor names.
+        offset: u64,
+        /// The committed end of the log, in bytes.
+        end: u64,
+    },
+    /// No record at the cursor's offset, or one with another hash: the log is not the one
+    /// that issued the cursor (410).
     #[error("the cursor names an entry this node's log does not hold at position {offset} (was the data directory replaced?)")]
-    NotHeld { offset: u64 },
+    NotHeld {
+        /// The byte offset in the log the cursor names.
+        offset: u64,
+    },
+    /// Every stream slot is taken (503).
     #[error("{max} tail streams are open, the most this node serves: retry later")]
-    Busy { max: usize },
+    Busy {
+        /// [`TailConfig::max_streams`], for the message.
+        max: usize,
+    },
+    /// The node is shutting down: no new stream (503).
     #[error("the node is shutting down")]
     Ending,
+    /// Reading the record a cursor names failed (500).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The blocking read of a cursor's record panicked or was cancelled (500).
     #[error("a background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -211,6 +236,7 @@ pub struct Tails {
 }
 
 impl Tails {
+    /// No streams yet; the fan-out of commits starts with the first.
     pub fn new(config: TailConfig) -> Tails {
         Tails {
             streams: Arc::new(Semaphore::new(config.max_streams)),

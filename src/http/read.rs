@@ -15,15 +15,15 @@ use crate::metrics::SyncFigures;
 use crate::summary::FeedsPage;
 
 /// Default page size of `GET /entries`.
-pub const DEFAULT_PAGE_ENTRIES: usize = 100;
+pub(crate) const DEFAULT_PAGE_ENTRIES: usize = 100;
 /// Largest page `GET /entries` serves, whatever `limit` asks.
-pub const MAX_PAGE_ENTRIES: usize = 1000;
+pub(crate) const MAX_PAGE_ENTRIES: usize = 1000;
 /// Default page size of `GET /feeds`.
-pub const DEFAULT_PAGE_FEEDS: usize = 100;
+pub(crate) const DEFAULT_PAGE_FEEDS: usize = 100;
 /// Largest page `GET /feeds` serves, whatever `limit` asks: a page is built under the
 /// summary view's lock, which commits wait for, so anyone who can reach the port could
 /// otherwise hold it for a walk of every feed.
-pub const MAX_PAGE_FEEDS: usize = 1000;
+pub(crate) const MAX_PAGE_FEEDS: usize = 1000;
 
 /// The summary view's JSON with a trailing `"own_feed"` field (the own-feed fence state:
 /// `ok`, `starting`, `catching_up` or `diverged`). It is about this node, not about the
@@ -32,7 +32,7 @@ pub const MAX_PAGE_FEEDS: usize = 1000;
 /// The view's JSON is cached once, by the node (serialised at most once per commit); the
 /// body is that plus one short field, so it is rendered per request rather than cached a
 /// second time.
-pub async fn summary(State(state): State<AppState>) -> Response {
+pub(crate) async fn summary(State(state): State<AppState>) -> Response {
     let json = state.node.summary_json();
     let own_feed = state.node.own_feed_state().as_str();
     let body = splice_own_feed(&json, own_feed);
@@ -50,14 +50,14 @@ fn splice_own_feed(json: &str, own_feed: &str) -> axum::body::Bytes {
 
 /// Query parameters arrive as text so each bad one gets its own message.
 #[derive(Debug, Deserialize)]
-pub struct EntriesParams {
+pub(crate) struct EntriesParams {
     author: Option<String>,
     from: Option<String>,
     limit: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct EntriesPage {
+pub(crate) struct EntriesPage {
     pub author: Author,
     pub length: u64,
     pub entries: Vec<EntryJson>,
@@ -65,7 +65,7 @@ pub struct EntriesPage {
     pub next: Option<Seq>,
 }
 
-pub async fn entries(
+pub(crate) async fn entries(
     State(state): State<AppState>,
     params: Result<Query<EntriesParams>, QueryRejection>,
 ) -> Result<Json<EntriesPage>, ApiError> {
@@ -105,7 +105,7 @@ pub async fn entries(
     }))
 }
 
-pub async fn entry_by_hash(
+pub(crate) async fn entry_by_hash(
     State(state): State<AppState>,
     Path(hash): Path<String>,
 ) -> Result<Json<EntryJson>, ApiError> {
@@ -125,14 +125,14 @@ pub async fn entry_by_hash(
 
 /// Query parameters of `GET /feeds`, as text so each bad one gets its own message.
 #[derive(Debug, Deserialize)]
-pub struct FeedsParams {
+pub(crate) struct FeedsParams {
     limit: Option<String>,
     after: Option<String>,
 }
 
 /// A page of the summary view's feeds in author order: `{"feeds": [...], "next": AUTHOR}`,
 /// `next` being the `after` of the next page (null on the last).
-pub async fn feeds(
+pub(crate) async fn feeds(
     State(state): State<AppState>,
     params: Result<Query<FeedsParams>, QueryRejection>,
 ) -> Result<Json<FeedsPage>, ApiError> {
@@ -171,7 +171,7 @@ fn parse_limit(text: Option<String>, default: usize, max: usize) -> Result<usize
 /// balancer stops sending appends; reads still work). Either carries `"alarms"` when the
 /// operator must act: `key_copy` (`{addr, at_ms, sessions}`) once a peer authenticated with
 /// this node's own key.
-pub async fn health(State(state): State<AppState>) -> Response {
+pub(crate) async fn health(State(state): State<AppState>) -> Response {
     let author = state.node.author();
     let entries = state.node.reader().len();
     let key_copy = state.sync.as_ref().and_then(|s| s.key_copy_seen());
@@ -200,7 +200,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     // The store counts every entry; only the (rare) forked feeds are looked up, so a scrape
     // costs O(forked feeds), not O(feeds).
     let reader = state.node.reader();

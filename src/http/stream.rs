@@ -92,7 +92,7 @@ impl ExportCursor {
 /// by one short blocking read, only when the client has taken the previous one. A slow
 /// client therefore holds no thread while it is slow, and one that takes nothing for the
 /// stream idle timeout is disconnected by the connection's stall guard.
-pub async fn export_csv(State(state): State<AppState>) -> Response {
+pub(crate) async fn export_csv(State(state): State<AppState>) -> Response {
     let reader = state.node.reader().clone();
     let feeds: Arc<[(Author, Seq)]> = reader
         .fold_feed_lengths(Vec::new(), |mut all, author, length| {
@@ -209,7 +209,7 @@ async fn spool_body(
     Ok(file)
 }
 
-pub async fn import(
+pub(crate) async fn import(
     State(state): State<AppState>,
     body: Body,
 ) -> Result<Json<ImportReport>, ApiError> {

@@ -30,14 +30,14 @@ use crate::identity::Author;
 use crate::sync::{PeerInfo, SyncRound};
 
 #[derive(Debug, Serialize)]
-pub struct ForkJson {
+pub(crate) struct ForkJson {
     pub author: Author,
     pub seq: Seq,
     pub a: EntryJson,
     pub b: EntryJson,
 }
 
-pub async fn forks(State(state): State<AppState>) -> Json<Vec<ForkJson>> {
+pub(crate) async fn forks(State(state): State<AppState>) -> Json<Vec<ForkJson>> {
     let proofs = state
         .node
         .fork_proofs()
@@ -54,7 +54,7 @@ pub async fn forks(State(state): State<AppState>) -> Json<Vec<ForkJson>> {
 
 /// `GET /peers`: the peer records, and the node's refusal and skip counters.
 #[derive(Debug, Serialize)]
-pub struct PeersAnswer {
+pub(crate) struct PeersAnswer {
     pub peers: Vec<PeerInfo>,
     /// Connections and sessions refused since start, by reason.
     pub refused: BTreeMap<&'static str, u64>,
@@ -62,7 +62,7 @@ pub struct PeersAnswer {
     pub feeds_skipped: BTreeMap<&'static str, u64>,
 }
 
-pub async fn peers(State(state): State<AppState>) -> Json<PeersAnswer> {
+pub(crate) async fn peers(State(state): State<AppState>) -> Json<PeersAnswer> {
     let Some(sync) = state.sync.as_ref() else {
         return Json(PeersAnswer {
             peers: Vec::new(),
@@ -80,11 +80,11 @@ pub async fn peers(State(state): State<AppState>) -> Json<PeersAnswer> {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AddPeer {
+pub(crate) struct AddPeer {
     addr: String,
 }
 
-pub async fn add_peer(
+pub(crate) async fn add_peer(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<crate::sync::AddedPeer>), ApiError> {
@@ -109,7 +109,7 @@ pub async fn add_peer(
 }
 
 /// `DELETE /peers/{addr}`: see the module docs.
-pub async fn unpin_peer(
+pub(crate) async fn unpin_peer(
     State(state): State<AppState>,
     Path(addr): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -138,11 +138,11 @@ fn sync_error(e: crate::sync::SyncError) -> ApiError {
 }
 
 #[derive(Debug, Serialize)]
-pub struct SyncAnswer {
+pub(crate) struct SyncAnswer {
     pub sessions: Vec<SyncRound>,
 }
 
-pub async fn sync_now(State(state): State<AppState>) -> Result<Json<SyncAnswer>, ApiError> {
+pub(crate) async fn sync_now(State(state): State<AppState>) -> Result<Json<SyncAnswer>, ApiError> {
     let sync = state
         .sync
         .as_ref()

@@ -21,12 +21,12 @@ const LAST_EVENT_ID: &str = "last-event-id";
 
 /// Query parameters arrive as text so each bad one gets its own message.
 #[derive(Debug, Deserialize)]
-pub struct TailParams {
+pub(crate) struct TailParams {
     from: Option<String>,
     author: Option<String>,
 }
 
-pub async fn tail(
+pub(crate) async fn tail(
     State(state): State<AppState>,
     headers: HeaderMap,
     params: Result<Query<TailParams>, QueryRejection>,

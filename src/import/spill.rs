@@ -59,6 +59,7 @@ fn footprint(parsed: &ParsedEntry) -> usize {
 }
 
 impl SpillSorter {
+    /// A sorter spilling its runs to `dir` (the data directory) every [`SORT_BUDGET_BYTES`].
     pub fn new(dir: &Path) -> SpillSorter {
         SpillSorter::with_budget(dir, SORT_BUDGET_BYTES)
     }
@@ -81,6 +82,8 @@ impl SpillSorter {
         self
     }
 
+    /// Adds one entry; when the chunk reaches the budget it is sorted and written out as a
+    /// run, and that write's error is returned.
     pub fn push(&mut self, parsed: ParsedEntry) -> io::Result<()> {
         self.chunk_bytes += footprint(&parsed);
         self.chunk.push(parsed);

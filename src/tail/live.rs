@@ -37,7 +37,7 @@ use crate::identity::Author;
 pub const TAIL_WAKES_PER_SEC: u64 = 50_000;
 
 /// How long a stream waits after a write when `open` streams share [`TAIL_WAKES_PER_SEC`].
-pub fn pause(open: u64) -> Duration {
+pub(crate) fn pause(open: u64) -> Duration {
     Duration::from_micros(open.saturating_mul(1_000_000) / TAIL_WAKES_PER_SEC)
 }
 
@@ -55,7 +55,7 @@ pub(super) struct Live<'a> {
 impl Live<'_> {
     /// Forwards commits until the stream must stop; `last_sent` is when the stream last
     /// queued a frame (for heartbeats), kept up to date.
-    pub async fn forward(self, last_sent: &mut Instant) -> Stop {
+    pub(crate) async fn forward(self, last_sent: &mut Instant) -> Stop {
         let Live {
             mut events,
             wanted,

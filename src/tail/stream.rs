@@ -44,13 +44,13 @@ pub(super) struct Plan {
 
 /// A stream's slot under the cap, counted in `/metrics` (`kappalog_tail_streams`) while
 /// the stream lives.
-pub struct Slot {
+pub(crate) struct Slot {
     _permit: OwnedSemaphorePermit,
     open: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Slot {
-    pub fn new(
+    pub(crate) fn new(
         permit: OwnedSemaphorePermit,
         open: prometheus_client::metrics::gauge::Gauge,
     ) -> Slot {
@@ -62,7 +62,7 @@ impl Slot {
     }
 
     /// Streams open on the node, this one included.
-    pub fn open(&self) -> &prometheus_client::metrics::gauge::Gauge {
+    pub(crate) fn open(&self) -> &prometheus_client::metrics::gauge::Gauge {
         &self.open
     }
 }
