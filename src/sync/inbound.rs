@@ -110,7 +110,7 @@ pub(super) struct InFlight {
 impl Inbound {
     /// Runs until the peer closes, says bye or breaks a rule; returns why it ended, after
     /// telling the sending half to stop.
-    pub async fn run(mut self) -> SessionError {
+    pub(crate) async fn run(mut self) -> SessionError {
         let mut error = self.receive().await;
         // What was checked is stored even though the session is ending; a failure to store
         // it is the better reason to report.

@@ -83,7 +83,7 @@ pub(super) struct Outbound {
 impl Outbound {
     /// Runs until the session ends; returns why (the receiving half's reason, if it ended
     /// first, is what the session reports).
-    pub async fn run(mut self) -> SessionError {
+    pub(crate) async fn run(mut self) -> SessionError {
         let error = self.run_inner().await;
         if let Some(reason) = error.bye_reason() {
             self.writer.bye(reason).await;
