@@ -306,7 +306,7 @@ impl Admission {
     }
 
     /// An inbound connection from `ip` is opening; false (and counted) when the address is
-    /// at its limit. Pair every `true` with [`Admission::inbound_closed`].
+    /// at its limit. Pair every `true` with `Admission::inbound_closed`.
     pub fn inbound_opened(&self, ip: IpAddr) -> bool {
         let mut state = lock(&self.state);
         let open = state.per_addr.entry(ip).or_insert(0);

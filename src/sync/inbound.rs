@@ -18,7 +18,7 @@
 //! The store's planner keeps a view of every feed with entries in flight too (its
 //! `PendingFeed`s, `crate::store::writer`), and it alone decides where an offered entry goes:
 //! added, duplicate, fork, gap or rejected, one outcome per entry, in the writer's order of
-//! every request from every source. The session's [`InFlight`] answers another question,
+//! every request from every source. The session's `InFlight` answers another question,
 //! which the store cannot answer for it:
 //!
 //! - *Before* anything of a batch reaches the store, may it be stored at all? A batch is

@@ -7,7 +7,7 @@
 //! skipped, entries that continue the peer's copy are sent from the event, and a gap (the
 //! peer is further behind) is filled by a range read from the store. When this half falls
 //! behind the broadcast (it lagged), it does not buffer: it compares every feed with the
-//! peer's progress and sends what is missing from the store ([`Outbound::resync`]).
+//! peer's progress and sends what is missing from the store (`Outbound::resync`).
 //! Feeds for which the plan found a fork are never pushed (their entries would not link on
 //! the peer's side); the proofs settle them.
 

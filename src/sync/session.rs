@@ -5,7 +5,7 @@
 //! held across an await) and a control channel from the receiving to the sending half.
 //!
 //! Whatever ends a session (a violation, a timeout, the peer leaving, shutdown) is returned
-//! in [`SessionEnd`], logged with the peer's address and author, and recorded as the peer's
+//! in `SessionEnd`, logged with the peer's address and author, and recorded as the peer's
 //! `last_error` for `GET /peers`.
 
 use std::sync::atomic::AtomicBool;
