@@ -81,7 +81,8 @@ pub enum Skip {
 }
 
 impl Skip {
-    pub fn as_str(self) -> &'static str {
+    /// The reason's label in `GET /peers` and `/metrics`.
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Skip::AuthorPolicy => "author_policy",
             Skip::Budget => "new_feed_budget",
@@ -153,6 +154,7 @@ fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 /// A registered session; give it back to [`Admission::leave`] when it ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionTicket {
+    /// The peer's key: at most one live session holds a ticket for it.
     pub author: Author,
     id: u64,
 }
@@ -165,13 +167,15 @@ pub struct Reservation {
 }
 
 impl Reservation {
-    pub fn new(admission: Arc<Admission>) -> Reservation {
+    /// Reserves nothing yet; each feed admitted through it adds one.
+    pub(crate) fn new(admission: Arc<Admission>) -> Reservation {
         Reservation {
             admission,
             count: 0,
         }
     }
 
+    /// New feeds reserved so far.
     pub fn count(&self) -> u64 {
         self.count
     }
@@ -228,7 +232,8 @@ impl Admission {
         }
     }
 
-    pub fn policy(&self) -> &Policy {
+    /// The operator's flags this admission applies.
+    pub(crate) fn policy(&self) -> &Policy {
         &self.policy
     }
 
@@ -284,11 +289,13 @@ impl Admission {
         *lock(&self.state).refused.entry(reason).or_insert(0) += 1;
     }
 
-    pub fn refusals(&self) -> BTreeMap<&'static str, u64> {
+    /// Refusals since start, by reason label.
+    pub(crate) fn refusals(&self) -> BTreeMap<&'static str, u64> {
         lock(&self.state).refused.clone()
     }
 
-    pub fn skipped(&self) -> BTreeMap<&'static str, u64> {
+    /// New feeds skipped since start, by [`Skip`] label.
+    pub(crate) fn skipped(&self) -> BTreeMap<&'static str, u64> {
         lock(&self.state).skipped.clone()
     }
 
@@ -299,7 +306,7 @@ impl Admission {
     }
 
     /// An inbound connection from `ip` is opening; false (and counted) when the address is
-    /// at its limit. Pair every `true` with [`Admission::inbound_closed`].
+    /// at its limit. Pair every `true` with `Admission::inbound_closed`.
     pub fn inbound_opened(&self, ip: IpAddr) -> bool {
         let mut state = lock(&self.state);
         let open = state.per_addr.entry(ip).or_insert(0);
@@ -311,7 +318,8 @@ impl Admission {
         true
     }
 
-    pub fn inbound_closed(&self, ip: IpAddr) {
+    /// An inbound connection from `ip` closed: frees its place under the per-address cap.
+    pub(crate) fn inbound_closed(&self, ip: IpAddr) {
         let mut state = lock(&self.state);
         if let Some(open) = state.per_addr.get_mut(&ip) {
             *open = open.saturating_sub(1);

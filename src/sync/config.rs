@@ -11,6 +11,8 @@ use super::message::{
 };
 use super::transport::NetworkKey;
 
+/// How the networking layer runs: timeouts, caps, the network key and the operator's policy.
+/// The default is the protocol's constants; tests shorten the timeouts.
 #[derive(Clone, Debug)]
 pub struct SyncConfig {
     /// From TCP connect until the peer's `Auth` is verified.

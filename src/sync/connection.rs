@@ -29,6 +29,8 @@ use super::transport::{Received, SecureReader, SecureWriter};
 /// Bytes asked of the socket per read.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
+/// The receiving half's frames: messages off the encrypted channel, each within the idle
+/// and frame timeouts.
 pub struct FrameReader<R> {
     reader: SecureReader<R>,
     buf: Vec<u8>,
@@ -37,6 +39,7 @@ pub struct FrameReader<R> {
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// `idle`: the longest wait for a frame to start; `frame`: from its first byte to its last.
     pub fn new(reader: SecureReader<R>, idle: Duration, frame: Duration) -> Self {
         FrameReader {
             reader,
@@ -107,18 +110,21 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
-pub struct FrameWriter<W> {
+/// The sending half's frames: messages onto the encrypted channel, each written within the
+/// frame timeout.
+pub(crate) struct FrameWriter<W> {
     writer: SecureWriter<W>,
     timeout: Duration,
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
-    pub fn new(writer: SecureWriter<W>, timeout: Duration) -> Self {
+    /// `timeout`: the longest one frame may take to write.
+    pub(crate) fn new(writer: SecureWriter<W>, timeout: Duration) -> Self {
         FrameWriter { writer, timeout }
     }
 
     /// Sends one frame; returns its length in bytes (the plaintext of the frame).
-    pub async fn send(&mut self, message: &Message) -> Result<usize, SessionError> {
+    pub(crate) async fn send(&mut self, message: &Message) -> Result<usize, SessionError> {
         let frame = encode_frame(message)?;
         tokio::time::timeout(self.timeout, self.writer.write_all(&frame))
             .await
@@ -129,7 +135,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     }
 
     /// Best effort: tell the peer why we close, without waiting long on a stuck socket.
-    pub async fn bye(&mut self, reason: super::message::ByeReason) {
+    pub(crate) async fn bye(&mut self, reason: super::message::ByeReason) {
         let bye = Message::Bye(super::message::Bye { reason });
         let _ = tokio::time::timeout(Duration::from_millis(500), async {
             if let Ok(frame) = encode_frame(&bye) {

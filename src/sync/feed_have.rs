@@ -13,9 +13,12 @@ use super::raw;
 /// One feed the sender holds: `length >= 1` entries, the last with hash `head`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeedHave {
+    /// The feed; items are listed in ascending author order.
     #[serde(with = "raw")]
     pub author: Author,
+    /// Entries the sender holds of it; at least 1 (an empty feed is not listed).
     pub length: Seq,
+    /// The hash of the sender's entry `length`: equal heads at equal lengths mean equal feeds.
     #[serde(with = "raw")]
     pub head: Hash,
 }

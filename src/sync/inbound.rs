@@ -18,7 +18,7 @@
 //! The store's planner keeps a view of every feed with entries in flight too (its
 //! `PendingFeed`s, `crate::store::writer`), and it alone decides where an offered entry goes:
 //! added, duplicate, fork, gap or rejected, one outcome per entry, in the writer's order of
-//! every request from every source. The session's [`InFlight`] answers another question,
+//! every request from every source. The session's `InFlight` answers another question,
 //! which the store cannot answer for it:
 //!
 //! - *Before* anything of a batch reaches the store, may it be stored at all? A batch is
@@ -110,7 +110,7 @@ pub(super) struct InFlight {
 impl Inbound {
     /// Runs until the peer closes, says bye or breaks a rule; returns why it ended, after
     /// telling the sending half to stop.
-    pub async fn run(mut self) -> SessionError {
+    pub(crate) async fn run(mut self) -> SessionError {
         let mut error = self.receive().await;
         // What was checked is stored even though the session is ending; a failure to store
         // it is the better reason to report.

@@ -55,22 +55,33 @@ impl fmt::Debug for Nonce {
 /// One protocol message (one frame body).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
+    /// Variant 0: the first message inside the channel, on each side.
     Hello(Hello),
+    /// Variant 1: the second message, proving the key the `Hello` named.
     Auth(Auth),
+    /// Variant 2: fork proofs, after `Auth` and whenever a new one is learned.
     ForkProofs(ForkProofs),
+    /// Variant 3: one frame of a reconciliation round of feed states.
     Reconcile(Reconcile),
+    /// Variant 4: a request for one entry, for a fork check.
     Want(Want),
+    /// Variant 5: entries the peer lacks, or answers to its `Want`s.
     Entries(Entries),
+    /// Variant 6: keepalive, sent after `PING_INTERVAL_MS` without other traffic.
     Ping,
+    /// Variant 7: the sender is about to close.
     Bye(Bye),
 }
 
 /// The first message of each side.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
+    /// The sender's [`PROTOCOL_VERSION`]; any other than ours ends with `VersionMismatch`.
     pub version: u16,
+    /// The key the sender will sign `Auth` with; unproven until that `Auth` verifies.
     #[serde(with = "raw")]
     pub author: Author,
+    /// Fresh random per session; the peer's `Auth` signs it, so an old `Auth` cannot be replayed.
     #[serde(with = "raw")]
     pub nonce: Nonce,
 }
@@ -78,6 +89,7 @@ pub struct Hello {
 /// The signature over the handshake message (see [`super::handshake`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Auth {
+    /// By the `Hello`'s author, over both authors, both nonces and the channel binding.
     #[serde(with = "raw")]
     pub signature: Signature,
 }
@@ -85,33 +97,45 @@ pub struct Auth {
 /// Fork proofs in their fixed encoding.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForkProofs {
+    /// 1 to `MAX_PROOFS_PER_FRAME` proofs, each checked by the receiver before it is kept.
     pub proofs: Vec<EncodedProof>,
 }
 
 /// "Send me your entry `seq` of `author`" (a fork check).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Want {
+    /// The feed asked about.
     #[serde(with = "raw")]
     pub author: Author,
+    /// The position asked for; at least 1 (positions start at 1), else a violation.
     pub seq: Seq,
 }
 
 /// Entries in their fixed encoding; within a feed contiguous and ascending.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entries {
+    /// 1 to `MAX_ENTRIES_PER_BATCH` entries, checked as one unit before any is stored.
     pub entries: Vec<EncodedEntry>,
 }
 
 /// Why the sender is closing the session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ByeReason {
+    /// The node is stopping, or failed locally (storage, a task); not the peer's fault.
     Shutdown,
+    /// The peer's `Hello` or opening named a protocol version other than ours.
     VersionMismatch,
+    /// A proven connection to ourselves, or a peer holding a copy of our key.
     SelfConnection,
+    /// The peer's `Auth` did not verify, or its `Hello` reflected our nonce.
     BadAuth,
+    /// The peer was silent past a handshake, idle, frame or reconcile deadline.
     Timeout,
+    /// The peer broke a framing, ordering, reconciliation or count rule.
     ProtocolViolation,
+    /// The peer sent an entry that does not decode, verify or link to its feed.
     InvalidEntry,
+    /// A connection limit or a stranger budget is reached; try again later.
     Busy,
     /// The peer's key is not on the allow-list.
     NotAllowed,
@@ -121,8 +145,10 @@ pub enum ByeReason {
     ClaimNotDelivered,
 }
 
+/// The last message before the sender closes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bye {
+    /// Why; the receiver logs it and ends its side of the session.
     pub reason: ByeReason,
 }
 
@@ -131,6 +157,7 @@ pub struct Bye {
 pub struct EncodedEntry(pub Vec<u8>);
 
 impl EncodedEntry {
+    /// Carries `entry` in its fixed encoding, the bytes its hash and signature cover.
     pub fn from_entry(entry: &Entry) -> EncodedEntry {
         EncodedEntry(entry.encode())
     }
@@ -152,6 +179,7 @@ impl fmt::Debug for EncodedEntry {
 pub struct EncodedProof(pub Vec<u8>);
 
 impl EncodedProof {
+    /// Carries `proof` in its fixed encoding (docs/PROTOCOL.md section 8).
     pub fn from_proof(proof: &ForkProof) -> EncodedProof {
         EncodedProof(proof.encode())
     }
@@ -171,18 +199,41 @@ impl fmt::Debug for EncodedProof {
 /// A decoded message that breaks a count or shape rule of docs/PROTOCOL.md.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MessageError {
+    /// An `Entries` batch longer than `MAX_ENTRIES_PER_BATCH`.
     #[error("batch of {count} entries exceeds the limit of {MAX_ENTRIES_PER_BATCH}")]
-    TooManyEntries { count: usize },
+    TooManyEntries {
+        /// Entries in the batch.
+        count: usize,
+    },
+    /// An `Entries` message with no entries (it would cost a frame for nothing).
     #[error("empty entries batch")]
     EmptyBatch,
+    /// An entry longer than any valid entry's encoding can be.
     #[error("entry {index} is {len} bytes, the limit is {MAX_ENCODED_BYTES}")]
-    EntryTooLarge { index: usize, len: usize },
+    EntryTooLarge {
+        /// Position of the entry in its batch, from 0.
+        index: usize,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// A `ForkProofs` message with more than `MAX_PROOFS_PER_FRAME` proofs.
     #[error("{count} fork proofs exceed the limit of {MAX_PROOFS_PER_FRAME} per frame")]
-    TooManyProofs { count: usize },
+    TooManyProofs {
+        /// Proofs in the message.
+        count: usize,
+    },
+    /// A `ForkProofs` message with no proofs.
     #[error("empty fork proofs message")]
     NoProofs,
+    /// A proof longer than any valid proof's encoding can be.
     #[error("fork proof {index} is {len} bytes, the limit is {MAX_PROOF_BYTES}")]
-    ProofTooLarge { index: usize, len: usize },
+    ProofTooLarge {
+        /// Position of the proof in its message, from 0.
+        index: usize,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// A `Want` for position 0, which no feed has (positions start at 1).
     #[error("want for seq 0")]
     WantSeqZero,
 }

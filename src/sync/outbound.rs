@@ -7,7 +7,7 @@
 //! skipped, entries that continue the peer's copy are sent from the event, and a gap (the
 //! peer is further behind) is filled by a range read from the store. When this half falls
 //! behind the broadcast (it lagged), it does not buffer: it compares every feed with the
-//! peer's progress and sends what is missing from the store ([`Outbound::resync`]).
+//! peer's progress and sends what is missing from the store (`Outbound::resync`).
 //! Feeds for which the plan found a fork are never pushed (their entries would not link on
 //! the peer's side); the proofs settle them.
 
@@ -83,7 +83,7 @@ pub(super) struct Outbound {
 impl Outbound {
     /// Runs until the session ends; returns why (the receiving half's reason, if it ended
     /// first, is what the session reports).
-    pub async fn run(mut self) -> SessionError {
+    pub(crate) async fn run(mut self) -> SessionError {
         let error = self.run_inner().await;
         if let Some(reason) = error.bye_reason() {
             self.writer.bye(reason).await;

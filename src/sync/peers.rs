@@ -59,16 +59,22 @@ pub const SYNC_ROUND_TIMEOUT_MS: u64 = 30_000;
 /// How often the counts of stranger sessions and refusals are logged at `info` (when any).
 pub const STRANGER_LOG_INTERVAL_MS: u64 = 60_000;
 
+/// Why starting sync, adding a peer or unpinning one failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
+    /// A peer is not `HOST:PORT` or `AUTHOR@HOST:PORT`: the operator's input is wrong.
     #[error(transparent)]
     BadPeer(#[from] PeerSpecError),
+    /// The learned pins in `DATA_DIR/peer-pins` could not be read or saved.
     #[error("peer pins: {0}")]
     Pins(#[from] PinIoError),
+    /// The pin cannot be forgotten: none is learned, or it was configured.
     #[error(transparent)]
     Unpin(#[from] UnpinError),
+    /// The address given to unpin is not among the configured peers.
     #[error("{0} is not a configured peer")]
     NotConfigured(String),
+    /// Sync has stopped: no peer can be added any more.
     #[error("peer sync is shut down")]
     ShutDown,
 }
@@ -76,6 +82,7 @@ pub enum SyncError {
 /// What `POST /peers` did.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct AddedPeer {
+    /// The peer's address, `HOST:PORT`, as configured.
     pub addr: String,
     /// A new configured peer.
     pub added: bool,
@@ -102,9 +109,11 @@ impl fmt::Debug for SyncHandle {
 /// One session's answer to `POST /sync`.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct SyncRound {
+    /// The session's key: the configured address when we dialed, else the remote address.
     pub addr: String,
     /// Entries sent to the peer by this round.
     pub sent: Option<u64>,
+    /// Why the round got no answer (the session ended, or timed out); `None` when `sent` is set.
     pub error: Option<String>,
 }
 

@@ -39,7 +39,9 @@ use super::feed_have::FeedHave;
 /// What one side holds of one feed: `length` entries (at least 1), the last with hash `head`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FeedState {
+    /// Entries held: the feed's last position.
     pub length: Seq,
+    /// The hash of entry `length`.
     pub head: Hash,
 }
 
@@ -71,14 +73,18 @@ pub fn have_lines(ours: &Feeds, forked: &BTreeSet<Author>) -> Vec<FeedHave> {
 /// Entries `from..=to` of one author's feed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SeqRange {
+    /// The feed.
     pub author: Author,
+    /// The first position to send; the peer's length plus one.
     pub from: Seq,
+    /// The last position to send, inclusive; our length.
     pub to: Seq,
 }
 
 /// A fork revealed by the two `Have`s: the peer holds a different entry of `author` at `seq`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ForkCheck {
+    /// The forked feed.
     pub author: Author,
     /// Send our entry at `seq` (always: it lets the peer build the proof).
     pub seq: Seq,
@@ -92,10 +98,16 @@ pub enum Fence {
     /// Nothing the peer holds conflicts with or extends our own feed.
     Current,
     /// The peer holds a longer copy of our feed: catch up to `their_length` before signing.
-    PeerAhead { their_length: Seq },
+    PeerAhead {
+        /// The length of the peer's copy; ours is shorter.
+        their_length: Seq,
+    },
     /// The peer holds a different entry of our feed at `seq` (0: our author is already known
     /// forked): never append again.
-    Diverged { seq: Seq },
+    Diverged {
+        /// The position where the peer holds a different entry, or 0 (already known forked).
+        seq: Seq,
+    },
 }
 
 /// Everything one side does after the `Have` exchange.
@@ -113,7 +125,9 @@ pub struct Plan {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("no hash for entry {seq} of {author} although the feed holds it")]
 pub struct MissingHash {
+    /// The feed asked about.
     pub author: Author,
+    /// The position the store has no hash for, within the length it reported.
     pub seq: Seq,
 }
 
@@ -224,9 +238,15 @@ pub enum Push {
     /// The peer already holds them all (it may have sent them to us).
     AlreadyHeld,
     /// They reach the peer's next entry: push those past `held`, the length the peer holds.
-    Next { held: Seq },
+    Next {
+        /// Entries the peer holds of the feed, as far as we know.
+        held: Seq,
+    },
     /// The peer lacks earlier entries too: send `from..=last` from the store.
-    Behind { from: Seq },
+    Behind {
+        /// The first position the peer lacks.
+        from: Seq,
+    },
 }
 
 impl PeerProgress {

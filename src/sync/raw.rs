@@ -12,7 +12,9 @@ use crate::identity::{Author, Signature};
 
 /// Fixed-size values that travel as a byte string of their raw bytes.
 pub trait RawBytes: Sized {
+    /// The value's bytes, as they travel.
     fn raw(&self) -> &[u8];
+    /// The value from its bytes; `None` when their number is wrong for the type.
     fn from_raw(bytes: &[u8]) -> Option<Self>;
 }
 

@@ -149,7 +149,9 @@ const FIRST_AUTHOR: Author = Author([0; 32]);
 /// The exclusive upper end of a range. `Author(a) < End` for every `a`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Bound {
+    /// Up to this author, not including it.
     Author(#[serde(with = "raw")] Author),
+    /// Up to and including the highest author: the last range of every round ends here.
     End,
 }
 
@@ -184,13 +186,16 @@ impl RangeMode {
 /// `upper`, exclusive.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Range {
+    /// Where the range ends, exclusive; above the previous range's `upper`.
     pub upper: Bound,
+    /// What the sender says about the feeds in the range.
     pub mode: RangeMode,
 }
 
 /// One frame of a round.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reconcile {
+    /// 1 to `MAX_RECONCILE_RANGES_PER_FRAME` ranges, ascending and adjacent.
     pub ranges: Vec<Range>,
     /// This frame ends the round.
     pub last: bool,
@@ -209,46 +214,96 @@ pub enum Step {
 /// frame's ranges and that range's items. Every variant ends reconciliation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReconcileError {
+    /// A frame after reconciliation ended, done or failed.
     #[error("reconcile frame received when no round is expected")]
     NotExpecting,
+    /// A frame with no ranges, which would advance nothing.
     #[error("reconcile frame without ranges")]
     EmptyFrame,
+    /// A frame with more than `MAX_RECONCILE_RANGES_PER_FRAME` ranges.
     #[error(
         "reconcile frame of {count} ranges exceeds the limit of {MAX_RECONCILE_RANGES_PER_FRAME}"
     )]
-    TooManyRanges { count: usize },
+    TooManyRanges {
+        /// Ranges in the frame.
+        count: usize,
+    },
+    /// A frame listing more than `MAX_RECONCILE_ITEMS_PER_FRAME` items over all its ranges.
     #[error(
         "reconcile frame of {count} items exceeds the limit of {MAX_RECONCILE_ITEMS_PER_FRAME}"
     )]
-    TooManyItems { count: usize },
+    TooManyItems {
+        /// Items in the frame.
+        count: usize,
+    },
+    /// The peer kept reconciling past `MAX_RECONCILE_ROUNDS` rounds.
     #[error("more than {MAX_RECONCILE_ROUNDS} reconcile rounds")]
     TooManyRounds,
+    /// The peer sent more than `MAX_RECONCILE_PEER_RANGES` ranges in the session.
     #[error("more than {MAX_RECONCILE_PEER_RANGES} reconcile ranges in the session")]
     TooManyPeerRanges,
+    /// The peer listed more than `MAX_RECONCILE_PEER_ITEMS` items in the session.
     #[error("more than {MAX_RECONCILE_PEER_ITEMS} reconcile items in the session")]
     TooManyPeerItems,
+    /// A range whose `upper` is not above the previous range's.
     #[error("range {range} does not end above where it starts")]
-    RangesNotAscending { range: usize },
+    RangesNotAscending {
+        /// The range's index in its frame.
+        range: usize,
+    },
+    /// The frame marked `last` does not end at [`Bound::End`].
     #[error("the last frame of the round ends before the end of the author space")]
     RoundNotEnded,
+    /// An item whose author is not within its range's bounds.
     #[error("range {range}, item {item}: author {author} lies outside the range")]
     ItemOutsideRange {
+        /// The range's index in its frame.
         range: usize,
+        /// The item's index in its range.
         item: usize,
+        /// The item's author.
         author: Author,
     },
+    /// An item whose author is not above the previous item's (duplicates included).
     #[error("range {range}, item {item}: authors not strictly ascending")]
-    ItemsNotAscending { range: usize, item: usize },
+    ItemsNotAscending {
+        /// The range's index in its frame.
+        range: usize,
+        /// The item's index in its range.
+        item: usize,
+    },
+    /// An item stating length 0: an empty feed is not held, so it is never listed.
     #[error("range {range}, item {item}: length 0")]
-    EmptyFeed { range: usize, item: usize },
+    EmptyFeed {
+        /// The range's index in its frame.
+        range: usize,
+        /// The item's index in its range.
+        item: usize,
+    },
+    /// We sent `Items` for a range and the answer is not an `ItemsReply`.
     #[error("range {range} does not answer the items we sent with its own")]
-    ItemsUnanswered { range: usize },
+    ItemsUnanswered {
+        /// The range's index in its frame.
+        range: usize,
+    },
+    /// The peer's first round has a range that is neither a fingerprint nor an item list.
     #[error("range {range}: an opening round holds only fingerprints and item lists")]
-    NotAnOpening { range: usize },
+    NotAnOpening {
+        /// The range's index in its frame.
+        range: usize,
+    },
+    /// A range settled in an earlier round answered with anything but `Skip`.
     #[error("range {range} reopens a range settled in an earlier round (only skip may answer it)")]
-    SettledRangeReopened { range: usize },
+    SettledRangeReopened {
+        /// The range's index in its frame.
+        range: usize,
+    },
+    /// An `ItemsReply` for a range where we sent no `Items`.
     #[error("range {range} is an items reply where we sent no item list")]
-    ReplyWithoutItems { range: usize },
+    ReplyWithoutItems {
+        /// The range's index in its frame.
+        range: usize,
+    },
 }
 
 /// One side of a reconciliation (see the module docs).

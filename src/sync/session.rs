@@ -5,7 +5,7 @@
 //! held across an await) and a control channel from the receiving to the sending half.
 //!
 //! Whatever ends a session (a violation, a timeout, the peer leaving, shutdown) is returned
-//! in [`SessionEnd`], logged with the peer's address and author, and recorded as the peer's
+//! in `SessionEnd`, logged with the peer's address and author, and recorded as the peer's
 //! `last_error` for `GET /peers`.
 
 use std::sync::atomic::AtomicBool;
@@ -55,42 +55,48 @@ macro_rules! log_session {
 }
 
 /// What a session needs besides its socket.
-pub struct SessionContext {
-    pub node: Node,
-    pub config: SyncConfig,
-    pub registry: Arc<PeerRegistry>,
-    pub admission: Arc<Admission>,
+pub(crate) struct SessionContext {
+    /// Where entries and proofs are read and stored.
+    pub(crate) node: Node,
+    /// Timeouts, caps, network key and policy.
+    pub(crate) config: SyncConfig,
+    /// The per-peer records the session updates (`GET /peers`).
+    pub(crate) registry: Arc<PeerRegistry>,
+    /// Decides whether the peer's key may hold a session, and what it may cost.
+    pub(crate) admission: Arc<Admission>,
     /// This process's sessions in their handshake: proves a self-connection.
-    pub probe: Arc<SelfProbe>,
+    pub(crate) probe: Arc<SelfProbe>,
     /// Where a learned pin is saved.
-    pub pins: Arc<PinStore>,
+    pub(crate) pins: Arc<PinStore>,
     /// Set when a peer authenticated with our own key.
-    pub alarms: Arc<super::status::Alarms>,
+    pub(crate) alarms: Arc<super::status::Alarms>,
     /// The peer's key in the registry (configured address when we dialed, else the remote
     /// address).
-    pub key: String,
+    pub(crate) key: String,
     /// Initiator when we dialed.
-    pub role: Role,
-    pub shutdown: watch::Receiver<bool>,
+    pub(crate) role: Role,
+    /// Turns true when sync stops: the session says `Bye(Shutdown)` and ends.
+    pub(crate) shutdown: watch::Receiver<bool>,
     /// Told the own-feed fence outcome once the `Have` exchange completed.
-    pub on_have: Option<OnHave>,
+    pub(crate) on_have: Option<OnHave>,
     /// Fires when the listener sheds this connection while it is still in its handshake.
-    pub shed: Option<oneshot::Receiver<()>>,
+    pub(crate) shed: Option<oneshot::Receiver<()>>,
 }
 
 /// How a session ended.
 #[derive(Debug)]
-pub struct SessionEnd {
+pub(crate) struct SessionEnd {
     /// The peer's author, if the handshake completed.
-    pub peer: Option<Author>,
-    pub error: SessionError,
+    pub(crate) peer: Option<Author>,
+    /// Why it ended (also a clean close or `Bye` from the peer).
+    pub(crate) error: SessionError,
 }
 
 type Reader = FrameReader<OwnedReadHalf>;
 type Writer = FrameWriter<OwnedWriteHalf>;
 
 /// Runs one session to its end.
-pub async fn run_session(mut ctx: SessionContext, stream: TcpStream) -> SessionEnd {
+pub(crate) async fn run_session(mut ctx: SessionContext, stream: TcpStream) -> SessionEnd {
     let _ = stream.set_nodelay(true);
     let source = stream.peer_addr().ok().map(|a| Source::of(a.ip()));
     let shed = ctx.shed.take();
