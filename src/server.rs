@@ -30,9 +30,13 @@ pub use head::{MAX_HEAD_BYTES, MAX_URI_BYTES};
 
 /// One node to serve.
 pub struct NodeSpec {
+    /// The node's name: labels its log lines and its errors.
     pub name: String,
+    /// The opened node; served, then shut down.
     pub node: Node,
+    /// Where to serve HTTP (port 0: a free port).
     pub http_addr: SocketAddr,
+    /// The HTTP API's settings.
     pub http: HttpConfig,
     /// Connection limits and the shutdown deadline of the HTTP server.
     pub limits: ServeLimits,
@@ -53,16 +57,22 @@ pub struct SyncSpec {
     /// Other nodes of the same call whose keys this node trusts (pins in the other
     /// direction: a node trusts the nodes that dial it as it trusts those it dials).
     pub trust_nodes: Vec<usize>,
+    /// The sync protocol's settings.
     pub config: SyncConfig,
 }
 
 /// What a node actually bound (port 0 resolved), for the caller to print.
 #[derive(Debug, Clone)]
 pub struct Bound {
+    /// The node's name, from its [`NodeSpec`].
     pub name: String,
+    /// The node's own feed's author (its public key).
     pub author: Author,
+    /// The HTTP listener's address.
     pub http_addr: SocketAddr,
+    /// The sync listener's address; `None` when the node only dials.
     pub sync_addr: Option<SocketAddr>,
+    /// The node's data directory.
     pub data_dir: PathBuf,
 }
 

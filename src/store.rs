@@ -131,7 +131,9 @@ impl Default for StoreOptions {
 /// What an open found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OpenReport {
+    /// Entries in the log after recovery (a torn tail not counted).
     pub entries: u64,
+    /// Distinct authors with at least one entry.
     pub feeds: usize,
     /// Bytes of a torn tail cut off (writable open) or ignored (read-only open).
     pub truncated_bytes: u64,
@@ -147,10 +149,15 @@ pub struct OpenReport {
 /// One feed as listed by [`StoreReader::feeds`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FeedInfo {
+    /// Whose feed.
     pub author: Author,
+    /// Entries the store holds of it (seqs `1..=length`, no gaps).
     pub length: Seq,
+    /// Hash of the last entry held.
     pub head: Hash,
+    /// The first entry's timestamp, as its author claims it (milliseconds since the Unix epoch).
     pub first_timestamp: u64,
+    /// The last entry's timestamp, likewise.
     pub last_timestamp: u64,
 }
 
@@ -162,6 +169,7 @@ pub struct FeedInfo {
 /// here rather than by reading the file back. When the observer runs, the index already
 /// covers the batch ([`StoreReader::committed_end`] is past its last record).
 pub trait CommitObserver: Send + Sync {
+    /// Called once per durable batch, on the writer thread (see the trait docs).
     fn committed(&self, entries: Vec<(Entry, Hash)>, offsets: Vec<u64>);
 }
 
@@ -174,33 +182,63 @@ pub enum Outcome {
     Duplicate(Hash),
     /// The author signed a different entry at a position the store holds: detected and
     /// reported, not stored.
-    Fork { seq: Seq, held: Hash, offered: Hash },
+    Fork {
+        /// The contested position.
+        seq: Seq,
+        /// Hash of the entry the store holds there.
+        held: Hash,
+        /// Hash of the offered entry.
+        offered: Hash,
+    },
     /// Invalid (shape, chain or signature): nothing written.
     Rejected(ValidationError),
     /// Entries before it are missing: the feed's next seq is `next`.
-    Gap { next: Seq },
+    Gap {
+        /// The feed's next seq in the store (its length).
+        next: Seq,
+    },
 }
 
+/// Why a store could not be opened, or did not shut down cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Another writer holds the directory's `LOCK`.
     #[error("store directory {dir} is locked by another writer")]
-    Locked { dir: PathBuf },
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+    },
+    /// Damage that is not a torn tail (docs/STORE.md): the open refuses to cut it off.
     #[error("{path} is corrupt at byte offset {offset}: {reason}")]
     Corrupt {
+        /// The file.
         path: PathBuf,
+        /// Byte offset of the bad record from the start of the file.
         offset: u64,
+        /// What is wrong with it.
         reason: String,
     },
+    /// The file's header is missing, of another format or of an unknown version.
     #[error("{path} is not a kappalog store: {reason}")]
-    BadHeader { path: PathBuf, reason: String },
+    BadHeader {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with the header.
+        reason: String,
+    },
+    /// An I/O call failed.
     #[error("{context}: {source}")]
     Io {
+        /// What the store was doing, with the path.
         context: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// Opening the forks file failed.
     #[error(transparent)]
     Forks(#[from] ForkLogError),
+    /// The writer thread ended without its last message (see the module docs).
     #[error("the store writer stopped without confirming its shutdown (it panicked)")]
     WriterPanicked,
 }
@@ -211,10 +249,14 @@ impl StoreError {
     }
 }
 
+/// Why a request to the writer was not done. Expected outcomes of a foreign entry are
+/// [`Outcome`]s instead.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AppendError {
+    /// The store was opened without an identity, so it has no own feed.
     #[error("no identity: this store cannot append to an own feed")]
     NoIdentity,
+    /// The writer has shut down (or is shutting down): nothing was done.
     #[error("the store is closed")]
     Closed,
     /// Reading or writing the log failed: the disk's fault, not the request's (the store is
@@ -225,10 +267,16 @@ pub enum AppendError {
     /// the disk or of the request, so it is never reported as either.
     #[error("store invariant broken: {0}")]
     Internal(&'static str),
+    /// An own append's data is over [`MAX_DATA_BYTES`]: refused before the writer.
     #[error("data is {len} bytes, the limit is {MAX_DATA_BYTES}")]
-    DataTooLong { len: usize },
+    DataTooLong {
+        /// The data's length in bytes (UTF-8).
+        len: usize,
+    },
+    /// The offered fork proof failed [`ForkProof::check`]: nothing recorded.
     #[error("fork proof does not check: {0}")]
     InvalidProof(#[source] ForkProofError),
+    /// Writing the forks file failed.
     #[error("recording the fork proof failed: {0}")]
     ForkLog(#[source] Arc<ForkLogError>),
     /// The own-feed fence refused an own append where the writer orders it
@@ -399,6 +447,7 @@ impl Store {
         Ok((store, owner, report))
     }
 
+    /// A read-only view sharing this store's index (see "Reading" in the module docs).
     pub fn reader(&self) -> StoreReader {
         self.shared.reader.clone()
     }

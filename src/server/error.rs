@@ -14,16 +14,22 @@ pub enum ServerError {
     /// The node's HTTP listener could not be bound.
     #[error("binding HTTP for {name} on {addr}")]
     BindHttp {
+        /// The node's name.
         name: String,
+        /// The address asked for.
         addr: SocketAddr,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
     /// The node's sync listener could not be bound.
     #[error("binding sync for {name} on {addr}")]
     BindSync {
+        /// The node's name.
         name: String,
+        /// The address asked for.
         addr: SocketAddr,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
@@ -33,7 +39,9 @@ pub enum ServerError {
     /// The node's peer sync did not start (a bad peer, the pin file).
     #[error("starting sync for {name}")]
     StartSync {
+        /// The node's name.
         name: String,
+        /// Why sync did not start.
         #[source]
         source: SyncError,
     },

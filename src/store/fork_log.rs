@@ -40,26 +40,39 @@ use crate::store::io::{self as log_io, LogFile, LogIo, OpenMode, SystemIo};
 /// The file name inside the data directory.
 pub const FORKS_FILE: &str = "forks";
 
+/// Why the forks file could not be opened, read or appended to.
 #[derive(Debug, thiserror::Error)]
 pub enum ForkLogError {
+    /// An I/O call on the file failed.
     #[error("{context} {path}: {source}")]
     Io {
+        /// What was being done, e.g. "opening".
         context: &'static str,
+        /// The forks file.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
+    /// The file's records do not decode, before any torn tail.
     #[error("{path} is corrupt: {error}")]
     Corrupt {
+        /// The forks file.
         path: PathBuf,
+        /// What the decoder found.
         error: fork::CorruptProof,
     },
+    /// A record decodes but its proof does not check.
     #[error("{path} holds an invalid proof at record {index}: {error}")]
     InvalidProof {
+        /// The forks file.
         path: PathBuf,
+        /// The record's position in the file, counting from 0.
         index: usize,
+        /// Why the proof does not check.
         error: ForkProofError,
     },
+    /// A proof offered for recording does not check: nothing written.
     #[error("proof does not check: {0}")]
     Rejected(#[from] ForkProofError),
 }
@@ -67,6 +80,7 @@ pub enum ForkLogError {
 /// What opening the fork log found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ForkLogReport {
+    /// Checked proofs in the file after recovery.
     pub proofs: usize,
     /// Bytes of a torn tail cut off.
     pub truncated_bytes: u64,
@@ -85,6 +99,7 @@ pub struct Forked {
 }
 
 impl Forked {
+    /// Who is forked after an open: the proofs read and the authors with a fork note.
     pub fn new(proofs: ForkSet, noted: BTreeSet<Author>) -> Forked {
         Forked { proofs, noted }
     }
@@ -160,6 +175,7 @@ fn checked_set(path: &Path, proofs: Vec<ForkProof>) -> Result<ForkSet, ForkLogEr
 /// What a read-only look at `dir/forks` found: the checked proofs, and a torn tail if the
 /// file ends in an incomplete record (a crash while appending it: never acknowledged).
 pub struct ForkFileCheck {
+    /// The proofs before any torn tail, each checked.
     pub set: ForkSet,
     /// Offset and length of the torn tail.
     pub torn_tail: Option<(u64, u64)>,

@@ -188,6 +188,7 @@ pub struct RecordHeader {
     pub keyed: bool,
     /// The marker flag: a commit marker or a fork note, no entry.
     pub marker: bool,
+    /// The CRC-32C the header claims for the payload (not yet checked).
     pub crc: u32,
 }
 
@@ -225,15 +226,20 @@ pub fn parse_record_header(header: &[u8; RECORD_HEADER_BYTES]) -> Result<RecordH
 /// appended under, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
+    /// The decoded entry.
     pub entry: Entry,
+    /// Its hash, computed from the record's entry bytes.
     pub hash: Hash,
+    /// The idempotency key of a keyed record (own appends only).
     pub key: Option<IdempotencyKey>,
 }
 
 /// Why a record's payload was not accepted (or, `Note`, why it holds no entry).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordFault {
+    /// The payload's CRC-32C is not the header's.
     BadChecksum,
+    /// The checksum matches but the bytes are not an entry: why, as the decoder says it.
     Undecodable(String),
     /// An intact fork note: not an entry, not a fault (see [`Scanned::note`]).
     Note,
@@ -380,10 +386,13 @@ pub fn read_record_span(
 /// Why a positional read of a record failed.
 #[derive(Debug)]
 pub enum ReadFault {
+    /// The read itself failed.
     Io(io::Error),
+    /// The bytes read are not an intact entry record: why, as [`fault_reason`] words it.
     Bad(String),
 }
 
+/// Words a [`RecordFault`] for an error message (lowercase, no period).
 pub fn fault_reason(fault: &RecordFault) -> String {
     match fault {
         RecordFault::BadChecksum => "checksum mismatch".into(),
@@ -395,9 +404,11 @@ pub fn fault_reason(fault: &RecordFault) -> String {
 /// One complete record found by the walk, decoded (or not) in parallel. Commit markers are
 /// checked and skipped by the walk; fork notes are passed on.
 pub struct Scanned {
+    /// Offset of the record's header from the start of the file.
     pub offset: u64,
     /// Offset just past the record.
     pub end: u64,
+    /// The record, or why its payload is not an entry.
     pub decoded: Result<Record, RecordFault>,
     /// A fork note (no entry): `decoded` is then `Err(RecordFault::Note)`.
     pub note: Option<Author>,
@@ -409,9 +420,15 @@ pub enum ScanStop {
     /// Every byte up to the end of the file is an intact record.
     Clean,
     /// The record at `offset` is not intact; classify it with [`classify_fault`].
-    Fault { offset: u64, kind: FaultKind },
+    Fault {
+        /// Offset of the record's header.
+        offset: u64,
+        /// How it is not intact.
+        kind: FaultKind,
+    },
 }
 
+/// How a record found by the walk is not intact.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FaultKind {
     /// Header or payload extends past the end of the file.
@@ -419,16 +436,27 @@ pub enum FaultKind {
     /// The length field (raw, flag included) is outside the limits for its flag.
     BadLength(u32),
     /// The checksum does not match; the record spans up to `end`.
-    BadChecksum { end: u64 },
+    BadChecksum {
+        /// Offset just past the record, as its length field says.
+        end: u64,
+    },
 }
 
 /// The verdict on a non-intact record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Damage {
     /// A torn tail from `offset` to the end of the file.
-    TornTail { offset: u64 },
+    TornTail {
+        /// Where the torn tail starts: the file is valid up to here.
+        offset: u64,
+    },
     /// Damage before the tail: the open must fail.
-    Corrupt { offset: u64, reason: String },
+    Corrupt {
+        /// Offset of the damaged record.
+        offset: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Applies the torn-tail shapes of the recovery rule (docs/STORE.md, rules 1-3) to a

@@ -33,16 +33,21 @@ use super::key_table::KeyTable;
 pub struct FeedIndex {
     /// Record offset of seq `i + 1` at index `i`.
     pub offsets: Vec<u64>,
+    /// Hash of the last entry held; `None` while the feed is empty.
     pub head: Option<Hash>,
+    /// The first entry's timestamp as its author claims it (milliseconds since the Unix epoch).
     pub first_timestamp: u64,
+    /// The last entry's timestamp, likewise.
     pub last_timestamp: u64,
 }
 
 impl FeedIndex {
+    /// Entries held, which is also the seq of the last one (seqs start at 1, no gaps).
     pub fn length(&self) -> Seq {
         self.offsets.len() as Seq
     }
 
+    /// The last entry's seq and hash, what the next entry must chain to; `None` if empty.
     pub fn head(&self) -> Option<FeedHead> {
         self.head.map(|hash| FeedHead {
             seq: self.length(),
@@ -60,6 +65,7 @@ impl FeedIndex {
 /// The whole index. Feeds in a `BTreeMap` so listings come out sorted by author.
 #[derive(Debug, Default)]
 pub struct Index {
+    /// Every feed with at least one entry held.
     pub feeds: BTreeMap<Author, FeedIndex>,
     /// [`PREFIX_SHARDS`] maps; a prefix lives in the one its top bits name.
     by_prefix: Vec<HashMap<u64, u64>>,
@@ -83,13 +89,15 @@ fn shard(prefix: u64) -> usize {
     (prefix >> (64 - PREFIX_SHARDS.trailing_zeros())) as usize
 }
 
-pub fn hash_prefix(hash: &Hash) -> u64 {
+/// The first 8 bytes of a hash, little-endian: the key of the prefix maps.
+fn hash_prefix(hash: &Hash) -> u64 {
     let mut p = [0u8; 8];
     p.copy_from_slice(&hash.0[..8]);
     u64::from_le_bytes(p)
 }
 
 impl Index {
+    /// An empty index of a log whose records end at `end` (just past the header).
     pub fn new(end: u64) -> Index {
         Index {
             end,
@@ -146,6 +154,7 @@ impl Index {
         )
     }
 
+    /// `author`'s feed head, as [`FeedIndex::head`]; `None` if nothing of it is held.
     pub fn head(&self, author: &Author) -> Option<FeedHead> {
         self.feeds.get(author).and_then(FeedIndex::head)
     }

@@ -119,6 +119,7 @@ impl LogFile {
         Ok(LogFile::from(file))
     }
 
+    /// Writes all of `buf` at byte `offset` (no seek, no shared cursor).
     pub fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         match &self.backing {
             Backing::System(file) => file.write_all_at(buf, offset),
@@ -126,6 +127,7 @@ impl LogFile {
         }
     }
 
+    /// Reads up to `buf.len()` bytes at byte `offset`; returns how many (0 at the end).
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         match &self.backing {
             Backing::System(file) => file.read_at(buf, offset),
@@ -133,6 +135,7 @@ impl LogFile {
         }
     }
 
+    /// Makes what was written durable (`fdatasync`; in memory, survives a simulated crash).
     pub fn sync_data(&self) -> io::Result<()> {
         match &self.backing {
             Backing::System(file) => file.sync_data(),
@@ -140,6 +143,7 @@ impl LogFile {
         }
     }
 
+    /// Truncates or extends the file to `len` bytes.
     pub fn set_len(&self, len: u64) -> io::Result<()> {
         match &self.backing {
             Backing::System(file) => file.set_len(len),

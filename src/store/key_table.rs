@@ -125,6 +125,7 @@ impl KeyTable {
         self.len
     }
 
+    /// Whether no key is remembered.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

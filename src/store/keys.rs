@@ -39,6 +39,8 @@ pub fn find(
 /// Reading the record a key's candidate names failed.
 #[derive(Debug)]
 pub struct FindFault {
+    /// The candidate record's offset.
     pub offset: u64,
+    /// Why it could not be read.
     pub fault: ReadFault,
 }

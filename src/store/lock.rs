@@ -15,6 +15,7 @@ use std::path::Path;
 
 use super::StoreError;
 
+/// The lock file's name inside the data directory.
 pub const LOCK_FILE: &str = "LOCK";
 
 /// Holds the lock while alive.
@@ -33,6 +34,8 @@ impl Drop for DirLock {
 }
 
 impl DirLock {
+    /// Takes the exclusive lock on `dir/LOCK` (creating it), without waiting:
+    /// [`StoreError::Locked`] if another writer holds it.
     pub fn acquire(dir: &Path) -> Result<DirLock, StoreError> {
         let path = dir.join(LOCK_FILE);
         let file = OpenOptions::new()

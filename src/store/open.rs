@@ -43,11 +43,14 @@ pub const LOG_FILE: &str = "entries.log";
 
 /// An open log file with its index, ready for a reader or the writer.
 pub struct Opened {
+    /// The log file, open for reading (and writing, for the writer).
     pub file: LogFile,
     /// The header's store format version (the writer raises a 1 or 2 to 3 before its first
     /// write).
     pub version: u32,
+    /// The index of every intact entry, `end` just past the last one kept.
     pub index: Index,
+    /// What the open found, for the caller to log.
     pub report: OpenReport,
 }
 

@@ -74,6 +74,7 @@ impl StoreReader {
         Ok((reader, opened.report))
     }
 
+    /// The log file's path.
     pub fn path(&self) -> &Path {
         &self.shared.path
     }
@@ -87,10 +88,12 @@ impl StoreReader {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Durable entries in the log, all feeds together.
     pub fn len(&self) -> u64 {
         self.index().entries
     }
 
+    /// Whether the log holds no entry.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -127,6 +130,7 @@ impl StoreReader {
             .collect()
     }
 
+    /// `author`'s feed head (last seq and hash); `None` if nothing of it is held.
     pub fn head(&self, author: &Author) -> Option<FeedHead> {
         self.index().head(author)
     }
@@ -166,6 +170,7 @@ impl StoreReader {
         Ok(found.map(|record| (record.entry, record.hash)))
     }
 
+    /// `author`'s entry at `seq` with its hash, read from the file; `None` if not held.
     pub fn get(&self, author: &Author, seq: Seq) -> Result<Option<(Entry, Hash)>, StoreError> {
         let (offset, end) = {
             let index = self.index();
@@ -177,6 +182,7 @@ impl StoreReader {
         offset.map(|offset| self.read_at(offset, end)).transpose()
     }
 
+    /// The entry with this hash, if held, read from the file.
     pub fn get_by_hash(&self, hash: &Hash) -> Result<Option<(Entry, Hash)>, StoreError> {
         let ((exact, candidate), end) = {
             let index = self.index();

@@ -21,12 +21,14 @@ use crate::validate::{self, FeedHead, ValidationError};
 pub struct VerifyReport {
     /// Records checked.
     pub entries: u64,
+    /// Distinct authors among the records checked.
     pub feeds: usize,
     /// Problems in file order. Empty means the log is sound.
     pub problems: Vec<VerifyProblem>,
 }
 
 impl VerifyReport {
+    /// Whether no problem was found.
     pub fn is_ok(&self) -> bool {
         self.problems.is_empty()
     }
@@ -54,22 +56,29 @@ impl std::fmt::Display for VerifyReport {
     }
 }
 
+/// One problem `verify_all` found, located in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyProblem {
     /// Byte offset of the record in the log file.
     pub offset: u64,
     /// The entry's author and seq, when the record decoded.
     pub author: Option<Author>,
+    /// See `author`.
     pub seq: Option<Seq>,
+    /// What is wrong.
     pub issue: VerifyIssue,
 }
 
+/// What is wrong with one record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyIssue {
+    /// The entry's signature does not verify under its author's key.
     #[error("bad signature: {0}")]
     Signature(SignatureError),
+    /// The entry does not follow its feed's previous entry (seq or backlink).
     #[error("broken chain: {0}")]
     Chain(ValidationError),
+    /// The record is not an intact entry record: why.
     #[error("bad record: {0}")]
     Record(String),
 }

@@ -162,8 +162,11 @@ fn answer<T>(reply: Reply<T>, value: T) {
 /// A foreign entry with what the caller already checked: its hash and the shape and
 /// signature rules.
 pub struct Checked {
+    /// The entry as received.
     pub entry: Entry,
+    /// The entry's hash, computed by the caller (the writer does not hash it again).
     pub hash: Hash,
+    /// The shape and signature check's result; the writer still checks placement and chain.
     pub verdict: Result<(), ValidationError>,
 }
 
@@ -179,19 +182,29 @@ pub enum OwnAppend {
     Added(Entry, Hash),
     /// The request's idempotency key was already used: nothing written; the own feed's
     /// entry at `seq` (durable) is the one appended under that key.
-    Replayed { seq: Seq, hash: Hash },
+    Replayed {
+        /// The own feed's position of the entry first appended under the key.
+        seq: Seq,
+        /// That entry's hash.
+        hash: Hash,
+    },
 }
 
+/// The writer's answer to an own append.
 pub type OwnResult = Result<OwnAppend, AppendError>;
+/// The writer's answer to a batch of foreign entries: one [`Outcome`] per entry, in order.
 pub type ForeignResult = Result<Vec<Outcome>, AppendError>;
 
-pub enum Request {
+/// One request on the writer's channel; each answerable kind carries its own reply end.
+pub(crate) enum Request {
+    /// Append to the own feed: the writer builds, hashes and signs the entry.
     Own {
         value: i64,
         data: String,
         key: Option<IdempotencyKey>,
         reply: Reply<OwnResult>,
     },
+    /// Place already checked foreign entries, answered with one outcome each.
     Foreign {
         entries: Vec<Checked>,
         reply: Reply<ForeignResult>,
@@ -235,37 +248,37 @@ impl Request {
 
 /// What the durable half of the writer ([`syncer`]) works on: both files, their I/O seams,
 /// and what it publishes to.
-pub struct Durable {
-    pub file: Arc<LogFile>,
+pub(crate) struct Durable {
+    pub(crate) file: Arc<LogFile>,
     /// The header's store format version.
-    pub version: u32,
-    pub io: Arc<dyn LogIo>,
-    pub end: u64,
-    pub index: Arc<RwLock<Index>>,
-    pub forks: ForkLog,
-    pub forks_io: Arc<dyn LogIo>,
-    pub forked: Arc<RwLock<Forked>>,
-    pub observer: Option<Arc<dyn CommitObserver>>,
-    pub health: Arc<StoreHealth>,
-    pub idle_marker_delay: Option<std::time::Duration>,
+    pub(crate) version: u32,
+    pub(crate) io: Arc<dyn LogIo>,
+    pub(crate) end: u64,
+    pub(crate) index: Arc<RwLock<Index>>,
+    pub(crate) forks: ForkLog,
+    pub(crate) forks_io: Arc<dyn LogIo>,
+    pub(crate) forked: Arc<RwLock<Forked>>,
+    pub(crate) observer: Option<Arc<dyn CommitObserver>>,
+    pub(crate) health: Arc<StoreHealth>,
+    pub(crate) idle_marker_delay: Option<std::time::Duration>,
 }
 
 /// Everything the writer thread owns, handed over by [`super::Store::open`].
-pub struct Writer {
-    pub durable: Durable,
-    pub identity: Option<Identity>,
+pub(crate) struct Writer {
+    pub(crate) durable: Durable,
+    pub(crate) identity: Option<Identity>,
     /// Where the planner publishes the fence after each event (read by [`super::Store::fence`]).
-    pub fence: watch::Sender<Fence>,
-    pub max_batch_entries: usize,
-    pub lock: DirLock,
+    pub(crate) fence: watch::Sender<Fence>,
+    pub(crate) max_batch_entries: usize,
+    pub(crate) lock: DirLock,
     /// The owner's end of the last message (see the module docs).
-    pub stopped: oneshot::Sender<Result<(), StoreError>>,
+    pub(crate) stopped: oneshot::Sender<Result<(), StoreError>>,
 }
 
 impl Writer {
     /// The writer thread: runs until a shutdown request (or until every sender is gone),
     /// then releases the lock and tells the owner, last.
-    pub fn run(self, requests: mpsc::Receiver<Request>) {
+    pub(crate) fn run(self, requests: mpsc::Receiver<Request>) {
         let Writer {
             durable,
             identity,

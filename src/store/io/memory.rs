@@ -144,6 +144,7 @@ impl Handle {
 }
 
 impl MemoryIo {
+    /// An empty set of files (clone it to share them, e.g. with a reopen after a crash).
     pub fn new() -> MemoryIo {
         MemoryIo::default()
     }
