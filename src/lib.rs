@@ -82,6 +82,9 @@
 // A function longer than a screen (80 lines, `clippy.toml`) hides its steps: split it into
 // named ones. CI's clippy runs with `-D warnings`, so this holds for the library's code.
 #![warn(clippy::too_many_lines)]
+// Every public item says what it is (the library is what tests, benches, fuzz targets and
+// the binary build on), and nothing is `pub` that no one outside its module can reach.
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod backoff;
 pub mod cli;

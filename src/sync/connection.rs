@@ -154,11 +154,11 @@ pub(super) mod testing {
     use crate::sync::transport::{establish, Channel, NetworkKey, Role};
     use tokio::io::{duplex, split, DuplexStream, ReadHalf, WriteHalf};
 
-    pub type PipeChannel = Channel<ReadHalf<DuplexStream>, WriteHalf<DuplexStream>>;
+    pub(crate) type PipeChannel = Channel<ReadHalf<DuplexStream>, WriteHalf<DuplexStream>>;
 
     /// Both ends of a pipe that buffers `capacity` bytes, handshake done. The pipe closes
     /// once both halves of an end are dropped.
-    pub async fn channels(capacity: usize) -> (PipeChannel, PipeChannel) {
+    pub(crate) async fn channels(capacity: usize) -> (PipeChannel, PipeChannel) {
         let net = NetworkKey::default();
         let (a, b) = duplex(capacity);
         let ((ar, aw), (br, bw)) = (split(a), split(b));
