@@ -35,7 +35,9 @@
 //! - [`cli`]: clap definitions (the binary's `app` module runs each subcommand; it is not
 //!   part of the library).
 //! - [`poison`]: the one poison-tolerant mutex lock, and why it is sound here; [`clock`]:
-//!   the one wall clock (milliseconds since the Unix epoch); [`backoff`]: the one retry delay.
+//!   the one wall clock (milliseconds since the Unix epoch); [`backoff`]: the one retry delay;
+//!   [`determinism`]: the clock, random draws and blocking work a deterministic simulation
+//!   takes over on its thread.
 //! - [`fork`]: fork proofs (two conflicting signed entries), their encoding, the forked set.
 //! - [`store::fork_log`]: the fork-proof file (`DATA_DIR/forks`), the store's second file:
 //!   its format and recovery, appended by the store's writer, the forked set readers
@@ -90,6 +92,7 @@ pub mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod csv;
+pub mod determinism;
 pub mod entry;
 pub mod fence;
 pub mod fork;

@@ -382,7 +382,7 @@ impl Node {
         // commits from here on sees every entry exactly once.
         *lock(&views.summary) = rebuild_summary(&reader, &forked)?;
         // The store's writer closed the fence at open if our own author is forked.
-        if let Err(e) = store.fence().check(0, std::time::Instant::now()) {
+        if let Err(e) = store.fence().check(0, crate::clock::instant()) {
             tracing::error!(%author, "{e}");
         }
         if report.forks.proofs > 0 {
@@ -482,7 +482,7 @@ impl Node {
     /// writer publishes after each event, see [`Store::fence`]).
     pub fn own_feed_state(&self) -> OwnFeedState {
         let length = self.own_length();
-        self.fence().state(length, std::time::Instant::now())
+        self.fence().state(length, crate::clock::instant())
     }
 
     /// The own-feed fence as the store's writer last published it.
@@ -548,7 +548,8 @@ impl Node {
             OwnAppend::Replayed { seq, hash } => {
                 let reader = self.inner.reader.clone();
                 let author = self.inner.author;
-                let found = tokio::task::spawn_blocking(move || reader.get(&author, seq)).await??;
+                let found =
+                    crate::determinism::blocking(move || reader.get(&author, seq)).await??;
                 match found {
                     Some((entry, held)) if held == hash => {
                         replayed(key, &entry, &hash, value, &data)

@@ -75,7 +75,7 @@ pub mod verify;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{mpsc, Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use rayon::prelude::*;
 use tokio::sync::{oneshot, watch};
@@ -115,6 +115,12 @@ pub struct StoreOptions {
     /// write ([`writer::IDLE_MARKER_DELAY`]). `None` writes none until the store closes:
     /// only for tests that count the file operations one by one.
     pub idle_marker_delay: Option<std::time::Duration>,
+    /// Run the writer inline: every request is done on the thread that sends it, before the
+    /// send returns, instead of on the writer's threads (one batch per request, no idle
+    /// marker until the store closes). Only for a deterministic simulation
+    /// ([`crate::determinism`]), where no thread may decide when work happens: a node's
+    /// appends would wait on each other's `fdatasync` one by one.
+    pub inline_writer: bool,
 }
 
 impl Default for StoreOptions {
@@ -124,6 +130,7 @@ impl Default for StoreOptions {
             io: Arc::new(io::SystemIo),
             forks_io: Arc::new(io::SystemIo),
             idle_marker_delay: Some(writer::IDLE_MARKER_DELAY),
+            inline_writer: false,
         }
     }
 }
@@ -293,7 +300,7 @@ pub struct Store {
 }
 
 struct Shared {
-    requests: mpsc::Sender<Request>,
+    requests: Submit,
     /// The fence as the writer last published it (see [`Store::fence`]).
     fence: watch::Receiver<Fence>,
     reader: StoreReader,
@@ -306,7 +313,7 @@ struct Shared {
 /// Dropping it instead sends the same shutdown request without waiting for it.
 #[must_use = "dropping the owner shuts the store down"]
 pub struct StoreOwner {
-    requests: mpsc::Sender<Request>,
+    requests: Submit,
     /// The writer's last act sends on this (see the module docs).
     stopped: Option<oneshot::Receiver<Result<(), StoreError>>>,
 }
@@ -338,7 +345,7 @@ impl StoreOwner {
         let stopped = self.stopped.take()?;
         // A send error means the writer is gone already; its last message (or the closed
         // channel, if it panicked) tells how.
-        let _ = self.requests.send(Request::Shutdown);
+        self.requests.send(Request::Shutdown);
         Some(stopped)
     }
 }
@@ -423,13 +430,18 @@ impl Store {
             lock,
             stopped: stopped_tx,
         };
-        let (requests, receiver) = mpsc::channel();
-        // Detached on purpose: the owner learns the writer is done from its last message,
-        // so nobody ever joins it (see the module docs).
-        std::thread::Builder::new()
-            .name("kappalog-store-writer".into())
-            .spawn(move || writer.run(receiver))
-            .map_err(|e| StoreError::io("spawn the store writer thread".into(), e))?;
+        let requests = if options.inline_writer {
+            Submit::Inline(Arc::new(Mutex::new(writer::Inline::new(writer))))
+        } else {
+            let (requests, receiver) = mpsc::channel();
+            // Detached on purpose: the owner learns the writer is done from its last
+            // message, so nobody ever joins it (see the module docs).
+            std::thread::Builder::new()
+                .name("kappalog-store-writer".into())
+                .spawn(move || writer.run(receiver))
+                .map_err(|e| StoreError::io("spawn the store writer thread".into(), e))?;
+            Submit::Thread(requests)
+        };
         let store = Store {
             shared: Arc::new(Shared {
                 requests: requests.clone(),
@@ -521,7 +533,7 @@ impl Store {
     /// Hands `request` to the writer. A writer that is gone drops the request, and with it
     /// its reply sender: the caller's [`Pending`] is answered [`AppendError::Closed`].
     fn send(&self, request: Request) {
-        let _ = self.shared.requests.send(request);
+        self.shared.requests.send(request);
     }
 
     fn check_own(&self, data: &str) -> Result<(), AppendError> {
@@ -580,12 +592,18 @@ impl Store {
     pub fn append_entries(&self, entries: Vec<Entry>) -> Pending<Vec<Outcome>> {
         let (reply, answer) = oneshot::channel();
         let store = self.clone();
-        rayon::spawn(move || {
+        let offer = move || {
             store.send(Request::Foreign {
                 entries: precheck(entries),
                 reply,
             });
-        });
+        };
+        // Checked off the caller's thread, except when the writer runs inline: then
+        // everything happens on the caller's thread, in order (see [`StoreOptions`]).
+        match &self.shared.requests {
+            Submit::Thread(_) => rayon::spawn(offer),
+            Submit::Inline(_) => offer(),
+        }
         Pending::new(answer)
     }
 
@@ -608,6 +626,26 @@ impl Store {
             reply,
         });
         Pending::new(answer)
+    }
+}
+
+/// Where a store's requests go: the writer's channel, or the writer itself when it runs
+/// inline ([`StoreOptions::inline_writer`]).
+#[derive(Clone)]
+enum Submit {
+    Thread(mpsc::Sender<Request>),
+    Inline(Arc<Mutex<writer::Inline>>),
+}
+
+impl Submit {
+    /// Hands `request` over. A writer that is gone drops it, and with it its reply sender.
+    fn send(&self, request: Request) {
+        match self {
+            Submit::Thread(requests) => {
+                let _ = requests.send(request);
+            }
+            Submit::Inline(writer) => crate::poison::lock(writer).handle(request),
+        }
     }
 }
 

@@ -34,6 +34,7 @@
 //!   slots, budgets, claims, refusals.
 //! - [`pin_file`]: the learned pins in `DATA_DIR/peer-pins`.
 //! - [`config`]: timeouts, caps, the network key and the policy ([`SyncConfig`]).
+//! - [`net`]: what carries the bytes: TCP, or an in-memory network in the simulation.
 //! - [`connection`]: frames on and off a socket with the idle, frame and write timeouts.
 //! - [`self_probe`]: a proven self-connection, told from a peer that only says our name.
 //! - [`session`]: one session: handshake, then [`inbound`] and [`outbound`] side by side.
@@ -61,6 +62,7 @@ pub mod inbound;
 pub mod limits;
 pub mod listener;
 pub mod message;
+pub mod net;
 pub mod outbound;
 pub mod peers;
 pub mod pin_file;
@@ -76,5 +78,5 @@ pub mod status;
 pub mod transport;
 
 pub use config::SyncConfig;
-pub use peers::{start, AddedPeer, SyncError, SyncHandle, SyncRound};
+pub use peers::{start, start_on, AddedPeer, SyncError, SyncHandle, SyncRound};
 pub use status::PeerInfo;

@@ -197,7 +197,7 @@ impl Node {
         if !fork_entries.is_empty() {
             report.forks = u64::try_from(fork_entries.len()).unwrap_or(u64::MAX);
             let node = self.clone();
-            tokio::task::spawn_blocking(move || {
+            crate::determinism::blocking(move || {
                 for entry in fork_entries {
                     node.record_fork_against_held(entry)?;
                 }

@@ -118,6 +118,7 @@
 //! A recovery that fails itself (the cut cannot be made or synced) is retried before the
 //! next write, and that write is not attempted until it succeeds.
 
+mod inline;
 mod planned;
 mod planner;
 mod syncer;
@@ -142,6 +143,8 @@ use crate::hash::Hash;
 use crate::idempotency::IdempotencyKey;
 use crate::identity::{Author, Identity};
 use crate::validate::ValidationError;
+
+pub(crate) use inline::Inline;
 
 /// How long the syncer waits for more work after a write before it writes a commit marker
 /// covering that write (see the recovery rule in docs/STORE.md). Under load the next

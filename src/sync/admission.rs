@@ -205,7 +205,7 @@ impl Admission {
         pins: Pins,
         claim_timeout: Duration,
     ) -> Admission {
-        let now = Instant::now();
+        let now = crate::clock::instant();
         Admission {
             reconcile_budget: Arc::new(Semaphore::new(
                 policy.stranger_reconcile_items.min(Semaphore::MAX_PERMITS),

@@ -42,10 +42,8 @@ use crate::poison::lock;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use tokio::io::AsyncRead;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::mpsc;
 
 use super::admission::{Admission, Reservation};
@@ -74,7 +72,7 @@ pub const MERGE_BYTES: usize = 1 << 20;
 
 pub(super) struct Inbound {
     pub node: Node,
-    pub reader: FrameReader<OwnedReadHalf>,
+    pub reader: FrameReader<super::net::ReadHalf>,
     pub progress: Arc<Mutex<PeerProgress>>,
     pub control: mpsc::UnboundedSender<Control>,
     pub stop: Arc<AtomicBool>,
@@ -266,7 +264,7 @@ impl Inbound {
             author,
             held,
             &mut reserved,
-            Instant::now(),
+            crate::clock::instant(),
         ) {
             Ok(()) => true,
             Err(skip) => {
@@ -293,7 +291,7 @@ impl Inbound {
         batch: Vec<super::message::EncodedEntry>,
     ) -> Result<(), SessionError> {
         let check = self.batch_check();
-        let (checked, reserved) = tokio::task::spawn_blocking(move || {
+        let (checked, reserved) = crate::determinism::blocking(move || {
             let mut reserved = Reservation::new(check.admission.clone());
             (check.run(&batch, &mut reserved), reserved)
         })
@@ -363,7 +361,7 @@ impl Inbound {
             if report.added > 0 {
                 // Eviction spares a stranger that brings entries; a key that delivers our
                 // own feed's signed entries regains fence power.
-                admission.delivered(&peer, Instant::now());
+                admission.delivered(&peer, crate::clock::instant());
                 if delivers_own {
                     admission.delivered_own(&peer);
                 }
@@ -382,7 +380,7 @@ impl Inbound {
         self.settle().await?;
         for (offered, _) in candidates {
             let node = self.node.clone();
-            tokio::task::spawn_blocking(move || node.record_fork_against_held(offered)).await??;
+            crate::determinism::blocking(move || node.record_fork_against_held(offered)).await??;
         }
         Ok(())
     }
@@ -452,7 +450,7 @@ impl BatchCheck {
                 a,
                 held,
                 reserved,
-                Instant::now(),
+                crate::clock::instant(),
             ) {
                 Ok(()) => false,
                 Err(skip) => {

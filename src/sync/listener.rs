@@ -20,11 +20,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 
 use super::frame::encode_frame;
 use super::message::{Bye, ByeReason, Message};
+use super::net::{Listener, WriteHalf};
 use super::session::{run_session, SessionContext};
 use super::shared::SyncShared;
 use super::status::Direction;
@@ -43,7 +43,7 @@ type Pending = VecDeque<oneshot::Sender<()>>;
 pub(super) async fn accept_loop(
     node: Node,
     shared: Arc<SyncShared>,
-    listener: TcpListener,
+    mut listener: Box<dyn Listener>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut pending = Pending::new();
@@ -55,9 +55,17 @@ pub(super) async fn accept_loop(
             _ = shutdown.changed() => return,
         };
         let (stream, remote) = match accepted {
-            Ok(a) => {
+            Ok(connection) => {
                 failures = 0;
-                a
+                match connection.remote {
+                    Some(remote) => (connection, remote),
+                    // A connection whose address the network cannot tell would fall under no
+                    // per-address cap: refused (TCP always tells it).
+                    None => {
+                        tracing::debug!("sync connection without a remote address, refusing");
+                        continue;
+                    }
+                }
             }
             Err(e) => {
                 let backoff_ms =
@@ -74,7 +82,7 @@ pub(super) async fn accept_loop(
         let ip = remote.ip();
         if !shared.admission.inbound_opened(ip) {
             tracing::debug!(%remote, "too many sync connections from this address, refusing");
-            shared.spawn(node.clone(), refuse_busy(stream));
+            shared.spawn(node.clone(), refuse_busy(stream.write));
             continue;
         }
         let (shed_tx, shed_rx) = oneshot::channel();
@@ -100,7 +108,7 @@ pub(super) async fn accept_loop(
 }
 
 /// The plaintext refusal a connection over a limit gets instead of an opening.
-async fn refuse_busy(mut stream: TcpStream) {
+async fn refuse_busy(mut stream: WriteHalf) {
     let bye = Message::Bye(Bye {
         reason: ByeReason::Busy,
     });

@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
@@ -55,7 +54,7 @@ pub type OnHave = Box<dyn FnOnce(Fence, bool) + Send + Sync>;
 
 pub(super) struct Outbound {
     pub node: Node,
-    pub writer: FrameWriter<OwnedWriteHalf>,
+    pub writer: FrameWriter<super::net::WriteHalf>,
     pub progress: Arc<Mutex<PeerProgress>>,
     pub registry: Arc<PeerRegistry>,
     pub key: String,
@@ -95,7 +94,7 @@ impl Outbound {
         if let Some(source) = self.throttle {
             // A stranger's source in debt waits here, not the socket: the receiving half
             // keeps reading meanwhile.
-            let wait = self.admission.send_wait(source, std::time::Instant::now());
+            let wait = self.admission.send_wait(source, crate::clock::instant());
             if !wait.is_zero() {
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
@@ -107,7 +106,7 @@ impl Outbound {
         if let Some(source) = self.throttle {
             let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
             self.admission
-                .send_spent(source, bytes, std::time::Instant::now());
+                .send_spent(source, bytes, crate::clock::instant());
         }
         self.last_sent = Instant::now();
         Ok(())
@@ -142,7 +141,7 @@ impl Outbound {
     /// Range-based reconciliation ([`super::reconcile`]) of our `items` with the peer's
     /// (the dialer opens); returns the peer's feed states.
     async fn reconcile(&mut self, items: Vec<FeedHave>) -> Result<Feeds, SessionError> {
-        let mut reconciler = tokio::task::spawn_blocking(move || Reconciler::new(items)).await?;
+        let mut reconciler = crate::determinism::blocking(move || Reconciler::new(items)).await?;
         if self.role == Role::Initiator {
             for frame in reconciler.initiate() {
                 self.send(&Message::Reconcile(frame)).await?;
@@ -211,7 +210,7 @@ impl Outbound {
         // Proofs the peer sent while we reconciled are known now: plan without those feeds.
         let forked = self.node.forked_authors();
         let reader = self.node.reader().clone();
-        let planned = tokio::task::spawn_blocking(move || {
+        let planned = crate::determinism::blocking(move || {
             plan::plan(&own, &ours, &theirs, &forked, |a, seq| {
                 reader.get(a, seq).ok().flatten().map(|(_, h)| h)
             })
@@ -226,7 +225,7 @@ impl Outbound {
             Fence::Current => {}
             Fence::PeerAhead { their_length } if self.admission.claim_may_hold(&self.peer) => {
                 let held = self.node.own_length();
-                let now = std::time::Instant::now();
+                let now = crate::clock::instant();
                 match self.admission.claim(self.peer, their_length, held, now) {
                     ClaimState::Holding { need, deadline } => {
                         tracing::info!(peer = %self.key, their_length, "own-feed fence: a trusted peer holds a longer copy of our feed, catching up before signing");
@@ -290,7 +289,7 @@ impl Outbound {
             return Ok(());
         };
         let held = self.node.own_length();
-        let now = std::time::Instant::now();
+        let now = crate::clock::instant();
         if !deadline_passed {
             match self.admission.renew_claim(self.peer, held, now) {
                 ClaimState::Holding { need, deadline } => self.hold_claim(need, deadline),
@@ -378,7 +377,7 @@ impl Outbound {
             return Ok(());
         }
         let reader = self.node.reader().clone();
-        let found = tokio::task::spawn_blocking(move || reader.get(&author, seq)).await??;
+        let found = crate::determinism::blocking(move || reader.get(&author, seq)).await??;
         if let Some((entry, _)) = found {
             for message in entry_batches(&[entry]) {
                 self.send(&message).await?;
@@ -404,7 +403,7 @@ impl Outbound {
                 .unwrap_or(usize::MAX)
                 .min(RANGE_READ_ENTRIES);
             if let Some(source) = self.throttle {
-                let now = std::time::Instant::now();
+                let now = crate::clock::instant();
                 self.admission
                     .send_spent(source, STRANGER_RANGE_COST_BYTES, now);
             }
@@ -412,7 +411,7 @@ impl Outbound {
             // The stored bytes go out as they are: the receiver decodes, hashes and verifies
             // each entry, so decoding them here too would only double that work.
             let chunk: Vec<Vec<u8>> =
-                tokio::task::spawn_blocking(move || reader.range_encoded(&author, next, want))
+                crate::determinism::blocking(move || reader.range_encoded(&author, next, want))
                     .await??;
             if chunk.is_empty() {
                 break;
@@ -546,10 +545,10 @@ impl Outbound {
         if let Some(source) = self.throttle {
             let cost = STRANGER_RANGE_COST_BYTES.saturating_mul(group.len() as u64);
             self.admission
-                .send_spent(source, cost, std::time::Instant::now());
+                .send_spent(source, cost, crate::clock::instant());
         }
         let reader = self.node.reader().clone();
-        let read = tokio::task::spawn_blocking(move || {
+        let read = crate::determinism::blocking(move || {
             let mut feeds = Vec::with_capacity(group.len());
             for r in group {
                 let want = usize::try_from(range_len(&r)).unwrap_or(usize::MAX);

@@ -34,7 +34,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch, Notify};
 use tokio_util::task::TaskTracker;
 
@@ -44,6 +44,7 @@ use super::config::{StartupFence, SyncConfig};
 use super::error::SessionError;
 use super::listener::accept_loop;
 use super::message::ByeReason;
+use super::net::{Connection, Listener, Network, Tcp};
 use super::pin_file::{self, PinIoError, PinStore};
 use super::pins::{PeerSpec, PeerSpecError, Pins, UnpinError};
 use super::session::{run_session, SessionContext};
@@ -128,13 +129,26 @@ pub fn start(
     listener: Option<TcpListener>,
     peers: Vec<String>,
 ) -> Result<SyncHandle, SyncError> {
+    let listener = listener.map(|l| Box::new(l) as Box<dyn Listener>);
+    start_on(node, config, listener, peers, Arc::new(Tcp))
+}
+
+/// As [`start`] on another network than TCP: `listener` takes the connections peers open,
+/// and the dialers connect through `network` (the simulation's in-memory network).
+pub fn start_on(
+    node: &Node,
+    config: SyncConfig,
+    listener: Option<Box<dyn Listener>>,
+    peers: Vec<String>,
+    network: Arc<dyn Network>,
+) -> Result<SyncHandle, SyncError> {
     let specs = peers
         .iter()
         .map(|p| p.parse::<PeerSpec>())
         .collect::<Result<Vec<_>, _>>()?;
     let pins = load_pins(node, &config, &specs)?;
     let (shutdown, _) = watch::channel(false);
-    let listen_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+    let listen_addr = listener.as_ref().and_then(|l| l.local_addr());
     let pending: BTreeSet<String> = specs.iter().map(|s| s.addr.clone()).collect();
     let shared = Arc::new(SyncShared {
         admission: Arc::new(Admission::new(
@@ -152,6 +166,7 @@ pub fn start(
         tasks: TaskTracker::new(),
         wake: Mutex::new(BTreeMap::new()),
         listen_addr,
+        network,
     });
     let handle = SyncHandle { shared };
     if !pending.is_empty() {
@@ -502,7 +517,7 @@ async fn dial_until_stopped(node: &Node, shared: &Arc<SyncShared>, addr: &str, w
         }
         // Dials take no inbound slot: a flood of strangers never delays a configured peer.
         let connected = tokio::select! {
-            c = tokio::time::timeout(shared.config.handshake_timeout, TcpStream::connect(addr.as_str())) => c,
+            c = tokio::time::timeout(shared.config.handshake_timeout, shared.network.connect(addr.as_str())) => c,
             _ = shutdown.changed() => break,
         };
         let dialed = match connected {
@@ -540,7 +555,7 @@ async fn run_dialed(
     node: &Node,
     shared: &Arc<SyncShared>,
     addr: &str,
-    stream: TcpStream,
+    stream: Connection,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Dialed {
     let on_have = {
@@ -600,7 +615,7 @@ async fn wait_to_redial(
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
     let base = reconnect_delay_ms(failures.saturating_sub(1));
-    let jitter = rand::random::<u64>() % (base / 4 + 1);
+    let jitter = crate::determinism::random_u64() % (base / 4 + 1);
     let delay = Duration::from_millis(base.saturating_add(jitter));
     tokio::select! {
         _ = tokio::time::sleep(delay) => true,

@@ -89,7 +89,7 @@ impl PinStore {
         let _one_at_a_time = self.saving.lock().await;
         let learned = admission.learned_pins();
         let dir = self.data_dir.clone();
-        match tokio::task::spawn_blocking(move || save(&dir, &learned)).await {
+        match crate::determinism::blocking(move || save(&dir, &learned)).await {
             Ok(saved) => saved,
             Err(e) => Err(PinIoError::Write {
                 path: self.data_dir.join(PIN_FILE),

@@ -1,5 +1,6 @@
-//! One session over one TCP connection (docs/PROTOCOL.md section 6): the handshake, then two
-//! halves run side by side until either ends: [`super::inbound`] reads and stores,
+//! One session over one connection ([`super::net`]: TCP, or the simulation's in-memory
+//! network) (docs/PROTOCOL.md section 6): the handshake, then two halves run side by side
+//! until either ends: [`super::inbound`] reads and stores,
 //! [`super::outbound`] sends the `Have`, the plan's entries and live pushes. The halves
 //! share only what the peer is known to hold ([`PeerProgress`], behind a std mutex never
 //! held across an await) and a control channel from the receiving to the sending half.
@@ -11,8 +12,6 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
@@ -24,6 +23,7 @@ use super::error::SessionError;
 use super::handshake::{Binding, Handshake, HandshakeError};
 use super::inbound::Inbound;
 use super::message::{Message, Nonce, NONCE_BYTES};
+use super::net::{Connection, ReadHalf, WriteHalf};
 use super::outbound::{OnHave, Outbound};
 use super::pin_file::PinStore;
 use super::pins::DialCheck;
@@ -92,13 +92,12 @@ pub(crate) struct SessionEnd {
     pub(crate) error: SessionError,
 }
 
-type Reader = FrameReader<OwnedReadHalf>;
-type Writer = FrameWriter<OwnedWriteHalf>;
+type Reader = FrameReader<ReadHalf>;
+type Writer = FrameWriter<WriteHalf>;
 
 /// Runs one session to its end.
-pub(crate) async fn run_session(mut ctx: SessionContext, stream: TcpStream) -> SessionEnd {
-    let _ = stream.set_nodelay(true);
-    let source = stream.peer_addr().ok().map(|a| Source::of(a.ip()));
+pub(crate) async fn run_session(mut ctx: SessionContext, stream: Connection) -> SessionEnd {
+    let source = stream.remote.map(|a| Source::of(a.ip()));
     let shed = ctx.shed.take();
     // Not `Sync`: kept out of the context the opening borrows across awaits.
     let on_have = ctx.on_have.take();
@@ -175,9 +174,9 @@ async fn dialed_trust(ctx: &SessionContext, peer: Author) -> bool {
 /// The opening, the encrypted channel and the identity handshake; the authenticated peer.
 async fn open(
     ctx: &SessionContext,
-    stream: TcpStream,
+    stream: Connection,
 ) -> Result<(Reader, Writer, Author), SessionError> {
-    let (read, write) = stream.into_split();
+    let Connection { read, write, .. } = stream;
     let channel = transport::establish(read, write, ctx.role, &ctx.config.network).await?;
     let mut reader = FrameReader::new(
         channel.reader,
@@ -224,7 +223,7 @@ fn admit(
         admission.count_refusal("not_allowed");
         return Err(SessionError::NotAllowed(peer));
     }
-    let now = std::time::Instant::now();
+    let now = crate::clock::instant();
     if let (false, Some(source)) = (trusted, source) {
         // A source that has spent its send budget waits before the next session's first
         // frame anyway; refusing it here spares the handshake and reconciliation as well.
@@ -372,7 +371,7 @@ async fn handshake(
     binding: Binding,
 ) -> Result<Author, SessionError> {
     let node = &ctx.node;
-    let nonce = Nonce(rand::random::<[u8; NONCE_BYTES]>());
+    let nonce = Nonce(crate::determinism::random_bytes::<NONCE_BYTES>());
     let ours = Handshake::new(node.author(), nonce, binding);
     // Recorded before our Hello leaves, so our other end (if this is a self-connection)
     // finds it when it reads that Hello.

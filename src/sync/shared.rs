@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use super::admission::Admission;
 use super::config::SyncConfig;
+use super::net::Network;
 use super::pin_file::PinStore;
 use super::self_probe::SelfProbe;
 use super::session::SessionContext;
@@ -32,6 +33,8 @@ pub struct SyncShared {
     /// The running dialers, by configured address: each one's wake-up.
     pub(super) wake: Mutex<BTreeMap<String, Arc<Notify>>>,
     pub(super) listen_addr: Option<SocketAddr>,
+    /// Where the dialers connect.
+    pub(super) network: Arc<dyn Network>,
 }
 
 impl SyncShared {

@@ -145,12 +145,13 @@ impl LogIo for CrashIo {
     }
 }
 
-fn options(io: Arc<dyn LogIo>) -> StoreOptions {
+fn options(io: Arc<dyn LogIo>, inline_writer: bool) -> StoreOptions {
     StoreOptions {
         io: io.clone(),
         forks_io: io,
         // Only the workload's own calls, so the same call numbers mean the same step.
         idle_marker_delay: None,
+        inline_writer,
         ..StoreOptions::default()
     }
 }
@@ -166,10 +167,10 @@ fn foreign() -> Vec<(Entry, Hash)> {
 
 /// Runs the workload on `io`; returns what was acknowledged. Every failure after the crash
 /// is expected: the store says so and the workload goes on, as clients would.
-fn workload(dir: &Path, io: Arc<dyn LogIo>) -> Acked {
+fn workload(dir: &Path, io: Arc<dyn LogIo>, inline_writer: bool) -> Acked {
     let mut acked = Acked::default();
     let Ok((store, owner, _)) =
-        Store::open_with_options(dir, &options(io), Some(identity(1)), None)
+        Store::open_with_options(dir, &options(io, inline_writer), Some(identity(1)), None)
     else {
         return acked;
     };
@@ -221,8 +222,9 @@ fn workload(dir: &Path, io: Arc<dyn LogIo>) -> Acked {
 /// Reopens `image` and checks it against what was acknowledged (see the module docs).
 fn check(dir: &Path, image: MemoryIo, acked: &Acked, case: &str) {
     let image: Arc<dyn LogIo> = Arc::new(image);
-    let (store, owner, _) = Store::open_with_options(dir, &options(image), Some(identity(1)), None)
-        .unwrap_or_else(|e| panic!("{case}: the image does not open: {e}"));
+    let (store, owner, _) =
+        Store::open_with_options(dir, &options(image, false), Some(identity(1)), None)
+            .unwrap_or_else(|e| panic!("{case}: the image does not open: {e}"));
     let held = common::entries_by_hash(&store.reader());
     for (hash, entry) in &acked.entries {
         assert_eq!(
@@ -267,9 +269,20 @@ fn check(dir: &Path, image: MemoryIo, acked: &Acked, case: &str) {
 
 #[test]
 fn a_crash_at_every_write_or_sync_keeps_exactly_the_acknowledged() {
+    crash_at_every_call(false);
+}
+
+/// The same with the writer inline (`StoreOptions::inline_writer`, the simulation's store):
+/// the same records and syncs, made on the caller's thread.
+#[test]
+fn a_crash_at_every_call_of_the_inline_writer_keeps_exactly_the_acknowledged() {
+    crash_at_every_call(true);
+}
+
+fn crash_at_every_call(inline_writer: bool) {
     let dir = tempfile::tempdir().unwrap();
     let clean = Arc::new(CrashIo::new(None));
-    let acked = workload(dir.path(), clean.clone());
+    let acked = workload(dir.path(), clean.clone(), inline_writer);
     let calls = clean.state().calls;
     assert_eq!(
         acked.entries.len(),
@@ -289,7 +302,7 @@ fn a_crash_at_every_write_or_sync_keeps_exactly_the_acknowledged() {
     for crash_at in 1..=calls {
         let dir = tempfile::tempdir().unwrap();
         let io = Arc::new(CrashIo::new(Some(crash_at)));
-        let acked = workload(dir.path(), io.clone());
+        let acked = workload(dir.path(), io.clone(), inline_writer);
         let images = std::mem::take(&mut io.state().images);
         assert_eq!(images.len() as u64, SEEDS, "call {crash_at} was made");
         for (seed, image) in images.into_iter().enumerate() {

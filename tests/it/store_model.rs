@@ -161,23 +161,34 @@ proptest! {
     /// exactly the model's feeds, in the model's commit order.
     #[test]
     fn mixed_operations_match_model(ops in proptest::collection::vec(mixed(), 1..40)) {
-        mixed_model(ops, None)?;
+        mixed_model(ops, None, false)?;
     }
 
     /// The same, with the log and the forks file in memory ([`MemoryIo`], never crashed).
     #[test]
     fn mixed_operations_match_model_in_memory(ops in proptest::collection::vec(mixed(), 1..40)) {
-        mixed_model(ops, Some(MemoryIo::new()))?;
+        mixed_model(ops, Some(MemoryIo::new()), false)?;
+    }
+
+    /// The same in memory with the writer inline (the simulation's store).
+    #[test]
+    fn mixed_operations_match_model_inline(ops in proptest::collection::vec(mixed(), 1..40)) {
+        mixed_model(ops, Some(MemoryIo::new()), true)?;
     }
 }
 
-/// The mixed model on real files, or on `memory`'s.
-fn mixed_model(ops: Vec<Mixed>, memory: Option<MemoryIo>) -> Result<(), TestCaseError> {
+/// The mixed model on real files, or on `memory`'s (with the writer inline if asked).
+fn mixed_model(
+    ops: Vec<Mixed>,
+    memory: Option<MemoryIo>,
+    inline_writer: bool,
+) -> Result<(), TestCaseError> {
     use kappalog::entry::Entry;
     let options = match memory {
         Some(memory) => StoreOptions {
             io: Arc::new(memory.clone()),
             forks_io: Arc::new(memory),
+            inline_writer,
             ..StoreOptions::default()
         },
         None => StoreOptions::default(),

@@ -204,6 +204,30 @@ impl MemoryIo {
         }
     }
 
+    /// A copy of every file as reads see it now, synced and its name durable: a backup of a
+    /// closed store (whose every change is synced), or of a live one as a copy would read it.
+    pub fn snapshot(&self) -> MemoryIo {
+        let image = lock(&self.files)
+            .iter()
+            .map(|(path, named)| {
+                let current = lock(&named.file).current.clone();
+                let file = FileState {
+                    synced: current.clone(),
+                    current,
+                    unsynced: Vec::new(),
+                };
+                let named = Named {
+                    file: Arc::new(Mutex::new(file)),
+                    name_durable: true,
+                };
+                (path.clone(), named)
+            })
+            .collect();
+        MemoryIo {
+            files: Arc::new(Mutex::new(image)),
+        }
+    }
+
     /// The bytes of `path` as reads see them now, if the file exists.
     pub fn contents(&self, path: &Path) -> Option<Vec<u8>> {
         let files = lock(&self.files);

@@ -8,7 +8,6 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, PoisonError, RwLock};
-use std::time::Instant;
 
 use rayon::prelude::*;
 use tokio::sync::watch;
@@ -200,7 +199,7 @@ impl Planner {
     }
 
     /// Plans and signs one batch; the syncer makes it durable and answers.
-    fn commit(&mut self, batch: Vec<Request>) -> Sealed {
+    pub(super) fn commit(&mut self, batch: Vec<Request>) -> Sealed {
         let epoch = self.follow_epoch();
         self.refresh_feeds();
         let mut feeds = std::mem::take(&mut self.feeds);
@@ -295,7 +294,7 @@ impl Planner {
         };
         let feed = self.pending(feeds, author);
         let length = feed.head.map_or(0, |h| h.seq);
-        if let Err(refused) = self.fence.check(length, Instant::now()) {
+        if let Err(refused) = self.fence.check(length, crate::clock::instant()) {
             answer(reply, Err(AppendError::Fence(refused)));
             return None;
         }

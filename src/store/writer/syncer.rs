@@ -113,7 +113,7 @@ impl Syncer {
     /// file when they hold new proofs), publishes them, notifies the observer and answers
     /// everyone, batch by batch in planning order. Batches planned before the latest failure
     /// are failed unwritten (see the module docs).
-    fn finish(&mut self, batches: Vec<Sealed>) {
+    pub(super) fn finish(&mut self, batches: Vec<Sealed>) {
         let epoch = self.epoch.load(Ordering::Acquire);
         let (mut fresh, stale): (Vec<Sealed>, Vec<Sealed>) =
             batches.into_iter().partition(|b| b.epoch == epoch);
@@ -227,7 +227,7 @@ impl Syncer {
 
     /// What the writer does when no request came for a while: covers the last write with a
     /// commit marker, and retries the proofs it could not record.
-    fn on_idle(&mut self) {
+    pub(super) fn on_idle(&mut self) {
         self.write_idle_marker();
         if !self.unrecorded.is_empty() {
             // The callers of the failed append were answered then; this retry answers no one.
