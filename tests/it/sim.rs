@@ -1,10 +1,11 @@
 //! A seeded simulation of a network of 5 to 10 nodes (issue 11 item 6).
 //!
-//! Real nodes run in this process on 127.0.0.1, each with its own data directory, and every
-//! link between two nodes goes through relays the test controls (`common/sim_net.rs`):
-//! partitions that cut live sessions and refuse new ones, delays, bytes held and released,
-//! connections cut after a number of bytes, and flipped bytes the encrypted transport must
-//! reject. A schedule (`common/sim_schedule.rs`) drives concurrent appends, link faults,
+//! Real nodes (the node, its store, its sync sessions, listener and dialers) run on one
+//! current-thread tokio runtime whose time is paused, each store on the in-memory backend
+//! with its writer stepping inline, and every link between two nodes is an in-memory relay
+//! the test controls (`common/sim_net.rs`): partitions that cut live sessions and refuse new
+//! ones, delays, bytes held and released, connections cut after a number of bytes, and
+//! flipped bytes the encrypted transport must reject. A schedule (`common/sim_schedule.rs`) drives concurrent appends, link faults,
 //! partitions and heals, clean restarts, a restart from an older copy of a node's data
 //! directory, and a forked outside key whose two sides are handed to two different nodes.
 //! At the end every link heals, every dialer is woken, and the test waits (with a deadline)
@@ -16,18 +17,30 @@
 //! 3. no node holds a fork proof against a node's own key, and no node's own feed diverged;
 //! 4. every node holds the fork proof of the forked key, and lists that feed as forked.
 //!
-//! # What a seed reproduces
+//! # What a seed reproduces: all of it
 //!
 //! The schedule is a pure function of the seed: the number of nodes, every step, its
 //! parameters (which nodes, how many appends, which link, which mode, the byte offsets, how
 //! long a node is down, where the backup and the restore fall, the forked key's two feeds and
 //! where each is handed in). The values and data appended are fixed by the step too.
 //!
-//! A seed does *not* reproduce thread interleavings or timing: which session of a pair
-//! survives, where TCP splits the byte stream (so where a cut or a flip lands relative to a
-//! frame), when a dialer's jittered backoff fires, which appends a fence refuses, how far
-//! replication got when a step begins. A seed that fails once can pass on the next run; run
-//! it a few times, or run it under load, to reproduce a timing-dependent failure.
+//! And so is the run. Nothing in it waits on real time or on another thread:
+//!
+//! - one current-thread runtime, time paused (it jumps to the next timer whenever every task
+//!   waits), its own random choices (which `select!` branch is polled first) seeded;
+//! - the network is in memory ([`SimNet`]) and the stores are on [`MemoryIo`] with their
+//!   writers inline ([`StoreOptions::inline_writer`]): an append is planned, signed, written
+//!   and answered before the task that asked goes on;
+//! - the wall clock (entry timestamps), handshake nonces, dialer jitter and blocking work are
+//!   the simulation's ([`kappalog::determinism`]), on the runtime's one thread.
+//!
+//! So which session of a pair survives, where a cut or a flip lands in a frame, when a
+//! dialer fires, which appends a fence refuses and how far replication got when a step
+//! begins are the same in every run of a seed: a seed that fails fails every time, with the
+//! same report, and [`a_seed_runs_the_same_every_time`] checks that two runs of one seed
+//! leave the same trace. (The signing and verifying spread over cores compute values that do
+//! not depend on which core computed them; the transport's ephemeral keys change ciphertext,
+//! never its length.)
 //!
 //! # Why the invariants must hold for any interleaving
 //!
@@ -51,10 +64,12 @@
 //!
 //! # Running
 //!
-//! `cargo test --test it sim::` runs [`DEFAULT_SEEDS`] seeds. `KAPPALOG_SIM_SEEDS=1000` runs seeds
-//! 1..=1000, `KAPPALOG_SIM_SEED=N` only seed N, `KAPPALOG_SIM_JOBS=k` k seeds at once. On a
-//! failure the test prints the seed, its schedule, what each step did, and the command that
-//! re-runs that seed.
+//! `cargo test --test it sim::` runs [`DEFAULT_SEEDS`] seeds and replays [`REPLAYED_SEEDS`].
+//! `KAPPALOG_SIM_SEEDS=1000` runs seeds 1..=1000, `KAPPALOG_SIM_SEED=N` only seed N,
+//! `KAPPALOG_SIM_JOBS=k` k seeds at once, `KAPPALOG_SIM_RUNS=r` replays each seed r times,
+//! and `KAPPALOG_SIM_THREADS=1` runs the schedules on real threads, files and time
+//! ([`Mode::Threads`]). On a failure the test prints the seed, its schedule, what each step
+//! did, and the command that re-runs that seed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
@@ -63,7 +78,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common;
-use crate::common::net::{copy_dir, digest, fast_config, start_with, TestNode};
+use crate::common::net::{copy_dir, digest, fast_config};
 use crate::common::sim_log::{refused_batches, Refused};
 use crate::common::sim_net::SimNet;
 use crate::common::sim_schedule::{schedule, Door, ForkPlan, Op, Schedule, SplitMix64};
@@ -73,8 +88,11 @@ use kappalog::fence::OwnFeedState;
 use kappalog::hash::Hash;
 use kappalog::identity::{Author, Identity};
 use kappalog::node::{Node, NodeError};
+use kappalog::store::io::memory::MemoryIo;
+use kappalog::store::StoreOptions;
 use kappalog::sync::admission::Policy;
-use kappalog::sync::SyncConfig;
+use kappalog::sync::{SyncConfig, SyncHandle};
+use tokio::time::Instant as SimInstant;
 
 /// Seeds `cargo test` runs (1..=this).
 const DEFAULT_SEEDS: u64 = 24;
@@ -84,8 +102,88 @@ const STEP_DEADLINE: Duration = Duration::from_secs(30);
 const QUIESCE_DEADLINE: Duration = Duration::from_secs(60);
 /// How often a waiting step looks again.
 const POLL: Duration = Duration::from_millis(20);
+/// How soon a restored node's refused append is tried again.
+const FENCE_RETRY: Duration = Duration::from_millis(1);
 /// The forked outside key (node keys are seeds 1..=10).
 const FORKED_KEY_SEED: u8 = 200;
+/// Simulated time between two appends of one appender (see [`Sim::appends`]).
+const APPEND_GAP: Duration = Duration::from_millis(2);
+/// The simulated wall clock at the start of every run (2023-11-14), so timestamps too are
+/// the same in every run of a seed.
+const EPOCH_MS: u64 = 1_700_000_000_000;
+
+/// One running node of the simulation.
+struct SimNode {
+    node: Node,
+    sync: SyncHandle,
+}
+
+/// How a seed runs: see "What a seed reproduces" in the module docs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// One thread, paused time, stores in memory with inline writers: exactly reproducible.
+    Deterministic,
+    /// The same schedule on a multi-threaded runtime in real time, each store on real files
+    /// with its own writer threads (`KAPPALOG_SIM_THREADS=1`): the races between threads
+    /// the deterministic run cannot have, at the price of a replay that may differ.
+    Threads,
+}
+
+impl Mode {
+    fn from_env() -> Mode {
+        match env_u64("KAPPALOG_SIM_THREADS") {
+            Some(1) => Mode::Threads,
+            _ => Mode::Deterministic,
+        }
+    }
+}
+
+/// A node's files: its data directory (the lock, the learned peer pins; the store's files
+/// too when they are real) and, in a deterministic run, its store's files in memory.
+struct Disk {
+    dir: tempfile::TempDir,
+    memory: Option<MemoryIo>,
+}
+
+impl Disk {
+    fn new(mode: Mode) -> Disk {
+        Disk {
+            dir: tempfile::tempdir().unwrap(),
+            memory: (mode == Mode::Deterministic).then(MemoryIo::new),
+        }
+    }
+
+    /// A copy of a stopped node's files.
+    fn backup(&self) -> Disk {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(self.dir.path(), dir.path());
+        // The store's files keep the original directory's path in memory: a restore puts
+        // them back under it.
+        Disk {
+            dir,
+            memory: self.memory.as_ref().map(MemoryIo::snapshot),
+        }
+    }
+
+    /// Puts `backup`'s files in place of these.
+    fn restore(&mut self, backup: &Disk) {
+        std::fs::remove_dir_all(self.dir.path()).unwrap();
+        copy_dir(backup.dir.path(), self.dir.path());
+        self.memory = backup.memory.as_ref().map(MemoryIo::snapshot);
+    }
+
+    fn store_options(&self) -> StoreOptions {
+        match &self.memory {
+            Some(memory) => StoreOptions {
+                io: Arc::new(memory.clone()),
+                forks_io: Arc::new(memory.clone()),
+                inline_writer: true,
+                ..StoreOptions::default()
+            },
+            None => StoreOptions::default(),
+        }
+    }
+}
 
 /// An append its node answered with `Ok`.
 #[derive(Clone, Debug)]
@@ -98,15 +196,17 @@ struct Ack {
 struct Sim {
     schedule: Schedule,
     net: SimNet,
-    dirs: Vec<tempfile::TempDir>,
-    nodes: Vec<Option<TestNode>>,
-    backups: BTreeMap<usize, tempfile::TempDir>,
+    disks: Vec<Disk>,
+    nodes: Vec<Option<SimNode>>,
+    backups: BTreeMap<usize, Disk>,
     acks: Vec<Ack>,
     /// What each step did, for the report (shared so a panic does not lose it).
     trace: Arc<Mutex<Vec<String>>>,
     forked: Identity,
     /// Reasons of the entries batches nodes refused (see `common/sim_log.rs`).
     refused: Mutex<Vec<Refused>>,
+    /// When the simulation started, in simulated time.
+    started: SimInstant,
 }
 
 fn node_identity(i: usize) -> Identity {
@@ -145,8 +245,8 @@ fn sim_config(nodes: usize) -> SyncConfig {
             // A closed network: every node trusts the others, so a peer's claim that it holds
             // more of a restored node's feed holds that node's appends (the fence).
             allow_peers: (0..nodes).map(|i| node_identity(i).author()).collect(),
-            // Every relay connects from 127.0.0.1: the per-address cap must fit a full mesh.
-            max_inbound_per_addr: 4 * nodes,
+            // Room for a node's dialed session and a stale one it left behind.
+            max_inbound_per_addr: 4,
             ..Policy::default()
         },
         ..fast_config()
@@ -154,18 +254,19 @@ fn sim_config(nodes: usize) -> SyncConfig {
 }
 
 impl Sim {
-    async fn new(schedule: Schedule, trace: Arc<Mutex<Vec<String>>>) -> Sim {
+    async fn new(schedule: Schedule, mode: Mode, trace: Arc<Mutex<Vec<String>>>) -> Sim {
         let n = schedule.nodes;
-        let net = SimNet::start(n).await;
+        let net = SimNet::new(n);
         let mut sim = Sim {
             net,
-            dirs: (0..n).map(|_| tempfile::tempdir().unwrap()).collect(),
+            disks: (0..n).map(|_| Disk::new(mode)).collect(),
             nodes: (0..n).map(|_| None).collect(),
             backups: BTreeMap::new(),
             acks: Vec::new(),
             trace,
             forked: common::identity(FORKED_KEY_SEED),
             refused: Mutex::default(),
+            started: SimInstant::now(),
             schedule,
         };
         for i in 0..n {
@@ -178,7 +279,7 @@ impl Sim {
         &self.nodes[i].as_ref().expect("the node is running").node
     }
 
-    fn running(&self) -> impl Iterator<Item = (usize, &TestNode)> {
+    fn running(&self) -> impl Iterator<Item = (usize, &SimNode)> {
         self.nodes
             .iter()
             .enumerate()
@@ -186,19 +287,27 @@ impl Sim {
     }
 
     async fn start_node(&mut self, i: usize) {
-        let (node, _) = Node::open_with_identity(self.dirs[i].path(), node_identity(i))
-            .unwrap_or_else(|e| panic!("opening node {i}: {e}"));
+        let options = self.disks[i].store_options();
+        let (node, _) =
+            Node::open_with_store_options(self.disks[i].dir.path(), node_identity(i), &options)
+                .unwrap_or_else(|e| panic!("opening node {i}: {e}"));
         let config = sim_config(self.schedule.nodes);
-        let started = start_with(node, &self.net.peers_of(i), config).await;
-        self.net.set_listener(i, Some(started.addr));
-        tracing::info!(target: "sim", "node {i} is {} and listens on {}", node_identity(i).author(), started.addr);
-        self.nodes[i] = Some(started);
+        let sync = kappalog::sync::start_on(
+            &node,
+            config,
+            Some(self.net.listener_of(i)),
+            self.net.peers_of(i),
+            self.net.network_of(i),
+        )
+        .unwrap();
+        tracing::info!(target: "sim", "node {i} is {} at {}", node_identity(i).author(), common::sim_net::addr_of(i));
+        self.nodes[i] = Some(SimNode { node, sync });
     }
 
     async fn stop_node(&mut self, i: usize) {
-        self.net.set_listener(i, None);
-        if let Some(node) = self.nodes[i].take() {
-            node.stop().await;
+        self.net.set_down(i);
+        if let Some(n) = self.nodes[i].take() {
+            n.node.shutdown().await.unwrap();
         }
     }
 
@@ -213,15 +322,34 @@ impl Sim {
         for (step, op) in ops.iter().enumerate() {
             tracing::info!(target: "sim", "step {step}: {op:?}");
             let done = self.step(step, op).await?;
-            self.note(format!("  {step:>2}: {done}"));
+            // Where the network stands after the step, at which simulated time: a replay of
+            // the seed must match this line for line.
+            let held: Vec<String> = (0..self.nodes.len())
+                .map(|i| match &self.nodes[i] {
+                    Some(n) => n.node.reader().len().to_string(),
+                    None => "-".into(),
+                })
+                .collect();
+            self.note(format!(
+                "  {step:>2}: {done} [at {:?}, entries held {}]",
+                self.started.elapsed(),
+                held.join(" ")
+            ));
         }
-        let quiesced = Instant::now();
+        let quiesced = SimInstant::now();
         self.quiesce().await?;
         let errors = self.session_errors();
         self.note(format!(
             "  end: quiesced in {:.1?}; last session errors per peer record: {errors:?}",
             quiesced.elapsed()
         ));
+        for (i, n) in self.running() {
+            self.note(format!(
+                "  node {i}: {} entries, digest {}",
+                n.node.reader().len(),
+                digest(&n.node)
+            ));
+        }
         Ok(())
     }
 
@@ -282,16 +410,15 @@ impl Sim {
             }
             Op::Backup { node } => {
                 self.stop_node(*node).await;
-                let backup = tempfile::tempdir().unwrap();
-                copy_dir(self.dirs[*node].path(), backup.path());
+                let backup = self.disks[*node].backup();
                 self.backups.insert(*node, backup);
                 self.start_node(*node).await;
                 let own_length = self.node(*node).own_length();
-                let deadline = Instant::now() + STEP_DEADLINE;
+                let deadline = SimInstant::now() + STEP_DEADLINE;
                 while self.node(*node).own_feed_state() != OwnFeedState::Ok {
-                    if Instant::now() > deadline {
+                    if SimInstant::now() > deadline {
                         let n = self.node(*node);
-                        let why = n.fence().check(n.own_length(), std::time::Instant::now());
+                        let why = n.fence().check(n.own_length(), kappalog::clock::instant());
                         return Err(format!(
                             "node {node}'s fence stayed closed after its backup: {} ({why:?})",
                             n.own_feed_state().as_str()
@@ -315,6 +442,9 @@ impl Sim {
                 for k in 0..count {
                     let value = i64::try_from(step * 100).unwrap() + i64::try_from(k).unwrap();
                     outcomes.push(node.append(value, format!("step {step} k {k}")).await);
+                    // What a disk's fdatasync would take: the inline writer takes no time, and
+                    // without a gap a step's appends would all land before any session runs.
+                    tokio::time::sleep(APPEND_GAP).await;
                 }
                 (i, outcomes)
             }));
@@ -347,12 +477,12 @@ impl Sim {
     async fn restore(&mut self, step: usize, x: usize, appends: u64) -> Result<String, String> {
         self.net.heal_node(x);
         let length = self.node(x).own_length();
-        let deadline = Instant::now() + STEP_DEADLINE;
+        let deadline = SimInstant::now() + STEP_DEADLINE;
         // A backup loses what no peer holds: wait until, for every feed x holds (its own and
         // the ones only it may hold, such as one side of the forked key), another node holds
         // x's head of it or knows the author forked.
         while let Some(unsaved) = self.held_only_by(x) {
-            if Instant::now() > deadline {
+            if SimInstant::now() > deadline {
                 return Err(format!(
                     "step {step}: no other node received node {x}'s head of feed {unsaved} before its restore"
                 ));
@@ -361,16 +491,14 @@ impl Sim {
         }
         self.stop_node(x).await;
         let backup = self.backups.get(&x).ok_or("restore without a backup")?;
-        let dir = self.dirs[x].path();
-        std::fs::remove_dir_all(dir).unwrap();
-        copy_dir(backup.path(), dir);
-        let restored_length = common::entries_in(dir);
+        self.disks[x].restore(backup);
         self.start_node(x).await;
+        let restored_length = self.node(x).reader().len();
         let old = self.node(x).own_length();
 
         // Appends at once: the fence must refuse them until the node holds its whole feed.
         let node = self.node(x).clone();
-        let deadline = Instant::now() + STEP_DEADLINE;
+        let deadline = SimInstant::now() + STEP_DEADLINE;
         let (mut acked, mut refused) = (0, 0);
         while acked < appends {
             let value = i64::try_from(step * 100).unwrap() + i64::try_from(acked).unwrap();
@@ -392,9 +520,11 @@ impl Sim {
                         hash: entry.hash,
                     });
                 }
-                Err(NodeError::Fence(_)) if Instant::now() < deadline => {
+                Err(NodeError::Fence(_)) if SimInstant::now() < deadline => {
                     refused += 1;
-                    tokio::time::sleep(POLL).await;
+                    // Tried again soon: an append that lands while the node still catches up
+                    // is what the fence must refuse.
+                    tokio::time::sleep(FENCE_RETRY).await;
                 }
                 Err(e) => return Err(format!("step {step}: restored node {x}: {e}")),
             }
@@ -445,9 +575,9 @@ impl Sim {
                     csv.write_entry(entry, hash).unwrap();
                 }
                 let csv = csv.finish().unwrap();
-                let report = tokio::task::spawn_blocking(move || node.import(csv.as_slice()))
-                    .await
-                    .unwrap()
+                // On the runtime's thread, as the node's own blocking work is here.
+                let report = node
+                    .import(csv.as_slice())
                     .map_err(|e| format!("importing the forked feed: {e}"))?;
                 Ok(format!(
                     "imported: {} added, {} duplicates, {} forks",
@@ -464,7 +594,7 @@ impl Sim {
         self.net.heal_all();
         let rounds = self.running().map(|(_, n)| n.sync.sync_now());
         futures_util::future::join_all(rounds).await;
-        let deadline = Instant::now() + QUIESCE_DEADLINE;
+        let deadline = SimInstant::now() + QUIESCE_DEADLINE;
         loop {
             let broken = self.safety_violations();
             if !broken.is_empty() {
@@ -474,7 +604,7 @@ impl Sim {
             if pending.is_empty() {
                 return Ok(());
             }
-            if Instant::now() > deadline {
+            if SimInstant::now() > deadline {
                 return Err(format!(
                     "not converged within {QUIESCE_DEADLINE:?}:\n{}",
                     pending.join("\n")
@@ -594,29 +724,35 @@ fn summary_lists_forked(node: &Node, forked: &Author) -> bool {
     })
 }
 
-/// Runs one seed on its own runtime (so whatever a failure leaves running is torn down with
-/// it). Returns how long it took, or the failure report. `verbose`: print the schedule and
-/// what each step did even when the seed passes.
-fn run_seed(seed: u64, verbose: bool) -> Result<Duration, String> {
+/// Runs one seed on its own thread and runtime (so whatever a failure leaves running is torn
+/// down with it). Returns the trace of what each step did, or the failure report.
+/// `verbose`: print the schedule and the trace even when the seed passes.
+fn run_seed(seed: u64, mode: Mode, verbose: bool) -> Result<String, String> {
     let schedule = schedule(seed);
     let started = Instant::now();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name(format!("{}{seed}", common::sim_log::THREAD_PREFIX))
-        .enable_all()
-        .build()
-        .unwrap();
     let trace = Arc::new(Mutex::new(Vec::new()));
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        runtime.block_on(async {
-            let mut sim = Sim::new(schedule.clone(), trace.clone()).await;
-            let result = sim.run().await;
-            sim.stop_all().await;
-            sim.net.shutdown().await;
-            result
+    let (run_schedule, run_trace) = (schedule.clone(), trace.clone());
+    // The thread's name attributes the nodes' refusal warnings to this seed (`sim_log`).
+    let outcome = std::thread::Builder::new()
+        .name(format!("{}{seed}", common::sim_log::THREAD_PREFIX))
+        .spawn(move || {
+            let runtime = sim_runtime(seed, mode);
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                runtime.block_on(async {
+                    let _simulated = (mode == Mode::Deterministic)
+                        .then(|| kappalog::determinism::enter(seed, EPOCH_MS));
+                    let mut sim = Sim::new(run_schedule, mode, run_trace).await;
+                    let result = sim.run().await;
+                    sim.stop_all().await;
+                    result
+                })
+            }));
+            drop(runtime);
+            outcome
         })
-    }));
-    drop(runtime);
+        .unwrap()
+        .join()
+        .unwrap_or_else(Err);
     let trace = trace.lock().unwrap().join("\n");
     let error = match outcome {
         Ok(Ok(())) => {
@@ -626,7 +762,7 @@ fn run_seed(seed: u64, verbose: bool) -> Result<Duration, String> {
                     started.elapsed()
                 );
             }
-            return Ok(started.elapsed());
+            return Ok(trace);
         }
         Ok(Err(e)) => e,
         Err(panic) => panic
@@ -636,9 +772,31 @@ fn run_seed(seed: u64, verbose: bool) -> Result<Duration, String> {
             .map_or("panicked".into(), |p| format!("panicked: {p}")),
     };
     Err(format!(
-        "simulation seed {seed} FAILED after {:.1?}: {error}\n{schedule}\nsteps done:\n{trace}\nre-run this seed: KAPPALOG_SIM_SEED={seed} cargo test --test it sim:: -- --nocapture",
-        started.elapsed()
+        "simulation seed {seed} FAILED after {:.1?} ({mode:?}): {error}\n{schedule}\nsteps done:\n{trace}\nre-run this seed: {}KAPPALOG_SIM_SEED={seed} cargo test --test it sim::seeded -- --nocapture",
+        started.elapsed(),
+        if mode == Mode::Threads { "KAPPALOG_SIM_THREADS=1 " } else { "" }
     ))
+}
+
+/// The simulation's runtime. Deterministic: one thread (the caller's), time paused, and
+/// (built with `--cfg tokio_unstable`, as `.cargo/config.toml` does) its random choices
+/// seeded by `seed`. Threads: two workers named after the seed, in real time.
+fn sim_runtime(seed: u64, mode: Mode) -> tokio::runtime::Runtime {
+    if mode == Mode::Threads {
+        return tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(format!("{}{seed}", common::sim_log::THREAD_PREFIX))
+            .enable_all()
+            .build()
+            .unwrap();
+    }
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_all().start_paused(true);
+    #[cfg(tokio_unstable)]
+    builder.rng_seed(tokio::runtime::RngSeed::from_bytes(&seed.to_le_bytes()));
+    #[cfg(not(tokio_unstable))]
+    let _ = seed;
+    builder.build().unwrap()
 }
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -657,6 +815,7 @@ fn seeded_network_simulations_converge_without_losing_acknowledged_appends() {
         None => (1..=env_u64("KAPPALOG_SIM_SEEDS").unwrap_or(DEFAULT_SEEDS)).collect(),
     };
     let jobs = env_u64("KAPPALOG_SIM_JOBS").unwrap_or(1).max(1);
+    let mode = Mode::from_env();
     // Refused batches for the invariant; with RUST_LOG set, the nodes' own logs too (e.g.
     // RUST_LOG=kappalog=info,sim=info when re-running one seed).
     common::sim_log::install();
@@ -667,7 +826,8 @@ fn seeded_network_simulations_converge_without_losing_acknowledged_appends() {
         for _ in 0..jobs {
             scope.spawn(|| {
                 while let Some(&seed) = seeds.get(next.fetch_add(1, Ordering::SeqCst)) {
-                    let result = run_seed(seed, seeds.len() == 1);
+                    let run = Instant::now();
+                    let result = run_seed(seed, mode, seeds.len() == 1).map(|_| run.elapsed());
                     if let Err(report) = &result {
                         eprintln!("{report}");
                     }
@@ -707,6 +867,36 @@ fn seeded_network_simulations_converge_without_losing_acknowledged_appends() {
         failed.is_empty(),
         "failed seeds: {failed:?} (reports above)"
     );
+}
+
+/// Seeds whose two runs [`a_seed_runs_the_same_every_time`] compares.
+const REPLAYED_SEEDS: [u64; 2] = [3, 17];
+
+#[test]
+fn a_seed_runs_the_same_every_time() {
+    common::sim_log::install();
+    let seeds: Vec<u64> = match env_u64("KAPPALOG_SIM_SEED") {
+        Some(seed) => vec![seed],
+        None => REPLAYED_SEEDS.to_vec(),
+    };
+    let runs = env_u64("KAPPALOG_SIM_RUNS").unwrap_or(2).max(2);
+    for seed in seeds {
+        let mode = Mode::Deterministic;
+        let first = run_seed(seed, mode, false).unwrap_or_else(|report| panic!("{report}"));
+        for run in 2..=runs {
+            let again = run_seed(seed, mode, false).unwrap_or_else(|report| panic!("{report}"));
+            if again != first {
+                let diverged = first
+                    .lines()
+                    .zip(again.lines())
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(first.lines().count().min(again.lines().count()));
+                panic!(
+                    "seed {seed}: run {run} differs from run 1 from trace line {diverged}:\nrun 1:\n{first}\nrun {run}:\n{again}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -1,32 +1,40 @@
-//! The simulated network of `tests/it/sim.rs`: real nodes on 127.0.0.1, and between every two of
-//! them a pair of TCP relays (one per dialing direction) whose behaviour a test sets per link.
+//! The simulated network of `tests/it/sim.rs`: in memory, on the simulation's one runtime.
 //!
-//! Node `i` reaches node `j` only through the relay `relay_addr(i, j)`, which forwards to
-//! whatever address `j` listens on now (a restarted node listens on a new port; while a node
-//! is down its relays close every connection at once, like a refused connect). The two relays
-//! of one pair of nodes share one [`LinkMode`], so a partition cuts both directions.
+//! Node `i` is at `10.0.0.{i+1}:7000`. Its sync dials through [`SimNet::network_of`] and
+//! accepts from [`SimNet::listener_of`]. Every connection between two nodes is a relay the
+//! test controls: two in-memory pipes, and between them a task per direction that forwards
+//! chunks as the link's [`LinkMode`] says. The two directions of one pair of nodes share one
+//! mode, so a partition cuts both. A connect to a node that is down, or across a partition,
+//! is refused at once.
 //!
-//! What a mode does to the bytes is the transport's problem, never the relay's: it only
+//! Every chunk takes [`LATENCY`] to cross (one chunk after the other, like a link of
+//! limited rate). What a mode does to the bytes is the transport's problem, never the relay's: it only
 //! forwards, holds, delays, cuts or flips bytes. The encrypted transport must end a session
 //! whose records no longer authenticate, and the dialers must reconnect.
+//!
+//! Nothing here reads a clock or a random number: on a runtime whose time is paused, the
+//! same operations in the same order carry the same bytes at the same simulated times.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use kappalog::sync::net::{Connecting, Connection, Listener, Network};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
 
-/// How long a relay waits for the node behind it to accept (loopback: a slow accept means
-/// the node is stopping).
-const UPSTREAM_CONNECT_TIMEOUT_MS: u64 = 1_000;
 /// Bytes read per chunk; a mode applies per chunk.
 const CHUNK_BYTES: usize = 16 * 1024;
+/// What a pipe buffers before its writer waits (a socket's buffer, roughly).
+const PIPE_BYTES: usize = 64 * 1024;
+/// How long every chunk takes to cross a link: without it a simulated network would carry
+/// anything in no time at all, and no append could ever land while a node waits for bytes.
+pub const LATENCY: Duration = Duration::from_millis(1);
+/// The port every node listens on.
+const PORT: u16 = 7000;
 
 /// What a link does to the connections that cross it. A change applies to live connections
 /// from their next chunk on (a partition cuts them at once).
@@ -34,7 +42,7 @@ const CHUNK_BYTES: usize = 16 * 1024;
 pub enum LinkMode {
     /// Forward everything as it comes.
     Pass,
-    /// No connection crosses: new ones are closed at once, live ones are cut.
+    /// No connection crosses: new ones are refused, live ones are cut.
     Partitioned,
     /// Every chunk waits this long before it is forwarded (order kept).
     Delay { ms: u64 },
@@ -47,71 +55,99 @@ pub enum LinkMode {
     FlipAt { offset: u64 },
 }
 
-/// Where a node listens now; `None` while it is down.
-type Target = Arc<Mutex<Option<SocketAddr>>>;
-
-pub struct SimNet {
+struct State {
     /// One mode per unordered pair `(a, b)` with `a < b`.
     links: BTreeMap<(usize, usize), watch::Sender<LinkMode>>,
-    targets: Vec<Target>,
-    /// `relays[(from, to)]`: the address `from` dials to reach `to`.
-    relays: BTreeMap<(usize, usize), SocketAddr>,
-    tasks: JoinSet<()>,
+    /// Where connections to each node go; `None` while it is down.
+    listeners: Vec<Option<mpsc::UnboundedSender<Connection>>>,
+    /// The source port of the next connection (each connection its own, as with TCP).
+    next_port: u16,
+}
+
+/// The network of one simulation. Cheap to clone.
+#[derive(Clone)]
+pub struct SimNet {
+    state: Arc<Mutex<State>>,
+}
+
+/// Node `i`'s address.
+pub fn addr_of(i: usize) -> SocketAddr {
+    let host = u8::try_from(i + 1).expect("at most 255 nodes");
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, host)), PORT)
+}
+
+fn node_at(addr: &str) -> Option<usize> {
+    let addr: SocketAddr = addr.parse().ok()?;
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.octets()[..3] == [10, 0, 0] && addr.port() == PORT => {
+            usize::from(ip.octets()[3]).checked_sub(1)
+        }
+        _ => None,
+    }
 }
 
 impl SimNet {
-    /// Starts the relays of `nodes` nodes, every link in [`LinkMode::Pass`], every node down.
-    pub async fn start(nodes: usize) -> SimNet {
-        let targets: Vec<Target> = (0..nodes).map(|_| Arc::default()).collect();
+    /// The network of `nodes` nodes, every link in [`LinkMode::Pass`], every node down.
+    pub fn new(nodes: usize) -> SimNet {
         let mut links = BTreeMap::new();
         for a in 0..nodes {
             for b in a + 1..nodes {
                 links.insert((a, b), watch::channel(LinkMode::Pass).0);
             }
         }
-        let mut relays = BTreeMap::new();
-        let mut tasks = JoinSet::new();
-        for from in 0..nodes {
-            for to in (0..nodes).filter(|&to| to != from) {
-                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-                relays.insert((from, to), listener.local_addr().unwrap());
-                let mode = links[&(from.min(to), from.max(to))].subscribe();
-                tasks.spawn(accept_loop(listener, targets[to].clone(), mode));
-            }
-        }
         SimNet {
-            links,
-            targets,
-            relays,
-            tasks,
+            state: Arc::new(Mutex::new(State {
+                links,
+                listeners: (0..nodes).map(|_| None).collect(),
+                next_port: 40_000,
+            })),
         }
     }
 
-    /// The addresses node `i` is configured to dial: one relay per other node.
-    pub fn peers_of(&self, i: usize) -> Vec<SocketAddr> {
-        self.relays
-            .iter()
-            .filter(|((from, _), _)| *from == i)
-            .map(|(_, addr)| *addr)
+    /// The addresses node `i` is configured to dial: every other node's.
+    pub fn peers_of(&self, i: usize) -> Vec<String> {
+        let n = self.state.lock().unwrap().listeners.len();
+        (0..n)
+            .filter(|&j| j != i)
+            .map(|j| addr_of(j).to_string())
             .collect()
     }
 
-    /// Points the relays towards node `i` at its listener (`None`: the node is down).
-    pub fn set_listener(&self, i: usize, addr: Option<SocketAddr>) {
-        *self.targets[i].lock().unwrap() = addr;
+    /// What node `i` dials through.
+    pub fn network_of(&self, i: usize) -> Arc<dyn Network> {
+        Arc::new(NodeNet {
+            net: self.clone(),
+            from: i,
+        })
+    }
+
+    /// Node `i` is up: the listener its sync accepts from. Dropping it (the node stops)
+    /// takes it down again.
+    pub fn listener_of(&self, i: usize) -> Box<dyn Listener> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.state.lock().unwrap().listeners[i] = Some(tx);
+        Box::new(SimListener {
+            incoming: rx,
+            addr: addr_of(i),
+        })
+    }
+
+    /// Node `i` is down: connects to it are refused.
+    pub fn set_down(&self, i: usize) {
+        self.state.lock().unwrap().listeners[i] = None;
     }
 
     pub fn set_link(&self, a: usize, b: usize, mode: LinkMode) {
-        self.links[&(a.min(b), a.max(b))].send_replace(mode);
+        self.state.lock().unwrap().links[&(a.min(b), a.max(b))].send_replace(mode);
     }
 
     pub fn link(&self, a: usize, b: usize) -> LinkMode {
-        *self.links[&(a.min(b), a.max(b))].borrow()
+        *self.state.lock().unwrap().links[&(a.min(b), a.max(b))].borrow()
     }
 
     /// Every link of node `i` back to [`LinkMode::Pass`].
     pub fn heal_node(&self, i: usize) {
-        for ((a, b), mode) in &self.links {
+        for ((a, b), mode) in &self.state.lock().unwrap().links {
             if *a == i || *b == i {
                 mode.send_replace(LinkMode::Pass);
             }
@@ -119,53 +155,112 @@ impl SimNet {
     }
 
     pub fn heal_all(&self) {
-        for mode in self.links.values() {
+        for mode in self.state.lock().unwrap().links.values() {
             mode.send_replace(LinkMode::Pass);
         }
     }
 
-    /// Stops every relay and cuts every connection they carry.
-    pub async fn shutdown(mut self) {
-        self.tasks.shutdown().await;
+    /// A connection from node `from` to node `to`, through a relay; refused if `to` is down
+    /// or the link is partitioned.
+    fn connect(&self, from: usize, to: usize) -> io::Result<Connection> {
+        let mut state = self.state.lock().unwrap();
+        let mode = state
+            .links
+            .get(&(from.min(to), from.max(to)))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::AddrNotAvailable, "no such node"))?
+            .subscribe();
+        let refused = || io::Error::new(io::ErrorKind::ConnectionRefused, "connection refused");
+        if *mode.borrow() == LinkMode::Partitioned {
+            return Err(refused());
+        }
+        let Some(listener) = state.listeners[to].clone() else {
+            return Err(refused());
+        };
+        let port = state.next_port;
+        state.next_port = state.next_port.checked_add(1).unwrap_or(40_000);
+        drop(state);
+        // dialer -> relay -> listener, and back.
+        // Duplex pipes, not simplex ones: dropping both halves of an end closes it, so the
+        // other end reads EOF, as with a closed socket.
+        let (dialer_end, relay_near) = tokio::io::duplex(PIPE_BYTES);
+        let (relay_far, listener_end) = tokio::io::duplex(PIPE_BYTES);
+        let (dialer_read, dialer_write) = tokio::io::split(dialer_end);
+        let (listener_read, listener_write) = tokio::io::split(listener_end);
+        let (near_read, near_write) = tokio::io::split(relay_near);
+        let (far_read, far_write) = tokio::io::split(relay_far);
+        tokio::spawn(carry((near_read, far_write), (far_read, near_write), mode));
+        let mut remote = addr_of(from);
+        remote.set_port(port);
+        listener
+            .send(Connection {
+                read: Box::new(listener_read),
+                write: Box::new(listener_write),
+                remote: Some(remote),
+            })
+            .map_err(|_| refused())?;
+        Ok(Connection {
+            read: Box::new(dialer_read),
+            write: Box::new(dialer_write),
+            remote: Some(addr_of(to)),
+        })
     }
 }
 
-/// Accepts connections to one relay; each runs in a task of this loop's own set, so ending
-/// the loop (abort at [`SimNet::shutdown`]) ends them all.
-async fn accept_loop(listener: TcpListener, target: Target, mode: watch::Receiver<LinkMode>) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((dialer, _)) = accepted else { continue };
-                if *mode.borrow() == LinkMode::Partitioned {
-                    continue;
-                }
-                let Some(upstream) = *target.lock().unwrap() else { continue };
-                connections.spawn(carry(dialer, upstream, mode.clone()));
+struct NodeNet {
+    net: SimNet,
+    from: usize,
+}
+
+impl Network for NodeNet {
+    fn connect<'a>(&'a self, addr: &'a str) -> Connecting<'a> {
+        Box::pin(async move {
+            let to = node_at(addr).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::AddrNotAvailable,
+                    format!("no node at {addr}"),
+                )
+            })?;
+            self.net.connect(self.from, to)
+        })
+    }
+}
+
+struct SimListener {
+    incoming: mpsc::UnboundedReceiver<Connection>,
+    addr: SocketAddr,
+}
+
+impl Listener for SimListener {
+    fn accept(&mut self) -> Connecting<'_> {
+        Box::pin(async move {
+            match self.incoming.recv().await {
+                Some(connection) => Ok(connection),
+                // Taken down while still accepting: nothing comes any more.
+                None => std::future::pending().await,
             }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
+        })
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        Some(self.addr)
     }
 }
 
 /// One relayed connection: both directions until either ends or the link is partitioned;
-/// then both sockets are dropped (closed), whatever was in flight.
-async fn carry(dialer: TcpStream, upstream: SocketAddr, mode: watch::Receiver<LinkMode>) {
-    let connect = tokio::time::timeout(
-        Duration::from_millis(UPSTREAM_CONNECT_TIMEOUT_MS),
-        TcpStream::connect(upstream),
-    );
-    let Ok(Ok(upstream)) = connect.await else {
-        return;
-    };
+/// then every pipe end is dropped (closed), whatever was in flight.
+async fn carry<R1, W1, R2, W2>(up: (R1, W1), down: (R2, W2), mode: watch::Receiver<LinkMode>)
+where
+    R1: AsyncRead + Unpin,
+    W1: AsyncWrite + Unpin,
+    R2: AsyncRead + Unpin,
+    W2: AsyncWrite + Unpin,
+{
     let carried = AtomicU64::new(0);
-    let (dr, dw) = dialer.into_split();
-    let (ur, uw) = upstream.into_split();
     tokio::select! {
-        _ = pipe(dr, uw, mode.clone(), &carried) => {}
-        _ = pipe(ur, dw, mode.clone(), &carried) => {}
-        _ = until_partitioned(mode) => {}
+        biased;
+        _ = until_partitioned(mode.clone()) => {}
+        _ = pipe(up.0, up.1, mode.clone(), &carried) => {}
+        _ = pipe(down.0, down.1, mode, &carried) => {}
     }
 }
 
@@ -179,8 +274,8 @@ async fn until_partitioned(mut mode: watch::Receiver<LinkMode>) {
 
 /// One direction of a connection. Returns when it should be cut (or the peer closed).
 async fn pipe(
-    mut from: OwnedReadHalf,
-    mut to: OwnedWriteHalf,
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
     mut mode: watch::Receiver<LinkMode>,
     carried: &AtomicU64,
 ) {
@@ -201,9 +296,11 @@ async fn pipe(
         }
         let mut forward = n;
         match current {
-            LinkMode::Pass | LinkMode::Hold => {}
+            LinkMode::Pass | LinkMode::Hold => tokio::time::sleep(LATENCY).await,
             LinkMode::Partitioned => return,
-            LinkMode::Delay { ms } => tokio::time::sleep(Duration::from_millis(ms)).await,
+            LinkMode::Delay { ms } => {
+                tokio::time::sleep(LATENCY + Duration::from_millis(ms)).await;
+            }
             LinkMode::CutAfter { bytes } => {
                 let before = carried.fetch_add(len, Ordering::SeqCst);
                 if before.saturating_add(len) > bytes {
@@ -220,5 +317,8 @@ async fn pipe(
         if to.write_all(&buf[..forward]).await.is_err() || forward < n {
             return;
         }
+        // Pipes buffer: a write returns before the reader took it. Flushing is a no-op
+        // for them, kept for any writer that needs it.
+        let _ = to.flush().await;
     }
 }
