@@ -95,8 +95,8 @@ pub use pending::Pending;
 pub use reader::StoreReader;
 pub use validate::FeedHead;
 pub use verify::{VerifyIssue, VerifyProblem, VerifyReport};
-pub use writer::OwnAppend;
 use writer::{Checked, Request, Writer};
+pub use writer::{Misplaced, OwnAppend, Unplaceable};
 
 /// Default cap on entries per group commit.
 pub const MAX_BATCH_ENTRIES: usize = 4096;
@@ -263,6 +263,10 @@ pub enum AppendError {
     /// degraded until a write succeeds, see [`health`]).
     #[error("store write failed: {0}")]
     Io(#[source] Arc<std::io::Error>),
+    /// A request placed whole (a sync batch) has an entry that cannot be placed: nothing of
+    /// it was written ([`Store::append_verified_batch`]).
+    #[error("{0}")]
+    Unplaceable(Unplaceable),
     /// A rule the store keeps itself was found broken: a bug in the store, not a fault of
     /// the disk or of the request, so it is never reported as either.
     #[error("store invariant broken: {0}")]
@@ -583,6 +587,7 @@ impl Store {
         rayon::spawn(move || {
             store.send(Request::Foreign {
                 entries: precheck(entries),
+                whole: false,
                 reply,
             });
         });
@@ -605,6 +610,34 @@ impl Store {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Foreign {
             entries: checked,
+            whole: false,
+            reply,
+        });
+        Pending::new(answer)
+    }
+
+    /// Offers a sync batch whose shape and signatures the caller has already checked
+    /// (skipping the second verification, which would otherwise double the cost of
+    /// replication), to be placed *whole*: the writer places it against its own view of every
+    /// feed (the index plus every entry in flight, whoever offered it), and if any entry
+    /// would leave a gap or break its chain link it writes nothing of the batch and answers
+    /// at once with [`AppendError::Unplaceable`], naming the first such entry. Otherwise one
+    /// outcome per entry, in order, once the added ones are durable (duplicates and forks
+    /// are outcomes, not refusals).
+    pub fn append_verified_batch(&self, entries: VerifiedEntries) -> Pending<Vec<Outcome>> {
+        let checked = entries
+            .0
+            .into_iter()
+            .map(|(entry, hash)| Checked {
+                entry,
+                hash,
+                verdict: Ok(()),
+            })
+            .collect();
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Foreign {
+            entries: checked,
+            whole: true,
             reply,
         });
         Pending::new(answer)

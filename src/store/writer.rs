@@ -190,6 +190,35 @@ pub enum OwnAppend {
     },
 }
 
+/// Why a request placed whole (a sync batch, [`super::Store::append_verified_batch`]) was
+/// refused: its first entry that cannot be placed. Nothing of the request was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("entry {index} ({author} seq {seq}) {reason}")]
+pub struct Unplaceable {
+    /// The entry's position in the request, from 0.
+    pub index: usize,
+    /// The entry's author.
+    pub author: Author,
+    /// The entry's seq.
+    pub seq: Seq,
+    /// Why it cannot be placed.
+    pub reason: Misplaced,
+}
+
+/// Why an entry of a request placed whole cannot be placed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Misplaced {
+    /// It lies beyond its feed's next position (counting every entry in flight).
+    #[error("leaves a gap: the next seq is {next}")]
+    Gap {
+        /// The seq the feed needs next.
+        next: Seq,
+    },
+    /// It breaks a validation rule: its chain link, or a check its caller failed.
+    #[error("is invalid: {0}")]
+    Invalid(ValidationError),
+}
+
 /// The writer's answer to an own append.
 pub type OwnResult = Result<OwnAppend, AppendError>;
 /// The writer's answer to a batch of foreign entries: one [`Outcome`] per entry, in order.
@@ -204,9 +233,11 @@ pub(crate) enum Request {
         key: Option<IdempotencyKey>,
         reply: Reply<OwnResult>,
     },
-    /// Place already checked foreign entries, answered with one outcome each.
+    /// Place already checked foreign entries, answered with one outcome each. `whole`: a
+    /// sync batch, placed whole or not at all ([`Unplaceable`]).
     Foreign {
         entries: Vec<Checked>,
+        whole: bool,
         reply: Reply<ForeignResult>,
     },
     /// A fork note for `author` (see [`super::format`]): durable before the reply.
