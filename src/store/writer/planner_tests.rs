@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicU64;
 use tokio::sync::oneshot;
 
 use super::*;
+use crate::entry::testing::feed;
 use crate::entry::Entry;
 use crate::store::io::memory::MemoryIo;
 use crate::store::io::OpenMode;
@@ -22,27 +23,6 @@ fn planner() -> Planner {
     let (fence, _) = watch::channel(Fence::default());
     let epoch = Arc::new(AtomicU64::new(0));
     Planner::new(io, Arc::new(file), index, None, epoch, fence)
-}
-
-/// A feed of `n` entries by `seed`'s key, `variant` changing the values.
-fn feed(seed: u8, n: Seq, variant: i64) -> Vec<(Entry, Hash)> {
-    let id = Identity::from_seed([seed; 32]);
-    let mut out: Vec<(Entry, Hash)> = Vec::new();
-    for seq in 1..=n {
-        let prev = out.last().map(|(_, h)| *h);
-        out.push(
-            UnsignedEntry {
-                author: id.author(),
-                seq,
-                timestamp: seq,
-                prev,
-                value: variant * 100 + i64::try_from(seq).unwrap(),
-                data: String::new(),
-            }
-            .sign(&id),
-        );
-    }
-    out
 }
 
 /// A foreign request for `entries` (checked), and where its answer comes.
