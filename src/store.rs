@@ -47,7 +47,9 @@
 //! - Own-feed appends are built, hashed and (in parallel) signed by the writer. Foreign
 //!   entries are shape- and signature-checked by the caller's thread (in parallel) before
 //!   they reach the writer, which only places and chains them; each gets its own
-//!   [`Outcome`].
+//!   [`Outcome`], or, for a sync batch placed whole ([`Store::append_verified_batch`]), the
+//!   batch is refused ([`AppendError::Unplaceable`]) if any entry is a gap or breaks its
+//!   chain.
 //! - A fork proof is checked by the caller, then written by the writer in the same
 //!   durability path as entries: the fork note in the log first, then the proof in `forks`
 //!   ([`Store::record_fork_proof`]).
@@ -590,28 +592,6 @@ impl Store {
                 whole: false,
                 reply,
             });
-        });
-        Pending::new(answer)
-    }
-
-    /// As [`Store::append_entries`] for entries whose shape and signatures the caller has
-    /// already checked (a sync batch is checked whole before it is offered): skips the
-    /// second verification, which would otherwise double the cost of replication.
-    pub fn append_verified(&self, entries: VerifiedEntries) -> Pending<Vec<Outcome>> {
-        let checked = entries
-            .0
-            .into_iter()
-            .map(|(entry, hash)| Checked {
-                entry,
-                hash,
-                verdict: Ok(()),
-            })
-            .collect();
-        let (reply, answer) = oneshot::channel();
-        self.send(Request::Foreign {
-            entries: checked,
-            whole: false,
-            reply,
         });
         Pending::new(answer)
     }

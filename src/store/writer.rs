@@ -8,7 +8,9 @@
 //!    planned earlier in the batch): own entries get seq, prev and a timestamp that never
 //!    goes below the feed's last one, and their hash; foreign entries get their placement
 //!    (next, duplicate, fork, gap) and chain check — their signatures were verified by the
-//!    caller before the request was sent, so the writer never waits on verification;
+//!    caller before the request was sent, so the writer never waits on verification. A
+//!    request placed whole (a sync batch, [`Unplaceable`]) with an entry that is a gap or
+//!    breaks its chain is refused here, answered at once, and nothing of it is planned;
 //! 2. signs the planned own entries on all cores, in chunks signed as batches: signing
 //!    dominates the cost;
 //! 3. writes all records, and the fork notes of the batch, with one positional write and
@@ -30,10 +32,10 @@
 //! every append that arrived during the previous one. The planner keeps its own view of
 //! every feed it has planned entries for (the index plus entries still in flight), trimmed
 //! as batches become durable: the one placement that decides where an entry goes, whoever
-//! offered it (a sync session's check of a batch before offering it asks another question,
-//! see "Two in-flight views" in `crate::sync::inbound`). What the two threads hand each
-//! other, and how either answers a request that cannot be written, is [`planned`]: below
-//! both, so neither imports the other.
+//! offered it (a sync session only checks what needs no placement before it offers a batch,
+//! see "One placement, by the store" in `crate::sync::inbound`). What the two threads hand
+//! each other, and how either answers a request that cannot be written, is [`planned`]:
+//! below both, so neither imports the other.
 //!
 //! # Answers are owned values
 //!
