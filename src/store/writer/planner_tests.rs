@@ -11,7 +11,7 @@ use crate::entry::testing::feed;
 use crate::entry::Entry;
 use crate::store::io::memory::MemoryIo;
 use crate::store::io::OpenMode;
-use crate::store::writer::ForeignResult;
+use crate::store::writer::{ForeignResult, Misplaced, Unplaceable};
 use crate::validate::ValidationError;
 
 fn planner() -> Planner {
