@@ -331,6 +331,36 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Signed feeds for the crate's unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Entry, Seq, UnsignedEntry};
+    use crate::hash::Hash;
+    use crate::identity::Identity;
+
+    /// A feed of `n` chained entries signed by `seed`'s key; `variant` changes the values,
+    /// so two variants of one key fork at every position.
+    pub(crate) fn feed(seed: u8, n: Seq, variant: i64) -> Vec<(Entry, Hash)> {
+        let id = Identity::from_seed([seed; 32]);
+        let mut out: Vec<(Entry, Hash)> = Vec::new();
+        for seq in 1..=n {
+            let prev = out.last().map(|(_, h)| *h);
+            out.push(
+                UnsignedEntry {
+                    author: id.author(),
+                    seq,
+                    timestamp: seq,
+                    prev,
+                    value: variant * 100 + i64::try_from(seq).unwrap(),
+                    data: String::new(),
+                }
+                .sign(&id),
+            );
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,7 +47,9 @@
 //! - Own-feed appends are built, hashed and (in parallel) signed by the writer. Foreign
 //!   entries are shape- and signature-checked by the caller's thread (in parallel) before
 //!   they reach the writer, which only places and chains them; each gets its own
-//!   [`Outcome`].
+//!   [`Outcome`], or, for a sync batch placed whole ([`Store::append_verified_batch`]), the
+//!   batch is refused ([`AppendError::Unplaceable`]) if any entry is a gap or breaks its
+//!   chain.
 //! - A fork proof is checked by the caller, then written by the writer in the same
 //!   durability path as entries: the fork note in the log first, then the proof in `forks`
 //!   ([`Store::record_fork_proof`]).
@@ -95,8 +97,8 @@ pub use pending::Pending;
 pub use reader::StoreReader;
 pub use validate::FeedHead;
 pub use verify::{VerifyIssue, VerifyProblem, VerifyReport};
-pub use writer::OwnAppend;
 use writer::{Checked, Request, Writer};
+pub use writer::{Misplaced, OwnAppend, Unplaceable};
 
 /// Default cap on entries per group commit.
 pub const MAX_BATCH_ENTRIES: usize = 4096;
@@ -270,6 +272,10 @@ pub enum AppendError {
     /// degraded until a write succeeds, see [`health`]).
     #[error("store write failed: {0}")]
     Io(#[source] Arc<std::io::Error>),
+    /// A request placed whole (a sync batch) has an entry that cannot be placed: nothing of
+    /// it was written ([`Store::append_verified_batch`]).
+    #[error("{0}")]
+    Unplaceable(Unplaceable),
     /// A rule the store keeps itself was found broken: a bug in the store, not a fault of
     /// the disk or of the request, so it is never reported as either.
     #[error("store invariant broken: {0}")]
@@ -595,6 +601,7 @@ impl Store {
         let offer = move || {
             store.send(Request::Foreign {
                 entries: precheck(entries),
+                whole: false,
                 reply,
             });
         };
@@ -607,10 +614,15 @@ impl Store {
         Pending::new(answer)
     }
 
-    /// As [`Store::append_entries`] for entries whose shape and signatures the caller has
-    /// already checked (a sync batch is checked whole before it is offered): skips the
-    /// second verification, which would otherwise double the cost of replication.
-    pub fn append_verified(&self, entries: VerifiedEntries) -> Pending<Vec<Outcome>> {
+    /// Offers a sync batch whose shape and signatures the caller has already checked
+    /// (skipping the second verification, which would otherwise double the cost of
+    /// replication), to be placed *whole*: the writer places it against its own view of every
+    /// feed (the index plus every entry in flight, whoever offered it), and if any entry
+    /// would leave a gap or break its chain link it writes nothing of the batch and answers
+    /// at once with [`AppendError::Unplaceable`], naming the first such entry. Otherwise one
+    /// outcome per entry, in order, once the added ones are durable (duplicates and forks
+    /// are outcomes, not refusals).
+    pub fn append_verified_batch(&self, entries: VerifiedEntries) -> Pending<Vec<Outcome>> {
         let checked = entries
             .0
             .into_iter()
@@ -623,6 +635,7 @@ impl Store {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Foreign {
             entries: checked,
+            whole: true,
             reply,
         });
         Pending::new(answer)

@@ -27,7 +27,7 @@ use kappalog::sync::handshake::{Binding, Handshake};
 use kappalog::sync::message::{Entries, FeedHave, ForkProofs, Message, Nonce};
 use kappalog::sync::reconcile::{Reconcile, ReconcileError, Reconciler, Step};
 use kappalog::sync::transport::{establish, opening_frame, NetworkKey, Role};
-use kappalog::validate::{self, FeedHead};
+use kappalog::validate;
 
 /// A fuzz target: runs on any bytes, panics only on a bug.
 pub type Target = fn(&[u8]);
@@ -113,25 +113,16 @@ pub fn message(bytes: &[u8]) {
                 entry(&encoded.0);
             }
             let held = held_feed();
-            let head_of = |author: &Author| {
-                let (last, hash) = held.last()?;
-                (*author == last.author).then_some(FeedHead {
-                    seq: last.seq,
-                    hash: *hash,
-                })
-            };
-            let hash_at = |author: &Author, seq: u64| {
+            let held_at = |author: &Author, seq: u64| {
                 let (first, _) = held.first()?;
                 let index = usize::try_from(seq.checked_sub(1)?).ok()?;
                 (*author == first.author)
                     .then(|| held.get(index).map(|(_, hash)| *hash))
                     .flatten()
             };
-            if let Ok(outcome) = check_batch(&entries, |_| false, head_of, hash_at) {
-                let counted = outcome.append.len()
-                    + outcome.fork_candidates.len()
-                    + outcome.duplicates
-                    + outcome.refused;
+            if let Ok(outcome) = check_batch(&entries, |_| false, held_at) {
+                assert_eq!(outcome.positions.len(), outcome.append.len());
+                let counted = outcome.append.len() + outcome.duplicates + outcome.refused;
                 assert_eq!(counted, entries.len(), "a batch entry is unaccounted for");
             }
         }

@@ -144,10 +144,13 @@ impl Node {
             .await
     }
 
-    /// As [`Node::offer_entries`] for entries a sync batch check already verified (shape
-    /// and signature, see `sync::batch::check_batch`), with their hashes: the store does not
-    /// verify them a second time.
-    pub async fn offer_verified_entries(
+    /// Offers a sync batch the session's check already verified (shape and signature, see
+    /// `sync::batch::check_batch`), with their hashes: the store does not verify them a
+    /// second time, and places the batch whole ([`crate::store::Store::append_verified_batch`]):
+    /// a batch with an entry that leaves a gap or breaks its chain is refused with
+    /// [`AppendError::Unplaceable`], its `index` counted in `entries`, and nothing of it is
+    /// stored.
+    pub async fn offer_verified_batch(
         &self,
         entries: Vec<(Entry, Hash)>,
     ) -> Result<OfferReport, NodeError> {
@@ -155,31 +158,48 @@ impl Node {
             .await
     }
 
-    /// Entries with their hash when already verified, `None` when the store must verify.
+    /// Entries with their hash when already verified (a sync batch, placed whole), `None`
+    /// when the store must verify (placed one by one).
     async fn offer(&self, entries: Vec<(Entry, Option<Hash>)>) -> Result<OfferReport, NodeError> {
         let mut report = OfferReport::default();
         // Read under the store's lock (held only for the partition, never across an await),
-        // not copied: a sync session offers a batch at a time.
-        let (entries, refused): (Vec<_>, Vec<_>) = {
+        // not copied: a sync session offers a batch at a time. Each kept entry's position in
+        // `entries` names it if the store refuses the batch.
+        let (kept, refused): (Vec<_>, Vec<_>) = {
             let forked = self.inner.store.forked();
             entries
                 .into_iter()
-                .partition(|(e, _)| !forked.contains(&e.author))
+                .enumerate()
+                .partition(|(_, (e, _))| !forked.contains(&e.author))
         };
         report.refused_forked = u64::try_from(refused.len()).unwrap_or(u64::MAX);
-        if entries.is_empty() {
+        if kept.is_empty() {
             return Ok(report);
         }
+        let (positions, entries): (Vec<usize>, Vec<(Entry, Option<Hash>)>) =
+            kept.into_iter().unzip();
         let offered: Vec<Entry> = entries.iter().map(|(e, _)| e.clone()).collect();
         let outcomes = if entries.iter().all(|(_, h)| h.is_some()) {
             let verified = entries
                 .into_iter()
                 .filter_map(|(e, h)| h.map(|h| (e, h)))
                 .collect();
-            self.inner
+            match self
+                .inner
                 .store
-                .append_verified(VerifiedEntries::vouch(verified))
-                .await?
+                .append_verified_batch(VerifiedEntries::vouch(verified))
+                .await
+            {
+                Err(AppendError::Unplaceable(mut refused)) => {
+                    // `positions` has one element per entry the store was offered.
+                    refused.index = positions
+                        .get(refused.index)
+                        .copied()
+                        .unwrap_or(refused.index);
+                    return Err(AppendError::Unplaceable(refused).into());
+                }
+                other => other?,
+            }
         } else {
             let unverified = entries.into_iter().map(|(e, _)| e).collect();
             self.inner.store.append_entries(unverified).await?

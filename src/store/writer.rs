@@ -8,7 +8,9 @@
 //!    planned earlier in the batch): own entries get seq, prev and a timestamp that never
 //!    goes below the feed's last one, and their hash; foreign entries get their placement
 //!    (next, duplicate, fork, gap) and chain check — their signatures were verified by the
-//!    caller before the request was sent, so the writer never waits on verification;
+//!    caller before the request was sent, so the writer never waits on verification. A
+//!    request placed whole (a sync batch, [`Unplaceable`]) with an entry that is a gap or
+//!    breaks its chain is refused here, answered at once, and nothing of it is planned;
 //! 2. signs the planned own entries on all cores, in chunks signed as batches: signing
 //!    dominates the cost;
 //! 3. writes all records, and the fork notes of the batch, with one positional write and
@@ -30,10 +32,10 @@
 //! every append that arrived during the previous one. The planner keeps its own view of
 //! every feed it has planned entries for (the index plus entries still in flight), trimmed
 //! as batches become durable: the one placement that decides where an entry goes, whoever
-//! offered it (a sync session's check of a batch before offering it asks another question,
-//! see "Two in-flight views" in `crate::sync::inbound`). What the two threads hand each
-//! other, and how either answers a request that cannot be written, is [`planned`]: below
-//! both, so neither imports the other.
+//! offered it (a sync session only checks what needs no placement before it offers a batch,
+//! see "One placement, by the store" in `crate::sync::inbound`). What the two threads hand
+//! each other, and how either answers a request that cannot be written, is [`planned`]:
+//! below both, so neither imports the other.
 //!
 //! # Answers are owned values
 //!
@@ -193,6 +195,35 @@ pub enum OwnAppend {
     },
 }
 
+/// Why a request placed whole (a sync batch, [`super::Store::append_verified_batch`]) was
+/// refused: its first entry that cannot be placed. Nothing of the request was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("entry {index} ({author} seq {seq}) {reason}")]
+pub struct Unplaceable {
+    /// The entry's position in the request, from 0.
+    pub index: usize,
+    /// The entry's author.
+    pub author: Author,
+    /// The entry's seq.
+    pub seq: Seq,
+    /// Why it cannot be placed.
+    pub reason: Misplaced,
+}
+
+/// Why an entry of a request placed whole cannot be placed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Misplaced {
+    /// It lies beyond its feed's next position (counting every entry in flight).
+    #[error("leaves a gap: the next seq is {next}")]
+    Gap {
+        /// The seq the feed needs next.
+        next: Seq,
+    },
+    /// It breaks a validation rule: its chain link, or a check its caller failed.
+    #[error("is invalid: {0}")]
+    Invalid(ValidationError),
+}
+
 /// The writer's answer to an own append.
 pub type OwnResult = Result<OwnAppend, AppendError>;
 /// The writer's answer to a batch of foreign entries: one [`Outcome`] per entry, in order.
@@ -207,9 +238,11 @@ pub(crate) enum Request {
         key: Option<IdempotencyKey>,
         reply: Reply<OwnResult>,
     },
-    /// Place already checked foreign entries, answered with one outcome each.
+    /// Place already checked foreign entries, answered with one outcome each. `whole`: a
+    /// sync batch, placed whole or not at all ([`Unplaceable`]).
     Foreign {
         entries: Vec<Checked>,
+        whole: bool,
         reply: Reply<ForeignResult>,
     },
     /// A fork note for `author` (see [`super::format`]): durable before the reply.

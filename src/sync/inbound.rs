@@ -4,39 +4,36 @@
 //!
 //! Rules enforced here (docs/PROTOCOL.md sections 6 and 11): no `Hello`/`Auth` after the
 //! handshake, at most `MAX_WANTS_PER_SESSION` `Want`s, every proof checks, every batch passes
-//! [`check_batch`] whole or nothing of it is stored. `Reconcile` frames go to the sending
-//! half, whose reconciler checks them against the state of the exchange.
+//! [`check_batch`] and the store's placement whole or nothing of it is stored. `Reconcile`
+//! frames go to the sending half, whose reconciler checks them against the state of the
+//! exchange.
 //!
 //! Checking a batch (signatures, on all cores) and storing the one before it (a group
 //! commit, mostly waiting on `fdatasync`) overlap: a checked batch's append runs as its own
-//! task while the next batch is read and checked against the store *plus* the positions the
-//! append in flight will add. Appends still happen one at a time in arrival order, and a
-//! failed append ends the session when the next batch (or the session's end) waits for it.
+//! task while the next batch is read and checked. Appends still happen one at a time in
+//! arrival order (a batch is offered only once the previous append is answered), and a
+//! refused or failed append ends the session as soon as it is answered, whatever the peer
+//! sends meanwhile.
 //!
-//! # Two in-flight views, two questions
+//! # One placement, by the store
 //!
-//! The store's planner keeps a view of every feed with entries in flight too (its
-//! `PendingFeed`s, `crate::store::writer`), and it alone decides where an offered entry goes:
-//! added, duplicate, fork, gap or rejected, one outcome per entry, in the writer's order of
-//! every request from every source. The session's `InFlight` answers another question,
-//! which the store cannot answer for it:
+//! The session's check ([`check_batch`]) decides only what needs no placement: it decodes,
+//! refuses authors (forked, skipped, outside the policy, new feeds over the admission
+//! budget), drops what the store holds *durably* (so a peer replaying what the node holds
+//! costs it no signature verification) and verifies the shape and signature of the rest.
+//! Where each entry goes, and whether it links, is decided once, by the store's writer,
+//! which places the batch whole against its own view of every feed: the index plus every
+//! entry in flight, from this session, another session or any other source. A gap or a
+//! broken link there refuses the whole batch before anything of it is written
+//! ([`crate::store::Store::append_verified_batch`]): the session ends as it would on a bad
+//! signature, and an entry continuing a feed whose earlier entries another session has in
+//! flight is not mistaken for a gap. Forks the writer finds are recorded as proofs once the
+//! batch is durable ([`Node::offer_verified_batch`]).
 //!
-//! - *Before* anything of a batch reaches the store, may it be stored at all? A batch is
-//!   taken whole or refused whole (docs/PROTOCOL.md section 6): a gap or a broken link ends
-//!   the session and stores nothing, where the store would add the entries before it. The
-//!   check also sorts duplicates out before any signature is verified, so a peer replaying
-//!   what the node holds costs it no verification.
-//! - The check of the next batch runs while the previous one is still on its way: the
-//!   append is its own task, whose request may not even have reached the writer yet, so the
-//!   planner's view cannot be asked what it will hold once that append lands without
-//!   making the check wait for it (the overlap of checking and `fdatasync` is the point).
-//!   So the session remembers the one thing only it knows: the positions of its own append
-//!   in flight, and the feed-cap [`Reservation`] of the new feeds that append starts, held
-//!   until it settles.
-//!
-//! What the session's check decides is a prediction the store's placement confirms: an
-//! entry another session stored first comes back `Duplicate`, never stored twice. The entries
-//! the check passes are offered once, and placed once, by the store.
+//! What the session still keeps of its append in flight is admission bookkeeping, not a
+//! view of any feed (`InFlight`): the feed-cap [`Reservation`] of the new feeds that
+//! append starts, held until it settles, and which feeds those are, so the next batch
+//! counts them as held rather than reserving them twice.
 
 use crate::poison::lock;
 use std::collections::HashSet;
@@ -47,7 +44,7 @@ use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 
 use super::admission::{Admission, Reservation};
-use super::batch::{check_batch, Appended, BatchError, BatchOutcome};
+use super::batch::{check_batch, refused_by_store, BatchError, BatchOutcome};
 use super::budget::Source;
 use super::connection::FrameReader;
 use super::error::SessionError;
@@ -55,10 +52,9 @@ use super::message::{EncodedEntry, Message, MAX_WANTS_PER_SESSION};
 use super::plan::PeerProgress;
 use super::reconcile::MAX_RECONCILE_FRAMES_PER_SESSION;
 use super::status::{Control, PeerRegistry};
-use crate::entry::Entry;
-use crate::hash::Hash;
 use crate::identity::Author;
-use crate::node::Node;
+use crate::node::{Node, NodeError};
+use crate::store::AppendError;
 use crate::store::StoreReader;
 
 /// The most entries merged from consecutive buffered `Entries` frames into one check and one
@@ -85,7 +81,7 @@ pub(super) struct Inbound {
     pub source: Source,
     /// The store append of the last checked batch, while the next one is read and checked.
     pub in_flight: Option<tokio::task::JoinHandle<Result<(), SessionError>>>,
-    /// The positions that append adds, so the next batch is checked as if it were durable.
+    /// What admission must know of that append while the next batch is checked.
     pub in_flight_view: Arc<InFlight>,
     pub admission: Arc<Admission>,
     /// New feeds of this peer's that were skipped (policy, budget, cap): skipped for the
@@ -96,12 +92,14 @@ pub(super) struct Inbound {
     pub reconcile_permits: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
-/// The session's append still in flight (see "Two in-flight views" above): the positions
-/// it adds, as checking its batch found them, and what only the session knows.
+/// The admission bookkeeping of the session's append still in flight (see "One placement,
+/// by the store" above): no positions, only which feeds it starts.
 #[derive(Default)]
 pub(super) struct InFlight {
-    positions: Appended,
-    /// The new feeds this append starts count against the feed cap until it is settled.
+    /// The new feeds this append starts: held feeds for the next batch's admission, which
+    /// must neither refuse them as new nor reserve them a second time.
+    started: HashSet<Author>,
+    /// Those feeds count against the feed cap until the append is settled.
     _reserved: Option<Reservation>,
 }
 
@@ -128,7 +126,7 @@ impl Inbound {
         loop {
             let message = match held.take() {
                 Some(m) => m,
-                None => match self.reader.next().await {
+                None => match self.next_frame().await {
                     Ok(m) => m,
                     Err(e) => return e,
                 },
@@ -274,51 +272,73 @@ impl Inbound {
         }
     }
 
-    /// Waits for the append in flight, if any; its failure ends the session.
+    /// Waits for the append in flight, if any; its failure (or the store's refusal of its
+    /// batch) ends the session.
     async fn settle(&mut self) -> Result<(), SessionError> {
         if let Some(task) = self.in_flight.take() {
-            let result = task.await;
-            self.in_flight_view = Arc::default();
-            result??;
+            self.settled(task.await)?;
         }
         Ok(())
     }
 
-    /// Checks a batch off the async workers, then stores what it adds (while the next batch
-    /// is read) and records the forks it shows. A refused batch ends the session.
+    /// The append in flight has ended (taken out of `in_flight` by the caller): its
+    /// reservation goes, and its result is the session's.
+    fn settled(
+        &mut self,
+        ended: Result<Result<(), SessionError>, tokio::task::JoinError>,
+    ) -> Result<(), SessionError> {
+        self.in_flight_view = Arc::default();
+        ended?
+    }
+
+    /// The next frame from the peer; meanwhile the append in flight, if it ends first, is
+    /// settled, so a batch the store refused (answered before anything of it is written)
+    /// ends the session at once rather than when the peer next sends entries. Reading a
+    /// frame is cancel-safe ([`FrameReader::next`] keeps what it has read in its buffer);
+    /// an abandoned read only starts its timeout again, once per append.
+    async fn next_frame(&mut self) -> Result<Message, SessionError> {
+        while let Some(task) = self.in_flight.as_mut() {
+            tokio::select! {
+                biased;
+                ended = task => {
+                    self.in_flight = None;
+                    self.settled(ended)?;
+                }
+                message = self.reader.next() => return message,
+            }
+        }
+        self.reader.next().await
+    }
+
+    /// Checks a batch off the async workers, then offers what it adds to the store (while
+    /// the next batch is read). A refused batch ends the session.
     async fn on_entries(
         &mut self,
         batch: Vec<super::message::EncodedEntry>,
     ) -> Result<(), SessionError> {
         let check = self.batch_check();
-        let (checked, reserved) = crate::determinism::blocking(move || {
+        let (checked, reserved, started) = crate::determinism::blocking(move || {
             let mut reserved = Reservation::new(check.admission.clone());
-            (check.run(&batch, &mut reserved), reserved)
+            let mut started = HashSet::new();
+            let checked = check.run(&batch, &mut reserved, &mut started);
+            (checked, reserved, started)
         })
         .await?;
-        let outcome = checked.inspect_err(|e| {
-            // A stranger's refused batch ends its session, which is logged (at `debug`).
-            if self.trusted {
-                tracing::warn!(
-                    peer = %self.key,
-                    peer_author = %self.peer,
-                    reason = %e,
-                    "refused an entries batch from a peer: nothing of it stored"
-                );
-            }
-        })?;
+        let outcome =
+            checked.inspect_err(|e| log_refused(self.trusted, &self.key, &self.peer, e))?;
         {
             let mut progress = lock(&self.progress);
             for (entry, _) in &outcome.append {
                 progress.note(&entry.author, entry.seq);
             }
         }
-        // Appends stay in arrival order: the previous one must be durable first.
+        // Appends stay in arrival order: the previous one must be answered first, so the
+        // store places this batch after it.
         self.settle().await?;
         if !outcome.append.is_empty() {
-            self.start_append(outcome.append, outcome.appended, reserved);
+            self.start_append(outcome, started, reserved);
         }
-        self.record_forks(outcome.fork_candidates).await
+        Ok(())
     }
 
     /// What checking the next batch needs, taken now (see [`BatchCheck`]).
@@ -338,25 +358,35 @@ impl Inbound {
     }
 
     /// Starts storing a checked batch's new entries as the append in flight: the next batch
-    /// is read and checked while they become durable.
+    /// is read and checked while the store places them and makes them durable.
     fn start_append(
         &mut self,
-        append: Vec<(Entry, Hash)>,
-        positions: Appended,
+        outcome: BatchOutcome,
+        started: HashSet<Author>,
         reserved: Reservation,
     ) {
         self.in_flight_view = Arc::new(InFlight {
-            positions,
+            started,
             _reserved: Some(reserved),
         });
+        let BatchOutcome {
+            append, positions, ..
+        } = outcome;
         let (node, registry, key) = (self.node.clone(), self.registry.clone(), self.key.clone());
-        let (admission, peer) = (self.admission.clone(), self.peer);
+        let (admission, peer, trusted) = (self.admission.clone(), self.peer, self.trusted);
         let own = node.author();
         let delivers_own = append.iter().any(|(e, _)| e.author == own);
         // One of the node's tasks: the session awaits it, and the node's shutdown waits
         // for it even if the session ended first.
         self.in_flight = Some(self.node.spawn(async move {
-            let report = node.offer_verified_entries(append).await?;
+            let report = match node.offer_verified_batch(append).await {
+                Err(NodeError::Append(AppendError::Unplaceable(refused))) => {
+                    let e = refused_by_store(refused, &positions);
+                    log_refused(trusted, &key, &peer, &e);
+                    return Err(e.into());
+                }
+                other => other?,
+            };
             registry.add_received(&key, report.added);
             if report.added > 0 {
                 // Eviction spares a stranger that brings entries; a key that delivers our
@@ -369,25 +399,23 @@ impl Inbound {
             Ok(())
         }));
     }
+}
 
-    /// Records a fork proof for each offered entry that conflicts with a held one.
-    async fn record_forks(&mut self, candidates: Vec<(Entry, Hash)>) -> Result<(), SessionError> {
-        if candidates.is_empty() {
-            return Ok(());
-        }
-        // A fork candidate may conflict with an entry of this very batch: the batch must be
-        // stored before the proof can be built from the held entry.
-        self.settle().await?;
-        for (offered, _) in candidates {
-            let node = self.node.clone();
-            crate::determinism::blocking(move || node.record_fork_against_held(offered)).await??;
-        }
-        Ok(())
+/// Logs a refused batch (docs/PROTOCOL.md section 6, "Entries", step 4). A stranger's refused
+/// batch ends its session, which is logged (at `debug`): only a trusted peer's is a `warn`.
+fn log_refused(trusted: bool, key: &str, peer: &Author, e: &BatchError) {
+    if trusted {
+        tracing::warn!(
+            peer = %key,
+            peer_author = %peer,
+            reason = %e,
+            "refused an entries batch from a peer: nothing of it stored"
+        );
     }
 }
 
-/// Checking one entries batch against the store plus the append in flight, on a blocking
-/// thread: the session's and the node's state it reads, owned.
+/// Checking one entries batch on a blocking thread (see [`check_batch`]): the session's and
+/// the node's state it reads, owned.
 struct BatchCheck {
     /// Asked who is forked, under the store's lock, rather than handed a copy of the set:
     /// the batch's entries are offered through the node, which reads it again there.
@@ -405,22 +433,14 @@ struct BatchCheck {
 
 impl BatchCheck {
     /// Checks `batch` (see [`check_batch`]), refusing forked authors, feeds skipped before,
-    /// and new feeds the admission rules do not take.
+    /// and new feeds the admission rules do not take; the new feeds it takes are reserved in
+    /// `reserved` and named in `started`.
     fn run(
         &self,
         batch: &[super::message::EncodedEntry],
         reserved: &mut Reservation,
+        started: &mut HashSet<Author>,
     ) -> Result<BatchOutcome, BatchError> {
-        // The append in flight only adds to the store, and other sessions may have
-        // stored more of a feed since this session's last batch (the view is kept until
-        // the next batch settles it): the longer of the two heads is the feed's head.
-        let head_of = |a: &Author| {
-            let stored = self.reader.head(a);
-            match self.in_flight.positions.head(a) {
-                Some(pending) if stored.is_none_or(|s| s.seq < pending.seq) => Some(pending),
-                _ => stored,
-            }
-        };
         // Asked once per author of the batch: forked authors, authors outside the
         // policy, and new feeds the peer may not introduce are dropped unchecked.
         // Feeds this batch starts count against the feed cap as soon as they are taken: the
@@ -434,8 +454,10 @@ impl BatchCheck {
             if *a == self.own {
                 return false;
             }
-            // Held feeds outside the policy (stored before it was set) are skipped too.
-            if self.admission.accepts_author(a) && head_of(a).is_some() {
+            // Held feeds outside the policy (stored before it was set) are skipped too. A
+            // feed the append in flight starts is held already: reserved by that append.
+            let held = self.reader.head(a).is_some() || self.in_flight.started.contains(a);
+            if self.admission.accepts_author(a) && held {
                 return false;
             }
             // Forked authors count too (a forked feed the node holds counts twice: the
@@ -452,7 +474,10 @@ impl BatchCheck {
                 reserved,
                 crate::clock::instant(),
             ) {
-                Ok(()) => false,
+                Ok(()) => {
+                    started.insert(*a);
+                    false
+                }
                 Err(skip) => {
                     lock(&self.skipped).insert(*a);
                     self.registry.add_skipped(&self.key, 1, skip.as_str());
@@ -460,11 +485,10 @@ impl BatchCheck {
                 }
             }
         };
-        check_batch(batch, refuse, head_of, |a, seq| {
-            self.in_flight
-                .positions
-                .hash_at(a, seq)
-                .or_else(|| self.reader.get(a, seq).ok().flatten().map(|(_, h)| h))
+        // A position the durable store holds but cannot read back is offered anyway: the
+        // store's writer places it against the hash it holds (or fails to read it).
+        check_batch(batch, refuse, |a, seq| {
+            self.reader.get(a, seq).ok().flatten().map(|(_, h)| h)
         })
     }
 }

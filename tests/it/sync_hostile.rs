@@ -1,13 +1,17 @@
 //! Hostile peers: garbage, an oversize length prefix, a valid handshake followed by an
 //! invalid entry, and a peer that stalls mid-frame. Each is disconnected with its reason
 //! recorded, nothing of it is stored, and the node keeps serving HTTP and honest peers.
-//! Also: batches checked against the append in flight, a peer that stops reading, and whole
-//! frames before a bad one in the same burst (stored, then the session ends).
+//! Also: batches checked against the append in flight, a batch with a gap (refused whole), a
+//! batch continuing another session's append in flight (not a gap), a peer that stops
+//! reading, and whole frames before a bad one in the same burst (stored, then the session
+//! ends).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common;
+use crate::common::held_io::HeldIo;
 use crate::common::net::{fast_config, start, start_with, wait_for, TestNode};
 use crate::common::peer::RawPeer;
 use crate::common::plain::read_frame;
@@ -17,8 +21,10 @@ use kappalog::entry::{Entry, UnsignedEntry};
 use kappalog::hash::Hash;
 use kappalog::http::{router, HttpConfig};
 use kappalog::node::{Node, EVENT_CHANNEL_CAPACITY};
+use kappalog::store::StoreOptions;
 use kappalog::sync::message::{
-    Bye, ByeReason, EncodedEntry, Entries, Message, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    Bye, ByeReason, EncodedEntry, Entries, FeedHave, Message, Want, MAX_FRAME_BYTES,
+    PROTOCOL_VERSION,
 };
 use kappalog::sync::transport::opening_frame;
 use kappalog::sync::SyncConfig;
@@ -189,10 +195,10 @@ async fn strangers_beyond_the_cap_get_bye_busy_after_their_handshake() {
     n.stop().await;
 }
 
-/// The node checks each batch while the one before it is still being stored, against the
-/// store plus the positions that append will add. A long stream of frames from one peer
-/// therefore continues cleanly (no batch looks like a gap), and a frame that breaks the chain
-/// of the batch in flight is still refused, with nothing of it stored.
+/// The node checks each batch while the one before it is still being stored, and the store
+/// places it against everything in flight. A long stream of frames from one peer therefore
+/// continues cleanly (no batch looks like a gap), and a frame that breaks the chain of the
+/// batch in flight is still refused, with nothing of it stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_are_checked_against_the_append_in_flight() {
     let dn = tempfile::tempdir().unwrap();
@@ -238,6 +244,108 @@ async fn batches_are_checked_against_the_append_in_flight() {
             .1,
         common::feed(&alice, head.seq)[head.seq as usize - 1].1
     );
+    healthy(&n).await;
+    n.stop().await;
+}
+
+/// A batch that skips a position is refused whole: the session ends with
+/// `Bye(InvalidEntry)` naming the gap, and nothing of the batch is stored, the entries
+/// before the gap included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_leaves_a_gap_is_refused_whole() {
+    let dn = tempfile::tempdir().unwrap();
+    let n = start(dn.path(), 1, &[]).await;
+    let alice = common::identity(68);
+    let feed = common::entries(&common::feed(&alice, 4));
+    let mut s = RawPeer::connect_and_have(n.addr, &alice).await;
+    let local = s.local;
+    send_in_frames(
+        &mut s,
+        &[feed[0].clone(), feed[1].clone(), feed[3].clone()],
+        50,
+    )
+    .await;
+    let frames = s.read_until_closed().await;
+    assert!(said_bye(&frames, ByeReason::InvalidEntry), "{frames:?}");
+    let error = last_error_of(&n, local).await;
+    assert!(
+        error.contains("entry 2") && error.contains("leaves a gap: the next seq is 3"),
+        "{error}"
+    );
+    assert!(
+        n.node.reader().head(&alice.author()).is_none(),
+        "nothing of the batch is stored"
+    );
+    healthy(&n).await;
+    n.stop().await;
+}
+
+/// Where an entry goes is decided once, by the store, against every entry in flight: a
+/// batch continuing a feed whose earlier entries another session's append has in flight
+/// (written, its `fdatasync` held here) is the feed's next one, not a gap, though the store
+/// holds none of the feed durably yet. The second session's batch is checked while the first
+/// one's is held: the node answers a `Want` sent behind the batch only once the batch is
+/// checked and offered (a session that placed it against the durable store would have ended
+/// instead, with `Bye(InvalidEntry)`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_continuing_another_sessions_append_in_flight_is_not_a_gap() {
+    let dn = tempfile::tempdir().unwrap();
+    let io = Arc::new(HeldIo::default());
+    let options = StoreOptions {
+        io: io.clone(),
+        idle_marker_delay: None,
+        ..StoreOptions::default()
+    };
+    let (node, _) =
+        Node::open_with_store_options(dn.path(), common::identity(1), &options).unwrap();
+    let n = start_with(node, &[], fast_config()).await;
+    let alice = common::identity(69);
+    let feed = common::entries(&common::feed(&alice, 200));
+    // A durable entry for the `Want`, of a feed the second peer says it holds (so nothing
+    // else is sent to it).
+    let carol = common::feed(&common::identity(72), 1);
+    n.node.offer_entries(common::entries(&carol)).await.unwrap();
+
+    io.hold();
+    let mut first = RawPeer::connect_and_have(n.addr, &common::identity(70)).await;
+    send_in_frames(&mut first, &feed[..100], 100).await;
+    let held = io.clone();
+    tokio::task::spawn_blocking(move || held.wait_until_held())
+        .await
+        .unwrap();
+    assert!(n.node.reader().head(&alice.author()).is_none());
+
+    let mut second = RawPeer::connect(n.addr, &common::identity(71)).await;
+    let carol_have = FeedHave {
+        author: carol[0].0.author,
+        length: 1,
+        head: carol[0].1,
+    };
+    second.reconcile(vec![carol_have]).await;
+    send_in_frames(&mut second, &feed[100..], 100).await;
+    second
+        .send(&Message::Want(Want {
+            author: carol[0].0.author,
+            seq: 1,
+        }))
+        .await;
+    let answer = tokio::time::timeout(common::DEADLINE, second.reader.next())
+        .await
+        .expect("an answer within the deadline")
+        .expect("the session is still open");
+    assert!(
+        matches!(&answer, Message::Entries(e) if e.entries == [EncodedEntry::from_entry(&carol[0].0)]),
+        "{answer:?}"
+    );
+
+    io.release();
+    wait_for("both sessions' entries stored", || n.count() == 201).await;
+    for peer in [first.local, second.local] {
+        let records = n.sync.peers(&n.node);
+        let record = records.iter().find(|p| p.addr == peer.to_string()).unwrap();
+        assert!(record.connected, "{record:?}");
+        assert_eq!(record.last_error, None);
+    }
     healthy(&n).await;
     n.stop().await;
 }

@@ -243,7 +243,11 @@ impl Planner {
                 key,
                 reply,
             } => return self.draft_own(value, data, key, reply, feeds),
-            Request::Foreign { entries, reply } => {
+            Request::Foreign {
+                entries,
+                whole: false,
+                reply,
+            } => {
                 let (placed, failed) = self.plan_foreign(entries, feeds);
                 Planned::Foreign {
                     placed,
@@ -251,6 +255,23 @@ impl Planner {
                     reply,
                 }
             }
+            Request::Foreign {
+                entries,
+                whole: true,
+                reply,
+            } => match self.plan_whole(entries, feeds) {
+                Ok(placed) => Planned::Foreign {
+                    placed,
+                    failed: None,
+                    reply,
+                },
+                // Refused before anything of it is written: answered now, not after the
+                // batch's `fdatasync`.
+                Err(e) => {
+                    answer(reply, Err(e));
+                    return None;
+                }
+            },
             Request::ForkNote { author, reply } => Planned::Note { author, reply },
             Request::ForkProof { proof, reply } => Planned::Proof {
                 proof: proof.0,
@@ -544,3 +565,9 @@ impl Planner {
         (placed, None)
     }
 }
+
+mod whole;
+
+#[cfg(test)]
+#[path = "planner_tests.rs"]
+mod tests;
