@@ -158,24 +158,7 @@ impl IndexDb {
             return Err(Stale::Layout { found: version });
         }
         let clean = schema::read_meta(&conn).map(|m| m.clean).unwrap_or(false);
-        if clean {
-            // Closed cleanly, so the WAL was checkpointed into the file: a file shorter
-            // than the pages its header counts was cut (SQLite itself would only notice
-            // on reading a missing page).
-            let pages: i64 = conn
-                .pragma_query_value(None, "page_count", |row| row.get(0))
-                .map_err(unreadable)?;
-            let page_bytes: i64 = conn
-                .pragma_query_value(None, "page_size", |row| row.get(0))
-                .map_err(unreadable)?;
-            let len = std::fs::metadata(path).map_or(0, |m| m.len());
-            let counted = u64::try_from(pages.saturating_mul(page_bytes)).unwrap_or(0);
-            if len < counted {
-                return Err(Stale::Damaged(format!(
-                    "the file is {len} bytes, its header counts {pages} pages of {page_bytes}"
-                )));
-            }
-        } else {
+        if !clean {
             let verdict: String = conn
                 .pragma_query_value(None, "quick_check", |row| row.get(0))
                 .map_err(unreadable)?;

@@ -130,7 +130,7 @@ impl Follower {
                 tracing::info!("building the SQL index from the log")
             }
             Some(why) => tracing::warn!(reason = %why, "rebuilding the SQL index from the log"),
-            None => {}
+            None => self.handle.set_state(IndexState::Ready),
         }
         self.handle.publish(db.coverage());
         let mut excluded = BTreeSet::new();
