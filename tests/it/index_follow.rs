@@ -126,4 +126,16 @@ async fn an_index_opened_on_a_log_with_a_forked_author_has_none_of_its_rows() {
         expected(node.reader(), &BTreeSet::from([forked]))
     );
     node.shutdown().await.unwrap();
+
+    // Rebuilt from the log with the author already forked: its entries are never written.
+    std::fs::remove_dir_all(dir.path().join(index::INDEX_DIR)).unwrap();
+    let (node, _) = Node::open_with_identity(dir.path(), common::identity(1)).unwrap();
+    let index = index::start(&node);
+    wait_covered(&index, node.reader()).await;
+    assert_eq!(rows_of(dir.path(), &forked), 0);
+    assert_eq!(
+        table(dir.path()),
+        expected(node.reader(), &BTreeSet::from([forked]))
+    );
+    node.shutdown().await.unwrap();
 }
