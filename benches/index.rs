@@ -12,12 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use kappalog::entry::{Entry, UnsignedEntry};
-use kappalog::hash::Hash;
-use kappalog::identity::Identity;
 use kappalog::keys;
-use kappalog::store::format;
-use rayon::prelude::*;
 
 mod common;
 use common::{env_usize, median};
@@ -33,47 +28,6 @@ fn data(feed: usize, seq: u64) -> String {
         15 + seq % 20,
         seq % 10
     )
-}
-
-/// Writes `entries` entries over [`FEEDS`] feeds straight into `dir/entries.log`, the feeds
-/// interleaved in rounds (as a live multi-author log), signatures made in parallel.
-fn build_log(dir: &Path, entries: usize) {
-    let identities: Vec<Identity> = (0..FEEDS)
-        .map(|i| Identity::from_seed(common::feed_seed(i as u64)))
-        .collect();
-    let per_feed = (entries / FEEDS) as u64;
-    let mut file = format::file_header().to_vec();
-    let mut heads: Vec<Option<Hash>> = vec![None; FEEDS];
-    const ROUNDS_PER_CHUNK: u64 = 500;
-    let mut seq = 1u64;
-    while seq <= per_feed {
-        let last = (seq + ROUNDS_PER_CHUNK - 1).min(per_feed);
-        let mut unsigned = Vec::new();
-        for s in seq..=last {
-            for (f, id) in identities.iter().enumerate() {
-                let u = UnsignedEntry {
-                    author: id.author(),
-                    seq: s,
-                    timestamp: 1_700_000_000_000 + s * 1000,
-                    prev: heads[f],
-                    value: i64::try_from(s).unwrap(),
-                    data: data(f, s),
-                };
-                let h = u.hash();
-                heads[f] = Some(h);
-                unsigned.push((f, u, h));
-            }
-        }
-        let signed: Vec<Entry> = unsigned
-            .into_par_iter()
-            .map(|(f, u, h)| u.with_signature(identities[f].sign_hash(&h)))
-            .collect();
-        for e in &signed {
-            format::encode_keyed_record(e, None, &mut file);
-        }
-        seq = last + 1;
-    }
-    std::fs::write(dir.join("entries.log"), &file).unwrap();
 }
 
 /// Runs the binary on `dir` with `args`; the seconds it took.
@@ -111,7 +65,7 @@ fn main() {
     let key = tmp.path().join("node.key");
     keys::generate_key_files(&key).unwrap();
     let start = Instant::now();
-    build_log(&dir, entries);
+    common::build_store_with_data(&dir, entries, FEEDS, data);
     let held = (entries / FEEDS) * FEEDS;
     println!(
         "log: {held} entries of {FEEDS} feeds with JSON data, built in {:.1} s",

@@ -4,11 +4,11 @@
 use std::collections::BTreeSet;
 
 use kappalog::identity::Author;
-use kappalog::index::{self, IndexState};
+use kappalog::index::{self, IndexHandle, IndexState};
 use kappalog::node::Node;
 
 use crate::common;
-use crate::common::index::{eventually, expected, feed, rows_of, table, wait_covered};
+use crate::common::index::{eventually, expected, feed, import, rows_of, table, wait_covered};
 
 fn export(node: &Node) -> Vec<u8> {
     let mut out = Vec::new();
@@ -34,13 +34,7 @@ async fn the_table_holds_exactly_the_logs_entries_whatever_door_they_came_in_by(
     }
     let csv = export(&other);
     other.shutdown().await.unwrap();
-    let report = {
-        let node = node.clone();
-        tokio::task::spawn_blocking(move || node.import(csv.as_slice()))
-            .await
-            .unwrap()
-            .unwrap()
-    };
+    let report = import(&node, csv).await;
     assert_eq!(report.added, 25);
 
     wait_covered(&index, node.reader()).await;
@@ -53,6 +47,20 @@ async fn the_table_holds_exactly_the_logs_entries_whatever_door_they_came_in_by(
     let last = index.covered_now().last.expect("entries indexed");
     assert_eq!(node.reader().end_and_last_entry().1, Some(last));
     node.shutdown().await.unwrap();
+}
+
+/// Waits (bounded) for the rows of `forked` to leave the table, then for the index to
+/// cover the log, and checks it holds the rest of the log exactly.
+async fn rows_leave(dir: &std::path::Path, node: &Node, index: &IndexHandle, forked: &Author) {
+    eventually("the forked feed's rows to leave", || {
+        rows_of(dir, forked) == 0
+    })
+    .await;
+    wait_covered(index, node.reader()).await;
+    assert_eq!(
+        table(dir),
+        expected(node.reader(), &BTreeSet::from([*forked]))
+    );
 }
 
 /// Two versions of the feed of `key` (one key appending in two places): a fork at seq 1.
@@ -80,15 +88,7 @@ async fn a_fork_recorded_after_its_feed_was_indexed_takes_its_rows_out() {
     let report = node.offer_entries(vec![other_side]).await.unwrap();
     assert_eq!(report.forks, 1);
     assert!(node.is_forked(&forked));
-    eventually("the forked feed's rows to leave", || {
-        rows_of(dir.path(), &forked) == 0
-    })
-    .await;
-    wait_covered(&index, node.reader()).await;
-    assert_eq!(
-        table(dir.path()),
-        expected(node.reader(), &BTreeSet::from([forked]))
-    );
+    rows_leave(dir.path(), &node, &index, &forked).await;
     node.shutdown().await.unwrap();
 }
 
@@ -116,15 +116,7 @@ async fn an_index_opened_on_a_log_with_a_forked_author_has_none_of_its_rows() {
     let (node, _) = Node::open_with_identity(dir.path(), common::identity(1)).unwrap();
     let index = index::start(&node);
     // The rows were in the file when it opened: only the indexer's open can take them out.
-    eventually("the forked feed's rows to leave", || {
-        rows_of(dir.path(), &forked) == 0
-    })
-    .await;
-    wait_covered(&index, node.reader()).await;
-    assert_eq!(
-        table(dir.path()),
-        expected(node.reader(), &BTreeSet::from([forked]))
-    );
+    rows_leave(dir.path(), &node, &index, &forked).await;
     node.shutdown().await.unwrap();
 
     // Rebuilt from the log with the author already forked: its entries are never written.

@@ -7,7 +7,7 @@ use kappalog::index;
 use kappalog::node::Node;
 
 use crate::common;
-use crate::common::index::{expected, feed, table, wait_covered};
+use crate::common::index::{expected, feed, import, table, wait_covered};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interleaved_offers_and_a_sorted_import_give_identical_tables() {
@@ -47,13 +47,7 @@ async fn interleaved_offers_and_a_sorted_import_give_identical_tables() {
     a.export(&mut csv).unwrap();
     let (b, _) = Node::open_with_identity(dir_b.path(), common::identity(2)).unwrap();
     let index_b = index::start(&b);
-    let report = {
-        let b = b.clone();
-        tokio::task::spawn_blocking(move || b.import(csv.as_slice()))
-            .await
-            .unwrap()
-            .unwrap()
-    };
+    let report = import(&b, csv).await;
     assert_eq!(report.added, a.reader().len());
     wait_covered(&index_b, b.reader()).await;
 

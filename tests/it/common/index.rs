@@ -6,11 +6,13 @@ use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use kappalog::csv::ImportReport;
 use kappalog::entry::{Entry, UnsignedEntry};
 use kappalog::hash::Hash;
 use kappalog::identity::{Author, Identity};
 use kappalog::index::row::Row;
 use kappalog::index::{index_path, IndexHandle};
+use kappalog::node::Node;
 use kappalog::store::StoreReader;
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OpenFlags};
@@ -96,6 +98,15 @@ pub async fn wait_covered(index: &IndexHandle, reader: &StoreReader) {
             )
         })
         .unwrap();
+}
+
+/// Imports `csv` into `node` off the async workers, as `POST /import` does.
+pub async fn import(node: &Node, csv: Vec<u8>) -> ImportReport {
+    let node = node.clone();
+    tokio::task::spawn_blocking(move || node.import(csv.as_slice()))
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 /// Polls `condition` on a plain thread's terms inside a test runtime (bounded).
