@@ -142,3 +142,50 @@ pub fn read_meta(conn: &Connection) -> Result<Meta, String> {
         clean,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::row::SqlU64;
+
+    /// The real table keeps a timestamp above 2^63-1 as the TEXT it was given (a column
+    /// declared INTEGER would make it a rounded REAL) and sorts it after every INTEGER.
+    #[test]
+    fn the_timestamp_column_keeps_big_u64s_as_text_in_order() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let meta = Meta {
+            node: Author([1; 32]),
+            covered: 12,
+            last: None,
+            clean: false,
+        };
+        create(&mut conn, &meta).unwrap();
+        assert_eq!(read_meta(&conn), Ok(meta));
+        for (seq, timestamp) in [(1, u64::MAX), (2, 5), (3, i64::MAX as u64 + 1), (4, 0)] {
+            conn.execute(
+                INSERT_ROW,
+                params!["a", seq, SqlU64::new(timestamp), None::<String>, 0, "", "h"],
+            )
+            .unwrap();
+        }
+        let mut stmt = conn
+            .prepare(
+                "SELECT typeof(timestamp), CAST(timestamp AS TEXT) FROM entries ORDER BY timestamp",
+            )
+            .unwrap();
+        let rows: Vec<(String, String)> = stmt
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("integer".into(), "0".into()),
+                ("integer".into(), "5".into()),
+                ("text".into(), "09223372036854775808".into()),
+                ("text".into(), "18446744073709551615".into()),
+            ]
+        );
+    }
+}
