@@ -11,8 +11,8 @@ use anyhow::{bail, Context};
 
 use bar::StderrBar;
 use kappalog::cli::{
-    AppendArgs, Cli, ClusterArgs, Command, ExportArgs, ImportArgs, KeygenArgs, NetworkArgs,
-    RunArgs, ShutdownArgs, TailArgs, Topology,
+    AppendArgs, Cli, ClusterArgs, Command, ExportArgs, ImportArgs, IndexCommand, KeygenArgs,
+    NetworkArgs, RunArgs, ShutdownArgs, TailArgs, Topology,
 };
 use kappalog::http::HttpConfig;
 use kappalog::keys;
@@ -41,6 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run_node(&config, args),
         Command::Cluster(args) => run_cluster(args),
         Command::Tail(args) => tail(args),
+        Command::Index(IndexCommand::Rebuild) => rebuild_index(&config),
     }
 }
 
@@ -246,6 +247,46 @@ fn verify(config: &NodeConfig) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `kappalog index rebuild`: refused while a node holds the directory (its lock); else the
+/// index deleted and built again from the log, with a bar on a terminal and a one-line
+/// summary.
+fn rebuild_index(config: &NodeConfig) -> anyhow::Result<ExitCode> {
+    let dir = &config.data_dir;
+    if !dir.exists() {
+        bail!("data directory {} does not exist", dir.display());
+    }
+    let _lock = match kappalog::store::lock::DirLock::acquire(dir) {
+        Err(StoreError::Locked { .. }) => bail!(
+            "a node is running on {}: stop it first (a running node keeps its index up to date itself)",
+            dir.display()
+        ),
+        other => other.with_context(|| format!("locking {}", dir.display()))?,
+    };
+    let (identity, _warnings) = keys::load_key(&config.key_path)
+        .with_context(|| format!("reading the node's key {}", config.key_path.display()))?;
+    let (reader, opened) = open_read_only_with_report(config)?;
+    // Forked feeds are excluded as the running node excludes them (see `summary`).
+    let forked = kappalog::store::fork_log::read_set(dir)?;
+    let forked = forked
+        .authors()
+        .chain(&opened.fork_notes)
+        .copied()
+        .collect();
+    let started = std::time::Instant::now();
+    let bar = StderrBar::new(true, None);
+    let rebuilt = kappalog::index::rebuild(dir, &identity.author(), &reader, &forked, &bar)?;
+    bar.clear();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "indexed {} entries ({} read, {} of forked feeds left out) in {secs:.2} s, {:.0} entries/s",
+        rebuilt.indexed,
+        rebuilt.read,
+        rebuilt.read - rebuilt.indexed,
+        rebuilt.read as f64 / secs.max(1e-9)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn summary(config: &NodeConfig) -> anyhow::Result<ExitCode> {
     let (reader, opened) = open_read_only_with_report(config)?;
     // Forked feeds are excluded exactly as the running node excludes them: those with a
@@ -334,6 +375,7 @@ fn run_node(config: &NodeConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
             http,
             limits: serve_limits(&args.shutdown),
             sync,
+            index: !args.no_index,
         }];
         server::serve_until_signal(nodes, |bound| {
             for b in bound {
@@ -433,6 +475,7 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
                 ..HttpConfig::default()
             },
             limits: serve_limits(&args.shutdown),
+            index: !args.no_index,
             sync: Some(server::SyncSpec {
                 listen: Some(SocketAddr::new(args.host, sync_port)),
                 peer_nodes: cluster_peers(args.topology, usize::from(i - 1), n),

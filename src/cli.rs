@@ -69,6 +69,17 @@ pub enum Command {
     /// Follow a running node's commits (GET /tail), one entry as JSON per line; resumes by
     /// itself from its last cursor after a dropped connection or a node restart
     Tail(TailArgs),
+    /// Manage the SQL index of a stopped node's data directory
+    #[command(subcommand)]
+    Index(IndexCommand),
+}
+
+/// `kappalog index ...`.
+#[derive(Debug, Subcommand)]
+pub enum IndexCommand {
+    /// Delete DATA_DIR/index/ and build it again from the log (refused while a node runs on
+    /// the directory); reads the node's author from --key
+    Rebuild,
 }
 
 /// `kappalog tail`: which node to follow, which feed, and from where.
@@ -159,6 +170,9 @@ pub struct RunArgs {
     /// Inbound sync connections at once from one IP address
     #[arg(long, env = "KAPPALOG_MAX_INBOUND_PER_ADDRESS", default_value_t = crate::sync::admission::MAX_INBOUND_PER_ADDR)]
     pub max_inbound_per_address: usize,
+    /// Run without the SQL index (DATA_DIR/index/): for benchmarks of the log alone
+    #[arg(long, env = "KAPPALOG_NO_INDEX")]
+    pub no_index: bool,
 }
 
 /// How long HTTP streams may stall and a stopping node lets requests finish, shared by `run`
@@ -202,6 +216,9 @@ pub enum Topology {
 /// `kappalog cluster`: how many nodes, where they listen and keep their data, how they peer.
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
+    /// Run the nodes without the SQL index (each DATA_DIR/index/): for benchmarks
+    #[arg(long, env = "KAPPALOG_NO_INDEX")]
+    pub no_index: bool,
     /// Number of nodes
     #[arg(long, env = "KAPPALOG_NODES", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub nodes: u16,

@@ -18,7 +18,7 @@
 //! | POST   | `/peers`          | `{"addr": "[AUTHOR@]HOST:PORT"}`: dial a peer (pinning its key if given) |
 //! | DELETE | `/peers/{addr}`   | forget a configured peer's learned key               |
 //! | POST   | `/sync`           | a sync round with every connected peer now           |
-//! | GET    | `/health`         | liveness, and alarms (a copy of the node's key seen) |
+//! | GET    | `/health`         | liveness, the SQL index's state, and alarms (a copy of the node's key seen) |
 //! | GET    | `/metrics`        | Prometheus text format                               |
 //! | GET    | `/`               | the dashboard page (HTML; [`dashboard`] serves it)    |
 //! | GET    | `/dashboard/{file}` | its script (`app.js`) and stylesheet (`app.css`)   |
@@ -45,6 +45,7 @@ pub use add::{parse_add_body, AddRequest};
 pub use error::ApiError;
 pub use middleware::Gate;
 
+use crate::index::IndexHandle;
 use crate::node::Node;
 use crate::sync::SyncHandle;
 use crate::tail::{TailConfig, Tails};
@@ -81,6 +82,9 @@ pub struct HttpConfig {
     /// `/metrics` and the `key_copy` alarm of `/health` read it (without it, `/peers` is
     /// empty and its writes answer 503). Whoever started sync hands it here.
     pub sync: Option<SyncHandle>,
+    /// The node's running SQL indexer, if any: `/health` reports its state and `/metrics`
+    /// its lag. Whoever started it hands it here.
+    pub index: Option<IndexHandle>,
 }
 
 impl Default for HttpConfig {
@@ -91,6 +95,7 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_millis(REQUEST_TIMEOUT_MS),
             tail: TailConfig::default(),
             sync: None,
+            index: None,
         }
     }
 }
@@ -108,6 +113,8 @@ pub struct AppState {
     pub tails: Tails,
     /// The node's running peer sync, if any ([`HttpConfig::sync`]).
     pub sync: Option<SyncHandle>,
+    /// The node's running SQL indexer, if any ([`HttpConfig::index`]).
+    pub index: Option<IndexHandle>,
 }
 
 /// The whole HTTP API over one node, as a tower service: the router inside the [`Gate`]
@@ -123,6 +130,7 @@ pub fn router(node: Node, config: HttpConfig) -> Api {
         request_timeout: config.request_timeout,
         tails: Tails::new(config.tail.clone()),
         sync: config.sync.clone(),
+        index: config.index.clone(),
     };
 
     // `/add` enforces its small body limit itself (see `add::add`): a layer here would cost

@@ -15,6 +15,9 @@
 //! - [`view`]: the [`view::View`] trait: a deterministic fold over the log, rebuildable.
 //! - [`summary`]: the summary view (count, sum, min, max, mean, feed counts, the digest over
 //!   a fixed-shape hash tree of the feeds kept up to date incrementally; feeds by the page).
+//! - [`index`]: the SQL index over the log (docs/QUERY.md): the `entries` table in
+//!   `DATA_DIR/index/index.sqlite`, a cache of the log kept by a node's indexer thread,
+//!   resumed after a crash and rebuilt when missing, stale or damaged.
 //! - [`csv`]: CSV export over `impl Write`, streamed import parsing and import planning.
 //! - [`keys`]: key files: load, create and check a node's PKCS#8 PEM secret key.
 //! - [`node`]: owns the store's owner, the live views, the metrics and every task working
@@ -52,7 +55,8 @@
 //! # Data flow
 //!
 //! HTTP request, peer frame or CSV line -> decode -> validate -> store append (the single
-//! writer; fork proofs too) -> views updated -> readers (HTTP, sync sessions, CSV export) read
+//! writer; fork proofs too) -> views updated (the SQL index after the commit, off the commit
+//! path) -> readers (HTTP, sync sessions, CSV export) read
 //! through the node.
 //!
 //! # Example
@@ -101,6 +105,7 @@ pub mod http;
 pub mod idempotency;
 pub mod identity;
 pub mod import;
+pub mod index;
 pub mod keys;
 pub mod metrics;
 pub mod node;

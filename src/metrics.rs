@@ -122,6 +122,9 @@ pub struct Metrics {
     pub store_write_failures: Gauge,
     /// `kappalog_store_recoveries`: times the store resumed writing after a failure.
     pub store_recoveries: Gauge,
+    /// `kappalog_index_lag_bytes`: log bytes committed and not yet covered by the SQL index;
+    /// set at scrape time (stays 0 on a node without an indexer).
+    pub index_lag_bytes: Gauge,
     /// Serialises scrapes: encoding walks the registry, and two scrapes racing would only
     /// duplicate work.
     scrape: Mutex<()>,
@@ -157,6 +160,7 @@ impl Metrics {
             store_degraded: Gauge::default(),
             store_write_failures: Gauge::default(),
             store_recoveries: Gauge::default(),
+            index_lag_bytes: Gauge::default(),
             scrape: Mutex::new(()),
         };
         metrics.register_http();
@@ -164,6 +168,11 @@ impl Metrics {
         metrics.register_sync();
         metrics.register_tail();
         metrics.register_store();
+        metrics.registry.register(
+            "index_lag_bytes",
+            "log bytes committed and not yet covered by the SQL index",
+            metrics.index_lag_bytes.clone(),
+        );
         metrics
     }
 

@@ -1,4 +1,4 @@
-//! How far a long one-shot job has come: an import, a verify, an export. The library counts
+//! How far a long one-shot job has come: an import, a verify, an export, an index rebuild. The library counts
 //! and reports to a [`Progress`] the caller passes in; what is shown, and where, is the
 //! caller's business (the CLI draws a bar on stderr when it is a terminal; HTTP handlers and
 //! tests pass [`NoProgress`]). Library code never prints.
@@ -17,6 +17,8 @@ pub enum Stage {
     Verify,
     /// Writing the log as CSV; entries.
     Export,
+    /// Rebuilding the SQL index from the log; entries read.
+    Index,
 }
 
 /// Where a job reports how far it has come. `Sync`: a job may report from the thread that

@@ -42,6 +42,9 @@ pub struct NodeSpec {
     pub limits: ServeLimits,
     /// Peer sync, if any.
     pub sync: Option<SyncSpec>,
+    /// Whether to run the node's SQL indexer ([`crate::index`]); off only for benchmarks
+    /// (`--no-index`).
+    pub index: bool,
 }
 
 /// A node's peer sync.
@@ -93,6 +96,10 @@ pub async fn serve_until_signal(
 
     for node in &mut listening {
         node.start_sync(&bound)?;
+        if node.spec.index {
+            // The node's shutdown waits for its indexer to close the file cleanly.
+            node.spec.http.index = Some(crate::index::start(&node.spec.node));
+        }
     }
 
     let mut tasks = Vec::with_capacity(listening.len());

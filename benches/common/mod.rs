@@ -89,6 +89,16 @@ pub fn build_big_store(dir: &Path, entries: usize) {
 
 /// As [`build_big_store`] with `feeds` feeds.
 pub fn build_store_with_feeds(dir: &Path, entries: usize, feeds: usize) {
+    build_store_with_data(dir, entries, feeds, |_, _| String::new());
+}
+
+/// As [`build_store_with_feeds`], the entry at `seq` of feed `f` carrying `data(f, seq)`.
+pub fn build_store_with_data(
+    dir: &Path,
+    entries: usize,
+    feeds: usize,
+    data: impl Fn(usize, u64) -> String,
+) {
     let feeds = feeds.clamp(1, 250).min(entries.max(1));
     let per_feed = entries / feeds;
     let identities: Vec<Identity> = (0..feeds)
@@ -110,7 +120,7 @@ pub fn build_store_with_feeds(dir: &Path, entries: usize, feeds: usize) {
                     timestamp: 1_700_000_000_000 + s,
                     prev: heads[f],
                     value: s as i64,
-                    data: String::new(),
+                    data: data(f, s),
                 };
                 let h = u.hash();
                 heads[f] = Some(h);

@@ -72,6 +72,7 @@ impl Progress for StderrBar {
             Stage::Store => ("storing", false, total),
             Stage::Verify => ("verifying", false, total),
             Stage::Export => ("exporting", false, total),
+            Stage::Index => ("indexing", false, total),
         };
         let template = match (total.is_some(), in_bytes) {
             (true, true) => BYTES_BAR,

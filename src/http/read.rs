@@ -168,7 +168,9 @@ fn parse_limit(text: Option<String>, default: usize, max: usize) -> Result<usize
 
 /// `GET /health`: 200 `{"status":"ok",...}` while the store writes, 503
 /// `{"status":"degraded","reason":...,"since_ms":...}` while its last write failed (a load
-/// balancer stops sending appends; reads still work). Either carries `"alarms"` when the
+/// balancer stops sending appends; reads still work). `"index"` says the SQL index's state
+/// (`building` with `covered` and `end`, `ready`, `failed` with `reason`, or `off`) and
+/// `lag_bytes`. Either carries `"alarms"` when the
 /// operator must act: `key_copy` (`{addr, at_ms, sessions}`) once a peer authenticated with
 /// this node's own key.
 pub(crate) async fn health(State(state): State<AppState>) -> Response {
@@ -192,6 +194,16 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
     if let Some(seen) = key_copy {
         body["alarms"] = serde_json::json!({ "key_copy": seen });
     }
+    // The index is a cache: a failed one degrades queries, not the node, so it never
+    // changes the status.
+    body["index"] = match &state.index {
+        Some(index) => {
+            let mut figures = serde_json::to_value(index.state()).unwrap_or_default();
+            figures["lag_bytes"] = index.lag_bytes().into();
+            figures
+        }
+        None => serde_json::json!({ "state": "off" }),
+    };
     let status = if body["status"] == "ok" {
         StatusCode::OK
     } else {
@@ -226,6 +238,10 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         (figures.refused, figures.feeds_skipped) = sync.refusals();
         figures
     });
+    if let Some(index) = &state.index {
+        let lag = i64::try_from(index.lag_bytes()).unwrap_or(i64::MAX);
+        state.node.metrics().index_lag_bytes.set(lag);
+    }
     let text = state.node.metrics().render(
         &[("ok", ok), ("forked", forked_entries)],
         state.node.store_health(),

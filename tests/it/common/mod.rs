@@ -347,6 +347,7 @@ pub fn fork_proof(seed: u8) -> kappalog::fork::ForkProof {
 
 pub mod faulty_io;
 pub mod held_io;
+pub mod index;
 pub mod net;
 pub mod peer;
 pub mod plain;

@@ -1,0 +1,101 @@
+//! [`IndexHandle`]: what the rest of the node sees of a running indexer: where the
+//! database is, how far it covers the log (a `watch` the query side waits on for
+//! read-your-writes), its state and its lag.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::poison::lock;
+use crate::store::StoreReader;
+
+use super::db::Coverage;
+
+/// What the indexer is doing, as `/health` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum IndexState {
+    /// Rebuilding from the log (a new, missing, stale or damaged index): `covered` of the
+    /// log's `end` bytes read so far.
+    Building {
+        /// Log bytes read.
+        covered: u64,
+        /// The log's committed end when the pass began.
+        end: u64,
+    },
+    /// Following the log (it may lag: see [`IndexHandle::lag_bytes`]).
+    Ready,
+    /// The last attempt to write or open the index failed; it is retried. Queries answer
+    /// from what was indexed before.
+    Failed {
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// A cheap, cloneable view of a node's running indexer.
+#[derive(Clone, Debug)]
+pub struct IndexHandle {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    path: PathBuf,
+    coverage: watch::Sender<Coverage>,
+    state: Mutex<IndexState>,
+    reader: StoreReader,
+}
+
+impl IndexHandle {
+    /// A handle to the index at `path` of the log `reader` reads, covering nothing yet.
+    pub(crate) fn new(path: PathBuf, reader: StoreReader) -> IndexHandle {
+        IndexHandle {
+            shared: Arc::new(Shared {
+                path,
+                coverage: watch::Sender::new(Coverage::default()),
+                state: Mutex::new(IndexState::Building { covered: 0, end: 0 }),
+                reader,
+            }),
+        }
+    }
+
+    /// The database file (`DATA_DIR/index/index.sqlite`); open it read-only to query.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// How far the index covers the log, updated after every committed batch: wait on it
+    /// (`wait_for(|c| c.covers(offset))`) to read your writes.
+    pub fn coverage(&self) -> watch::Receiver<Coverage> {
+        self.shared.coverage.subscribe()
+    }
+
+    /// The coverage now.
+    pub fn covered_now(&self) -> Coverage {
+        *self.shared.coverage.borrow()
+    }
+
+    /// What the indexer is doing now.
+    pub fn state(&self) -> IndexState {
+        lock(&self.shared.state).clone()
+    }
+
+    /// Log bytes committed but not yet covered by the index.
+    pub fn lag_bytes(&self) -> u64 {
+        self.shared
+            .reader
+            .committed_end()
+            .saturating_sub(self.covered_now().covered)
+    }
+
+    pub(crate) fn publish(&self, coverage: Coverage) {
+        self.shared.coverage.send_replace(coverage);
+    }
+
+    pub(crate) fn set_state(&self, state: IndexState) {
+        *lock(&self.shared.state) = state;
+    }
+}

@@ -1,0 +1,133 @@
+//! A node's indexer follows its log: own appends, entries offered by peers and CSV imports
+//! all end up in `entries`, row for row what the log holds; forked feeds leave it.
+
+use std::collections::BTreeSet;
+
+use kappalog::identity::Author;
+use kappalog::index::{self, IndexHandle, IndexState};
+use kappalog::node::Node;
+
+use crate::common;
+use crate::common::index::{eventually, expected, feed, import, rows_of, table, wait_covered};
+
+fn export(node: &Node) -> Vec<u8> {
+    let mut out = Vec::new();
+    node.export(&mut out).unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_table_holds_exactly_the_logs_entries_whatever_door_they_came_in_by() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _) = Node::open_with_identity(dir.path(), common::identity(1)).unwrap();
+    let index = index::start(&node);
+    for v in 0..20 {
+        node.append(v, format!("{{\"own\":{v}}}")).await.unwrap();
+    }
+    let peer = feed(&common::identity(2), 30, "peer");
+    node.offer_entries(common::entries(&peer)).await.unwrap();
+    // A CSV import of a third author's feed, exported by another node.
+    let other_dir = tempfile::tempdir().unwrap();
+    let (other, _) = Node::open_with_identity(other_dir.path(), common::identity(3)).unwrap();
+    for v in 0..25 {
+        other.append(v, "imported".into()).await.unwrap();
+    }
+    let csv = export(&other);
+    other.shutdown().await.unwrap();
+    let report = import(&node, csv).await;
+    assert_eq!(report.added, 25);
+
+    wait_covered(&index, node.reader()).await;
+    let rows = table(dir.path());
+    assert_eq!(rows.len(), 75);
+    assert_eq!(rows, expected(node.reader(), &BTreeSet::new()));
+    assert_eq!(index.state(), IndexState::Ready);
+    assert_eq!(index.lag_bytes(), 0);
+    // `meta`'s last entry is the last one in log order: a cursor the log holds.
+    let last = index.covered_now().last.expect("entries indexed");
+    assert_eq!(node.reader().end_and_last_entry().1, Some(last));
+    node.shutdown().await.unwrap();
+}
+
+/// Waits (bounded) for the rows of `forked` to leave the table, then for the index to
+/// cover the log, and checks it holds the rest of the log exactly.
+async fn rows_leave(dir: &std::path::Path, node: &Node, index: &IndexHandle, forked: &Author) {
+    eventually("the forked feed's rows to leave", || {
+        rows_of(dir, forked) == 0
+    })
+    .await;
+    wait_covered(index, node.reader()).await;
+    assert_eq!(
+        table(dir),
+        expected(node.reader(), &BTreeSet::from([*forked]))
+    );
+}
+
+/// Two versions of the feed of `key` (one key appending in two places): a fork at seq 1.
+fn forked_pair(key: u8) -> (Vec<kappalog::entry::Entry>, kappalog::entry::Entry) {
+    let id = common::identity(key);
+    let one = feed(&id, 12, "one");
+    let two = feed(&id, 1, "two");
+    (common::entries(&one), two[0].0.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_recorded_after_its_feed_was_indexed_takes_its_rows_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _) = Node::open_with_identity(dir.path(), common::identity(1)).unwrap();
+    let index = index::start(&node);
+    let (feed_one, other_side) = forked_pair(40);
+    let forked: Author = feed_one[0].author;
+    node.offer_entries(feed_one).await.unwrap();
+    node.offer_entries(common::entries(&feed(&common::identity(41), 5, "x")))
+        .await
+        .unwrap();
+    wait_covered(&index, node.reader()).await;
+    assert_eq!(rows_of(dir.path(), &forked), 12);
+
+    let report = node.offer_entries(vec![other_side]).await.unwrap();
+    assert_eq!(report.forks, 1);
+    assert!(node.is_forked(&forked));
+    rows_leave(dir.path(), &node, &index, &forked).await;
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_opened_on_a_log_with_a_forked_author_has_none_of_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (feed_one, other_side) = forked_pair(42);
+    let forked: Author = feed_one[0].author;
+    {
+        // Indexed while the feed was sound, then stopped (the index closed cleanly).
+        let (node, _) = Node::open_with_identity(dir.path(), common::identity(1)).unwrap();
+        let index = index::start(&node);
+        node.offer_entries(feed_one).await.unwrap();
+        wait_covered(&index, node.reader()).await;
+        assert_eq!(rows_of(dir.path(), &forked), 12);
+        node.shutdown().await.unwrap();
+    }
+    {
+        // The fork is recorded while no indexer runs.
+        let (node, _) = Node::open_with_identity(dir.path(), common::identity(1)).unwrap();
+        node.offer_entries(vec![other_side]).await.unwrap();
+        assert!(node.is_forked(&forked));
+        node.shutdown().await.unwrap();
+    }
+    let (node, _) = Node::open_with_identity(dir.path(), common::identity(1)).unwrap();
+    let index = index::start(&node);
+    // The rows were in the file when it opened: only the indexer's open can take them out.
+    rows_leave(dir.path(), &node, &index, &forked).await;
+    node.shutdown().await.unwrap();
+
+    // Rebuilt from the log with the author already forked: its entries are never written.
+    std::fs::remove_dir_all(dir.path().join(index::INDEX_DIR)).unwrap();
+    let (node, _) = Node::open_with_identity(dir.path(), common::identity(1)).unwrap();
+    let index = index::start(&node);
+    wait_covered(&index, node.reader()).await;
+    assert_eq!(rows_of(dir.path(), &forked), 0);
+    assert_eq!(
+        table(dir.path()),
+        expected(node.reader(), &BTreeSet::from([forked]))
+    );
+    node.shutdown().await.unwrap();
+}
