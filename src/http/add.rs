@@ -7,7 +7,7 @@
 //! An optional `Idempotency-Key` header (1 to 64 bytes of visible ASCII, once; rules in
 //! [`crate::idempotency`]) makes retries safe. Answers:
 //!
-//! - 201 with the entry: appended now;
+//! - 201 with the entry and its tail `cursor` (for `GET /query?after=`): appended now;
 //! - 200 with the same entry JSON (same hash): the key was used before for the same request,
 //!   nothing appended (also when the first request is still being written: the retry waits
 //!   for it);
@@ -25,9 +25,9 @@ use axum::Json;
 use serde_json::Value;
 
 use super::{ApiError, AppState, MAX_ADD_BODY_BYTES};
-use crate::entry::{EntryJson, MAX_DATA_BYTES};
+use crate::entry::MAX_DATA_BYTES;
 use crate::idempotency::IdempotencyKey;
-use crate::node::KeyedAppend;
+use crate::node::{Added, KeyedAppend};
 
 /// The request header that carries an idempotency key (HTTP header names are
 /// case-insensitive; this is the lowercase form the `http` crate matches).
@@ -199,7 +199,7 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyK
 pub(crate) async fn add(
     State(state): State<AppState>,
     request: Request,
-) -> Result<(StatusCode, Json<EntryJson>), ApiError> {
+) -> Result<(StatusCode, Json<Added>), ApiError> {
     // The whole request rather than a `HeaderMap` extractor, which would clone the headers
     // on every append.
     let (parts, body) = request.into_parts();
@@ -218,7 +218,7 @@ pub(crate) async fn add(
     // the answer is lost (a retry with the same key recovers it).
     let Some(key) = key else {
         let value = request.value.unwrap_or_else(rand::random::<i64>);
-        let entry = state.node.append(value, request.data).await?;
+        let entry = state.node.append_located(value, request.data).await?;
         return Ok((StatusCode::CREATED, Json(entry)));
     };
     match state
@@ -233,7 +233,7 @@ pub(crate) async fn add(
 
 /// Reads a whole body of at most `limit` bytes: 413 beyond it (a declared `Content-Length`
 /// over the limit is refused before anything is read), 400 if the body breaks off.
-async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let too_large =
         || ApiError::PayloadTooLarge(format!("body exceeds the limit of {limit} bytes"));
     let declared = axum::body::HttpBody::size_hint(&body).lower();
