@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use bar::StderrBar;
 use kappalog::cli::{
     AppendArgs, Cli, ClusterArgs, Command, ExportArgs, ImportArgs, KeygenArgs, NetworkArgs,
-    RunArgs, ShutdownArgs, TailArgs, Topology,
+    QueryLimitArgs, RunArgs, ShutdownArgs, TailArgs, Topology,
 };
 use kappalog::http::HttpConfig;
 use kappalog::keys;
@@ -25,6 +25,7 @@ use kappalog::sync::transport::NetworkKey;
 use kappalog::sync::SyncConfig;
 
 mod bar;
+mod query;
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = NodeConfig {
@@ -41,6 +42,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run_node(&config, args),
         Command::Cluster(args) => run_cluster(args),
         Command::Tail(args) => tail(args),
+        Command::Query(args) => query::query(&config, args),
     }
 }
 
@@ -312,12 +314,23 @@ fn sync_config(args: &RunArgs) -> anyhow::Result<SyncConfig> {
     })
 }
 
+/// The engine `/query` runs on, over the node's index, with the flags' bounds.
+fn query_engine(node: &Node, args: &QueryLimitArgs) -> kappalog::query::QueryEngine {
+    let config = kappalog::query::QueryConfig {
+        timeout: args.timeout,
+        wait: args.wait,
+        ..kappalog::query::QueryConfig::default()
+    };
+    kappalog::query::QueryEngine::new(kappalog::query::index_path(node.data_dir()), config)
+}
+
 fn run_node(config: &NodeConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     let sync_config = sync_config(&args)?;
     let node = open_node(config)?;
     let http = HttpConfig {
         token: args.token,
         stream_idle_timeout: std::time::Duration::from_secs(args.shutdown.stream_idle_secs),
+        query: Some(query_engine(&node, &args.query)),
         ..HttpConfig::default()
     };
     let sync = (args.listen.is_some() || !args.peers.is_empty()).then(|| server::SyncSpec {
@@ -423,6 +436,7 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
                 )
             })?
         };
+        let query = query_engine(&node, &args.query);
         nodes.push(server::NodeSpec {
             name,
             node,
@@ -430,6 +444,7 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
             http: HttpConfig {
                 token: args.token.clone(),
                 stream_idle_timeout: std::time::Duration::from_secs(args.shutdown.stream_idle_secs),
+                query: Some(query),
                 ..HttpConfig::default()
             },
             limits: serve_limits(&args.shutdown),

@@ -18,6 +18,8 @@
 //! | POST   | `/peers`          | `{"addr": "[AUTHOR@]HOST:PORT"}`: dial a peer (pinning its key if given) |
 //! | DELETE | `/peers/{addr}`   | forget a configured peer's learned key               |
 //! | POST   | `/sync`           | a sync round with every connected peer now           |
+//! | GET    | `/query`          | `?sql=...&:NAME=VALUE&after=CURSOR`: a read-only SQL statement over the index ([`crate::query`]); JSON or CSV |
+//! | POST   | `/query`          | the same, the statement as the body (at most 64 KiB)  |
 //! | GET    | `/health`         | liveness, and alarms (a copy of the node's key seen) |
 //! | GET    | `/metrics`        | Prometheus text format                               |
 //! | GET    | `/`               | the dashboard page (HTML; [`dashboard`] serves it)    |
@@ -29,6 +31,7 @@ mod add;
 pub mod dashboard;
 mod error;
 mod middleware;
+mod query;
 mod read;
 mod stream;
 mod sync;
@@ -44,8 +47,10 @@ use tower::limit::ConcurrencyLimit;
 pub use add::{parse_add_body, AddRequest};
 pub use error::ApiError;
 pub use middleware::Gate;
+pub use query::{AS_OF_HEADER, DIGEST_HEADER, TRUNCATED_HEADER};
 
 use crate::node::Node;
+use crate::query::{index_path, QueryConfig, QueryEngine};
 use crate::sync::SyncHandle;
 use crate::tail::{TailConfig, Tails};
 
@@ -81,6 +86,10 @@ pub struct HttpConfig {
     /// `/metrics` and the `key_copy` alarm of `/health` read it (without it, `/peers` is
     /// empty and its writes answer 503). Whoever started sync hands it here.
     pub sync: Option<SyncHandle>,
+    /// The query engine over the node's index; `None` builds one over
+    /// `DATA_DIR/index/index.sqlite` with [`QueryConfig::default`]. Given, the caller keeps a
+    /// handle on it (its load).
+    pub query: Option<QueryEngine>,
 }
 
 impl Default for HttpConfig {
@@ -91,6 +100,7 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_millis(REQUEST_TIMEOUT_MS),
             tail: TailConfig::default(),
             sync: None,
+            query: None,
         }
     }
 }
@@ -108,6 +118,8 @@ pub struct AppState {
     pub tails: Tails,
     /// The node's running peer sync, if any ([`HttpConfig::sync`]).
     pub sync: Option<SyncHandle>,
+    /// `/query`'s engine.
+    pub query: QueryEngine,
 }
 
 /// The whole HTTP API over one node, as a tower service: the router inside the [`Gate`]
@@ -123,6 +135,9 @@ pub fn router(node: Node, config: HttpConfig) -> Api {
         request_timeout: config.request_timeout,
         tails: Tails::new(config.tail.clone()),
         sync: config.sync.clone(),
+        query: config.query.clone().unwrap_or_else(|| {
+            QueryEngine::new(index_path(node.data_dir()), QueryConfig::default())
+        }),
     };
 
     // `/add` enforces its small body limit itself (see `add::add`): a layer here would cost
@@ -137,6 +152,8 @@ pub fn router(node: Node, config: HttpConfig) -> Api {
         .route("/peers/{addr}", delete(sync::unpin_peer))
         .route("/sync", post(sync::sync_now))
         .layer(DefaultBodyLimit::max(MAX_ADD_BODY_BYTES));
+    // `/query` bounds its statement itself (`query::query_post`), like `/add`.
+    let query = Router::new().route("/query", get(query::query_get).post(query::query_post));
     let reads = Router::new()
         .route("/summary", get(read::summary))
         .route("/entries", get(read::entries))
@@ -155,6 +172,7 @@ pub fn router(node: Node, config: HttpConfig) -> Api {
         .merge(add)
         .merge(import)
         .merge(sync_writes)
+        .merge(query)
         .merge(reads)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

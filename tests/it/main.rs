@@ -45,6 +45,7 @@ mod import_faults;
 mod keys;
 mod node_binary;
 mod node_shutdown;
+mod query_hostile;
 mod sim;
 mod store_append;
 mod store_concurrency;

@@ -350,6 +350,7 @@ pub mod held_io;
 pub mod net;
 pub mod peer;
 pub mod plain;
+pub mod query_db;
 pub mod relay;
 pub mod serve;
 pub mod serve_blocking;
