@@ -41,11 +41,13 @@ struct Inner {
     config: QueryConfig,
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
+    /// Requests waiting for the index to cover their `after` cursor.
+    covering: AtomicUsize,
     idle: Mutex<Vec<QueryConnection>>,
 }
 
-/// Counts a statement waiting for a connection for as long as it waits (also when the
-/// client goes away while it waits).
+/// Counts a request waiting (for a connection, or for coverage) for as long as it waits,
+/// also when the client goes away meanwhile.
 struct Waiting<'a>(&'a AtomicUsize);
 
 impl Drop for Waiting<'_> {
@@ -65,6 +67,7 @@ impl QueryEngine {
                 config,
                 slots,
                 waiting: AtomicUsize::new(0),
+                covering: AtomicUsize::new(0),
                 idle: Mutex::new(Vec::new()),
             }),
         }
@@ -89,6 +92,11 @@ impl QueryEngine {
         self.inner.waiting.load(Ordering::SeqCst)
     }
 
+    /// Requests waiting for the index to cover their `after` cursor.
+    pub fn covering(&self) -> usize {
+        self.inner.covering.load(Ordering::SeqCst)
+    }
+
     /// Runs one client statement.
     pub async fn query(&self, statement: Statement) -> Result<Answer, QueryError> {
         self.with_connection(move |connection| connection.run(&statement))
@@ -104,6 +112,8 @@ impl QueryEngine {
     /// most `wait`; [`QueryError::NotCovered`] with the index's `as_of` past it. The caller
     /// has checked that the cursor is of this node's log.
     pub async fn wait_for(&self, cursor: Cursor, wait: Duration) -> Result<(), QueryError> {
+        self.inner.covering.fetch_add(1, Ordering::SeqCst);
+        let _covering = Waiting(&self.inner.covering);
         let deadline = tokio::time::Instant::now() + wait;
         let mut pause = Duration::from_millis(1);
         loop {
