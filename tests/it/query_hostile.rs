@@ -100,6 +100,7 @@ async fn values_past_the_size_limit_fail_cleanly() {
     .await;
     let addr = node.server.addr;
     for sql in [
+        "SELECT length(randomblob(1048577))",
         "SELECT length(randomblob(1e9))",
         "SELECT length(zeroblob(1e9))",
         "SELECT length(printf('%.*c', 1000000000, 'x'))",
@@ -114,6 +115,9 @@ async fn values_past_the_size_limit_fail_cleanly() {
             "{sql}: {message}"
         );
     }
+    // At the limit exactly, a value is made.
+    let at_limit = query(addr, "SELECT length(randomblob(1048576))").await;
+    assert_eq!(at_limit.json()["rows"][0][0], 1_048_576, "{at_limit:?}");
     assert_eq!(entries_count(addr).await, 20);
 }
 
