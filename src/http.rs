@@ -127,6 +127,21 @@ pub struct AppState {
 /// `tower::ServiceExt::oneshot`; `crate::server::serve_http` serves it over TCP.
 pub type Api = ConcurrencyLimit<Gate<Router>>;
 
+/// Whether a request's `Accept` names `media_type` (parameters such as `;q=` ignored): the
+/// routes with a second form (`/tail`'s NDJSON, `/query`'s CSV) serve it only when asked.
+pub(crate) fn accepts(headers: &axum::http::HeaderMap, media_type: &str) -> bool {
+    headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(media_type))
+        })
+}
+
 /// Builds the [`Api`] over `node`.
 pub fn router(node: Node, config: HttpConfig) -> Api {
     let state = AppState {

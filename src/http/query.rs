@@ -139,7 +139,7 @@ async fn answer(
         params: params.bound,
     };
     match state.query.query(statement).await {
-        Ok(answer) if accepts_csv(headers) => csv_response(&answer),
+        Ok(answer) if super::accepts(headers, "text/csv") => csv_response(&answer),
         Ok(answer) => Ok(Json(answer).into_response()),
         Err(e) => Ok(query_error_response(e)),
     }
@@ -174,20 +174,6 @@ fn csv_response(answer: &Answer) -> Result<Response, ApiError> {
         HeaderValue::from_static(if answer.truncated { "true" } else { "false" }),
     );
     Ok(response)
-}
-
-/// Whether the client asked for CSV (anything else gets JSON).
-fn accepts_csv(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/csv"))
-        })
 }
 
 impl From<QueryError> for ApiError {

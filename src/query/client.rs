@@ -100,7 +100,13 @@ async fn exchange(url: &Uri, statement: &Statement) -> Result<(Answer, String), 
 fn query_string(params: &[(String, String)]) -> String {
     let pairs: Vec<String> = params
         .iter()
-        .map(|(name, value)| format!("{}={}", encode(&format!(":{name}")), encode(value)))
+        .map(|(name, value)| {
+            format!(
+                "{}={}",
+                percent_encode(&format!(":{name}")),
+                percent_encode(value)
+            )
+        })
         .collect();
     if pairs.is_empty() {
         String::new()
@@ -109,8 +115,8 @@ fn query_string(params: &[(String, String)]) -> String {
     }
 }
 
-/// Percent-encodes all but RFC 3986's unreserved characters.
-fn encode(text: &str) -> String {
+/// Percent-encodes all but RFC 3986's unreserved characters (for a query string).
+pub fn percent_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {

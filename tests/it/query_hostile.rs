@@ -10,6 +10,10 @@ use kappalog::query::{QueryConfig, MAX_STATEMENT_BYTES};
 use crate::common::query_db::{encode, start_with, QueryNode};
 use crate::common::{feed, get, http, identity, post, wait_until, HttpResponse};
 
+/// A statement that never ends by itself.
+const ENDLESS: &str =
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+
 fn config() -> QueryConfig {
     QueryConfig {
         timeout: Duration::from_millis(1_000),
@@ -129,9 +133,7 @@ async fn a_never_ending_statement_is_interrupted_and_frees_its_thread() {
     })
     .await;
     let addr = node.server.addr;
-    let endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) \
-                   SELECT count(*) FROM c";
-    let running = tokio::spawn(query(addr, endless));
+    let running = tokio::spawn(query(addr, ENDLESS));
     wait_until("the endless statement runs", || node.engine.running() == 1);
     // Meanwhile the node serves its other routes.
     assert_eq!(get_status(addr, "/health").await, 200);
@@ -153,7 +155,7 @@ async fn a_never_ending_statement_is_interrupted_and_frees_its_thread() {
     // Hostile statements one after another on every connection: each ends, none lingers,
     // and every connection answers the next statement.
     let hostile = [
-        endless,
+        ENDLESS,
         "SELECT count(*) FROM entries a, entries b, entries c, entries d, entries e, entries f",
     ];
     let mut waits = Vec::new();
@@ -262,11 +264,9 @@ async fn a_full_queue_answers_503_at_once() {
     })
     .await;
     let addr = node.server.addr;
-    let endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) \
-                   SELECT count(*) FROM c";
-    let first = tokio::spawn(query(addr, endless));
+    let first = tokio::spawn(query(addr, ENDLESS));
     wait_until("the first statement runs", || node.engine.running() == 1);
-    let second = tokio::spawn(query(addr, endless));
+    let second = tokio::spawn(query(addr, ENDLESS));
     wait_until("the second statement waits", || node.engine.waiting() == 1);
     let third = query(addr, "SELECT 1").await;
     assert_eq!(third.status, 503, "{third:?}");

@@ -175,12 +175,5 @@ pub async fn start_with(config: QueryConfig, seed: impl FnOnce(&Node)) -> QueryN
 
 /// `text` percent-encoded for a query string.
 pub fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(b).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
+    kappalog::query::client::percent_encode(text)
 }
