@@ -184,16 +184,14 @@ pub enum KeyedAppend {
     Replayed(Added),
 }
 
-/// An own entry as `POST /add` answers it: the entry's JSON and its tail cursor, which
-/// `GET /query?after=CURSOR` waits for (read your writes) and `GET /tail?from=` resumes
-/// after.
-#[derive(Debug, Clone, serde::Serialize)]
+/// An own entry and where its record starts in the log: what `POST /add` needs to answer
+/// the entry's tail cursor, which `GET /query?after=CURSOR` waits for (read your writes).
+#[derive(Debug, Clone)]
 pub struct Added {
     /// The entry.
-    #[serde(flatten)]
     pub entry: EntryJson,
-    /// The tail cursor of its record ([`crate::tail::cursor`]).
-    pub cursor: String,
+    /// The log offset where its record starts.
+    pub offset: u64,
 }
 
 /// The views kept live as entries commit, and the cached JSON that readers are served.
@@ -548,7 +546,7 @@ impl Node {
     fn located(&self, entry: &Entry, hash: &Hash, offset: u64) -> Added {
         Added {
             entry: EntryJson::new(entry, hash),
-            cursor: crate::tail::cursor::Cursor::new(&self.inner.author, offset, hash).to_string(),
+            offset,
         }
     }
 

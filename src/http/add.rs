@@ -25,9 +25,10 @@ use axum::Json;
 use serde_json::Value;
 
 use super::{ApiError, AppState, MAX_ADD_BODY_BYTES};
-use crate::entry::MAX_DATA_BYTES;
+use crate::entry::{EntryJson, MAX_DATA_BYTES};
 use crate::idempotency::IdempotencyKey;
 use crate::node::{Added, KeyedAppend};
+use crate::tail::cursor::Cursor;
 
 /// The request header that carries an idempotency key (HTTP header names are
 /// case-insensitive; this is the lowercase form the `http` crate matches).
@@ -199,7 +200,7 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyK
 pub(crate) async fn add(
     State(state): State<AppState>,
     request: Request,
-) -> Result<(StatusCode, Json<Added>), ApiError> {
+) -> Result<(StatusCode, Json<AddAnswer>), ApiError> {
     // The whole request rather than a `HeaderMap` extractor, which would clone the headers
     // on every append.
     let (parts, body) = request.into_parts();
@@ -218,16 +219,33 @@ pub(crate) async fn add(
     // the answer is lost (a retry with the same key recovers it).
     let Some(key) = key else {
         let value = request.value.unwrap_or_else(rand::random::<i64>);
-        let entry = state.node.append_located(value, request.data).await?;
-        return Ok((StatusCode::CREATED, Json(entry)));
+        let added = state.node.append_located(value, request.data).await?;
+        return Ok((StatusCode::CREATED, Json(answer(&state, added))));
     };
     match state
         .node
         .append_idempotent(key, request.value, request.data)
         .await?
     {
-        KeyedAppend::Created(entry) => Ok((StatusCode::CREATED, Json(entry))),
-        KeyedAppend::Replayed(entry) => Ok((StatusCode::OK, Json(entry))),
+        KeyedAppend::Created(added) => Ok((StatusCode::CREATED, Json(answer(&state, added)))),
+        KeyedAppend::Replayed(added) => Ok((StatusCode::OK, Json(answer(&state, added)))),
+    }
+}
+
+/// `/add`'s answer: the entry and the tail cursor of its record, which
+/// `GET /query?after=CURSOR` waits for and `GET /tail?from=` resumes after.
+#[derive(serde::Serialize)]
+pub(crate) struct AddAnswer {
+    #[serde(flatten)]
+    entry: EntryJson,
+    cursor: String,
+}
+
+fn answer(state: &AppState, added: Added) -> AddAnswer {
+    let cursor = Cursor::new(&state.node.author(), added.offset, &added.entry.hash);
+    AddAnswer {
+        entry: added.entry,
+        cursor: cursor.to_string(),
     }
 }
 

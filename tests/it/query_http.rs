@@ -271,3 +271,34 @@ async fn the_docs_worked_examples_run() {
     let stream = crate::common::begin_request(node.server.addr, "GET", "/health", b"", &[]);
     assert_eq!(finish_request(stream).status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_retry_answers_the_same_cursor() {
+    let node = start(QueryConfig::default()).await;
+    let addr = node.server.addr;
+    let send = move || {
+        http(
+            addr,
+            "POST",
+            "/add",
+            br#"{"value": 4}"#,
+            &[("Idempotency-Key", "order-1")],
+        )
+    };
+    let first = tokio::task::spawn_blocking(send).await.unwrap();
+    let retry = tokio::task::spawn_blocking(send).await.unwrap();
+    assert_eq!((first.status, retry.status), (201, 200));
+    let cursor = first.json()["cursor"].clone();
+    assert_eq!(cursor.as_str().unwrap().len(), 48, "{first:?}");
+    assert_eq!(retry.json()["cursor"], cursor);
+    // The cursor names the entry: a tail from it starts after it.
+    let offset = u64::from_str_radix(&cursor.as_str().unwrap()[16..32], 16).unwrap();
+    let record = node
+        .server
+        .node
+        .reader()
+        .record_at(offset)
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.1.to_string(), first.json()["hash"].as_str().unwrap());
+}
