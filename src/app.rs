@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use bar::StderrBar;
 use kappalog::cli::{
     AppendArgs, Cli, ClusterArgs, Command, ExportArgs, ImportArgs, IndexCommand, KeygenArgs,
-    NetworkArgs, RunArgs, ShutdownArgs, TailArgs, Topology,
+    NetworkArgs, QueryLimitArgs, RunArgs, ShutdownArgs, TailArgs, Topology,
 };
 use kappalog::http::HttpConfig;
 use kappalog::keys;
@@ -25,6 +25,7 @@ use kappalog::sync::transport::NetworkKey;
 use kappalog::sync::SyncConfig;
 
 mod bar;
+mod query;
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = NodeConfig {
@@ -42,6 +43,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cluster(args) => run_cluster(args),
         Command::Tail(args) => tail(args),
         Command::Index(IndexCommand::Rebuild) => rebuild_index(&config),
+        Command::Query(args) => query::query(&config, args),
     }
 }
 
@@ -353,12 +355,23 @@ fn sync_config(args: &RunArgs) -> anyhow::Result<SyncConfig> {
     })
 }
 
+/// The engine `/query` runs on, over the node's index, with the flags' bounds.
+fn query_engine(node: &Node, args: &QueryLimitArgs) -> kappalog::query::QueryEngine {
+    let config = kappalog::query::QueryConfig {
+        timeout: args.timeout,
+        wait: args.wait,
+        ..kappalog::query::QueryConfig::default()
+    };
+    kappalog::query::QueryEngine::new(kappalog::query::index_path(node.data_dir()), config)
+}
+
 fn run_node(config: &NodeConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     let sync_config = sync_config(&args)?;
     let node = open_node(config)?;
     let http = HttpConfig {
         token: args.token,
         stream_idle_timeout: std::time::Duration::from_secs(args.shutdown.stream_idle_secs),
+        query: Some(query_engine(&node, &args.query)),
         ..HttpConfig::default()
     };
     let sync = (args.listen.is_some() || !args.peers.is_empty()).then(|| server::SyncSpec {
@@ -465,6 +478,7 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
                 )
             })?
         };
+        let query = query_engine(&node, &args.query);
         nodes.push(server::NodeSpec {
             name,
             node,
@@ -472,6 +486,7 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
             http: HttpConfig {
                 token: args.token.clone(),
                 stream_idle_timeout: std::time::Duration::from_secs(args.shutdown.stream_idle_secs),
+                query: Some(query),
                 ..HttpConfig::default()
             },
             limits: serve_limits(&args.shutdown),

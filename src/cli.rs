@@ -72,6 +72,47 @@ pub enum Command {
     /// Manage the SQL index of a stopped node's data directory
     #[command(subcommand)]
     Index(IndexCommand),
+    /// Run one read-only SQL statement over the index (docs/QUERY.md): read --data-dir
+    /// (also while a node writes it; `as_of` goes to stderr) or ask a running node (--url)
+    Query(QueryArgs),
+}
+
+/// `kappalog query`: the statement, where to run it and how to print the answer.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The statement: one SELECT over `entries` (named parameters as :name)
+    pub sql: String,
+    /// Ask the running node at this HTTP address instead of reading --data-dir
+    #[arg(long, env = "KAPPALOG_URL")]
+    pub url: Option<hyper::Uri>,
+    /// How to print the answer: an aligned table, the JSON answer, or CSV with a header
+    #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+    pub format: QueryFormat,
+    /// A named parameter's value, NAME=VALUE (bound as TEXT to :NAME); repeatable
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+}
+
+/// How `kappalog query` prints an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueryFormat {
+    /// An aligned text table
+    Table,
+    /// The JSON answer, as `GET /query` sends it
+    Json,
+    /// CSV with a header row
+    Csv,
+}
+
+/// The query engine's bounds a node is run with, shared by `run` and `cluster`.
+#[derive(Debug, Args)]
+pub struct QueryLimitArgs {
+    /// Seconds one `/query` statement may run before it is interrupted (answered 504)
+    #[arg(long = "query-timeout", env = "KAPPALOG_QUERY_TIMEOUT", default_value = "2", value_name = "SECS", value_parser = parse_secs)]
+    pub timeout: std::time::Duration,
+    /// Seconds `/query?after=CURSOR` waits for the index to cover the cursor (then 503)
+    #[arg(long = "query-wait", env = "KAPPALOG_QUERY_WAIT", default_value = "2", value_name = "SECS", value_parser = parse_secs)]
+    pub wait: std::time::Duration,
 }
 
 /// `kappalog index ...`.
@@ -135,6 +176,9 @@ pub struct RunArgs {
     /// The sync network's secret.
     #[command(flatten)]
     pub network: NetworkArgs,
+    /// The query engine's bounds.
+    #[command(flatten)]
+    pub query: QueryLimitArgs,
     /// Only this key (author hex) may hold a sync session, in either direction; repeatable
     /// (env: comma-separated). Without it any key of the network may
     #[arg(long = "allow-peer", env = "KAPPALOG_ALLOW_PEERS", value_delimiter = ',', value_parser = parse_author)]
@@ -250,6 +294,9 @@ pub struct ClusterArgs {
     /// The sync network's secret.
     #[command(flatten)]
     pub network: NetworkArgs,
+    /// The query engine's bounds.
+    #[command(flatten)]
+    pub query: QueryLimitArgs,
 }
 
 /// `kappalog keygen`: the new key's name and directory.
@@ -312,6 +359,28 @@ fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
     })
 }
 
+/// A `--param NAME=VALUE` (a leading `:` on the name is accepted).
+fn parse_param(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=VALUE, got {text:?}"))?;
+    let name = name.strip_prefix(':').unwrap_or(name);
+    if name.is_empty() {
+        return Err(format!("expected NAME=VALUE with a name, got {text:?}"));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
+/// Seconds, whole or not (`2`, `0.5`), more than zero.
+fn parse_secs(text: &str) -> Result<std::time::Duration, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
+        .map(std::time::Duration::from_secs_f64)
+        .ok_or_else(|| format!("expected seconds above 0 (e.g. 2 or 0.5), got {text:?}"))
+}
+
 /// A tail's start: `start`, `now` or a cursor.
 fn parse_start(text: &str) -> Result<crate::tail::Start, String> {
     text.trim().parse().map_err(|e| format!("{e}"))
@@ -337,6 +406,7 @@ mod tests {
             "`kappalog ",
             "How long HTTP streams",
             "The sync network's secret",
+            "The query engine's bounds",
         ];
         let leaked = |text: Option<String>| {
             text.is_some_and(|text| struct_docs.iter().any(|doc| text.starts_with(doc)))

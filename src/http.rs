@@ -18,6 +18,8 @@
 //! | POST   | `/peers`          | `{"addr": "[AUTHOR@]HOST:PORT"}`: dial a peer (pinning its key if given) |
 //! | DELETE | `/peers/{addr}`   | forget a configured peer's learned key               |
 //! | POST   | `/sync`           | a sync round with every connected peer now           |
+//! | GET    | `/query`          | `?sql=...&:NAME=VALUE&after=CURSOR`: a read-only SQL statement over the index ([`crate::query`]); JSON or CSV |
+//! | POST   | `/query`          | the same, the statement as the body (at most 64 KiB)  |
 //! | GET    | `/health`         | liveness, the SQL index's state, and alarms (a copy of the node's key seen) |
 //! | GET    | `/metrics`        | Prometheus text format                               |
 //! | GET    | `/`               | the dashboard page (HTML; [`dashboard`] serves it)    |
@@ -29,6 +31,7 @@ mod add;
 pub mod dashboard;
 mod error;
 mod middleware;
+mod query;
 mod read;
 mod stream;
 mod sync;
@@ -44,9 +47,11 @@ use tower::limit::ConcurrencyLimit;
 pub use add::{parse_add_body, AddRequest};
 pub use error::ApiError;
 pub use middleware::Gate;
+pub use query::{AS_OF_HEADER, DIGEST_HEADER, TRUNCATED_HEADER};
 
 use crate::index::IndexHandle;
 use crate::node::Node;
+use crate::query::{index_path, QueryConfig, QueryEngine};
 use crate::sync::SyncHandle;
 use crate::tail::{TailConfig, Tails};
 
@@ -85,6 +90,10 @@ pub struct HttpConfig {
     /// The node's running SQL indexer, if any: `/health` reports its state and `/metrics`
     /// its lag. Whoever started it hands it here.
     pub index: Option<IndexHandle>,
+    /// The query engine over the node's index; `None` builds one over
+    /// `DATA_DIR/index/index.sqlite` with [`QueryConfig::default`]. Given, the caller keeps a
+    /// handle on it (its load).
+    pub query: Option<QueryEngine>,
 }
 
 impl Default for HttpConfig {
@@ -96,6 +105,7 @@ impl Default for HttpConfig {
             tail: TailConfig::default(),
             sync: None,
             index: None,
+            query: None,
         }
     }
 }
@@ -115,12 +125,29 @@ pub struct AppState {
     pub sync: Option<SyncHandle>,
     /// The node's running SQL indexer, if any ([`HttpConfig::index`]).
     pub index: Option<IndexHandle>,
+    /// `/query`'s engine.
+    pub query: QueryEngine,
 }
 
 /// The whole HTTP API over one node, as a tower service: the router inside the [`Gate`]
 /// (token, timeout, metrics, JSON errors) inside a concurrency limit. Tests drive it with
 /// `tower::ServiceExt::oneshot`; `crate::server::serve_http` serves it over TCP.
 pub type Api = ConcurrencyLimit<Gate<Router>>;
+
+/// Whether a request's `Accept` names `media_type` (parameters such as `;q=` ignored): the
+/// routes with a second form (`/tail`'s NDJSON, `/query`'s CSV) serve it only when asked.
+pub(crate) fn accepts(headers: &axum::http::HeaderMap, media_type: &str) -> bool {
+    headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(media_type))
+        })
+}
 
 /// Builds the [`Api`] over `node`.
 pub fn router(node: Node, config: HttpConfig) -> Api {
@@ -131,6 +158,9 @@ pub fn router(node: Node, config: HttpConfig) -> Api {
         tails: Tails::new(config.tail.clone()),
         sync: config.sync.clone(),
         index: config.index.clone(),
+        query: config.query.clone().unwrap_or_else(|| {
+            QueryEngine::new(index_path(node.data_dir()), QueryConfig::default())
+        }),
     };
 
     // `/add` enforces its small body limit itself (see `add::add`): a layer here would cost
@@ -145,6 +175,8 @@ pub fn router(node: Node, config: HttpConfig) -> Api {
         .route("/peers/{addr}", delete(sync::unpin_peer))
         .route("/sync", post(sync::sync_now))
         .layer(DefaultBodyLimit::max(MAX_ADD_BODY_BYTES));
+    // `/query` bounds its statement itself (`query::query_post`), like `/add`.
+    let query = Router::new().route("/query", get(query::query_get).post(query::query_post));
     let reads = Router::new()
         .route("/summary", get(read::summary))
         .route("/entries", get(read::entries))
@@ -163,6 +195,7 @@ pub fn router(node: Node, config: HttpConfig) -> Api {
         .merge(add)
         .merge(import)
         .merge(sync_writes)
+        .merge(query)
         .merge(reads)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

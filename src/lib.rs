@@ -26,6 +26,9 @@
 //!   reports every outcome.
 //! - [`progress`]: how far a long one-shot job (import, verify, export) has come, reported
 //!   to a sink the caller passes in ([`progress::NoProgress`] by default; the CLI draws a bar).
+//! - [`query`]: read-only, bounded SQL queries over the index (docs/QUERY.md): the
+//!   authorizer's rule, the limits and deadline, the answer, its digest and `as_of`, and the
+//!   engine's bounded connections and queue.
 //! - [`metrics`]: Prometheus counters and histograms served at `GET /metrics`.
 //! - [`http`]: the axum facade: adapters from routes to node methods, and the dashboard
 //!   page at `GET /` ([`http::dashboard`]).
@@ -111,6 +114,7 @@ pub mod metrics;
 pub mod node;
 pub mod poison;
 pub mod progress;
+pub mod query;
 pub mod server;
 pub mod signature;
 pub mod store;

@@ -178,10 +178,20 @@ pub enum NodeError {
 #[derive(Debug, Clone)]
 pub enum KeyedAppend {
     /// Appended now, durable.
-    Created(EntryJson),
+    Created(Added),
     /// The key was used before for the same request: nothing appended; the entry appended
     /// then.
-    Replayed(EntryJson),
+    Replayed(Added),
+}
+
+/// An own entry and where its record starts in the log: what `POST /add` needs to answer
+/// the entry's tail cursor, which `GET /query?after=CURSOR` waits for (read your writes).
+#[derive(Debug, Clone)]
+pub struct Added {
+    /// The entry.
+    pub entry: EntryJson,
+    /// The log offset where its record starts.
+    pub offset: u64,
 }
 
 /// The views kept live as entries commit, and the cached JSON that readers are served.
@@ -508,14 +518,36 @@ impl Node {
     /// Appends to the node's own feed; returns once the entry is durable. Refused while the
     /// own-feed fence is closed.
     pub async fn append(&self, value: i64, data: String) -> Result<EntryJson, NodeError> {
-        let (entry, hash) = self
+        self.append_located(value, data)
+            .await
+            .map(|added| added.entry)
+    }
+
+    /// [`Node::append`], answered with the entry's tail cursor too (`POST /add`).
+    pub async fn append_located(&self, value: i64, data: String) -> Result<Added, NodeError> {
+        let outcome = self
             .inner
             .store
-            .append_own(value, data)
+            .append_own_keyed(value, data, None)
             .await
             .map_err(own_append_error)?;
-        self.inner.metrics.appends.inc();
-        Ok(EntryJson::new(&entry, &hash))
+        match outcome {
+            OwnAppend::Added(entry, hash, offset) => {
+                self.inner.metrics.appends.inc();
+                Ok(self.located(&entry, &hash, offset))
+            }
+            // The writer replays only keyed requests; fail closed rather than panic.
+            OwnAppend::Replayed { .. } => Err(NodeError::Append(AppendError::Internal(
+                "the writer replayed an append that carried no key",
+            ))),
+        }
+    }
+
+    fn located(&self, entry: &Entry, hash: &Hash, offset: u64) -> Added {
+        Added {
+            entry: EntryJson::new(entry, hash),
+            offset,
+        }
     }
 
     /// Appends to the own feed under an idempotency key (`value: None` lets the node pick a
@@ -541,18 +573,26 @@ impl Node {
             .await
             .map_err(own_append_error)?;
         match outcome {
-            OwnAppend::Added(entry, hash) => {
+            OwnAppend::Added(entry, hash, offset) => {
                 self.inner.metrics.appends.inc();
-                Ok(KeyedAppend::Created(EntryJson::new(&entry, &hash)))
+                Ok(KeyedAppend::Created(self.located(&entry, &hash, offset)))
             }
             OwnAppend::Replayed { seq, hash } => {
                 let reader = self.inner.reader.clone();
                 let author = self.inner.author;
-                let found =
-                    crate::determinism::blocking(move || reader.get(&author, seq)).await??;
+                let found = crate::determinism::blocking(move || {
+                    reader
+                        .get(&author, seq)
+                        .map(|found| found.zip(reader.offset_of(&author, seq)))
+                })
+                .await??;
                 match found {
-                    Some((entry, held)) if held == hash => {
-                        replayed(key, &entry, &hash, value, &data)
+                    Some(((entry, held), offset)) if held == hash => {
+                        if idempotency::same_request(&entry, value, &data) {
+                            Ok(KeyedAppend::Replayed(self.located(&entry, &hash, offset)))
+                        } else {
+                            Err(NodeError::KeyReused { key })
+                        }
                     }
                     _ => Err(NodeError::ReplayMissing { key, seq }),
                 }
@@ -641,21 +681,6 @@ fn own_append_error(e: AppendError) -> NodeError {
     match e {
         AppendError::Fence(refused) => NodeError::Fence(refused),
         other => NodeError::Append(other),
-    }
-}
-
-/// The answer to a request whose key was used before: the entry if it is the same request.
-fn replayed(
-    key: IdempotencyKey,
-    entry: &Entry,
-    hash: &Hash,
-    value: Option<i64>,
-    data: &str,
-) -> Result<KeyedAppend, NodeError> {
-    if idempotency::same_request(entry, value, data) {
-        Ok(KeyedAppend::Replayed(EntryJson::new(entry, hash)))
-    } else {
-        Err(NodeError::KeyReused { key })
     }
 }
 

@@ -666,7 +666,7 @@ impl Submit {
 /// unkeyed one is always `Added`; the other arm fails closed rather than panicking.
 fn added(append: OwnAppend) -> Result<(Entry, Hash), AppendError> {
     match append {
-        OwnAppend::Added(entry, hash) => Ok((entry, hash)),
+        OwnAppend::Added(entry, hash, _) => Ok((entry, hash)),
         OwnAppend::Replayed { .. } => Err(AppendError::Internal(
             "the writer replayed an append that carried no key",
         )),

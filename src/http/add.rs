@@ -7,7 +7,7 @@
 //! An optional `Idempotency-Key` header (1 to 64 bytes of visible ASCII, once; rules in
 //! [`crate::idempotency`]) makes retries safe. Answers:
 //!
-//! - 201 with the entry: appended now;
+//! - 201 with the entry and its tail `cursor` (for `GET /query?after=`): appended now;
 //! - 200 with the same entry JSON (same hash): the key was used before for the same request,
 //!   nothing appended (also when the first request is still being written: the retry waits
 //!   for it);
@@ -27,7 +27,8 @@ use serde_json::Value;
 use super::{ApiError, AppState, MAX_ADD_BODY_BYTES};
 use crate::entry::{EntryJson, MAX_DATA_BYTES};
 use crate::idempotency::IdempotencyKey;
-use crate::node::KeyedAppend;
+use crate::node::{Added, KeyedAppend};
+use crate::tail::cursor::Cursor;
 
 /// The request header that carries an idempotency key (HTTP header names are
 /// case-insensitive; this is the lowercase form the `http` crate matches).
@@ -199,7 +200,7 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyK
 pub(crate) async fn add(
     State(state): State<AppState>,
     request: Request,
-) -> Result<(StatusCode, Json<EntryJson>), ApiError> {
+) -> Result<(StatusCode, Json<AddAnswer>), ApiError> {
     // The whole request rather than a `HeaderMap` extractor, which would clone the headers
     // on every append.
     let (parts, body) = request.into_parts();
@@ -218,22 +219,39 @@ pub(crate) async fn add(
     // the answer is lost (a retry with the same key recovers it).
     let Some(key) = key else {
         let value = request.value.unwrap_or_else(rand::random::<i64>);
-        let entry = state.node.append(value, request.data).await?;
-        return Ok((StatusCode::CREATED, Json(entry)));
+        let added = state.node.append_located(value, request.data).await?;
+        return Ok((StatusCode::CREATED, Json(answer(&state, added))));
     };
     match state
         .node
         .append_idempotent(key, request.value, request.data)
         .await?
     {
-        KeyedAppend::Created(entry) => Ok((StatusCode::CREATED, Json(entry))),
-        KeyedAppend::Replayed(entry) => Ok((StatusCode::OK, Json(entry))),
+        KeyedAppend::Created(added) => Ok((StatusCode::CREATED, Json(answer(&state, added)))),
+        KeyedAppend::Replayed(added) => Ok((StatusCode::OK, Json(answer(&state, added)))),
+    }
+}
+
+/// `/add`'s answer: the entry and the tail cursor of its record, which
+/// `GET /query?after=CURSOR` waits for and `GET /tail?from=` resumes after.
+#[derive(serde::Serialize)]
+pub(crate) struct AddAnswer {
+    #[serde(flatten)]
+    entry: EntryJson,
+    cursor: String,
+}
+
+fn answer(state: &AppState, added: Added) -> AddAnswer {
+    let cursor = Cursor::new(&state.node.author(), added.offset, &added.entry.hash);
+    AddAnswer {
+        entry: added.entry,
+        cursor: cursor.to_string(),
     }
 }
 
 /// Reads a whole body of at most `limit` bytes: 413 beyond it (a declared `Content-Length`
 /// over the limit is refused before anything is read), 400 if the body breaks off.
-async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let too_large =
         || ApiError::PayloadTooLarge(format!("body exceeds the limit of {limit} bytes"));
     let declared = axum::body::HttpBody::size_hint(&body).lower();

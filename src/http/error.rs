@@ -49,6 +49,10 @@ pub enum ApiError {
     /// import's spill failed); the client may retry.
     #[error("{0}")]
     Unavailable(String),
+    /// 504: the work ran past its deadline and was stopped (a query past
+    /// `--query-timeout`); the message names the deadline.
+    #[error("{0}")]
+    Timeout(String),
     /// The cause is logged; the client sees only that something failed inside.
     #[error("internal error")]
     Internal(String),
@@ -70,6 +74,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -48,7 +48,7 @@ pub(crate) async fn tail(
     }
     .filter(|id| !id.is_empty());
     let start: Start = resume.or(params.from.as_deref()).unwrap_or("now").parse()?;
-    let format = if accepts_ndjson(&headers) {
+    let format = if super::accepts(&headers, "application/x-ndjson") {
         Format::Ndjson
     } else {
         Format::Sse
@@ -62,20 +62,6 @@ pub(crate) async fn tail(
         Body::from_stream(stream),
     )
         .into_response())
-}
-
-/// Whether the client asked for NDJSON (anything else gets SSE, the default).
-fn accepts_ndjson(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-ndjson"))
-        })
 }
 
 impl From<TailError> for ApiError {

@@ -182,6 +182,15 @@ impl StoreReader {
         offset.map(|offset| self.read_at(offset, end)).transpose()
     }
 
+    /// Where the record of the feed's entry at `seq` starts in the log, if held (from the
+    /// in-memory index: no read).
+    pub fn offset_of(&self, author: &Author, seq: Seq) -> Option<u64> {
+        self.index()
+            .feeds
+            .get(author)
+            .and_then(|f| f.offset_of(seq))
+    }
+
     /// The entry with this hash, if held, read from the file.
     pub fn get_by_hash(&self, hash: &Hash) -> Result<Option<(Entry, Hash)>, StoreError> {
         let ((exact, candidate), end) = {

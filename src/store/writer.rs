@@ -183,8 +183,9 @@ pub struct CheckedProof(pub(super) Box<ForkProof>);
 /// What an own append came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OwnAppend {
-    /// Written and durable.
-    Added(Entry, Hash),
+    /// Written and durable; the `u64` is the log offset where its record starts (the
+    /// offset a tail cursor names, so `/add` can answer the entry's cursor).
+    Added(Entry, Hash, u64),
     /// The request's idempotency key was already used: nothing written; the own feed's
     /// entry at `seq` (durable) is the one appended under that key.
     Replayed {

@@ -179,7 +179,7 @@ fn workload(dir: &Path, io: Arc<dyn LogIo>, inline_writer: bool) -> Acked {
         .append_own_keyed(value, format!("own {value}"), key_text.map(key))
         .wait()
     {
-        Ok(OwnAppend::Added(entry, hash)) => {
+        Ok(OwnAppend::Added(entry, hash, _)) => {
             acked.entries.insert(hash, entry);
             if let Some(text) = key_text {
                 acked.keys.insert(text.into(), hash);

@@ -144,7 +144,7 @@ fn a_replay_is_answered_while_the_fence_is_closed() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _owner, _) = Store::open(dir.path(), Some(identity(1)), None).unwrap();
     let key = |k: &str| Some(k.parse::<IdempotencyKey>().unwrap());
-    let OwnAppend::Added(first, hash) = store
+    let OwnAppend::Added(first, hash, _) = store
         .append_own_keyed(5, "x".into(), key("k-1"))
         .wait()
         .unwrap()

@@ -49,7 +49,7 @@ fn open_warm(dir: &Path) -> (Arc<HeldIo>, Store, StoreOwner) {
 
 fn added(append: OwnAppend) -> (u64, kappalog::hash::Hash) {
     match append {
-        OwnAppend::Added(entry, hash) => (entry.seq, hash),
+        OwnAppend::Added(entry, hash, _) => (entry.seq, hash),
         other => panic!("expected Added, got {other:?}"),
     }
 }
@@ -159,7 +159,7 @@ fn a_version_1_file_opens_and_accepts_keyed_appends() {
         .wait()
         .unwrap()
     {
-        OwnAppend::Added(entry, hash) => (entry, hash),
+        OwnAppend::Added(entry, hash, _) => (entry, hash),
         other => panic!("{other:?}"),
     };
     assert_eq!((entry.seq, entry.prev), (4, Some(old[2].1)));
@@ -354,7 +354,7 @@ fn a_failed_sync_appends_nothing_and_says_so_to_every_waiter() {
     // after the failure, when the key was free again, and appended: both are the truth.
     let second = match second.join().unwrap() {
         Err(AppendError::Io(_)) => None,
-        Ok(OwnAppend::Added(entry, hash)) => Some((entry.seq, hash)),
+        Ok(OwnAppend::Added(entry, hash, _)) => Some((entry.seq, hash)),
         other => panic!("unexpected {other:?}"),
     };
     if second.is_none() {

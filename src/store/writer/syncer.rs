@@ -464,7 +464,10 @@ impl Syncer {
 fn answer_durable(request: Planned, forks_written: &ForksWritten) {
     match request {
         Planned::Own { record, reply } => {
-            answer(reply, Ok(OwnAppend::Added(record.entry, record.hash)));
+            answer(
+                reply,
+                Ok(OwnAppend::Added(record.entry, record.hash, record.offset)),
+            );
         }
         Planned::Replay { head, reply, .. } => answer(
             reply,

@@ -1,0 +1,178 @@
+//! The query engine the HTTP handlers share: at most [`QueryConfig::connections`] statements
+//! run at once, each on its own read-only connection on tokio's blocking pool; at most
+//! [`QueryConfig::queued`] more wait for one (in arrival order), and a statement beyond
+//! that is refused at once as [`QueryError::Busy`] rather than piling up.
+//!
+//! Connections are opened on first use and kept; one whose file was replaced (the index
+//! was rebuilt) is reopened, so a query never reads a deleted index.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::{Answer, Coverage, QueryConfig, QueryConnection, QueryError, Statement};
+use crate::poison::lock;
+use crate::tail::cursor::Cursor;
+
+/// The longest pause between two looks at `meta` while `after=CURSOR` waits.
+const COVERAGE_POLL_MAX_MS: u64 = 20;
+
+/// The engine (see the module docs). Cloning shares it.
+#[derive(Clone)]
+pub struct QueryEngine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for QueryEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryEngine")
+            .field("path", &self.inner.path)
+            .field("running", &self.running())
+            .field("waiting", &self.waiting())
+            .finish()
+    }
+}
+
+struct Inner {
+    path: PathBuf,
+    config: QueryConfig,
+    slots: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    /// Requests waiting for the index to cover their `after` cursor.
+    covering: AtomicUsize,
+    idle: Mutex<Vec<QueryConnection>>,
+}
+
+/// Counts a request waiting (for a connection, or for coverage) for as long as it waits,
+/// also when the client goes away meanwhile.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl QueryEngine {
+    /// An engine over the index database at `path` (which may not exist yet: each query
+    /// then answers [`QueryError::NoIndex`]).
+    pub fn new(path: PathBuf, config: QueryConfig) -> QueryEngine {
+        let slots = Arc::new(Semaphore::new(config.connections.max(1)));
+        QueryEngine {
+            inner: Arc::new(Inner {
+                path,
+                config,
+                slots,
+                waiting: AtomicUsize::new(0),
+                covering: AtomicUsize::new(0),
+                idle: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The bounds the engine applies.
+    pub fn config(&self) -> &QueryConfig {
+        &self.inner.config
+    }
+
+    /// Statements running now (each holds a connection and a blocking thread).
+    pub fn running(&self) -> usize {
+        self.inner
+            .config
+            .connections
+            .max(1)
+            .saturating_sub(self.inner.slots.available_permits())
+    }
+
+    /// Statements waiting for a connection.
+    pub fn waiting(&self) -> usize {
+        self.inner.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Requests waiting for the index to cover their `after` cursor.
+    pub fn covering(&self) -> usize {
+        self.inner.covering.load(Ordering::SeqCst)
+    }
+
+    /// Runs one client statement.
+    pub async fn query(&self, statement: Statement) -> Result<Answer, QueryError> {
+        self.with_connection(move |connection| connection.run(&statement))
+            .await
+    }
+
+    /// How far the index covers now.
+    pub async fn coverage(&self) -> Result<Coverage, QueryError> {
+        self.with_connection(QueryConnection::coverage).await
+    }
+
+    /// Waits until the index covers `cursor` (docs/QUERY.md: `covered > cursor.offset`), at
+    /// most `wait`; [`QueryError::NotCovered`] with the index's `as_of` past it. The caller
+    /// has checked that the cursor is of this node's log.
+    pub async fn wait_for(&self, cursor: Cursor, wait: Duration) -> Result<(), QueryError> {
+        self.inner.covering.fetch_add(1, Ordering::SeqCst);
+        let _covering = Waiting(&self.inner.covering);
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let coverage = self.coverage().await?;
+            if coverage.covers(&cursor) {
+                return Ok(());
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(QueryError::NotCovered {
+                    ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    as_of: coverage.to_string(),
+                });
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(COVERAGE_POLL_MAX_MS));
+        }
+    }
+
+    /// Runs `work` on a connection once one is free (or refuses it as busy), on the blocking
+    /// pool. The slot is released when the work ends, not when the caller stops waiting: a
+    /// client that goes away never lets more statements run than there are connections.
+    async fn with_connection<R, F>(&self, work: F) -> Result<R, QueryError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut QueryConnection) -> Result<R, QueryError> + Send + 'static,
+    {
+        let permit = self.admit().await?;
+        let inner = Arc::clone(&self.inner);
+        crate::determinism::blocking(move || {
+            let _permit = permit;
+            let reused = lock(&inner.idle).pop();
+            let mut connection = match reused {
+                Some(connection) if connection.is_current(&inner.path) => connection,
+                _ => QueryConnection::open(&inner.path, &inner.config)?,
+            };
+            let result = work(&mut connection);
+            lock(&inner.idle).push(connection);
+            result
+        })
+        .await
+        .map_err(|e| QueryError::Internal(format!("a query's thread failed: {e}")))?
+    }
+
+    async fn admit(&self) -> Result<OwnedSemaphorePermit, QueryError> {
+        if let Ok(permit) = Arc::clone(&self.inner.slots).try_acquire_owned() {
+            return Ok(permit);
+        }
+        let before = self.inner.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.inner.waiting);
+        if before >= self.inner.config.queued {
+            return Err(QueryError::Busy {
+                running: self.running(),
+                queued: before,
+            });
+        }
+        Arc::clone(&self.inner.slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| QueryError::Internal("the query engine is closed".into()))
+    }
+}
