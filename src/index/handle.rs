@@ -83,12 +83,17 @@ impl IndexHandle {
         lock(&self.shared.state).clone()
     }
 
-    /// Log bytes committed but not yet covered by the index.
+    /// Log bytes committed but not yet covered by the index: 0 once the last entry is
+    /// covered, whatever follows it (a commit marker written after the last append wakes
+    /// no indexer, and holds no entry to index).
     pub fn lag_bytes(&self) -> u64 {
-        self.shared
-            .reader
-            .committed_end()
-            .saturating_sub(self.covered_now().covered)
+        let (end, last_entry) = self.shared.reader.end_and_last_entry();
+        let covered = self.covered_now().covered;
+        match last_entry {
+            Some((offset, _)) if covered > offset => 0,
+            None => 0,
+            Some(_) => end.saturating_sub(covered),
+        }
     }
 
     pub(crate) fn publish(&self, coverage: Coverage) {

@@ -43,6 +43,14 @@ async fn the_table_holds_exactly_the_logs_entries_whatever_door_they_came_in_by(
     assert_eq!(rows, expected(node.reader(), &BTreeSet::new()));
     assert_eq!(index.state(), IndexState::Ready);
     assert_eq!(index.lag_bytes(), 0);
+    // The store's idle commit marker moves the log's end past the last entry and wakes no
+    // indexer: the index still lags nothing.
+    let covered = index.covered_now().covered;
+    eventually("the idle commit marker", || {
+        node.reader().committed_end() > covered
+    })
+    .await;
+    assert_eq!(index.lag_bytes(), 0);
     // `meta`'s last entry is the last one in log order: a cursor the log holds.
     let last = index.covered_now().last.expect("entries indexed");
     assert_eq!(node.reader().end_and_last_entry().1, Some(last));

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kappalog::query::QueryConfig;
 
-use crate::common::query_db::{encode, start, QueryNode};
+use crate::common::query_db::{encode, start, start_indexed, QueryNode};
 use crate::common::{feed, finish_request, get, http, identity, post, wait_until, HttpResponse};
 
 /// docs/QUERY.md's worked example of the digest, as SQL.
@@ -301,4 +301,40 @@ async fn a_keyed_retry_answers_the_same_cursor() {
         .unwrap()
         .unwrap();
     assert_eq!(record.1.to_string(), first.json()["hash"].as_str().unwrap());
+}
+
+/// End to end with the real indexer: every `POST /add` answer's cursor, given as `after`,
+/// is answered with that entry in the rows, whatever the indexer's lag when the query came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_your_writes_through_the_real_indexer() {
+    let (server, indexer) = start_indexed(QueryConfig {
+        wait: Duration::from_secs(30),
+        ..QueryConfig::default()
+    })
+    .await;
+    let addr = server.addr;
+    for value in 1..=20i64 {
+        let body = format!(r#"{{"value": {value}, "data": "{{\"v\":{value}}}"}}"#);
+        let added = tokio::task::spawn_blocking(move || post(addr, "/add", &body))
+            .await
+            .unwrap();
+        assert_eq!(added.status, 201, "{added:?}");
+        let cursor = added.json()["cursor"].as_str().unwrap().to_string();
+        let path = format!(
+            "{}&after={cursor}",
+            sql("SELECT count(*), max(json_extract(data, '$.v')) FROM entries")
+        );
+        let answer = query(addr, path).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        let answer = answer.json();
+        assert_eq!(
+            answer["rows"],
+            serde_json::json!([[value, value]]),
+            "{answer}"
+        );
+        // The index covers at least the cursor asked for; `as_of` says exactly where it is.
+        assert!(answer["as_of"].as_str().is_some(), "{answer}");
+    }
+    assert_eq!(indexer.state(), kappalog::index::IndexState::Ready);
+    server.shutdown().await;
 }

@@ -84,11 +84,17 @@ pub fn rows_of(data_dir: &Path, author: &Author) -> usize {
         .count()
 }
 
-/// Waits (bounded) until `index` covers the log up to its committed end now.
+/// Waits (bounded) until `index` covers every entry the log holds now. (Not its committed
+/// end: an idle commit marker written after the last append moves the end and wakes no
+/// indexer, and holds nothing to index.)
 pub async fn wait_covered(index: &IndexHandle, reader: &StoreReader) {
-    let end = reader.committed_end();
+    let (end, last) = reader.end_and_last_entry();
     let mut coverage = index.coverage();
-    tokio::time::timeout(DEADLINE, coverage.wait_for(|c| c.covered >= end))
+    let covers = move |c: &kappalog::index::Coverage| match last {
+        Some((offset, _)) => c.covered > offset,
+        None => true,
+    };
+    tokio::time::timeout(DEADLINE, coverage.wait_for(covers))
         .await
         .unwrap_or_else(|_| {
             panic!(

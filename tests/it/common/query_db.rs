@@ -141,6 +141,35 @@ pub async fn start(config: QueryConfig) -> QueryNode {
     start_with(config, |_| {}).await
 }
 
+/// A node (identity 22) served over real HTTP with its real indexer running
+/// (`kappalog::index::start`) and a query engine over that index, as `kappalog run` has.
+pub async fn start_indexed(config: QueryConfig) -> (Server, kappalog::index::IndexHandle) {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _) = Node::open_with_identity(dir.path(), identity(22)).unwrap();
+    let indexer = kappalog::index::start(&node);
+    let engine = QueryEngine::new(index_path(dir.path()), config);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let http = HttpConfig {
+        query: Some(engine),
+        index: Some(indexer.clone()),
+        ..HttpConfig::default()
+    };
+    let api = router(node.clone(), http);
+    let open = node.metrics().http_connections.clone();
+    let task = tokio::spawn(serve_http(
+        listener,
+        api,
+        ServeLimits::default(),
+        open,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    (Server::from_parts(addr, node, stop, task, dir), indexer)
+}
+
 /// [`start`], with `seed` run on the node before it serves (to append entries).
 pub async fn start_with(config: QueryConfig, seed: impl FnOnce(&Node)) -> QueryNode {
     let dir = tempfile::tempdir().unwrap();
