@@ -148,26 +148,12 @@ pub async fn start_indexed(config: QueryConfig) -> (Server, kappalog::index::Ind
     let (node, _) = Node::open_with_identity(dir.path(), identity(22)).unwrap();
     let indexer = kappalog::index::start(&node);
     let engine = QueryEngine::new(index_path(dir.path()), config);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
     let http = HttpConfig {
         query: Some(engine),
         index: Some(indexer.clone()),
         ..HttpConfig::default()
     };
-    let api = router(node.clone(), http);
-    let open = node.metrics().http_connections.clone();
-    let task = tokio::spawn(serve_http(
-        listener,
-        api,
-        ServeLimits::default(),
-        open,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    (Server::from_parts(addr, node, stop, task, dir), indexer)
+    (serve(node, dir, http).await, indexer)
 }
 
 /// [`start`], with `seed` run on the node before it serves (to append entries).
@@ -177,13 +163,22 @@ pub async fn start_with(config: QueryConfig, seed: impl FnOnce(&Node)) -> QueryN
     seed(&node);
     let index = IndexDb::create(dir.path(), &node.author());
     let engine = QueryEngine::new(index_path(dir.path()), config);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
     let http = HttpConfig {
         query: Some(engine.clone()),
         ..HttpConfig::default()
     };
+    QueryNode {
+        server: serve(node, dir, http).await,
+        engine,
+        index,
+    }
+}
+
+/// Serves `node`'s API with `http` on 127.0.0.1 (port 0) until the server is shut down.
+async fn serve(node: Node, dir: tempfile::TempDir, http: HttpConfig) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
     let api = router(node.clone(), http);
     let open = node.metrics().http_connections.clone();
     let task = tokio::spawn(serve_http(
@@ -195,11 +190,7 @@ pub async fn start_with(config: QueryConfig, seed: impl FnOnce(&Node)) -> QueryN
             let _ = stopped.await;
         },
     ));
-    QueryNode {
-        server: Server::from_parts(addr, node, stop, task, dir),
-        engine,
-        index,
-    }
+    Server::from_parts(addr, node, stop, task, dir)
 }
 
 /// `text` percent-encoded for a query string.
