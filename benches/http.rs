@@ -128,6 +128,74 @@ fn log_bytes_per_entry(node: &Node) -> f64 {
     bytes.saturating_sub(12) as f64 / reader.len().max(1) as f64
 }
 
+/// `POST /add` with JSON data on a node whose SQL indexer follows the log (as `kappalog
+/// run` has it) against one without (`--no-index`): two nodes, their runs interleaved, each
+/// going first in turn (issue 21's target: at least 0.9). Then how long the index takes to
+/// cover the last append once the load stops.
+fn index_cost(secs: f64) {
+    let add: &'static [u8] = b"POST /add HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: 52\r\n\r\n{\"value\": 42, \"data\": \"{\\\"sensor\\\":\\\"a\\\",\\\"t\\\":21}\"}";
+    let (bare_dir, indexed_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let open = |dir: &tempfile::TempDir| {
+        Node::open_with_identity(dir.path(), Identity::from_seed([1; 32]))
+            .unwrap()
+            .0
+    };
+    let (bare, indexed) = (open(&bare_dir), open(&indexed_dir));
+    let (bare_addr, bare_server) = serve(bare.clone());
+    let (indexed_addr, indexed_server) = serve(indexed.clone());
+    let indexer = {
+        let _runtime = indexed_server.enter();
+        kappalog::index::start(&indexed)
+    };
+    let (mut without, mut with) = (Figures::default(), Figures::default());
+    let mut ratios = Vec::new();
+    for run in 0..RUNS {
+        let bare_run = || load_requests(bare_addr, Requests::Fixed(add), 201, secs);
+        let indexed_run = || load_requests(indexed_addr, Requests::Fixed(add), 201, secs);
+        if run % 2 == 0 {
+            without.push(bare_run());
+            with.push(indexed_run());
+        } else {
+            with.push(indexed_run());
+            without.push(bare_run());
+        }
+        ratios.push(with.rates[run] / without.rates[run]);
+    }
+    report(
+        "POST /add with JSON data, no index, requests/s",
+        "req/s",
+        without.rates,
+    );
+    report(
+        "POST /add with JSON data, the index following, requests/s",
+        "req/s",
+        with.rates,
+    );
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
+    println!(
+        "the index's cost, pair ratios with/without: {} (median {:.3})",
+        ratios
+            .iter()
+            .map(|r| format!("{r:.3}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        sorted[sorted.len() / 2]
+    );
+    let started = Instant::now();
+    let (_, last) = indexed.reader().end_and_last_entry();
+    let target = last.map_or(0, |(offset, _)| offset);
+    while indexer.covered_now().covered <= target {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    println!(
+        "index caught up with the last append {:.0} ms after the load stopped ({} entries indexed)",
+        started.elapsed().as_secs_f64() * 1000.0,
+        indexed.reader().len()
+    );
+    drop((bare_server, indexed_server, bare, indexed));
+}
+
 fn main() {
     let secs = env_usize("KAPPALOG_BENCH_SECS", 5) as f64;
     let bad = env_usize("KAPPALOG_BENCH_BAD_CLIENTS", 600);
@@ -227,6 +295,8 @@ fn main() {
     report_wrk_runs("POST /add", plain_wrk);
     report_wrk_runs("POST /add with a unique key", keyed_wrk);
     drop((plain_server, keyed_server, plain, keyed));
+
+    index_cost(secs);
 
     let dir = tempfile::tempdir().unwrap();
     let start = Instant::now();
