@@ -23,6 +23,7 @@ use axum::Json;
 use super::{ApiError, AppState};
 use crate::query::{Answer, QueryError, Statement, MAX_STATEMENT_BYTES};
 use crate::tail::cursor::Cursor;
+use std::time::Duration;
 
 /// CSV answers' response headers.
 pub const AS_OF_HEADER: &str = "kappalog-as-of";
@@ -130,7 +131,31 @@ async fn answer(
             return Err(QueryError::Cursor("a cursor of another node's log".into()).into());
         }
         let wait = state.query.config().wait;
-        if let Err(e) = state.query.wait_for(cursor, wait).await {
+        // With the node's indexer at hand, wait on the coverage it publishes after each
+        // batch's commit: no connection is held and nothing is polled while the index
+        // catches up. Whether covered or not, the engine then answers from `meta` (a query
+        // that lost the race to a rebuild says so there). Without one (an index written by
+        // another process), poll `meta`.
+        let waited = match &state.index {
+            Some(index) => {
+                let mut coverage = index.coverage();
+                let covered = coverage.wait_for(|c| c.covers(cursor.offset));
+                let _ = tokio::time::timeout(wait, covered).await;
+                let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+                state
+                    .query
+                    .wait_for(cursor, Duration::ZERO)
+                    .await
+                    .map_err(|e| match e {
+                        QueryError::NotCovered { as_of, .. } => {
+                            QueryError::NotCovered { ms, as_of }
+                        }
+                        e => e,
+                    })
+            }
+            None => state.query.wait_for(cursor, wait).await,
+        };
+        if let Err(e) = waited {
             return Ok(query_error_response(e));
         }
     }

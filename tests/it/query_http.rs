@@ -338,3 +338,38 @@ async fn read_your_writes_through_the_real_indexer() {
     assert_eq!(indexer.state(), kappalog::index::IndexState::Ready);
     server.shutdown().await;
 }
+
+/// With the real indexer, a cursor of this node's log that the index does not reach within
+/// `--query-wait` is answered 503 with `as_of` and the wait it was given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uncovered_cursor_with_the_real_indexer_is_503_after_the_wait() {
+    let (server, _indexer) = start_indexed(QueryConfig {
+        wait: Duration::from_millis(300),
+        ..QueryConfig::default()
+    })
+    .await;
+    let addr = server.addr;
+    let added = tokio::task::spawn_blocking(move || post(addr, "/add", r#"{"value": 1}"#))
+        .await
+        .unwrap();
+    assert_eq!(added.status, 201, "{added:?}");
+    // This node's log, a position it will not reach.
+    let beyond = kappalog::tail::cursor::Cursor::new(
+        &server.node.author(),
+        1 << 40,
+        &kappalog::hash::Hash([7; 32]),
+    );
+    let path = format!("{}&after={beyond}", sql("SELECT count(*) FROM entries"));
+    let answer = query(addr, path).await;
+    assert_eq!(answer.status, 503, "{answer:?}");
+    let body = answer.json();
+    assert!(
+        body["as_of"].as_str().is_some_and(|a| a.len() == 48),
+        "{body}"
+    );
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("300")),
+        "{body}"
+    );
+    server.shutdown().await;
+}
