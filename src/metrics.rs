@@ -125,6 +125,12 @@ pub struct Metrics {
     /// `kappalog_index_lag_bytes`: log bytes committed and not yet covered by the SQL index;
     /// set at scrape time (stays 0 on a node without an indexer).
     pub index_lag_bytes: Gauge,
+    /// `kappalog_query_running`: `/query` statements running now; set at scrape time. (Their
+    /// outcomes, timeouts as 504 and refusals as 400 or 503, are `http_requests` by status.)
+    pub query_running: Gauge,
+    /// `kappalog_query_waiting`: `/query` statements queued for a connection; set at scrape
+    /// time.
+    pub query_waiting: Gauge,
     /// Serialises scrapes: encoding walks the registry, and two scrapes racing would only
     /// duplicate work.
     scrape: Mutex<()>,
@@ -161,6 +167,8 @@ impl Metrics {
             store_write_failures: Gauge::default(),
             store_recoveries: Gauge::default(),
             index_lag_bytes: Gauge::default(),
+            query_running: Gauge::default(),
+            query_waiting: Gauge::default(),
             scrape: Mutex::new(()),
         };
         metrics.register_http();
@@ -172,6 +180,16 @@ impl Metrics {
             "index_lag_bytes",
             "log bytes committed and not yet covered by the SQL index",
             metrics.index_lag_bytes.clone(),
+        );
+        metrics.registry.register(
+            "query_running",
+            "/query statements running now",
+            metrics.query_running.clone(),
+        );
+        metrics.registry.register(
+            "query_waiting",
+            "/query statements queued for a connection",
+            metrics.query_waiting.clone(),
         );
         metrics
     }

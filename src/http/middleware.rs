@@ -265,6 +265,7 @@ fn route_label(path: &str) -> &'static str {
         "/forks" => "/forks",
         "/peers" => "/peers",
         "/sync" => "/sync",
+        "/query" => "/query",
         "/" => "/",
         p if p.starts_with("/dashboard/") => "/dashboard/{file}",
         p if p.starts_with("/entries/") => "/entries/{hash}",
@@ -314,6 +315,7 @@ mod tests {
     #[test]
     fn route_labels_are_bounded() {
         assert_eq!(route_label("/entries/abc"), "/entries/{hash}");
+        assert_eq!(route_label("/query"), "/query");
         assert_eq!(route_label("/whatever/../x"), "other");
     }
 }

@@ -242,6 +242,10 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         let lag = i64::try_from(index.lag_bytes()).unwrap_or(i64::MAX);
         state.node.metrics().index_lag_bytes.set(lag);
     }
+    let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    let metrics = state.node.metrics();
+    metrics.query_running.set(gauge(state.query.running()));
+    metrics.query_waiting.set(gauge(state.query.waiting()));
     let text = state.node.metrics().render(
         &[("ok", ok), ("forked", forked_entries)],
         state.node.store_health(),

@@ -272,9 +272,30 @@ async fn a_full_queue_answers_503_at_once() {
     assert_eq!(third.status, 503, "{third:?}");
     assert!(error_of(&third).contains("too many queries"), "{third:?}");
     assert_eq!(get_status(addr, "/health").await, 200);
+    // `/metrics` shows the queue as it stands.
+    let metrics = tokio::task::spawn_blocking(move || get(addr, "/metrics"))
+        .await
+        .unwrap();
+    let text = metrics.body;
+    assert!(text.contains("\nkappalog_query_running 1\n"), "{text}");
+    assert!(text.contains("\nkappalog_query_waiting 1\n"), "{text}");
     assert_eq!(first.await.unwrap().status, 504);
     assert_eq!(second.await.unwrap().status, 504);
     assert_eq!(query(addr, "SELECT 1").await.status, 200);
+    // The refusals and timeouts, by status.
+    let metrics = tokio::task::spawn_blocking(move || get(addr, "/metrics"))
+        .await
+        .unwrap();
+    let text = metrics.body;
+    for status in ["503", "504"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("kappalog_http_requests_total{")
+                    && l.contains("/query")
+                    && l.contains(&format!("status=\"{status}\""))),
+            "no /query {status} in:\n{text}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
