@@ -128,6 +128,13 @@ fn log_bytes_per_entry(node: &Node) -> f64 {
     bytes.saturating_sub(12) as f64 / reader.len().max(1) as f64
 }
 
+/// A node in `dir`, signing with the benchmarks' fixed key.
+fn open_node(dir: &tempfile::TempDir) -> Node {
+    Node::open_with_identity(dir.path(), Identity::from_seed([1; 32]))
+        .unwrap()
+        .0
+}
+
 /// `POST /add` with JSON data on a node whose SQL indexer follows the log (as `kappalog
 /// run` has it) against one without (`--no-index`): two nodes, their runs interleaved, each
 /// going first in turn (issue 21's target: at least 0.9). Then how long the index takes to
@@ -135,12 +142,7 @@ fn log_bytes_per_entry(node: &Node) -> f64 {
 fn index_cost(secs: f64) {
     let add: &'static [u8] = b"POST /add HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: 52\r\n\r\n{\"value\": 42, \"data\": \"{\\\"sensor\\\":\\\"a\\\",\\\"t\\\":21}\"}";
     let (bare_dir, indexed_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let open = |dir: &tempfile::TempDir| {
-        Node::open_with_identity(dir.path(), Identity::from_seed([1; 32]))
-            .unwrap()
-            .0
-    };
-    let (bare, indexed) = (open(&bare_dir), open(&indexed_dir));
+    let (bare, indexed) = (open_node(&bare_dir), open_node(&indexed_dir));
     let (bare_addr, bare_server) = serve(bare.clone());
     let (indexed_addr, indexed_server) = serve(indexed.clone());
     let indexer = {
@@ -227,12 +229,7 @@ fn main() {
     // in turn: the shared VM's speed drifts within minutes, so one block after the other would
     // compare its phases, and a fixed order could favour whichever runs first.
     let (plain_dir, keyed_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let open = |dir: &tempfile::TempDir| {
-        Node::open_with_identity(dir.path(), Identity::from_seed([1; 32]))
-            .unwrap()
-            .0
-    };
-    let (plain, keyed) = (open(&plain_dir), open(&keyed_dir));
+    let (plain, keyed) = (open_node(&plain_dir), open_node(&keyed_dir));
     let (plain_addr, plain_server) = serve(plain.clone());
     let (keyed_addr, keyed_server) = serve(keyed.clone());
     let add: &'static [u8] =
