@@ -147,7 +147,10 @@ fn index_cost(secs: f64) {
     let (indexed_addr, indexed_server) = serve(indexed.clone());
     let indexer = {
         let _runtime = indexed_server.enter();
-        kappalog::index::start(&indexed)
+        kappalog::index::start(
+            &indexed,
+            kappalog::views::Views::open(indexed.data_dir()).unwrap(),
+        )
     };
     let (mut without, mut with) = (Figures::default(), Figures::default());
     let mut ratios = Vec::new();

@@ -365,8 +365,21 @@ fn query_engine(node: &Node, args: &QueryLimitArgs) -> kappalog::query::QueryEng
     kappalog::query::QueryEngine::new(kappalog::query::index_path(node.data_dir()), config)
 }
 
+/// The views a `--views` file declares (none without one).
+fn declared_views(
+    file: Option<&std::path::Path>,
+    no_index: bool,
+) -> anyhow::Result<std::collections::BTreeMap<String, kappalog::views::ViewRequest>> {
+    match file {
+        None => Ok(Default::default()),
+        Some(_) if no_index => anyhow::bail!("--views needs the SQL index: drop --no-index"),
+        Some(path) => kappalog::views::declared::load(path).map_err(anyhow::Error::msg),
+    }
+}
+
 fn run_node(config: &NodeConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     let sync_config = sync_config(&args)?;
+    let declared = declared_views(args.views.as_deref(), args.no_index)?;
     let node = open_node(config)?;
     let http = HttpConfig {
         token: args.token,
@@ -389,6 +402,7 @@ fn run_node(config: &NodeConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
             limits: serve_limits(&args.shutdown),
             sync,
             index: !args.no_index,
+            views: declared,
         }];
         server::serve_until_signal(nodes, |bound| {
             for b in bound {
@@ -439,6 +453,7 @@ pub fn cluster_peers(topology: Topology, i: usize, n: usize) -> Vec<usize> {
 }
 
 fn run_cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
+    let declared = declared_views(args.views.as_deref(), args.no_index)?;
     let mut nodes = Vec::with_capacity(usize::from(args.nodes));
     let n = usize::from(args.nodes);
     let base_sync_port = match args.base_sync_port {
@@ -491,6 +506,7 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
             },
             limits: serve_limits(&args.shutdown),
             index: !args.no_index,
+            views: declared.clone(),
             sync: Some(server::SyncSpec {
                 listen: Some(SocketAddr::new(args.host, sync_port)),
                 peer_nodes: cluster_peers(args.topology, usize::from(i - 1), n),

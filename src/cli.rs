@@ -217,6 +217,10 @@ pub struct RunArgs {
     /// Run without the SQL index (DATA_DIR/index/): for benchmarks of the log alone
     #[arg(long, env = "KAPPALOG_NO_INDEX")]
     pub no_index: bool,
+    /// Views to add at start from a TOML file (docs/QUERY.md, "Named views"): each vetted
+    /// like PUT /views/NAME and kept, replacing a view of the same name
+    #[arg(long, value_name = "FILE", env = "KAPPALOG_VIEWS")]
+    pub views: Option<PathBuf>,
 }
 
 /// How long HTTP streams may stall and a stopping node lets requests finish, shared by `run`
@@ -263,6 +267,9 @@ pub struct ClusterArgs {
     /// Run the nodes without the SQL index (each DATA_DIR/index/): for benchmarks
     #[arg(long, env = "KAPPALOG_NO_INDEX")]
     pub no_index: bool,
+    /// Views every node adds at start from a TOML file (as `run --views`)
+    #[arg(long, value_name = "FILE", env = "KAPPALOG_VIEWS")]
+    pub views: Option<PathBuf>,
     /// Number of nodes
     #[arg(long, env = "KAPPALOG_NODES", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub nodes: u16,

@@ -36,6 +36,7 @@ mod read;
 mod stream;
 mod sync;
 mod tail;
+mod views;
 
 use std::time::Duration;
 
@@ -177,6 +178,11 @@ pub fn router(node: Node, config: HttpConfig) -> Api {
         .layer(DefaultBodyLimit::max(MAX_ADD_BODY_BYTES));
     // `/query` bounds its statement itself (`query::query_post`), like `/add`.
     let query = Router::new().route("/query", get(query::query_get).post(query::query_post));
+    // `PUT /views/NAME` bounds its body itself (`views::put`).
+    let views = Router::new().route("/views", get(views::list)).route(
+        "/views/{name}",
+        get(views::run).put(views::put).delete(views::delete),
+    );
     let reads = Router::new()
         .route("/summary", get(read::summary))
         .route("/entries", get(read::entries))
@@ -196,6 +202,7 @@ pub fn router(node: Node, config: HttpConfig) -> Api {
         .merge(import)
         .merge(sync_writes)
         .merge(query)
+        .merge(views)
         .merge(reads)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

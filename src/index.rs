@@ -22,6 +22,7 @@ pub mod check;
 pub mod db;
 pub mod follow;
 pub mod handle;
+pub mod indexes;
 pub mod rebuild;
 pub mod row;
 pub mod schema;

@@ -28,7 +28,9 @@
 //!   to a sink the caller passes in ([`progress::NoProgress`] by default; the CLI draws a bar).
 //! - [`query`]: read-only, bounded SQL queries over the index (docs/QUERY.md): the
 //!   authorizer's rule, the limits and deadline, the answer, its digest and `as_of`, and the
-//!   engine's bounded connections and queue.
+//!   engine's bounded connections and queue; [`query::vet`] checks a view's definition.
+//! - [`views`]: named views over the index: their definitions, kept in
+//!   `DATA_DIR/views.json`, and their states ([`views::Views`]).
 //! - [`metrics`]: Prometheus counters and histograms served at `GET /metrics`.
 //! - [`http`]: the axum facade: adapters from routes to node methods, and the dashboard
 //!   page at `GET /` ([`http::dashboard`]).
@@ -123,3 +125,4 @@ pub mod sync;
 pub mod tail;
 pub mod validate;
 pub mod view;
+pub mod views;

@@ -22,6 +22,7 @@ pub mod digest;
 pub mod engine;
 pub mod guard;
 pub mod render;
+pub mod vet;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,7 +30,7 @@ use std::time::Duration;
 pub use cell::Cell;
 pub use connection::QueryConnection;
 pub use coverage::Coverage;
-pub use engine::QueryEngine;
+pub use engine::{QueryEngine, VetError};
 
 /// The longest statement accepted, in bytes (also SQLite's `SQLITE_LIMIT_SQL_LENGTH` on
 /// query connections).

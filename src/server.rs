@@ -3,6 +3,7 @@
 //! requests finish, then [`Node::shutdown`] each node: every sync session ends with
 //! `Bye(Shutdown)`, the node's tasks end, and the store syncs and releases its lock).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -12,7 +13,9 @@ use tokio::sync::watch;
 use crate::http::{self, HttpConfig};
 use crate::identity::Author;
 use crate::node::Node;
+use crate::query::{QueryConfig, QueryEngine};
 use crate::sync::{self, SyncConfig};
+use crate::views::{ViewRequest, Views};
 
 mod connections;
 mod error;
@@ -45,6 +48,9 @@ pub struct NodeSpec {
     /// Whether to run the node's SQL indexer ([`crate::index`]); off only for benchmarks
     /// (`--no-index`).
     pub index: bool,
+    /// Views declared with `--views FILE`, added (vetted, replacing a view of the same
+    /// name) before the node serves; the node's other views stay.
+    pub views: BTreeMap<String, ViewRequest>,
 }
 
 /// A node's peer sync.
@@ -97,8 +103,9 @@ pub async fn serve_until_signal(
     for node in &mut listening {
         node.start_sync(&bound)?;
         if node.spec.index {
+            let views = open_views(&node.spec).await?;
             // The node's shutdown waits for its indexer to close the file cleanly.
-            node.spec.http.index = Some(crate::index::start(&node.spec.node));
+            node.spec.http.index = Some(crate::index::start(&node.spec.node, views));
         }
     }
 
@@ -122,6 +129,35 @@ pub async fn serve_until_signal(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The node's views, with those `--views` declares vetted and added.
+async fn open_views(spec: &NodeSpec) -> Result<Views, ServerError> {
+    let data_dir = spec.node.data_dir();
+    let views = Views::open(data_dir).map_err(|source| ServerError::Views {
+        name: spec.name.clone(),
+        source,
+    })?;
+    let engine = spec.http.query.clone().unwrap_or_else(|| {
+        QueryEngine::new(crate::query::index_path(data_dir), QueryConfig::default())
+    });
+    for (view, request) in &spec.views {
+        let declared = |reason: String| ServerError::DeclaredView {
+            name: spec.name.clone(),
+            view: view.clone(),
+            reason,
+        };
+        let def = engine
+            .vet(view, request)
+            .await
+            .map_err(|e| declared(e.to_string()))?;
+        let keeper = views.clone();
+        crate::determinism::blocking(move || keeper.put(def))
+            .await
+            .map_err(|e| declared(e.to_string()))?
+            .map_err(|e| declared(e.to_string()))?;
+    }
+    Ok(views)
 }
 
 /// A node whose listeners are bound but not served yet.

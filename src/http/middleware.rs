@@ -212,7 +212,8 @@ fn with_json_error_body(response: Response) -> Response {
 /// with the wrong method needs none: the router answers 405 without running anything.
 fn is_write(method: &Method, route: &str) -> bool {
     (*method == Method::POST && matches!(route, "/add" | "/import" | "/peers" | "/sync"))
-        || (*method == Method::DELETE && route == "/peers/{addr}")
+        || (*method == Method::DELETE && matches!(route, "/peers/{addr}" | "/views/{name}"))
+        || (*method == Method::PUT && route == "/views/{name}")
 }
 
 fn is_streamed(route: &str) -> bool {
@@ -266,10 +267,12 @@ fn route_label(path: &str) -> &'static str {
         "/peers" => "/peers",
         "/sync" => "/sync",
         "/query" => "/query",
+        "/views" => "/views",
         "/" => "/",
         p if p.starts_with("/dashboard/") => "/dashboard/{file}",
         p if p.starts_with("/entries/") => "/entries/{hash}",
         p if p.starts_with("/peers/") => "/peers/{addr}",
+        p if p.starts_with("/views/") => "/views/{name}",
         _ => "other",
     }
 }

@@ -33,13 +33,13 @@ pub const DIGEST_HEADER: &str = "kappalog-digest";
 pub const TRUNCATED_HEADER: &str = "kappalog-truncated";
 
 /// What the query string says besides the statement.
-struct Params {
-    sql: Option<String>,
-    after: Option<String>,
-    bound: Vec<(String, String)>,
+pub(crate) struct Params {
+    pub(crate) sql: Option<String>,
+    pub(crate) after: Option<String>,
+    pub(crate) bound: Vec<(String, String)>,
 }
 
-fn parse_params(pairs: Vec<(String, String)>) -> Result<Params, ApiError> {
+pub(crate) fn parse_params(pairs: Vec<(String, String)>) -> Result<Params, ApiError> {
     let mut params = Params {
         sql: None,
         after: None,
@@ -114,7 +114,7 @@ fn statement_text(body: Bytes) -> Result<String, ApiError> {
         .map_err(|e| ApiError::BadRequest(format!("the statement is not valid UTF-8: {e}")))
 }
 
-async fn answer(
+pub(crate) async fn answer(
     state: &AppState,
     headers: &HeaderMap,
     sql: String,

@@ -21,6 +21,7 @@ use crate::store::format::{FILE_HEADER_BYTES, SCAN_CHUNK_BYTES};
 use crate::store::{StoreError, StoreReader};
 
 use super::check::{self, Stale};
+use super::indexes;
 use super::row::Row;
 use super::schema::{self, Meta};
 
@@ -53,6 +54,19 @@ pub enum IndexError {
         /// The cause.
         #[source]
         source: std::io::Error,
+    },
+    /// An entry could not be written as a row: an index expression failed on it (the
+    /// caller finds which index, drops it and tries again: see [`super::indexes`]).
+    #[error("the entry {author}/{seq} could not be indexed: {message}")]
+    RowRefused {
+        /// The entry's author, hex.
+        author: String,
+        /// Its seq.
+        seq: u64,
+        /// SQLite's message.
+        message: String,
+        /// The entry and its hash, to try it again.
+        entry: Box<(Entry, Hash)>,
     },
     /// The thread reading the log panicked.
     #[error("the log reader thread panicked")]
@@ -256,7 +270,21 @@ impl IndexDb {
         {
             let mut stmt = tx.prepare_cached(schema::INSERT_ROW)?;
             for (offset, entry, hash) in &batch.rows {
-                stmt.execute(Row::project(entry, hash).params().as_slice())?;
+                match stmt.execute(Row::project(entry, hash).params().as_slice()) {
+                    Ok(_) => {}
+                    Err(e) if indexes::is_statement_error(&e) => {
+                        return Err(IndexError::RowRefused {
+                            author: entry.author.to_hex(),
+                            seq: entry.seq,
+                            message: match e {
+                                rusqlite::Error::SqliteFailure(_, Some(m)) => m,
+                                e => e.to_string(),
+                            },
+                            entry: Box::new((entry.clone(), *hash)),
+                        })
+                    }
+                    Err(e) => return Err(e.into()),
+                }
                 meta.last = Some((*offset, *hash));
             }
         }
@@ -265,6 +293,41 @@ impl IndexDb {
         tx.commit()?;
         self.meta = meta;
         Ok(())
+    }
+
+    /// The views' indexes that exist: name and statement ([`indexes::present`]).
+    pub fn view_indexes(&self) -> Result<Vec<(String, String)>, IndexError> {
+        Ok(indexes::present(&self.conn)?)
+    }
+
+    /// Drops the index `name`.
+    pub fn drop_index(&self, name: &str) -> Result<(), IndexError> {
+        Ok(indexes::drop_index(&self.conn, name)?)
+    }
+
+    /// Builds the index `statement` ([`indexes::build`]).
+    pub fn build_index(
+        &mut self,
+        statement: &str,
+        progress: indexes::Progress,
+    ) -> Result<(), indexes::BuildError> {
+        indexes::build(&mut self.conn, statement, progress)
+    }
+
+    /// Which of the indexes `names` refuses `entry` ([`indexes::culprit`]).
+    pub fn culprit(
+        &mut self,
+        entry: &Entry,
+        hash: &Hash,
+        names: &[String],
+    ) -> Result<Option<String>, IndexError> {
+        let row = Row::project(entry, hash);
+        Ok(indexes::culprit(
+            &mut self.conn,
+            schema::INSERT_ROW,
+            row.params().as_slice(),
+            names,
+        )?)
     }
 
     /// Marks the file closed cleanly (the next open skips its check) and closes it.

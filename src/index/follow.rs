@@ -13,7 +13,7 @@
 //! excluded and deletes the rows of any new one before reading on; the first pass after an
 //! open therefore deletes the rows of every author already forked.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -27,16 +27,20 @@ use crate::store::{Store, StoreReader};
 
 use super::db::{index_path, IndexDb, IndexError};
 use super::handle::{IndexHandle, IndexState};
+use super::indexes::BuildError;
+use crate::views::{Builds, ViewDef, Views};
 
 /// How long a failed indexer waits before it tries again, unless a commit wakes it first.
 pub const RETRY_AFTER_FAILURE_MS: u64 = 1_000;
 
-/// Starts `node`'s indexer (call it on a tokio runtime: the waking task is one of the
-/// node's tasks). Returns at once; the index opens, checks and catches up in the background.
-pub fn start(node: &Node) -> IndexHandle {
-    let handle = IndexHandle::new(index_path(node.data_dir()), node.reader().clone());
+/// Starts `node`'s indexer, keeping the indexes `views` need (call it on a tokio runtime:
+/// the waking task is one of the node's tasks). Returns at once; the index opens, checks
+/// and catches up in the background, then builds the views' indexes.
+pub fn start(node: &Node, views: Views) -> IndexHandle {
+    let handle = IndexHandle::new(index_path(node.data_dir()), node.reader().clone(), views);
     // Subscribed before the thread reads the log: a commit after that read wakes it.
     let mut events = node.subscribe();
+    let mut views_changed = handle.views().subscribe();
     let mut stopping = node.stopping();
     let (wake, woken) = mpsc::sync_channel::<()>(1);
     let stop = Arc::new(AtomicBool::new(false));
@@ -69,6 +73,8 @@ pub fn start(node: &Node) -> IndexHandle {
                     Ok(_) | Err(RecvError::Lagged(_)) => { let _ = wake.try_send(()); }
                     Err(RecvError::Closed) => break,
                 },
+                // A view added or dropped: its indexes are built or dropped.
+                Ok(()) = views_changed.changed() => { let _ = wake.try_send(()); }
                 _ = stopping.wait_for(|stopping| *stopping) => break,
             }
         }
@@ -79,6 +85,15 @@ pub fn start(node: &Node) -> IndexHandle {
         let _ = finished.await;
     });
     handle
+}
+
+/// Views' indexes that could not be built or kept, by statement, with why: not tried again
+/// until the views change (or the node restarts).
+#[derive(Default)]
+struct Failed {
+    by_statement: BTreeMap<String, String>,
+    /// The definitions the failures were found under.
+    under: Option<Arc<Vec<ViewDef>>>,
 }
 
 /// What the indexer thread owns.
@@ -96,11 +111,82 @@ impl Follower {
         self.stop.load(Ordering::Relaxed)
     }
 
+    /// Tells the views what exists, what failed (no build running).
+    fn publish_builds(&self, db: &IndexDb, failed: &Failed) -> Result<(), IndexError> {
+        let present = db.view_indexes()?.into_iter().map(|(_, sql)| sql).collect();
+        self.handle.views().publish_builds(Builds {
+            present,
+            building: None,
+            failed: failed.by_statement.clone(),
+        });
+        Ok(())
+    }
+
+    /// Brings the views' indexes in line with the views: drops those no view needs, then
+    /// builds at most one missing one. `true` when it built (or tried) one: the caller
+    /// catches up with the log and comes back for the next.
+    fn reconcile(&self, db: &mut IndexDb, failed: &mut Failed) -> Result<bool, IndexError> {
+        let views = self.handle.views().clone();
+        let defs = views.subscribe().borrow().clone();
+        if !failed
+            .under
+            .as_ref()
+            .is_some_and(|under| Arc::ptr_eq(under, &defs))
+        {
+            // The views changed since these failed: try them again.
+            failed.by_statement.clear();
+            failed.under = Some(Arc::clone(&defs));
+        }
+        let wanted: BTreeSet<&String> = defs.iter().flat_map(|d| d.indexes.iter()).collect();
+        let mut present = BTreeSet::new();
+        for (name, statement) in db.view_indexes()? {
+            if wanted.contains(&statement) {
+                present.insert(statement);
+            } else {
+                db.drop_index(&name)?;
+            }
+        }
+        let next = wanted
+            .iter()
+            .find(|s| !present.contains(**s) && !failed.by_statement.contains_key(**s))
+            .map(|s| (*s).clone());
+        self.publish_builds(db, failed)?;
+        let Some(statement) = next else {
+            return Ok(false);
+        };
+        views.publish_progress(&statement, 0.0);
+        let stop = Arc::clone(&self.stop);
+        let (reporting, building) = (views.clone(), statement.clone());
+        let progress = Box::new(move |share: f64| {
+            let go_on = !stop.load(Ordering::Relaxed) && reporting.wants(&building);
+            if go_on {
+                reporting.publish_progress(&building, share);
+            }
+            go_on
+        });
+        match db.build_index(&statement, progress) {
+            Ok(()) => tracing::info!(index = %statement, "built a view's index"),
+            Err(BuildError::Stopped) => {}
+            Err(BuildError::Refused(message)) => {
+                let reason = format!("building the index failed: {message}");
+                tracing::warn!(index = %statement, %reason, "a view's index could not be built");
+                failed.by_statement.insert(statement, reason);
+            }
+            Err(BuildError::Sqlite(e)) => {
+                self.publish_builds(db, failed)?;
+                return Err(e.into());
+            }
+        }
+        self.publish_builds(db, failed)?;
+        Ok(true)
+    }
+
     /// Opens, follows, and on failure starts over, until stopped or the waker is gone.
     fn run(&self, woken: &mpsc::Receiver<()>) {
         let mut last_failure: Option<String> = None;
+        let mut failed = Failed::default();
         while !self.stopped() {
-            let result = self.open_and_follow(woken);
+            let result = self.open_and_follow(woken, &mut failed);
             let wait = match result {
                 Ok(()) => break,
                 Err(e) => {
@@ -122,7 +208,11 @@ impl Follower {
     }
 
     /// One life of the open database: returns `Ok` when stopped (the file closed cleanly).
-    fn open_and_follow(&self, woken: &mpsc::Receiver<()>) -> Result<(), IndexError> {
+    fn open_and_follow(
+        &self,
+        woken: &mpsc::Receiver<()>,
+        failed: &mut Failed,
+    ) -> Result<(), IndexError> {
         let (mut db, stale) = IndexDb::open(&self.data_dir, &self.author, &self.reader)?;
         let mut building = stale.is_some();
         match &stale {
@@ -133,6 +223,7 @@ impl Follower {
             None => self.handle.set_state(IndexState::Ready),
         }
         self.handle.publish(db.coverage());
+        self.publish_builds(&db, failed)?;
         let mut excluded = BTreeSet::new();
         loop {
             let forked = self.store.forked().authors();
@@ -146,7 +237,7 @@ impl Follower {
                 });
             }
             let stop = || self.stopped();
-            let pass = db.catch_up(&self.reader, &excluded, &stop, &mut |coverage, _| {
+            let caught_up = db.catch_up(&self.reader, &excluded, &stop, &mut |coverage, _| {
                 self.handle.publish(coverage);
                 if building {
                     self.handle.set_state(IndexState::Building {
@@ -154,12 +245,50 @@ impl Follower {
                         end,
                     });
                 }
-            })?;
+            });
+            let pass = match caught_up {
+                Ok(pass) => pass,
+                Err(IndexError::RowRefused {
+                    author,
+                    seq,
+                    message,
+                    entry,
+                }) => {
+                    // An index expression failed on this entry: drop that index, mark its
+                    // views failed, and index the entry without it.
+                    let present = db.view_indexes()?;
+                    let names: Vec<String> = present.iter().map(|(n, _)| n.clone()).collect();
+                    let Some(name) = db.culprit(&entry.0, &entry.1, &names)? else {
+                        return Err(IndexError::RowRefused {
+                            author,
+                            seq,
+                            message,
+                            entry,
+                        });
+                    };
+                    db.drop_index(&name)?;
+                    if let Some((_, statement)) = present.iter().find(|(n, _)| *n == name) {
+                        let reason =
+                            format!("index {name} failed on the entry {author}/{seq}: {message}");
+                        tracing::warn!(%reason, "a view's index was dropped");
+                        failed.by_statement.insert(statement.clone(), reason);
+                    }
+                    self.publish_builds(&db, failed)?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if !pass.stopped {
                 building = false;
                 self.handle.set_state(IndexState::Ready);
             }
-            if self.stopped() || woken.recv().is_err() {
+            if self.stopped() {
+                break;
+            }
+            // Caught up: the views' indexes, one build per turn so the log is followed
+            // between builds.
+            let built_one = self.reconcile(&mut db, failed)?;
+            if self.stopped() || (!built_one && woken.recv().is_err()) {
                 break;
             }
         }

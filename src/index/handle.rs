@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::poison::lock;
 use crate::store::StoreReader;
+use crate::views::Views;
 
 use super::db::Coverage;
 
@@ -47,17 +48,19 @@ struct Shared {
     coverage: watch::Sender<Coverage>,
     state: Mutex<IndexState>,
     reader: StoreReader,
+    views: Views,
 }
 
 impl IndexHandle {
     /// A handle to the index at `path` of the log `reader` reads, covering nothing yet.
-    pub(crate) fn new(path: PathBuf, reader: StoreReader) -> IndexHandle {
+    pub(crate) fn new(path: PathBuf, reader: StoreReader, views: Views) -> IndexHandle {
         IndexHandle {
             shared: Arc::new(Shared {
                 path,
                 coverage: watch::Sender::new(Coverage::default()),
                 state: Mutex::new(IndexState::Building { covered: 0, end: 0 }),
                 reader,
+                views,
             }),
         }
     }
@@ -76,6 +79,11 @@ impl IndexHandle {
     /// The coverage now.
     pub fn covered_now(&self) -> Coverage {
         *self.shared.coverage.borrow()
+    }
+
+    /// The node's named views, whose indexes this indexer keeps.
+    pub fn views(&self) -> &Views {
+        &self.shared.views
     }
 
     /// What the indexer is doing now.

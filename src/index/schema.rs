@@ -18,7 +18,7 @@ pub const LAYOUT_VERSION: i64 = 1;
 /// rounding it and losing the order [`super::row::SqlU64`] keeps. `seq` is INTEGER: a seq
 /// is at most a feed's length, never near 2^63. WITHOUT ROWID: the rows live in the primary
 /// key's own b-tree, so `(author, seq)` is not stored a second time in an index.
-const CREATE_TABLES: &str = "
+const CREATE_ENTRIES: &str = "
 CREATE TABLE entries (
     author    TEXT    NOT NULL,
     seq       INTEGER NOT NULL,
@@ -28,9 +28,8 @@ CREATE TABLE entries (
     data      TEXT    NOT NULL,
     hash      TEXT    NOT NULL,
     PRIMARY KEY (author, seq)
-) WITHOUT ROWID;
-CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
-";
+)";
+const CREATE_META: &str = "CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;";
 
 /// One row; a row written twice (replayed after a crash) is the same row, so it replaces.
 pub const INSERT_ROW: &str = "INSERT OR REPLACE INTO entries \
@@ -55,9 +54,19 @@ pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
 /// nothing of the log yet, open).
 pub fn create(conn: &mut Connection, meta: &Meta) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
-    tx.execute_batch(CREATE_TABLES)?;
+    tx.execute_batch(&format!("{CREATE_ENTRIES} WITHOUT ROWID; {CREATE_META}"))?;
     write_meta(&tx, meta)?;
     tx.pragma_update(None, "user_version", LAYOUT_VERSION)?;
+    tx.commit()
+}
+
+/// The same tables in a scratch database (query::vet), but `entries` a rowid table with its
+/// primary key as a separate index: a scan then runs in the order rows were inserted, which
+/// the order check varies. Same columns, same answers; only the undecided order differs.
+pub fn create_scratch(conn: &Connection, meta: &Meta) -> rusqlite::Result<()> {
+    conn.execute_batch(&format!("{CREATE_ENTRIES}; {CREATE_META}"))?;
+    let tx = conn.unchecked_transaction()?;
+    write_meta(&tx, meta)?;
     tx.commit()
 }
 

@@ -134,6 +134,123 @@ impl QueryConnection {
         Ok(connection)
     }
 
+    /// A scratch index in memory (the same tables, `entries` a rowid table) holding `rows`
+    /// (each the seven columns of `entries` in order) inserted in the order given, so a
+    /// table scan returns them in that order, with `indexes` created after them, each checked to be one
+    /// `CREATE INDEX` on `entries` and nothing else; then set up like [`Self::open`]'s. Also
+    /// returns each index's name and its statement as SQLite keeps it. For
+    /// [`super::vet`]: the whole database is thrown away with the connection.
+    pub(crate) fn scratch(
+        config: &QueryConfig,
+        rows: &[Vec<rusqlite::types::Value>],
+        indexes: &[String],
+    ) -> Result<(QueryConnection, Vec<(String, String)>), ScratchError> {
+        let internal = |e: rusqlite::Error| ScratchError::Internal(format!("a scratch index: {e}"));
+        let mut conn = Connection::open_in_memory().map_err(internal)?;
+        let meta = crate::index::schema::Meta {
+            node: crate::identity::Author([0; 32]),
+            covered: 0,
+            last: None,
+            clean: true,
+        };
+        crate::index::schema::create_scratch(&conn, &meta).map_err(internal)?;
+        {
+            let tx = conn.transaction().map_err(internal)?;
+            {
+                let mut insert = tx
+                    .prepare(crate::index::schema::INSERT_ROW)
+                    .map_err(internal)?;
+                for row in rows {
+                    insert
+                        .execute(rusqlite::params_from_iter(row.iter()))
+                        .map_err(internal)?;
+                }
+            }
+            tx.commit().map_err(internal)?;
+        }
+        let value_limit = i32::try_from(config.max_value_bytes).unwrap_or(i32::MAX);
+        conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, value_limit)
+            .map_err(internal)?;
+        conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)
+            .map_err(internal)?;
+        let mut created = Vec::new();
+        for (i, statement) in indexes.iter().enumerate() {
+            let index = create_checked_index(&mut conn, statement, config).map_err(|reason| {
+                ScratchError::Index {
+                    number: i + 1,
+                    reason,
+                }
+            })?;
+            created.push(index);
+        }
+        conn.authorizer(
+            None::<fn(rusqlite::hooks::AuthContext<'_>) -> rusqlite::hooks::Authorization>,
+        )
+        .map_err(internal)?;
+        conn.busy_timeout(config.timeout).map_err(internal)?;
+        conn.pragma_update(None, "query_only", true)
+            .map_err(internal)?;
+        let statement_limit = i32::try_from(MAX_STATEMENT_BYTES).unwrap_or(i32::MAX);
+        conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, statement_limit)
+            .map_err(internal)?;
+        let mut connection = QueryConnection {
+            conn,
+            gate: Arc::new(Mutex::new(Gate::default())),
+            watch: Arc::new(Mutex::new(Watch::default())),
+            config: config.clone(),
+            file: None,
+        };
+        connection.install_hooks().map_err(internal)?;
+        Ok((connection, created))
+    }
+
+    /// Up to `limit` rows of `entries` (all seven columns), the first in hash order: a
+    /// sample spread over feeds, the same on every node holding the same entries.
+    pub(crate) fn sample(
+        &mut self,
+        limit: usize,
+    ) -> Result<Vec<Vec<rusqlite::types::Value>>, QueryError> {
+        self.set_client(false);
+        self.arm();
+        let sampled = (|| {
+            let mut statement = self.conn.prepare(
+                "SELECT author, seq, timestamp, prev, value, data, hash FROM entries \
+                 ORDER BY hash LIMIT ?1",
+            )?;
+            let rows = statement.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
+                (0..7).map(|i| row.get(i)).collect()
+            })?;
+            rows.collect::<rusqlite::Result<Vec<Vec<rusqlite::types::Value>>>>()
+        })();
+        self.disarm();
+        sampled.map_err(|e| run_error(e, &self.watch, &self.config))
+    }
+
+    /// The names of `sql`'s parameters (without the `:`), prepared as a client's statement
+    /// (so refused as one would be).
+    pub(crate) fn parameters(&mut self, sql: &str) -> Result<Vec<String>, QueryError> {
+        self.set_client(true);
+        let prepared = self.conn.prepare(sql);
+        let result = match prepared {
+            Ok(prepared) => Ok((1..=prepared.parameter_count())
+                .filter_map(|i| prepared.parameter_name(i))
+                .map(|name| name.trim_start_matches([':', '@', '$']).to_owned())
+                .collect()),
+            Err(e) => Err(prepare_error(e, &self.gate)),
+        };
+        self.set_client(false);
+        result
+    }
+
+    /// SQLite's `reverse_unordered_selects`: scans run backwards, so rows whose order no
+    /// `ORDER BY` decides come out the other way round.
+    pub(crate) fn reverse_unordered_selects(&mut self, on: bool) -> Result<(), QueryError> {
+        self.set_client(false);
+        self.conn
+            .pragma_update(None, "reverse_unordered_selects", on)
+            .map_err(|e| QueryError::Internal(format!("reverse_unordered_selects: {e}")))
+    }
+
     fn install_hooks(&mut self) -> rusqlite::Result<()> {
         let gate = Arc::clone(&self.gate);
         self.conn
@@ -253,6 +370,140 @@ impl QueryConnection {
     fn disarm(&self) {
         *lock(&self.watch) = Watch::default();
     }
+}
+
+/// Why a scratch index could not be made.
+#[derive(Debug)]
+pub(crate) enum ScratchError {
+    /// Index statement `number` (from 1) is refused or failed: why.
+    Index {
+        /// Its place in the view's list, from 1.
+        number: usize,
+        /// Why.
+        reason: String,
+    },
+    /// Setting up the scratch database failed.
+    Internal(String),
+}
+
+/// Creates the index `statement` on the scratch `conn` after checking, with the authorizer,
+/// that it is exactly one `CREATE INDEX` on `main.entries` that reads and calls allowed
+/// functions only; its name and its statement as SQLite keeps it. The statement runs under
+/// the query deadline.
+fn create_checked_index(
+    conn: &mut Connection,
+    statement: &str,
+    config: &QueryConfig,
+) -> Result<(String, String), String> {
+    use rusqlite::hooks::{AuthAction, Authorization};
+    let seen = Arc::new(Mutex::new(SeenIndex::default()));
+    let hook = Arc::clone(&seen);
+    conn.authorizer(Some(move |context: rusqlite::hooks::AuthContext<'_>| {
+        let mut seen = lock(&hook);
+        let verdict = match context.action {
+            AuthAction::CreateIndex {
+                index_name,
+                table_name,
+            } if table_name == "entries" && context.database_name == Some("main") => {
+                if seen.index.replace(index_name.to_owned()).is_some() {
+                    Err("more than one index".to_owned())
+                } else {
+                    Ok(())
+                }
+            }
+            AuthAction::CreateIndex { table_name, .. } => Err(format!(
+                "an index on {table_name}: views index entries only"
+            )),
+            // Creating an index writes its row into the schema table and fills it (SQLite
+            // asks for that as a REINDEX of the new index).
+            AuthAction::Insert { table_name } | AuthAction::Update { table_name, .. }
+                if table_name == "sqlite_master" =>
+            {
+                Ok(())
+            }
+            AuthAction::Reindex { .. } if seen.index.is_some() => Ok(()),
+            ref action => guard::check(action),
+        };
+        match verdict {
+            Ok(()) => Authorization::Allow,
+            Err(what) => {
+                seen.refused.get_or_insert(what);
+                Authorization::Deny
+            }
+        }
+    }))
+    .map_err(|e| e.to_string())?;
+    let refused = |error: String| -> String {
+        match lock(&seen).refused.take() {
+            Some(what) => format!(
+                "refused: {what}; an index statement is one CREATE INDEX ... ON entries(...)"
+            ),
+            None => error,
+        }
+    };
+    let deadline = Instant::now() + config.timeout;
+    conn.progress_handler(PROGRESS_OPS, Some(move || Instant::now() >= deadline))
+        .map_err(|e| e.to_string())?;
+    let executed = execute_checked(conn, statement, &seen, refused);
+    conn.progress_handler(PROGRESS_OPS, None::<fn() -> bool>)
+        .map_err(|e| e.to_string())?;
+    conn.authorizer(None::<fn(rusqlite::hooks::AuthContext<'_>) -> Authorization>)
+        .map_err(|e| e.to_string())?;
+    let name = executed?;
+    let (kept, unique): (String, bool) = conn
+        .query_row(
+            "SELECT m.sql, l.\"unique\" FROM sqlite_master m, pragma_index_list('entries') l \
+             WHERE m.type = 'index' AND m.name = ?1 AND l.name = ?1",
+            [&name],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .map_err(|e| format!("reading the index back: {e}"))?;
+    if unique {
+        return Err(format!(
+            "UNIQUE index {name}: an entry that broke it could not be indexed; views take plain indexes"
+        ));
+    }
+    if crate::views::index_name::index_name(&kept).as_deref() != Some(name.as_str()) {
+        return Err(format!(
+            "index {name}: name it with a plain word or a quoted name, without a schema"
+        ));
+    }
+    Ok((name, kept))
+}
+
+/// Prepares and runs one index statement on the scratch database; the index's name.
+fn execute_checked(
+    conn: &Connection,
+    statement: &str,
+    seen: &Mutex<SeenIndex>,
+    refused: impl Fn(String) -> String,
+) -> Result<String, String> {
+    let mut prepared = match conn.prepare(statement) {
+        Ok(prepared) => prepared,
+        Err(rusqlite::Error::MultipleStatement) => {
+            return Err("more than one statement; give each index its own".into())
+        }
+        Err(rusqlite::Error::SqliteFailure(_, Some(message))) => return Err(refused(message)),
+        Err(e) => return Err(refused(e.to_string())),
+    };
+    let Some(name) = lock(seen).index.clone() else {
+        return Err("not a CREATE INDEX statement; an index statement is one CREATE INDEX ... ON entries(...)".into());
+    };
+    prepared.raw_execute().map_err(|e| match e {
+        rusqlite::Error::SqliteFailure(e, _) if e.code == ErrorCode::OperationInterrupted => {
+            "building it on sample rows ran past the query deadline".to_owned()
+        }
+        rusqlite::Error::SqliteFailure(_, Some(message)) => message,
+        e => e.to_string(),
+    })?;
+    Ok(name)
+}
+
+/// What the authorizer saw of an index statement.
+#[derive(Default)]
+struct SeenIndex {
+    index: Option<String>,
+    refused: Option<String>,
 }
 
 /// The progress handler's decision: `true` interrupts the statement.

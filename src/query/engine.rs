@@ -15,6 +15,18 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{Answer, Coverage, QueryConfig, QueryConnection, QueryError, Statement};
 use crate::poison::lock;
+use crate::views::{DefinitionError, ViewDef, ViewRequest};
+
+/// Why a view was not vetted.
+#[derive(Debug, thiserror::Error)]
+pub enum VetError {
+    /// Its definition is refused.
+    #[error(transparent)]
+    Definition(DefinitionError),
+    /// The engine could not run the check (busy, closed).
+    #[error(transparent)]
+    Query(QueryError),
+}
 use crate::tail::cursor::Cursor;
 
 /// The longest pause between two looks at `meta` while `after=CURSOR` waits.
@@ -101,6 +113,35 @@ impl QueryEngine {
     pub async fn query(&self, statement: Statement) -> Result<Answer, QueryError> {
         self.with_connection(move |connection| connection.run(&statement))
             .await
+    }
+
+    /// Vets `request` as view `name` ([`super::vet`]) on the blocking pool, holding a
+    /// connection slot like a query (its sample is read from the index; with no index yet,
+    /// the check runs on its made-up rows alone).
+    pub async fn vet(&self, name: &str, request: &ViewRequest) -> Result<ViewDef, VetError> {
+        let permit = self.admit().await.map_err(VetError::Query)?;
+        let inner = Arc::clone(&self.inner);
+        let (name, request) = (name.to_owned(), request.clone());
+        crate::determinism::blocking(move || {
+            let _permit = permit;
+            let reused = lock(&inner.idle).pop();
+            let connection = match reused {
+                Some(connection) if connection.is_current(&inner.path) => Some(connection),
+                _ => QueryConnection::open(&inner.path, &inner.config).ok(),
+            };
+            let mut connection = connection;
+            let vetted = super::vet::vet(connection.as_mut(), &inner.config, &name, &request);
+            if let Some(connection) = connection {
+                lock(&inner.idle).push(connection);
+            }
+            vetted.map_err(VetError::Definition)
+        })
+        .await
+        .map_err(|e| {
+            VetError::Query(QueryError::Internal(format!(
+                "a check's thread failed: {e}"
+            )))
+        })?
     }
 
     /// How far the index covers now.

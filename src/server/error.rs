@@ -45,6 +45,25 @@ pub enum ServerError {
         #[source]
         source: SyncError,
     },
+    /// The node's views file could not be read.
+    #[error("the views of {name}")]
+    Views {
+        /// The node's name.
+        name: String,
+        /// Why.
+        #[source]
+        source: crate::views::file::ViewsFileError,
+    },
+    /// A view `--views` declares is refused.
+    #[error("--views: view {view} of {name}: {reason}")]
+    DeclaredView {
+        /// The node's name.
+        name: String,
+        /// The view's name.
+        view: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// A node's HTTP task panicked while serving.
     #[error("HTTP task panicked")]
     HttpTaskPanicked(#[source] tokio::task::JoinError),

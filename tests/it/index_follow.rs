@@ -20,7 +20,10 @@ fn export(node: &Node) -> Vec<u8> {
 async fn the_table_holds_exactly_the_logs_entries_whatever_door_they_came_in_by() {
     let dir = tempfile::tempdir().unwrap();
     let (node, _) = Node::open_with_identity(dir.path(), common::identity(1)).unwrap();
-    let index = index::start(&node);
+    let index = index::start(
+        &node,
+        kappalog::views::Views::open(node.data_dir()).unwrap(),
+    );
     for v in 0..20 {
         node.append(v, format!("{{\"own\":{v}}}")).await.unwrap();
     }
@@ -83,7 +86,10 @@ fn forked_pair(key: u8) -> (Vec<kappalog::entry::Entry>, kappalog::entry::Entry)
 async fn a_fork_recorded_after_its_feed_was_indexed_takes_its_rows_out() {
     let dir = tempfile::tempdir().unwrap();
     let (node, _) = Node::open_with_identity(dir.path(), common::identity(1)).unwrap();
-    let index = index::start(&node);
+    let index = index::start(
+        &node,
+        kappalog::views::Views::open(node.data_dir()).unwrap(),
+    );
     let (feed_one, other_side) = forked_pair(40);
     let forked: Author = feed_one[0].author;
     node.offer_entries(feed_one).await.unwrap();
@@ -108,7 +114,10 @@ async fn an_index_opened_on_a_log_with_a_forked_author_has_none_of_its_rows() {
     {
         // Indexed while the feed was sound, then stopped (the index closed cleanly).
         let (node, _) = Node::open_with_identity(dir.path(), common::identity(1)).unwrap();
-        let index = index::start(&node);
+        let index = index::start(
+            &node,
+            kappalog::views::Views::open(node.data_dir()).unwrap(),
+        );
         node.offer_entries(feed_one).await.unwrap();
         wait_covered(&index, node.reader()).await;
         assert_eq!(rows_of(dir.path(), &forked), 12);
@@ -122,7 +131,10 @@ async fn an_index_opened_on_a_log_with_a_forked_author_has_none_of_its_rows() {
         node.shutdown().await.unwrap();
     }
     let (node, _) = Node::open_with_identity(dir.path(), common::identity(1)).unwrap();
-    let index = index::start(&node);
+    let index = index::start(
+        &node,
+        kappalog::views::Views::open(node.data_dir()).unwrap(),
+    );
     // The rows were in the file when it opened: only the indexer's open can take them out.
     rows_leave(dir.path(), &node, &index, &forked).await;
     node.shutdown().await.unwrap();
@@ -130,7 +142,10 @@ async fn an_index_opened_on_a_log_with_a_forked_author_has_none_of_its_rows() {
     // Rebuilt from the log with the author already forked: its entries are never written.
     std::fs::remove_dir_all(dir.path().join(index::INDEX_DIR)).unwrap();
     let (node, _) = Node::open_with_identity(dir.path(), common::identity(1)).unwrap();
-    let index = index::start(&node);
+    let index = index::start(
+        &node,
+        kappalog::views::Views::open(node.data_dir()).unwrap(),
+    );
     wait_covered(&index, node.reader()).await;
     assert_eq!(rows_of(dir.path(), &forked), 0);
     assert_eq!(

@@ -13,7 +13,7 @@ use crate::common::index::{expected, feed, import, table, wait_covered};
 async fn interleaved_offers_and_a_sorted_import_give_identical_tables() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (a, _) = Node::open_with_identity(dir_a.path(), common::identity(1)).unwrap();
-    let index_a = index::start(&a);
+    let index_a = index::start(&a, kappalog::views::Views::open(a.data_dir()).unwrap());
     let feeds: Vec<_> = (10..14)
         .map(|key| feed(&common::identity(key), 40 + u64::from(key), "order"))
         .collect();
@@ -46,7 +46,7 @@ async fn interleaved_offers_and_a_sorted_import_give_identical_tables() {
     let mut csv = Vec::new();
     a.export(&mut csv).unwrap();
     let (b, _) = Node::open_with_identity(dir_b.path(), common::identity(2)).unwrap();
-    let index_b = index::start(&b);
+    let index_b = index::start(&b, kappalog::views::Views::open(b.data_dir()).unwrap());
     let report = import(&b, csv).await;
     assert_eq!(report.added, a.reader().len());
     wait_covered(&index_b, b.reader()).await;

@@ -222,7 +222,10 @@ async fn a_deleted_index_comes_back_identical_and_a_clean_one_is_resumed() {
     filled(dir.path(), 6).await;
     let run = || async {
         let (node, _) = Node::open_with_identity(dir.path(), common::identity(1)).unwrap();
-        let index = index::start(&node);
+        let index = index::start(
+            &node,
+            kappalog::views::Views::open(node.data_dir()).unwrap(),
+        );
         wait_covered(&index, node.reader()).await;
         eventually("the index to be ready", || {
             index.state() == IndexState::Ready

@@ -77,3 +77,4 @@ mod sync_forks;
 mod sync_hostile;
 mod sync_many_feeds;
 mod sync_transport;
+mod views_http;

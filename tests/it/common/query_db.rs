@@ -146,7 +146,10 @@ pub async fn start(config: QueryConfig) -> QueryNode {
 pub async fn start_indexed(config: QueryConfig) -> (Server, kappalog::index::IndexHandle) {
     let dir = tempfile::tempdir().unwrap();
     let (node, _) = Node::open_with_identity(dir.path(), identity(22)).unwrap();
-    let indexer = kappalog::index::start(&node);
+    let indexer = kappalog::index::start(
+        &node,
+        kappalog::views::Views::open(node.data_dir()).unwrap(),
+    );
     let engine = QueryEngine::new(index_path(dir.path()), config);
     let http = HttpConfig {
         query: Some(engine),
