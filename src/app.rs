@@ -26,6 +26,7 @@ use kappalog::sync::SyncConfig;
 
 mod bar;
 mod query;
+mod view;
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = NodeConfig {
@@ -44,6 +45,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tail(args) => tail(args),
         Command::Index(IndexCommand::Rebuild) => rebuild_index(&config),
         Command::Query(args) => query::query(&config, args),
+        Command::View(command) => view::view(command),
     }
 }
 

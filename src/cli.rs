@@ -75,6 +75,9 @@ pub enum Command {
     /// Run one read-only SQL statement over the index (docs/QUERY.md): read --data-dir
     /// (also while a node writes it; `as_of` goes to stderr) or ask a running node (--url)
     Query(QueryArgs),
+    /// Add, list or drop a running node's named views (docs/QUERY.md, "Named views")
+    #[command(subcommand)]
+    View(ViewCommand),
 }
 
 /// `kappalog query`: the statement, where to run it and how to print the answer.
@@ -113,6 +116,56 @@ pub struct QueryLimitArgs {
     /// Seconds `/query?after=CURSOR` waits for the index to cover the cursor (then 503)
     #[arg(long = "query-wait", env = "KAPPALOG_QUERY_WAIT", default_value = "2", value_name = "SECS", value_parser = parse_secs)]
     pub wait: std::time::Duration,
+}
+
+/// `kappalog view ...`: a running node's views, over its HTTP API.
+#[derive(Debug, Subcommand)]
+pub enum ViewCommand {
+    /// Add a view, or replace the view of that name (PUT /views/NAME)
+    Add(ViewAddArgs),
+    /// List the views with their states (GET /views)
+    List(ViewNodeArgs),
+    /// Drop a view and its indexes, never the log (DELETE /views/NAME)
+    Rm {
+        /// The view's name
+        name: String,
+        /// The node
+        #[command(flatten)]
+        node: ViewNodeArgs,
+    },
+}
+
+/// Which node `kappalog view` talks to.
+#[derive(Debug, Args)]
+pub struct ViewNodeArgs {
+    /// The node's HTTP address
+    #[arg(long, env = "KAPPALOG_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: hyper::Uri,
+    /// The node's --token, for add and rm
+    #[arg(long, env = "KAPPALOG_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// `kappalog view add`.
+#[derive(Debug, Args)]
+pub struct ViewAddArgs {
+    /// The view's name: letters, digits, '_' or '-'
+    pub name: String,
+    /// Its statement: one SELECT over `entries` whose ORDER BY decides every row's place
+    #[arg(long)]
+    pub sql: String,
+    /// An index it needs, `CREATE INDEX NAME ON entries(...)`; repeatable
+    #[arg(long = "index", value_name = "SQL")]
+    pub indexes: Vec<String>,
+    /// What it is for
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// A sample parameter value for the order check, NAME=VALUE; repeatable
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// The node
+    #[command(flatten)]
+    pub node: ViewNodeArgs,
 }
 
 /// `kappalog index ...`.

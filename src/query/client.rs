@@ -48,6 +48,21 @@ pub async fn ask(url: &Uri, statement: &Statement) -> Result<(Answer, String), C
 }
 
 async fn exchange(url: &Uri, statement: &Statement) -> Result<(Answer, String), ClientError> {
+    let request = Request::post(format!("/query{}", query_string(&statement.params)))
+        .header(header::ACCEPT, "application/json")
+        .header(header::CONTENT_TYPE, "application/sql")
+        .body(Full::new(Bytes::from(statement.sql.clone())))
+        .map_err(|e| ClientError::Exchange(format!("building the request: {e}")))?;
+    let text = send(url, request).await?;
+    let answer = parse_answer(&text)
+        .map_err(|e| ClientError::Exchange(format!("the answer is not a query answer: {e}")))?;
+    Ok((answer, text))
+}
+
+/// Sends `request` (its path relative) to the node at `url` and reads the answer's body
+/// (at most [`MAX_ANSWER_BODY_BYTES`]): its text on a 2xx, else [`ClientError::Refused`]
+/// with the JSON `error`. No timeout: the caller bounds the exchange.
+pub async fn send(url: &Uri, mut request: Request<Full<Bytes>>) -> Result<String, ClientError> {
     if url.scheme_str() != Some("http") {
         return Err(ClientError::BadUrl(url.to_string()));
     }
@@ -63,16 +78,13 @@ async fn exchange(url: &Uri, statement: &Statement) -> Result<(Answer, String), 
         .await
         .map_err(|e| ClientError::Exchange(format!("HTTP handshake: {e}")))?;
     let driver = tokio::spawn(connection);
-    let request = Request::post(format!("/query{}", query_string(&statement.params)))
-        .header(header::HOST, authority.as_str())
-        .header(header::ACCEPT, "application/json")
-        .header(header::CONTENT_TYPE, "application/sql")
-        .body(Full::new(Bytes::from(statement.sql.clone())))
-        .map_err(|e| ClientError::Exchange(format!("building the request: {e}")))?;
+    let host_header = header::HeaderValue::from_str(authority.as_str())
+        .map_err(|e| ClientError::BadUrl(format!("{url}: {e}")))?;
+    request.headers_mut().insert(header::HOST, host_header);
     let response = sender
         .send_request(request)
         .await
-        .map_err(|e| ClientError::Exchange(format!("sending the query: {e}")))?;
+        .map_err(|e| ClientError::Exchange(format!("sending the request: {e}")))?;
     let status = response.status();
     let body = Limited::new(response.into_body(), MAX_ANSWER_BODY_BYTES)
         .collect()
@@ -91,9 +103,7 @@ async fn exchange(url: &Uri, statement: &Statement) -> Result<(Answer, String), 
             message,
         });
     }
-    let answer = parse_answer(&text)
-        .map_err(|e| ClientError::Exchange(format!("the answer is not a query answer: {e}")))?;
-    Ok((answer, text))
+    Ok(text)
 }
 
 /// `?:name=value&...`, percent-encoded; empty without parameters.

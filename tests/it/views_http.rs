@@ -426,3 +426,72 @@ indexes = ["CREATE INDEX by_value ON entries(value)"]
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("garbled.toml"));
 }
+
+#[test]
+fn the_cli_adds_lists_and_drops_a_running_nodes_views() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, key) = (dir.path().join("data"), dir.path().join("node.key"));
+    let (node, addr) = run_node(&data, &key, &["--token", TOKEN]);
+    let url = format!("http://{addr}");
+    let view = |args: &[&str]| {
+        kappalog()
+            .arg("view")
+            .args(args)
+            .args(["--url", &url])
+            .env_remove("KAPPALOG_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let add = [
+        "add",
+        "per_author",
+        "--sql",
+        "SELECT author, count(*) FROM entries GROUP BY author ORDER BY author",
+        "--index",
+        "CREATE INDEX by_author_value ON entries(author, value)",
+        "--description",
+        "entries per author",
+    ];
+    let refused = view(&add);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("401"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    let added = view(&[&add[..], &["--token", TOKEN]].concat());
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&added.stdout).unwrap();
+    assert_eq!(printed["name"], "per_author");
+    wait_ready(addr, "per_author");
+    let listed = view(&["list"]);
+    assert!(listed.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout),
+        "per_author\tready\tentries per author\n"
+    );
+    let unordered = view(&[
+        "add",
+        "u",
+        "--sql",
+        "SELECT seq FROM entries",
+        "--token",
+        TOKEN,
+    ]);
+    assert!(!unordered.status.success());
+    assert!(String::from_utf8_lossy(&unordered.stderr).contains("ORDER BY"));
+
+    let dropped = view(&["rm", "per_author", "--token", TOKEN]);
+    assert!(dropped.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&dropped.stdout),
+        "dropped view per_author\n"
+    );
+    let again = view(&["rm", "per_author", "--token", TOKEN]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("404"));
+    assert!(node.terminate().success());
+}
