@@ -495,3 +495,112 @@ fn the_cli_adds_lists_and_drops_a_running_nodes_views() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("404"));
     assert!(node.terminate().success());
 }
+
+/// docs/QUERY.md's worked-example views: each `<!-- view: NAME -->` and the JSON block after it.
+fn docs_views() -> Vec<(String, serde_json::Value)> {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/QUERY.md")).unwrap();
+    doc.split("<!-- view: ")
+        .skip(1)
+        .map(|part| {
+            let name = part.split(" -->").next().unwrap().to_owned();
+            let body = part
+                .split("```json\n")
+                .nth(1)
+                .unwrap()
+                .split("```")
+                .next()
+                .unwrap();
+            (name, serde_json::from_str(body).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn the_docs_worked_example_views_run() {
+    let views = docs_views();
+    let names: Vec<&str> = views.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "latest_per_sensor",
+            "per_author_hour",
+            "mentions",
+            "readings_of"
+        ]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (data, key) = (dir.path().join("data"), dir.path().join("node.key"));
+    let (node, addr) = run_node(&data, &key, &["--token", TOKEN]);
+    let reading = |i: i64| {
+        format!(
+            "{{\"value\":{i},\"data\":\"{{\\\"sensor\\\":\\\"s-{}\\\",\\\"temp\\\":{}}}\"}}",
+            i % 5,
+            20 + i
+        )
+    };
+    let mut cursor = String::new();
+    for i in 0..50 {
+        let added = http(addr, "POST", "/add", reading(i).as_bytes(), &auth());
+        assert_eq!(added.status, 201);
+        cursor = added.json()["cursor"].as_str().unwrap().to_owned();
+    }
+    let not_json = http(
+        addr,
+        "POST",
+        "/add",
+        br#"{"value":0,"data":"plain text"}"#,
+        &auth(),
+    );
+    assert_eq!(not_json.status, 201);
+    for (name, body) in &views {
+        let put = put_view(addr, name, body);
+        assert_eq!(put.status, 201, "{name}: {}", put.body);
+    }
+    for (name, _) in &views {
+        wait_ready(addr, name);
+    }
+    let run = |path: String| {
+        let answer = http(addr, "GET", &format!("{path}&after={cursor}"), b"", &[]);
+        assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+        answer.json()["rows"].clone()
+    };
+    let latest = run("/views/latest_per_sensor?".into());
+    let temps: Vec<(String, i64)> = latest
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r[0].as_str().unwrap().to_owned(), r[1].as_i64().unwrap()))
+        .collect();
+    let expected: Vec<(String, i64)> = (45..50).map(|i| (format!("s-{}", i % 5), 20 + i)).collect();
+    assert_eq!(temps, expected);
+    let hours = run("/views/per_author_hour?".into());
+    let (entries, total) = hours.as_array().unwrap().iter().fold((0, 0), |(e, t), r| {
+        (e + r[2].as_i64().unwrap(), t + r[3].as_i64().unwrap())
+    });
+    assert_eq!((entries, total), (51, (0..50).sum::<i64>()));
+    assert_eq!(
+        run("/views/mentions?:word=S-1".into())
+            .as_array()
+            .unwrap()
+            .len(),
+        10
+    );
+    let of_three = run("/views/readings_of?:sensor=s-3".into());
+    assert_eq!(of_three.as_array().unwrap().len(), 10);
+    // The point lookup uses the view's expression index.
+    let readings_sql = views[3].1["sql"].as_str().unwrap();
+    let plan = query(
+        addr,
+        &format!(
+            "EXPLAIN QUERY PLAN {}",
+            readings_sql.replace(":sensor", "'s-3'")
+        ),
+    );
+    assert!(
+        plan["rows"].to_string().contains("by_sensor"),
+        "{}",
+        plan["rows"]
+    );
+    assert!(node.terminate().success());
+}
