@@ -39,10 +39,19 @@ pub const INSERT_ROW: &str = "INSERT OR REPLACE INTO entries \
 /// its memory whatever the log's size.
 pub const CACHE_KIB: i64 = 32 * 1024;
 
+/// The largest string or blob the writer makes (an entry's data is at most 4 KiB).
+pub const WRITER_MAX_VALUE_BYTES: i32 = 1 << 20;
+
 /// The connection settings of the one writer: WAL so readers never block it nor it them,
 /// and no `fsync` ever (`synchronous = OFF`): the index is a cache, rebuilt from the log
 /// when a power cut damages it (docs/QUERY.md).
 pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
+    // A view's index expression could make values of any size on every row (a
+    // `zeroblob(1e9)`): past this it fails, on that row, and only that view fails.
+    conn.set_limit(
+        rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH,
+        WRITER_MAX_VALUE_BYTES,
+    )?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "OFF")?;
     conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
