@@ -278,8 +278,8 @@ fn the_views_list_shows_each_view_and_runs_it_with_its_parameters() {
         "both views listed, ready, with their descriptions and the feed's two parameters",
         "!document.getElementById('views').hidden \
          && JSON.stringify([...document.querySelectorAll('#views-list li')].map(li => \
-              [li.dataset.view, li.querySelector('.view-state').textContent, \
-               li.querySelector('.view-description').textContent, \
+              [li.dataset.view, li.querySelector('.view-state')?.textContent, \
+               li.querySelector('.view-description')?.textContent, \
                [...li.querySelectorAll('input')].map(i => i.name)])) \
             === JSON.stringify([['feed', 'ready', 'one feed from a seq', ['author', 'from']], \
                                 ['per_author', 'ready', 'entries per author', []]])",
