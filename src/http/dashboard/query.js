@@ -57,10 +57,14 @@
     return clippedCell(JSON.stringify(value), 'text');
   }
 
+  /**
+   * A cell showing at most CELL_MAX_CHARS of `text`. The stylesheet may clip a narrower
+   * column further, so every text or blob cell carries the whole value as its title.
+   */
   function clippedCell(text, className) {
     const clipped = text.length > CELL_MAX_CHARS;
     const cellNode = el('td', { className }, clipped ? text.slice(0, CELL_MAX_CHARS) + '…' : text);
-    if (clipped || text.includes('\n')) {
+    if (clipped || className !== 'num') {
       cellNode.title = text;
     }
     return cellNode;

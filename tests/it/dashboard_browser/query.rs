@@ -122,7 +122,7 @@ fn a_statement_run_in_the_query_box_shows_its_rows_as_text() {
             json!([
                 [seq, "num", ""],
                 [value, "num", ""],
-                [data, "text", ""],
+                [data, "text", data],
                 ["NULL", "null", ""],
                 ["9007199254740993", "num", ""],
                 ["2.0", "num", ""],
