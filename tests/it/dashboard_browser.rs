@@ -142,14 +142,12 @@ fn the_dashboard_shows_new_entries_live_with_no_console_errors() {
         deadline,
     );
 
-    let screenshot = browser.call("Page.captureScreenshot", json!({"format": "png"}), deadline);
-    let png = base64_decode(screenshot["data"].as_str().expect("base64 PNG data"));
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
-    let (width, height) = png_size(&png);
-    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard_browser");
-    std::fs::create_dir_all(&shots).unwrap();
-    let path = shots.join("dashboard.png");
-    std::fs::write(&path, &png).unwrap();
+    let (path, png, width, height) = keep_screenshot(
+        &mut browser,
+        json!({"format": "png"}),
+        "dashboard.png",
+        deadline,
+    );
     let facts = browser.evaluate(
         "({author: document.getElementById('node-author').textContent, \
            count: document.getElementById('summary-count').textContent, \
@@ -382,6 +380,25 @@ fn forked_feed_csv() -> Vec<u8> {
         csv.write_entry(entry, hash).unwrap();
     }
     csv.finish().unwrap()
+}
+
+/// Takes a screenshot (`Page.captureScreenshot` with `params`) and keeps it as `name` in
+/// `target/tmp/dashboard_browser/`: its path, its bytes, width and height.
+fn keep_screenshot(
+    browser: &mut Browser,
+    params: Value,
+    name: &str,
+    deadline: Instant,
+) -> (PathBuf, Vec<u8>, u32, u32) {
+    let screenshot = browser.call("Page.captureScreenshot", params, deadline);
+    let png = base64_decode(screenshot["data"].as_str().expect("base64 PNG data"));
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    let (width, height) = png_size(&png);
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard_browser");
+    std::fs::create_dir_all(&shots).unwrap();
+    let path = shots.join(name);
+    std::fs::write(&path, &png).unwrap();
+    (path, png, width, height)
 }
 
 /// Standard base64 (the screenshot's encoding).

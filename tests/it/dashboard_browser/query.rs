@@ -9,8 +9,8 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::{
-    append, assert_no_console_errors, chromium_or_skip, wait, Dashboard, HOSTILE_DATA,
-    TEST_DEADLINE, TOKEN,
+    append, assert_no_console_errors, chromium_or_skip, keep_screenshot, wait, Dashboard,
+    HOSTILE_DATA, TEST_DEADLINE, TOKEN,
 };
 use crate::common::{http, wait_until};
 
@@ -163,6 +163,26 @@ fn a_statement_run_in_the_query_box_shows_its_rows_as_text() {
             "short": format!("{}…", &digest[..16]),
             "hidden": false,
         })
+    );
+
+    // A picture of the query box with its answer, for a person to look at.
+    let clip = dashboard.browser.evaluate(
+        "(() => { const r = document.getElementById('query').getBoundingClientRect(); \
+           return {x: r.x + scrollX, y: r.y + scrollY, width: r.width, height: r.height, \
+                   scale: 1}; })()",
+        deadline,
+    );
+    let (path, png, width, height) = keep_screenshot(
+        &mut dashboard.browser,
+        json!({"format": "png", "clip": clip, "captureBeyondViewport": true}),
+        "query.png",
+        deadline,
+    );
+    eprintln!(
+        "screenshot: {} ({} bytes, {width}x{height} PNG): the query box with the answer of \
+         {sql:?}: two rows, the hostile data shown as text",
+        path.display(),
+        png.len()
     );
 
     finish(dashboard, &[], deadline);
