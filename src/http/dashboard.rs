@@ -1,20 +1,21 @@
-//! `GET /`: the dashboard, one HTML page, one script and one stylesheet compiled into the
-//! binary (`src/http/dashboard/`). The page reads only the public JSON endpoints and the
-//! `/tail` event stream, so it shows nothing a `curl` could not, and writes only through
-//! `POST /add` with the token the user types in.
+//! `GET /`: the dashboard, one HTML page, two scripts (`app.js`; `query.js`, the query box
+//! and the views list) and one stylesheet compiled into the binary
+//! (`src/http/dashboard/`). The page reads only the public JSON endpoints (`POST /query`
+//! is a read) and the `/tail` event stream, so it shows nothing a `curl` could not, and
+//! writes only through `POST /add` with the token the user types in.
 //!
 //! Headers, and the threat each one answers:
 //!
 //! - `Content-Security-Policy`: entry `data` is text any author signs and any peer forwards.
-//!   The script builds the DOM with `textContent` only; should a mistake ever let such text
+//!   The scripts build the DOM with `textContent` only; should a mistake ever let such text
 //!   be parsed as markup, the policy still runs no script and loads no style that is not one
 //!   of these files, and connects nowhere but this node (`'self'`). Hence no inline script
 //!   or style in the HTML, and no CDN.
-//! - `X-Content-Type-Options: nosniff`: the browser runs the script and applies the style
+//! - `X-Content-Type-Options: nosniff`: the browser runs the scripts and applies the style
 //!   only under their declared types.
 //! - `frame-ancestors 'none'` (and `X-Frame-Options: DENY` for older browsers): another
 //!   site cannot frame the append form to click it for the user.
-//! - `Cache-Control: no-cache` with a strong `ETag` on all three files: one URL per file and
+//! - `Cache-Control: no-cache` with a strong `ETag` on every file: one URL per file and
 //!   no templating, yet a browser revalidates (a 304 of a few hundred bytes) and so never
 //!   mixes a new page with an old script after the binary is upgraded. Fingerprinted names
 //!   with a year's `max-age` would save that round trip, which on a node's own dashboard
@@ -107,6 +108,12 @@ static SCRIPT: LazyLock<Asset> = LazyLock::new(|| {
         include_str!("dashboard/app.js"),
     )
 });
+static QUERY_SCRIPT: LazyLock<Asset> = LazyLock::new(|| {
+    Asset::new(
+        "text/javascript; charset=utf-8",
+        include_str!("dashboard/query.js"),
+    )
+});
 static STYLE: LazyLock<Asset> =
     LazyLock::new(|| Asset::new("text/css; charset=utf-8", include_str!("dashboard/app.css")));
 
@@ -115,10 +122,11 @@ pub async fn page(headers: HeaderMap) -> Response {
     PAGE.respond(&headers)
 }
 
-/// `GET /dashboard/{file}`: the script and the stylesheet; anything else is a JSON 404.
+/// `GET /dashboard/{file}`: the scripts and the stylesheet; anything else is a JSON 404.
 pub async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
     match file.as_str() {
         "app.js" => SCRIPT.respond(&headers),
+        "query.js" => QUERY_SCRIPT.respond(&headers),
         "app.css" => STYLE.respond(&headers),
         _ => ApiError::NotFound("no such dashboard file".into()).into_response(),
     }

@@ -1,15 +1,20 @@
 //! The dashboard in a real browser: the `kappalog` binary (behind `--token`) serves it,
 //! headless Chromium loads it, the test appends entries over HTTP and through the page's
 //! form, and the page must show them live from `/tail`, update its counts, render hostile
-//! entry text as text, and log no error to its console. A screenshot is kept.
+//! entry text as text, and log no error to its console. A screenshot is kept. The query
+//! box and the views list have their own tests (`dashboard_browser/query.rs`) on the same
+//! setup ([`Dashboard`]).
 //!
 //! Needs Chromium: `KAPPALOG_CHROMIUM=/path/to/chromium`, or `chromium` (Debian's package)
 //! or `chromium-browser` on `PATH`. Without one the test is skipped with a loud message,
 //! unless `KAPPALOG_REQUIRE_CHROMIUM=1` (set by `.ci/run`): then it fails.
 
 mod cdp;
+mod query;
 
 use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -19,7 +24,7 @@ use crate::common::{http, kappalog, printed_addr, Running};
 use cdp::Browser;
 
 const TOKEN: &str = "dashboard-test-token";
-/// Everything in this test, browser start included, finishes within this.
+/// Everything in one test, browser start included, finishes within this.
 const TEST_DEADLINE: Duration = Duration::from_secs(90);
 
 /// Entry text written to break out of markup: it must show up as these very characters.
@@ -28,56 +33,16 @@ const HOSTILE_DATA: &str =
 
 #[test]
 fn the_dashboard_shows_new_entries_live_with_no_console_errors() {
-    let Some(chromium) = cdp::find_chromium() else {
-        let required = std::env::var_os("KAPPALOG_REQUIRE_CHROMIUM").is_some_and(|v| v == "1");
-        assert!(
-            !required,
-            "KAPPALOG_REQUIRE_CHROMIUM=1 but no Chromium: install Debian's `chromium` or set \
-             KAPPALOG_CHROMIUM"
-        );
-        // Straight to the process's stderr: `eprintln!` would be captured by the test
-        // harness and shown only on failure.
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n!!!!!!!!\n!!! SKIPPED dashboard_browser: no Chromium found (set KAPPALOG_CHROMIUM \
-             or put `chromium` on PATH; `apt-get install chromium`)\n!!!!!!!!\n"
-        );
+    let Some(chromium) = chromium_or_skip() else {
         return;
     };
     let deadline = Instant::now() + TEST_DEADLINE;
-    let dir = tempfile::tempdir().unwrap();
-    let mut command = kappalog();
-    command
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--key")
-        .arg(dir.path().join("node.key"))
-        .args(["run", "--http", "127.0.0.1:0", "--token", TOKEN]);
-    let node = Running::spawn(command);
-    let line = node.wait_line("http://");
-    let addr = printed_addr(&line);
-    // `run` prints where the dashboard is; the browser goes there.
-    let dashboard = line
-        .split_once(" dashboard ")
-        .map(|(_, url)| url.trim().to_owned())
-        .unwrap_or_else(|| panic!("no dashboard URL in {line:?}"));
-    assert_eq!(dashboard, format!("http://{addr}/"));
-
-    let mut browser = Browser::launch(
-        &chromium,
-        &dir.path().join("profile"),
-        &dir.path().join("chromium.log"),
-        deadline,
-    );
-    for domain in ["Runtime.enable", "Log.enable", "Page.enable"] {
-        browser.call(domain, json!({}), deadline);
-    }
-    browser.call(
-        "Emulation.setDeviceMetricsOverride",
-        json!({"width": 1280, "height": 1500, "deviceScaleFactor": 1, "mobile": false}),
-        deadline,
-    );
-    browser.call("Page.navigate", json!({"url": dashboard}), deadline);
+    let Dashboard {
+        dir: _dir,
+        node,
+        addr,
+        mut browser,
+    } = Dashboard::open(&chromium, deadline);
 
     // Loaded, the first summary shown, and the tail connected (it starts at "now", so an
     // entry appended before it opened would not be in the live list).
@@ -91,17 +56,10 @@ fn the_dashboard_shows_new_entries_live_with_no_console_errors() {
     );
 
     // An entry appended over HTTP, by the test.
-    let body = json!({"value": 42, "data": HOSTILE_DATA}).to_string();
-    let auth = format!("Bearer {TOKEN}");
-    let added = http(
-        addr,
-        "POST",
-        "/add",
-        body.as_bytes(),
-        &[("Authorization", &auth)],
-    );
-    assert_eq!(added.status, 201, "{}", added.body);
-    let hash = added.json()["hash"].as_str().unwrap().to_owned();
+    let hash = append(addr, 42, HOSTILE_DATA)["hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     wait(
         &mut browser,
         "the appended entry's hash in the live list and the count at 1",
@@ -156,6 +114,7 @@ fn the_dashboard_shows_new_entries_live_with_no_console_errors() {
 
     // A forked feed, imported: the summary counts it, the feeds table marks it, and the
     // proof is offered for download.
+    let auth = format!("Bearer {TOKEN}");
     let import = http(
         addr,
         "POST",
@@ -183,14 +142,12 @@ fn the_dashboard_shows_new_entries_live_with_no_console_errors() {
         deadline,
     );
 
-    let screenshot = browser.call("Page.captureScreenshot", json!({"format": "png"}), deadline);
-    let png = base64_decode(screenshot["data"].as_str().expect("base64 PNG data"));
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
-    let (width, height) = png_size(&png);
-    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard_browser");
-    std::fs::create_dir_all(&shots).unwrap();
-    let path = shots.join("dashboard.png");
-    std::fs::write(&path, &png).unwrap();
+    let (path, png, width, height) = keep_screenshot(
+        &mut browser,
+        json!({"format": "png"}),
+        "dashboard.png",
+        deadline,
+    );
     let facts = browser.evaluate(
         "({author: document.getElementById('node-author').textContent, \
            count: document.getElementById('summary-count').textContent, \
@@ -222,10 +179,120 @@ fn the_dashboard_shows_new_entries_live_with_no_console_errors() {
 
     // Nothing at error level in the console: console.error calls, uncaught exceptions, and
     // the browser's own log (failed loads, Content-Security-Policy violations).
-    let errors: Vec<&Value> = browser.events.iter().filter(|e| is_error(e)).collect();
+    assert_no_console_errors(&browser, addr, &[]);
+
+    browser.close(Instant::now() + Duration::from_secs(10));
+    assert!(node.terminate().success());
+}
+
+/// Chromium's path, or `None` when there is none and the test is to be skipped (loudly);
+/// under `KAPPALOG_REQUIRE_CHROMIUM=1` a missing Chromium fails instead.
+fn chromium_or_skip() -> Option<PathBuf> {
+    let chromium = cdp::find_chromium();
+    if chromium.is_none() {
+        let required = std::env::var_os("KAPPALOG_REQUIRE_CHROMIUM").is_some_and(|v| v == "1");
+        assert!(
+            !required,
+            "KAPPALOG_REQUIRE_CHROMIUM=1 but no Chromium: install Debian's `chromium` or set \
+             KAPPALOG_CHROMIUM"
+        );
+        // Straight to the process's stderr: `eprintln!` would be captured by the test
+        // harness and shown only on failure.
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n!!!!!!!!\n!!! SKIPPED dashboard_browser: no Chromium found (set KAPPALOG_CHROMIUM \
+             or put `chromium` on PATH; `apt-get install chromium`)\n!!!!!!!!\n"
+        );
+    }
+    chromium
+}
+
+/// The `kappalog` binary running behind `--token` in a temp dir, and headless Chromium
+/// showing its dashboard (the page navigated to, not yet necessarily loaded).
+struct Dashboard {
+    dir: tempfile::TempDir,
+    node: Running,
+    addr: SocketAddr,
+    browser: Browser,
+}
+
+impl Dashboard {
+    fn open(chromium: &Path, deadline: Instant) -> Dashboard {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = kappalog();
+        command
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--key")
+            .arg(dir.path().join("node.key"))
+            .args(["run", "--http", "127.0.0.1:0", "--token", TOKEN]);
+        let node = Running::spawn(command);
+        let line = node.wait_line("http://");
+        let addr = printed_addr(&line);
+        // `run` prints where the dashboard is; the browser goes there.
+        let dashboard = line
+            .split_once(" dashboard ")
+            .map(|(_, url)| url.trim().to_owned())
+            .unwrap_or_else(|| panic!("no dashboard URL in {line:?}"));
+        assert_eq!(dashboard, format!("http://{addr}/"));
+
+        let mut browser = Browser::launch(
+            chromium,
+            &dir.path().join("profile"),
+            &dir.path().join("chromium.log"),
+            deadline,
+        );
+        for domain in ["Runtime.enable", "Log.enable", "Page.enable"] {
+            browser.call(domain, json!({}), deadline);
+        }
+        browser.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": 1280, "height": 1500, "deviceScaleFactor": 1, "mobile": false}),
+            deadline,
+        );
+        browser.call("Page.navigate", json!({"url": dashboard}), deadline);
+        Dashboard {
+            dir,
+            node,
+            addr,
+            browser,
+        }
+    }
+}
+
+/// Appends an entry over HTTP with the node's token; the `POST /add` answer.
+fn append(addr: SocketAddr, value: i64, data: &str) -> Value {
+    let body = json!({"value": value, "data": data}).to_string();
+    let auth = format!("Bearer {TOKEN}");
+    let added = http(
+        addr,
+        "POST",
+        "/add",
+        body.as_bytes(),
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(added.status, 201, "{}", added.body);
+    added.json()
+}
+
+/// Nothing at error level in the console: console.error calls, uncaught exceptions, and
+/// the browser's own log (failed loads, Content-Security-Policy violations), except a
+/// failed request the test caused on purpose: `(path, status)` in `expected`. The views
+/// panel asks `GET /views` once at load; on a node without it (a 404) the browser logs
+/// that, and the panel hides itself, so that one is expected too.
+fn assert_no_console_errors(browser: &Browser, addr: SocketAddr, expected: &[(&str, u16)]) {
+    let mut expected = expected.to_vec();
+    if http(addr, "GET", "/views", b"", &[]).status == 404 {
+        expected.push(("/views", 404));
+    }
+    let errors: Vec<&Value> = browser
+        .events
+        .iter()
+        .filter(|e| is_error(e) && !is_expected_failure(e, addr, &expected))
+        .collect();
     let console: Vec<String> = browser.events.iter().filter_map(console_line).collect();
     eprintln!(
-        "console: {} message(s), {} at error level{}",
+        "console: {} message(s), {} unexpected at error level{}",
         console.len(),
         errors.len(),
         console
@@ -237,9 +304,20 @@ fn the_dashboard_shows_new_entries_live_with_no_console_errors() {
         errors.is_empty(),
         "errors in the page's console: {errors:#?}"
     );
+}
 
-    browser.close(Instant::now() + Duration::from_secs(10));
-    assert!(node.terminate().success());
+/// Whether `event` is the browser's log of a request to one of `expected`'s paths failing
+/// with its status.
+fn is_expected_failure(event: &Value, addr: SocketAddr, expected: &[(&str, u16)]) -> bool {
+    let entry = &event["params"]["entry"];
+    event["method"] == "Log.entryAdded"
+        && entry["source"] == "network"
+        && expected.iter().any(|(path, status)| {
+            entry["url"] == json!(format!("http://{addr}{path}"))
+                && entry["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains(&format!("status of {status} ")))
+        })
 }
 
 /// Waits for `expression` to hold in the page; on timeout fails with what the page shows
@@ -302,6 +380,25 @@ fn forked_feed_csv() -> Vec<u8> {
         csv.write_entry(entry, hash).unwrap();
     }
     csv.finish().unwrap()
+}
+
+/// Takes a screenshot (`Page.captureScreenshot` with `params`) and keeps it as `name` in
+/// `target/tmp/dashboard_browser/`: its path, its bytes, width and height.
+fn keep_screenshot(
+    browser: &mut Browser,
+    params: Value,
+    name: &str,
+    deadline: Instant,
+) -> (PathBuf, Vec<u8>, u32, u32) {
+    let screenshot = browser.call("Page.captureScreenshot", params, deadline);
+    let png = base64_decode(screenshot["data"].as_str().expect("base64 PNG data"));
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    let (width, height) = png_size(&png);
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard_browser");
+    std::fs::create_dir_all(&shots).unwrap();
+    let path = shots.join(name);
+    std::fs::write(&path, &png).unwrap();
+    (path, png, width, height)
 }
 
 /// Standard base64 (the screenshot's encoding).

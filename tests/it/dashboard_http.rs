@@ -94,6 +94,7 @@ async fn the_page_and_its_assets_carry_their_types_and_the_security_headers() {
     for (uri, content_type) in [
         ("/", "text/html; charset=utf-8"),
         ("/dashboard/app.js", "text/javascript; charset=utf-8"),
+        ("/dashboard/query.js", "text/javascript; charset=utf-8"),
         ("/dashboard/app.css", "text/css; charset=utf-8"),
     ] {
         // Behind a token too: the page is a read, like the endpoints it reads.
@@ -113,7 +114,12 @@ async fn the_page_and_its_assets_carry_their_types_and_the_security_headers() {
 #[tokio::test]
 async fn a_client_holding_the_current_version_gets_304() {
     let (_dir, node) = node();
-    for uri in ["/", "/dashboard/app.js", "/dashboard/app.css"] {
+    for uri in [
+        "/",
+        "/dashboard/app.js",
+        "/dashboard/query.js",
+        "/dashboard/app.css",
+    ] {
         let first = get(&node, None, uri, &[]).await;
         let etag = first.header(header::ETAG).to_owned();
         assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
@@ -135,6 +141,7 @@ async fn the_page_loads_only_its_own_files_and_nothing_inline() {
     let html = get(&node, None, "/", &[]).await.body;
     let references = references(&html);
     assert!(references.contains(&"dashboard/app.js".to_owned()));
+    assert!(references.contains(&"dashboard/query.js".to_owned()));
     assert!(references.contains(&"dashboard/app.css".to_owned()));
     for reference in &references {
         // Relative to the node, or the empty data: icon that stops the favicon request.
@@ -146,12 +153,18 @@ async fn the_page_loads_only_its_own_files_and_nothing_inline() {
     }
     let lower = html.to_lowercase();
     assert!(!lower.contains("http://") && !lower.contains("https://"));
+    // app.js first: query.js uses what it sets up, and deferred scripts run in order.
+    let scripts = "<script src=\"dashboard/app.js\" defer></script>\n\
+                   <script src=\"dashboard/query.js\" defer></script>";
+    assert_eq!(
+        lower.matches(scripts).count(),
+        1,
+        "the two scripts, in order"
+    );
     assert_eq!(
         lower.matches("<script").count(),
-        lower
-            .matches("<script src=\"dashboard/app.js\" defer></script>")
-            .count(),
-        "only the one external script, no inline ones"
+        2,
+        "only the two external scripts, no inline ones"
     );
     assert!(!lower.contains("<style"), "no inline stylesheet");
     assert!(!lower.contains(" style="), "no inline style attribute");
@@ -159,15 +172,19 @@ async fn the_page_loads_only_its_own_files_and_nothing_inline() {
         !has_event_handler(&lower),
         "no inline event handler attribute"
     );
-    // The script builds the DOM from text only.
-    let script = get(&node, None, "/dashboard/app.js", &[]).await.body;
-    for sink in [
-        ".innerHTML",
-        ".outerHTML",
-        "insertAdjacentHTML",
-        "document.write",
-    ] {
-        assert!(!script.contains(sink), "the script uses {sink}");
+    // The scripts build the DOM from text only.
+    for file in ["/dashboard/app.js", "/dashboard/query.js"] {
+        let script = get(&node, None, file, &[]).await.body;
+        for sink in [
+            ".innerHTML",
+            ".outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "DOMParser",
+            "createContextualFragment",
+        ] {
+            assert!(!script.contains(sink), "{file} uses {sink}");
+        }
     }
 }
 

@@ -107,6 +107,8 @@
       }
       const error = new Error(path + ': ' + response.status + ' ' + message);
       error.status = response.status;
+      // The server's own words, for a panel that shows them as they are (the query box).
+      error.detail = String(message);
       throw error;
     }
     return text;
@@ -116,8 +118,11 @@
    * Fetches `path` (or what the function `path` returns; null skips a round) every
    * `intervalMs` and calls `render(parsed, text)` when the answer changed, so links and
    * selections stay put between polls. `sample(parsed)`, if given, sees every answer.
+   * `errorId` names the element that shows a failed round, or is a function given each
+   * round's error (null after a success) for a panel that handles its own.
    */
   function poller(path, intervalMs, render, errorId, sample) {
+    const report = typeof errorId === 'function' ? errorId : (error) => showError(errorId, error);
     let last = null;
     let timer = null;
     let busy = false;
@@ -137,10 +142,10 @@
           last = text;
           render(parsed, text);
         }
-        showError(errorId, null);
+        report(null);
         setConnection(true);
       } catch (error) {
-        showError(errorId, error);
+        report(error);
         if (error.status === undefined) {
           setConnection(false);
         }
@@ -580,6 +585,10 @@
     },
     'forks-error',
   );
+
+  // ---- shared with the page's other scripts (query.js, which runs after this one) ----
+
+  window.kappalogDashboard = Object.freeze({ $, el, setText, showError, shortHex, fetchText, poller, TABLES_POLL_MS });
 
   // ---- start ----
 

@@ -200,8 +200,11 @@ impl Browser {
 
     /// Asks the browser to close, then waits (bounded) for it to exit; killed otherwise.
     pub fn close(mut self, deadline: Instant) {
-        // Not `call`: the browser may exit before it answers.
-        let command = json!({"id": u64::MAX, "method": "Browser.close", "params": {}});
+        // Not `call`: the browser may exit before it answers. The id must be a fresh one
+        // that fits Chromium's 32-bit integer ids: it ignores a message whose id does not
+        // (u64::MAX once made every close wait out its deadline, then get killed).
+        self.next_id += 1;
+        let command = json!({"id": self.next_id, "method": "Browser.close", "params": {}});
         let mut bytes = serde_json::to_vec(&command).unwrap();
         bytes.push(0);
         let _ = self
