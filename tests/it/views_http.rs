@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use crate::common::index::docs_views;
 use crate::common::query_db::encode;
 use crate::common::{http, kappalog, run_node, wait_until, HttpResponse};
 
@@ -522,26 +523,6 @@ fn the_cli_adds_lists_and_drops_a_running_nodes_views() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("404"));
     assert!(node.terminate().success());
-}
-
-/// docs/QUERY.md's worked-example views: each `<!-- view: NAME -->` and the JSON block after it.
-fn docs_views() -> Vec<(String, serde_json::Value)> {
-    let doc =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/QUERY.md")).unwrap();
-    doc.split("<!-- view: ")
-        .skip(1)
-        .map(|part| {
-            let name = part.split(" -->").next().unwrap().to_owned();
-            let body = part
-                .split("```json\n")
-                .nth(1)
-                .unwrap()
-                .split("```")
-                .next()
-                .unwrap();
-            (name, serde_json::from_str(body).unwrap())
-        })
-        .collect()
 }
 
 #[test]

@@ -142,10 +142,35 @@ pub fn feed(id: &Identity, n: u64, tag: &str) -> Vec<(Entry, Hash)> {
                 timestamp,
                 prev,
                 value: i64::try_from(seq).unwrap() * 3 - 10,
-                data: format!("{{\"tag\":\"{tag}\",\"seq\":{seq}}}"),
+                data: format!(
+                    "{{\"tag\":\"{tag}\",\"seq\":{seq},\"sensor\":\"s-{}\",\"temp\":{}}}",
+                    seq % 5,
+                    seq % 13
+                ),
             }
             .sign(id),
         );
     }
     out
+}
+
+/// docs/QUERY.md's worked-example views: each `<!-- view: NAME -->` and the JSON body of
+/// `PUT /views/NAME` in the block after it.
+pub fn docs_views() -> Vec<(String, serde_json::Value)> {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/QUERY.md")).unwrap();
+    doc.split("<!-- view: ")
+        .skip(1)
+        .map(|part| {
+            let name = part.split(" -->").next().unwrap().to_owned();
+            let body = part
+                .split("```json\n")
+                .nth(1)
+                .unwrap()
+                .split("```")
+                .next()
+                .unwrap();
+            (name, serde_json::from_str(body).unwrap())
+        })
+        .collect()
 }
