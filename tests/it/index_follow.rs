@@ -7,8 +7,11 @@ use kappalog::identity::Author;
 use kappalog::index::{self, IndexHandle, IndexState};
 use kappalog::node::Node;
 
+use kappalog::views::Views;
+
 use crate::common;
 use crate::common::index::{eventually, expected, feed, import, rows_of, table, wait_covered};
+use crate::common::net;
 
 fn export(node: &Node) -> Vec<u8> {
     let mut out = Vec::new();
@@ -153,4 +156,43 @@ async fn an_index_opened_on_a_log_with_a_forked_author_has_none_of_its_rows() {
         expected(node.reader(), &BTreeSet::from([forked]))
     );
     node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_proven_after_indexing_takes_its_rows_out_on_every_node_it_reaches() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    // The feed of key 60 reaches A from its author, and B from A; both index it.
+    let (author_node, _) = Node::open_with_identity(dirs[0].path(), common::identity(60)).unwrap();
+    for v in 0..5 {
+        author_node.append(v, format!("one {v}")).await.unwrap();
+    }
+    let forked: Author = common::identity(60).author();
+    let origin = net::start_with(author_node, &[], net::fast_config()).await;
+    let a = net::start(dirs[1].path(), 1, &[origin.addr]).await;
+    let b = net::start(dirs[2].path(), 2, &[a.addr]).await;
+    let index_a = index::start(&a.node, Views::open(a.node.data_dir()).unwrap());
+    let index_b = index::start(&b.node, Views::open(b.node.data_dir()).unwrap());
+    for (node, index, dir) in [
+        (&a.node, &index_a, dirs[1].path()),
+        (&b.node, &index_b, dirs[2].path()),
+    ] {
+        eventually("the feed to arrive", || {
+            node.reader().head(&forked).is_some_and(|h| h.seq == 5)
+        })
+        .await;
+        wait_covered(index, node.reader()).await;
+        assert_eq!(rows_of(dir, &forked), 5);
+    }
+
+    // The same key signs another seq 1 elsewhere; A is shown it and proves the fork, and the
+    // proof travels to B by sync: both take the feed's rows out.
+    let entry = common::first_entry(&common::identity(60), 99);
+    let report = a.node.offer_entries(vec![entry]).await.unwrap();
+    assert_eq!(report.forks, 1);
+    rows_leave(dirs[1].path(), &a.node, &index_a, &forked).await;
+    eventually("B to learn the fork", || b.node.is_forked(&forked)).await;
+    rows_leave(dirs[2].path(), &b.node, &index_b, &forked).await;
+    b.stop().await;
+    a.stop().await;
+    origin.stop().await;
 }
