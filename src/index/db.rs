@@ -59,6 +59,25 @@ pub enum IndexError {
     ReaderPanicked,
 }
 
+impl IndexError {
+    /// Whether this is a write the disk refused (full, an I/O error, no memory) rather than
+    /// something wrong with the file: SQLite rolled the transaction back, the file and
+    /// `meta` are as the last commit left them, and the same connection can try again once
+    /// the disk has room. Never a reason to rebuild.
+    pub fn is_write_refused(&self) -> bool {
+        matches!(self, IndexError::Sqlite(e) if write_refused(e))
+    }
+}
+
+/// [`IndexError::is_write_refused`] of SQLite's error `e`.
+fn write_refused(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::{DiskFull, OutOfMemory, SystemIoFailure};
+    matches!(
+        e.sqlite_error_code(),
+        Some(DiskFull | SystemIoFailure | OutOfMemory)
+    )
+}
+
 /// How far the index covers the log: what `meta` says after the last transaction.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Coverage {
@@ -111,7 +130,7 @@ impl IndexDb {
         reader: &StoreReader,
     ) -> Result<(IndexDb, Option<Stale>), IndexError> {
         let path = index_path(data_dir);
-        match Self::resume(&path, node, reader) {
+        match Self::resume(&path, node, reader)? {
             Ok(db) => Ok((db, None)),
             Err(stale) => Ok((Self::create(data_dir, node)?, Some(stale))),
         }
@@ -140,12 +159,43 @@ impl IndexDb {
         Ok(IndexDb { conn, meta })
     }
 
-    /// The file at `path` if it can be resumed, or why not.
-    fn resume(path: &Path, node: &Author, reader: &StoreReader) -> Result<IndexDb, Stale> {
+    /// The file at `path` if it can be resumed, or why not; `Err` when the disk refused a
+    /// write ([`IndexError::is_write_refused`]): the file may be sound, and deleting it
+    /// would lose what queries still answer from, so the caller tries again later.
+    fn resume(
+        path: &Path,
+        node: &Author,
+        reader: &StoreReader,
+    ) -> Result<Result<IndexDb, Stale>, IndexError> {
         if !path.exists() {
-            return Err(Stale::Missing);
+            return Ok(Err(Stale::Missing));
         }
-        let unreadable = |e: rusqlite::Error| Stale::Unreadable(e.to_string());
+        let db = Self::resume_sound(path, node, reader);
+        match db {
+            Err(Resume::Refused(e)) => Err(e),
+            Err(Resume::Stale(stale)) => Ok(Err(stale)),
+            Ok(db) => Ok(Ok(db)),
+        }
+    }
+
+    fn resume_sound(path: &Path, node: &Author, reader: &StoreReader) -> Result<IndexDb, Resume> {
+        // A read that fails says the file is unreadable, unless the disk is full (opening
+        // creates the `-wal` and `-shm` files); a write the disk refuses says nothing of it.
+        let classify = |e: rusqlite::Error, refused: bool| {
+            if refused {
+                Resume::Refused(IndexError::Sqlite(e))
+            } else {
+                Resume::Stale(Stale::Unreadable(e.to_string()))
+            }
+        };
+        let unreadable = |e: rusqlite::Error| {
+            let full = e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
+            classify(e, full)
+        };
+        let unwritable = |e: rusqlite::Error| {
+            let refused = write_refused(&e);
+            classify(e, refused)
+        };
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -155,7 +205,7 @@ impl IndexDb {
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .map_err(unreadable)?;
         if version != schema::LAYOUT_VERSION {
-            return Err(Stale::Layout { found: version });
+            return Err(Stale::Layout { found: version }.into());
         }
         let clean = schema::read_meta(&conn).map(|m| m.clean).unwrap_or(false);
         if !clean {
@@ -163,7 +213,7 @@ impl IndexDb {
                 .pragma_query_value(None, "quick_check", |row| row.get(0))
                 .map_err(unreadable)?;
             if verdict != "ok" {
-                return Err(Stale::Damaged(verdict));
+                return Err(Stale::Damaged(verdict).into());
             }
         }
         let meta = schema::read_meta(&conn).map_err(Stale::BadMeta)?;
@@ -175,8 +225,8 @@ impl IndexDb {
                 .flatten()
                 .map(|(_, hash, _)| hash)
         })?;
-        schema::configure_writer(&conn).map_err(unreadable)?;
-        schema::write_clean(&conn, false).map_err(unreadable)?;
+        schema::configure_writer(&conn).map_err(unwritable)?;
+        schema::write_clean(&conn, false).map_err(unwritable)?;
         Ok(IndexDb {
             conn,
             meta: Meta {
@@ -271,6 +321,19 @@ impl IndexDb {
     pub fn close(self) -> Result<(), IndexError> {
         schema::write_clean(&self.conn, true)?;
         self.conn.close().map_err(|(_, e)| IndexError::Sqlite(e))
+    }
+}
+
+/// Why [`IndexDb::resume_sound`] did not resume: the file is stale (rebuild it), or the
+/// disk refused a write (leave it, try again).
+enum Resume {
+    Stale(Stale),
+    Refused(IndexError),
+}
+
+impl From<Stale> for Resume {
+    fn from(stale: Stale) -> Resume {
+        Resume::Stale(stale)
     }
 }
 

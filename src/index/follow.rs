@@ -28,7 +28,8 @@ use crate::store::{Store, StoreReader};
 use super::db::{index_path, IndexDb, IndexError};
 use super::handle::{IndexHandle, IndexState};
 
-/// How long a failed indexer waits before it tries again, unless a commit wakes it first.
+/// How long a failed or degraded indexer waits before it tries again (commits meanwhile do
+/// not shorten it).
 pub const RETRY_AFTER_FAILURE_MS: u64 = 1_000;
 
 /// Starts `node`'s indexer (call it on a tokio runtime: the waking task is one of the
@@ -108,14 +109,19 @@ impl Follower {
                     if last_failure.as_ref() != Some(&reason) {
                         tracing::warn!(error = %reason, "the index failed; the log is unaffected, retrying");
                     }
-                    self.handle.set_state(IndexState::Failed {
-                        reason: reason.clone(),
-                    });
+                    if e.is_write_refused() {
+                        // Opening on a full disk: the file is left in place, as in a pass.
+                        self.handle.degrade(reason.clone(), crate::clock::now_ms());
+                    } else {
+                        self.handle.set_state(IndexState::Failed {
+                            reason: reason.clone(),
+                        });
+                    }
                     last_failure = Some(reason);
-                    woken.recv_timeout(Duration::from_millis(RETRY_AFTER_FAILURE_MS))
+                    self.pause(woken)
                 }
             };
-            if wait == Err(mpsc::RecvTimeoutError::Disconnected) {
+            if !wait {
                 break;
             }
         }
@@ -136,7 +142,12 @@ impl Follower {
         let mut excluded = BTreeSet::new();
         loop {
             let forked = self.store.forked().authors();
-            db.forget(forked.difference(&excluded))?;
+            if let Err(e) = db.forget(forked.difference(&excluded)) {
+                match self.wait_to_retry(e, woken)? {
+                    true => continue,
+                    false => break,
+                }
+            }
             excluded = forked;
             let end = self.reader.committed_end();
             if building {
@@ -154,7 +165,14 @@ impl Follower {
                         end,
                     });
                 }
-            })?;
+            });
+            let pass = match pass {
+                Ok(pass) => pass,
+                Err(e) => match self.wait_to_retry(e, woken)? {
+                    true => continue,
+                    false => break,
+                },
+            };
             if !pass.stopped {
                 building = false;
                 self.handle.set_state(IndexState::Ready);
@@ -164,5 +182,42 @@ impl Follower {
             }
         }
         db.close()
+    }
+
+    /// After a pass failed with `e`: a write the disk refused (full, an I/O error) leaves
+    /// the open index sound and as its last commit left it, so the state says degraded and
+    /// the pass is tried again on the same connection after a pause (`Ok(true)`; `Ok(false)`
+    /// once the node stops). Reopening instead would check the whole file each time, and
+    /// could not even mark it open on a full disk. Any other error is returned: the index
+    /// is then reopened, checked, and rebuilt if damaged.
+    fn wait_to_retry(&self, e: IndexError, woken: &mpsc::Receiver<()>) -> Result<bool, IndexError> {
+        if !e.is_write_refused() {
+            return Err(e);
+        }
+        let reason = e.to_string();
+        if !matches!(self.handle.state(), IndexState::Degraded { .. }) {
+            tracing::warn!(error = %reason, "the index cannot write; the log is unaffected, retrying");
+        }
+        self.handle.degrade(reason, crate::clock::now_ms());
+        Ok(self.pause(woken))
+    }
+
+    /// Waits [`RETRY_AFTER_FAILURE_MS`] whatever commits wake the thread meanwhile (under
+    /// steady appends every commit would otherwise retry at once, and a commit frees no
+    /// disk); `false` when the node stops meanwhile.
+    fn pause(&self, woken: &mpsc::Receiver<()>) -> bool {
+        let until = crate::clock::instant() + Duration::from_millis(RETRY_AFTER_FAILURE_MS);
+        loop {
+            if self.stopped() {
+                return false;
+            }
+            let left = until.saturating_duration_since(crate::clock::instant());
+            if left.is_zero() {
+                return true;
+            }
+            if woken.recv_timeout(left) == Err(mpsc::RecvTimeoutError::Disconnected) {
+                return false;
+            }
+        }
     }
 }

@@ -1,0 +1,151 @@
+//! The SQL index under faults, with the real binary: a full disk under the index only (the
+//! log keeps writing, the index is degraded and catches up by itself once there is room).
+//!
+//! Mounting a tmpfs needs root; elsewhere the full-disk test is skipped
+//! ([`crate::common::tmpfs`]).
+
+use std::path::Path;
+
+use kappalog::index::INDEX_DIR;
+use kappalog::store::StoreReader;
+use rusqlite::types::Value;
+
+use crate::common::index::{copy_store, expected, table};
+use crate::common::query_db::encode;
+use crate::common::tmpfs::Mount;
+use crate::common::{get, kappalog, post, run_node, wait_until};
+
+/// The statement whose digest two indexes are compared by.
+const EVERYTHING: &str = "SELECT * FROM entries ORDER BY author, seq";
+
+/// `GET /query?sql=...`, answered 200 (its JSON).
+fn query(addr: std::net::SocketAddr, sql: &str) -> serde_json::Value {
+    let answer = get(addr, &format!("/query?sql={}", encode(sql)));
+    assert_eq!(answer.status, 200, "{sql}: {}", answer.body);
+    answer.json()
+}
+
+/// Rows of `entries`, as `GET /query` counts them.
+fn indexed(addr: std::net::SocketAddr) -> u64 {
+    query(addr, "SELECT count(*) FROM entries")["rows"][0][0]
+        .as_u64()
+        .unwrap()
+}
+
+/// `/health`'s `index` object.
+fn index_health(addr: std::net::SocketAddr) -> serde_json::Value {
+    get(addr, "/health").json()["index"].clone()
+}
+
+/// Whether the node's index is ready and covers every entry its log holds.
+fn caught_up(addr: std::net::SocketAddr) -> bool {
+    let index = index_health(addr);
+    let held = get(addr, "/summary").json()["count"].as_u64().unwrap();
+    index["state"] == "ready" && index["lag_bytes"] == 0 && indexed(addr) == held
+}
+
+/// A fresh index of `data`'s log, built by `kappalog index rebuild` on a copy of the log:
+/// its rows, and the JSON answer of `kappalog query` for [`EVERYTHING`] over it.
+fn rebuilt(data: &Path, key: &Path) -> (Vec<Vec<Value>>, serde_json::Value) {
+    let copy = tempfile::tempdir().unwrap();
+    copy_store(data, copy.path());
+    let run = |args: &[&str]| {
+        let out = kappalog()
+            .arg("--data-dir")
+            .arg(copy.path())
+            .arg("--key")
+            .arg(key)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&["index", "rebuild"]);
+    let answer = run(&["query", EVERYTHING, "--format", "json"]);
+    (table(copy.path()), serde_json::from_str(&answer).unwrap())
+}
+
+#[test]
+fn a_full_index_disk_leaves_appends_answered_and_the_index_catches_up_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Only the index's directory is small: the log has all the room it wants.
+    let Some(disk) =
+        Mount::tmpfs_or_skip(&data.join(INDEX_DIR), "1m", "a_full_index_disk_leaves_...")
+    else {
+        return;
+    };
+    let key = dir.path().join("node.key");
+    let (node, addr) = run_node(&data, &key, &[]);
+
+    let body = format!("{{\"value\":1,\"data\":\"{}\"}}", "x".repeat(1000));
+    let acked = std::cell::Cell::new(0u64);
+    let append = || {
+        let answer = post(addr, "/add", &body);
+        assert_eq!(answer.status, 201, "{}", answer.body);
+        acked.set(acked.get() + 1);
+        answer.json()["cursor"].clone()
+    };
+    let degraded = loop {
+        append();
+        let index = index_health(addr);
+        if index["state"] == "degraded" {
+            break index;
+        }
+        assert!(
+            acked.get() < 5_000,
+            "a 1 MiB index disk never filled: {index}"
+        );
+    };
+    let reason = degraded["reason"].as_str().unwrap();
+    assert!(reason.contains("database or disk is full"), "{degraded}");
+    assert!(degraded["since_ms"].as_u64().unwrap() > 0, "{degraded}");
+
+    // The log is unaffected: the node is healthy and every append is answered.
+    let mut last = serde_json::Value::Null;
+    for _ in 0..50 {
+        last = append();
+    }
+    let health = get(addr, "/health");
+    assert_eq!(health.status, 200, "{}", health.body);
+    assert_eq!(health.json()["status"], "ok");
+    // Queries answer from what was indexed before the disk filled, and say how far.
+    let answer = query(addr, "SELECT count(*) FROM entries");
+    let covered = answer["rows"][0][0].as_u64().unwrap();
+    assert!(
+        covered > 0 && covered < acked.get(),
+        "{covered} of {acked:?}"
+    );
+    assert_ne!(answer["as_of"], last);
+    let index = index_health(addr);
+    assert_eq!(index["state"], "degraded", "{index}");
+    assert!(index["lag_bytes"].as_u64().unwrap() > 0, "{index}");
+    assert_eq!(index["since_ms"], degraded["since_ms"], "one spell");
+
+    // Room again: the index catches up by itself, without a restart.
+    disk.resize("64m");
+    wait_until("the index to catch up", || caught_up(addr));
+    assert_eq!(indexed(addr), acked.get());
+    assert_eq!(query(addr, "SELECT 1")["as_of"], last);
+    // And follows the log again: read-your-writes.
+    let cursor = append();
+    let after = format!(
+        "/query?sql={}&after={}",
+        encode("SELECT count(*) FROM entries"),
+        cursor.as_str().unwrap()
+    );
+    assert_eq!(get(addr, &after).json()["rows"][0][0], acked.get());
+
+    // What the failed transactions left in the WAL changed nothing: the table is the one
+    // a fresh rebuild of the log makes.
+    let live = query(addr, EVERYTHING);
+    assert_eq!(live["truncated"], false);
+    assert!(node.terminate().success());
+    let (rows, fresh) = rebuilt(&data, &key);
+    assert_eq!(rows.len() as u64, acked.get());
+    assert_eq!(table(&data), rows);
+    let reader = StoreReader::open_read_only(&data).unwrap().0;
+    assert_eq!(rows, expected(&reader, &Default::default()));
+    assert_eq!(live["digest"], fresh["digest"]);
+}
