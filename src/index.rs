@@ -9,6 +9,8 @@
 //! - [`check`]: whether an index found on disk is this log's and can be resumed (pure).
 //! - [`db`]: [`IndexDb`], the database opened by its one writer: open (resume or start
 //!   over), catch up with the log in batches, forget a forked author, close cleanly.
+//! - [`wal`]: the `-wal` file checkpointed and truncated past a bound, so readers that
+//!   never stop cannot make it grow without end.
 //! - [`follow`]: a running node's indexer, a thread woken by commits ([`start`]).
 //! - [`handle`]: [`IndexHandle`], what the node's other parts see of it: the path, the
 //!   coverage as a `watch`, the state and the lag.
@@ -25,6 +27,7 @@ pub mod handle;
 pub mod rebuild;
 pub mod row;
 pub mod schema;
+pub mod wal;
 
 pub use db::{index_path, Coverage, IndexDb, IndexError, INDEX_DIR, INDEX_FILE};
 pub use follow::start;

@@ -23,6 +23,7 @@ use crate::store::{StoreError, StoreReader};
 use super::check::{self, Stale};
 use super::row::Row;
 use super::schema::{self, Meta};
+use super::wal::{self, Checkpoint};
 
 /// The index's directory inside the data directory; nothing else lives in it.
 pub const INDEX_DIR: &str = "index";
@@ -112,6 +113,8 @@ pub struct CaughtUp {
 pub struct IndexDb {
     conn: Connection,
     meta: Meta,
+    /// The `-wal` file, whose size [`wal::bound`] keeps in check.
+    wal: PathBuf,
 }
 
 /// The index's file in `data_dir`.
@@ -156,7 +159,11 @@ impl IndexDb {
             clean: false,
         };
         schema::create(&mut conn, &meta)?;
-        Ok(IndexDb { conn, meta })
+        Ok(IndexDb {
+            conn,
+            meta,
+            wal: wal::wal_path(&path),
+        })
     }
 
     /// The file at `path` if it can be resumed, or why not; `Err` when the disk refused a
@@ -233,6 +240,7 @@ impl IndexDb {
                 clean: false,
                 ..meta
             },
+            wal: wal::wal_path(path),
         })
     }
 
@@ -285,6 +293,7 @@ impl IndexDb {
             let walk = scope.spawn(move || read_batches(reader, from, to, forked, &send));
             for batch in batches.iter() {
                 self.write_batch(&batch)?;
+                self.bound_wal()?;
                 done.read += batch.read;
                 done.indexed += batch.rows.len() as u64;
                 committed(self.coverage(), batch.read);
@@ -314,6 +323,17 @@ impl IndexDb {
         schema::write_meta(&tx, &meta)?;
         tx.commit()?;
         self.meta = meta;
+        Ok(())
+    }
+
+    /// Keeps the `-wal` file under its bound after a batch ([`wal`]).
+    fn bound_wal(&self) -> Result<(), IndexError> {
+        match wal::bound(&self.conn, &self.wal)? {
+            Checkpoint::Under | Checkpoint::Truncated => {}
+            Checkpoint::Busy => tracing::debug!(
+                "readers kept the index's WAL checkpoint from finishing; retried after the next batch"
+            ),
+        }
         Ok(())
     }
 

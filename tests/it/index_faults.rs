@@ -1,12 +1,16 @@
 //! The SQL index under faults, with the real binary: a full disk under the index only (the
-//! log keeps writing, the index is degraded and catches up by itself once there is room).
+//! log keeps writing, the index is degraded and catches up by itself once there is room),
+//! and readers that never stop (the `-wal` file stays bounded).
 //!
 //! Mounting a tmpfs needs root; elsewhere the full-disk test is skipped
 //! ([`crate::common::tmpfs`]).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
-use kappalog::index::INDEX_DIR;
+use kappalog::index::wal::WAL_LIMIT_BYTES;
+use kappalog::index::{index_path, INDEX_DIR};
 use kappalog::store::StoreReader;
 use rusqlite::types::Value;
 
@@ -148,4 +152,72 @@ fn a_full_index_disk_leaves_appends_answered_and_the_index_catches_up_by_itself(
     let reader = StoreReader::open_read_only(&data).unwrap().0;
     assert_eq!(rows, expected(&reader, &Default::default()));
     assert_eq!(live["digest"], fresh["digest"]);
+}
+
+#[test]
+fn the_wal_stays_bounded_under_readers_that_never_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_node, addr) = run_node(&data, &dir.path().join("node.key"), &[]);
+    let wal = kappalog::index::wal::wal_path(&index_path(&data));
+
+    // Each reader keeps a statement running that holds its snapshot for a while; four of
+    // them (the engine's connections) overlap, so at no moment is no reader on the WAL.
+    let slow = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000) \
+                SELECT (SELECT count(*) FROM entries), count(*) FROM c";
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, answered) = (stop.clone(), answered.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    query(addr, slow);
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    wait_until("the readers to start", || {
+        answered.load(Ordering::Relaxed) >= 4
+    });
+
+    const APPENDS: u64 = 2_000;
+    let body = format!("{{\"value\":1,\"data\":\"{}\"}}", "y".repeat(2000));
+    let largest = std::thread::scope(|scope| {
+        let appenders: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut largest = 0;
+                    for _ in 0..APPENDS {
+                        let answer = post(addr, "/add", &body);
+                        assert_eq!(answer.status, 201, "{}", answer.body);
+                        let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
+                        largest = largest.max(size);
+                    }
+                    largest
+                })
+            })
+            .collect();
+        appenders
+            .into_iter()
+            .map(|a| a.join().unwrap())
+            .max()
+            .unwrap()
+    });
+    wait_until("the index to catch up", || caught_up(addr));
+    let before_stop = answered.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    for reader in readers {
+        reader.join().expect("a reader got an error");
+    }
+    assert_eq!(indexed(addr), 2 * APPENDS);
+    assert!(before_stop > 20, "the readers hardly ran: {before_stop}");
+    // The limit, plus one batch's pages written before the indexer looks: a batch behind
+    // a 250 ms checkpoint wait holds a few hundred of these rows.
+    let bound = WAL_LIMIT_BYTES + (4 << 20);
+    assert!(
+        largest <= bound,
+        "the WAL reached {largest} bytes, past {bound}"
+    );
 }
