@@ -160,6 +160,10 @@ fn the_wal_stays_bounded_under_readers_that_never_stop() {
     let data = dir.path().join("data");
     let (_node, addr) = run_node(&data, &dir.path().join("node.key"), &[]);
     let wal = kappalog::index::wal::wal_path(&index_path(&data));
+    // Before its first pass there is no index to query (503): not what this test is about.
+    wait_until("the index to be created", || {
+        index_health(addr)["state"] == "ready"
+    });
 
     // Each reader keeps a statement running that holds its snapshot for a while; four of
     // them (the engine's connections) overlap, so at no moment is no reader on the WAL.
