@@ -1,6 +1,7 @@
 //! The SQL index under faults, with the real binary: a full disk under the index only (the
 //! log keeps writing, the index is degraded and catches up by itself once there is room),
-//! and readers that never stop (the `-wal` file stays bounded).
+//! readers that never stop (the `-wal` file stays bounded), and `kill -9` while the index
+//! is being built (the restarted node resumes it, and it ends equal to a rebuilt one).
 //!
 //! Mounting a tmpfs needs root; elsewhere the full-disk test is skipped
 //! ([`crate::common::tmpfs`]).
@@ -11,13 +12,14 @@ use std::sync::Arc;
 
 use kappalog::index::wal::WAL_LIMIT_BYTES;
 use kappalog::index::{index_path, INDEX_DIR};
-use kappalog::store::StoreReader;
+use kappalog::store::format::FILE_HEADER_BYTES;
+use kappalog::store::{Store, StoreReader};
 use rusqlite::types::Value;
 
 use crate::common::index::{copy_store, expected, table};
 use crate::common::query_db::encode;
 use crate::common::tmpfs::Mount;
-use crate::common::{get, kappalog, post, run_node, wait_until};
+use crate::common::{entries, feed, get, identity, kappalog, post, run_node, wait_until};
 
 /// The statement whose digest two indexes are compared by.
 const EVERYTHING: &str = "SELECT * FROM entries ORDER BY author, seq";
@@ -224,4 +226,84 @@ fn the_wal_stays_bounded_under_readers_that_never_stop() {
         largest <= bound,
         "the WAL reached {largest} bytes, past {bound}"
     );
+}
+
+#[test]
+fn a_kill_9_during_heavy_indexing_resumes_and_ends_equal_to_a_rebuilt_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = dir.path().join("node.key");
+    // A log the index has never seen: 25 feeds of 2,000 entries (five batches), written by
+    // the store alone; few enough that `SELECT *` is answered whole.
+    let (store, owner, _) = Store::open(&data, None, None).unwrap();
+    for n in 0..25 {
+        store
+            .append_entries(entries(&feed(&identity(100 + n), 2_000)))
+            .wait()
+            .unwrap();
+    }
+    drop(store);
+    owner.shutdown_blocking().unwrap();
+
+    let (node, addr) = run_node(&data, &key, &[]);
+    // Appends on top while the index is built from scratch.
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let appender = scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                let answer = post(addr, "/add", r#"{"value":7,"data":"{\"k\":1}"}"#);
+                assert_eq!(answer.status, 201, "{}", answer.body);
+            }
+        });
+        // Part-way: a batch committed, the log not covered.
+        wait_until("the index to be part-way", || {
+            let index = index_health(addr);
+            index["lag_bytes"].as_u64().unwrap() > 0
+                && index["covered"]
+                    .as_u64()
+                    .is_some_and(|c| c > FILE_HEADER_BYTES)
+        });
+        stop.store(true, Ordering::Relaxed);
+        appender.join().unwrap();
+    });
+    let mut node = node;
+    node.child.kill().unwrap();
+    node.child.wait().unwrap();
+    let mut logged = String::new();
+    let mut stderr = node.child.stderr.take().unwrap();
+    std::io::Read::read_to_string(&mut stderr, &mut logged).unwrap();
+    assert!(logged.contains("building the SQL index"), "{logged}");
+
+    // The kill came mid-way: the file says it covers part of the log.
+    let conn = rusqlite::Connection::open_with_flags(
+        index_path(&data),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let meta = kappalog::index::schema::read_meta(&conn).unwrap();
+    drop(conn);
+    let end = StoreReader::open_read_only(&data)
+        .unwrap()
+        .0
+        .committed_end();
+    assert!(
+        meta.covered > FILE_HEADER_BYTES && meta.covered < end && !meta.clean,
+        "not killed mid-way: {meta:?} of {end}"
+    );
+
+    let (mut node, addr) = run_node(&data, &key, &[]);
+    wait_until("the restarted index to catch up", || caught_up(addr));
+    let live = query(addr, EVERYTHING);
+    assert_eq!(live["truncated"], false);
+    let mut logged = String::new();
+    let mut stderr = node.child.stderr.take().unwrap();
+    assert!(node.terminate().success());
+    std::io::Read::read_to_string(&mut stderr, &mut logged).unwrap();
+    // Resumed from where the kill left it, not rebuilt (which would end equal trivially).
+    assert!(!logged.contains("building the SQL index"), "{logged}");
+    let (rows, fresh) = rebuilt(&data, &key);
+    assert_eq!(fresh["truncated"], false);
+    assert_eq!(live["digest"], fresh["digest"]);
+    assert_eq!(live["rows"].as_array().unwrap().len(), rows.len());
+    assert_eq!(table(&data), rows);
 }
