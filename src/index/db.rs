@@ -289,10 +289,12 @@ impl IndexDb {
             let walk = scope.spawn(move || read_batches(reader, from, to, forked, &send));
             for batch in batches.iter() {
                 self.write_batch(&batch)?;
-                self.bound_wal()?;
                 done.read += batch.read;
                 done.indexed += batch.rows.len() as u64;
                 committed(self.coverage(), batch.read);
+                // After the coverage is published: a checkpoint that fails (a full disk)
+                // does not hide from readers a batch already committed.
+                self.bound_wal()?;
                 if stop() {
                     done.stopped = true;
                     break;
