@@ -7,8 +7,11 @@
 //! - [`row`]: the row an entry projects to (pure), and how a u64 keeps its order in SQLite.
 //! - [`schema`]: the tables, the writer's pragmas, `meta` read and written.
 //! - [`check`]: whether an index found on disk is this log's and can be resumed (pure).
+//! - `batch`: the log read in batches on a second thread while the indexer writes.
 //! - [`db`]: [`IndexDb`], the database opened by its one writer: open (resume or start
 //!   over), catch up with the log in batches, forget a forked author, close cleanly.
+//! - [`wal`]: the `-wal` file checkpointed and truncated past a bound, so readers that
+//!   never stop cannot make it grow without end.
 //! - [`follow`]: a running node's indexer, a thread woken by commits ([`start`]).
 //! - [`handle`]: [`IndexHandle`], what the node's other parts see of it: the path, the
 //!   coverage as a `watch`, the state and the lag.
@@ -18,6 +21,7 @@
 //! log from `covered` to the committed end -> rows and `meta` in one transaction per batch
 //! -> coverage published -> queries read the file through read-only connections.
 
+mod batch;
 pub mod check;
 pub mod db;
 pub mod follow;
@@ -26,6 +30,7 @@ pub mod indexes;
 pub mod rebuild;
 pub mod row;
 pub mod schema;
+pub mod wal;
 
 pub use db::{index_path, Coverage, IndexDb, IndexError, INDEX_DIR, INDEX_FILE};
 pub use follow::start;

@@ -169,8 +169,8 @@ fn parse_limit(text: Option<String>, default: usize, max: usize) -> Result<usize
 /// `GET /health`: 200 `{"status":"ok",...}` while the store writes, 503
 /// `{"status":"degraded","reason":...,"since_ms":...}` while its last write failed (a load
 /// balancer stops sending appends; reads still work). `"index"` says the SQL index's state
-/// (`building` with `covered` and `end`, `ready`, `failed` with `reason`, or `off`) and
-/// `lag_bytes`. Either carries `"alarms"` when the
+/// (`building` with `covered` and `end`, `ready`, `degraded` with `reason` and `since_ms`,
+/// `failed` with `reason`, or `off`) and `lag_bytes`. Either carries `"alarms"` when the
 /// operator must act: `key_copy` (`{addr, at_ms, sessions}`) once a peer authenticated with
 /// this node's own key.
 pub(crate) async fn health(State(state): State<AppState>) -> Response {

@@ -8,7 +8,6 @@
 //! [`IndexDb::close`] marks the file closed.
 
 use std::collections::BTreeSet;
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -17,23 +16,22 @@ use rusqlite::{Connection, OpenFlags};
 use crate::entry::Entry;
 use crate::hash::Hash;
 use crate::identity::Author;
-use crate::store::format::{FILE_HEADER_BYTES, SCAN_CHUNK_BYTES};
+use crate::store::format::FILE_HEADER_BYTES;
 use crate::store::{StoreError, StoreReader};
 
+pub use super::batch::{BATCH_DATA_BYTES, BATCH_ROWS};
+
+use super::batch::{read_batches, Batch};
 use super::check::{self, Stale};
 use super::indexes;
 use super::row::Row;
 use super::schema::{self, Meta};
+use super::wal::{self, Checkpoint};
 
 /// The index's directory inside the data directory; nothing else lives in it.
 pub const INDEX_DIR: &str = "index";
 /// The database file in [`INDEX_DIR`] (SQLite keeps `-wal` and `-shm` beside it).
 pub const INDEX_FILE: &str = "index.sqlite";
-/// Rows written per transaction, at most: large enough that a commit's cost does not show
-/// per row, small enough that a reader sees progress and a stop is prompt.
-pub const BATCH_ROWS: usize = 10_000;
-/// Data bytes per transaction, at most: bounds a batch's memory when entries are large.
-pub const BATCH_DATA_BYTES: usize = 8 << 20;
 
 /// Why the index could not be opened, written or read.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +71,25 @@ pub enum IndexError {
     ReaderPanicked,
 }
 
+impl IndexError {
+    /// Whether this is a write the disk refused (full, an I/O error, no memory) rather than
+    /// something wrong with the file: SQLite rolled the transaction back, the file and
+    /// `meta` are as the last commit left them, and the same connection can try again once
+    /// the disk has room. Never a reason to rebuild.
+    pub fn is_write_refused(&self) -> bool {
+        matches!(self, IndexError::Sqlite(e) if write_refused(e))
+    }
+}
+
+/// [`IndexError::is_write_refused`] of SQLite's error `e`.
+fn write_refused(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::{DiskFull, OutOfMemory, SystemIoFailure};
+    matches!(
+        e.sqlite_error_code(),
+        Some(DiskFull | SystemIoFailure | OutOfMemory)
+    )
+}
+
 /// How far the index covers the log: what `meta` says after the last transaction.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Coverage {
@@ -107,6 +124,8 @@ pub struct CaughtUp {
 pub struct IndexDb {
     conn: Connection,
     meta: Meta,
+    /// The `-wal` file, whose size [`wal::bound`] keeps in check.
+    wal: PathBuf,
 }
 
 /// The index's file in `data_dir`.
@@ -125,7 +144,7 @@ impl IndexDb {
         reader: &StoreReader,
     ) -> Result<(IndexDb, Option<Stale>), IndexError> {
         let path = index_path(data_dir);
-        match Self::resume(&path, node, reader) {
+        match Self::resume(&path, node, reader)? {
             Ok(db) => Ok((db, None)),
             Err(stale) => Ok((Self::create(data_dir, node)?, Some(stale))),
         }
@@ -151,15 +170,50 @@ impl IndexDb {
             clean: false,
         };
         schema::create(&mut conn, &meta)?;
-        Ok(IndexDb { conn, meta })
+        Ok(IndexDb {
+            conn,
+            meta,
+            wal: wal::wal_path(&path),
+        })
     }
 
-    /// The file at `path` if it can be resumed, or why not.
-    fn resume(path: &Path, node: &Author, reader: &StoreReader) -> Result<IndexDb, Stale> {
+    /// The file at `path` if it can be resumed, or why not; `Err` when the disk refused a
+    /// write ([`IndexError::is_write_refused`]): the file may be sound, and deleting it
+    /// would lose what queries still answer from, so the caller tries again later.
+    fn resume(
+        path: &Path,
+        node: &Author,
+        reader: &StoreReader,
+    ) -> Result<Result<IndexDb, Stale>, IndexError> {
         if !path.exists() {
-            return Err(Stale::Missing);
+            return Ok(Err(Stale::Missing));
         }
-        let unreadable = |e: rusqlite::Error| Stale::Unreadable(e.to_string());
+        let db = Self::resume_sound(path, node, reader);
+        match db {
+            Err(Resume::Refused(e)) => Err(e),
+            Err(Resume::Stale(stale)) => Ok(Err(stale)),
+            Ok(db) => Ok(Ok(db)),
+        }
+    }
+
+    fn resume_sound(path: &Path, node: &Author, reader: &StoreReader) -> Result<IndexDb, Resume> {
+        // A read that fails says the file is unreadable, unless the disk is full (opening
+        // creates the `-wal` and `-shm` files); a write the disk refuses says nothing of it.
+        let classify = |e: rusqlite::Error, refused: bool| {
+            if refused {
+                Resume::Refused(IndexError::Sqlite(e))
+            } else {
+                Resume::Stale(Stale::Unreadable(e.to_string()))
+            }
+        };
+        let unreadable = |e: rusqlite::Error| {
+            let full = e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
+            classify(e, full)
+        };
+        let unwritable = |e: rusqlite::Error| {
+            let refused = write_refused(&e);
+            classify(e, refused)
+        };
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -169,7 +223,7 @@ impl IndexDb {
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .map_err(unreadable)?;
         if version != schema::LAYOUT_VERSION {
-            return Err(Stale::Layout { found: version });
+            return Err(Stale::Layout { found: version }.into());
         }
         let clean = schema::read_meta(&conn).map(|m| m.clean).unwrap_or(false);
         if !clean {
@@ -177,7 +231,7 @@ impl IndexDb {
                 .pragma_query_value(None, "quick_check", |row| row.get(0))
                 .map_err(unreadable)?;
             if verdict != "ok" {
-                return Err(Stale::Damaged(verdict));
+                return Err(Stale::Damaged(verdict).into());
             }
         }
         let meta = schema::read_meta(&conn).map_err(Stale::BadMeta)?;
@@ -189,14 +243,15 @@ impl IndexDb {
                 .flatten()
                 .map(|(_, hash, _)| hash)
         })?;
-        schema::configure_writer(&conn).map_err(unreadable)?;
-        schema::write_clean(&conn, false).map_err(unreadable)?;
+        schema::configure_writer(&conn).map_err(unwritable)?;
+        schema::write_clean(&conn, false).map_err(unwritable)?;
         Ok(IndexDb {
             conn,
             meta: Meta {
                 clean: false,
                 ..meta
             },
+            wal: wal::wal_path(path),
         })
     }
 
@@ -252,6 +307,9 @@ impl IndexDb {
                 done.read += batch.read;
                 done.indexed += batch.rows.len() as u64;
                 committed(self.coverage(), batch.read);
+                // After the coverage is published: a checkpoint that fails (a full disk)
+                // does not hide from readers a batch already committed.
+                self.bound_wal()?;
                 if stop() {
                     done.stopped = true;
                     break;
@@ -330,6 +388,17 @@ impl IndexDb {
         )?)
     }
 
+    /// Keeps the `-wal` file under its bound after a batch ([`wal`]).
+    fn bound_wal(&self) -> Result<(), IndexError> {
+        match wal::bound(&self.conn, &self.wal)? {
+            Checkpoint::Under | Checkpoint::Truncated => {}
+            Checkpoint::Busy => tracing::debug!(
+                "readers kept the index's WAL checkpoint from finishing; retried after the next batch"
+            ),
+        }
+        Ok(())
+    }
+
     /// Marks the file closed cleanly (the next open skips its check) and closes it.
     pub fn close(self) -> Result<(), IndexError> {
         schema::write_clean(&self.conn, true)?;
@@ -337,59 +406,17 @@ impl IndexDb {
     }
 }
 
-/// Records read from the log and the coverage once they are written.
-struct Batch {
-    /// The entries to index, with the offset of each one's record.
-    rows: Vec<(u64, Entry, Hash)>,
-    /// Entry records read for this batch (forked ones included).
-    read: u64,
-    /// Where the next record after this batch starts (or the end read to).
-    covered: u64,
+/// Why [`IndexDb::resume_sound`] did not resume: the file is stale (rebuild it), or the
+/// disk refused a write (leave it, try again).
+enum Resume {
+    Stale(Stale),
+    Refused(IndexError),
 }
 
-/// The log's records in `[from, to)` as batches on `send`, entries of `forked` authors
-/// left out. Ends early, without error, when the receiver is gone.
-fn read_batches(
-    reader: &StoreReader,
-    from: u64,
-    to: u64,
-    forked: &BTreeSet<Author>,
-    send: &mpsc::SyncSender<Batch>,
-) -> Result<(), IndexError> {
-    let mut rows = Vec::new();
-    let mut read = 0u64;
-    let mut data_bytes = 0usize;
-    let mut gone = false;
-    reader.for_each_record_between(from, to, SCAN_CHUNK_BYTES, |offset, entry, hash| {
-        if rows.len() >= BATCH_ROWS || data_bytes >= BATCH_DATA_BYTES {
-            // Every record before this one is read: the batch covers up to here.
-            let batch = Batch {
-                rows: std::mem::take(&mut rows),
-                read: std::mem::take(&mut read),
-                covered: offset,
-            };
-            data_bytes = 0;
-            if send.send(batch).is_err() {
-                gone = true;
-                return ControlFlow::Break(());
-            }
-        }
-        read += 1;
-        if !forked.contains(&entry.author) {
-            data_bytes += entry.data.len();
-            rows.push((offset, entry.clone(), *hash));
-        }
-        ControlFlow::Continue(())
-    })?;
-    if !gone {
-        // A closed receiver here only means the writer stopped first.
-        let _ = send.send(Batch {
-            rows,
-            read,
-            covered: to,
-        });
+impl From<Stale> for Resume {
+    fn from(stale: Stale) -> Resume {
+        Resume::Stale(stale)
     }
-    Ok(())
 }
 
 /// Deletes the database file and SQLite's files beside it, where present.

@@ -30,7 +30,8 @@ use super::handle::{IndexHandle, IndexState};
 use super::indexes::BuildError;
 use crate::views::{Builds, ViewDef, Views};
 
-/// How long a failed indexer waits before it tries again, unless a commit wakes it first.
+/// How long a failed or degraded indexer waits before it tries again (commits meanwhile do
+/// not shorten it).
 pub const RETRY_AFTER_FAILURE_MS: u64 = 1_000;
 
 /// Starts `node`'s indexer, keeping the indexes `views` need (call it on a tokio runtime:
@@ -109,6 +110,38 @@ struct Follower {
 impl Follower {
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    /// An index expression failed on an entry (`refused`): drops that index, marks its views
+    /// failed, so the next pass indexes the entry without it. `Err` (the same error) when no
+    /// view's index is to blame.
+    fn drop_refusing_index(
+        &self,
+        db: &mut IndexDb,
+        failed: &mut Failed,
+        refused: IndexError,
+    ) -> Result<(), IndexError> {
+        let IndexError::RowRefused {
+            author,
+            seq,
+            message,
+            entry,
+        } = &refused
+        else {
+            return Err(refused);
+        };
+        let present = db.view_indexes()?;
+        let names: Vec<String> = present.iter().map(|(n, _)| n.clone()).collect();
+        let Some(name) = db.culprit(&entry.0, &entry.1, &names)? else {
+            return Err(refused);
+        };
+        db.drop_index(&name)?;
+        if let Some((_, statement)) = present.iter().find(|(n, _)| *n == name) {
+            let reason = format!("index {name} failed on the entry {author}/{seq}: {message}");
+            tracing::warn!(%reason, "a view's index was dropped");
+            failed.by_statement.insert(statement.clone(), reason);
+        }
+        self.publish_builds(db, failed)
     }
 
     /// Tells the views what exists, what failed (no build running).
@@ -194,14 +227,19 @@ impl Follower {
                     if last_failure.as_ref() != Some(&reason) {
                         tracing::warn!(error = %reason, "the index failed; the log is unaffected, retrying");
                     }
-                    self.handle.set_state(IndexState::Failed {
-                        reason: reason.clone(),
-                    });
+                    if e.is_write_refused() {
+                        // Opening on a full disk: the file is left in place, as in a pass.
+                        self.handle.degrade(reason.clone(), crate::clock::now_ms());
+                    } else {
+                        self.handle.set_state(IndexState::Failed {
+                            reason: reason.clone(),
+                        });
+                    }
                     last_failure = Some(reason);
-                    woken.recv_timeout(Duration::from_millis(RETRY_AFTER_FAILURE_MS))
+                    self.pause(woken)
                 }
             };
-            if wait == Err(mpsc::RecvTimeoutError::Disconnected) {
+            if !wait {
                 break;
             }
         }
@@ -227,7 +265,12 @@ impl Follower {
         let mut excluded = BTreeSet::new();
         loop {
             let forked = self.store.forked().authors();
-            db.forget(forked.difference(&excluded))?;
+            if let Err(e) = db.forget(forked.difference(&excluded)) {
+                match self.wait_to_retry(e, woken)? {
+                    true => continue,
+                    false => break,
+                }
+            }
             excluded = forked;
             let end = self.reader.committed_end();
             if building {
@@ -248,35 +291,14 @@ impl Follower {
             });
             let pass = match caught_up {
                 Ok(pass) => pass,
-                Err(IndexError::RowRefused {
-                    author,
-                    seq,
-                    message,
-                    entry,
-                }) => {
-                    // An index expression failed on this entry: drop that index, mark its
-                    // views failed, and index the entry without it.
-                    let present = db.view_indexes()?;
-                    let names: Vec<String> = present.iter().map(|(n, _)| n.clone()).collect();
-                    let Some(name) = db.culprit(&entry.0, &entry.1, &names)? else {
-                        return Err(IndexError::RowRefused {
-                            author,
-                            seq,
-                            message,
-                            entry,
-                        });
-                    };
-                    db.drop_index(&name)?;
-                    if let Some((_, statement)) = present.iter().find(|(n, _)| *n == name) {
-                        let reason =
-                            format!("index {name} failed on the entry {author}/{seq}: {message}");
-                        tracing::warn!(%reason, "a view's index was dropped");
-                        failed.by_statement.insert(statement.clone(), reason);
-                    }
-                    self.publish_builds(&db, failed)?;
+                Err(refused @ IndexError::RowRefused { .. }) => {
+                    self.drop_refusing_index(&mut db, failed, refused)?;
                     continue;
                 }
-                Err(e) => return Err(e),
+                Err(e) => match self.wait_to_retry(e, woken)? {
+                    true => continue,
+                    false => break,
+                },
             };
             if !pass.stopped {
                 building = false;
@@ -287,11 +309,54 @@ impl Follower {
             }
             // Caught up: the views' indexes, one build per turn so the log is followed
             // between builds.
-            let built_one = self.reconcile(&mut db, failed)?;
+            let built_one = match self.reconcile(&mut db, failed) {
+                Ok(built_one) => built_one,
+                Err(e) => match self.wait_to_retry(e, woken)? {
+                    true => continue,
+                    false => break,
+                },
+            };
             if self.stopped() || (!built_one && woken.recv().is_err()) {
                 break;
             }
         }
         db.close()
+    }
+
+    /// After a pass failed with `e`: a write the disk refused (full, an I/O error) leaves
+    /// the open index sound and as its last commit left it, so the state says degraded and
+    /// the pass is tried again on the same connection after a pause (`Ok(true)`; `Ok(false)`
+    /// once the node stops). Reopening instead would check the whole file each time, and
+    /// could not even mark it open on a full disk. Any other error is returned: the index
+    /// is then reopened, checked, and rebuilt if damaged.
+    fn wait_to_retry(&self, e: IndexError, woken: &mpsc::Receiver<()>) -> Result<bool, IndexError> {
+        if !e.is_write_refused() {
+            return Err(e);
+        }
+        let reason = e.to_string();
+        if !matches!(self.handle.state(), IndexState::Degraded { .. }) {
+            tracing::warn!(error = %reason, "the index cannot write; the log is unaffected, retrying");
+        }
+        self.handle.degrade(reason, crate::clock::now_ms());
+        Ok(self.pause(woken))
+    }
+
+    /// Waits [`RETRY_AFTER_FAILURE_MS`] whatever commits wake the thread meanwhile (under
+    /// steady appends every commit would otherwise retry at once, and a commit frees no
+    /// disk); `false` when the node stops meanwhile.
+    fn pause(&self, woken: &mpsc::Receiver<()>) -> bool {
+        let until = crate::clock::instant() + Duration::from_millis(RETRY_AFTER_FAILURE_MS);
+        loop {
+            if self.stopped() {
+                return false;
+            }
+            let left = until.saturating_duration_since(crate::clock::instant());
+            if left.is_zero() {
+                return true;
+            }
+            if woken.recv_timeout(left) == Err(mpsc::RecvTimeoutError::Disconnected) {
+                return false;
+            }
+        }
     }
 }

@@ -28,12 +28,34 @@ pub enum IndexState {
     },
     /// Following the log (it may lag: see [`IndexHandle::lag_bytes`]).
     Ready,
-    /// The last attempt to write or open the index failed; it is retried. Queries answer
-    /// from what was indexed before.
+    /// The disk refused the last write (full, an I/O error): the index is open and sound,
+    /// covering what it covered before; queries answer from that (`as_of` behind) while the
+    /// indexer tries again every [`super::follow::RETRY_AFTER_FAILURE_MS`], and it catches up
+    /// by itself once a write succeeds. The log is not affected.
+    Degraded {
+        /// SQLite's error, e.g. `index database: database or disk is full`.
+        reason: String,
+        /// Milliseconds since the Unix epoch of the first failure of this spell.
+        since_ms: u64,
+    },
+    /// The last attempt to open the index failed (or something other than the disk failed
+    /// it); it is opened again, checked, and rebuilt if damaged. Queries answer from what
+    /// was indexed before, if anything was.
     Failed {
         /// What failed.
         reason: String,
     },
+}
+
+impl IndexState {
+    /// The state after a write the disk refused at `now_ms`, from this one.
+    fn degraded(&self, reason: String, now_ms: u64) -> IndexState {
+        let since_ms = match self {
+            IndexState::Degraded { since_ms, .. } => *since_ms,
+            _ => now_ms,
+        };
+        IndexState::Degraded { reason, since_ms }
+    }
 }
 
 /// A cheap, cloneable view of a node's running indexer.
@@ -110,5 +132,43 @@ impl IndexHandle {
 
     pub(crate) fn set_state(&self, state: IndexState) {
         *lock(&self.shared.state) = state;
+    }
+
+    /// Records a write the disk refused: the first of a spell sets `since_ms`, later ones
+    /// only the reason. Any other state ends the spell.
+    pub(crate) fn degrade(&self, reason: String, now_ms: u64) {
+        let mut state = lock(&self.shared.state);
+        *state = state.degraded(reason, now_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_degraded_spell_keeps_its_start_until_another_state_ends_it() {
+        let first = IndexState::Ready.degraded("full".into(), 10);
+        let again = first.degraded("i/o".into(), 20);
+        assert_eq!(
+            again,
+            IndexState::Degraded {
+                reason: "i/o".into(),
+                since_ms: 10
+            }
+        );
+        let building = IndexState::Building { covered: 1, end: 2 };
+        assert_eq!(
+            building.degraded("full".into(), 30),
+            IndexState::Degraded {
+                reason: "full".into(),
+                since_ms: 30
+            }
+        );
+        let json = serde_json::to_value(&again).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"state": "degraded", "reason": "i/o", "since_ms": 10})
+        );
     }
 }

@@ -11,7 +11,7 @@ use kappalog::node::Node;
 use kappalog::store::StoreReader;
 
 use crate::common;
-use crate::common::index::{eventually, expected, feed, table, wait_covered};
+use crate::common::index::{copy_store, eventually, expected, feed, table, wait_covered};
 
 /// A data dir whose log holds two foreign feeds and `own` own entries (no index yet).
 async fn filled(dir: &Path, own: i64) {
@@ -47,16 +47,6 @@ fn open_and_catch_up(dir: &Path, close: bool) -> Option<Stale> {
         db.close().unwrap();
     }
     stale
-}
-
-/// Copies the files of data dir `from` (the log, the forks file; not the index) to `to`.
-fn copy_store(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
 }
 
 /// The rows a fresh rebuild of `dir`'s log holds.

@@ -43,6 +43,7 @@ mod http_tail;
 mod import_bounded;
 mod import_faults;
 mod index_cli;
+mod index_faults;
 mod index_follow;
 mod index_order;
 mod index_recovery;

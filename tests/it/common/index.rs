@@ -41,6 +41,16 @@ pub fn table(data_dir: &Path) -> Vec<Vec<Value>> {
     .collect()
 }
 
+/// Copies the files of data dir `from` (the log, the forks file; not the index) to `to`.
+pub fn copy_store(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
 /// One row as the projection writes it.
 pub fn projected(entry: &Entry, hash: &Hash) -> Vec<Value> {
     Row::project(entry, hash)
