@@ -280,6 +280,16 @@ fn hostile(node: &NodeProcess, secs: f64, runs: usize) {
     println!("  hostile answers by status: {}", by_status(&statuses));
 }
 
+/// Prints `name, pair ratios: median R (runs: a, b, c)` to three decimals.
+fn report_ratios(name: &str, ratios: Vec<f64>) {
+    let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+    println!(
+        "{name}, pair ratios: median {:.3} (runs: {})",
+        common::median(ratios),
+        shown.join(", ")
+    );
+}
+
 /// `200: 3, 504: 40`.
 fn by_status(statuses: &[u16]) -> String {
     let mut counts = std::collections::BTreeMap::new();
@@ -417,7 +427,7 @@ fn replication(entries: usize, runs: usize) {
         "entries/s",
         without,
     );
-    report("  pair ratios with/without", "x", ratios);
+    report_ratios("  entries/s with/without the indexer", ratios);
     report(
         "  from the store holding every entry to the index covering the last",
         "ms",
