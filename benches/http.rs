@@ -14,7 +14,9 @@
 //!
 //! `KAPPALOG_BENCH_SECS` sets each run's length (default 5 s), `KAPPALOG_BENCH_FEEDS` the
 //! number of feeds of the big node (default 10); three runs each, medians. `GET /summary` at
-//! 100,000 feeds is `cargo bench --bench summary`.
+//! 100,000 feeds is `cargo bench --bench summary`. `KAPPALOG_BENCH_ONLY=index_cost` runs only
+//! what the SQL index costs `POST /add` (`KAPPALOG_BENCH_RUNS` pairs, default 3), so builds
+//! can be compared by running their binaries in turn.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -25,7 +27,7 @@ use kappalog::node::Node;
 mod common;
 use common::load::{load, load_fixed, percentile, serve, Figures, CONNECTIONS};
 use common::wrk::{report_wrk, report_wrk_runs, wrk, wrk_keyed_script, wrk_script};
-use common::{build_store_with_feeds, env_usize, report};
+use common::{build_store_with_feeds, cpu_seconds, env_usize, report};
 
 const RUNS: usize = 3;
 
@@ -139,7 +141,7 @@ fn open_node(dir: &tempfile::TempDir) -> Node {
 /// run` has it) against one without (`--no-index`): two nodes, their runs interleaved, each
 /// going first in turn (issue 21's target: at least 0.9). Then how long the index takes to
 /// cover the last append once the load stops.
-fn index_cost(secs: f64) {
+fn index_cost(secs: f64, pairs: usize) {
     let add: &'static [u8] = b"POST /add HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: 52\r\n\r\n{\"value\": 42, \"data\": \"{\\\"sensor\\\":\\\"a\\\",\\\"t\\\":21}\"}";
     let (bare_dir, indexed_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (bare, indexed) = (open_node(&bare_dir), open_node(&indexed_dir));
@@ -153,19 +155,38 @@ fn index_cost(secs: f64) {
         )
     };
     let (mut without, mut with) = (Figures::default(), Figures::default());
+    // CPU of the whole process (generator and node) per request: the same generator on both
+    // sides, so the difference is the indexer's, a steadier figure than the rates when other
+    // jobs share the cores.
+    let (mut cpu_without, mut cpu_with) = (Vec::new(), Vec::new());
     let mut ratios = Vec::new();
-    for run in 0..RUNS {
-        let bare_run = || load_requests(bare_addr, Requests::Fixed(add), 201, secs);
-        let indexed_run = || load_requests(indexed_addr, Requests::Fixed(add), 201, secs);
+    for run in 0..pairs {
+        let timed = |addr, cpu: &mut Vec<f64>| {
+            let before = cpu_seconds();
+            let figures = load_requests(addr, Requests::Fixed(add), 201, secs);
+            let requests = figures.1.len().max(1) as f64;
+            cpu.push((cpu_seconds() - before) * 1e6 / requests);
+            figures
+        };
         if run % 2 == 0 {
-            without.push(bare_run());
-            with.push(indexed_run());
+            without.push(timed(bare_addr, &mut cpu_without));
+            with.push(timed(indexed_addr, &mut cpu_with));
         } else {
-            with.push(indexed_run());
-            without.push(bare_run());
+            with.push(timed(indexed_addr, &mut cpu_with));
+            without.push(timed(bare_addr, &mut cpu_without));
         }
         ratios.push(with.rates[run] / without.rates[run]);
     }
+    report(
+        "POST /add with JSON data, process CPU per request, no index",
+        "µs",
+        cpu_without,
+    );
+    report(
+        "POST /add with JSON data, process CPU per request, the index following",
+        "µs",
+        cpu_with,
+    );
     report(
         "POST /add with JSON data, no index, requests/s",
         "req/s",
@@ -203,6 +224,10 @@ fn index_cost(secs: f64) {
 
 fn main() {
     let secs = env_usize("KAPPALOG_BENCH_SECS", 5) as f64;
+    if std::env::var("KAPPALOG_BENCH_ONLY").as_deref() == Ok("index_cost") {
+        index_cost(secs, env_usize("KAPPALOG_BENCH_RUNS", RUNS).max(1));
+        return;
+    }
     let bad = env_usize("KAPPALOG_BENCH_BAD_CLIENTS", 600);
     let probes = env_usize("KAPPALOG_BENCH_HEALTH_PROBES", 200);
     let mut p50s = Vec::new();
@@ -296,7 +321,7 @@ fn main() {
     report_wrk_runs("POST /add with a unique key", keyed_wrk);
     drop((plain_server, keyed_server, plain, keyed));
 
-    index_cost(secs);
+    index_cost(secs, RUNS);
 
     let dir = tempfile::tempdir().unwrap();
     let start = Instant::now();

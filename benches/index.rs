@@ -20,16 +20,6 @@ use common::{env_usize, median};
 const FEEDS: usize = 100;
 const RUNS: usize = 3;
 
-/// A JSON document like an application's: a sensor, a reading, a unit.
-fn data(feed: usize, seq: u64) -> String {
-    format!(
-        "{{\"sensor\":\"s-{}\",\"temp\":{}.{},\"unit\":\"C\",\"seq\":{seq}}}",
-        feed % 17,
-        15 + seq % 20,
-        seq % 10
-    )
-}
-
 /// Runs the binary on `dir` with `args`; the seconds it took.
 fn timed(dir: &Path, key: &Path, args: &[&str]) -> f64 {
     let start = Instant::now();
@@ -65,7 +55,7 @@ fn main() {
     let key = tmp.path().join("node.key");
     keys::generate_key_files(&key).unwrap();
     let start = Instant::now();
-    common::build_store_with_data(&dir, entries, FEEDS, data);
+    common::build_store_with_data(&dir, entries, FEEDS, common::sensor_reading);
     let held = (entries / FEEDS) * FEEDS;
     println!(
         "log: {held} entries of {FEEDS} feeds with JSON data, built in {:.1} s",

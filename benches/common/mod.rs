@@ -63,6 +63,29 @@ pub fn syscalls() -> (u64, u64) {
     (field("syscr:"), field("syscw:"))
 }
 
+/// One pair of an interleaved comparison: `a` then `b` on even runs, `b` then `a` on odd
+/// ones, so neither side always runs in the machine's same phase.
+pub fn in_turn(run: usize, mut a: impl FnMut(), mut b: impl FnMut()) {
+    if run.is_multiple_of(2) {
+        a();
+        b();
+    } else {
+        b();
+        a();
+    }
+}
+
+/// A JSON document like an application's for entry `seq` of feed `feed`: a sensor, a
+/// reading, a unit (the SQL index benchmarks' `data`).
+pub fn sensor_reading(feed: usize, seq: u64) -> String {
+    format!(
+        "{{\"sensor\":\"s-{}\",\"temp\":{}.{},\"unit\":\"C\",\"seq\":{seq}}}",
+        feed % 17,
+        15 + seq % 20,
+        seq % 10
+    )
+}
+
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]

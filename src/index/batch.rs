@@ -41,7 +41,11 @@ pub(super) fn read_batches(
     let mut read = 0u64;
     let mut data_bytes = 0usize;
     let mut gone = false;
-    reader.for_each_record_between(from, to, SCAN_CHUNK_BYTES, |offset, entry, hash| {
+    // A follower's pass is usually a few commits' worth: a chunk of its own size, not a
+    // zeroed 2 MiB buffer per pass (the walk raises it to one whole record at least).
+    let chunk_bytes =
+        usize::try_from(to - from).map_or(SCAN_CHUNK_BYTES, |span| span.min(SCAN_CHUNK_BYTES));
+    reader.for_each_record_between(from, to, chunk_bytes, |offset, entry, hash| {
         if rows.len() >= BATCH_ROWS || data_bytes >= BATCH_DATA_BYTES {
             // Every record before this one is read: the batch covers up to here.
             let batch = Batch {
