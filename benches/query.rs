@@ -363,7 +363,8 @@ async fn replicate(source: SocketAddr, target: u64, indexed: bool) -> (f64, Opti
     let dir = tempfile::tempdir().unwrap();
     let (b, _) =
         Node::open_with_identity(dir.path(), Identity::from_seed([RECEIVER_SEED; 32])).unwrap();
-    let index = indexed.then(|| kappalog::index::start(&b, kappalog::views::Views::open(b.data_dir()).unwrap()));
+    let index = indexed
+        .then(|| kappalog::index::start(&b, kappalog::views::Views::open(b.data_dir()).unwrap()));
     let began = Instant::now();
     let sync = start_sync(&b, vec![source.to_string()]).await;
     while b.reader().len() < target {

@@ -23,6 +23,7 @@ pub mod engine;
 pub mod guard;
 pub mod render;
 pub mod vet;
+pub mod workers;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -52,7 +53,7 @@ pub struct QueryConfig {
     pub timeout: Duration,
     /// How long `after=CURSOR` waits for the index to cover the cursor.
     pub wait: Duration,
-    /// Statements running at once: one read-only connection (and one blocking thread) each.
+    /// Statements running at once: one read-only connection (and one statement thread) each.
     pub connections: usize,
     /// Statements waiting for a connection; one more is refused as busy.
     pub queued: usize,

@@ -1,6 +1,6 @@
 //! The query engine the HTTP handlers share: at most [`QueryConfig::connections`] statements
-//! run at once, each on its own read-only connection on tokio's blocking pool; at most
-//! [`QueryConfig::queued`] more wait for one (in arrival order), and a statement beyond
+//! run at once, each on its own read-only connection on a statement thread of low priority
+//! ([`super::workers`]); at most [`QueryConfig::queued`] more wait for one (in arrival order), and a statement beyond
 //! that is refused at once as [`QueryError::Busy`] rather than piling up.
 //!
 //! Connections are opened on first use and kept; one whose file was replaced (the index
@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::workers::Workers;
 use super::{Answer, Coverage, QueryConfig, QueryConnection, QueryError, Statement};
 use crate::poison::lock;
 use crate::views::{DefinitionError, ViewDef, ViewRequest};
@@ -56,6 +57,9 @@ struct Inner {
     /// Requests waiting for the index to cover their `after` cursor.
     covering: AtomicUsize,
     idle: Mutex<Vec<QueryConnection>>,
+    /// The statement threads; `None` if they could not be started (then tokio's blocking
+    /// pool, at normal priority).
+    workers: Option<Workers>,
 }
 
 /// Counts a request waiting (for a connection, or for coverage) for as long as it waits,
@@ -73,6 +77,9 @@ impl QueryEngine {
     /// then answers [`QueryError::NoIndex`]).
     pub fn new(path: PathBuf, config: QueryConfig) -> QueryEngine {
         let slots = Arc::new(Semaphore::new(config.connections.max(1)));
+        let workers = Workers::start(config.connections)
+            .map_err(|e| tracing::warn!(error = %e, "query threads not started; using the blocking pool"))
+            .ok();
         QueryEngine {
             inner: Arc::new(Inner {
                 path,
@@ -81,6 +88,7 @@ impl QueryEngine {
                 waiting: AtomicUsize::new(0),
                 covering: AtomicUsize::new(0),
                 idle: Mutex::new(Vec::new()),
+                workers,
             }),
         }
     }
@@ -90,7 +98,7 @@ impl QueryEngine {
         &self.inner.config
     }
 
-    /// Statements running now (each holds a connection and a blocking thread).
+    /// Statements running now (each holds a connection and a statement thread).
     pub fn running(&self) -> usize {
         self.inner
             .config
@@ -115,14 +123,14 @@ impl QueryEngine {
             .await
     }
 
-    /// Vets `request` as view `name` ([`super::vet`]) on the blocking pool, holding a
+    /// Vets `request` as view `name` ([`super::vet`]) on a statement thread, holding a
     /// connection slot like a query (its sample is read from the index; with no index yet,
     /// the check runs on its made-up rows alone).
     pub async fn vet(&self, name: &str, request: &ViewRequest) -> Result<ViewDef, VetError> {
         let permit = self.admit().await.map_err(VetError::Query)?;
         let inner = Arc::clone(&self.inner);
         let (name, request) = (name.to_owned(), request.clone());
-        crate::determinism::blocking(move || {
+        self.on_worker(move || {
             let _permit = permit;
             let reused = lock(&inner.idle).pop();
             let connection = match reused {
@@ -184,7 +192,7 @@ impl QueryEngine {
     {
         let permit = self.admit().await?;
         let inner = Arc::clone(&self.inner);
-        crate::determinism::blocking(move || {
+        self.on_worker(move || {
             let _permit = permit;
             let reused = lock(&inner.idle).pop();
             let mut connection = match reused {
@@ -197,6 +205,20 @@ impl QueryEngine {
         })
         .await
         .map_err(|e| QueryError::Internal(format!("a query's thread failed: {e}")))?
+    }
+
+    /// Runs `work` on a statement thread (see [`Workers`]).
+    async fn on_worker<F, R>(&self, work: F) -> Result<R, String>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        match &self.inner.workers {
+            Some(workers) => workers.run(work).await,
+            None => crate::determinism::blocking(work)
+                .await
+                .map_err(|e| e.to_string()),
+        }
     }
 
     async fn admit(&self) -> Result<OwnedSemaphorePermit, QueryError> {
