@@ -1,8 +1,8 @@
-//! `GET /`: the dashboard, one HTML page, two scripts (`app.js`; `query.js`, the query box
-//! and the views list) and one stylesheet compiled into the binary
+//! `GET /`: the dashboard, one HTML page, two scripts (`app.js`; `query.js`, the query box,
+//! the views list and the index panel) and one stylesheet compiled into the binary
 //! (`src/http/dashboard/`). The page reads only the public JSON endpoints (`POST /query`
-//! is a read) and the `/tail` event stream, so it shows nothing a `curl` could not, and
-//! writes only through `POST /add` with the token the user types in.
+//! is a read), the `/metrics` text and the `/tail` event stream, so it shows nothing a
+//! `curl` could not, and writes only through `POST /add` with the token the user types in.
 //!
 //! Headers, and the threat each one answers:
 //!

@@ -2,14 +2,15 @@
 //! headless Chromium loads it, the test appends entries over HTTP and through the page's
 //! form, and the page must show them live from `/tail`, update its counts, render hostile
 //! entry text as text, and log no error to its console. A screenshot is kept. The query
-//! box and the views list have their own tests (`dashboard_browser/query.rs`) on the same
-//! setup ([`Dashboard`]).
+//! box and the views list have their own tests (`dashboard_browser/query.rs`), as has the
+//! index panel (`dashboard_browser/index_panel.rs`), on the same setup ([`Dashboard`]).
 //!
 //! Needs Chromium: `KAPPALOG_CHROMIUM=/path/to/chromium`, or `chromium` (Debian's package)
 //! or `chromium-browser` on `PATH`. Without one the test is skipped with a loud message,
 //! unless `KAPPALOG_REQUIRE_CHROMIUM=1` (set by `.ci/run`): then it fails.
 
 mod cdp;
+mod index_panel;
 mod query;
 
 use std::io::Write;
@@ -218,6 +219,11 @@ struct Dashboard {
 
 impl Dashboard {
     fn open(chromium: &Path, deadline: Instant) -> Dashboard {
+        Dashboard::open_with(chromium, &[], deadline)
+    }
+
+    /// As [`Dashboard::open`], with `run_args` added to `run`'s flags (`--query-timeout`).
+    fn open_with(chromium: &Path, run_args: &[&str], deadline: Instant) -> Dashboard {
         let dir = tempfile::tempdir().unwrap();
         let mut command = kappalog();
         command
@@ -225,7 +231,8 @@ impl Dashboard {
             .arg(dir.path().join("data"))
             .arg("--key")
             .arg(dir.path().join("node.key"))
-            .args(["run", "--http", "127.0.0.1:0", "--token", TOKEN]);
+            .args(["run", "--http", "127.0.0.1:0", "--token", TOKEN])
+            .args(run_args);
         let node = Running::spawn(command);
         let line = node.wait_line("http://");
         let addr = printed_addr(&line);
@@ -399,6 +406,30 @@ fn keep_screenshot(
     let path = shots.join(name);
     std::fs::write(&path, &png).unwrap();
     (path, png, width, height)
+}
+
+/// As [`keep_screenshot`], of the page's element `id` only (a section), wherever it is
+/// scrolled to.
+fn keep_section_screenshot(
+    browser: &mut Browser,
+    id: &str,
+    name: &str,
+    deadline: Instant,
+) -> (PathBuf, Vec<u8>, u32, u32) {
+    let clip = browser.evaluate(
+        &format!(
+            "(() => {{ const r = document.getElementById('{id}').getBoundingClientRect(); \
+               return {{x: r.x + scrollX, y: r.y + scrollY, width: r.width, height: r.height, \
+                        scale: 1}}; }})()"
+        ),
+        deadline,
+    );
+    keep_screenshot(
+        browser,
+        json!({"format": "png", "clip": clip, "captureBeyondViewport": true}),
+        name,
+        deadline,
+    )
 }
 
 /// Standard base64 (the screenshot's encoding).

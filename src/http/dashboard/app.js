@@ -119,9 +119,10 @@
    * `intervalMs` and calls `render(parsed, text)` when the answer changed, so links and
    * selections stay put between polls. `sample(parsed)`, if given, sees every answer.
    * `errorId` names the element that shows a failed round, or is a function given each
-   * round's error (null after a success) for a panel that handles its own.
+   * round's error (null after a success) for a panel that handles its own. `parse` turns
+   * the answer's text into what `render` gets: JSON.parse unless given (`/metrics` is text).
    */
-  function poller(path, intervalMs, render, errorId, sample) {
+  function poller(path, intervalMs, render, errorId, sample, parse = JSON.parse) {
     const report = typeof errorId === 'function' ? errorId : (error) => showError(errorId, error);
     let last = null;
     let timer = null;
@@ -134,7 +135,7 @@
       }
       try {
         const text = await fetchText(url);
-        const parsed = JSON.parse(text);
+        const parsed = parse(text);
         if (sample) {
           sample(parsed);
         }

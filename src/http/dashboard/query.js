@@ -1,5 +1,6 @@
 // The dashboard's query box and views list: one SQL statement sent as `POST /query`, or a
-// named view run with `GET /views/NAME`, and the answer (docs/QUERY.md) drawn as a table.
+// named view run with `GET /views/NAME`, and the answer (docs/QUERY.md) drawn as a table;
+// and the index panel: the SQL index's state and lag, and the query engine's load.
 // Runs after app.js and uses its helpers (window.kappalogDashboard).
 //
 // Every value in an answer is text some author signed or a statement computed from it, so
@@ -212,10 +213,11 @@
     return item;
   }
 
+  /** A view's or the index's `{state, progress, reason}` as a few words. */
   function stateText(view) {
     switch (view.state) {
       case 'building':
-        return typeof view.progress === 'number'
+        return typeof view.progress === 'number' && Number.isFinite(view.progress)
           ? 'building ' + Math.floor(view.progress * 100) + '%'
           : 'building';
       case 'failed':
@@ -275,8 +277,126 @@
     },
   );
 
+  // ---- the index and the query engine's load ----
+
+  // Often enough to watch a lag shrink, rarely enough that the panel's two requests stay
+  // a small share of the page's.
+  const INDEX_POLL_MS = 2000;
+
+  // One label of a sample line, `name="value"` (the value's `\\`, `\"` and `\n` escaped),
+  // then an optional comma; sticky, so labels are read one after another.
+  const METRIC_LABEL = /\s*([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"\s*,?/y;
+
+  /**
+   * The samples of metric `name` in the Prometheus/OpenMetrics text of `/metrics`, each
+   * `{labels, value}`. Only what a sample line can hold is read: `name`, an optional
+   * `{labels}`, a space, the value; a timestamp or exemplar after it is ignored, and a line
+   * that is not that (a comment, `# EOF`, another metric named with `name` as a prefix, a
+   * label that does not parse) is skipped rather than misread.
+   */
+  function metricSamples(text, name) {
+    const samples = [];
+    for (const line of text.split('\n')) {
+      if (!line.startsWith(name)) {
+        continue;
+      }
+      let at = name.length;
+      const labels = {};
+      if (line[at] === '{') {
+        at += 1;
+        METRIC_LABEL.lastIndex = at;
+        let label;
+        while (line[at] !== '}' && (label = METRIC_LABEL.exec(line)) !== null) {
+          labels[label[1]] = label[2].replace(/\\(.)/g, (_, c) => (c === 'n' ? '\n' : c));
+          at = METRIC_LABEL.lastIndex;
+        }
+        if (line[at] !== '}') {
+          continue;
+        }
+        at += 1;
+      }
+      if (line[at] !== ' ') {
+        continue;
+      }
+      const token = line.slice(at + 1).trim().split(/\s+/)[0];
+      const value = Number(token);
+      if (token !== '' && !Number.isNaN(value)) {
+        samples.push({ labels, value });
+      }
+    }
+    return samples;
+  }
+
+  /**
+   * The query engine's figures in `/metrics` text: statements running and waiting now
+   * (null when the node does not report them), and `/query` answers by status since the
+   * node started, summed over its methods (a status never answered has no series: 0).
+   */
+  function queryLoad(text) {
+    const gauge = (name) => {
+      const samples = metricSamples(text, name);
+      return samples.length === 1 ? samples[0].value : null;
+    };
+    const queries = metricSamples(text, 'kappalog_http_requests_total').filter(
+      (sample) => sample.labels.route === '/query',
+    );
+    const answered = (status) => queries
+      .filter((sample) => sample.labels.status === status)
+      .reduce((sum, sample) => sum + sample.value, 0);
+    return {
+      running: gauge('kappalog_query_running'),
+      waiting: gauge('kappalog_query_waiting'),
+      timeouts: answered('504'),
+      refused: answered('400'),
+      busy: answered('503'),
+    };
+  }
+
+  function showIndex(health) {
+    const index = health.index && typeof health.index === 'object' ? health.index : { state: 'unknown' };
+    const building = index.state === 'building' && typeof index.end === 'number' && index.end > 0;
+    const shown = $('index-state');
+    shown.textContent = stateText({
+      state: index.state,
+      reason: index.reason,
+      progress: building ? Math.min(index.covered / index.end, 1) : undefined,
+    });
+    shown.className = stateClass(index.state);
+    setText('index-lag', typeof index.lag_bytes === 'number' ? String(index.lag_bytes) : '–');
+  }
+
+  function showQueryLoad(load) {
+    const text = (n) => (n === null ? '–' : String(n));
+    setText('query-running', text(load.running));
+    setText('query-waiting', text(load.waiting));
+    setText('query-timeouts', text(load.timeouts));
+    setText('query-refused', text(load.refused));
+    setText('query-busy', text(load.busy));
+  }
+
+  // The panel's two sources fail apart: a success of one must not hide the other's error.
+  const indexErrors = { health: null, metrics: null };
+  function reportIndexError(source) {
+    return (error) => {
+      indexErrors[source] = error;
+      showError('index-error', indexErrors.health || indexErrors.metrics);
+    };
+  }
+
+  const indexHealth = poller('health', INDEX_POLL_MS, showIndex, reportIndexError('health'));
+  const indexLoad = poller(
+    'metrics',
+    INDEX_POLL_MS,
+    showQueryLoad,
+    reportIndexError('metrics'),
+    undefined,
+    queryLoad,
+  );
+
   // ---- start ----
 
   setupQueryBox();
   views.start();
+  indexHealth.start();
+  indexLoad.start();
 })();

@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::{
-    append, assert_no_console_errors, chromium_or_skip, keep_screenshot, wait, Dashboard,
+    append, assert_no_console_errors, chromium_or_skip, keep_section_screenshot, wait, Dashboard,
     HOSTILE_DATA, TEST_DEADLINE, TOKEN,
 };
 use crate::common::{http, wait_until};
@@ -33,7 +33,7 @@ fn append_indexed(addr: SocketAddr, value: i64, data: &str) {
 }
 
 /// `POST /query` by the test itself: what the page must show.
-fn query(addr: SocketAddr, sql: &str) -> (u16, Value) {
+pub(super) fn query(addr: SocketAddr, sql: &str) -> (u16, Value) {
     let answer = http(addr, "POST", "/query", sql.as_bytes(), &[]);
     (answer.status, answer.json())
 }
@@ -49,12 +49,12 @@ fn type_statement(dashboard: &mut Dashboard, text: &str, deadline: Instant) {
         .call("Input.insertText", json!({"text": text}), deadline);
 }
 
-/// The dashboard of a fresh node, loaded, and the deadline of the test; `None` when there
-/// is no Chromium (the test is skipped).
-fn open_loaded() -> Option<(Dashboard, Instant)> {
+/// The dashboard of a fresh node (run with `run_args` added), loaded, and the deadline of
+/// the test; `None` when there is no Chromium (the test is skipped).
+pub(super) fn open_loaded(run_args: &[&str]) -> Option<(Dashboard, Instant)> {
     let chromium = chromium_or_skip()?;
     let deadline = Instant::now() + TEST_DEADLINE;
-    let mut dashboard = Dashboard::open(&chromium, deadline);
+    let mut dashboard = Dashboard::open_with(&chromium, run_args, deadline);
     wait(
         &mut dashboard.browser,
         "the page to load",
@@ -67,7 +67,7 @@ fn open_loaded() -> Option<(Dashboard, Instant)> {
 
 /// No console error but the failed requests in `expected`; then the browser and the node
 /// stop.
-fn finish(dashboard: Dashboard, expected: &[(&str, u16)], deadline: Instant) {
+pub(super) fn finish(dashboard: Dashboard, expected: &[(&str, u16)], deadline: Instant) {
     assert_no_console_errors(&dashboard.browser, dashboard.addr, expected);
     dashboard.browser.close(deadline);
     assert!(dashboard.node.terminate().success());
@@ -79,7 +79,7 @@ const RESULT_CELLS: &str = "[...document.querySelectorAll('#query-rows tr')].map
 
 #[test]
 fn a_statement_run_in_the_query_box_shows_its_rows_as_text() {
-    let Some((mut dashboard, deadline)) = open_loaded() else {
+    let Some((mut dashboard, deadline)) = open_loaded(&[]) else {
         return;
     };
     let addr = dashboard.addr;
@@ -166,18 +166,8 @@ fn a_statement_run_in_the_query_box_shows_its_rows_as_text() {
     );
 
     // A picture of the query box with its answer, for a person to look at.
-    let clip = dashboard.browser.evaluate(
-        "(() => { const r = document.getElementById('query').getBoundingClientRect(); \
-           return {x: r.x + scrollX, y: r.y + scrollY, width: r.width, height: r.height, \
-                   scale: 1}; })()",
-        deadline,
-    );
-    let (path, png, width, height) = keep_screenshot(
-        &mut dashboard.browser,
-        json!({"format": "png", "clip": clip, "captureBeyondViewport": true}),
-        "query.png",
-        deadline,
-    );
+    let (path, png, width, height) =
+        keep_section_screenshot(&mut dashboard.browser, "query", "query.png", deadline);
     eprintln!(
         "screenshot: {} ({} bytes, {width}x{height} PNG): the query box with the answer of \
          {sql:?}: two rows, the hostile data shown as text",
@@ -190,7 +180,7 @@ fn a_statement_run_in_the_query_box_shows_its_rows_as_text() {
 
 #[test]
 fn a_bad_statement_shows_the_nodes_message_in_the_box() {
-    let Some((mut dashboard, deadline)) = open_loaded() else {
+    let Some((mut dashboard, deadline)) = open_loaded(&[]) else {
         return;
     };
     let addr = dashboard.addr;
@@ -252,7 +242,7 @@ fn a_bad_statement_shows_the_nodes_message_in_the_box() {
 
 #[test]
 fn the_views_list_shows_each_view_and_runs_it_with_its_parameters() {
-    let Some((mut dashboard, deadline)) = open_loaded() else {
+    let Some((mut dashboard, deadline)) = open_loaded(&[]) else {
         return;
     };
     let addr = dashboard.addr;
