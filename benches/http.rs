@@ -149,10 +149,8 @@ fn index_cost(secs: f64, pairs: usize) {
     let (indexed_addr, indexed_server) = serve(indexed.clone());
     let indexer = {
         let _runtime = indexed_server.enter();
-        kappalog::index::start(
-            &indexed,
-            kappalog::views::Views::open(indexed.data_dir()).unwrap(),
-        )
+        // With issue 21's one view holding one expression index.
+        kappalog::index::start(&indexed, common::views_with_point(indexed.data_dir()))
     };
     let (mut without, mut with) = (Figures::default(), Figures::default());
     // CPU of the whole process (generator and node) per request: the same generator on both

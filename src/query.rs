@@ -77,7 +77,7 @@ impl Default for QueryConfig {
             timeout: Duration::from_millis(QUERY_TIMEOUT_MS),
             wait: Duration::from_millis(QUERY_WAIT_MS),
             connections: 4,
-            queued: 32,
+            queued: 256,
             max_rows: 100_000,
             max_bytes: 16 * 1024 * 1024,
             max_value_bytes: 16 * 1024 * 1024,

@@ -223,3 +223,30 @@ fn encode_feed(identity: &Identity, len: usize) -> Vec<u8> {
     }
     records
 }
+
+/// Issue 21's benchmark view: "one view holding one expression index". A point lookup of
+/// one sensor's reading at one seq (a handful of rows: the feeds reporting that sensor),
+/// through the expression index on the two JSON fields. Its index statement is written as
+/// SQLite keeps it (what `PUT /views` would store), so it can be put straight in a
+/// registry.
+pub fn point_view() -> kappalog::views::ViewDef {
+    kappalog::views::ViewDef {
+        name: "point".into(),
+        sql: "SELECT author, seq, value FROM entries WHERE json_valid(data) \
+              AND json_extract(data, '$.sensor') = :sensor \
+              AND json_extract(data, '$.seq') = :seq + 0 ORDER BY author, seq"
+            .into(),
+        indexes: vec![
+            "CREATE INDEX point ON entries(json_extract(data, '$.sensor'), json_extract(data, '$.seq')) WHERE json_valid(data)"
+                .into(),
+        ],
+        description: "one sensor's reading at one seq".into(),
+    }
+}
+
+/// The views of the data directory `dir`, with [`point_view`] added.
+pub fn views_with_point(dir: &Path) -> kappalog::views::Views {
+    let views = kappalog::views::Views::open(dir).unwrap();
+    views.put(point_view()).unwrap();
+    views
+}

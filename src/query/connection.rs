@@ -33,6 +33,8 @@ use crate::poison::lock;
 /// Virtual-machine steps between two looks at the deadline: a few microseconds of work, so
 /// an interrupted statement stops well within a millisecond of its deadline.
 pub const PROGRESS_OPS: i32 = 1_000;
+/// Client statements each connection keeps prepared (by their text), at most.
+const STATEMENT_CACHE: usize = 64;
 /// Progress calls between two looks at the process's memory (reading it costs a system
 /// call and a parse; the deadline is cheap).
 const MEMORY_CHECK_EVERY: u32 = 16;
@@ -120,6 +122,7 @@ impl QueryConnection {
         ] {
             conn.set_limit(limit, value).map_err(internal)?;
         }
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let file = file_id(path);
         let gate = Arc::new(Mutex::new(Gate::default()));
         let watch = Arc::new(Mutex::new(Watch::default()));
@@ -307,7 +310,10 @@ impl QueryConnection {
         let coverage = read_meta(&self.conn)?;
         self.arm();
         self.set_client(true);
-        let mut prepared = match self.conn.prepare(&statement.sql) {
+        // Cached by its text: a view or a repeated query is parsed and planned once per
+        // connection. Only statements that passed the authorizer get in (a refused one fails
+        // to prepare), and every use binds every parameter again.
+        let mut prepared = match self.conn.prepare_cached(&statement.sql) {
             Ok(prepared) => prepared,
             Err(e) => return Err(prepare_error(e, &self.gate)),
         };
