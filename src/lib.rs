@@ -115,6 +115,7 @@ pub mod keys;
 pub mod metrics;
 pub mod node;
 pub mod poison;
+pub mod priority;
 pub mod progress;
 pub mod query;
 pub mod server;

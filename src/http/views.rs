@@ -1,6 +1,7 @@
 //! Named views over HTTP (docs/QUERY.md, "Named views"):
 //!
-//! - `GET /views`: every view with its state, `{"views":[...]}` sorted by name;
+//! - `GET /views`: every view with its state, `{"views":[...], "index": {...}}` sorted
+//!   by name, with the index's own state (`/health`'s);
 //! - `PUT /views/NAME` (a write: the node's token when it has one): add or replace a view
 //!   from `{"sql", "indexes", "description", "params"}`; vetted first ([`crate::query::vet`]),
 //!   saved before the answer (201 created, 200 replaced or unchanged), its indexes built in
@@ -62,7 +63,14 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Response, ApiE
         .iter()
         .map(|(def, state)| Listed { def, state })
         .collect();
-    Ok(Json(serde_json::json!({ "views": listed })).into_response())
+    // The index's own state beside the views': a degraded or failed index (a full disk)
+    // keeps every view's indexes waiting, and this says why.
+    let index = state
+        .index
+        .as_ref()
+        .and_then(|index| serde_json::to_value(index.state()).ok())
+        .unwrap_or_default();
+    Ok(Json(serde_json::json!({ "views": listed, "index": index })).into_response())
 }
 
 pub(crate) async fn put(

@@ -363,13 +363,19 @@ impl IndexDb {
         Ok(indexes::drop_index(&self.conn, name)?)
     }
 
-    /// Builds the index `statement` ([`indexes::build`]).
+    /// Builds the index `statement` ([`indexes::build`]), then keeps the WAL under its
+    /// bound: a build is one transaction that writes the whole index into the WAL, and
+    /// readers look every page up there until it is checkpointed.
     pub fn build_index(
         &mut self,
         statement: &str,
         progress: indexes::Progress,
     ) -> Result<(), indexes::BuildError> {
-        indexes::build(&mut self.conn, statement, progress)
+        indexes::build(&mut self.conn, statement, progress)?;
+        self.bound_wal().map_err(|e| match e {
+            IndexError::Sqlite(e) => indexes::BuildError::Sqlite(e),
+            other => indexes::BuildError::Refused(other.to_string()),
+        })
     }
 
     /// Which of the indexes `names` refuses `entry` ([`indexes::culprit`]).

@@ -367,7 +367,9 @@ impl QueryConnection {
         let mut watch = lock(&self.watch);
         *watch = Watch {
             deadline: Some(Instant::now() + self.config.timeout),
-            resident_base: resident_bytes(),
+            // Read at the handler's first call (after PROGRESS_OPS steps), not here: a short
+            // statement, most of them, never pays for reading /proc.
+            resident_base: None,
             memory_limit: self.config.max_memory_growth_bytes,
             ..Watch::default()
         };
@@ -522,6 +524,9 @@ fn interrupts(watch: &mut Watch) -> bool {
         return true;
     }
     watch.calls = watch.calls.wrapping_add(1);
+    if watch.resident_base.is_none() {
+        watch.resident_base = resident_bytes();
+    }
     if watch.calls.is_multiple_of(MEMORY_CHECK_EVERY) {
         if let (Some(base), Some(now)) = (watch.resident_base, resident_bytes()) {
             if now.saturating_sub(base) > watch.memory_limit {
@@ -545,7 +550,7 @@ fn resident_bytes() -> Option<u64> {
 fn read_meta(conn: &Connection) -> Result<Coverage, QueryError> {
     let no_index = |e: rusqlite::Error| QueryError::NoIndex(format!("reading meta: {e}"));
     let mut statement = conn
-        .prepare("SELECT key, value FROM meta WHERE key IN ('node', 'covered', 'last_offset', 'last_hash')")
+        .prepare_cached("SELECT key, value FROM meta WHERE key IN ('node', 'covered', 'last_offset', 'last_hash')")
         .map_err(no_index)?;
     let mut rows = statement.raw_query();
     let mut meta = MetaRows::default();

@@ -38,7 +38,7 @@ impl Workers {
             std::thread::Builder::new()
                 .name(format!("query-{n}"))
                 .spawn(move || {
-                    lower_priority();
+                    crate::priority::lower_current_thread();
                     loop {
                         // One waiting thread holds the lock; the others wait for it.
                         let job = lock(&queue).recv();
@@ -75,16 +75,6 @@ impl Workers {
     }
 }
 
-/// Lowers the calling thread's priority as far as an unprivileged process may (nice 19 on
-/// Linux); a platform that refuses leaves it as it is, with a note in the log.
-fn lower_priority() {
-    if let Err(e) =
-        thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
-    {
-        tracing::debug!(error = ?e, "could not lower a query thread's priority");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,13 +85,7 @@ mod tests {
         let (name, nice) = workers
             .run(|| {
                 let name = std::thread::current().name().map(String::from);
-                let nice = std::fs::read_to_string("/proc/thread-self/stat")
-                    .ok()
-                    .and_then(|stat| {
-                        // Field 19 (nice), counted after the parenthesised command name.
-                        let rest = stat.rsplit(')').next()?.to_owned();
-                        rest.split_whitespace().nth(16)?.parse::<i64>().ok()
-                    });
+                let nice = crate::priority::current_nice();
                 (name, nice)
             })
             .await
