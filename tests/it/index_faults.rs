@@ -131,7 +131,10 @@ fn a_full_index_disk_leaves_appends_answered_and_the_index_catches_up_by_itself(
     // GET /views says it too, beside the views.
     let views = get(addr, "/views").json();
     assert_eq!(views["index"]["state"], "degraded", "{views}");
-    assert!(views["index"]["reason"].as_str().unwrap().contains("full"), "{views}");
+    assert!(
+        views["index"]["reason"].as_str().unwrap().contains("full"),
+        "{views}"
+    );
 
     // Room again: the index catches up by itself, without a restart.
     disk.resize("64m");

@@ -417,20 +417,19 @@ indexes = ["CREATE INDEX by_value ON entries(value)"]
         "bad.toml",
         "[views.bad]\nsql = \"SELECT seq FROM entries\"\n",
     );
-    let out = kappalog()
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--key")
-        .arg(&key)
-        .args([
-            "run",
-            "--http",
-            "127.0.0.1:0",
-            "--views",
-            bad.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    // It exits before serving: `output` waits for it.
+    let start_with = |file: &Path| {
+        kappalog()
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--key")
+            .arg(&key)
+            .args(["run", "--http", "127.0.0.1:0", "--views"])
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let out = start_with(&bad);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -438,20 +437,7 @@ indexes = ["CREATE INDEX by_value ON entries(value)"]
         "{stderr}"
     );
     let garbled = write(dir.path(), "garbled.toml", "[views.x\n");
-    let out = kappalog()
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--key")
-        .arg(&key)
-        .args([
-            "run",
-            "--http",
-            "127.0.0.1:0",
-            "--views",
-            garbled.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = start_with(&garbled);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("garbled.toml"));
 }
