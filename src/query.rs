@@ -35,7 +35,7 @@ pub use engine::{QueryEngine, VetError};
 
 /// The longest statement accepted, in bytes (also SQLite's `SQLITE_LIMIT_SQL_LENGTH` on
 /// query connections).
-pub const MAX_STATEMENT_BYTES: usize = 64 * 1024;
+pub const MAX_STATEMENT_BYTES: usize = crate::views::definition::MAX_SQL_BYTES;
 /// `--query-timeout`'s default: how long one statement may run.
 pub const QUERY_TIMEOUT_MS: u64 = 2_000;
 /// `--query-wait`'s default: how long `after=CURSOR` waits for the index to cover it.
