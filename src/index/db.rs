@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -126,6 +126,9 @@ pub struct IndexDb {
     meta: Meta,
     /// The `-wal` file, whose size [`wal::bound`] keeps in check.
     wal: PathBuf,
+    /// Where the log's records are decoded: rayon's global pool (all cores, for a rebuild
+    /// by hand), or a pool of the caller's ([`IndexDb::decode_on`]).
+    decode: Option<Arc<rayon::ThreadPool>>,
 }
 
 /// The index's file in `data_dir`.
@@ -174,6 +177,7 @@ impl IndexDb {
             conn,
             meta,
             wal: wal::wal_path(&path),
+            decode: None,
         })
     }
 
@@ -252,7 +256,15 @@ impl IndexDb {
                 ..meta
             },
             wal: wal::wal_path(path),
+            decode: None,
         })
+    }
+
+    /// Decodes the log's records on `pool` rather than on rayon's global pool. A running
+    /// node's indexer does: the global pool is where sync verifies the signatures of what it
+    /// receives, and a walk of the log there makes replication wait for it.
+    pub fn decode_on(&mut self, pool: Arc<rayon::ThreadPool>) {
+        self.decode = Some(pool);
     }
 
     /// How far the index covers the log now.
@@ -301,7 +313,11 @@ impl IndexDb {
         // Two batches in flight: one being decoded, one being written.
         let (send, batches) = mpsc::sync_channel::<Batch>(1);
         std::thread::scope(|scope| -> Result<CaughtUp, IndexError> {
-            let walk = scope.spawn(move || read_batches(reader, from, to, forked, &send));
+            let decode = self.decode.clone();
+            let walk = scope.spawn(move || match decode {
+                Some(pool) => pool.install(|| read_batches(reader, from, to, forked, &send)),
+                None => read_batches(reader, from, to, forked, &send),
+            });
             for batch in batches.iter() {
                 self.write_batch(&batch)?;
                 done.read += batch.read;

@@ -70,6 +70,12 @@ pub fn start(node: &Node, views: Views) -> IndexHandle {
         reader: node.reader().clone(),
         handle: handle.clone(),
         stop: stop.clone(),
+        decode: rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .thread_name(|_| "index-decode".into())
+            .build()
+            .map(Arc::new)
+            .ok(),
     };
     let spawned = std::thread::Builder::new()
         .name("indexer".into())
@@ -122,6 +128,9 @@ struct Follower {
     reader: StoreReader,
     handle: IndexHandle,
     stop: Arc<AtomicBool>,
+    /// The indexer's own one-thread pool for decoding the log (`None` if it could not be
+    /// started: rayon's global pool then).
+    decode: Option<Arc<rayon::ThreadPool>>,
 }
 
 impl Follower {
@@ -269,6 +278,9 @@ impl Follower {
         failed: &mut Failed,
     ) -> Result<(), IndexError> {
         let (mut db, stale) = IndexDb::open(&self.data_dir, &self.author, &self.reader)?;
+        if let Some(pool) = &self.decode {
+            db.decode_on(Arc::clone(pool));
+        }
         let mut building = stale.is_some();
         match &stale {
             Some(super::check::Stale::Missing) => {
