@@ -28,6 +28,10 @@
 //!   run big statements in a loop for `KAPPALOG_BENCH_SECS`: `group_concat` of every
 //!   `data`, a sort of the whole table on `data`, and a `group_concat` of every hash per
 //!   author; idle, peak, and the statuses answered;
+//! - `view_build`: 15 s of the `/add` load, then 15 s more during which a second view is
+//!   added (`PUT /views/temps`, an expression index over the whole table): the build's
+//!   time, the appends' rate and p99 in both, and how long after the view was ready the index
+//!   covered an append made then (target: within 5 s);
 //! - `replication` (in-process nodes, as `cargo bench --bench sync`): node A holds the same
 //!   log; a fresh node B dials A and replicates it at full speed, with B's indexer following
 //!   and without, `KAPPALOG_BENCH_RUNS` interleaved pairs: entries/s each, the pair ratios
@@ -285,6 +289,72 @@ fn lag(node: &NodeProcess, secs: f64, runs: usize) {
     );
 }
 
+/// A view added while 64 connections append (`view_build`): a `/add` run of `BUILD_LOAD`
+/// without a build, then one during which a second view's expression index is built over the
+/// whole table. Prints how long the build took, the appends' rate and p99 in both runs (they
+/// never wait for the indexer), and how long after the view was ready the index covered an
+/// append made at that moment (issue 21: within 5 s).
+fn view_build(rt: &tokio::runtime::Runtime, node: &NodeProcess) {
+    const BUILD_LOAD: f64 = 15.0;
+    let view = r#"{"sql": "SELECT author, seq FROM entries WHERE json_valid(data) AND json_extract(data, '$.temp') = :t + 0 ORDER BY author, seq", "indexes": ["CREATE INDEX temps ON entries(json_extract(data, '$.temp')) WHERE json_valid(data)"], "params": {"t": "21.5"}}"#;
+    let quiet = add_load(node.http, BUILD_LOAD);
+    let addr = node.http;
+    let load = std::thread::spawn(move || add_load(addr, BUILD_LOAD));
+    std::thread::sleep(Duration::from_secs(1));
+    let asked = Instant::now();
+    let (status, body) = rt
+        .block_on(http(addr, "PUT", "/views/temps", view))
+        .unwrap_or((0, String::new()));
+    assert!(status == 201 || status == 200, "{status} {body}");
+    let listed_ready = || {
+        let (_, body) = rt
+            .block_on(http(addr, "GET", "/views", ""))
+            .unwrap_or((0, String::new()));
+        let listed: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        listed["views"].as_array().is_some_and(|views| {
+            views
+                .iter()
+                .any(|v| v["name"] == "temps" && v["state"] == "ready")
+        })
+    };
+    while !listed_ready() {
+        assert!(asked.elapsed() < INDEX_DEADLINE, "the view was not built");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let built = asked.elapsed().as_secs_f64();
+    // An append at the moment the view is ready, then how long until a query sees it.
+    let (_, body) = rt
+        .block_on(http(addr, "POST", "/add", ADD_BODY))
+        .unwrap_or((0, String::new()));
+    let cursor = cursor_of(&body).expect("an /add answer with a cursor");
+    let ready = Instant::now();
+    loop {
+        let (status, _) = rt.block_on(query(addr, &format!("/query?after={cursor}"), "SELECT 1"));
+        if status == 200 {
+            break;
+        }
+        assert!(
+            ready.elapsed() < INDEX_DEADLINE,
+            "the index never caught up"
+        );
+    }
+    let caught_up = ready.elapsed().as_secs_f64() * 1000.0;
+    let during = load.join().unwrap();
+    let mut quiet_lat = quiet.1.clone();
+    let mut during_lat = during.1.clone();
+    quiet_lat.sort_unstable();
+    during_lat.sort_unstable();
+    println!(
+        "view added under 64-connection /add: its expression index built in {built:.1} s; \
+         an append at the moment it was ready was covered {caught_up:.0} ms later; \
+         /add {:.0} req/s p99 {:.1} ms without a build, {:.0} req/s p99 {:.1} ms with one",
+        quiet.0,
+        percentile(&quiet_lat, 0.99),
+        during.0,
+        percentile(&during_lat, 0.99),
+    );
+}
+
 /// `/add` load for `secs` while `clients` clients send [`RECURSIVE_CTE`] back to back;
 /// the load's figures and the hostile answers' statuses.
 fn add_with_hostile(addr: SocketAddr, secs: f64, clients: usize) -> ((f64, Vec<u64>), Vec<u16>) {
@@ -510,9 +580,16 @@ fn main() {
     println!(
         "kappalog query benchmark: {entries} entries, {CONNECTIONS} /add connections, {secs} s runs, {runs} runs or pairs"
     );
-    if ["group_by", "point", "lag", "hostile", "memory"]
-        .iter()
-        .any(|name| wanted(name))
+    if [
+        "group_by",
+        "point",
+        "lag",
+        "hostile",
+        "memory",
+        "view_build",
+    ]
+    .iter()
+    .any(|name| wanted(name))
     {
         let root = tempfile::tempdir().unwrap();
         let dir = prepared_dir(root.path(), entries);
@@ -541,6 +618,9 @@ fn main() {
         }
         if wanted("hostile") {
             hostile(&node, secs, runs);
+        }
+        if wanted("view_build") {
+            view_build(&rt, &node);
         }
         node.stop();
     }
