@@ -130,7 +130,10 @@ fn wait_view_ready(rt: &tokio::runtime::Runtime, node: &NodeProcess) {
         let (status, body) = rt
             .block_on(http(node.http, "GET", "/views", ""))
             .unwrap_or((0, String::new()));
-        if status == 200 && body.contains("\"state\":\"ready\"") {
+        // Each view's own state (the answer also holds the index's, `"index":{"state":..}`).
+        let listed: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let views = listed["views"].as_array().cloned().unwrap_or_default();
+        if status == 200 && !views.is_empty() && views.iter().all(|v| v["state"] == "ready") {
             println!(
                 "the point view's expression index was ready {:.1} s after the rows",
                 start.elapsed().as_secs_f64()
