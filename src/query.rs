@@ -25,7 +25,6 @@ pub mod render;
 pub mod vet;
 pub mod workers;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use cell::Cell;
@@ -41,10 +40,8 @@ pub const QUERY_TIMEOUT_MS: u64 = 2_000;
 /// `--query-wait`'s default: how long `after=CURSOR` waits for the index to cover it.
 pub const QUERY_WAIT_MS: u64 = 2_000;
 
-/// The index database's path in a data directory (docs/QUERY.md, "Where").
-pub fn index_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("index").join("index.sqlite")
-}
+/// The index database's path in a data directory (docs/QUERY.md, "Where"): the index's own.
+pub use crate::index::index_path;
 
 /// The bounds every query runs under (defaults in docs/QUERY.md, "Limits").
 #[derive(Clone, Debug)]

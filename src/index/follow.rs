@@ -173,12 +173,17 @@ impl Follower {
     /// Tells the views what exists, what failed (no build running).
     fn publish_builds(&self, db: &IndexDb, failed: &Failed) -> Result<(), IndexError> {
         let present = db.view_indexes()?.into_iter().map(|(_, sql)| sql).collect();
+        self.publish(present, failed);
+        Ok(())
+    }
+
+    /// Tells the views that the indexes `present` exist and `failed` failed.
+    fn publish(&self, present: BTreeSet<String>, failed: &Failed) {
         self.handle.views().publish_builds(Builds {
             present,
             building: None,
             failed: failed.by_statement.clone(),
         });
-        Ok(())
     }
 
     /// Brings the views' indexes in line with the views: drops those no view needs, then
@@ -209,7 +214,8 @@ impl Follower {
             .iter()
             .find(|s| !present.contains(**s) && !failed.by_statement.contains_key(**s))
             .map(|s| (*s).clone());
-        self.publish_builds(db, failed)?;
+        // What is left after the drops is what exists: no second look at the schema.
+        self.publish(present.clone(), failed);
         let Some(statement) = next else {
             return Ok(false);
         };
@@ -224,7 +230,10 @@ impl Follower {
             go_on
         });
         match db.build_index(&statement, progress) {
-            Ok(()) => tracing::info!(index = %statement, "built a view's index"),
+            Ok(()) => {
+                tracing::info!(index = %statement, "built a view's index");
+                present.insert(statement);
+            }
             Err(BuildError::Stopped) => {}
             Err(BuildError::Refused(message)) => {
                 let reason = format!("building the index failed: {message}");
@@ -232,11 +241,11 @@ impl Follower {
                 failed.by_statement.insert(statement, reason);
             }
             Err(BuildError::Sqlite(e)) => {
-                self.publish_builds(db, failed)?;
+                self.publish(present, failed);
                 return Err(e.into());
             }
         }
-        self.publish_builds(db, failed)?;
+        self.publish(present, failed);
         Ok(true)
     }
 

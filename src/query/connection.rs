@@ -103,37 +103,41 @@ impl QueryConnection {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)
             .map_err(|e| QueryError::NoIndex(format!("opening {}: {e}", path.display())))?;
-        let internal = |e: rusqlite::Error| QueryError::Internal(format!("setting up: {e}"));
+        Self::guarded(conn, config, file_id(path))
+            .map_err(|e| QueryError::Internal(format!("setting up: {e}")))
+    }
+
+    /// `conn` set up to run client statements, whatever it is a connection to: the limits,
+    /// the pragmas, the statement cache, the authorizer and the progress handler (see the
+    /// module docs).
+    fn guarded(
+        conn: Connection,
+        config: &QueryConfig,
+        file: Option<FileId>,
+    ) -> rusqlite::Result<QueryConnection> {
         // A reader waits out a writer's checkpoint rather than failing at once.
-        conn.busy_timeout(config.timeout).map_err(internal)?;
-        conn.pragma_update(None, "query_only", true)
-            .map_err(internal)?;
-        conn.pragma_update(None, "temp_store", "MEMORY")
-            .map_err(internal)?;
-        conn.pragma_update(None, "cache_size", -i64::from(config.cache_kib))
-            .map_err(internal)?;
-        let value_limit = i32::try_from(config.max_value_bytes).unwrap_or(i32::MAX);
+        conn.busy_timeout(config.timeout)?;
+        conn.pragma_update(None, "query_only", true)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        conn.pragma_update(None, "cache_size", -i64::from(config.cache_kib))?;
         let statement_limit = i32::try_from(MAX_STATEMENT_BYTES).unwrap_or(i32::MAX);
         for (limit, value) in [
-            (Limit::SQLITE_LIMIT_LENGTH, value_limit),
+            (Limit::SQLITE_LIMIT_LENGTH, value_limit(config)),
             (Limit::SQLITE_LIMIT_SQL_LENGTH, statement_limit),
             (Limit::SQLITE_LIMIT_ATTACHED, 0),
             (Limit::SQLITE_LIMIT_WORKER_THREADS, 0),
         ] {
-            conn.set_limit(limit, value).map_err(internal)?;
+            conn.set_limit(limit, value)?;
         }
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        let file = file_id(path);
-        let gate = Arc::new(Mutex::new(Gate::default()));
-        let watch = Arc::new(Mutex::new(Watch::default()));
         let mut connection = QueryConnection {
             conn,
-            gate,
-            watch,
+            gate: Arc::new(Mutex::new(Gate::default())),
+            watch: Arc::new(Mutex::new(Watch::default())),
             config: config.clone(),
             file,
         };
-        connection.install_hooks().map_err(internal)?;
+        connection.install_hooks()?;
         Ok(connection)
     }
 
@@ -171,8 +175,8 @@ impl QueryConnection {
             }
             tx.commit().map_err(internal)?;
         }
-        let value_limit = i32::try_from(config.max_value_bytes).unwrap_or(i32::MAX);
-        conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, value_limit)
+        // The value limit holds while the index statements run, as it will for queries.
+        conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, value_limit(config))
             .map_err(internal)?;
         conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)
             .map_err(internal)?;
@@ -186,24 +190,7 @@ impl QueryConnection {
             })?;
             created.push(index);
         }
-        conn.authorizer(
-            None::<fn(rusqlite::hooks::AuthContext<'_>) -> rusqlite::hooks::Authorization>,
-        )
-        .map_err(internal)?;
-        conn.busy_timeout(config.timeout).map_err(internal)?;
-        conn.pragma_update(None, "query_only", true)
-            .map_err(internal)?;
-        let statement_limit = i32::try_from(MAX_STATEMENT_BYTES).unwrap_or(i32::MAX);
-        conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, statement_limit)
-            .map_err(internal)?;
-        let mut connection = QueryConnection {
-            conn,
-            gate: Arc::new(Mutex::new(Gate::default())),
-            watch: Arc::new(Mutex::new(Watch::default())),
-            config: config.clone(),
-            file: None,
-        };
-        connection.install_hooks().map_err(internal)?;
+        let connection = Self::guarded(conn, config, None).map_err(internal)?;
         Ok((connection, created))
     }
 
@@ -512,6 +499,11 @@ fn execute_checked(
 struct SeenIndex {
     index: Option<String>,
     refused: Option<String>,
+}
+
+/// [`QueryConfig::max_value_bytes`] as SQLite's `SQLITE_LIMIT_LENGTH`.
+fn value_limit(config: &QueryConfig) -> i32 {
+    i32::try_from(config.max_value_bytes).unwrap_or(i32::MAX)
 }
 
 /// The progress handler's decision: `true` interrupts the statement.

@@ -62,6 +62,22 @@ struct Inner {
     workers: Option<Workers>,
 }
 
+impl Inner {
+    /// An idle connection to the current index file, or a new one ([`QueryError::NoIndex`]
+    /// when there is no index). A connection to a replaced (rebuilt) file is dropped.
+    fn checkout(&self) -> Result<QueryConnection, QueryError> {
+        match lock(&self.idle).pop() {
+            Some(connection) if connection.is_current(&self.path) => Ok(connection),
+            _ => QueryConnection::open(&self.path, &self.config),
+        }
+    }
+
+    /// Keeps `connection` for the next statement.
+    fn give_back(&self, connection: QueryConnection) {
+        lock(&self.idle).push(connection);
+    }
+}
+
 /// Counts a request waiting (for a connection, or for coverage) for as long as it waits,
 /// also when the client goes away meanwhile.
 struct Waiting<'a>(&'a AtomicUsize);
@@ -132,15 +148,10 @@ impl QueryEngine {
         let (name, request) = (name.to_owned(), request.clone());
         self.on_worker(move || {
             let _permit = permit;
-            let reused = lock(&inner.idle).pop();
-            let connection = match reused {
-                Some(connection) if connection.is_current(&inner.path) => Some(connection),
-                _ => QueryConnection::open(&inner.path, &inner.config).ok(),
-            };
-            let mut connection = connection;
+            let mut connection = inner.checkout().ok();
             let vetted = super::vet::vet(connection.as_mut(), &inner.config, &name, &request);
             if let Some(connection) = connection {
-                lock(&inner.idle).push(connection);
+                inner.give_back(connection);
             }
             vetted.map_err(VetError::Definition)
         })
@@ -182,8 +193,8 @@ impl QueryEngine {
         }
     }
 
-    /// Runs `work` on a connection once one is free (or refuses it as busy), on the blocking
-    /// pool. The slot is released when the work ends, not when the caller stops waiting: a
+    /// Runs `work` on a connection once one is free (or refuses it as busy), on a statement
+    /// thread. The slot is released when the work ends, not when the caller stops waiting: a
     /// client that goes away never lets more statements run than there are connections.
     async fn with_connection<R, F>(&self, work: F) -> Result<R, QueryError>
     where
@@ -194,13 +205,9 @@ impl QueryEngine {
         let inner = Arc::clone(&self.inner);
         self.on_worker(move || {
             let _permit = permit;
-            let reused = lock(&inner.idle).pop();
-            let mut connection = match reused {
-                Some(connection) if connection.is_current(&inner.path) => connection,
-                _ => QueryConnection::open(&inner.path, &inner.config)?,
-            };
+            let mut connection = inner.checkout()?;
             let result = work(&mut connection);
-            lock(&inner.idle).push(connection);
+            inner.give_back(connection);
             result
         })
         .await
