@@ -71,7 +71,7 @@ impl Hash {
 
     /// 64 lowercase hex digits, as [`fmt::Display`] writes them.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        hex_into(&self.0, &mut [0; 128]).to_owned()
     }
 }
 
@@ -106,7 +106,6 @@ impl TryFrom<&[u8]> for Hash {
     }
 }
 
-/// Implements hex `Serialize`/`Deserialize` for a newtype that has `Display` and `FromStr`.
 /// Lowercase hex of up to 64 bytes into `buf`, without allocating: JSON responses carry four
 /// hex fields per entry, and formatting them through `Display` cost an allocation and a
 /// per-character escape check each.
@@ -118,6 +117,7 @@ pub(crate) fn hex_into<'a>(bytes: &[u8], buf: &'a mut [u8; 128]) -> &'a str {
     std::str::from_utf8(out).unwrap_or_default()
 }
 
+/// Implements hex `Serialize`/`Deserialize` for a newtype that has `Display` and `FromStr`.
 macro_rules! serde_as_hex {
     ($ty:ty) => {
         impl Serialize for $ty {

@@ -33,7 +33,7 @@ impl Author {
     }
     /// 64 lowercase hex digits: how authors appear in JSON, CSV, URLs and logs.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        crate::hash::hex_into(&self.0, &mut [0; 128]).to_owned()
     }
 }
 
@@ -46,7 +46,7 @@ impl Signature {
     }
     /// 128 lowercase hex digits: how signatures appear in JSON and CSV.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        crate::hash::hex_into(&self.0, &mut [0; 128]).to_owned()
     }
 }
 
