@@ -23,3 +23,4 @@
 //!   size has, and the bytes of a hash tile and of an entry bundle.
 
 pub mod merkle;
+pub mod tiles;
