@@ -308,6 +308,30 @@ mod tests {
         }
     }
 
+    /// A reader holding every stored hash of any tree, all zeros.
+    struct ZeroReader;
+    impl HashReader for ZeroReader {
+        type Error = std::convert::Infallible;
+        fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, Self::Error> {
+            Ok(vec![[0; 32]; indexes.len()])
+        }
+    }
+
+    #[test]
+    fn the_largest_tree_proves_within_the_limits() {
+        let max = MAX_TREE_SIZE;
+        assert!(tree_hash(max, &ZeroReader).is_ok());
+        assert_eq!(
+            prove_inclusion(max, max - 1, &ZeroReader).unwrap().len(),
+            62
+        );
+        assert_eq!(prove_inclusion(max, 0, &ZeroReader).unwrap().len(), 62);
+        let longest = prove_consistency(3, max, &ZeroReader).unwrap();
+        assert_eq!(longest.len(), crate::tlog::merkle::MAX_PROOF_HASHES);
+        let last = prove_consistency(max - 1, max, &ZeroReader).unwrap();
+        assert_eq!(last.len(), crate::tlog::merkle::MAX_PROOF_HASHES);
+    }
+
     #[test]
     fn a_reader_returning_too_few_hashes_is_caught() {
         assert_eq!(

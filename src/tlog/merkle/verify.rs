@@ -375,4 +375,22 @@ mod tests {
             .max();
         assert_eq!(worst, Some(MAX_PROOF_HASHES));
     }
+
+    proptest::proptest! {
+        /// Any sizes, indexes and proofs: an answer, never a panic or an overflow.
+        #[test]
+        fn verification_never_panics(
+            index in proptest::prelude::any::<u64>(),
+            size in proptest::prelude::any::<u64>(),
+            small in 0u64..200,
+            hashes in proptest::collection::vec(proptest::prelude::any::<[u8; 32]>(), 0..70),
+        ) {
+            let leaf = [1; 32];
+            let _ = verify_inclusion(&leaf, index, size, &hashes, &leaf);
+            let _ = verify_inclusion(&leaf, index % (small + 1), small, &hashes, &leaf);
+            let _ = verify_consistency(index, size, &leaf, &leaf, &hashes);
+            let _ = verify_consistency(small, size, &leaf, &leaf, &hashes);
+            let _ = verify_consistency(small, small + index % 100, &leaf, &leaf, &hashes);
+        }
+    }
 }

@@ -169,4 +169,17 @@ mod tests {
             Err(BundleError::Truncated { position: 0 })
         );
     }
+
+    proptest::proptest! {
+        /// Any bytes: an error or entries that rebuild exactly those bytes.
+        #[test]
+        fn parsing_never_panics_and_round_trips(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            width in 0u16..300,
+        ) {
+            if let Ok(entries) = parse_entry_bundle(&bytes, width) {
+                proptest::prop_assert_eq!(entry_bundle_bytes(&entries).unwrap(), bytes);
+            }
+        }
+    }
 }

@@ -227,4 +227,16 @@ mod tests {
             }
         }
     }
+
+    proptest::proptest! {
+        /// Any text: an error or a tile whose path is that text, never a panic.
+        #[test]
+        fn parsing_never_panics_and_accepts_only_canonical_paths(
+            text in "(tile/)?(entries|[0-9]{1,3})?(/x?[0-9]{0,4}){0,8}(\\.p/[0-9]{0,4})?|\\PC{0,80}"
+        ) {
+            if let Ok(tile) = Tile::parse_path(&text) {
+                proptest::prop_assert_eq!(tile.path(), text);
+            }
+        }
+    }
 }
