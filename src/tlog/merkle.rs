@@ -61,6 +61,60 @@ pub const MAX_TREE_SIZE: u64 = 1 << 62;
 /// proof is refused before anything is hashed.
 pub const MAX_PROOF_HASHES: usize = 63;
 
+/// Sizes or an index a tree computation or a proof cannot be about: the same for proving
+/// and verifying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BoundsError {
+    /// A tree larger than [`MAX_TREE_SIZE`].
+    #[error("tree size {size} is over the limit of {MAX_TREE_SIZE} leaves")]
+    SizeTooLarge {
+        /// The size given.
+        size: u64,
+    },
+    /// A leaf index not below the tree size.
+    #[error("leaf index {index} is not in a tree of {size} leaves")]
+    IndexOutOfRange {
+        /// The leaf index given (0-based).
+        index: u64,
+        /// The tree size given.
+        size: u64,
+    },
+    /// A consistency proof from a larger tree to a smaller one.
+    #[error("old tree size {old} is larger than the new size {new}")]
+    SizesReversed {
+        /// The old size given.
+        old: u64,
+        /// The new size given.
+        new: u64,
+    },
+}
+
+/// `size` is at most [`MAX_TREE_SIZE`].
+fn check_size(size: u64) -> Result<(), BoundsError> {
+    match size > MAX_TREE_SIZE {
+        true => Err(BoundsError::SizeTooLarge { size }),
+        false => Ok(()),
+    }
+}
+
+/// `index` is a leaf of a tree of `size` leaves, itself within the limit.
+fn check_index(index: u64, size: u64) -> Result<(), BoundsError> {
+    check_size(size)?;
+    match index >= size {
+        true => Err(BoundsError::IndexOutOfRange { index, size }),
+        false => Ok(()),
+    }
+}
+
+/// `old <= new`, and `new` within the limit.
+fn check_sizes(old: u64, new: u64) -> Result<(), BoundsError> {
+    check_size(new)?;
+    match old > new {
+        true => Err(BoundsError::SizesReversed { old, new }),
+        false => Ok(()),
+    }
+}
+
 /// The hash of the empty tree: SHA-256 of nothing (RFC 6962 section 2.1).
 pub const EMPTY_ROOT: Hash = [
     0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,

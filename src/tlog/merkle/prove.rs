@@ -8,33 +8,16 @@
 //! definition gives for runs at the positions proofs use.
 
 use super::stored::stored_hash_index;
-use super::{node_hash, Hash, HashReader, EMPTY_ROOT, MAX_TREE_SIZE};
+use super::{
+    check_index, check_size, check_sizes, node_hash, BoundsError, Hash, HashReader, EMPTY_ROOT,
+};
 
 /// Why a tree hash or proof could not be computed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TreeError<E> {
-    /// The tree is larger than [`MAX_TREE_SIZE`].
-    #[error("tree size {size} is over the limit of {MAX_TREE_SIZE} leaves")]
-    SizeTooLarge {
-        /// The size asked for.
-        size: u64,
-    },
-    /// An inclusion proof for a leaf the tree does not have.
-    #[error("leaf index {index} is not in a tree of {size} leaves")]
-    IndexOutOfRange {
-        /// The leaf asked for (0-based).
-        index: u64,
-        /// The tree's size.
-        size: u64,
-    },
-    /// A consistency proof from a larger tree to a smaller one.
-    #[error("old tree size {old} is larger than the new size {new}")]
-    SizesReversed {
-        /// The old tree's size.
-        old: u64,
-        /// The new tree's size.
-        new: u64,
-    },
+    /// Sizes or an index out of bounds.
+    #[error(transparent)]
+    Bounds(#[from] BoundsError),
     /// The reader answered with a different number of hashes than it was asked for.
     #[error("the hash reader returned {got} hashes for {asked} indexes")]
     ReaderCount {
@@ -84,10 +67,7 @@ pub fn prove_inclusion<R: HashReader>(
     index: u64,
     reader: &R,
 ) -> Result<Vec<Hash>, TreeError<R::Error>> {
-    check_size(size)?;
-    if index >= size {
-        return Err(TreeError::IndexOutOfRange { index, size });
-    }
+    check_index(index, size)?;
     run_hashes(&inclusion_runs(size, index), reader)
 }
 
@@ -99,21 +79,11 @@ pub fn prove_consistency<R: HashReader>(
     new: u64,
     reader: &R,
 ) -> Result<Vec<Hash>, TreeError<R::Error>> {
-    check_size(new)?;
-    if old > new {
-        return Err(TreeError::SizesReversed { old, new });
-    }
+    check_sizes(old, new)?;
     if old == 0 || old == new {
         return Ok(Vec::new());
     }
     run_hashes(&consistency_runs(old, new), reader)
-}
-
-fn check_size<E>(size: u64) -> Result<(), TreeError<E>> {
-    if size > MAX_TREE_SIZE {
-        return Err(TreeError::SizeTooLarge { size });
-    }
-    Ok(())
 }
 
 /// The leaves `[lo, hi)`, never empty.
@@ -214,6 +184,7 @@ fn run_hashes<R: HashReader>(runs: &[Run], reader: &R) -> Result<Vec<Hash>, Tree
 mod tests {
     use super::*;
     use crate::tlog::merkle::test_vectors::{h, hs, leaf_hashes, CONSISTENCY, INCLUSION, ROOTS};
+    use crate::tlog::merkle::MAX_TREE_SIZE;
     use crate::tlog::merkle::{leaf_hash, MemoryTree};
 
     fn reference_tree() -> MemoryTree {
@@ -283,16 +254,16 @@ mod tests {
         let tree = reference_tree();
         assert_eq!(
             prove_inclusion(8, 8, &tree),
-            Err(TreeError::IndexOutOfRange { index: 8, size: 8 })
+            Err(BoundsError::IndexOutOfRange { index: 8, size: 8 }.into())
         );
         assert_eq!(
             prove_consistency(5, 4, &tree),
-            Err(TreeError::SizesReversed { old: 5, new: 4 })
+            Err(BoundsError::SizesReversed { old: 5, new: 4 }.into())
         );
         let size = MAX_TREE_SIZE + 1;
         assert_eq!(
             tree_hash(size, &tree),
-            Err(TreeError::SizeTooLarge { size })
+            Err(BoundsError::SizeTooLarge { size }.into())
         );
         // A size within the limit but beyond what the reader holds is the reader's error.
         assert!(matches!(tree_hash(9, &tree), Err(TreeError::Read(_))));

@@ -2,7 +2,7 @@
 //! append-only sequence of stored hashes, and which hashes appending a leaf adds.
 
 use super::prove::{read_exact, TreeError};
-use super::{node_hash, Hash, HashReader, MAX_TREE_SIZE};
+use super::{node_hash, BoundsError, Hash, HashReader, MAX_TREE_SIZE};
 
 /// The position of stored hash `(level, n)` (the hash of leaves `n * 2^level ..
 /// (n + 1) * 2^level`) in the stored-hash sequence.
@@ -68,9 +68,8 @@ pub fn hashes_to_store<R: HashReader>(
     reader: &R,
 ) -> Result<Vec<Hash>, TreeError<R::Error>> {
     if n >= MAX_TREE_SIZE {
-        return Err(TreeError::SizeTooLarge {
-            size: n.saturating_add(1),
-        });
+        let size = n.saturating_add(1);
+        return Err(BoundsError::SizeTooLarge { size }.into());
     }
     let completed = n.trailing_ones();
     // The left sibling of each subtree completed at level i + 1 is (i, (n >> i) - 1): the
@@ -158,9 +157,10 @@ mod tests {
         let tree = MemoryTree::new();
         assert_eq!(
             hashes_to_store(MAX_TREE_SIZE, [0; 32], &tree),
-            Err(TreeError::SizeTooLarge {
+            Err(BoundsError::SizeTooLarge {
                 size: MAX_TREE_SIZE + 1
-            })
+            }
+            .into())
         );
     }
 }

@@ -2,7 +2,7 @@
 //! bounded: a proof is checked against [`MAX_PROOF_HASHES`] and then against the one
 //! length its sizes allow before any hashing.
 
-use super::{node_hash, Hash, EMPTY_ROOT, MAX_PROOF_HASHES, MAX_TREE_SIZE};
+use super::{check_index, check_sizes, node_hash, BoundsError, Hash, EMPTY_ROOT, MAX_PROOF_HASHES};
 
 /// Why a proof does not verify.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -13,28 +13,9 @@ pub enum VerifyError {
         /// The proof's length, in hashes.
         hashes: usize,
     },
-    /// A tree larger than [`MAX_TREE_SIZE`].
-    #[error("tree size {size} is over the limit of {MAX_TREE_SIZE} leaves")]
-    SizeTooLarge {
-        /// The size given.
-        size: u64,
-    },
-    /// A leaf index not below the tree size.
-    #[error("leaf index {index} is not in a tree of {size} leaves")]
-    IndexOutOfRange {
-        /// The leaf index given (0-based).
-        index: u64,
-        /// The tree size given.
-        size: u64,
-    },
-    /// An old tree larger than the new one.
-    #[error("old tree size {old} is larger than the new size {new}")]
-    SizesReversed {
-        /// The old size given.
-        old: u64,
-        /// The new size given.
-        new: u64,
-    },
+    /// Sizes or an index out of bounds.
+    #[error(transparent)]
+    Bounds(#[from] BoundsError),
     /// A proof of the wrong length for its sizes.
     #[error("the proof has {found} hashes where its sizes call for {expected}")]
     ProofLength {
@@ -95,28 +76,18 @@ pub fn verify_inclusion(
     proof: &[Hash],
     root: &Hash,
 ) -> Result<(), VerifyError> {
-    check_bounds(proof, size)?;
-    if index >= size {
-        return Err(VerifyError::IndexOutOfRange { index, size });
-    }
+    check_proof_cap(proof)?;
+    check_index(index, size)?;
     check_len(proof, inclusion_proof_len(index, size))?;
     // RFC 9162 2.1.3.2: `fnode` walks the leaf's path, `snode` the tree's right edge; where
     // the path is a right child or on the edge, the proof hash is a left sibling.
     let (mut fnode, mut snode) = (index, size - 1);
     let mut hash = *leaf;
     for sibling in proof {
-        if fnode & 1 == 1 || fnode == snode {
-            hash = node_hash(sibling, &hash);
-            // On the right edge, levels with no right sibling are skipped.
-            while fnode & 1 == 0 && fnode != 0 {
-                fnode >>= 1;
-                snode >>= 1;
-            }
-        } else {
-            hash = node_hash(&hash, sibling);
-        }
-        fnode >>= 1;
-        snode >>= 1;
+        hash = match climb(&mut fnode, &mut snode) {
+            Side::Left => node_hash(sibling, &hash),
+            Side::Right => node_hash(&hash, sibling),
+        };
     }
     // The exact length checked above brings `snode` to 0 here.
     if snode != 0 || hash != *root {
@@ -135,10 +106,8 @@ pub fn verify_consistency(
     new_root: &Hash,
     proof: &[Hash],
 ) -> Result<(), VerifyError> {
-    check_bounds(proof, new)?;
-    if old > new {
-        return Err(VerifyError::SizesReversed { old, new });
-    }
+    check_proof_cap(proof)?;
+    check_sizes(old, new)?;
     check_len(proof, consistency_proof_len(old, new))?;
     if old == 0 {
         return match *old_root == EMPTY_ROOT {
@@ -177,30 +146,50 @@ fn consistency_roots(old: u64, new: u64, old_root: &Hash, proof: &[Hash]) -> (Ha
     }
     let (mut old_hash, mut new_hash) = (seed, seed);
     for sibling in rest {
-        if fnode & 1 == 1 || fnode == snode {
-            old_hash = node_hash(sibling, &old_hash);
-            new_hash = node_hash(sibling, &new_hash);
-            while fnode & 1 == 0 && fnode != 0 {
-                fnode >>= 1;
-                snode >>= 1;
+        match climb(&mut fnode, &mut snode) {
+            Side::Left => {
+                old_hash = node_hash(sibling, &old_hash);
+                new_hash = node_hash(sibling, &new_hash);
             }
-        } else {
-            new_hash = node_hash(&new_hash, sibling);
+            // A right sibling is past the old tree: it only grows the new root.
+            Side::Right => new_hash = node_hash(&new_hash, sibling),
         }
-        fnode >>= 1;
-        snode >>= 1;
     }
     (old_hash, new_hash, snode)
 }
 
-fn check_bounds(proof: &[Hash], size: u64) -> Result<(), VerifyError> {
+/// Which side of the running hash a proof hash goes on.
+enum Side {
+    Left,
+    Right,
+}
+
+/// One step of RFC 9162's walk up the tree, shared by both verifiers: `fnode` is the
+/// running hash's node, `snode` the tree's last node at the same level. Where `fnode` is a
+/// right child or on the right edge, the next proof hash is its left sibling, and levels
+/// where the edge node has no right sibling are skipped; otherwise it is a right sibling.
+/// Both move up a level.
+fn climb(fnode: &mut u64, snode: &mut u64) -> Side {
+    let side = match *fnode & 1 == 1 || *fnode == *snode {
+        true => Side::Left,
+        false => Side::Right,
+    };
+    if let Side::Left = side {
+        while *fnode & 1 == 0 && *fnode != 0 {
+            *fnode >>= 1;
+            *snode >>= 1;
+        }
+    }
+    *fnode >>= 1;
+    *snode >>= 1;
+    side
+}
+
+fn check_proof_cap(proof: &[Hash]) -> Result<(), VerifyError> {
     if proof.len() > MAX_PROOF_HASHES {
         return Err(VerifyError::ProofTooLong {
             hashes: proof.len(),
         });
-    }
-    if size > MAX_TREE_SIZE {
-        return Err(VerifyError::SizeTooLarge { size });
     }
     Ok(())
 }
@@ -219,6 +208,7 @@ fn check_len(proof: &[Hash], expected: usize) -> Result<(), VerifyError> {
 mod tests {
     use super::*;
     use crate::tlog::merkle::test_vectors::{h, hs, leaf_hashes, CONSISTENCY, INCLUSION, ROOTS};
+    use crate::tlog::merkle::MAX_TREE_SIZE;
     use crate::tlog::merkle::{leaf_hash, prove_consistency, prove_inclusion, MemoryTree};
 
     #[test]
@@ -348,15 +338,15 @@ mod tests {
         let size = MAX_TREE_SIZE + 1;
         assert_eq!(
             verify_inclusion(&leaf, 0, size, &[], &leaf),
-            Err(VerifyError::SizeTooLarge { size })
+            Err(BoundsError::SizeTooLarge { size }.into())
         );
         assert_eq!(
             verify_inclusion(&leaf, 3, 3, &[], &leaf),
-            Err(VerifyError::IndexOutOfRange { index: 3, size: 3 })
+            Err(BoundsError::IndexOutOfRange { index: 3, size: 3 }.into())
         );
         assert_eq!(
             verify_consistency(4, 3, &leaf, &leaf, &[]),
-            Err(VerifyError::SizesReversed { old: 4, new: 3 })
+            Err(BoundsError::SizesReversed { old: 4, new: 3 }.into())
         );
         assert_eq!(
             verify_consistency(0, 3, &leaf, &leaf, &[]),
