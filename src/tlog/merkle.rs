@@ -31,13 +31,15 @@
 
 mod memory;
 mod prove;
+mod reader;
 mod stored;
 mod verify;
 
 use sha2::{Digest, Sha256};
 
 pub use memory::{MemoryReadError, MemoryTree};
-pub use prove::{prove_consistency, prove_inclusion, tree_hash, TreeError};
+pub use prove::{prove_consistency, prove_inclusion, tree_hash};
+pub use reader::{HashReader, TreeError};
 pub use stored::{hashes_to_store, split_stored_hash_index, stored_hash_count, stored_hash_index};
 pub use verify::{
     consistency_proof_len, inclusion_proof_len, verify_consistency, verify_inclusion, VerifyError,
@@ -139,26 +141,6 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
     hasher.update(left);
     hasher.update(right);
     hasher.finalize().into()
-}
-
-/// Reads stored hashes by index ([`stored_hash_index`]): the seam between the tree
-/// algorithms and wherever the hashes live (a file, memory). Fallible, since the store
-/// behind it does I/O.
-pub trait HashReader {
-    /// Why a read failed.
-    type Error;
-
-    /// The stored hashes at `indexes`, in the order asked. Returning a different number of
-    /// hashes than indexes is caught by the callers ([`TreeError::ReaderCount`]).
-    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, Self::Error>;
-}
-
-impl<R: HashReader + ?Sized> HashReader for &R {
-    type Error = R::Error;
-
-    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, Self::Error> {
-        (**self).read_hashes(indexes)
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! A tree kept in memory: the stored hashes in a `Vec`, for tests and for wiring a feed's
 //! tree before the store persists one.
 
-use super::prove::{tree_hash, TreeError};
+use super::prove::tree_hash;
+use super::reader::TreeError;
 use super::stored::hashes_to_store;
 use super::{Hash, HashReader};
 

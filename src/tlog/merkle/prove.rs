@@ -7,47 +7,9 @@
 //! those full subtrees' hashes folded right to left, which is what RFC 6962's recursive
 //! definition gives for runs at the positions proofs use.
 
+use super::reader::{read_exact, TreeError};
 use super::stored::stored_hash_index;
-use super::{
-    check_index, check_size, check_sizes, node_hash, BoundsError, Hash, HashReader, EMPTY_ROOT,
-};
-
-/// Why a tree hash or proof could not be computed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TreeError<E> {
-    /// Sizes or an index out of bounds.
-    #[error(transparent)]
-    Bounds(#[from] BoundsError),
-    /// The reader answered with a different number of hashes than it was asked for.
-    #[error("the hash reader returned {got} hashes for {asked} indexes")]
-    ReaderCount {
-        /// Indexes asked for.
-        asked: usize,
-        /// Hashes returned.
-        got: usize,
-    },
-    /// The reader failed.
-    #[error("reading stored hashes: {0}")]
-    Read(#[source] E),
-}
-
-/// Reads the stored hashes at `indexes`, checking the reader returned one per index.
-pub(super) fn read_exact<R: HashReader>(
-    reader: &R,
-    indexes: &[u64],
-) -> Result<Vec<Hash>, TreeError<R::Error>> {
-    if indexes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let hashes = reader.read_hashes(indexes).map_err(TreeError::Read)?;
-    if hashes.len() != indexes.len() {
-        return Err(TreeError::ReaderCount {
-            asked: indexes.len(),
-            got: hashes.len(),
-        });
-    }
-    Ok(hashes)
-}
+use super::{check_index, check_size, check_sizes, node_hash, Hash, HashReader, EMPTY_ROOT};
 
 /// The root hash of the first `size` leaves (RFC 6962's MTH; [`EMPTY_ROOT`] for none).
 pub fn tree_hash<R: HashReader>(size: u64, reader: &R) -> Result<Hash, TreeError<R::Error>> {
@@ -184,8 +146,8 @@ fn run_hashes<R: HashReader>(runs: &[Run], reader: &R) -> Result<Vec<Hash>, Tree
 mod tests {
     use super::*;
     use crate::tlog::merkle::test_vectors::{h, hs, leaf_hashes, CONSISTENCY, INCLUSION, ROOTS};
-    use crate::tlog::merkle::MAX_TREE_SIZE;
     use crate::tlog::merkle::{leaf_hash, MemoryTree};
+    use crate::tlog::merkle::{BoundsError, MAX_TREE_SIZE};
 
     fn reference_tree() -> MemoryTree {
         let mut tree = MemoryTree::new();

@@ -1,7 +1,7 @@
 //! The stored-hash numbering: where the hash of full subtree `(level, n)` sits in the
 //! append-only sequence of stored hashes, and which hashes appending a leaf adds.
 
-use super::prove::{read_exact, TreeError};
+use super::reader::{read_exact, TreeError};
 use super::{node_hash, BoundsError, Hash, HashReader, MAX_TREE_SIZE};
 
 /// The position of stored hash `(level, n)` (the hash of leaves `n * 2^level ..
