@@ -50,9 +50,9 @@ pub struct Tile {
     width: u16,
 }
 
-/// Why a tile cannot be made or built.
+/// Why a tile cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TileError<E> {
+pub enum TileError {
     /// A width outside 1..=256.
     #[error("tile width {width} is not in 1..=256")]
     BadWidth {
@@ -65,6 +65,11 @@ pub enum TileError<E> {
         /// The level given.
         level: u8,
     },
+}
+
+/// Why a hash tile's bytes cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HashTileError<E> {
     /// An entry bundle asked for as a hash tile.
     #[error("an entry bundle has no hashes to build")]
     NotHashTile,
@@ -78,7 +83,7 @@ pub enum TileError<E> {
     },
     /// The reader failed.
     #[error("reading the tile's hashes: {0}")]
-    Read(E),
+    Read(#[source] E),
     /// The reader answered with the wrong number of hashes.
     #[error("the hash reader returned {got} hashes for {asked} indexes")]
     ReaderCount {
@@ -91,7 +96,7 @@ pub enum TileError<E> {
 
 impl Tile {
     /// A tile, checked: width 1..=256, level at most [`MAX_TILE_LEVEL`].
-    pub fn new<E>(kind: TileKind, index: u64, width: u16) -> Result<Tile, TileError<E>> {
+    pub fn new(kind: TileKind, index: u64, width: u16) -> Result<Tile, TileError> {
         if width == 0 || width > TILE_WIDTH {
             return Err(TileError::BadWidth { width });
         }
@@ -212,12 +217,12 @@ pub fn hash_tile_bytes<R: HashReader>(
     tile: &Tile,
     size: u64,
     reader: &R,
-) -> Result<Vec<u8>, TileError<R::Error>> {
+) -> Result<Vec<u8>, HashTileError<R::Error>> {
     let TileKind::Hashes { level } = tile.kind else {
-        return Err(TileError::NotHashTile);
+        return Err(HashTileError::NotHashTile);
     };
     if !tile.in_tree(size) {
-        return Err(TileError::NotInTree {
+        return Err(HashTileError::NotInTree {
             tile: tile.path(),
             size,
         });
@@ -228,9 +233,9 @@ pub fn hash_tile_bytes<R: HashReader>(
     let indexes: Vec<u64> = (0..u64::from(tile.width))
         .map(|i| stored_hash_index(merkle_level, first + i))
         .collect();
-    let hashes = reader.read_hashes(&indexes).map_err(TileError::Read)?;
+    let hashes = reader.read_hashes(&indexes).map_err(HashTileError::Read)?;
     if hashes.len() != indexes.len() {
-        return Err(TileError::ReaderCount {
+        return Err(HashTileError::ReaderCount {
             asked: indexes.len(),
             got: hashes.len(),
         });
@@ -252,7 +257,7 @@ mod tests {
     }
 
     fn tile(kind: TileKind, index: u64, width: u16) -> Tile {
-        Tile::new::<()>(kind, index, width).unwrap()
+        Tile::new(kind, index, width).unwrap()
     }
 
     #[test]
@@ -371,7 +376,7 @@ mod tests {
         let wide = tile(hashes(0), 1, 45);
         assert_eq!(
             hash_tile_bytes(&wide, 300, &tree),
-            Err(TileError::NotInTree {
+            Err(HashTileError::NotInTree {
                 tile: "tile/0/001.p/45".into(),
                 size: 300
             })
@@ -379,11 +384,11 @@ mod tests {
         let far = tile(hashes(7), u64::MAX, 256);
         assert!(matches!(
             hash_tile_bytes(&far, 300, &tree),
-            Err(TileError::NotInTree { .. })
+            Err(HashTileError::NotInTree { .. })
         ));
         assert_eq!(
             hash_tile_bytes(&tile(TileKind::Entries, 0, 1), 300, &tree),
-            Err(TileError::NotHashTile)
+            Err(HashTileError::NotHashTile)
         );
         // In the size, but not in the reader: the reader's error.
         assert!(matches!(
@@ -392,18 +397,18 @@ mod tests {
         ));
         assert!(matches!(
             hash_tile_bytes(&tile(hashes(0), 2, 1), 600, &tree),
-            Err(TileError::Read(_))
+            Err(HashTileError::Read(_))
         ));
         assert_eq!(
-            Tile::new::<()>(hashes(64), 0, 1),
+            Tile::new(hashes(64), 0, 1),
             Err(TileError::BadLevel { level: 64 })
         );
         assert_eq!(
-            Tile::new::<()>(hashes(0), 0, 0),
+            Tile::new(hashes(0), 0, 0),
             Err(TileError::BadWidth { width: 0 })
         );
         assert_eq!(
-            Tile::new::<()>(hashes(0), 0, 257),
+            Tile::new(hashes(0), 0, 257),
             Err(TileError::BadWidth { width: 257 })
         );
     }

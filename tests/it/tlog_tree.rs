@@ -100,7 +100,7 @@ fn tile_vectors() -> Value {
     }
     let hashes = |level| TileKind::Hashes { level };
     let chosen = [
-        Tile::new::<()>(hashes(0), 0, 256),
+        Tile::new(hashes(0), 0, 256),
         Tile::new(hashes(0), 256, 256),
         Tile::new(hashes(0), 257, 44),
         Tile::new(hashes(0), 257, 3),
@@ -122,7 +122,7 @@ fn tile_vectors() -> Value {
     for index in [0, 1, 999, 1000, 1_234_067, 1 << 54, u64::MAX] {
         for width in [1, 17, 255, 256] {
             for kind in [hashes(0), hashes(5), hashes(63), TileKind::Entries] {
-                paths.push(tile_json(&Tile::new::<()>(kind, index, width).unwrap()));
+                paths.push(tile_json(&Tile::new(kind, index, width).unwrap()));
             }
         }
     }

@@ -151,7 +151,7 @@ mod tests {
     use super::*;
 
     fn tile(kind: TileKind, index: u64, width: u16) -> Tile {
-        Tile::new::<()>(kind, index, width).unwrap()
+        Tile::new(kind, index, width).unwrap()
     }
 
     #[test]
