@@ -52,8 +52,8 @@ pub const HASH_BYTES: usize = 32;
 pub type Hash = [u8; HASH_BYTES];
 
 /// The most leaves a tree may have: 2^62. With it, the longest inclusion proof has 62
-/// hashes and the longest consistency proof 63 (from size 3 to 2^62: the two leaves of the
-/// old tree's last pair, then one hash per level), within [`MAX_PROOF_HASHES`], and every
+/// hashes and the longest consistency proof 63 (from size 3 to 2^62: the old tree's last
+/// leaf, then one hash per level above it), within [`MAX_PROOF_HASHES`], and every
 /// stored-hash index (< 2 * 2^62) fits a `u64`. No feed comes near: at a million entries a
 /// second it takes 146,000 years to fill.
 pub const MAX_TREE_SIZE: u64 = 1 << 62;
