@@ -56,6 +56,8 @@
 //! - [`sync`]: the peer protocol v2 (docs/PROTOCOL.md): pure core (messages, framing,
 //!   handshake, reconciliation, plan, admission rules) and the tokio sessions over the
 //!   encrypted transport, the listener and the dialers that replicate over TCP.
+//! - [`tlog`]: each feed as a C2SP transparency log: the RFC 6962 Merkle tree, its proofs
+//!   and tlog-tiles (pure; the store and HTTP wire them in).
 //!
 //! # Data flow
 //!
@@ -124,6 +126,7 @@ pub mod store;
 pub mod summary;
 pub mod sync;
 pub mod tail;
+pub mod tlog;
 pub mod validate;
 pub mod view;
 pub mod views;

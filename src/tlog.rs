@@ -1,0 +1,26 @@
+//! Verifiable feeds: every kappalog feed is a C2SP transparency log (issue 22).
+//!
+//! The entries of one feed, in `seq` order, are the leaves of an RFC 6962 Merkle tree: leaf
+//! `i` is the feed's entry at `seq = i + 1`, and its leaf input is that entry's *encoded*
+//! bytes (body then signature, docs/FORMAT.md section 2; [`crate::entry::Entry::encode`]),
+//! so its leaf hash is `SHA-256(0x00 || body || signature)`. Sizes and indexes are `u64`;
+//! hashes are `[u8; 32]`.
+//!
+//! Names, fixed by the issue:
+//!
+//! - a feed's **origin** (the first line of its checkpoints, and the name of the author's
+//!   note key) is `kappalog/feed/<64 lowercase hex author key>`;
+//! - a node's **cosigner name** is `kappalog/node/<64 lowercase hex node key>`.
+//!
+//! Everything here is pure: formats and algorithms over values and a [`merkle::HashReader`]
+//! the caller implements over its storage. Nothing opens a file or a socket.
+//!
+//! - [`merkle`]: RFC 6962/9162 hashing; the *stored hash* model of Go's `sumdb/tlog` (the
+//!   hash of every full subtree, about two per leaf, appended as leaves arrive); tree
+//!   hashes, inclusion and consistency proofs and their verification, bounded.
+//! - [`tiles`]: tlog-tiles: tiles of height 8, their paths (`tile/<L>/<N>[.p/<W>]`,
+//!   `tile/entries/<N>[.p/<W>]`) written and parsed strictly, which tiles a tree of a given
+//!   size has, and the bytes of a hash tile and of an entry bundle.
+
+pub mod merkle;
+pub mod tiles;
