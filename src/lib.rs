@@ -53,6 +53,8 @@
 //! - [`fence`]: the own-feed fence, a pure state machine fed by events from sync and from
 //!   fork proofs; the store's writer owns the live one and checks it where it orders own
 //!   appends.
+//! - [`tlog`]: the C2SP transparency-log formats, pure: signed notes and vkeys, checkpoints,
+//!   cosignatures, `tlog-proof@v1` bundles and `tlog-policy` files.
 //! - [`sync`]: the peer protocol v2 (docs/PROTOCOL.md): pure core (messages, framing,
 //!   handshake, reconciliation, plan, admission rules) and the tokio sessions over the
 //!   encrypted transport, the listener and the dialers that replicate over TCP.
@@ -124,6 +126,7 @@ pub mod store;
 pub mod summary;
 pub mod sync;
 pub mod tail;
+pub mod tlog;
 pub mod validate;
 pub mod view;
 pub mod views;

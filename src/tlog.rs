@@ -1,0 +1,5 @@
+//! C2SP transparency-log formats: notes, checkpoints, cosignatures, proofs, policies (pure, no I/O).
+
+pub mod ed25519;
+pub mod note;
+pub mod vkey;
