@@ -4,4 +4,5 @@ pub mod checkpoint;
 pub mod cosignature;
 pub mod ed25519;
 pub mod note;
+pub mod policy;
 pub mod vkey;
