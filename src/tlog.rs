@@ -5,4 +5,5 @@ pub mod cosignature;
 pub mod ed25519;
 pub mod note;
 pub mod policy;
+pub mod proof;
 pub mod vkey;
