@@ -78,4 +78,5 @@ mod sync_forks;
 mod sync_hostile;
 mod sync_many_feeds;
 mod sync_transport;
+mod tlog_golden;
 mod views_http;
