@@ -135,13 +135,7 @@ pub struct CosignatureVerifier {
 impl CosignatureVerifier {
     /// A verifier for `vkey`, which must be of type `0x04`.
     pub fn new(vkey: VerifierKey) -> Result<Self, WrongKeyType> {
-        if vkey.key_type() != KeyType::CosignatureV1 {
-            return Err(WrongKeyType {
-                name: vkey.name().to_owned(),
-                found: vkey.key_type(),
-                expected: KeyType::CosignatureV1,
-            });
-        }
+        let vkey = vkey.require(KeyType::CosignatureV1)?;
         let key_id = vkey.key_id();
         Ok(CosignatureVerifier { vkey, key_id })
     }

@@ -22,13 +22,7 @@ pub struct Ed25519Verifier {
 impl Ed25519Verifier {
     /// A verifier for `vkey`, which must be of type `0x01`.
     pub fn new(vkey: VerifierKey) -> Result<Self, WrongKeyType> {
-        if vkey.key_type() != KeyType::Ed25519 {
-            return Err(WrongKeyType {
-                name: vkey.name().to_owned(),
-                found: vkey.key_type(),
-                expected: KeyType::Ed25519,
-            });
-        }
+        let vkey = vkey.require(KeyType::Ed25519)?;
         let key_id = vkey.key_id();
         Ok(Ed25519Verifier { vkey, key_id })
     }

@@ -75,6 +75,13 @@ fn quorum_none_and_a_single_witness() {
     assert!(!single.quorum_met(&set(&[])));
 }
 
+/// The first witness's vkey, and lines defining witnesses A and B.
+fn two_witnesses() -> (String, String) {
+    let w1 = witness_key(1);
+    let head = format!("witness A {w1}\nwitness B {}\n", witness_key(2));
+    (w1, head)
+}
+
 fn assert_refused(cases: &[(String, PolicyError)]) {
     for (text, expected) in cases {
         assert_eq!(
@@ -87,9 +94,7 @@ fn assert_refused(cases: &[(String, PolicyError)]) {
 
 #[test]
 fn hostile_structures_are_refused_with_the_exact_reason() {
-    let w1 = witness_key(1);
-    let w2 = witness_key(2);
-    let head = format!("witness A {w1}\nwitness B {w2}\n");
+    let (w1, head) = two_witnesses();
     let cases = [
         (
             format!("{head}quorum A\nquorum B\n"),
@@ -160,9 +165,7 @@ fn hostile_structures_are_refused_with_the_exact_reason() {
 
 #[test]
 fn hostile_keys_and_bytes_are_refused_with_the_exact_reason() {
-    let w1 = witness_key(1);
-    let w2 = witness_key(2);
-    let head = format!("witness A {w1}\nwitness B {w2}\n");
+    let (w1, head) = two_witnesses();
     let cases = [
         (
             // The same public key under another name is still the same witness.

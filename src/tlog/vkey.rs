@@ -197,6 +197,18 @@ impl VerifierKey {
     pub fn key_id(&self) -> u32 {
         key_id(&self.name, self.key_type, self.key.as_bytes())
     }
+    /// This key if it is of type `expected`: a note key never checks cosignatures, nor the
+    /// reverse, even when the bytes of the public key are the same.
+    pub fn require(self, expected: KeyType) -> Result<VerifierKey, WrongKeyType> {
+        if self.key_type != expected {
+            return Err(WrongKeyType {
+                name: self.name,
+                found: self.key_type,
+                expected,
+            });
+        }
+        Ok(self)
+    }
 }
 
 impl fmt::Display for VerifierKey {
