@@ -22,6 +22,8 @@
 //!   one key signs a given text once, so a second line for it is either a copy or a forgery
 //!   placed beside the real one, and refusing it keeps "which of the two did we check" from
 //!   ever mattering. The same refusal applies when a signature is added ([`Note::add_signature`]).
+//!   (Go's `golang.org/x/mod/sumdb/note` instead checks the first line of a known key and
+//!   skips later ones; no honest signer writes two, since its `Sign` replaces a key's old line.)
 //!
 //! # Verification
 //!
@@ -47,7 +49,8 @@ use crate::tlog::vkey::{check_key_name, KeyNameError};
 pub const MAX_NOTE_BYTES: usize = 128 * 1024;
 
 /// The most signature lines one note may carry: twice the 16 the spec requires verifiers to
-/// accept, so an author signature and a feed's cap of cosigners fit with room to spare.
+/// accept, so an author signature and a feed's cap of cosigners fit with room to spare. (Go's
+/// note package stops at 100; a kappalog node has no use for that many on one checkpoint.)
 pub const MAX_SIGNATURES: usize = 32;
 
 /// The largest decoded signature (key ID included): an ML-DSA-44 timestamped cosignature is
