@@ -56,8 +56,9 @@
 //! - [`sync`]: the peer protocol v2 (docs/PROTOCOL.md): pure core (messages, framing,
 //!   handshake, reconciliation, plan, admission rules) and the tokio sessions over the
 //!   encrypted transport, the listener and the dialers that replicate over TCP.
-//! - [`tlog`]: each feed as a C2SP transparency log: the RFC 6962 Merkle tree, its proofs
-//!   and tlog-tiles (pure; the store and HTTP wire them in).
+//! - [`tlog`]: each feed as a C2SP transparency log, pure: the RFC 6962 Merkle tree, its
+//!   proofs and tlog-tiles; signed notes and vkeys, checkpoints, cosignatures,
+//!   `tlog-proof@v1` bundles and `tlog-policy` files (the store and HTTP wire them in).
 //!
 //! # Data flow
 //!

@@ -21,6 +21,19 @@
 //! - [`tiles`]: tlog-tiles: tiles of height 8, their paths (`tile/<L>/<N>[.p/<W>]`,
 //!   `tile/entries/<N>[.p/<W>]`) written and parsed strictly, which tiles a tree of a given
 //!   size has, and the bytes of a hash tile and of an entry bundle.
+//! - [`note`] and [`vkey`]: C2SP signed notes (strict, bounded) and verifier keys;
+//!   [`ed25519`] their Ed25519 signatures.
+//! - [`checkpoint`]: tlog-checkpoint bodies and signed checkpoints.
+//! - [`cosignature`]: tlog-cosignature v1 (Ed25519), what a witness signs.
+//! - [`proof`]: `c2sp.org/tlog-proof@v1` bundles.
+//! - [`policy`]: C2SP tlog-policy files: which logs and witnesses a verifier trusts.
 
+pub mod checkpoint;
+pub mod cosignature;
+pub mod ed25519;
 pub mod merkle;
+pub mod note;
+pub mod policy;
+pub mod proof;
 pub mod tiles;
+pub mod vkey;

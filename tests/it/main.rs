@@ -78,5 +78,6 @@ mod sync_forks;
 mod sync_hostile;
 mod sync_many_feeds;
 mod sync_transport;
+mod tlog_golden;
 mod tlog_tree;
 mod views_http;
