@@ -495,27 +495,6 @@ async fn start_sync(node: &Node, peers: Vec<String>) -> SyncHandle {
 
 /// One replication of `target` entries from `source` into a fresh node: entries/s until its
 /// store holds them, and with `indexed`, the seconds from then until its index covers them.
-/// CPU time this process has used, user and system, in seconds (Linux; 0 elsewhere).
-fn process_cpu_secs() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // utime and stime, fields 14 and 15, counted after the parenthesised command name.
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// One replication into a fresh node: entries/s until its store holds `target`, the index's
 /// catch-up after that (in s, when `indexed`), and the process's CPU per entry meanwhile (µs).
 async fn replicate(source: SocketAddr, target: u64, indexed: bool) -> (f64, Option<f64>, f64) {
@@ -525,7 +504,7 @@ async fn replicate(source: SocketAddr, target: u64, indexed: bool) -> (f64, Opti
     // With issue 21's one view holding one expression index.
     let index = indexed.then(|| kappalog::index::start(&b, common::views_with_point(b.data_dir())));
     let began = Instant::now();
-    let cpu_before = process_cpu_secs();
+    let cpu_before = common::cpu_seconds();
     let sync = start_sync(&b, vec![source.to_string()]).await;
     while b.reader().len() < target {
         assert!(
@@ -536,7 +515,7 @@ async fn replicate(source: SocketAddr, target: u64, indexed: bool) -> (f64, Opti
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let stored = began.elapsed().as_secs_f64();
-    let cpu_us = (process_cpu_secs() - cpu_before) * 1e6 / target as f64;
+    let cpu_us = (common::cpu_seconds() - cpu_before) * 1e6 / target as f64;
     let mut caught_up = None;
     if let Some(index) = index {
         let held = Instant::now();
