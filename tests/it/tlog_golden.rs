@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use kappalog::entry::{Entry, UnsignedEntry};
 use kappalog::identity::Identity;
+use kappalog::tlog::bundle::{make_entry_proof, verify_entry_proof, Cosigners};
 use kappalog::tlog::checkpoint::{author_vkey, origin_for, Checkpoint, SignedCheckpoint};
 use kappalog::tlog::cosignature::{cosign, cosigner_name};
 use kappalog::tlog::policy::Policy;
@@ -216,6 +217,28 @@ fn the_pinned_bundle_verifies_against_a_policy_naming_the_witness() {
     assert!(proof
         .verify(&other, &logs, &policy, verify_inclusion)
         .is_err());
+}
+
+#[test]
+fn the_pinned_bundle_is_a_kappalog_entry_proof_and_make_entry_proof_writes_it() {
+    let g = golden();
+    let pinned = format!("{PROOF_HEAD}{CHECKPOINT}");
+    let verified = verify_entry_proof(pinned.as_bytes(), None).unwrap();
+    assert_eq!(verified.entry, g.entries[1]);
+    assert_eq!(verified.tree_size, 3);
+    assert_eq!(
+        verified.cosigners,
+        Cosigners::Unchecked(vec![g.witness.name().to_owned()])
+    );
+    let leaves: Vec<[u8; 32]> = g.entries.iter().map(|e| leaf_hash(&e.encode())).collect();
+    let made = make_entry_proof(
+        g.entries[1].encode(),
+        1,
+        vec![leaves[0], leaves[2]],
+        g.checkpoint.clone(),
+    )
+    .unwrap();
+    assert_eq!(String::from_utf8(made.to_bytes()).unwrap(), pinned);
 }
 
 /// The vectors the Python cross-check reads, as JSON.
