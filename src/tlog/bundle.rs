@@ -1,5 +1,7 @@
 //! kappalog's use of `c2sp.org/tlog-proof@v1` bundles: one entry of one feed, proved to be
 //! in a checkpoint its author signed, verifiable offline by anyone holding the bundle.
+//! (Not to be confused with tlog-tiles' *entry bundles*, a tile's entries concatenated:
+//! [`crate::tlog::tiles`].)
 //!
 //! # What a kappalog bundle is
 //!
