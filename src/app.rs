@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use bar::StderrBar;
 use kappalog::cli::{
     AppendArgs, Cli, ClusterArgs, Command, ExportArgs, ImportArgs, IndexCommand, KeygenArgs,
-    NetworkArgs, QueryLimitArgs, RunArgs, ShutdownArgs, TailArgs, Topology,
+    NetworkArgs, ProofCommand, QueryLimitArgs, RunArgs, ShutdownArgs, TailArgs, Topology,
 };
 use kappalog::http::HttpConfig;
 use kappalog::keys;
@@ -25,6 +25,7 @@ use kappalog::sync::transport::NetworkKey;
 use kappalog::sync::SyncConfig;
 
 mod bar;
+mod proof;
 mod query;
 mod view;
 
@@ -46,6 +47,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Index(IndexCommand::Rebuild) => rebuild_index(&config),
         Command::Query(args) => query::query(&config, args),
         Command::View(command) => view::view(command),
+        Command::Proof(ProofCommand::Verify(args)) => Ok(proof::verify(&args)),
     }
 }
 

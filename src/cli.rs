@@ -78,6 +78,32 @@ pub enum Command {
     /// Add, list or drop a running node's named views (docs/QUERY.md, "Named views")
     #[command(subcommand)]
     View(ViewCommand),
+    /// Check a feed entry's transparency-log proof offline (c2sp.org/tlog-proof@v1)
+    #[command(subcommand)]
+    Proof(ProofCommand),
+}
+
+/// `kappalog proof ...`: proof bundles, checked without a node.
+#[derive(Debug, Subcommand)]
+pub enum ProofCommand {
+    /// Verify one entry's bundle: the entry's signature, its author's signed checkpoint, its
+    /// inclusion, and with --policy the witnesses' quorum. Exit 0 verified, 1 refused (a
+    /// FAILED line says why), 2 could not check (unreadable file, invalid policy)
+    Verify(ProofVerifyArgs),
+}
+
+/// `kappalog proof verify`.
+#[derive(Debug, Args)]
+pub struct ProofVerifyArgs {
+    /// The bundle file; `-` reads stdin
+    pub file: PathBuf,
+    /// A C2SP tlog-policy file: its witnesses' cosignatures must meet its quorum, and if it
+    /// has log lines the entry's feed must be one of them
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Print the verdict as one JSON object on stdout
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `kappalog query`: the statement, where to run it and how to print the answer.

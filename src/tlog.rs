@@ -26,8 +26,11 @@
 //! - [`checkpoint`]: tlog-checkpoint bodies and signed checkpoints.
 //! - [`cosignature`]: tlog-cosignature v1 (Ed25519), what a witness signs.
 //! - [`proof`]: `c2sp.org/tlog-proof@v1` bundles.
+//! - [`bundle`]: kappalog's entry bundles: a feed entry proved in its author's checkpoint,
+//!   verified offline (`kappalog proof verify`).
 //! - [`policy`]: C2SP tlog-policy files: which logs and witnesses a verifier trusts.
 
+pub mod bundle;
 pub mod checkpoint;
 pub mod cosignature;
 pub mod ed25519;

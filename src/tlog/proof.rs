@@ -304,7 +304,15 @@ impl TlogProof {
         })
     }
 
-    fn verify_cosignatures(&self, policy: &Policy) -> Result<BTreeSet<usize>, ProofVerifyError> {
+    /// The indexes (into [`Policy::witnesses`]) of the policy's witnesses whose cosignatures
+    /// of the checkpoint verify; a known witness's line that fails to verify is
+    /// [`ProofVerifyError::BadCosignature`]. The quorum is not evaluated here: callers that
+    /// check the other steps in their own order (kappalog's entry bundles) call this, then
+    /// [`Policy::quorum_met`].
+    pub fn verify_cosignatures(
+        &self,
+        policy: &Policy,
+    ) -> Result<BTreeSet<usize>, ProofVerifyError> {
         let verifiers: Vec<CosignatureVerifier> = policy
             .witnesses()
             .iter()

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use kappalog::entry::{Entry, UnsignedEntry};
 use kappalog::identity::Identity;
+use kappalog::tlog::bundle::{make_entry_proof, verify_entry_proof, Cosigners};
 use kappalog::tlog::checkpoint::{author_vkey, origin_for, Checkpoint, SignedCheckpoint};
 use kappalog::tlog::cosignature::{cosign, cosigner_name};
 use kappalog::tlog::policy::Policy;
@@ -36,7 +37,7 @@ const WITNESS_VKEY: &str =
     "kappalog/node/6e7a1cdd29b0b78fd13af4c5598feff4ef2a97166e3ca6f2e4fbfccd80505bf1\
                             +106cd1cd+BG56HN0psLeP0Tr0xVmP7/TvKpcWbjym8uT7/M2AUFvx";
 /// The checkpoint over the three entries: signed by the author, cosigned by the witness.
-const CHECKPOINT: &str = "\
+pub(crate) const CHECKPOINT: &str = "\
 kappalog/feed/8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c
 3
 5nePoMOTUPBUnSSlEf6Sm2o/RmJqPue7qKqgp7Jst1o=
@@ -48,7 +49,7 @@ EGzRzQAAAABlU/EA35lVoMPfU6HoulK/Jkq1riA5RDT3b/qsr3lrYzytuKI1h92FFUDXNzjsrLFHhZWE
 ";
 /// The bundle of the second entry, before its checkpoint (which follows, verbatim): the
 /// entry's encoding in the extra line, index 1, the audit path (leaf 0, then leaf 2).
-const PROOF_HEAD: &str = "\
+pub(crate) const PROOF_HEAD: &str = "\
 c2sp.org/tlog-proof@v1
 extra AYqI4910CfGV/VLbLTy6XXLKZwm/HZQSG/N0iAG0D29cAAAAAAAAAAIAAAGLz+VoAgHHSZ2eyIxY//r65eaeOSwK/iLZ\
 qLWLpWohRe1d5ITGQwAAAAAAAAAUAAAAA3R3byiqsoTOljY//hE3DFtafqLKrIbGayLLYELpLPP6uRVsc0DWtOeWXY7I/dgG5I\
@@ -80,7 +81,7 @@ fn feed() -> Vec<Entry> {
     entries
 }
 
-fn leaf_hash(leaf: &[u8]) -> [u8; 32] {
+pub(crate) fn leaf_hash(leaf: &[u8]) -> [u8; 32] {
     Sha256::new()
         .chain_update([0])
         .chain_update(leaf)
@@ -136,15 +137,16 @@ fn verify_inclusion(q: &Inclusion<'_>) -> bool {
     sn == 0 && r == *q.root
 }
 
-struct Golden {
-    entries: Vec<Entry>,
-    author: VerifierKey,
-    witness: VerifierKey,
-    checkpoint: SignedCheckpoint,
-    proof: TlogProof,
+/// The golden feed's values; tests/it/cli_proof.rs builds its altered bundles from them.
+pub(crate) struct Golden {
+    pub(crate) entries: Vec<Entry>,
+    pub(crate) author: VerifierKey,
+    pub(crate) witness: VerifierKey,
+    pub(crate) checkpoint: SignedCheckpoint,
+    pub(crate) proof: TlogProof,
 }
 
-fn golden() -> Golden {
+pub(crate) fn golden() -> Golden {
     let entries = feed();
     let leaves: Vec<[u8; 32]> = entries.iter().map(|e| leaf_hash(&e.encode())).collect();
     let identity = Identity::from_seed([1; 32]);
@@ -216,6 +218,28 @@ fn the_pinned_bundle_verifies_against_a_policy_naming_the_witness() {
     assert!(proof
         .verify(&other, &logs, &policy, verify_inclusion)
         .is_err());
+}
+
+#[test]
+fn the_pinned_bundle_is_a_kappalog_entry_proof_and_make_entry_proof_writes_it() {
+    let g = golden();
+    let pinned = format!("{PROOF_HEAD}{CHECKPOINT}");
+    let verified = verify_entry_proof(pinned.as_bytes(), None).unwrap();
+    assert_eq!(verified.entry, g.entries[1]);
+    assert_eq!(verified.tree_size, 3);
+    assert_eq!(
+        verified.cosigners,
+        Cosigners::Unchecked(vec![g.witness.name().to_owned()])
+    );
+    let leaves: Vec<[u8; 32]> = g.entries.iter().map(|e| leaf_hash(&e.encode())).collect();
+    let made = make_entry_proof(
+        g.entries[1].encode(),
+        1,
+        vec![leaves[0], leaves[2]],
+        g.checkpoint.clone(),
+    )
+    .unwrap();
+    assert_eq!(String::from_utf8(made.to_bytes()).unwrap(), pinned);
 }
 
 /// The vectors the Python cross-check reads, as JSON.
