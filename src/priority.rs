@@ -6,11 +6,14 @@
 //!   gets a share of a busy core (about 1.5% against one nice-0 thread) and its slice once it
 //!   runs.
 //! - [`idle_current_thread`], Linux's `SCHED_IDLE`: the SQL indexer's threads. Such a thread
-//!   runs on a core no normal thread wants (it is preempted by any that wakes). The difference is not small on a 2-core machine:
-//!   beside a thread that only spins, replication ran at 0.70 of its rate with the spinner at
-//!   nice 19 and at 0.93 with it at `SCHED_IDLE` (docs/BENCHMARKS.md). The index is a cache
-//!   that catches up: under a load that keeps every core busy it falls behind (its lag is in
-//!   `/health`), and it catches up when the load eases.
+//!   runs on a core no normal thread wants (it is preempted by any that wakes). The
+//!   difference is not small on a 2-core machine: beside a thread that only spins,
+//!   replication ran at 0.70 of its rate with the spinner at nice 19 and at 0.93 with it at
+//!   `SCHED_IDLE` (docs/BENCHMARKS.md). The index is a cache that catches up: under a load
+//!   that keeps every core busy it falls behind (its lag is in `/health`), and it catches up
+//!   when the load eases. The statements stay at nice 19: idle, they too would starve under
+//!   such a load, and a read-your-writes query would wait for an idle core (tried, measured,
+//!   not kept: docs/BENCHMARKS.md).
 //!
 //! On Linux a thread's nice value and policy are its own (set on the calling task), and an
 //! unprivileged process may lower its priority but never raise it back: so only threads
