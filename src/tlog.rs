@@ -27,6 +27,8 @@
 //! - [`cosignature`]: tlog-cosignature v1 (Ed25519), what a witness signs.
 //! - [`proof`]: `c2sp.org/tlog-proof@v1` bundles.
 //! - [`policy`]: C2SP tlog-policy files: which logs and witnesses a verifier trusts.
+//! - [`witness`]: C2SP tlog-witness: deciding `add-checkpoint` requests, the witness's
+//!   records and their file format.
 
 pub mod checkpoint;
 pub mod cosignature;
@@ -37,3 +39,4 @@ pub mod policy;
 pub mod proof;
 pub mod tiles;
 pub mod vkey;
+pub mod witness;
