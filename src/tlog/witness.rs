@@ -30,7 +30,7 @@
 //! | status | when |
 //! |---|---|
 //! | 400 | malformed body ([`RequestError`]), or old size above the checkpoint's |
-//! | 404 | the origin is not served |
+//! | 404 | the origin is not served (or cannot be a key name, hence not a served vkey's) |
 //! | 403 | no signature by a log key verifies, or one by a log key fails |
 //! | 409 | old size is not the latest cosigned size; body: that size, `text/x.tlog.size` |
 //! | 422 | size over 2^62; size 0 without the empty root; a proof from 0; same size, another root; a proof that does not verify |

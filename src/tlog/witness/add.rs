@@ -100,8 +100,9 @@ pub enum Refusal {
     /// 400: the body is malformed.
     #[error("malformed request: {0}")]
     Malformed(#[from] RequestError),
-    /// 404: the origin is not a log this witness serves.
-    #[error("unknown origin {origin:?}")]
+    /// 404: the origin is not a log this witness serves (the client's own origin is not
+    /// echoed back).
+    #[error("the checkpoint's origin is not a log this witness serves")]
     UnknownOrigin {
         /// The checkpoint's origin.
         origin: String,
@@ -216,6 +217,12 @@ impl Accepted {
 /// An equal size with an equal root is cosigned again, as the spec allows. An equal size
 /// with another root is 422, not 409: the old size does match, it is the checkpoint that
 /// contradicts what was cosigned (a fork, which the spec lets a witness log as evidence).
+/// A checkpoint smaller than the latest cosigned never gets as far as 422: sent with the
+/// true old size it is 400 (old size above the checkpoint's), with any other it is 409.
+///
+/// Logs are served by vkey, whose name is the origin, so an origin that cannot be a key
+/// name (a space, a `+`, over 256 bytes) is unknown (404); this also keeps every recorded
+/// origin writable in the state file ([`super::encode_record`]).
 ///
 /// # The caller's contract
 ///
@@ -233,11 +240,11 @@ pub fn add_checkpoint<S: WitnessedLogs + ?Sized>(
 ) -> Result<Accepted, Refusal> {
     let checkpoint = request.checkpoint().checkpoint();
     let origin = checkpoint.origin();
-    let keys = state
-        .log_keys(origin)
-        .ok_or_else(|| Refusal::UnknownOrigin {
-            origin: origin.to_owned(),
-        })?;
+    let unknown = || Refusal::UnknownOrigin {
+        origin: origin.to_owned(),
+    };
+    check_key_name(origin).map_err(|_| unknown())?;
+    let keys = state.log_keys(origin).ok_or_else(unknown)?;
     verify_log_signature(request, keys)?;
 
     let (old, size, root) = (request.old_size(), checkpoint.size(), *checkpoint.root());

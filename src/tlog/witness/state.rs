@@ -69,6 +69,11 @@ impl StateEntry {
     pub fn tree(&self) -> &CosignedTree {
         &self.tree
     }
+    /// Whether this is the latest cosigned checkpoint cosigned again: the record does not
+    /// change, so there is nothing new to make durable before releasing the cosignature.
+    pub fn is_repeat(&self) -> bool {
+        self.previous_size == self.tree.size
+    }
 }
 
 /// What [`add_checkpoint`](super::add_checkpoint) needs to know about an origin.

@@ -50,6 +50,7 @@ fn the_same_checkpoint_is_cosigned_again() {
     submit(&mut state, &honest(&log, 0, 8)).unwrap();
     let again = submit(&mut state, &honest(&log, 8, 8)).unwrap();
     assert_eq!(again.entry.previous_size(), 8);
+    assert!(again.entry.is_repeat());
     assert_eq!(state.cosigned_trees()[ORIGIN].size, 8);
 }
 
@@ -123,6 +124,62 @@ fn an_old_size_above_the_checkpoints_is_400() {
     .unwrap_err();
     assert_eq!(refusal, Refusal::OldSizeAboveSize { old: 5, size: 4 });
     assert_eq!(refusal.status().code(), 400);
+}
+
+#[test]
+fn a_checkpoint_smaller_than_the_latest_cosigned_is_400_or_409() {
+    let mut state = serving();
+    let log = tree(10, 10, "a");
+    assert!(!submit(&mut state, &honest(&log, 0, 10))
+        .unwrap()
+        .entry
+        .is_repeat());
+    let smaller = signed(5, root(&log, 5));
+    let refusal = add_checkpoint(
+        &state,
+        &request(10, vec![], smaller.clone()),
+        1,
+        &cosigner(),
+    );
+    assert_eq!(refusal, Err(Refusal::OldSizeAboveSize { old: 10, size: 5 }));
+    let refusal = add_checkpoint(&state, &request(5, vec![], smaller), 1, &cosigner());
+    assert_eq!(
+        refusal,
+        Err(Refusal::OldSizeMismatch { old: 5, latest: 10 })
+    );
+}
+
+#[test]
+fn an_origin_that_cannot_be_a_key_name_is_unknown() {
+    // A witnessed-logs view that claims to serve every origin, under the log's key.
+    struct Everything;
+    impl WitnessedLogs for Everything {
+        fn log_keys(&self, _: &str) -> Option<Vec<VerifierKey>> {
+            Some(vec![log_vkey()])
+        }
+        fn cosigned(&self, _: &str) -> Option<CosignedTree> {
+            None
+        }
+    }
+    for origin in ["has space", "has+plus"] {
+        let checkpoint = Checkpoint::new(origin, 0, EMPTY_ROOT).unwrap();
+        // Signed by hand: the origin is not a key name, so sign() would refuse it.
+        let note = format!(
+            "{}\n{}",
+            checkpoint.body(),
+            NoteSignature::new(ORIGIN, log_vkey().key_id(), vec![0; 64])
+                .unwrap()
+                .to_line()
+        );
+        let checkpoint = SignedCheckpoint::parse(note.as_bytes()).unwrap();
+        let refusal = add_checkpoint(&Everything, &request(0, vec![], checkpoint), 1, &cosigner());
+        assert_eq!(
+            refusal,
+            Err(Refusal::UnknownOrigin {
+                origin: origin.into()
+            })
+        );
+    }
 }
 
 #[test]

@@ -69,11 +69,7 @@ fn signed(size: u64, root: Hash) -> SignedCheckpoint {
     SignedCheckpoint::sign(Checkpoint::new(ORIGIN, size, root).unwrap(), &log_key()).unwrap()
 }
 
-fn request(
-    old: u64,
-    proof: Vec<Hash>,
-    checkpoint: SignedCheckpoint,
-) -> AddCheckpointRequest {
+fn request(old: u64, proof: Vec<Hash>, checkpoint: SignedCheckpoint) -> AddCheckpointRequest {
     AddCheckpointRequest::new(old, proof, checkpoint).unwrap()
 }
 
@@ -84,10 +80,7 @@ fn honest(tree: &MemoryTree, old: u64, new: u64) -> AddCheckpointRequest {
 }
 
 /// Decides `request` and, when accepted, records it, as the caller's contract says.
-fn submit(
-    state: &mut WitnessState,
-    request: &AddCheckpointRequest,
-) -> Result<Accepted, Refusal> {
+fn submit(state: &mut WitnessState, request: &AddCheckpointRequest) -> Result<Accepted, Refusal> {
     let accepted = add_checkpoint(state, request, 1_700_000_000, &cosigner())?;
     state.record(&accepted.entry).unwrap();
     Ok(accepted)
