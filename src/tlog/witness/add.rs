@@ -95,6 +95,10 @@ impl Status {
 
 /// Why the witness did not cosign. [`Refusal::status`], [`Refusal::body`] and
 /// [`Refusal::content_type`] are the answer; one variant per rule of tlog-witness.
+///
+/// [`Refusal::RootMismatch`] and [`Refusal::Inconsistent`] come only after the log's
+/// signature verified: with what the witness cosigned, such a checkpoint is evidence of a
+/// fork, which the spec lets the witness keep (and kappalog gossips).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     /// 400: the body is malformed.
@@ -229,7 +233,8 @@ impl Accepted {
 /// Nothing is stored here. The caller must, under one lock held from the read of `state`
 /// to the end: call this, store [`Accepted::entry`] ([`super::WitnessState::record`] or its
 /// own store), make it durable, and only then release [`Accepted::cosignature`]. If storing
-/// fails, the cosignature must be dropped. Releasing first, or checking twice against one
+/// fails, the cosignature must be dropped. A repeat ([`StateEntry::is_repeat`]) changes
+/// nothing and needs no new durable write. Releasing first, or checking twice against one
 /// record, is how a witness ends up cosigning two inconsistent checkpoints (tlog-witness's
 /// race: a smaller size recorded after a larger one rolls the record back).
 pub fn add_checkpoint<S: WitnessedLogs + ?Sized>(
