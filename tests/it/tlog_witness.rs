@@ -9,9 +9,6 @@
 //! python3 or its `cryptography` module missing: the test skips with a note, unless
 //! `KAPPALOG_REQUIRE_PYTHON=1` (CI), where it fails.
 
-use std::path::Path;
-use std::process::Command;
-
 use base64ct::{Base64, Encoding};
 use ed25519_dalek::SigningKey;
 use kappalog::tlog::checkpoint::{Checkpoint, SignedCheckpoint};
@@ -22,6 +19,8 @@ use kappalog::tlog::witness::{
     add_checkpoint, AddCheckpointRequest, Cosigner, Refusal, WitnessState,
 };
 use serde_json::{json, Value};
+
+use crate::common::python::python_verdict;
 
 const ORIGIN: &str = "example.com/witnessed";
 
@@ -147,39 +146,11 @@ fn exchanges(scenario: &Scenario, cosigner: &Cosigner) -> Value {
     })
 }
 
-/// Whether Python agrees with `vectors`, and what it printed; None if python3 or its
-/// `cryptography` module is missing (and `KAPPALOG_REQUIRE_PYTHON` is not 1).
-fn python_verdict(vectors: &Value) -> Option<(bool, String)> {
-    let probe = Command::new("python3")
-        .args(["-c", "import cryptography"])
-        .output();
-    if !matches!(&probe, Ok(out) if out.status.success()) {
-        let required = std::env::var_os("KAPPALOG_REQUIRE_PYTHON").is_some_and(|v| v == "1");
-        assert!(
-            !required,
-            "KAPPALOG_REQUIRE_PYTHON=1 but python3 with the cryptography module cannot run: {probe:?}"
-        );
-        eprintln!(
-            "note: python3 or its cryptography module is missing: SKIPPING the Python \
-             cross-check of the witness (set KAPPALOG_REQUIRE_PYTHON=1 to fail instead)"
-        );
-        return None;
-    }
+/// Whether Python agrees with `vectors`, and what it printed (None: skipped, see
+/// [`python_verdict`]).
+fn python_witness(vectors: &Value) -> Option<(bool, String)> {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("witness.json");
-    std::fs::write(&path, serde_json::to_vec(vectors).unwrap()).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/tlog_witness.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(&path)
-        .output()
-        .unwrap();
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some((out.status.success(), printed))
+    python_verdict("tlog_witness.py", dir.path(), &vectors.to_string())
 }
 
 #[test]
@@ -201,7 +172,7 @@ fn an_independent_python_witness_gives_every_answer_kappalogs_gave() {
             200
         ]
     );
-    let Some((agrees, printed)) = python_verdict(&vectors) else {
+    let Some((agrees, printed)) = python_witness(&vectors) else {
         return;
     };
     assert!(agrees, "Python disagrees:\n{printed}");
@@ -209,15 +180,15 @@ fn an_independent_python_witness_gives_every_answer_kappalogs_gave() {
     // A fork cosigned instead of refused, or a 409 with another size: Python must object.
     let mut forked = vectors.clone();
     forked["exchanges"][4]["status"] = json!(200);
-    let (agrees, printed) = python_verdict(&forked).unwrap();
+    let (agrees, printed) = python_witness(&forked).unwrap();
     assert!(!agrees && printed.contains("exchange 4"), "{printed}");
     let mut wrong_size = vectors.clone();
     wrong_size["exchanges"][6]["body"] = json!("12\n");
-    let (agrees, printed) = python_verdict(&wrong_size).unwrap();
+    let (agrees, printed) = python_witness(&wrong_size).unwrap();
     assert!(!agrees && printed.contains("exchange 6"), "{printed}");
     // A cosignature over another checkpoint (the empty one) does not pass for this one.
     let mut tampered = vectors;
     tampered["exchanges"][15]["body"] = tampered["exchanges"][0]["body"].clone();
-    let (agrees, printed) = python_verdict(&tampered).unwrap();
+    let (agrees, printed) = python_witness(&tampered).unwrap();
     assert!(!agrees && printed.contains("exchange 15"), "{printed}");
 }
