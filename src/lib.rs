@@ -58,8 +58,9 @@
 //!   encrypted transport, the listener and the dialers that replicate over TCP.
 //! - [`tlog`]: each feed as a C2SP transparency log, pure: the RFC 6962 Merkle tree, its
 //!   proofs and tlog-tiles; signed notes and vkeys, checkpoints, cosignatures,
-//!   `tlog-proof@v1` bundles and `tlog-policy` files (the store and HTTP wire them in);
-//!   [`tlog::bundle`] verifies one entry's bundle offline (`kappalog proof verify`).
+//!   `tlog-proof@v1` bundles, `tlog-policy` files and the tlog-witness decision (the store
+//!   and HTTP wire them in); [`tlog::bundle`] verifies one entry's bundle offline
+//!   (`kappalog proof verify`).
 //!
 //! # Data flow
 //!

@@ -29,6 +29,8 @@
 //! - [`bundle`]: kappalog's entry bundles: a feed entry proved in its author's checkpoint,
 //!   verified offline (`kappalog proof verify`).
 //! - [`policy`]: C2SP tlog-policy files: which logs and witnesses a verifier trusts.
+//! - [`witness`]: C2SP tlog-witness: deciding `add-checkpoint` requests, the witness's
+//!   records and their file format.
 
 pub mod bundle;
 pub mod checkpoint;
@@ -40,3 +42,4 @@ pub mod policy;
 pub mod proof;
 pub mod tiles;
 pub mod vkey;
+pub mod witness;

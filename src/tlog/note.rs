@@ -184,7 +184,14 @@ impl NoteSignature {
     pub fn signature(&self) -> &[u8] {
         &self.signature
     }
-    /// The line as written in a note, final newline included.
+    /// The line as written in a note, final newline included: also a witness's answer to
+    /// `add-checkpoint` (tlog-witness).
+    pub fn to_line(&self) -> String {
+        let mut line = String::with_capacity(self.line_len());
+        self.write_line(&mut line);
+        line
+    }
+    /// Appends [`NoteSignature::to_line`] to `out`.
     fn write_line(&self, out: &mut String) {
         let mut raw = Vec::with_capacity(4 + self.signature.len());
         raw.extend_from_slice(&self.key_id.to_be_bytes());
@@ -206,9 +213,7 @@ impl NoteSignature {
 
 impl fmt::Debug for NoteSignature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut line = String::new();
-        self.write_line(&mut line);
-        write!(f, "NoteSignature({:?})", line.trim_end())
+        write!(f, "NoteSignature({:?})", self.to_line().trim_end())
     }
 }
 

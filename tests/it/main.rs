@@ -81,4 +81,5 @@ mod sync_many_feeds;
 mod sync_transport;
 mod tlog_golden;
 mod tlog_tree;
+mod tlog_witness;
 mod views_http;

@@ -9,8 +9,6 @@
 //! checks the same vectors again, independently, from the C2SP text.
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::Command;
 
 use base64ct::{Base64, Encoding};
 use ed25519_dalek::SigningKey;
@@ -24,6 +22,8 @@ use kappalog::tlog::cosignature::{cosign, cosigner_name};
 use kappalog::tlog::policy::Policy;
 use kappalog::tlog::proof::{Inclusion, TlogProof};
 use kappalog::tlog::vkey::{KeyType, VerifierKey};
+
+use crate::common::python::python_verdict;
 
 /// The cosignature's time: 2023-11-14T22:13:20Z.
 const COSIGNED_AT: u64 = 1_700_000_000;
@@ -259,48 +259,13 @@ fn vectors_json(g: &Golden, checkpoint: &str) -> String {
     .to_string()
 }
 
-/// Runs the Python cross-check on `json`: whether it agrees and what it printed; None if
-/// python3 or its `cryptography` module is missing (and `KAPPALOG_REQUIRE_PYTHON` is not 1).
-fn python_verdict(dir: &Path, json: &str) -> Option<(bool, String)> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/tlog_note.py");
-    let path = dir.join("vectors.json");
-    std::fs::write(&path, json).unwrap();
-    let required = std::env::var_os("KAPPALOG_REQUIRE_PYTHON").is_some_and(|v| v == "1");
-    let probe = Command::new("python3")
-        .args(["-c", "import cryptography"])
-        .output();
-    match probe {
-        Ok(out) if out.status.success() => {}
-        other => {
-            assert!(
-                !required,
-                "KAPPALOG_REQUIRE_PYTHON=1 but python3 with the cryptography module cannot run: {other:?}"
-            );
-            eprintln!(
-                "note: python3 or its cryptography module is missing: SKIPPING the Python \
-                 cross-check of the tlog vectors (set KAPPALOG_REQUIRE_PYTHON=1 to fail instead)"
-            );
-            return None;
-        }
-    }
-    let out = Command::new("python3")
-        .arg(&script)
-        .arg(&path)
-        .output()
-        .unwrap();
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some((out.status.success(), printed))
-}
-
 #[test]
 fn an_independent_python_implementation_agrees_and_catches_a_changed_timestamp() {
     let g = golden();
     let dir = tempfile::tempdir().unwrap();
-    let Some((agrees, printed)) = python_verdict(dir.path(), &vectors_json(&g, CHECKPOINT)) else {
+    let Some((agrees, printed)) =
+        python_verdict("tlog_note.py", dir.path(), &vectors_json(&g, CHECKPOINT))
+    else {
         return;
     };
     assert!(agrees, "the Python cross-check disagrees:\n{printed}");
@@ -322,7 +287,8 @@ fn an_independent_python_implementation_agrees_and_catches_a_changed_timestamp()
     lines[last] = &forged_line;
     let tampered = lines.concat();
     assert_ne!(tampered, CHECKPOINT);
-    let (agrees, printed) = python_verdict(dir.path(), &vectors_json(&g, &tampered)).unwrap();
+    let (agrees, printed) =
+        python_verdict("tlog_note.py", dir.path(), &vectors_json(&g, &tampered)).unwrap();
     assert!(
         !agrees,
         "Python accepted a cosignature whose timestamp was changed:\n{printed}"

@@ -351,6 +351,7 @@ pub mod index;
 pub mod net;
 pub mod peer;
 pub mod plain;
+pub mod python;
 pub mod query_db;
 pub mod relay;
 pub mod serve;
