@@ -209,6 +209,9 @@ impl QueryConnection {
         limit: usize,
     ) -> Result<Vec<Vec<rusqlite::types::Value>>, QueryError> {
         self.set_client(false);
+        // An index whose tables are not yet created (the indexer, at idle priority, may not
+        // have run its first transaction) has nothing to sample: `NoIndex`, as a query says.
+        read_meta(&self.conn)?;
         self.arm();
         let sampled = (|| {
             let mut statement = self.conn.prepare(

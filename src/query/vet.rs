@@ -257,4 +257,26 @@ mod tests {
         with_params.params.insert("other".into(), "x".into());
         assert!(vet(None, &QueryConfig::default(), "v", &with_params).is_err());
     }
+
+    #[test]
+    fn an_index_whose_tables_are_not_created_yet_is_vetted_on_made_up_rows() {
+        // The file exists (the indexer opened it) but its first transaction has not run:
+        // sampling it is "no index", not a refusal of the view.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 0; PRAGMA journal_mode = WAL;")
+            .unwrap();
+        let config = QueryConfig::default();
+        let mut index = QueryConnection::open(&path, &config).unwrap();
+        assert!(matches!(index.sample(8), Err(QueryError::NoIndex(_))));
+        vet(
+            Some(&mut index),
+            &config,
+            "v",
+            &request("SELECT count(*) FROM entries", &[]),
+        )
+        .unwrap();
+    }
 }
