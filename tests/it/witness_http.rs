@@ -2,7 +2,8 @@
 //! (`kappalog run --witness-for VKEY`, `POST /witness/add-checkpoint`): a test log made
 //! here (a fixed-seed Ed25519 key, an RFC 6962 tree, a fork of it that parts after leaf 3)
 //! gets a cosignature the node's cosigner vkey verifies, and every refusal tlog-witness
-//! prescribes; the record survives a restart and a `kill -9` right after a 200, so a fork of
+//! prescribes; of concurrent requests from one old size exactly one is cosigned; the record
+//! survives a restart and a `kill -9` right after a 200, so a fork of
 //! what was cosigned is refused ever after; the node's token is never asked for.
 
 use std::net::SocketAddr;
@@ -216,5 +217,32 @@ fn a_bad_vkey_stops_the_start() {
             stderr.lines().next().unwrap().contains("--witness-for"),
             "{stderr}"
         );
+    }
+}
+
+/// tlog-witness's race: requests checked against one old size at once. Exactly one is
+/// cosigned, and every other is told the winner's size, whatever the interleaving.
+#[test]
+fn concurrent_requests_from_one_old_size_get_one_cosignature() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, key) = (dir.path().join("data"), dir.path().join("node.key"));
+    let log = Log::new();
+    let (_node, addr, cosigner) = start(&data, &key, &log);
+    let bodies: Vec<String> = (1..=8).map(|size| log.body(0, size, &log.tree)).collect();
+    let answers: Vec<HttpResponse> = std::thread::scope(|scope| {
+        let sent: Vec<_> = bodies
+            .iter()
+            .map(|body| scope.spawn(move || submit(addr, body)))
+            .collect();
+        sent.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    let winners: Vec<usize> = (0..answers.len())
+        .filter(|&i| answers[i].status == 200)
+        .collect();
+    assert_eq!(winners.len(), 1, "{answers:?}");
+    let winner = winners[0];
+    assert_cosigned(&answers[winner], &bodies[winner], &cosigner);
+    for (_, answer) in answers.iter().enumerate().filter(|&(i, _)| i != winner) {
+        assert_conflict(answer, winner as u64 + 1);
     }
 }
