@@ -13,11 +13,12 @@ use base64ct::{Base64, Encoding};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use kappalog::tlog::checkpoint::{Checkpoint, SignedCheckpoint};
 use kappalog::tlog::cosignature::{cosigner_name, CosignatureVerifier};
-use kappalog::tlog::merkle::{leaf_hash, prove_consistency, tree_hash, MemoryTree};
+use kappalog::tlog::merkle::{prove_consistency, tree_hash, MemoryTree};
 use kappalog::tlog::note::Note;
 use kappalog::tlog::vkey::{KeyType, VerifierKey};
 use kappalog::tlog::witness::{MAX_REQUEST_BYTES, SIZE_CONTENT_TYPE};
 
+use crate::common::log_tree::labelled_tree;
 use crate::common::{http, kappalog, run_node, HttpResponse, Running};
 
 const ORIGIN: &str = "example.com/witnessed";
@@ -33,21 +34,10 @@ struct Log {
 
 impl Log {
     fn new() -> Self {
-        let tree = |prefix: &str| {
-            let mut tree = MemoryTree::new();
-            for i in 0..20u32 {
-                let input = match i < 3 {
-                    true => format!("common {i}"),
-                    false => format!("{prefix} {i}"),
-                };
-                tree.append(leaf_hash(input.as_bytes())).unwrap();
-            }
-            tree
-        };
         Log {
             key: SigningKey::from_bytes(&[41; 32]),
-            tree: tree("log"),
-            fork: tree("fork"),
+            tree: labelled_tree(20, 3, "log"),
+            fork: labelled_tree(20, 3, "fork"),
         }
     }
 
