@@ -23,6 +23,8 @@ use kappalog::sync::admission::{self, Policy};
 use kappalog::sync::config::StartupFence;
 use kappalog::sync::transport::NetworkKey;
 use kappalog::sync::SyncConfig;
+use kappalog::tlog::witness::Cosigner;
+use kappalog::witness_state::DurableWitness;
 
 mod bar;
 mod proof;
@@ -385,8 +387,10 @@ fn run_node(config: &NodeConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     let sync_config = sync_config(&args)?;
     let declared = declared_views(args.views.as_deref(), args.no_index)?;
     let node = open_node(config)?;
+    let witness = open_witness(&node, &args.witness_for)?;
     let http = HttpConfig {
         token: args.token,
+        witness,
         stream_idle_timeout: std::time::Duration::from_secs(args.shutdown.stream_idle_secs),
         query: Some(query_engine(&node, &args.query)),
         ..HttpConfig::default()
@@ -430,6 +434,28 @@ fn run_node(config: &NodeConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
         .await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The witness of the `--witness-for` logs, over `DATA_DIR/witness`; none without the flag
+/// (the file is then neither read nor created, and the route answers 404).
+fn open_witness(
+    node: &Node,
+    logs: &[kappalog::tlog::vkey::VerifierKey],
+) -> anyhow::Result<Option<DurableWitness>> {
+    if logs.is_empty() {
+        return Ok(None);
+    }
+    let cosigner = Cosigner::for_node(node.identity().signing_key().clone());
+    let (witness, report) = DurableWitness::open(node.data_dir(), logs, cosigner)
+        .context("opening the witness state")?;
+    tracing::info!(
+        logs = logs.len(),
+        origins = report.origins,
+        compacted = report.compacted,
+        cosigner = %witness.cosigner_vkey(),
+        "witnessing"
+    );
+    Ok(Some(witness))
 }
 
 /// Where a node's dashboard is (`GET /` on its HTTP address). A node bound to the

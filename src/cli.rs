@@ -300,6 +300,10 @@ pub struct RunArgs {
     /// like PUT /views/NAME and kept, replacing a view of the same name
     #[arg(long, value_name = "FILE", env = "KAPPALOG_VIEWS")]
     pub views: Option<PathBuf>,
+    /// Witness the C2SP log whose checkpoints this Ed25519 note vkey (NAME+HASH+BASE64)
+    /// signs: POST /witness/add-checkpoint cosigns them with the node's key; repeatable
+    #[arg(long = "witness-for", value_name = "VKEY", value_parser = parse_log_vkey)]
+    pub witness_for: Vec<crate::tlog::vkey::VerifierKey>,
 }
 
 /// How long HTTP streams may stall and a stopping node lets requests finish, shared by `run`
@@ -428,6 +432,18 @@ fn parse_author(text: &str) -> Result<Author, String> {
     text.trim()
         .parse()
         .map_err(|e| format!("expected an author: 64 hex digits ({e}), got {text:?}"))
+}
+
+/// Reads a `--witness-for`: a note vkey of type Ed25519 (0x01), the only kind a C2SP log
+/// signs its checkpoints with that the witness verifies.
+fn parse_log_vkey(text: &str) -> Result<crate::tlog::vkey::VerifierKey, String> {
+    use crate::tlog::vkey::{KeyType, VerifierKey};
+    let vkey: VerifierKey = text
+        .trim()
+        .parse()
+        .map_err(|e| format!("expected a log's note vkey NAME+HASH+BASE64: {e}"))?;
+    vkey.require(KeyType::Ed25519)
+        .map_err(|e| format!("not a log's Ed25519 note key: {e}"))
 }
 
 /// Checks a `--peer`: `HOST:PORT` or `AUTHOR@HOST:PORT`.

@@ -24,8 +24,10 @@
 //! | GET    | `/metrics`        | Prometheus text format                               |
 //! | GET    | `/`               | the dashboard page (HTML; [`dashboard`] serves it)    |
 //! | GET    | `/dashboard/{file}` | its script (`app.js`) and stylesheet (`app.css`)   |
+//! | POST   | `/witness/add-checkpoint` | C2SP tlog-witness, for the `--witness-for` logs; authenticated by the checkpoint's signature, not the token; text answers ([`witness`]) |
 //!
-//! Every error is `{"error": "..."}`; internal causes are logged, not echoed.
+//! Every error is `{"error": "..."}` (the witness route's protocol answers excepted: they are
+//! the spec's text); internal causes are logged, not echoed.
 
 mod add;
 pub mod dashboard;
@@ -37,6 +39,7 @@ mod stream;
 mod sync;
 mod tail;
 mod views;
+mod witness;
 
 use std::time::Duration;
 
@@ -55,6 +58,7 @@ use crate::node::Node;
 use crate::query::{index_path, QueryConfig, QueryEngine};
 use crate::sync::SyncHandle;
 use crate::tail::{TailConfig, Tails};
+use crate::witness_state::DurableWitness;
 
 /// `/add` bodies are tiny: a value and at most 4096 bytes of data, JSON-escaped.
 pub const MAX_ADD_BODY_BYTES: usize = 64 * 1024;
@@ -95,6 +99,9 @@ pub struct HttpConfig {
     /// `DATA_DIR/index/index.sqlite` with [`QueryConfig::default`]. Given, the caller keeps a
     /// handle on it (its load).
     pub query: Option<QueryEngine>,
+    /// The witness of the operator's `--witness-for` logs, if any; without it
+    /// `POST /witness/add-checkpoint` answers 404 (unknown origin) to every request.
+    pub witness: Option<DurableWitness>,
 }
 
 impl Default for HttpConfig {
@@ -107,6 +114,7 @@ impl Default for HttpConfig {
             sync: None,
             index: None,
             query: None,
+            witness: None,
         }
     }
 }
@@ -128,6 +136,8 @@ pub struct AppState {
     pub index: Option<IndexHandle>,
     /// `/query`'s engine.
     pub query: QueryEngine,
+    /// The witness, if any ([`HttpConfig::witness`]).
+    pub witness: Option<DurableWitness>,
 }
 
 /// The whole HTTP API over one node, as a tower service: the router inside the [`Gate`]
@@ -162,6 +172,7 @@ pub fn router(node: Node, config: HttpConfig) -> Api {
         query: config.query.clone().unwrap_or_else(|| {
             QueryEngine::new(index_path(node.data_dir()), QueryConfig::default())
         }),
+        witness: config.witness.clone(),
     };
 
     // `/add` enforces its small body limit itself (see `add::add`): a layer here would cost
@@ -183,6 +194,9 @@ pub fn router(node: Node, config: HttpConfig) -> Api {
         "/views/{name}",
         get(views::run).put(views::put).delete(views::delete),
     );
+    // Authenticated by the checkpoint's signature (the Gate asks no token of it), and its
+    // body bounded by the handler to the largest well-formed request (413 past it).
+    let witness = Router::new().route(witness::ADD_CHECKPOINT_PATH, post(witness::add_checkpoint));
     let reads = Router::new()
         .route("/summary", get(read::summary))
         .route("/entries", get(read::entries))
@@ -203,6 +217,7 @@ pub fn router(node: Node, config: HttpConfig) -> Api {
         .merge(sync_writes)
         .merge(query)
         .merge(views)
+        .merge(witness)
         .merge(reads)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

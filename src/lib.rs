@@ -61,6 +61,9 @@
 //!   `tlog-proof@v1` bundles, `tlog-policy` files and the tlog-witness decision (the store
 //!   and HTTP wire them in); [`tlog::bundle`] verifies one entry's bundle offline
 //!   (`kappalog proof verify`).
+//! - [`witness_state`]: the node as a witness of the logs its operator names
+//!   (`--witness-for`): `DATA_DIR/witness`, a journal made durable before each cosignature
+//!   is released, and the one lock serialising decide, record and flush.
 //!
 //! # Data flow
 //!
@@ -133,3 +136,4 @@ pub mod tlog;
 pub mod validate;
 pub mod view;
 pub mod views;
+pub mod witness_state;

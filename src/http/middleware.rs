@@ -165,7 +165,14 @@ where
         // Drop the handler's future now (it may hold a timed-out request's resources), and
         // make a further poll answer rather than poll a finished future.
         this.inner.set(None);
-        let response = with_json_error_body(response);
+        // The witness route's own answers are tlog-witness's text forms (409's body is a
+        // size); what the layers below it answer (a timeout) gets the JSON body as usual.
+        let protocol_answer = *this.route == super::witness::ADD_CHECKPOINT_PATH
+            && response.headers().contains_key(header::CONTENT_TYPE);
+        let response = match protocol_answer {
+            true => response,
+            false => with_json_error_body(response),
+        };
         let metrics = this.shared.node.metrics();
         metrics
             .requests
@@ -268,6 +275,7 @@ fn route_label(path: &str) -> &'static str {
         "/sync" => "/sync",
         "/query" => "/query",
         "/views" => "/views",
+        "/witness/add-checkpoint" => "/witness/add-checkpoint",
         "/" => "/",
         p if p.starts_with("/dashboard/") => "/dashboard/{file}",
         p if p.starts_with("/entries/") => "/entries/{hash}",

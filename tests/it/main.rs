@@ -83,3 +83,4 @@ mod tlog_golden;
 mod tlog_tree;
 mod tlog_witness;
 mod views_http;
+mod witness_http;

@@ -12,7 +12,7 @@
 use base64ct::{Base64, Encoding};
 use ed25519_dalek::SigningKey;
 use kappalog::tlog::checkpoint::{Checkpoint, SignedCheckpoint};
-use kappalog::tlog::merkle::{leaf_hash, prove_consistency, tree_hash, Hash, MemoryTree};
+use kappalog::tlog::merkle::{prove_consistency, tree_hash, Hash, MemoryTree};
 use kappalog::tlog::note::NoteSignature;
 use kappalog::tlog::vkey::{KeyType, VerifierKey};
 use kappalog::tlog::witness::{
@@ -20,6 +20,7 @@ use kappalog::tlog::witness::{
 };
 use serde_json::{json, Value};
 
+use crate::common::log_tree::labelled_tree;
 use crate::common::python::python_verdict;
 
 const ORIGIN: &str = "example.com/witnessed";
@@ -32,21 +33,10 @@ struct Scenario {
 
 impl Scenario {
     fn new() -> Self {
-        let tree = |prefix: &str| {
-            let mut tree = MemoryTree::new();
-            for i in 0..30u32 {
-                let input = match i < 7 {
-                    true => format!("common {i}"),
-                    false => format!("{prefix} {i}"),
-                };
-                tree.append(leaf_hash(input.as_bytes())).unwrap();
-            }
-            tree
-        };
         Scenario {
             log_key: SigningKey::from_bytes(&[21; 32]),
-            log: tree("log"),
-            fork: tree("fork"),
+            log: labelled_tree(30, 7, "log"),
+            fork: labelled_tree(30, 7, "fork"),
         }
     }
 

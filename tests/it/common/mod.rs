@@ -348,6 +348,7 @@ pub fn fork_proof(seed: u8) -> kappalog::fork::ForkProof {
 pub mod faulty_io;
 pub mod held_io;
 pub mod index;
+pub mod log_tree;
 pub mod net;
 pub mod peer;
 pub mod plain;

@@ -1,0 +1,297 @@
+//! The node's witness of operator-named logs, durable: [`DurableWitness`] owns
+//! `DATA_DIR/witness` and answers `add-checkpoint` requests under one lock, keeping the
+//! contract of [`add_checkpoint`]: decide, record, make durable, THEN release the
+//! cosignature.
+//!
+//! # Why a journal, not snapshots
+//!
+//! The file is the journal of [`crate::tlog::witness`]'s format (version 1): the header, then
+//! one `<origin> <size> <root>` line appended per new cosigned tree, made durable with
+//! `fdatasync` before the cosignature leaves. A cosignature then costs one short append and
+//! one flush, whatever the number of origins; a snapshot (tmp file, fsync, rename, directory
+//! fsync) would rewrite every origin per request and cost three flushes. The journal's one
+//! weakness, growth, is bounded at open: when it holds more than twice as many lines as
+//! origins (and more than [`COMPACT_MIN_LINES`]), it is rewritten once as a snapshot, by
+//! tmp + fsync + rename + directory fsync, so a crash leaves the old file or the new one.
+//!
+//! # Crashes
+//!
+//! - A crash mid-append leaves a line without its newline. Its cosignature was never
+//!   released, so at open the torn bytes are dropped (the file is truncated to its last
+//!   complete line) and logged.
+//! - A crash after the flush and before the answer leaves a record whose cosignature nobody
+//!   saw: the witness is then only stricter (a client gets 409 with that size and proves
+//!   from it).
+//! - The header is written and flushed (file and directory) when the file is created, before
+//!   any request is answered.
+//!
+//! # One owner
+//!
+//! A `std::sync::Mutex` serialises decide -> record -> append -> flush -> answer for every
+//! origin, so two requests can never both be checked against one old record (the race
+//! tlog-witness describes). It is held across a flush, so [`DurableWitness::add_checkpoint`]
+//! blocks: callers run it on a blocking thread. Requests that change nothing (a repeat,
+//! every refusal) write nothing.
+//!
+//! # A failed write
+//!
+//! If an append or its flush fails, the file's tail is unknown (a line may be there,
+//! unflushed). The cosignature is dropped and the witness stops cosigning until the node
+//! restarts and reads the file back: every later request is [`WitnessError::Broken`] (503).
+//! Refusing is always safe; guessing the file's state is not.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::poison::lock;
+use crate::tlog::vkey::VerifierKey;
+use crate::tlog::witness::{
+    add_checkpoint, encode_record, encode_state, parse_state, Accepted, AddCheckpointRequest,
+    Cosigner, Refusal, StateError, StateFileError, WitnessState, STATE_HEADER,
+};
+
+/// The state file's name in the data directory.
+pub const WITNESS_FILE: &str = "witness";
+
+/// Below this many lines a journal is never compacted: rewriting a small file saves nothing
+/// worth a rename and two flushes at every start.
+pub const COMPACT_MIN_LINES: usize = 1024;
+
+/// Why the witness could not be opened (a startup error: the node does not start).
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Reading, truncating, creating or compacting the file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The file is not a witness state file, or is corrupt: refusing to start keeps the
+    /// witness from forgetting what it cosigned.
+    #[error("{path}: {source}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        source: StateFileError,
+    },
+    /// A served log's key, or the records read back, were refused.
+    #[error("witness state: {0}")]
+    State(#[from] StateError),
+}
+
+/// Why a request got no cosignature.
+#[derive(Debug, thiserror::Error)]
+pub enum WitnessError {
+    /// The decision refused it: the answer tlog-witness prescribes.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The record could not be stored (too many origins): 500, nothing released.
+    #[error("cannot record the cosigned checkpoint: {0}")]
+    Record(StateError),
+    /// Writing the record failed just now: 503, nothing released; the witness is broken.
+    #[error("writing the witness state failed: {0}")]
+    Write(io::Error),
+    /// An earlier write failed: the witness cosigns nothing until the node restarts.
+    #[error("the witness state could not be written earlier; restart the node")]
+    Broken,
+}
+
+/// The witness over `DATA_DIR/witness`: cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct DurableWitness {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cosigner: Cosigner,
+    locked: Mutex<Locked>,
+}
+
+/// Everything the lock serialises.
+struct Locked {
+    state: WitnessState,
+    file: File,
+    broken: bool,
+}
+
+/// What [`DurableWitness::open`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OpenReport {
+    /// Origins with a cosigned record.
+    pub origins: usize,
+    /// Bytes of a torn last line, dropped.
+    pub torn_tail_bytes: usize,
+    /// Whether the journal was rewritten as a snapshot.
+    pub compacted: bool,
+}
+
+impl DurableWitness {
+    /// Opens (or creates) `data_dir/witness`, serving the logs whose checkpoints `logs` sign
+    /// and cosigning as `cosigner`. The caller holds the data directory's lock (the node
+    /// does), so no other process appends meanwhile.
+    pub fn open(
+        data_dir: &Path,
+        logs: &[VerifierKey],
+        cosigner: Cosigner,
+    ) -> Result<(Self, OpenReport), OpenError> {
+        let mut state = WitnessState::new();
+        for vkey in logs {
+            state.serve(vkey.clone())?;
+        }
+        let path = data_dir.join(WITNESS_FILE);
+        let io = |source| OpenError::Io {
+            path: path.clone(),
+            source,
+        };
+        let (file, report) = open_file(data_dir, &path, &mut state).map_err(|e| match e {
+            FileError::Io(source) => io(source),
+            FileError::Corrupt(source) => OpenError::Corrupt {
+                path: path.clone(),
+                source,
+            },
+            FileError::State(e) => OpenError::State(e),
+        })?;
+        let witness = DurableWitness {
+            inner: Arc::new(Inner {
+                cosigner,
+                locked: Mutex::new(Locked {
+                    state,
+                    file,
+                    broken: false,
+                }),
+            }),
+        };
+        Ok((witness, report))
+    }
+
+    /// The cosigner's vkey, for verifiers' policies.
+    pub fn cosigner_vkey(&self) -> VerifierKey {
+        self.inner.cosigner.vkey()
+    }
+
+    /// Decides `request` at `now_secs` and, if it is cosigned, makes the new record durable
+    /// before returning the cosignature. Blocks on a flush: call it off the async threads.
+    pub fn add_checkpoint(
+        &self,
+        request: &AddCheckpointRequest,
+        now_secs: u64,
+    ) -> Result<Accepted, WitnessError> {
+        let mut locked = lock(&self.inner.locked);
+        if locked.broken {
+            return Err(WitnessError::Broken);
+        }
+        let accepted = add_checkpoint(&locked.state, request, now_secs, &self.inner.cosigner)?;
+        if accepted.entry.is_repeat() {
+            return Ok(accepted);
+        }
+        // Recorded in memory first: if the write then fails, the witness is broken and
+        // answers nothing more, so memory running ahead of the file is never acted on.
+        locked
+            .state
+            .record(&accepted.entry)
+            .map_err(WitnessError::Record)?;
+        let line = encode_record(accepted.entry.origin(), accepted.entry.tree());
+        let written = locked
+            .file
+            .write_all(line.as_bytes())
+            .and_then(|()| locked.file.sync_data());
+        if let Err(e) = written {
+            locked.broken = true;
+            tracing::error!("witness state: {e}; cosigning stops until the node restarts");
+            return Err(WitnessError::Write(e));
+        }
+        Ok(accepted)
+    }
+}
+
+impl std::fmt::Debug for DurableWitness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The cosigner's Debug shows its name, never the key.
+        f.debug_struct("DurableWitness")
+            .field("cosigner", &self.inner.cosigner)
+            .finish_non_exhaustive()
+    }
+}
+
+enum FileError {
+    Io(io::Error),
+    Corrupt(StateFileError),
+    State(StateError),
+}
+
+impl From<io::Error> for FileError {
+    fn from(e: io::Error) -> Self {
+        FileError::Io(e)
+    }
+}
+
+/// Reads the journal into `state`, drops a torn tail, compacts if worth it, and returns the
+/// file opened for appending.
+fn open_file(
+    dir: &Path,
+    path: &Path,
+    state: &mut WitnessState,
+) -> Result<(File, OpenReport), FileError> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let loaded = parse_state(&bytes).map_err(FileError::Corrupt)?;
+    let lines = bytes[..loaded.valid_len]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count();
+    let mut report = OpenReport {
+        origins: loaded.cosigned.len(),
+        torn_tail_bytes: loaded.torn_tail_bytes,
+        compacted: false,
+    };
+    state.restore(loaded.cosigned).map_err(FileError::State)?;
+    if loaded.valid_len == 0 {
+        // New, empty, or only a torn header: start it afresh, durably, before any answer.
+        file.set_len(0)?;
+        file.write_all(STATE_HEADER.as_bytes())?;
+        file.sync_all()?;
+        sync_dir(dir)?;
+    } else if lines > COMPACT_MIN_LINES && lines > 2 * (report.origins + 1) {
+        file = compact(dir, path, state)?;
+        report.compacted = true;
+    } else if loaded.torn_tail_bytes > 0 {
+        file.set_len(loaded.valid_len as u64)?;
+        file.sync_all()?;
+    }
+    if report.torn_tail_bytes > 0 {
+        tracing::warn!(
+            bytes = report.torn_tail_bytes,
+            "witness state: dropped a torn last line (its cosignature was never released)"
+        );
+    }
+    Ok((file, report))
+}
+
+/// Rewrites the journal as a snapshot: a crash leaves either file whole.
+fn compact(dir: &Path, path: &Path, state: &WitnessState) -> io::Result<File> {
+    let tmp = dir.join(format!("{WITNESS_FILE}.tmp"));
+    let mut out = File::create(&tmp)?;
+    out.write_all(encode_state(state.cosigned_trees()).as_bytes())?;
+    out.sync_all()?;
+    drop(out);
+    std::fs::rename(&tmp, path)?;
+    sync_dir(dir)?;
+    OpenOptions::new().append(true).open(path)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests;
