@@ -21,6 +21,8 @@
 //! bit of `n`. A tree of `N` leaves has [`stored_hash_count`]`(N)` `< 2N` stored hashes: at
 //! most 64 bytes per entry. Any subtree hash, root, or proof is computed from a bounded
 //! number of them (at most two per level), read in one call through a [`HashReader`].
+//! A writer that only appends keeps the tree's right edge instead ([`Frontier`]): the root
+//! after every append, and the stored hashes to persist, without reading any back.
 //!
 //! # Limits
 //!
@@ -29,6 +31,7 @@
 //! every stored-hash index within `u64`. Verification checks a proof's length against the
 //! one exact length its sizes allow before it hashes anything.
 
+mod frontier;
 mod memory;
 mod prove;
 mod reader;
@@ -37,6 +40,7 @@ mod verify;
 
 use sha2::{Digest, Sha256};
 
+pub use frontier::Frontier;
 pub use memory::{MemoryReadError, MemoryTree};
 pub use prove::{prove_consistency, prove_inclusion, tree_hash};
 pub use reader::{HashReader, TreeError};
