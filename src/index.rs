@@ -32,6 +32,7 @@ pub mod row;
 pub mod schema;
 pub mod wal;
 
+pub use batch::BATCH_DATA_BYTES;
 pub use db::{index_path, Coverage, IndexDb, IndexError, INDEX_DIR, INDEX_FILE};
 pub use follow::start;
 pub use handle::{IndexHandle, IndexState};

@@ -165,14 +165,7 @@ where
         // Drop the handler's future now (it may hold a timed-out request's resources), and
         // make a further poll answer rather than poll a finished future.
         this.inner.set(None);
-        // The witness route's own answers are tlog-witness's text forms (409's body is a
-        // size); what the layers below it answer (a timeout) gets the JSON body as usual.
-        let protocol_answer = *this.route == super::witness::ADD_CHECKPOINT_PATH
-            && response.headers().contains_key(header::CONTENT_TYPE);
-        let response = match protocol_answer {
-            true => response,
-            false => with_json_error_body(response),
-        };
+        let response = with_json_error_body(response);
         let metrics = this.shared.node.metrics();
         metrics
             .requests
@@ -197,7 +190,10 @@ where
 /// `{"error": ...}` body as handler errors, keeping their other headers.
 fn with_json_error_body(response: Response) -> Response {
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
+    if !(status.is_client_error() || status.is_server_error())
+        || is_json(&response)
+        || response.extensions().get::<ProtocolBody>().is_some()
+    {
         return response;
     }
     let message = match status {
@@ -214,6 +210,12 @@ fn with_json_error_body(response: Response) -> Response {
     }
     json
 }
+
+/// Marks an error answer whose body is a protocol's own form, left as the handler wrote it:
+/// tlog-witness's refusals are text, and its 409's body is a size. What the layers around
+/// such a handler answer (a timeout) still gets the JSON body.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ProtocolBody;
 
 /// The routes that change the node, and so need the token when one is set. A write path
 /// with the wrong method needs none: the router answers 405 without running anything.

@@ -16,12 +16,14 @@
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 
+use super::middleware::ProtocolBody;
 use super::{ApiError, AppState};
 use crate::tlog::witness::{AddCheckpointRequest, Refusal, MAX_REQUEST_BYTES, TEXT_CONTENT_TYPE};
 use crate::witness_state::WitnessError;
 
-/// The route's path (the Gate leaves its answers' bodies as they are).
+/// The route's path.
 pub(crate) const ADD_CHECKPOINT_PATH: &str = "/witness/add-checkpoint";
 
 pub(crate) async fn add_checkpoint(State(state): State<AppState>, request: Request) -> Response {
@@ -73,6 +75,7 @@ fn refused(refusal: &Refusal) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, refusal.content_type())],
+        Extension(ProtocolBody),
         refusal.body(),
     )
         .into_response()

@@ -227,12 +227,12 @@ fn the_wal_stays_bounded_under_readers_that_never_stop() {
     assert_eq!(indexed(addr), 2 * APPENDS);
     assert!(before_stop > 20, "the readers hardly ran: {before_stop}");
     // The limit, plus one batch's pages written before the indexer looks. A batch is at most
-    // 8 MiB of data (BATCH_DATA_BYTES in src/index/batch.rs): 4,000 of these 2 KB rows, about
-    // 2,000 pages with the table's and the primary key's. Usually a batch is a pass's 10 ms of
+    // BATCH_DATA_BYTES (8 MiB) of data: 4,000 of these 2 KB rows, about 2,000 pages with the
+    // table's and the primary key's. Usually a batch is a pass's 10 ms of
     // appends, but the indexer runs at idle priority: on a machine busy with other tests it
     // can be starved for a while and take a full batch at once. Without the bound the WAL
     // reached 35 MB here.
-    let bound = WAL_LIMIT_BYTES + (8 << 20) + (2 << 20);
+    let bound = WAL_LIMIT_BYTES + kappalog::index::BATCH_DATA_BYTES as u64 + (2 << 20);
     assert!(
         largest <= bound,
         "the WAL reached {largest} bytes, past {bound}"
