@@ -27,6 +27,12 @@ pub enum ClientError {
     /// The node could not be reached or the exchange broke.
     #[error("{0}")]
     Exchange(String),
+    /// The answer's body is over the caller's cap.
+    #[error("the answer is larger than {limit} bytes")]
+    TooLarge {
+        /// The cap, in bytes.
+        limit: usize,
+    },
     /// The node answered with an error: its status and message.
     #[error("the node answered {status}: {message}")]
     Refused {
@@ -62,7 +68,20 @@ async fn exchange(url: &Uri, statement: &Statement) -> Result<(Answer, String), 
 /// Sends `request` (its path relative) to the node at `url` and reads the answer's body
 /// (at most [`MAX_ANSWER_BODY_BYTES`]): its text on a 2xx, else [`ClientError::Refused`]
 /// with the JSON `error`. No timeout: the caller bounds the exchange.
-pub async fn send(url: &Uri, mut request: Request<Full<Bytes>>) -> Result<String, ClientError> {
+pub async fn send(url: &Uri, request: Request<Full<Bytes>>) -> Result<String, ClientError> {
+    let body = send_bounded(url, request, MAX_ANSWER_BODY_BYTES).await?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// [`send`] with the body capped at `max_body_bytes` and returned as bytes, unaltered. A
+/// `Content-Length` over the cap is refused before any of the body is read; a body that
+/// streams past it is refused at the first byte over ([`ClientError::TooLarge`]). Only
+/// `http://`; a redirect is an answer like any non-2xx (never followed).
+pub async fn send_bounded(
+    url: &Uri,
+    mut request: Request<Full<Bytes>>,
+    max_body_bytes: usize,
+) -> Result<Bytes, ClientError> {
     if url.scheme_str() != Some("http") {
         return Err(ClientError::BadUrl(url.to_string()));
     }
@@ -78,6 +97,8 @@ pub async fn send(url: &Uri, mut request: Request<Full<Bytes>>) -> Result<String
         .await
         .map_err(|e| ClientError::Exchange(format!("HTTP handshake: {e}")))?;
     let driver = tokio::spawn(connection);
+    // The connection task ends with this function, whichever way it returns.
+    let _driver = AbortOnDrop(driver);
     let host_header = header::HeaderValue::from_str(authority.as_str())
         .map_err(|e| ClientError::BadUrl(format!("{url}: {e}")))?;
     request.headers_mut().insert(header::HOST, host_header);
@@ -86,24 +107,52 @@ pub async fn send(url: &Uri, mut request: Request<Full<Bytes>>) -> Result<String
         .await
         .map_err(|e| ClientError::Exchange(format!("sending the request: {e}")))?;
     let status = response.status();
-    let body = Limited::new(response.into_body(), MAX_ANSWER_BODY_BYTES)
+    let announced = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > u64::try_from(max_body_bytes).unwrap_or(u64::MAX)) {
+        return Err(ClientError::TooLarge {
+            limit: max_body_bytes,
+        });
+    }
+    let body = Limited::new(response.into_body(), max_body_bytes)
         .collect()
         .await
-        .map_err(|e| ClientError::Exchange(format!("reading the answer: {e}")))?
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                ClientError::TooLarge {
+                    limit: max_body_bytes,
+                }
+            } else {
+                ClientError::Exchange(format!("reading the answer: {e}"))
+            }
+        })?
         .to_bytes();
-    driver.abort();
-    let text = String::from_utf8_lossy(&body).into_owned();
     if !status.is_success() {
+        let text = String::from_utf8_lossy(&body);
         let message = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
-            .unwrap_or_else(|| text.clone());
+            .unwrap_or_else(|| text.into_owned());
         return Err(ClientError::Refused {
             status: status.as_u16(),
             message,
         });
     }
-    Ok(text)
+    Ok(body)
+}
+
+/// Aborts the connection's task when dropped, so an early return leaves nothing running.
+struct AbortOnDrop(tokio::task::JoinHandle<Result<(), hyper::Error>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// `?:name=value&...`, percent-encoded; empty without parameters.
