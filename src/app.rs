@@ -29,6 +29,7 @@ use kappalog::witness_state::DurableWitness;
 mod bar;
 mod proof;
 mod query;
+mod verdict;
 mod view;
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
