@@ -61,6 +61,8 @@
 //!   `tlog-proof@v1` bundles, `tlog-policy` files and the tlog-witness decision (the store
 //!   and HTTP wire them in); [`tlog::bundle`] verifies one entry's bundle offline
 //!   (`kappalog proof verify`).
+//! - [`light`]: the light client (`kappalog get`): one entry fetched from a node with its
+//!   proof bundle, believed only when it proves the entry asked for in its author's tree.
 //! - [`witness_state`]: the node as a witness of the logs its operator names
 //!   (`--witness-for`): `DATA_DIR/witness`, a journal made durable before each cosignature
 //!   is released, and the one lock serialising decide, record and flush.
@@ -120,6 +122,7 @@ pub mod identity;
 pub mod import;
 pub mod index;
 pub mod keys;
+pub mod light;
 pub mod metrics;
 pub mod node;
 pub mod poison;
