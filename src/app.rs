@@ -27,6 +27,7 @@ use kappalog::tlog::witness::Cosigner;
 use kappalog::witness_state::DurableWitness;
 
 mod bar;
+mod get;
 mod proof;
 mod query;
 mod verdict;
@@ -51,6 +52,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Query(args) => query::query(&config, args),
         Command::View(command) => view::view(command),
         Command::Proof(ProofCommand::Verify(args)) => Ok(proof::verify(&args)),
+        Command::Get(args) => Ok(get::get(&args)),
     }
 }
 

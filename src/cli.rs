@@ -81,6 +81,10 @@ pub enum Command {
     /// Check a feed entry's transparency-log proof offline (c2sp.org/tlog-proof@v1)
     #[command(subcommand)]
     Proof(ProofCommand),
+    /// Fetch one entry with its proof from a running node (GET /feeds/AUTHOR/proof) and
+    /// verify it without trusting the node. Exit 0 verified, 1 refused (a FAILED line says
+    /// why), 2 no answer to check (unreachable, timeout, an error status, too large)
+    Get(GetArgs),
 }
 
 /// `kappalog proof ...`: proof bundles, checked without a node.
@@ -104,6 +108,39 @@ pub struct ProofVerifyArgs {
     /// Print the verdict as one JSON object on stdout
     #[arg(long)]
     pub json: bool,
+}
+
+/// `kappalog get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The node's HTTP address: plain http:// only (the answer proves itself), redirects
+    /// are not followed
+    #[arg(long, env = "KAPPALOG_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: hyper::Uri,
+    /// The feed (author hex); the checkpoint must be signed by this key under the origin
+    /// derived from it
+    #[arg(long, value_parser = parse_author)]
+    pub author: Author,
+    /// The entry's position in the feed, from 1
+    #[arg(long)]
+    pub seq: u64,
+    /// Prove it in the tree of this many entries (default: the node's newest checkpoint);
+    /// an answer of another size is refused
+    #[arg(long)]
+    pub size: Option<u64>,
+    /// A C2SP tlog-policy file, as for `proof verify --policy`
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Write the verified bundle here, for `kappalog proof verify FILE` offline
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+    /// Print the verdict as one JSON object on stdout
+    #[arg(long)]
+    pub json: bool,
+    /// Connecting and the whole exchange must end within this many seconds (a node waits a
+    /// bounded while for its tree to catch up before it answers 503 or 504)
+    #[arg(long, env = "KAPPALOG_GET_TIMEOUT", default_value = "30", value_name = "SECS", value_parser = parse_secs)]
+    pub timeout: std::time::Duration,
 }
 
 /// `kappalog query`: the statement, where to run it and how to print the answer.

@@ -1,6 +1,7 @@
 //! `kappalog proof verify` as a user runs it: the real binary on bundle files in a temp dir
 //! (and on stdin). The bundles are the golden feed's (tests/it/tlog_golden.rs): the pinned
-//! bundle of its second entry, and copies of it with one thing changed.
+//! bundle of its second entry, and copies of it with one thing changed (tests/it/cli_get.rs
+//! serves the same ones from a fake node).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use crate::common::kappalog;
 use crate::tlog_golden::{golden, leaf_hash, Golden, CHECKPOINT, PROOF_HEAD};
 
 /// The success line of the pinned bundle without a policy, in full.
-const VERIFIED_UNCHECKED: &str = "verified: author \
+pub(crate) const VERIFIED_UNCHECKED: &str = "verified: author \
 8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c seq 2 in a tree of 3 \
 entries; cosignatures unchecked without --policy: \
 kappalog/node/6e7a1cdd29b0b78fd13af4c5598feff4ef2a97166e3ca6f2e4fbfccd80505bf1; value 20 \
@@ -51,12 +52,12 @@ fn verify(dir: &Path, bundle: &[u8], policy: Option<&str>) -> (i32, String, Stri
     verdict(&kappalog().args(&args).output().expect("run kappalog"))
 }
 
-fn pinned() -> Vec<u8> {
+pub(crate) fn pinned() -> Vec<u8> {
     format!("{PROOF_HEAD}{CHECKPOINT}").into_bytes()
 }
 
 /// The golden audit path of the second entry: leaf 0, then leaf 2.
-fn audit_path(g: &Golden) -> Vec<[u8; 32]> {
+pub(crate) fn audit_path(g: &Golden) -> Vec<[u8; 32]> {
     vec![
         leaf_hash(&g.entries[0].encode()),
         leaf_hash(&g.entries[2].encode()),
@@ -64,7 +65,7 @@ fn audit_path(g: &Golden) -> Vec<[u8; 32]> {
 }
 
 /// A bundle of `encoded` at `index` with `hashes` against `checkpoint`.
-fn bundle(
+pub(crate) fn bundle(
     encoded: Vec<u8>,
     index: u64,
     hashes: Vec<[u8; 32]>,
@@ -76,7 +77,7 @@ fn bundle(
 }
 
 /// A checkpoint of the golden tree's size and root under `origin`, signed by `key`.
-fn checkpoint_by(g: &Golden, origin: &str, key: &SigningKey) -> SignedCheckpoint {
+pub(crate) fn checkpoint_by(g: &Golden, origin: &str, key: &SigningKey) -> SignedCheckpoint {
     let body = g.checkpoint.checkpoint();
     let body = Checkpoint::new(origin, body.size(), *body.root()).unwrap();
     SignedCheckpoint::sign(body, key).unwrap()
@@ -84,7 +85,7 @@ fn checkpoint_by(g: &Golden, origin: &str, key: &SigningKey) -> SignedCheckpoint
 
 /// A policy trusting the golden feed, knowing the golden witness as `node5` and a second
 /// witness as `node6` (which never cosigned), with the given quorum.
-fn policy(g: &Golden, quorum: &str) -> String {
+pub(crate) fn policy(g: &Golden, quorum: &str) -> String {
     let other = SigningKey::from_bytes(&[6; 32]);
     let other_name = kappalog::tlog::cosignature::cosigner_name(other.verifying_key().as_bytes());
     let other = kappalog::tlog::vkey::VerifierKey::new(

@@ -25,6 +25,7 @@
 mod common;
 
 mod cli;
+mod cli_get;
 mod cli_proof;
 mod cli_tail;
 mod cli_verify;
