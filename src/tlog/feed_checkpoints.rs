@@ -90,13 +90,15 @@ pub enum Offer {
     Inconsistent,
 }
 
-/// Two author checkpoints of one feed that conflict, the larger (or the one pending, for
-/// equal sizes) agreeing with the node's tree, and what is needed to prove it.
+/// Two author checkpoints of one feed that conflict, and what is needed to prove it. Either
+/// `held` is the kept checkpoint, at least as large as `offered` and agreeing with the
+/// node's tree, which disagrees with `offered`; or both are beyond the entries held, of
+/// one size with two roots (the pending one and the offered one), and need no tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForkEvidence {
     /// The offered checkpoint, which the node's tree disagrees with.
     pub offered: AuthorCheckpoint,
-    /// The checkpoint the node keeps (or holds pending), at least as large.
+    /// The checkpoint the node keeps, or the pending one of the same size.
     pub held: AuthorCheckpoint,
     /// The node's own root at the offered size (for equal sizes, unused).
     pub own_root_at_offered: Hash,
