@@ -29,17 +29,25 @@
 //! - [`bundle`]: kappalog's entry bundles: a feed entry proved in its author's checkpoint,
 //!   verified offline (`kappalog proof verify`).
 //! - [`policy`]: C2SP tlog-policy files: which logs and witnesses a verifier trusts.
+//! - [`author_checkpoint`]: a feed checkpoint verified under its author's key and reduced
+//!   to the author's line.
+//! - [`feed_checkpoints`]: what a node keeps per feed: the newest author checkpoint
+//!   consistent with its entries, one pending, and the cosignatures it serves.
+//! - [`split_view`]: fork proofs from two inconsistent author checkpoints of one feed.
 //! - [`witness`]: C2SP tlog-witness: deciding `add-checkpoint` requests, the witness's
 //!   records and their file format.
 
+pub mod author_checkpoint;
 pub mod bundle;
 pub mod checkpoint;
 pub mod cosignature;
 pub mod ed25519;
+pub mod feed_checkpoints;
 pub mod merkle;
 pub mod note;
 pub mod policy;
 pub mod proof;
+pub mod split_view;
 pub mod tiles;
 pub mod vkey;
 pub mod witness;

@@ -46,7 +46,8 @@ pub use prove::{prove_consistency, prove_inclusion, tree_hash};
 pub use reader::{HashReader, TreeError};
 pub use stored::{hashes_to_store, split_stored_hash_index, stored_hash_count, stored_hash_index};
 pub use verify::{
-    consistency_proof_len, inclusion_proof_len, verify_consistency, verify_inclusion, VerifyError,
+    consistency_old_root, consistency_proof_len, inclusion_proof_len, seeded_consistency_path,
+    verify_consistency, verify_inclusion, VerifyError,
 };
 
 /// A SHA-256 hash's length, in bytes.

@@ -131,6 +131,56 @@ pub fn verify_consistency(
     Ok(())
 }
 
+/// The root of the old tree of `old` leaves that a consistency `path` implies, when the path
+/// reproduces `new_root` for `new` leaves: what an auditor holding only the new tree's
+/// checkpoint learns about the old tree. Two checkpoints `(old, r)` and `(new, new_root)`
+/// describe one append-only tree only if this returns `r` (a split-view proof rests on it
+/// returning another hash: [`crate::tlog::split_view`]).
+///
+/// `path` is RFC 9162 section 2.1.4.2's path *after its step 1*: the standard consistency
+/// proof ([`crate::tlog::merkle::prove_consistency`]), with the old root prepended when
+/// `old` is a power of two (the standard proof leaves that hash out because a verifier
+/// already holds it; here it is the claim). [`seeded_consistency_path`] builds it. From an
+/// empty old tree the answer is [`EMPTY_ROOT`], to an equal size it is `new_root`, both
+/// with an empty path.
+pub fn consistency_old_root(
+    old: u64,
+    new: u64,
+    new_root: &Hash,
+    path: &[Hash],
+) -> Result<Hash, VerifyError> {
+    check_proof_cap(path)?;
+    check_sizes(old, new)?;
+    if old == 0 || old == new {
+        check_len(path, 0)?;
+        return Ok(if old == 0 { EMPTY_ROOT } else { *new_root });
+    }
+    let seeded = usize::from(old.is_power_of_two());
+    check_len(path, consistency_proof_len(old, new) + seeded)?;
+    // The exact length checked above is at least 1 for 0 < old < new.
+    let (old_hash, new_hash, snode) = match path.split_first() {
+        Some((seed, rest)) if seeded == 1 => consistency_roots(old, new, seed, rest),
+        _ => consistency_roots(old, new, &EMPTY_ROOT, path),
+    };
+    if snode != 0 || new_hash != *new_root {
+        return Err(VerifyError::NewRootMismatch);
+    }
+    Ok(old_hash)
+}
+
+/// The path [`consistency_old_root`] takes, from a standard consistency `proof` from `old`
+/// leaves and the root `old_root` of the prover's tree at `old` leaves: the proof itself,
+/// with `old_root` prepended when `old` is a power of two (and not 0 nor the new size, where
+/// the proof is empty and stays so).
+pub fn seeded_consistency_path(old: u64, old_root: &Hash, proof: &[Hash]) -> Vec<Hash> {
+    let mut path = Vec::with_capacity(proof.len() + 1);
+    if old.is_power_of_two() && !proof.is_empty() {
+        path.push(*old_root);
+    }
+    path.extend_from_slice(proof);
+    path
+}
+
 /// RFC 9162 2.1.4.2, steps 2 to 6, for `0 < old < new` and a proof of the right length:
 /// the old and new roots the proof implies, and the final `snode` (0 when well formed).
 fn consistency_roots(old: u64, new: u64, old_root: &Hash, proof: &[Hash]) -> (Hash, Hash, u64) {
@@ -317,6 +367,61 @@ mod tests {
     }
 
     #[test]
+    fn the_old_root_a_path_implies_is_the_provers_and_another_trees_differs() {
+        let (tree, _, roots) = trees();
+        // A second tree sharing the first 20 leaves, then forking.
+        let mut other = MemoryTree::new();
+        let mut other_roots = vec![EMPTY_ROOT];
+        for i in 0..70u64 {
+            let input = match i < 20 {
+                true => format!("leaf {i}"),
+                false => format!("other {i}"),
+            };
+            other.append(leaf_hash(input.as_bytes())).unwrap();
+            other_roots.push(other.root().unwrap());
+        }
+        for new in 0..=70u64 {
+            for old in 0..=new {
+                let proof = prove_consistency(old, new, &tree).unwrap();
+                let path = seeded_consistency_path(old, &roots[old as usize], &proof);
+                let implied = consistency_old_root(old, new, &roots[new as usize], &path);
+                assert_eq!(implied, Ok(roots[old as usize]), "{old}->{new}");
+                for at in 0..path.len() {
+                    let bad = flipped(&path, at);
+                    let verdict = consistency_old_root(old, new, &roots[new as usize], &bad);
+                    assert_ne!(verdict, Ok(roots[old as usize]), "{old}->{new} at {at}");
+                }
+                // The other tree's path to its own new root implies its own old root: where
+                // the trees part, not the first tree's.
+                let proof = prove_consistency(old, new, &other).unwrap();
+                let path = seeded_consistency_path(old, &other_roots[old as usize], &proof);
+                let implied = consistency_old_root(old, new, &other_roots[new as usize], &path);
+                assert_eq!(implied, Ok(other_roots[old as usize]));
+                let same = roots[old as usize] == other_roots[old as usize];
+                assert_eq!(same, old <= 20, "{old}->{new}");
+                // Against the first tree's new root the other tree's path fails.
+                if new > 20 && old != 0 && old != new {
+                    assert_eq!(
+                        consistency_old_root(old, new, &roots[new as usize], &path),
+                        Err(VerifyError::NewRootMismatch)
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            consistency_old_root(3, 8, &roots[8], &[]),
+            Err(VerifyError::ProofLength {
+                expected: 4,
+                found: 0
+            })
+        );
+        assert_eq!(
+            consistency_old_root(2, 1, &roots[1], &[]),
+            Err(BoundsError::SizesReversed { old: 2, new: 1 }.into())
+        );
+    }
+
+    #[test]
     fn lengths_are_checked_before_hashing() {
         let leaf = [7; 32];
         let long = vec![[0; 32]; MAX_PROOF_HASHES + 1];
@@ -381,6 +486,8 @@ mod tests {
             let _ = verify_consistency(index, size, &leaf, &leaf, &hashes);
             let _ = verify_consistency(small, size, &leaf, &leaf, &hashes);
             let _ = verify_consistency(small, small + index % 100, &leaf, &leaf, &hashes);
+            let _ = consistency_old_root(index, size, &leaf, &hashes);
+            let _ = consistency_old_root(small, small + index % 100, &leaf, &hashes);
         }
     }
 }
