@@ -133,6 +133,7 @@ pub mod summary;
 pub mod sync;
 pub mod tail;
 pub mod tlog;
+pub mod tree;
 pub mod validate;
 pub mod view;
 pub mod views;
