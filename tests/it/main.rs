@@ -82,5 +82,8 @@ mod sync_transport;
 mod tlog_golden;
 mod tlog_tree;
 mod tlog_witness;
+mod tree_checkpoint;
+mod tree_model;
+mod tree_restart;
 mod views_http;
 mod witness_http;
