@@ -61,6 +61,9 @@
 //!   `tlog-proof@v1` bundles, `tlog-policy` files and the tlog-witness decision (the store
 //!   and HTTP wire them in); [`tlog::bundle`] verifies one entry's bundle offline
 //!   (`kappalog proof verify`).
+//! - [`tree`]: each feed's Merkle tree as a cache in `DATA_DIR/tree.sqlite`, kept by a
+//!   follower thread off the commit path (like the SQL index), and [`tree::Trees`], the
+//!   read side: roots, inclusion and consistency proofs, hash tiles, the own checkpoint.
 //! - [`witness_state`]: the node as a witness of the logs its operator names
 //!   (`--witness-for`): `DATA_DIR/witness`, a journal made durable before each cosignature
 //!   is released, and the one lock serialising decide, record and flush.
@@ -68,9 +71,9 @@
 //! # Data flow
 //!
 //! HTTP request, peer frame or CSV line -> decode -> validate -> store append (the single
-//! writer; fork proofs too) -> views updated (the SQL index after the commit, off the commit
-//! path) -> readers (HTTP, sync sessions, CSV export) read
-//! through the node.
+//! writer; fork proofs too) -> views updated (the SQL index and the tree cache after the
+//! commit, off the commit path) -> readers (HTTP, sync sessions, CSV export) read through
+//! the node.
 //!
 //! # Example
 //!
