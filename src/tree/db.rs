@@ -38,6 +38,20 @@ CREATE TABLE feeds (id INTEGER PRIMARY KEY, author BLOB NOT NULL UNIQUE,
 CREATE TABLE nodes (key INTEGER PRIMARY KEY, hashes BLOB NOT NULL);
 ";
 
+/// Deletes the cache at `path` with its WAL and shared-memory files (none open).
+pub fn remove(path: &Path) -> Result<(), String> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("removing {}: {e}", Path::new(&file).display())),
+        }
+    }
+    Ok(())
+}
+
 /// The cache's path in `data_dir`.
 pub fn tree_path(data_dir: &Path) -> PathBuf {
     data_dir.join(TREE_FILE)
@@ -99,15 +113,7 @@ impl TreeDb {
         } else {
             tracing::info!(path = %path.display(), "building the tree cache from the log");
         }
-        for suffix in ["", "-wal", "-shm"] {
-            let mut file = path.as_os_str().to_owned();
-            file.push(suffix);
-            match std::fs::remove_file(&file) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("removing {}: {e}", Path::new(&file).display())),
-            }
-        }
+        remove(path)?;
         let conn = Connection::open(path).map_err(sql("creating the tree cache"))?;
         // Before the first table: a complete row (4,064 bytes) then fits a page.
         conn.pragma_update(None, "page_size", 8192)

@@ -30,7 +30,7 @@ use crate::store::StoreReader;
 use crate::tlog::checkpoint::{origin_for, Checkpoint, SignedCheckpoint};
 use crate::tlog::merkle::leaf_hash;
 
-use super::db::{tree_path, Covered, FeedRow, TreeDb};
+use super::db::{self, tree_path, Covered, FeedRow, TreeDb};
 use super::edge::{row_bytes, CompleteRow, Edge};
 use super::layout::{row_key, MAX_FEED_ID};
 use super::{FeedEdge, FeedSlot, TreeState, Trees};
@@ -114,6 +114,30 @@ impl Trees {
     }
 }
 
+/// Why a pass failed.
+struct PassError {
+    reason: String,
+    /// The cache contradicts the log (an edge that does not load, a feed's size not its
+    /// entries): rebuilt from the log rather than retried.
+    corrupt: bool,
+}
+
+impl From<String> for PassError {
+    fn from(reason: String) -> PassError {
+        PassError {
+            reason,
+            corrupt: false,
+        }
+    }
+}
+
+fn corrupt(reason: String) -> PassError {
+    PassError {
+        reason,
+        corrupt: true,
+    }
+}
+
 /// What the follower thread owns.
 struct Follower {
     trees: Trees,
@@ -139,18 +163,38 @@ impl Follower {
 
     /// Opens and follows until stopped, retrying after failures.
     fn run(&self, woken: &mpsc::Receiver<()>) {
-        let (mut db, mut position) = loop {
-            match self.open() {
-                Ok(opened) => break opened,
-                Err(reason) => {
-                    tracing::warn!(%reason, "the tree cache cannot open; the log is unaffected, retrying");
-                    self.trees.set_state(TreeState::Failed { reason });
-                    if !self.pause(woken) {
-                        return;
+        loop {
+            let (db, position) = loop {
+                match self.open() {
+                    Ok(opened) => break opened,
+                    Err(reason) => {
+                        tracing::warn!(%reason, "the tree cache cannot open; the log is unaffected, retrying");
+                        self.trees.set_state(TreeState::Failed { reason });
+                        if !self.pause(woken) {
+                            return;
+                        }
                     }
                 }
+            };
+            // The connection is closed when `follow` returns: only then is the file removed.
+            let Err(reason) = self.follow(db, position, woken) else {
+                return;
+            };
+            tracing::warn!(%reason, "the tree cache contradicts the log: rebuilding it");
+            if let Err(e) = db::remove(&self.path) {
+                tracing::warn!(reason = %e, "removing the tree cache");
             }
-        };
+        }
+    }
+
+    /// Follows the log on an open cache until stopped (`Ok`), or until the cache is found
+    /// to contradict the log (`Err`: why; the caller rebuilds it).
+    fn follow(
+        &self,
+        mut db: TreeDb,
+        mut position: Position,
+        woken: &mpsc::Receiver<()>,
+    ) -> Result<(), String> {
         self.sign_own();
         let mut building = true;
         let mut failing: Option<String> = None;
@@ -175,7 +219,11 @@ impl Follower {
                         continue;
                     }
                 }
-                Err(reason) => {
+                Err(PassError {
+                    reason,
+                    corrupt: true,
+                }) => return Err(reason),
+                Err(PassError { reason, .. }) => {
                     if failing.as_ref() != Some(&reason) {
                         tracing::warn!(%reason, "the tree cache failed; the log is unaffected, retrying");
                     }
@@ -215,10 +263,11 @@ impl Follower {
         // Stopping: the last flush, so the next open resumes where this one ended.
         if !position.dirty.is_empty() {
             let end = position.covered.offset;
-            if let Err(reason) = self.pass(&mut db, &mut position, end, true) {
+            if let Err(PassError { reason, .. }) = self.pass(&mut db, &mut position, end, true) {
                 tracing::warn!(%reason, "the tree cache's last flush failed; it resumes from its previous one");
             }
         }
+        Ok(())
     }
 
     /// Opens the file (resumed or rebuilt) and publishes its feeds, unloaded.
@@ -264,7 +313,7 @@ impl Follower {
         position: &mut Position,
         end: u64,
         flush: bool,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, PassError> {
         let from = position.covered.offset;
         let to = end.min(from.saturating_add(PASS_BYTES));
         let mut working: HashMap<Author, (Arc<FeedSlot>, Edge)> = HashMap::new();
@@ -274,13 +323,13 @@ impl Follower {
         let mut completed: Vec<CompleteRow> = Vec::new();
         let mut covered = position.covered;
         let mut next_id = position.next_id;
-        let mut failure: Option<String> = None;
+        let mut failure: Option<PassError> = None;
         let mut reached = from;
         let walked = self
             .reader
             .for_each_entry_bytes_between(from, to, CHUNK_BYTES, |record| {
                 reached = record.next;
-                let mut step = || -> Result<(), String> {
+                let mut step = || -> Result<(), PassError> {
                     let (slot, edge) = match working.get_mut(&record.author) {
                         Some(found) => found,
                         None => {
@@ -290,13 +339,13 @@ impl Follower {
                         }
                     };
                     if record.seq != edge.size() + 1 {
-                        return Err(format!(
+                        return Err(corrupt(format!(
                             "the log holds seq {} of {} at offset {} where the tree expects seq {}",
                             record.seq,
                             record.author,
                             record.offset,
                             edge.size() + 1
-                        ));
+                        )));
                     }
                     let leaf = leaf_hash(record.bytes);
                     edge.append(leaf, &mut completed)
@@ -328,8 +377,8 @@ impl Follower {
         if let Some(failure) = failure {
             return Err(failure);
         }
-        if working.is_empty() && !flush {
-            // Markers only: nothing to write; the next pass starts past the last entry.
+        if working.is_empty() && (!flush || position.dirty.is_empty()) {
+            // Markers only (or nothing), and no flush owed: nothing to write.
             return Ok(reached >= to && to == end);
         }
         let mut dirty = position.dirty.clone();
@@ -366,22 +415,20 @@ impl Follower {
         author: &Author,
         next_id: &mut u64,
         new_feeds: &mut Vec<(u64, Author)>,
-    ) -> Result<(Arc<FeedSlot>, Edge), String> {
+    ) -> Result<(Arc<FeedSlot>, Edge), PassError> {
         if let Some(slot) = self.trees.slot(author) {
             let mut guard = lock(&slot.edge);
             let edge = self
                 .trees
                 .loaded(author, &slot, &mut guard)
-                .map_err(|e| e.to_string())?
+                .map_err(|e| corrupt(e.to_string()))?
                 .clone();
             drop(guard);
             return Ok((slot, edge));
         }
         let id = *next_id;
         if id > MAX_FEED_ID {
-            return Err(format!(
-                "the tree cache numbers at most {MAX_FEED_ID} feeds"
-            ));
+            return Err(format!("the tree cache numbers at most {MAX_FEED_ID} feeds").into());
         }
         *next_id += 1;
         new_feeds.push((id, *author));

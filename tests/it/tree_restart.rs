@@ -127,3 +127,35 @@ async fn a_cache_beside_another_log_or_none_is_rebuilt() {
     check_against_model(&trees, own);
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_that_does_not_load_is_refused_then_rebuilt_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, trees) = open(dir.path(), common::identity(1));
+    let models = offer_interleaved(&node, &[300]).await;
+    wait_covered(&trees, &models).await;
+    node.shutdown().await.unwrap();
+    drop(trees);
+    // The feed's edge cut short, as damage would leave it.
+    let conn = rusqlite::Connection::open(dir.path().join(TREE_FILE)).unwrap();
+    let changed = conn
+        .execute("UPDATE feeds SET edge = substr(edge, 1, 40)", [])
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(conn);
+
+    let (node, trees) = open(dir.path(), common::identity(1));
+    let author = models[0].author;
+    crate::common::index::eventually("the cache to open", || trees.size(&author) == 300).await;
+    let refused = trees.root(&author, 300).unwrap_err();
+    assert!(!refused.is_client_error(), "{refused:?}");
+    // The feed grows: the follower finds the edge bad, rebuilds, and answers right.
+    let more = common::feed(&common::identity(10), 301);
+    node.offer_verified_batch(more[300..].to_vec())
+        .await
+        .unwrap();
+    let model = common::tree::model_from_node(&node, &author);
+    wait_covered(&trees, std::slice::from_ref(&model)).await;
+    check_against_model(&trees, &model);
+    node.shutdown().await.unwrap();
+}
