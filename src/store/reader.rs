@@ -450,13 +450,10 @@ impl StoreReader {
             read_exact_at(&*self.shared.io, &self.shared.file, &mut buf, pos)
                 .map_err(|source| self.read_error(pos, ReadFault::Io(source)))?;
             let mut at = 0usize;
-            loop {
-                let Some(header) = buf
-                    .get(at..at + format::RECORD_HEADER_BYTES)
-                    .and_then(|h| <&[u8; format::RECORD_HEADER_BYTES]>::try_from(h).ok())
-                else {
-                    break;
-                };
+            while let Some(header) = buf
+                .get(at..at + format::RECORD_HEADER_BYTES)
+                .and_then(|h| <&[u8; format::RECORD_HEADER_BYTES]>::try_from(h).ok())
+            {
                 let offset = pos + at as u64;
                 if offset >= stop {
                     return Ok(());

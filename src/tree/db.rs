@@ -85,6 +85,9 @@ pub struct FeedRow {
     pub size: u64,
 }
 
+/// A feed's edge as a flush writes it: its id, size and [`super::edge::Edge::encode`] blob.
+pub type EdgeRow = (u64, u64, Vec<u8>);
+
 /// The follower's connection.
 pub struct TreeDb {
     conn: Connection,
@@ -214,7 +217,7 @@ impl TreeDb {
         &mut self,
         new_feeds: &[(u64, Author)],
         rows: &[(i64, Vec<u8>)],
-        flush: Option<(&[(u64, u64, Vec<u8>)], &Covered)>,
+        flush: Option<(&[EdgeRow], &Covered)>,
     ) -> Result<(), String> {
         let tx = self.conn.transaction().map_err(sql("beginning"))?;
         {

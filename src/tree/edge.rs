@@ -128,7 +128,7 @@ impl Edge {
             h.copy_from_slice(c);
             h
         });
-        if blob.len() % 32 != 0 {
+        if !blob.len().is_multiple_of(32) {
             return Err(format!("an edge of {} bytes, not whole hashes", blob.len()));
         }
         let above_leaves = (size.count_ones() - (size & 1) as u32) as usize;

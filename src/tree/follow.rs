@@ -26,11 +26,11 @@ use tokio::sync::oneshot;
 use crate::identity::Author;
 use crate::node::Node;
 use crate::poison::lock;
-use crate::store::StoreReader;
+use crate::store::{EncodedRecord, StoreReader};
 use crate::tlog::checkpoint::{origin_for, Checkpoint, SignedCheckpoint};
 use crate::tlog::merkle::leaf_hash;
 
-use super::db::{self, tree_path, Covered, FeedRow, TreeDb};
+use super::db::{self, tree_path, Covered, EdgeRow, FeedRow, TreeDb};
 use super::edge::{row_bytes, CompleteRow, Edge};
 use super::layout::{row_key, MAX_FEED_ID};
 use super::{FeedEdge, FeedSlot, TreeState, Trees};
@@ -154,6 +154,72 @@ struct Position {
     /// Feeds whose edge changed since the last flush.
     dirty: BTreeSet<Author>,
     last_flush: Instant,
+}
+
+/// What one pass has read and not yet committed.
+struct Batch {
+    /// The feeds it touched: their slots and working copies of their edges.
+    working: HashMap<Author, (Arc<FeedSlot>, Edge)>,
+    /// Feeds numbered in this pass.
+    new_feeds: Vec<(u64, Author)>,
+    /// Complete rows to write, by key.
+    rows: Vec<(i64, Vec<u8>)>,
+    /// Those of layers >= 1, for the LRU once committed.
+    upper_rows: Vec<(i64, Vec<u8>)>,
+    completed: Vec<CompleteRow>,
+    covered: Covered,
+    next_id: u64,
+}
+
+impl Batch {
+    fn new(position: &Position) -> Batch {
+        Batch {
+            working: HashMap::new(),
+            new_feeds: Vec::new(),
+            rows: Vec::new(),
+            upper_rows: Vec::new(),
+            completed: Vec::new(),
+            covered: position.covered,
+            next_id: position.next_id,
+        }
+    }
+
+    /// Appends one entry's leaf to its feed's working edge.
+    fn add(&mut self, follower: &Follower, record: EncodedRecord<'_>) -> Result<(), PassError> {
+        let (slot, edge) = match self.working.get_mut(&record.author) {
+            Some(found) => found,
+            None => {
+                let taken =
+                    follower.take_feed(&record.author, &mut self.next_id, &mut self.new_feeds)?;
+                self.working.entry(record.author).or_insert(taken)
+            }
+        };
+        if record.seq != edge.size() + 1 {
+            return Err(corrupt(format!(
+                "the log holds seq {} of {} at offset {} where the tree expects seq {}",
+                record.seq,
+                record.author,
+                record.offset,
+                edge.size() + 1
+            )));
+        }
+        let leaf = leaf_hash(record.bytes);
+        edge.append(leaf, &mut self.completed)
+            .map_err(|e| e.to_string())?;
+        for row in self.completed.drain(..) {
+            let key = row_key(slot.id, row.layer, row.row).map_err(|e| e.to_string())?;
+            let bytes = row_bytes(&row.nodes);
+            if row.layer >= 1 {
+                self.upper_rows.push((key, bytes.clone()));
+            }
+            self.rows.push((key, bytes));
+        }
+        self.covered = Covered {
+            offset: record.next,
+            last: Some((record.offset, leaf)),
+        };
+        Ok(())
+    }
 }
 
 impl Follower {
@@ -316,87 +382,43 @@ impl Follower {
     ) -> Result<bool, PassError> {
         let from = position.covered.offset;
         let to = end.min(from.saturating_add(PASS_BYTES));
-        let mut working: HashMap<Author, (Arc<FeedSlot>, Edge)> = HashMap::new();
-        let mut new_feeds: Vec<(u64, Author)> = Vec::new();
-        let mut rows: Vec<(i64, Vec<u8>)> = Vec::new();
-        let mut upper_rows: Vec<(i64, Vec<u8>)> = Vec::new();
-        let mut completed: Vec<CompleteRow> = Vec::new();
-        let mut covered = position.covered;
-        let mut next_id = position.next_id;
+        let mut batch = Batch::new(position);
         let mut failure: Option<PassError> = None;
-        let mut reached = from;
-        let walked = self
-            .reader
+        self.reader
             .for_each_entry_bytes_between(from, to, CHUNK_BYTES, |record| {
-                reached = record.next;
-                let mut step = || -> Result<(), PassError> {
-                    let (slot, edge) = match working.get_mut(&record.author) {
-                        Some(found) => found,
-                        None => {
-                            let (slot, edge) =
-                                self.take_feed(&record.author, &mut next_id, &mut new_feeds)?;
-                            working.entry(record.author).or_insert((slot, edge))
-                        }
-                    };
-                    if record.seq != edge.size() + 1 {
-                        return Err(corrupt(format!(
-                            "the log holds seq {} of {} at offset {} where the tree expects seq {}",
-                            record.seq,
-                            record.author,
-                            record.offset,
-                            edge.size() + 1
-                        )));
-                    }
-                    let leaf = leaf_hash(record.bytes);
-                    edge.append(leaf, &mut completed)
-                        .map_err(|e| e.to_string())?;
-                    for row in completed.drain(..) {
-                        let key =
-                            row_key(slot.id, row.layer, row.row).map_err(|e| e.to_string())?;
-                        let bytes = row_bytes(&row.nodes);
-                        if row.layer >= 1 {
-                            upper_rows.push((key, bytes.clone()));
-                        }
-                        rows.push((key, bytes));
-                    }
-                    covered = Covered {
-                        offset: record.next,
-                        last: Some((record.offset, leaf)),
-                    };
-                    Ok(())
-                };
-                match step() {
+                match batch.add(self, record) {
                     Ok(()) => ControlFlow::Continue(()),
                     Err(e) => {
                         failure = Some(e);
                         ControlFlow::Break(())
                     }
                 }
-            });
-        walked.map_err(|e| format!("reading the log: {e}"))?;
+            })
+            .map_err(|e| format!("reading the log: {e}"))?;
         if let Some(failure) = failure {
             return Err(failure);
         }
-        if working.is_empty() && (!flush || position.dirty.is_empty()) {
+        if batch.working.is_empty() && (!flush || position.dirty.is_empty()) {
             // Markers only (or nothing), and no flush owed: nothing to write.
-            return Ok(reached >= to && to == end);
+            return Ok(to == end);
         }
         let mut dirty = position.dirty.clone();
-        dirty.extend(working.keys().copied());
+        dirty.extend(batch.working.keys().copied());
         let edges = match flush {
-            true => Some(self.edges(&dirty, &working)?),
+            true => Some(self.edges(&dirty, &batch.working)?),
             false => None,
         };
+        let covered = batch.covered;
         db.write_pass(
-            &new_feeds,
-            &rows,
+            &batch.new_feeds,
+            &batch.rows,
             edges.as_ref().map(|e| (e.as_slice(), &covered)),
         )?;
         // Committed: now the readers may see it.
-        self.publish(&working, &new_feeds, upper_rows, covered.offset);
-        let own_grew = working.contains_key(&self.trees.shared.own);
+        let own_grew = batch.working.contains_key(&self.trees.shared.own);
+        position.next_id = batch.next_id;
+        self.publish(batch);
         position.covered = covered;
-        position.next_id = next_id;
         position.dirty = dirty;
         if flush {
             position.dirty.clear();
@@ -444,7 +466,7 @@ impl Follower {
         &self,
         dirty: &BTreeSet<Author>,
         working: &HashMap<Author, (Arc<FeedSlot>, Edge)>,
-    ) -> Result<Vec<(u64, u64, Vec<u8>)>, String> {
+    ) -> Result<Vec<EdgeRow>, String> {
         dirty
             .iter()
             .map(|author| {
@@ -466,32 +488,28 @@ impl Follower {
 
     /// Publishes a committed pass: new feeds, new edges, the upper rows into the LRU, the
     /// covered offset, and a wake-up for [`Trees::wait_for_size`].
-    fn publish(
-        &self,
-        working: &HashMap<Author, (Arc<FeedSlot>, Edge)>,
-        new_feeds: &[(u64, Author)],
-        upper_rows: Vec<(i64, Vec<u8>)>,
-        covered: u64,
-    ) {
+    fn publish(&self, batch: Batch) {
         let shared = &self.trees.shared;
         {
             let mut rows = lock(&shared.rows);
-            for (key, row) in upper_rows {
+            for (key, row) in batch.upper_rows {
                 rows.put(key, Arc::new(row));
             }
         }
-        for (slot, edge) in working.values() {
+        for (slot, edge) in batch.working.values() {
             *lock(&slot.edge) = FeedEdge::Loaded(edge.clone());
         }
-        if !new_feeds.is_empty() {
+        if !batch.new_feeds.is_empty() {
             let mut feeds = shared.feeds.write().unwrap_or_else(PoisonError::into_inner);
-            for (_, author) in new_feeds {
-                if let Some((slot, _)) = working.get(author) {
+            for (_, author) in &batch.new_feeds {
+                if let Some((slot, _)) = batch.working.get(author) {
                     feeds.insert(*author, Arc::clone(slot));
                 }
             }
         }
-        shared.covered.store(covered, Ordering::Release);
+        shared
+            .covered
+            .store(batch.covered.offset, Ordering::Release);
         shared.published.send_modify(|n| *n += 1);
     }
 
