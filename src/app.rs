@@ -413,6 +413,7 @@ fn run_node(config: &NodeConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
             limits: serve_limits(&args.shutdown),
             sync,
             index: !args.no_index,
+            tree: !args.no_tree,
             views: declared,
         }];
         server::serve_until_signal(nodes, |bound| {
@@ -539,6 +540,7 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
             },
             limits: serve_limits(&args.shutdown),
             index: !args.no_index,
+            tree: !args.no_tree,
             views: declared.clone(),
             sync: Some(server::SyncSpec {
                 listen: Some(SocketAddr::new(args.host, sync_port)),

@@ -333,6 +333,10 @@ pub struct RunArgs {
     /// Run without the SQL index (DATA_DIR/index/): for benchmarks of the log alone
     #[arg(long, env = "KAPPALOG_NO_INDEX")]
     pub no_index: bool,
+    /// Run without the Merkle tree cache (DATA_DIR/tree.sqlite): for benchmarks only (no
+    /// proofs, tiles or own checkpoints)
+    #[arg(long, env = "KAPPALOG_NO_TREE")]
+    pub no_tree: bool,
     /// Views to add at start from a TOML file (docs/QUERY.md, "Named views"): each vetted
     /// like PUT /views/NAME and kept, replacing a view of the same name
     #[arg(long, value_name = "FILE", env = "KAPPALOG_VIEWS")]
@@ -387,6 +391,10 @@ pub struct ClusterArgs {
     /// Run the nodes without the SQL index (each DATA_DIR/index/): for benchmarks
     #[arg(long, env = "KAPPALOG_NO_INDEX")]
     pub no_index: bool,
+    /// Run without the Merkle tree cache (DATA_DIR/tree.sqlite): for benchmarks only (no
+    /// proofs, tiles or own checkpoints)
+    #[arg(long, env = "KAPPALOG_NO_TREE")]
+    pub no_tree: bool,
     /// Views every node adds at start from a TOML file (as `run --views`)
     #[arg(long, value_name = "FILE", env = "KAPPALOG_VIEWS")]
     pub views: Option<PathBuf>,

@@ -58,6 +58,7 @@ use crate::node::Node;
 use crate::query::{index_path, QueryConfig, QueryEngine};
 use crate::sync::SyncHandle;
 use crate::tail::{TailConfig, Tails};
+use crate::tree::Trees;
 use crate::witness_state::DurableWitness;
 
 /// `/add` bodies are tiny: a value and at most 4096 bytes of data, JSON-escaped.
@@ -95,6 +96,9 @@ pub struct HttpConfig {
     /// The node's running SQL indexer, if any: `/health` reports its state and `/metrics`
     /// its lag. Whoever started it hands it here.
     pub index: Option<IndexHandle>,
+    /// The node's running tree cache follower, if any ([`crate::tree`]): `/health` reports
+    /// its state and `/metrics` its lag. Whoever started it hands it here.
+    pub tree: Option<Trees>,
     /// The query engine over the node's index; `None` builds one over
     /// `DATA_DIR/index/index.sqlite` with [`QueryConfig::default`]. Given, the caller keeps a
     /// handle on it (its load).
@@ -113,6 +117,7 @@ impl Default for HttpConfig {
             tail: TailConfig::default(),
             sync: None,
             index: None,
+            tree: None,
             query: None,
             witness: None,
         }
@@ -134,6 +139,8 @@ pub struct AppState {
     pub sync: Option<SyncHandle>,
     /// The node's running SQL indexer, if any ([`HttpConfig::index`]).
     pub index: Option<IndexHandle>,
+    /// The node's tree cache, if running ([`HttpConfig::tree`]).
+    pub tree: Option<Trees>,
     /// `/query`'s engine.
     pub query: QueryEngine,
     /// The witness, if any ([`HttpConfig::witness`]).
@@ -169,6 +176,7 @@ pub fn router(node: Node, config: HttpConfig) -> Api {
         tails: Tails::new(config.tail.clone()),
         sync: config.sync.clone(),
         index: config.index.clone(),
+        tree: config.tree.clone(),
         query: config.query.clone().unwrap_or_else(|| {
             QueryEngine::new(index_path(node.data_dir()), QueryConfig::default())
         }),

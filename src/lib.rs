@@ -63,6 +63,9 @@
 //!   (`kappalog proof verify`).
 //! - [`light`]: the light client (`kappalog get`): one entry fetched from a node with its
 //!   proof bundle, believed only when it proves the entry asked for in its author's tree.
+//! - [`tree`]: each feed's Merkle tree as a cache in `DATA_DIR/tree.sqlite`, kept by a
+//!   follower thread off the commit path (like the SQL index), and [`tree::Trees`], the
+//!   read side: roots, inclusion and consistency proofs, hash tiles, the own checkpoint.
 //! - [`witness_state`]: the node as a witness of the logs its operator names
 //!   (`--witness-for`): `DATA_DIR/witness`, a journal made durable before each cosignature
 //!   is released, and the one lock serialising decide, record and flush.
@@ -70,9 +73,9 @@
 //! # Data flow
 //!
 //! HTTP request, peer frame or CSV line -> decode -> validate -> store append (the single
-//! writer; fork proofs too) -> views updated (the SQL index after the commit, off the commit
-//! path) -> readers (HTTP, sync sessions, CSV export) read
-//! through the node.
+//! writer; fork proofs too) -> views updated (the SQL index and the tree cache after the
+//! commit, off the commit path) -> readers (HTTP, sync sessions, CSV export) read through
+//! the node.
 //!
 //! # Example
 //!
@@ -136,6 +139,7 @@ pub mod summary;
 pub mod sync;
 pub mod tail;
 pub mod tlog;
+pub mod tree;
 pub mod validate;
 pub mod view;
 pub mod views;

@@ -125,6 +125,9 @@ pub struct Metrics {
     /// `kappalog_index_lag_bytes`: log bytes committed and not yet covered by the SQL index;
     /// set at scrape time (stays 0 on a node without an indexer).
     pub index_lag_bytes: Gauge,
+    /// `kappalog_tree_lag_bytes`: log bytes committed and not yet in the Merkle tree cache;
+    /// set at scrape time (stays 0 on a node without the tree follower).
+    pub tree_lag_bytes: Gauge,
     /// `kappalog_query_running`: `/query` statements running now; set at scrape time. (Their
     /// outcomes, timeouts as 504 and refusals as 400 or 503, are `http_requests` by status.)
     pub query_running: Gauge,
@@ -167,6 +170,7 @@ impl Metrics {
             store_write_failures: Gauge::default(),
             store_recoveries: Gauge::default(),
             index_lag_bytes: Gauge::default(),
+            tree_lag_bytes: Gauge::default(),
             query_running: Gauge::default(),
             query_waiting: Gauge::default(),
             scrape: Mutex::new(()),
@@ -180,6 +184,11 @@ impl Metrics {
             "index_lag_bytes",
             "log bytes committed and not yet covered by the SQL index",
             metrics.index_lag_bytes.clone(),
+        );
+        metrics.registry.register(
+            "tree_lag_bytes",
+            "log bytes committed and not yet in the Merkle tree cache",
+            metrics.tree_lag_bytes.clone(),
         );
         metrics.registry.register(
             "query_running",

@@ -48,6 +48,9 @@ pub struct NodeSpec {
     /// Whether to run the node's SQL indexer ([`crate::index`]); off only for benchmarks
     /// (`--no-index`).
     pub index: bool,
+    /// Whether to run the node's Merkle tree cache follower ([`crate::tree`]); off only for
+    /// benchmarks (`--no-tree`).
+    pub tree: bool,
     /// Views declared with `--views FILE`, added (vetted, replacing a view of the same
     /// name) before the node serves; the node's other views stay.
     pub views: BTreeMap<String, ViewRequest>,
@@ -102,6 +105,10 @@ pub async fn serve_until_signal(
 
     for node in &mut listening {
         node.start_sync(&bound)?;
+        if node.spec.tree {
+            // The node's shutdown waits for the follower's last flush.
+            node.spec.http.tree = Some(crate::tree::start(&node.spec.node));
+        }
         if node.spec.index {
             let views = open_views(&node.spec).await?;
             // The node's shutdown waits for its indexer to close the file cleanly.

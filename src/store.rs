@@ -94,7 +94,7 @@ use fork_log::{ForkLog, ForkLogError, ForkLogReport, Forked};
 
 use pending::wait_blocking;
 pub use pending::Pending;
-pub use reader::StoreReader;
+pub use reader::{EncodedRecord, StoreReader};
 pub use validate::FeedHead;
 pub use verify::{VerifyIssue, VerifyProblem, VerifyReport};
 use writer::{Checked, Request, Writer};

@@ -170,7 +170,8 @@ fn parse_limit(text: Option<String>, default: usize, max: usize) -> Result<usize
 /// `{"status":"degraded","reason":...,"since_ms":...}` while its last write failed (a load
 /// balancer stops sending appends; reads still work). `"index"` says the SQL index's state
 /// (`building` with `covered` and `end`, `ready`, `degraded` with `reason` and `since_ms`,
-/// `failed` with `reason`, or `off`) and `lag_bytes`. Either carries `"alarms"` when the
+/// `failed` with `reason`, or `off`) and `lag_bytes`; `"tree"` the Merkle tree cache's the
+/// same way (`building`, `ready`, `failed` or `off`, and `lag_bytes`). Either carries `"alarms"` when the
 /// operator must act: `key_copy` (`{addr, at_ms, sessions}`) once a peer authenticated with
 /// this node's own key.
 pub(crate) async fn health(State(state): State<AppState>) -> Response {
@@ -200,6 +201,15 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
         Some(index) => {
             let mut figures = serde_json::to_value(index.state()).unwrap_or_default();
             figures["lag_bytes"] = index.lag_bytes().into();
+            figures
+        }
+        None => serde_json::json!({ "state": "off" }),
+    };
+    // The tree cache likewise: proofs wait or fail, the node serves the rest.
+    body["tree"] = match &state.tree {
+        Some(tree) => {
+            let mut figures = serde_json::to_value(tree.state()).unwrap_or_default();
+            figures["lag_bytes"] = tree.lag_bytes().into();
             figures
         }
         None => serde_json::json!({ "state": "off" }),
@@ -241,6 +251,10 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     if let Some(index) = &state.index {
         let lag = i64::try_from(index.lag_bytes()).unwrap_or(i64::MAX);
         state.node.metrics().index_lag_bytes.set(lag);
+    }
+    if let Some(tree) = &state.tree {
+        let lag = i64::try_from(tree.lag_bytes()).unwrap_or(i64::MAX);
+        state.node.metrics().tree_lag_bytes.set(lag);
     }
     let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     let metrics = state.node.metrics();

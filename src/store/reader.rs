@@ -30,6 +30,21 @@ const ENCODED_READ_WINDOW: u64 = 64 << 10;
 /// The longest record, header included.
 const MAX_RECORD: usize = format::MAX_RECORD_BYTES;
 
+/// One entry record as [`StoreReader::for_each_entry_bytes_between`] yields it.
+#[derive(Clone, Copy, Debug)]
+pub struct EncodedRecord<'a> {
+    /// Where the record starts in the log.
+    pub offset: u64,
+    /// Where the next record starts.
+    pub next: u64,
+    /// The entry's author, read from its bytes.
+    pub author: Author,
+    /// The entry's seq, read from its bytes.
+    pub seq: Seq,
+    /// The encoded entry (`body || signature`).
+    pub bytes: &'a [u8],
+}
+
 /// A cheap-to-clone read-only view of a store.
 #[derive(Clone, Debug)]
 pub struct StoreReader {
@@ -410,6 +425,83 @@ impl StoreReader {
         }
     }
 
+    /// Every entry record starting in `[from, to)` in file order, as its encoded entry bytes
+    /// (`body || signature`, as [`Entry::encode`] writes them) with its author, seq, offset
+    /// and the offset just past it: each record's checksum is checked, the entry is neither
+    /// decoded nor hashed. For the tree cache ([`crate::tree`]), whose leaf hash is a hash
+    /// of these bytes: decoding would hash every entry a second time for nothing. `from`
+    /// must be where a record starts; markers and fork notes are skipped. Reads
+    /// `chunk_bytes` (at least one record's worth) at a time.
+    pub fn for_each_entry_bytes_between(
+        &self,
+        from: u64,
+        to: u64,
+        chunk_bytes: usize,
+        mut f: impl FnMut(EncodedRecord<'_>) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        let end = self.committed_end();
+        let stop = to.min(end);
+        let chunk_bytes = chunk_bytes.max(MAX_RECORD);
+        let mut buf = Vec::new();
+        let mut pos = from;
+        while pos < stop {
+            let len = usize::try_from((end - pos).min(chunk_bytes as u64)).unwrap_or(chunk_bytes);
+            buf.resize(len, 0);
+            read_exact_at(&*self.shared.io, &self.shared.file, &mut buf, pos)
+                .map_err(|source| self.read_error(pos, ReadFault::Io(source)))?;
+            let mut at = 0usize;
+            while let Some(header) = buf
+                .get(at..at + format::RECORD_HEADER_BYTES)
+                .and_then(|h| <&[u8; format::RECORD_HEADER_BYTES]>::try_from(h).ok())
+            {
+                let offset = pos + at as u64;
+                if offset >= stop {
+                    return Ok(());
+                }
+                let header = format::parse_record_header(header).map_err(|field| {
+                    self.read_error(
+                        offset,
+                        ReadFault::Bad(format!("record length field {field:#x} out of range")),
+                    )
+                })?;
+                let next = at + format::RECORD_HEADER_BYTES + header.len;
+                if next > buf.len() {
+                    break;
+                }
+                if !header.marker {
+                    let bytes = format::entry_bytes_at(&buf, at)
+                        .map_err(|reason| self.read_error(offset, ReadFault::Bad(reason)))?;
+                    let Some((author, seq)) = Entry::author_and_seq(bytes) else {
+                        return Err(self.read_error(
+                            offset,
+                            ReadFault::Bad("a record whose entry has no author and seq".into()),
+                        ));
+                    };
+                    let record = EncodedRecord {
+                        offset,
+                        next: pos + next as u64,
+                        author,
+                        seq,
+                        bytes,
+                    };
+                    if f(record).is_break() {
+                        return Ok(());
+                    }
+                }
+                at = next;
+            }
+            if at == 0 {
+                // A chunk holds at least one whole record below the committed end.
+                return Err(self.read_error(
+                    pos,
+                    ReadFault::Bad("a record runs past the committed end".into()),
+                ));
+            }
+            pos += at as u64;
+        }
+        Ok(())
+    }
+
     /// Every entry sorted by author then seq, over the feed lengths at call time.
     pub fn for_each_sorted(
         &self,
@@ -428,6 +520,15 @@ impl StoreReader {
             }
         }
         Ok(())
+    }
+
+    /// How many of `author`'s entries start before log offset `offset` (0 for a feed not
+    /// held): a binary search in the index's offsets, which are sorted by log position.
+    pub fn entries_before(&self, author: &Author, offset: u64) -> u64 {
+        self.index()
+            .feeds
+            .get(author)
+            .map_or(0, |f| f.offsets.partition_point(|&o| o < offset) as u64)
     }
 
     /// Where the durable log ends: the offset just past its last record, which no reader

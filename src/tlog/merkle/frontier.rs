@@ -1,5 +1,5 @@
 //! A tree's right edge: what a writer keeps in memory to give the root after every append
-//! without reading anything back (docs/TLOG.md section 6, "The frontier").
+//! without reading anything back (docs/TLOG.md section 6, "The right edge").
 //!
 //! A tree of `n` leaves is, from the left, one full subtree per set bit of `n`, largest
 //! first: 7 leaves are the full subtrees of 4, 2 and 1 leaves. Their hashes are the frontier

@@ -361,6 +361,7 @@ pub mod sim_log;
 pub mod sim_net;
 pub mod sim_schedule;
 pub mod tmpfs;
+pub mod tree;
 
 /// How many 4,000-byte entries make an export larger than the sockets on both ends can
 /// buffer (twice the kernel's largest send buffer plus the default receive buffer), so a

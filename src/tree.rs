@@ -1,0 +1,512 @@
+//! Each feed's Merkle tree (docs/TLOG.md): a **cache** in `DATA_DIR/tree.sqlite` derived
+//! from the log by a follower thread, and [`Trees`], the read side every other part uses
+//! (roots, inclusion and consistency proofs, tlog-tiles hash tiles, the node's own signed
+//! checkpoint).
+//!
+//! # Layout
+//!
+//! Leaf `i` of a feed's tree is its entry at seq `i + 1`, hashed `SHA-256(0x00 || body ||
+//! signature)`. Leaf hashes are **not stored**: a reader that needs one reads the entry from
+//! the log ([`StoreReader`], by seq) and hashes it, which saves 32 of the 64 bytes an entry
+//! would otherwise cost. Interior nodes are stored in rows of height-7 subtrees
+//! ([`layout`]): layer `t` holds levels `7t+1 ..= 7t+7`, its row `j` the 127 nodes under
+//! node `(7t+7, j)`, 4,064 bytes, written once, when its top node is made. A feed of `n`
+//! entries so stores `n/128` layer-0 rows and `n/16,384` layer-1 rows: about 32 bytes an
+//! entry. The rows being filled on each layer (the right edge) live in memory, sized to
+//! what they hold ([`edge`]).
+//!
+//! # The flush rule
+//!
+//! `meta.covered` says how far the cache covers the log. The edges (`feeds.edge`) and
+//! `covered` are written together in one transaction at a *flush*: at most once a second
+//! while entries arrive, and when the node stops. So the file always describes exactly the
+//! prefix of the log before `covered`; complete rows written after the last flush are
+//! harmless, a node never changes once its subtree is complete. After a crash the follower
+//! resumes at `covered` and recomputes what it lost. A file that fails a check at open
+//! (missing, another layout, unreadable, `covered` past the log's committed end or not just
+//! past the entry it names, a feed's size not its entries before `covered`) is deleted and
+//! rebuilt from the log, with a log line saying why ([`db`]). `synchronous = NORMAL`: no
+//! fsync on any commit; the log's own commit path never waits for this file.
+//!
+//! # Opening lazily
+//!
+//! Opening reads `meta` and the `feeds` table (id and size, not the edges): a feed's edge
+//! is loaded when the follower next touches it or a reader asks for it (one row read, and
+//! for an odd size the last entry from the log), never all at open.
+//!
+//! # The read path
+//!
+//! [`Trees`] reads stored hashes for the [`crate::tlog::merkle`] algorithms through a
+//! [`merkle::HashReader`]: level 0 from the log, a partial row's nodes from memory, a
+//! complete row's from SQLite through a small pool of read-only connections with prepared
+//! statements, or from an LRU of rows of layers >= 1 ([`rows`]). A proof in a feed of a
+//! million entries costs about one row read and one log read: a few µs, so async handlers
+//! call the readers inline, as they do the store's reads. A reader holds its feed's lock
+//! while it reads; the follower writes complete rows and commits *before* it publishes a
+//! feed's new size under that lock, so a reader never sees a size whose nodes it cannot
+//! read.
+//!
+//! # Own checkpoints
+//!
+//! After each pass that grew the node's own feed the follower signs one checkpoint of it
+//! ([`Trees::own_checkpoint`]); at start, one for the covered size. They are not stored:
+//! Ed25519 signatures are deterministic, so the checkpoint of size `n` is recomputable bit
+//! for bit from the key and entries `1..=n`, which are durable in the log before the
+//! follower reads them.
+
+pub mod db;
+pub mod edge;
+pub mod follow;
+pub mod layout;
+pub mod rows;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::identity::Author;
+use crate::poison::lock;
+use crate::store::StoreReader;
+use crate::tlog::checkpoint::SignedCheckpoint;
+use crate::tlog::merkle::{
+    self, leaf_hash, prove_consistency, prove_inclusion, split_stored_hash_index, tree_hash,
+    BoundsError, Hash, TreeError,
+};
+use crate::tlog::tiles::{hash_tile_bytes, HashTileError, Tile, TileKind};
+
+pub use db::{tree_path, TREE_FILE};
+pub use edge::Edge;
+pub use follow::{start, MIN_FLUSH_INTERVAL_MS, RETRY_AFTER_FAILURE_MS};
+pub use rows::ROW_CACHE_ROWS;
+
+/// Why a tree read failed: the first three are the asker's (4xx), `Storage` the node's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TreeReadError {
+    /// The tree covers no entry of this feed (not held, or not yet followed).
+    #[error("no tree for feed {author}")]
+    UnknownFeed {
+        /// The feed asked for.
+        author: Author,
+    },
+    /// A size past what the tree covers so far.
+    #[error("size {size} is beyond the {covered} entries the tree covers")]
+    BeyondCovered {
+        /// The size asked for.
+        size: u64,
+        /// The size covered.
+        covered: u64,
+    },
+    /// An index, sizes or tile that no tree has (index not below size, old above new, a
+    /// width outside 1..=256).
+    #[error("{0}")]
+    OutOfRange(String),
+    /// The cache or the log could not be read.
+    #[error("reading the tree: {0}")]
+    Storage(String),
+}
+
+impl TreeReadError {
+    /// Whether the asker is to blame (a 4xx), not the node.
+    pub fn is_client_error(&self) -> bool {
+        !matches!(self, TreeReadError::Storage(_))
+    }
+}
+
+impl From<TreeError<TreeReadError>> for TreeReadError {
+    fn from(e: TreeError<TreeReadError>) -> TreeReadError {
+        match e {
+            TreeError::Bounds(b) => TreeReadError::OutOfRange(b.to_string()),
+            TreeError::Read(e) => e,
+            e @ TreeError::ReaderCount { .. } => TreeReadError::Storage(e.to_string()),
+        }
+    }
+}
+
+impl From<BoundsError> for TreeReadError {
+    fn from(e: BoundsError) -> TreeReadError {
+        TreeReadError::OutOfRange(e.to_string())
+    }
+}
+
+/// What the follower is doing, as `/health` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum TreeState {
+    /// Opening, or catching up with the log after a (re)build: `covered` of `end` bytes.
+    Building {
+        /// Log bytes covered.
+        covered: u64,
+        /// The log's committed end when the catch-up began.
+        end: u64,
+    },
+    /// Following the log.
+    Ready,
+    /// The last attempt failed (SQLite refused a write, the file could not be opened); tried
+    /// again every [`RETRY_AFTER_FAILURE_MS`]. Readers answer from what is covered.
+    Failed {
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// A cheap, cloneable handle on the node's trees (see the module docs).
+#[derive(Clone)]
+pub struct Trees {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Trees {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trees")
+            .field("covered", &self.covered_offset())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the follower and the readers share.
+struct Shared {
+    reader: StoreReader,
+    own: Author,
+    pool: db::ReadPool,
+    rows: Mutex<rows::RowCache>,
+    feeds: RwLock<HashMap<Author, Arc<FeedSlot>>>,
+    /// The log offset the published trees cover (in memory: ahead of the file's between
+    /// flushes).
+    covered: AtomicU64,
+    state: Mutex<TreeState>,
+    /// Bumped after every publish: [`Trees::wait_for_size`] waits on it.
+    published: watch::Sender<u64>,
+    checkpoint: Mutex<Option<Arc<SignedCheckpoint>>>,
+}
+
+/// One feed: its number in row keys and its edge behind the lock readers and the follower
+/// share.
+struct FeedSlot {
+    id: u64,
+    edge: Mutex<FeedEdge>,
+}
+
+enum FeedEdge {
+    /// Not read from the file yet: its size as of the last flush.
+    Unloaded {
+        size: u64,
+    },
+    Loaded(Edge),
+}
+
+impl Trees {
+    fn new(reader: StoreReader, own: Author, path: std::path::PathBuf) -> Trees {
+        Trees {
+            shared: Arc::new(Shared {
+                reader,
+                own,
+                pool: db::ReadPool::new(path),
+                rows: Mutex::new(rows::RowCache::default()),
+                feeds: RwLock::new(HashMap::new()),
+                covered: AtomicU64::new(0),
+                state: Mutex::new(TreeState::Building { covered: 0, end: 0 }),
+                published: watch::Sender::new(0),
+                checkpoint: Mutex::new(None),
+            }),
+        }
+    }
+
+    fn slot(&self, author: &Author) -> Option<Arc<FeedSlot>> {
+        self.shared
+            .feeds
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(author)
+            .cloned()
+    }
+
+    /// Leaves covered so far of `author`'s feed: entries `1..=size` are in its tree.
+    pub fn size(&self, author: &Author) -> u64 {
+        self.slot(author)
+            .map_or(0, |slot| match &*lock(&slot.edge) {
+                FeedEdge::Unloaded { size } => *size,
+                FeedEdge::Loaded(edge) => edge.size(),
+            })
+    }
+
+    /// The root of the first `size` leaves of `author`'s tree (`size` at most covered).
+    pub fn root(&self, author: &Author, size: u64) -> Result<Hash, TreeReadError> {
+        self.with_feed(author, size, |view| match size == view.edge.size() {
+            true => Ok(view.edge.root()),
+            false => Ok(tree_hash(size, view)?),
+        })
+    }
+
+    /// The inclusion proof of leaf `index` (the entry at seq `index + 1`) in the tree of
+    /// `size` leaves.
+    pub fn inclusion_proof(
+        &self,
+        author: &Author,
+        index: u64,
+        size: u64,
+    ) -> Result<Vec<Hash>, TreeReadError> {
+        self.with_feed(author, size, |view| Ok(prove_inclusion(size, index, view)?))
+    }
+
+    /// The consistency proof from the tree of `old` leaves to the tree of `new`.
+    pub fn consistency_proof(
+        &self,
+        author: &Author,
+        old: u64,
+        new: u64,
+    ) -> Result<Vec<Hash>, TreeReadError> {
+        self.with_feed(author, new, |view| Ok(prove_consistency(old, new, view)?))
+    }
+
+    /// The bytes of the tlog-tiles hash tile `level/index` of width `width` (256: full) of
+    /// `author`'s tree as covered now; level-0 tiles from leaf hashes recomputed from the log.
+    pub fn hash_tile(
+        &self,
+        author: &Author,
+        level: u8,
+        index: u64,
+        width: u16,
+    ) -> Result<Vec<u8>, TreeReadError> {
+        let tile = Tile::new(TileKind::Hashes { level }, index, width)
+            .map_err(|e| TreeReadError::OutOfRange(e.to_string()))?;
+        self.with_feed(author, 0, |view| {
+            hash_tile_bytes(&tile, view.edge.size(), view).map_err(|e| match e {
+                HashTileError::Read(e) => e,
+                e @ (HashTileError::NotInTree { .. } | HashTileError::NotHashTile) => {
+                    TreeReadError::OutOfRange(e.to_string())
+                }
+                e @ HashTileError::ReaderCount { .. } => TreeReadError::Storage(e.to_string()),
+            })
+        })
+    }
+
+    /// The node's newest signed checkpoint of its own feed (`None` before it has an entry
+    /// in the tree).
+    pub fn own_checkpoint(&self) -> Option<Arc<SignedCheckpoint>> {
+        lock(&self.shared.checkpoint).clone()
+    }
+
+    /// Waits until `author`'s tree covers `size` leaves, at most `timeout`; whether it does.
+    /// For read-your-writes: an append returns before the follower has read it.
+    pub async fn wait_for_size(&self, author: &Author, size: u64, timeout: Duration) -> bool {
+        let mut published = self.shared.published.subscribe();
+        let reached = async {
+            published
+                .wait_for(|_| self.size(author) >= size)
+                .await
+                .is_ok()
+        };
+        matches!(tokio::time::timeout(timeout, reached).await, Ok(true))
+    }
+
+    /// What the follower is doing.
+    pub fn state(&self) -> TreeState {
+        lock(&self.shared.state).clone()
+    }
+
+    /// The log offset the trees cover (in memory; the file's may be behind until a flush).
+    pub fn covered_offset(&self) -> u64 {
+        self.shared.covered.load(Ordering::Acquire)
+    }
+
+    /// Log bytes committed but not yet in the trees: 0 once the last entry is covered.
+    pub fn lag_bytes(&self) -> u64 {
+        let (end, last_entry) = self.shared.reader.end_and_last_entry();
+        let covered = self.covered_offset();
+        match last_entry {
+            Some((offset, _)) if covered > offset => 0,
+            None => 0,
+            Some(_) => end.saturating_sub(covered),
+        }
+    }
+
+    /// Runs `f` on `author`'s tree, loaded, under its lock, after checking `size` is covered.
+    fn with_feed<T>(
+        &self,
+        author: &Author,
+        size: u64,
+        f: impl FnOnce(&FeedView<'_>) -> Result<T, TreeReadError>,
+    ) -> Result<T, TreeReadError> {
+        let slot = self
+            .slot(author)
+            .ok_or(TreeReadError::UnknownFeed { author: *author })?;
+        let mut guard = lock(&slot.edge);
+        let edge = self.loaded(author, &slot, &mut guard)?;
+        if edge.size() == 0 {
+            return Err(TreeReadError::UnknownFeed { author: *author });
+        }
+        if size > edge.size() {
+            return Err(TreeReadError::BeyondCovered {
+                size,
+                covered: edge.size(),
+            });
+        }
+        f(&FeedView {
+            trees: self,
+            author,
+            id: slot.id,
+            edge,
+        })
+    }
+
+    /// The feed's edge, read from the file first if not yet loaded.
+    fn loaded<'a>(
+        &self,
+        author: &Author,
+        slot: &FeedSlot,
+        edge: &'a mut FeedEdge,
+    ) -> Result<&'a Edge, TreeReadError> {
+        if let FeedEdge::Unloaded { size } = *edge {
+            *edge = FeedEdge::Loaded(self.load_edge(author, slot.id, size)?);
+        }
+        match edge {
+            FeedEdge::Loaded(edge) => Ok(edge),
+            FeedEdge::Unloaded { .. } => unreachable!("loaded just above"),
+        }
+    }
+
+    fn load_edge(&self, author: &Author, id: u64, size: u64) -> Result<Edge, TreeReadError> {
+        if size == 0 {
+            return Ok(Edge::new());
+        }
+        let (stored, blob) = self
+            .shared
+            .pool
+            .edge(id)
+            .map_err(TreeReadError::Storage)?
+            .ok_or_else(|| TreeReadError::Storage(format!("feed {author} has no edge row")))?;
+        if stored != size {
+            return Err(TreeReadError::Storage(format!(
+                "feed {author}'s edge is of size {stored}, {size} expected"
+            )));
+        }
+        let last = match size % 2 {
+            1 => Some(self.leaves(author, size - 1, 1)?[0]),
+            _ => None,
+        };
+        Edge::decode(size, &blob, last).map_err(TreeReadError::Storage)
+    }
+
+    /// The hashes of leaves `first..first + count` of `author`'s tree, from the log.
+    fn leaves(
+        &self,
+        author: &Author,
+        first: u64,
+        count: usize,
+    ) -> Result<Vec<Hash>, TreeReadError> {
+        let encoded = self
+            .shared
+            .reader
+            .range_encoded(author, first + 1, count)
+            .map_err(|e| TreeReadError::Storage(e.to_string()))?;
+        if encoded.len() != count {
+            return Err(TreeReadError::Storage(format!(
+                "the log holds {} of the {count} entries of {author} from seq {}",
+                encoded.len(),
+                first + 1
+            )));
+        }
+        Ok(encoded.iter().map(|bytes| leaf_hash(bytes)).collect())
+    }
+
+    /// The complete row at `key` (layer `layer`), from the LRU or SQLite.
+    fn row(&self, key: i64, layer: u32) -> Result<Arc<Vec<u8>>, TreeReadError> {
+        if layer >= 1 {
+            if let Some(row) = lock(&self.shared.rows).get(key) {
+                return Ok(row);
+            }
+        }
+        let row = self
+            .shared
+            .pool
+            .row(key)
+            .map_err(TreeReadError::Storage)?
+            .ok_or_else(|| TreeReadError::Storage(format!("row {key} is missing")))?;
+        let row = Arc::new(row);
+        if layer >= 1 {
+            lock(&self.shared.rows).put(key, Arc::clone(&row));
+        }
+        Ok(row)
+    }
+}
+
+/// One feed's tree as a [`merkle::HashReader`], read under its lock.
+struct FeedView<'a> {
+    trees: &'a Trees,
+    author: &'a Author,
+    id: u64,
+    edge: &'a Edge,
+}
+
+/// Leaf runs read in one call to the log when no wider than this (a level-0 tile, a
+/// proof's one leaf); scattered leaves are read one by one.
+const LEAF_RUN: u64 = 256;
+
+impl merkle::HashReader for FeedView<'_> {
+    type Error = TreeReadError;
+
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, TreeReadError> {
+        let nodes: Vec<(u32, u64)> = indexes
+            .iter()
+            .map(|&i| split_stored_hash_index(i))
+            .collect();
+        let size = self.edge.size();
+        if let Some(&(level, n)) = nodes.iter().find(|(level, n)| {
+            n.checked_add(1)
+                .and_then(|m| m.checked_shl(*level))
+                .is_none_or(|end| end > size)
+        }) {
+            return Err(TreeReadError::OutOfRange(format!(
+                "node ({level}, {n}) is not in a tree of {size} leaves"
+            )));
+        }
+        let leaves: Vec<u64> = nodes
+            .iter()
+            .filter(|(l, _)| *l == 0)
+            .map(|(_, n)| *n)
+            .collect();
+        let leaf_hashes: HashMap<u64, Hash> = match (leaves.iter().min(), leaves.iter().max()) {
+            (Some(&lo), Some(&hi)) if hi - lo < LEAF_RUN => {
+                let run = self.trees.leaves(self.author, lo, (hi - lo + 1) as usize)?;
+                (lo..=hi).zip(run).collect()
+            }
+            _ => leaves
+                .iter()
+                .map(|&n| Ok((n, self.trees.leaves(self.author, n, 1)?[0])))
+                .collect::<Result<_, TreeReadError>>()?,
+        };
+        let mut rows: HashMap<i64, Arc<Vec<u8>>> = HashMap::new();
+        nodes
+            .iter()
+            .map(|&(level, n)| {
+                if level == 0 {
+                    return leaf_hashes
+                        .get(&n)
+                        .copied()
+                        .ok_or_else(|| TreeReadError::Storage("a leaf went unread".into()));
+                }
+                if let Some(hash) = self.edge.partial_node(level, n) {
+                    return Ok(hash);
+                }
+                let slot = layout::slot_of(level, n)
+                    .ok_or_else(|| TreeReadError::Storage(format!("no slot for ({level}, {n})")))?;
+                let key = layout::row_key(self.id, slot.layer, slot.row)?;
+                let row = match rows.get(&key) {
+                    Some(row) => Arc::clone(row),
+                    None => {
+                        let row = self.trees.row(key, slot.layer)?;
+                        rows.insert(key, Arc::clone(&row));
+                        row
+                    }
+                };
+                edge::row_node(&row, slot.pos).ok_or_else(|| {
+                    TreeReadError::Storage(format!("row {key} is {} bytes, not a row", row.len()))
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,556 @@
+//! The tree cache's follower: a thread of its own (SQLite calls block) woken by the node's
+//! events, as the SQL indexer is ([`crate::index::follow`], whose pacing, priority and
+//! shutdown it shares). Each pass reads the log's records from where the trees stop to the
+//! committed end (the entries' bytes, neither decoded nor hashed by the store), appends each
+//! entry's leaf hash to its feed's [`Edge`], writes the rows that completes in one
+//! transaction, commits, and only then publishes the feeds' new edges: a reader never sees
+//! a size whose nodes it cannot read. Edges and `covered` are flushed at most every
+//! [`MIN_FLUSH_INTERVAL_MS`] and at stop (see [`super`], "The flush rule").
+//!
+//! A pass that grew the node's own feed signs one checkpoint of it.
+//!
+//! On an SQLite error the state says `failed` with the reason, the pass is tried again
+//! after [`RETRY_AFTER_FAILURE_MS`] from the published state (what the failed transaction
+//! held was never published), and the node serves everything else meanwhile.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::oneshot;
+
+use crate::identity::Author;
+use crate::node::Node;
+use crate::poison::lock;
+use crate::store::{EncodedRecord, StoreReader};
+use crate::tlog::checkpoint::{origin_for, Checkpoint, SignedCheckpoint};
+use crate::tlog::merkle::leaf_hash;
+
+use super::db::{self, tree_path, Covered, EdgeRow, FeedRow, TreeDb};
+use super::edge::{row_bytes, CompleteRow, Edge};
+use super::layout::{row_key, MAX_FEED_ID};
+use super::{FeedEdge, FeedSlot, TreeState, Trees};
+
+/// How long a failed follower waits before it tries again.
+pub const RETRY_AFTER_FAILURE_MS: u64 = 1_000;
+
+/// The shortest time between two flushes of the edges and `covered` while entries arrive.
+/// Each flush rewrites the edge of every feed changed since the last (up to ~4 KiB a feed):
+/// once a second bounds that cost, and a crash loses at most a second of work, recomputed.
+pub const MIN_FLUSH_INTERVAL_MS: u64 = 1_000;
+
+/// The shortest time from one pass's start to the next's, as the indexer's
+/// ([`crate::index::follow::MIN_PASS_INTERVAL_MS`]): a pass per group commit costs a
+/// transaction each.
+const MIN_PASS_INTERVAL_MS: u64 = crate::index::follow::MIN_PASS_INTERVAL_MS;
+
+/// The most log bytes one pass reads: a rebuild commits and publishes as it goes.
+const PASS_BYTES: u64 = 8 << 20;
+
+/// Log bytes read at a time.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// Starts `node`'s tree follower (on a tokio runtime: its waking task is one of the node's
+/// tasks) and returns the read side at once; the cache opens and catches up meanwhile.
+pub fn start(node: &Node) -> Trees {
+    let trees = Trees::new(
+        node.reader().clone(),
+        node.author(),
+        tree_path(node.data_dir()),
+    );
+    // Subscribed before the thread reads the log: a commit after that read wakes it.
+    let mut events = node.subscribe();
+    let mut stopping = node.stopping();
+    let (wake, woken) = mpsc::sync_channel::<()>(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done, finished) = oneshot::channel::<()>();
+    let follower = Follower {
+        trees: trees.clone(),
+        path: tree_path(node.data_dir()),
+        reader: node.reader().clone(),
+        key: node.identity().signing_key().clone(),
+        stop: Arc::clone(&stop),
+    };
+    let spawned = std::thread::Builder::new()
+        .name("tree".into())
+        .spawn(move || {
+            // The log's writers first, as the indexer.
+            crate::priority::idle_current_thread();
+            follower.run(&woken);
+            let _ = done.send(());
+        });
+    if let Err(e) = spawned {
+        trees.set_state(TreeState::Failed {
+            reason: format!("starting the tree thread: {e}"),
+        });
+        return trees;
+    }
+    node.spawn(async move {
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Ok(_) | Err(RecvError::Lagged(_)) => { let _ = wake.try_send(()); }
+                    Err(RecvError::Closed) => break,
+                },
+                _ = stopping.wait_for(|stopping| *stopping) => break,
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let _ = wake.try_send(());
+        drop(wake);
+        // The thread flushes; the node's shutdown waits for this task.
+        let _ = finished.await;
+    });
+    trees
+}
+
+impl Trees {
+    fn set_state(&self, state: TreeState) {
+        *lock(&self.shared.state) = state;
+    }
+}
+
+/// Why a pass failed.
+struct PassError {
+    reason: String,
+    /// The cache contradicts the log (an edge that does not load, a feed's size not its
+    /// entries): rebuilt from the log rather than retried.
+    corrupt: bool,
+}
+
+impl From<String> for PassError {
+    fn from(reason: String) -> PassError {
+        PassError {
+            reason,
+            corrupt: false,
+        }
+    }
+}
+
+fn corrupt(reason: String) -> PassError {
+    PassError {
+        reason,
+        corrupt: true,
+    }
+}
+
+/// What the follower thread owns.
+struct Follower {
+    trees: Trees,
+    path: std::path::PathBuf,
+    reader: StoreReader,
+    key: SigningKey,
+    stop: Arc<AtomicBool>,
+}
+
+/// The follower's position and what it has not flushed yet.
+struct Position {
+    covered: Covered,
+    next_id: u64,
+    /// Feeds whose edge changed since the last flush.
+    dirty: BTreeSet<Author>,
+    last_flush: Instant,
+}
+
+/// What one pass has read and not yet committed.
+struct Batch {
+    /// The feeds it touched: their slots and working copies of their edges.
+    working: HashMap<Author, (Arc<FeedSlot>, Edge)>,
+    /// Feeds numbered in this pass.
+    new_feeds: Vec<(u64, Author)>,
+    /// Complete rows to write, by key.
+    rows: Vec<(i64, Vec<u8>)>,
+    /// Those of layers >= 1, for the LRU once committed.
+    upper_rows: Vec<(i64, Vec<u8>)>,
+    completed: Vec<CompleteRow>,
+    covered: Covered,
+    next_id: u64,
+}
+
+impl Batch {
+    fn new(position: &Position) -> Batch {
+        Batch {
+            working: HashMap::new(),
+            new_feeds: Vec::new(),
+            rows: Vec::new(),
+            upper_rows: Vec::new(),
+            completed: Vec::new(),
+            covered: position.covered,
+            next_id: position.next_id,
+        }
+    }
+
+    /// Appends one entry's leaf to its feed's working edge.
+    fn add(&mut self, follower: &Follower, record: EncodedRecord<'_>) -> Result<(), PassError> {
+        let (slot, edge) = match self.working.get_mut(&record.author) {
+            Some(found) => found,
+            None => {
+                let taken =
+                    follower.take_feed(&record.author, &mut self.next_id, &mut self.new_feeds)?;
+                self.working.entry(record.author).or_insert(taken)
+            }
+        };
+        if record.seq != edge.size() + 1 {
+            return Err(corrupt(format!(
+                "the log holds seq {} of {} at offset {} where the tree expects seq {}",
+                record.seq,
+                record.author,
+                record.offset,
+                edge.size() + 1
+            )));
+        }
+        let leaf = leaf_hash(record.bytes);
+        edge.append(leaf, &mut self.completed)
+            .map_err(|e| e.to_string())?;
+        for row in self.completed.drain(..) {
+            let key = row_key(slot.id, row.layer, row.row).map_err(|e| e.to_string())?;
+            let bytes = row_bytes(&row.nodes);
+            if row.layer >= 1 {
+                self.upper_rows.push((key, bytes.clone()));
+            }
+            self.rows.push((key, bytes));
+        }
+        self.covered = Covered {
+            offset: record.next,
+            last: Some((record.offset, leaf)),
+        };
+        Ok(())
+    }
+}
+
+impl Follower {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Opens and follows until stopped, retrying after failures.
+    fn run(&self, woken: &mpsc::Receiver<()>) {
+        loop {
+            let (db, position) = loop {
+                match self.open() {
+                    Ok(opened) => break opened,
+                    Err(reason) => {
+                        tracing::warn!(%reason, "the tree cache cannot open; the log is unaffected, retrying");
+                        self.trees.set_state(TreeState::Failed { reason });
+                        if !self.pause(woken) {
+                            return;
+                        }
+                    }
+                }
+            };
+            // The connection is closed when `follow` returns: only then is the file removed.
+            let Err(reason) = self.follow(db, position, woken) else {
+                return;
+            };
+            tracing::warn!(%reason, "the tree cache contradicts the log: rebuilding it");
+            if let Err(e) = db::remove(&self.path) {
+                tracing::warn!(reason = %e, "removing the tree cache");
+            }
+        }
+    }
+
+    /// Follows the log on an open cache until stopped (`Ok`), or until the cache is found
+    /// to contradict the log (`Err`: why; the caller rebuilds it).
+    fn follow(
+        &self,
+        mut db: TreeDb,
+        mut position: Position,
+        woken: &mpsc::Receiver<()>,
+    ) -> Result<(), String> {
+        self.sign_own();
+        let mut building = true;
+        let mut failing: Option<String> = None;
+        loop {
+            let pass_start = Instant::now();
+            let end = self.reader.committed_end();
+            if building {
+                self.trees.set_state(TreeState::Building {
+                    covered: position.covered.offset,
+                    end,
+                });
+            }
+            let flush_due = self.stopped()
+                || position.last_flush.elapsed() >= Duration::from_millis(MIN_FLUSH_INTERVAL_MS);
+            match self.pass(&mut db, &mut position, end, flush_due) {
+                Ok(caught_up) => {
+                    if failing.take().is_some() || (caught_up && building) {
+                        self.trees.set_state(TreeState::Ready);
+                    }
+                    building &= !caught_up;
+                    if !caught_up && !self.stopped() {
+                        continue;
+                    }
+                }
+                Err(PassError {
+                    reason,
+                    corrupt: true,
+                }) => return Err(reason),
+                Err(PassError { reason, .. }) => {
+                    if failing.as_ref() != Some(&reason) {
+                        tracing::warn!(%reason, "the tree cache failed; the log is unaffected, retrying");
+                    }
+                    self.trees.set_state(TreeState::Failed {
+                        reason: reason.clone(),
+                    });
+                    failing = Some(reason);
+                    if !self.pause(woken) {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            if self.stopped() {
+                break;
+            }
+            // Wait for a commit; with edges not yet flushed, no longer than the flush is due.
+            let woke = match position.dirty.is_empty() {
+                true => woken.recv().map_err(|_| ()),
+                false => {
+                    let due = (position.last_flush + Duration::from_millis(MIN_FLUSH_INTERVAL_MS))
+                        .saturating_duration_since(Instant::now());
+                    match woken.recv_timeout(due) {
+                        Err(mpsc::RecvTimeoutError::Disconnected) => Err(()),
+                        _ => Ok(()),
+                    }
+                }
+            };
+            if woke.is_err() {
+                break;
+            }
+            std::thread::sleep(
+                (pass_start + Duration::from_millis(MIN_PASS_INTERVAL_MS))
+                    .saturating_duration_since(Instant::now()),
+            );
+        }
+        // Stopping: the last flush, so the next open resumes where this one ended.
+        if !position.dirty.is_empty() {
+            let end = position.covered.offset;
+            if let Err(PassError { reason, .. }) = self.pass(&mut db, &mut position, end, true) {
+                tracing::warn!(%reason, "the tree cache's last flush failed; it resumes from its previous one");
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the file (resumed or rebuilt) and publishes its feeds, unloaded.
+    fn open(&self) -> Result<(TreeDb, Position), String> {
+        let (db, covered, feeds) = TreeDb::open(&self.path, &self.reader)?;
+        let next_id = feeds.values().map(|f| f.id + 1).max().unwrap_or(1);
+        self.publish_opened(covered, &feeds);
+        Ok((
+            db,
+            Position {
+                covered,
+                next_id,
+                dirty: BTreeSet::new(),
+                last_flush: Instant::now(),
+            },
+        ))
+    }
+
+    fn publish_opened(&self, covered: Covered, feeds: &BTreeMap<Author, FeedRow>) {
+        let shared = &self.trees.shared;
+        shared.pool.clear();
+        lock(&shared.rows).clear();
+        let slots = feeds
+            .iter()
+            .map(|(author, row)| {
+                let slot = FeedSlot {
+                    id: row.id,
+                    edge: Mutex::new(FeedEdge::Unloaded { size: row.size }),
+                };
+                (*author, Arc::new(slot))
+            })
+            .collect();
+        *shared.feeds.write().unwrap_or_else(PoisonError::into_inner) = slots;
+        shared.covered.store(covered.offset, Ordering::Release);
+        shared.published.send_modify(|n| *n += 1);
+    }
+
+    /// One pass over the log from the covered offset, up to `end` and at most
+    /// [`PASS_BYTES`]; `Ok(true)` when it reached `end`.
+    fn pass(
+        &self,
+        db: &mut TreeDb,
+        position: &mut Position,
+        end: u64,
+        flush: bool,
+    ) -> Result<bool, PassError> {
+        let from = position.covered.offset;
+        let to = end.min(from.saturating_add(PASS_BYTES));
+        let mut batch = Batch::new(position);
+        let mut failure: Option<PassError> = None;
+        self.reader
+            .for_each_entry_bytes_between(from, to, CHUNK_BYTES, |record| {
+                match batch.add(self, record) {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(e) => {
+                        failure = Some(e);
+                        ControlFlow::Break(())
+                    }
+                }
+            })
+            .map_err(|e| format!("reading the log: {e}"))?;
+        if let Some(failure) = failure {
+            return Err(failure);
+        }
+        if batch.working.is_empty() && (!flush || position.dirty.is_empty()) {
+            // Markers only (or nothing), and no flush owed: nothing to write.
+            return Ok(to == end);
+        }
+        let mut dirty = position.dirty.clone();
+        dirty.extend(batch.working.keys().copied());
+        let edges = match flush {
+            true => Some(self.edges(&dirty, &batch.working)?),
+            false => None,
+        };
+        let covered = batch.covered;
+        db.write_pass(
+            &batch.new_feeds,
+            &batch.rows,
+            edges.as_ref().map(|e| (e.as_slice(), &covered)),
+        )?;
+        // Committed: now the readers may see it.
+        let own_grew = batch.working.contains_key(&self.trees.shared.own);
+        position.next_id = batch.next_id;
+        self.publish(batch);
+        position.covered = covered;
+        position.dirty = dirty;
+        if flush {
+            position.dirty.clear();
+            position.last_flush = Instant::now();
+        }
+        if own_grew {
+            self.sign_own();
+        }
+        Ok(to == end)
+    }
+
+    /// The slot and a working copy of the edge of `author`, numbered anew if the cache has
+    /// never seen it.
+    fn take_feed(
+        &self,
+        author: &Author,
+        next_id: &mut u64,
+        new_feeds: &mut Vec<(u64, Author)>,
+    ) -> Result<(Arc<FeedSlot>, Edge), PassError> {
+        if let Some(slot) = self.trees.slot(author) {
+            let mut guard = lock(&slot.edge);
+            let edge = self
+                .trees
+                .loaded(author, &slot, &mut guard)
+                .map_err(|e| corrupt(e.to_string()))?
+                .clone();
+            drop(guard);
+            return Ok((slot, edge));
+        }
+        let id = *next_id;
+        if id > MAX_FEED_ID {
+            return Err(format!("the tree cache numbers at most {MAX_FEED_ID} feeds").into());
+        }
+        *next_id += 1;
+        new_feeds.push((id, *author));
+        let slot = Arc::new(FeedSlot {
+            id,
+            edge: Mutex::new(FeedEdge::Loaded(Edge::new())),
+        });
+        Ok((slot, Edge::new()))
+    }
+
+    /// The edges to flush: this pass's working copies, else the published ones.
+    fn edges(
+        &self,
+        dirty: &BTreeSet<Author>,
+        working: &HashMap<Author, (Arc<FeedSlot>, Edge)>,
+    ) -> Result<Vec<EdgeRow>, String> {
+        dirty
+            .iter()
+            .map(|author| {
+                if let Some((slot, edge)) = working.get(author) {
+                    return Ok((slot.id, edge.size(), edge.encode()));
+                }
+                let slot = self
+                    .trees
+                    .slot(author)
+                    .ok_or_else(|| format!("feed {author} went missing"))?;
+                let guard = lock(&slot.edge);
+                match &*guard {
+                    FeedEdge::Loaded(edge) => Ok((slot.id, edge.size(), edge.encode())),
+                    FeedEdge::Unloaded { .. } => Err(format!("feed {author} changed unloaded")),
+                }
+            })
+            .collect()
+    }
+
+    /// Publishes a committed pass: new feeds, new edges, the upper rows into the LRU, the
+    /// covered offset, and a wake-up for [`Trees::wait_for_size`].
+    fn publish(&self, batch: Batch) {
+        let shared = &self.trees.shared;
+        {
+            let mut rows = lock(&shared.rows);
+            for (key, row) in batch.upper_rows {
+                rows.put(key, Arc::new(row));
+            }
+        }
+        for (slot, edge) in batch.working.values() {
+            *lock(&slot.edge) = FeedEdge::Loaded(edge.clone());
+        }
+        if !batch.new_feeds.is_empty() {
+            let mut feeds = shared.feeds.write().unwrap_or_else(PoisonError::into_inner);
+            for (_, author) in &batch.new_feeds {
+                if let Some((slot, _)) = batch.working.get(author) {
+                    feeds.insert(*author, Arc::clone(slot));
+                }
+            }
+        }
+        shared
+            .covered
+            .store(batch.covered.offset, Ordering::Release);
+        shared.published.send_modify(|n| *n += 1);
+    }
+
+    /// Signs a checkpoint of the own feed as covered now (nothing while it is empty).
+    fn sign_own(&self) {
+        let own = self.trees.shared.own;
+        let size = self.trees.size(&own);
+        if size == 0 {
+            return;
+        }
+        let signed = self
+            .trees
+            .root(&own, size)
+            .map_err(|e| e.to_string())
+            .and_then(|root| {
+                let checkpoint = Checkpoint::new(&origin_for(own.as_bytes()), size, root)
+                    .map_err(|e| e.to_string())?;
+                SignedCheckpoint::sign(checkpoint, &self.key).map_err(|e| e.to_string())
+            });
+        match signed {
+            Ok(signed) => *lock(&self.trees.shared.checkpoint) = Some(Arc::new(signed)),
+            Err(reason) => {
+                tracing::warn!(%reason, size, "signing the own feed's checkpoint failed")
+            }
+        }
+    }
+
+    /// Waits [`RETRY_AFTER_FAILURE_MS`] whatever wakes the thread; `false` once stopped.
+    fn pause(&self, woken: &mpsc::Receiver<()>) -> bool {
+        let until = Instant::now() + Duration::from_millis(RETRY_AFTER_FAILURE_MS);
+        loop {
+            if self.stopped() {
+                return false;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            if woken.recv_timeout(left) == Err(mpsc::RecvTimeoutError::Disconnected) {
+                return false;
+            }
+        }
+    }
+}
