@@ -16,7 +16,8 @@
 //! number of feeds of the big node (default 10); three runs each, medians. `GET /summary` at
 //! 100,000 feeds is `cargo bench --bench summary`. `KAPPALOG_BENCH_ONLY=index_cost` runs only
 //! what the SQL index costs `POST /add` (`KAPPALOG_BENCH_RUNS` pairs, default 3), so builds
-//! can be compared by running their binaries in turn.
+//! can be compared by running their binaries in turn; `KAPPALOG_BENCH_ONLY=tree_cost` the same
+//! for the Merkle tree cache and its own checkpoints (issue 22).
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -27,7 +28,7 @@ use kappalog::node::Node;
 mod common;
 use common::load::{load, load_fixed, percentile, serve, Figures, CONNECTIONS};
 use common::wrk::{report_wrk, report_wrk_runs, wrk, wrk_keyed_script, wrk_script};
-use common::{build_store_with_feeds, cpu_seconds, env_usize, report};
+use common::{build_store_with_feeds, cpu_seconds, env_usize, report, Follower};
 
 const RUNS: usize = 3;
 
@@ -137,24 +138,24 @@ fn open_node(dir: &tempfile::TempDir) -> Node {
         .0
 }
 
-/// `POST /add` with JSON data on a node whose SQL indexer follows the log (as `kappalog
-/// run` has it) against one without (`--no-index`): two nodes, their runs interleaved, each
-/// going first in turn (issue 21's target: at least 0.9). Then how long the index takes to
-/// cover the last append once the load stops.
-fn index_cost(secs: f64, pairs: usize) {
+/// `POST /add` with JSON data on a node where `follower` follows the log (as `kappalog run`
+/// has it) against one without (`--no-index`, `--no-tree`): two nodes, their runs
+/// interleaved, each going first in turn. Then how long the follower takes to cover the last
+/// append once the load stops.
+fn follower_cost(follower: Follower, secs: f64, pairs: usize) {
+    let name = follower.name();
     let add: &'static [u8] = b"POST /add HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: 52\r\n\r\n{\"value\": 42, \"data\": \"{\\\"sensor\\\":\\\"a\\\",\\\"t\\\":21}\"}";
-    let (bare_dir, indexed_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (bare, indexed) = (open_node(&bare_dir), open_node(&indexed_dir));
+    let (bare_dir, followed_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (bare, followed) = (open_node(&bare_dir), open_node(&followed_dir));
     let (bare_addr, bare_server) = serve(bare.clone());
-    let (indexed_addr, indexed_server) = serve(indexed.clone());
-    let indexer = {
-        let _runtime = indexed_server.enter();
-        // With issue 21's one view holding one expression index.
-        kappalog::index::start(&indexed, common::views_with_point(indexed.data_dir()))
+    let (followed_addr, followed_server) = serve(followed.clone());
+    let covered = {
+        let _runtime = followed_server.enter();
+        follower.start(&followed)
     };
     let (mut without, mut with) = (Figures::default(), Figures::default());
     // CPU of the whole process (generator and node) per request: the same generator on both
-    // sides, so the difference is the indexer's, a steadier figure than the rates when other
+    // sides, so the difference is the follower's, a steadier figure than the rates when other
     // jobs share the cores.
     let (mut cpu_without, mut cpu_with) = (Vec::new(), Vec::new());
     let mut ratios = Vec::new();
@@ -168,37 +169,37 @@ fn index_cost(secs: f64, pairs: usize) {
         };
         if run % 2 == 0 {
             without.push(timed(bare_addr, &mut cpu_without));
-            with.push(timed(indexed_addr, &mut cpu_with));
+            with.push(timed(followed_addr, &mut cpu_with));
         } else {
-            with.push(timed(indexed_addr, &mut cpu_with));
+            with.push(timed(followed_addr, &mut cpu_with));
             without.push(timed(bare_addr, &mut cpu_without));
         }
         ratios.push(with.rates[run] / without.rates[run]);
     }
     report(
-        "POST /add with JSON data, process CPU per request, no index",
+        &format!("POST /add with JSON data, process CPU per request, without {name}"),
         "µs",
         cpu_without,
     );
     report(
-        "POST /add with JSON data, process CPU per request, the index following",
+        &format!("POST /add with JSON data, process CPU per request, {name} following"),
         "µs",
         cpu_with,
     );
     report(
-        "POST /add with JSON data, no index, requests/s",
+        &format!("POST /add with JSON data, without {name}, requests/s"),
         "req/s",
         without.rates,
     );
     report(
-        "POST /add with JSON data, the index following, requests/s",
+        &format!("POST /add with JSON data, {name} following, requests/s"),
         "req/s",
         with.rates,
     );
     let mut sorted = ratios.clone();
     sorted.sort_by(f64::total_cmp);
     println!(
-        "the index's cost, pair ratios with/without: {} (median {:.3})",
+        "{name}'s cost, pair ratios with/without: {} (median {:.3})",
         ratios
             .iter()
             .map(|r| format!("{r:.3}"))
@@ -207,24 +208,27 @@ fn index_cost(secs: f64, pairs: usize) {
         sorted[sorted.len() / 2]
     );
     let started = Instant::now();
-    let (_, last) = indexed.reader().end_and_last_entry();
+    let (_, last) = followed.reader().end_and_last_entry();
     let target = last.map_or(0, |(offset, _)| offset);
-    while indexer.covered_now().covered <= target {
+    while covered() <= target {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     println!(
-        "index caught up with the last append {:.0} ms after the load stopped ({} entries indexed)",
+        "{name} caught up with the last append {:.0} ms after the load stopped ({} entries)",
         started.elapsed().as_secs_f64() * 1000.0,
-        indexed.reader().len()
+        followed.reader().len()
     );
-    drop((bare_server, indexed_server, bare, indexed));
+    drop((bare_server, followed_server, bare, followed));
 }
 
 fn main() {
     let secs = env_usize("KAPPALOG_BENCH_SECS", 5) as f64;
-    if std::env::var("KAPPALOG_BENCH_ONLY").as_deref() == Ok("index_cost") {
-        index_cost(secs, env_usize("KAPPALOG_BENCH_RUNS", RUNS).max(1));
-        return;
+    let only = std::env::var("KAPPALOG_BENCH_ONLY").ok();
+    let pairs = env_usize("KAPPALOG_BENCH_RUNS", RUNS).max(1);
+    match only.as_deref() {
+        Some("index_cost") => return follower_cost(Follower::Index, secs, pairs),
+        Some("tree_cost") => return follower_cost(Follower::Tree, secs, pairs),
+        _ => {}
     }
     let bad = env_usize("KAPPALOG_BENCH_BAD_CLIENTS", 600);
     let probes = env_usize("KAPPALOG_BENCH_HEALTH_PROBES", 200);
@@ -319,7 +323,8 @@ fn main() {
     report_wrk_runs("POST /add with a unique key", keyed_wrk);
     drop((plain_server, keyed_server, plain, keyed));
 
-    index_cost(secs, RUNS);
+    follower_cost(Follower::Index, secs, RUNS);
+    follower_cost(Follower::Tree, secs, RUNS);
 
     let dir = tempfile::tempdir().unwrap();
     let start = Instant::now();

@@ -36,7 +36,10 @@
 //!   log; a fresh node B dials A and replicates it at full speed, with B's indexer following
 //!   and without, `KAPPALOG_BENCH_RUNS` interleaved pairs: entries/s each, the pair ratios
 //!   (target: with/without at least 0.85), and with the indexer, how long after B's store
-//!   holds every entry the index covers the last one (target: at most 5 s).
+//!   holds every entry the index covers the last one (target: at most 5 s);
+//! - `replication_tree` (only when named): the same with B's Merkle tree cache following
+//!   instead of the indexer, and signing no checkpoint (B's own feed is empty), issue 22's
+//!   target: with/without at least 0.95.
 //!
 //! `KAPPALOG_BENCH_QUERY_ENTRIES` sets N (default 1,000,000, the issue's; 20,000 for a smoke
 //! run). Every indexed node here holds the point view and its expression index.
@@ -55,7 +58,7 @@ use kappalog::sync::{self, SyncConfig, SyncHandle};
 mod common;
 use common::load::{load, percentile, Figures, CONNECTIONS};
 use common::node_process::{http, NodeProcess, RssSampler};
-use common::{env_usize, in_turn, report};
+use common::{env_usize, in_turn, report, Follower};
 
 const FEEDS: usize = 100;
 /// How long the node may take to index the log it starts with, or B's index to follow.
@@ -493,16 +496,18 @@ async fn start_sync(node: &Node, peers: Vec<String>) -> SyncHandle {
     sync::start(node, config, Some(listener), peers).unwrap()
 }
 
-/// One replication of `target` entries from `source` into a fresh node: entries/s until its
-/// store holds them, and with `indexed`, the seconds from then until its index covers them.
-/// One replication into a fresh node: entries/s until its store holds `target`, the index's
-/// catch-up after that (in s, when `indexed`), and the process's CPU per entry meanwhile (µs).
-async fn replicate(source: SocketAddr, target: u64, indexed: bool) -> (f64, Option<f64>, f64) {
+/// One replication of `target` entries from `source` into a fresh node, with `follower`
+/// following its log (or none): entries/s until its store holds them, the seconds from then
+/// until the follower covers them, and the process's CPU per entry meanwhile (µs).
+async fn replicate(
+    source: SocketAddr,
+    target: u64,
+    follower: Option<Follower>,
+) -> (f64, Option<f64>, f64) {
     let dir = tempfile::tempdir().unwrap();
     let (b, _) =
         Node::open_with_identity(dir.path(), Identity::from_seed([RECEIVER_SEED; 32])).unwrap();
-    // With issue 21's one view holding one expression index.
-    let index = indexed.then(|| kappalog::index::start(&b, common::views_with_point(b.data_dir())));
+    let covered = follower.map(|follower| follower.start(&b));
     let began = Instant::now();
     let cpu_before = common::cpu_seconds();
     let sync = start_sync(&b, vec![source.to_string()]).await;
@@ -517,12 +522,12 @@ async fn replicate(source: SocketAddr, target: u64, indexed: bool) -> (f64, Opti
     let stored = began.elapsed().as_secs_f64();
     let cpu_us = (common::cpu_seconds() - cpu_before) * 1e6 / target as f64;
     let mut caught_up = None;
-    if let Some(index) = index {
+    if let Some(covered) = covered {
         let held = Instant::now();
         let (_, last) = b.reader().end_and_last_entry();
         let last = last.map_or(0, |(offset, _)| offset);
-        while !index.covered_now().covers(last) {
-            assert!(held.elapsed() < INDEX_DEADLINE, "the index stalled");
+        while covered() <= last {
+            assert!(held.elapsed() < INDEX_DEADLINE, "the follower stalled");
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         caught_up = Some(held.elapsed().as_secs_f64());
@@ -532,7 +537,10 @@ async fn replicate(source: SocketAddr, target: u64, indexed: bool) -> (f64, Opti
     (target as f64 / stored, caught_up, cpu_us)
 }
 
-fn replication(entries: usize, runs: usize) {
+/// Replication into a fresh node with `follower` following its log against one without,
+/// `runs` pairs interleaved.
+fn replication(entries: usize, runs: usize, follower: Follower) {
+    let name = follower.name();
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("source");
     std::fs::create_dir_all(&dir).unwrap();
@@ -551,13 +559,13 @@ fn replication(entries: usize, runs: usize) {
         in_turn(
             run,
             || {
-                let (rate, caught_up, cpu) = rt.block_on(replicate(source, target, true));
+                let (rate, caught_up, cpu) = rt.block_on(replicate(source, target, Some(follower)));
                 with.push(rate);
                 catch_up.push(caught_up.unwrap_or(f64::NAN) * 1000.0);
                 cpu_with.push(cpu);
             },
             || {
-                let (rate, _, cpu) = rt.block_on(replicate(source, target, false));
+                let (rate, _, cpu) = rt.block_on(replicate(source, target, None));
                 without.push(rate);
                 cpu_without.push(cpu);
             },
@@ -565,28 +573,32 @@ fn replication(entries: usize, runs: usize) {
         ratios.push(with[run] / without[run]);
     }
     report(
-        &format!("replication of {target} entries into a fresh node, its indexer following"),
+        &format!("replication of {target} entries into a fresh node, {name} following"),
         "entries/s",
         with,
     );
     report(
-        &format!("replication of {target} entries into a fresh node, no index"),
+        &format!("replication of {target} entries into a fresh node, without {name}"),
         "entries/s",
         without,
     );
-    report_ratios("  entries/s with/without the indexer", ratios);
+    report_ratios(&format!("  entries/s with/without {name}"), ratios);
     report(
-        "  from the store holding every entry to the index covering the last",
+        &format!("  from the store holding every entry to {name} covering the last"),
         "ms",
         catch_up,
     );
     // Both nodes are this process: its CPU until B's store holds every entry, per entry.
     report(
-        "  CPU of both nodes per entry, indexer following",
+        &format!("  CPU of both nodes per entry, {name} following"),
         "µs",
         cpu_with,
     );
-    report("  CPU of both nodes per entry, no index", "µs", cpu_without);
+    report(
+        &format!("  CPU of both nodes per entry, without {name}"),
+        "µs",
+        cpu_without,
+    );
     drop(sync);
     rt.block_on(a.shutdown()).unwrap();
 }
@@ -645,6 +657,10 @@ fn main() {
         node.stop();
     }
     if wanted("replication") {
-        replication(entries, runs);
+        replication(entries, runs, Follower::Index);
+    }
+    // Issue 22's target: the tree cache and own checkpoints cost replication at most 5%.
+    if only.as_deref() == Some("replication_tree") {
+        replication(entries, runs, Follower::Tree);
     }
 }

@@ -250,3 +250,39 @@ pub fn views_with_point(dir: &Path) -> kappalog::views::Views {
     views.put(point_view()).unwrap();
     views
 }
+
+/// A follower of the log that `kappalog run` starts beside the store: what its cost to
+/// `POST /add` is measured for.
+#[derive(Clone, Copy, PartialEq)]
+#[allow(dead_code)] // each bench binary uses the variants it measures
+pub enum Follower {
+    /// The SQL index (issue 21's target: at least 0.9 of `/add` without it).
+    Index,
+    /// The Merkle tree cache and the own checkpoints it signs (issue 22's target: at least
+    /// 0.95 of `/add` without it).
+    Tree,
+}
+
+impl Follower {
+    pub fn name(self) -> &'static str {
+        match self {
+            Follower::Index => "the index",
+            Follower::Tree => "the tree",
+        }
+    }
+
+    /// Starts the follower on `node` (inside its runtime); returns how far it covers the log.
+    pub fn start(self, node: &kappalog::node::Node) -> Box<dyn Fn() -> u64> {
+        match self {
+            Follower::Index => {
+                // With issue 21's one view holding one expression index.
+                let indexer = kappalog::index::start(node, views_with_point(node.data_dir()));
+                Box::new(move || indexer.covered_now().covered)
+            }
+            Follower::Tree => {
+                let trees = kappalog::tree::start(node);
+                Box::new(move || trees.covered_offset())
+            }
+        }
+    }
+}
