@@ -37,7 +37,7 @@
 //! # The read path
 //!
 //! [`Trees`] reads stored hashes for the [`crate::tlog::merkle`] algorithms through a
-//! [`merkle::HashReader`]: level 0 from the log, a partial row's nodes from memory, a
+//! [`crate::tlog::merkle::HashReader`]: level 0 from the log, a partial row's nodes from memory, a
 //! complete row's from SQLite through a small pool of read-only connections with prepared
 //! statements, or from an LRU of rows of layers >= 1 ([`rows`]). A proof in a feed of a
 //! million entries costs about one row read and one log read: a few µs, so async handlers
@@ -53,6 +53,20 @@
 //! Ed25519 signatures are deterministic, so the checkpoint of size `n` is recomputable bit
 //! for bit from the key and entries `1..=n`, which are durable in the log before the
 //! follower reads them.
+//!
+//! # Files
+//!
+//! - [`layout`]: where node `(level, n)` lives: layer, row, position, row key (pure).
+//! - [`edge`]: a feed's right edge in memory, the rows an append completes, its flush blob
+//!   (pure).
+//! - [`db`]: `tree.sqlite`: tables, the checks at open, the follower's writes, the readers'
+//!   connection pool.
+//! - `batch`: one follower pass, gathered before its commit.
+//! - [`follow`]: the follower thread and its waking task ([`start`]).
+//! - `read`: a feed's tree as a `HashReader`; [`rows`]: the LRU of upper rows.
+//!
+//! A feed found forked stays in its tree: the tree covers what the log holds, and the log
+//! keeps one branch of a feed.
 
 mod batch;
 pub mod db;
