@@ -37,11 +37,11 @@
 //! # The read path
 //!
 //! [`Trees`] reads stored hashes for the [`crate::tlog::merkle`] algorithms through a
-//! [`crate::tlog::merkle::HashReader`]: level 0 from the log, a partial row's nodes from memory, a
-//! complete row's from SQLite through a small pool of read-only connections with prepared
-//! statements, or from an LRU of rows of layers >= 1 ([`rows`]). A proof in a feed of a
-//! million entries costs about one row read and one log read: a few µs, so async handlers
-//! call the readers inline, as they do the store's reads. A reader holds its feed's lock
+//! [`crate::tlog::merkle::HashReader`]: level 0 from the log, a partial row's nodes from
+//! memory, a complete row's from SQLite through a small pool of read-only connections with
+//! prepared statements, or from an LRU of rows of layers >= 1 ([`rows`]). A proof in a feed
+//! of a million entries costs about one row read and one log read: a few µs (about 13 µs a
+//! proof measured, docs/BENCHMARKS.md), so async handlers call the readers inline, as they do the store's reads. A reader holds its feed's lock
 //! while it reads; the follower writes complete rows and commits *before* it publishes a
 //! feed's new size under that lock, so a reader never sees a size whose nodes it cannot
 //! read.
