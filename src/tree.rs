@@ -37,11 +37,11 @@
 //! # The read path
 //!
 //! [`Trees`] reads stored hashes for the [`crate::tlog::merkle`] algorithms through a
-//! [`merkle::HashReader`]: level 0 from the log, a partial row's nodes from memory, a
-//! complete row's from SQLite through a small pool of read-only connections with prepared
-//! statements, or from an LRU of rows of layers >= 1 ([`rows`]). A proof in a feed of a
-//! million entries costs about one row read and one log read: a few µs, so async handlers
-//! call the readers inline, as they do the store's reads. A reader holds its feed's lock
+//! [`crate::tlog::merkle::HashReader`]: level 0 from the log, a partial row's nodes from
+//! memory, a complete row's from SQLite through a small pool of read-only connections with
+//! prepared statements, or from an LRU of rows of layers >= 1 ([`rows`]). A proof in a feed
+//! of a million entries costs about one row read and one log read: a few µs (about 13 µs a
+//! proof measured, docs/BENCHMARKS.md), so async handlers call the readers inline, as they do the store's reads. A reader holds its feed's lock
 //! while it reads; the follower writes complete rows and commits *before* it publishes a
 //! feed's new size under that lock, so a reader never sees a size whose nodes it cannot
 //! read.
@@ -53,11 +53,28 @@
 //! Ed25519 signatures are deterministic, so the checkpoint of size `n` is recomputable bit
 //! for bit from the key and entries `1..=n`, which are durable in the log before the
 //! follower reads them.
+//!
+//! # Files
+//!
+//! - [`layout`]: where node `(level, n)` lives: layer, row, position, row key (pure).
+//! - [`edge`]: a feed's right edge in memory, the rows an append completes, its flush blob
+//!   (pure).
+//! - [`db`]: `tree.sqlite`: tables, the checks at open, the follower's writes, the readers'
+//!   connection pool.
+//! - `batch`: one follower pass, gathered before its commit.
+//! - [`follow`]: the follower thread and its waking task ([`start`]).
+//! - `read`: a feed's tree as a `HashReader`; [`rows`]: the LRU of upper rows.
+//!
+//! A feed found forked stays in its tree: the tree covers what the log holds, and the log
+//! keeps one branch of a feed.
 
+mod batch;
 pub mod db;
 pub mod edge;
+mod error;
 pub mod follow;
 pub mod layout;
+mod read;
 pub mod rows;
 
 use std::collections::HashMap;
@@ -72,65 +89,14 @@ use crate::identity::Author;
 use crate::poison::lock;
 use crate::store::StoreReader;
 use crate::tlog::checkpoint::SignedCheckpoint;
-use crate::tlog::merkle::{
-    self, leaf_hash, prove_consistency, prove_inclusion, split_stored_hash_index, tree_hash,
-    BoundsError, Hash, TreeError,
-};
+use crate::tlog::merkle::{leaf_hash, prove_consistency, prove_inclusion, tree_hash, Hash};
 use crate::tlog::tiles::{hash_tile_bytes, HashTileError, Tile, TileKind};
 
 pub use db::{tree_path, TREE_FILE};
 pub use edge::Edge;
+pub use error::TreeReadError;
 pub use follow::{start, MIN_FLUSH_INTERVAL_MS, RETRY_AFTER_FAILURE_MS};
 pub use rows::ROW_CACHE_ROWS;
-
-/// Why a tree read failed: the first three are the asker's (4xx), `Storage` the node's.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TreeReadError {
-    /// The tree covers no entry of this feed (not held, or not yet followed).
-    #[error("no tree for feed {author}")]
-    UnknownFeed {
-        /// The feed asked for.
-        author: Author,
-    },
-    /// A size past what the tree covers so far.
-    #[error("size {size} is beyond the {covered} entries the tree covers")]
-    BeyondCovered {
-        /// The size asked for.
-        size: u64,
-        /// The size covered.
-        covered: u64,
-    },
-    /// An index, sizes or tile that no tree has (index not below size, old above new, a
-    /// width outside 1..=256).
-    #[error("{0}")]
-    OutOfRange(String),
-    /// The cache or the log could not be read.
-    #[error("reading the tree: {0}")]
-    Storage(String),
-}
-
-impl TreeReadError {
-    /// Whether the asker is to blame (a 4xx), not the node.
-    pub fn is_client_error(&self) -> bool {
-        !matches!(self, TreeReadError::Storage(_))
-    }
-}
-
-impl From<TreeError<TreeReadError>> for TreeReadError {
-    fn from(e: TreeError<TreeReadError>) -> TreeReadError {
-        match e {
-            TreeError::Bounds(b) => TreeReadError::OutOfRange(b.to_string()),
-            TreeError::Read(e) => e,
-            e @ TreeError::ReaderCount { .. } => TreeReadError::Storage(e.to_string()),
-        }
-    }
-}
-
-impl From<BoundsError> for TreeReadError {
-    fn from(e: BoundsError) -> TreeReadError {
-        TreeReadError::OutOfRange(e.to_string())
-    }
-}
 
 /// What the follower is doing, as `/health` reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -329,7 +295,7 @@ impl Trees {
         &self,
         author: &Author,
         size: u64,
-        f: impl FnOnce(&FeedView<'_>) -> Result<T, TreeReadError>,
+        f: impl FnOnce(&read::FeedView<'_>) -> Result<T, TreeReadError>,
     ) -> Result<T, TreeReadError> {
         let slot = self
             .slot(author)
@@ -345,7 +311,7 @@ impl Trees {
                 covered: edge.size(),
             });
         }
-        f(&FeedView {
+        f(&read::FeedView {
             trees: self,
             author,
             id: slot.id,
@@ -414,7 +380,7 @@ impl Trees {
     }
 
     /// The complete row at `key` (layer `layer`), from the LRU or SQLite.
-    fn row(&self, key: i64, layer: u32) -> Result<Arc<Vec<u8>>, TreeReadError> {
+    pub(super) fn row(&self, key: i64, layer: u32) -> Result<Arc<Vec<u8>>, TreeReadError> {
         if layer >= 1 {
             if let Some(row) = lock(&self.shared.rows).get(key) {
                 return Ok(row);
@@ -431,82 +397,5 @@ impl Trees {
             lock(&self.shared.rows).put(key, Arc::clone(&row));
         }
         Ok(row)
-    }
-}
-
-/// One feed's tree as a [`merkle::HashReader`], read under its lock.
-struct FeedView<'a> {
-    trees: &'a Trees,
-    author: &'a Author,
-    id: u64,
-    edge: &'a Edge,
-}
-
-/// Leaf runs read in one call to the log when no wider than this (a level-0 tile, a
-/// proof's one leaf); scattered leaves are read one by one.
-const LEAF_RUN: u64 = 256;
-
-impl merkle::HashReader for FeedView<'_> {
-    type Error = TreeReadError;
-
-    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, TreeReadError> {
-        let nodes: Vec<(u32, u64)> = indexes
-            .iter()
-            .map(|&i| split_stored_hash_index(i))
-            .collect();
-        let size = self.edge.size();
-        if let Some(&(level, n)) = nodes.iter().find(|(level, n)| {
-            n.checked_add(1)
-                .and_then(|m| m.checked_shl(*level))
-                .is_none_or(|end| end > size)
-        }) {
-            return Err(TreeReadError::OutOfRange(format!(
-                "node ({level}, {n}) is not in a tree of {size} leaves"
-            )));
-        }
-        let leaves: Vec<u64> = nodes
-            .iter()
-            .filter(|(l, _)| *l == 0)
-            .map(|(_, n)| *n)
-            .collect();
-        let leaf_hashes: HashMap<u64, Hash> = match (leaves.iter().min(), leaves.iter().max()) {
-            (Some(&lo), Some(&hi)) if hi - lo < LEAF_RUN => {
-                let run = self.trees.leaves(self.author, lo, (hi - lo + 1) as usize)?;
-                (lo..=hi).zip(run).collect()
-            }
-            _ => leaves
-                .iter()
-                .map(|&n| Ok((n, self.trees.leaves(self.author, n, 1)?[0])))
-                .collect::<Result<_, TreeReadError>>()?,
-        };
-        let mut rows: HashMap<i64, Arc<Vec<u8>>> = HashMap::new();
-        nodes
-            .iter()
-            .map(|&(level, n)| {
-                if level == 0 {
-                    return leaf_hashes
-                        .get(&n)
-                        .copied()
-                        .ok_or_else(|| TreeReadError::Storage("a leaf went unread".into()));
-                }
-                if let Some(hash) = self.edge.partial_node(level, n) {
-                    return Ok(hash);
-                }
-                let slot = layout::slot_of(level, n)
-                    .ok_or_else(|| TreeReadError::Storage(format!("no slot for ({level}, {n})")))?;
-                let key = layout::row_key(self.id, slot.layer, slot.row)?;
-                let row = match rows.get(&key) {
-                    Some(row) => Arc::clone(row),
-                    None => {
-                        let row = self.trees.row(key, slot.layer)?;
-                        rows.insert(key, Arc::clone(&row));
-                        row
-                    }
-                };
-                edge::row_node(&row, slot.pos).ok_or_else(|| {
-                    TreeReadError::Storage(format!("row {key} is {} bytes, not a row", row.len()))
-                })
-            })
-            .collect()
     }
 }

@@ -26,13 +26,12 @@ use tokio::sync::oneshot;
 use crate::identity::Author;
 use crate::node::Node;
 use crate::poison::lock;
-use crate::store::{EncodedRecord, StoreReader};
+use crate::store::StoreReader;
 use crate::tlog::checkpoint::{origin_for, Checkpoint, SignedCheckpoint};
-use crate::tlog::merkle::leaf_hash;
 
+use super::batch::{Batch, PassError};
 use super::db::{self, tree_path, Covered, EdgeRow, FeedRow, TreeDb};
-use super::edge::{row_bytes, CompleteRow, Edge};
-use super::layout::{row_key, MAX_FEED_ID};
+use super::edge::Edge;
 use super::{FeedEdge, FeedSlot, TreeState, Trees};
 
 /// How long a failed follower waits before it tries again.
@@ -114,30 +113,6 @@ impl Trees {
     }
 }
 
-/// Why a pass failed.
-struct PassError {
-    reason: String,
-    /// The cache contradicts the log (an edge that does not load, a feed's size not its
-    /// entries): rebuilt from the log rather than retried.
-    corrupt: bool,
-}
-
-impl From<String> for PassError {
-    fn from(reason: String) -> PassError {
-        PassError {
-            reason,
-            corrupt: false,
-        }
-    }
-}
-
-fn corrupt(reason: String) -> PassError {
-    PassError {
-        reason,
-        corrupt: true,
-    }
-}
-
 /// What the follower thread owns.
 struct Follower {
     trees: Trees,
@@ -154,72 +129,6 @@ struct Position {
     /// Feeds whose edge changed since the last flush.
     dirty: BTreeSet<Author>,
     last_flush: Instant,
-}
-
-/// What one pass has read and not yet committed.
-struct Batch {
-    /// The feeds it touched: their slots and working copies of their edges.
-    working: HashMap<Author, (Arc<FeedSlot>, Edge)>,
-    /// Feeds numbered in this pass.
-    new_feeds: Vec<(u64, Author)>,
-    /// Complete rows to write, by key.
-    rows: Vec<(i64, Vec<u8>)>,
-    /// Those of layers >= 1, for the LRU once committed.
-    upper_rows: Vec<(i64, Vec<u8>)>,
-    completed: Vec<CompleteRow>,
-    covered: Covered,
-    next_id: u64,
-}
-
-impl Batch {
-    fn new(position: &Position) -> Batch {
-        Batch {
-            working: HashMap::new(),
-            new_feeds: Vec::new(),
-            rows: Vec::new(),
-            upper_rows: Vec::new(),
-            completed: Vec::new(),
-            covered: position.covered,
-            next_id: position.next_id,
-        }
-    }
-
-    /// Appends one entry's leaf to its feed's working edge.
-    fn add(&mut self, follower: &Follower, record: EncodedRecord<'_>) -> Result<(), PassError> {
-        let (slot, edge) = match self.working.get_mut(&record.author) {
-            Some(found) => found,
-            None => {
-                let taken =
-                    follower.take_feed(&record.author, &mut self.next_id, &mut self.new_feeds)?;
-                self.working.entry(record.author).or_insert(taken)
-            }
-        };
-        if record.seq != edge.size() + 1 {
-            return Err(corrupt(format!(
-                "the log holds seq {} of {} at offset {} where the tree expects seq {}",
-                record.seq,
-                record.author,
-                record.offset,
-                edge.size() + 1
-            )));
-        }
-        let leaf = leaf_hash(record.bytes);
-        edge.append(leaf, &mut self.completed)
-            .map_err(|e| e.to_string())?;
-        for row in self.completed.drain(..) {
-            let key = row_key(slot.id, row.layer, row.row).map_err(|e| e.to_string())?;
-            let bytes = row_bytes(&row.nodes);
-            if row.layer >= 1 {
-                self.upper_rows.push((key, bytes.clone()));
-            }
-            self.rows.push((key, bytes));
-        }
-        self.covered = Covered {
-            offset: record.next,
-            last: Some((record.offset, leaf)),
-        };
-        Ok(())
-    }
 }
 
 impl Follower {
@@ -382,11 +291,11 @@ impl Follower {
     ) -> Result<bool, PassError> {
         let from = position.covered.offset;
         let to = end.min(from.saturating_add(PASS_BYTES));
-        let mut batch = Batch::new(position);
+        let mut batch = Batch::new(position.covered, position.next_id);
         let mut failure: Option<PassError> = None;
         self.reader
             .for_each_entry_bytes_between(from, to, CHUNK_BYTES, |record| {
-                match batch.add(self, record) {
+                match batch.add(&self.trees, record) {
                     Ok(()) => ControlFlow::Continue(()),
                     Err(e) => {
                         failure = Some(e);
@@ -428,37 +337,6 @@ impl Follower {
             self.sign_own();
         }
         Ok(to == end)
-    }
-
-    /// The slot and a working copy of the edge of `author`, numbered anew if the cache has
-    /// never seen it.
-    fn take_feed(
-        &self,
-        author: &Author,
-        next_id: &mut u64,
-        new_feeds: &mut Vec<(u64, Author)>,
-    ) -> Result<(Arc<FeedSlot>, Edge), PassError> {
-        if let Some(slot) = self.trees.slot(author) {
-            let mut guard = lock(&slot.edge);
-            let edge = self
-                .trees
-                .loaded(author, &slot, &mut guard)
-                .map_err(|e| corrupt(e.to_string()))?
-                .clone();
-            drop(guard);
-            return Ok((slot, edge));
-        }
-        let id = *next_id;
-        if id > MAX_FEED_ID {
-            return Err(format!("the tree cache numbers at most {MAX_FEED_ID} feeds").into());
-        }
-        *next_id += 1;
-        new_feeds.push((id, *author));
-        let slot = Arc::new(FeedSlot {
-            id,
-            edge: Mutex::new(FeedEdge::Loaded(Edge::new())),
-        });
-        Ok((slot, Edge::new()))
     }
 
     /// The edges to flush: this pass's working copies, else the published ones.
