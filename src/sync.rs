@@ -18,6 +18,7 @@
 //! - [`feed_have`]: what a side states about one feed it holds, for [`reconcile`] and [`plan`].
 //! - [`raw`]: authors, hashes, signatures and nonces as byte strings of their raw bytes.
 //! - [`frame`]: message <-> frame bytes, with the size cap checked before allocating.
+//! - [`opening`]: the versions a node speaks, the responder's answer, each version's Noise prologue.
 //! - [`handshake`]: Hello/Auth construction and verification.
 //! - [`plan`]: what to send, what to expect, which forks the heads reveal, the own-feed fence.
 //! - [`reconcile`]: range-based reconciliation of feed states by fingerprints of author ranges.
@@ -63,6 +64,7 @@ pub mod limits;
 pub mod listener;
 pub mod message;
 pub mod net;
+pub mod opening;
 pub mod outbound;
 pub mod peers;
 pub mod pin_file;

@@ -162,6 +162,8 @@ impl SessionError {
     /// (`GET /peers`, `/metrics`), if it is one.
     pub fn refusal_counter(&self) -> Option<&'static str> {
         Some(match self {
+            // A v2 peer reached by a v3 opening: redialled at once with 2, not refused.
+            SessionError::Transport(t) if t.older_version().is_some() => return None,
             SessionError::Transport(TransportError::DifferentNetwork)
             | SessionError::Transport(TransportError::PeerDifferentNetwork) => "different_network",
             SessionError::Transport(TransportError::UnsupportedVersion { .. }) => {

@@ -27,8 +27,9 @@ pub use super::feed_have::FeedHave;
 use super::raw::{self, BytesVisitor, RawBytes};
 use super::reconcile::Reconcile;
 
-/// The protocol version sent in [`Hello`]. Bump on any change to messages or their meaning.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// The highest protocol version this node speaks (it also speaks 2, see [`super::opening`]),
+/// sent in [`Hello`]. Bump on any change to messages or their meaning.
+pub const PROTOCOL_VERSION: u16 = 3;
 
 // The limits are listed in `limits.rs`; they are re-exported here, with the messages they
 // bound.
@@ -76,7 +77,8 @@ pub enum Message {
 /// The first message of each side.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
-    /// The sender's [`PROTOCOL_VERSION`]; any other than ours ends with `VersionMismatch`.
+    /// The session's version, as the openings agreed (2 or 3); any other ends with
+    /// `VersionMismatch`.
     pub version: u16,
     /// The key the sender will sign `Auth` with; unproven until that `Auth` verifies.
     #[serde(with = "raw")]

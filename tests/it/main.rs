@@ -79,6 +79,7 @@ mod sync_forks;
 mod sync_hostile;
 mod sync_many_feeds;
 mod sync_transport;
+mod sync_versions;
 mod tlog_golden;
 mod tlog_tree;
 mod tlog_witness;
