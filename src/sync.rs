@@ -24,6 +24,9 @@
 //! - [`reconcile`]: range-based reconciliation of feed states by fingerprints of author ranges.
 //! - [`batch`]: checking a received `Entries` batch as a unit before anything is stored.
 //! - [`backoff`]: the reconnect delay.
+//! - [`checkpoint_book`]: what a v3 session needs from the node's checkpoints (a trait);
+//!   [`memory_book`]: one in memory, the test double; [`checkpoint_gossip`]: what a session
+//!   keeps to push notes, and the bound on the notes it takes.
 //! - [`pins`]: which key each configured peer must prove (`AUTHOR@HOST:PORT`, or learned on
 //!   first use); [`claims`]: claims of a longer own feed, by key, across sessions;
 //!   [`budget`]: stranger sources and their budgets; [`eviction`]: which stranger session
@@ -51,6 +54,8 @@ pub mod admission;
 pub mod backoff;
 pub mod batch;
 pub mod budget;
+pub mod checkpoint_book;
+pub mod checkpoint_gossip;
 pub mod claims;
 pub mod config;
 pub mod connection;
@@ -62,6 +67,7 @@ pub mod handshake;
 pub mod inbound;
 pub mod limits;
 pub mod listener;
+pub mod memory_book;
 pub mod message;
 pub mod net;
 pub mod opening;

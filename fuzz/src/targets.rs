@@ -131,10 +131,12 @@ pub fn message(bytes: &[u8]) {
                 fork_proof(&proof.0);
             }
         }
-        Message::Reconcile(frame) => {
+        Message::Reconcile(frame) | Message::CheckpointReconcile(frame) => {
             let mut reconciler = Reconciler::new(reconcile_items(40));
             answer(&mut reconciler, frame);
         }
+        // The note parser has its own target; the session hands notes to the node's book.
+        Message::Checkpoints(_) => {}
         // The handshake target covers Hello and Auth; the rest carry no bytes to decode.
         Message::Hello(_)
         | Message::Auth(_)

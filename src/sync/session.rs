@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::admission::{Admission, JoinRefused, SessionTicket};
 use super::budget::Source;
+use super::checkpoint_gossip::{CheckpointGossip, NoteBucket};
 use super::config::SyncConfig;
 use super::connection::{FrameReader, FrameWriter};
 use super::error::SessionError;
@@ -274,10 +275,7 @@ async fn run_admitted(
         control_tx,
         control_rx,
     } = admitted;
-    log_session!(trusted, peer = %ctx.key, peer_author = %peer, version, "sync session started");
-    if version < PROTOCOL_VERSION {
-        log_session!(trusted, peer = %ctx.key, peer_author = %peer, "peer speaks protocol version {version}: syncing without checkpoints");
-    }
+    log_started(ctx, peer, trusted, version);
     let progress = Arc::new(Mutex::new(PeerProgress::default()));
     let stop = Arc::new(AtomicBool::new(false));
     ctx.registry.connected(
@@ -287,8 +285,10 @@ async fn run_admitted(
         progress.clone(),
         control_tx.clone(),
     );
-    // Subscribe before the `Have` snapshot, so no commit falls between the two.
+    // Subscribe before the `Have` snapshot, so no commit falls between the two (and so
+    // with the checkpoint book's changes).
     let events = ctx.node.subscribe();
+    let gossip = (version >= 3).then(|| CheckpointGossip::new(ctx.config.checkpoint_book.clone()));
     // One of the node's tasks; the session aborts and awaits it below.
     let inbound = ctx.node.spawn(
         Inbound {
@@ -307,6 +307,13 @@ async fn run_admitted(
             admission: ctx.admission.clone(),
             skipped: Arc::default(),
             reconcile_permits: None,
+            version,
+            book: ctx.config.checkpoint_book.clone(),
+            notes: NoteBucket::new(
+                ctx.config.checkpoint_burst,
+                ctx.config.checkpoints_per_second,
+                Instant::now(),
+            ),
         }
         .run(),
     );
@@ -330,6 +337,7 @@ async fn run_admitted(
         claim_timeout: ctx.config.claim_timeout,
         claim: None,
         role: ctx.role,
+        gossip,
     };
     let out_error = outbound.run().await;
     inbound.abort();
@@ -339,6 +347,14 @@ async fn run_admitted(
         _ => out_error,
     };
     finish(ctx, Some(peer), trusted, error)
+}
+
+/// Logs a session's start, and that a v2 session gossips no checkpoints.
+fn log_started(ctx: &SessionContext, peer: Author, trusted: bool, version: u16) {
+    log_session!(trusted, peer = %ctx.key, peer_author = %peer, version, "sync session started");
+    if version < PROTOCOL_VERSION {
+        log_session!(trusted, peer = %ctx.key, peer_author = %peer, "peer speaks protocol version {version}: syncing without checkpoints");
+    }
 }
 
 fn finish(

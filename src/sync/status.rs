@@ -62,6 +62,8 @@ pub const MAX_CLOSED_INBOUND_RECORDS: usize = 64;
 pub enum Control {
     /// A reconciliation frame from the peer (from the receiving half).
     Reconcile(super::reconcile::Reconcile),
+    /// A frame of the peer's checkpoint reconciliation (v3).
+    CheckpointReconcile(super::reconcile::Reconcile),
     /// Answer the peer's `Want` with our entry, if we hold it.
     SendEntry {
         /// The feed the peer wants from.

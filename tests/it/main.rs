@@ -73,6 +73,7 @@ mod summary_live_rebuilt;
 mod summary_order;
 mod sync_admission;
 mod sync_binary;
+mod sync_checkpoints;
 mod sync_converge;
 mod sync_fence_claims;
 mod sync_forks;
