@@ -180,6 +180,22 @@ fn reconcile_examples() -> BTreeMap<&'static str, Example> {
             ]),
         ),
         ("reconcile-done", round(vec![(Bound::End, RangeMode::Skip)])),
+        (
+            "checkpoint-reconcile-done",
+            Example::Frame(Message::CheckpointReconcile(Reconcile {
+                ranges: vec![Range {
+                    upper: Bound::End,
+                    mode: RangeMode::Skip,
+                }],
+                last: true,
+            })),
+        ),
+        (
+            "checkpoints",
+            Example::Frame(Message::Checkpoints(Checkpoints {
+                notes: vec![EncodedNote(b"(note)".to_vec())],
+            })),
+        ),
     ])
 }
 
