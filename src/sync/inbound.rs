@@ -146,17 +146,7 @@ impl Inbound {
                     when: "in a v2 session",
                 }),
                 Message::CheckpointReconcile(frame) => {
-                    reconcile_frames += 1;
-                    if reconcile_frames > MAX_RECONCILE_FRAMES_PER_SESSION {
-                        Err(SessionError::OutOfOrder {
-                            got: "CheckpointReconcile",
-                            when: "past the per-session frame limit",
-                        })
-                    } else {
-                        self.charge_reconcile(&frame).map(|()| {
-                            let _ = self.control.send(Control::CheckpointReconcile(frame));
-                        })
-                    }
+                    self.on_reconcile(frame, &mut reconcile_frames, Control::CheckpointReconcile)
                 }
                 Message::Checkpoints(checkpoints) => self.on_checkpoints(checkpoints.notes).await,
                 Message::Hello(_) => Err(out_of_order("Hello")),
@@ -164,17 +154,7 @@ impl Inbound {
                 Message::Ping => Ok(()),
                 Message::Bye(bye) => Err(SessionError::PeerBye(bye.reason)),
                 Message::Reconcile(frame) => {
-                    reconcile_frames += 1;
-                    if reconcile_frames > MAX_RECONCILE_FRAMES_PER_SESSION {
-                        Err(SessionError::OutOfOrder {
-                            got: "Reconcile",
-                            when: "past the per-session frame limit",
-                        })
-                    } else {
-                        self.charge_reconcile(&frame).map(|()| {
-                            let _ = self.control.send(Control::Reconcile(frame));
-                        })
-                    }
+                    self.on_reconcile(frame, &mut reconcile_frames, Control::Reconcile)
                 }
                 Message::Want(want) => {
                     wants += 1;
@@ -211,6 +191,27 @@ impl Inbound {
                 return e;
             }
         }
+    }
+
+    /// A frame of either reconciliation (the entries' or, in v3, the checkpoints'): counted
+    /// against the per-session frame limit they share, charged, and handed to the sending
+    /// half as `control`.
+    fn on_reconcile(
+        &mut self,
+        frame: super::reconcile::Reconcile,
+        frames: &mut usize,
+        control: fn(super::reconcile::Reconcile) -> Control,
+    ) -> Result<(), SessionError> {
+        *frames += 1;
+        if *frames > MAX_RECONCILE_FRAMES_PER_SESSION {
+            return Err(SessionError::OutOfOrder {
+                got: "Reconcile",
+                when: "past the per-session frame limit",
+            });
+        }
+        self.charge_reconcile(&frame)?;
+        let _ = self.control.send(control(frame));
+        Ok(())
     }
 
     /// A stranger's reconciliation frame takes its items and ranges from the node-wide
