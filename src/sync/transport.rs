@@ -325,7 +325,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let agreed = if version <= V2 || role == Role::Initiator {
+    if version <= V2 || role == Role::Initiator {
         // Ours goes out at once (a v2 node's way, and the dialer's); theirs must match it.
         let ours = opening_frame_of(version.max(V2));
         write.write_all(&ours).await?;
@@ -337,10 +337,10 @@ where
             Role::Initiator => (&ours, &theirs.bytes),
             Role::Responder => (&theirs.bytes, &ours),
         };
-        (
+        Ok((
             theirs.version,
             opening::prologue(theirs.version, dialer, responder),
-        )
+        ))
     } else {
         // The responder reads first, so a v2 dialer hears a v2 opening.
         let theirs = read_opening(read, raw).await?;
@@ -350,9 +350,8 @@ where
         };
         let ours = opening_frame_of(agreed);
         write.write_all(&ours).await?;
-        (agreed, opening::prologue(agreed, &theirs.bytes, &ours))
-    };
-    Ok(agreed)
+        Ok((agreed, opening::prologue(agreed, &theirs.bytes, &ours)))
+    }
 }
 
 fn noise_error(e: snow::Error) -> TransportError {
