@@ -360,6 +360,7 @@ fn sync_config(args: &RunArgs) -> anyhow::Result<SyncConfig> {
         },
         startup_fence: args.startup_fence,
         unpin: args.unpin.clone(),
+        max_protocol_version: args.sync_protocol_max,
         ..SyncConfig::default()
     })
 }

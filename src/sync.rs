@@ -18,11 +18,15 @@
 //! - [`feed_have`]: what a side states about one feed it holds, for [`reconcile`] and [`plan`].
 //! - [`raw`]: authors, hashes, signatures and nonces as byte strings of their raw bytes.
 //! - [`frame`]: message <-> frame bytes, with the size cap checked before allocating.
+//! - [`opening`]: the versions a node speaks, the responder's answer, each version's Noise prologue.
 //! - [`handshake`]: Hello/Auth construction and verification.
 //! - [`plan`]: what to send, what to expect, which forks the heads reveal, the own-feed fence.
 //! - [`reconcile`]: range-based reconciliation of feed states by fingerprints of author ranges.
 //! - [`batch`]: checking a received `Entries` batch as a unit before anything is stored.
 //! - [`backoff`]: the reconnect delay.
+//! - [`checkpoint_book`]: what a v3 session needs from the node's checkpoints (a trait);
+//!   [`memory_book`]: one in memory, the test double; [`checkpoint_gossip`]: what a session
+//!   keeps to push notes, and the bound on the notes it takes.
 //! - [`pins`]: which key each configured peer must prove (`AUTHOR@HOST:PORT`, or learned on
 //!   first use); [`claims`]: claims of a longer own feed, by key, across sessions;
 //!   [`budget`]: stranger sources and their budgets; [`eviction`]: which stranger session
@@ -50,6 +54,8 @@ pub mod admission;
 pub mod backoff;
 pub mod batch;
 pub mod budget;
+pub mod checkpoint_book;
+pub mod checkpoint_gossip;
 pub mod claims;
 pub mod config;
 pub mod connection;
@@ -61,8 +67,10 @@ pub mod handshake;
 pub mod inbound;
 pub mod limits;
 pub mod listener;
+pub mod memory_book;
 pub mod message;
 pub mod net;
+pub mod opening;
 pub mod outbound;
 pub mod peers;
 pub mod pin_file;

@@ -5,9 +5,11 @@
 use std::time::Duration;
 
 use super::admission::Policy;
+use super::checkpoint_book::SharedBook;
 use super::message::{
-    CLAIM_DELIVERY_TIMEOUT_MS, FRAME_READ_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS, MAX_PEER_CONNECTIONS,
-    MAX_PENDING_HANDSHAKES, PING_INTERVAL_MS, READ_IDLE_TIMEOUT_MS, STARTUP_FENCE_TIMEOUT_MS,
+    CHECKPOINTS_PER_SECOND, CLAIM_DELIVERY_TIMEOUT_MS, FRAME_READ_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS,
+    MAX_CHECKPOINTS_BURST, MAX_PEER_CONNECTIONS, MAX_PENDING_HANDSHAKES, PING_INTERVAL_MS,
+    PROTOCOL_VERSION, READ_IDLE_TIMEOUT_MS, STARTUP_FENCE_TIMEOUT_MS,
 };
 use super::transport::NetworkKey;
 
@@ -43,6 +45,18 @@ pub struct SyncConfig {
     pub startup_fence: StartupFence,
     /// Configured addresses whose learned pins are forgotten at start (`--unpin`).
     pub unpin: Vec<String>,
+    /// The highest protocol version this node speaks: [`PROTOCOL_VERSION`], or 2 for a node
+    /// that runs v2's code path exactly (its opening at once, only 2 accepted): how tests run
+    /// a v2 node from this build (the hidden `--sync-protocol-max 2`).
+    pub max_protocol_version: u16,
+    /// The node's checkpoints, gossiped in v3 sessions; `None` is a book with nothing (v3
+    /// sessions still run an empty checkpoint reconciliation).
+    pub checkpoint_book: Option<SharedBook>,
+    /// Checkpoint notes a peer may send at once in one session, and their refill per second
+    /// (tests make the bucket small to meet the bound).
+    pub checkpoint_burst: u32,
+    /// See `checkpoint_burst`.
+    pub checkpoints_per_second: u32,
 }
 
 /// What a starting node with configured peers waits for before it signs (docs/PROTOCOL.md
@@ -72,6 +86,10 @@ impl Default for SyncConfig {
             policy: Policy::default(),
             startup_fence: StartupFence::default(),
             unpin: Vec::new(),
+            max_protocol_version: PROTOCOL_VERSION,
+            checkpoint_book: None,
+            checkpoint_burst: MAX_CHECKPOINTS_BURST,
+            checkpoints_per_second: CHECKPOINTS_PER_SECOND,
         }
     }
 }

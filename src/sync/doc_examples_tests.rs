@@ -15,6 +15,7 @@ use crate::fork::ForkProof;
 use crate::identity::Identity;
 use crate::sync::frame::{decode_frame, encode_frame};
 use crate::sync::handshake::{auth_message, Handshake};
+use crate::sync::opening::V2;
 use crate::sync::reconcile::{fingerprint, Bound, Range, RangeMode, Reconcile};
 
 const PROTOCOL_MD: &str = include_str!("../../docs/PROTOCOL.md");
@@ -58,12 +59,12 @@ fn feed(author: u8, length: u64, head: u8) -> FeedHave {
 fn handshake_parties() -> (Identity, Hello, Hello, [u8; 32]) {
     let signer = format_key();
     let signer_hello = Hello {
-        version: PROTOCOL_VERSION,
+        version: V2,
         author: signer.author(),
         nonce: Nonce([0x11; 32]),
     };
     let verifier_hello = Hello {
-        version: PROTOCOL_VERSION,
+        version: V2,
         author: Identity::from_seed([1; 32]).author(),
         nonce: Nonce([0x22; 32]),
     };
@@ -107,7 +108,7 @@ fn examples() -> BTreeMap<&'static str, Example> {
 /// The opening, `Hello`, `Auth` and the bytes `Auth` signs.
 fn handshake_examples() -> BTreeMap<&'static str, Example> {
     let (signer, signer_hello, verifier_hello, binding) = handshake_parties();
-    let auth = Handshake::new(signer_hello.author, signer_hello.nonce, binding)
+    let auth = Handshake::for_version(V2, signer_hello.author, signer_hello.nonce, binding)
         .on_hello(&signer, &verifier_hello)
         .expect("the example handshake is valid");
     let zero_hello = |version| {
@@ -118,7 +119,8 @@ fn handshake_examples() -> BTreeMap<&'static str, Example> {
         }))
     };
     BTreeMap::from([
-        ("opening", zero_hello(PROTOCOL_VERSION)),
+        ("opening", zero_hello(V2)),
+        ("opening-v3", zero_hello(PROTOCOL_VERSION)),
         ("hello-v300", zero_hello(300)),
         (
             "hello",
@@ -127,6 +129,7 @@ fn handshake_examples() -> BTreeMap<&'static str, Example> {
         (
             "auth-message",
             Example::Bytes(auth_message(
+                V2,
                 &signer_hello.author,
                 &signer_hello.nonce,
                 &verifier_hello.author,
@@ -177,6 +180,22 @@ fn reconcile_examples() -> BTreeMap<&'static str, Example> {
             ]),
         ),
         ("reconcile-done", round(vec![(Bound::End, RangeMode::Skip)])),
+        (
+            "checkpoint-reconcile-done",
+            Example::Frame(Message::CheckpointReconcile(Reconcile {
+                ranges: vec![Range {
+                    upper: Bound::End,
+                    mode: RangeMode::Skip,
+                }],
+                last: true,
+            })),
+        ),
+        (
+            "checkpoints",
+            Example::Frame(Message::Checkpoints(Checkpoints {
+                notes: vec![EncodedNote(b"(note)".to_vec())],
+            })),
+        ),
     ])
 }
 
@@ -251,7 +270,7 @@ fn the_examples_are_valid_protocol_values() {
     let Some(Example::Frame(Message::Auth(auth))) = examples().remove("auth") else {
         unreachable!("the auth example is a frame")
     };
-    let verifier = Handshake::new(verifier_hello.author, verifier_hello.nonce, binding);
+    let verifier = Handshake::for_version(V2, verifier_hello.author, verifier_hello.nonce, binding);
     assert_eq!(
         verifier.on_auth(&signer_hello, &auth),
         Ok(signer_hello.author)

@@ -55,6 +55,29 @@ pub enum SessionError {
     /// The peer sent a fork proof that does not check (why, carried).
     #[error("invalid fork proof: {0}")]
     BadProof(String),
+    /// A v3 message in a v2 session, or a checkpoint reconciliation frame after that
+    /// reconciliation ended.
+    #[error("unexpected {got} message {when}")]
+    CheckpointOutOfOrder {
+        /// The message.
+        got: &'static str,
+        /// Why it is out of order.
+        when: &'static str,
+    },
+    /// The peer sent a checkpoint note the book refuses as malformed.
+    #[error("invalid checkpoint note: {0}")]
+    BadCheckpoint(String),
+    /// The peer sent checkpoint notes past the session's bucket.
+    #[error("more checkpoint notes than {burst} at once and {per_second} a second")]
+    TooManyCheckpoints {
+        /// The bucket's size, in notes.
+        burst: u32,
+        /// Its refill, in notes per second.
+        per_second: u32,
+    },
+    /// The checkpoint book failed (ours, not the peer's fault).
+    #[error("checkpoint book: {0}")]
+    CheckpointBook(String),
     /// The peer sent more `Want` requests than one session answers.
     #[error("more than {limit} want requests")]
     TooManyWants {
@@ -130,7 +153,11 @@ impl SessionError {
             | SessionError::OutOfOrder { .. }
             | SessionError::BadProof(_)
             | SessionError::Reconcile(_)
-            | SessionError::TooManyWants { .. } => Some(ByeReason::ProtocolViolation),
+            | SessionError::TooManyWants { .. }
+            | SessionError::CheckpointOutOfOrder { .. }
+            | SessionError::BadCheckpoint(_)
+            | SessionError::TooManyCheckpoints { .. } => Some(ByeReason::ProtocolViolation),
+            SessionError::CheckpointBook(_) => Some(ByeReason::Shutdown),
             SessionError::Batch(_) => Some(ByeReason::InvalidEntry),
             SessionError::Timeout { .. } => Some(ByeReason::Timeout),
             SessionError::Handshake(h) => Some(h.bye_reason()),
@@ -162,6 +189,8 @@ impl SessionError {
     /// (`GET /peers`, `/metrics`), if it is one.
     pub fn refusal_counter(&self) -> Option<&'static str> {
         Some(match self {
+            // A v2 peer reached by a v3 opening: redialled at once with 2, not refused.
+            SessionError::Transport(t) if t.older_version().is_some() => return None,
             SessionError::Transport(TransportError::DifferentNetwork)
             | SessionError::Transport(TransportError::PeerDifferentNetwork) => "different_network",
             SessionError::Transport(TransportError::UnsupportedVersion { .. }) => {

@@ -5,7 +5,7 @@
 //! # The signed message
 //!
 //! ```text
-//! "kappalog/handshake/v2" (21 bytes) || version (u16 BE)
+//! "kappalog/handshake/v2" (21 bytes) || version (u16 BE: the session's, 2 or 3)
 //!   || signer author (32) || signer nonce (32) || verifier author (32) || verifier nonce (32)
 //!   || channel binding (32: the Noise handshake hash)
 //! ```
@@ -21,7 +21,8 @@
 //!
 //! # Rules for the peer's `Hello` and `Auth`
 //!
-//! - **version**: `Hello.version == PROTOCOL_VERSION` ([`HandshakeError::VersionMismatch`]);
+//! - **version**: `Hello.version` is the version both openings agreed on (2 or 3, see
+//!   [`super::opening`]; [`HandshakeError::VersionMismatch`]);
 //! - **not ourselves**: the peer's author is not our own ([`HandshakeError::SelfConnection`]).
 //!   A `Hello` is unsigned, so this alone proves nothing: the session layer tells a proven
 //!   self-connection (see [`super::self_probe`]; the dialer stops redialling that address)
@@ -53,7 +54,7 @@ pub enum HandshakeError {
     /// The **version** rule.
     #[error("peer speaks protocol version {theirs}, we speak {ours}")]
     VersionMismatch {
-        /// [`PROTOCOL_VERSION`].
+        /// The version the openings agreed on.
         ours: u16,
         /// The version the peer's `Hello` names.
         theirs: u16,
@@ -87,8 +88,9 @@ impl HandshakeError {
     }
 }
 
-/// The bytes a signer signs (see the module docs).
+/// The bytes a signer signs (see the module docs) in a session of `version`.
 pub fn auth_message(
+    version: u16,
     signer: &Author,
     signer_nonce: &Nonce,
     verifier: &Author,
@@ -97,7 +99,7 @@ pub fn auth_message(
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(AUTH_MESSAGE_BYTES);
     out.extend_from_slice(HANDSHAKE_TAG);
-    out.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    out.extend_from_slice(&version.to_be_bytes());
     out.extend_from_slice(signer.as_bytes());
     out.extend_from_slice(&signer_nonce.0);
     out.extend_from_slice(verifier.as_bytes());
@@ -118,9 +120,15 @@ impl Handshake {
     /// CSPRNG; a reused nonce lets an old signature be replayed) on the channel whose Noise
     /// handshake hash is `binding`.
     pub fn new(author: Author, nonce: Nonce, binding: Binding) -> Handshake {
+        Handshake::for_version(PROTOCOL_VERSION, author, nonce, binding)
+    }
+
+    /// [`Handshake::new`] in a session whose openings agreed on `version` (the channel's):
+    /// both `Hello`s must carry it, and both signatures sign it.
+    pub fn for_version(version: u16, author: Author, nonce: Nonce, binding: Binding) -> Handshake {
         Handshake {
             ours: Hello {
-                version: PROTOCOL_VERSION,
+                version,
                 author,
                 nonce,
             },
@@ -159,9 +167,9 @@ impl Handshake {
 
     /// The rules of a peer `Hello` other than "not ourselves".
     fn check_hello(&self, theirs: &Hello) -> Result<(), HandshakeError> {
-        if theirs.version != PROTOCOL_VERSION {
+        if theirs.version != self.ours.version {
             return Err(HandshakeError::VersionMismatch {
-                ours: PROTOCOL_VERSION,
+                ours: self.ours.version,
                 theirs: theirs.version,
             });
         }
@@ -173,6 +181,7 @@ impl Handshake {
 
     fn auth(&self, identity: &Identity, theirs: &Hello) -> Auth {
         let message = auth_message(
+            self.ours.version,
             &self.ours.author,
             &self.ours.nonce,
             &theirs.author,
@@ -188,6 +197,7 @@ impl Handshake {
     /// returns the authenticated peer author.
     pub fn on_auth(&self, theirs: &Hello, auth: &Auth) -> Result<Author, HandshakeError> {
         let message = auth_message(
+            self.ours.version,
             &theirs.author,
             &theirs.nonce,
             &self.ours.author,
@@ -233,6 +243,7 @@ mod tests {
     fn message_is_tagged_and_never_hash_sized() {
         let (a, b) = (side(1, 10), side(2, 20));
         let m = auth_message(
+            PROTOCOL_VERSION,
             &a.id.author(),
             &Nonce([1; 32]),
             &b.id.author(),
@@ -249,9 +260,15 @@ mod tests {
     fn version_mismatch() {
         let (a, b) = (side(1, 10), side(2, 20));
         let mut hello = b.hs.hello().clone();
-        hello.version = 3;
+        hello.version = 2;
         assert_eq!(
             a.hs.on_hello(&a.id, &hello),
+            Err(HandshakeError::VersionMismatch { ours: 3, theirs: 2 })
+        );
+        // In a session the openings agreed to run at 2, a `Hello` of 3 is the mismatch.
+        let v2 = Handshake::for_version(2, a.id.author(), Nonce([10; 32]), [42; 32]);
+        assert_eq!(
+            v2.on_hello(&a.id, b.hs.hello()),
             Err(HandshakeError::VersionMismatch { ours: 2, theirs: 3 })
         );
     }

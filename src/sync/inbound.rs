@@ -42,13 +42,16 @@ use std::sync::{Arc, Mutex};
 
 use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::admission::{Admission, Reservation};
 use super::batch::{check_batch, refused_by_store, BatchError, BatchOutcome};
 use super::budget::Source;
+use super::checkpoint_book::{CheckpointOfferError, SharedBook};
+use super::checkpoint_gossip::NoteBucket;
 use super::connection::FrameReader;
 use super::error::SessionError;
-use super::message::{EncodedEntry, Message, MAX_WANTS_PER_SESSION};
+use super::message::{EncodedEntry, EncodedNote, Message, MAX_WANTS_PER_SESSION};
 use super::plan::PeerProgress;
 use super::reconcile::MAX_RECONCILE_FRAMES_PER_SESSION;
 use super::status::{Control, PeerRegistry};
@@ -90,6 +93,12 @@ pub(super) struct Inbound {
     /// A stranger's share of the node-wide reconciliation budget, held until the session
     /// ends (what the peer stated stays in memory that long).
     pub reconcile_permits: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The session's protocol version: the checkpoint messages need 3.
+    pub version: u16,
+    /// Where the peer's checkpoint notes go (v3); `None`: they are dropped after their checks.
+    pub book: Option<SharedBook>,
+    /// The bound on the peer's checkpoint notes.
+    pub notes: NoteBucket,
 }
 
 /// The admission bookkeeping of the session's append still in flight (see "One placement,
@@ -132,22 +141,20 @@ impl Inbound {
                 },
             };
             let step = match message {
+                m if !m.allowed_in(self.version) => Err(SessionError::CheckpointOutOfOrder {
+                    got: "checkpoint",
+                    when: "in a v2 session",
+                }),
+                Message::CheckpointReconcile(frame) => {
+                    self.on_reconcile(frame, &mut reconcile_frames, Control::CheckpointReconcile)
+                }
+                Message::Checkpoints(checkpoints) => self.on_checkpoints(checkpoints.notes).await,
                 Message::Hello(_) => Err(out_of_order("Hello")),
                 Message::Auth(_) => Err(out_of_order("Auth")),
                 Message::Ping => Ok(()),
                 Message::Bye(bye) => Err(SessionError::PeerBye(bye.reason)),
                 Message::Reconcile(frame) => {
-                    reconcile_frames += 1;
-                    if reconcile_frames > MAX_RECONCILE_FRAMES_PER_SESSION {
-                        Err(SessionError::OutOfOrder {
-                            got: "Reconcile",
-                            when: "past the per-session frame limit",
-                        })
-                    } else {
-                        self.charge_reconcile(&frame).map(|()| {
-                            let _ = self.control.send(Control::Reconcile(frame));
-                        })
-                    }
+                    self.on_reconcile(frame, &mut reconcile_frames, Control::Reconcile)
                 }
                 Message::Want(want) => {
                     wants += 1;
@@ -186,6 +193,27 @@ impl Inbound {
         }
     }
 
+    /// A frame of either reconciliation (the entries' or, in v3, the checkpoints'): counted
+    /// against the per-session frame limit they share, charged, and handed to the sending
+    /// half as `control`.
+    fn on_reconcile(
+        &mut self,
+        frame: super::reconcile::Reconcile,
+        frames: &mut usize,
+        control: fn(super::reconcile::Reconcile) -> Control,
+    ) -> Result<(), SessionError> {
+        *frames += 1;
+        if *frames > MAX_RECONCILE_FRAMES_PER_SESSION {
+            return Err(SessionError::OutOfOrder {
+                got: "Reconcile",
+                when: "past the per-session frame limit",
+            });
+        }
+        self.charge_reconcile(&frame)?;
+        let _ = self.control.send(control(frame));
+        Ok(())
+    }
+
     /// A stranger's reconciliation frame takes its items and ranges from the node-wide
     /// budget before it is queued: what strangers' claims make the node hold is bounded in
     /// total, whatever number of sessions they open. Trusted peers are not charged.
@@ -216,6 +244,36 @@ impl Inbound {
             }
         }
         Ok(())
+    }
+
+    /// Takes the notes from the session's bucket and hands them to the book, which verifies
+    /// them (off the async workers: a note may carry 32 signatures).
+    async fn on_checkpoints(&mut self, notes: Vec<EncodedNote>) -> Result<(), SessionError> {
+        if !self.notes.take(notes.len(), Instant::now()) {
+            return Err(SessionError::TooManyCheckpoints {
+                burst: self.notes.burst,
+                per_second: self.notes.per_second,
+            });
+        }
+        let Some(book) = self.book.clone() else {
+            return Ok(());
+        };
+        let peer = self.peer;
+        crate::determinism::blocking(move || {
+            for note in &notes {
+                match book.0.offer(&peer, &note.0) {
+                    Ok(_) => {}
+                    Err(CheckpointOfferError::Malformed(why)) => {
+                        return Err(SessionError::BadCheckpoint(why))
+                    }
+                    Err(CheckpointOfferError::Internal(why)) => {
+                        return Err(SessionError::CheckpointBook(why))
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await?
     }
 
     async fn on_proofs(

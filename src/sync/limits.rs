@@ -5,6 +5,7 @@
 
 use crate::entry::MAX_ENCODED_BYTES;
 use crate::fork::MAX_PROOF_BYTES;
+use crate::tlog::note::MAX_NOTE_BYTES;
 
 /// The largest frame body, in bytes (1 MiB). Checked before the body is allocated.
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
@@ -12,6 +13,18 @@ pub const MAX_FRAME_BYTES: usize = 1 << 20;
 pub const MAX_ENTRIES_PER_BATCH: usize = 128;
 /// The most proofs in one `ForkProofs` message.
 pub const MAX_PROOFS_PER_FRAME: usize = 64;
+/// The most signed checkpoint notes in one `Checkpoints` message (v3): as many of the largest
+/// note (`MAX_NOTE_BYTES`, 128 KiB) as fit in a frame. Real notes are a few hundred bytes.
+pub const MAX_CHECKPOINTS_PER_FRAME: usize = 7;
+/// The most checkpoint notes a peer may send in one session at once (v3): the bucket a
+/// session starts with, refilled at [`CHECKPOINTS_PER_SECOND`]; past it, a violation.
+/// As many as a session's reconciliation may list items.
+pub const MAX_CHECKPOINTS_BURST: u32 = 1 << 20;
+/// The refill of the per-session checkpoint bucket, in notes per second: a peer pushes a
+/// feed's note at most once a second, so this is a thousand feeds changing every second.
+pub const CHECKPOINTS_PER_SECOND: u32 = 1024;
+/// The shortest time between two live pushes of one feed's note on one session, in ms.
+pub const CHECKPOINT_PUSH_INTERVAL_MS: u64 = 1_000;
 /// The most `Want` requests a node honours in one session.
 pub const MAX_WANTS_PER_SESSION: usize = 8192;
 /// From TCP connect until the peer's `Auth` has been verified, in milliseconds.
@@ -43,3 +56,5 @@ pub const STARTUP_FENCE_TIMEOUT_MS: u64 = 10_000;
 // slack for the variant tag and the vector length. `reconcile.rs` asserts its own frames.
 const _: () = assert!((MAX_ENCODED_BYTES + 3) * MAX_ENTRIES_PER_BATCH + 16 < MAX_FRAME_BYTES);
 const _: () = assert!((MAX_PROOF_BYTES + 3) * MAX_PROOFS_PER_FRAME + 16 < MAX_FRAME_BYTES);
+// A note's varint length takes at most 5 bytes.
+const _: () = assert!((MAX_NOTE_BYTES + 5) * MAX_CHECKPOINTS_PER_FRAME + 16 < MAX_FRAME_BYTES);

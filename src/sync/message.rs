@@ -27,16 +27,21 @@ pub use super::feed_have::FeedHave;
 use super::raw::{self, BytesVisitor, RawBytes};
 use super::reconcile::Reconcile;
 
-/// The protocol version sent in [`Hello`]. Bump on any change to messages or their meaning.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// The highest protocol version this node speaks (it also speaks 2, see [`super::opening`]),
+/// sent in [`Hello`]. Bump on any change to messages or their meaning.
+pub const PROTOCOL_VERSION: u16 = 3;
 
 // The limits are listed in `limits.rs`; they are re-exported here, with the messages they
 // bound.
+use crate::tlog::note::MAX_NOTE_BYTES;
+
 pub use super::limits::{
-    CLAIM_DELIVERY_TIMEOUT_MS, FRAME_READ_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS, MAX_ENTRIES_PER_BATCH,
-    MAX_FRAME_BYTES, MAX_PEER_CONNECTIONS, MAX_PENDING_HANDSHAKES, MAX_PROOFS_PER_FRAME,
-    MAX_WANTS_PER_SESSION, PING_INTERVAL_MS, READ_IDLE_TIMEOUT_MS, RECONCILE_TIMEOUT_MS,
-    RECONNECT_BACKOFF_MAX_MS, RECONNECT_BACKOFF_MIN_MS, STARTUP_FENCE_TIMEOUT_MS,
+    CHECKPOINTS_PER_SECOND, CHECKPOINT_PUSH_INTERVAL_MS, CLAIM_DELIVERY_TIMEOUT_MS,
+    FRAME_READ_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS, MAX_CHECKPOINTS_BURST, MAX_CHECKPOINTS_PER_FRAME,
+    MAX_ENTRIES_PER_BATCH, MAX_FRAME_BYTES, MAX_PEER_CONNECTIONS, MAX_PENDING_HANDSHAKES,
+    MAX_PROOFS_PER_FRAME, MAX_WANTS_PER_SESSION, PING_INTERVAL_MS, READ_IDLE_TIMEOUT_MS,
+    RECONCILE_TIMEOUT_MS, RECONNECT_BACKOFF_MAX_MS, RECONNECT_BACKOFF_MIN_MS,
+    STARTUP_FENCE_TIMEOUT_MS,
 };
 
 /// Bytes of a handshake nonce.
@@ -71,12 +76,47 @@ pub enum Message {
     Ping,
     /// Variant 7: the sender is about to close.
     Bye(Bye),
+    /// Variant 8 (v3 sessions only): one frame of the checkpoint reconciliation, a second run
+    /// of [`Reconcile`] over checkpoint items after the entries' one ended.
+    CheckpointReconcile(Reconcile),
+    /// Variant 9 (v3 sessions only): signed checkpoint notes the peer lacks.
+    Checkpoints(Checkpoints),
+}
+
+impl Message {
+    /// Whether a session of `version` may carry this message: the checkpoint messages need
+    /// version 3 (a v2 node would not decode them at all).
+    pub fn allowed_in(&self, version: u16) -> bool {
+        match self {
+            Message::CheckpointReconcile(_) | Message::Checkpoints(_) => version >= 3,
+            _ => true,
+        }
+    }
+}
+
+/// Signed checkpoint notes, each an author checkpoint followed by cosignature lines.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoints {
+    /// 1 to `MAX_CHECKPOINTS_PER_FRAME` notes of at most `MAX_NOTE_BYTES` each, handed to
+    /// the node's checkpoint book, which verifies them.
+    pub notes: Vec<EncodedNote>,
+}
+
+/// A signed note's bytes as carried in a frame.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncodedNote(pub Vec<u8>);
+
+impl fmt::Debug for EncodedNote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EncodedNote({} bytes)", self.0.len())
+    }
 }
 
 /// The first message of each side.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
-    /// The sender's [`PROTOCOL_VERSION`]; any other than ours ends with `VersionMismatch`.
+    /// The session's version, as the openings agreed (2 or 3); any other ends with
+    /// `VersionMismatch`.
     pub version: u16,
     /// The key the sender will sign `Auth` with; unproven until that `Auth` verifies.
     #[serde(with = "raw")]
@@ -236,6 +276,20 @@ pub enum MessageError {
     /// A `Want` for position 0, which no feed has (positions start at 1).
     #[error("want for seq 0")]
     WantSeqZero,
+    /// A `Checkpoints` message with no notes, or more than `MAX_CHECKPOINTS_PER_FRAME`.
+    #[error("{count} checkpoint notes in one frame, outside 1..={MAX_CHECKPOINTS_PER_FRAME}")]
+    CheckpointCount {
+        /// Notes in the message.
+        count: usize,
+    },
+    /// A note longer than the note size limit.
+    #[error("checkpoint note {index} is {len} bytes, the limit is {MAX_NOTE_BYTES}")]
+    NoteTooLarge {
+        /// Position of the note in its message, from 0.
+        index: usize,
+        /// Its length in bytes.
+        len: usize,
+    },
 }
 
 impl Message {
@@ -283,8 +337,24 @@ impl Message {
                 }
             }
             Message::Want(Want { seq: 0, .. }) => return Err(MessageError::WantSeqZero),
+            Message::Checkpoints(Checkpoints { notes }) => {
+                if notes.is_empty() || notes.len() > MAX_CHECKPOINTS_PER_FRAME {
+                    return Err(MessageError::CheckpointCount { count: notes.len() });
+                }
+                if let Some((index, n)) = notes
+                    .iter()
+                    .enumerate()
+                    .find(|(_, n)| n.0.len() > MAX_NOTE_BYTES)
+                {
+                    return Err(MessageError::NoteTooLarge {
+                        index,
+                        len: n.0.len(),
+                    });
+                }
+            }
             // The reconciler checks its frames against the state of the exchange.
             Message::Reconcile(_)
+            | Message::CheckpointReconcile(_)
             | Message::Hello(_)
             | Message::Auth(_)
             | Message::Want(_)
@@ -354,6 +424,19 @@ macro_rules! serde_as_byte_string {
 }
 serde_as_byte_string!(EncodedEntry);
 serde_as_byte_string!(EncodedProof);
+serde_as_byte_string!(EncodedNote);
+
+/// Splits notes into [`Message::Checkpoints`] frames of at most [`MAX_CHECKPOINTS_PER_FRAME`].
+pub fn checkpoint_batches(notes: Vec<EncodedNote>) -> Vec<Message> {
+    notes
+        .chunks(MAX_CHECKPOINTS_PER_FRAME)
+        .map(|chunk| {
+            Message::Checkpoints(Checkpoints {
+                notes: chunk.to_vec(),
+            })
+        })
+        .collect()
+}
 
 #[cfg(test)]
 mod tests {
@@ -405,6 +488,36 @@ mod tests {
         };
         assert_eq!(want(0).check_rules(), Err(MessageError::WantSeqZero));
         assert_eq!(want(1).check_rules(), Ok(()));
+    }
+
+    #[test]
+    fn checkpoint_rules_and_versions() {
+        let c = |notes: Vec<EncodedNote>| Message::Checkpoints(Checkpoints { notes });
+        let n = |len: usize| EncodedNote(vec![b'x'; len]);
+        assert_eq!(c(vec![n(10)]).check_rules(), Ok(()));
+        assert_eq!(
+            c(vec![]).check_rules(),
+            Err(MessageError::CheckpointCount { count: 0 })
+        );
+        assert_eq!(
+            c(vec![n(1); MAX_CHECKPOINTS_PER_FRAME + 1]).check_rules(),
+            Err(MessageError::CheckpointCount {
+                count: MAX_CHECKPOINTS_PER_FRAME + 1
+            })
+        );
+        assert_eq!(
+            c(vec![n(1), n(MAX_NOTE_BYTES + 1)]).check_rules(),
+            Err(MessageError::NoteTooLarge {
+                index: 1,
+                len: MAX_NOTE_BYTES + 1
+            })
+        );
+        // A full frame of the largest notes fits in a frame.
+        let full = c(vec![n(MAX_NOTE_BYTES); MAX_CHECKPOINTS_PER_FRAME]);
+        assert!(crate::sync::frame::encode_frame(&full).is_ok());
+        assert!(!full.allowed_in(2));
+        assert!(full.allowed_in(3));
+        assert!(Message::Ping.allowed_in(2));
     }
 }
 

@@ -22,15 +22,16 @@ use tokio::time::Instant;
 
 use super::admission::Admission;
 use super::budget::Source;
+use super::checkpoint_gossip::{next_change, CheckpointGossip};
 use super::claims::ClaimState;
 use super::connection::FrameWriter;
 use super::error::SessionError;
 use super::message::{
-    encoded_batches, entry_batches, proof_batches, EncodedEntry, FeedHave, Message, Want,
-    RECONCILE_TIMEOUT_MS,
+    checkpoint_batches, encoded_batches, entry_batches, proof_batches, EncodedEntry, EncodedNote,
+    FeedHave, Message, Want, RECONCILE_TIMEOUT_MS,
 };
 use super::plan::{self, FeedState, Feeds, Fence, PeerProgress, Push, SeqRange};
-use super::reconcile::{Reconciler, Step};
+use super::reconcile::{Reconcile, Reconciler, Step};
 use super::status::{Control, PeerRegistry};
 use super::transport::Role;
 use crate::entry::{Entry, Seq};
@@ -47,6 +48,16 @@ const SHORT_RANGE_ENTRIES: u64 = 128;
 /// What one range costs a stranger's send budget on top of its bytes: the index lookups and
 /// the read of each feed the node sends, about what 1 KiB of a long range costs.
 pub const STRANGER_RANGE_COST_BYTES: u64 = 1024;
+
+/// [`next_change`] of a v3 session's gossip; never in a v2 session.
+async fn next_change_of(
+    changes: Option<&mut Option<broadcast::Receiver<Author>>>,
+) -> Result<Author, broadcast::error::RecvError> {
+    match changes {
+        Some(changes) => next_change(changes).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Called once with the fence outcome of the initial exchange and whether the peer's key is
 /// trusted (the startup fence tracker).
@@ -77,6 +88,8 @@ pub(super) struct Outbound {
     pub claim: Option<(Seq, Instant)>,
     /// Initiator when we dialed: the dialer opens reconciliation.
     pub role: Role,
+    /// Checkpoint gossip, in a v3 session only.
+    pub gossip: Option<CheckpointGossip>,
 }
 
 impl Outbound {
@@ -132,6 +145,9 @@ impl Outbound {
         if let Err(e) = self.exchange().await {
             return e;
         }
+        if let Err(e) = self.start_checkpoint_reconcile().await {
+            return e;
+        }
         match self.live().await {
             Ok(never) => match never {},
             Err(e) => e,
@@ -139,7 +155,8 @@ impl Outbound {
     }
 
     /// Range-based reconciliation ([`super::reconcile`]) of our `items` with the peer's
-    /// (the dialer opens); returns the peer's feed states.
+    /// (the dialer opens); returns the peer's feed states. `checkpoints`: the second run, over
+    /// checkpoint items, in `CheckpointReconcile` frames.
     async fn reconcile(&mut self, items: Vec<FeedHave>) -> Result<Feeds, SessionError> {
         let mut reconciler = crate::determinism::blocking(move || Reconciler::new(items)).await?;
         if self.role == Role::Initiator {
@@ -264,6 +281,92 @@ impl Outbound {
         Ok(())
     }
 
+    /// Begins the checkpoint reconciliation (v3 only; the dialer opens it) once the
+    /// entries' plan is sent. It runs alongside the live pushes, so a peer that never
+    /// finishes it delays no entry: it only gets no notes.
+    async fn start_checkpoint_reconcile(&mut self) -> Result<(), SessionError> {
+        let Some(gossip) = &self.gossip else {
+            return Ok(());
+        };
+        let ours = gossip.items(&self.node.forked_authors());
+        let items = ours.clone();
+        let mut reconciler = crate::determinism::blocking(move || Reconciler::new(items)).await?;
+        let first = match self.role {
+            Role::Initiator => reconciler.initiate(),
+            Role::Responder => Vec::new(),
+        };
+        let early = match &mut self.gossip {
+            Some(gossip) => {
+                gossip.reconcile = Some((reconciler, ours));
+                std::mem::take(&mut gossip.early_frames)
+            }
+            None => return Ok(()),
+        };
+        for frame in first {
+            self.send(&Message::CheckpointReconcile(frame)).await?;
+        }
+        for frame in early {
+            self.on_checkpoint_frame(frame).await?;
+        }
+        Ok(())
+    }
+
+    /// One frame of the peer's checkpoint reconciliation: kept if ours has not begun,
+    /// answered while it runs, and at its end the notes the peer lacks are sent.
+    async fn on_checkpoint_frame(&mut self, frame: Reconcile) -> Result<(), SessionError> {
+        let Some(gossip) = &mut self.gossip else {
+            return Err(SessionError::CheckpointOutOfOrder {
+                got: "CheckpointReconcile",
+                when: "in a v2 session",
+            });
+        };
+        let Some((reconciler, _)) = &mut gossip.reconcile else {
+            if gossip.reconciled {
+                return Err(SessionError::CheckpointOutOfOrder {
+                    got: "CheckpointReconcile",
+                    when: "after the checkpoint reconciliation ended",
+                });
+            }
+            // The peer began while this half still sends the entries' plan.
+            gossip.early_frames.push_back(frame);
+            return Ok(());
+        };
+        let reply = match reconciler.receive(frame)? {
+            Some(Step::Reply(frames)) => frames,
+            Some(Step::Done) | None => Vec::new(),
+        };
+        let lacking = match gossip.reconcile.take_if(|(r, _)| r.is_done()) {
+            Some((done, ours)) => {
+                let theirs = done.into_peer_feeds().unwrap_or_default();
+                gossip.after_reconcile(&ours, &theirs)
+            }
+            None => Vec::new(),
+        };
+        for frame in reply {
+            self.send(&Message::CheckpointReconcile(frame)).await?;
+        }
+        self.send_notes(lacking).await
+    }
+
+    /// Sends the served notes of `authors` the peer is not known to hold, in full frames.
+    async fn send_notes(&mut self, authors: Vec<Author>) -> Result<(), SessionError> {
+        let Some(gossip) = &mut self.gossip else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let forked = self.node.forked_authors();
+        let notes: Vec<EncodedNote> = authors
+            .iter()
+            .filter(|a| !forked.contains(a))
+            .filter_map(|a| gossip.note_to_send(a, now))
+            .map(EncodedNote)
+            .collect();
+        for message in checkpoint_batches(notes) {
+            self.send(&message).await?;
+        }
+        Ok(())
+    }
+
     /// Holds appends for the claim of `need` entries of our feed until `deadline` (kept by
     /// the admission per key, across sessions: see [`super::claims`]).
     fn hold_claim(&mut self, need: Seq, deadline: std::time::Instant) {
@@ -318,7 +421,27 @@ impl Outbound {
         loop {
             let ping_at = self.last_sent + self.ping_interval;
             let claim_at = self.claim.map(|(_, expires)| expires);
+            let push_at = self.gossip.as_ref().and_then(CheckpointGossip::next_due);
+            let changes = self.gossip.as_mut().map(|g| &mut g.changes);
             tokio::select! {
+                change = next_change_of(changes) => {
+                    let now = Instant::now();
+                    if let Some(gossip) = &mut self.gossip {
+                        match change {
+                            Ok(author) => gossip.changed(author, now),
+                            Err(broadcast::error::RecvError::Lagged(_)) => gossip.changed_all(now),
+                            Err(broadcast::error::RecvError::Closed) => gossip.changes = None,
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(push_at.unwrap_or(ping_at)), if push_at.is_some() => {
+                    let due = self
+                        .gossip
+                        .as_mut()
+                        .map(|g| g.take_due(Instant::now()))
+                        .unwrap_or_default();
+                    self.send_notes(due).await?;
+                }
                 _ = tokio::time::sleep_until(claim_at.unwrap_or(ping_at)), if claim_at.is_some() => {
                     self.check_claim(true)?;
                 }
@@ -359,6 +482,7 @@ impl Outbound {
                 got: "Reconcile",
                 when: "after reconciliation ended",
             }),
+            Control::CheckpointReconcile(frame) => self.on_checkpoint_frame(frame).await,
             Control::SendEntry { author, seq } => self.send_entry(author, seq).await,
             Control::Resync(reply) => {
                 let sent = self.resync().await?;

@@ -7,6 +7,11 @@
 //!   [`super::self_probe`]) stops a dialer: a peer that merely says our name in its unsigned
 //!   `Hello` is a failed dial, retried with the backoff. `POST /sync` wakes every dialer at
 //!   once; `POST /peers` for a configured address wakes its dialer, or starts it again.
+//! - **Versions** ([`super::opening`]): a dialer opens with our highest version; a peer
+//!   whose opening names an older one we speak (a v2 node) is redialled at once with that
+//!   one, logged at `info` ("syncing without checkpoints"), and dialed with it for
+//!   [`OLDER_VERSION_MEMORY`]. Only a dial at a higher version than the peer's can do
+//!   that, so it happens at most once per address per that time: no loop.
 //! - **Pins** ([`super::pins`]): each configured peer's key, given (`AUTHOR@HOST:PORT`) or
 //!   learned on its first session and saved in `DATA_DIR/peer-pins`.
 //! - **Startup fence** (docs/PROTOCOL.md section 8): with configured peers, own appends wait
@@ -59,6 +64,11 @@ use crate::node::Node;
 pub const SYNC_ROUND_TIMEOUT_MS: u64 = 30_000;
 /// How often the counts of stranger sessions and refusals are logged at `info` (when any).
 pub const STRANGER_LOG_INTERVAL_MS: u64 = 60_000;
+
+/// How long a dialer remembers that an address speaks an older protocol version (a v2 node,
+/// found when its opening answered our v3 one): an hour, so an upgraded peer is dialed with
+/// our highest version again without a restart.
+pub const OLDER_VERSION_MEMORY: Duration = Duration::from_secs(3_600);
 
 /// Why starting sync, adding a peer or unpinning one failed.
 #[derive(Debug, thiserror::Error)]
@@ -511,22 +521,39 @@ async fn dial_until_stopped(node: &Node, shared: &Arc<SyncShared>, addr: &str, w
     let addr = addr.to_owned();
     let mut shutdown = shared.shutdown.subscribe();
     let mut failures: u32 = 0;
+    // Until when this address is known to speak an older version (a v2 node): dialed with
+    // that version meanwhile, so an upgraded peer gets our highest again after a while.
+    let mut older: Option<(u16, std::time::Instant)> = None;
     loop {
         if *shutdown.borrow() {
             break;
         }
+        let now = crate::clock::instant();
+        let version = match older {
+            Some((version, until)) if now < until => version,
+            _ => shared.config.max_protocol_version,
+        };
         // Dials take no inbound slot: a flood of strangers never delays a configured peer.
         let connected = tokio::select! {
             c = tokio::time::timeout(shared.config.handshake_timeout, shared.network.connect(addr.as_str())) => c,
             _ = shutdown.changed() => break,
         };
         let dialed = match connected {
-            Ok(Ok(stream)) => run_dialed(&node, shared, &addr, stream, &mut shutdown).await,
+            Ok(Ok(stream)) => {
+                run_dialed(&node, shared, &addr, stream, version, &mut shutdown).await
+            }
             Ok(Err(e)) => connect_failed(&node, shared, &addr, format!("connect failed: {e}")),
             Err(_) => connect_failed(&node, shared, &addr, "connect timed out".into()),
         };
         match dialed {
             Dialed::Stop => break,
+            // At most once per `OLDER_VERSION_MEMORY` per address: the redial opens with the
+            // older version, which the peer accepts or refuses like any other dial.
+            Dialed::Older(theirs) if theirs < version => {
+                older = Some((theirs, now + OLDER_VERSION_MEMORY));
+                continue;
+            }
+            Dialed::Older(_) => failures = failures.saturating_add(1),
             Dialed::KeptPeerSessionEnded => {
                 failures = 0;
                 continue;
@@ -548,6 +575,8 @@ enum Dialed {
     KeptPeerSessionEnded,
     /// Shutting down, or the address is proven to reach this node itself: stop dialing.
     Stop,
+    /// The peer's opening named this older version we speak: redial at once with it.
+    Older(u16),
 }
 
 /// Runs one session over a dialed connection and says what the dialer does next.
@@ -556,6 +585,7 @@ async fn run_dialed(
     shared: &Arc<SyncShared>,
     addr: &str,
     stream: Connection,
+    version: u16,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Dialed {
     let on_have = {
@@ -565,9 +595,16 @@ async fn run_dialed(
     };
     let ctx = SessionContext {
         on_have: Some(on_have),
+        version,
         ..shared.session_context(node, addr.to_owned(), Role::Initiator, shutdown.clone())
     };
     let end = run_session(ctx, stream).await;
+    if let SessionError::Transport(t) = &end.error {
+        if let Some(theirs) = t.older_version() {
+            // Not a try for the startup fence: the redial that follows at once is.
+            return Dialed::Older(theirs);
+        }
+    }
     let duplicate = matches!(
         end.error,
         SessionError::Duplicate | SessionError::PeerBye(ByeReason::Duplicate)

@@ -17,12 +17,13 @@ use tokio::time::Instant;
 
 use super::admission::{Admission, JoinRefused, SessionTicket};
 use super::budget::Source;
+use super::checkpoint_gossip::{CheckpointGossip, NoteBucket};
 use super::config::SyncConfig;
 use super::connection::{FrameReader, FrameWriter};
 use super::error::SessionError;
 use super::handshake::{Binding, Handshake, HandshakeError};
 use super::inbound::Inbound;
-use super::message::{Message, Nonce, NONCE_BYTES};
+use super::message::{Message, Nonce, NONCE_BYTES, PROTOCOL_VERSION};
 use super::net::{Connection, ReadHalf, WriteHalf};
 use super::outbound::{OnHave, Outbound};
 use super::pin_file::PinStore;
@@ -75,6 +76,9 @@ pub(crate) struct SessionContext {
     pub(crate) key: String,
     /// Initiator when we dialed.
     pub(crate) role: Role,
+    /// The protocol version to open with when we dialed (the dialer's choice for the
+    /// address, see [`super::peers`]), the highest to answer with when we accepted.
+    pub(crate) version: u16,
     /// Turns true when sync stops: the session says `Bye(Shutdown)` and ends.
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Told the own-feed fence outcome once the `Have` exchange completed.
@@ -112,7 +116,7 @@ pub(crate) async fn run_session(mut ctx: SessionContext, stream: Connection) -> 
     .unwrap_or(Err(SessionError::Timeout {
         what: "in the handshake",
     }));
-    let (reader, mut writer, peer) = match opened {
+    let (reader, mut writer, peer, version) = match opened {
         Ok(opened) => opened,
         Err(error) => {
             if let Some(reason) = error.refusal_counter() {
@@ -138,6 +142,7 @@ pub(crate) async fn run_session(mut ctx: SessionContext, stream: Connection) -> 
         peer,
         trusted,
         source: source.unwrap_or(Source::V4([0; 4])),
+        version,
         control_tx,
         control_rx,
     };
@@ -171,21 +176,24 @@ async fn dialed_trust(ctx: &SessionContext, peer: Author) -> bool {
     }
 }
 
-/// The opening, the encrypted channel and the identity handshake; the authenticated peer.
+/// The opening, the encrypted channel and the identity handshake; the authenticated peer and
+/// the session's protocol version.
 async fn open(
     ctx: &SessionContext,
     stream: Connection,
-) -> Result<(Reader, Writer, Author), SessionError> {
+) -> Result<(Reader, Writer, Author, u16), SessionError> {
     let Connection { read, write, .. } = stream;
-    let channel = transport::establish(read, write, ctx.role, &ctx.config.network).await?;
+    let channel =
+        transport::negotiate(read, write, ctx.role, &ctx.config.network, ctx.version).await?;
+    let version = channel.version;
     let mut reader = FrameReader::new(
         channel.reader,
         ctx.config.idle_timeout,
         ctx.config.frame_timeout,
     );
     let mut writer = FrameWriter::new(channel.writer, ctx.config.frame_timeout);
-    match handshake(ctx, &mut reader, &mut writer, channel.binding).await {
-        Ok(peer) => Ok((reader, writer, peer)),
+    match handshake(ctx, &mut reader, &mut writer, channel.binding, version).await {
+        Ok(peer) => Ok((reader, writer, peer, version)),
         Err(error) => {
             if let Some(reason) = error.bye_reason() {
                 writer.bye(reason).await;
@@ -200,6 +208,8 @@ struct Admitted {
     peer: Author,
     trusted: bool,
     source: Source,
+    /// The protocol version the openings agreed on.
+    version: u16,
     control_tx: mpsc::UnboundedSender<Control>,
     control_rx: mpsc::UnboundedReceiver<Control>,
 }
@@ -261,21 +271,24 @@ async fn run_admitted(
         peer,
         trusted,
         source,
+        version,
         control_tx,
         control_rx,
     } = admitted;
-    log_session!(trusted, peer = %ctx.key, peer_author = %peer, "sync session started");
+    log_started(ctx, peer, trusted, version);
     let progress = Arc::new(Mutex::new(PeerProgress::default()));
     let stop = Arc::new(AtomicBool::new(false));
     ctx.registry.connected(
         &ctx.key,
-        peer,
+        (peer, version),
         trusted,
         progress.clone(),
         control_tx.clone(),
     );
-    // Subscribe before the `Have` snapshot, so no commit falls between the two.
+    // Subscribe before the `Have` snapshot, so no commit falls between the two (and so
+    // with the checkpoint book's changes).
     let events = ctx.node.subscribe();
+    let gossip = (version >= 3).then(|| CheckpointGossip::new(ctx.config.checkpoint_book.clone()));
     // One of the node's tasks; the session aborts and awaits it below.
     let inbound = ctx.node.spawn(
         Inbound {
@@ -294,6 +307,13 @@ async fn run_admitted(
             admission: ctx.admission.clone(),
             skipped: Arc::default(),
             reconcile_permits: None,
+            version,
+            book: ctx.config.checkpoint_book.clone(),
+            notes: NoteBucket::new(
+                ctx.config.checkpoint_burst,
+                ctx.config.checkpoints_per_second,
+                Instant::now(),
+            ),
         }
         .run(),
     );
@@ -317,6 +337,7 @@ async fn run_admitted(
         claim_timeout: ctx.config.claim_timeout,
         claim: None,
         role: ctx.role,
+        gossip,
     };
     let out_error = outbound.run().await;
     inbound.abort();
@@ -328,6 +349,14 @@ async fn run_admitted(
     finish(ctx, Some(peer), trusted, error)
 }
 
+/// Logs a session's start, and that a v2 session gossips no checkpoints.
+fn log_started(ctx: &SessionContext, peer: Author, trusted: bool, version: u16) {
+    log_session!(trusted, peer = %ctx.key, peer_author = %peer, version, "sync session started");
+    if version < PROTOCOL_VERSION {
+        log_session!(trusted, peer = %ctx.key, peer_author = %peer, "peer speaks protocol version {version}: syncing without checkpoints");
+    }
+}
+
 fn finish(
     ctx: &SessionContext,
     peer: Option<Author>,
@@ -337,6 +366,14 @@ fn finish(
     let peer_author = peer.map(|a| a.to_string()).unwrap_or_default();
     // Dials are to configured peers: their ends matter whoever answered.
     let matters = trusted || ctx.role == Role::Initiator;
+    if let SessionError::Transport(older) = &error {
+        if let Some(version) = older.older_version() {
+            // Not a failure: the dialer redials at once with this version.
+            tracing::info!(peer = %ctx.key, "peer speaks protocol version {version}: syncing without checkpoints");
+            ctx.registry.disconnected(&ctx.key, None);
+            return SessionEnd { peer, error };
+        }
+    }
     if error.is_problem() {
         if !matters {
             // Anyone can open connections and sessions at any rate: each end is counted
@@ -369,10 +406,11 @@ async fn handshake(
     reader: &mut Reader,
     writer: &mut Writer,
     binding: Binding,
+    version: u16,
 ) -> Result<Author, SessionError> {
     let node = &ctx.node;
     let nonce = Nonce(crate::determinism::random_bytes::<NONCE_BYTES>());
-    let ours = Handshake::new(node.author(), nonce, binding);
+    let ours = Handshake::for_version(version, node.author(), nonce, binding);
     // Recorded before our Hello leaves, so our other end (if this is a self-connection)
     // finds it when it reads that Hello.
     let _probe = SelfProbe::register(&ctx.probe, binding, &nonce);

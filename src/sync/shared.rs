@@ -66,6 +66,7 @@ impl SyncShared {
             alarms: self.alarms.clone(),
             key,
             role,
+            version: self.config.max_protocol_version,
             shutdown,
             on_have: None,
             shed: None,

@@ -62,6 +62,8 @@ pub const MAX_CLOSED_INBOUND_RECORDS: usize = 64;
 pub enum Control {
     /// A reconciliation frame from the peer (from the receiving half).
     Reconcile(super::reconcile::Reconcile),
+    /// A frame of the peer's checkpoint reconciliation (v3).
+    CheckpointReconcile(super::reconcile::Reconcile),
     /// Answer the peer's `Want` with our entry, if we hold it.
     SendEntry {
         /// The feed the peer wants from.
@@ -122,6 +124,9 @@ pub struct PeerInfo {
     pub feeds_skipped: u64,
     /// Why the last one was skipped.
     pub skip_reason: Option<String>,
+    /// The protocol version of the last session: 3, or 2 with a v2 node (no checkpoints);
+    /// `None` before the first.
+    pub protocol: Option<u16>,
 }
 
 struct PeerRecord {
@@ -168,6 +173,7 @@ impl PeerRegistry {
                     last_error: None,
                     feeds_skipped: 0,
                     skip_reason: None,
+                    protocol: None,
                 },
                 keep: false,
                 progress: None,
@@ -178,12 +184,13 @@ impl PeerRegistry {
         true
     }
 
-    /// A session with `addr` authenticated as `author`: record it and the session's handles.
+    /// A session with `addr` authenticated as `author` at protocol `version`: record it and
+    /// the session's handles.
     /// A trusted key's record is kept from then on (never dropped to make room).
     pub fn connected(
         &self,
         addr: &str,
-        author: Author,
+        (author, version): (Author, u16),
         trusted: bool,
         progress: Arc<Mutex<PeerProgress>>,
         control: mpsc::UnboundedSender<Control>,
@@ -192,6 +199,7 @@ impl PeerRegistry {
             r.keep |= trusted;
             r.info.trusted = trusted;
             r.info.author = Some(author);
+            r.info.protocol = Some(version);
             r.info.connected = true;
             r.progress = Some(progress);
             r.control = Some(control);

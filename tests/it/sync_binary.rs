@@ -83,3 +83,46 @@ fn two_binaries_converge_and_report_peers() {
     assert!(b.terminate().success());
     assert!(a.terminate().success());
 }
+
+/// The hidden `--sync-protocol-max 2` makes a binary a v2 node: a default (v3) binary dialing
+/// it syncs in a v2 session, shown as `protocol: 2` in `GET /peers` on both sides, with no
+/// error left on the dialer's record.
+#[test]
+fn a_binary_held_to_v2_syncs_with_a_v3_one_in_a_v2_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = run(dir.path(), "a", &["--sync-protocol-max", "2"]);
+    let line = a.wait_line("http://");
+    let (a_http, a_sync) = (printed_addr(&line), printed_sync_addr(&line));
+    let b = run(dir.path(), "b", &["--peer", &a_sync.to_string()]);
+    let b_http = printed_addr(&b.wait_line("http://"));
+    add(a_http, "1");
+    add(b_http, "2");
+    wait_until("both entries on both", || {
+        let (sa, sb) = (
+            get(a_http, "/summary").json(),
+            get(b_http, "/summary").json(),
+        );
+        sa["count"] == 2 && sa["digest"] == sb["digest"]
+    });
+    let peer_of = |http_addr| {
+        let peers = get(http_addr, "/peers").json();
+        peers["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["connected"] == true)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(peer_of(b_http)["protocol"], 2);
+    assert!(peer_of(b_http)["last_error"].is_null());
+    assert_eq!(peer_of(a_http)["protocol"], 2);
+    // A version outside 2..=3 is refused by the flag's parser.
+    let refused = kappalog()
+        .args(["run", "--sync-protocol-max", "4"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(b.terminate().success());
+    assert!(a.terminate().success());
+}

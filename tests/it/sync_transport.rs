@@ -11,7 +11,7 @@ use crate::common::plain::read_frame;
 use crate::common::relay::Relay;
 use kappalog::node::Node;
 use kappalog::sync::frame::encode_frame;
-use kappalog::sync::message::{Bye, ByeReason, Hello, Message, Nonce};
+use kappalog::sync::message::{Bye, ByeReason, Hello, Message, Nonce, PROTOCOL_VERSION};
 use kappalog::sync::transport::NetworkKey;
 use kappalog::sync::SyncConfig;
 use tokio::io::AsyncWriteExt;
@@ -170,7 +170,7 @@ async fn refused_for_version(n: &TestNode, version: u16, opening_bytes: usize) {
     .await
     .unwrap();
     assert!(
-        matches!(got.first(), Some(Message::Hello(h)) if h.version == 2),
+        matches!(got.first(), Some(Message::Hello(h)) if h.version == PROTOCOL_VERSION),
         "{got:?}"
     );
     assert_eq!(
@@ -193,7 +193,7 @@ async fn a_v1_peer_is_refused_with_a_version_mismatch() {
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path(), 1, &[], "n").await;
     // A v1 node opens with its Hello (version 1, author, nonce) in plaintext, and reads, in
-    // its own framing, our opening (version 2, which it refuses itself) and our Bye.
+    // its own framing, our opening (version 3, which it refuses itself) and our Bye.
     refused_for_version(&n, 1, 72).await;
     n.stop().await;
 }

@@ -9,10 +9,10 @@ use kappalog::sync::connection::FrameReader;
 use kappalog::sync::error::SessionError;
 use kappalog::sync::frame::encode_frame;
 use kappalog::sync::handshake::Handshake;
-use kappalog::sync::message::{FeedHave, Message, Nonce};
+use kappalog::sync::message::{FeedHave, Message, Nonce, PROTOCOL_VERSION};
 use kappalog::sync::plan::Feeds;
 use kappalog::sync::reconcile::{Bound, Range, RangeMode, Reconcile, Reconciler, Step};
-use kappalog::sync::transport::{establish, NetworkKey, Role, SecureWriter};
+use kappalog::sync::transport::{establish, negotiate, NetworkKey, Role, SecureWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -127,7 +127,16 @@ impl RawPeer {
         id: &Identity,
         network: &NetworkKey,
     ) -> Result<RawPeer, SessionError> {
-        Self::handshake(stream, id, network, Role::Initiator).await
+        Self::handshake(stream, id, network, Role::Initiator, PROTOCOL_VERSION).await
+    }
+
+    /// Dials `addr` with an opening of `version` and authenticates as `id` in a session of
+    /// that version.
+    pub async fn connect_at(addr: SocketAddr, id: &Identity, version: u16) -> RawPeer {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        Self::handshake(stream, id, &NetworkKey::default(), Role::Initiator, version)
+            .await
+            .unwrap()
     }
 
     /// Dials `addr` from the loopback source `from` and authenticates as `id`.
@@ -142,9 +151,15 @@ impl RawPeer {
             .await
             .expect("no node dialed before the deadline")
             .unwrap();
-        Self::handshake(stream, id, &NetworkKey::default(), Role::Responder)
-            .await
-            .unwrap()
+        Self::handshake(
+            stream,
+            id,
+            &NetworkKey::default(),
+            Role::Responder,
+            PROTOCOL_VERSION,
+        )
+        .await
+        .unwrap()
     }
 
     async fn handshake(
@@ -152,13 +167,19 @@ impl RawPeer {
         id: &Identity,
         network: &NetworkKey,
         role: Role,
+        version: u16,
     ) -> Result<RawPeer, SessionError> {
         let local = stream.local_addr().unwrap();
         let (read, write) = stream.into_split();
-        let channel = establish(read, write, role, network).await?;
+        let channel = negotiate(read, write, role, network, version).await?;
         let mut reader = FrameReader::new(channel.reader, DEADLINE, DEADLINE);
         let mut writer = channel.writer;
-        let hs = Handshake::new(id.author(), Nonce([7; 32]), channel.binding);
+        let hs = Handshake::for_version(
+            channel.version,
+            id.author(),
+            Nonce([7; 32]),
+            channel.binding,
+        );
         send_frame(&mut writer, &Message::Hello(hs.hello().clone())).await?;
         let theirs = match reader.next().await? {
             Message::Hello(hello) => hello,

@@ -1,0 +1,223 @@
+//! Checkpoint gossip in a v3 session (docs/PROTOCOL.md section 7, "Checkpoints"): what the
+//! sending half keeps to push each feed's served note to the peer, no more often than
+//! [`CHECKPOINT_PUSH_INTERVAL_MS`] per feed, never to a peer known to hold it; and the bucket
+//! the receiving half takes the peer's notes from ([`NoteBucket`]). Pure state: the halves do
+//! the I/O.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+use super::checkpoint_book::{note_digest, SharedBook};
+use super::feed_have::FeedHave;
+use super::message::CHECKPOINT_PUSH_INTERVAL_MS;
+use super::plan::Feeds;
+use super::reconcile::{Reconcile, Reconciler};
+use crate::hash::Hash;
+use crate::identity::Author;
+
+/// The sending half's checkpoint state.
+pub(super) struct CheckpointGossip {
+    pub(super) book: Option<SharedBook>,
+    /// Changes of the served notes; `None` without a book.
+    pub(super) changes: Option<broadcast::Receiver<Author>>,
+    /// Per feed, the digest of the note the peer is known to hold (from the checkpoint
+    /// reconciliation and what was sent since).
+    peer_holds: BTreeMap<Author, Hash>,
+    /// When each feed's note was last pushed on this session.
+    pushed_at: BTreeMap<Author, Instant>,
+    /// Feeds whose note changed and waits for its push, with the earliest time it may go.
+    due: BTreeMap<Author, Instant>,
+    /// `CheckpointReconcile` frames that arrived before this half began that reconciliation
+    /// (the peer finished its part of the entries exchange first).
+    pub(super) early_frames: VecDeque<Reconcile>,
+    /// The checkpoint reconciliation while it runs, with our items.
+    pub(super) reconcile: Option<(Reconciler, Vec<FeedHave>)>,
+    /// Whether the checkpoint reconciliation ended: a frame after it is a violation, and
+    /// live pushes wait for it (what the peer holds is known then).
+    pub(super) reconciled: bool,
+}
+
+impl CheckpointGossip {
+    /// Subscribes to the book's changes at once, before its items are read, so no change
+    /// falls between the two.
+    pub(super) fn new(book: Option<SharedBook>) -> CheckpointGossip {
+        let changes = book.as_ref().map(|b| b.0.subscribe());
+        CheckpointGossip {
+            book,
+            changes,
+            peer_holds: BTreeMap::new(),
+            pushed_at: BTreeMap::new(),
+            due: BTreeMap::new(),
+            early_frames: VecDeque::new(),
+            reconcile: None,
+            reconciled: false,
+        }
+    }
+
+    /// Our reconciliation items: the book's, but for forked authors (and any of size 0).
+    pub(super) fn items(&self, forked: &std::collections::BTreeSet<Author>) -> Vec<FeedHave> {
+        let Some(book) = &self.book else {
+            return Vec::new();
+        };
+        book.0
+            .items()
+            .into_iter()
+            .filter(|i| i.length >= 1 && !forked.contains(&i.author))
+            .collect()
+    }
+
+    /// After the reconciliation: records what the peer holds and returns the feeds whose
+    /// note it lacks or holds differently (size or digest), in author order.
+    pub(super) fn after_reconcile(&mut self, ours: &[FeedHave], theirs: &Feeds) -> Vec<Author> {
+        self.reconciled = true;
+        self.peer_holds = theirs.iter().map(|(a, s)| (*a, s.head)).collect();
+        ours.iter()
+            .filter(|i| {
+                theirs
+                    .get(&i.author)
+                    .is_none_or(|s| s.length != i.length || s.head != i.head)
+            })
+            .map(|i| i.author)
+            .collect()
+    }
+
+    /// The served note of `author`, if the peer is not known to hold it; noted as sent.
+    pub(super) fn note_to_send(&mut self, author: &Author, now: Instant) -> Option<Vec<u8>> {
+        let note = self.book.as_ref()?.0.served(author)?;
+        let digest = note_digest(&note);
+        if self.peer_holds.get(author) == Some(&digest) {
+            return None;
+        }
+        self.peer_holds.insert(*author, digest);
+        self.pushed_at.insert(*author, now);
+        Some(note.to_vec())
+    }
+
+    /// A feed's served note changed: it goes once a push interval has passed since its last
+    /// push on this session (changes meanwhile coalesce into that one push).
+    pub(super) fn changed(&mut self, author: Author, now: Instant) {
+        let interval = Duration::from_millis(CHECKPOINT_PUSH_INTERVAL_MS);
+        let at = self
+            .pushed_at
+            .get(&author)
+            .map_or(now, |last| (*last + interval).max(now));
+        self.due.entry(author).or_insert(at);
+    }
+
+    /// The book's changes were missed (the channel lagged): every feed is checked again.
+    pub(super) fn changed_all(&mut self, now: Instant) {
+        let authors: Vec<Author> = match &self.book {
+            Some(book) => book.0.items().into_iter().map(|i| i.author).collect(),
+            None => Vec::new(),
+        };
+        for author in authors {
+            self.changed(author, now);
+        }
+    }
+
+    /// When the next push is due, if any (none before the reconciliation ended).
+    pub(super) fn next_due(&self) -> Option<Instant> {
+        self.reconciled
+            .then(|| self.due.values().min().copied())
+            .flatten()
+    }
+
+    /// Takes the feeds whose push is due at `now`.
+    pub(super) fn take_due(&mut self, now: Instant) -> Vec<Author> {
+        let ready: Vec<Author> = self
+            .due
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(a, _)| *a)
+            .collect();
+        for author in &ready {
+            self.due.remove(author);
+        }
+        ready
+    }
+}
+
+/// The receiving half's bound on the peer's notes: a bucket of `burst` notes, refilled at
+/// `per_second`. Each note costs the book a parse and signature checks, so a peer sending
+/// more is disconnected rather than slowed.
+pub(super) struct NoteBucket {
+    tokens: f64,
+    /// The bucket's size, in notes.
+    pub(super) burst: u32,
+    /// Its refill, in notes per second.
+    pub(super) per_second: u32,
+    at: Instant,
+}
+
+impl NoteBucket {
+    pub(super) fn new(burst: u32, per_second: u32, now: Instant) -> NoteBucket {
+        NoteBucket {
+            tokens: f64::from(burst),
+            burst,
+            per_second,
+            at: now,
+        }
+    }
+
+    /// Takes `count` notes at `now`; false if the bucket holds fewer.
+    pub(super) fn take(&mut self, count: usize, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens =
+            (self.tokens + elapsed * f64::from(self.per_second)).min(f64::from(self.burst));
+        self.at = now;
+        // Counts of one frame are at most `MAX_CHECKPOINTS_PER_FRAME`: exact in an f64.
+        let count = count as f64;
+        if count > self.tokens {
+            return false;
+        }
+        self.tokens -= count;
+        true
+    }
+}
+
+/// The next change of the served notes, or never without a book.
+pub(super) async fn next_change(
+    changes: &mut Option<broadcast::Receiver<Author>>,
+) -> Result<Author, broadcast::error::RecvError> {
+    match changes {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_its_rate() {
+        let t0 = Instant::now();
+        let mut b = NoteBucket::new(10, 2, t0);
+        assert!(b.take(7, t0));
+        assert!(b.take(3, t0));
+        assert!(!b.take(1, t0));
+        assert!(b.take(2, t0 + Duration::from_secs(1)));
+        assert!(!b.take(1, t0 + Duration::from_secs(1)));
+        // Refill stops at the burst.
+        assert!(!b.take(11, t0 + Duration::from_secs(100)));
+        assert!(b.take(10, t0 + Duration::from_secs(100)));
+    }
+
+    #[test]
+    fn pushes_of_one_feed_coalesce_within_the_interval() {
+        let t0 = Instant::now();
+        let mut g = CheckpointGossip::new(None);
+        g.reconciled = true;
+        let a = Author([1; 32]);
+        g.pushed_at.insert(a, t0);
+        g.changed(a, t0 + Duration::from_millis(100));
+        g.changed(a, t0 + Duration::from_millis(200));
+        assert_eq!(g.next_due(), Some(t0 + Duration::from_secs(1)));
+        assert!(g.take_due(t0 + Duration::from_millis(999)).is_empty());
+        assert_eq!(g.take_due(t0 + Duration::from_secs(1)), [a]);
+        assert_eq!(g.next_due(), None);
+    }
+}
