@@ -104,11 +104,12 @@ pub async fn serve_until_signal(
     on_bound(&bound);
 
     for node in &mut listening {
-        node.start_sync(&bound)?;
         if node.spec.tree {
-            // The node's shutdown waits for the follower's last flush.
+            // Before sync, which will serve the trees' checkpoints. The node's shutdown
+            // waits for the follower's last flush.
             node.spec.http.tree = Some(crate::tree::start(&node.spec.node));
         }
+        node.start_sync(&bound)?;
         if node.spec.index {
             let views = open_views(&node.spec).await?;
             // The node's shutdown waits for its indexer to close the file cleanly.
