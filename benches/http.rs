@@ -17,7 +17,9 @@
 //! 100,000 feeds is `cargo bench --bench summary`. `KAPPALOG_BENCH_ONLY=index_cost` runs only
 //! what the SQL index costs `POST /add` (`KAPPALOG_BENCH_RUNS` pairs, default 3), so builds
 //! can be compared by running their binaries in turn; `KAPPALOG_BENCH_ONLY=tree_cost` the same
-//! for the Merkle tree cache and its own checkpoints (issue 22).
+//! for the Merkle tree cache and its own checkpoints (issue 22); `KAPPALOG_BENCH_ONLY=tlog_reads`
+//! inclusion proofs over HTTP in a feed of `KAPPALOG_BENCH_ENTRIES` against `GET /health`,
+//! then full tiles' throughput (issue 22's read targets).
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -221,6 +223,137 @@ fn follower_cost(follower: Follower, secs: f64, pairs: usize) {
     drop((bare_server, followed_server, bare, followed));
 }
 
+/// Issue 22's read targets on a node whose own feed holds `entries` entries, its tree
+/// cache covering them: `GET /feeds/AUTHOR/proof?seq=N` for random N (target: at least
+/// 20,000 req/s at 1,000,000 entries) interleaved with `GET /health` in the same sitting (the
+/// no-op request it is measured against), then tile reads (full level-0 hash tiles and full
+/// entry bundles at random indexes) in MB/s against a 1 Gb/s line's 125 MB/s.
+fn tlog_reads(entries: usize, secs: f64, pairs: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    build_store_with_feeds(dir.path(), entries, 1);
+    // The builder's one feed is seed 2's: the node's own feed, so it has checkpoints.
+    let (node, _) = Node::open_with_identity(dir.path(), Identity::from_seed([2; 32])).unwrap();
+    let author = node.author();
+    let trees = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let (addr, server) = common::load::serve_configured(node.clone(), Default::default(), {
+        let trees = trees.clone();
+        move |node| {
+            let started = kappalog::tree::start(node);
+            *trees.lock().unwrap() = Some(started.clone());
+            kappalog::http::HttpConfig {
+                tree: Some(started),
+                ..Default::default()
+            }
+        }
+    });
+    let trees = trees.lock().unwrap().clone().unwrap();
+    let started = Instant::now();
+    while trees.size(&author) < entries as u64 || trees.own_checkpoint().is_none() {
+        assert!(started.elapsed().as_secs() < 600, "the tree cache stalled");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    println!(
+        "tree cache of {entries} entries built in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    // `load` wants a `Copy` request writer: the author's hex lives for the whole bench.
+    let hex: &'static str = Box::leak(author.to_string().into_boxed_str());
+    let size = entries as u64;
+    // A cheap spread of seqs over the feed (no two connections walk in step).
+    let spread = |conn: usize, i: u64, n: u64| {
+        (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (conn as u64).wrapping_mul(0x2545_f491_4f6c_dd1d))
+            % n
+    };
+    let proof = move |conn: usize, i: u64, buf: &mut Vec<u8>| {
+        use std::io::Write;
+        let seq = spread(conn, i, size) + 1;
+        let _ = write!(
+            buf,
+            "GET /feeds/{hex}/proof?seq={seq} HTTP/1.1\r\nHost: bench\r\n\r\n"
+        );
+    };
+    let health: &'static [u8] = b"GET /health HTTP/1.1\r\nHost: bench\r\n\r\n";
+    let (mut proofs, mut healths, mut ratios) = (Figures::default(), Figures::default(), vec![]);
+    for run in 0..pairs {
+        let p = || common::load::load(addr, proof, 200, secs);
+        let h = || load_fixed(addr, health, 200, secs);
+        if run % 2 == 0 {
+            proofs.push(p());
+            healths.push(h());
+        } else {
+            healths.push(h());
+            proofs.push(p());
+        }
+        ratios.push(proofs.rates[run] / healths.rates[run]);
+    }
+    report(
+        &format!("GET /feeds/AUTHOR/proof?seq=random of a {entries}-entry feed, requests/s (target >= 20,000)"),
+        "req/s",
+        proofs.rates,
+    );
+    report("  its latency p99", "ms", proofs.p99);
+    report(
+        "GET /health in the same sitting, requests/s",
+        "req/s",
+        healths.rates,
+    );
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
+    println!(
+        "  proof/health pair ratios: {} (median {:.3})",
+        ratios
+            .iter()
+            .map(|r| format!("{r:.3}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        sorted[sorted.len() / 2]
+    );
+    let full_tiles = size / 256;
+    use kappalog::tlog::tiles::{Tile, TileKind};
+    for (what, kind) in [
+        ("level-0 hash tiles", TileKind::Hashes { level: 0 }),
+        ("entry bundles", TileKind::Entries),
+    ] {
+        let tile = move |conn: usize, i: u64, buf: &mut Vec<u8>| {
+            use std::io::Write;
+            // Full tiles only, so no `.p/W`: the immutable ones a cache keeps.
+            let path = Tile::new(kind, spread(conn, i, full_tiles), 256)
+                .unwrap()
+                .path();
+            let _ = write!(
+                buf,
+                "GET /feeds/{hex}/{path} HTTP/1.1\r\nHost: bench\r\n\r\n"
+            );
+        };
+        // Every full tile of one kind here has the same size: bytes/s = rate x that size.
+        let one = tile_bytes(addr, hex, &Tile::new(kind, 0, 256).unwrap().path());
+        let mbs = (0..pairs)
+            .map(|_| common::load::load(addr, tile, 200, secs).0 * one as f64 / 1e6)
+            .collect();
+        report(
+            &format!("GET /feeds/AUTHOR/tile/..., full {what} ({one} bytes) at random N, MB/s (a 1 Gb/s line: 125)"),
+            "MB/s",
+            mbs,
+        );
+    }
+    drop(server);
+}
+
+/// The body length of the tile at `path` of the feed `hex` at `addr`.
+fn tile_bytes(addr: SocketAddr, hex: &str, path: &str) -> usize {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET /feeds/{hex}/{path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let end = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    response.len() - end
+}
+
 fn main() {
     let secs = env_usize("KAPPALOG_BENCH_SECS", 5) as f64;
     let only = std::env::var("KAPPALOG_BENCH_ONLY").ok();
@@ -228,6 +361,10 @@ fn main() {
     match only.as_deref() {
         Some("index_cost") => return follower_cost(Follower::Index, secs, pairs),
         Some("tree_cost") => return follower_cost(Follower::Tree, secs, pairs),
+        Some("tlog_reads") => {
+            let entries = env_usize("KAPPALOG_BENCH_ENTRIES", 1_000_000);
+            return tlog_reads(entries, secs, pairs);
+        }
         _ => {}
     }
     let bad = env_usize("KAPPALOG_BENCH_BAD_CLIENTS", 600);

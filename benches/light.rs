@@ -159,7 +159,11 @@ fn main() {
             .arg(&policy_path)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         cpu.push((children_cpu_seconds() - before) * 1e3);
     }
     report(

@@ -20,6 +20,16 @@ pub fn serve(node: Node) -> (SocketAddr, tokio::runtime::Runtime) {
 
 /// [`serve`] with other connection limits.
 pub fn serve_with(node: Node, limits: ServeLimits) -> (SocketAddr, tokio::runtime::Runtime) {
+    serve_configured(node, limits, |_| HttpConfig::default())
+}
+
+/// [`serve_with`] with the HTTP configuration `config` makes, called on the serving runtime
+/// (so it can start what runs beside the node, such as its tree cache follower).
+pub fn serve_configured(
+    node: Node,
+    limits: ServeLimits,
+    config: impl FnOnce(&Node) -> HttpConfig,
+) -> (SocketAddr, tokio::runtime::Runtime) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -30,7 +40,11 @@ pub fn serve_with(node: Node, limits: ServeLimits) -> (SocketAddr, tokio::runtim
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let open = node.metrics().http_connections.clone();
-    let app = router(node, HttpConfig::default());
+    let config = {
+        let _runtime = runtime.enter();
+        config(&node)
+    };
+    let app = router(node, config);
     // As `kappalog run` serves: its connection handling and limits.
     runtime.spawn(serve_http(
         listener,
