@@ -418,3 +418,23 @@ async fn the_started_book_serves_the_own_checkpoint_and_cosigns_by_itself() {
     assert_eq!(vkey.key_type(), KeyType::CosignatureV1);
     node.shutdown().await.unwrap();
 }
+
+#[test]
+fn a_running_node_serves_its_own_checkpoint_in_feeds_and_counts_in_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, key) = (dir.path().join("data"), dir.path().join("node.key"));
+    let (_node, addr) = common::run_node(&data, &key, &[]);
+    for value in 0..3 {
+        let response = common::post(addr, "/add", &value.to_string());
+        assert_eq!(response.status, 201, "{}", response.body);
+    }
+    common::wait_until("the own checkpoint in /feeds", || {
+        let page: serde_json::Value =
+            serde_json::from_str(&common::get(addr, "/feeds").body).unwrap();
+        page["feeds"][0]["checkpoint_size"] == 3 && page["feeds"][0]["k"] == 0
+    });
+    let metrics = common::get(addr, "/metrics").body;
+    assert!(metrics.contains("kappalog_checkpoint_notes_received 0"), "{metrics}");
+    assert!(metrics.contains("kappalog_cosignatures_made 0"), "{metrics}");
+    assert!(data.join(CHECKPOINTS_FILE).exists());
+}
