@@ -53,12 +53,12 @@ pub use error::ApiError;
 pub use middleware::Gate;
 pub use query::{AS_OF_HEADER, DIGEST_HEADER, TRUNCATED_HEADER};
 
+use crate::checkpoint_book::CheckpointBook;
 use crate::index::IndexHandle;
 use crate::node::Node;
 use crate::query::{index_path, QueryConfig, QueryEngine};
 use crate::sync::SyncHandle;
 use crate::tail::{TailConfig, Tails};
-use crate::checkpoint_book::CheckpointBook;
 use crate::tree::Trees;
 use crate::witness_state::DurableWitness;
 

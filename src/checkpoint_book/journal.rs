@@ -4,7 +4,7 @@
 //!
 //! # Format (version 1)
 //!
-//! - a header, the 25 bytes `kappalog checkpoints v1\n` plus nothing else;
+//! - a header, the 24 bytes `kappalog checkpoints v1\n`;
 //! - then records, each: `len` (u32, little-endian: the payload's bytes, at most
 //!   [`MAX_PAYLOAD_BYTES`]), `crc` (u32, little-endian: CRC-32C of the payload), and the
 //!   payload: the feed's author (32 bytes) then the served note's bytes.

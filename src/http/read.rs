@@ -299,7 +299,9 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         metrics.checkpoint_notes[0].set(counted(stats.notes_received));
         metrics.checkpoint_notes[1].set(counted(stats.notes_kept));
         metrics.checkpoint_notes[2].set(counted(stats.notes_refused));
-        metrics.cosignatures_made.set(counted(stats.cosignatures_made));
+        metrics
+            .cosignatures_made
+            .set(counted(stats.cosignatures_made));
     }
     let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     let metrics = state.node.metrics();

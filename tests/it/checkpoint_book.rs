@@ -434,7 +434,13 @@ fn a_running_node_serves_its_own_checkpoint_in_feeds_and_counts_in_metrics() {
         page["feeds"][0]["checkpoint_size"] == 3 && page["feeds"][0]["k"] == 0
     });
     let metrics = common::get(addr, "/metrics").body;
-    assert!(metrics.contains("kappalog_checkpoint_notes_received 0"), "{metrics}");
-    assert!(metrics.contains("kappalog_cosignatures_made 0"), "{metrics}");
+    assert!(
+        metrics.contains("kappalog_checkpoint_notes_received 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kappalog_cosignatures_made 0"),
+        "{metrics}"
+    );
     assert!(data.join(CHECKPOINTS_FILE).exists());
 }
