@@ -64,7 +64,7 @@ use crate::tree::{TreeReadError, Trees};
 
 pub use cosigners::CosignerKeys;
 pub use journal::{Journal, JournalOpenError, CHECKPOINTS_FILE};
-pub use task::start;
+pub use task::{record_split_view, start};
 
 /// Served-note changes buffered per subscriber: a subscriber that lags re-reads
 /// [`CheckpointBook::items`].

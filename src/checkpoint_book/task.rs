@@ -6,12 +6,15 @@
 //!   if anything was appended), then the feeds whose checkpoint grew are cosigned in one
 //!   batch ([`super::cosign`]). At shutdown the journal is flushed once more.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::fence::OwnFeedState;
+use crate::fork::ForkProof;
 use crate::node::Node;
+use crate::tlog::split_view::CheckpointForkProof;
 use crate::tlog::witness::MIN_COSIGN_INTERVAL_MS;
 use crate::tree::Trees;
 use crate::witness_state::DurableWitness;
@@ -47,9 +50,27 @@ pub fn start(
         journal,
         replayed.notes,
     );
+    let recorder = node.clone();
+    book.set_fork_sink(Arc::new(move |proof| record_split_view(&recorder, proof)));
     node.spawn(follow(book.clone(), trees, node.stopping()));
     node.spawn(tick(book.clone(), witness, node.clone(), node.stopping()));
     Ok(book)
+}
+
+/// Records a split view in the node's fork set (`DATA_DIR/forks`, the fork note, the feed
+/// excluded), as one of the node's tasks when called on a runtime, else blocking.
+pub fn record_split_view(node: &Node, proof: CheckpointForkProof) {
+    let proof = ForkProof::from(proof);
+    if tokio::runtime::Handle::try_current().is_ok() {
+        let node_for_task = node.clone();
+        node.spawn(async move {
+            if let Err(e) = node_for_task.record_proof_async(proof).await {
+                tracing::error!("recording a split view: {e}");
+            }
+        });
+    } else if let Err(e) = node.record_proof(proof) {
+        tracing::error!("recording a split view: {e}");
+    }
 }
 
 async fn follow(book: CheckpointBook, trees: Trees, mut stopping: watch::Receiver<bool>) {

@@ -7,8 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use kappalog::checkpoint_book::cosign::cosign_tick;
 use kappalog::checkpoint_book::{
-    CheckpointBook, CheckpointOfferError, CosignerKeys, Journal, CHECKPOINTS_FILE,
+    record_split_view, CheckpointBook, CheckpointOfferError, CosignerKeys, Journal,
+    CHECKPOINTS_FILE,
 };
+use kappalog::fork::ForkProof;
 use kappalog::identity::{Author, Identity};
 use kappalog::node::Node;
 use kappalog::tlog::checkpoint::{origin_for, Checkpoint, SignedCheckpoint};
@@ -203,7 +205,7 @@ async fn cosignatures_are_kept_by_known_keys_up_to_the_cap_trusted_first() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_conflicting_author_checkpoints_make_a_checked_split_view_proof() {
+async fn two_conflicting_author_checkpoints_fork_the_feed_durably() {
     let dir = tempfile::tempdir().unwrap();
     let (node, trees) = open(dir.path(), common::identity(1));
     let a = common::identity(10);
@@ -211,8 +213,11 @@ async fn two_conflicting_author_checkpoints_make_a_checked_split_view_proof() {
     wait_covered(&trees, std::slice::from_ref(&model)).await;
     let book = open_book(&node, &trees, CosignerKeys::default());
     let found: Arc<Mutex<Vec<CheckpointForkProof>>> = Arc::default();
-    let sink = found.clone();
-    book.set_fork_sink(Arc::new(move |proof| sink.lock().unwrap().push(proof)));
+    let (sink, recorder) = (found.clone(), node.clone());
+    book.set_fork_sink(Arc::new(move |proof| {
+        sink.lock().unwrap().push(proof.clone());
+        record_split_view(&recorder, proof);
+    }));
     let peer = common::identity(2).author();
     assert!(book
         .offer(&peer, &checkpoint(&a, &model.tree, 16).to_bytes())
@@ -224,8 +229,51 @@ async fn two_conflicting_author_checkpoints_make_a_checked_split_view_proof() {
     let proofs = found.lock().unwrap().clone();
     assert_eq!(proofs.len(), 1);
     assert_eq!(proofs[0].check().unwrap(), a.author());
-    CheckpointForkProof::decode(&proofs[0].encode()).unwrap();
     assert_eq!(book.stats().forks_found, 1);
+
+    // Recorded like an entry fork: forked, in GET /forks, in DATA_DIR/forks; not among the
+    // proofs sync v2 gossips.
+    eventually("the feed forked", || {
+        node.forked_authors().contains(&a.author())
+    })
+    .await;
+    assert!(
+        node.fork_proofs().is_empty(),
+        "a v2 peer cannot decode a split view"
+    );
+    let api = kappalog::http::router(node.clone(), kappalog::http::HttpConfig::default());
+    let request = axum::http::Request::get("/forks")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(api, request).await.unwrap();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let forks: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(forks[0]["author"], a.author().to_string());
+    assert!(
+        forks[0]["checkpoints"][0]
+            .as_str()
+            .unwrap()
+            .contains("\n9\n"),
+        "{forks}"
+    );
+    node.shutdown().await.unwrap();
+    drop(book);
+    drop(trees);
+
+    let recorded = kappalog::store::fork_log::read_set(dir.path()).unwrap();
+    let proof = recorded
+        .get(&a.author())
+        .expect("the proof in DATA_DIR/forks");
+    assert!(!proof.is_v1_encodable());
+    assert_eq!(proof, &ForkProof::from(proofs[0].clone()));
+    let (node, _) = Node::open_with_identity(dir.path(), common::identity(1)).unwrap();
+    assert!(
+        node.forked_authors().contains(&a.author()),
+        "still forked after a restart"
+    );
+    assert_eq!(node.all_fork_proofs().len(), 1);
     node.shutdown().await.unwrap();
 }
 
