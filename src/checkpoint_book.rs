@@ -152,6 +152,10 @@ pub struct BookStats {
 /// Called with each split-view proof the book finds, checked (the node records it).
 pub type ForkSink = Arc<dyn Fn(CheckpointForkProof) + Send + Sync>;
 
+/// Whether a feed is forked (entry fork or split view): the book neither serves nor takes
+/// notes for it.
+pub type ForkedCheck = Arc<dyn Fn(&Author) -> bool + Send + Sync>;
+
 /// The node's checkpoint book: cheap to clone (one `Arc`).
 #[derive(Clone)]
 pub struct CheckpointBook {
@@ -167,6 +171,7 @@ struct Inner {
     changed: broadcast::Sender<Author>,
     counters: BookCounters,
     on_fork: Mutex<Option<ForkSink>>,
+    is_forked: Mutex<Option<ForkedCheck>>,
 }
 
 struct State {
@@ -218,6 +223,7 @@ impl CheckpointBook {
                 changed,
                 counters: BookCounters::default(),
                 on_fork: Mutex::new(None),
+                is_forked: Mutex::new(None),
             }),
         };
         book.replay(replayed);
@@ -229,12 +235,25 @@ impl CheckpointBook {
         *lock(&self.inner.on_fork) = Some(sink);
     }
 
-    /// Per feed with a served note: its author, size and the note's SHA-256, by author.
+    /// How the book learns which feeds are forked (the node's fork set); without one, none.
+    pub fn set_forked_check(&self, check: ForkedCheck) {
+        *lock(&self.inner.is_forked) = Some(check);
+    }
+
+    fn is_forked(&self, author: &Author) -> bool {
+        let check = lock(&self.inner.is_forked).clone();
+        check.is_some_and(|check| check(author))
+    }
+
+    /// Per feed with a served note (forked feeds left out): its author, size and the
+    /// note's SHA-256, by author.
     pub fn items(&self) -> Vec<BookItem> {
+        let check = lock(&self.inner.is_forked).clone();
         let state = lock(&self.inner.state);
         state
             .feeds
             .iter()
+            .filter(|(author, _)| !check.as_ref().is_some_and(|forked| forked(author)))
             .filter_map(|(author, feed)| {
                 feed.served.as_ref().map(|s| BookItem {
                     author: *author,
@@ -248,6 +267,9 @@ impl CheckpointBook {
     /// The served note of `author`'s feed: the author checkpoint with the cosignatures over
     /// it. None before any author checkpoint of it was kept.
     pub fn served(&self, author: &Author) -> Option<Arc<[u8]>> {
+        if self.is_forked(author) {
+            return None;
+        }
         let state = lock(&self.inner.state);
         state
             .feeds
@@ -316,7 +338,7 @@ impl CheckpointBook {
         let origin = signed.checkpoint().origin();
         let author = author_of_origin(origin)
             .ok_or_else(|| AuthorCheckpointError::NotAFeedOrigin(origin.to_owned()))?;
-        if self.inner.reader.head(&author).is_none() {
+        if self.inner.reader.head(&author).is_none() || self.is_forked(&author) {
             self.inner
                 .counters
                 .notes_unknown_feed

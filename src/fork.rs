@@ -781,4 +781,48 @@ mod tests {
         assert!(set.contains(&p.author()));
         assert_eq!(set.len(), 1);
     }
+
+    fn split_view() -> ForkProof {
+        let id = Identity::from_seed([4; 32]);
+        let signed = |root| {
+            let body = crate::tlog::checkpoint::Checkpoint::new(
+                &crate::tlog::checkpoint::origin_for(id.author().as_bytes()),
+                5,
+                root,
+            )
+            .unwrap();
+            crate::tlog::checkpoint::SignedCheckpoint::sign(body, id.signing_key()).unwrap()
+        };
+        let view =
+            CheckpointForkProof::from_conflict(&signed([1; 32]), &signed([2; 32]), &[0; 32], &[])
+                .expect("two roots at one size conflict");
+        ForkProof::from(view)
+    }
+
+    #[test]
+    fn split_views_are_version_2_records_beside_entry_forks() {
+        let view = split_view();
+        assert_eq!(view.check(), Ok(Identity::from_seed([4; 32]).author()));
+        assert!(!view.is_v1_encodable());
+        assert!(ForkProof::Entries(valid()).is_v1_encodable());
+        let bytes = view.encode();
+        assert_eq!(
+            (&bytes[..4], bytes[4]),
+            (&b"KLFP"[..], SPLIT_VIEW_RECORD_VERSION)
+        );
+        assert_eq!(ForkProof::decode(&bytes), Ok(view.clone()));
+        let entries = valid().encode();
+        let file = [entries.clone(), bytes.clone()].concat();
+        assert_eq!(decode_all(&file).unwrap().proofs.len(), 2);
+        for cut in [1, 5, 8, 9, bytes.len() - 1] {
+            let d = decode_all(&file[..entries.len() + cut]).unwrap();
+            assert!(d.torn_tail && d.valid_len == entries.len(), "cut {cut}");
+        }
+        let mut long = bytes.clone();
+        long[5..9].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(
+            ForkProof::decode(&long),
+            Err(ProofDecodeError::SplitViewTooLong(u32::MAX))
+        );
+    }
 }

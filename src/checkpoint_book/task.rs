@@ -50,6 +50,8 @@ pub fn start(
         journal,
         replayed.notes,
     );
+    let forked = node.clone();
+    book.set_forked_check(Arc::new(move |author| forked.is_forked(author)));
     let recorder = node.clone();
     book.set_fork_sink(Arc::new(move |proof| record_split_view(&recorder, proof)));
     node.spawn(follow(book.clone(), trees, node.stopping()));

@@ -233,10 +233,14 @@ async fn two_conflicting_author_checkpoints_fork_the_feed_durably() {
 
     // Recorded like an entry fork: forked, in GET /forks, in DATA_DIR/forks; not among the
     // proofs sync v2 gossips.
-    eventually("the feed forked", || {
-        node.forked_authors().contains(&a.author())
-    })
-    .await;
+    let forked = node.clone();
+    book.set_forked_check(Arc::new(move |author| forked.is_forked(author)));
+    eventually("the feed forked", || node.is_forked(&a.author())).await;
+    assert!(
+        book.served(&a.author()).is_none(),
+        "a forked feed is not served"
+    );
+    assert!(book.items().is_empty());
     assert!(
         node.fork_proofs().is_empty(),
         "a v2 peer cannot decode a split view"
