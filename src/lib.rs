@@ -66,6 +66,8 @@
 //! - [`tree`]: each feed's Merkle tree as a cache in `DATA_DIR/tree.sqlite`, kept by a
 //!   follower thread off the commit path (like the SQL index), and [`tree::Trees`], the
 //!   read side: roots, inclusion and consistency proofs, hash tiles, the own checkpoint.
+//! - [`durable_file`]: replacing a journal by its snapshot crash-safely (tmp, fsync, rename,
+//!   directory fsync), for the journals that compact themselves at open.
 //! - [`checkpoint_book`]: per feed held, the newest author checkpoint and the cosignatures
 //!   over it (kept, served, journalled in `DATA_DIR/checkpoints`), the node's own
 //!   cosignatures made once a second in group-committed batches, and split views found.
@@ -119,6 +121,7 @@ pub mod cli;
 pub mod clock;
 pub mod csv;
 pub mod determinism;
+pub mod durable_file;
 pub mod entry;
 pub mod fence;
 pub mod fork;

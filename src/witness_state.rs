@@ -46,6 +46,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::durable_file::{replace_with_snapshot, sync_dir};
 use crate::poison::lock;
 use crate::tlog::author_checkpoint::author_of_origin;
 use crate::tlog::checkpoint::author_vkey;
@@ -203,17 +204,24 @@ impl DurableWitness {
             .record(&accepted.entry)
             .map_err(WitnessError::Record)?;
         let line = encode_record(accepted.entry.origin(), accepted.entry.tree());
+        self.append_durably(&mut locked, line.as_bytes())
+            .map_err(WitnessError::Write)?;
+        Ok(accepted)
+    }
+
+    /// Appends `bytes` and makes them durable (one fdatasync); on failure the witness is
+    /// broken (module docs).
+    fn append_durably(&self, locked: &mut Locked, bytes: &[u8]) -> io::Result<()> {
         let written = locked
             .file
-            .write_all(line.as_bytes())
+            .write_all(bytes)
             .and_then(|()| locked.file.sync_data());
         self.inner.syncs.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = written {
+        if let Err(e) = &written {
             locked.broken = true;
             tracing::error!("witness state: {e}; cosigning stops until the node restarts");
-            return Err(WitnessError::Write(e));
         }
-        Ok(accepted)
+        written
     }
 
     /// The latest tree cosigned for `origin`, if any: where the next request must prove from.
@@ -271,14 +279,7 @@ impl DurableWitness {
         if lines.is_empty() {
             return answers;
         }
-        let written = locked
-            .file
-            .write_all(lines.as_bytes())
-            .and_then(|()| locked.file.sync_data());
-        self.inner.syncs.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = written {
-            locked.broken = true;
-            tracing::error!("witness state: {e}; cosigning stops until the node restarts");
+        if let Err(e) = self.append_durably(&mut locked, lines.as_bytes()) {
             for answer in &mut answers {
                 if matches!(answer, Ok(accepted) if !accepted.entry.is_repeat()) {
                     *answer = Err(WitnessError::Write(io::Error::new(e.kind(), e.to_string())));
@@ -358,7 +359,7 @@ fn open_file(
         file.sync_all()?;
         sync_dir(dir)?;
     } else if lines > COMPACT_MIN_LINES && lines > 2 * (report.origins + 1) {
-        file = compact(dir, path, state)?;
+        file = compact(dir, state)?;
         report.compacted = true;
     } else if loaded.torn_tail_bytes > 0 {
         file.set_len(loaded.valid_len as u64)?;
@@ -374,19 +375,10 @@ fn open_file(
 }
 
 /// Rewrites the journal as a snapshot: a crash leaves either file whole.
-fn compact(dir: &Path, path: &Path, state: &WitnessState) -> io::Result<File> {
-    let tmp = dir.join(format!("{WITNESS_FILE}.tmp"));
-    let mut out = File::create(&tmp)?;
-    out.write_all(encode_state(state.cosigned_trees()).as_bytes())?;
-    out.sync_all()?;
-    drop(out);
-    std::fs::rename(&tmp, path)?;
-    sync_dir(dir)?;
-    OpenOptions::new().append(true).open(path)
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+fn compact(dir: &Path, state: &WitnessState) -> io::Result<File> {
+    replace_with_snapshot(dir, WITNESS_FILE, |out| {
+        out.write_all(encode_state(state.cosigned_trees()).as_bytes())
+    })
 }
 
 #[cfg(test)]

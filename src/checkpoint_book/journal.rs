@@ -33,6 +33,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::durable_file::{replace_with_snapshot, sync_dir};
 use crate::identity::Author;
 use crate::tlog::note::MAX_NOTE_BYTES;
 
@@ -215,7 +216,7 @@ fn open_file(dir: &Path, path: &Path) -> io::Result<(Journal, Replayed)> {
             .map(|n| (FRAME_BYTES + 32 + n.len()) as u64)
             .sum::<u64>();
     if valid_len > COMPACT_MIN_BYTES && valid_len > 2 * live {
-        file = compact(dir, path, &replayed.notes)?;
+        file = compact(dir, &replayed.notes)?;
         replayed.compacted = true;
     } else if replayed.dropped_tail_bytes > 0 {
         file.set_len(valid_len)?;
@@ -231,25 +232,16 @@ fn open_file(dir: &Path, path: &Path) -> io::Result<(Journal, Replayed)> {
 }
 
 /// Rewrites the journal with `notes` alone: a crash leaves either file whole.
-fn compact(dir: &Path, path: &Path, notes: &BTreeMap<Author, Vec<u8>>) -> io::Result<File> {
-    let tmp = dir.join(format!("{CHECKPOINTS_FILE}.tmp"));
-    let mut out = io::BufWriter::new(File::create(&tmp)?);
-    out.write_all(HEADER)?;
-    for (author, note) in notes {
-        if let Some(record) = encode_record(author, note) {
-            out.write_all(&record)?;
+fn compact(dir: &Path, notes: &BTreeMap<Author, Vec<u8>>) -> io::Result<File> {
+    replace_with_snapshot(dir, CHECKPOINTS_FILE, |out| {
+        out.write_all(HEADER)?;
+        for (author, note) in notes {
+            if let Some(record) = encode_record(author, note) {
+                out.write_all(&record)?;
+            }
         }
-    }
-    let out = out.into_inner().map_err(|e| e.into_error())?;
-    out.sync_all()?;
-    drop(out);
-    std::fs::rename(&tmp, path)?;
-    sync_dir(dir)?;
-    OpenOptions::new().append(true).open(path)
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+        Ok(())
+    })
 }
 
 #[cfg(test)]

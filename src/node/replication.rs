@@ -33,14 +33,9 @@ impl Node {
     /// Every recorded proof every sync peer can decode (entry forks: version 1), ascending by
     /// author: what sync v2 gossips. Split views are in [`Node::all_fork_proofs`].
     pub fn fork_proofs(&self) -> Vec<ForkProof> {
-        self.inner
-            .store
-            .forked()
-            .proofs()
-            .iter()
-            .map(|(_, p)| p.clone())
-            .filter(ForkProof::is_v1_encodable)
-            .collect()
+        let mut proofs = self.all_fork_proofs();
+        proofs.retain(ForkProof::is_v1_encodable);
+        proofs
     }
 
     /// Every recorded proof, split views included, ascending by author: `GET /forks`, and
