@@ -40,14 +40,15 @@
 
 pub mod cosign;
 pub mod cosigners;
+mod counters;
 pub mod journal;
+mod replay;
 mod task;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 
@@ -63,6 +64,7 @@ use crate::tlog::vkey::VerifierKey;
 use crate::tree::{TreeReadError, Trees};
 
 pub use cosigners::CosignerKeys;
+pub use counters::{BookCounters, BookStats};
 pub use journal::{Journal, JournalOpenError, CHECKPOINTS_FILE};
 pub use task::{record_split_view, start};
 
@@ -107,46 +109,6 @@ impl CheckpointOfferError {
     pub fn is_violation(&self) -> bool {
         !matches!(self, CheckpointOfferError::Storage(_))
     }
-}
-
-/// The book's counters, for `/metrics`.
-#[derive(Debug, Default)]
-pub struct BookCounters {
-    /// Notes offered by peers.
-    pub notes_received: AtomicU64,
-    /// Notes that changed a served note.
-    pub notes_kept: AtomicU64,
-    /// Notes refused as violations.
-    pub notes_refused: AtomicU64,
-    /// Notes dropped unchecked: their feed is not held.
-    pub notes_unknown_feed: AtomicU64,
-    /// Cosignature lines dropped: no key known for them.
-    pub cosignatures_unknown_key: AtomicU64,
-    /// Cosignatures this node made and added.
-    pub cosignatures_made: AtomicU64,
-    /// Split views found (two author checkpoints that conflict).
-    pub forks_found: AtomicU64,
-}
-
-/// A snapshot of [`BookCounters`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct BookStats {
-    /// Feeds with state in the book.
-    pub feeds: u64,
-    /// Notes offered by peers.
-    pub notes_received: u64,
-    /// Notes that changed a served note.
-    pub notes_kept: u64,
-    /// Notes refused as violations.
-    pub notes_refused: u64,
-    /// Notes dropped unchecked: their feed is not held.
-    pub notes_unknown_feed: u64,
-    /// Cosignature lines dropped: no key known for them.
-    pub cosignatures_unknown_key: u64,
-    /// Cosignatures this node made.
-    pub cosignatures_made: u64,
-    /// Split views found.
-    pub forks_found: u64,
 }
 
 /// Called with each split-view proof the book finds, checked (the node records it).
@@ -587,72 +549,6 @@ impl CheckpointBook {
                 "checkpoints journal: {e}; served notes are kept in memory only until restart"
             );
             state.journal = None;
-        }
-    }
-
-    /// Rebuilds the state from the journal's notes, trusting each note's root (it was
-    /// checked against the tree when kept) but checking its signatures again.
-    fn replay(&self, notes: BTreeMap<Author, Vec<u8>>) {
-        let mut state = lock(&self.inner.state);
-        let mut dropped = 0usize;
-        for (author, bytes) in notes {
-            let Ok(signed) = SignedCheckpoint::parse(&bytes) else {
-                dropped += 1;
-                continue;
-            };
-            let (size, root) = (signed.checkpoint().size(), *signed.checkpoint().root());
-            let own_root = |s: u64| if s == size { Ok(root) } else { Err(()) };
-            let mut feed = FeedCheckpoints::new(author);
-            if !matches!(feed.offer_author(&signed, size, own_root), Ok(Offer::Kept)) {
-                dropped += 1;
-                continue;
-            }
-            let origin = signed.checkpoint().origin();
-            for line in signed
-                .note()
-                .signatures()
-                .iter()
-                .filter(|l| l.name() != origin)
-            {
-                if let Some(vkey) = self.inner.keys.resolve(line) {
-                    let own_key = *self.inner.own.as_bytes();
-                    let keys = &self.inner.keys;
-                    let _ = feed.offer_cosignature(
-                        &vkey,
-                        signed.checkpoint(),
-                        line,
-                        size,
-                        own_root,
-                        |k| keys.is_trusted(k) || *k.key().as_bytes() == own_key,
-                    );
-                }
-            }
-            let served = feed.served().map(|s| {
-                let note = s.to_bytes();
-                Served {
-                    digest: Sha256::digest(&note).into(),
-                    note: note.into(),
-                    size,
-                }
-            });
-            if author != self.inner.own {
-                // Cosigned again at the first tick: a repeat of what the witness journal
-                // holds costs no write, and brings back a cosignature the journal lost.
-                state.to_cosign.insert(author);
-            }
-            state.feeds.insert(
-                author,
-                Feed {
-                    checkpoints: feed,
-                    served,
-                },
-            );
-        }
-        if dropped > 0 {
-            tracing::warn!(
-                dropped,
-                "checkpoints journal: notes that no longer verify were dropped"
-            );
         }
     }
 
