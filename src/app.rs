@@ -441,15 +441,14 @@ fn run_node(config: &NodeConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The witness of the `--witness-for` logs, over `DATA_DIR/witness`; none without the flag
-/// (the file is then neither read nor created, and the route answers 404).
+/// The node's witness over `DATA_DIR/witness`: of the `--witness-for` logs (without the
+/// flag `POST /witness/add-checkpoint` answers 404 to every origin), and of the feeds the
+/// node holds, which its checkpoint book cosigns through it. Always opened: the journal is
+/// what keeps the node from cosigning two inconsistent checkpoints of one feed.
 fn open_witness(
     node: &Node,
     logs: &[kappalog::tlog::vkey::VerifierKey],
 ) -> anyhow::Result<Option<DurableWitness>> {
-    if logs.is_empty() {
-        return Ok(None);
-    }
     let cosigner = Cosigner::for_node(node.identity().signing_key().clone());
     let (witness, report) = DurableWitness::open(node.data_dir(), logs, cosigner)
         .context("opening the witness state")?;

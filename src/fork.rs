@@ -1,5 +1,11 @@
-//! Fork proofs: two conflicting signed entries of one author, checkable by anyone with nothing
-//! else, and the set of authors known to be forked.
+//! Fork proofs: two conflicting signed entries of one author, or two conflicting author
+//! checkpoints of one feed (a split view), checkable by anyone with nothing else, and the
+//! set of authors known to be forked.
+//!
+//! A [`ForkProof`] is either kind: [`ForkProof::Entries`] (this module's rules below) or
+//! [`ForkProof::Checkpoints`] ([`CheckpointForkProof`], its rules in
+//! [`crate::tlog::split_view`]). Both exclude the feed alike: recorded in `DATA_DIR/forks`,
+//! counted by the fork set, shown by `GET /forks`.
 //!
 //! # What a proof shows
 //!
@@ -32,6 +38,20 @@
 //!
 //! Lengths are checked against the limit before the entry bytes are touched. Decoding does not
 //! check the proof; callers run [`ForkProof::check`] (as [`ForkSet::insert`] does).
+//!
+//! # Encoding, version 2: a split view
+//!
+//! | size | field                                                          |
+//! |------|----------------------------------------------------------------|
+//! | 4    | magic `KLFP`                                                   |
+//! | 1    | proof format version, `0x02`                                   |
+//! | 4    | length: u32, at most [`MAX_SPLIT_VIEW_PROOF_BYTES`]            |
+//! | n    | the split-view proof's encoding (`KLCF`, [`CheckpointForkProof::encode`]) |
+//!
+//! Version 1 records are written exactly as before, so a `forks` file of entry proofs alone
+//! is read by older nodes, and an older node's file is read by this one. A peer of sync v2
+//! cannot decode a version 2 record: split-view proofs go to v3 peers only
+//! ([`ForkProof::is_v1_encodable`] tells the kinds apart).
 
 use std::collections::BTreeMap;
 
@@ -39,16 +59,22 @@ use crate::entry::{self, Entry, Seq, MAX_ENCODED_BYTES};
 use crate::hash::Hash;
 use crate::identity::Author;
 use crate::signature::{self, SignatureError};
+use crate::tlog::split_view::{
+    CheckpointForkProof, SplitViewDecodeError, SplitViewError, MAX_SPLIT_VIEW_PROOF_BYTES,
+};
 use crate::validate::{self, ValidationError};
 
 /// The four magic bytes that open every encoded proof.
 pub const PROOF_MAGIC: &[u8; 4] = b"KLFP";
-/// The proof format version byte.
+/// The proof format version byte of an entry fork.
 pub const PROOF_FORMAT_VERSION: u8 = 1;
+/// The proof format version byte of a split view (two conflicting author checkpoints).
+pub const SPLIT_VIEW_RECORD_VERSION: u8 = 2;
 /// Magic, version and the two length prefixes.
 pub const PROOF_HEADER_BYTES: usize = 4 + 1 + 4 + 4;
-/// The longest encoded proof, in bytes.
+/// The longest encoded proof, in bytes (an entry fork's; a split view's is far shorter).
 pub const MAX_PROOF_BYTES: usize = PROOF_HEADER_BYTES + 2 * MAX_ENCODED_BYTES;
+const _: () = assert!(4 + 1 + 4 + MAX_SPLIT_VIEW_PROOF_BYTES <= MAX_PROOF_BYTES);
 
 /// Which of the two entries of a proof a failure is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,11 +129,20 @@ pub enum ForkProofError {
         /// Why the signature does not verify.
         error: SignatureError,
     },
+    /// A split view that does not prove one ([`CheckpointForkProof::check`]).
+    #[error("split view: {0}")]
+    SplitView(SplitViewError),
 }
 
 /// Why bytes are not an encoded proof.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProofDecodeError {
+    /// A split-view record's length is over [`MAX_SPLIT_VIEW_PROOF_BYTES`].
+    #[error("split-view proof length {0} exceeds the limit")]
+    SplitViewTooLong(u32),
+    /// A split-view record's bytes are not a split-view proof.
+    #[error("split-view proof does not decode: {0}")]
+    SplitView(SplitViewDecodeError),
     /// The bytes end before the proof does.
     #[error("proof too short: need {needed} bytes, got {found}")]
     Truncated {
@@ -143,38 +178,128 @@ pub enum ProofDecodeError {
     TrailingBytes(usize),
 }
 
-/// Two conflicting signed entries of one author. Build with [`ForkProof::new`], which puts
+/// A proof that a feed forked: two entries at one seq, or a split view.
+// Entry forks are the common kind and were this size before split views existed; boxing
+// them would add an allocation to every proof read, for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ForkProof {
+    /// Two conflicting signed entries at one seq (encoding version 1).
+    Entries(EntryFork),
+    /// Two conflicting author checkpoints (encoding version 2; v3 sync peers only).
+    Checkpoints(Box<CheckpointForkProof>),
+}
+
+impl ForkProof {
+    /// An entry-fork proof from two entries in either order (the result is in canonical
+    /// order). Not checked: run [`ForkProof::check`].
+    pub fn new(x: Entry, y: Entry) -> ForkProof {
+        ForkProof::Entries(EntryFork::new(x, y))
+    }
+
+    /// The author the proof is about (whether or not it checks; for a split view whose
+    /// first origin is not a feed's, the zero author, which its check refuses).
+    pub fn author(&self) -> Author {
+        match self {
+            ForkProof::Entries(fork) => fork.a.author,
+            ForkProof::Checkpoints(view) => {
+                crate::tlog::author_checkpoint::author_of_origin(view.a.checkpoint().origin())
+                    .unwrap_or(Author([0; 32]))
+            }
+        }
+    }
+
+    /// Where the feed forks: the seq of an entry fork; for a split view, the first seq
+    /// the two checkpoints may disagree on (one past the smaller size, at least 1).
+    pub fn seq(&self) -> Seq {
+        match self {
+            ForkProof::Entries(fork) => fork.a.seq,
+            ForkProof::Checkpoints(view) => view.a.checkpoint().size().max(1),
+        }
+    }
+
+    /// The entry fork, if this is one.
+    pub fn entries(&self) -> Option<&EntryFork> {
+        match self {
+            ForkProof::Entries(fork) => Some(fork),
+            ForkProof::Checkpoints(_) => None,
+        }
+    }
+
+    /// Whether the proof has a version 1 encoding, which every sync peer decodes; a split
+    /// view (version 2) goes to v3 peers only.
+    pub fn is_v1_encodable(&self) -> bool {
+        matches!(self, ForkProof::Entries(_))
+    }
+
+    /// Checks the proof with nothing else; returns the forked author.
+    pub fn check(&self) -> Result<Author, ForkProofError> {
+        match self {
+            ForkProof::Entries(fork) => fork.check(),
+            ForkProof::Checkpoints(view) => view.check().map_err(ForkProofError::SplitView),
+        }
+    }
+
+    /// The encoding of the module docs: version 1 for entries, version 2 for a split view.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            ForkProof::Entries(fork) => fork.encode(),
+            ForkProof::Checkpoints(view) => {
+                let inner = view.encode();
+                let mut out = Vec::with_capacity(9 + inner.len());
+                out.extend_from_slice(PROOF_MAGIC);
+                out.push(SPLIT_VIEW_RECORD_VERSION);
+                // Bounded by MAX_SPLIT_VIEW_PROOF_BYTES for a proof that decoded or was built.
+                let len = u32::try_from(inner.len()).unwrap_or(u32::MAX);
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(&inner);
+                out
+            }
+        }
+    }
+
+    /// Decodes exactly one encoded proof.
+    pub fn decode(bytes: &[u8]) -> Result<ForkProof, ProofDecodeError> {
+        match decode_prefix(bytes)? {
+            Prefix::Complete { proof, used } if used == bytes.len() => Ok(*proof),
+            Prefix::Complete { used, .. } => Err(ProofDecodeError::TrailingBytes(
+                bytes.len().saturating_sub(used),
+            )),
+            Prefix::Incomplete { needed } => Err(ProofDecodeError::Truncated {
+                needed,
+                found: bytes.len(),
+            }),
+        }
+    }
+}
+
+impl From<CheckpointForkProof> for ForkProof {
+    fn from(view: CheckpointForkProof) -> ForkProof {
+        ForkProof::Checkpoints(Box::new(view))
+    }
+}
+
+/// Two conflicting signed entries of one author. Build with [`EntryFork::new`], which puts
 /// them in canonical order.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ForkProof {
+pub struct EntryFork {
     /// The entry with the lower hash.
     pub a: Entry,
     /// The entry with the higher hash; same author and seq as `a` in a proof that checks.
     pub b: Entry,
 }
 
-impl ForkProof {
-    /// A proof from two entries in either order (the result is in canonical order). Not
-    /// checked: run [`ForkProof::check`].
-    pub fn new(x: Entry, y: Entry) -> ForkProof {
+impl EntryFork {
+    /// A proof from two entries in either order (the result is in canonical order).
+    pub fn new(x: Entry, y: Entry) -> EntryFork {
         if x.hash() <= y.hash() {
-            ForkProof { a: x, b: y }
+            EntryFork { a: x, b: y }
         } else {
-            ForkProof { a: y, b: x }
+            EntryFork { a: y, b: x }
         }
     }
 
-    /// The author the proof is about (whether or not it checks).
-    pub fn author(&self) -> Author {
-        self.a.author
-    }
-
-    /// The seq at which the feed forks.
-    pub fn seq(&self) -> Seq {
-        self.a.seq
-    }
-
-    /// Checks the proof with nothing else; returns the forked author.
+    /// Checks the proof with nothing else (the module docs' rules); returns the author.
     pub fn check(&self) -> Result<Author, ForkProofError> {
         let (a, b) = (&self.a, &self.b);
         if a.author != b.author {
@@ -202,7 +327,7 @@ impl ForkProof {
         Ok(a.author)
     }
 
-    /// The fixed encoding of the module docs.
+    /// The fixed encoding of the module docs (version 1).
     pub fn encode(&self) -> Vec<u8> {
         let mut out =
             Vec::with_capacity(PROOF_HEADER_BYTES + self.a.encoded_len() + self.b.encoded_len());
@@ -216,20 +341,6 @@ impl ForkProof {
             entry.encode_to(&mut out);
         }
         out
-    }
-
-    /// Decodes exactly one encoded proof.
-    pub fn decode(bytes: &[u8]) -> Result<ForkProof, ProofDecodeError> {
-        match decode_prefix(bytes)? {
-            Prefix::Complete { proof, used } if used == bytes.len() => Ok(*proof),
-            Prefix::Complete { used, .. } => Err(ProofDecodeError::TrailingBytes(
-                bytes.len().saturating_sub(used),
-            )),
-            Prefix::Incomplete { needed } => Err(ProofDecodeError::Truncated {
-                needed,
-                found: bytes.len(),
-            }),
-        }
     }
 }
 
@@ -256,6 +367,9 @@ fn decode_prefix(bytes: &[u8]) -> Result<Prefix, ProofDecodeError> {
     }
     if &bytes[..4] != PROOF_MAGIC {
         return Err(ProofDecodeError::BadMagic);
+    }
+    if bytes[4] == SPLIT_VIEW_RECORD_VERSION {
+        return decode_split_view(bytes);
     }
     if bytes[4] != PROOF_FORMAT_VERSION {
         return Err(ProofDecodeError::UnknownVersion(bytes[4]));
@@ -287,12 +401,34 @@ fn decode_prefix(bytes: &[u8]) -> Result<Prefix, ProofDecodeError> {
     let a = entries.pop();
     match (a, b) {
         (Some(a), Some(b)) => Ok(Prefix::Complete {
-            proof: Box::new(ForkProof { a, b }),
+            proof: Box::new(ForkProof::Entries(EntryFork { a, b })),
             used: pos,
         }),
         // The loop above pushes exactly two entries or returns early.
         _ => Ok(Prefix::Incomplete { needed: pos }),
     }
+}
+
+/// A version 2 record at the start of `bytes` (magic and version already checked).
+fn decode_split_view(bytes: &[u8]) -> Result<Prefix, ProofDecodeError> {
+    let Some(len_bytes) = bytes.get(5..9) else {
+        return Ok(Prefix::Incomplete { needed: 9 });
+    };
+    let mut len_array = [0u8; 4];
+    len_array.copy_from_slice(len_bytes);
+    let len32 = u32::from_be_bytes(len_array);
+    let len = usize::try_from(len32)
+        .ok()
+        .filter(|&len| len <= MAX_SPLIT_VIEW_PROOF_BYTES)
+        .ok_or(ProofDecodeError::SplitViewTooLong(len32))?;
+    let Some(inner) = bytes.get(9..9 + len) else {
+        return Ok(Prefix::Incomplete { needed: 9 + len });
+    };
+    let view = CheckpointForkProof::decode(inner).map_err(ProofDecodeError::SplitView)?;
+    Ok(Prefix::Complete {
+        proof: Box::new(ForkProof::Checkpoints(Box::new(view))),
+        used: 9 + len,
+    })
 }
 
 /// The proofs read from a `forks` file.
@@ -419,9 +555,9 @@ mod tests {
         .0
     }
 
-    fn valid() -> ForkProof {
+    fn valid() -> EntryFork {
         let id = Identity::from_seed([1; 32]);
-        ForkProof::new(entry(&id, 3, 10), entry(&id, 3, 20))
+        EntryFork::new(entry(&id, 3, 10), entry(&id, 3, 20))
     }
 
     /// Re-signs `e` after a change so that only the intended rule fails.
@@ -440,9 +576,9 @@ mod tests {
     #[test]
     fn new_is_order_independent() {
         let p = valid();
-        assert_eq!(ForkProof::new(p.b.clone(), p.a.clone()), p);
+        assert_eq!(EntryFork::new(p.b.clone(), p.a.clone()), p);
         assert_eq!(
-            ForkProof::new(p.b.clone(), p.a.clone()).encode(),
+            EntryFork::new(p.b.clone(), p.a.clone()).encode(),
             p.encode()
         );
     }
@@ -453,7 +589,7 @@ mod tests {
         let other = Identity::from_seed([2; 32]);
         p.b.author = other.author();
         let b = resign(p.b.clone(), &other);
-        let p = ForkProof::new(p.a, b);
+        let p = EntryFork::new(p.a, b);
         assert!(matches!(
             p.check(),
             Err(ForkProofError::DifferentAuthors { .. })
@@ -466,7 +602,7 @@ mod tests {
         let p = valid();
         let mut b = p.b.clone();
         b.seq = 4;
-        let p = ForkProof::new(p.a, resign(b, &id));
+        let p = EntryFork::new(p.a, resign(b, &id));
         assert_eq!(
             p.check(),
             Err(ForkProofError::DifferentSeqs {
@@ -479,7 +615,7 @@ mod tests {
     #[test]
     fn same_entry() {
         let p = valid();
-        let same = ForkProof {
+        let same = EntryFork {
             a: p.a.clone(),
             b: p.a.clone(),
         };
@@ -492,7 +628,7 @@ mod tests {
     #[test]
     fn not_canonical_order() {
         let p = valid();
-        let swapped = ForkProof { a: p.b, b: p.a };
+        let swapped = EntryFork { a: p.b, b: p.a };
         assert_eq!(swapped.check(), Err(ForkProofError::NotCanonicalOrder));
     }
 
@@ -503,7 +639,7 @@ mod tests {
         let mut b = p.b.clone();
         b.prev = None; // seq 3 without prev
         let b = resign(b, &id);
-        let p = ForkProof::new(p.a, b);
+        let p = EntryFork::new(p.a, b);
         let side = if p.a.prev.is_none() { Side::A } else { Side::B };
         assert_eq!(
             p.check(),
@@ -541,7 +677,7 @@ mod tests {
         assert_eq!(bytes[4], 1);
         let len_a = u32::from_be_bytes(bytes[5..9].try_into().unwrap()) as usize;
         assert_eq!(&bytes[9..9 + len_a], p.a.encode().as_slice());
-        assert_eq!(ForkProof::decode(&bytes), Ok(p));
+        assert_eq!(ForkProof::decode(&bytes), Ok(ForkProof::Entries(p)));
         assert!(bytes.len() <= MAX_PROOF_BYTES);
     }
 
@@ -552,10 +688,10 @@ mod tests {
         bad[0] = b'X';
         assert_eq!(ForkProof::decode(&bad), Err(ProofDecodeError::BadMagic));
         let mut bad = bytes.clone();
-        bad[4] = 2;
+        bad[4] = 3;
         assert_eq!(
             ForkProof::decode(&bad),
-            Err(ProofDecodeError::UnknownVersion(2))
+            Err(ProofDecodeError::UnknownVersion(3))
         );
         let mut bad = bytes.clone();
         bad[5..9].copy_from_slice(&u32::MAX.to_be_bytes());
@@ -588,7 +724,7 @@ mod tests {
     fn decode_all_reports_torn_tail_and_corruption() {
         let one = valid().encode();
         let id = Identity::from_seed([5; 32]);
-        let two = ForkProof::new(entry(&id, 1, 1), entry(&id, 1, 2)).encode();
+        let two = EntryFork::new(entry(&id, 1, 1), entry(&id, 1, 2)).encode();
         let mut file = [one.clone(), two.clone()].concat();
         let all = decode_all(&file).unwrap();
         assert_eq!(all.proofs.len(), 2);
@@ -624,17 +760,18 @@ mod tests {
     #[test]
     fn fork_set_insert_checks_and_keeps_the_first() {
         let mut set = ForkSet::new();
-        let p = valid();
+        let entries = valid();
+        let p = ForkProof::Entries(entries.clone());
         assert_eq!(set.insert(p.clone()), Ok(true));
         assert_eq!(set.insert(p.clone()), Ok(false));
         let id = Identity::from_seed([1; 32]);
         let other = ForkProof::new(entry(&id, 5, 1), entry(&id, 5, 2));
         assert_eq!(set.insert(other), Ok(false));
         assert_eq!(set.get(&p.author()), Some(&p));
-        let swapped = ForkProof {
-            a: p.b.clone(),
-            b: p.a.clone(),
-        };
+        let swapped = ForkProof::Entries(EntryFork {
+            a: entries.b.clone(),
+            b: entries.a.clone(),
+        });
         let mut empty = ForkSet::new();
         assert_eq!(
             empty.insert(swapped),
@@ -643,5 +780,49 @@ mod tests {
         assert!(empty.is_empty());
         assert!(set.contains(&p.author()));
         assert_eq!(set.len(), 1);
+    }
+
+    fn split_view() -> ForkProof {
+        let id = Identity::from_seed([4; 32]);
+        let signed = |root| {
+            let body = crate::tlog::checkpoint::Checkpoint::new(
+                &crate::tlog::checkpoint::origin_for(id.author().as_bytes()),
+                5,
+                root,
+            )
+            .unwrap();
+            crate::tlog::checkpoint::SignedCheckpoint::sign(body, id.signing_key()).unwrap()
+        };
+        let view =
+            CheckpointForkProof::from_conflict(&signed([1; 32]), &signed([2; 32]), &[0; 32], &[])
+                .expect("two roots at one size conflict");
+        ForkProof::from(view)
+    }
+
+    #[test]
+    fn split_views_are_version_2_records_beside_entry_forks() {
+        let view = split_view();
+        assert_eq!(view.check(), Ok(Identity::from_seed([4; 32]).author()));
+        assert!(!view.is_v1_encodable());
+        assert!(ForkProof::Entries(valid()).is_v1_encodable());
+        let bytes = view.encode();
+        assert_eq!(
+            (&bytes[..4], bytes[4]),
+            (&b"KLFP"[..], SPLIT_VIEW_RECORD_VERSION)
+        );
+        assert_eq!(ForkProof::decode(&bytes), Ok(view.clone()));
+        let entries = valid().encode();
+        let file = [entries.clone(), bytes.clone()].concat();
+        assert_eq!(decode_all(&file).unwrap().proofs.len(), 2);
+        for cut in [1, 5, 8, 9, bytes.len() - 1] {
+            let d = decode_all(&file[..entries.len() + cut]).unwrap();
+            assert!(d.torn_tail && d.valid_len == entries.len(), "cut {cut}");
+        }
+        let mut long = bytes.clone();
+        long[5..9].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(
+            ForkProof::decode(&long),
+            Err(ProofDecodeError::SplitViewTooLong(u32::MAX))
+        );
     }
 }

@@ -53,6 +53,7 @@ pub use error::ApiError;
 pub use middleware::Gate;
 pub use query::{AS_OF_HEADER, DIGEST_HEADER, TRUNCATED_HEADER};
 
+use crate::checkpoint_book::CheckpointBook;
 use crate::index::IndexHandle;
 use crate::node::Node;
 use crate::query::{index_path, QueryConfig, QueryEngine};
@@ -99,6 +100,9 @@ pub struct HttpConfig {
     /// The node's running tree cache follower, if any ([`crate::tree`]): `/health` reports
     /// its state and `/metrics` its lag. Whoever started it hands it here.
     pub tree: Option<Trees>,
+    /// The node's checkpoint book, if running ([`crate::checkpoint_book`]): the served
+    /// notes, and `checkpoint_size` and `k` in `/feeds`. Whoever started it hands it here.
+    pub book: Option<CheckpointBook>,
     /// The query engine over the node's index; `None` builds one over
     /// `DATA_DIR/index/index.sqlite` with [`QueryConfig::default`]. Given, the caller keeps a
     /// handle on it (its load).
@@ -118,6 +122,7 @@ impl Default for HttpConfig {
             sync: None,
             index: None,
             tree: None,
+            book: None,
             query: None,
             witness: None,
         }
@@ -141,6 +146,8 @@ pub struct AppState {
     pub index: Option<IndexHandle>,
     /// The node's tree cache, if running ([`HttpConfig::tree`]).
     pub tree: Option<Trees>,
+    /// The node's checkpoint book, if running ([`HttpConfig::book`]).
+    pub book: Option<CheckpointBook>,
     /// `/query`'s engine.
     pub query: QueryEngine,
     /// The witness, if any ([`HttpConfig::witness`]).
@@ -177,6 +184,7 @@ pub fn router(node: Node, config: HttpConfig) -> Api {
         sync: config.sync.clone(),
         index: config.index.clone(),
         tree: config.tree.clone(),
+        book: config.book.clone(),
         query: config.query.clone().unwrap_or_else(|| {
             QueryEngine::new(index_path(node.data_dir()), QueryConfig::default())
         }),

@@ -66,6 +66,11 @@
 //! - [`tree`]: each feed's Merkle tree as a cache in `DATA_DIR/tree.sqlite`, kept by a
 //!   follower thread off the commit path (like the SQL index), and [`tree::Trees`], the
 //!   read side: roots, inclusion and consistency proofs, hash tiles, the own checkpoint.
+//! - [`durable_file`]: replacing a journal by its snapshot crash-safely (tmp, fsync, rename,
+//!   directory fsync), for the journals that compact themselves at open.
+//! - [`checkpoint_book`]: per feed held, the newest author checkpoint and the cosignatures
+//!   over it (kept, served, journalled in `DATA_DIR/checkpoints`), the node's own
+//!   cosignatures made once a second in group-committed batches, and split views found.
 //! - [`witness_state`]: the node as a witness of the logs its operator names
 //!   (`--witness-for`): `DATA_DIR/witness`, a journal made durable before each cosignature
 //!   is released, and the one lock serialising decide, record and flush.
@@ -111,10 +116,12 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod backoff;
+pub mod checkpoint_book;
 pub mod cli;
 pub mod clock;
 pub mod csv;
 pub mod determinism;
+pub mod durable_file;
 pub mod entry;
 pub mod fence;
 pub mod fork;

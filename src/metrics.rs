@@ -128,6 +128,13 @@ pub struct Metrics {
     /// `kappalog_tree_lag_bytes`: log bytes committed and not yet in the Merkle tree cache;
     /// set at scrape time (stays 0 on a node without the tree follower).
     pub tree_lag_bytes: Gauge,
+    /// `kappalog_checkpoint_notes_received`, `_kept`, `_refused`: checkpoint notes peers
+    /// offered to the checkpoint book, those that changed a served note, those refused as
+    /// violations; `kappalog_cosignatures_made`: the node's own cosignatures of feeds it
+    /// holds. Set at scrape time from the book's counters (0 without a book).
+    pub checkpoint_notes: [Gauge; 3],
+    /// See [`Metrics::checkpoint_notes`].
+    pub cosignatures_made: Gauge,
     /// `kappalog_query_running`: `/query` statements running now; set at scrape time. (Their
     /// outcomes, timeouts as 504 and refusals as 400 or 503, are `http_requests` by status.)
     pub query_running: Gauge,
@@ -171,6 +178,8 @@ impl Metrics {
             store_recoveries: Gauge::default(),
             index_lag_bytes: Gauge::default(),
             tree_lag_bytes: Gauge::default(),
+            checkpoint_notes: Default::default(),
+            cosignatures_made: Gauge::default(),
             query_running: Gauge::default(),
             query_waiting: Gauge::default(),
             scrape: Mutex::new(()),
@@ -190,6 +199,30 @@ impl Metrics {
             "log bytes committed and not yet in the Merkle tree cache",
             metrics.tree_lag_bytes.clone(),
         );
+        for (name, help, gauge) in [
+            (
+                "checkpoint_notes_received",
+                "checkpoint notes peers offered to the checkpoint book",
+                &metrics.checkpoint_notes[0],
+            ),
+            (
+                "checkpoint_notes_kept",
+                "checkpoint notes that changed a served note",
+                &metrics.checkpoint_notes[1],
+            ),
+            (
+                "checkpoint_notes_refused",
+                "checkpoint notes refused as protocol violations",
+                &metrics.checkpoint_notes[2],
+            ),
+            (
+                "cosignatures_made",
+                "cosignatures the node made of feeds it holds",
+                &metrics.cosignatures_made,
+            ),
+        ] {
+            metrics.registry.register(name, help, gauge.clone());
+        }
         metrics.registry.register(
             "query_running",
             "/query statements running now",

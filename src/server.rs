@@ -105,9 +105,12 @@ pub async fn serve_until_signal(
 
     for node in &mut listening {
         if node.spec.tree {
-            // Before sync, which will serve the trees' checkpoints. The node's shutdown
+            // Before sync, which gossips the book's checkpoints. The node's shutdown
             // waits for the follower's last flush.
-            node.spec.http.tree = Some(crate::tree::start(&node.spec.node));
+            let trees = crate::tree::start(&node.spec.node);
+            node.spec.http.tree = Some(trees.clone());
+            let book = start_book(&node.spec, trees)?;
+            node.spec.http.book = Some(book);
         }
         node.start_sync(&bound)?;
         if node.spec.index {
@@ -137,6 +140,30 @@ pub async fn serve_until_signal(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The node's checkpoint book over `trees`: cosigning through the node's witness (if the
+/// app opened one), pinned and allow-listed peers' cosignatures ranked first.
+fn start_book(
+    spec: &NodeSpec,
+    trees: crate::tree::Trees,
+) -> Result<crate::checkpoint_book::CheckpointBook, ServerError> {
+    let trusted = spec.sync.as_ref().map_or_else(Vec::new, |sync| {
+        let policy = &sync.config.policy;
+        policy
+            .trusted
+            .iter()
+            .chain(&policy.allow_peers)
+            .map(|author| *author.as_bytes())
+            .collect()
+    });
+    let keys = crate::checkpoint_book::CosignerKeys::new(Vec::new(), trusted);
+    crate::checkpoint_book::start(&spec.node, trees, spec.http.witness.clone(), keys).map_err(
+        |source| ServerError::CheckpointBook {
+            name: spec.name.clone(),
+            source,
+        },
+    )
 }
 
 /// The node's views, with those `--views` declares vetted and added.

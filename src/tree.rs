@@ -256,6 +256,12 @@ impl Trees {
         lock(&self.shared.checkpoint).clone()
     }
 
+    /// Changes after every publish (a pass that grew some tree, or a flush): the checkpoint
+    /// book re-offers checkpoints that waited for entries, and the own checkpoint, on it.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.shared.published.subscribe()
+    }
+
     /// Waits until `author`'s tree covers `size` leaves, at most `timeout`; whether it does.
     /// For read-your-writes: an append returns before the follower has read it.
     pub async fn wait_for_size(&self, author: &Author, size: u64, timeout: Duration) -> bool {

@@ -43,13 +43,18 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::durable_file::{replace_with_snapshot, sync_dir};
 use crate::poison::lock;
+use crate::tlog::author_checkpoint::author_of_origin;
+use crate::tlog::checkpoint::author_vkey;
 use crate::tlog::vkey::VerifierKey;
 use crate::tlog::witness::{
     add_checkpoint, encode_record, encode_state, parse_state, Accepted, AddCheckpointRequest,
-    Cosigner, Refusal, StateError, StateFileError, WitnessState, STATE_HEADER,
+    CosignedTree, Cosigner, Refusal, StateError, StateFileError, WitnessState, WitnessedLogs,
+    STATE_HEADER,
 };
 
 /// The state file's name in the data directory.
@@ -110,6 +115,8 @@ pub struct DurableWitness {
 struct Inner {
     cosigner: Cosigner,
     locked: Mutex<Locked>,
+    /// fdatasyncs of appended records so far: the group-commit tests count them.
+    syncs: AtomicU64,
 }
 
 /// Everything the lock serialises.
@@ -164,6 +171,7 @@ impl DurableWitness {
                     file,
                     broken: false,
                 }),
+                syncs: AtomicU64::new(0),
             }),
         };
         Ok((witness, report))
@@ -196,16 +204,105 @@ impl DurableWitness {
             .record(&accepted.entry)
             .map_err(WitnessError::Record)?;
         let line = encode_record(accepted.entry.origin(), accepted.entry.tree());
+        self.append_durably(&mut locked, line.as_bytes())
+            .map_err(WitnessError::Write)?;
+        Ok(accepted)
+    }
+
+    /// Appends `bytes` and makes them durable (one fdatasync); on failure the witness is
+    /// broken (module docs).
+    fn append_durably(&self, locked: &mut Locked, bytes: &[u8]) -> io::Result<()> {
         let written = locked
             .file
-            .write_all(line.as_bytes())
+            .write_all(bytes)
             .and_then(|()| locked.file.sync_data());
-        if let Err(e) = written {
+        self.inner.syncs.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = &written {
             locked.broken = true;
             tracing::error!("witness state: {e}; cosigning stops until the node restarts");
-            return Err(WitnessError::Write(e));
         }
-        Ok(accepted)
+        written
+    }
+
+    /// The latest tree cosigned for `origin`, if any: where the next request must prove from.
+    pub fn cosigned(&self, origin: &str) -> Option<CosignedTree> {
+        lock(&self.inner.locked)
+            .state
+            .cosigned_trees()
+            .get(origin)
+            .copied()
+    }
+
+    /// How many times appended records were made durable since open.
+    pub fn sync_count(&self) -> u64 {
+        self.inner.syncs.load(Ordering::Relaxed)
+    }
+
+    /// Cosigns, as a witness of the feeds the node holds, a batch of checkpoints of
+    /// `kappalog/feed/<hex>` origins (whose log key is that author's, [`FeedLogs`]): each is
+    /// decided as [`DurableWitness::add_checkpoint`] would, under one lock, then ALL accepted
+    /// records are appended and made durable with ONE fdatasync (group commit), and only then
+    /// are the cosignatures returned. One answer per request, in order. If the write fails,
+    /// every new cosignature of the batch is dropped and the witness is broken.
+    pub fn add_feed_checkpoints(
+        &self,
+        requests: &[AddCheckpointRequest],
+        now_secs: u64,
+    ) -> Vec<Result<Accepted, WitnessError>> {
+        let mut locked = lock(&self.inner.locked);
+        if locked.broken {
+            return requests.iter().map(|_| Err(WitnessError::Broken)).collect();
+        }
+        let mut answers = Vec::with_capacity(requests.len());
+        let mut lines = String::new();
+        for request in requests {
+            let logs = FeedLogs(&locked.state);
+            let answer = add_checkpoint(&logs, request, now_secs, &self.inner.cosigner)
+                .map_err(WitnessError::from)
+                .and_then(|accepted| {
+                    if !accepted.entry.is_repeat() {
+                        // In memory first, as in add_checkpoint: a later request of the batch
+                        // for the same origin is checked against this record.
+                        locked
+                            .state
+                            .record(&accepted.entry)
+                            .map_err(WitnessError::Record)?;
+                        lines.push_str(&encode_record(
+                            accepted.entry.origin(),
+                            accepted.entry.tree(),
+                        ));
+                    }
+                    Ok(accepted)
+                });
+            answers.push(answer);
+        }
+        if lines.is_empty() {
+            return answers;
+        }
+        if let Err(e) = self.append_durably(&mut locked, lines.as_bytes()) {
+            for answer in &mut answers {
+                if matches!(answer, Ok(accepted) if !accepted.entry.is_repeat()) {
+                    *answer = Err(WitnessError::Write(io::Error::new(e.kind(), e.to_string())));
+                }
+            }
+        }
+        answers
+    }
+}
+
+/// The feeds a node holds, as logs it witnesses: the origin `kappalog/feed/<hex>` is signed
+/// by that author's key; the cosigned records are the witness's, shared with the
+/// `--witness-for` logs (one record per origin, whichever path cosigned it).
+struct FeedLogs<'a>(&'a WitnessState);
+
+impl WitnessedLogs for FeedLogs<'_> {
+    fn log_keys(&self, origin: &str) -> Option<Vec<VerifierKey>> {
+        let author = author_of_origin(origin)?;
+        let key = ed25519_dalek::VerifyingKey::from_bytes(author.as_bytes()).ok()?;
+        Some(vec![author_vkey(&key)])
+    }
+    fn cosigned(&self, origin: &str) -> Option<CosignedTree> {
+        self.0.cosigned_trees().get(origin).copied()
     }
 }
 
@@ -262,7 +359,7 @@ fn open_file(
         file.sync_all()?;
         sync_dir(dir)?;
     } else if lines > COMPACT_MIN_LINES && lines > 2 * (report.origins + 1) {
-        file = compact(dir, path, state)?;
+        file = compact(dir, state)?;
         report.compacted = true;
     } else if loaded.torn_tail_bytes > 0 {
         file.set_len(loaded.valid_len as u64)?;
@@ -278,19 +375,10 @@ fn open_file(
 }
 
 /// Rewrites the journal as a snapshot: a crash leaves either file whole.
-fn compact(dir: &Path, path: &Path, state: &WitnessState) -> io::Result<File> {
-    let tmp = dir.join(format!("{WITNESS_FILE}.tmp"));
-    let mut out = File::create(&tmp)?;
-    out.write_all(encode_state(state.cosigned_trees()).as_bytes())?;
-    out.sync_all()?;
-    drop(out);
-    std::fs::rename(&tmp, path)?;
-    sync_dir(dir)?;
-    OpenOptions::new().append(true).open(path)
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+fn compact(dir: &Path, state: &WitnessState) -> io::Result<File> {
+    replace_with_snapshot(dir, WITNESS_FILE, |out| {
+        out.write_all(encode_state(state.cosigned_trees()).as_bytes())
+    })
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::entry::{EntryJson, Seq};
 use crate::hash::Hash;
 use crate::identity::Author;
 use crate::metrics::SyncFigures;
-use crate::summary::FeedsPage;
+use crate::summary::FeedSummary;
 
 /// Default page size of `GET /entries`.
 pub(crate) const DEFAULT_PAGE_ENTRIES: usize = 100;
@@ -135,7 +135,7 @@ pub(crate) struct FeedsParams {
 pub(crate) async fn feeds(
     State(state): State<AppState>,
     params: Result<Query<FeedsParams>, QueryRejection>,
-) -> Result<Json<FeedsPage>, ApiError> {
+) -> Result<Json<FeedsPageJson>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = parse_limit(params.limit, DEFAULT_PAGE_FEEDS, MAX_PAGE_FEEDS)?;
     let after: Option<Author> = params
@@ -146,7 +146,43 @@ pub(crate) async fn feeds(
             })
         })
         .transpose()?;
-    Ok(Json(state.node.feeds_page(after.as_ref(), limit)))
+    let page = state.node.feeds_page(after.as_ref(), limit);
+    let feeds = page
+        .feeds
+        .into_iter()
+        .map(|summary| {
+            let (checkpoint_size, k) = state
+                .book
+                .as_ref()
+                .map_or((0, 0), |book| book.size_and_k(&summary.author));
+            FeedJson {
+                summary,
+                checkpoint_size,
+                k,
+            }
+        })
+        .collect();
+    Ok(Json(FeedsPageJson {
+        feeds,
+        next: page.next,
+    }))
+}
+
+/// `GET /feeds`' answer: the summary view's page, each feed with its checkpoint figures.
+#[derive(Debug, Serialize)]
+pub(crate) struct FeedsPageJson {
+    feeds: Vec<FeedJson>,
+    next: Option<Author>,
+}
+
+/// One feed of `GET /feeds`: the summary's fields, the size of the author checkpoint the
+/// node serves (0: none yet) and k, the cosigners consistent with it.
+#[derive(Debug, Serialize)]
+pub(crate) struct FeedJson {
+    #[serde(flatten)]
+    summary: FeedSummary,
+    checkpoint_size: u64,
+    k: usize,
 }
 
 /// A page size from the `limit` query parameter: `default` without it, at most `max`.
@@ -255,6 +291,17 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     if let Some(tree) = &state.tree {
         let lag = i64::try_from(tree.lag_bytes()).unwrap_or(i64::MAX);
         state.node.metrics().tree_lag_bytes.set(lag);
+    }
+    if let Some(book) = &state.book {
+        let stats = book.stats();
+        let metrics = state.node.metrics();
+        let counted = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        metrics.checkpoint_notes[0].set(counted(stats.notes_received));
+        metrics.checkpoint_notes[1].set(counted(stats.notes_kept));
+        metrics.checkpoint_notes[2].set(counted(stats.notes_refused));
+        metrics
+            .cosignatures_made
+            .set(counted(stats.cosignatures_made));
     }
     let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     let metrics = state.node.metrics();

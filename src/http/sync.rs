@@ -26,27 +26,47 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState};
 use crate::entry::{EntryJson, Seq};
+use crate::fork::ForkProof;
 use crate::identity::Author;
 use crate::sync::{PeerInfo, SyncRound};
 
+/// One proof of `GET /forks`: an entry fork carries its two entries (`a`, `b`), a split
+/// view its two author checkpoints' notes (`checkpoints`, smaller first) instead.
 #[derive(Debug, Serialize)]
 pub(crate) struct ForkJson {
     pub author: Author,
     pub seq: Seq,
-    pub a: EntryJson,
-    pub b: EntryJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub a: Option<EntryJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub b: Option<EntryJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoints: Option<[String; 2]>,
 }
 
 pub(crate) async fn forks(State(state): State<AppState>) -> Json<Vec<ForkJson>> {
     let proofs = state
         .node
-        .fork_proofs()
+        .all_fork_proofs()
         .into_iter()
-        .map(|p| ForkJson {
-            author: p.author(),
-            seq: p.seq(),
-            a: EntryJson::new(&p.a, &p.a.hash()),
-            b: EntryJson::new(&p.b, &p.b.hash()),
+        .map(|p| {
+            let (author, seq) = (p.author(), p.seq());
+            match p {
+                ForkProof::Entries(fork) => ForkJson {
+                    author,
+                    seq,
+                    a: Some(EntryJson::new(&fork.a, &fork.a.hash())),
+                    b: Some(EntryJson::new(&fork.b, &fork.b.hash())),
+                    checkpoints: None,
+                },
+                ForkProof::Checkpoints(view) => ForkJson {
+                    author,
+                    seq,
+                    a: None,
+                    b: None,
+                    checkpoints: Some([view.a.to_string(), view.b.to_string()]),
+                },
+            }
         })
         .collect();
     Json(proofs)

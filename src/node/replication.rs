@@ -30,8 +30,17 @@ impl Node {
         self.inner.store.forked().authors()
     }
 
-    /// Every recorded proof, ascending by author.
+    /// Every recorded proof every sync peer can decode (entry forks: version 1), ascending by
+    /// author: what sync v2 gossips. Split views are in [`Node::all_fork_proofs`].
     pub fn fork_proofs(&self) -> Vec<ForkProof> {
+        let mut proofs = self.all_fork_proofs();
+        proofs.retain(ForkProof::is_v1_encodable);
+        proofs
+    }
+
+    /// Every recorded proof, split views included, ascending by author: `GET /forks`, and
+    /// what a v3 session may gossip.
+    pub fn all_fork_proofs(&self) -> Vec<ForkProof> {
         self.inner
             .store
             .forked()
@@ -113,7 +122,12 @@ impl Node {
         } else {
             tracing::warn!(%author, seq, "feed forked: proof recorded, feed excluded");
         }
-        let _ = self.inner.events.send(NodeEvent::Proof(Arc::new(proof)));
+        // Sessions hand the event's proof to their peer as it is; a v2 peer cannot decode a
+        // split view (version 2), so only entry forks are announced here until sync v3
+        // filters by the session's version (split views are in `all_fork_proofs`).
+        if proof.is_v1_encodable() {
+            let _ = self.inner.events.send(NodeEvent::Proof(Arc::new(proof)));
+        }
     }
 
     /// Records the fork between `offered` and the entry the store holds at its position —

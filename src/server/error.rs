@@ -54,6 +54,15 @@ pub enum ServerError {
         #[source]
         source: crate::views::file::ViewsFileError,
     },
+    /// The node's checkpoint journal (`DATA_DIR/checkpoints`) could not be opened.
+    #[error("the checkpoint book of {name}")]
+    CheckpointBook {
+        /// The node's name.
+        name: String,
+        /// Why.
+        #[source]
+        source: crate::checkpoint_book::JournalOpenError,
+    },
     /// A view `--views` declares is refused.
     #[error("--views: view {view} of {name}: {reason}")]
     DeclaredView {

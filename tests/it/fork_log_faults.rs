@@ -283,7 +283,8 @@ async fn health_reports_a_failing_forks_file_over_http() {
     let proof = fork_proof(9);
     let mut csv = Vec::new();
     let mut writer = kappalog::csv::CsvWriter::new(&mut csv).unwrap();
-    for entry in [&proof.a, &proof.b] {
+    let entries = proof.entries().unwrap();
+    for entry in [&entries.a, &entries.b] {
         writer.write_entry(entry, &entry.hash()).unwrap();
     }
     writer.finish().unwrap();

@@ -24,6 +24,7 @@
 
 mod common;
 
+mod checkpoint_book;
 mod cli;
 mod cli_get;
 mod cli_proof;

@@ -161,10 +161,11 @@ fn a_fork_proof_that_does_not_check_never_reaches_the_forks_file() {
     let dir = tempfile::tempdir().unwrap();
     let (store, owner, _) = Store::open(dir.path(), None, None).unwrap();
     let proof = common::fork_proof(9);
-    let swapped = kappalog::fork::ForkProof {
-        a: proof.b.clone(),
-        b: proof.a.clone(),
-    };
+    let entries = proof.entries().unwrap();
+    let swapped = kappalog::fork::ForkProof::Entries(kappalog::fork::EntryFork {
+        a: entries.b.clone(),
+        b: entries.a.clone(),
+    });
     assert!(matches!(
         store.record_fork_proof(swapped).wait(),
         Err(AppendError::InvalidProof(_))

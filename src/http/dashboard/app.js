@@ -483,13 +483,16 @@
           cell(time(feed.first_timestamp)),
           cell(time(feed.last_timestamp)),
           el('td', { className: feed.status === 'ok' ? 'ok' : 'warn' }, String(feed.status)),
+          // Cosigners consistent with the served author checkpoint (0 without one).
+          el('td', { className: 'num', title: 'checkpoint size ' + String(feed.checkpoint_size ?? 0) },
+            String(feed.k ?? 0)),
         );
         if (feed.author === ownAuthor) {
           row.classList.add('own');
         }
         return row;
       });
-      replaceRows($('feeds-body'), rows, 6, 'no feeds yet');
+      replaceRows($('feeds-body'), rows, 7, 'no feeds yet');
       setText('feeds-page', 'page ' + feedPages.length + (feedsNext ? '' : ' (last)'));
       $('feeds-next').disabled = feedsNext === null;
       $('feeds-prev').disabled = feedPages.length === 1;
