@@ -7,12 +7,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
+use super::tlog::served_checkpoint;
 use super::{ApiError, AppState};
 use crate::entry::{EntryJson, Seq};
 use crate::hash::Hash;
 use crate::identity::Author;
 use crate::metrics::SyncFigures;
-use crate::summary::FeedsPage;
+use crate::summary::{FeedSummary, FeedsPage};
 
 /// Default page size of `GET /entries`.
 pub(crate) const DEFAULT_PAGE_ENTRIES: usize = 100;
@@ -130,12 +131,30 @@ pub(crate) struct FeedsParams {
     after: Option<String>,
 }
 
+/// One feed of `GET /feeds`: the summary view's line, and what the node can prove of it.
+#[derive(Debug, Serialize)]
+pub(crate) struct FeedLine {
+    #[serde(flatten)]
+    summary: FeedSummary,
+    /// Entries the tree covers (null without the tree cache).
+    tree_size: Option<u64>,
+    /// The size of the checkpoint `GET /feeds/AUTHOR/checkpoint` serves (null: none).
+    checkpoint_size: Option<u64>,
+}
+
+/// A page of [`FeedLine`]s; `next` as [`FeedsPage::next`].
+#[derive(Debug, Serialize)]
+pub(crate) struct FeedLines {
+    feeds: Vec<FeedLine>,
+    next: Option<Author>,
+}
+
 /// A page of the summary view's feeds in author order: `{"feeds": [...], "next": AUTHOR}`,
 /// `next` being the `after` of the next page (null on the last).
 pub(crate) async fn feeds(
     State(state): State<AppState>,
     params: Result<Query<FeedsParams>, QueryRejection>,
-) -> Result<Json<FeedsPage>, ApiError> {
+) -> Result<Json<FeedLines>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = parse_limit(params.limit, DEFAULT_PAGE_FEEDS, MAX_PAGE_FEEDS)?;
     let after: Option<Author> = params
@@ -146,7 +165,17 @@ pub(crate) async fn feeds(
             })
         })
         .transpose()?;
-    Ok(Json(state.node.feeds_page(after.as_ref(), limit)))
+    let FeedsPage { feeds, next } = state.node.feeds_page(after.as_ref(), limit);
+    let feeds = feeds
+        .into_iter()
+        .map(|summary| FeedLine {
+            tree_size: state.tree.as_ref().map(|t| t.size(&summary.author)),
+            checkpoint_size: served_checkpoint(&state, &summary.author)
+                .map(|c| c.checkpoint().size()),
+            summary,
+        })
+        .collect();
+    Ok(Json(FeedLines { feeds, next }))
 }
 
 /// A page size from the `limit` query parameter: `default` without it, at most `max`.
