@@ -33,6 +33,7 @@ mod csv_import;
 mod dashboard_browser;
 mod dashboard_http;
 mod disk_full;
+mod feeds_tlog;
 mod fork_log_faults;
 mod fork_notes;
 mod fuzz_corpus;
