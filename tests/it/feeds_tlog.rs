@@ -440,25 +440,29 @@ fn checkpoint_proofs_consistency_and_tiles_verify() {
 fn kappalog_get_fetches_and_checks_an_entry_from_the_node() {
     let f = fixture();
     let url = format!("http://{}", f.addr());
-    let get = |author: &str, seq: &str| {
+    let get = |author: &str, seq: &str, extra: &[&str]| {
         exit(
             &kappalog()
                 .env_remove("KAPPALOG_URL")
                 .env_remove("KAPPALOG_GET_TIMEOUT")
                 .args(["get", "--url", &url, "--author", author, "--seq", seq])
+                .args(extra)
                 .output()
                 .unwrap(),
         )
     };
-    let (code, stdout, stderr) = get(&f.own_hex(), "257");
+    let (code, stdout, stderr) = get(&f.own_hex(), "257", &[]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("own 256"), "prints the entry: {stdout}");
+    let (code, stdout, stderr) = get(&f.own_hex(), "5", &["--size", "100"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("a tree of 100 entries"), "{stdout}");
     // A feed the node holds no checkpoint of, and one it does not hold: no answer to check.
-    let (code, _, stderr) = get(&f.foreign_hex(), "3");
+    let (code, _, stderr) = get(&f.foreign_hex(), "3", &[]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("no checkpoint of feed"), "{stderr}");
     let stranger = identity(63).author().to_hex();
-    let (code, _, stderr) = get(&stranger, "1");
+    let (code, _, stderr) = get(&stranger, "1", &[]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("no feed for author"), "{stderr}");
 }
