@@ -4,8 +4,8 @@
 //! vkey, every proof bundle passes `verify_entry_proof` and `kappalog proof verify`, the
 //! consistency proof verifies between two checkpoints, the tiles rebuild the checkpoint's
 //! root, `kappalog get` fetches and checks an entry, and the Python cross-check written from
-//! the C2SP texts agrees (and fails on a tampered answer). Hostile requests get their
-//! status and message, and nothing is written.
+//! the C2SP texts agrees (and fails on a tampered answer). Hostile requests:
+//! `feeds_tlog_hostile`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -30,32 +30,32 @@ use tokio::runtime::Runtime;
 use crate::common::python::python_run;
 use crate::common::serve::Server;
 use crate::common::tree::{model_of, wait_covered, Model};
-use crate::common::{identity, kappalog, last_entry_end, wait_until, DEADLINE};
+use crate::common::{identity, kappalog, wait_until, DEADLINE};
 
-const OWN_ENTRIES: u64 = 300;
+pub(crate) const OWN_ENTRIES: u64 = 300;
 const FOREIGN_ENTRIES: u64 = 40;
 
 /// A response with its body as bytes (tiles are binary).
-struct Answer {
-    status: u16,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8(self.body.clone()).unwrap()
     }
 
     /// The JSON error message.
-    fn error(&self) -> String {
+    pub(crate) fn error(&self) -> String {
         let json: serde_json::Value = serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text()));
         json["error"].as_str().unwrap().to_owned()
@@ -63,7 +63,7 @@ impl Answer {
 }
 
 /// `GET path` over a fresh connection, the answer read to its close.
-fn fetch(addr: SocketAddr, path: &str) -> Answer {
+pub(crate) fn fetch(addr: SocketAddr, path: &str) -> Answer {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     write!(
@@ -96,11 +96,11 @@ fn fetch(addr: SocketAddr, path: &str) -> Answer {
 }
 
 /// A served node, its trees and what it holds.
-struct Fixture {
+pub(crate) struct Fixture {
     rt: Runtime,
     server: Option<Server>,
-    trees: Trees,
-    own: Identity,
+    pub(crate) trees: Trees,
+    pub(crate) own: Identity,
     own_model: Model,
     foreign: Vec<(Entry, EntryHash)>,
     foreign_model: Model,
@@ -111,19 +111,19 @@ impl Fixture {
         self.server.as_ref().unwrap().addr
     }
 
-    fn node(&self) -> &Node {
+    pub(crate) fn node(&self) -> &Node {
         &self.server.as_ref().unwrap().node
     }
 
-    fn own_hex(&self) -> String {
+    pub(crate) fn own_hex(&self) -> String {
         self.own.author().to_hex()
     }
 
-    fn foreign_hex(&self) -> String {
+    pub(crate) fn foreign_hex(&self) -> String {
         self.foreign[0].0.author.to_hex()
     }
 
-    fn get(&self, path: &str) -> Answer {
+    pub(crate) fn get(&self, path: &str) -> Answer {
         fetch(self.addr(), path)
     }
 }
@@ -137,7 +137,7 @@ impl Drop for Fixture {
 }
 
 /// Serves `node` over TCP with `trees` and a short `--query-wait`.
-async fn serve(node: Node, dir: tempfile::TempDir, trees: Trees) -> Server {
+pub(crate) async fn serve(node: Node, dir: tempfile::TempDir, trees: Trees) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -167,7 +167,7 @@ async fn serve(node: Node, dir: tempfile::TempDir, trees: Trees) -> Server {
     Server::from_parts(addr, node, stop, task, dir)
 }
 
-fn fixture() -> Fixture {
+pub(crate) fn fixture() -> Fixture {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -219,6 +219,17 @@ fn root_of(model: &Model, size: u64) -> Hash {
         tree.append(leaf_at(model, i)).unwrap();
     }
     tree.root().unwrap()
+}
+
+/// A consistency proof's lines: one base64 hash each.
+fn proof_lines(text: &str) -> Vec<Hash> {
+    text.lines()
+        .map(|line| {
+            let mut hash = [0u8; 32];
+            assert_eq!(Base64::decode(line, &mut hash).unwrap().len(), 32);
+            hash
+        })
+        .collect()
 }
 
 fn hashes(bytes: &[u8]) -> Vec<Hash> {
@@ -314,14 +325,7 @@ fn checkpoint_proofs_consistency_and_tiles_verify() {
     );
     let text = answer.text();
     assert!(text.ends_with('\n'));
-    let proof: Vec<Hash> = text
-        .lines()
-        .map(|line| {
-            let mut hash = [0u8; 32];
-            Base64::decode(line, &mut hash).unwrap();
-            hash
-        })
-        .collect();
+    let proof = proof_lines(&text);
     assert!(!proof.is_empty());
     verify_consistency(100, OWN_ENTRIES, old.checkpoint().root(), &root, &proof).unwrap();
     for (from, to) in [(0, 0), (0, 5), (300, 300)] {
@@ -396,15 +400,7 @@ fn checkpoint_proofs_consistency_and_tiles_verify() {
         .collect();
     assert_eq!(hashes(&tile.body), expected);
     let answer = f.get(&format!("/feeds/{foreign}/consistency?from=10&to=40"));
-    let proof: Vec<Hash> = answer
-        .text()
-        .lines()
-        .map(|line| {
-            let mut hash = [0u8; 32];
-            Base64::decode(line, &mut hash).unwrap();
-            hash
-        })
-        .collect();
+    let proof = proof_lines(&answer.text());
     verify_consistency(
         10,
         40,
@@ -483,255 +479,4 @@ fn the_python_cross_check_agrees_with_a_live_node_and_catches_tampering() {
         assert!(!agreed, "a tampered {kind} passed: {printed}");
         assert!(printed.contains("FAILED:"), "{kind}: {printed}");
     }
-}
-
-#[test]
-fn hostile_requests_get_their_status_and_message_and_write_nothing() {
-    let f = fixture();
-    let own = f.own_hex();
-    let foreign = f.foreign_hex();
-    let stranger = identity(64).author().to_hex();
-    let entries_before = f.node().reader().len();
-    let log = f.node().data_dir().join("entries.log");
-    // The store writes idle commit markers on its own: entry records are what count.
-    let log_before = last_entry_end(&log);
-    let cases: Vec<(String, u16, &str)> = vec![
-        (
-            format!("/feeds/{own}/proof"),
-            400,
-            "missing query parameter \"seq\"",
-        ),
-        (format!("/feeds/{own}/proof?seq=0"), 400, "at least 1"),
-        (format!("/feeds/{own}/proof?seq=-1"), 400, "decimal integer"),
-        (format!("/feeds/{own}/proof?seq=x"), 400, "decimal integer"),
-        (
-            format!("/feeds/{own}/proof?seq=18446744073709551616"),
-            400,
-            "decimal integer",
-        ),
-        (
-            format!("/feeds/{own}/proof?seq=18446744073709551615"),
-            404,
-            "there is no seq",
-        ),
-        (
-            format!("/feeds/{own}/proof?seq=301"),
-            404,
-            "has 300 entries",
-        ),
-        (
-            format!("/feeds/{own}/proof?seq=9&size=8"),
-            400,
-            "below seq 9",
-        ),
-        (
-            format!("/feeds/{own}/proof?seq=9&size=301"),
-            409,
-            "no checkpoint of size 301",
-        ),
-        (format!("/feeds/{own}/proof?seq=1&size=x"), 400, "\"size\""),
-        (
-            format!("/feeds/{foreign}/proof?seq=1&size=40"),
-            404,
-            "no checkpoint of feed",
-        ),
-        (
-            format!("/feeds/{stranger}/proof?seq=1"),
-            404,
-            "no feed for author",
-        ),
-        (
-            format!("/feeds/{stranger}/checkpoint"),
-            404,
-            "no feed for author",
-        ),
-        ("/feeds/zz/checkpoint".into(), 400, "author"),
-        (format!("/feeds/{}/checkpoint", &own[..62]), 400, "author"),
-        (
-            format!("/feeds/{own}/consistency?from=5"),
-            400,
-            "missing query parameter \"to\"",
-        ),
-        (
-            format!("/feeds/{own}/consistency?from=6&to=5"),
-            400,
-            "a tree only grows",
-        ),
-        (
-            format!("/feeds/{own}/consistency?from=5&to=301"),
-            409,
-            "300 entries",
-        ),
-        (
-            format!("/feeds/{stranger}/consistency?from=0&to=1"),
-            404,
-            "no feed",
-        ),
-        (
-            format!("/feeds/{own}/tile/0/x018/x446/x744/x073/x709/x551/615"),
-            404,
-            "no tile",
-        ),
-        (
-            format!("/feeds/{own}/tile/0/002"),
-            404,
-            "covers 300 entries",
-        ),
-        (
-            format!("/feeds/{own}/tile/0/001"),
-            404,
-            "no tile tile/0/001",
-        ),
-        (format!("/feeds/{own}/tile/0/001.p/45"), 404, "no tile"),
-        (format!("/feeds/{own}/tile/1/000"), 404, "no tile"),
-        (format!("/feeds/{own}/tile/entries/002"), 404, "no tile"),
-        (
-            format!("/feeds/{own}/tile/0/000.p/0"),
-            400,
-            "bad partial tile width",
-        ),
-        (
-            format!("/feeds/{own}/tile/0/000.p/256"),
-            400,
-            "bad partial tile width",
-        ),
-        (
-            format!("/feeds/{own}/tile/0/001.p/"),
-            400,
-            "bad partial tile width",
-        ),
-        (format!("/feeds/{own}/tile/64/000"), 400, "bad tile level"),
-        (format!("/feeds/{own}/tile/0/x000/001"), 400, "canonical"),
-        (format!("/feeds/{own}/tile/0/1"), 400, "bad tile index"),
-        (
-            format!("/feeds/{own}/tile/0/000/001"),
-            400,
-            "bad tile index",
-        ),
-        (
-            format!("/feeds/{own}/tile/0/000/extra/segments"),
-            400,
-            "tile",
-        ),
-        (
-            format!("/feeds/{own}/tile/hashes/000"),
-            400,
-            "bad tile level",
-        ),
-        (
-            format!("/feeds/{stranger}/tile/0/000"),
-            404,
-            "no feed for author",
-        ),
-        ("/feeds/zz/tile/0/000".into(), 400, "author"),
-        (format!("/feeds/{own}/nothing"), 404, "no such route"),
-    ];
-    for (path, status, needle) in &cases {
-        let answer = f.get(path);
-        assert_eq!(answer.status, *status, "{path}: {}", answer.text());
-        let error = answer.error();
-        assert!(error.contains(needle), "{path}: {error:?} lacks {needle:?}");
-    }
-    // No token is asked of the reads, and none of them wrote anything.
-    assert_eq!(f.node().reader().len(), entries_before);
-    assert_eq!(last_entry_end(&log), log_before);
-    assert_eq!(f.trees.size(&f.own.author()), OWN_ENTRIES);
-}
-
-/// A tree behind the log: node A served with the trees of node B, which holds only a prefix
-/// of A's feed (the state between an append and the tree follower reading it, held still).
-#[test]
-fn what_the_tree_has_not_covered_yet_is_a_503_with_retry_after() {
-    let rt = Runtime::new().unwrap();
-    let own = identity(65);
-    let b_dir = tempfile::tempdir().unwrap();
-    let (server, b) = rt.block_on(async {
-        let a_dir = tempfile::tempdir().unwrap();
-        let (a, _) = Node::open_with_identity(a_dir.path(), own.clone()).unwrap();
-        for v in 0..5 {
-            a.append(v, format!("own {v}")).await.unwrap();
-        }
-        let prefix: Vec<(Entry, EntryHash)> = (1..=3)
-            .map(|seq| {
-                let (entry, hash) = a.reader().get(&own.author(), seq).unwrap().unwrap();
-                (entry, hash)
-            })
-            .collect();
-        let (b, _) = Node::open_with_identity(b_dir.path(), identity(66)).unwrap();
-        let b_trees = kappalog::tree::start(&b);
-        b.offer_verified_batch(prefix).await.unwrap();
-        assert!(
-            b_trees.wait_for_size(&own.author(), 3, DEADLINE).await,
-            "B's tree covers the prefix"
-        );
-        (serve(a, a_dir, b_trees).await, b)
-    });
-    let hex = own.author().to_hex();
-    let behind = |path: String| {
-        let answer = fetch(server.addr, &path);
-        assert_eq!(answer.status, 503, "{path}: {}", answer.text());
-        assert_eq!(answer.header("retry-after"), Some("1"), "{path}");
-        assert!(
-            answer.error().contains("its tree covers 3 so far"),
-            "{path}"
-        );
-    };
-    behind(format!("/feeds/{hex}/proof?seq=4"));
-    behind(format!("/feeds/{hex}/proof?seq=1&size=5"));
-    behind(format!("/feeds/{hex}/consistency?from=1&to=4"));
-    // The own feed has entries, but no checkpoint is signed yet (B signs its own feed).
-    let answer = fetch(server.addr, &format!("/feeds/{hex}/checkpoint"));
-    assert_eq!(answer.status, 503, "{}", answer.text());
-    assert_eq!(answer.header("retry-after"), Some("1"));
-    // What the tree covers is proved, against a checkpoint signed now with A's key.
-    let answer = fetch(server.addr, &format!("/feeds/{hex}/proof?seq=2"));
-    assert_eq!(answer.status, 200, "{}", answer.text());
-    let verified = verify_entry_proof(&answer.body, None).unwrap();
-    assert_eq!((verified.entry.seq, verified.tree_size), (2, 3));
-    rt.block_on(async {
-        server.shutdown().await;
-        b.shutdown().await.unwrap();
-    });
-}
-
-/// The own feed of a node without entries: nothing to sign, said so; a forked feed: gone.
-#[test]
-fn an_empty_own_feed_has_no_checkpoint_to_serve() {
-    let rt = Runtime::new().unwrap();
-    let own = identity(67);
-    let (server, _trees) = rt.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let (node, _) = Node::open_with_identity(dir.path(), own.clone()).unwrap();
-        let trees = kappalog::tree::start(&node);
-        (serve(node, dir, trees.clone()).await, trees)
-    });
-    let hex = own.author().to_hex();
-    let answer = fetch(server.addr, &format!("/feeds/{hex}/checkpoint"));
-    assert_eq!(answer.status, 404);
-    assert!(
-        answer.error().contains("has no entries to sign"),
-        "{}",
-        answer.error()
-    );
-    let answer = fetch(server.addr, &format!("/feeds/{hex}/proof?seq=1"));
-    assert_eq!(answer.status, 404, "{}", answer.text());
-    let answer = fetch(server.addr, &format!("/feeds/{hex}/tile/0/000.p/1"));
-    assert_eq!(answer.status, 404, "{}", answer.text());
-    // A forked feed: 410, pointing at the proof.
-    assert!(server
-        .node
-        .record_proof(crate::common::fork_proof(68))
-        .unwrap());
-    let forked = identity(68).author().to_hex();
-    for path in [
-        "checkpoint",
-        "proof?seq=1",
-        "consistency?from=0&to=1",
-        "tile/0/000.p/1",
-    ] {
-        let answer = fetch(server.addr, &format!("/feeds/{forked}/{path}"));
-        assert_eq!(answer.status, 410, "{path}: {}", answer.text());
-        assert!(answer.error().contains("is forked"), "{path}");
-    }
-    rt.block_on(server.shutdown());
 }
