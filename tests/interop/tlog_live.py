@@ -2,7 +2,7 @@
 """Independent cross-check of a live kappalog node's verifiable-feed routes (issue 22).
 
 Written from the C2SP texts (signed-note, tlog-checkpoint, tlog-proof, tlog-tiles) and RFC
-9162, not from the Rust code. Given a node's URL and a feed's author (64 hex digits), it
+9162, not from the Rust code (the Merkle algorithms are tlog_tree.py's, beside it). Given a node's URL and a feed's author (64 hex digits), it
 
 1. fetches GET /feeds/AUTHOR/checkpoint and checks the note: origin kappalog/feed/<hex>,
    the author's Ed25519 signature under the key name equal to the origin, with the key ID
@@ -35,6 +35,10 @@ import urllib.request
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+# RFC 9162's hashing and verification algorithms and tlog-tiles' paths, as the tree
+# cross-check (also written from the texts) has them: one copy among the interop scripts.
+from tlog_tree import Tree, leaf_hash, tile_path, verify_consistency, verify_inclusion
+
 EM_DASH = "\u2014"
 PROOF_HEADER = "c2sp.org/tlog-proof@v1"
 TAMPER_KINDS = ("checkpoint", "proof", "consistency", "tile")
@@ -61,84 +65,9 @@ def sha256(data):
     return hashlib.sha256(data).digest()
 
 
-def leaf_hash(leaf):
-    # RFC 9162 2.1.1: leaves are hashed with a 0x00 prefix, interior nodes with 0x01.
-    return sha256(b"\x00" + leaf)
-
-
-def node_hash(left, right):
-    return sha256(b"\x01" + left + right)
-
-
 def mth(leaves):
     """RFC 9162 2.1.1: the Merkle tree hash of a list of leaf hashes."""
-    if len(leaves) == 1:
-        return leaves[0]
-    k = 1
-    while k * 2 < len(leaves):
-        k *= 2
-    return node_hash(mth(leaves[:k]), mth(leaves[k:]))
-
-
-def verify_inclusion(leaf, index, size, path, root):
-    """RFC 9162 2.1.3.2."""
-    if index >= size:
-        return False
-    fn, sn, r = index, size - 1, leaf
-    for p in path:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
-        else:
-            r = node_hash(r, p)
-        fn >>= 1
-        sn >>= 1
-    return sn == 0 and r == root
-
-
-def verify_consistency(first, second, first_hash, second_hash, path):
-    """RFC 9162 2.1.4.2 (an empty old tree: an empty path)."""
-    if first == second:
-        return not path and first_hash == second_hash
-    if first == 0:
-        return not path
-    if first & (first - 1) == 0:
-        path = [first_hash] + path
-    fn, sn = first - 1, second - 1
-    while fn & 1:
-        fn >>= 1
-        sn >>= 1
-    if not path:
-        return False
-    fr = sr = path[0]
-    for c in path[1:]:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            fr = node_hash(c, fr)
-            sr = node_hash(c, sr)
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
-        else:
-            sr = node_hash(sr, c)
-        fn >>= 1
-        sn >>= 1
-    return fr == first_hash and sr == second_hash and sn == 0
-
-
-def tile_path(level, index, width):
-    """tlog-tiles: tile/<L>/<N>[.p/<W>], <N> in zero-padded 3-digit groups, x-prefixed but the last."""
-    digits = str(index)
-    digits = "0" * (-len(digits) % 3) + digits
-    groups = [digits[i : i + 3] for i in range(0, len(digits), 3)]
-    n = "/".join(["x" + g for g in groups[:-1]] + [groups[-1]])
-    path = "tile/%s/%s" % (level, n)
-    return path + (".p/%d" % width if width < 256 else "")
+    return Tree(leaves).mth(0, len(leaves))
 
 
 class Node:

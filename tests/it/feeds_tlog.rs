@@ -15,11 +15,10 @@ use std::time::Duration;
 use base64ct::{Base64, Encoding};
 use kappalog::entry::Entry;
 use kappalog::hash::Hash as EntryHash;
-use kappalog::http::{router, HttpConfig};
+use kappalog::http::HttpConfig;
 use kappalog::identity::Identity;
 use kappalog::node::Node;
 use kappalog::query::{index_path, QueryConfig, QueryEngine};
-use kappalog::server::{serve_http, ServeLimits};
 use kappalog::tlog::bundle::verify_entry_proof;
 use kappalog::tlog::checkpoint::{author_vkey, origin_for, SignedCheckpoint};
 use kappalog::tlog::merkle::{leaf_hash, verify_consistency, Hash, MemoryTree};
@@ -138,9 +137,6 @@ impl Drop for Fixture {
 
 /// Serves `node` over TCP with `trees` and a short `--query-wait`.
 pub(crate) async fn serve(node: Node, dir: tempfile::TempDir, trees: Trees) -> Server {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let query = QueryEngine::new(
         index_path(node.data_dir()),
         QueryConfig {
@@ -153,18 +149,7 @@ pub(crate) async fn serve(node: Node, dir: tempfile::TempDir, trees: Trees) -> S
         query: Some(query),
         ..HttpConfig::default()
     };
-    let api = router(node.clone(), config);
-    let open = node.metrics().http_connections.clone();
-    let task = tokio::spawn(serve_http(
-        listener,
-        api,
-        ServeLimits::default(),
-        open,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    Server::from_parts(addr, node, stop, task, dir)
+    crate::common::serve::serve(node, dir, config).await
 }
 
 pub(crate) fn fixture() -> Fixture {
