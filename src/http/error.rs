@@ -176,4 +176,32 @@ mod tests {
         assert_eq!(disk.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(disk.to_string(), "unable to write to the log");
     }
+
+    /// A tree read's error is the asker's (4xx) or, for storage, the node's, never echoed;
+    /// "not covered yet" is a retry, with its header.
+    #[test]
+    fn tree_errors_map_to_who_is_to_blame() {
+        let author = crate::identity::Identity::from_seed([1; 32]).author();
+        let unknown = ApiError::from(TreeReadError::UnknownFeed { author });
+        assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+        let range = ApiError::from(TreeReadError::OutOfRange("index 5 of 3".into()));
+        assert_eq!(range.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(range.to_string(), "index 5 of 3");
+        let storage = ApiError::from(TreeReadError::Storage("row 7 is missing".into()));
+        assert_eq!(storage.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(storage.to_string(), "internal error");
+        let behind = ApiError::from(TreeReadError::BeyondCovered {
+            size: 9,
+            covered: 3,
+        })
+        .into_response();
+        assert_eq!(behind.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            behind
+                .headers()
+                .get(axum::http::header::RETRY_AFTER)
+                .unwrap(),
+            "1"
+        );
+    }
 }
