@@ -9,7 +9,11 @@
 //! | GET    | `/summary`        | the summary view: aggregates, feed counts, digest (constant size) |
 //! | GET    | `/entries`        | `?author=HEX&from=SEQ&limit=N`: one feed, paginated  |
 //! | GET    | `/entries/{hash}` | one entry or 404                                     |
-//! | GET    | `/feeds`          | `?limit=N&after=AUTHOR`: the feeds in author order, paginated |
+//! | GET    | `/feeds`          | `?limit=N&after=AUTHOR`: the feeds in author order, paginated, each with its `tree_size` and `checkpoint_size` |
+//! | GET    | `/feeds/{author}/checkpoint` | the feed's served checkpoint, a C2SP signed note (`text/plain`; [`tlog`]) |
+//! | GET    | `/feeds/{author}/proof` | `?seq=N[&size=S]`: entry N's `c2sp.org/tlog-proof@v1` bundle (`text/plain`) |
+//! | GET    | `/feeds/{author}/consistency` | `?from=A&to=B`: a consistency proof, one base64 hash a line (`text/plain`) |
+//! | GET    | `/feeds/{author}/tile/{*path}` | tlog-tiles: `L/N[.p/W]` hash tiles and `entries/N[.p/W]` entry bundles (binary; [`tiles`]) |
 //! | GET    | `/export.csv`     | the CSV export, streamed (`text/csv`)                |
 //! | GET    | `/tail`           | committed entries live, SSE or NDJSON ([`crate::tail`]) |
 //! | POST   | `/import`         | a CSV body, streamed; the import counts              |
@@ -27,7 +31,8 @@
 //! | POST   | `/witness/add-checkpoint` | C2SP tlog-witness, for the `--witness-for` logs; authenticated by the checkpoint's signature, not the token; text answers ([`witness`]) |
 //!
 //! Every error is `{"error": "..."}` (the witness route's protocol answers excepted: they are
-//! the spec's text); internal causes are logged, not echoed.
+//! the spec's text); internal causes are logged, not echoed. The verifiable-feed routes
+//! answer in the C2SP formats on success and JSON errors otherwise.
 
 mod add;
 pub mod dashboard;
@@ -38,6 +43,8 @@ mod read;
 mod stream;
 mod sync;
 mod tail;
+mod tiles;
+mod tlog;
 mod views;
 mod witness;
 
@@ -218,6 +225,10 @@ pub fn router(node: Node, config: HttpConfig) -> Api {
         .route("/entries", get(read::entries))
         .route("/entries/{hash}", get(read::entry_by_hash))
         .route("/feeds", get(read::feeds))
+        .route("/feeds/{author}/checkpoint", get(tlog::checkpoint))
+        .route("/feeds/{author}/proof", get(tlog::proof))
+        .route("/feeds/{author}/consistency", get(tlog::consistency))
+        .route("/feeds/{author}/tile/{*path}", get(tiles::tile))
         .route("/forks", get(sync::forks))
         .route("/peers", get(sync::peers))
         .route("/health", get(read::health))

@@ -6,6 +6,7 @@ use axum::Json;
 
 use crate::node::NodeError;
 use crate::store::AppendError;
+use crate::tree::TreeReadError;
 
 /// Everything a handler can answer besides success. The status mapping is the one `match`
 /// in [`IntoResponse`]; the message is what the client sees.
@@ -49,6 +50,11 @@ pub enum ApiError {
     /// import's spill failed); the client may retry.
     #[error("{0}")]
     Unavailable(String),
+    /// 503 with `Retry-After: 1`: the node holds what was asked but has not finished
+    /// deriving what the answer needs (the tree cache behind a fresh append); asking again
+    /// in a second will do.
+    #[error("{0}")]
+    NotYet(String),
     /// 504: the work ran past its deadline and was stopped (a query past
     /// `--query-timeout`); the message names the deadline.
     #[error("{0}")]
@@ -73,7 +79,7 @@ impl ApiError {
             ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::NotYet(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -91,6 +97,12 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        if let ApiError::NotYet(_) = &self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
             );
         }
         response
@@ -126,6 +138,19 @@ impl From<NodeError> for ApiError {
     }
 }
 
+impl From<TreeReadError> for ApiError {
+    fn from(error: TreeReadError) -> ApiError {
+        match error {
+            e @ TreeReadError::UnknownFeed { .. } => ApiError::NotFound(e.to_string()),
+            // The routes check sizes against the tree before they read, so this is the
+            // follower moving between the check and the read, or a rebuild: retry.
+            e @ TreeReadError::BeyondCovered { .. } => ApiError::NotYet(e.to_string()),
+            TreeReadError::OutOfRange(reason) => ApiError::BadRequest(reason),
+            e @ TreeReadError::Storage(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
 pub(crate) async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
 }
@@ -150,5 +175,33 @@ mod tests {
         ))));
         assert_eq!(disk.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(disk.to_string(), "unable to write to the log");
+    }
+
+    /// A tree read's error is the asker's (4xx) or, for storage, the node's, never echoed;
+    /// "not covered yet" is a retry, with its header.
+    #[test]
+    fn tree_errors_map_to_who_is_to_blame() {
+        let author = crate::identity::Identity::from_seed([1; 32]).author();
+        let unknown = ApiError::from(TreeReadError::UnknownFeed { author });
+        assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+        let range = ApiError::from(TreeReadError::OutOfRange("index 5 of 3".into()));
+        assert_eq!(range.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(range.to_string(), "index 5 of 3");
+        let storage = ApiError::from(TreeReadError::Storage("row 7 is missing".into()));
+        assert_eq!(storage.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(storage.to_string(), "internal error");
+        let behind = ApiError::from(TreeReadError::BeyondCovered {
+            size: 9,
+            covered: 3,
+        })
+        .into_response();
+        assert_eq!(behind.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            behind
+                .headers()
+                .get(axum::http::header::RETRY_AFTER)
+                .unwrap(),
+            "1"
+        );
     }
 }

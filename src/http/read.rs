@@ -7,12 +7,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
+use super::tlog::served_checkpoint;
 use super::{ApiError, AppState};
 use crate::entry::{EntryJson, Seq};
 use crate::hash::Hash;
 use crate::identity::Author;
 use crate::metrics::SyncFigures;
-use crate::summary::FeedSummary;
+use crate::summary::{FeedSummary, FeedsPage};
 
 /// Default page size of `GET /entries`.
 pub(crate) const DEFAULT_PAGE_ENTRIES: usize = 100;
@@ -130,12 +131,33 @@ pub(crate) struct FeedsParams {
     after: Option<String>,
 }
 
+/// One feed of `GET /feeds`: the summary view's line, and what the node can prove of it.
+#[derive(Debug, Serialize)]
+pub(crate) struct FeedLine {
+    #[serde(flatten)]
+    summary: FeedSummary,
+    /// Entries the tree covers (null without the tree cache).
+    tree_size: Option<u64>,
+    /// The size of the checkpoint `GET /feeds/AUTHOR/checkpoint` serves (null: none).
+    checkpoint_size: Option<u64>,
+    /// The cosigners whose largest cosigned checkpoint the node holds is consistent with
+    /// the served one (0 without a checkpoint book).
+    k: usize,
+}
+
+/// A page of [`FeedLine`]s; `next` as [`FeedsPage::next`].
+#[derive(Debug, Serialize)]
+pub(crate) struct FeedLines {
+    feeds: Vec<FeedLine>,
+    next: Option<Author>,
+}
+
 /// A page of the summary view's feeds in author order: `{"feeds": [...], "next": AUTHOR}`,
 /// `next` being the `after` of the next page (null on the last).
 pub(crate) async fn feeds(
     State(state): State<AppState>,
     params: Result<Query<FeedsParams>, QueryRejection>,
-) -> Result<Json<FeedsPageJson>, ApiError> {
+) -> Result<Json<FeedLines>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = parse_limit(params.limit, DEFAULT_PAGE_FEEDS, MAX_PAGE_FEEDS)?;
     let after: Option<Author> = params
@@ -146,43 +168,21 @@ pub(crate) async fn feeds(
             })
         })
         .transpose()?;
-    let page = state.node.feeds_page(after.as_ref(), limit);
-    let feeds = page
-        .feeds
+    let FeedsPage { feeds, next } = state.node.feeds_page(after.as_ref(), limit);
+    let feeds = feeds
         .into_iter()
-        .map(|summary| {
-            let (checkpoint_size, k) = state
+        .map(|summary| FeedLine {
+            tree_size: state.tree.as_ref().map(|t| t.size(&summary.author)),
+            checkpoint_size: served_checkpoint(&state, &summary.author)
+                .map(|c| c.checkpoint().size()),
+            k: state
                 .book
                 .as_ref()
-                .map_or((0, 0), |book| book.size_and_k(&summary.author));
-            FeedJson {
-                summary,
-                checkpoint_size,
-                k,
-            }
+                .map_or(0, |book| book.size_and_k(&summary.author).1),
+            summary,
         })
         .collect();
-    Ok(Json(FeedsPageJson {
-        feeds,
-        next: page.next,
-    }))
-}
-
-/// `GET /feeds`' answer: the summary view's page, each feed with its checkpoint figures.
-#[derive(Debug, Serialize)]
-pub(crate) struct FeedsPageJson {
-    feeds: Vec<FeedJson>,
-    next: Option<Author>,
-}
-
-/// One feed of `GET /feeds`: the summary's fields, the size of the author checkpoint the
-/// node serves (0: none yet) and k, the cosigners consistent with it.
-#[derive(Debug, Serialize)]
-pub(crate) struct FeedJson {
-    #[serde(flatten)]
-    summary: FeedSummary,
-    checkpoint_size: u64,
-    k: usize,
+    Ok(Json(FeedLines { feeds, next }))
 }
 
 /// A page size from the `limit` query parameter: `default` without it, at most `max`.

@@ -34,6 +34,8 @@ mod csv_import;
 mod dashboard_browser;
 mod dashboard_http;
 mod disk_full;
+mod feeds_tlog;
+mod feeds_tlog_hostile;
 mod fork_log_faults;
 mod fork_notes;
 mod fuzz_corpus;

@@ -1,5 +1,6 @@
 //! Running an independent cross-check written in Python (`tests/interop/*.py`) over vectors
-//! the Rust code wrote: one copy of "is python3 with `cryptography` here, and what if not".
+//! the Rust code wrote or against a live node: one copy of "is python3 with `cryptography`
+//! here, and what if not".
 
 use std::path::Path;
 use std::process::Command;
@@ -9,11 +10,16 @@ use std::process::Command;
 /// `cryptography` module is missing; that is a failure instead when
 /// `KAPPALOG_REQUIRE_PYTHON=1` (CI sets it, `.ci/run`).
 pub fn python_verdict(script: &str, dir: &Path, json: &str) -> Option<(bool, String)> {
+    let path = dir.join("vectors.json");
+    std::fs::write(&path, json).unwrap();
+    python_run(script, &[path.to_str().unwrap()])
+}
+
+/// Runs `tests/interop/<script> ARGS` (a live check): as [`python_verdict`].
+pub fn python_run(script: &str, args: &[&str]) -> Option<(bool, String)> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/interop")
         .join(script);
-    let path = dir.join("vectors.json");
-    std::fs::write(&path, json).unwrap();
     let required = std::env::var_os("KAPPALOG_REQUIRE_PYTHON").is_some_and(|v| v == "1");
     let probe = Command::new("python3")
         .args(["-c", "import cryptography"])
@@ -34,7 +40,7 @@ pub fn python_verdict(script: &str, dir: &Path, json: &str) -> Option<(bool, Str
     }
     let out = Command::new("python3")
         .arg(&script)
-        .arg(&path)
+        .args(args)
         .output()
         .unwrap();
     let printed = format!(

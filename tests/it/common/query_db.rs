@@ -7,19 +7,16 @@ use std::path::Path;
 
 use kappalog::entry::Entry;
 use kappalog::hash::Hash;
-use kappalog::http::{router, HttpConfig};
+use kappalog::http::HttpConfig;
 use kappalog::identity::Author;
 use kappalog::node::Node;
 use kappalog::query::{index_path, QueryConfig, QueryEngine};
-use kappalog::server::{serve_http, ServeLimits};
 use kappalog::store::format::{FILE_HEADER_BYTES, SCAN_CHUNK_BYTES};
 use kappalog::store::StoreReader;
 use rusqlite::{params, Connection};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 use super::identity;
-use super::serve::Server;
+use super::serve::{serve, Server};
 
 /// docs/QUERY.md's tables, layout version 1.
 pub const SCHEMA: &str = "
@@ -175,25 +172,6 @@ pub async fn start_with(config: QueryConfig, seed: impl FnOnce(&Node)) -> QueryN
         engine,
         index,
     }
-}
-
-/// Serves `node`'s API with `http` on 127.0.0.1 (port 0) until the server is shut down.
-async fn serve(node: Node, dir: tempfile::TempDir, http: HttpConfig) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let api = router(node.clone(), http);
-    let open = node.metrics().http_connections.clone();
-    let task = tokio::spawn(serve_http(
-        listener,
-        api,
-        ServeLimits::default(),
-        open,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    Server::from_parts(addr, node, stop, task, dir)
 }
 
 /// `text` percent-encoded for a query string.

@@ -28,6 +28,25 @@ pub async fn start(limits: ServeLimits) -> Server {
     start_over(node, dir, limits).await
 }
 
+/// Serves `node`'s API with `http` on 127.0.0.1 (port 0) until the server is shut down.
+pub async fn serve(node: Node, dir: tempfile::TempDir, http: HttpConfig) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let api = router(node.clone(), http);
+    let open = node.metrics().http_connections.clone();
+    let task = tokio::spawn(serve_http(
+        listener,
+        api,
+        ServeLimits::default(),
+        open,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    Server::from_parts(addr, node, stop, task, dir)
+}
+
 /// Serves `node`, whose data lives in `dir`, with `limits`.
 pub async fn start_over(node: Node, dir: tempfile::TempDir, limits: ServeLimits) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
