@@ -41,6 +41,7 @@
 pub mod cosign;
 pub mod cosigners;
 mod counters;
+mod gossip;
 pub mod journal;
 mod replay;
 mod task;
@@ -49,7 +50,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 
 use crate::identity::Author;
@@ -491,7 +491,8 @@ impl CheckpointBook {
         let size = served.checkpoint().size();
         let grew = feed.served.as_ref().is_none_or(|s| s.size < size);
         feed.served = Some(Served {
-            digest: Sha256::digest(&bytes).into(),
+            // Sync's own digest of a note: equal notes reconcile as equal items.
+            digest: crate::sync::checkpoint_book::note_digest(&bytes).0,
             note: bytes.into(),
             size,
         });

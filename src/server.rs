@@ -263,6 +263,13 @@ impl Listening {
             }
         }
         let mut config = sync_spec.config;
+        // v3 sessions gossip the book's checkpoints and cosignatures (none without the
+        // tree, `--no-tree`: then v3 sessions reconcile an empty book).
+        if let Some(book) = &self.spec.http.book {
+            config.checkpoint_book = Some(sync::checkpoint_book::SharedBook(std::sync::Arc::new(
+                book.clone(),
+            )));
+        }
         for &i in &sync_spec.trust_nodes {
             if let Some(b) = bound.get(i) {
                 config.policy.trusted.insert(b.author);

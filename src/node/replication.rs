@@ -122,12 +122,9 @@ impl Node {
         } else {
             tracing::warn!(%author, seq, "feed forked: proof recorded, feed excluded");
         }
-        // Sessions hand the event's proof to their peer as it is; a v2 peer cannot decode a
-        // split view (version 2), so only entry forks are announced here until sync v3
-        // filters by the session's version (split views are in `all_fork_proofs`).
-        if proof.is_v1_encodable() {
-            let _ = self.inner.events.send(NodeEvent::Proof(Arc::new(proof)));
-        }
+        // Sessions hand the event's proof to their peer as it is, except a split view
+        // (record version 2) to a v2 peer, which cannot decode it (`sync::outbound`).
+        let _ = self.inner.events.send(NodeEvent::Proof(Arc::new(proof)));
     }
 
     /// Records the fork between `offered` and the entry the store holds at its position —

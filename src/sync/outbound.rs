@@ -192,6 +192,16 @@ impl Outbound {
             )))
     }
 
+    /// The fork proofs this peer is sent at the session's start: split views (fork proofs
+    /// from two checkpoints, record version 2) only to a v3 peer, since a v2 node cannot
+    /// decode them and would end the session.
+    fn proofs_for_peer(&self) -> Vec<crate::fork::ForkProof> {
+        match self.gossip {
+            Some(_) => self.node.all_fork_proofs(),
+            None => self.node.fork_proofs(),
+        }
+    }
+
     /// Proofs, reconciliation, the plan and its sends.
     async fn exchange(&mut self) -> Result<(), SessionError> {
         let own = self.node.author();
@@ -205,7 +215,7 @@ impl Outbound {
             .filter(|f| f.author == own || self.admission.accepts_author(&f.author))
             .map(|f| (f.author, FeedState::from(&f)))
             .collect();
-        for message in proof_batches(self.node.fork_proofs().iter()) {
+        for message in proof_batches(self.proofs_for_peer().iter()) {
             self.send(&message).await?;
         }
         let items = plan::have_lines(&ours, &forked);
@@ -452,6 +462,10 @@ impl Outbound {
                             self.check_claim(false)?;
                         }
                         self.push(&entries).await?
+                    }
+                    // A split view only to a v3 peer, as at the session's start.
+                    Ok(NodeEvent::Proof(proof)) if !proof.is_v1_encodable() && self.gossip.is_none() => {
+                        self.no_push.insert(proof.author());
                     }
                     Ok(NodeEvent::Proof(proof)) => {
                         self.no_push.insert(proof.author());
