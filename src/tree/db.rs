@@ -331,9 +331,63 @@ fn check_against_log(covered: &Covered, reader: &StoreReader) -> Result<(), Stri
 
 /// Read-only connections to the cache for the readers, reused (a connection is opened
 /// once, its statement prepared once: a row read is then a few µs).
+///
+/// Row reads share a **held read transaction** per connection: a complete row never changes
+/// once written, so an older snapshot can only lack rows, never give a wrong one. A row
+/// missing from the snapshot is looked up again in a fresh one (the follower commits rows
+/// before it publishes the sizes that need them), and a snapshot older than
+/// [`SNAPSHOT_MAX_AGE`] is renewed first, so the follower's WAL checkpoints are held back by
+/// at most that long. Each read transaction costs SQLite a lock on the WAL index (`fcntl`
+/// on `-shm`); one per row read was the largest part of an inclusion proof's cost over HTTP
+/// (docs/BENCHMARKS.md, issue 22's targets). Edge reads, which must see the last flush, run
+/// outside any held snapshot.
 pub struct ReadPool {
     path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+    idle: Mutex<Vec<Reader>>,
+}
+
+/// How long a reader keeps one snapshot for row reads.
+pub const SNAPSHOT_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A pooled connection and when its held read transaction began (`None`: none held).
+struct Reader {
+    conn: Connection,
+    snapshot: Option<std::time::Instant>,
+}
+
+impl Reader {
+    /// Ends the held read transaction, if any.
+    fn release(&mut self) -> Result<(), String> {
+        if self.snapshot.take().is_some() {
+            self.conn
+                .execute_batch("COMMIT")
+                .map_err(sql("ending a read snapshot"))?;
+        }
+        Ok(())
+    }
+
+    /// Holds a read transaction no older than [`SNAPSHOT_MAX_AGE`].
+    fn hold(&mut self) -> Result<(), String> {
+        if self
+            .snapshot
+            .is_some_and(|began| began.elapsed() < SNAPSHOT_MAX_AGE)
+        {
+            return Ok(());
+        }
+        self.release()?;
+        self.conn
+            .execute_batch("BEGIN")
+            .map_err(sql("starting a read snapshot"))?;
+        self.snapshot = Some(std::time::Instant::now());
+        Ok(())
+    }
+}
+
+/// The row at `key` in the connection's current view.
+fn select_row(conn: &Connection, key: i64) -> Result<Option<Vec<u8>>, String> {
+    conn.prepare_cached("SELECT hashes FROM nodes WHERE key = ?1")
+        .and_then(|mut stmt| stmt.query_row([key], |r| r.get(0)).optional())
+        .map_err(sql("reading a row"))
 }
 
 impl ReadPool {
@@ -345,38 +399,52 @@ impl ReadPool {
         }
     }
 
-    /// Runs `f` on a connection from the pool (opened if none is idle).
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, String>) -> Result<T, String> {
-        let conn = lock(&self.idle).pop();
-        let conn = match conn {
-            Some(conn) => conn,
-            None => Connection::open_with_flags(
-                &self.path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .map_err(sql("opening the tree cache to read"))?,
+    /// Runs `f` on a connection from the pool (opened if none is idle). A connection whose
+    /// `f` failed is dropped, not pooled: its transaction state is unknown.
+    fn with<T>(&self, f: impl FnOnce(&mut Reader) -> Result<T, String>) -> Result<T, String> {
+        let reader = lock(&self.idle).pop();
+        let mut reader = match reader {
+            Some(reader) => reader,
+            None => Reader {
+                conn: Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(sql("opening the tree cache to read"))?,
+                snapshot: None,
+            },
         };
-        let out = f(&conn);
-        let mut idle = lock(&self.idle);
-        if idle.len() < POOLED_READERS {
-            idle.push(conn);
+        let out = f(&mut reader);
+        if out.is_ok() {
+            let mut idle = lock(&self.idle);
+            if idle.len() < POOLED_READERS {
+                idle.push(reader);
+            }
         }
         out
     }
 
     /// The complete row at `key`; `None` if absent.
     pub fn row(&self, key: i64) -> Result<Option<Vec<u8>>, String> {
-        self.with(|conn| {
-            conn.prepare_cached("SELECT hashes FROM nodes WHERE key = ?1")
-                .and_then(|mut stmt| stmt.query_row([key], |r| r.get(0)).optional())
-                .map_err(sql("reading a row"))
+        self.with(|reader| {
+            reader.hold()?;
+            if let Some(row) = select_row(&reader.conn, key)? {
+                return Ok(Some(row));
+            }
+            // Written after this snapshot began, perhaps: look again in a fresh one.
+            reader.release()?;
+            reader.hold()?;
+            select_row(&reader.conn, key)
         })
     }
 
     /// A feed's edge blob as of the last flush.
     pub fn edge(&self, id: u64) -> Result<Option<(u64, Vec<u8>)>, String> {
-        self.with(|conn| {
-            conn.prepare_cached("SELECT size, edge FROM feeds WHERE id = ?1")
+        self.with(|reader| {
+            reader.release()?;
+            reader
+                .conn
+                .prepare_cached("SELECT size, edge FROM feeds WHERE id = ?1")
                 .and_then(|mut stmt| {
                     stmt.query_row([to_i64(id).unwrap_or(-1)], |r| {
                         Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
@@ -391,5 +459,54 @@ impl ReadPool {
     /// Closes the idle connections (the file is about to be replaced).
     pub fn clear(&self) {
         lock(&self.idle).clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer on a fresh cache file in WAL mode, with the layout's tables.
+    fn writer(path: &Path) -> Connection {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode=WAL;").unwrap();
+        conn.execute_batch(CREATE).unwrap();
+        conn
+    }
+
+    /// A row committed after a reader's snapshot began is found at once, not after the
+    /// snapshot ages out: readers are published sizes only once their rows are committed,
+    /// so a held snapshot that hid the row would answer "row missing" for a valid proof.
+    #[test]
+    fn a_row_written_after_the_snapshot_began_is_read_from_a_fresh_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(TREE_FILE);
+        let w = writer(&path);
+        w.execute("INSERT INTO nodes VALUES (1, x'01')", [])
+            .unwrap();
+        let pool = ReadPool::new(path);
+        // Holds a snapshot in which row 2 does not exist yet.
+        assert_eq!(pool.row(1).unwrap(), Some(vec![1]));
+        w.execute("INSERT INTO nodes VALUES (2, x'02')", [])
+            .unwrap();
+        assert_eq!(pool.row(2).unwrap(), Some(vec![2]));
+        assert_eq!(pool.row(3).unwrap(), None, "an absent row is still absent");
+    }
+
+    /// An edge read sees the last flush even while row reads hold an older snapshot.
+    #[test]
+    fn an_edge_read_sees_the_last_commit_whatever_snapshot_rows_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(TREE_FILE);
+        let w = writer(&path);
+        w.execute("INSERT INTO nodes VALUES (1, x'01')", [])
+            .unwrap();
+        w.execute("INSERT INTO feeds VALUES (7, x'aa', 1, x'10')", [])
+            .unwrap();
+        let pool = ReadPool::new(path);
+        assert_eq!(pool.row(1).unwrap(), Some(vec![1]));
+        w.execute("UPDATE feeds SET size = 2, edge = x'20' WHERE id = 7", [])
+            .unwrap();
+        assert_eq!(pool.edge(7).unwrap(), Some((2, vec![0x20])));
     }
 }
