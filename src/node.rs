@@ -31,6 +31,7 @@
 //! its requests are answered `Closed`. Nothing polls for the last clone; dropping every
 //! clone without a shutdown sends the store its shutdown request without waiting.
 
+pub mod follower;
 mod replication;
 
 use crate::poison::lock;

@@ -1,5 +1,6 @@
 //! The indexer of a running node: a thread of its own (SQLite calls block) that follows
-//! the log, and a small task that wakes it.
+//! the log, and a small task that wakes it ([`crate::node::follower`], shared with the tree
+//! cache).
 //!
 //! The task turns the node's events into wake-ups: every [`NodeEvent`] (a commit, a fork
 //! proof) and a lagged receiver alike mean "look at the log again", because the thread reads
@@ -31,10 +32,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::oneshot;
-
 use crate::identity::Author;
+use crate::node::follower::LogFollower;
 use crate::node::Node;
 use crate::store::{Store, StoreReader};
 
@@ -65,20 +64,14 @@ fn pause_before_pass(last_start: Instant, now: Instant) -> Duration {
 /// and catches up in the background, then builds the views' indexes.
 pub fn start(node: &Node, views: Views) -> IndexHandle {
     let handle = IndexHandle::new(index_path(node.data_dir()), node.reader().clone(), views);
-    // Subscribed before the thread reads the log: a commit after that read wakes it.
-    let mut events = node.subscribe();
-    let mut views_changed = handle.views().subscribe();
-    let mut stopping = node.stopping();
-    let (wake, woken) = mpsc::sync_channel::<()>(1);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (done, finished) = oneshot::channel::<()>();
-    let follower = Follower {
+    let follower = LogFollower::new();
+    let thread = Follower {
         data_dir: node.data_dir().to_owned(),
         author: node.author(),
         store: node.store().clone(),
         reader: node.reader().clone(),
         handle: handle.clone(),
-        stop: stop.clone(),
+        stop: follower.stop_flag(),
         decode: rayon::ThreadPoolBuilder::new()
             .num_threads(1)
             .thread_name(|_| "index-decode".into())
@@ -87,39 +80,18 @@ pub fn start(node: &Node, views: Views) -> IndexHandle {
             .map(Arc::new)
             .ok(),
     };
-    let spawned = std::thread::Builder::new()
-        .name("indexer".into())
-        .spawn(move || {
-            // The log's writers first: see the module docs.
-            crate::priority::idle_current_thread();
-            follower.run(&woken);
-            let _ = done.send(());
-        });
-    if let Err(e) = spawned {
+    // Idle priority (the module docs say why); a view added or dropped wakes it too, so its
+    // indexes are built or dropped. The thread closes the file cleanly before the node's
+    // shutdown returns.
+    let views_changed = handle.views().subscribe();
+    let started = follower.start(node, "indexer", Some(views_changed), move |woken| {
+        thread.run(woken)
+    });
+    if let Err(e) = started {
         handle.set_state(IndexState::Failed {
             reason: format!("starting the indexer thread: {e}"),
         });
-        return handle;
     }
-    node.spawn(async move {
-        loop {
-            tokio::select! {
-                event = events.recv() => match event {
-                    // Full means a wake-up is pending already: they coalesce.
-                    Ok(_) | Err(RecvError::Lagged(_)) => { let _ = wake.try_send(()); }
-                    Err(RecvError::Closed) => break,
-                },
-                // A view added or dropped: its indexes are built or dropped.
-                Ok(()) = views_changed.changed() => { let _ = wake.try_send(()); }
-                _ = stopping.wait_for(|stopping| *stopping) => break,
-            }
-        }
-        stop.store(true, Ordering::Relaxed);
-        let _ = wake.try_send(());
-        drop(wake);
-        // The thread closes the file cleanly; the node's shutdown waits for this task.
-        let _ = finished.await;
-    });
     handle
 }
 

@@ -20,10 +20,9 @@ use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::oneshot;
 
 use crate::identity::Author;
+use crate::node::follower::LogFollower;
 use crate::node::Node;
 use crate::poison::lock;
 use crate::store::StoreReader;
@@ -61,49 +60,22 @@ pub fn start(node: &Node) -> Trees {
         node.author(),
         tree_path(node.data_dir()),
     );
-    // Subscribed before the thread reads the log: a commit after that read wakes it.
-    let mut events = node.subscribe();
-    let mut stopping = node.stopping();
-    let (wake, woken) = mpsc::sync_channel::<()>(1);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (done, finished) = oneshot::channel::<()>();
-    let follower = Follower {
+    let follower = LogFollower::new();
+    let thread = Follower {
         trees: trees.clone(),
         path: tree_path(node.data_dir()),
         reader: node.reader().clone(),
         key: node.identity().signing_key().clone(),
-        stop: Arc::clone(&stop),
+        stop: follower.stop_flag(),
     };
-    let spawned = std::thread::Builder::new()
-        .name("tree".into())
-        .spawn(move || {
-            // The log's writers first, as the indexer.
-            crate::priority::idle_current_thread();
-            follower.run(&woken);
-            let _ = done.send(());
-        });
-    if let Err(e) = spawned {
+    // Idle priority, as the indexer: the log's writers first. The node's shutdown waits for
+    // the thread's last flush.
+    let started = follower.start::<()>(node, "tree", None, move |woken| thread.run(woken));
+    if let Err(e) = started {
         trees.set_state(TreeState::Failed {
             reason: format!("starting the tree thread: {e}"),
         });
-        return trees;
     }
-    node.spawn(async move {
-        loop {
-            tokio::select! {
-                event = events.recv() => match event {
-                    Ok(_) | Err(RecvError::Lagged(_)) => { let _ = wake.try_send(()); }
-                    Err(RecvError::Closed) => break,
-                },
-                _ = stopping.wait_for(|stopping| *stopping) => break,
-            }
-        }
-        stop.store(true, Ordering::Relaxed);
-        let _ = wake.try_send(());
-        drop(wake);
-        // The thread flushes; the node's shutdown waits for this task.
-        let _ = finished.await;
-    });
     trees
 }
 
