@@ -30,7 +30,7 @@ use kappalog::node::Node;
 mod common;
 use common::load::{load, load_fixed, percentile, serve, Figures, CONNECTIONS};
 use common::wrk::{report_wrk, report_wrk_runs, wrk, wrk_keyed_script, wrk_script};
-use common::{build_store_with_feeds, cpu_seconds, env_usize, report, Follower};
+use common::{build_store_with_feeds, cpu_seconds, env_usize, report, report_ratios, Follower};
 
 const RUNS: usize = 3;
 
@@ -198,17 +198,7 @@ fn follower_cost(follower: Follower, secs: f64, pairs: usize) {
         "req/s",
         with.rates,
     );
-    let mut sorted = ratios.clone();
-    sorted.sort_by(f64::total_cmp);
-    println!(
-        "{name}'s cost, pair ratios with/without: {} (median {:.3})",
-        ratios
-            .iter()
-            .map(|r| format!("{r:.3}"))
-            .collect::<Vec<_>>()
-            .join(" "),
-        sorted[sorted.len() / 2]
-    );
+    report_ratios(&format!("{name}'s cost, with/without"), ratios);
     let started = Instant::now();
     let (_, last) = followed.reader().end_and_last_entry();
     let target = last.map_or(0, |(offset, _)| offset);
@@ -297,17 +287,7 @@ fn tlog_reads(entries: usize, secs: f64, pairs: usize) {
         "req/s",
         healths.rates,
     );
-    let mut sorted = ratios.clone();
-    sorted.sort_by(f64::total_cmp);
-    println!(
-        "  proof/health pair ratios: {} (median {:.3})",
-        ratios
-            .iter()
-            .map(|r| format!("{r:.3}"))
-            .collect::<Vec<_>>()
-            .join(" "),
-        sorted[sorted.len() / 2]
-    );
+    report_ratios("  proof/health", ratios);
     let full_tiles = size / 256;
     use kappalog::tlog::tiles::{Tile, TileKind};
     for (what, kind) in [

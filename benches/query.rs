@@ -58,7 +58,7 @@ use kappalog::sync::{self, SyncConfig, SyncHandle};
 mod common;
 use common::load::{load, percentile, Figures, CONNECTIONS};
 use common::node_process::{http, NodeProcess, RssSampler};
-use common::{env_usize, in_turn, report, Follower};
+use common::{env_usize, in_turn, report, report_ratios, Follower};
 
 const FEEDS: usize = 100;
 /// How long the node may take to index the log it starts with, or B's index to follow.
@@ -417,16 +417,6 @@ fn hostile(node: &NodeProcess, secs: f64, runs: usize) {
         ratios,
     );
     println!("  hostile answers by status: {}", by_status(&statuses));
-}
-
-/// Prints `name, pair ratios: median R (runs: a, b, c)` to three decimals.
-fn report_ratios(name: &str, ratios: Vec<f64>) {
-    let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
-    println!(
-        "{name}, pair ratios: median {:.3} (runs: {})",
-        common::median(ratios),
-        shown.join(", ")
-    );
 }
 
 /// `200: 3, 504: 40`.

@@ -286,3 +286,13 @@ impl Follower {
         }
     }
 }
+
+/// Prints `name, pair ratios: median R (runs: a, b, c)` to three decimals.
+pub fn report_ratios(name: &str, ratios: Vec<f64>) {
+    let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+    println!(
+        "{name}, pair ratios: median {:.3} (runs: {})",
+        median(ratios),
+        shown.join(", ")
+    );
+}
