@@ -167,24 +167,13 @@ fn peers_cosign_an_authors_checkpoint_and_the_cosignatures_come_back() {
 
     // A light client requiring both witnesses accepts an entry of A from A.
     let author_key = SigningKey::from_bytes(&[a.seed; 32]).verifying_key();
-    let policy = dir.path().join("policy");
-    std::fs::write(
-        &policy,
-        format!(
-            "log {}\nwitness b {}\nwitness c {}\ngroup both all b c\nquorum both\n",
-            author_vkey(&author_key),
-            cosigner_vkey(b.seed),
-            cosigner_vkey(c.seed),
-        ),
-    )
-    .unwrap();
-    let out = kappalog()
-        .env_remove("KAPPALOG_URL")
-        .args(["get", "--url", &format!("http://{}", a.http)])
-        .args(["--author", &author_hex(a.seed), "--seq", "3", "--policy"])
-        .arg(&policy)
-        .output()
-        .unwrap();
+    let author_log = format!("log {}", author_vkey(&author_key));
+    let both = format!(
+        "{author_log}\nwitness b {}\nwitness c {}\ngroup both all b c\nquorum both\n",
+        cosigner_vkey(b.seed),
+        cosigner_vkey(c.seed),
+    );
+    let out = get_with_policy(dir.path(), &a, &both);
     assert!(
         out.status.success(),
         "kappalog get: {}\n{}",
@@ -192,23 +181,21 @@ fn peers_cosign_an_authors_checkpoint_and_the_cosignatures_come_back() {
         String::from_utf8_lossy(&out.stderr)
     );
     // A quorum of a witness that never cosigned is not met: the check above could fail.
-    std::fs::write(
-        &policy,
-        format!(
-            "log {}\nwitness d {}\nquorum d\n",
-            author_vkey(&author_key),
-            cosigner_vkey(34),
-        ),
-    )
-    .unwrap();
-    let refused = kappalog()
+    let stranger = format!("{author_log}\nwitness d {}\nquorum d\n", cosigner_vkey(34));
+    assert!(!get_with_policy(dir.path(), &a, &stranger).status.success());
+}
+
+/// `kappalog get` of entry 3 of `node`'s own feed from `node`, checked against `policy`.
+fn get_with_policy(dir: &Path, node: &Proc, policy: &str) -> std::process::Output {
+    let path = dir.join("policy");
+    std::fs::write(&path, policy).unwrap();
+    kappalog()
         .env_remove("KAPPALOG_URL")
-        .args(["get", "--url", &format!("http://{}", a.http)])
-        .args(["--author", &author_hex(a.seed), "--seq", "3", "--policy"])
-        .arg(&policy)
+        .args(["get", "--url", &format!("http://{}", node.http)])
+        .args(["--author", &author_hex(node.seed), "--seq", "3", "--policy"])
+        .arg(&path)
         .output()
-        .unwrap();
-    assert!(!refused.status.success());
+        .unwrap()
 }
 
 /// The author key of both sides.
