@@ -148,7 +148,14 @@ impl Inbound {
                 Message::CheckpointReconcile(frame) => {
                     self.on_reconcile(frame, &mut reconcile_frames, Control::CheckpointReconcile)
                 }
-                Message::Checkpoints(checkpoints) => self.on_checkpoints(checkpoints.notes).await,
+                // Entries that arrived before the notes are stored before them: the book
+                // drops a note of a feed the node does not hold yet, and the peer pushes a
+                // note once, so a note offered while its feed's first entries are still in
+                // flight would be lost for the session.
+                Message::Checkpoints(checkpoints) => match self.settle().await {
+                    Ok(()) => self.on_checkpoints(checkpoints.notes).await,
+                    Err(e) => Err(e),
+                },
                 Message::Hello(_) => Err(out_of_order("Hello")),
                 Message::Auth(_) => Err(out_of_order("Auth")),
                 Message::Ping => Ok(()),

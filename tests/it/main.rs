@@ -93,4 +93,5 @@ mod tree_health;
 mod tree_model;
 mod tree_restart;
 mod views_http;
+mod witness_gossip;
 mod witness_http;

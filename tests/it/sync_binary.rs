@@ -16,7 +16,7 @@ fn run(dir: &std::path::Path, name: &str, extra: &[&str]) -> Running {
 }
 
 /// Posts until the own-feed fence lets the append through.
-fn add(addr: std::net::SocketAddr, body: &str) -> serde_json::Value {
+pub(crate) fn add(addr: std::net::SocketAddr, body: &str) -> serde_json::Value {
     let mut r = post(addr, "/add", body);
     wait_until("the own-feed fence to open", || {
         if r.status == 503 {
