@@ -214,7 +214,7 @@ fn follower_cost(follower: Follower, secs: f64, pairs: usize) {
 }
 
 /// Issue 22's read targets on a node whose own feed holds `entries` entries, its tree
-/// cache covering them: `GET /feeds/AUTHOR/proof?seq=N` for random N (target: at least
+/// cache covering them and its checkpoint book serving the checkpoint: `GET /feeds/AUTHOR/proof?seq=N` for random N (target: at least
 /// 20,000 req/s at 1,000,000 entries) interleaved with `GET /health` in the same sitting (the
 /// no-op request it is measured against), then tile reads (full level-0 hash tiles and full
 /// entry bundles at random indexes) in MB/s against a 1 Gb/s line's 125 MB/s.
@@ -230,8 +230,18 @@ fn tlog_reads(entries: usize, secs: f64, pairs: usize) {
         move |node| {
             let started = kappalog::tree::start(node);
             *trees.lock().unwrap() = Some(started.clone());
+            // As `kappalog run` serves them: the checkpoint comes from the book (parsed per
+            // request), which cosigns nothing here (no witness journal).
+            let book = kappalog::checkpoint_book::start(
+                node,
+                started.clone(),
+                None,
+                kappalog::checkpoint_book::CosignerKeys::new(Vec::new(), Vec::new()),
+            )
+            .unwrap();
             kappalog::http::HttpConfig {
                 tree: Some(started),
+                book: Some(book),
                 ..Default::default()
             }
         }
