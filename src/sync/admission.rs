@@ -450,19 +450,27 @@ impl Admission {
     }
 
     /// Decides whether a feed the node does not hold yet, offered by `peer` from `source`,
-    /// is taken. `held_feeds` is how many feeds the node holds now (forked authors
+    /// is taken. `held_feeds` says how many feeds the node holds now (forked authors
     /// included). A yes spends budget and adds one to `reservation`.
+    ///
+    /// `held_feeds` is read under the admission's lock, the lock a [`Reservation`] is
+    /// released under: a count read before taking it could miss the feeds of another
+    /// session's append that completed (its feeds now held, its reservation gone) in
+    /// between, and admit one feed past the cap (`sync_admission::concurrent_sessions_...`
+    /// saw 101 against 100). Read under the lock, those feeds are counted as held, or as
+    /// reserved, or both (the safe side).
     pub fn admit_new_feed(
         &self,
         peer: &Author,
         source: Source,
         feed: &Author,
-        held_feeds: u64,
+        held_feeds: &dyn Fn() -> u64,
         reservation: &mut Reservation,
         now: Instant,
     ) -> Result<(), Skip> {
         let trusted = self.is_trusted(peer);
         let mut state = lock(&self.state);
+        let held_feeds = held_feeds();
         let decided = self.decide_new_feed(&mut state, trusted, source, feed, held_feeds, now);
         match decided {
             Ok(()) => {
@@ -636,7 +644,7 @@ mod tests {
         now: Instant,
     ) -> Result<(), Skip> {
         let mut r = Reservation::new(adm.clone());
-        adm.admit_new_feed(&a(peer), source, &a(feed), 0, &mut r, now)
+        adm.admit_new_feed(&a(peer), source, &a(feed), &|| 0, &mut r, now)
     }
 
     #[test]
@@ -795,7 +803,7 @@ mod tests {
         let now = Instant::now();
         let mut r = Reservation::new(adm.clone());
         let take = |feed: u8, held: u64, r: &mut Reservation| {
-            adm.admit_new_feed(&a(7), src(1), &a(feed), held, r, now)
+            adm.admit_new_feed(&a(7), src(1), &a(feed), &|| held, r, now)
         };
         assert_eq!(take(53, 0, &mut r), Err(Skip::AuthorPolicy));
         assert_eq!(take(50, 10, &mut r), Err(Skip::FeedCap));

@@ -318,14 +318,14 @@ impl Inbound {
         {
             return true;
         }
-        let held = reader.feed_count().saturating_add(self.node.forked_count());
+        let held = || reader.feed_count().saturating_add(self.node.forked_count());
         // A proof is recorded at once (the caller awaits it): its reservation can go with it.
         let mut reserved = Reservation::new(self.admission.clone());
         match self.admission.admit_new_feed(
             &self.peer,
             self.source,
             author,
-            held,
+            &held,
             &mut reserved,
             crate::clock::instant(),
         ) {
@@ -527,15 +527,16 @@ impl BatchCheck {
             }
             // Forked authors count too (a forked feed the node holds counts twice: the
             // cap errs on the safe side), as proofs of new authors do (`admit_proof`).
-            let held = self
-                .reader
-                .feed_count()
-                .saturating_add(self.node.forked_count());
+            let held = || {
+                self.reader
+                    .feed_count()
+                    .saturating_add(self.node.forked_count())
+            };
             match self.admission.admit_new_feed(
                 &self.peer,
                 self.source,
                 a,
-                held,
+                &held,
                 reserved,
                 crate::clock::instant(),
             ) {
