@@ -153,9 +153,27 @@ struct Feed {
 
 #[derive(Clone)]
 struct Served {
+    /// The checkpoint with its cosignature lines, parsed once (HTTP serves it per request).
+    checkpoint: Arc<SignedCheckpoint>,
+    /// Its bytes, which sync sends.
     note: Arc<[u8]>,
-    size: u64,
+    /// Sync's own digest of the note: equal notes reconcile as equal items.
     digest: [u8; 32],
+}
+
+impl Served {
+    fn new(checkpoint: SignedCheckpoint) -> Served {
+        let note: Arc<[u8]> = checkpoint.to_bytes().into();
+        Served {
+            digest: crate::sync::checkpoint_book::note_digest(&note).0,
+            note,
+            checkpoint: Arc::new(checkpoint),
+        }
+    }
+
+    fn size(&self) -> u64 {
+        self.checkpoint.checkpoint().size()
+    }
 }
 
 impl CheckpointBook {
@@ -219,7 +237,7 @@ impl CheckpointBook {
             .filter_map(|(author, feed)| {
                 feed.served.as_ref().map(|s| BookItem {
                     author: *author,
-                    size: s.size,
+                    size: s.size(),
                     note_sha256: s.digest,
                 })
             })
@@ -241,12 +259,27 @@ impl CheckpointBook {
             .map(|s| s.note.clone())
     }
 
+    /// The served note of `author`'s feed, parsed: what `GET /feeds/AUTHOR/checkpoint` and
+    /// proofs serve. None as for [`CheckpointBook::served`].
+    pub fn served_checkpoint(&self, author: &Author) -> Option<Arc<SignedCheckpoint>> {
+        if self.is_forked(author) {
+            return None;
+        }
+        let state = lock(&self.inner.state);
+        state
+            .feeds
+            .get(author)?
+            .served
+            .as_ref()
+            .map(|s| Arc::clone(&s.checkpoint))
+    }
+
     /// The served checkpoint's size and k (cosigners consistent with it) of `author`'s
     /// feed, for `/feeds`: (0, 0) without one.
     pub fn size_and_k(&self, author: &Author) -> (u64, usize) {
         let state = lock(&self.inner.state);
         state.feeds.get(author).map_or((0, 0), |feed| {
-            let size = feed.served.as_ref().map_or(0, |s| s.size);
+            let size = feed.served.as_ref().map_or(0, Served::size);
             (size, feed.checkpoints.k())
         })
     }
@@ -484,18 +517,15 @@ impl CheckpointBook {
         let Some(served) = feed.checkpoints.served() else {
             return false;
         };
-        let bytes = served.to_bytes();
-        if feed.served.as_ref().is_some_and(|s| *s.note == *bytes) {
+        let served = Served::new(served);
+        if feed.served.as_ref().is_some_and(|s| s.note == served.note) {
             return false;
         }
-        let size = served.checkpoint().size();
-        let grew = feed.served.as_ref().is_none_or(|s| s.size < size);
-        feed.served = Some(Served {
-            // Sync's own digest of a note: equal notes reconcile as equal items.
-            digest: crate::sync::checkpoint_book::note_digest(&bytes).0,
-            note: bytes.into(),
-            size,
-        });
+        let grew = feed
+            .served
+            .as_ref()
+            .is_none_or(|s| s.size() < served.size());
+        feed.served = Some(served);
         let note = feed.served.as_ref().map(|s| s.note.clone());
         if grew && author != self.inner.own {
             state.to_cosign.insert(author);

@@ -2,8 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use sha2::{Digest, Sha256};
-
 use crate::identity::Author;
 use crate::poison::lock;
 use crate::tlog::checkpoint::SignedCheckpoint;
@@ -49,14 +47,7 @@ impl CheckpointBook {
                     );
                 }
             }
-            let served = feed.served().map(|s| {
-                let note = s.to_bytes();
-                Served {
-                    digest: Sha256::digest(&note).into(),
-                    note: note.into(),
-                    size,
-                }
-            });
+            let served = feed.served().map(Served::new);
             if author != self.inner.own {
                 // Cosigned again at the first tick: a repeat of what the witness journal
                 // holds costs no write, and brings back a cosignature the journal lost.

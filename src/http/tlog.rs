@@ -101,11 +101,7 @@ pub(crate) fn served_checkpoint(
     let booked = state
         .book
         .as_ref()
-        .and_then(|book| book.served(author))
-        // The book keeps only notes it parsed and verified; one that no longer parses
-        // would be the book's bug, and serving nothing is then the truthful answer.
-        .and_then(|note| SignedCheckpoint::parse(&note).ok())
-        .map(Arc::new);
+        .and_then(|book| book.served_checkpoint(author));
     let own = match (*author == state.node.author(), &state.tree) {
         (true, Some(trees)) => trees.own_checkpoint(),
         _ => None,
