@@ -158,10 +158,12 @@ struct FeedSlot {
 
 enum FeedEdge {
     /// Not read from the file yet: its size as of the last flush.
-    Unloaded {
-        size: u64,
-    },
-    Loaded(Edge),
+    Unloaded { size: u64 },
+    /// Shared with readers: a reader takes its own reference under the lock and reads the
+    /// tree without it (rows and leaves are immutable once covered), so a slow read (256
+    /// leaves of a hash tile, hashed from the log) never holds up other readers or the
+    /// follower, which publishes a new edge by replacing the reference.
+    Loaded(Arc<Edge>),
 }
 
 impl Trees {
@@ -306,8 +308,11 @@ impl Trees {
         let slot = self
             .slot(author)
             .ok_or(TreeReadError::UnknownFeed { author: *author })?;
-        let mut guard = lock(&slot.edge);
-        let edge = self.loaded(author, &slot, &mut guard)?;
+        // The lock covers taking the edge (loading it first if needed), not the read.
+        let edge = {
+            let mut guard = lock(&slot.edge);
+            Arc::clone(self.loaded(author, &slot, &mut guard)?)
+        };
         if edge.size() == 0 {
             return Err(TreeReadError::UnknownFeed { author: *author });
         }
@@ -321,7 +326,7 @@ impl Trees {
             trees: self,
             author,
             id: slot.id,
-            edge,
+            edge: &edge,
         })
     }
 
@@ -331,9 +336,9 @@ impl Trees {
         author: &Author,
         slot: &FeedSlot,
         edge: &'a mut FeedEdge,
-    ) -> Result<&'a Edge, TreeReadError> {
+    ) -> Result<&'a Arc<Edge>, TreeReadError> {
         if let FeedEdge::Unloaded { size } = *edge {
-            *edge = FeedEdge::Loaded(self.load_edge(author, slot.id, size)?);
+            *edge = FeedEdge::Loaded(Arc::new(self.load_edge(author, slot.id, size)?));
         }
         match edge {
             FeedEdge::Loaded(edge) => Ok(edge),
@@ -370,19 +375,21 @@ impl Trees {
         first: u64,
         count: usize,
     ) -> Result<Vec<Hash>, TreeReadError> {
-        let encoded = self
-            .shared
+        let mut hashes = Vec::with_capacity(count);
+        self.shared
             .reader
-            .range_encoded(author, first + 1, count)
+            .for_each_encoded(author, first + 1, count, |bytes| {
+                hashes.push(leaf_hash(bytes));
+            })
             .map_err(|e| TreeReadError::Storage(e.to_string()))?;
-        if encoded.len() != count {
+        if hashes.len() != count {
             return Err(TreeReadError::Storage(format!(
                 "the log holds {} of the {count} entries of {author} from seq {}",
-                encoded.len(),
+                hashes.len(),
                 first + 1
             )));
         }
-        Ok(encoded.iter().map(|bytes| leaf_hash(bytes)).collect())
+        Ok(hashes)
     }
 
     /// The complete row at `key` (layer `layer`), from the LRU or SQLite.

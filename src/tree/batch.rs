@@ -119,6 +119,7 @@ impl Batch {
             let edge = trees
                 .loaded(author, &slot, &mut guard)
                 .map_err(|e| corrupt(e.to_string()))?
+                .as_ref()
                 .clone();
             drop(guard);
             return Ok((slot, edge));
@@ -131,7 +132,7 @@ impl Batch {
         self.new_feeds.push((id, *author));
         let slot = Arc::new(FeedSlot {
             id,
-            edge: Mutex::new(FeedEdge::Loaded(Edge::new())),
+            edge: Mutex::new(FeedEdge::Loaded(Arc::new(Edge::new()))),
         });
         Ok((slot, Edge::new()))
     }

@@ -347,7 +347,7 @@ impl Follower {
             }
         }
         for (slot, edge) in batch.working.values() {
-            *lock(&slot.edge) = FeedEdge::Loaded(edge.clone());
+            *lock(&slot.edge) = FeedEdge::Loaded(Arc::new(edge.clone()));
         }
         if !batch.new_feeds.is_empty() {
             let mut feeds = shared.feeds.write().unwrap_or_else(PoisonError::into_inner);

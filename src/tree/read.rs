@@ -39,6 +39,18 @@ impl merkle::HashReader for FeedView<'_> {
                 "node ({level}, {n}) is not in a tree of {size} leaves"
             )));
         }
+        // A level-0 hash tile asks for a run of leaves and nothing else: hashed in order
+        // straight from the log, without the lookup table the mixed case needs.
+        if let Some(&(0, lo)) = nodes.first() {
+            if nodes.len() as u64 <= LEAF_RUN
+                && nodes
+                    .iter()
+                    .zip(lo..)
+                    .all(|(&(level, n), want)| level == 0 && n == want)
+            {
+                return self.trees.leaves(self.author, lo, nodes.len());
+            }
+        }
         let leaves: Vec<u64> = nodes
             .iter()
             .filter(|(l, _)| *l == 0)
