@@ -134,6 +134,10 @@ pub struct GetArgs {
     /// Write the verified bundle here, for `kappalog proof verify FILE` offline
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
+    /// Remember the newest checkpoint verified per feed in this directory, and refuse an
+    /// answer the node does not prove consistent with it (a split view); created if missing
+    #[arg(long, env = "KAPPALOG_GET_STATE", value_name = "DIR")]
+    pub state: Option<PathBuf>,
     /// Print the verdict as one JSON object on stdout
     #[arg(long)]
     pub json: bool,

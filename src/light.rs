@@ -23,6 +23,8 @@ use crate::tlog::bundle::{verify_entry_proof, EntryProofError, VerifiedEntry};
 use crate::tlog::policy::Policy;
 
 pub mod fetch;
+pub mod remembered;
+pub mod state;
 
 /// What the light client asks a node for: the entry at `seq` of `author`'s feed, proved in
 /// the tree of `size` entries if given (the node's newest checkpoint otherwise).
@@ -100,6 +102,28 @@ pub enum AnswerError {
         asked: Seq,
         /// The seq of the entry sent.
         found: Seq,
+    },
+    /// With `--state`: the answer's checkpoint and the remembered one are two trees of one
+    /// size, both signed by the author.
+    #[error("split view: the node's checkpoint of {size} entries has another root than the one remembered, both signed by the author (the node's is kept in {conflict})")]
+    SplitView {
+        /// The trees' size.
+        size: u64,
+        /// Where the answer's checkpoint was kept, beside the remembered one.
+        conflict: String,
+    },
+    /// With `--state`: the node did not prove its checkpoint consistent with the remembered
+    /// one.
+    #[error("the node's checkpoint of {answer} entries is not proved consistent with the one of {remembered} entries remembered: {reason} (the node's is kept in {conflict})")]
+    NotConsistent {
+        /// The answer's tree size.
+        answer: u64,
+        /// The remembered tree size.
+        remembered: u64,
+        /// What is wrong with the node's proof.
+        reason: String,
+        /// Where the answer's checkpoint was kept.
+        conflict: String,
     },
     /// The bundle proves the entry in a tree of another size than the one asked for.
     #[error("the node proved the entry in a tree of {found} entries, not of {asked} as asked")]

@@ -13,6 +13,7 @@ use hyper::{header, Request, Uri};
 
 use super::EntryRequest;
 use crate::entry::MAX_ENCODED_BYTES;
+use crate::identity::Author;
 use crate::query::client::{send_bounded, ClientError};
 use crate::tlog::note::MAX_SIGNATURES;
 use crate::tlog::proof::MAX_PROOF_HASHES;
@@ -72,8 +73,8 @@ pub enum FetchError {
         /// The node's error message.
         message: String,
     },
-    /// The answer is larger than [`MAX_ANSWER_BYTES`].
-    #[error("the node's answer is larger than {limit} bytes, more than any valid bundle")]
+    /// The answer is larger than the cap ([`MAX_ANSWER_BYTES`] for a bundle).
+    #[error("the node's answer is larger than {limit} bytes, more than any valid one")]
     TooLarge {
         /// The cap, in bytes.
         limit: usize,
@@ -89,11 +90,39 @@ pub async fn fetch_bundle(
     request: &EntryRequest,
     timeout: Duration,
 ) -> Result<Bytes, FetchError> {
-    let http = Request::get(request.path())
+    fetch_bounded(url, &request.path(), MAX_ANSWER_BYTES, timeout).await
+}
+
+/// The most of a consistency answer read: [`MAX_PROOF_HASHES`] lines of 45 bytes, and one
+/// line over so that a longer answer is refused as too long, not cut.
+pub const MAX_CONSISTENCY_BYTES: usize = (MAX_PROOF_HASHES + 1) * 45;
+
+/// Asks the node at `url` for the consistency proof of `author`'s feed from the tree of
+/// `from` entries to the tree of `to`; its exact bytes, unchecked
+/// ([`super::remembered::parse_proof_lines`]).
+pub async fn fetch_consistency(
+    url: &Uri,
+    author: &Author,
+    from: u64,
+    to: u64,
+    timeout: Duration,
+) -> Result<Bytes, FetchError> {
+    let path = format!("/feeds/{}/consistency?from={from}&to={to}", author.to_hex());
+    fetch_bounded(url, &path, MAX_CONSISTENCY_BYTES, timeout).await
+}
+
+/// `GET path` of the node at `url`: the body of a 2xx answer of at most `cap` bytes.
+async fn fetch_bounded(
+    url: &Uri,
+    path: &str,
+    cap: usize,
+    timeout: Duration,
+) -> Result<Bytes, FetchError> {
+    let http = Request::get(path)
         .header(header::ACCEPT, "text/plain")
         .body(Full::new(Bytes::new()))
         .map_err(|e| FetchError::Exchange(format!("building the request: {e}")))?;
-    let answer = tokio::time::timeout(timeout, send_bounded(url, http, MAX_ANSWER_BYTES))
+    let answer = tokio::time::timeout(timeout, send_bounded(url, http, cap))
         .await
         .map_err(|_| FetchError::Timeout {
             url: url.to_string(),

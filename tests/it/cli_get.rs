@@ -321,7 +321,7 @@ fn a_node_error_is_quoted_and_a_redirect_is_not_followed() {
 #[test]
 fn an_answer_over_the_cap_is_refused_without_reading_it_all() {
     let expected = format!(
-        "error: the node's answer is larger than {MAX_ANSWER_BYTES} bytes, more than any valid bundle\n"
+        "error: the node's answer is larger than {MAX_ANSWER_BYTES} bytes, more than any valid one\n"
     );
     // Streamed past the cap, then held open: refused at the first byte over, not at the end
     // (which never comes; the default timeout is 30 s, far beyond any test's patience).

@@ -465,3 +465,115 @@ fn the_python_cross_check_agrees_with_a_live_node_and_catches_tampering() {
         assert!(printed.contains("FAILED:"), "{kind}: {printed}");
     }
 }
+
+/// `kappalog get --state DIR` against the live node: the first answer is remembered, a larger
+/// one is proved consistent with it (the node's consistency route) and replaces it, an older
+/// one is proved consistent and changes nothing; a remembered checkpoint the node's tree
+/// contradicts (same size, another root: a split view; or a size the node's proof cannot
+/// reach) fails with exit 1 and keeps the node's checkpoint as evidence; one the node cannot
+/// prove anything about, or a state file that is not the feed's, is exit 2.
+#[test]
+fn kappalog_get_with_state_holds_the_node_to_what_it_showed_before() {
+    use kappalog::tlog::checkpoint::Checkpoint;
+    let f = fixture();
+    let url = format!("http://{}", f.addr());
+    let hex = f.own_hex();
+    let dir = tempfile::tempdir().unwrap();
+    // Created by the first `get`.
+    let state = dir.path().join("seen");
+    let remembered_file = state.join(format!("{hex}.checkpoint"));
+    let conflict_file = state.join(format!("{hex}.conflict"));
+    let saved = dir.path().join("bundle");
+    let get = |extra: &[&str]| {
+        exit(
+            &kappalog()
+                .env_remove("KAPPALOG_URL")
+                .env_remove("KAPPALOG_GET_TIMEOUT")
+                .env_remove("KAPPALOG_GET_STATE")
+                .args(["get", "--url", &url, "--author", &hex, "--seq", "5"])
+                .args(["--state", state.to_str().unwrap()])
+                .args(["--save", saved.to_str().unwrap()])
+                .args(extra)
+                .output()
+                .unwrap(),
+        )
+    };
+    let remembered = || {
+        let signed = verify_checkpoint(&std::fs::read(&remembered_file).unwrap(), &f.own);
+        (signed.checkpoint().size(), *signed.checkpoint().root())
+    };
+    let root_at = |size| root_of(&f.own_model, size);
+    let forge = |size: u64, root: [u8; 32]| {
+        let checkpoint = Checkpoint::new(&origin_for(f.own.author().as_bytes()), size, root);
+        SignedCheckpoint::sign(checkpoint.unwrap(), f.own.signing_key())
+            .unwrap()
+            .note()
+            .to_bytes()
+    };
+
+    let (code, stdout, stderr) = get(&["--size", "100"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        remembered(),
+        (100, root_at(100)),
+        "the first answer is remembered"
+    );
+    let (code, stdout, stderr) = get(&[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains(&format!("a tree of {OWN_ENTRIES} entries")));
+    assert_eq!(remembered(), (OWN_ENTRIES, root_at(OWN_ENTRIES)), "grown");
+    let (code, stdout, stderr) = get(&["--size", "200"]);
+    assert_eq!(code, 0, "an older tree proved consistent: {stdout}{stderr}");
+    assert_eq!(remembered(), (OWN_ENTRIES, root_at(OWN_ENTRIES)), "kept");
+    assert!(!conflict_file.exists());
+
+    // The author's key signed another tree of the node's size: a split view, whatever the
+    // node proves. Nothing is saved, nothing remembered.
+    std::fs::remove_file(&saved).unwrap();
+    let other = forge(OWN_ENTRIES, [7; 32]);
+    std::fs::write(&remembered_file, &other).unwrap();
+    let (code, stdout, stderr) = get(&[]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with(&format!(
+            "FAILED: split view: the node's checkpoint of {OWN_ENTRIES} entries has another root"
+        )),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read(&remembered_file).unwrap(), other);
+    let kept = verify_checkpoint(&std::fs::read(&conflict_file).unwrap(), &f.own);
+    assert_eq!(*kept.checkpoint().root(), root_at(OWN_ENTRIES));
+    assert!(!saved.exists(), "a failed answer is not saved");
+
+    // Another tree of 250 entries remembered: the node's true proof from 250 does not reach
+    // it, whether the answer is larger or smaller.
+    std::fs::write(&remembered_file, forge(250, [8; 32])).unwrap();
+    for extra in [&[][..], &["--size", "100"][..]] {
+        let (code, stdout, stderr) = get(extra);
+        assert_eq!(code, 1, "{stdout}{stderr}");
+        assert!(stdout.contains("is not proved consistent with the one of 250 entries remembered"));
+    }
+    assert_eq!(remembered().0, 250, "a failed answer is never remembered");
+
+    // A remembered tree larger than the node's: the node cannot prove anything (409).
+    std::fs::write(&remembered_file, forge(OWN_ENTRIES + 100, [9; 32])).unwrap();
+    let (code, stdout, stderr) = get(&[]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.starts_with("error: asking the node to prove its checkpoint of 300 entries consistent with the one of 400 remembered"), "{stderr}");
+    assert!(stderr.contains("409"), "{stderr}");
+
+    // A state file that is not this feed's checkpoint: refused before any request.
+    let stranger = identity(63);
+    let theirs = Checkpoint::new(&origin_for(stranger.author().as_bytes()), 3, [1; 32]);
+    let theirs = SignedCheckpoint::sign(theirs.unwrap(), stranger.signing_key()).unwrap();
+    for bad in [theirs.note().to_bytes(), b"not a note".to_vec()] {
+        std::fs::write(&remembered_file, bad).unwrap();
+        let (code, stdout, stderr) = get(&[]);
+        assert_eq!(code, 2, "{stdout}{stderr}");
+        assert!(
+            stderr.contains("is not a checkpoint of this feed signed by its author"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("delete it to start afresh"), "{stderr}");
+    }
+}
