@@ -66,6 +66,12 @@ impl FakeNode {
     /// Serves `answer` to every connection, each on its own thread. The threads end with the
     /// test process (they hold silent connections open on purpose).
     fn start(answer: Answer) -> FakeNode {
+        FakeNode::routes(vec![("", answer)])
+    }
+
+    /// Serves, to each request, the answer of the first route whose key its request line
+    /// contains (`""` matches any).
+    fn routes(routes: Vec<(&'static str, Answer)>) -> FakeNode {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -73,8 +79,8 @@ impl FakeNode {
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                let (answer, seen) = (answer.clone(), Arc::clone(&seen));
-                std::thread::spawn(move || serve(stream, &answer, &seen));
+                let (routes, seen) = (routes.clone(), Arc::clone(&seen));
+                std::thread::spawn(move || serve(stream, &routes, &seen));
             }
         });
         FakeNode { addr, requests }
@@ -89,7 +95,7 @@ impl FakeNode {
     }
 }
 
-fn serve(mut stream: TcpStream, answer: &Answer, seen: &Mutex<Vec<String>>) {
+fn serve(mut stream: TcpStream, routes: &[(&str, Answer)], seen: &Mutex<Vec<String>>) {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -99,9 +105,11 @@ fn serve(mut stream: TcpStream, answer: &Answer, seen: &Mutex<Vec<String>>) {
         }
     }
     let head = String::from_utf8_lossy(&head).into_owned();
-    seen.lock()
-        .unwrap()
-        .push(head.lines().next().unwrap_or_default().to_owned());
+    let line = head.lines().next().unwrap_or_default().to_owned();
+    let Some((_, answer)) = routes.iter().find(|(key, _)| line.contains(key)) else {
+        return;
+    };
+    seen.lock().unwrap().push(line);
     let _ = match answer {
         Answer::Full {
             status,
@@ -398,4 +406,114 @@ fn arguments_that_cannot_be_asked_are_refused_before_connecting() {
         )
     );
     assert!(node.request_lines().is_empty());
+}
+
+/// `--state`: the node's checkpoint of 3 entries must be proved consistent with the golden
+/// feed's checkpoint of 2 remembered. A true proof passes and the larger checkpoint is
+/// remembered; a node that answers the consistency request with a wrong hash, garbage, too
+/// many lines, an endless body, an error or silence fails (exit 1) or gives no answer (exit
+/// 2), and what is remembered stays.
+#[test]
+fn with_state_the_node_must_prove_consistency_and_its_lies_are_caught() {
+    use base64ct::{Base64, Encoding};
+    use kappalog::tlog::checkpoint::{Checkpoint, SignedCheckpoint};
+    use kappalog::tlog::merkle::{leaf_hash, node_hash};
+
+    let g = golden();
+    let leaves: Vec<[u8; 32]> = g.entries.iter().map(|e| leaf_hash(&e.encode())).collect();
+    let author = kappalog::identity::Identity::from_seed([1; 32]);
+    let two = Checkpoint::new(
+        &origin_for(&author.author().0),
+        2,
+        node_hash(&leaves[0], &leaves[1]),
+    );
+    let two = SignedCheckpoint::sign(two.unwrap(), author.signing_key())
+        .unwrap()
+        .note()
+        .to_bytes();
+    let line = |hash: &[u8; 32]| format!("{}\n", Base64::encode_string(hash)).into_bytes();
+    let proof_answer = |body: Vec<u8>| Answer::Full {
+        status: "200 OK",
+        content_type: "text/plain; charset=utf-8",
+        body,
+    };
+    let run = |consistency: Answer, extra: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        let remembered = dir.path().join(format!("{AUTHOR}.checkpoint"));
+        std::fs::write(&remembered, &two).unwrap();
+        let node = FakeNode::routes(vec![
+            ("/proof?", bundle_answer(pinned())),
+            ("/consistency?", consistency),
+        ]);
+        let mut args = vec![
+            "--author",
+            AUTHOR,
+            "--seq",
+            "2",
+            "--state",
+            path_str(dir.path()),
+        ];
+        args.extend_from_slice(extra);
+        let (code, out, err) = get(&node.url(), &args);
+        let asked = node.request_lines();
+        let now = std::fs::read(&remembered).unwrap();
+        (code, out, err, asked, now == two, dir)
+    };
+
+    let (code, out, err, asked, unchanged, dir) = run(proof_answer(line(&leaves[2])), &[]);
+    assert_eq!((code, out.as_str()), (0, VERIFIED_UNCHECKED), "{err}");
+    assert_eq!(
+        asked,
+        vec![
+            format!("GET /feeds/{AUTHOR}/proof?seq=2 HTTP/1.1"),
+            format!("GET /feeds/{AUTHOR}/consistency?from=2&to=3 HTTP/1.1"),
+        ]
+    );
+    assert!(!unchanged, "the larger checkpoint is remembered");
+    let now = std::fs::read(dir.path().join(format!("{AUTHOR}.checkpoint"))).unwrap();
+    assert_eq!(
+        now,
+        g.checkpoint.note().to_bytes(),
+        "the node's note, as sent"
+    );
+
+    let mut bent = leaves[2];
+    bent[0] ^= 1;
+    let failures: Vec<(Answer, &str)> = vec![
+        (proof_answer(line(&bent)), "FAILED: the node's checkpoint of 3 entries is not proved consistent with the one of 2 entries remembered: "),
+        (proof_answer(b"hello\n".to_vec()), "FAILED: the node's checkpoint of 3 entries is not proved consistent with the one of 2 entries remembered: consistency proof line 1 is not base64 of a 32-byte hash"),
+        (proof_answer(line(&leaves[2]).repeat(64)), "FAILED: the node's checkpoint of 3 entries is not proved consistent with the one of 2 entries remembered: the consistency proof has more than 63 lines"),
+    ];
+    for (answer, expected) in failures {
+        let (code, out, err, _, unchanged, dir) = run(answer, &[]);
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(out.starts_with(expected), "{out}");
+        assert!(unchanged, "a failed answer is never remembered");
+        let kept = std::fs::read(dir.path().join(format!("{AUTHOR}.conflict"))).unwrap();
+        assert_eq!(
+            kept,
+            g.checkpoint.note().to_bytes(),
+            "the node's note kept as evidence"
+        );
+    }
+    let errors: Vec<(Answer, &[&str], &str)> = vec![
+        (
+            Answer::Stream { bytes: 100_000 },
+            &[],
+            "bytes, more than any valid one",
+        ),
+        (
+            error_answer("409 Conflict", "to 3 is past the feed's 2 entries"),
+            &[],
+            "the node answered 409",
+        ),
+        (Answer::Silent, &["--timeout", "1"], "within 1 s"),
+    ];
+    for (answer, extra, expected) in errors {
+        let (code, out, err, _, unchanged, _) = run(answer, extra);
+        assert_eq!(code, 2, "{out}{err}");
+        assert!(err.starts_with("error: asking the node to prove its checkpoint of 3 entries consistent with the one of 2 remembered: "), "{err}");
+        assert!(err.contains(expected), "{err}");
+        assert!(unchanged);
+    }
 }
