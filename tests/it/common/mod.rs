@@ -345,6 +345,7 @@ pub fn fork_proof(seed: u8) -> kappalog::fork::ForkProof {
     kappalog::fork::ForkProof::new(first_entry(&id, 1), first_entry(&id, 2))
 }
 
+pub mod crash_io;
 pub mod faulty_io;
 pub mod held_io;
 pub mod index;
