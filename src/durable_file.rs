@@ -2,31 +2,51 @@
 //! to a tmp file beside it, which is fsynced, renamed over the old file, and the directory
 //! fsynced, so a crash at any point leaves the old file or the new one, whole. Used at open
 //! by the journals that compact themselves (`DATA_DIR/witness`, `DATA_DIR/checkpoints`).
+//!
+//! Every step goes through a [`LogIo`], so the power-cut tests cut it at each one
+//! ([`crate::store::io::memory::MemoryIo`] models the rename a crash may undo).
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::Path;
 
-/// Replaces `dir/name` by what `write` writes (through `dir/name.tmp`, module docs) and
-/// returns it opened for appending.
+use crate::store::io::{LogFile, LogIo, OpenMode, SystemIo};
+
+/// Replaces `dir/name` by `bytes` through `io` (via `dir/name.tmp`, module docs) and returns
+/// it opened for reading and writing; its length is `bytes.len()`.
+pub fn replace_with_snapshot_via(
+    io: &dyn LogIo,
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+) -> io::Result<LogFile> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let out = io.open(&tmp, OpenMode::ReadWrite)?;
+    // A tmp file left by a crash in an earlier compaction is only a failed attempt.
+    io.set_len(&out, 0)?;
+    io.write_all_at(&out, bytes, 0)?;
+    io.sync_data(&out)?;
+    drop(out);
+    io.rename(&tmp, &path)?;
+    io.sync_dir(dir)?;
+    io.open(&path, OpenMode::ReadWrite)
+}
+
+/// [`replace_with_snapshot_via`] on real files, with the snapshot's bytes from `write`;
+/// returns the file opened for appending.
 pub fn replace_with_snapshot(
     dir: &Path,
     name: &str,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<File> {
-    let path = dir.join(name);
-    let tmp = dir.join(format!("{name}.tmp"));
-    let mut out = BufWriter::new(File::create(&tmp)?);
-    write(&mut out)?;
-    let out = out.into_inner().map_err(|e| e.into_error())?;
-    out.sync_all()?;
-    drop(out);
-    std::fs::rename(&tmp, &path)?;
-    sync_dir(dir)?;
-    OpenOptions::new().append(true).open(path)
+    let mut bytes = Vec::new();
+    write(&mut bytes)?;
+    drop(replace_with_snapshot_via(&SystemIo, dir, name, &bytes)?);
+    OpenOptions::new().append(true).open(dir.join(name))
 }
 
 /// Makes `dir`'s entries (a created or renamed file) durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    SystemIo.sync_dir(dir)
 }

@@ -33,6 +33,13 @@
 //! blocks: callers run it on a blocking thread. Requests that change nothing (a repeat,
 //! every refusal) write nothing.
 //!
+//! # One file backend
+//!
+//! Every read, write, flush, cut and rename of the file goes through a [`LogIo`]
+//! ([`WitnessOptions::io`]): the real system calls for the node, and in the power-cut tests
+//! ([`crate::store::io::memory::MemoryIo`]) a file in memory that loses what was not flushed,
+//! cut at every call (`tests/it/witness_crash.rs`).
+//!
 //! # A failed write
 //!
 //! If an append or its flush fails, the file's tail is unknown (a line may be there,
@@ -40,14 +47,14 @@
 //! restarts and reads the file back: every later request is [`WitnessError::Broken`] (503).
 //! Refusing is always safe; guessing the file's state is not.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::durable_file::{replace_with_snapshot, sync_dir};
+use crate::durable_file::replace_with_snapshot_via;
 use crate::poison::lock;
+use crate::store::io::{read_to_end, LogFile, LogIo, OpenMode, SystemIo};
 use crate::tlog::author_checkpoint::author_of_origin;
 use crate::tlog::checkpoint::author_vkey;
 use crate::tlog::vkey::VerifierKey;
@@ -63,6 +70,25 @@ pub const WITNESS_FILE: &str = "witness";
 /// Below this many lines a journal is never compacted: rewriting a small file saves nothing
 /// worth a rename and two flushes at every start.
 pub const COMPACT_MIN_LINES: usize = 1024;
+
+/// How [`DurableWitness::open_with_options`] keeps its file.
+#[derive(Clone, Debug)]
+pub struct WitnessOptions {
+    /// The file backend: [`SystemIo`] for the node.
+    pub io: Arc<dyn LogIo>,
+    /// Below this many lines the journal is not compacted at open ([`COMPACT_MIN_LINES`];
+    /// tests lower it to compact a short journal).
+    pub compact_min_lines: usize,
+}
+
+impl Default for WitnessOptions {
+    fn default() -> Self {
+        WitnessOptions {
+            io: Arc::new(SystemIo),
+            compact_min_lines: COMPACT_MIN_LINES,
+        }
+    }
+}
 
 /// Why the witness could not be opened (a startup error: the node does not start).
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +140,7 @@ pub struct DurableWitness {
 
 struct Inner {
     cosigner: Cosigner,
+    io: Arc<dyn LogIo>,
     locked: Mutex<Locked>,
     /// fdatasyncs of appended records so far: the group-commit tests count them.
     syncs: AtomicU64,
@@ -122,7 +149,9 @@ struct Inner {
 /// Everything the lock serialises.
 struct Locked {
     state: WitnessState,
-    file: File,
+    file: LogFile,
+    /// The file's length: where the next record goes.
+    len: u64,
     broken: bool,
 }
 
@@ -146,6 +175,16 @@ impl DurableWitness {
         logs: &[VerifierKey],
         cosigner: Cosigner,
     ) -> Result<(Self, OpenReport), OpenError> {
+        Self::open_with_options(data_dir, logs, cosigner, &WitnessOptions::default())
+    }
+
+    /// [`DurableWitness::open`] on the file backend and compaction threshold `options` name.
+    pub fn open_with_options(
+        data_dir: &Path,
+        logs: &[VerifierKey],
+        cosigner: Cosigner,
+        options: &WitnessOptions,
+    ) -> Result<(Self, OpenReport), OpenError> {
         let mut state = WitnessState::new();
         for vkey in logs {
             state.serve(vkey.clone())?;
@@ -155,20 +194,23 @@ impl DurableWitness {
             path: path.clone(),
             source,
         };
-        let (file, report) = open_file(data_dir, &path, &mut state).map_err(|e| match e {
-            FileError::Io(source) => io(source),
-            FileError::Corrupt(source) => OpenError::Corrupt {
-                path: path.clone(),
-                source,
-            },
-            FileError::State(e) => OpenError::State(e),
-        })?;
+        let (file, len, report) =
+            open_file(options, data_dir, &path, &mut state).map_err(|e| match e {
+                FileError::Io(source) => io(source),
+                FileError::Corrupt(source) => OpenError::Corrupt {
+                    path: path.clone(),
+                    source,
+                },
+                FileError::State(e) => OpenError::State(e),
+            })?;
         let witness = DurableWitness {
             inner: Arc::new(Inner {
                 cosigner,
+                io: options.io.clone(),
                 locked: Mutex::new(Locked {
                     state,
                     file,
+                    len,
                     broken: false,
                 }),
                 syncs: AtomicU64::new(0),
@@ -212,14 +254,18 @@ impl DurableWitness {
     /// Appends `bytes` and makes them durable (one fdatasync); on failure the witness is
     /// broken (module docs).
     fn append_durably(&self, locked: &mut Locked, bytes: &[u8]) -> io::Result<()> {
-        let written = locked
-            .file
-            .write_all(bytes)
-            .and_then(|()| locked.file.sync_data());
+        let io = &*self.inner.io;
+        let written = io
+            .write_all_at(&locked.file, bytes, locked.len)
+            .and_then(|()| io.sync_data(&locked.file));
         self.inner.syncs.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = &written {
-            locked.broken = true;
-            tracing::error!("witness state: {e}; cosigning stops until the node restarts");
+        match &written {
+            // A usize always fits in a u64 on the targets kappalog builds for.
+            Ok(()) => locked.len += bytes.len() as u64,
+            Err(e) => {
+                locked.broken = true;
+                tracing::error!("witness state: {e}; cosigning stops until the node restarts");
+            }
         }
         written
     }
@@ -328,19 +374,16 @@ impl From<io::Error> for FileError {
 }
 
 /// Reads the journal into `state`, drops a torn tail, compacts if worth it, and returns the
-/// file opened for appending.
+/// file to append to and its length.
 fn open_file(
+    options: &WitnessOptions,
     dir: &Path,
     path: &Path,
     state: &mut WitnessState,
-) -> Result<(File, OpenReport), FileError> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(path)?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
+) -> Result<(LogFile, u64, OpenReport), FileError> {
+    let io = &*options.io;
+    let mut file = io.open(path, OpenMode::ReadWrite)?;
+    let bytes = read_to_end(io, &file)?;
     let loaded = parse_state(&bytes).map_err(FileError::Corrupt)?;
     let lines = bytes[..loaded.valid_len]
         .iter()
@@ -352,18 +395,23 @@ fn open_file(
         compacted: false,
     };
     state.restore(loaded.cosigned).map_err(FileError::State)?;
+    // A usize always fits in a u64 on the targets kappalog builds for.
+    let mut len = loaded.valid_len as u64;
     if loaded.valid_len == 0 {
         // New, empty, or only a torn header: start it afresh, durably, before any answer.
-        file.set_len(0)?;
-        file.write_all(STATE_HEADER.as_bytes())?;
-        file.sync_all()?;
-        sync_dir(dir)?;
-    } else if lines > COMPACT_MIN_LINES && lines > 2 * (report.origins + 1) {
-        file = compact(dir, state)?;
+        io.set_len(&file, 0)?;
+        io.write_all_at(&file, STATE_HEADER.as_bytes(), 0)?;
+        io.sync_data(&file)?;
+        io.sync_dir(dir)?;
+        len = STATE_HEADER.len() as u64;
+    } else if lines > options.compact_min_lines && lines > 2 * (report.origins + 1) {
+        let snapshot = encode_state(state.cosigned_trees());
+        file = replace_with_snapshot_via(io, dir, WITNESS_FILE, snapshot.as_bytes())?;
+        len = snapshot.len() as u64;
         report.compacted = true;
     } else if loaded.torn_tail_bytes > 0 {
-        file.set_len(loaded.valid_len as u64)?;
-        file.sync_all()?;
+        io.set_len(&file, len)?;
+        io.sync_data(&file)?;
     }
     if report.torn_tail_bytes > 0 {
         tracing::warn!(
@@ -371,14 +419,7 @@ fn open_file(
             "witness state: dropped a torn last line (its cosignature was never released)"
         );
     }
-    Ok((file, report))
-}
-
-/// Rewrites the journal as a snapshot: a crash leaves either file whole.
-fn compact(dir: &Path, state: &WitnessState) -> io::Result<File> {
-    replace_with_snapshot(dir, WITNESS_FILE, |out| {
-        out.write_all(encode_state(state.cosigned_trees()).as_bytes())
-    })
+    Ok((file, len, report))
 }
 
 #[cfg(test)]

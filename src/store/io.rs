@@ -18,8 +18,12 @@
 //! a chosen call slow (held until the test lets it go) or fail, and so observe what clients
 //! are told while an `fdatasync` is outstanding or after it failed, what an open leaves
 //! behind when its cut or a read fails, and what an import reports when the disk fills under
-//! it. A wrapper over [`memory::MemoryIo`] must pass [`LogIo::open`] and
-//! [`LogIo::sync_dir`] on to it, the two calls that are not made on a handle.
+//! it. A wrapper over [`memory::MemoryIo`] must pass [`LogIo::open`], [`LogIo::sync_dir`]
+//! and [`LogIo::rename`] on to it, the three calls that are not made on a handle.
+//!
+//! The witness's journal (`DATA_DIR/witness`, [`crate::witness_state`]) and its compaction
+//! ([`crate::durable_file`]) go through a [`LogIo`] too, so the power-cut tests cut it at
+//! every call as they cut the log.
 //!
 //! Positional calls through a trait object cost one indirect call and a match per call
 //! against the system call they make; the buffers are the callers' own, never copied.
@@ -76,6 +80,13 @@ pub trait LogIo: Send + Sync + fmt::Debug {
     /// in it survives a crash. The default syncs a real directory.
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+
+    /// Renames `from` to `to`, replacing `to` (a snapshot over the journal it compacts). Like
+    /// a created file, the new name is durable only after a [`LogIo::sync_dir`] of its
+    /// directory. The default renames a real file.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
     }
 
     /// Cuts the file back to `len` bytes (a torn tail at open, or after a failed write or

@@ -158,11 +158,11 @@ mod requests {
         let dir = tempfile::tempdir().unwrap();
         let (witness, _) = DurableWitness::open(dir.path(), &[log_vkey()], cosigner()).unwrap();
         // /dev/full refuses every write with ENOSPC: the disk filling up under the witness.
-        let Ok(full) = OpenOptions::new().append(true).open("/dev/full") else {
+        let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
             eprintln!("no /dev/full here: skipping the write failure case");
             return;
         };
-        lock(&witness.inner.locked).file = full;
+        lock(&witness.inner.locked).file = LogFile::from(full);
         let failed = witness.add_checkpoint(&from_zero(3), 1_000).unwrap_err();
         assert!(matches!(failed, WitnessError::Write(_)), "{failed}");
         let after = witness.add_checkpoint(&from_zero(3), 1_001).unwrap_err();

@@ -93,5 +93,6 @@ mod tree_health;
 mod tree_model;
 mod tree_restart;
 mod views_http;
+mod witness_crash;
 mod witness_gossip;
 mod witness_http;

@@ -21,18 +21,18 @@
 //! - take a new append.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::common;
+use crate::common::crash_io::CrashIo;
 use crate::common::{fork_proof, identity};
 use kappalog::entry::Entry;
 use kappalog::hash::Hash;
 use kappalog::idempotency::IdempotencyKey;
 use kappalog::identity::Author;
 use kappalog::store::io::memory::MemoryIo;
-use kappalog::store::io::{LogFile, LogIo, OpenMode};
+use kappalog::store::io::LogIo;
 use kappalog::store::{Outcome, OwnAppend, Store, StoreOptions};
 
 /// Images drawn per crash point.
@@ -44,105 +44,6 @@ struct Acked {
     entries: BTreeMap<Hash, Entry>,
     keys: BTreeMap<String, Hash>,
     proofs: BTreeSet<Author>,
-}
-
-#[derive(Debug, Default)]
-struct CrashState {
-    /// Calls that change a file, so far.
-    calls: u64,
-    /// The call at which the power goes (`None`: never).
-    crash_at: Option<u64>,
-    /// The power is gone: every call fails.
-    dead: bool,
-    /// The images drawn at the crash.
-    images: Vec<MemoryIo>,
-}
-
-/// A [`MemoryIo`] whose power goes at a chosen call (see the module docs).
-#[derive(Debug)]
-struct CrashIo {
-    memory: MemoryIo,
-    state: Mutex<CrashState>,
-}
-
-fn gone() -> io::Error {
-    io::Error::other("the power is gone")
-}
-
-impl CrashIo {
-    fn new(crash_at: Option<u64>) -> CrashIo {
-        CrashIo {
-            memory: MemoryIo::new(),
-            state: Mutex::new(CrashState {
-                crash_at,
-                ..CrashState::default()
-            }),
-        }
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, CrashState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn alive(&self) -> io::Result<()> {
-        if self.state().dead {
-            return Err(gone());
-        }
-        Ok(())
-    }
-
-    /// A call that changes a file: `apply` runs unless the power is (or goes) out first; a
-    /// write that is the crash point runs, then the power goes (`write_lands`).
-    fn change(&self, write_lands: bool, apply: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
-        let mut state = self.state();
-        if state.dead {
-            return Err(gone());
-        }
-        state.calls += 1;
-        if state.crash_at != Some(state.calls) {
-            drop(state);
-            return apply();
-        }
-        if write_lands {
-            apply()?;
-        }
-        state.dead = true;
-        state.images = (0..SEEDS).map(|seed| self.memory.crash(seed)).collect();
-        Err(gone())
-    }
-}
-
-impl LogIo for CrashIo {
-    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<LogFile> {
-        self.alive()?;
-        self.memory.open(path, mode)
-    }
-
-    fn write_all_at(&self, file: &LogFile, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.change(true, || file.write_all_at(buf, offset))
-    }
-
-    fn read_at(&self, file: &LogFile, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.alive()?;
-        file.read_at(buf, offset)
-    }
-
-    fn sync_data(&self, file: &LogFile) -> io::Result<()> {
-        self.change(false, || file.sync_data())
-    }
-
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        self.change(false, || self.memory.sync_dir(dir))
-    }
-
-    fn set_len(&self, file: &LogFile, len: u64) -> io::Result<()> {
-        self.change(false, || file.set_len(len))
-    }
-
-    fn len(&self, file: &LogFile) -> io::Result<u64> {
-        self.alive()?;
-        file.len()
-    }
 }
 
 fn options(io: Arc<dyn LogIo>, inline_writer: bool) -> StoreOptions {
@@ -281,7 +182,7 @@ fn a_crash_at_every_call_of_the_inline_writer_keeps_exactly_the_acknowledged() {
 
 fn crash_at_every_call(inline_writer: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let clean = Arc::new(CrashIo::new(None));
+    let clean = Arc::new(CrashIo::new(None, SEEDS));
     let acked = workload(dir.path(), clean.clone(), inline_writer);
     let calls = clean.state().calls;
     assert_eq!(
@@ -301,7 +202,7 @@ fn crash_at_every_call(inline_writer: bool) {
     }
     for crash_at in 1..=calls {
         let dir = tempfile::tempdir().unwrap();
-        let io = Arc::new(CrashIo::new(Some(crash_at)));
+        let io = Arc::new(CrashIo::new(Some(crash_at), SEEDS));
         let acked = workload(dir.path(), io.clone(), inline_writer);
         let images = std::mem::take(&mut io.state().images);
         assert_eq!(images.len() as u64, SEEDS, "call {crash_at} was made");

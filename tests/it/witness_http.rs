@@ -4,10 +4,14 @@
 //! gets a cosignature the node's cosigner vkey verifies, and every refusal tlog-witness
 //! prescribes; of concurrent requests from one old size exactly one is cosigned; the record
 //! survives a restart and a `kill -9` right after a 200, so a fork of
-//! what was cosigned is refused ever after; the node's token is never asked for.
+//! what was cosigned is refused ever after; the node's token is never asked for. Killed
+//! repeatedly (`kill -9` right after a 200, and among requests in flight from two clients),
+//! the node keeps every cosignature a client received.
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use base64ct::{Base64, Encoding};
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -19,7 +23,7 @@ use kappalog::tlog::vkey::{KeyType, VerifierKey};
 use kappalog::tlog::witness::{MAX_REQUEST_BYTES, SIZE_CONTENT_TYPE};
 
 use crate::common::log_tree::labelled_tree;
-use crate::common::{http, kappalog, run_node, HttpResponse, Running};
+use crate::common::{http, kappalog, run_node, try_http, wait_until, HttpResponse, Running};
 
 const ORIGIN: &str = "example.com/witnessed";
 const PATH: &str = "/witness/add-checkpoint";
@@ -34,10 +38,15 @@ struct Log {
 
 impl Log {
     fn new() -> Self {
+        Log::with_leaves(20, 3)
+    }
+
+    /// A log of `leaves` leaves and a fork of it that parts after leaf `common`.
+    fn with_leaves(leaves: u32, common: u32) -> Self {
         Log {
             key: SigningKey::from_bytes(&[41; 32]),
-            tree: labelled_tree(20, 3, "log"),
-            fork: labelled_tree(20, 3, "fork"),
+            tree: labelled_tree(leaves, common, "log"),
+            fork: labelled_tree(leaves, common, "fork"),
         }
     }
 
@@ -236,4 +245,136 @@ fn concurrent_requests_from_one_old_size_get_one_cosignature() {
     for (_, answer) in answers.iter().enumerate().filter(|&(i, _)| i != winner) {
         assert_conflict(answer, winner as u64 + 1);
     }
+}
+
+/// Leaves of the log the kill test grows: more than its rounds can cosign.
+const KILL_LEAVES: u32 = 600;
+
+/// What the clients of the kill test received: every size cosigned with a 200 whose
+/// cosignature verified.
+#[derive(Default)]
+struct Received {
+    sizes: Mutex<Vec<u64>>,
+    largest: AtomicU64,
+}
+
+impl Received {
+    fn record(&self, size: u64) {
+        self.sizes.lock().unwrap().push(size);
+        self.largest.fetch_max(size, Ordering::SeqCst);
+    }
+}
+
+/// One client: grows the log one leaf at a time from the size it believes the witness
+/// holds (a 409 tells it the right one), until the node dies under it, `stop` is set, or
+/// the tree runs out. What a 409 says is the witness's latest; a dead connection is no
+/// answer at all.
+fn grow(
+    addr: SocketAddr,
+    log: &Log,
+    cosigner: &CosignatureVerifier,
+    mut known: u64,
+    received: &Received,
+    stop: &AtomicBool,
+) {
+    while !stop.load(Ordering::SeqCst) && known + 1 < u64::from(KILL_LEAVES) - 4 {
+        let body = log.body(known, known + 1, &log.tree);
+        let Some(answer) = try_http(addr, "POST", PATH, body.as_bytes()) else {
+            return;
+        };
+        match answer.status {
+            200 => {
+                assert_cosigned(&answer, &body, cosigner);
+                received.record(known + 1);
+                known += 1;
+            }
+            409 => known = answer.body.trim().parse().unwrap(),
+            // The witness is broken (a write failed) or shutting down: no answer to count.
+            503 => return,
+            other => panic!("{other}: {}", answer.body),
+        }
+    }
+}
+
+/// After a restart: every size in `received` still holds (a fork at that size is refused,
+/// 422 while it is the latest, else 409 with a latest at least as large), a larger fork is
+/// refused 422, a request from below the largest received is refused 409, and a consistent
+/// larger checkpoint is cosigned. Returns the new latest size.
+fn assert_received_hold(
+    addr: SocketAddr,
+    log: &Log,
+    cosigner: &CosignatureVerifier,
+    received: &Received,
+) -> u64 {
+    let largest = received.largest.load(Ordering::SeqCst);
+    let probe = submit(addr, &log.body(largest, largest, &log.fork));
+    let latest = match probe.status {
+        422 => largest,
+        409 => probe.body.trim().parse().unwrap(),
+        other => panic!("the fork at {largest} got {other}: {}", probe.body),
+    };
+    assert!(latest >= largest, "rolled back from {largest} to {latest}");
+    for &size in received.sizes.lock().unwrap().iter() {
+        let answer = submit(addr, &log.body(size, size, &log.fork));
+        match size == latest {
+            true => assert_eq!(answer.status, 422, "{size}: {}", answer.body),
+            false => assert_conflict(&answer, latest),
+        }
+    }
+    let larger = submit(addr, &log.body(latest, latest + 2, &log.fork));
+    assert_eq!(larger.status, 422, "{}", larger.body);
+    assert_conflict(
+        &submit(addr, &log.body(largest - 1, latest + 1, &log.tree)),
+        latest,
+    );
+    let grown = log.body(latest, latest + 1, &log.tree);
+    assert_cosigned(&submit(addr, &grown), &grown, cosigner);
+    received.record(latest + 1);
+    latest + 1
+}
+
+/// `kill -9` at several points of cosigning, repeatedly: right after a 200, then (each
+/// round) while two clients keep requests in flight, killed once the witness has cosigned
+/// a few more. After each restart every cosignature a client received holds.
+#[test]
+fn every_received_cosignature_holds_after_repeated_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, key) = (dir.path().join("data"), dir.path().join("node.key"));
+    // The fork parts from the first leaf: a fork at any size is inconsistent.
+    let log = Log::with_leaves(KILL_LEAVES, 0);
+    let received = Received::default();
+
+    // Killed right after a 200.
+    let (mut node, addr, cosigner) = start(&data, &key, &log);
+    for size in 1..=3 {
+        let body = log.body(size - 1, size, &log.tree);
+        assert_cosigned(&submit(addr, &body), &body, &cosigner);
+        received.record(size);
+    }
+    node.child.kill().unwrap();
+    node.child.wait().unwrap();
+
+    for round in 0..4u64 {
+        let (mut node, addr, _) = start(&data, &key, &log);
+        let latest = assert_received_hold(addr, &log, &cosigner, &received);
+        // Killed among requests in flight: two clients race each other from the latest
+        // size; the kill lands once a few more were received, while both still send.
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            for _ in 0..2 {
+                scope.spawn(|| grow(addr, &log, &cosigner, latest, &received, &stop));
+            }
+            wait_until("a few more cosignatures", || {
+                received.largest.load(Ordering::SeqCst) >= latest + 3 + round
+            });
+            node.child.kill().unwrap();
+            node.child.wait().unwrap();
+            // Clients whose requests were all answered before the kill stop here.
+            stop.store(true, Ordering::SeqCst);
+        });
+    }
+
+    let (node, addr, _) = start(&data, &key, &log);
+    assert_received_hold(addr, &log, &cosigner, &received);
+    assert!(node.terminate().success());
 }

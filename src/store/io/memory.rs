@@ -10,7 +10,11 @@
 //!   disk). This is what a file system that writes back pages in any order may leave: a
 //!   change is never kept "more than whole", and nothing synced is lost;
 //! - a file created (or first opened for writing) since the last [`LogIo::sync_dir`] of
-//!   its directory may vanish entirely: its directory entry was never made durable.
+//!   its directory may vanish entirely: its directory entry was never made durable;
+//! - a rename ([`LogIo::rename`]) since the last [`LogIo::sync_dir`] of its directory may be
+//!   undone, whole: the file the new name replaced is back (if its name was durable), and so
+//!   is the old name (if it was durable), as a journalling file system's atomic rename
+//!   leaves it. Never half of it: a crash never loses both names.
 //!
 //! Directories themselves are not modelled: a path is only a name in the map. The crashed
 //! image is a new [`MemoryIo`] whose files are all synced; handles into the old one (a
@@ -38,6 +42,17 @@ pub struct MemoryIo {
 struct Named {
     file: Arc<Mutex<FileState>>,
     name_durable: bool,
+    /// What a crash restores if it undoes the rename that made this name (not durable).
+    undo: Option<Undo>,
+}
+
+/// The durable names a rename not yet made durable replaced.
+#[derive(Debug)]
+struct Undo {
+    /// The file the new name replaced, if that name was durable.
+    replaced: Option<Arc<Mutex<FileState>>>,
+    /// The old name, if it was durable.
+    source: Option<PathBuf>,
 }
 
 #[derive(Debug, Default)]
@@ -143,6 +158,55 @@ impl Handle {
     }
 }
 
+/// What a power cut leaves of `file` (module docs): the synced content, then a subset of
+/// the changes since, in order, the last write kept torn at any byte. Synced, its name
+/// durable.
+fn crashed(file: &Mutex<FileState>, rng: &mut StdRng) -> Named {
+    let state = lock(file);
+    let kept: Vec<&Change> = state
+        .unsynced
+        .iter()
+        .filter(|_| rng.gen_bool(0.5))
+        .collect();
+    let last_write = kept
+        .iter()
+        .rposition(|change| matches!(change, Change::Write { .. }));
+    let mut content = state.synced.clone();
+    for (i, change) in kept.into_iter().enumerate() {
+        let torn;
+        let change = match change {
+            Change::Write { offset, bytes } if Some(i) == last_write => {
+                let keep = rng.gen_range(0..=bytes.len());
+                torn = Change::Write {
+                    offset: *offset,
+                    bytes: bytes[..keep].to_vec(),
+                };
+                &torn
+            }
+            change => change,
+        };
+        // Every change was applied once already, to `current`, so it fits again.
+        if apply(&mut content, change).is_err() {
+            break;
+        }
+    }
+    durable(content)
+}
+
+/// A synced file holding `content` under a durable name.
+fn durable(content: Vec<u8>) -> Named {
+    let file = FileState {
+        synced: content.clone(),
+        current: content,
+        unsynced: Vec::new(),
+    };
+    Named {
+        file: Arc::new(Mutex::new(file)),
+        name_durable: true,
+        undo: None,
+    }
+}
+
 impl MemoryIo {
     /// An empty set of files (clone it to share them, e.g. with a reopen after a crash).
     pub fn new() -> MemoryIo {
@@ -156,48 +220,22 @@ impl MemoryIo {
         let mut image = BTreeMap::new();
         for (path, named) in lock(&self.files).iter() {
             if !named.name_durable && rng.gen_bool(0.5) {
+                // The name never reached the disk; a rename that made it is undone whole.
+                if let Some(undo) = &named.undo {
+                    if let Some(replaced) = &undo.replaced {
+                        image.insert(path.clone(), crashed(replaced, &mut rng));
+                    }
+                    if let Some(source) = &undo.source {
+                        image.insert(source.clone(), crashed(&named.file, &mut rng));
+                    }
+                }
                 continue;
             }
-            let state = lock(&named.file);
-            let kept: Vec<&Change> = state
-                .unsynced
-                .iter()
-                .filter(|_| rng.gen_bool(0.5))
-                .collect();
-            let last_write = kept
-                .iter()
-                .rposition(|change| matches!(change, Change::Write { .. }));
-            let mut content = state.synced.clone();
-            for (i, change) in kept.into_iter().enumerate() {
-                let torn;
-                let change = match change {
-                    Change::Write { offset, bytes } if Some(i) == last_write => {
-                        let keep = rng.gen_range(0..=bytes.len());
-                        torn = Change::Write {
-                            offset: *offset,
-                            bytes: bytes[..keep].to_vec(),
-                        };
-                        &torn
-                    }
-                    change => change,
-                };
-                // Every change was applied once already, to `current`, so it fits again.
-                if apply(&mut content, change).is_err() {
-                    break;
-                }
-            }
-            let file = FileState {
-                synced: content.clone(),
-                current: content,
-                unsynced: Vec::new(),
-            };
-            image.insert(
-                path.clone(),
-                Named {
-                    file: Arc::new(Mutex::new(file)),
-                    name_durable: true,
-                },
-            );
+            // A later entry may be the undone rename that brings back this name's old file;
+            // the rename happened after this name was made, so the undone state wins.
+            image
+                .entry(path.clone())
+                .or_insert_with(|| crashed(&named.file, &mut rng));
         }
         MemoryIo {
             files: Arc::new(Mutex::new(image)),
@@ -209,19 +247,7 @@ impl MemoryIo {
     pub fn snapshot(&self) -> MemoryIo {
         let image = lock(&self.files)
             .iter()
-            .map(|(path, named)| {
-                let current = lock(&named.file).current.clone();
-                let file = FileState {
-                    synced: current.clone(),
-                    current,
-                    unsynced: Vec::new(),
-                };
-                let named = Named {
-                    file: Arc::new(Mutex::new(file)),
-                    name_durable: true,
-                };
-                (path.clone(), named)
-            })
+            .map(|(path, named)| (path.clone(), durable(lock(&named.file).current.clone())))
             .collect();
         MemoryIo {
             files: Arc::new(Mutex::new(image)),
@@ -238,18 +264,7 @@ impl MemoryIo {
 
     /// Puts `bytes` at `path` as a synced, durable file (a test's starting state).
     pub fn insert_synced(&self, path: &Path, bytes: Vec<u8>) {
-        let file = FileState {
-            synced: bytes.clone(),
-            current: bytes,
-            unsynced: Vec::new(),
-        };
-        lock(&self.files).insert(
-            path.to_path_buf(),
-            Named {
-                file: Arc::new(Mutex::new(file)),
-                name_durable: true,
-            },
-        );
+        lock(&self.files).insert(path.to_path_buf(), durable(bytes));
     }
 }
 
@@ -271,6 +286,7 @@ impl LogIo for MemoryIo {
                     Named {
                         file: file.clone(),
                         name_durable: false,
+                        undo: None,
                     },
                 );
                 file
@@ -286,8 +302,40 @@ impl LogIo for MemoryIo {
         for (path, named) in lock(&self.files).iter_mut() {
             if path.parent() == Some(dir) {
                 named.name_durable = true;
+                named.undo = None;
             }
         }
+        Ok(())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut files = lock(&self.files);
+        let Some(moved) = files.remove(from) else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no file {} in memory", from.display()),
+            ));
+        };
+        // The durable names a crash may bring back: a name made by an earlier rename not
+        // yet durable brings back what that rename would.
+        let durable_file = |named: Named| match named.name_durable {
+            true => Some(named.file),
+            false => named.undo.and_then(|undo| undo.replaced),
+        };
+        let source = match (moved.name_durable, &moved.undo) {
+            (true, _) => Some(from.to_path_buf()),
+            (false, Some(undo)) => undo.source.clone(),
+            (false, None) => None,
+        };
+        let replaced = files.remove(to).and_then(durable_file);
+        files.insert(
+            to.to_path_buf(),
+            Named {
+                file: moved.file,
+                name_durable: false,
+                undo: Some(Undo { replaced, source }),
+            },
+        );
         Ok(())
     }
 }
@@ -337,6 +385,32 @@ mod tests {
         assert!(vanished.count() > 0);
         io.sync_dir(Path::new("/mem")).unwrap();
         assert!((0..64).all(|s| io.crash(s).contents(&path()) == Some(b"x".to_vec())));
+    }
+
+    #[test]
+    fn a_rename_not_made_durable_is_kept_or_undone_whole() {
+        let io = MemoryIo::new();
+        let (old, tmp) = (path(), PathBuf::from("/mem/f.tmp"));
+        io.insert_synced(&old, b"old".to_vec());
+        let file = io.open(&tmp, OpenMode::ReadWrite).unwrap();
+        io.write_all_at(&file, b"new", 0).unwrap();
+        io.sync_data(&file).unwrap();
+        io.rename(&tmp, &old).unwrap();
+        assert_eq!(io.contents(&old).unwrap(), b"new");
+        assert!(io.contents(&tmp).is_none());
+        let images: std::collections::BTreeSet<_> = (0..64)
+            .map(|seed| {
+                io.crash(seed)
+                    .contents(&old)
+                    .expect("never both names lost")
+            })
+            .collect();
+        // The tmp file's own name was never durable, so an undone rename leaves no tmp.
+        assert!((0..64).all(|seed| io.crash(seed).contents(&tmp).is_none()));
+        let both = [b"new".to_vec(), b"old".to_vec()].into_iter().collect();
+        assert_eq!(images, both);
+        io.sync_dir(Path::new("/mem")).unwrap();
+        assert!((0..64).all(|seed| io.crash(seed).contents(&old) == Some(b"new".to_vec())));
     }
 
     #[test]

@@ -83,6 +83,31 @@ pub fn finish_request(mut stream: TcpStream) -> HttpResponse {
     parse_response(&raw)
 }
 
+/// [`http`], for a server that may die mid-request (a `kill -9` test): `None` unless the
+/// whole response came back (its header block and every byte its `Content-Length` names).
+pub fn try_http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Option<HttpResponse> {
+    assert!(addr.ip().is_loopback(), "tests only talk to loopback");
+    let mut stream = TcpStream::connect_timeout(&addr, DEADLINE).ok()?;
+    stream.set_read_timeout(Some(DEADLINE)).ok()?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).ok()?;
+    stream.write_all(body).ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    (raw.len() - split - 4 == length).then(|| parse_response(&raw))
+}
+
 fn parse_response(raw: &[u8]) -> HttpResponse {
     let split = raw
         .windows(4)
@@ -345,6 +370,7 @@ pub fn fork_proof(seed: u8) -> kappalog::fork::ForkProof {
     kappalog::fork::ForkProof::new(first_entry(&id, 1), first_entry(&id, 2))
 }
 
+pub mod crash_io;
 pub mod faulty_io;
 pub mod held_io;
 pub mod index;
