@@ -6,9 +6,14 @@
 //!   `last_leaf` (the last covered entry's record offset and leaf hash: a cache beside
 //!   another log, or a log cut back, fails to find it); `PRAGMA user_version` is the layout.
 //! - `feeds(id, author UNIQUE, size, edge)`: a feed's number in row keys, and its size and
-//!   right edge ([`super::edge::Edge::encode`]) as of `covered`.
+//!   right edge ([`super::edge::Edge::encode`]) as of `covered`, sealed
+//!   ([`super::checksum`]) under its id and size.
 //! - `nodes(key INTEGER PRIMARY KEY, hashes)`: complete rows ([`super::layout`]), 4,064
-//!   bytes each; `page_size` 8192 so two fit a page with no overflow page.
+//!   bytes each, sealed under their key: 4,068 bytes; `page_size` 8192 so two fit a page
+//!   with no overflow page.
+//!
+//! Every row and edge read through [`ReadPool`] is checked against its seal; one that fails
+//! comes back as [`CacheReadError::Damaged`], and the caller has the cache rebuilt.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,11 +27,14 @@ use crate::store::format::FILE_HEADER_BYTES;
 use crate::store::StoreReader;
 use crate::tlog::merkle::{leaf_hash, Hash};
 
+use super::checksum::{seal, unseal};
+
 /// The cache's file name in the data directory.
 pub const TREE_FILE: &str = "tree.sqlite";
 
-/// `PRAGMA user_version` of the layout this build writes; any other is rebuilt.
-pub const LAYOUT_VERSION: i64 = 1;
+/// `PRAGMA user_version` of the layout this build writes; any other is rebuilt. 2: rows and
+/// edges sealed with a CRC32C.
+pub const LAYOUT_VERSION: i64 = 2;
 
 /// Read connections kept open for reuse; more are opened under a burst and closed after.
 const POOLED_READERS: usize = 8;
@@ -237,7 +245,7 @@ impl TreeDb {
                 .map_err(sql("writing a row"))?;
             for (key, hashes) in rows {
                 insert_row
-                    .execute(params![key, hashes])
+                    .execute(params![key, seal(&row_context(*key), hashes)])
                     .map_err(sql("writing a row"))?;
             }
             if let Some((edges, covered)) = flush {
@@ -245,8 +253,9 @@ impl TreeDb {
                     .prepare_cached("UPDATE feeds SET size = ?2, edge = ?3 WHERE id = ?1")
                     .map_err(sql("writing an edge"))?;
                 for (id, size, edge) in edges {
+                    let sealed = seal(&edge_context(*id, *size), edge);
                     update
-                        .execute(params![to_i64(*id)?, to_i64(*size)?, edge])
+                        .execute(params![to_i64(*id)?, to_i64(*size)?, sealed])
                         .map_err(sql("writing an edge"))?;
                 }
                 write_covered(&tx, covered)?;
@@ -254,6 +263,31 @@ impl TreeDb {
         }
         tx.commit().map_err(sql("committing"))
     }
+}
+
+/// What a row's seal covers besides its bytes: its key, so a row read under another key
+/// fails too.
+fn row_context(key: i64) -> [u8; 8] {
+    key.to_le_bytes()
+}
+
+/// What an edge's seal covers besides its bytes: its feed's id and the size it is of.
+fn edge_context(id: u64, size: u64) -> [u8; 16] {
+    let mut context = [0u8; 16];
+    context[..8].copy_from_slice(&id.to_le_bytes());
+    context[8..].copy_from_slice(&size.to_le_bytes());
+    context
+}
+
+/// Why a read through the [`ReadPool`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CacheReadError {
+    /// SQLite failed (could not open, read, or begin a snapshot).
+    #[error("{0}")]
+    Sql(String),
+    /// What SQLite returned fails its seal: the file is damaged.
+    #[error("{0}")]
+    Damaged(String),
 }
 
 fn to_i64(n: u64) -> Result<i64, String> {
@@ -343,7 +377,17 @@ fn check_against_log(covered: &Covered, reader: &StoreReader) -> Result<(), Stri
 /// outside any held snapshot.
 pub struct ReadPool {
     path: PathBuf,
-    idle: Mutex<Vec<Reader>>,
+    idle: Mutex<Idle>,
+}
+
+/// The pooled connections, and the file's generation they were opened on: bumped by
+/// [`ReadPool::clear`] when the file is replaced, so a connection still in use then, open
+/// on the old (deleted) file, is closed when handed back, never pooled for a reader of the
+/// new file, whose feeds may be numbered otherwise.
+#[derive(Default)]
+struct Idle {
+    readers: Vec<Reader>,
+    generation: u64,
 }
 
 /// How long a reader keeps one snapshot for row reads.
@@ -353,6 +397,7 @@ pub const SNAPSHOT_MAX_AGE: std::time::Duration = std::time::Duration::from_mill
 struct Reader {
     conn: Connection,
     snapshot: Option<std::time::Instant>,
+    generation: u64,
 }
 
 impl Reader {
@@ -395,14 +440,17 @@ impl ReadPool {
     pub fn new(path: PathBuf) -> ReadPool {
         ReadPool {
             path,
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(Idle::default()),
         }
     }
 
     /// Runs `f` on a connection from the pool (opened if none is idle). A connection whose
     /// `f` failed is dropped, not pooled: its transaction state is unknown.
     fn with<T>(&self, f: impl FnOnce(&mut Reader) -> Result<T, String>) -> Result<T, String> {
-        let reader = lock(&self.idle).pop();
+        let (reader, generation) = {
+            let mut idle = lock(&self.idle);
+            (idle.readers.pop(), idle.generation)
+        };
         let mut reader = match reader {
             Some(reader) => reader,
             None => Reader {
@@ -412,53 +460,72 @@ impl ReadPool {
                 )
                 .map_err(sql("opening the tree cache to read"))?,
                 snapshot: None,
+                generation,
             },
         };
         let out = f(&mut reader);
         if out.is_ok() {
             let mut idle = lock(&self.idle);
-            if idle.len() < POOLED_READERS {
-                idle.push(reader);
+            if idle.readers.len() < POOLED_READERS && reader.generation == idle.generation {
+                idle.readers.push(reader);
             }
         }
         out
     }
 
-    /// The complete row at `key`; `None` if absent.
-    pub fn row(&self, key: i64) -> Result<Option<Vec<u8>>, String> {
-        self.with(|reader| {
-            reader.hold()?;
-            if let Some(row) = select_row(&reader.conn, key)? {
-                return Ok(Some(row));
-            }
-            // Written after this snapshot began, perhaps: look again in a fresh one.
-            reader.release()?;
-            reader.hold()?;
-            select_row(&reader.conn, key)
-        })
+    /// The complete row at `key`, its seal checked and cut off; `None` if absent.
+    pub fn row(&self, key: i64) -> Result<Option<Vec<u8>>, CacheReadError> {
+        let stored = self
+            .with(|reader| {
+                reader.hold()?;
+                if let Some(row) = select_row(&reader.conn, key)? {
+                    return Ok(Some(row));
+                }
+                // Written after this snapshot began, perhaps: look again in a fresh one.
+                reader.release()?;
+                reader.hold()?;
+                select_row(&reader.conn, key)
+            })
+            .map_err(CacheReadError::Sql)?;
+        stored
+            .map(|stored| unseal(&row_context(key), stored))
+            .transpose()
+            .map_err(|e| CacheReadError::Damaged(format!("row {key}: {e}")))
     }
 
-    /// A feed's edge blob as of the last flush.
-    pub fn edge(&self, id: u64) -> Result<Option<(u64, Vec<u8>)>, String> {
-        self.with(|reader| {
-            reader.release()?;
-            reader
-                .conn
-                .prepare_cached("SELECT size, edge FROM feeds WHERE id = ?1")
-                .and_then(|mut stmt| {
-                    stmt.query_row([to_i64(id).unwrap_or(-1)], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+    /// A feed's edge blob as of the last flush, its seal checked and cut off.
+    pub fn edge(&self, id: u64) -> Result<Option<(u64, Vec<u8>)>, CacheReadError> {
+        let stored = self
+            .with(|reader| {
+                reader.release()?;
+                reader
+                    .conn
+                    .prepare_cached("SELECT size, edge FROM feeds WHERE id = ?1")
+                    .and_then(|mut stmt| {
+                        stmt.query_row([to_i64(id).unwrap_or(-1)], |r| {
+                            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+                        })
+                        .optional()
                     })
-                    .optional()
-                })
-                .map_err(sql("reading an edge"))
-                .map(|found| found.map(|(size, edge)| (u64::try_from(size).unwrap_or(0), edge)))
-        })
+                    .map_err(sql("reading an edge"))
+            })
+            .map_err(CacheReadError::Sql)?;
+        let Some((size, stored)) = stored else {
+            return Ok(None);
+        };
+        let size = u64::try_from(size)
+            .map_err(|_| CacheReadError::Damaged(format!("feed {id}'s size is {size}")))?;
+        let edge = unseal(&edge_context(id, size), stored)
+            .map_err(|e| CacheReadError::Damaged(format!("feed {id}'s edge: {e}")))?;
+        Ok(Some((size, edge)))
     }
 
-    /// Closes the idle connections (the file is about to be replaced).
+    /// Closes the idle connections, and those in use once handed back (the file is about
+    /// to be replaced).
     pub fn clear(&self) {
-        lock(&self.idle).clear();
+        let mut idle = lock(&self.idle);
+        idle.readers.clear();
+        idle.generation += 1;
     }
 }
 
@@ -469,9 +536,50 @@ mod tests {
     /// A writer on a fresh cache file in WAL mode, with the layout's tables.
     fn writer(path: &Path) -> Connection {
         let conn = Connection::open(path).unwrap();
+        conn.pragma_update(None, "page_size", 8192).unwrap();
         conn.execute_batch("PRAGMA journal_mode=WAL;").unwrap();
         conn.execute_batch(CREATE).unwrap();
         conn
+    }
+
+    /// Writes `bytes` as the row at `key`, sealed as [`TreeDb::write_pass`] seals it.
+    fn put_row(w: &Connection, key: i64, bytes: &[u8]) {
+        w.execute(
+            "INSERT OR REPLACE INTO nodes VALUES (?1, ?2)",
+            params![key, seal(&row_context(key), bytes)],
+        )
+        .unwrap();
+    }
+
+    /// Writes feed `id`'s edge of `size`, sealed.
+    fn put_edge(w: &Connection, id: u64, size: u64, edge: &[u8]) {
+        w.execute(
+            "INSERT OR REPLACE INTO feeds VALUES (?1, ?2, ?3, ?4)",
+            params![
+                id as i64,
+                vec![id as u8; 32],
+                size as i64,
+                seal(&edge_context(id, size), edge)
+            ],
+        )
+        .unwrap();
+    }
+
+    /// Flips one bit of column `column` of the rows `filter` selects in `table`.
+    fn flip_bit(w: &Connection, table: &str, column: &str, filter: &str, byte: usize) {
+        let (rowid, mut blob): (i64, Vec<u8>) = w
+            .query_row(
+                &format!("SELECT rowid, {column} FROM {table} WHERE {filter}"),
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        blob[byte] ^= 0x10;
+        w.execute(
+            &format!("UPDATE {table} SET {column} = ?1 WHERE rowid = ?2"),
+            params![blob, rowid],
+        )
+        .unwrap();
     }
 
     /// A row committed after a reader's snapshot began is found at once, not after the
@@ -482,13 +590,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(TREE_FILE);
         let w = writer(&path);
-        w.execute("INSERT INTO nodes VALUES (1, x'01')", [])
-            .unwrap();
+        put_row(&w, 1, &[1]);
         let pool = ReadPool::new(path);
         // Holds a snapshot in which row 2 does not exist yet.
         assert_eq!(pool.row(1).unwrap(), Some(vec![1]));
-        w.execute("INSERT INTO nodes VALUES (2, x'02')", [])
-            .unwrap();
+        put_row(&w, 2, &[2]);
         assert_eq!(pool.row(2).unwrap(), Some(vec![2]));
         assert_eq!(pool.row(3).unwrap(), None, "an absent row is still absent");
     }
@@ -499,14 +605,94 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(TREE_FILE);
         let w = writer(&path);
-        w.execute("INSERT INTO nodes VALUES (1, x'01')", [])
-            .unwrap();
-        w.execute("INSERT INTO feeds VALUES (7, x'aa', 1, x'10')", [])
-            .unwrap();
+        put_row(&w, 1, &[1]);
+        put_edge(&w, 7, 1, &[0x10]);
         let pool = ReadPool::new(path);
         assert_eq!(pool.row(1).unwrap(), Some(vec![1]));
-        w.execute("UPDATE feeds SET size = 2, edge = x'20' WHERE id = 7", [])
-            .unwrap();
+        put_edge(&w, 7, 2, &[0x20]);
         assert_eq!(pool.edge(7).unwrap(), Some((2, vec![0x20])));
+    }
+
+    /// A flipped bit anywhere in a stored row or edge, a row under another key, or an
+    /// edge under another size reads as damage, never as hashes.
+    #[test]
+    fn a_damaged_row_or_edge_reads_as_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(TREE_FILE);
+        let w = writer(&path);
+        let row: Vec<u8> = (0..super::super::layout::ROW_BYTES)
+            .map(|i| i as u8)
+            .collect();
+        for key in [1, 2, 3] {
+            put_row(&w, key, &row);
+        }
+        put_edge(&w, 7, 3, &[0x33; 64]);
+        put_edge(&w, 8, 5, &[0x55; 96]);
+        let pool = ReadPool::new(path);
+        assert_eq!(pool.row(1).unwrap().as_deref(), Some(row.as_slice()));
+        assert_eq!(pool.edge(8).unwrap(), Some((5, vec![0x55; 96])));
+
+        flip_bit(&w, "nodes", "hashes", "key = 1", 1_000);
+        w.execute("UPDATE nodes SET key = 9 WHERE key = 2", [])
+            .unwrap();
+        flip_bit(&w, "feeds", "edge", "id = 7", 63);
+        w.execute("UPDATE feeds SET size = 6 WHERE id = 8", [])
+            .unwrap();
+        for key in [1, 9] {
+            assert!(
+                matches!(pool.row(key), Err(CacheReadError::Damaged(_))),
+                "row {key}: {:?}",
+                pool.row(key)
+            );
+        }
+        for id in [7, 8] {
+            assert!(
+                matches!(pool.edge(id), Err(CacheReadError::Damaged(_))),
+                "edge {id}"
+            );
+        }
+        assert_eq!(pool.row(3).unwrap().as_deref(), Some(row.as_slice()));
+    }
+
+    /// Sealed, a complete row is 4,068 bytes: two still share a page of 8,192 with no
+    /// overflow page, so the cache costs what it did (about 32 bytes an entry).
+    #[test]
+    fn two_sealed_rows_fit_a_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(TREE_FILE);
+        let w = writer(&path);
+        let row = vec![0xab; super::super::layout::ROW_BYTES];
+        let rows = 200i64;
+        for row_index in 0..rows {
+            // Keys as large as a real feed's: the feed id sits in the high bits.
+            let key = super::super::layout::row_key(5_000_000, 0, row_index as u64).unwrap();
+            put_row(&w, key, &row);
+        }
+        w.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+        let pages: i64 = w
+            .pragma_query_value(None, "page_count", |r| r.get(0))
+            .unwrap();
+        // Two rows a leaf page, plus interior pages and the tables' roots.
+        assert!(pages <= rows / 2 + 8, "{pages} pages for {rows} rows");
+    }
+
+    /// A connection in use when the file is replaced is closed when handed back: it would
+    /// read the old file's rows under the new file's numbering.
+    #[test]
+    fn a_connection_opened_before_a_clear_is_not_pooled_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(TREE_FILE);
+        let w = writer(&path);
+        put_row(&w, 1, &[1]);
+        let pool = ReadPool::new(path);
+        let in_use = pool
+            .with(|reader| {
+                pool.clear();
+                Ok(reader.generation)
+            })
+            .unwrap();
+        let idle = lock(&pool.idle);
+        assert_eq!(idle.readers.len(), 0, "the old connection was dropped");
+        assert_eq!(idle.generation, in_use + 1);
     }
 }
