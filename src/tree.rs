@@ -69,8 +69,8 @@
 //! - [`layout`]: where node `(level, n)` lives: layer, row, position, row key (pure).
 //! - [`edge`]: a feed's right edge in memory, the rows an append completes, its flush blob
 //!   (pure).
-//! - [`db`]: `tree.sqlite`: tables, the checks at open, the follower's writes, the readers'
-//!   connection pool.
+//! - [`db`]: `tree.sqlite`: tables, the checks at open, the follower's writes.
+//! - [`pool`]: the readers' connections to it, each row and edge read checked.
 //! - [`checksum`]: the CRC32C seal on every stored row and edge (pure).
 //! - `batch`: one follower pass, gathered before its commit.
 //! - [`follow`]: the follower thread and its waking task ([`start`]).
@@ -87,6 +87,7 @@ pub mod edge;
 mod error;
 pub mod follow;
 pub mod layout;
+pub mod pool;
 mod read;
 pub mod rows;
 
@@ -105,11 +106,11 @@ use crate::tlog::checkpoint::SignedCheckpoint;
 use crate::tlog::merkle::{leaf_hash, prove_consistency, prove_inclusion, tree_hash, Hash};
 use crate::tlog::tiles::{hash_tile_bytes, HashTileError, Tile, TileKind};
 
-use db::CacheReadError;
 pub use db::{tree_path, TREE_FILE};
 pub use edge::Edge;
 pub use error::TreeReadError;
 pub use follow::{start, MIN_FLUSH_INTERVAL_MS, RETRY_AFTER_FAILURE_MS};
+use pool::CacheReadError;
 pub use rows::ROW_CACHE_ROWS;
 
 /// What the follower is doing, as `/health` reports it.
@@ -151,7 +152,7 @@ impl std::fmt::Debug for Trees {
 struct Shared {
     reader: StoreReader,
     own: Author,
-    pool: db::ReadPool,
+    pool: pool::ReadPool,
     rows: Mutex<rows::RowCache>,
     feeds: RwLock<HashMap<Author, Arc<FeedSlot>>>,
     /// The log offset the published trees cover (in memory: ahead of the file's between
@@ -192,7 +193,7 @@ impl Trees {
             shared: Arc::new(Shared {
                 reader,
                 own,
-                pool: db::ReadPool::new(path),
+                pool: pool::ReadPool::new(path),
                 rows: Mutex::new(rows::RowCache::default()),
                 feeds: RwLock::new(HashMap::new()),
                 covered: AtomicU64::new(0),

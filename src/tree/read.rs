@@ -11,7 +11,7 @@ use crate::tlog::merkle::{self, split_stored_hash_index, Hash};
 
 use crate::poison::lock;
 
-use super::db::CacheReadError;
+use super::pool::CacheReadError;
 use super::{edge, layout, Edge, TreeReadError, Trees};
 
 /// One feed's tree as a [`merkle::HashReader`], read under its lock.
