@@ -10,9 +10,9 @@
 //! the log ([`StoreReader`], by seq) and hashes it, which saves 32 of the 64 bytes an entry
 //! would otherwise cost. Interior nodes are stored in rows of height-7 subtrees
 //! ([`layout`]): layer `t` holds levels `7t+1 ..= 7t+7`, its row `j` the 127 nodes under
-//! node `(7t+7, j)`, 4,064 bytes, written once, when its top node is made. A feed of `n`
-//! entries so stores `n/128` layer-0 rows and `n/16,384` layer-1 rows: about 32 bytes an
-//! entry. The rows being filled on each layer (the right edge) live in memory, sized to
+//! node `(7t+7, j)`, 4,064 bytes (4,068 with their checksum), written once, when its top
+//! node is made. A feed of `n` entries so stores `n/128` layer-0 rows and `n/16,384`
+//! layer-1 rows: about 32 bytes an entry. The rows being filled on each layer (the right edge) live in memory, sized to
 //! what they hold ([`edge`]).
 //!
 //! # The flush rule
@@ -27,6 +27,16 @@
 //! past the entry it names, a feed's size not its entries before `covered`) is deleted and
 //! rebuilt from the log, with a log line saying why ([`db`]). `synchronous = NORMAL`: no
 //! fsync on any commit; the log's own commit path never waits for this file.
+//!
+//! # Damage
+//!
+//! Every stored row and edge carries a CRC32C ([`checksum`]), checked as it leaves SQLite.
+//! A read that finds one failing answers [`TreeReadError::Rebuilding`] (HTTP 503, never a
+//! hash), marks the cache damaged (logged once) and wakes the follower, which drops the
+//! file and rebuilds it from the log as it does for damage found at open. Each rebuild is a
+//! new *generation*: a read begun on the old file that ends after the new one is published
+//! answers `Rebuilding` too, and the read connections and upper rows of the old file are
+//! dropped, so no read mixes one file's rows with the other's feed numbering.
 //!
 //! # Opening lazily
 //!
@@ -59,21 +69,25 @@
 //! - [`layout`]: where node `(level, n)` lives: layer, row, position, row key (pure).
 //! - [`edge`]: a feed's right edge in memory, the rows an append completes, its flush blob
 //!   (pure).
-//! - [`db`]: `tree.sqlite`: tables, the checks at open, the follower's writes, the readers'
-//!   connection pool.
+//! - [`db`]: `tree.sqlite`: tables, the checks at open, the follower's writes.
+//! - [`pool`]: the readers' connections to it, each row and edge read checked.
+//! - [`checksum`]: the CRC32C seal on every stored row and edge (pure).
 //! - `batch`: one follower pass, gathered before its commit.
 //! - [`follow`]: the follower thread and its waking task ([`start`]).
-//! - `read`: a feed's tree as a `HashReader`; [`rows`]: the LRU of upper rows.
+//! - `read`: a feed's tree as a `HashReader`, complete rows read and checked, damage
+//!   marked; [`rows`]: the LRU of upper rows.
 //!
 //! A feed found forked stays in its tree: the tree covers what the log holds, and the log
 //! keeps one branch of a feed.
 
 mod batch;
+pub mod checksum;
 pub mod db;
 pub mod edge;
 mod error;
 pub mod follow;
 pub mod layout;
+pub mod pool;
 mod read;
 pub mod rows;
 
@@ -96,6 +110,7 @@ pub use db::{tree_path, TREE_FILE};
 pub use edge::Edge;
 pub use error::TreeReadError;
 pub use follow::{start, MIN_FLUSH_INTERVAL_MS, RETRY_AFTER_FAILURE_MS};
+use pool::CacheReadError;
 pub use rows::ROW_CACHE_ROWS;
 
 /// What the follower is doing, as `/health` reports it.
@@ -137,7 +152,7 @@ impl std::fmt::Debug for Trees {
 struct Shared {
     reader: StoreReader,
     own: Author,
-    pool: db::ReadPool,
+    pool: pool::ReadPool,
     rows: Mutex<rows::RowCache>,
     feeds: RwLock<HashMap<Author, Arc<FeedSlot>>>,
     /// The log offset the published trees cover (in memory: ahead of the file's between
@@ -147,12 +162,20 @@ struct Shared {
     /// Bumped after every publish: [`Trees::wait_for_size`] waits on it.
     published: watch::Sender<u64>,
     checkpoint: Mutex<Option<Arc<SignedCheckpoint>>>,
+    /// Bumped each time a file is opened (resumed or rebuilt) and its feeds published: a
+    /// feed's slot and a read through it belong to one generation.
+    generation: AtomicU64,
+    /// Why a reader found the file damaged (`None`: not found so); the follower wakes on it,
+    /// rebuilds, and clears it.
+    damage: watch::Sender<Option<String>>,
 }
 
 /// One feed: its number in row keys and its edge behind the lock readers and the follower
 /// share.
 struct FeedSlot {
     id: u64,
+    /// The [`Shared::generation`] whose file numbered the feed `id`.
+    generation: u64,
     edge: Mutex<FeedEdge>,
 }
 
@@ -172,13 +195,15 @@ impl Trees {
             shared: Arc::new(Shared {
                 reader,
                 own,
-                pool: db::ReadPool::new(path),
+                pool: pool::ReadPool::new(path),
                 rows: Mutex::new(rows::RowCache::default()),
                 feeds: RwLock::new(HashMap::new()),
                 covered: AtomicU64::new(0),
                 state: Mutex::new(TreeState::Building { covered: 0, end: 0 }),
                 published: watch::Sender::new(0),
                 checkpoint: Mutex::new(None),
+                generation: AtomicU64::new(0),
+                damage: watch::Sender::new(None),
             }),
         }
     }
@@ -298,7 +323,8 @@ impl Trees {
         }
     }
 
-    /// Runs `f` on `author`'s tree, loaded, under its lock, after checking `size` is covered.
+    /// Runs `f` on `author`'s tree as published now (its edge taken under the feed's lock,
+    /// loaded first if needed; read without it), after checking `size` is covered.
     fn with_feed<T>(
         &self,
         author: &Author,
@@ -326,6 +352,7 @@ impl Trees {
             trees: self,
             author,
             id: slot.id,
+            generation: slot.generation,
             edge: &edge,
         })
     }
@@ -338,7 +365,7 @@ impl Trees {
         edge: &'a mut FeedEdge,
     ) -> Result<&'a Arc<Edge>, TreeReadError> {
         if let FeedEdge::Unloaded { size } = *edge {
-            *edge = FeedEdge::Loaded(Arc::new(self.load_edge(author, slot.id, size)?));
+            *edge = FeedEdge::Loaded(Arc::new(self.load_edge(author, slot, size)?));
         }
         match edge {
             FeedEdge::Loaded(edge) => Ok(edge),
@@ -346,16 +373,29 @@ impl Trees {
         }
     }
 
-    fn load_edge(&self, author: &Author, id: u64, size: u64) -> Result<Edge, TreeReadError> {
+    fn load_edge(
+        &self,
+        author: &Author,
+        slot: &FeedSlot,
+        size: u64,
+    ) -> Result<Edge, TreeReadError> {
         if size == 0 {
             return Ok(Edge::new());
         }
-        let (stored, blob) = self
-            .shared
-            .pool
-            .edge(id)
-            .map_err(TreeReadError::Storage)?
-            .ok_or_else(|| TreeReadError::Storage(format!("feed {author} has no edge row")))?;
+        let read = self.shared.pool.edge(slot.id);
+        self.same_generation(slot.generation)?;
+        let (stored, blob) = match read {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                return Err(TreeReadError::Storage(format!(
+                    "feed {author} has no edge row"
+                )))
+            }
+            Err(CacheReadError::Sql(e)) => return Err(TreeReadError::Storage(e)),
+            Err(CacheReadError::Damaged(reason)) => {
+                return Err(self.damaged(slot.generation, reason))
+            }
+        };
         if stored != size {
             return Err(TreeReadError::Storage(format!(
                 "feed {author}'s edge is of size {stored}, {size} expected"
@@ -390,25 +430,5 @@ impl Trees {
             )));
         }
         Ok(hashes)
-    }
-
-    /// The complete row at `key` (layer `layer`), from the LRU or SQLite.
-    pub(super) fn row(&self, key: i64, layer: u32) -> Result<Arc<Vec<u8>>, TreeReadError> {
-        if layer >= 1 {
-            if let Some(row) = lock(&self.shared.rows).get(key) {
-                return Ok(row);
-            }
-        }
-        let row = self
-            .shared
-            .pool
-            .row(key)
-            .map_err(TreeReadError::Storage)?
-            .ok_or_else(|| TreeReadError::Storage(format!("row {key} is missing")))?;
-        let row = Arc::new(row);
-        if layer >= 1 {
-            lock(&self.shared.rows).put(key, Arc::clone(&row));
-        }
-        Ok(row)
     }
 }

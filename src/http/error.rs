@@ -147,6 +147,10 @@ impl From<TreeReadError> for ApiError {
             e @ TreeReadError::BeyondCovered { .. } => ApiError::NotYet(e.to_string()),
             TreeReadError::OutOfRange(reason) => ApiError::BadRequest(reason),
             e @ TreeReadError::Storage(_) => ApiError::Internal(e.to_string()),
+            // Logged where it was found; the client learns only that it may retry.
+            TreeReadError::Rebuilding(_) => {
+                ApiError::NotYet("the tree cache is being rebuilt from the log; retry".into())
+            }
         }
     }
 }
@@ -203,5 +207,15 @@ mod tests {
                 .unwrap(),
             "1"
         );
+        // A damaged cache: retry later, and the checksum's detail stays in the log.
+        let damaged = ApiError::from(TreeReadError::Rebuilding(
+            "row 7: checksum 0000abcd stored, 1234abcd computed".into(),
+        ));
+        assert!(!damaged.to_string().contains("checksum"), "{damaged}");
+        let damaged = damaged.into_response();
+        assert_eq!(damaged.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(damaged
+            .headers()
+            .contains_key(axum::http::header::RETRY_AFTER));
     }
 }

@@ -3,6 +3,7 @@
 //! is visible to readers until the follower commits and publishes it.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use crate::identity::Author;
@@ -132,6 +133,7 @@ impl Batch {
         self.new_feeds.push((id, *author));
         let slot = Arc::new(FeedSlot {
             id,
+            generation: trees.shared.generation.load(Ordering::Acquire),
             edge: Mutex::new(FeedEdge::Loaded(Arc::new(Edge::new()))),
         });
         Ok((slot, Edge::new()))

@@ -1,37 +1,41 @@
 //! `DATA_DIR/tree.sqlite`: the tables, the checks an existing file must pass to be resumed,
-//! the follower's writes, and the readers' pool of read-only connections.
+//! and the follower's writes (the readers' connections: [`super::pool`]).
 //!
 //! - `meta(key, value)`: `covered` (every entry in the log before this offset is in the
 //!   trees, and the edges below describe exactly that prefix), `last_offset` and
 //!   `last_leaf` (the last covered entry's record offset and leaf hash: a cache beside
 //!   another log, or a log cut back, fails to find it); `PRAGMA user_version` is the layout.
 //! - `feeds(id, author UNIQUE, size, edge)`: a feed's number in row keys, and its size and
-//!   right edge ([`super::edge::Edge::encode`]) as of `covered`.
+//!   right edge ([`super::edge::Edge::encode`]) as of `covered`, sealed
+//!   ([`super::checksum`]) under its id and size.
 //! - `nodes(key INTEGER PRIMARY KEY, hashes)`: complete rows ([`super::layout`]), 4,064
-//!   bytes each; `page_size` 8192 so two fit a page with no overflow page.
+//!   bytes each, sealed under their key: 4,068 bytes; `page_size` 8192 so two fit a page
+//!   with no overflow page.
+//!
+//! Every row and edge read through [`super::pool::ReadPool`] is checked against its seal;
+//! one that fails comes back as [`super::pool::CacheReadError::Damaged`], and the caller
+//! has the cache rebuilt.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::identity::Author;
-use crate::poison::lock;
 use crate::store::format::FILE_HEADER_BYTES;
 use crate::store::StoreReader;
 use crate::tlog::merkle::{leaf_hash, Hash};
 
+use super::checksum::seal;
+
 /// The cache's file name in the data directory.
 pub const TREE_FILE: &str = "tree.sqlite";
 
-/// `PRAGMA user_version` of the layout this build writes; any other is rebuilt.
-pub const LAYOUT_VERSION: i64 = 1;
+/// `PRAGMA user_version` of the layout this build writes; any other is rebuilt. 2: rows and
+/// edges sealed with a CRC32C.
+pub const LAYOUT_VERSION: i64 = 2;
 
-/// Read connections kept open for reuse; more are opened under a burst and closed after.
-const POOLED_READERS: usize = 8;
-
-const CREATE: &str = "
+pub(super) const CREATE: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE feeds (id INTEGER PRIMARY KEY, author BLOB NOT NULL UNIQUE,
                     size INTEGER NOT NULL, edge BLOB NOT NULL);
@@ -237,7 +241,7 @@ impl TreeDb {
                 .map_err(sql("writing a row"))?;
             for (key, hashes) in rows {
                 insert_row
-                    .execute(params![key, hashes])
+                    .execute(params![key, seal(&row_context(*key), hashes)])
                     .map_err(sql("writing a row"))?;
             }
             if let Some((edges, covered)) = flush {
@@ -245,8 +249,9 @@ impl TreeDb {
                     .prepare_cached("UPDATE feeds SET size = ?2, edge = ?3 WHERE id = ?1")
                     .map_err(sql("writing an edge"))?;
                 for (id, size, edge) in edges {
+                    let sealed = seal(&edge_context(*id, *size), edge);
                     update
-                        .execute(params![to_i64(*id)?, to_i64(*size)?, edge])
+                        .execute(params![to_i64(*id)?, to_i64(*size)?, sealed])
                         .map_err(sql("writing an edge"))?;
                 }
                 write_covered(&tx, covered)?;
@@ -256,7 +261,21 @@ impl TreeDb {
     }
 }
 
-fn to_i64(n: u64) -> Result<i64, String> {
+/// What a row's seal covers besides its bytes: its key, so a row read under another key
+/// fails too.
+pub(super) fn row_context(key: i64) -> [u8; 8] {
+    key.to_le_bytes()
+}
+
+/// What an edge's seal covers besides its bytes: its feed's id and the size it is of.
+pub(super) fn edge_context(id: u64, size: u64) -> [u8; 16] {
+    let mut context = [0u8; 16];
+    context[..8].copy_from_slice(&id.to_le_bytes());
+    context[8..].copy_from_slice(&size.to_le_bytes());
+    context
+}
+
+pub(super) fn to_i64(n: u64) -> Result<i64, String> {
     i64::try_from(n).map_err(|_| format!("{n} does not fit SQLite's integers"))
 }
 
@@ -329,184 +348,47 @@ fn check_against_log(covered: &Covered, reader: &StoreReader) -> Result<(), Stri
     }
 }
 
-/// Read-only connections to the cache for the readers, reused (a connection is opened
-/// once, its statement prepared once: a row read is then a few µs).
-///
-/// Row reads share a **held read transaction** per connection: a complete row never changes
-/// once written, so an older snapshot can only lack rows, never give a wrong one. A row
-/// missing from the snapshot is looked up again in a fresh one (the follower commits rows
-/// before it publishes the sizes that need them), and a snapshot older than
-/// [`SNAPSHOT_MAX_AGE`] is renewed first, so the follower's WAL checkpoints are held back by
-/// at most that long. Each read transaction costs SQLite a lock on the WAL index (`fcntl`
-/// on `-shm`); one per row read was the largest part of an inclusion proof's cost over HTTP
-/// (docs/BENCHMARKS.md, issue 22's targets). Edge reads, which must see the last flush, run
-/// outside any held snapshot.
-pub struct ReadPool {
-    path: PathBuf,
-    idle: Mutex<Vec<Reader>>,
-}
-
-/// How long a reader keeps one snapshot for row reads.
-pub const SNAPSHOT_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// A pooled connection and when its held read transaction began (`None`: none held).
-struct Reader {
-    conn: Connection,
-    snapshot: Option<std::time::Instant>,
-}
-
-impl Reader {
-    /// Ends the held read transaction, if any.
-    fn release(&mut self) -> Result<(), String> {
-        if self.snapshot.take().is_some() {
-            self.conn
-                .execute_batch("COMMIT")
-                .map_err(sql("ending a read snapshot"))?;
-        }
-        Ok(())
-    }
-
-    /// Holds a read transaction no older than [`SNAPSHOT_MAX_AGE`].
-    fn hold(&mut self) -> Result<(), String> {
-        if self
-            .snapshot
-            .is_some_and(|began| began.elapsed() < SNAPSHOT_MAX_AGE)
-        {
-            return Ok(());
-        }
-        self.release()?;
-        self.conn
-            .execute_batch("BEGIN")
-            .map_err(sql("starting a read snapshot"))?;
-        self.snapshot = Some(std::time::Instant::now());
-        Ok(())
-    }
-}
-
-/// The row at `key` in the connection's current view.
-fn select_row(conn: &Connection, key: i64) -> Result<Option<Vec<u8>>, String> {
-    conn.prepare_cached("SELECT hashes FROM nodes WHERE key = ?1")
-        .and_then(|mut stmt| stmt.query_row([key], |r| r.get(0)).optional())
-        .map_err(sql("reading a row"))
-}
-
-impl ReadPool {
-    /// A pool over the cache at `path` (nothing opened yet).
-    pub fn new(path: PathBuf) -> ReadPool {
-        ReadPool {
-            path,
-            idle: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Runs `f` on a connection from the pool (opened if none is idle). A connection whose
-    /// `f` failed is dropped, not pooled: its transaction state is unknown.
-    fn with<T>(&self, f: impl FnOnce(&mut Reader) -> Result<T, String>) -> Result<T, String> {
-        let reader = lock(&self.idle).pop();
-        let mut reader = match reader {
-            Some(reader) => reader,
-            None => Reader {
-                conn: Connection::open_with_flags(
-                    &self.path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
-                .map_err(sql("opening the tree cache to read"))?,
-                snapshot: None,
-            },
-        };
-        let out = f(&mut reader);
-        if out.is_ok() {
-            let mut idle = lock(&self.idle);
-            if idle.len() < POOLED_READERS {
-                idle.push(reader);
-            }
-        }
-        out
-    }
-
-    /// The complete row at `key`; `None` if absent.
-    pub fn row(&self, key: i64) -> Result<Option<Vec<u8>>, String> {
-        self.with(|reader| {
-            reader.hold()?;
-            if let Some(row) = select_row(&reader.conn, key)? {
-                return Ok(Some(row));
-            }
-            // Written after this snapshot began, perhaps: look again in a fresh one.
-            reader.release()?;
-            reader.hold()?;
-            select_row(&reader.conn, key)
-        })
-    }
-
-    /// A feed's edge blob as of the last flush.
-    pub fn edge(&self, id: u64) -> Result<Option<(u64, Vec<u8>)>, String> {
-        self.with(|reader| {
-            reader.release()?;
-            reader
-                .conn
-                .prepare_cached("SELECT size, edge FROM feeds WHERE id = ?1")
-                .and_then(|mut stmt| {
-                    stmt.query_row([to_i64(id).unwrap_or(-1)], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-                    })
-                    .optional()
-                })
-                .map_err(sql("reading an edge"))
-                .map(|found| found.map(|(size, edge)| (u64::try_from(size).unwrap_or(0), edge)))
-        })
-    }
-
-    /// Closes the idle connections (the file is about to be replaced).
-    pub fn clear(&self) {
-        lock(&self.idle).clear();
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// A writer on a fresh cache file in WAL mode, with the layout's tables.
-    fn writer(path: &Path) -> Connection {
+    pub(in crate::tree) fn writer(path: &Path) -> Connection {
         let conn = Connection::open(path).unwrap();
+        conn.pragma_update(None, "page_size", 8192).unwrap();
         conn.execute_batch("PRAGMA journal_mode=WAL;").unwrap();
         conn.execute_batch(CREATE).unwrap();
         conn
     }
 
-    /// A row committed after a reader's snapshot began is found at once, not after the
-    /// snapshot ages out: readers are published sizes only once their rows are committed,
-    /// so a held snapshot that hid the row would answer "row missing" for a valid proof.
-    #[test]
-    fn a_row_written_after_the_snapshot_began_is_read_from_a_fresh_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(TREE_FILE);
-        let w = writer(&path);
-        w.execute("INSERT INTO nodes VALUES (1, x'01')", [])
-            .unwrap();
-        let pool = ReadPool::new(path);
-        // Holds a snapshot in which row 2 does not exist yet.
-        assert_eq!(pool.row(1).unwrap(), Some(vec![1]));
-        w.execute("INSERT INTO nodes VALUES (2, x'02')", [])
-            .unwrap();
-        assert_eq!(pool.row(2).unwrap(), Some(vec![2]));
-        assert_eq!(pool.row(3).unwrap(), None, "an absent row is still absent");
+    /// Writes `bytes` as the row at `key`, sealed as [`TreeDb::write_pass`] seals it.
+    pub(in crate::tree) fn put_row(w: &Connection, key: i64, bytes: &[u8]) {
+        w.execute(
+            "INSERT OR REPLACE INTO nodes VALUES (?1, ?2)",
+            params![key, seal(&row_context(key), bytes)],
+        )
+        .unwrap();
     }
 
-    /// An edge read sees the last flush even while row reads hold an older snapshot.
+    /// Sealed, a complete row is 4,068 bytes: two still share a page of 8,192 with no
+    /// overflow page, so the cache costs what it did (about 32 bytes an entry).
     #[test]
-    fn an_edge_read_sees_the_last_commit_whatever_snapshot_rows_hold() {
+    fn two_sealed_rows_fit_a_page() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(TREE_FILE);
         let w = writer(&path);
-        w.execute("INSERT INTO nodes VALUES (1, x'01')", [])
+        let row = vec![0xab; super::super::layout::ROW_BYTES];
+        let rows = 200i64;
+        for row_index in 0..rows {
+            // Keys as large as a real feed's: the feed id sits in the high bits.
+            let key = super::super::layout::row_key(5_000_000, 0, row_index as u64).unwrap();
+            put_row(&w, key, &row);
+        }
+        w.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+        let pages: i64 = w
+            .pragma_query_value(None, "page_count", |r| r.get(0))
             .unwrap();
-        w.execute("INSERT INTO feeds VALUES (7, x'aa', 1, x'10')", [])
-            .unwrap();
-        let pool = ReadPool::new(path);
-        assert_eq!(pool.row(1).unwrap(), Some(vec![1]));
-        w.execute("UPDATE feeds SET size = 2, edge = x'20' WHERE id = 7", [])
-            .unwrap();
-        assert_eq!(pool.edge(7).unwrap(), Some((2, vec![0x20])));
+        // Two rows a leaf page, plus interior pages and the tables' roots.
+        assert!(pages <= rows / 2 + 8, "{pages} pages for {rows} rows");
     }
 }

@@ -3,7 +3,8 @@
 use crate::identity::Author;
 use crate::tlog::merkle::{BoundsError, TreeError};
 
-/// Why a tree read failed: the first three are the asker's (4xx), `Storage` the node's.
+/// Why a tree read failed: the first three are the asker's (4xx), `Storage` and
+/// `Rebuilding` the node's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TreeReadError {
     /// The tree covers no entry of this feed (not held, or not yet followed).
@@ -27,12 +28,19 @@ pub enum TreeReadError {
     /// The cache or the log could not be read.
     #[error("reading the tree: {0}")]
     Storage(String),
+    /// The cache failed its integrity check (or was replaced during the read) and is being
+    /// rebuilt from the log: asking again later will do.
+    #[error("the tree cache is being rebuilt from the log: {0}")]
+    Rebuilding(String),
 }
 
 impl TreeReadError {
     /// Whether the asker is to blame (a 4xx), not the node.
     pub fn is_client_error(&self) -> bool {
-        !matches!(self, TreeReadError::Storage(_))
+        !matches!(
+            self,
+            TreeReadError::Storage(_) | TreeReadError::Rebuilding(_)
+        )
     }
 }
 

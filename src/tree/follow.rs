@@ -12,6 +12,10 @@
 //! On an SQLite error the state says `failed` with the reason, the pass is tried again
 //! after [`RETRY_AFTER_FAILURE_MS`] from the published state (what the failed transaction
 //! held was never published), and the node serves everything else meanwhile.
+//!
+//! A reader that finds a row or edge failing its checksum marks the cache damaged, which
+//! wakes the thread: it drops the file and rebuilds it from the log, as for a cache that
+//! contradicts the log.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::ControlFlow;
@@ -70,7 +74,8 @@ pub fn start(node: &Node) -> Trees {
     };
     // Idle priority, as the indexer: the log's writers first. The node's shutdown waits for
     // the thread's last flush.
-    let started = follower.start::<()>(node, "tree", None, move |woken| thread.run(woken));
+    let damage = Some(trees.shared.damage.subscribe());
+    let started = follower.start(node, "tree", damage, move |woken| thread.run(woken));
     if let Err(e) = started {
         trees.set_state(TreeState::Failed {
             reason: format!("starting the tree thread: {e}"),
@@ -127,7 +132,7 @@ impl Follower {
             let Err(reason) = self.follow(db, position, woken) else {
                 return;
             };
-            tracing::warn!(%reason, "the tree cache contradicts the log: rebuilding it");
+            tracing::warn!(%reason, "the tree cache is damaged or contradicts the log: rebuilding it");
             if let Err(e) = db::remove(&self.path) {
                 tracing::warn!(reason = %e, "removing the tree cache");
             }
@@ -146,6 +151,9 @@ impl Follower {
         let mut building = true;
         let mut failing: Option<String> = None;
         loop {
+            if let Some(reason) = self.trees.shared.damage.borrow().clone() {
+                return Err(reason);
+            }
             let pass_start = Instant::now();
             let end = self.reader.committed_end();
             if building {
@@ -235,13 +243,21 @@ impl Follower {
 
     fn publish_opened(&self, covered: Covered, feeds: &BTreeMap<Author, FeedRow>) {
         let shared = &self.trees.shared;
+        // First the generation, then what the old file left in memory: a read of the old
+        // generation finishing after this answers `Rebuilding` and caches nothing.
+        let generation = shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
         shared.pool.clear();
         lock(&shared.rows).clear();
+        // Cleared only if set: clearing wakes the thread.
+        shared
+            .damage
+            .send_if_modified(|damage| damage.take().is_some());
         let slots = feeds
             .iter()
             .map(|(author, row)| {
                 let slot = FeedSlot {
                     id: row.id,
+                    generation,
                     edge: Mutex::new(FeedEdge::Unloaded { size: row.size }),
                 };
                 (*author, Arc::new(slot))

@@ -89,6 +89,7 @@ mod tlog_golden;
 mod tlog_tree;
 mod tlog_witness;
 mod tree_checkpoint;
+mod tree_faults;
 mod tree_health;
 mod tree_model;
 mod tree_restart;
