@@ -2,19 +2,25 @@
 //! in-memory test book standing in for the node's: notes cross both ways after the checkpoint
 //! reconciliation, also between nodes holding the same entries; a changed note is pushed
 //! live; a peer sending notes past the session's bound is disconnected; a malformed note is
-//! a violation; the checkpoint messages in a v2 session are violations.
+//! a violation; the checkpoint messages in a v2 session are violations; a note is offered
+//! only once the entries before it are stored.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::common;
+use crate::common::held_io::HeldIo;
 use crate::common::net::{fast_config, start_with, wait_for, TestNode};
 use crate::common::peer::RawPeer;
 use ed25519_dalek::SigningKey;
 use kappalog::identity::Author;
 use kappalog::node::Node;
-use kappalog::sync::checkpoint_book::{CheckpointBook, SharedBook};
+use kappalog::store::{StoreOptions, StoreReader};
+use kappalog::sync::checkpoint_book::{CheckpointBook, CheckpointOfferError, SharedBook};
 use kappalog::sync::memory_book::MemoryBook;
-use kappalog::sync::message::{Bye, ByeReason, Checkpoints, EncodedNote, Message};
+use kappalog::sync::message::{
+    Bye, ByeReason, Checkpoints, EncodedEntry, EncodedNote, Entries, FeedHave, Message,
+};
 use kappalog::sync::reconcile::Reconcile;
 use kappalog::sync::SyncConfig;
 use kappalog::tlog::checkpoint::{origin_for, Checkpoint, SignedCheckpoint};
@@ -176,5 +182,102 @@ async fn checkpoint_messages_in_a_v2_session_are_violations() {
         assert!(bye(&frames, ByeReason::ProtocolViolation), "{frames:?}");
     }
     assert_eq!(served(&book, 70), None);
+    n.stop().await;
+}
+
+/// The rule of the node's checkpoint book that matters below, over the in-memory book: a
+/// note of a feed the node does not hold is dropped (docs/TLOG.md; the node's book drops it
+/// as "feed not held"). Each offer records whether the feed was held when it came.
+struct HeldFeedsOnly {
+    inner: MemoryBook,
+    reader: StoreReader,
+    author: Author,
+    offers: Mutex<Vec<bool>>,
+}
+
+impl CheckpointBook for HeldFeedsOnly {
+    fn items(&self) -> Vec<FeedHave> {
+        self.inner.items()
+    }
+    fn served(&self, author: &Author) -> Option<Arc<[u8]>> {
+        self.inner.served(author)
+    }
+    fn offer(&self, peer: &Author, note: &[u8]) -> Result<bool, CheckpointOfferError> {
+        let held = self.reader.head(&self.author).is_some();
+        self.offers.lock().unwrap().push(held);
+        if !held {
+            return Ok(false);
+        }
+        self.inner.offer(peer, note)
+    }
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Author> {
+        self.inner.subscribe()
+    }
+}
+
+/// A raw v3 peer sends a new feed's entries and, right behind them, the feed's note, while
+/// the node's `fdatasync` is held (the append in flight cannot finish): the session offers
+/// the note only once the entries before it are stored, so the book, which drops notes of
+/// feeds the node does not hold, keeps it. Regression test of 952cb7f: before it, the note
+/// was offered while the entries were in flight and dropped, every time the sync was held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_note_behind_its_feeds_entries_is_offered_once_they_are_stored() {
+    let dn = tempfile::tempdir().unwrap();
+    let io = Arc::new(HeldIo::default());
+    let options = StoreOptions {
+        io: io.clone(),
+        idle_marker_delay: None,
+        ..StoreOptions::default()
+    };
+    let (node, _) =
+        Node::open_with_store_options(dn.path(), common::identity(1), &options).unwrap();
+    let seed = 92;
+    let book = Arc::new(HeldFeedsOnly {
+        inner: MemoryBook::default(),
+        reader: node.reader().clone(),
+        author: author_of(seed),
+        offers: Mutex::default(),
+    });
+    let config = SyncConfig {
+        checkpoint_book: Some(SharedBook(book.clone())),
+        ..fast_config()
+    };
+    let n = start_with(node, &[], config).await;
+    let id = common::identity(seed);
+    let feed = common::feed(&id, 3);
+
+    io.hold();
+    let mut peer = RawPeer::connect_and_have(n.addr, &common::identity(93)).await;
+    peer.send(&Message::Entries(Entries {
+        entries: feed
+            .iter()
+            .map(|(e, _)| EncodedEntry::from_entry(e))
+            .collect(),
+    }))
+    .await;
+    peer.send(&Message::Checkpoints(Checkpoints {
+        notes: vec![EncodedNote(note(seed, 3))],
+    }))
+    .await;
+    let held = io.clone();
+    tokio::task::spawn_blocking(move || held.wait_until_held())
+        .await
+        .unwrap();
+    // While the append is held the note is not offered, even well after the frame arrived
+    // (this bounded wait is the assertion: before the fix it was offered at once).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(book.offers.lock().unwrap().is_empty(), "offered while held");
+    io.release();
+    wait_for("the note offered", || {
+        !book.offers.lock().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(
+        *book.offers.lock().unwrap(),
+        [true],
+        "offered before its feed was held"
+    );
+    assert_eq!(served(&book.inner, seed), Some(note(seed, 3)));
+    assert_eq!(n.count(), 3);
     n.stop().await;
 }
