@@ -2,9 +2,11 @@
 //! sending half keeps to push each feed's served note to the peer, no more often than
 //! [`CHECKPOINT_PUSH_INTERVAL_MS`] per feed, never to a peer known to hold it; and the bucket
 //! the receiving half takes the peer's notes from ([`NoteBucket`]). Pure state: the halves do
-//! the I/O.
+//! the I/O. Also the checkpoint reconciliation's deadline ([`ReconcileDeadline`]).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::broadcast;
@@ -38,12 +40,23 @@ pub(super) struct CheckpointGossip {
     /// Whether the checkpoint reconciliation ended: a frame after it is a violation, and
     /// live pushes wait for it (what the peer holds is known then).
     pub(super) reconciled: bool,
+    /// How long the checkpoint reconciliation may run (`SyncConfig::checkpoint_reconcile_timeout`).
+    timeout: Duration,
+    /// Batches of new entries the receiving half has taken from the peer (it counts them).
+    delivered: Arc<AtomicU64>,
+    /// The reconciliation's deadline, from when this half began it.
+    deadline: Option<ReconcileDeadline>,
 }
 
 impl CheckpointGossip {
     /// Subscribes to the book's changes at once, before its items are read, so no change
-    /// falls between the two.
-    pub(super) fn new(book: Option<SharedBook>) -> CheckpointGossip {
+    /// falls between the two. `timeout` bounds the checkpoint reconciliation; `delivered`
+    /// counts the batches of new entries the peer delivered (see [`ReconcileDeadline`]).
+    pub(super) fn new(
+        book: Option<SharedBook>,
+        timeout: Duration,
+        delivered: Arc<AtomicU64>,
+    ) -> CheckpointGossip {
         let changes = book.as_ref().map(|b| b.0.subscribe());
         CheckpointGossip {
             book,
@@ -54,6 +67,33 @@ impl CheckpointGossip {
             early_frames: VecDeque::new(),
             reconcile: None,
             reconciled: false,
+            timeout,
+            delivered,
+            deadline: None,
+        }
+    }
+
+    /// The checkpoint reconciliation begins on this half at `now`: its deadline starts.
+    pub(super) fn start_deadline(&mut self, now: Instant) {
+        let delivered = self.delivered.load(Ordering::Relaxed);
+        self.deadline = Some(ReconcileDeadline::start(self.timeout, now, delivered));
+    }
+
+    /// When the running checkpoint reconciliation's deadline is next checked, if one runs.
+    pub(super) fn reconcile_deadline(&self) -> Option<Instant> {
+        self.reconcile
+            .as_ref()
+            .and(self.deadline.as_ref())
+            .map(ReconcileDeadline::at)
+    }
+
+    /// At the deadline: whether the reconciliation has run out of time (else the peer
+    /// delivered new entries meanwhile, and the deadline moved on).
+    pub(super) fn reconcile_expired(&mut self, now: Instant) -> bool {
+        let delivered = self.delivered.load(Ordering::Relaxed);
+        match (&self.reconcile, &mut self.deadline) {
+            (Some(_), Some(deadline)) => deadline.passed(now, delivered),
+            _ => false,
         }
     }
 
@@ -140,6 +180,48 @@ impl CheckpointGossip {
     }
 }
 
+/// The checkpoint reconciliation's deadline: it runs out `timeout` after this half began the
+/// reconciliation, unless the peer delivered new entries in that time. The peer begins (or
+/// answers) the checkpoint reconciliation only once its own entries' plan is sent, so an
+/// honest peer sending a long plan is still delivering when the first deadline comes: each
+/// deadline at which the peer has delivered since the last one gives it another `timeout`.
+/// A peer that stalls, or drags the reconciliation out one small step at a time while
+/// delivering nothing new, runs out. Pure: the caller passes the time and the count of
+/// batches of new entries received so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ReconcileDeadline {
+    timeout: Duration,
+    at: Instant,
+    /// The peer's delivered batches when `at` was set.
+    delivered: u64,
+}
+
+impl ReconcileDeadline {
+    pub(super) fn start(timeout: Duration, now: Instant, delivered: u64) -> ReconcileDeadline {
+        ReconcileDeadline {
+            timeout,
+            at: now + timeout,
+            delivered,
+        }
+    }
+
+    /// When to check next.
+    pub(super) fn at(&self) -> Instant {
+        self.at
+    }
+
+    /// Whether the time ran out at `now`, the peer having delivered `delivered` batches of
+    /// new entries in all; a delivery since the last check starts the next window instead.
+    pub(super) fn passed(&mut self, now: Instant, delivered: u64) -> bool {
+        if delivered != self.delivered {
+            self.delivered = delivered;
+            self.at = now + self.timeout;
+            return false;
+        }
+        now >= self.at
+    }
+}
+
 /// The receiving half's bound on the peer's notes: a bucket of `burst` notes, refilled at
 /// `per_second`. Each note costs the book a parse and signature checks, so a peer sending
 /// more is disconnected rather than slowed.
@@ -207,9 +289,43 @@ mod tests {
     }
 
     #[test]
+    fn the_reconcile_deadline_runs_out_unless_the_peer_delivers_in_its_window() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut d = ReconcileDeadline::start(s, t0, 5);
+        assert_eq!(d.at(), t0 + s);
+        // Nothing delivered: out of time at the deadline, not before.
+        assert!(!d.passed(t0 + s / 2, 5));
+        assert!(d.passed(t0 + s, 5));
+        // Entries delivered since it was set: another window from the check.
+        let mut d = ReconcileDeadline::start(s, t0, 5);
+        assert!(!d.passed(t0 + s, 7));
+        assert_eq!(d.at(), t0 + 2 * s);
+        assert!(!d.passed(t0 + 2 * s, 8));
+        // And once the deliveries stop, the next deadline ends it.
+        assert!(d.passed(t0 + 3 * s, 8));
+    }
+
+    #[test]
+    fn the_deadline_runs_only_while_the_reconciliation_does() {
+        let t0 = Instant::now();
+        let delivered = Arc::new(AtomicU64::new(0));
+        let mut g = CheckpointGossip::new(None, Duration::from_secs(1), delivered.clone());
+        g.start_deadline(t0);
+        // Not running (not begun, or ended): no deadline to keep.
+        assert_eq!(g.reconcile_deadline(), None);
+        assert!(!g.reconcile_expired(t0 + Duration::from_secs(5)));
+        g.reconcile = Some((Reconciler::new(Vec::new()), Vec::new()));
+        assert_eq!(g.reconcile_deadline(), Some(t0 + Duration::from_secs(1)));
+        delivered.store(1, Ordering::Relaxed);
+        assert!(!g.reconcile_expired(t0 + Duration::from_secs(1)));
+        assert!(g.reconcile_expired(t0 + Duration::from_secs(2)));
+    }
+
+    #[test]
     fn pushes_of_one_feed_coalesce_within_the_interval() {
         let t0 = Instant::now();
-        let mut g = CheckpointGossip::new(None);
+        let mut g = CheckpointGossip::new(None, Duration::from_secs(1), Arc::default());
         g.reconciled = true;
         let a = Author([1; 32]);
         g.pushed_at.insert(a, t0);

@@ -37,7 +37,7 @@
 
 use crate::poison::lock;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::AsyncRead;
@@ -99,6 +99,9 @@ pub(super) struct Inbound {
     pub book: Option<SharedBook>,
     /// The bound on the peer's checkpoint notes.
     pub notes: NoteBucket,
+    /// Batches of new entries taken from the peer: while they keep coming the peer is still
+    /// sending its plan, and the checkpoint reconciliation's deadline waits for it.
+    pub delivered: Arc<AtomicU64>,
 }
 
 /// The admission bookkeeping of the session's append still in flight (see "One placement,
@@ -401,6 +404,7 @@ impl Inbound {
         // store places this batch after it.
         self.settle().await?;
         if !outcome.append.is_empty() {
+            self.delivered.fetch_add(1, Ordering::Relaxed);
             self.start_append(outcome, started, reserved);
         }
         Ok(())

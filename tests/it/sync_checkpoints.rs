@@ -3,7 +3,8 @@
 //! reconciliation, also between nodes holding the same entries; a changed note is pushed
 //! live; a peer sending notes past the session's bound is disconnected; a malformed note is
 //! a violation; the checkpoint messages in a v2 session are violations; a note is offered
-//! only once the entries before it are stored.
+//! only once the entries before it are stored; a peer that stalls or drags out the
+//! checkpoint reconciliation is ended at its deadline, its entries kept.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,7 +22,7 @@ use kappalog::sync::memory_book::MemoryBook;
 use kappalog::sync::message::{
     Bye, ByeReason, Checkpoints, EncodedEntry, EncodedNote, Entries, FeedHave, Message,
 };
-use kappalog::sync::reconcile::Reconcile;
+use kappalog::sync::reconcile::{Bound, Range, RangeMode, Reconcile};
 use kappalog::sync::SyncConfig;
 use kappalog::tlog::checkpoint::{origin_for, Checkpoint, SignedCheckpoint};
 
@@ -182,6 +183,127 @@ async fn checkpoint_messages_in_a_v2_session_are_violations() {
         assert!(bye(&frames, ByeReason::ProtocolViolation), "{frames:?}");
     }
     assert_eq!(served(&book, 70), None);
+    n.stop().await;
+}
+
+/// Reads what the node sends until it closes (bounded), answering each of its `Ping`s with
+/// `step()`, if any: the peer is never idle, so only the checkpoint reconciliation's
+/// deadline can end the session.
+async fn read_answering_pings(
+    peer: &mut RawPeer,
+    mut step: impl FnMut() -> Option<Message>,
+) -> Vec<Message> {
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(common::DEADLINE, async {
+        while let Ok(m) = peer.reader.next().await {
+            if m == Message::Ping {
+                let _ = peer.try_send(&step().unwrap_or(Message::Ping)).await;
+            }
+            got.push(m);
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the node did not close the session");
+    got
+}
+
+/// Whether the node recorded the session from `peer`'s address as ended by the checkpoint
+/// reconciliation's deadline (recorded just after the `Bye` is sent).
+fn ended_at_the_deadline(n: &TestNode, peer: &RawPeer) -> bool {
+    let records = n.sync.peers(&n.node);
+    let record = records.iter().find(|p| p.addr == peer.local.to_string());
+    record
+        .and_then(|r| r.last_error.as_deref())
+        .is_some_and(|e| e.contains("timed out reconciling checkpoints"))
+}
+
+/// A raw v3 dialer completes the entries' part (it sends its feed, gets the node's) and then
+/// never opens the checkpoint reconciliation, answering pings only: the node ends the
+/// session with `Bye(Timeout)` at the reconciliation's deadline, and what the peer sent and
+/// was sent in the entries' part stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_reconciles_checkpoints_is_ended_at_the_deadline() {
+    let dn = tempfile::tempdir().unwrap();
+    let book = Arc::new(MemoryBook::default());
+    let n = node_with(dn.path(), 1, &[], book, |c| {
+        c.checkpoint_reconcile_timeout = Duration::from_millis(300);
+    })
+    .await;
+    common::net::append_n(&n.node, 2, 0).await;
+    let id = common::identity(90);
+    let feed = common::feed(&id, 3);
+    let mut peer = RawPeer::connect(n.addr, &id).await;
+    let held = FeedHave {
+        author: id.author(),
+        length: 3,
+        head: feed[2].1,
+    };
+    let theirs = peer.reconcile(vec![held]).await;
+    assert_eq!(theirs.len(), 1, "the node holds its own feed");
+    peer.send(&Message::Entries(Entries {
+        entries: feed
+            .iter()
+            .map(|(e, _)| EncodedEntry::from_entry(e))
+            .collect(),
+    }))
+    .await;
+    let frames = read_answering_pings(&mut peer, || None).await;
+    assert!(bye(&frames, ByeReason::Timeout), "{frames:?}");
+    let sent: usize = frames
+        .iter()
+        .map(|m| match m {
+            Message::Entries(e) => e.entries.len(),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(sent, 2, "the node's plan reached the peer: {frames:?}");
+    wait_for("the peer's entries", || n.count() == 5).await;
+    wait_for("the end recorded as the deadline's", || {
+        ended_at_the_deadline(&n, &peer)
+    })
+    .await;
+    n.stop().await;
+}
+
+/// A raw v3 dialer opens the checkpoint reconciliation with one tiny frame of its opening
+/// round and adds one more at each of the node's pings, never ending the round (each frame
+/// is valid, and the frame cap is far off): the deadline ends it with `Bye(Timeout)`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_dragging_out_the_checkpoint_reconciliation_is_ended_at_the_deadline() {
+    let dn = tempfile::tempdir().unwrap();
+    let book = Arc::new(MemoryBook::default());
+    book.serve(&note(50, 3)).unwrap();
+    let n = node_with(dn.path(), 1, &[], book, |c| {
+        c.checkpoint_reconcile_timeout = Duration::from_secs(1);
+        c.ping_interval = Duration::from_millis(50);
+    })
+    .await;
+    let mut peer = RawPeer::connect(n.addr, &common::identity(91)).await;
+    peer.reconcile(vec![]).await;
+    let mut steps = 0u8;
+    let mut step = move || {
+        steps = steps.checked_add(1)?;
+        let mut upper = [0; 32];
+        upper[31] = steps;
+        Some(Message::CheckpointReconcile(Reconcile {
+            ranges: vec![Range {
+                upper: Bound::Author(Author(upper)),
+                mode: RangeMode::Items(vec![]),
+            }],
+            last: false,
+        }))
+    };
+    peer.send(&step().unwrap()).await;
+    let frames = read_answering_pings(&mut peer, step).await;
+    assert!(bye(&frames, ByeReason::Timeout), "{frames:?}");
+    assert!(
+        !frames.iter().any(|m| matches!(m, Message::Checkpoints(_))),
+        "no note before the reconciliation ends: {frames:?}"
+    );
+    wait_for("the end recorded as the deadline's", || {
+        ended_at_the_deadline(&n, &peer)
+    })
+    .await;
     n.stop().await;
 }
 
