@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::broadcast;
@@ -19,15 +19,15 @@ use super::plan::Feeds;
 use super::reconcile::{Reconcile, Reconciler};
 use crate::hash::Hash;
 use crate::identity::Author;
+use crate::poison::lock;
 
 /// The sending half's checkpoint state.
 pub(super) struct CheckpointGossip {
     pub(super) book: Option<SharedBook>,
     /// Changes of the served notes; `None` without a book.
     pub(super) changes: Option<broadcast::Receiver<Author>>,
-    /// Per feed, the digest of the note the peer is known to hold (from the checkpoint
-    /// reconciliation and what was sent since).
-    peer_holds: BTreeMap<Author, Hash>,
+    /// Per feed, the note the peer is known to hold.
+    peer_holds: PeerNotes,
     /// When each feed's note was last pushed on this session.
     pushed_at: BTreeMap<Author, Instant>,
     /// Feeds whose note changed and waits for its push, with the earliest time it may go.
@@ -56,12 +56,13 @@ impl CheckpointGossip {
         book: Option<SharedBook>,
         timeout: Duration,
         delivered: Arc<AtomicU64>,
+        peer_holds: PeerNotes,
     ) -> CheckpointGossip {
         let changes = book.as_ref().map(|b| b.0.subscribe());
         CheckpointGossip {
             book,
             changes,
-            peer_holds: BTreeMap::new(),
+            peer_holds,
             pushed_at: BTreeMap::new(),
             due: BTreeMap::new(),
             early_frames: VecDeque::new(),
@@ -113,7 +114,7 @@ impl CheckpointGossip {
     /// note it lacks or holds differently (size or digest), in author order.
     pub(super) fn after_reconcile(&mut self, ours: &[FeedHave], theirs: &Feeds) -> Vec<Author> {
         self.reconciled = true;
-        self.peer_holds = theirs.iter().map(|(a, s)| (*a, s.head)).collect();
+        self.peer_holds.merge_reconciled(theirs);
         ours.iter()
             .filter(|i| {
                 theirs
@@ -128,10 +129,9 @@ impl CheckpointGossip {
     pub(super) fn note_to_send(&mut self, author: &Author, now: Instant) -> Option<Vec<u8>> {
         let note = self.book.as_ref()?.0.served(author)?;
         let digest = note_digest(&note);
-        if self.peer_holds.get(author) == Some(&digest) {
+        if self.peer_holds.set(*author, digest) == Some(digest) {
             return None;
         }
-        self.peer_holds.insert(*author, digest);
         self.pushed_at.insert(*author, now);
         Some(note.to_vec())
     }
@@ -177,6 +177,44 @@ impl CheckpointGossip {
             self.due.remove(author);
         }
         ready
+    }
+}
+
+/// Per feed, the digest of the note a peer is known to hold: from the checkpoint
+/// reconciliation, from what the sending half sent it, and from what it sent us. The
+/// receiving half records a note the peer sent before offering it to the book, so the
+/// change the offer causes is not pushed straight back to that peer (no echo), and takes
+/// the record back if the book drops the note (so a peer sending valid notes of feeds the
+/// node does not hold grows nothing here). Shared by the two halves of one session.
+#[derive(Clone, Debug, Default)]
+pub(super) struct PeerNotes(Arc<Mutex<BTreeMap<Author, Hash>>>);
+
+impl PeerNotes {
+    /// Records that the peer holds the note of `author` with `digest`; returns the record it
+    /// replaces.
+    pub(super) fn set(&self, author: Author, digest: Hash) -> Option<Hash> {
+        lock(&self.0).insert(author, digest)
+    }
+
+    /// Puts back the record [`PeerNotes::set`] replaced, unless another replaced it since.
+    pub(super) fn restore(&self, author: Author, digest: Hash, before: Option<Hash>) {
+        let mut holds = lock(&self.0);
+        if holds.get(&author) != Some(&digest) {
+            return;
+        }
+        match before {
+            Some(before) => holds.insert(author, before),
+            None => holds.remove(&author),
+        };
+    }
+
+    /// What the checkpoint reconciliation found the peer holds. A note the peer sent while
+    /// it ran is kept over its item: the peer held that note at least as late.
+    fn merge_reconciled(&self, theirs: &Feeds) {
+        let mut holds = lock(&self.0);
+        for (author, state) in theirs {
+            holds.entry(*author).or_insert(state.head);
+        }
     }
 }
 
@@ -310,7 +348,12 @@ mod tests {
     fn the_deadline_runs_only_while_the_reconciliation_does() {
         let t0 = Instant::now();
         let delivered = Arc::new(AtomicU64::new(0));
-        let mut g = CheckpointGossip::new(None, Duration::from_secs(1), delivered.clone());
+        let mut g = CheckpointGossip::new(
+            None,
+            Duration::from_secs(1),
+            delivered.clone(),
+            PeerNotes::default(),
+        );
         g.start_deadline(t0);
         // Not running (not begun, or ended): no deadline to keep.
         assert_eq!(g.reconcile_deadline(), None);
@@ -323,9 +366,35 @@ mod tests {
     }
 
     #[test]
+    fn peer_notes_keep_what_the_peer_sent_and_forget_what_the_book_dropped() {
+        let notes = PeerNotes::default();
+        let (a, b) = (Author([1; 32]), Author([2; 32]));
+        let (d1, d2, d3) = (Hash([1; 32]), Hash([2; 32]), Hash([3; 32]));
+        assert_eq!(notes.set(a, d1), None);
+        // The reconciliation's items do not replace a note the peer sent.
+        let state = |head| crate::sync::plan::FeedState { length: 1, head };
+        notes.merge_reconciled(&Feeds::from([(a, state(d2)), (b, state(d2))]));
+        assert_eq!(notes.set(a, d1), Some(d1));
+        assert_eq!(notes.set(b, d2), Some(d2));
+        // A dropped note's record goes back to what it replaced, unless replaced since.
+        let before = notes.set(b, d3);
+        notes.restore(b, d3, before);
+        assert_eq!(notes.set(b, d2), Some(d2));
+        let before = notes.set(a, d3);
+        notes.set(a, d2);
+        notes.restore(a, d3, before);
+        assert_eq!(notes.set(a, d2), Some(d2));
+    }
+
+    #[test]
     fn pushes_of_one_feed_coalesce_within_the_interval() {
         let t0 = Instant::now();
-        let mut g = CheckpointGossip::new(None, Duration::from_secs(1), Arc::default());
+        let mut g = CheckpointGossip::new(
+            None,
+            Duration::from_secs(1),
+            Arc::default(),
+            PeerNotes::default(),
+        );
         g.reconciled = true;
         let a = Author([1; 32]);
         g.pushed_at.insert(a, t0);

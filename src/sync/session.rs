@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::admission::{Admission, JoinRefused, SessionTicket};
 use super::budget::Source;
-use super::checkpoint_gossip::{CheckpointGossip, NoteBucket};
+use super::checkpoint_gossip::{CheckpointGossip, NoteBucket, PeerNotes};
 use super::config::SyncConfig;
 use super::connection::{FrameReader, FrameWriter};
 use super::error::SessionError;
@@ -288,7 +288,7 @@ async fn run_admitted(
     // Subscribe before the `Have` snapshot, so no commit falls between the two (and so
     // with the checkpoint book's changes).
     let events = ctx.node.subscribe();
-    let (gossip, delivered) = checkpoint_gossip(ctx, version);
+    let (gossip, delivered, peer_notes) = checkpoint_gossip(ctx, version);
     // One of the node's tasks; the session aborts and awaits it below.
     let inbound = ctx.node.spawn(
         Inbound {
@@ -310,6 +310,7 @@ async fn run_admitted(
             version,
             book: ctx.config.checkpoint_book.clone(),
             delivered,
+            peer_notes,
             notes: NoteBucket::new(
                 ctx.config.checkpoint_burst,
                 ctx.config.checkpoints_per_second,
@@ -352,20 +353,23 @@ async fn run_admitted(
 
 /// A v3 session's checkpoint gossip (none in v2), and what the receiving half shares with
 /// it: the count of the peer's batches of new entries, which the checkpoint
-/// reconciliation's deadline reads.
+/// reconciliation's deadline reads, and the notes the peer is known to hold (it records
+/// the ones the peer sends).
 fn checkpoint_gossip(
     ctx: &SessionContext,
     version: u16,
-) -> (Option<CheckpointGossip>, Arc<AtomicU64>) {
+) -> (Option<CheckpointGossip>, Arc<AtomicU64>, PeerNotes) {
     let delivered = Arc::new(AtomicU64::new(0));
+    let peer_notes = PeerNotes::default();
     let gossip = (version >= 3).then(|| {
         CheckpointGossip::new(
             ctx.config.checkpoint_book.clone(),
             ctx.config.checkpoint_reconcile_timeout,
             delivered.clone(),
+            peer_notes.clone(),
         )
     });
-    (gossip, delivered)
+    (gossip, delivered, peer_notes)
 }
 
 /// Logs a session's start, and that a v2 session gossips no checkpoints.

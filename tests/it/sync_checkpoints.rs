@@ -4,7 +4,8 @@
 //! live; a peer sending notes past the session's bound is disconnected; a malformed note is
 //! a violation; the checkpoint messages in a v2 session are violations; a note is offered
 //! only once the entries before it are stored; a peer that stalls or drags out the
-//! checkpoint reconciliation is ended at its deadline, its entries kept.
+//! checkpoint reconciliation is ended at its deadline, its entries kept; a note a peer sent
+//! is not pushed back to it.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,7 +23,7 @@ use kappalog::sync::memory_book::MemoryBook;
 use kappalog::sync::message::{
     Bye, ByeReason, Checkpoints, EncodedEntry, EncodedNote, Entries, FeedHave, Message,
 };
-use kappalog::sync::reconcile::{Bound, Range, RangeMode, Reconcile};
+use kappalog::sync::reconcile::{Bound, Range, RangeMode, Reconcile, Reconciler, Step};
 use kappalog::sync::SyncConfig;
 use kappalog::tlog::checkpoint::{origin_for, Checkpoint, SignedCheckpoint};
 
@@ -401,5 +402,64 @@ async fn a_note_behind_its_feeds_entries_is_offered_once_they_are_stored() {
     );
     assert_eq!(served(&book.inner, seed), Some(note(seed, 3)));
     assert_eq!(n.count(), 3);
+    n.stop().await;
+}
+
+/// Runs the checkpoint reconciliation as the dialer holding no notes, to its end; other
+/// messages meanwhile are dropped.
+async fn reconcile_checkpoints(peer: &mut RawPeer) {
+    let mut reconciler = Reconciler::new(vec![]);
+    for frame in reconciler.initiate() {
+        peer.send(&Message::CheckpointReconcile(frame)).await;
+    }
+    tokio::time::timeout(common::DEADLINE, async {
+        while !reconciler.is_done() {
+            if let Message::CheckpointReconcile(frame) = peer.reader.next().await.unwrap() {
+                if let Some(Step::Reply(frames)) = reconciler.receive(frame).unwrap() {
+                    for frame in frames {
+                        peer.send(&Message::CheckpointReconcile(frame)).await;
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .expect("the checkpoint reconciliation within the deadline");
+}
+
+/// No echo: a note a peer sends changes what the node serves, and every session pushes a
+/// changed note, but not to the peer that sent it. A note of another feed changing after
+/// it is pushed, and the peer's own note would have gone first or with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_note_a_peer_sent_is_not_pushed_back_to_it() {
+    let dn = tempfile::tempdir().unwrap();
+    let book = Arc::new(MemoryBook::default());
+    let n = node_with(dn.path(), 1, &[], book.clone(), |_| {}).await;
+    let mut changes = book.subscribe();
+    let mut peer = RawPeer::connect_and_have(n.addr, &common::identity(94)).await;
+    reconcile_checkpoints(&mut peer).await;
+    peer.send(&Message::Checkpoints(Checkpoints {
+        notes: vec![EncodedNote(note(50, 1))],
+    }))
+    .await;
+    let changed = tokio::time::timeout(common::DEADLINE, changes.recv()).await;
+    assert_eq!(
+        changed.unwrap().unwrap(),
+        author_of(50),
+        "the book took the note"
+    );
+    book.serve(&note(51, 1)).unwrap();
+    let mut pushed = Vec::new();
+    while !pushed.contains(&EncodedNote(note(51, 1))) {
+        let next = tokio::time::timeout(common::DEADLINE, peer.reader.next()).await;
+        if let Message::Checkpoints(c) = next.expect("the push within the deadline").unwrap() {
+            pushed.extend(c.notes);
+        }
+    }
+    assert_eq!(
+        pushed,
+        [EncodedNote(note(51, 1))],
+        "the peer's own note came back"
+    );
     n.stop().await;
 }
