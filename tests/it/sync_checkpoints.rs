@@ -156,6 +156,16 @@ async fn a_peer_flooding_notes_or_sending_a_malformed_one_is_disconnected() {
     n.stop().await;
 }
 
+/// One `Entries` frame carrying `feed`.
+fn entries_of(feed: &[(kappalog::entry::Entry, kappalog::hash::Hash)]) -> Message {
+    Message::Entries(Entries {
+        entries: feed
+            .iter()
+            .map(|(e, _)| EncodedEntry::from_entry(e))
+            .collect(),
+    })
+}
+
 fn bye(frames: &[Message], reason: ByeReason) -> bool {
     frames.contains(&Message::Bye(Bye { reason }))
 }
@@ -241,13 +251,7 @@ async fn a_peer_that_never_reconciles_checkpoints_is_ended_at_the_deadline() {
     };
     let theirs = peer.reconcile(vec![held]).await;
     assert_eq!(theirs.len(), 1, "the node holds its own feed");
-    peer.send(&Message::Entries(Entries {
-        entries: feed
-            .iter()
-            .map(|(e, _)| EncodedEntry::from_entry(e))
-            .collect(),
-    }))
-    .await;
+    peer.send(&entries_of(&feed)).await;
     let frames = read_answering_pings(&mut peer, || None).await;
     assert!(bye(&frames, ByeReason::Timeout), "{frames:?}");
     let sent: usize = frames
@@ -371,13 +375,7 @@ async fn a_note_behind_its_feeds_entries_is_offered_once_they_are_stored() {
 
     io.hold();
     let mut peer = RawPeer::connect_and_have(n.addr, &common::identity(93)).await;
-    peer.send(&Message::Entries(Entries {
-        entries: feed
-            .iter()
-            .map(|(e, _)| EncodedEntry::from_entry(e))
-            .collect(),
-    }))
-    .await;
+    peer.send(&entries_of(&feed)).await;
     peer.send(&Message::Checkpoints(Checkpoints {
         notes: vec![EncodedNote(note(seed, 3))],
     }))
