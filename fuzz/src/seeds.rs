@@ -12,11 +12,13 @@ use kappalog::identity::{Identity, Signature};
 use kappalog::sync::frame::encode_frame;
 use kappalog::sync::handshake::Handshake;
 use kappalog::sync::message::{
-    Auth, Bye, ByeReason, EncodedEntry, EncodedProof, Entries, FeedHave, ForkProofs, Hello,
-    Message, Nonce, Want, PROTOCOL_VERSION,
+    Auth, Bye, ByeReason, Checkpoints, EncodedEntry, EncodedNote, EncodedProof, Entries, FeedHave,
+    ForkProofs, Hello, Message, Nonce, Want, PROTOCOL_VERSION,
 };
+use kappalog::sync::opening::{opening_frame_of, V2};
 use kappalog::sync::reconcile::{Reconcile, Reconciler, Step};
 use kappalog::sync::transport::opening_frame;
+use kappalog::tlog::checkpoint::{origin_for, Checkpoint, SignedCheckpoint};
 
 // `super`, not `crate`: tests/it/fuzz_corpus.rs includes this file and targets.rs as
 // submodules of its own, below the root of the test binary.
@@ -89,7 +91,13 @@ pub fn seeds() -> Vec<Seed> {
     add("message", "batch-gap", batch(&[&feed[3].0]));
     add("message", "batch-new-feed", batch(&[&other[0].0, &long.0]));
     for (name, message) in &messages {
-        if matches!(message, Message::ForkProofs(_) | Message::Reconcile(_)) {
+        if matches!(
+            message,
+            Message::ForkProofs(_)
+                | Message::Reconcile(_)
+                | Message::CheckpointReconcile(_)
+                | Message::Checkpoints(_)
+        ) {
             add("message", name, body(message));
         }
     }
@@ -143,6 +151,12 @@ pub fn seeds() -> Vec<Seed> {
         [&opening[..], &[0, 48], &[7; 48]].concat(),
     );
     add("transport", "refusal", [&opening[..], &[0, 1, 1]].concat());
+    // A v2 dialer's opening: a v3 responder answers it with v2.
+    add(
+        "transport",
+        "v2-opening-and-noise",
+        [&opening_frame_of(V2)[..], &[0, 48], &[7; 48]].concat(),
+    );
     add(
         "transport",
         "v1-hello",
@@ -162,8 +176,31 @@ pub fn seeds() -> Vec<Seed> {
     ];
     for (setup, name) in (0u8..8).zip(names.iter().flatten()) {
         let ours = RECONCILE_ITEM_COUNTS[usize::from(setup >> 1)];
-        add("reconcile", name, exchange(setup, peer_items(ours)));
+        let theirs = peer_items(ours);
+        add(
+            "reconcile",
+            name,
+            exchange(setup, theirs, Message::Reconcile),
+        );
     }
+    // The checkpoint reconciliation of a v3 session (variant 8), then both at once.
+    let checkpoint_names = [
+        "checkpoints-few-opens",
+        "checkpoints-few-answers",
+        "checkpoints-some-opens",
+        "checkpoints-some-answers",
+    ];
+    for (setup, name) in (2u8..6).zip(checkpoint_names) {
+        let ours = RECONCILE_ITEM_COUNTS[usize::from(setup >> 1)];
+        let frames = exchange(setup, peer_items(ours), Message::CheckpointReconcile);
+        add("reconcile", name, frames);
+    }
+    let both = [
+        exchange(5, peer_items(40), Message::Reconcile),
+        exchange(5, peer_items(40), Message::CheckpointReconcile)[1..].to_vec(),
+    ]
+    .concat();
+    add("reconcile", "both-some-answers", both);
 
     let mut export = CsvWriter::new(Vec::new()).expect("writing to a Vec cannot fail");
     for (entry, hash) in feed.iter().chain(&other).chain([&long]) {
@@ -252,7 +289,30 @@ fn sample_messages(feed: &[(Entry, Hash)], proof: &ForkProof) -> Vec<(&'static s
         ),
     ];
     messages.extend(reconcile.map(|m| ("reconcile", m)));
+    let checkpoint_reconcile = Reconciler::new(reconcile_items(40))
+        .initiate()
+        .into_iter()
+        .next()
+        .map(Message::CheckpointReconcile);
+    messages.extend(checkpoint_reconcile.map(|m| ("checkpoint-reconcile", m)));
+    // The held feed's note at two sizes (the root is not the feed's: the session and the
+    // decoders do not look at it).
+    let notes = [1u64, 2]
+        .iter()
+        .filter_map(|&size| checkpoint_note(HELD_SEED, size))
+        .map(EncodedNote)
+        .collect();
+    messages.push(("checkpoints", Message::Checkpoints(Checkpoints { notes })));
     messages
+}
+
+/// The signed checkpoint note of the feed of `seed` at `size`, over a made-up root.
+fn checkpoint_note(seed: [u8; 32], size: u64) -> Option<Vec<u8>> {
+    let identity = Identity::from_seed(seed);
+    let origin = origin_for(identity.author().as_bytes());
+    let checkpoint = Checkpoint::new(&origin, size, [7; 32]).ok()?;
+    let signed = SignedCheckpoint::sign(checkpoint, identity.signing_key()).ok()?;
+    Some(signed.to_bytes())
 }
 
 /// The peer of an exchange with a node holding `ours` items: some shared, some changed,
@@ -266,8 +326,8 @@ fn peer_items(ours: usize) -> Vec<FeedHave> {
 }
 
 /// The setup byte, then the frames an honest peer holding `theirs` sends the node under test
-/// in a whole exchange.
-fn exchange(setup: u8, theirs: Vec<FeedHave>) -> Vec<u8> {
+/// in a whole exchange, each wrapped by `wrap` (`Reconcile` or `CheckpointReconcile`).
+fn exchange(setup: u8, theirs: Vec<FeedHave>, wrap: fn(Reconcile) -> Message) -> Vec<u8> {
     let count = RECONCILE_ITEM_COUNTS[usize::from(setup >> 1) % RECONCILE_ITEM_COUNTS.len()];
     let mut node = Reconciler::new(reconcile_items(count));
     let mut peer = Reconciler::new(theirs);
@@ -279,7 +339,7 @@ fn exchange(setup: u8, theirs: Vec<FeedHave>) -> Vec<u8> {
     let mut out = vec![setup];
     // An honest exchange ends in a few rounds; the bound keeps a broken one from looping.
     for _ in 0..64 {
-        to_node.extend(deliver(&mut peer, std::mem::take(&mut to_peer), None));
+        to_node.extend(deliver(&mut peer, std::mem::take(&mut to_peer), None, wrap));
         if to_node.is_empty() {
             break;
         }
@@ -287,6 +347,7 @@ fn exchange(setup: u8, theirs: Vec<FeedHave>) -> Vec<u8> {
             &mut node,
             std::mem::take(&mut to_node),
             Some(&mut out),
+            wrap,
         ));
         if to_peer.is_empty() {
             break;
@@ -300,11 +361,12 @@ fn deliver(
     receiver: &mut Reconciler,
     frames: Vec<Reconcile>,
     mut record: Option<&mut Vec<u8>>,
+    wrap: fn(Reconcile) -> Message,
 ) -> Vec<Reconcile> {
     let mut replies = Vec::new();
     for reconcile in frames {
         if let Some(out) = record.as_deref_mut() {
-            out.extend(frame(&Message::Reconcile(reconcile.clone())));
+            out.extend(frame(&wrap(reconcile.clone())));
         }
         if let Ok(Some(Step::Reply(frames))) = receiver.receive(reconcile) {
             replies.extend(frames);

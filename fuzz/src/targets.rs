@@ -24,10 +24,12 @@ use kappalog::identity::{Author, Identity};
 use kappalog::sync::batch::check_batch;
 use kappalog::sync::frame::{decode_frame, encode_frame};
 use kappalog::sync::handshake::{Binding, Handshake};
-use kappalog::sync::message::{Entries, FeedHave, ForkProofs, Message, Nonce};
+use kappalog::sync::message::{Checkpoints, Entries, FeedHave, ForkProofs, Message, Nonce};
 use kappalog::sync::opening::opening_frame_of;
 use kappalog::sync::reconcile::{Reconcile, ReconcileError, Reconciler, Step};
 use kappalog::sync::transport::{establish, opening_frame, NetworkKey, Role};
+use kappalog::tlog::author_checkpoint::AuthorCheckpoint;
+use kappalog::tlog::checkpoint::SignedCheckpoint;
 use kappalog::validate;
 
 /// A fuzz target: runs on any bytes, panics only on a bug.
@@ -136,8 +138,15 @@ pub fn message(bytes: &[u8]) {
             let mut reconciler = Reconciler::new(reconcile_items(40));
             answer(&mut reconciler, frame);
         }
-        // The note parser has its own target; the session hands notes to the node's book.
-        Message::Checkpoints(_) => {}
+        // What the node's checkpoint book does first with each note a session hands it:
+        // parse it as a signed checkpoint and check it is a feed author's.
+        Message::Checkpoints(Checkpoints { notes }) => {
+            for note in &notes {
+                if let Ok(signed) = SignedCheckpoint::parse(&note.0) {
+                    let _ = AuthorCheckpoint::verify(&signed);
+                }
+            }
+        }
         // The handshake target covers Hello and Auth; the rest carry no bytes to decode.
         Message::Hello(_)
         | Message::Auth(_)
@@ -218,30 +227,43 @@ pub fn transport(bytes: &[u8]) {
     }
 }
 
-/// Reconciliation: the first byte picks how many feeds our node holds and whether it opens
-/// the exchange; the rest is the peer's frames. Every frame we send fits the protocol's
-/// limits, an error ends the exchange for good, and a finished one yields the peer's feeds.
+/// Reconciliation: the first byte picks how many feeds (or checkpoints) our node holds and
+/// whether it opens the exchange; the rest is the peer's frames. `Reconcile` frames go to
+/// the entries' reconciler and `CheckpointReconcile` frames (v3) to the checkpoints' one, as
+/// in a session. Every frame we send fits the protocol's limits, an error ends that exchange
+/// for good, and a finished one yields the peer's items.
 pub fn reconcile(bytes: &[u8]) {
     let Some((&setup, rest)) = bytes.split_first() else {
         return;
     };
     let count = RECONCILE_ITEM_COUNTS[usize::from(setup >> 1) % RECONCILE_ITEM_COUNTS.len()];
-    let mut reconciler = Reconciler::new(reconcile_items(count));
+    let mut entries = Reconciler::new(reconcile_items(count));
+    let mut checkpoints = Reconciler::new(reconcile_items(count));
     if setup & 1 == 1 {
-        for frame in reconciler.initiate() {
+        for frame in entries.initiate().into_iter().chain(checkpoints.initiate()) {
             assert_sendable(frame);
         }
     }
+    let (mut entries_open, mut checkpoints_open) = (true, true);
     let mut buf = rest.to_vec();
     while let Ok(Some(message)) = decode_frame(&mut buf) {
-        if let Message::Reconcile(frame) = message {
-            if !answer(&mut reconciler, frame) {
-                break;
+        match message {
+            Message::Reconcile(frame) if entries_open => {
+                entries_open = answer(&mut entries, frame);
             }
+            Message::CheckpointReconcile(frame) if checkpoints_open => {
+                checkpoints_open = answer(&mut checkpoints, frame);
+            }
+            _ => {}
+        }
+        if !entries_open && !checkpoints_open {
+            break;
         }
     }
-    if let Some(feeds) = reconciler.peer_feeds() {
-        assert!(feeds.values().all(|feed| feed.length >= 1));
+    for reconciler in [entries, checkpoints] {
+        if let Some(feeds) = reconciler.peer_feeds() {
+            assert!(feeds.values().all(|feed| feed.length >= 1));
+        }
     }
 }
 

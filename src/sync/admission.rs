@@ -819,6 +819,75 @@ mod tests {
         assert!(!adm.accepts_author(&a(53)));
     }
 
+    /// Another session's append that completes while a new feed is decided (its feed now
+    /// held, its reservation gone) is counted, as held or as reserved: the held-feeds count
+    /// is read under the lock a reservation is released under. Regression test of 90eae2d,
+    /// where the count was read before the lock and the completion could fall in between
+    /// (101 feeds against a cap of 100). The interleaving is forced, not hoped for: right
+    /// after the count is read, the other append completes on another thread, fully if the
+    /// admission's lock is free then (as it was in the old order), else up to that lock.
+    #[test]
+    fn an_append_completing_while_a_new_feed_is_decided_is_counted() {
+        use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+        use std::sync::TryLockError;
+
+        let adm = admission(Policy {
+            max_feeds: 2,
+            allow_peers: BTreeSet::from([a(7)]),
+            ..Policy::default()
+        });
+        let now = Instant::now();
+        let held = Arc::new(AtomicU64::new(1));
+        // The first session took feed 50: 1 held and 1 reserved, the cap. Its append is in
+        // flight.
+        let mut first = Reservation::new(adm.clone());
+        let count = || held.load(SeqCst);
+        assert_eq!(
+            adm.admit_new_feed(&a(7), src(1), &a(50), &count, &mut first, now),
+            Ok(())
+        );
+        let first = Mutex::new(Some(first));
+        let completing = Mutex::new(None);
+        let count_then_complete = || {
+            let count = held.load(SeqCst);
+            if let Some(first) = first.lock().unwrap().take() {
+                let (adm, held) = (adm.clone(), held.clone());
+                let (tx, rx) = std::sync::mpsc::channel();
+                let completion = std::thread::spawn(move || {
+                    held.fetch_add(1, SeqCst);
+                    let free = !matches!(adm.state.try_lock(), Err(TryLockError::WouldBlock));
+                    // Told before the drop, which waits while the decision holds the lock.
+                    let _ = tx.send(free);
+                    drop(first);
+                });
+                // Lock free: the completion runs to its end before the decision (the old
+                // order's window). Held by the decision: it waits for it.
+                // The thread sends before anything that could fail: a receive error is a bug.
+                if rx.recv().expect("the completion reports the lock") {
+                    completion.join().expect("the completion does not panic");
+                } else {
+                    *completing.lock().unwrap() = Some(completion);
+                }
+            }
+            count
+        };
+        let mut second = Reservation::new(adm.clone());
+        let decided = adm.admit_new_feed(
+            &a(7),
+            src(1),
+            &a(51),
+            &count_then_complete,
+            &mut second,
+            now,
+        );
+        if let Some(completion) = completing.lock().unwrap().take() {
+            completion.join().expect("the completion does not panic");
+        }
+        assert_eq!(decided, Err(Skip::FeedCap), "a feed past the cap was taken");
+        assert_eq!(held.load(SeqCst), 2);
+        assert_eq!(lock(&adm.state).reserved_new, 0);
+    }
+
     #[test]
     fn claims_hold_only_for_trusted_keys_that_have_not_failed_since_they_delivered() {
         let adm = admission(Policy {

@@ -48,6 +48,14 @@ pub fn note_digest(note: &[u8]) -> Hash {
     Hash::digest_parts(&[note])
 }
 
+/// The feed a note names in its first line (its origin), unverified: only for keeping track
+/// of which note a peer holds, never for deciding what the node serves. `None` if the first
+/// line is no feed origin.
+pub fn note_author(note: &[u8]) -> Option<Author> {
+    let origin = note.split(|b| *b == b'\n').next()?;
+    crate::tlog::author_checkpoint::author_of_origin(std::str::from_utf8(origin).ok()?)
+}
+
 /// The book a [`super::SyncConfig`] carries; `None` there is a book with nothing.
 #[derive(Clone)]
 pub struct SharedBook(pub Arc<dyn CheckpointBook>);

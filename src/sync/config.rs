@@ -7,9 +7,10 @@ use std::time::Duration;
 use super::admission::Policy;
 use super::checkpoint_book::SharedBook;
 use super::message::{
-    CHECKPOINTS_PER_SECOND, CLAIM_DELIVERY_TIMEOUT_MS, FRAME_READ_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS,
-    MAX_CHECKPOINTS_BURST, MAX_PEER_CONNECTIONS, MAX_PENDING_HANDSHAKES, PING_INTERVAL_MS,
-    PROTOCOL_VERSION, READ_IDLE_TIMEOUT_MS, STARTUP_FENCE_TIMEOUT_MS,
+    CHECKPOINTS_PER_SECOND, CHECKPOINT_RECONCILE_TIMEOUT_MS, CLAIM_DELIVERY_TIMEOUT_MS,
+    FRAME_READ_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS, MAX_CHECKPOINTS_BURST, MAX_PEER_CONNECTIONS,
+    MAX_PENDING_HANDSHAKES, PING_INTERVAL_MS, PROTOCOL_VERSION, READ_IDLE_TIMEOUT_MS,
+    STARTUP_FENCE_TIMEOUT_MS,
 };
 use super::transport::NetworkKey;
 
@@ -57,6 +58,9 @@ pub struct SyncConfig {
     pub checkpoint_burst: u32,
     /// See `checkpoint_burst`.
     pub checkpoints_per_second: u32,
+    /// How long a v3 session's checkpoint reconciliation may run, not counting time in
+    /// which the peer still delivers new entries (tests shorten it to meet the bound).
+    pub checkpoint_reconcile_timeout: Duration,
 }
 
 /// What a starting node with configured peers waits for before it signs (docs/PROTOCOL.md
@@ -90,6 +94,7 @@ impl Default for SyncConfig {
             checkpoint_book: None,
             checkpoint_burst: MAX_CHECKPOINTS_BURST,
             checkpoints_per_second: CHECKPOINTS_PER_SECOND,
+            checkpoint_reconcile_timeout: Duration::from_millis(CHECKPOINT_RECONCILE_TIMEOUT_MS),
         }
     }
 }

@@ -37,7 +37,7 @@
 
 use crate::poison::lock;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::AsyncRead;
@@ -47,8 +47,8 @@ use tokio::time::Instant;
 use super::admission::{Admission, Reservation};
 use super::batch::{check_batch, refused_by_store, BatchError, BatchOutcome};
 use super::budget::Source;
-use super::checkpoint_book::{CheckpointOfferError, SharedBook};
-use super::checkpoint_gossip::NoteBucket;
+use super::checkpoint_book::{note_author, note_digest, CheckpointOfferError, SharedBook};
+use super::checkpoint_gossip::{NoteBucket, PeerNotes};
 use super::connection::FrameReader;
 use super::error::SessionError;
 use super::message::{EncodedEntry, EncodedNote, Message, MAX_WANTS_PER_SESSION};
@@ -99,6 +99,12 @@ pub(super) struct Inbound {
     pub book: Option<SharedBook>,
     /// The bound on the peer's checkpoint notes.
     pub notes: NoteBucket,
+    /// Batches of new entries taken from the peer: while they keep coming the peer is still
+    /// sending its plan, and the checkpoint reconciliation's deadline waits for it.
+    pub delivered: Arc<AtomicU64>,
+    /// What notes the peer holds, shared with the sending half: a note the peer sends is
+    /// recorded before the book takes it, so it is not pushed back (see [`PeerNotes`]).
+    pub peer_notes: PeerNotes,
 }
 
 /// The admission bookkeeping of the session's append still in flight (see "One placement,
@@ -265,11 +271,19 @@ impl Inbound {
         let Some(book) = self.book.clone() else {
             return Ok(());
         };
-        let peer = self.peer;
+        let (peer, holds) = (self.peer, self.peer_notes.clone());
         crate::determinism::blocking(move || {
             for note in &notes {
+                let digest = note_digest(&note.0);
+                let author = note_author(&note.0);
+                let before = author.map(|a| holds.set(a, digest));
                 match book.0.offer(&peer, &note.0) {
-                    Ok(_) => {}
+                    Ok(true) => {}
+                    Ok(false) => {
+                        if let (Some(author), Some(before)) = (author, before) {
+                            holds.restore(author, digest, before);
+                        }
+                    }
                     Err(CheckpointOfferError::Malformed(why)) => {
                         return Err(SessionError::BadCheckpoint(why))
                     }
@@ -401,6 +415,7 @@ impl Inbound {
         // store places this batch after it.
         self.settle().await?;
         if !outcome.append.is_empty() {
+            self.delivered.fetch_add(1, Ordering::Relaxed);
             self.start_append(outcome, started, reserved);
         }
         Ok(())

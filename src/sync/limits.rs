@@ -36,6 +36,11 @@ pub const FRAME_READ_TIMEOUT_MS: u64 = 10_000;
 /// From the end of the handshake until reconciliation is done, in milliseconds (a peer that
 /// only pings cannot hold a session in its exchange for ever).
 pub const RECONCILE_TIMEOUT_MS: u64 = 120_000;
+/// From the start of a v3 session's checkpoint reconciliation until it is done, in
+/// milliseconds, not counting time in which the peer still delivers new entries (its own
+/// plan goes first): a peer that never answers it, or answers one small step at a time, keeps
+/// its reconciliation state for no longer than this.
+pub const CHECKPOINT_RECONCILE_TIMEOUT_MS: u64 = 120_000;
 /// Send a `Message::Ping` after this long without sending anything, in milliseconds.
 pub const PING_INTERVAL_MS: u64 = 20_000;
 /// The most concurrent inbound sessions with strangers (dials and trusted keys excluded).

@@ -293,7 +293,8 @@ impl Outbound {
 
     /// Begins the checkpoint reconciliation (v3 only; the dialer opens it) once the
     /// entries' plan is sent. It runs alongside the live pushes, so a peer that never
-    /// finishes it delays no entry: it only gets no notes.
+    /// finishes it delays no entry; its deadline ends the session
+    /// ([`super::checkpoint_gossip::ReconcileDeadline`]).
     async fn start_checkpoint_reconcile(&mut self) -> Result<(), SessionError> {
         let Some(gossip) = &self.gossip else {
             return Ok(());
@@ -308,6 +309,7 @@ impl Outbound {
         let early = match &mut self.gossip {
             Some(gossip) => {
                 gossip.reconcile = Some((reconciler, ours));
+                gossip.start_deadline(Instant::now());
                 std::mem::take(&mut gossip.early_frames)
             }
             None => return Ok(()),
@@ -432,6 +434,10 @@ impl Outbound {
             let ping_at = self.last_sent + self.ping_interval;
             let claim_at = self.claim.map(|(_, expires)| expires);
             let push_at = self.gossip.as_ref().and_then(CheckpointGossip::next_due);
+            let reconcile_at = self
+                .gossip
+                .as_ref()
+                .and_then(CheckpointGossip::reconcile_deadline);
             let changes = self.gossip.as_mut().map(|g| &mut g.changes);
             tokio::select! {
                 change = next_change_of(changes) => {
@@ -451,6 +457,17 @@ impl Outbound {
                         .map(|g| g.take_due(Instant::now()))
                         .unwrap_or_default();
                     self.send_notes(due).await?;
+                }
+                _ = tokio::time::sleep_until(reconcile_at.unwrap_or(ping_at)), if reconcile_at.is_some() => {
+                    let expired = self
+                        .gossip
+                        .as_mut()
+                        .is_some_and(|g| g.reconcile_expired(Instant::now()));
+                    if expired {
+                        return Err(SessionError::Timeout {
+                            what: "reconciling checkpoints",
+                        });
+                    }
                 }
                 _ = tokio::time::sleep_until(claim_at.unwrap_or(ping_at)), if claim_at.is_some() => {
                     self.check_claim(true)?;

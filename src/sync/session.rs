@@ -9,7 +9,7 @@
 //! in `SessionEnd`, logged with the peer's address and author, and recorded as the peer's
 //! `last_error` for `GET /peers`.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::admission::{Admission, JoinRefused, SessionTicket};
 use super::budget::Source;
-use super::checkpoint_gossip::{CheckpointGossip, NoteBucket};
+use super::checkpoint_gossip::{CheckpointGossip, NoteBucket, PeerNotes};
 use super::config::SyncConfig;
 use super::connection::{FrameReader, FrameWriter};
 use super::error::SessionError;
@@ -288,7 +288,7 @@ async fn run_admitted(
     // Subscribe before the `Have` snapshot, so no commit falls between the two (and so
     // with the checkpoint book's changes).
     let events = ctx.node.subscribe();
-    let gossip = (version >= 3).then(|| CheckpointGossip::new(ctx.config.checkpoint_book.clone()));
+    let (gossip, delivered, peer_notes) = checkpoint_gossip(ctx, version);
     // One of the node's tasks; the session aborts and awaits it below.
     let inbound = ctx.node.spawn(
         Inbound {
@@ -309,6 +309,8 @@ async fn run_admitted(
             reconcile_permits: None,
             version,
             book: ctx.config.checkpoint_book.clone(),
+            delivered,
+            peer_notes,
             notes: NoteBucket::new(
                 ctx.config.checkpoint_burst,
                 ctx.config.checkpoints_per_second,
@@ -347,6 +349,27 @@ async fn run_admitted(
         _ => out_error,
     };
     finish(ctx, Some(peer), trusted, error)
+}
+
+/// A v3 session's checkpoint gossip (none in v2), and what the receiving half shares with
+/// it: the count of the peer's batches of new entries, which the checkpoint
+/// reconciliation's deadline reads, and the notes the peer is known to hold (it records
+/// the ones the peer sends).
+fn checkpoint_gossip(
+    ctx: &SessionContext,
+    version: u16,
+) -> (Option<CheckpointGossip>, Arc<AtomicU64>, PeerNotes) {
+    let delivered = Arc::new(AtomicU64::new(0));
+    let peer_notes = PeerNotes::default();
+    let gossip = (version >= 3).then(|| {
+        CheckpointGossip::new(
+            ctx.config.checkpoint_book.clone(),
+            ctx.config.checkpoint_reconcile_timeout,
+            delivered.clone(),
+            peer_notes.clone(),
+        )
+    });
+    (gossip, delivered, peer_notes)
 }
 
 /// Logs a session's start, and that a v2 session gossips no checkpoints.
