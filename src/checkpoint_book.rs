@@ -65,7 +65,7 @@ use crate::tree::{TreeReadError, Trees};
 
 pub use cosigners::CosignerKeys;
 pub use counters::{BookCounters, BookStats};
-pub use journal::{Journal, JournalOpenError, CHECKPOINTS_FILE};
+pub use journal::{Journal, JournalOpenError, JournalOptions, CHECKPOINTS_FILE};
 pub use task::{record_split_view, start};
 
 /// Served-note changes buffered per subscriber: a subscriber that lags re-reads

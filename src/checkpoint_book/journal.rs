@@ -27,14 +27,23 @@
 //! [`COMPACT_MIN_BYTES`]), it is rewritten with the live records alone: a tmp file, fsync,
 //! rename, directory fsync, so a crash leaves the old file or the new one whole. Open never
 //! reads the log.
+//!
+//! # One file backend
+//!
+//! Every read, write, flush, cut and rename of the file goes through a [`LogIo`]
+//! ([`JournalOptions::io`]): the real system calls for the node, and in the power-cut test
+//! (`tests/it/checkpoint_book_crash.rs`) a file in memory that loses what was not flushed,
+//! cut at every call. Records are positional writes at the journal's known length, as
+//! `DATA_DIR/witness`'s are.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::durable_file::{replace_with_snapshot, sync_dir};
+use crate::durable_file::replace_with_snapshot_via;
 use crate::identity::Author;
+use crate::store::io::{read_to_end, LogFile, LogIo, OpenMode, SystemIo};
 use crate::tlog::note::MAX_NOTE_BYTES;
 
 /// The journal's name in the data directory.
@@ -52,6 +61,26 @@ pub const COMPACT_MIN_BYTES: u64 = 64 * 1024;
 
 /// Bytes of a record's framing: length and checksum.
 const FRAME_BYTES: usize = 8;
+
+/// How [`Journal::open_with_options`] keeps its file.
+#[derive(Clone, Debug)]
+pub struct JournalOptions {
+    /// The file backend: [`SystemIo`] for the node; the power-cut tests' files in memory
+    /// (`tests/it/checkpoint_book_crash.rs`).
+    pub io: Arc<dyn LogIo>,
+    /// Below this size the journal is not compacted at open ([`COMPACT_MIN_BYTES`]; tests
+    /// lower it to compact a short journal).
+    pub compact_min_bytes: u64,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        JournalOptions {
+            io: Arc::new(SystemIo),
+            compact_min_bytes: COMPACT_MIN_BYTES,
+        }
+    }
+}
 
 /// What opening the journal found.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -79,7 +108,10 @@ pub struct JournalOpenError {
 /// The journal, open for appending.
 #[derive(Debug)]
 pub struct Journal {
-    file: File,
+    io: Arc<dyn LogIo>,
+    file: LogFile,
+    /// The file's length: where the next record goes.
+    len: u64,
     /// Appended since the last flush.
     dirty: bool,
 }
@@ -88,22 +120,35 @@ impl Journal {
     /// Opens (or creates) `dir/checkpoints`, replays it, drops a damaged tail and compacts
     /// it if worth it. The caller holds the data directory's lock.
     pub fn open(dir: &Path) -> Result<(Journal, Replayed), JournalOpenError> {
+        Self::open_with_options(dir, &JournalOptions::default())
+    }
+
+    /// [`Journal::open`] on the file backend and compaction threshold `options` name.
+    pub fn open_with_options(
+        dir: &Path,
+        options: &JournalOptions,
+    ) -> Result<(Journal, Replayed), JournalOpenError> {
         let path = dir.join(CHECKPOINTS_FILE);
         let err = |source| JournalOpenError {
             path: path.clone(),
             source,
         };
-        open_file(dir, &path).map_err(err)
+        open_file(options, dir, &path).map_err(err)
     }
 
     /// Appends one record: `author`'s served note is now `note`. Not flushed
     /// ([`Journal::flush`]). A note over the cap is not written (the book never serves one).
+    /// After a failed append the file's tail is unknown: the caller stops journalling (the
+    /// book does), and the next open cuts whatever was torn.
     pub fn append(&mut self, author: &Author, note: &[u8]) -> io::Result<()> {
         let Some(record) = encode_record(author, note) else {
             return Ok(());
         };
         self.dirty = true;
-        self.file.write_all(&record)
+        self.io.write_all_at(&self.file, &record, self.len)?;
+        // A usize always fits in a u64 on the targets kappalog builds for.
+        self.len += record.len() as u64;
+        Ok(())
     }
 
     /// Makes every append so far durable, if any since the last flush (one fdatasync).
@@ -111,7 +156,7 @@ impl Journal {
         if !self.dirty {
             return Ok(false);
         }
-        self.file.sync_data()?;
+        self.io.sync_data(&self.file)?;
         self.dirty = false;
         Ok(true)
     }
@@ -176,32 +221,35 @@ fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
     Ok(true)
 }
 
-fn open_file(dir: &Path, path: &Path) -> io::Result<(Journal, Replayed)> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(path)?;
-    let file_len = file.metadata()?.len();
-    let mut header = vec![0u8; HEADER.len()];
-    let has_header = read_full(&mut file, &mut header)? && header == HEADER;
-    if !has_header {
+fn open_file(options: &JournalOptions, dir: &Path, path: &Path) -> io::Result<(Journal, Replayed)> {
+    let io = &options.io;
+    let mut file = io.open(path, OpenMode::ReadWrite)?;
+    let bytes = read_to_end(&**io, &file)?;
+    let file_len = bytes.len() as u64;
+    let journal = |file, len| Journal {
+        io: io.clone(),
+        file,
+        len,
+        dirty: false,
+    };
+    if !bytes.starts_with(HEADER) {
         // New, or not this format's: a file that is not a journal holds nothing the node
-        // can use, and gossip refills it.
+        // can use, and gossip refills it. The header is durable (file and directory) before
+        // any record goes after it.
         if file_len > 0 {
             tracing::warn!(path = %path.display(), "checkpoints journal unreadable; starting it afresh");
         }
-        file.set_len(0)?;
-        file.write_all(HEADER)?;
-        file.sync_all()?;
-        sync_dir(dir)?;
+        io.set_len(&file, 0)?;
+        io.write_all_at(&file, HEADER, 0)?;
+        io.sync_data(&file)?;
+        io.sync_dir(dir)?;
         let replayed = Replayed {
             dropped_tail_bytes: file_len,
             ..Replayed::default()
         };
-        return Ok((Journal { file, dirty: false }, replayed));
+        return Ok((journal(file, HEADER.len() as u64), replayed));
     }
-    let (notes, records, valid) = read_records(&mut file)?;
+    let (notes, records, valid) = read_records(&bytes[HEADER.len()..])?;
     let valid_len = HEADER.len() as u64 + valid;
     let mut replayed = Replayed {
         dropped_tail_bytes: file_len - valid_len,
@@ -215,12 +263,15 @@ fn open_file(dir: &Path, path: &Path) -> io::Result<(Journal, Replayed)> {
             .values()
             .map(|n| (FRAME_BYTES + 32 + n.len()) as u64)
             .sum::<u64>();
-    if valid_len > COMPACT_MIN_BYTES && valid_len > 2 * live {
-        file = compact(dir, &replayed.notes)?;
+    let mut len = valid_len;
+    if valid_len > options.compact_min_bytes && valid_len > 2 * live {
+        let snapshot = encode_snapshot(&replayed.notes);
+        file = replace_with_snapshot_via(&**io, dir, CHECKPOINTS_FILE, &snapshot)?;
+        len = snapshot.len() as u64;
         replayed.compacted = true;
     } else if replayed.dropped_tail_bytes > 0 {
-        file.set_len(valid_len)?;
-        file.sync_all()?;
+        io.set_len(&file, valid_len)?;
+        io.sync_data(&file)?;
     }
     if replayed.dropped_tail_bytes > 0 {
         tracing::warn!(
@@ -228,24 +279,24 @@ fn open_file(dir: &Path, path: &Path) -> io::Result<(Journal, Replayed)> {
             "checkpoints journal: dropped a torn or damaged tail (gossip peers send again)"
         );
     }
-    Ok((Journal { file, dirty: false }, replayed))
+    Ok((journal(file, len), replayed))
 }
 
-/// Rewrites the journal with `notes` alone: a crash leaves either file whole.
-fn compact(dir: &Path, notes: &BTreeMap<Author, Vec<u8>>) -> io::Result<File> {
-    replace_with_snapshot(dir, CHECKPOINTS_FILE, |out| {
-        out.write_all(HEADER)?;
-        for (author, note) in notes {
-            if let Some(record) = encode_record(author, note) {
-                out.write_all(&record)?;
-            }
+/// The journal holding `notes` alone, what compaction writes.
+fn encode_snapshot(notes: &BTreeMap<Author, Vec<u8>>) -> Vec<u8> {
+    let mut bytes = HEADER.to_vec();
+    for (author, note) in notes {
+        if let Some(record) = encode_record(author, note) {
+            bytes.extend_from_slice(&record);
         }
-        Ok(())
-    })
+    }
+    bytes
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs::OpenOptions;
+
     use super::*;
 
     fn author(n: u8) -> Author {

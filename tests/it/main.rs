@@ -25,6 +25,8 @@
 mod common;
 
 mod checkpoint_book;
+mod checkpoint_book_crash;
+mod checkpoint_book_kill;
 mod cli;
 mod cli_get;
 mod cli_proof;

@@ -40,16 +40,16 @@ use crate::common::{
 use crate::sync_binary::add;
 
 /// A running node: its process, HTTP and sync addresses and node key seed.
-struct Proc {
-    _running: Running,
-    http: SocketAddr,
-    sync: SocketAddr,
-    seed: u8,
+pub(crate) struct Proc {
+    pub(crate) running: Running,
+    pub(crate) http: SocketAddr,
+    pub(crate) sync: SocketAddr,
+    pub(crate) seed: u8,
 }
 
 /// Starts `kappalog run` with data dir `dir/name` and the key of seed `seed` (written to
 /// `dir/key-SEED.key` once; two nodes of one seed share the key file), dialing `peers`.
-fn start(dir: &Path, name: &str, seed: u8, peers: &[SocketAddr]) -> Proc {
+pub(crate) fn start(dir: &Path, name: &str, seed: u8, peers: &[SocketAddr]) -> Proc {
     let key = dir.join(format!("key-{seed}.key"));
     if !key.exists() {
         write_key_files(&key, &identity(seed)).unwrap();
@@ -68,12 +68,12 @@ fn start(dir: &Path, name: &str, seed: u8, peers: &[SocketAddr]) -> Proc {
     Proc {
         http: printed_addr(&line),
         sync: printed_sync_addr(&line),
-        _running: running,
+        running,
         seed,
     }
 }
 
-fn author_hex(seed: u8) -> String {
+pub(crate) fn author_hex(seed: u8) -> String {
     identity(seed).author().to_hex()
 }
 
@@ -101,7 +101,7 @@ fn served(node: &Proc, author: u8) -> Option<SignedCheckpoint> {
 
 /// Whether `checkpoint` carries a cosignature line of the node of key `seed` that verifies
 /// over exactly its body.
-fn cosigned_by(checkpoint: &SignedCheckpoint, seed: u8) -> bool {
+pub(crate) fn cosigned_by(checkpoint: &SignedCheckpoint, seed: u8) -> bool {
     let verifier = CosignatureVerifier::new(cosigner_vkey(seed)).unwrap();
     let note = checkpoint.note();
     note.signatures()

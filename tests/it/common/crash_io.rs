@@ -1,5 +1,5 @@
 //! A [`MemoryIo`] whose power goes at a chosen call: the backend of the power-cut tests
-//! (`store_crash`, `witness_crash`).
+//! (`store_crash`, `witness_crash`, `checkpoint_book_crash`).
 //!
 //! It counts the calls that change a file (writes, syncs, cuts, renames, directory syncs).
 //! At the chosen one the power goes: a write reaches the page cache, then the machine stops;
