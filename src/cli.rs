@@ -355,6 +355,11 @@ pub struct RunArgs {
     /// signs: POST /witness/add-checkpoint cosigns them with the node's key; repeatable
     #[arg(long = "witness-for", value_name = "VKEY", value_parser = parse_log_vkey)]
     pub witness_for: Vec<crate::tlog::vkey::VerifierKey>,
+    /// Keep, count in k, serve and gossip feeds' cosignatures by the C2SP witness of this
+    /// cosignature/v1 note vkey (NAME+HASH+BASE64, type 0x04), ranked first like pinned
+    /// peers'; repeatable (the variable: comma-separated)
+    #[arg(long = "witness-key", value_name = "VKEY", env = "KAPPALOG_WITNESS_KEYS", value_delimiter = ',', value_parser = parse_cosigner_vkey)]
+    pub witness_keys: Vec<crate::tlog::vkey::VerifierKey>,
 }
 
 /// How long HTTP streams may stall and a stopping node lets requests finish, shared by `run`
@@ -499,6 +504,18 @@ fn parse_log_vkey(text: &str) -> Result<crate::tlog::vkey::VerifierKey, String> 
         .map_err(|e| format!("expected a log's note vkey NAME+HASH+BASE64: {e}"))?;
     vkey.require(KeyType::Ed25519)
         .map_err(|e| format!("not a log's Ed25519 note key: {e}"))
+}
+
+/// Reads a `--witness-key`: a note vkey of type cosignature/v1 (0x04), the only kind a
+/// C2SP witness cosigns checkpoints with.
+fn parse_cosigner_vkey(text: &str) -> Result<crate::tlog::vkey::VerifierKey, String> {
+    use crate::tlog::vkey::{KeyType, VerifierKey};
+    let vkey: VerifierKey = text
+        .trim()
+        .parse()
+        .map_err(|e| format!("expected a witness's note vkey NAME+HASH+BASE64: {e}"))?;
+    vkey.require(KeyType::CosignatureV1)
+        .map_err(|e| format!("not a witness's cosignature/v1 key: {e}"))
 }
 
 /// Checks a `--peer`: `HOST:PORT` or `AUTHOR@HOST:PORT`.
