@@ -497,25 +497,40 @@ fn parse_author(text: &str) -> Result<Author, String> {
 /// Reads a `--witness-for`: a note vkey of type Ed25519 (0x01), the only kind a C2SP log
 /// signs its checkpoints with that the witness verifies.
 fn parse_log_vkey(text: &str) -> Result<crate::tlog::vkey::VerifierKey, String> {
-    use crate::tlog::vkey::{KeyType, VerifierKey};
-    let vkey: VerifierKey = text
-        .trim()
-        .parse()
-        .map_err(|e| format!("expected a log's note vkey NAME+HASH+BASE64: {e}"))?;
-    vkey.require(KeyType::Ed25519)
-        .map_err(|e| format!("not a log's Ed25519 note key: {e}"))
+    parse_vkey(
+        text,
+        crate::tlog::vkey::KeyType::Ed25519,
+        "a log's",
+        "Ed25519 note",
+    )
 }
 
 /// Reads a `--witness-key`: a note vkey of type cosignature/v1 (0x04), the only kind a
 /// C2SP witness cosigns checkpoints with.
 fn parse_cosigner_vkey(text: &str) -> Result<crate::tlog::vkey::VerifierKey, String> {
-    use crate::tlog::vkey::{KeyType, VerifierKey};
-    let vkey: VerifierKey = text
+    use crate::tlog::vkey::KeyType;
+    parse_vkey(
+        text,
+        KeyType::CosignatureV1,
+        "a witness's",
+        "cosignature/v1",
+    )
+}
+
+/// A note vkey of `key_type`, with messages that say whose key (`whose`) and of what kind
+/// was expected.
+fn parse_vkey(
+    text: &str,
+    key_type: crate::tlog::vkey::KeyType,
+    whose: &str,
+    kind: &str,
+) -> Result<crate::tlog::vkey::VerifierKey, String> {
+    let vkey: crate::tlog::vkey::VerifierKey = text
         .trim()
         .parse()
-        .map_err(|e| format!("expected a witness's note vkey NAME+HASH+BASE64: {e}"))?;
-    vkey.require(KeyType::CosignatureV1)
-        .map_err(|e| format!("not a witness's cosignature/v1 key: {e}"))
+        .map_err(|e| format!("expected {whose} note vkey NAME+HASH+BASE64: {e}"))?;
+    vkey.require(key_type)
+        .map_err(|e| format!("not {whose} {kind} key: {e}"))
 }
 
 /// Checks a `--peer`: `HOST:PORT` or `AUTHOR@HOST:PORT`.
