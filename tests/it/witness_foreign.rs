@@ -15,7 +15,9 @@ use kappalog::tlog::cosignature::cosign;
 use kappalog::tlog::note::MAX_NOTE_BYTES;
 use kappalog::tlog::vkey::{KeyType, VerifierKey};
 
-use crate::common::{get, kappalog, post, run_node, wait_until, HttpResponse};
+use crate::common::{
+    get, identity, kappalog, post, printed_addr, run_node, wait_until, HttpResponse, Running,
+};
 
 const WITNESS: &str = "witness.example/w1";
 
@@ -276,6 +278,81 @@ fn a_bad_witness_key_stops_the_start() {
         assert!(first.contains("--witness-key"), "{stderr}");
         assert!(first.contains(bad), "{stderr}");
     }
+}
+
+/// Starts `kappalog run` of key seed `seed` in `dir/SEED` with sync, dialing `peer`, with
+/// `extra` flags: its process, HTTP address, sync address and key file.
+fn start_syncing(
+    dir: &Path,
+    seed: u8,
+    peer: Option<SocketAddr>,
+    extra: &[&str],
+) -> (Running, SocketAddr, SocketAddr, std::path::PathBuf) {
+    let key = dir.join(format!("key-{seed}.key"));
+    kappalog::keys::write_key_files(&key, &identity(seed)).unwrap();
+    let mut cmd = kappalog();
+    cmd.arg("--data-dir")
+        .arg(dir.join(seed.to_string()))
+        .arg("--key")
+        .arg(&key)
+        .args(["run", "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0"])
+        .args(extra);
+    if let Some(peer) = peer {
+        cmd.args(["--peer", &peer.to_string()]);
+    }
+    let running = Running::spawn(cmd);
+    let line = running.wait_line("http://");
+    let sync = crate::common::printed_sync_addr(&line);
+    (running, printed_addr(&line), sync, key)
+}
+
+fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let metrics = get(addr, "/metrics").body;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A peer that configured the same witness takes its line by gossip; one that did not
+/// drops it and counts the drop.
+#[test]
+fn the_line_is_gossiped_to_peers_that_know_the_witness() {
+    let dir = tempfile::tempdir().unwrap();
+    let vkey = witness_vkey();
+    let keyed = ["--witness-key", vkey.as_str()];
+    let (_a, a_http, a_sync, a_key) = start_syncing(dir.path(), 1, None, &keyed);
+    let (_b, b_http, _, _) = start_syncing(dir.path(), 2, Some(a_sync), &keyed);
+    let (_c, c_http, _, _) = start_syncing(dir.path(), 3, Some(a_sync), &[]);
+    let (author, _) = own_feed_of_two(a_http, &a_key);
+    let path = format!("/feeds/{author}/checkpoint");
+    let size_two = |addr| {
+        let answer = get(addr, &path);
+        answer.status == 200
+            && SignedCheckpoint::parse(answer.body.as_bytes())
+                .unwrap()
+                .checkpoint()
+                .size()
+                == 2
+    };
+    wait_until("both peers serve the feed's checkpoint of size 2", || {
+        size_two(b_http) && size_two(c_http)
+    });
+
+    let served = SignedCheckpoint::parse(get(a_http, &path).body.as_bytes()).unwrap();
+    let note = witnessed(&served, served.checkpoint()).to_bytes();
+    let answer = submit(a_http, &author, &note);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["cosignatures"]["kept"], 1, "{}", answer.body);
+
+    let line = format!("— {WITNESS} ");
+    wait_until("the keyed peer serves the witness's line", || {
+        get(b_http, &path).body.contains(&line)
+    });
+    wait_until("the peer without the key drops it", || {
+        metric(c_http, "kappalog_cosignatures_unknown_key") >= 1
+    });
+    assert!(!get(c_http, &path).body.contains(&line));
 }
 
 fn hex32(text: &str) -> [u8; 32] {
