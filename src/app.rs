@@ -416,6 +416,7 @@ fn run_node(config: &NodeConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
             index: !args.no_index,
             tree: !args.no_tree,
             views: declared,
+            witness_keys: args.witness_keys.clone(),
         }];
         server::serve_until_signal(nodes, |bound| {
             for b in bound {
@@ -542,6 +543,7 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
             index: !args.no_index,
             tree: !args.no_tree,
             views: declared.clone(),
+            witness_keys: Vec::new(),
             sync: Some(server::SyncSpec {
                 listen: Some(SocketAddr::new(args.host, sync_port)),
                 peer_nodes: cluster_peers(args.topology, usize::from(i - 1), n),

@@ -19,6 +19,11 @@
 //! 3. if the served note changed, it is journalled ([`journal`]), subscribers are told
 //!    ([`CheckpointBook::subscribe`]) and `offer` answers `Ok(true)`.
 //!
+//! A note an operator submits (`POST /feeds/AUTHOR/checkpoint`, [`CheckpointBook::submit`]),
+//! e.g. with a `--witness-key` witness's cosignature, takes the same path after two checks
+//! that refuse it whole: it must be of the feed it was submitted for, and every line under
+//! a key the book knows must verify. [`NoteReport`] says what became of each part.
+//!
 //! Checkpoints beyond the entries held wait (one slot per feed) and are offered again
 //! each time the trees grow ([`CheckpointBook::entries_arrived`]). The node's own feed's
 //! author checkpoint is the tree follower's ([`crate::tree::Trees::own_checkpoint`]),
@@ -44,6 +49,8 @@ mod counters;
 mod gossip;
 pub mod journal;
 mod replay;
+mod report;
+mod submit;
 mod task;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -66,6 +73,7 @@ use crate::tree::{TreeReadError, Trees};
 pub use cosigners::CosignerKeys;
 pub use counters::{BookCounters, BookStats};
 pub use journal::{Journal, JournalOpenError, JournalOptions, CHECKPOINTS_FILE};
+pub use report::{AuthorOutcome, CosignatureTally, NoteOutcome, NoteReport};
 pub use task::{record_split_view, start};
 
 /// Served-note changes buffered per subscriber: a subscriber that lags re-reads
@@ -99,6 +107,21 @@ pub enum CheckpointOfferError {
     /// Not a feed's checkpoint, or the author's signature is missing or bad.
     #[error("not an author checkpoint: {0}")]
     NotAuthorSigned(#[from] AuthorCheckpointError),
+    /// Submitted for one feed, but a checkpoint of another ([`CheckpointBook::submit`]).
+    #[error("the note is a checkpoint of origin {origin:?}, not of feed {feed}")]
+    OtherFeed {
+        /// The feed it was submitted for.
+        feed: Author,
+        /// The note's origin.
+        origin: String,
+    },
+    /// Submitted with a line under a key the book knows that does not verify
+    /// ([`CheckpointBook::submit`]).
+    #[error("the cosignature line of {name:?} does not verify under its known key")]
+    BadCosignature {
+        /// The line's key name.
+        name: String,
+    },
     /// The node's tree could not be read: not the peer's fault.
     #[error("reading the tree: {0}")]
     Storage(TreeReadError),
@@ -308,39 +331,57 @@ impl CheckpointBook {
     /// Offers a checkpoint note a peer (`from`) sent (module docs): `Ok(true)` when the
     /// served note of its feed changed.
     pub fn offer(&self, from: &Author, note: &[u8]) -> Result<bool, CheckpointOfferError> {
+        self.counted(&format!("peer {from}"), || {
+            let (author, signed) = parse_note(note)?;
+            self.offer_parsed(author, &signed)
+        })
+        .map(|outcome| outcome.changed())
+    }
+
+    /// Counts a note received and what became of it.
+    pub(super) fn counted(
+        &self,
+        from: &str,
+        offer: impl FnOnce() -> Result<NoteOutcome, CheckpointOfferError>,
+    ) -> Result<NoteOutcome, CheckpointOfferError> {
         let counters = &self.inner.counters;
         counters.notes_received.fetch_add(1, Ordering::Relaxed);
-        let outcome = self.offer_note(note);
+        let outcome = offer();
         match &outcome {
-            Ok(true) => {
+            Ok(outcome) if outcome.changed() => {
                 counters.notes_kept.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) if e.is_violation() => {
                 counters.notes_refused.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(peer = %from, "checkpoint note refused: {e}");
+                tracing::debug!("checkpoint note from {from} refused: {e}");
             }
             Err(e) => tracing::warn!("checkpoint note not checked: {e}"),
-            Ok(false) => {}
+            Ok(_) => {}
         }
         outcome
     }
 
-    fn offer_note(&self, note: &[u8]) -> Result<bool, CheckpointOfferError> {
-        if note.len() > MAX_NOTE_BYTES {
-            return Err(CheckpointOfferError::TooLarge { len: note.len() });
-        }
-        let signed = SignedCheckpoint::parse(note)?;
-        let origin = signed.checkpoint().origin();
-        let author = author_of_origin(origin)
-            .ok_or_else(|| AuthorCheckpointError::NotAFeedOrigin(origin.to_owned()))?;
-        if self.inner.reader.head(&author).is_none() || self.is_forked(&author) {
+    /// Offers a parsed note of `author`'s feed, if the node holds it and it is not forked.
+    pub(super) fn offer_parsed(
+        &self,
+        author: Author,
+        signed: &SignedCheckpoint,
+    ) -> Result<NoteOutcome, CheckpointOfferError> {
+        if self.is_forked(&author) {
             self.inner
                 .counters
                 .notes_unknown_feed
                 .fetch_add(1, Ordering::Relaxed);
-            return Ok(false);
+            return Ok(NoteOutcome::Forked(author));
         }
-        self.offer_signed(author, &signed)
+        if self.inner.reader.head(&author).is_none() {
+            self.inner
+                .counters
+                .notes_unknown_feed
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(NoteOutcome::UnknownFeed(author));
+        }
+        self.offer_signed(author, signed).map(NoteOutcome::Checked)
     }
 
     /// Offers the node's own newest checkpoint (the tree follower's).
@@ -349,6 +390,7 @@ impl CheckpointBook {
             return Ok(false);
         };
         self.offer_signed(self.inner.own, &own)
+            .map(|report| report.changed)
     }
 
     /// Offers `signed` of `author`'s (held) feed: steps 1 to 3 of the module docs.
@@ -356,7 +398,7 @@ impl CheckpointBook {
         &self,
         author: Author,
         signed: &SignedCheckpoint,
-    ) -> Result<bool, CheckpointOfferError> {
+    ) -> Result<NoteReport, CheckpointOfferError> {
         let trees = &self.inner.trees;
         let held_size = trees.size(&author);
         let root_at = |size| trees.root(&author, size);
@@ -370,6 +412,7 @@ impl CheckpointBook {
             .offer_author(signed, held_size, root_at)
             .map_err(CheckpointOfferError::Storage)?;
         let mut fork = None;
+        let outcome = AuthorOutcome::of(&offered);
         match offered {
             Offer::Invalid(e) => return Err(e.into()),
             Offer::WrongFeed(_) => {
@@ -384,13 +427,20 @@ impl CheckpointBook {
             Offer::Fork(evidence) => fork = Some(evidence),
             Offer::Kept | Offer::NotNewer | Offer::Superseded | Offer::Inconsistent => {}
         }
-        self.offer_cosignatures(&mut state, author, signed, held_size)?;
+        let cosignatures = self.offer_cosignatures(&mut state, author, signed, held_size)?;
         let changed = self.settle(&mut state, author);
         drop(state);
         if let Some(evidence) = fork {
             self.fork_found(author, *evidence);
         }
-        Ok(changed)
+        Ok(NoteReport {
+            author,
+            size: signed.checkpoint().size(),
+            // Invalid and WrongFeed returned above; the fallback is never reached.
+            checkpoint: outcome.unwrap_or(AuthorOutcome::Inconsistent),
+            cosignatures,
+            changed,
+        })
     }
 
     /// Step 2: each line but the author's, whose key can be known.
@@ -400,7 +450,8 @@ impl CheckpointBook {
         author: Author,
         signed: &SignedCheckpoint,
         held_size: u64,
-    ) -> Result<(), CheckpointOfferError> {
+    ) -> Result<CosignatureTally, CheckpointOfferError> {
+        let mut tally = CosignatureTally::default();
         let origin = signed.checkpoint().origin();
         let lines = signed.note().signatures();
         for line in lines
@@ -413,11 +464,19 @@ impl CheckpointBook {
                     .counters
                     .cosignatures_unknown_key
                     .fetch_add(1, Ordering::Relaxed);
+                tally.unknown_key += 1;
                 continue;
             };
-            self.offer_cosignature(state, author, &vkey, signed.checkpoint(), line, held_size)?;
+            tally.count(self.offer_cosignature(
+                state,
+                author,
+                &vkey,
+                signed.checkpoint(),
+                line,
+                held_size,
+            )?);
         }
-        Ok(())
+        Ok(tally)
     }
 
     fn offer_cosignature(
@@ -604,6 +663,18 @@ impl CheckpointBook {
     fn trees(&self) -> &Trees {
         &self.inner.trees
     }
+}
+
+/// Bounds and parses a note of a feed's origin (module docs, first paragraph).
+pub(super) fn parse_note(note: &[u8]) -> Result<(Author, SignedCheckpoint), CheckpointOfferError> {
+    if note.len() > MAX_NOTE_BYTES {
+        return Err(CheckpointOfferError::TooLarge { len: note.len() });
+    }
+    let signed = SignedCheckpoint::parse(note)?;
+    let origin = signed.checkpoint().origin();
+    let author = author_of_origin(origin)
+        .ok_or_else(|| AuthorCheckpointError::NotAFeedOrigin(origin.to_owned()))?;
+    Ok((author, signed))
 }
 
 impl std::fmt::Debug for CheckpointBook {

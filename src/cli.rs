@@ -355,6 +355,11 @@ pub struct RunArgs {
     /// signs: POST /witness/add-checkpoint cosigns them with the node's key; repeatable
     #[arg(long = "witness-for", value_name = "VKEY", value_parser = parse_log_vkey)]
     pub witness_for: Vec<crate::tlog::vkey::VerifierKey>,
+    /// Keep, count in k, serve and gossip feeds' cosignatures by the C2SP witness of this
+    /// cosignature/v1 note vkey (NAME+HASH+BASE64, type 0x04), ranked first like pinned
+    /// peers'; repeatable (the variable: comma-separated)
+    #[arg(long = "witness-key", value_name = "VKEY", env = "KAPPALOG_WITNESS_KEYS", value_delimiter = ',', value_parser = parse_cosigner_vkey)]
+    pub witness_keys: Vec<crate::tlog::vkey::VerifierKey>,
 }
 
 /// How long HTTP streams may stall and a stopping node lets requests finish, shared by `run`
@@ -492,13 +497,40 @@ fn parse_author(text: &str) -> Result<Author, String> {
 /// Reads a `--witness-for`: a note vkey of type Ed25519 (0x01), the only kind a C2SP log
 /// signs its checkpoints with that the witness verifies.
 fn parse_log_vkey(text: &str) -> Result<crate::tlog::vkey::VerifierKey, String> {
-    use crate::tlog::vkey::{KeyType, VerifierKey};
-    let vkey: VerifierKey = text
+    parse_vkey(
+        text,
+        crate::tlog::vkey::KeyType::Ed25519,
+        "a log's",
+        "Ed25519 note",
+    )
+}
+
+/// Reads a `--witness-key`: a note vkey of type cosignature/v1 (0x04), the only kind a
+/// C2SP witness cosigns checkpoints with.
+fn parse_cosigner_vkey(text: &str) -> Result<crate::tlog::vkey::VerifierKey, String> {
+    use crate::tlog::vkey::KeyType;
+    parse_vkey(
+        text,
+        KeyType::CosignatureV1,
+        "a witness's",
+        "cosignature/v1",
+    )
+}
+
+/// A note vkey of `key_type`, with messages that say whose key (`whose`) and of what kind
+/// was expected.
+fn parse_vkey(
+    text: &str,
+    key_type: crate::tlog::vkey::KeyType,
+    whose: &str,
+    kind: &str,
+) -> Result<crate::tlog::vkey::VerifierKey, String> {
+    let vkey: crate::tlog::vkey::VerifierKey = text
         .trim()
         .parse()
-        .map_err(|e| format!("expected a log's note vkey NAME+HASH+BASE64: {e}"))?;
-    vkey.require(KeyType::Ed25519)
-        .map_err(|e| format!("not a log's Ed25519 note key: {e}"))
+        .map_err(|e| format!("expected {whose} note vkey NAME+HASH+BASE64: {e}"))?;
+    vkey.require(key_type)
+        .map_err(|e| format!("not {whose} {kind} key: {e}"))
 }
 
 /// Checks a `--peer`: `HOST:PORT` or `AUTHOR@HOST:PORT`.

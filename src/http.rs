@@ -11,6 +11,7 @@
 //! | GET    | `/entries/{hash}` | one entry or 404                                     |
 //! | GET    | `/feeds`          | `?limit=N&after=AUTHOR`: the feeds in author order, paginated, each with its `tree_size` and `checkpoint_size` |
 //! | GET    | `/feeds/{author}/checkpoint` | the feed's served checkpoint, a C2SP signed note (`text/plain`; [`tlog`]) |
+//! | POST   | `/feeds/{author}/checkpoint` | a signed note of the feed's checkpoint with cosignatures (e.g. a `--witness-key` witness's), offered to the checkpoint book as a peer's note; authenticated by its signatures, not the token; a JSON summary ([`feed_checkpoint`]) |
 //! | GET    | `/feeds/{author}/proof` | `?seq=N[&size=S]`: entry N's `c2sp.org/tlog-proof@v1` bundle (`text/plain`) |
 //! | GET    | `/feeds/{author}/consistency` | `?from=A&to=B`: a consistency proof, one base64 hash a line (`text/plain`) |
 //! | GET    | `/feeds/{author}/tile/{*path}` | tlog-tiles: `L/N[.p/W]` hash tiles and `entries/N[.p/W]` entry bundles (binary; [`tiles`]) |
@@ -37,6 +38,7 @@
 mod add;
 pub mod dashboard;
 mod error;
+mod feed_checkpoint;
 mod middleware;
 mod query;
 mod read;
@@ -225,7 +227,12 @@ pub fn router(node: Node, config: HttpConfig) -> Api {
         .route("/entries", get(read::entries))
         .route("/entries/{hash}", get(read::entry_by_hash))
         .route("/feeds", get(read::feeds))
-        .route("/feeds/{author}/checkpoint", get(tlog::checkpoint))
+        // POST is authenticated by the note's signatures (the Gate asks no token of it),
+        // its body bounded by the handler to the signed-note cap (413 past it).
+        .route(
+            "/feeds/{author}/checkpoint",
+            get(tlog::checkpoint).post(feed_checkpoint::submit),
+        )
         .route("/feeds/{author}/proof", get(tlog::proof))
         .route("/feeds/{author}/consistency", get(tlog::consistency))
         .route("/feeds/{author}/tile/{*path}", get(tiles::tile))

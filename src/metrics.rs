@@ -135,6 +135,10 @@ pub struct Metrics {
     pub checkpoint_notes: [Gauge; 3],
     /// See [`Metrics::checkpoint_notes`].
     pub cosignatures_made: Gauge,
+    /// `kappalog_cosignatures_unknown_key`: cosignature lines dropped unchecked because the
+    /// book knows no key of their name (neither a kappalog node's nor a `--witness-key`);
+    /// set at scrape time.
+    pub cosignatures_unknown_key: Gauge,
     /// `kappalog_query_running`: `/query` statements running now; set at scrape time. (Their
     /// outcomes, timeouts as 504 and refusals as 400 or 503, are `http_requests` by status.)
     pub query_running: Gauge,
@@ -180,6 +184,7 @@ impl Metrics {
             tree_lag_bytes: Gauge::default(),
             checkpoint_notes: Default::default(),
             cosignatures_made: Gauge::default(),
+            cosignatures_unknown_key: Gauge::default(),
             query_running: Gauge::default(),
             query_waiting: Gauge::default(),
             scrape: Mutex::new(()),
@@ -199,30 +204,7 @@ impl Metrics {
             "log bytes committed and not yet in the Merkle tree cache",
             metrics.tree_lag_bytes.clone(),
         );
-        for (name, help, gauge) in [
-            (
-                "checkpoint_notes_received",
-                "checkpoint notes peers offered to the checkpoint book",
-                &metrics.checkpoint_notes[0],
-            ),
-            (
-                "checkpoint_notes_kept",
-                "checkpoint notes that changed a served note",
-                &metrics.checkpoint_notes[1],
-            ),
-            (
-                "checkpoint_notes_refused",
-                "checkpoint notes refused as protocol violations",
-                &metrics.checkpoint_notes[2],
-            ),
-            (
-                "cosignatures_made",
-                "cosignatures the node made of feeds it holds",
-                &metrics.cosignatures_made,
-            ),
-        ] {
-            metrics.registry.register(name, help, gauge.clone());
-        }
+        metrics.register_checkpoints();
         metrics.registry.register(
             "query_running",
             "/query statements running now",
@@ -306,6 +288,39 @@ impl Metrics {
             "GET /tail streams open now",
             self.tail_streams.clone(),
         );
+    }
+
+    /// The checkpoint book's gauges, set at scrape time from its counters.
+    fn register_checkpoints(&mut self) {
+        for (name, help, gauge) in [
+            (
+                "checkpoint_notes_received",
+                "checkpoint notes peers offered to the checkpoint book",
+                &self.checkpoint_notes[0],
+            ),
+            (
+                "checkpoint_notes_kept",
+                "checkpoint notes that changed a served note",
+                &self.checkpoint_notes[1],
+            ),
+            (
+                "checkpoint_notes_refused",
+                "checkpoint notes refused as protocol violations",
+                &self.checkpoint_notes[2],
+            ),
+            (
+                "cosignatures_made",
+                "cosignatures the node made of feeds it holds",
+                &self.cosignatures_made,
+            ),
+            (
+                "cosignatures_unknown_key",
+                "cosignature lines dropped: no key known for their name",
+                &self.cosignatures_unknown_key,
+            ),
+        ] {
+            self.registry.register(name, help, gauge.clone());
+        }
     }
 
     fn register_store(&mut self) {

@@ -54,6 +54,9 @@ pub struct NodeSpec {
     /// Views declared with `--views FILE`, added (vetted, replacing a view of the same
     /// name) before the node serves; the node's other views stay.
     pub views: BTreeMap<String, ViewRequest>,
+    /// The cosignature keys of witnesses outside kappalog (`--witness-key`) whose
+    /// cosignatures the checkpoint book keeps, ranked first.
+    pub witness_keys: Vec<crate::tlog::vkey::VerifierKey>,
 }
 
 /// A node's peer sync.
@@ -143,7 +146,8 @@ pub async fn serve_until_signal(
 }
 
 /// The node's checkpoint book over `trees`: cosigning through the node's witness (if the
-/// app opened one), pinned and allow-listed peers' cosignatures ranked first.
+/// app opened one), the configured witnesses' and pinned and allow-listed peers'
+/// cosignatures ranked first.
 fn start_book(
     spec: &NodeSpec,
     trees: crate::tree::Trees,
@@ -157,7 +161,7 @@ fn start_book(
             .map(|author| *author.as_bytes())
             .collect()
     });
-    let keys = crate::checkpoint_book::CosignerKeys::new(Vec::new(), trusted);
+    let keys = crate::checkpoint_book::CosignerKeys::new(spec.witness_keys.clone(), trusted);
     crate::checkpoint_book::start(&spec.node, trees, spec.http.witness.clone(), keys).map_err(
         |source| ServerError::CheckpointBook {
             name: spec.name.clone(),

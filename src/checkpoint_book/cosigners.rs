@@ -7,7 +7,8 @@
 //!   public key ([`crate::tlog::cosignature::cosigner_name`]); the cosignature key (type
 //!   `0x04`) is derived from it, and kept only if its key ID is the line's;
 //! - **configured keys**: any other name is checked only under a cosignature vkey the
-//!   operator configured (`--witness-for`'s and the policy's), of the same name and key ID;
+//!   operator configured (`--witness-key`: witnesses outside kappalog), of the same name
+//!   and key ID;
 //! - anything else is unknown: dropped, counted, and costs no signature verification.
 //!
 //! The author's own line (name = the origin) is not a cosignature and is skipped by the

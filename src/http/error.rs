@@ -18,6 +18,10 @@ pub enum ApiError {
     /// 401 with `WWW-Authenticate: Bearer`: a write route without the node's token.
     #[error("missing or wrong bearer token")]
     Unauthorized,
+    /// 403: the request's own signatures do not authenticate it (a submitted checkpoint
+    /// its feed's author did not sign); no token would help.
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: what the request names is not here (an entry, a peer).
     #[error("{0}")]
     NotFound(String),
@@ -70,6 +74,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

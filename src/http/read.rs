@@ -302,6 +302,9 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         metrics
             .cosignatures_made
             .set(counted(stats.cosignatures_made));
+        metrics
+            .cosignatures_unknown_key
+            .set(counted(stats.cosignatures_unknown_key));
     }
     let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     let metrics = state.node.metrics();

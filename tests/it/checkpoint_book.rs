@@ -496,3 +496,87 @@ fn a_running_node_serves_its_own_checkpoint_in_feeds_and_counts_in_metrics() {
     );
     assert!(data.join(CHECKPOINTS_FILE).exists());
 }
+
+/// `submit` (`POST /feeds/AUTHOR/checkpoint`) over a foreign feed the node holds: a
+/// configured witness's line kept, a checkpoint beyond the entries waiting, a feed not
+/// held, and the two refusals of the whole note (another feed's, a bad line under a known
+/// key), which store nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submitted_notes_report_each_part_and_refuse_whole() {
+    use kappalog::checkpoint_book::{AuthorOutcome, NoteOutcome};
+    let dir = tempfile::tempdir().unwrap();
+    let (node, trees) = open(dir.path(), common::identity(1));
+    let (a, b) = (common::identity(10), common::identity(11));
+    let model = hold(&node, &a, 6).await;
+    wait_covered(&trees, std::slice::from_ref(&model)).await;
+    let witness = common::identity(77);
+    let vkey = VerifierKey::new(
+        "witness.example/w1",
+        KeyType::CosignatureV1,
+        witness.signing_key().verifying_key(),
+    )
+    .unwrap();
+    let book = open_book(&node, &trees, CosignerKeys::new(vec![vkey], vec![]));
+    let report = |outcome: NoteOutcome| match outcome {
+        NoteOutcome::Checked(report) => report,
+        other => panic!("{other:?}"),
+    };
+    let witnessed = |signed: &SignedCheckpoint, body: &str| {
+        let mut out = signed.clone();
+        let line = cosign("witness.example/w1", witness.signing_key(), body, 5).unwrap();
+        out.add_signature(line).unwrap();
+        out.to_bytes()
+    };
+
+    // Nothing kept yet to pair it with: a root the node's entries do not give is only
+    // inconsistent with its tree (HTTP answers 409), and nothing is kept.
+    let wrong = report(
+        book.submit(&a.author(), &signed_with_root(&a, 3, [4; 32]).to_bytes())
+            .unwrap(),
+    );
+    assert_eq!(
+        (wrong.checkpoint, wrong.changed),
+        (AuthorOutcome::Inconsistent, false)
+    );
+    assert!(book.served(&a.author()).is_none());
+
+    let at_4 = checkpoint(&a, &model.tree, 4);
+    let kept = report(
+        book.submit(&a.author(), &witnessed(&at_4, at_4.checkpoint().body()))
+            .unwrap(),
+    );
+    assert_eq!(kept.checkpoint, AuthorOutcome::Kept);
+    assert_eq!((kept.cosignatures.kept, kept.changed), (1, true));
+    assert_eq!(book.size_and_k(&a.author()), (4, 1));
+
+    // Refused whole: the served note stays as it was.
+    let before = book.served(&a.author()).unwrap();
+    let at_6 = checkpoint(&a, &model.tree, 6);
+    let bad_line = witnessed(&at_6, at_4.checkpoint().body());
+    let e = book.submit(&a.author(), &bad_line).unwrap_err();
+    assert!(
+        matches!(&e, CheckpointOfferError::BadCosignature { name } if name == "witness.example/w1"),
+        "{e}"
+    );
+    let e = book.submit(&b.author(), &at_6.to_bytes()).unwrap_err();
+    assert!(matches!(e, CheckpointOfferError::OtherFeed { .. }), "{e}");
+    assert_eq!(book.served(&a.author()).unwrap(), before);
+
+    // Beyond the entries: waits (HTTP answers 202).
+    let beyond = signed_with_root(&a, 9, [3; 32]);
+    let pending = report(book.submit(&a.author(), &beyond.to_bytes()).unwrap());
+    assert_eq!(
+        (pending.checkpoint, pending.changed),
+        (AuthorOutcome::Pending, false)
+    );
+    let unheld = common::identity(12);
+    let outcome = book
+        .submit(
+            &unheld.author(),
+            &checkpoint(&unheld, &model.tree, 1).to_bytes(),
+        )
+        .unwrap();
+    assert_eq!(outcome, NoteOutcome::UnknownFeed(unheld.author()));
+    assert_eq!(book.stats().notes_refused, 2);
+    node.shutdown().await.unwrap();
+}

@@ -97,5 +97,6 @@ mod tree_model;
 mod tree_restart;
 mod views_http;
 mod witness_crash;
+mod witness_foreign;
 mod witness_gossip;
 mod witness_http;
