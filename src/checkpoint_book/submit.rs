@@ -7,7 +7,8 @@ use crate::tlog::author_checkpoint::AuthorCheckpoint;
 use crate::tlog::checkpoint::SignedCheckpoint;
 use crate::tlog::cosignature::CosignatureVerifier;
 
-use super::{parse_note, CheckpointBook, CheckpointOfferError, NoteOutcome};
+use super::offer::parse_note;
+use super::{CheckpointBook, CheckpointOfferError, NoteOutcome};
 
 impl CheckpointBook {
     /// A note an operator submits for `feed` (`POST /feeds/AUTHOR/checkpoint`), e.g. the
