@@ -236,6 +236,9 @@ async fn two_conflicting_author_checkpoints_fork_the_feed_durably() {
     let forked = node.clone();
     book.set_forked_check(Arc::new(move |author| forked.is_forked(author)));
     eventually("the feed forked", || node.is_forked(&a.author())).await;
+    // The store marks the author forked with its note in the log, then writes the proof to
+    // DATA_DIR/forks, and only then does the proof show in GET /forks.
+    eventually("the proof recorded", || !node.all_fork_proofs().is_empty()).await;
     assert!(
         book.served(&a.author()).is_none(),
         "a forked feed is not served"
