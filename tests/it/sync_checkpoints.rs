@@ -11,13 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::common;
-use crate::common::held_io::HeldIo;
+use crate::common::held_io::node_with_held_syncs;
 use crate::common::net::{fast_config, start_with, wait_for, TestNode};
 use crate::common::peer::RawPeer;
 use ed25519_dalek::SigningKey;
 use kappalog::identity::Author;
 use kappalog::node::Node;
-use kappalog::store::{StoreOptions, StoreReader};
+use kappalog::store::StoreReader;
 use kappalog::sync::checkpoint_book::{CheckpointBook, CheckpointOfferError, SharedBook};
 use kappalog::sync::memory_book::MemoryBook;
 use kappalog::sync::message::{
@@ -350,14 +350,7 @@ impl CheckpointBook for HeldFeedsOnly {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_note_behind_its_feeds_entries_is_offered_once_they_are_stored() {
     let dn = tempfile::tempdir().unwrap();
-    let io = Arc::new(HeldIo::default());
-    let options = StoreOptions {
-        io: io.clone(),
-        idle_marker_delay: None,
-        ..StoreOptions::default()
-    };
-    let (node, _) =
-        Node::open_with_store_options(dn.path(), common::identity(1), &options).unwrap();
+    let (node, io) = node_with_held_syncs(dn.path());
     let seed = 92;
     let book = Arc::new(HeldFeedsOnly {
         inner: MemoryBook::default(),

@@ -7,11 +7,10 @@
 //! ends).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common;
-use crate::common::held_io::HeldIo;
+use crate::common::held_io::node_with_held_syncs;
 use crate::common::net::{fast_config, start, start_with, wait_for, TestNode};
 use crate::common::peer::RawPeer;
 use crate::common::plain::read_frame;
@@ -21,7 +20,6 @@ use kappalog::entry::{Entry, UnsignedEntry};
 use kappalog::hash::Hash;
 use kappalog::http::{router, HttpConfig};
 use kappalog::node::{Node, EVENT_CHANNEL_CAPACITY};
-use kappalog::store::StoreOptions;
 use kappalog::sync::message::{
     Bye, ByeReason, EncodedEntry, Entries, FeedHave, Message, Want, MAX_FRAME_BYTES,
 };
@@ -287,14 +285,7 @@ async fn a_batch_that_leaves_a_gap_is_refused_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_continuing_another_sessions_append_in_flight_is_not_a_gap() {
     let dn = tempfile::tempdir().unwrap();
-    let io = Arc::new(HeldIo::default());
-    let options = StoreOptions {
-        io: io.clone(),
-        idle_marker_delay: None,
-        ..StoreOptions::default()
-    };
-    let (node, _) =
-        Node::open_with_store_options(dn.path(), common::identity(1), &options).unwrap();
+    let (node, io) = node_with_held_syncs(dn.path());
     let n = start_with(node, &[], fast_config()).await;
     let alice = common::identity(69);
     let feed = common::entries(&common::feed(&alice, 200));

@@ -107,3 +107,19 @@ impl LogIo for HeldIo {
         result
     }
 }
+
+/// A node on `dir` (identity 1) whose store syncs through a new [`HeldIo`], with no idle
+/// marker (so a held sync is the only one in flight): the node and the `HeldIo` to hold.
+pub fn node_with_held_syncs(
+    dir: &std::path::Path,
+) -> (kappalog::node::Node, std::sync::Arc<HeldIo>) {
+    let io = std::sync::Arc::new(HeldIo::default());
+    let options = kappalog::store::StoreOptions {
+        io: io.clone(),
+        idle_marker_delay: None,
+        ..kappalog::store::StoreOptions::default()
+    };
+    let (node, _) =
+        kappalog::node::Node::open_with_store_options(dir, super::identity(1), &options).unwrap();
+    (node, io)
+}
