@@ -270,31 +270,27 @@ impl CheckpointBook {
     /// The served note of `author`'s feed: the author checkpoint with the cosignatures over
     /// it. None before any author checkpoint of it was kept.
     pub fn served(&self, author: &Author) -> Option<Arc<[u8]>> {
-        if self.is_forked(author) {
-            return None;
-        }
-        let state = lock(&self.inner.state);
-        state
-            .feeds
-            .get(author)?
-            .served
-            .as_ref()
-            .map(|s| s.note.clone())
+        self.with_served(author, |s| s.note.clone())
     }
 
     /// The served note of `author`'s feed, parsed: what `GET /feeds/AUTHOR/checkpoint` and
     /// proofs serve. None as for [`CheckpointBook::served`].
     pub fn served_checkpoint(&self, author: &Author) -> Option<Arc<SignedCheckpoint>> {
+        self.with_served(author, |s| Arc::clone(&s.checkpoint))
+    }
+
+    /// `f` of `author`'s served note, under the lock; None for a forked feed or one with no
+    /// served note.
+    fn with_served<T>(&self, author: &Author, f: impl FnOnce(&Served) -> T) -> Option<T> {
         if self.is_forked(author) {
             return None;
         }
-        let state = lock(&self.inner.state);
-        state
+        lock(&self.inner.state)
             .feeds
             .get(author)?
             .served
             .as_ref()
-            .map(|s| Arc::clone(&s.checkpoint))
+            .map(f)
     }
 
     /// The served checkpoint's size and k (cosigners consistent with it) of `author`'s

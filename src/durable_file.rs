@@ -6,11 +6,10 @@
 //! Every step goes through a [`LogIo`], so the power-cut tests cut it at each one
 //! ([`crate::store::io::memory::MemoryIo`] models the rename a crash may undo).
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
-use crate::store::io::{LogFile, LogIo, OpenMode, SystemIo};
+use crate::store::io::{LogFile, LogIo, OpenMode};
 
 /// Replaces `dir/name` by `bytes` through `io` (via `dir/name.tmp`, module docs) and returns
 /// it opened for reading and writing; its length is `bytes.len()`.
@@ -31,22 +30,4 @@ pub fn replace_with_snapshot_via(
     io.rename(&tmp, &path)?;
     io.sync_dir(dir)?;
     io.open(&path, OpenMode::ReadWrite)
-}
-
-/// [`replace_with_snapshot_via`] on real files, with the snapshot's bytes from `write`;
-/// returns the file opened for appending.
-pub fn replace_with_snapshot(
-    dir: &Path,
-    name: &str,
-    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
-) -> io::Result<File> {
-    let mut bytes = Vec::new();
-    write(&mut bytes)?;
-    drop(replace_with_snapshot_via(&SystemIo, dir, name, &bytes)?);
-    OpenOptions::new().append(true).open(dir.join(name))
-}
-
-/// Makes `dir`'s entries (a created or renamed file) durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    SystemIo.sync_dir(dir)
 }

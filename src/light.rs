@@ -155,10 +155,10 @@ pub fn check_answer(
             found: verified.entry.seq,
         });
     }
-    if let Some(asked) = request.size.filter(|&size| size != verified.tree_size) {
+    if let Some(asked) = request.size.filter(|&size| size != verified.tree_size()) {
         return Err(AnswerError::WrongSize {
             asked,
-            found: verified.tree_size,
+            found: verified.tree_size(),
         });
     }
     Ok(verified)

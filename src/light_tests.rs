@@ -57,7 +57,7 @@ fn a_bundle_of_the_entry_asked_for_verifies() {
             verified.entry,
             feed(&alice())[usize::try_from(seq - 1).unwrap()]
         );
-        assert_eq!(verified.tree_size, size);
+        assert_eq!(verified.tree_size(), size);
         let request = EntryRequest::new(alice().author(), seq, None).unwrap();
         assert!(check_answer(&bundle(&alice(), seq, size), &request, None).is_ok());
     }

@@ -22,7 +22,7 @@ use kappalog::light::fetch::{fetch_bundle, fetch_consistency};
 use kappalog::light::remembered::{check_proof, parse_proof_lines, relate, Relation};
 use kappalog::light::{check_answer, state, AnswerError, EntryRequest};
 use kappalog::tlog::bundle::VerifiedEntry;
-use kappalog::tlog::proof::TlogProof;
+use kappalog::tlog::checkpoint::SignedCheckpoint;
 use tokio::runtime::Runtime;
 
 use super::verdict::{self, read_policy};
@@ -57,7 +57,7 @@ fn run(args: &GetArgs) -> anyhow::Result<Result<VerifiedEntry, AnswerError>> {
         Err(failed) => return Ok(Err(failed)),
     };
     if let Some(dir) = &args.state {
-        if let Err(failed) = remember(&rt, args, dir, remembered, &bundle)? {
+        if let Err(failed) = remember(&rt, args, dir, remembered, &verified.checkpoint)? {
             return Ok(Err(failed));
         }
     }
@@ -69,20 +69,15 @@ fn run(args: &GetArgs) -> anyhow::Result<Result<VerifiedEntry, AnswerError>> {
     Ok(Ok(verified))
 }
 
-/// Checks the verified `bundle`'s checkpoint against `remembered` (module docs of
+/// Checks the verified answer's checkpoint `answer` against `remembered` (module docs of
 /// [`kappalog::light::remembered`]) and remembers it in `dir` when it is the newer.
 fn remember(
     rt: &Runtime,
     args: &GetArgs,
     dir: &Path,
-    remembered: Option<kappalog::tlog::checkpoint::SignedCheckpoint>,
-    bundle: &[u8],
+    remembered: Option<SignedCheckpoint>,
+    answer: &SignedCheckpoint,
 ) -> anyhow::Result<Result<(), AnswerError>> {
-    // check_answer parsed and verified this bundle: parsing it again cannot fail.
-    let answer = TlogProof::parse(bundle)
-        .context("reading the verified bundle's checkpoint")?
-        .checkpoint()
-        .clone();
     let note = answer.note().to_bytes();
     let keep = |note: &[u8]| -> anyhow::Result<String> {
         let path = state::keep_conflict(dir, &args.author, note)

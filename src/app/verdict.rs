@@ -84,7 +84,10 @@ fn print_line(verdict: &Result<VerifiedEntry, impl std::fmt::Display>) -> io::Re
             writeln!(
                 out,
                 "verified: author {} seq {} in a tree of {} entries; {cosigners}; value {} {data}",
-                v.entry.author, v.entry.seq, v.tree_size, v.entry.value
+                v.entry.author,
+                v.entry.seq,
+                v.tree_size(),
+                v.entry.value
             )?;
         }
     }
@@ -105,8 +108,8 @@ fn print_json(verdict: &Result<VerifiedEntry, impl std::fmt::Display>) -> io::Re
                 .map_err(io::Error::other)?;
             if let Some(fields) = json.as_object_mut() {
                 fields.insert("verified".into(), true.into());
-                fields.insert("tree_size".into(), v.tree_size.into());
-                fields.insert("root".into(), hex::encode(v.root).into());
+                fields.insert("tree_size".into(), v.tree_size().into());
+                fields.insert("root".into(), hex::encode(v.root()).into());
                 fields.insert(
                     "cosigners".into(),
                     serde_json::json!({ "checked": checked, "names": names }),

@@ -13,8 +13,9 @@
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use crate::durable_file::replace_with_snapshot;
+use crate::durable_file::replace_with_snapshot_via;
 use crate::identity::Author;
+use crate::store::io::SystemIo;
 use crate::tlog::checkpoint::{author_vkey, origin_for, SignedCheckpoint};
 use crate::tlog::note::MAX_NOTE_BYTES;
 
@@ -105,5 +106,5 @@ fn write(dir: &Path, path: &Path, note: &[u8]) -> io::Result<()> {
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| io::Error::other("a state file's name is not UTF-8"))?;
-    replace_with_snapshot(dir, name, |out| out.write_all(note)).map(drop)
+    replace_with_snapshot_via(&SystemIo, dir, name, note).map(drop)
 }

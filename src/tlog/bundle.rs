@@ -120,12 +120,23 @@ pub struct VerifiedEntry {
     pub entry: Entry,
     /// Its entry hash (docs/FORMAT.md).
     pub hash: Hash,
-    /// The size of the tree it was proved in.
-    pub tree_size: u64,
-    /// That tree's root.
-    pub root: [u8; 32],
+    /// The checkpoint of the tree it was proved in, as the bundle carried it (cosignature
+    /// lines included): what a light client remembers.
+    pub checkpoint: SignedCheckpoint,
     /// What is known about the checkpoint's witnesses.
     pub cosigners: Cosigners,
+}
+
+impl VerifiedEntry {
+    /// The size of the tree it was proved in.
+    pub fn tree_size(&self) -> u64 {
+        self.checkpoint.checkpoint().size()
+    }
+
+    /// That tree's root.
+    pub fn root(&self) -> &[u8; 32] {
+        self.checkpoint.checkpoint().root()
+    }
 }
 
 /// The checkpoint's cosignatures, as far as they were checked.
@@ -191,8 +202,7 @@ pub fn verify_entry_proof(
         None => Cosigners::Unchecked(other_signers(signed, &origin)),
     };
     Ok(VerifiedEntry {
-        tree_size: checkpoint.size(),
-        root: *checkpoint.root(),
+        checkpoint: signed.clone(),
         entry,
         hash,
         cosigners,

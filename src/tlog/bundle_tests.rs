@@ -104,8 +104,8 @@ fn the_golden_bundle_proves_the_second_entry_and_lists_unchecked_cosigners() {
     let verified = verify(&good(), None).unwrap();
     assert_eq!(verified.entry, feed()[1]);
     assert_eq!(verified.hash, feed()[1].hash());
-    assert_eq!(verified.tree_size, 3);
-    assert_eq!(verified.root, tree(&feed()).root().unwrap());
+    assert_eq!(verified.tree_size(), 3);
+    assert_eq!(*verified.root(), tree(&feed()).root().unwrap());
     let witness_name = cosigner_name(witness().verifying_key().as_bytes());
     assert_eq!(verified.cosigners, Cosigners::Unchecked(vec![witness_name]));
 }

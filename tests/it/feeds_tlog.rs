@@ -267,8 +267,8 @@ fn checkpoint_proofs_consistency_and_tiles_verify() {
         let verified = verify_entry_proof(&answer.body, None).unwrap();
         assert_eq!(verified.entry.seq, seq);
         assert_eq!(verified.entry.author, f.own.author());
-        assert_eq!(verified.tree_size, OWN_ENTRIES);
-        assert_eq!(verified.root, root);
+        assert_eq!(verified.tree_size(), OWN_ENTRIES);
+        assert_eq!(*verified.root(), root);
         let file = dir.path().join(format!("{seq}.proof"));
         std::fs::write(&file, &answer.body).unwrap();
         let out = kappalog()
@@ -283,15 +283,18 @@ fn checkpoint_proofs_consistency_and_tiles_verify() {
     let small = f.get(&format!("/feeds/{own}/proof?seq=5&size=100"));
     assert_eq!(small.status, 200, "{}", small.text());
     let verified = verify_entry_proof(&small.body, None).unwrap();
-    assert_eq!(verified.tree_size, 100);
-    assert_eq!(verified.root, root_of(&f.own_model, 100));
+    assert_eq!(verified.tree_size(), 100);
+    assert_eq!(*verified.root(), root_of(&f.own_model, 100));
     assert_eq!(
         f.get(&format!("/feeds/{own}/proof?seq=5&size=100")).body,
         small.body,
         "deterministic"
     );
     let exact = f.get(&format!("/feeds/{own}/proof?seq=7&size=7"));
-    assert_eq!(verify_entry_proof(&exact.body, None).unwrap().tree_size, 7);
+    assert_eq!(
+        verify_entry_proof(&exact.body, None).unwrap().tree_size(),
+        7
+    );
 
     // Consistency from the checkpoint of 100 (in the bundle just fetched) to the served one.
     let old = kappalog::tlog::proof::TlogProof::parse(&small.body)

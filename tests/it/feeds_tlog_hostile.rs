@@ -213,7 +213,7 @@ fn what_the_tree_has_not_covered_yet_is_a_503_with_retry_after() {
     let answer = fetch(server.addr, &format!("/feeds/{hex}/proof?seq=2"));
     assert_eq!(answer.status, 200, "{}", answer.text());
     let verified = verify_entry_proof(&answer.body, None).unwrap();
-    assert_eq!((verified.entry.seq, verified.tree_size), (2, 3));
+    assert_eq!((verified.entry.seq, verified.tree_size()), (2, 3));
     rt.block_on(async {
         server.shutdown().await;
         b.shutdown().await.unwrap();

@@ -226,7 +226,7 @@ fn the_pinned_bundle_is_a_kappalog_entry_proof_and_make_entry_proof_writes_it() 
     let pinned = format!("{PROOF_HEAD}{CHECKPOINT}");
     let verified = verify_entry_proof(pinned.as_bytes(), None).unwrap();
     assert_eq!(verified.entry, g.entries[1]);
-    assert_eq!(verified.tree_size, 3);
+    assert_eq!(verified.tree_size(), 3);
     assert_eq!(
         verified.cosigners,
         Cosigners::Unchecked(vec![g.witness.name().to_owned()])

@@ -198,7 +198,7 @@ fn a_tree_cache_that_cannot_write_fails_alone_and_catches_up_once_it_can() {
     let proof = get(addr, &format!("/feeds/{own}/proof?seq={seq}"));
     assert_eq!(proof.status, 200, "{}", proof.body);
     let verified = verify_entry_proof(proof.body.as_bytes(), None).unwrap();
-    assert_eq!((verified.entry.seq, verified.tree_size), (seq, seq));
+    assert_eq!((verified.entry.seq, verified.tree_size()), (seq, seq));
 
     // Durable: a restart finds every acknowledged entry, and the tree covers them.
     assert!(node.terminate().success());
@@ -211,7 +211,7 @@ fn a_tree_cache_that_cannot_write_fails_alone_and_catches_up_once_it_can() {
     assert_eq!(
         verify_entry_proof(proof.body.as_bytes(), None)
             .unwrap()
-            .tree_size,
+            .tree_size(),
         seq
     );
 }
