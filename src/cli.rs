@@ -290,9 +290,9 @@ pub struct RunArgs {
     /// no timeout: for a node restored from a backup)
     #[arg(long, env = "KAPPALOG_STARTUP_FENCE", value_enum, default_value_t = crate::sync::config::StartupFence::Timeout)]
     pub startup_fence: crate::sync::config::StartupFence,
-    /// Test-only: the highest sync protocol version to speak (2 runs a v2 node's code path,
-    /// so tests can meet a v2 node from this build). Hidden: an operator has no reason to
-    /// give up checkpoint gossip
+    /// Test-only: the highest sync protocol version to speak (2 or 3 runs a v2 or v3 node's
+    /// code path, so tests can meet such a node from this build). Hidden: an operator has no
+    /// reason to give up checkpoint gossip or copy searches
     #[arg(long = "sync-protocol-max", hide = true, default_value_t = crate::sync::message::PROTOCOL_VERSION,
           value_parser = clap::value_parser!(u16).range(i64::from(crate::sync::opening::MIN_PROTOCOL_VERSION)..=i64::from(crate::sync::message::PROTOCOL_VERSION)))]
     pub sync_protocol_max: u16,

@@ -17,6 +17,7 @@
 //! - [`limits`]: the protocol's limits and timeouts, below every message and frame.
 //! - [`feed_have`]: what a side states about one feed it holds, for [`reconcile`] and [`plan`].
 //! - [`raw`]: authors, hashes, signatures and nonces as byte strings of their raw bytes.
+//! - [`subtrees`]: the v4 copy-search messages, `WantSubtrees` and `Subtrees`, and their shapes.
 //! - [`frame`]: message <-> frame bytes, with the size cap checked before allocating.
 //! - [`opening`]: the versions a node speaks, the responder's answer, each version's Noise prologue.
 //! - [`handshake`]: Hello/Auth construction and verification.
@@ -27,6 +28,9 @@
 //! - [`checkpoint_book`]: what a v3 session needs from the node's checkpoints (a trait);
 //!   [`memory_book`]: one in memory, the test double; [`checkpoint_gossip`]: what a session
 //!   keeps to push notes, and the bound on the notes it takes.
+//! - [`copy_searches`]: what a v4 session needs to answer `WantSubtrees` and to search a
+//!   peer's tree for an author's copies (a trait); [`search_slot`]: a session's running
+//!   search and the bound on the peer's wants.
 //! - [`pins`]: which key each configured peer must prove (`AUTHOR@HOST:PORT`, or learned on
 //!   first use); [`claims`]: claims of a longer own feed, by key, across sessions;
 //!   [`budget`]: stranger sources and their budgets; [`eviction`]: which stranger session
@@ -42,7 +46,8 @@
 //! - [`connection`]: frames on and off a socket with the idle, frame and write timeouts.
 //! - [`self_probe`]: a proven self-connection, told from a peer that only says our name.
 //! - [`session`]: one session: handshake, then [`inbound`] and [`outbound`] side by side.
-//! - [`inbound`]: the receiving half: checks and stores entries and proofs.
+//! - [`inbound`]: the receiving half: checks and stores entries and proofs; its part in
+//!   copy searches is `inbound_search.rs`.
 //! - [`outbound`]: the sending half: reconciliation, the plan's ranges, live pushes, resyncs.
 //! - [`listener`]: accepting under the connection cap, with backoff on accept errors.
 //! - [`peers`]: dialers, the startup fence's events (the fence is [`crate::fence`]), `POST /sync`, shutdown ([`SyncHandle`]).
@@ -59,12 +64,14 @@ pub mod checkpoint_gossip;
 pub mod claims;
 pub mod config;
 pub mod connection;
+pub mod copy_searches;
 pub mod error;
 pub mod eviction;
 pub mod feed_have;
 pub mod frame;
 pub mod handshake;
 pub mod inbound;
+mod inbound_search;
 pub mod limits;
 pub mod listener;
 pub mod memory_book;
@@ -79,10 +86,12 @@ pub mod plan;
 pub mod policy;
 pub mod raw;
 pub mod reconcile;
+pub mod search_slot;
 pub mod self_probe;
 pub mod session;
 pub mod shared;
 pub mod status;
+pub mod subtrees;
 pub mod transport;
 
 pub use config::SyncConfig;

@@ -13,7 +13,7 @@ use kappalog::sync::frame::encode_frame;
 use kappalog::sync::handshake::Handshake;
 use kappalog::sync::message::{
     Auth, Bye, ByeReason, Checkpoints, EncodedEntry, EncodedNote, EncodedProof, Entries, FeedHave,
-    ForkProofs, Hello, Message, Nonce, Want, PROTOCOL_VERSION,
+    ForkProofs, Hello, Message, Nonce, SubtreeData, Subtrees, Want, WantSubtrees, PROTOCOL_VERSION,
 };
 use kappalog::sync::opening::{opening_frame_of, V2};
 use kappalog::sync::reconcile::{Reconcile, Reconciler, Step};
@@ -97,6 +97,7 @@ pub fn seeds() -> Vec<Seed> {
                 | Message::Reconcile(_)
                 | Message::CheckpointReconcile(_)
                 | Message::Checkpoints(_)
+                | Message::Subtrees(_)
         ) {
             add("message", name, body(message));
         }
@@ -303,6 +304,29 @@ fn sample_messages(feed: &[(Entry, Hash)], proof: &ForkProof) -> Vec<(&'static s
         .map(EncodedNote)
         .collect();
     messages.push(("checkpoints", Message::Checkpoints(Checkpoints { notes })));
+    let want = |level, count| WantSubtrees {
+        author,
+        level,
+        index: 0,
+        count,
+    };
+    messages.push(("want-subtrees", Message::WantSubtrees(want(1, 2))));
+    let hashes = SubtreeData::Hashes(feed[..2].iter().map(|(_, h)| *h).collect());
+    messages.push((
+        "subtrees-hashes",
+        Message::Subtrees(Subtrees::answer(&want(1, 2), Some(hashes))),
+    ));
+    let entries = feed[..2]
+        .iter()
+        .map(|(e, _)| EncodedEntry::from_entry(e))
+        .collect();
+    messages.push((
+        "subtrees-entries",
+        Message::Subtrees(Subtrees::answer(
+            &want(0, 2),
+            Some(SubtreeData::Entries(entries)),
+        )),
+    ));
     messages
 }
 

@@ -24,7 +24,9 @@ use kappalog::identity::{Author, Identity};
 use kappalog::sync::batch::check_batch;
 use kappalog::sync::frame::{decode_frame, encode_frame};
 use kappalog::sync::handshake::{Binding, Handshake};
-use kappalog::sync::message::{Checkpoints, Entries, FeedHave, ForkProofs, Message, Nonce};
+use kappalog::sync::message::{
+    Checkpoints, Entries, FeedHave, ForkProofs, Message, Nonce, SubtreeData,
+};
 use kappalog::sync::opening::opening_frame_of;
 use kappalog::sync::reconcile::{Reconcile, ReconcileError, Reconciler, Step};
 use kappalog::sync::transport::{establish, opening_frame, NetworkKey, Role};
@@ -147,10 +149,19 @@ pub fn message(bytes: &[u8]) {
                 }
             }
         }
+        // What a copy search is handed of an answer: the typed data, each entry decoded.
+        Message::Subtrees(answer) => {
+            if let Some(SubtreeData::Entries(entries)) = answer.data() {
+                for encoded in &entries {
+                    entry(&encoded.0);
+                }
+            }
+        }
         // The handshake target covers Hello and Auth; the rest carry no bytes to decode.
         Message::Hello(_)
         | Message::Auth(_)
         | Message::Want(_)
+        | Message::WantSubtrees(_)
         | Message::Ping
         | Message::Bye(_) => {}
     }

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use super::admission::Policy;
 use super::checkpoint_book::SharedBook;
+use super::copy_searches::SharedCopySearches;
 use super::message::{
     CHECKPOINTS_PER_SECOND, CHECKPOINT_RECONCILE_TIMEOUT_MS, CLAIM_DELIVERY_TIMEOUT_MS,
-    FRAME_READ_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS, MAX_CHECKPOINTS_BURST, MAX_PEER_CONNECTIONS,
-    MAX_PENDING_HANDSHAKES, PING_INTERVAL_MS, PROTOCOL_VERSION, READ_IDLE_TIMEOUT_MS,
-    STARTUP_FENCE_TIMEOUT_MS,
+    COPY_SEARCH_TIMEOUT_MS, FRAME_READ_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS, MAX_CHECKPOINTS_BURST,
+    MAX_PEER_CONNECTIONS, MAX_PENDING_HANDSHAKES, PING_INTERVAL_MS, PROTOCOL_VERSION,
+    READ_IDLE_TIMEOUT_MS, STARTUP_FENCE_TIMEOUT_MS, SUBTREE_WANTS_BURST, SUBTREE_WANTS_PER_SECOND,
 };
 use super::transport::NetworkKey;
 
@@ -46,9 +47,10 @@ pub struct SyncConfig {
     pub startup_fence: StartupFence,
     /// Configured addresses whose learned pins are forgotten at start (`--unpin`).
     pub unpin: Vec<String>,
-    /// The highest protocol version this node speaks: [`PROTOCOL_VERSION`], or 2 for a node
-    /// that runs v2's code path exactly (its opening at once, only 2 accepted): how tests run
-    /// a v2 node from this build (the hidden `--sync-protocol-max 2`).
+    /// The highest protocol version this node speaks: [`PROTOCOL_VERSION`], or 2 or 3 for a
+    /// node that runs that version's code path exactly (at 2: its opening at once, only 2
+    /// accepted; at 3: no copy-search message): how tests run a v2 or v3 node from this
+    /// build (the hidden `--sync-protocol-max 2` or `3`).
     pub max_protocol_version: u16,
     /// The node's checkpoints, gossiped in v3 sessions; `None` is a book with nothing (v3
     /// sessions still run an empty checkpoint reconciliation).
@@ -61,6 +63,16 @@ pub struct SyncConfig {
     /// How long a v3 session's checkpoint reconciliation may run, not counting time in
     /// which the peer still delivers new entries (tests shorten it to meet the bound).
     pub checkpoint_reconcile_timeout: Duration,
+    /// The node's trees and copy searches, for v4 sessions; `None` answers every
+    /// `WantSubtrees` with the empty answer and starts no search.
+    pub copy_searches: Option<SharedCopySearches>,
+    /// `WantSubtrees` a peer may send at once in one session, and their refill per second
+    /// (tests make the bucket small to meet the bound).
+    pub subtree_wants_burst: u32,
+    /// See `subtree_wants_burst`.
+    pub subtree_wants_per_second: u32,
+    /// How long one copy search may run in a session (tests shorten it to meet the bound).
+    pub copy_search_timeout: Duration,
 }
 
 /// What a starting node with configured peers waits for before it signs (docs/PROTOCOL.md
@@ -95,6 +107,10 @@ impl Default for SyncConfig {
             checkpoint_burst: MAX_CHECKPOINTS_BURST,
             checkpoints_per_second: CHECKPOINTS_PER_SECOND,
             checkpoint_reconcile_timeout: Duration::from_millis(CHECKPOINT_RECONCILE_TIMEOUT_MS),
+            copy_searches: None,
+            subtree_wants_burst: SUBTREE_WANTS_BURST,
+            subtree_wants_per_second: SUBTREE_WANTS_PER_SECOND,
+            copy_search_timeout: Duration::from_millis(COPY_SEARCH_TIMEOUT_MS),
         }
     }
 }

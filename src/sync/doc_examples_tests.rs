@@ -75,6 +75,7 @@ fn handshake_parties() -> (Identity, Hello, Hello, [u8; 32]) {
 fn examples() -> BTreeMap<&'static str, Example> {
     let mut all = handshake_examples();
     all.extend(reconcile_examples());
+    all.extend(subtree_examples());
     let proof = ForkProof::new(first_entry(0), first_entry(1));
     let bye = |reason| Example::Frame(Message::Bye(Bye { reason }));
     all.extend([
@@ -120,7 +121,8 @@ fn handshake_examples() -> BTreeMap<&'static str, Example> {
     };
     BTreeMap::from([
         ("opening", zero_hello(V2)),
-        ("opening-v3", zero_hello(PROTOCOL_VERSION)),
+        ("opening-v3", zero_hello(3)),
+        ("opening-v4", zero_hello(PROTOCOL_VERSION)),
         ("hello-v300", zero_hello(300)),
         (
             "hello",
@@ -195,6 +197,31 @@ fn reconcile_examples() -> BTreeMap<&'static str, Example> {
             Example::Frame(Message::Checkpoints(Checkpoints {
                 notes: vec![EncodedNote(b"(note)".to_vec())],
             })),
+        ),
+    ])
+}
+
+/// A `WantSubtrees`, its answer with one hash, and the empty answer.
+fn subtree_examples() -> BTreeMap<&'static str, Example> {
+    let want = WantSubtrees {
+        author: format_key().author(),
+        level: 8,
+        index: 300,
+        count: 1,
+    };
+    let hash = crate::hash::Hash::try_from([0x44; 32].as_slice()).expect("32 bytes");
+    BTreeMap::from([
+        ("want-subtrees", Example::Frame(Message::WantSubtrees(want))),
+        (
+            "subtrees",
+            Example::Frame(Message::Subtrees(Subtrees::answer(
+                &want,
+                Some(SubtreeData::Hashes(vec![hash])),
+            ))),
+        ),
+        (
+            "subtrees-not-held",
+            Example::Frame(Message::Subtrees(Subtrees::answer(&want, None))),
         ),
     ])
 }

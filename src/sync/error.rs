@@ -84,6 +84,23 @@ pub enum SessionError {
         /// The most wants a session answers.
         limit: usize,
     },
+    /// A `Subtrees` answer that answers no want of ours, or not the oldest outstanding one
+    /// exactly (v4).
+    #[error("copy search: {0}")]
+    Subtrees(String),
+    /// The peer sent `WantSubtrees` past the session's bucket or past the unanswered cap (v4).
+    #[error("more subtree wants than {burst} at once, {per_second} a second or {outstanding} unanswered")]
+    TooManySubtreeWants {
+        /// The bucket's size, in wants.
+        burst: u32,
+        /// Its refill, in wants per second.
+        per_second: u32,
+        /// The most wants held unanswered.
+        outstanding: usize,
+    },
+    /// The copy search found the peer's answers break the protocol (why, carried).
+    #[error("copy search: the peer's answers are invalid: {0}")]
+    CopySearch(String),
     /// The peer ended the session with `Bye` and this reason.
     #[error("peer said bye: {0:?}")]
     PeerBye(ByeReason),
@@ -156,7 +173,10 @@ impl SessionError {
             | SessionError::TooManyWants { .. }
             | SessionError::CheckpointOutOfOrder { .. }
             | SessionError::BadCheckpoint(_)
-            | SessionError::TooManyCheckpoints { .. } => Some(ByeReason::ProtocolViolation),
+            | SessionError::TooManyCheckpoints { .. }
+            | SessionError::Subtrees(_)
+            | SessionError::TooManySubtreeWants { .. }
+            | SessionError::CopySearch(_) => Some(ByeReason::ProtocolViolation),
             SessionError::CheckpointBook(_) => Some(ByeReason::Shutdown),
             SessionError::Batch(_) => Some(ByeReason::InvalidEntry),
             SessionError::Timeout { .. } => Some(ByeReason::Timeout),

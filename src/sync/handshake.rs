@@ -263,13 +263,13 @@ mod tests {
         hello.version = 2;
         assert_eq!(
             a.hs.on_hello(&a.id, &hello),
-            Err(HandshakeError::VersionMismatch { ours: 3, theirs: 2 })
+            Err(HandshakeError::VersionMismatch { ours: 4, theirs: 2 })
         );
-        // In a session the openings agreed to run at 2, a `Hello` of 3 is the mismatch.
+        // In a session the openings agreed to run at 2, a `Hello` of 4 is the mismatch.
         let v2 = Handshake::for_version(2, a.id.author(), Nonce([10; 32]), [42; 32]);
         assert_eq!(
             v2.on_hello(&a.id, b.hs.hello()),
-            Err(HandshakeError::VersionMismatch { ours: 2, theirs: 3 })
+            Err(HandshakeError::VersionMismatch { ours: 2, theirs: 4 })
         );
     }
 

@@ -3,7 +3,9 @@
 //! sending half, only on the store, so a session always drains its socket.
 //!
 //! Rules enforced here (docs/PROTOCOL.md sections 6 and 11): no `Hello`/`Auth` after the
-//! handshake, at most `MAX_WANTS_PER_SESSION` `Want`s, every proof checks, every batch passes
+//! handshake, no message of a newer version than the session's, at most
+//! `MAX_WANTS_PER_SESSION` `Want`s, the copy-search messages' bounds and order
+//! ([`super::inbound_search`]), every proof checks, every batch passes
 //! [`check_batch`] and the store's placement whole or nothing of it is stored. `Reconcile`
 //! frames go to the sending half, whose reconciler checks them against the state of the
 //! exchange.
@@ -51,9 +53,11 @@ use super::checkpoint_book::{note_author, note_digest, CheckpointOfferError, Sha
 use super::checkpoint_gossip::{NoteBucket, PeerNotes};
 use super::connection::FrameReader;
 use super::error::SessionError;
+use super::inbound_search::Next;
 use super::message::{EncodedEntry, EncodedNote, Message, MAX_WANTS_PER_SESSION};
 use super::plan::PeerProgress;
 use super::reconcile::MAX_RECONCILE_FRAMES_PER_SESSION;
+use super::search_slot::SessionSearch;
 use super::status::{Control, PeerRegistry};
 use crate::identity::Author;
 use crate::node::{Node, NodeError};
@@ -105,6 +109,8 @@ pub(super) struct Inbound {
     /// What notes the peer holds, shared with the sending half: a note the peer sends is
     /// recorded before the book takes it, so it is not pushed back (see [`PeerNotes`]).
     pub peer_notes: PeerNotes,
+    /// Copy searches with this peer, and the bound on its wants (v4).
+    pub search: SessionSearch,
 }
 
 /// The admission bookkeeping of the session's append still in flight (see "One placement,
@@ -141,16 +147,19 @@ impl Inbound {
         loop {
             let message = match held.take() {
                 Some(m) => m,
-                None => match self.next_frame().await {
-                    Ok(m) => m,
-                    Err(e) => return e,
+                None => match self.next_frame_or_expiry().await {
+                    Next::Frame(Ok(m)) => m,
+                    Next::Frame(Err(e)) => return e,
+                    Next::SearchExpired => {
+                        self.expire_search();
+                        continue;
+                    }
                 },
             };
             let step = match message {
-                m if !m.allowed_in(self.version) => Err(SessionError::CheckpointOutOfOrder {
-                    got: "checkpoint",
-                    when: "in a v2 session",
-                }),
+                m if !m.allowed_in(self.version) => Err(too_new(&m)),
+                Message::WantSubtrees(want) => self.on_want_subtrees(want),
+                Message::Subtrees(answer) => self.on_subtrees(answer).await,
                 Message::CheckpointReconcile(frame) => {
                     self.on_reconcile(frame, &mut reconcile_frames, Control::CheckpointReconcile)
                 }
@@ -260,7 +269,8 @@ impl Inbound {
     }
 
     /// Takes the notes from the session's bucket and hands them to the book, which verifies
-    /// them (off the async workers: a note may carry 32 signatures).
+    /// them (off the async workers: a note may carry 32 signatures). In a v4 session the
+    /// notes the book did not take may start a copy search.
     async fn on_checkpoints(&mut self, notes: Vec<EncodedNote>) -> Result<(), SessionError> {
         if !self.notes.take(notes.len(), Instant::now()) {
             return Err(SessionError::TooManyCheckpoints {
@@ -272,8 +282,11 @@ impl Inbound {
             return Ok(());
         };
         let (peer, holds) = (self.peer, self.peer_notes.clone());
-        crate::determinism::blocking(move || {
-            for note in &notes {
+        let search =
+            self.version >= 4 && self.search.searches.is_some() && !self.search.slot.is_busy();
+        let declined = crate::determinism::blocking(move || {
+            let mut declined = Vec::new();
+            for note in notes {
                 let digest = note_digest(&note.0);
                 let author = note_author(&note.0);
                 let before = author.map(|a| holds.set(a, digest));
@@ -282,6 +295,9 @@ impl Inbound {
                     Ok(false) => {
                         if let (Some(author), Some(before)) = (author, before) {
                             holds.restore(author, digest, before);
+                        }
+                        if search {
+                            declined.push(note);
                         }
                     }
                     Err(CheckpointOfferError::Malformed(why)) => {
@@ -292,13 +308,15 @@ impl Inbound {
                     }
                 }
             }
-            Ok(())
+            Ok(declined)
         })
-        .await?
+        .await??;
+        self.maybe_search(declined).await
     }
 
+    // `&mut self`: the session's copy search is `Send` but not `Sync`, so the half is too.
     async fn on_proofs(
-        &self,
+        &mut self,
         proofs: Vec<super::message::EncodedProof>,
     ) -> Result<(), SessionError> {
         for encoded in proofs {
@@ -375,7 +393,7 @@ impl Inbound {
     /// ends the session at once rather than when the peer next sends entries. Reading a
     /// frame is cancel-safe ([`FrameReader::next`] keeps what it has read in its buffer);
     /// an abandoned read only starts its timeout again, once per append.
-    async fn next_frame(&mut self) -> Result<Message, SessionError> {
+    pub(super) async fn next_frame(&mut self) -> Result<Message, SessionError> {
         while let Some(task) = self.in_flight.as_mut() {
             tokio::select! {
                 biased;
@@ -597,6 +615,16 @@ fn merge_ready<R: AsyncRead + Unpin>(
         }
     }
     Ok(())
+}
+
+/// A message of a newer protocol version than the session's: a violation, as the older
+/// node would see it (it would not even decode it).
+fn too_new(message: &Message) -> SessionError {
+    let (got, when) = match message.since_version() {
+        3 => ("checkpoint", "in a v2 session"),
+        _ => ("copy search", "in a session below v4"),
+    };
+    SessionError::CheckpointOutOfOrder { got, when }
 }
 
 fn out_of_order(got: &'static str) -> SessionError {

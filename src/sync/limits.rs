@@ -25,6 +25,25 @@ pub const MAX_CHECKPOINTS_BURST: u32 = 1 << 20;
 pub const CHECKPOINTS_PER_SECOND: u32 = 1024;
 /// The shortest time between two live pushes of one feed's note on one session, in ms.
 pub const CHECKPOINT_PUSH_INTERVAL_MS: u64 = 1_000;
+/// The most subtree hashes one `Subtrees` answer carries at a level of 1 or more (v4), and
+/// so the most a `WantSubtrees` at such a level may ask for: a complete subtree's
+/// descendants 8 levels down (docs/PROTOCOL.md section 7, "Copy searches").
+pub const MAX_SUBTREE_HASHES: u16 = 256;
+/// The most entries one `Subtrees` answer carries at level 0 (v4), and so the most a
+/// `WantSubtrees` at level 0 may ask for: one full entries batch, which fits in a frame.
+pub const MAX_SUBTREE_ENTRIES: u16 = 128;
+/// The `WantSubtrees` a peer may send in one session at once (v4): the bucket a session
+/// starts with, refilled at [`SUBTREE_WANTS_PER_SECOND`]; past it, a violation. A search
+/// asks for at most the peaks of a tree (64) and a few descents of 16 differing leaves.
+pub const SUBTREE_WANTS_BURST: u32 = 256;
+/// The refill of the per-session `WantSubtrees` bucket, in wants per second.
+pub const SUBTREE_WANTS_PER_SECOND: u32 = 64;
+/// The most `WantSubtrees` of a peer a session holds unanswered at once (v4); past it, a
+/// violation. A searching node never has more than this outstanding.
+pub const MAX_SUBTREE_WANTS_OUTSTANDING: usize = 256;
+/// How long one copy search may run in a session, in milliseconds; then it is dropped
+/// (the session goes on).
+pub const COPY_SEARCH_TIMEOUT_MS: u64 = 30_000;
 /// The most `Want` requests a node honours in one session.
 pub const MAX_WANTS_PER_SESSION: usize = 8192;
 /// From TCP connect until the peer's `Auth` has been verified, in milliseconds.
@@ -63,3 +82,10 @@ const _: () = assert!((MAX_ENCODED_BYTES + 3) * MAX_ENTRIES_PER_BATCH + 16 < MAX
 const _: () = assert!((MAX_PROOF_BYTES + 3) * MAX_PROOFS_PER_FRAME + 16 < MAX_FRAME_BYTES);
 // A note's varint length takes at most 5 bytes.
 const _: () = assert!((MAX_NOTE_BYTES + 5) * MAX_CHECKPOINTS_PER_FRAME + 16 < MAX_FRAME_BYTES);
+// A `Subtrees` answer of the largest entries fits in a frame: 64 bytes of slack for the
+// variant tag, the author (33), the level (1), the index (at most 9), the count (at most 3)
+// and the list's length.
+const _: () =
+    assert!((MAX_ENCODED_BYTES + 3) * (MAX_SUBTREE_ENTRIES as usize) + 64 < MAX_FRAME_BYTES);
+// Each hash travels as a byte string of 32 bytes with its one-byte length.
+const _: () = assert!(33 * (MAX_SUBTREE_HASHES as usize) + 64 < MAX_FRAME_BYTES);

@@ -27,9 +27,9 @@ pub use super::feed_have::FeedHave;
 use super::raw::{self, BytesVisitor, RawBytes};
 use super::reconcile::Reconcile;
 
-/// The highest protocol version this node speaks (it also speaks 2, see [`super::opening`]),
-/// sent in [`Hello`]. Bump on any change to messages or their meaning.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// The highest protocol version this node speaks (it also speaks 2 and 3, see
+/// [`super::opening`]), sent in [`Hello`]. Bump on any change to messages or their meaning.
+pub const PROTOCOL_VERSION: u16 = 4;
 
 // The limits are listed in `limits.rs`; they are re-exported here, with the messages they
 // bound.
@@ -37,12 +37,14 @@ use crate::tlog::note::MAX_NOTE_BYTES;
 
 pub use super::limits::{
     CHECKPOINTS_PER_SECOND, CHECKPOINT_PUSH_INTERVAL_MS, CHECKPOINT_RECONCILE_TIMEOUT_MS,
-    CLAIM_DELIVERY_TIMEOUT_MS, FRAME_READ_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS, MAX_CHECKPOINTS_BURST,
-    MAX_CHECKPOINTS_PER_FRAME, MAX_ENTRIES_PER_BATCH, MAX_FRAME_BYTES, MAX_PEER_CONNECTIONS,
-    MAX_PENDING_HANDSHAKES, MAX_PROOFS_PER_FRAME, MAX_WANTS_PER_SESSION, PING_INTERVAL_MS,
+    CLAIM_DELIVERY_TIMEOUT_MS, COPY_SEARCH_TIMEOUT_MS, FRAME_READ_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS,
+    MAX_CHECKPOINTS_BURST, MAX_CHECKPOINTS_PER_FRAME, MAX_ENTRIES_PER_BATCH, MAX_FRAME_BYTES,
+    MAX_PEER_CONNECTIONS, MAX_PENDING_HANDSHAKES, MAX_PROOFS_PER_FRAME, MAX_SUBTREE_ENTRIES,
+    MAX_SUBTREE_HASHES, MAX_SUBTREE_WANTS_OUTSTANDING, MAX_WANTS_PER_SESSION, PING_INTERVAL_MS,
     READ_IDLE_TIMEOUT_MS, RECONCILE_TIMEOUT_MS, RECONNECT_BACKOFF_MAX_MS, RECONNECT_BACKOFF_MIN_MS,
-    STARTUP_FENCE_TIMEOUT_MS,
+    STARTUP_FENCE_TIMEOUT_MS, SUBTREE_WANTS_BURST, SUBTREE_WANTS_PER_SECOND,
 };
+pub use super::subtrees::{SubtreeData, SubtreeError, SubtreeItem, Subtrees, WantSubtrees};
 
 /// Bytes of a handshake nonce.
 pub const NONCE_BYTES: usize = 32;
@@ -81,15 +83,25 @@ pub enum Message {
     CheckpointReconcile(Reconcile),
     /// Variant 9 (v3 sessions only): signed checkpoint notes the peer lacks.
     Checkpoints(Checkpoints),
+    /// Variant 10 (v4 sessions only): a copy search asks for subtrees of the peer's tree.
+    WantSubtrees(WantSubtrees),
+    /// Variant 11 (v4 sessions only): the answer to one `WantSubtrees`.
+    Subtrees(Subtrees),
 }
 
 impl Message {
     /// Whether a session of `version` may carry this message: the checkpoint messages need
-    /// version 3 (a v2 node would not decode them at all).
+    /// version 3, the copy-search ones 4 (an older node would not decode them at all).
     pub fn allowed_in(&self, version: u16) -> bool {
+        version >= self.since_version()
+    }
+
+    /// The first protocol version with this message.
+    pub fn since_version(&self) -> u16 {
         match self {
-            Message::CheckpointReconcile(_) | Message::Checkpoints(_) => version >= 3,
-            _ => true,
+            Message::CheckpointReconcile(_) | Message::Checkpoints(_) => 3,
+            Message::WantSubtrees(_) | Message::Subtrees(_) => 4,
+            _ => 2,
         }
     }
 }
@@ -282,6 +294,9 @@ pub enum MessageError {
         /// Notes in the message.
         count: usize,
     },
+    /// A `WantSubtrees` or `Subtrees` outside its shape rules.
+    #[error("subtrees: {0}")]
+    Subtrees(#[from] SubtreeError),
     /// A note longer than the note size limit.
     #[error("checkpoint note {index} is {len} bytes, the limit is {MAX_NOTE_BYTES}")]
     NoteTooLarge {
@@ -352,6 +367,8 @@ impl Message {
                     });
                 }
             }
+            Message::WantSubtrees(want) => want.check()?,
+            Message::Subtrees(answer) => answer.check()?,
             // The reconciler checks its frames against the state of the exchange.
             Message::Reconcile(_)
             | Message::CheckpointReconcile(_)

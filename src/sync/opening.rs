@@ -3,12 +3,13 @@
 //! the Noise prologue of a session of each version. Pure; [`super::transport`] does the I/O.
 //!
 //! A node speaks [`MIN_PROTOCOL_VERSION`] (2) to
-//! [`PROTOCOL_VERSION`](super::message::PROTOCOL_VERSION) (3). The **responder**
+//! [`PROTOCOL_VERSION`](super::message::PROTOCOL_VERSION) (4). The **responder**
 //! reads the dialer's opening before it writes its own and answers with the dialer's version
-//! if it speaks it, so a v2 dialer gets a v2 opening and a v2 session. A v2 node writes its
-//! opening at once and refuses any version but 2, so a **dialer** that opened with 3 and reads
-//! an opening of 2 knows it reached a v2 node (which answers our opening with
-//! `Bye(VersionMismatch)`) and redials with 2 ([`super::peers`]).
+//! if it speaks it, so a v2 dialer gets a v2 opening and a v2 session, a v3 dialer a v3 one.
+//! A v2 node writes its opening at once and refuses any version but 2; a v3 node answers a
+//! v4 opening with its own v3 opening and `Bye(VersionMismatch)`. Either way a **dialer**
+//! that reads an opening of an older version it speaks knows what it reached and redials
+//! with that version ([`super::peers`]).
 //!
 //! The prologue of a v2 session is v2's, `kappalog/sync/v2`, so real v2 nodes still complete
 //! the handshake. A v3 session's prologue also holds both openings' bytes, the dialer's first:
@@ -16,7 +17,11 @@
 //! two sides' handshakes disagree and the first Noise message fail. What it cannot stop is a
 //! rewrite of a v3 dialer's opening to 2 toward a node that speaks 2: both sides then run an
 //! honest v2 session, whose prologue holds no opening. That downgrade costs checkpoint gossip
-//! only; entries stay authenticated and verified as in every v2 session.
+//! only; entries stay authenticated and verified as in every v2 session. A v4 session's
+//! prologue is built as v3's, with its own tag, `kappalog/sync/v4`; a rewrite of a v4
+//! opening to 3 fails the handshake as any other change of a bound opening does, unless the
+//! responder is a v3 node, which answers with its own opening and never completes a v4
+//! handshake anyway.
 
 use super::frame::encode_frame;
 use super::message::{Hello, Message, Nonce, NONCE_BYTES};
@@ -30,6 +35,8 @@ pub const V2: u16 = 2;
 pub const NOISE_PROLOGUE_V2: &[u8] = b"kappalog/sync/v2";
 /// The start of the Noise prologue of a v3 session; both openings follow it.
 pub const NOISE_PROLOGUE_V3_TAG: &[u8] = b"kappalog/sync/v3";
+/// The start of the Noise prologue of a v4 session; both openings follow it.
+pub const NOISE_PROLOGUE_V4_TAG: &[u8] = b"kappalog/sync/v4";
 
 /// The opening frame of `version`: `Hello { version, author: 0^32, nonce: 0^32 }`.
 pub fn opening_frame_of(version: u16) -> Vec<u8> {
@@ -57,16 +64,26 @@ pub fn answer(theirs: u16, max: u16) -> Option<u16> {
 /// The Noise prologue of a session of `version`, given the bytes of both openings as they
 /// crossed the wire (see the module docs).
 pub fn prologue(version: u16, dialer_opening: &[u8], responder_opening: &[u8]) -> Vec<u8> {
-    if version <= V2 {
-        return NOISE_PROLOGUE_V2.to_vec();
-    }
-    let mut out = Vec::with_capacity(
-        NOISE_PROLOGUE_V3_TAG.len() + dialer_opening.len() + responder_opening.len(),
-    );
-    out.extend_from_slice(NOISE_PROLOGUE_V3_TAG);
+    let tag = match version {
+        ..=V2 => return NOISE_PROLOGUE_V2.to_vec(),
+        3 => NOISE_PROLOGUE_V3_TAG,
+        _ => NOISE_PROLOGUE_V4_TAG,
+    };
+    let mut out = Vec::with_capacity(tag.len() + dialer_opening.len() + responder_opening.len());
+    out.extend_from_slice(tag);
     out.extend_from_slice(dialer_opening);
     out.extend_from_slice(responder_opening);
     out
+}
+
+/// What a session of `version` goes without, for the log line of a peer that speaks an
+/// older version than ours: `None` at our highest.
+pub fn missing_in(version: u16, ours: u16) -> Option<&'static str> {
+    match version {
+        v if v >= ours => None,
+        ..=V2 => Some("syncing without checkpoints"),
+        _ => Some("syncing without copy searches"),
+    }
 }
 
 #[cfg(test)]
@@ -80,6 +97,10 @@ mod tests {
         for refused in [0, 1, 4, 300, u16::MAX] {
             assert_eq!(answer(refused, 3), None, "{refused}");
         }
+        for spoken in [2, 3, 4] {
+            assert_eq!(answer(spoken, 4), Some(spoken));
+        }
+        assert_eq!(answer(5, 4), None);
         // A node held to v2 speaks only 2.
         assert_eq!(answer(2, 2), Some(2));
         assert_eq!(answer(3, 2), None);
@@ -96,12 +117,27 @@ mod tests {
         changed[10] ^= 1;
         assert_ne!(prologue(3, &changed, &r), p);
         assert_ne!(prologue(3, &r, &changed), prologue(3, &changed, &r));
+        // v4: v3's layout under its own tag.
+        let (d4, r4) = (opening_frame_of(4), opening_frame_of(4));
+        let p4 = prologue(4, &d4, &r4);
+        assert_eq!(&p4[..16], b"kappalog/sync/v4");
+        assert_eq!(&p4[16..], &prologue(3, &d4, &r4)[16..]);
     }
 
     #[test]
-    fn an_opening_is_72_bytes_for_both_versions() {
+    fn an_older_peer_is_logged_with_what_the_session_goes_without() {
+        assert_eq!(missing_in(2, 4), Some("syncing without checkpoints"));
+        assert_eq!(missing_in(3, 4), Some("syncing without copy searches"));
+        assert_eq!(missing_in(4, 4), None);
+        assert_eq!(missing_in(2, 3), Some("syncing without checkpoints"));
+    }
+
+    #[test]
+    fn an_opening_is_72_bytes_for_every_version() {
         assert_eq!(opening_frame_of(2).len(), 72);
         assert_eq!(opening_frame_of(3).len(), 72);
+        assert_eq!(opening_frame_of(4).len(), 72);
         assert_ne!(opening_frame_of(2), opening_frame_of(3));
+        assert_ne!(opening_frame_of(3), opening_frame_of(4));
     }
 }

@@ -28,10 +28,11 @@ use super::connection::FrameWriter;
 use super::error::SessionError;
 use super::message::{
     checkpoint_batches, encoded_batches, entry_batches, proof_batches, EncodedEntry, EncodedNote,
-    FeedHave, Message, Want, RECONCILE_TIMEOUT_MS,
+    FeedHave, Message, Subtrees, Want, WantSubtrees, RECONCILE_TIMEOUT_MS,
 };
 use super::plan::{self, FeedState, Feeds, Fence, PeerProgress, Push, SeqRange};
 use super::reconcile::{Reconcile, Reconciler, Step};
+use super::search_slot::Answering;
 use super::status::{Control, PeerRegistry};
 use super::transport::Role;
 use crate::entry::{Entry, Seq};
@@ -90,6 +91,8 @@ pub(super) struct Outbound {
     pub role: Role,
     /// Checkpoint gossip, in a v3 session only.
     pub gossip: Option<CheckpointGossip>,
+    /// How the peer's `WantSubtrees` are answered (v4).
+    pub answering: Answering,
 }
 
 impl Outbound {
@@ -515,6 +518,13 @@ impl Outbound {
             }),
             Control::CheckpointReconcile(frame) => self.on_checkpoint_frame(frame).await,
             Control::SendEntry { author, seq } => self.send_entry(author, seq).await,
+            Control::AnswerSubtrees(want) => self.answer_subtrees(want).await,
+            Control::SendWants(wants) => {
+                for want in wants {
+                    self.send(&Message::WantSubtrees(want)).await?;
+                }
+                Ok(())
+            }
             Control::Resync(reply) => {
                 let sent = self.resync().await?;
                 self.registry.synced(&self.key);
@@ -538,6 +548,32 @@ impl Outbound {
                 self.send(&message).await?;
             }
         }
+        Ok(())
+    }
+
+    /// Answers the peer's want from the node's trees (read off the async workers, as entries
+    /// are); the empty answer when the node does not hold it, or has no copy searches.
+    async fn answer_subtrees(&mut self, want: WantSubtrees) -> Result<(), SessionError> {
+        let data = match self.answering.searches.clone() {
+            Some(searches) => {
+                crate::determinism::blocking(move || {
+                    searches
+                        .0
+                        .subtrees(&want.author, want.level, want.index, want.count)
+                })
+                .await?
+            }
+            None => None,
+        };
+        let mut answer = Subtrees::answer(&want, data);
+        // Data of the wrong shape would end the session on the peer's side: an answer the
+        // node cannot give whole is "not held".
+        if answer.check().is_err() {
+            tracing::warn!(peer = %self.key, author = %want.author, level = want.level, index = want.index, count = want.count, "the node's subtrees do not fit the want; answering that it does not hold them");
+            answer.data.clear();
+        }
+        self.send(&Message::Subtrees(answer)).await?;
+        self.answering.unanswered.fetch_sub(1, Ordering::SeqCst);
         Ok(())
     }
 

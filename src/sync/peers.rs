@@ -8,8 +8,9 @@
 //!   `Hello` is a failed dial, retried with the backoff. `POST /sync` wakes every dialer at
 //!   once; `POST /peers` for a configured address wakes its dialer, or starts it again.
 //! - **Versions** ([`super::opening`]): a dialer opens with our highest version; a peer
-//!   whose opening names an older one we speak (a v2 node) is redialled at once with that
-//!   one, logged at `info` ("syncing without checkpoints"), and dialed with it for
+//!   whose opening names an older one we speak (a v2 or v3 node) is redialled at once with
+//!   that one, logged at `info` ("syncing without checkpoints" for 2, "syncing without copy
+//!   searches" for 3), and dialed with it for
 //!   [`OLDER_VERSION_MEMORY`]. Only a dial at a higher version than the peer's can do
 //!   that, so it happens at most once per address per that time: no loop.
 //! - **Pins** ([`super::pins`]): each configured peer's key, given (`AUTHOR@HOST:PORT`) or
@@ -65,8 +66,8 @@ pub const SYNC_ROUND_TIMEOUT_MS: u64 = 30_000;
 /// How often the counts of stranger sessions and refusals are logged at `info` (when any).
 pub const STRANGER_LOG_INTERVAL_MS: u64 = 60_000;
 
-/// How long a dialer remembers that an address speaks an older protocol version (a v2 node,
-/// found when its opening answered our v3 one): an hour, so an upgraded peer is dialed with
+/// How long a dialer remembers that an address speaks an older protocol version (a v2 or v3 node,
+/// found when its opening answered our newer one): an hour, so an upgraded peer is dialed with
 /// our highest version again without a restart.
 pub const OLDER_VERSION_MEMORY: Duration = Duration::from_secs(3_600);
 
@@ -521,7 +522,7 @@ async fn dial_until_stopped(node: &Node, shared: &Arc<SyncShared>, addr: &str, w
     let addr = addr.to_owned();
     let mut shutdown = shared.shutdown.subscribe();
     let mut failures: u32 = 0;
-    // Until when this address is known to speak an older version (a v2 node): dialed with
+    // Until when this address is known to speak an older version (a v2 or v3 node): dialed with
     // that version meanwhile, so an upgraded peer gets our highest again after a while.
     let mut older: Option<(u16, std::time::Instant)> = None;
     loop {

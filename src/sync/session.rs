@@ -25,10 +25,12 @@ use super::handshake::{Binding, Handshake, HandshakeError};
 use super::inbound::Inbound;
 use super::message::{Message, Nonce, NONCE_BYTES, PROTOCOL_VERSION};
 use super::net::{Connection, ReadHalf, WriteHalf};
+use super::opening::missing_in;
 use super::outbound::{OnHave, Outbound};
 use super::pin_file::PinStore;
 use super::pins::DialCheck;
 use super::plan::PeerProgress;
+use super::search_slot::SessionSearch;
 use super::self_probe::SelfProbe;
 use super::status::{Control, PeerRegistry};
 use super::transport::{self, Role};
@@ -289,6 +291,8 @@ async fn run_admitted(
     // with the checkpoint book's changes).
     let events = ctx.node.subscribe();
     let (gossip, delivered, peer_notes) = checkpoint_gossip(ctx, version);
+    let search = SessionSearch::new(&ctx.config, Instant::now());
+    let answering = search.answering();
     // One of the node's tasks; the session aborts and awaits it below.
     let inbound = ctx.node.spawn(
         Inbound {
@@ -311,11 +315,8 @@ async fn run_admitted(
             book: ctx.config.checkpoint_book.clone(),
             delivered,
             peer_notes,
-            notes: NoteBucket::new(
-                ctx.config.checkpoint_burst,
-                ctx.config.checkpoints_per_second,
-                Instant::now(),
-            ),
+            notes: note_bucket(&ctx.config),
+            search,
         }
         .run(),
     );
@@ -340,6 +341,7 @@ async fn run_admitted(
         claim: None,
         role: ctx.role,
         gossip,
+        answering,
     };
     let out_error = outbound.run().await;
     inbound.abort();
@@ -372,11 +374,20 @@ fn checkpoint_gossip(
     (gossip, delivered, peer_notes)
 }
 
-/// Logs a session's start, and that a v2 session gossips no checkpoints.
+/// The bound on the checkpoint notes the peer sends (v3).
+fn note_bucket(config: &SyncConfig) -> NoteBucket {
+    NoteBucket::new(
+        config.checkpoint_burst,
+        config.checkpoints_per_second,
+        Instant::now(),
+    )
+}
+
+/// Logs a session's start, and what a session of an older version goes without.
 fn log_started(ctx: &SessionContext, peer: Author, trusted: bool, version: u16) {
     log_session!(trusted, peer = %ctx.key, peer_author = %peer, version, "sync session started");
-    if version < PROTOCOL_VERSION {
-        log_session!(trusted, peer = %ctx.key, peer_author = %peer, "peer speaks protocol version {version}: syncing without checkpoints");
+    if let Some(missing) = missing_in(version, PROTOCOL_VERSION) {
+        log_session!(trusted, peer = %ctx.key, peer_author = %peer, "peer speaks protocol version {version}: {missing}");
     }
 }
 
@@ -392,7 +403,8 @@ fn finish(
     if let SessionError::Transport(older) = &error {
         if let Some(version) = older.older_version() {
             // Not a failure: the dialer redials at once with this version.
-            tracing::info!(peer = %ctx.key, "peer speaks protocol version {version}: syncing without checkpoints");
+            let missing = missing_in(version, PROTOCOL_VERSION).unwrap_or("redialling");
+            tracing::info!(peer = %ctx.key, "peer speaks protocol version {version}: {missing}");
             ctx.registry.disconnected(&ctx.key, None);
             return SessionEnd { peer, error };
         }

@@ -71,6 +71,10 @@ pub enum Control {
         /// The position it wants.
         seq: u64,
     },
+    /// Answer the peer's `WantSubtrees` (v4), in the order they came.
+    AnswerSubtrees(super::subtrees::WantSubtrees),
+    /// Send our running copy search's wants (v4), in order.
+    SendWants(Vec<super::subtrees::WantSubtrees>),
     /// Send everything the peer is known to lack now; reply with the entries sent.
     Resync(tokio::sync::oneshot::Sender<u64>),
     /// The receiving half ended: send `Bye` with this reason (if any) and close.

@@ -196,7 +196,8 @@ pub fn opening_frame() -> Vec<u8> {
 
 impl TransportError {
     /// The peer's version, if it is one we speak below the one we opened with: a dialer that
-    /// opened with 3 reached a v2 node, and redials with 2 ([`super::opening`]).
+    /// opened with 4 reached a v3 (or v2) node, and redials with its version
+    /// ([`super::opening`]).
     pub fn older_version(&self) -> Option<u16> {
         match self {
             TransportError::UnsupportedVersion { ours, theirs }
@@ -727,7 +728,7 @@ mod tests {
         let mut buf = frame.clone();
         assert!(matches!(
             decode_frame(&mut buf),
-            Ok(Some(Message::Hello(Hello { version: 3, .. })))
+            Ok(Some(Message::Hello(Hello { version: 4, .. })))
         ));
     }
 
@@ -793,7 +794,7 @@ mod tests {
         let result = establish(r, w, Role::Responder, &NetworkKey::default()).await;
         assert!(matches!(
             result,
-            Err(TransportError::UnsupportedVersion { ours: 3, theirs: 1 })
+            Err(TransportError::UnsupportedVersion { ours: 4, theirs: 1 })
         ));
         // What the v1 peer reads: our opening, then Bye(VersionMismatch).
         let mut buf = Vec::new();
@@ -882,7 +883,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_responder_answers_a_v2_opening_with_v2_and_a_v3_one_with_v3() {
-        for (dial, max, agreed) in [(2, 3, 2), (3, 3, 3), (2, 2, 2)] {
+        for (dial, max, agreed) in [
+            (2, 3, 2),
+            (3, 3, 3),
+            (2, 2, 2),
+            (2, 4, 2),
+            (3, 4, 3),
+            (4, 4, 4),
+        ] {
             let (a, b) = negotiated(dial, max, None).await;
             let (a, b) = (a.unwrap(), b.unwrap());
             assert_eq!((a.version, b.version), (agreed, agreed), "{dial} to {max}");
@@ -909,14 +917,35 @@ mod tests {
         assert_eq!(b.older_version(), None);
     }
 
+    /// A node held to v3 reads our v4 opening, answers with its own v3 one and refuses; the
+    /// v4 dialer reads "3" and redials with it.
+    #[tokio::test]
+    async fn a_v4_dialer_meeting_a_v3_node_learns_it_speaks_3() {
+        let (a, b) = negotiated(4, 3, None).await;
+        let a = a.err().unwrap();
+        assert!(
+            matches!(a, TransportError::UnsupportedVersion { ours: 4, theirs: 3 }),
+            "{a:?}"
+        );
+        assert_eq!(a.older_version(), Some(3));
+        let b = b.err().unwrap();
+        assert!(
+            matches!(b, TransportError::UnsupportedVersion { ours: 3, theirs: 4 }),
+            "{b:?}"
+        );
+        assert_eq!(b.older_version(), None);
+    }
+
     /// A v3 session's prologue holds both openings: a byte changed on the path (here in the
     /// author field of the dialer's opening, which still decodes to a v3 `Hello`) fails the
     /// handshake. A v2 session binds no opening: the same change goes unnoticed there,
     /// as it does between v2 nodes.
     #[tokio::test]
     async fn a_changed_opening_fails_a_v3_handshake_but_not_a_v2_one() {
-        let (a, b) = negotiated(3, 3, Some(10)).await;
-        assert!(a.is_err() && b.is_err(), "{:?} {:?}", a.err(), b.err());
+        for version in [3, 4] {
+            let (a, b) = negotiated(version, version, Some(10)).await;
+            assert!(a.is_err() && b.is_err(), "{:?} {:?}", a.err(), b.err());
+        }
         let (a, b) = negotiated(2, 3, Some(10)).await;
         assert!(a.is_ok() && b.is_ok());
     }
@@ -925,7 +954,7 @@ mod tests {
     /// takes 3 bytes and makes the frame 74 bytes, longer than our own opening.
     #[tokio::test]
     async fn an_opening_of_any_other_version_is_answered_with_version_mismatch() {
-        for version in [0, 1, 4, 250, 251, 300, u16::MAX] {
+        for version in [0, 1, 5, 250, 251, 300, u16::MAX] {
             let hello = Message::Hello(Hello {
                 version,
                 author: Author([5; 32]),
@@ -937,7 +966,7 @@ mod tests {
             assert!(
                 matches!(
                     result,
-                    Err(TransportError::UnsupportedVersion { ours: 3, theirs }) if theirs == version
+                    Err(TransportError::UnsupportedVersion { ours: 4, theirs }) if theirs == version
                 ),
                 "version {version}: {result:?}"
             );
