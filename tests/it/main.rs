@@ -85,6 +85,7 @@ mod sync_fence_claims;
 mod sync_forks;
 mod sync_hostile;
 mod sync_many_feeds;
+mod sync_subtrees;
 mod sync_transport;
 mod sync_versions;
 mod tlog_golden;

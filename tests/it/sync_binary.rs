@@ -84,13 +84,24 @@ fn two_binaries_converge_and_report_peers() {
     assert!(a.terminate().success());
 }
 
-/// The hidden `--sync-protocol-max 2` makes a binary a v2 node: a default (v3) binary dialing
+/// The hidden `--sync-protocol-max 2` makes a binary a v2 node: a default (v4) binary dialing
 /// it syncs in a v2 session, shown as `protocol: 2` in `GET /peers` on both sides, with no
 /// error left on the dialer's record.
 #[test]
-fn a_binary_held_to_v2_syncs_with_a_v3_one_in_a_v2_session() {
+fn a_binary_held_to_v2_syncs_with_a_v4_one_in_a_v2_session() {
+    held_binary_syncs_at(2);
+}
+
+/// The same with `--sync-protocol-max 3`: a v3 node, met in a v3 session.
+#[test]
+fn a_binary_held_to_v3_syncs_with_a_v4_one_in_a_v3_session() {
+    held_binary_syncs_at(3);
+}
+
+fn held_binary_syncs_at(version: u16) {
     let dir = tempfile::tempdir().unwrap();
-    let a = run(dir.path(), "a", &["--sync-protocol-max", "2"]);
+    let held = version.to_string();
+    let a = run(dir.path(), "a", &["--sync-protocol-max", &held]);
     let line = a.wait_line("http://");
     let (a_http, a_sync) = (printed_addr(&line), printed_sync_addr(&line));
     let b = run(dir.path(), "b", &["--peer", &a_sync.to_string()]);
@@ -114,12 +125,12 @@ fn a_binary_held_to_v2_syncs_with_a_v3_one_in_a_v2_session() {
             .cloned()
             .unwrap()
     };
-    assert_eq!(peer_of(b_http)["protocol"], 2);
+    assert_eq!(peer_of(b_http)["protocol"], version);
     assert!(peer_of(b_http)["last_error"].is_null());
-    assert_eq!(peer_of(a_http)["protocol"], 2);
-    // A version outside 2..=3 is refused by the flag's parser.
+    assert_eq!(peer_of(a_http)["protocol"], version);
+    // A version outside 2..=4 is refused by the flag's parser.
     let refused = kappalog()
-        .args(["run", "--sync-protocol-max", "4"])
+        .args(["run", "--sync-protocol-max", "5"])
         .output()
         .unwrap();
     assert!(!refused.status.success());

@@ -95,6 +95,42 @@ async fn two_v3_nodes_exchange_notes_both_ways_and_live() {
     b.stop().await;
 }
 
+/// A v4 node and a node held to v3 (hidden `--sync-protocol-max 3`), whichever dials: a v3
+/// session, in which entries and notes cross both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v3_and_a_v4_node_exchange_entries_and_notes_in_a_v3_session() {
+    for (listener_max, dialer_max) in [(4, 3), (3, 4)] {
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (book_a, book_b) = (
+            Arc::new(MemoryBook::default()),
+            Arc::new(MemoryBook::default()),
+        );
+        book_a.serve(&note(50, 3)).unwrap();
+        book_b.serve(&note(51, 2)).unwrap();
+        let a = node_with(da.path(), 1, &[], book_a.clone(), |c| {
+            c.max_protocol_version = listener_max
+        })
+        .await;
+        let b = node_with(db.path(), 2, &[a.addr], book_b.clone(), |c| {
+            c.max_protocol_version = dialer_max
+        })
+        .await;
+        common::net::append_n(&a.node, 2, 0).await;
+        common::net::append_n(&b.node, 1, 10).await;
+        wait_for("entries and notes both ways", || {
+            a.count() == 3
+                && b.count() == 3
+                && served(&book_b, 50) == Some(note(50, 3))
+                && served(&book_a, 51) == Some(note(51, 2))
+        })
+        .await;
+        let on_b = b.sync.peers(&b.node);
+        assert_eq!(on_b[0].protocol, Some(3), "{on_b:?}");
+        a.stop().await;
+        b.stop().await;
+    }
+}
+
 /// A v3 node with a note and a node held to v2 (hidden `--sync-protocol-max 2`): entries
 /// sync, notes do not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

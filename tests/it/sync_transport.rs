@@ -193,7 +193,7 @@ async fn a_v1_peer_is_refused_with_a_version_mismatch() {
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path(), 1, &[], "n").await;
     // A v1 node opens with its Hello (version 1, author, nonce) in plaintext, and reads, in
-    // its own framing, our opening (version 3, which it refuses itself) and our Bye.
+    // its own framing, our opening (version 4, which it refuses itself) and our Bye.
     refused_for_version(&n, 1, 72).await;
     n.stop().await;
 }

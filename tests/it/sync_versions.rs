@@ -1,8 +1,9 @@
-//! Protocol version 3 meeting version 2 (docs/PROTOCOL.md sections 2 and 4): a v3 node and a
-//! v2 node (this build held to 2 with `max_protocol_version`, the hidden
-//! `--sync-protocol-max 2`, which runs v2's code path) sync entries both ways whichever
-//! dials, in a v2 session; the responder reads the dialer's opening before it answers, with
-//! the same version if it speaks it; other versions get `Bye(VersionMismatch)`.
+//! Protocol versions meeting (docs/PROTOCOL.md sections 2 and 4): a v3 node and a v2 node
+//! (this build held to 2 with `max_protocol_version`, the hidden `--sync-protocol-max 2`,
+//! which runs v2's code path) sync entries both ways whichever dials, in a v2 session; a v4
+//! node and a v3 node (held to 3) likewise in a v3 session; the responder reads the dialer's
+//! opening before it answers, with the same version if it speaks it; other versions get
+//! `Bye(VersionMismatch)`.
 
 use std::net::SocketAddr;
 
@@ -90,11 +91,31 @@ async fn a_v2_node_dialing_a_v3_node_syncs_without_checkpoints() {
     assert_eq!(sync_pair(3, 2).await, (2, 2, None, vec![]));
 }
 
-/// Two nodes held to v2 run today's v2 path; two v3 nodes a v3 session.
+/// Two nodes held to v2 run today's v2 path; two held to v3 a v3 session; two v4 nodes a
+/// v4 session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn v2_with_v2_and_v3_with_v3_keep_their_version() {
+async fn each_version_with_itself_keeps_its_version() {
     assert_eq!(sync_pair(2, 2).await, (2, 2, None, vec![]));
     assert_eq!(sync_pair(3, 3).await, (3, 3, None, vec![]));
+    assert_eq!(sync_pair(4, 4).await, (4, 4, None, vec![]));
+}
+
+/// A v4 dialer reads the v3 node's answer (its own v3 opening and the refusal), redials at
+/// once with 3, and syncs: no failed dial is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v4_node_dialing_a_v3_node_syncs_without_copy_searches() {
+    let (on_listener, on_dialer, error, refused) = sync_pair(3, 4).await;
+    assert_eq!((on_listener, on_dialer), (3, 3));
+    assert_eq!(error, None);
+    assert_eq!(refused, [("unsupported_version", 1)]);
+}
+
+/// A v3 dialer's opening is answered with a v3 opening by a v4 node: a v3 session. A v2
+/// dialer's with a v2 one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_nodes_dialing_a_v4_node_sync_at_their_version() {
+    assert_eq!(sync_pair(4, 3).await, (3, 3, None, vec![]));
+    assert_eq!(sync_pair(4, 2).await, (2, 2, None, vec![]));
 }
 
 /// Sends `opening` to `addr` and reads what the node answers in plaintext: its first frames,
@@ -163,4 +184,26 @@ async fn a_responder_answers_the_dialers_version_if_it_speaks_it() {
     );
     v3.stop().await;
     v2.stop().await;
+}
+
+/// A v4 node answers 2, 3 and 4 with the same version, and 1 or 5 with its v4 opening and
+/// `Bye(VersionMismatch)`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v4_responder_answers_2_3_and_4() {
+    let d4 = tempfile::tempdir().unwrap();
+    let v4 = node(d4.path(), 1, &[], 4).await;
+    for spoken in [2, 3, 4] {
+        assert_eq!(
+            answer_to(v4.addr, &opening_frame_of(spoken), 1).await,
+            [hello_of(spoken)]
+        );
+    }
+    for refused in [1, 5] {
+        assert_eq!(
+            answer_to(v4.addr, &opening_frame_of(refused), 3).await,
+            [hello_of(4), version_mismatch()],
+            "version {refused}"
+        );
+    }
+    v4.stop().await;
 }
