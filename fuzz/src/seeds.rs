@@ -152,11 +152,16 @@ pub fn seeds() -> Vec<Seed> {
         [&opening[..], &[0, 48], &[7; 48]].concat(),
     );
     add("transport", "refusal", [&opening[..], &[0, 1, 1]].concat());
-    // A v2 dialer's opening: a v3 responder answers it with v2.
+    // A v2 or v3 dialer's opening: a v4 responder answers it with the same version.
     add(
         "transport",
         "v2-opening-and-noise",
         [&opening_frame_of(V2)[..], &[0, 48], &[7; 48]].concat(),
+    );
+    add(
+        "transport",
+        "v3-opening-and-noise",
+        [&opening_frame_of(3)[..], &[0, 48], &[7; 48]].concat(),
     );
     add(
         "transport",
