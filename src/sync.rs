@@ -30,7 +30,7 @@
 //!   keeps to push notes, and the bound on the notes it takes.
 //! - [`copy_searches`]: what a v4 session needs to answer `WantSubtrees` and to search a
 //!   peer's tree for an author's copies (a trait); [`search_slot`]: a session's running
-//!   search and the bound on the peer's wants.
+//!   search; [`peer_wants`]: the bound on the peer's wants.
 //! - [`pins`]: which key each configured peer must prove (`AUTHOR@HOST:PORT`, or learned on
 //!   first use); [`claims`]: claims of a longer own feed, by key, across sessions;
 //!   [`budget`]: stranger sources and their budgets; [`eviction`]: which stranger session
@@ -79,6 +79,7 @@ pub mod message;
 pub mod net;
 pub mod opening;
 pub mod outbound;
+pub mod peer_wants;
 pub mod peers;
 pub mod pin_file;
 pub mod pins;

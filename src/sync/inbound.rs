@@ -53,7 +53,6 @@ use super::checkpoint_book::{note_author, note_digest, CheckpointOfferError, Sha
 use super::checkpoint_gossip::{NoteBucket, PeerNotes};
 use super::connection::FrameReader;
 use super::error::SessionError;
-use super::inbound_search::Next;
 use super::message::{EncodedEntry, EncodedNote, Message, MAX_WANTS_PER_SESSION};
 use super::plan::PeerProgress;
 use super::reconcile::MAX_RECONCILE_FRAMES_PER_SESSION;
@@ -111,6 +110,15 @@ pub(super) struct Inbound {
     pub peer_notes: PeerNotes,
     /// Copy searches with this peer, and the bound on its wants (v4).
     pub search: SessionSearch,
+}
+
+/// What waiting for the peer's next frame ended with
+/// ([`Inbound::next_frame_or_expiry`], in `inbound_search.rs`).
+pub(super) enum Next {
+    /// A frame, or the failure to read one.
+    Frame(Result<Message, SessionError>),
+    /// The running copy search's deadline passed first.
+    SearchExpired,
 }
 
 /// The admission bookkeeping of the session's append still in flight (see "One placement,

@@ -9,20 +9,12 @@ use tokio::time::Instant;
 
 use super::copy_searches::{CopySearchRun, SearchEnd, SharedCopySearches};
 use super::error::SessionError;
-use super::inbound::Inbound;
-use super::message::{EncodedNote, Message};
+use super::inbound::{Inbound, Next};
+use super::message::EncodedNote;
 use super::search_slot::Matched;
 use super::status::Control;
 use super::subtrees::{Subtrees, WantSubtrees};
 use crate::identity::Author;
-
-/// What waiting for the peer's next frame ended with.
-pub(super) enum Next {
-    /// A frame, or the failure to read one.
-    Frame(Result<Message, SessionError>),
-    /// The running search's deadline passed first.
-    SearchExpired,
-}
 
 impl Inbound {
     /// The next frame, or the running search's deadline if that comes first.

@@ -7,11 +7,11 @@
 //!   wants were outstanding leaves them behind: their answers are still matched, then
 //!   dropped, and no new search starts until they are in (the peer is not blamed for
 //!   answering what it was asked).
-//! - [`PeerWants`]: the bound on the peer's wants: a bucket (a burst, then a rate) and a cap
-//!   on the wants received and not yet answered by the sending half.
+//! - [`SessionSearch`]: that slot, with the bound on the peer's wants
+//!   ([`super::peer_wants`]), as the receiving half keeps them.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use super::config::SyncConfig;
 use super::copy_searches::{CopySearchRun, SearchEnd, SharedCopySearches};
 use super::error::SessionError;
 use super::limits::{MAX_SUBTREE_WANTS_OUTSTANDING, SUBTREE_WANTS_BURST, SUBTREE_WANTS_PER_SECOND};
+use super::peer_wants::PeerWants;
 use super::subtrees::{Subtrees, WantSubtrees};
 use crate::identity::Author;
 
@@ -225,36 +226,6 @@ impl SearchSlot {
     }
 }
 
-/// The bound on the peer's `WantSubtrees` (see the module docs).
-pub(super) struct PeerWants {
-    bucket: NoteBucket,
-    /// Received and not yet answered; the sending half counts its answers off.
-    pub(super) unanswered: Arc<AtomicUsize>,
-}
-
-impl PeerWants {
-    pub(super) fn new(burst: u32, per_second: u32, now: Instant) -> PeerWants {
-        PeerWants {
-            bucket: NoteBucket::new(burst, per_second, now),
-            unanswered: Arc::default(),
-        }
-    }
-
-    /// Takes one want at `now`, or the violation of the bound.
-    pub(super) fn take(&mut self, now: Instant) -> Result<(), SessionError> {
-        let unanswered = self.unanswered.load(Ordering::SeqCst);
-        if unanswered >= MAX_SUBTREE_WANTS_OUTSTANDING || !self.bucket.take(1, now) {
-            return Err(SessionError::TooManySubtreeWants {
-                burst: self.bucket.burst,
-                per_second: self.bucket.per_second,
-                outstanding: MAX_SUBTREE_WANTS_OUTSTANDING,
-            });
-        }
-        self.unanswered.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,25 +359,5 @@ mod tests {
             s.begin(run, Ok(vec![]), now),
             Err(SearchEnd::GaveUp(_))
         ));
-    }
-
-    #[test]
-    fn the_peers_wants_are_bounded_by_the_bucket_and_the_unanswered_cap() {
-        let now = Instant::now();
-        let mut wants = PeerWants::new(3, 0, now);
-        for _ in 0..3 {
-            wants.take(now).unwrap();
-        }
-        assert!(matches!(
-            wants.take(now),
-            Err(SessionError::TooManySubtreeWants { .. })
-        ));
-        let mut wants = PeerWants::new(u32::MAX, 0, now);
-        for _ in 0..MAX_SUBTREE_WANTS_OUTSTANDING {
-            wants.take(now).unwrap();
-        }
-        assert!(wants.take(now).is_err());
-        wants.unanswered.fetch_sub(1, Ordering::SeqCst);
-        assert!(wants.take(now).is_ok());
     }
 }
