@@ -565,14 +565,17 @@ impl Outbound {
             }
             None => None,
         };
-        let mut answer = Subtrees::answer(&want, data);
         // Data of the wrong shape would end the session on the peer's side: an answer the
         // node cannot give whole is "not held".
-        if answer.check().is_err() {
-            tracing::warn!(peer = %self.key, author = %want.author, level = want.level, index = want.index, count = want.count, "the node's subtrees do not fit the want; answering that it does not hold them");
-            answer.data.clear();
-        }
-        self.send(&Message::Subtrees(answer)).await?;
+        let data = data.filter(|data| {
+            let fits = data.answers(&want);
+            if !fits {
+                tracing::warn!(peer = %self.key, author = %want.author, level = want.level, index = want.index, count = want.count, "the node's subtrees do not fit the want; answering that it does not hold them");
+            }
+            fits
+        });
+        self.send(&Message::Subtrees(Subtrees::answer(&want, data)))
+            .await?;
         self.answering.unanswered.fetch_sub(1, Ordering::SeqCst);
         Ok(())
     }

@@ -103,6 +103,18 @@ impl SubtreeData {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Whether it is a whole answer to `want`: hashes at level 1 and above, entries at level
+    /// 0, `count` of them, each of a size [`Subtrees::check`] takes.
+    pub fn answers(&self, want: &WantSubtrees) -> bool {
+        let shaped = matches!(
+            (self, want.level),
+            (SubtreeData::Entries(_), 0) | (SubtreeData::Hashes(_), 1..)
+        );
+        shaped
+            && self.len() == usize::from(want.count)
+            && Subtrees::answer(want, Some(self.clone())).check().is_ok()
+    }
 }
 
 /// A want or an answer outside the shape rules.
@@ -320,7 +332,10 @@ mod tests {
         let answer = Subtrees::answer(&w, Some(hashes.clone()));
         assert_eq!(answer.check(), Ok(()));
         assert!(w.is_answered_by(&answer));
-        assert_eq!(answer.data(), Some(hashes));
+        assert_eq!(answer.data(), Some(hashes.clone()));
+        assert!(hashes.answers(&w));
+        assert!(!hashes.answers(&want(0, 4, 2)), "hashes at level 0");
+        assert!(!hashes.answers(&want(1, 4, 3)), "too few");
         let empty = Subtrees::answer(&w, None);
         assert_eq!((empty.check(), empty.data()), (Ok(()), None));
         assert!(!want(1, 5, 2).is_answered_by(&answer));
