@@ -42,7 +42,7 @@ use sha2::{Digest, Sha256};
 
 pub use frontier::Frontier;
 pub use memory::{MemoryReadError, MemoryTree};
-pub use prove::{prove_consistency, prove_inclusion, tree_hash};
+pub use prove::{peaks, prove_consistency, prove_inclusion, tree_hash};
 pub use reader::{HashReader, TreeError};
 pub use stored::{hashes_to_store, split_stored_hash_index, stored_hash_count, stored_hash_index};
 pub use verify::{
