@@ -62,8 +62,12 @@ use crate::tlog::merkle::{
 /// entries, not many; beyond this the search gives up and the checkpoint stays dropped.
 pub const MAX_DIFFERING_LEAVES: usize = 16;
 /// The most wants one search sends (peaks included). A tree of `n` leaves costs
-/// `popcount(n)` peaks plus one want per differing subtree opened: 55 at most in a tree of
-/// 70,000 entries with 16 differing leaves, while a liar cannot drive the search past it.
+/// `popcount(n)` peaks plus one want per differing subtree opened. Below 2^24 leaves a
+/// leaf under a peak of level 16 or more is three openings down, one under a lower peak
+/// at most two, and a peak's first opening is shared by its leaves: 16 differing leaves
+/// cost at most 24 peaks + 8 such peaks opened + 2 * 16 = 64 wants (39 in a tree of
+/// 70,000). So the limit refuses only searches in larger trees with many scattered copies,
+/// which then give up as with too many differing leaves.
 pub const MAX_SUBTREE_WANTS: usize = 64;
 /// The most hashes one want at level >= 1 asks for (a tile's width).
 pub const MAX_WANT_HASHES: u16 = 256;

@@ -499,12 +499,9 @@ impl LocalTree for Fake {
     }
 }
 
-#[test]
-fn a_search_needing_more_wants_than_the_limit_gives_up() {
-    // 2^40 - 2 leaves: 39 peaks, none a single leaf. Sixteen leaves 2^35 apart in the
-    // level-39 peak cost one want to open it, then sixteen per level on the way down: 56
-    // for the level-31 subtrees, past 64 for the level-23 ones.
-    let marked: Vec<u64> = (0..16).map(|k| k << 35).collect();
+/// A search of `size` made-up leaves whose peer differs under `marked`, the peer
+/// answering entries with none (so a search reaching the entries ends on a wrong count).
+fn run_fake(size: u64, marked: Vec<u64>) -> Outcome {
     let peer = Fake {
         marked: marked.clone(),
         peer: true,
@@ -513,12 +510,48 @@ fn a_search_needing_more_wants_than_the_limit_gives_up() {
         marked,
         peer: false,
     };
-    let outcome = run_with((1 << 40) - 2, [0; 32], &mut node, |want| {
-        Reply::Hashes(
+    run_with(size, [0; 32], &mut node, |want| match want.level {
+        0 => Reply::Entries(Vec::new()),
+        level => Reply::Hashes(
             (want.index..want.index + u64::from(want.count))
-                .map(|n| peer.hash(want.level, n))
+                .map(|n| peer.hash(level, n))
                 .collect(),
-        )
-    });
+        ),
+    })
+}
+
+#[test]
+fn the_want_limit_lets_the_worst_search_below_2_pow_24_leaves_through() {
+    // 2^24 - 2 leaves: 23 peaks, none a single leaf. Two leaves in each peak of level 16
+    // and up, in its two halves: each such peak is opened once, each leaf twice more
+    // before its entries are asked: 23 + 8 + 16 + 16 = 63 wants, all sent.
+    let size: u64 = (1 << 24) - 2;
+    let marked: Vec<u64> = (16..24u32)
+        .flat_map(|level| {
+            let start = (1 << 24) - (1u64 << (level + 1));
+            [start, start + (1 << (level - 1))]
+        })
+        .collect();
+    let outcome = run_fake(size, marked);
+    assert_eq!(outcome.wants, 63);
+    assert!(
+        matches!(
+            error(outcome),
+            SearchError::BadReply {
+                want: SubtreeWant { level: 0, .. },
+                violation: Violation::WrongCount { found: 0, .. }
+            }
+        ),
+        "the search reached the entries"
+    );
+}
+
+#[test]
+fn a_search_needing_more_wants_than_the_limit_gives_up() {
+    // 2^40 - 2 leaves: 39 peaks, none a single leaf. Sixteen leaves 2^35 apart in the
+    // level-39 peak cost one want to open it, then sixteen per level on the way down: 56
+    // for the level-31 subtrees, past 64 for the level-23 ones.
+    let marked: Vec<u64> = (0..16).map(|k| k << 35).collect();
+    let outcome = run_fake((1 << 40) - 2, marked);
     assert_eq!(error(outcome), SearchError::TooManyRequests);
 }
