@@ -270,23 +270,14 @@ impl CopySearch {
         hashes: &[Hash],
         local: &mut impl LocalTree,
     ) -> Result<Step, SearchError> {
-        let bad = |violation| SearchError::BadReply {
-            want: *want,
-            violation,
-        };
-        let opens_differing = self.take(want)?;
-        if want.level == 0 {
-            return Err(bad(Violation::WrongKind));
-        }
-        check_count(want, hashes.len()).map_err(bad)?;
-        let ours = local_hashes(local, want.level, want.index, want.count)?;
+        let (opens_differing, ours) = self.take(want, false, hashes.len(), local)?;
         let differing: Vec<u64> = (want.index..)
             .zip(hashes.iter().zip(&ours))
             .filter(|(_, (theirs, ours))| theirs != ours)
             .map(|(index, _)| index)
             .collect();
         if opens_differing && differing.is_empty() {
-            return Err(bad(no_differing_child(want)));
+            return Err(bad(want, no_differing_child(want)));
         }
         let wants = differing
             .into_iter()
@@ -303,24 +294,16 @@ impl CopySearch {
         entries: &[E],
         local: &mut impl LocalTree,
     ) -> Result<Step, SearchError> {
-        let bad = |violation| SearchError::BadReply {
-            want: *want,
-            violation,
-        };
-        let opens_differing = self.take(want)?;
-        if want.level != 0 {
-            return Err(bad(Violation::WrongKind));
-        }
-        check_count(want, entries.len()).map_err(bad)?;
-        let ours = local_hashes(local, 0, want.index, want.count)?;
+        let (opens_differing, ours) = self.take(want, true, entries.len(), local)?;
+        let refuse = |violation| bad(want, violation);
         let mut any_differ = false;
         for ((index, bytes), our_leaf) in (want.index..).zip(entries).zip(&ours) {
             let bytes = bytes.as_ref();
             let seq = index.saturating_add(1);
-            let (entry, hash) =
-                Entry::decode(bytes).map_err(|error| bad(Violation::Undecodable { seq, error }))?;
+            let (entry, hash) = Entry::decode(bytes)
+                .map_err(|error| refuse(Violation::Undecodable { seq, error }))?;
             if entry.author != self.author || entry.seq != seq {
-                return Err(bad(Violation::WrongEntry { seq }));
+                return Err(refuse(Violation::WrongEntry { seq }));
             }
             let their_leaf = leaf_hash(bytes);
             if their_leaf == *our_leaf {
@@ -330,34 +313,53 @@ impl CopySearch {
             let ours = local.entry(seq).map_err(SearchError::Local)?;
             if hash == ours.hash() {
                 signature::verify(&entry.author, &hash, &entry.signature)
-                    .map_err(|error| bad(Violation::BadSignature { seq, error }))?;
+                    .map_err(|error| refuse(Violation::BadSignature { seq, error }))?;
             } else {
                 let proof = ForkProof::new(ours, entry.clone());
                 proof
                     .check()
-                    .map_err(|error| bad(Violation::BadFork { seq, error }))?;
+                    .map_err(|error| refuse(Violation::BadFork { seq, error }))?;
                 self.forks.push(proof);
             }
             self.differing.insert(index, (entry, their_leaf));
         }
         if opens_differing && !any_differ {
-            return Err(bad(no_differing_child(want)));
+            return Err(refuse(no_differing_child(want)));
         }
         self.check_differing_bound()?;
         self.finish_if_done(Step::Want(Vec::new()), local)
     }
 
-    /// Removes `want` from the outstanding ones; whether it opened a differing subtree.
-    fn take(&mut self, want: &SubtreeWant) -> Result<bool, SearchError> {
+    /// Takes a reply of `items` hashes (`entries` false) or entries to `want` off the
+    /// outstanding ones, checking it answers it exactly (module docs). Returns whether it
+    /// opens a differing subtree, and the node's own hashes of the same subtrees.
+    fn take(
+        &mut self,
+        want: &SubtreeWant,
+        entries: bool,
+        items: usize,
+        local: &mut impl LocalTree,
+    ) -> Result<(bool, Vec<Hash>), SearchError> {
         let at = self
             .outstanding
             .iter()
             .position(|o| o.want == *want)
-            .ok_or(SearchError::BadReply {
-                want: *want,
-                violation: Violation::NotOutstanding,
-            })?;
-        Ok(self.outstanding.remove(at).opens_differing)
+            .ok_or(bad(want, Violation::NotOutstanding))?;
+        let opens_differing = self.outstanding.remove(at).opens_differing;
+        if entries != (want.level == 0) {
+            return Err(bad(want, Violation::WrongKind));
+        }
+        if items != usize::from(want.count) {
+            return Err(bad(
+                want,
+                Violation::WrongCount {
+                    expected: want.count,
+                    found: items,
+                },
+            ));
+        }
+        let ours = local_hashes(local, want.level, want.index, want.count)?;
+        Ok((opens_differing, ours))
     }
 
     /// Records `wants` as outstanding, within the bounds. After a fork nothing new is
@@ -462,13 +464,10 @@ fn no_differing_child(want: &SubtreeWant) -> Violation {
     }
 }
 
-fn check_count(want: &SubtreeWant, found: usize) -> Result<(), Violation> {
-    match found == usize::from(want.count) {
-        true => Ok(()),
-        false => Err(Violation::WrongCount {
-            expected: want.count,
-            found,
-        }),
+fn bad(want: &SubtreeWant, violation: Violation) -> SearchError {
+    SearchError::BadReply {
+        want: *want,
+        violation,
     }
 }
 

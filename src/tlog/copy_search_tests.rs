@@ -11,7 +11,7 @@ use ed25519_dalek::hazmat::ExpandedSecretKey;
 use sha2::{Digest, Sha512};
 
 use super::*;
-use crate::entry::UnsignedEntry;
+use crate::entry::testing::feed as feed_of;
 use crate::identity::{challenge, Identity, Signature};
 use crate::tlog::merkle::{stored_hash_index, MemoryTree};
 
@@ -27,26 +27,9 @@ struct Feed {
 fn feed() -> &'static Feed {
     static FEED: OnceLock<Feed> = OnceLock::new();
     FEED.get_or_init(|| {
-        let id = Identity::from_seed(SEED);
-        let mut unsigned = Vec::new();
-        let mut prev = None;
-        for seq in 1..=FEED_SIZE {
-            let entry = UnsignedEntry {
-                author: id.author(),
-                seq,
-                timestamp: 1_700_000_000_000 + seq,
-                prev,
-                value: i64::try_from(seq).unwrap(),
-                data: format!("entry {seq}"),
-            };
-            prev = Some(entry.hash());
-            unsigned.push(entry);
-        }
-        let hashes: Vec<_> = unsigned.iter().map(UnsignedEntry::hash).collect();
-        let entries: Vec<Entry> = unsigned
+        let entries: Vec<Entry> = feed_of(SEED[0], FEED_SIZE, 0)
             .into_iter()
-            .zip(id.sign_hashes(&hashes))
-            .map(|(entry, signature)| entry.with_signature(signature))
+            .map(|(entry, _)| entry)
             .collect();
         let mut tree = MemoryTree::new();
         for entry in &entries {
