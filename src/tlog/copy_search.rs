@@ -41,11 +41,11 @@
 //! Once nothing is outstanding: no peak differed: [`SearchError::NothingDiffers`]. A fork
 //! found: [`Found`] with the forks and no copies (a fork excludes the feed; no new subtree is
 //! opened after the first one). Otherwise the root of the first `n` leaves with every
-//! candidate's leaf hash in place of the node's (the node's stored hashes, only those
-//! above a changed leaf recomputed) must be `R`, else [`SearchError::RootMismatch`]: then the
-//! candidates are [`Found::copies`]. That last check is what makes the result the
-//! author's: whatever the peer said on the way, the copies are kept only if they give the
-//! root the author signed.
+//! candidate's leaf hash in place of the node's ([`merkle::Overlay`]: the node's stored
+//! hashes, only those above a changed leaf recomputed) must be `R`, else
+//! [`SearchError::RootMismatch`]: then the candidates are [`Found::copies`]. That last check
+//! is what makes the result the author's: whatever the peer said on the way, the copies are
+//! kept only if they give the root the author signed.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -55,7 +55,7 @@ use crate::fork::{ForkProof, ForkProofError};
 use crate::identity::Author;
 use crate::signature::{self, SignatureError};
 use crate::tlog::merkle::{
-    self, leaf_hash, node_hash, split_stored_hash_index, tree_hash, Hash, HashReader, MAX_TREE_SIZE,
+    self, leaf_hash, split_stored_hash_index, tree_hash, Hash, HashReader, Overlay, MAX_TREE_SIZE,
 };
 
 /// The most differing leaves one search follows: a misbehaving author double-signs a few
@@ -417,11 +417,11 @@ impl CopySearch {
             .iter()
             .map(|(&index, (_, leaf))| (index, *leaf))
             .collect();
-        let overlay = Overlay {
+        let local = LocalHashes {
             local: RefCell::new(local),
-            changed: &changed,
         };
-        let root = tree_hash(self.size, &overlay).map_err(|e| SearchError::Local(e.to_string()))?;
+        let root = tree_hash(self.size, &Overlay::new(local, &changed))
+            .map_err(|e| SearchError::Local(e.to_string()))?;
         if root != self.root {
             return Err(SearchError::RootMismatch);
         }
@@ -489,50 +489,25 @@ fn local_hashes(
     }
 }
 
-/// The node's tree with some leaf hashes changed: a stored hash with no changed leaf under
-/// it is the node's; one above a changed leaf is recomputed from its children.
-struct Overlay<'a, L> {
+/// The node's stored hashes, read through its [`LocalTree`] one full subtree at a time.
+struct LocalHashes<'a, L> {
     // `HashReader` reads through `&self` and a `LocalTree` through `&mut`; nothing here
     // borrows it twice at once.
     local: RefCell<&'a mut L>,
-    changed: &'a BTreeMap<u64, Hash>,
 }
 
-impl<L: LocalTree> Overlay<'_, L> {
-    fn subtree(&self, level: u32, n: u64) -> Result<Hash, String> {
-        let out_of_range = || format!("subtree ({level}, {n}) is beyond any tree");
-        let lo = n.checked_shl(level).ok_or_else(out_of_range)?;
-        let hi = n
-            .checked_add(1)
-            .and_then(|m| m.checked_shl(level))
-            .ok_or_else(out_of_range)?;
-        if self.changed.range(lo..hi).next().is_none() {
-            let level = u8::try_from(level).map_err(|_| out_of_range())?;
-            let hashes = self.local.borrow_mut().subtree_hashes(level, n, 1)?;
-            return hashes.first().copied().ok_or_else(out_of_range);
-        }
-        match level.checked_sub(1) {
-            // A leaf with a change in its range of one is a changed leaf.
-            None => self.changed.get(&n).copied().ok_or_else(out_of_range),
-            Some(below) => Ok(node_hash(
-                &self.subtree(below, 2 * n)?,
-                &self.subtree(below, 2 * n + 1)?,
-            )),
-        }
-    }
-}
-
-impl<L: LocalTree> HashReader for Overlay<'_, L> {
+impl<L: LocalTree> HashReader for LocalHashes<'_, L> {
     type Error = String;
 
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, String> {
-        indexes
-            .iter()
-            .map(|&index| {
-                let (level, n) = split_stored_hash_index(index);
-                self.subtree(level, n)
-            })
-            .collect()
+        let mut local = self.local.borrow_mut();
+        let mut hashes = Vec::with_capacity(indexes.len());
+        for &index in indexes {
+            let (level, n) = split_stored_hash_index(index);
+            let level = u8::try_from(level).map_err(|_| format!("stored hash {index}"))?;
+            hashes.extend(local.subtree_hashes(level, n, 1)?);
+        }
+        Ok(hashes)
     }
 }
 
