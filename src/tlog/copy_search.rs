@@ -270,7 +270,7 @@ impl CopySearch {
         hashes: &[Hash],
         local: &mut impl LocalTree,
     ) -> Result<Step, SearchError> {
-        let (opens_differing, ours) = self.take(want, false, hashes.len(), local)?;
+        let (opens_differing, ours) = self.take_reply(want, false, hashes.len(), local)?;
         let differing: Vec<u64> = (want.index..)
             .zip(hashes.iter().zip(&ours))
             .filter(|(_, (theirs, ours))| theirs != ours)
@@ -294,7 +294,7 @@ impl CopySearch {
         entries: &[E],
         local: &mut impl LocalTree,
     ) -> Result<Step, SearchError> {
-        let (opens_differing, ours) = self.take(want, true, entries.len(), local)?;
+        let (opens_differing, ours) = self.take_reply(want, true, entries.len(), local)?;
         let refuse = |violation| bad(want, violation);
         let mut any_differ = false;
         for ((index, bytes), our_leaf) in (want.index..).zip(entries).zip(&ours) {
@@ -333,7 +333,7 @@ impl CopySearch {
     /// Takes a reply of `items` hashes (`entries` false) or entries to `want` off the
     /// outstanding ones, checking it answers it exactly (module docs). Returns whether it
     /// opens a differing subtree, and the node's own hashes of the same subtrees.
-    fn take(
+    fn take_reply(
         &mut self,
         want: &SubtreeWant,
         entries: bool,
@@ -372,16 +372,17 @@ impl CopySearch {
         if !self.forks.is_empty() {
             return Ok(Vec::new());
         }
-        self.wants_sent = self.wants_sent.saturating_add(wants.len());
-        if self.wants_sent > MAX_SUBTREE_WANTS {
-            return Err(SearchError::TooManyRequests);
-        }
         self.outstanding
             .extend(wants.iter().map(|&want| Outstanding {
                 want,
                 opens_differing,
             }));
+        // Too many differing leaves first: it says more than the want count does.
         self.check_differing_bound()?;
+        self.wants_sent = self.wants_sent.saturating_add(wants.len());
+        if self.wants_sent > MAX_SUBTREE_WANTS {
+            return Err(SearchError::TooManyRequests);
+        }
         Ok(wants)
     }
 
