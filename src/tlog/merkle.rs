@@ -22,7 +22,9 @@
 //! most 64 bytes per entry. Any subtree hash, root, or proof is computed from a bounded
 //! number of them (at most two per level), read in one call through a [`HashReader`].
 //! A writer that only appends keeps the tree's right edge instead ([`Frontier`]): the root
-//! after every append, and the stored hashes to persist, without reading any back.
+//! after every append, and the stored hashes to persist, without reading any back. An
+//! [`Overlay`] reads a tree as if a few of its leaves were others, for the root they would
+//! give.
 //!
 //! # Limits
 //!
@@ -33,6 +35,7 @@
 
 mod frontier;
 mod memory;
+mod overlay;
 mod prove;
 mod reader;
 mod stored;
@@ -42,7 +45,8 @@ use sha2::{Digest, Sha256};
 
 pub use frontier::Frontier;
 pub use memory::{MemoryReadError, MemoryTree};
-pub use prove::{prove_consistency, prove_inclusion, tree_hash};
+pub use overlay::Overlay;
+pub use prove::{peaks, prove_consistency, prove_inclusion, tree_hash};
 pub use reader::{HashReader, TreeError};
 pub use stored::{hashes_to_store, split_stored_hash_index, stored_hash_count, stored_hash_index};
 pub use verify::{

@@ -22,6 +22,13 @@ pub fn tree_hash<R: HashReader>(size: u64, reader: &R) -> Result<Hash, TreeError
     Ok(hashes.first().copied().unwrap_or(EMPTY_ROOT))
 }
 
+/// The full subtrees ("peaks") the tree of the first `size` leaves is made of, one per set
+/// bit of `size`, largest (leftmost) first, as `(level, n)`: the stored hashes
+/// [`tree_hash`] folds into the root. None for the empty tree.
+pub fn peaks(size: u64) -> impl Iterator<Item = (u32, u64)> {
+    Run { lo: 0, hi: size }.subtrees()
+}
+
 /// The inclusion proof of leaf `index` in the tree of the first `size` leaves (RFC 9162
 /// section 2.1.3.1): the sibling hashes from the leaf up to the root, at most 62 of them.
 pub fn prove_inclusion<R: HashReader>(
@@ -209,6 +216,18 @@ mod tests {
                 mth(&leaves[..size as usize])
             );
         }
+    }
+
+    #[test]
+    fn peaks_are_one_full_subtree_per_set_bit_largest_first() {
+        assert_eq!(peaks(0).count(), 0);
+        assert_eq!(peaks(1).collect::<Vec<_>>(), [(0, 0)]);
+        assert_eq!(peaks(256).collect::<Vec<_>>(), [(8, 0)]);
+        // 70,000 = 2^16 + 2^12 + 2^8 + 2^6 + 2^5 + 2^4.
+        assert_eq!(
+            peaks(70_000).collect::<Vec<_>>(),
+            [(16, 0), (12, 16), (8, 272), (6, 1092), (5, 2186), (4, 4374)]
+        );
     }
 
     #[test]
