@@ -123,6 +123,7 @@
 mod inline;
 mod planned;
 mod planner;
+pub(crate) mod replace;
 mod syncer;
 
 use crate::clock::now_ms;
@@ -147,6 +148,7 @@ use crate::identity::{Author, Identity};
 use crate::validate::ValidationError;
 
 pub(crate) use inline::Inline;
+pub use replace::{ReplaceOutcome, ReplaceRefusal, ReplaceResult};
 
 /// How long the syncer waits for more work after a write before it writes a commit marker
 /// covering that write (see the recovery rule in docs/STORE.md). Under load the next
@@ -256,6 +258,13 @@ pub(crate) enum Request {
         proof: CheckedProof,
         reply: Reply<Result<bool, AppendError>>,
     },
+    /// Other copies of entries the log holds (same entry hash, another signature), each to
+    /// become the current copy ([`replace`]); answered with one outcome per copy once the
+    /// replacement records are durable.
+    Replace {
+        copies: Vec<Entry>,
+        reply: Reply<ReplaceResult>,
+    },
     /// An own-feed fence event, applied by the planner in channel order (see "The own-feed
     /// fence" in the module docs). Unanswered: nothing waits for it.
     Fence(FenceEvent),
@@ -267,6 +276,7 @@ impl Request {
     fn weight(&self) -> usize {
         match self {
             Request::Foreign { entries, .. } => entries.len().max(1),
+            Request::Replace { copies, .. } => copies.len().max(1),
             _ => 1,
         }
     }
@@ -278,6 +288,7 @@ impl Request {
             Request::Foreign { reply, .. } => answer(reply, Err(err)),
             Request::ForkNote { reply, .. } => answer(reply, Err(err)),
             Request::ForkProof { reply, .. } => answer(reply, Err(err)),
+            Request::Replace { reply, .. } => answer(reply, Err(err)),
             Request::Fence(_) | Request::Shutdown => {}
         }
     }
