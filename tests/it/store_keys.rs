@@ -192,7 +192,7 @@ fn a_version_1_file_opens_and_accepts_keyed_appends() {
 fn a_header_version_from_a_newer_kappalog_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let mut bytes = format::file_header().to_vec();
-    bytes[8..].copy_from_slice(&4u32.to_le_bytes());
+    bytes[8..].copy_from_slice(&(format::STORE_FORMAT_VERSION + 1).to_le_bytes());
     std::fs::write(log_path(dir.path()), &bytes).unwrap();
     match Store::open(dir.path(), None, None) {
         Err(StoreError::BadHeader { reason, .. }) => {
