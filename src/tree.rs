@@ -102,6 +102,8 @@ pub mod follow;
 pub mod layout;
 pub mod pool;
 mod read;
+#[cfg(test)]
+mod replace_tests;
 pub mod rows;
 
 use std::collections::HashMap;
