@@ -381,7 +381,11 @@ pub(crate) mod testing {
         // RFC 8032 signing with another nonce prefix: R = r·B, S = r + H(R || A || M)·a.
         let r = wide(&[&[nonce; 32], message.as_bytes()]);
         let big_r = EdwardsPoint::mul_base(&r).compress();
-        let k = wide(&[big_r.as_bytes(), entry.author.as_bytes(), message.as_bytes()]);
+        let k = wide(&[
+            big_r.as_bytes(),
+            entry.author.as_bytes(),
+            message.as_bytes(),
+        ]);
         let s = r + k * secret.scalar;
         let mut bytes = [0u8; 64];
         bytes[..32].copy_from_slice(big_r.as_bytes());

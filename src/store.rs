@@ -53,6 +53,9 @@
 //! - A fork proof is checked by the caller, then written by the writer in the same
 //!   durability path as entries: the fork note in the log first, then the proof in `forks`
 //!   ([`Store::record_fork_proof`]).
+//! - Another valid signature of an entry the log holds (which only its author can make) is
+//!   kept as a replacement record ([`Store::replace_copies`], docs/STORE.md "Replacement
+//!   records"): from then on every read returns that copy.
 //! - Own appends pass the own-feed fence ([`crate::fence`]) where the writer orders them:
 //!   the writer owns the fence, fed by [`Store::fence_event`] on the same channel as the
 //!   appends, and answers a refused one [`AppendError::Fence`] (a replay of an idempotency

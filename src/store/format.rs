@@ -232,7 +232,12 @@ pub fn parse_record_header(header: &[u8; RECORD_HEADER_BYTES]) -> Result<RecordH
                 false,
                 MIN_KEYED_PAYLOAD_BYTES..=MAX_KEYED_PAYLOAD_BYTES,
             ),
-            (false, true) => (false, true, false, MARKER_PAYLOAD_BYTES..=FORK_NOTE_PAYLOAD_BYTES),
+            (false, true) => (
+                false,
+                true,
+                false,
+                MARKER_PAYLOAD_BYTES..=FORK_NOTE_PAYLOAD_BYTES,
+            ),
             (true, true) => (false, false, true, MIN_ENCODED_BYTES..=MAX_ENCODED_BYTES),
         };
     let len = usize::try_from(field & LENGTH_MASK)
@@ -846,7 +851,9 @@ mod tests {
         assert_eq!(with_version(3), Ok(STORE_FORMAT_V3));
         let newer = with_version(5).unwrap_err();
         assert!(
-            newer.contains("version 5 was written by a newer kappalog (this one reads versions 1 to 4)"),
+            newer.contains(
+                "version 5 was written by a newer kappalog (this one reads versions 1 to 4)"
+            ),
             "{newer}"
         );
         assert_eq!(
@@ -913,7 +920,11 @@ mod tests {
         assert_eq!(record.entry, e);
         assert_eq!(entry_bytes_at(&bytes, 0).unwrap(), &e.encode()[..]);
         let (plain_header, _) = split(&plain);
-        assert!(!decode_payload(payload, &plain_header.unwrap()).unwrap().replacement);
+        assert!(
+            !decode_payload(payload, &plain_header.unwrap())
+                .unwrap()
+                .replacement
+        );
     }
 
     #[test]

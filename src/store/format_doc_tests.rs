@@ -328,8 +328,7 @@ fn the_worked_example_opens_as_described() {
         read_record_at(&SystemIo, &opened.file, 178, 577).expect("the keyed record at 178");
     assert_eq!((&second.entry, &second.key), (&e.second, &Some(e.key)));
     assert_eq!(second.entry.prev, Some(first.hash));
-    let again =
-        read_record_at(&SystemIo, &opened.file, 427, 577).expect("the replacement at 427");
+    let again = read_record_at(&SystemIo, &opened.file, 427, 577).expect("the replacement at 427");
     assert!(again.replacement);
     assert_eq!((&again.entry, again.hash), (&e.first_again, first.hash));
     assert_ne!(again.entry.signature, first.entry.signature);

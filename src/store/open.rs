@@ -308,12 +308,11 @@ fn admit_replacement(
         .and_then(|feed| feed.offset_of(entry.seq))
         .ok_or_else(|| damage("the log holds no such entry before it".into()))?;
     let current = index.current(original);
-    let held = format::read_record_at(log.io, log.file, current, offset).map_err(|fault| {
-        match fault {
+    let held =
+        format::read_record_at(log.io, log.file, current, offset).map_err(|fault| match fault {
             format::ReadFault::Io(e) => Stop::Read(e),
             format::ReadFault::Bad(reason) => damage(format!("the copy it replaces: {reason}")),
-        }
-    })?;
+        })?;
     if held.hash != *hash {
         return Err(damage(format!(
             "entry hash {hash}, the log holds {} at that seq",

@@ -316,7 +316,11 @@ impl StoreReader {
                     .count()
                     .max(1);
                 // The furthest, not the last: a replaced seq's copy lies after later seqs.
-                let last = offsets[i..i + covered].iter().copied().max().unwrap_or(start);
+                let last = offsets[i..i + covered]
+                    .iter()
+                    .copied()
+                    .max()
+                    .unwrap_or(start);
                 let stop = last.saturating_add(MAX_RECORD as u64).min(end);
                 let len = usize::try_from(stop.saturating_sub(start)).unwrap_or(0);
                 buf.resize(len, 0);

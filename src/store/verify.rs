@@ -116,9 +116,8 @@ impl StoreReader {
                 if let Err(format::RecordFault::Note) = record.decoded {
                     continue;
                 }
-                if !matches!(&record.decoded, Ok(r) if r.replacement) {
-                    report.entries += 1;
-                }
+                let replacement = matches!(&record.decoded, Ok(r) if r.replacement);
+                report.entries += u64::from(!replacement);
                 let (entry, hash) = match &record.decoded {
                     Ok(decoded) => (&decoded.entry, &decoded.hash),
                     Err(fault) => {
@@ -141,13 +140,11 @@ impl StoreReader {
                 if let Some(Err(e)) = verdicts.next() {
                     report.problems.push(problem(VerifyIssue::Signature(e)));
                 }
-                if matches!(&record.decoded, Ok(r) if r.replacement) {
-                    // Another copy of an entry before it: its signature was checked above
-                    // with the others; it must name an entry held earlier, with its hash.
-                    if let Some(issue) = self.check_replacement(&heads, entry, hash, record.offset)
-                    {
-                        report.problems.push(problem(issue));
-                    }
+                if replacement {
+                    // Another copy of an entry before it, its signature checked above with
+                    // the others: it must name an entry held earlier, with its hash.
+                    let issue = self.check_replacement(&heads, entry, hash, record.offset);
+                    report.problems.extend(issue.map(problem));
                     continue;
                 }
                 let head = heads.get(&entry.author);

@@ -100,6 +100,14 @@
 //! written, the proof's request fails with that error while the note stays durable: the
 //! author is then forked without a proof, exactly as after a lost proof.
 //!
+//! # Replacement copies
+//!
+//! A [`Request::Replace`] offers other signatures of entries the log holds. The planner
+//! checks each copy's shape and signature; the syncer decides each against the durable log
+//! ([`replace::decide`]: same author, seq and entry hash, another signature, author not
+//! forked), writes the replacement records after the write's entry records, and points the
+//! index at them once the write is synced. Not told to the commit observer: no entry is new.
+//!
 //! # Failures and recovery
 //!
 //! If a write or sync of the log fails, nothing in that write is acknowledged: every request

@@ -11,7 +11,7 @@ use crate::hash::Hash as EntryHash;
 use crate::identity::Identity;
 use crate::node::Node;
 use crate::store::ReplaceOutcome;
-use crate::tlog::merkle::{leaf_hash, stored_hash_index, HashReader, Hash, MemoryTree};
+use crate::tlog::merkle::{leaf_hash, stored_hash_index, Hash, HashReader, MemoryTree};
 
 use super::{TreeReadError, Trees};
 
@@ -45,7 +45,10 @@ async fn wait_for_root(trees: &Trees, author: &crate::identity::Author, want: Ha
             ) => {}
             Err(e) => panic!("{e}"),
         }
-        assert!(start.elapsed() < DEADLINE, "the tree never covered the new copy");
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the tree never covered the new copy"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -76,7 +79,11 @@ async fn after_a_replacement_the_tree_covers_the_current_copy_and_keeps_it_on_re
         let i = usize::try_from(seq - 1).unwrap();
         current[i] = resign(&id, &current[i], 1);
     }
-    let copies = vec![current[4].clone(), current[199].clone(), current[299].clone()];
+    let copies = vec![
+        current[4].clone(),
+        current[199].clone(),
+        current[299].clone(),
+    ];
     let outcomes = node.store().replace_copies(copies).await.unwrap();
     assert_eq!(outcomes, vec![ReplaceOutcome::Replaced; 3]);
     let tree = model(&current);
@@ -91,11 +98,26 @@ async fn after_a_replacement_the_tree_covers_the_current_copy_and_keeps_it_on_re
         );
     }
     // Subtree hashes: leaves recomputed from the current copies, stored rows above them.
-    assert_eq!(trees.subtree_hashes(&author, 0, 0, 256).unwrap(), subtrees(&tree, 0, 0, 256));
-    assert_eq!(trees.subtree_hashes(&author, 0, 296, 4).unwrap(), subtrees(&tree, 0, 296, 4));
-    assert_eq!(trees.subtree_hashes(&author, 1, 0, 150).unwrap(), subtrees(&tree, 1, 0, 150));
-    assert_eq!(trees.subtree_hashes(&author, 7, 0, 2).unwrap(), subtrees(&tree, 7, 0, 2));
-    assert_eq!(trees.subtree_hashes(&author, 8, 0, 1).unwrap(), subtrees(&tree, 8, 0, 1));
+    assert_eq!(
+        trees.subtree_hashes(&author, 0, 0, 256).unwrap(),
+        subtrees(&tree, 0, 0, 256)
+    );
+    assert_eq!(
+        trees.subtree_hashes(&author, 0, 296, 4).unwrap(),
+        subtrees(&tree, 0, 296, 4)
+    );
+    assert_eq!(
+        trees.subtree_hashes(&author, 1, 0, 150).unwrap(),
+        subtrees(&tree, 1, 0, 150)
+    );
+    assert_eq!(
+        trees.subtree_hashes(&author, 7, 0, 2).unwrap(),
+        subtrees(&tree, 7, 0, 2)
+    );
+    assert_eq!(
+        trees.subtree_hashes(&author, 8, 0, 1).unwrap(),
+        subtrees(&tree, 8, 0, 1)
+    );
     for (level, index, count) in [(0, 0, 301), (1, 149, 2), (8, 1, 1), (9, 0, 1), (0, 0, 0)] {
         assert!(
             matches!(

@@ -39,14 +39,22 @@ fn assert_reads(reader: &StoreReader, author: &Author, want: &[Entry]) {
     let hashes: Vec<Hash> = want.iter().map(Entry::hash).collect();
     for (i, entry) in want.iter().enumerate() {
         let seq = i as u64 + 1;
-        assert_eq!(reader.get(author, seq).unwrap().unwrap().0, *entry, "get {seq}");
+        assert_eq!(
+            reader.get(author, seq).unwrap().unwrap().0,
+            *entry,
+            "get {seq}"
+        );
         assert_eq!(
             reader.get_by_hash(&hashes[i]).unwrap().unwrap().0,
             *entry,
             "get_by_hash {seq}"
         );
         let offset = reader.offset_of(author, seq).unwrap();
-        assert_eq!(reader.record_at(offset).unwrap().unwrap().0, *entry, "record_at {seq}");
+        assert_eq!(
+            reader.record_at(offset).unwrap().unwrap().0,
+            *entry,
+            "record_at {seq}"
+        );
     }
     let range: Vec<Entry> = reader
         .range(author, 1, 100)
@@ -56,7 +64,11 @@ fn assert_reads(reader: &StoreReader, author: &Author, want: &[Entry]) {
         .collect();
     assert_eq!(range, want, "range");
     let encoded: Vec<Vec<u8>> = want.iter().map(Entry::encode).collect();
-    assert_eq!(reader.range_encoded(author, 1, 100).unwrap(), encoded, "range_encoded");
+    assert_eq!(
+        reader.range_encoded(author, 1, 100).unwrap(),
+        encoded,
+        "range_encoded"
+    );
     let mut in_log_order = Vec::new();
     reader
         .for_each_in_log_order(|e, h| {
@@ -65,7 +77,10 @@ fn assert_reads(reader: &StoreReader, author: &Author, want: &[Entry]) {
             ControlFlow::Continue(())
         })
         .unwrap();
-    assert_eq!(in_log_order, want, "for_each_in_log_order: each entry once, current copy");
+    assert_eq!(
+        in_log_order, want,
+        "for_each_in_log_order: each entry once, current copy"
+    );
     let mut bytes_in_log_order = Vec::new();
     reader
         .for_each_entry_bytes_between(
@@ -91,7 +106,11 @@ fn assert_reads(reader: &StoreReader, author: &Author, want: &[Entry]) {
     let mut csv = Vec::new();
     kappalog::node::export(reader, &mut csv).unwrap();
     let csv = String::from_utf8(csv).unwrap();
-    assert_eq!(csv.lines().count(), want.len() + 1, "export: a header and each entry once");
+    assert_eq!(
+        csv.lines().count(),
+        want.len() + 1,
+        "export: a header and each entry once"
+    );
     for entry in want {
         assert!(
             csv.contains(&entry.signature.to_hex()),
@@ -119,7 +138,10 @@ fn a_replaced_copy_is_what_every_read_returns_and_survives_a_reopen() {
         .replace_copies(vec![third.clone(), last.clone()])
         .wait()
         .unwrap();
-    assert_eq!(outcomes, vec![ReplaceOutcome::Replaced, ReplaceOutcome::Replaced]);
+    assert_eq!(
+        outcomes,
+        vec![ReplaceOutcome::Replaced, ReplaceOutcome::Replaced]
+    );
     want[2] = third.clone();
     want[5] = last;
     let reader = store.reader();
@@ -165,7 +187,9 @@ fn each_refusal_is_its_own_outcome_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let id = identity(22);
     let (store, owner, feed) = with_feed(dir.path(), 22);
-    let before = std::fs::metadata(dir.path().join("entries.log")).unwrap().len();
+    let before = std::fs::metadata(dir.path().join("entries.log"))
+        .unwrap()
+        .len();
     let missing = {
         let mut e = resign(&id, &feed[1].0, 1);
         e.seq = N + 5;
@@ -193,7 +217,10 @@ fn each_refusal_is_its_own_outcome_and_writes_nothing() {
         ])
         .wait()
         .unwrap();
-    assert_eq!(outcomes[0], ReplaceOutcome::Refused(ReplaceRefusal::NoSuchEntry));
+    assert_eq!(
+        outcomes[0],
+        ReplaceOutcome::Refused(ReplaceRefusal::NoSuchEntry)
+    );
     assert_eq!(
         outcomes[1],
         ReplaceOutcome::Refused(ReplaceRefusal::OtherEntryHash { held: feed[1].1 })
@@ -218,7 +245,9 @@ fn each_refusal_is_its_own_outcome_and_writes_nothing() {
         vec![ReplaceOutcome::Replaced, ReplaceOutcome::AlreadyCurrent]
     );
     assert_eq!(store.reader().replacement_count(), 1);
-    let after_one = std::fs::metadata(dir.path().join("entries.log")).unwrap().len();
+    let after_one = std::fs::metadata(dir.path().join("entries.log"))
+        .unwrap()
+        .len();
     // A marker and one replacement record, and nothing for the refusals.
     assert_eq!(after_one - before, 16 + 8 + feed[1].0.encode().len() as u64);
 
@@ -234,7 +263,10 @@ fn each_refusal_is_its_own_outcome_and_writes_nothing() {
         .replace_copies(vec![resign(&forked_id, &forked_feed, 1)])
         .wait()
         .unwrap();
-    assert_eq!(outcomes, vec![ReplaceOutcome::Refused(ReplaceRefusal::Forked)]);
+    assert_eq!(
+        outcomes,
+        vec![ReplaceOutcome::Refused(ReplaceRefusal::Forked)]
+    );
     assert_eq!(store.reader().replacement_count(), 1);
     owner.shutdown_blocking().unwrap();
 }
@@ -252,6 +284,9 @@ fn forge(dir: &Path, forged: impl FnOnce(&[(Entry, Hash)], &Identity) -> Vec<u8>
     at
 }
 
+/// Forges the records appended to a log of `feed`, signed by the feed's key.
+type Forger = fn(&[(Entry, Hash)], &Identity) -> Vec<u8>;
+
 fn replacement(entry: &Entry) -> Vec<u8> {
     let mut out = Vec::new();
     format::encode_replacement(entry, &mut out);
@@ -260,7 +295,7 @@ fn replacement(entry: &Entry) -> Vec<u8> {
 
 #[test]
 fn recovery_refuses_a_replacement_that_is_no_copy_of_a_held_entry() {
-    let cases: Vec<(&str, fn(&[(Entry, Hash)], &Identity) -> Vec<u8>)> = vec![
+    let cases: Vec<(&str, Forger)> = vec![
         ("a seq the log does not hold", |feed, id| {
             let mut e = feed[1].0.clone();
             e.seq = N + 1;
@@ -276,12 +311,15 @@ fn recovery_refuses_a_replacement_that_is_no_copy_of_a_held_entry() {
         ("the current copy's signature", |feed, _| {
             replacement(&feed[1].0)
         }),
-        ("the current copy's signature, after a replacement", |feed, id| {
-            let copy = resign(id, &feed[1].0, 1);
-            let mut out = replacement(&copy);
-            out.extend(replacement(&copy));
-            out
-        }),
+        (
+            "the current copy's signature, after a replacement",
+            |feed, id| {
+                let copy = resign(id, &feed[1].0, 1);
+                let mut out = replacement(&copy);
+                out.extend(replacement(&copy));
+                out
+            },
+        ),
     ];
     for (what, forged) in cases {
         let dir = tempfile::tempdir().unwrap();

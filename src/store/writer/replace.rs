@@ -165,12 +165,12 @@ fn decide_one(
     };
     let held = format::read_record_at(io, file, current, end).map_err(|fault| match fault {
         format::ReadFault::Io(e) => AppendError::Io(std::sync::Arc::new(e)),
-        format::ReadFault::Bad(reason) => AppendError::Io(std::sync::Arc::new(
-            std::io::Error::new(
+        format::ReadFault::Bad(reason) => {
+            AppendError::Io(std::sync::Arc::new(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!("record at offset {current}: {reason}"),
-            ),
-        )),
+            )))
+        }
     })?;
     if held.hash != copy.hash {
         return Ok(ReplaceOutcome::Refused(ReplaceRefusal::OtherEntryHash {

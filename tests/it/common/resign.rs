@@ -25,7 +25,11 @@ pub fn resign(id: &Identity, entry: &Entry, nonce: u8) -> Entry {
     // R = r·B, S = r + H(R || A || M)·a.
     let r = wide(&[&[nonce; 32], message.as_bytes()]);
     let big_r = EdwardsPoint::mul_base(&r).compress();
-    let k = wide(&[big_r.as_bytes(), entry.author.as_bytes(), message.as_bytes()]);
+    let k = wide(&[
+        big_r.as_bytes(),
+        entry.author.as_bytes(),
+        message.as_bytes(),
+    ]);
     let s = r + k * secret.scalar;
     let mut bytes = [0u8; 64];
     bytes[..32].copy_from_slice(big_r.as_bytes());
