@@ -360,42 +360,13 @@ pub(crate) mod testing {
         out
     }
 
-    /// `entry` under another valid signature of its own key (`id`'s): the same entry hash,
-    /// a second signature of it, as only a misbehaving author makes one. Ed25519 signing is
-    /// deterministic (one signature a message); another nonce, `r = SHA-512(prefix ||
-    /// hash)` with another `prefix` drawn from `nonce`, gives another valid signature. The
-    /// integration tests' twin is `tests/it/common/resign.rs`.
-    pub(crate) fn resign(id: &Identity, entry: &Entry, nonce: u8) -> Entry {
-        use curve25519_dalek::{EdwardsPoint, Scalar};
-        use ed25519_dalek::hazmat::ExpandedSecretKey;
-        use sha2::{Digest, Sha512};
-        let secret = ExpandedSecretKey::from(&id.signing_key().to_bytes());
-        let message = entry.hash();
-        let wide = |parts: &[&[u8]]| {
-            let mut digest = Sha512::new();
-            for part in parts {
-                digest.update(part);
-            }
-            Scalar::from_bytes_mod_order_wide(&digest.finalize().into())
-        };
-        // RFC 8032 signing with another nonce prefix: R = r·B, S = r + H(R || A || M)·a.
-        let r = wide(&[&[nonce; 32], message.as_bytes()]);
-        let big_r = EdwardsPoint::mul_base(&r).compress();
-        let k = wide(&[
-            big_r.as_bytes(),
-            entry.author.as_bytes(),
-            message.as_bytes(),
-        ]);
-        let s = r + k * secret.scalar;
-        let mut bytes = [0u8; 64];
-        bytes[..32].copy_from_slice(big_r.as_bytes());
-        bytes[32..].copy_from_slice(s.as_bytes());
-        Entry {
-            signature: crate::identity::Signature(bytes),
-            ..entry.clone()
-        }
-    }
+    /// `entry` under another valid signature of the same entry hash (see the file).
+    pub(crate) use super::resign::resign;
 }
+
+#[cfg(test)]
+#[path = "entry/resign.rs"]
+mod resign;
 
 #[cfg(test)]
 mod tests {
