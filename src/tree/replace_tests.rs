@@ -98,26 +98,13 @@ async fn after_a_replacement_the_tree_covers_the_current_copy_and_keeps_it_on_re
         );
     }
     // Subtree hashes: leaves recomputed from the current copies, stored rows above them.
-    assert_eq!(
-        trees.subtree_hashes(&author, 0, 0, 256).unwrap(),
-        subtrees(&tree, 0, 0, 256)
-    );
-    assert_eq!(
-        trees.subtree_hashes(&author, 0, 296, 4).unwrap(),
-        subtrees(&tree, 0, 296, 4)
-    );
-    assert_eq!(
-        trees.subtree_hashes(&author, 1, 0, 150).unwrap(),
-        subtrees(&tree, 1, 0, 150)
-    );
-    assert_eq!(
-        trees.subtree_hashes(&author, 7, 0, 2).unwrap(),
-        subtrees(&tree, 7, 0, 2)
-    );
-    assert_eq!(
-        trees.subtree_hashes(&author, 8, 0, 1).unwrap(),
-        subtrees(&tree, 8, 0, 1)
-    );
+    for (level, index, count) in [(0, 0, 256), (0, 296, 4), (1, 0, 150), (7, 0, 2), (8, 0, 1)] {
+        assert_eq!(
+            trees.subtree_hashes(&author, level, index, count).unwrap(),
+            subtrees(&tree, level, index, count),
+            "({level}, {index}, {count})"
+        );
+    }
     for (level, index, count) in [(0, 0, 301), (1, 149, 2), (8, 1, 1), (9, 0, 1), (0, 0, 0)] {
         assert!(
             matches!(

@@ -13,8 +13,6 @@
 use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
 
-use super::planned::Planned;
-use super::planned::Sealed;
 use crate::entry::{Entry, Seq};
 use crate::hash::Hash;
 use crate::identity::{Author, Signature};
@@ -97,22 +95,20 @@ impl Copy {
     }
 }
 
-/// Decides every undecided copy of `batches` against the durable log: reads each held
-/// entry's current copy (one positional read a copy; replacements are rare) and compares.
-/// Copies decided earlier in the same write count as current for later ones. A read that
-/// fails fails the copy's request (`failed`), which then writes nothing.
-pub(super) fn decide(
-    batches: &mut [Sealed],
+/// Decides every undecided copy of a write's replacement `requests` (each its copies and
+/// its failure) against the durable log: reads each held entry's current copy (one
+/// positional read a copy; replacements are rare) and compares. Copies decided earlier in
+/// the same write count as current for later ones. A read that fails fails the copy's
+/// request (`failed`), which then writes nothing.
+pub(super) fn decide<'a>(
+    requests: impl Iterator<Item = (&'a mut Vec<Copy>, &'a mut Option<AppendError>)>,
     index: &RwLock<Index>,
     forked: &RwLock<Forked>,
     io: &dyn LogIo,
     file: &LogFile,
 ) {
     let mut decided: HashMap<(Author, Seq), Signature> = HashMap::new();
-    for request in batches.iter_mut().flat_map(|b| b.requests.iter_mut()) {
-        let Planned::Replace { copies, failed, .. } = request else {
-            continue;
-        };
+    for (copies, failed) in requests {
         for copy in copies.iter_mut().filter(|c| c.outcome.is_none()) {
             match decide_one(copy, &decided, index, forked, io, file) {
                 Ok(outcome) => copy.outcome = Some(outcome),

@@ -189,8 +189,15 @@ impl Syncer {
     /// the store; a failure of the forks file fails only the new proofs.
     fn make_durable(&mut self, batches: &mut [Sealed]) -> Result<ForksWritten, Arc<io::Error>> {
         let notes = self.decide_forks(batches);
+        let replacements = batches
+            .iter_mut()
+            .flat_map(|b| b.requests.iter_mut())
+            .filter_map(|request| match request {
+                Planned::Replace { copies, failed, .. } => Some((copies, failed)),
+                _ => None,
+            });
         replace::decide(
-            batches,
+            replacements,
             &self.parts.index,
             &self.parts.forked,
             &*self.parts.io,
