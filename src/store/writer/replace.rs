@@ -109,8 +109,11 @@ pub(super) fn decide<'a>(
 ) {
     let mut decided: HashMap<(Author, Seq), Signature> = HashMap::new();
     for (copies, failed) in requests {
+        // This request's copies count for its later ones, and for later requests only if
+        // it is written: a failed request writes nothing.
+        let mut own = decided.clone();
         for copy in copies.iter_mut().filter(|c| c.outcome.is_none()) {
-            match decide_one(copy, &decided, index, forked, io, file) {
+            match decide_one(copy, &own, index, forked, io, file) {
                 Ok(outcome) => copy.outcome = Some(outcome),
                 Err(e) => {
                     *failed = Some(e);
@@ -118,16 +121,18 @@ pub(super) fn decide<'a>(
                 }
             }
             if copy.written() {
-                decided.insert((copy.entry.author, copy.entry.seq), copy.entry.signature);
+                own.insert((copy.entry.author, copy.entry.seq), copy.entry.signature);
             }
         }
         if failed.is_some() {
-            // Nothing of a failed request is written: it is answered with the error.
+            // Answered with the error, so none of its copies is written.
             for copy in copies.iter_mut() {
                 if copy.written() {
                     copy.outcome = None;
                 }
             }
+        } else {
+            decided = own;
         }
     }
 }
