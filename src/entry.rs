@@ -359,7 +359,14 @@ pub(crate) mod testing {
         }
         out
     }
+
+    /// `entry` under another valid signature of the same entry hash (see the file).
+    pub(crate) use super::resign::resign;
 }
+
+#[cfg(test)]
+#[path = "entry/resign.rs"]
+mod resign;
 
 #[cfg(test)]
 mod tests {

@@ -53,6 +53,9 @@
 //! - A fork proof is checked by the caller, then written by the writer in the same
 //!   durability path as entries: the fork note in the log first, then the proof in `forks`
 //!   ([`Store::record_fork_proof`]).
+//! - Another valid signature of an entry the log holds (which only its author can make) is
+//!   kept as a replacement record ([`Store::replace_copies`], docs/STORE.md "Replacement
+//!   records"): from then on every read returns that copy.
 //! - Own appends pass the own-feed fence ([`crate::fence`]) where the writer orders them:
 //!   the writer owns the fence, fed by [`Store::fence_event`] on the same channel as the
 //!   appends, and answers a refused one [`AppendError::Fence`] (a replay of an idempotency
@@ -98,7 +101,7 @@ pub use reader::{EncodedRecord, StoreReader};
 pub use validate::FeedHead;
 pub use verify::{VerifyIssue, VerifyProblem, VerifyReport};
 use writer::{Checked, Request, Writer};
-pub use writer::{Misplaced, OwnAppend, Unplaceable};
+pub use writer::{Misplaced, OwnAppend, ReplaceOutcome, ReplaceRefusal, Unplaceable};
 
 /// Default cap on entries per group commit.
 pub const MAX_BATCH_ENTRIES: usize = 4096;
@@ -512,6 +515,25 @@ impl Store {
             proof: writer::CheckedProof(Box::new(proof)),
             reply,
         });
+        Pending::new(answer)
+    }
+
+    /// Makes each of `copies` the current copy of the entry the store holds at its author
+    /// and seq: another signature of the same entry hash, which only the author can have
+    /// made (two signatures of one entry hash; the author's checkpoint decides which the
+    /// node keeps, docs/TLOG.md). Each copy's shape and signature are checked by the writer
+    /// itself, and each is compared with the durable log: one [`ReplaceOutcome`] per copy, in
+    /// order, answered once the replacement records are durable (one group commit with
+    /// whatever else is queued, `fdatasync`ed before any reader sees the new copies). From
+    /// then on every read returns the new copy; the log keeps the old one where it was
+    /// (docs/STORE.md, "Replacement records"). A failed write is answered with the error and
+    /// degrades the store, as for any write.
+    pub fn replace_copies(&self, copies: Vec<Entry>) -> Pending<Vec<ReplaceOutcome>> {
+        if copies.is_empty() {
+            return Pending::ready(Ok(Vec::new()));
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Replace { copies, reply });
         Pending::new(answer)
     }
 

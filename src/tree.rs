@@ -79,6 +79,19 @@
 //!
 //! A feed found forked stays in its tree: the tree covers what the log holds, and the log
 //! keeps one branch of a feed.
+//!
+//! # Replaced copies
+//!
+//! A leaf hash covers the entry's signature, and the store may replace an entry's copy with
+//! another signature of the same entry hash (docs/STORE.md, "Replacement records"). Leaves
+//! are always hashed from the current copy, but stored rows above a replaced leaf would
+//! still cover the old one. So the file records the log's replacement count it was built
+//! under (`meta.replacements`, [`db`]), and any other count means rebuild: at open, at the
+//! top of each follower pass, and in every read, which answers
+//! [`TreeReadError::Rebuilding`] (and wakes the follower) from the moment the replacement is
+//! visible to readers until the rebuilt file is published. Replacements happen only for a
+//! misbehaving author, so a rebuild each is acceptable; the count is read when the new file
+//! is created, before its first pass, so a rebuild ends unless another replacement came.
 
 mod batch;
 pub mod checksum;
@@ -89,6 +102,8 @@ pub mod follow;
 pub mod layout;
 pub mod pool;
 mod read;
+#[cfg(test)]
+mod replace_tests;
 pub mod rows;
 
 use std::collections::HashMap;
@@ -103,7 +118,9 @@ use crate::identity::Author;
 use crate::poison::lock;
 use crate::store::StoreReader;
 use crate::tlog::checkpoint::SignedCheckpoint;
-use crate::tlog::merkle::{leaf_hash, prove_consistency, prove_inclusion, tree_hash, Hash};
+use crate::tlog::merkle::{
+    leaf_hash, prove_consistency, prove_inclusion, stored_hash_index, tree_hash, Hash, HashReader,
+};
 use crate::tlog::tiles::{hash_tile_bytes, HashTileError, Tile, TileKind};
 
 pub use db::{tree_path, TREE_FILE};
@@ -168,6 +185,9 @@ struct Shared {
     /// Why a reader found the file damaged (`None`: not found so); the follower wakes on it,
     /// rebuilds, and clears it.
     damage: watch::Sender<Option<String>>,
+    /// The log's replacement count the published file's leaves were hashed under
+    /// ([`db::TreeDb::replacements`]; see "Replaced copies" in the module docs).
+    replacements: AtomicU64,
 }
 
 /// One feed: its number in row keys and its edge behind the lock readers and the follower
@@ -204,6 +224,7 @@ impl Trees {
                 checkpoint: Mutex::new(None),
                 generation: AtomicU64::new(0),
                 damage: watch::Sender::new(None),
+                replacements: AtomicU64::new(0),
             }),
         }
     }
@@ -277,6 +298,40 @@ impl Trees {
         })
     }
 
+    /// The hashes of the complete subtrees `(level, index..index + count)` of `author`'s
+    /// tree as covered now (RFC 6962 hashes: subtree `(level, n)` spans leaves `n * 2^level
+    /// .. (n + 1) * 2^level`), in order: stored hashes for `level >= 1`, leaf hashes
+    /// recomputed from the log (the current copies) for level 0. [`TreeReadError::OutOfRange`]
+    /// when any is not complete within the covered size (or `count` is 0). For comparing a
+    /// peer's tree with this one (sync's search for the author's copies): one read of the
+    /// log or of a few rows, as a hash tile costs.
+    pub fn subtree_hashes(
+        &self,
+        author: &Author,
+        level: u8,
+        index: u64,
+        count: u16,
+    ) -> Result<Vec<Hash>, TreeReadError> {
+        let out_of_range = |size: u64| {
+            TreeReadError::OutOfRange(format!(
+                "subtrees ({level}, {index}..+{count}) are not all complete in a tree of {size} leaves"
+            ))
+        };
+        self.with_feed(author, 0, |view| {
+            let size = view.edge.size();
+            // The last subtree's end, in leaves (None: past u64, so past any tree).
+            index
+                .checked_add(u64::from(count))
+                .and_then(|end| end.checked_mul(1u64.checked_shl(u32::from(level))?))
+                .filter(|&end| count > 0 && end <= size)
+                .ok_or_else(|| out_of_range(size))?;
+            let indexes: Vec<u64> = (index..index + u64::from(count))
+                .map(|n| stored_hash_index(u32::from(level), n))
+                .collect();
+            view.read_hashes(&indexes)
+        })
+    }
+
     /// The node's newest signed checkpoint of its own feed (`None` before it has an entry
     /// in the tree).
     pub fn own_checkpoint(&self) -> Option<Arc<SignedCheckpoint>> {
@@ -334,6 +389,9 @@ impl Trees {
         let slot = self
             .slot(author)
             .ok_or(TreeReadError::UnknownFeed { author: *author })?;
+        if let Some(reason) = self.replaced_since_built() {
+            return Err(self.damaged(slot.generation, reason));
+        }
         // The lock covers taking the edge (loading it first if needed), not the read.
         let edge = {
             let mut guard = lock(&slot.edge);
@@ -354,6 +412,18 @@ impl Trees {
             id: slot.id,
             generation: slot.generation,
             edge: &edge,
+        })
+    }
+
+    /// Why the published file's hashes may cover a copy that is no longer current: the log
+    /// holds another number of replacement records than it was built under (`None`: same).
+    fn replaced_since_built(&self) -> Option<String> {
+        let built = self.shared.replacements.load(Ordering::Acquire);
+        let held = self.shared.reader.replacement_count();
+        (built != held).then(|| {
+            format!(
+                "the log holds {held} replacement records, the cache was built under {built}: an entry has another current copy"
+            )
         })
     }
 

@@ -42,8 +42,11 @@ pub const STORE_FORMAT_V1: u32 = 1;
 pub const STORE_FORMAT_V2: u32 = 2;
 /// The version of a file that may hold keyed records and commit markers.
 pub const STORE_FORMAT_V3: u32 = 3;
+/// The version of a file that may hold replacement records too (another signature of an
+/// entry already in the log, chosen by its author's checkpoint).
+pub const STORE_FORMAT_V4: u32 = 4;
 /// The newest version this code reads and writes.
-pub const STORE_FORMAT_VERSION: u32 = STORE_FORMAT_V3;
+pub const STORE_FORMAT_VERSION: u32 = STORE_FORMAT_V4;
 /// Bytes of the file header: magic + version.
 pub const FILE_HEADER_BYTES: u64 = 12;
 /// Where the version sits in the header (the writer rewrites it when it upgrades the file).
@@ -84,7 +87,7 @@ pub fn file_header() -> [u8; 12] {
     out
 }
 
-/// Checks a file header; returns its version (1 to 3), or why the file cannot be read.
+/// Checks a file header; returns its version (1 to 4), or why the file cannot be read.
 pub fn parse_file_header(header: &[u8; 12]) -> Result<u32, String> {
     if &header[..8] != MAGIC {
         return Err("magic bytes are not \"kappalog\"".into());
@@ -92,9 +95,9 @@ pub fn parse_file_header(header: &[u8; 12]) -> Result<u32, String> {
     let mut version = [0u8; 4];
     version.copy_from_slice(&header[8..]);
     match u32::from_le_bytes(version) {
-        v @ (STORE_FORMAT_V1 | STORE_FORMAT_V2 | STORE_FORMAT_V3) => Ok(v),
+        v @ (STORE_FORMAT_V1 | STORE_FORMAT_V2 | STORE_FORMAT_V3 | STORE_FORMAT_V4) => Ok(v),
         v if v > STORE_FORMAT_VERSION => Err(format!(
-            "store format version {v} was written by a newer kappalog (this one reads versions 1 to 3): use a newer kappalog"
+            "store format version {v} was written by a newer kappalog (this one reads versions 1 to 4): use a newer kappalog"
         )),
         v => Err(format!("unsupported store format version {v}")),
     }
@@ -116,6 +119,21 @@ pub fn encode_keyed_record(entry: &Entry, key: Option<&IdempotencyKey>, out: &mu
     // Payloads of validated entries and keys are at most MAX_KEYED_PAYLOAD_BYTES, far below
     // the flag bit.
     field |= u32::try_from(payload.len()).unwrap_or(!KEY_FLAG) & !KEY_FLAG;
+    let crc = crc32c::crc32c(payload);
+    out[start..start + 4].copy_from_slice(&field.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Appends a replacement record (both flags, format version 4) to `out`: `entry` is another
+/// copy of the entry the log already holds at its author and seq, the same entry hash under
+/// another signature, which from this record on is the copy every read returns.
+pub fn encode_replacement(entry: &Entry, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; RECORD_HEADER_BYTES]);
+    entry.encode_to(out);
+    let payload = &out[start + RECORD_HEADER_BYTES..];
+    // An encoded entry is at most MAX_ENCODED_BYTES, far below the flag bits.
+    let field = KEY_FLAG | MARKER_FLAG | (u32::try_from(payload.len()).unwrap_or(0) & LENGTH_MASK);
     let crc = crc32c::crc32c(payload);
     out[start..start + 4].copy_from_slice(&field.to_le_bytes());
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
@@ -186,8 +204,12 @@ pub struct RecordHeader {
     pub len: usize,
     /// The key flag: the payload ends with `key || k`.
     pub keyed: bool,
-    /// The marker flag: a commit marker or a fork note, no entry.
+    /// The marker flag alone: a commit marker or a fork note, no entry.
     pub marker: bool,
+    /// Both flags: a replacement record, whose payload is an encoded entry (no key) that
+    /// replaces the copy of the same entry already in the log (`keyed` and `marker` are then
+    /// false: the payload is laid out as an unkeyed entry's).
+    pub replacement: bool,
     /// The CRC-32C the header claims for the payload (not yet checked).
     pub crc: u32,
 }
@@ -200,15 +222,24 @@ pub fn parse_record_header(header: &[u8; RECORD_HEADER_BYTES]) -> Result<RecordH
     let field = u32::from_le_bytes(field);
     let mut crc = [0u8; 4];
     crc.copy_from_slice(&header[4..]);
-    let keyed = field & KEY_FLAG != 0;
-    let marker = field & MARKER_FLAG != 0;
-    let limits = match (keyed, marker) {
-        (false, false) => MIN_ENCODED_BYTES..=MAX_ENCODED_BYTES,
-        (true, false) => MIN_KEYED_PAYLOAD_BYTES..=MAX_KEYED_PAYLOAD_BYTES,
-        (false, true) => MARKER_PAYLOAD_BYTES..=FORK_NOTE_PAYLOAD_BYTES,
-        // No record is both.
-        (true, true) => return Err(field),
-    };
+    // Both flags: a replacement record, laid out as an unkeyed entry (format version 4).
+    let (keyed, marker, replacement, limits) =
+        match (field & KEY_FLAG != 0, field & MARKER_FLAG != 0) {
+            (false, false) => (false, false, false, MIN_ENCODED_BYTES..=MAX_ENCODED_BYTES),
+            (true, false) => (
+                true,
+                false,
+                false,
+                MIN_KEYED_PAYLOAD_BYTES..=MAX_KEYED_PAYLOAD_BYTES,
+            ),
+            (false, true) => (
+                false,
+                true,
+                false,
+                MARKER_PAYLOAD_BYTES..=FORK_NOTE_PAYLOAD_BYTES,
+            ),
+            (true, true) => (false, false, true, MIN_ENCODED_BYTES..=MAX_ENCODED_BYTES),
+        };
     let len = usize::try_from(field & LENGTH_MASK)
         .ok()
         .filter(|len| limits.contains(len))
@@ -218,12 +249,14 @@ pub fn parse_record_header(header: &[u8; RECORD_HEADER_BYTES]) -> Result<RecordH
         len,
         keyed,
         marker,
+        replacement,
         crc: u32::from_le_bytes(crc),
     })
 }
 
-/// One decoded record: the entry, its hash (computed from the bytes) and the key it was
-/// appended under, if any.
+/// One decoded record: the entry, its hash (computed from the bytes), the key it was
+/// appended under, if any, and whether it is a replacement record (another copy of an entry
+/// already in the log, not a new entry).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     /// The decoded entry.
@@ -232,6 +265,9 @@ pub struct Record {
     pub hash: Hash,
     /// The idempotency key of a keyed record (own appends only).
     pub key: Option<IdempotencyKey>,
+    /// A replacement record: `entry` replaces the copy of the same (author, seq, hash)
+    /// earlier in the log; it is not a new entry.
+    pub replacement: bool,
 }
 
 /// Why a record's payload was not accepted (or, `Note`, why it holds no entry).
@@ -279,7 +315,12 @@ pub fn decode_payload(payload: &[u8], header: &RecordHeader) -> Result<Record, R
     let (entry_bytes, key) = entry_payload(payload, header)?;
     let (entry, hash) =
         Entry::decode(entry_bytes).map_err(|e| RecordFault::Undecodable(e.to_string()))?;
-    Ok(Record { entry, hash, key })
+    Ok(Record {
+        entry,
+        hash,
+        key,
+        replacement: header.replacement,
+    })
 }
 
 /// Checks a payload's checksum and that it holds an entry; returns the encoded entry's bytes
@@ -798,18 +839,21 @@ mod tests {
     }
 
     #[test]
-    fn file_headers_of_versions_1_to_3_are_read_and_others_refused() {
+    fn file_headers_of_versions_1_to_4_are_read_and_others_refused() {
         let with_version = |v: u32| {
             let mut h = file_header();
             h[8..].copy_from_slice(&v.to_le_bytes());
             parse_file_header(&h)
         };
-        assert_eq!(parse_file_header(&file_header()), Ok(STORE_FORMAT_V3));
+        assert_eq!(parse_file_header(&file_header()), Ok(STORE_FORMAT_V4));
         assert_eq!(with_version(1), Ok(STORE_FORMAT_V1));
         assert_eq!(with_version(2), Ok(STORE_FORMAT_V2));
-        let newer = with_version(4).unwrap_err();
+        assert_eq!(with_version(3), Ok(STORE_FORMAT_V3));
+        let newer = with_version(5).unwrap_err();
         assert!(
-            newer.contains("version 4 was written by a newer kappalog"),
+            newer.contains(
+                "version 5 was written by a newer kappalog (this one reads versions 1 to 4)"
+            ),
             "{newer}"
         );
         assert_eq!(
@@ -844,14 +888,43 @@ mod tests {
         encode_fork_note(0, &author, &mut note);
         let (header, payload) = split(&note);
         assert_eq!(check_marker(payload, &header.unwrap(), 0), Ok(Some(author)));
-        // Both flags, or a meta record of another length, are out of range.
+        // Both flags with a marker's length (a replacement is an entry's length), or a meta
+        // record of another length, are out of range.
         let both = (KEY_FLAG | MARKER_FLAG | 8).to_le_bytes();
         let long = (MARKER_FLAG | 9).to_le_bytes();
-        for field in [both, long] {
+        let replacement_too_long =
+            (KEY_FLAG | MARKER_FLAG | (MAX_ENCODED_BYTES as u32 + 1)).to_le_bytes();
+        for field in [both, long, replacement_too_long] {
             let mut h = [0u8; RECORD_HEADER_BYTES];
             h[..4].copy_from_slice(&field);
             assert!(parse_record_header(&h).is_err());
         }
+    }
+
+    #[test]
+    fn a_replacement_record_is_an_unkeyed_entry_under_both_flags() {
+        let e = entry(1, "x");
+        let mut plain = Vec::new();
+        encode_keyed_record(&e, None, &mut plain);
+        let mut bytes = Vec::new();
+        encode_replacement(&e, &mut bytes);
+        // The same payload and checksum as the entry record; only the flags differ.
+        assert_eq!(bytes[4..], plain[4..]);
+        let field = u32::from_le_bytes(bytes[..4].try_into().unwrap());
+        assert_eq!(field, KEY_FLAG | MARKER_FLAG | (plain.len() - 8) as u32);
+        let (header, payload) = split(&bytes);
+        let header = header.unwrap();
+        assert!(header.replacement && !header.keyed && !header.marker);
+        let record = decode_payload(payload, &header).unwrap();
+        assert!(record.replacement && record.key.is_none());
+        assert_eq!(record.entry, e);
+        assert_eq!(entry_bytes_at(&bytes, 0).unwrap(), &e.encode()[..]);
+        let (plain_header, _) = split(&plain);
+        assert!(
+            !decode_payload(payload, &plain_header.unwrap())
+                .unwrap()
+                .replacement
+        );
     }
 
     #[test]

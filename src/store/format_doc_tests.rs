@@ -64,6 +64,7 @@ fn code_constants() -> BTreeMap<&'static str, String> {
         ("STORE_FORMAT_V1", STORE_FORMAT_V1.to_string()),
         ("STORE_FORMAT_V2", STORE_FORMAT_V2.to_string()),
         ("STORE_FORMAT_V3", STORE_FORMAT_V3.to_string()),
+        ("STORE_FORMAT_V4", STORE_FORMAT_V4.to_string()),
         ("STORE_FORMAT_VERSION", STORE_FORMAT_VERSION.to_string()),
         ("RECORD_HEADER_BYTES", RECORD_HEADER_BYTES.to_string()),
         ("KEY_FLAG", hex(KEY_FLAG)),
@@ -188,6 +189,8 @@ struct Example {
     second: Entry,
     key: IdempotencyKey,
     forked: Author,
+    /// The first entry under a second signature (nonce prefix of 32 bytes 0x5a).
+    first_again: Entry,
 }
 
 fn example() -> Example {
@@ -211,6 +214,7 @@ fn example() -> Example {
     }
     .sign(&id);
     Example {
+        first_again: crate::entry::testing::resign(&id, &first, 0x5a),
         first,
         second,
         key: "k1".parse().expect("a valid key"),
@@ -219,7 +223,8 @@ fn example() -> Example {
 }
 
 /// The example file as the writer lays it out: write 1 (marker, entry), write 2 (marker,
-/// keyed entry, fork note), then the idle marker.
+/// keyed entry, fork note), the idle marker, write 3 (marker, replacement of the first
+/// entry), the idle marker.
 fn example_log(e: &Example) -> Vec<u8> {
     let mut log = file_header().to_vec();
     encode_marker(log.len() as u64, &mut log);
@@ -228,7 +233,20 @@ fn example_log(e: &Example) -> Vec<u8> {
     encode_keyed_record(&e.second, Some(&e.key), &mut log);
     encode_fork_note(log.len() as u64, &e.forked, &mut log);
     encode_marker(log.len() as u64, &mut log);
+    encode_marker(log.len() as u64, &mut log);
+    encode_replacement(&e.first_again, &mut log);
+    encode_marker(log.len() as u64, &mut log);
     log
+}
+
+/// Prints the encoders' bytes of the example (for writing the doc's dump by hand).
+#[test]
+#[ignore]
+fn print_example() {
+    let bytes = example_log(&example());
+    for (i, b) in bytes.iter().enumerate() {
+        print!("{b:02x}{}", if i % 16 == 15 { "\n" } else { " " });
+    }
 }
 
 /// The bytes of the doc's hex dump, each line's offset checked against the bytes before it.
@@ -296,18 +314,31 @@ fn the_worked_example_opens_as_described() {
     let dir = tempfile::tempdir().unwrap();
     write_log(dir.path(), &documented_example());
     let opened = open_log(dir.path(), false, &SystemIo).expect("the example opens");
-    assert_eq!(opened.version, STORE_FORMAT_V3);
+    assert_eq!(opened.version, STORE_FORMAT_V4);
     let report = &opened.report;
     assert_eq!((report.entries, report.feeds), (2, 1));
     assert_eq!(report.fork_notes, BTreeSet::from([e.forked]));
     assert_eq!(report.truncated_at, None);
-    assert_eq!(opened.index.end, 411);
-    let first = read_record_at(&SystemIo, &opened.file, 28, 411).expect("the entry record at 28");
+    assert_eq!(opened.index.end, 577);
+    assert_eq!(opened.index.replacements, 1);
+    assert_eq!(opened.index.current(28), 427);
+    let first = read_record_at(&SystemIo, &opened.file, 28, 577).expect("the entry record at 28");
     assert_eq!((&first.entry, &first.key), (&e.first, &None));
     let second =
-        read_record_at(&SystemIo, &opened.file, 178, 411).expect("the keyed record at 178");
+        read_record_at(&SystemIo, &opened.file, 178, 577).expect("the keyed record at 178");
     assert_eq!((&second.entry, &second.key), (&e.second, &Some(e.key)));
     assert_eq!(second.entry.prev, Some(first.hash));
+    let again = read_record_at(&SystemIo, &opened.file, 427, 577).expect("the replacement at 427");
+    assert!(again.replacement);
+    assert_eq!((&again.entry, again.hash), (&e.first_again, first.hash));
+    assert_ne!(again.entry.signature, first.entry.signature);
+    // Every read returns the current copy.
+    let (reader, _) = StoreReader::open_read_only(dir.path()).expect("a reader");
+    assert_eq!(
+        reader.get(&e.first.author, 1).unwrap(),
+        Some((e.first_again.clone(), first.hash))
+    );
+    assert!(reader.verify_all().unwrap().is_ok());
 }
 
 /// Applies one change of the recovery examples' table to `bytes`.

@@ -17,6 +17,13 @@
 //! Beside them, [`KeyTable`] remembers which record each of the most recent idempotency keys
 //! is in ([`super::key_table`]; writable opens only: a read-only open never looks keys up).
 //!
+//! Replacement records (another signature of an entry already held, docs/STORE.md) leave
+//! `offsets` alone: they stay the positions where each entry first entered the log, sorted by
+//! log position (readers binary-search them, [`super::StoreReader::entries_before`]). The
+//! copy to read instead lives in `replaced` (first record's offset -> the latest
+//! replacement's), empty in nearly every log, so a lookup costs one `is_empty` check; every
+//! read resolves an offset through [`Index::current`].
+//!
 //! The index only ever describes synced records: the writer updates it after `fdatasync`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -79,6 +86,12 @@ pub struct Index {
     /// The record offset and hash of the last entry in the log, in commit order (the tail
     /// names the position "now" by it).
     pub last_entry: Option<(u64, Hash)>,
+    /// Entries whose current copy is a replacement record: the offset of the record that
+    /// first held the entry -> the offset of the latest replacement of it.
+    pub replaced: HashMap<u64, u64>,
+    /// Replacement records in the log (a seq replaced twice counts twice): what the tree
+    /// cache compares to know its leaves were hashed from the current copies.
+    pub replacements: u64,
 }
 
 /// How many maps the hash-prefix lookup is split into (a power of two).
@@ -139,6 +152,21 @@ impl Index {
         if self.last_entry.is_none_or(|(last, _)| offset > last) {
             self.last_entry = Some((offset, *hash));
         }
+    }
+
+    /// Records that the replacement record at `offset` holds the current copy of the entry
+    /// first held at `original` (the caller checked it is the same entry, another signature).
+    pub fn replace(&mut self, original: u64, offset: u64) {
+        self.replaced.insert(original, offset);
+        self.replacements += 1;
+    }
+
+    /// Where the current copy of the entry first held at record `offset` is.
+    pub fn current(&self, offset: u64) -> u64 {
+        if self.replaced.is_empty() {
+            return offset;
+        }
+        self.replaced.get(&offset).copied().unwrap_or(offset)
     }
 
     /// Candidate offsets for `hash`: an exact overflow hit, then the prefix candidate (which

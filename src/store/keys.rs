@@ -26,14 +26,30 @@ pub fn find(
     let (candidate, end) = {
         // Index updates leave it consistent even if a writer panicked mid-way (see reader.rs).
         let index = index.read().unwrap_or_else(PoisonError::into_inner);
-        (index.keys.candidate(key), index.end)
+        let candidate = index.keys.candidate(key);
+        (candidate.map(|o| (o, index.current(o))), index.end)
     };
-    let Some(offset) = candidate else {
+    let Some((offset, current)) = candidate else {
         return Ok(None);
     };
     let record = format::read_record_at(io, file, offset, end)
         .map_err(|fault| FindFault { offset, fault })?;
-    Ok((record.key.as_ref() == Some(key)).then_some(record))
+    if record.key.as_ref() != Some(key) {
+        return Ok(None);
+    }
+    if current == offset {
+        return Ok(Some(record));
+    }
+    // The key stays in the record the entry entered the log in; a replacement record holds
+    // its current copy (same entry, another signature), which is what every read returns.
+    let copy = format::read_record_at(io, file, current, end).map_err(|fault| FindFault {
+        offset: current,
+        fault,
+    })?;
+    Ok(Some(Record {
+        key: record.key,
+        ..copy
+    }))
 }
 
 /// Reading the record a key's candidate names failed.

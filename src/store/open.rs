@@ -179,6 +179,9 @@ enum Stop {
     Damage(Damage),
     /// A record that is not intact: torn tail or damage, by the recovery rule.
     Fault { offset: u64, kind: FaultKind },
+    /// A read the scan made besides the walk's failed (a replacement's current copy): the
+    /// open fails, as for any failed read.
+    Read(std::io::Error),
 }
 
 /// Walks every record into a new index (a writable open also keeps the idempotency keys),
@@ -196,7 +199,7 @@ fn scan(
     let mut stop = None;
     let walked = format::walk(log.io, log.file, log.len, |records| {
         for record in records {
-            match admit(&mut index, record, writable, fork_notes) {
+            match admit(log, &mut index, record, writable, fork_notes) {
                 Ok(end) => valid_end = end,
                 Err(found) => {
                     stop = Some(found);
@@ -225,12 +228,18 @@ fn scan(
 
 /// Takes one scanned record: `Ok` with the offset just past it, or why the scan stops at it.
 fn admit(
+    log: &Log<'_>,
     index: &mut Index,
     record: format::Scanned,
     writable: bool,
     fork_notes: &mut BTreeSet<Author>,
 ) -> Result<u64, Stop> {
-    let format::Record { entry, hash, key } = match record.decoded {
+    let format::Record {
+        entry,
+        hash,
+        key,
+        replacement,
+    } = match record.decoded {
         Ok(decoded) => decoded,
         Err(RecordFault::Note) => {
             if let Some(author) = record.note {
@@ -251,6 +260,10 @@ fn admit(
             }))
         }
     };
+    if replacement {
+        admit_replacement(log, index, &entry, &hash, record.offset)?;
+        return Ok(record.end);
+    }
     let head = index.head(&entry.author);
     if let Err(e) =
         validate::check_shape(&entry).and_then(|()| validate::check_link(&entry, head.as_ref()))
@@ -268,11 +281,57 @@ fn admit(
     Ok(record.end)
 }
 
+/// Takes a replacement record (docs/STORE.md, "Recovery rule"): it must name an entry the
+/// log holds before it, with the same entry hash (recomputed from the bytes) and a
+/// signature other than the current copy's, or it is damage, like a chain break. The current
+/// copy is read back to compare (one read per replacement record, which only a misbehaving
+/// author's feed has). Signatures are not verified here, as for every record on open.
+fn admit_replacement(
+    log: &Log<'_>,
+    index: &mut Index,
+    entry: &crate::entry::Entry,
+    hash: &crate::hash::Hash,
+    offset: u64,
+) -> Result<(), Stop> {
+    let damage = |reason: String| {
+        Stop::Damage(Damage::Corrupt {
+            offset,
+            reason: format!(
+                "replacement record of feed {} seq {}: {reason}",
+                entry.author, entry.seq
+            ),
+        })
+    };
+    let original = index
+        .feeds
+        .get(&entry.author)
+        .and_then(|feed| feed.offset_of(entry.seq))
+        .ok_or_else(|| damage("the log holds no such entry before it".into()))?;
+    let current = index.current(original);
+    let held =
+        format::read_record_at(log.io, log.file, current, offset).map_err(|fault| match fault {
+            format::ReadFault::Io(e) => Stop::Read(e),
+            format::ReadFault::Bad(reason) => damage(format!("the copy it replaces: {reason}")),
+        })?;
+    if held.hash != *hash {
+        return Err(damage(format!(
+            "entry hash {hash}, the log holds {} at that seq",
+            held.hash
+        )));
+    }
+    if held.entry.signature == entry.signature {
+        return Err(damage("the same signature as the copy it replaces".into()));
+    }
+    index.replace(original, offset);
+    Ok(())
+}
+
 /// The recovery rule's verdict on what stopped the scan (`None`: nothing did).
 fn judge(log: &Log<'_>, stop: Option<Stop>) -> Result<Option<Damage>, StoreError> {
     let damage = match stop {
         None => return Ok(None),
         Some(Stop::Damage(damage)) => damage,
+        Some(Stop::Read(e)) => return Err(log.read_error(e)),
         Some(Stop::Fault { offset, kind }) => {
             classify_fault(log.io, log.file, log.len, offset, &kind)
                 .map_err(|e| log.read_error(e))?

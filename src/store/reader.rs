@@ -1,7 +1,23 @@
 //! [`StoreReader`]: lookups through the shared index, entries read from the file with
 //! positional reads on the reader's own handle, through the store's [`LogIo`]. The index lock is held only to copy offsets
 //! out, never across a read.
+//!
+//! # Replaced copies
+//!
+//! Every read returns an entry's *current* copy: the latest replacement record of it if the
+//! log has one (docs/STORE.md, "Replacement records"), else the record it entered the log
+//! in. Lookups by seq, hash or key resolve the offset through [`Index::current`]. The
+//! scanners that walk the log in log order ([`StoreReader::for_each_record_between`],
+//! [`StoreReader::for_each_entry_bytes_between`], and so [`StoreReader::for_each_in_log_order`])
+//! yield each entry once, at the position it entered the log (the offset tail cursors and
+//! the caches' `covered` name), with its current copy, and skip replacement records: they
+//! take the index's map of replaced records with the end they read to (usually empty: one
+//! `is_empty` check a record), and read the current copy of a replaced one with one more
+//! positional read. A replacement committed after a scan took its map is not seen by that
+//! scan; the tree cache, whose hashes cover signatures, rebuilds on the replacement count
+//! ([`StoreReader::replacement_count`]) instead.
 
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
@@ -190,7 +206,11 @@ impl StoreReader {
         let (offset, end) = {
             let index = self.index();
             (
-                index.feeds.get(author).and_then(|f| f.offset_of(seq)),
+                index
+                    .feeds
+                    .get(author)
+                    .and_then(|f| f.offset_of(seq))
+                    .map(|o| index.current(o)),
                 index.end,
             )
         };
@@ -198,7 +218,8 @@ impl StoreReader {
     }
 
     /// Where the record of the feed's entry at `seq` starts in the log, if held (from the
-    /// in-memory index: no read).
+    /// in-memory index: no read): the record it entered the log in, its position in log
+    /// order (a tail cursor), even when a replacement record holds its current copy.
     pub fn offset_of(&self, author: &Author, seq: Seq) -> Option<u64> {
         self.index()
             .feeds
@@ -210,7 +231,14 @@ impl StoreReader {
     pub fn get_by_hash(&self, hash: &Hash) -> Result<Option<(Entry, Hash)>, StoreError> {
         let ((exact, candidate), end) = {
             let index = self.index();
-            (index.candidates(hash), index.end)
+            let (exact, candidate) = index.candidates(hash);
+            (
+                (
+                    exact.map(|o| index.current(o)),
+                    candidate.map(|o| index.current(o)),
+                ),
+                index.end,
+            )
         };
         for offset in [exact, candidate].into_iter().flatten() {
             let found = self.read_at(offset, end)?;
@@ -287,7 +315,12 @@ impl StoreReader {
                     })
                     .count()
                     .max(1);
-                let last = offsets[i + covered - 1];
+                // The furthest, not the last: a replaced seq's copy lies after later seqs.
+                let last = offsets[i..i + covered]
+                    .iter()
+                    .copied()
+                    .max()
+                    .unwrap_or(start);
                 let stop = last.saturating_add(MAX_RECORD as u64).min(end);
                 let len = usize::try_from(stop.saturating_sub(start)).unwrap_or(0);
                 buf.resize(len, 0);
@@ -317,8 +350,9 @@ impl StoreReader {
     }
 
     /// Up to `left` (and at most [`OFFSETS_PER_LOCK`]) record offsets of a feed's seqs
-    /// `next..` (not past seq `until`), copied out under one short hold of the index lock,
-    /// with the committed end they are valid under; `None` when there are none.
+    /// `next..` (not past seq `until`), each its current copy's, copied out under one short
+    /// hold of the index lock, with the committed end they are valid under; `None` when there
+    /// are none. A replaced seq's offset lies after its neighbours' (readers of runs cope).
     fn feed_offsets(
         &self,
         author: &Author,
@@ -337,7 +371,11 @@ impl StoreReader {
         if start >= stop {
             return None;
         }
-        Some((feed.offsets[start..stop].to_vec(), index.end))
+        let offsets = feed.offsets[start..stop]
+            .iter()
+            .map(|&o| index.current(o))
+            .collect();
+        Some((offsets, index.end))
     }
 
     /// Calls `f` on entries `from..` of a feed (at most `limit`, and not past seq `until`),
@@ -383,8 +421,9 @@ impl StoreReader {
         )
     }
 
-    /// Every record starting in `[from, to)` in file order, with its offset: `from` must be
-    /// where a record starts (or `to`), and `to` at most [`Self::committed_end`]. Reads
+    /// Every entry starting in `[from, to)` in file order, with its offset, as its current
+    /// copy (replacement records are not entries: skipped, see the module docs): `from`
+    /// must be where a record starts (or `to`), and `to` at most [`Self::committed_end`]. Reads
     /// `chunk_bytes` of the file at a time, so memory is bounded by the chunk, not the range.
     pub fn for_each_record_between(
         &self,
@@ -393,7 +432,8 @@ impl StoreReader {
         chunk_bytes: usize,
         mut f: impl FnMut(u64, &Entry, &Hash) -> ControlFlow<()> + Send,
     ) -> Result<(), StoreError> {
-        let end = to.min(self.committed_end());
+        let (end, replaced) = self.end_and_replaced();
+        let end = to.min(end);
         if from >= end {
             return Ok(());
         }
@@ -408,8 +448,21 @@ impl StoreReader {
             |records| {
                 for record in records {
                     match record.decoded {
+                        Ok(format::Record {
+                            replacement: true, ..
+                        }) => {}
                         Ok(format::Record { entry, hash, .. }) => {
-                            if f(record.offset, &entry, &hash).is_break() {
+                            let current = match replaced.get(&record.offset) {
+                                None => (entry, hash),
+                                Some(&at) => match self.read_at(at, end) {
+                                    Ok(found) => found,
+                                    Err(e) => {
+                                        bad = Some(e);
+                                        return Ok(ControlFlow::Break(()));
+                                    }
+                                },
+                            };
+                            if f(record.offset, &current.0, &current.1).is_break() {
                                 return Ok(ControlFlow::Break(()));
                             }
                         }
@@ -442,9 +495,10 @@ impl StoreReader {
     }
 
     /// Every entry record starting in `[from, to)` in file order, as its encoded entry bytes
-    /// (`body || signature`, as [`Entry::encode`] writes them) with its author, seq, offset
-    /// and the offset just past it: each record's checksum is checked, the entry is neither
-    /// decoded nor hashed. For the tree cache ([`crate::tree`]), whose leaf hash is a hash
+    /// (`body || signature`, as [`Entry::encode`] writes them; a replaced entry's current
+    /// copy, read where it lies, see the module docs) with its author, seq, offset and the
+    /// offset just past it: each record's checksum is checked, the entry is neither decoded
+    /// nor hashed (but a replaced one's copy is). For the tree cache ([`crate::tree`]), whose leaf hash is a hash
     /// of these bytes: decoding would hash every entry a second time for nothing. `from`
     /// must be where a record starts; markers and fork notes are skipped. Reads
     /// `chunk_bytes` (at least one record's worth) at a time.
@@ -455,7 +509,7 @@ impl StoreReader {
         chunk_bytes: usize,
         mut f: impl FnMut(EncodedRecord<'_>) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
-        let end = self.committed_end();
+        let (end, replaced) = self.end_and_replaced();
         let stop = to.min(end);
         let chunk_bytes = chunk_bytes.max(MAX_RECORD);
         let mut buf = Vec::new();
@@ -484,9 +538,17 @@ impl StoreReader {
                 if next > buf.len() {
                     break;
                 }
-                if !header.marker {
-                    let bytes = format::entry_bytes_at(&buf, at)
+                if !header.marker && !header.replacement {
+                    let first = format::entry_bytes_at(&buf, at)
                         .map_err(|reason| self.read_error(offset, ReadFault::Bad(reason)))?;
+                    let copy;
+                    let bytes = match replaced.get(&offset) {
+                        None => first,
+                        Some(&current) => {
+                            copy = self.read_at(current, end)?.0.encode();
+                            &copy[..]
+                        }
+                    };
                     let Some((author, seq)) = Entry::author_and_seq(bytes) else {
                         return Err(self.read_error(
                             offset,
@@ -564,16 +626,41 @@ impl StoreReader {
     /// starts there below the committed end. `None` for an offset past the end, inside a
     /// record or in the file header: something outside the node named the offset (a tail
     /// cursor), so a miss is an answer, not damage.
+    ///
+    /// A replacement record is not an entry's position: `None`. An entry whose current copy
+    /// is a replacement comes as that copy (with the offset past the record at `offset`).
     pub fn record_at(&self, offset: u64) -> Result<Option<(Entry, Hash, u64)>, StoreError> {
-        let end = self.committed_end();
+        let (end, current) = {
+            let index = self.index();
+            (index.end, index.current(offset))
+        };
         if offset < format::FILE_HEADER_BYTES || offset >= end {
             return Ok(None);
         }
         match format::read_record_span(&*self.shared.io, &self.shared.file, offset, end) {
-            Ok((record, next)) => Ok(Some((record.entry, record.hash, next))),
+            Ok((record, _)) if record.replacement => Ok(None),
+            Ok((record, next)) if current == offset => Ok(Some((record.entry, record.hash, next))),
+            Ok((_, next)) => {
+                let (entry, hash) = self.read_at(current, end)?;
+                Ok(Some((entry, hash, next)))
+            }
             Err(ReadFault::Bad(_)) => Ok(None),
             Err(fault) => Err(self.read_error(offset, fault)),
         }
+    }
+
+    /// Replacement records in the committed log (docs/STORE.md): a count that changes each
+    /// time an entry's current copy changes. The tree cache records the count its leaves were
+    /// hashed under and rebuilds when it differs.
+    pub fn replacement_count(&self) -> u64 {
+        self.index().replacements
+    }
+
+    /// The committed end with the map of replaced records under it (first record's offset
+    /// -> current copy's), read together; the map is usually empty, and cloned only if not.
+    fn end_and_replaced(&self) -> (u64, HashMap<u64, u64>) {
+        let index = self.index();
+        (index.end, index.replaced.clone())
     }
 
     /// The reader's handle on the log and the seam its reads go through (verify walks it).

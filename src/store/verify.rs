@@ -116,7 +116,8 @@ impl StoreReader {
                 if let Err(format::RecordFault::Note) = record.decoded {
                     continue;
                 }
-                report.entries += 1;
+                let replacement = matches!(&record.decoded, Ok(r) if r.replacement);
+                report.entries += u64::from(!replacement);
                 let (entry, hash) = match &record.decoded {
                     Ok(decoded) => (&decoded.entry, &decoded.hash),
                     Err(fault) => {
@@ -138,6 +139,13 @@ impl StoreReader {
                 // One verdict per decoded record, in order: the iterator cannot run short.
                 if let Some(Err(e)) = verdicts.next() {
                     report.problems.push(problem(VerifyIssue::Signature(e)));
+                }
+                if replacement {
+                    // Another copy of an entry before it, its signature checked above with
+                    // the others: it must name an entry held earlier, with its hash.
+                    let issue = self.check_replacement(&heads, entry, hash, record.offset);
+                    report.problems.extend(issue.map(problem));
+                    continue;
                 }
                 let head = heads.get(&entry.author);
                 match validate::check_shape(entry).and_then(|()| validate::check_link(entry, head))
@@ -168,5 +176,30 @@ impl StoreReader {
         }
         report.feeds = heads.len();
         Ok(report)
+    }
+
+    /// What is wrong with a replacement record at `offset` of `entry`, if anything: its
+    /// feed must have reached its seq earlier in the log, and the entry held there (read
+    /// through the index) must have its hash. Only the recovery rule's checks, in the
+    /// report's words; the signature is verified with every other record's.
+    fn check_replacement(
+        &self,
+        heads: &HashMap<Author, FeedHead>,
+        entry: &crate::entry::Entry,
+        hash: &crate::hash::Hash,
+        offset: u64,
+    ) -> Option<VerifyIssue> {
+        if heads.get(&entry.author).is_none_or(|h| h.seq < entry.seq) {
+            return Some(VerifyIssue::Record(
+                "a replacement record of an entry not held before it".into(),
+            ));
+        }
+        match self.get(&entry.author, entry.seq) {
+            Ok(Some((_, held))) if held == *hash => None,
+            Ok(_) => Some(VerifyIssue::Record(format!(
+                "a replacement record at {offset} whose entry hash is not the held entry's"
+            ))),
+            Err(e) => Some(VerifyIssue::Record(e.to_string())),
+        }
     }
 }

@@ -100,6 +100,14 @@
 //! written, the proof's request fails with that error while the note stays durable: the
 //! author is then forked without a proof, exactly as after a lost proof.
 //!
+//! # Replacement copies
+//!
+//! A [`Request::Replace`] offers other signatures of entries the log holds. The planner
+//! checks each copy's shape and signature; the syncer decides each against the durable log
+//! ([`replace::decide`]: same author, seq and entry hash, another signature, author not
+//! forked), writes the replacement records after the write's entry records, and points the
+//! index at them once the write is synced. Not told to the commit observer: no entry is new.
+//!
 //! # Failures and recovery
 //!
 //! If a write or sync of the log fails, nothing in that write is acknowledged: every request
@@ -123,6 +131,7 @@
 mod inline;
 mod planned;
 mod planner;
+pub(crate) mod replace;
 mod syncer;
 
 use crate::clock::now_ms;
@@ -147,6 +156,7 @@ use crate::identity::{Author, Identity};
 use crate::validate::ValidationError;
 
 pub(crate) use inline::Inline;
+pub use replace::{ReplaceOutcome, ReplaceRefusal, ReplaceResult};
 
 /// How long the syncer waits for more work after a write before it writes a commit marker
 /// covering that write (see the recovery rule in docs/STORE.md). Under load the next
@@ -256,6 +266,13 @@ pub(crate) enum Request {
         proof: CheckedProof,
         reply: Reply<Result<bool, AppendError>>,
     },
+    /// Other copies of entries the log holds (same entry hash, another signature), each to
+    /// become the current copy ([`replace`]); answered with one outcome per copy once the
+    /// replacement records are durable.
+    Replace {
+        copies: Vec<Entry>,
+        reply: Reply<ReplaceResult>,
+    },
     /// An own-feed fence event, applied by the planner in channel order (see "The own-feed
     /// fence" in the module docs). Unanswered: nothing waits for it.
     Fence(FenceEvent),
@@ -267,6 +284,7 @@ impl Request {
     fn weight(&self) -> usize {
         match self {
             Request::Foreign { entries, .. } => entries.len().max(1),
+            Request::Replace { copies, .. } => copies.len().max(1),
             _ => 1,
         }
     }
@@ -278,6 +296,7 @@ impl Request {
             Request::Foreign { reply, .. } => answer(reply, Err(err)),
             Request::ForkNote { reply, .. } => answer(reply, Err(err)),
             Request::ForkProof { reply, .. } => answer(reply, Err(err)),
+            Request::Replace { reply, .. } => answer(reply, Err(err)),
             Request::Fence(_) | Request::Shutdown => {}
         }
     }

@@ -4,7 +4,10 @@
 //! - `meta(key, value)`: `covered` (every entry in the log before this offset is in the
 //!   trees, and the edges below describe exactly that prefix), `last_offset` and
 //!   `last_leaf` (the last covered entry's record offset and leaf hash: a cache beside
-//!   another log, or a log cut back, fails to find it); `PRAGMA user_version` is the layout.
+//!   another log, or a log cut back, fails to find it), `replacements` (the log's
+//!   replacement records when the file was created: its leaves were hashed from the copies
+//!   current then; a log with another count, that is another current copy of some entry,
+//!   gets the file rebuilt; missing: 0); `PRAGMA user_version` is the layout.
 //! - `feeds(id, author UNIQUE, size, edge)`: a feed's number in row keys, and its size and
 //!   right edge ([`super::edge::Edge::encode`]) as of `covered`, sealed
 //!   ([`super::checksum`]) under its id and size.
@@ -95,6 +98,8 @@ pub type EdgeRow = (u64, u64, Vec<u8>);
 /// The follower's connection.
 pub struct TreeDb {
     conn: Connection,
+    /// The log's replacement count the file's leaves were hashed under (`meta`).
+    replacements: u64,
 }
 
 /// An SQLite error, in words.
@@ -129,7 +134,15 @@ impl TreeDb {
         conn.execute_batch(CREATE).map_err(sql("creating tables"))?;
         conn.pragma_update(None, "user_version", LAYOUT_VERSION)
             .map_err(sql("layout version"))?;
-        let db = TreeDb { conn };
+        // Read before the first pass reads any entry: a replacement made after this is seen
+        // as a count the file was not built under, and rebuilds it again (once a replacement).
+        let replacements = reader.replacement_count();
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('replacements', ?1)",
+            [to_i64(replacements)?],
+        )
+        .map_err(sql("writing meta"))?;
+        let db = TreeDb { conn, replacements };
         db.write_covered(&Covered::start())?;
         Ok((db, Covered::start(), BTreeMap::new()))
     }
@@ -149,7 +162,25 @@ impl TreeDb {
                 "layout version {version}, this build writes {LAYOUT_VERSION}"
             ));
         }
-        let db = TreeDb { conn };
+        let replacements: i64 = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'replacements'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql("reading meta"))?
+            .unwrap_or(0);
+        let held = reader.replacement_count();
+        if u64::try_from(replacements).ok() != Some(held) {
+            return Err(format!(
+                "the cache was built under {replacements} replacement records, the log holds {held}: some entry has another current copy"
+            ));
+        }
+        let db = TreeDb {
+            conn,
+            replacements: held,
+        };
         let covered = db.read_covered()?;
         check_against_log(&covered, reader)?;
         let mut feeds = BTreeMap::new();
@@ -186,6 +217,11 @@ impl TreeDb {
         }
         drop(stmt);
         Ok((db, covered, feeds))
+    }
+
+    /// The log's replacement count the file's leaves were hashed under.
+    pub fn replacements(&self) -> u64 {
+        self.replacements
     }
 
     fn read_covered(&self) -> Result<Covered, String> {

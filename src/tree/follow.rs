@@ -154,6 +154,9 @@ impl Follower {
             if let Some(reason) = self.trees.shared.damage.borrow().clone() {
                 return Err(reason);
             }
+            if let Some(reason) = self.trees.replaced_since_built() {
+                return Err(reason);
+            }
             let pass_start = Instant::now();
             let end = self.reader.committed_end();
             if building {
@@ -229,7 +232,7 @@ impl Follower {
     fn open(&self) -> Result<(TreeDb, Position), String> {
         let (db, covered, feeds) = TreeDb::open(&self.path, &self.reader)?;
         let next_id = feeds.values().map(|f| f.id + 1).max().unwrap_or(1);
-        self.publish_opened(covered, &feeds);
+        self.publish_opened(covered, &feeds, db.replacements());
         Ok((
             db,
             Position {
@@ -241,8 +244,15 @@ impl Follower {
         ))
     }
 
-    fn publish_opened(&self, covered: Covered, feeds: &BTreeMap<Author, FeedRow>) {
+    fn publish_opened(
+        &self,
+        covered: Covered,
+        feeds: &BTreeMap<Author, FeedRow>,
+        replacements: u64,
+    ) {
         let shared = &self.trees.shared;
+        // Before the generation: a reader of the new generation checks it.
+        shared.replacements.store(replacements, Ordering::Release);
         // First the generation, then what the old file left in memory: a read of the old
         // generation finishing after this answers `Rebuilding` and caches nothing.
         let generation = shared.generation.fetch_add(1, Ordering::AcqRel) + 1;

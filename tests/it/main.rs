@@ -73,6 +73,7 @@ mod store_model;
 mod store_open_faults;
 mod store_range_encoded;
 mod store_recovery;
+mod store_replace;
 mod store_slow_sync;
 mod store_verify;
 mod summary_live_rebuilt;

@@ -1,8 +1,8 @@
 //! Power cuts at every file operation, on the in-memory backend that can lose what was not
 //! synced (`kappalog::store::io::memory::MemoryIo`).
 //!
-//! A workload (own appends, foreign entries, a keyed append and its retry, a fork proof)
-//! runs on a store whose log and forks file are in memory. A clean run counts the calls
+//! A workload (own appends, foreign entries, a keyed append and its retry, a replacement of
+//! a foreign entry's copy, a fork proof) runs on a store whose log and forks file are in memory. A clean run counts the calls
 //! that change a file (writes, syncs, cuts, directory syncs). Then, for each of those calls
 //! and one past the last (no crash at all), the workload runs again and the power goes at
 //! that call: a write reaches the page cache, then the machine stops; a sync, cut or
@@ -12,7 +12,8 @@
 //! directory entry was never synced may vanish), and each image is reopened. Each must:
 //!
 //! - open (a crash never makes the store unopenable);
-//! - hold every acknowledged entry, identical;
+//! - hold every acknowledged entry, identical (a replaced entry as its acknowledged copy;
+//!   one whose replacement was not acknowledged as either copy);
 //! - hold nothing else but whole, validly signed entries the workload offered or the
 //!   store signed for it: an unacknowledged entry may survive (its sync may have finished
 //!   before the power went), but only whole and valid, never torn or made up;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 
 use crate::common;
 use crate::common::crash_io::CrashIo;
+use crate::common::resign::resign;
 use crate::common::{fork_proof, identity};
 use kappalog::entry::Entry;
 use kappalog::hash::Hash;
@@ -33,7 +35,7 @@ use kappalog::idempotency::IdempotencyKey;
 use kappalog::identity::Author;
 use kappalog::store::io::memory::MemoryIo;
 use kappalog::store::io::LogIo;
-use kappalog::store::{Outcome, OwnAppend, Store, StoreOptions};
+use kappalog::store::{Outcome, OwnAppend, ReplaceOutcome, Store, StoreOptions};
 
 /// Images drawn per crash point.
 const SEEDS: u64 = 8;
@@ -44,6 +46,10 @@ struct Acked {
     entries: BTreeMap<Hash, Entry>,
     keys: BTreeMap<String, Hash>,
     proofs: BTreeSet<Author>,
+    /// Copies offered as replacements and not acknowledged: the entry may hold either.
+    unacked_copies: BTreeMap<Hash, Entry>,
+    /// Replacements acknowledged.
+    replaced: usize,
 }
 
 fn options(io: Arc<dyn LogIo>, inline_writer: bool) -> StoreOptions {
@@ -110,6 +116,17 @@ fn workload(dir: &Path, io: Arc<dyn LogIo>, inline_writer: bool) -> Acked {
     own(&mut acked, 2, Some("retried"));
     own(&mut acked, 2, Some("retried"));
     offer(&mut acked, 1);
+    // Another signature of the first foreign entry, made current.
+    let copy = resign(&identity(2), &foreign[0].0, 1);
+    match store.replace_copies(vec![copy.clone()]).wait().as_deref() {
+        Ok([ReplaceOutcome::Replaced]) => {
+            acked.entries.insert(foreign[0].1, copy);
+            acked.replaced += 1;
+        }
+        _ => {
+            acked.unacked_copies.insert(foreign[0].1, copy);
+        }
+    }
     let proof = fork_proof(7);
     if matches!(store.record_fork_proof(proof.clone()).wait(), Ok(true)) {
         acked.proofs.insert(proof.author());
@@ -128,10 +145,12 @@ fn check(dir: &Path, image: MemoryIo, acked: &Acked, case: &str) {
             .unwrap_or_else(|e| panic!("{case}: the image does not open: {e}"));
     let held = common::entries_by_hash(&store.reader());
     for (hash, entry) in &acked.entries {
-        assert_eq!(
-            held.get(hash),
-            Some(entry),
-            "{case}: acknowledged entry lost"
+        let got = held.get(hash);
+        // A replacement not acknowledged may have become durable all the same.
+        let unacked_copy = acked.unacked_copies.get(hash);
+        assert!(
+            got == Some(entry) || (got.is_some() && got == unacked_copy),
+            "{case}: acknowledged entry lost (or not as its acknowledged copy)"
         );
     }
     let offered: BTreeSet<Hash> = foreign().into_iter().map(|(_, h)| h).collect();
@@ -191,6 +210,7 @@ fn crash_at_every_call(inline_writer: bool) {
         "the clean run acknowledges every append"
     );
     assert_eq!(acked.proofs.len(), 1);
+    assert_eq!(acked.replaced, 1, "the clean run replaces the copy");
     assert!(calls > 10, "{calls} calls");
     for seed in 0..SEEDS {
         check(

@@ -98,7 +98,7 @@ fn a_key_appends_once_and_is_remembered_across_reopen() {
     assert_eq!(unkeyed.seq, 3);
     assert_eq!(store.reader().len(), 3);
     owner.shutdown_blocking().unwrap();
-    assert_eq!(header_version(dir.path()), format::STORE_FORMAT_V3);
+    assert_eq!(header_version(dir.path()), format::STORE_FORMAT_V4);
 
     let (store, owner) = open(dir.path());
     assert_eq!(
@@ -129,17 +129,17 @@ fn a_key_appends_once_and_is_remembered_across_reopen() {
 }
 
 #[test]
-fn a_new_log_is_version_3() {
+fn a_new_log_is_version_4() {
     let dir = tempfile::tempdir().unwrap();
     let (store, owner) = open(dir.path());
-    assert_eq!(header_version(dir.path()), format::STORE_FORMAT_V3);
+    assert_eq!(header_version(dir.path()), format::STORE_FORMAT_V4);
     store.append_own(1, String::new()).wait().unwrap();
     owner.shutdown_blocking().unwrap();
-    assert_eq!(header_version(dir.path()), format::STORE_FORMAT_V3);
+    assert_eq!(header_version(dir.path()), format::STORE_FORMAT_V4);
 }
 
 /// A file written by a version 1 kappalog (built here byte by byte as it wrote them) opens,
-/// takes keyed appends after its entries (its header upgraded to 3 before the first write,
+/// takes keyed appends after its entries (its header upgraded to 4 before the first write,
 /// its records untouched), and verifies.
 #[test]
 fn a_version_1_file_opens_and_accepts_keyed_appends() {
@@ -164,7 +164,7 @@ fn a_version_1_file_opens_and_accepts_keyed_appends() {
     };
     assert_eq!((entry.seq, entry.prev), (4, Some(old[2].1)));
     owner.shutdown_blocking().unwrap();
-    assert_eq!(header_version(dir.path()), format::STORE_FORMAT_V3);
+    assert_eq!(header_version(dir.path()), format::STORE_FORMAT_V4);
     let after = std::fs::read(log_path(dir.path())).unwrap();
     assert_eq!(
         &after[12..bytes.len()],
@@ -192,7 +192,7 @@ fn a_version_1_file_opens_and_accepts_keyed_appends() {
 fn a_header_version_from_a_newer_kappalog_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let mut bytes = format::file_header().to_vec();
-    bytes[8..].copy_from_slice(&4u32.to_le_bytes());
+    bytes[8..].copy_from_slice(&(format::STORE_FORMAT_VERSION + 1).to_le_bytes());
     std::fs::write(log_path(dir.path()), &bytes).unwrap();
     match Store::open(dir.path(), None, None) {
         Err(StoreError::BadHeader { reason, .. }) => {

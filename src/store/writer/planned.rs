@@ -6,6 +6,7 @@
 
 use std::sync::{PoisonError, RwLock};
 
+use super::replace::{Copy, ReplaceOutcome, ReplaceResult};
 use super::{answer, ForeignResult, OwnAppend, OwnResult, Reply};
 use crate::entry::Entry;
 use crate::fork::ForkProof;
@@ -67,6 +68,14 @@ pub(super) enum Planned {
     Note {
         author: Author,
         reply: Reply<Result<(), AppendError>>,
+    },
+    /// Copies to make current, each checked by the planner and decided by the syncer
+    /// ([`super::replace::decide`]); `failed`: reading a held copy failed, nothing of the
+    /// request is written and it is answered with the error.
+    Replace {
+        copies: Vec<Copy>,
+        failed: Option<AppendError>,
+        reply: Reply<ReplaceResult>,
     },
     /// `new` is decided by the syncer (see "Fork proofs" in [`super`]).
     Proof {
@@ -136,8 +145,35 @@ impl Planned {
             Planned::Foreign { reply, .. } => answer(reply, Err(err)),
             Planned::Note { reply, .. } => answer(reply, Err(err)),
             Planned::Proof { reply, .. } => answer(reply, Err(err)),
+            Planned::Replace { reply, .. } => answer(reply, Err(err)),
         }
     }
+
+    /// The copies this request writes as replacement records, in write order.
+    pub(super) fn copies(&self) -> impl Iterator<Item = &Copy> {
+        let copies: &[Copy] = match self {
+            Planned::Replace { copies, .. } => copies,
+            _ => &[],
+        };
+        copies.iter().filter(|c| c.written())
+    }
+
+    /// As [`Planned::copies`], to record their offsets.
+    pub(super) fn copies_mut(&mut self) -> impl Iterator<Item = &mut Copy> {
+        let copies: &mut [Copy] = match self {
+            Planned::Replace { copies, .. } => copies,
+            _ => &mut [],
+        };
+        copies.iter_mut().filter(|c| c.written())
+    }
+}
+
+/// The answer to a replacement request whose write is durable (or had nothing to write).
+pub(super) fn replace_outcomes(copies: Vec<Copy>) -> Vec<ReplaceOutcome> {
+    copies
+        .into_iter()
+        .map(|c| c.outcome.unwrap_or(ReplaceOutcome::AlreadyCurrent))
+        .collect()
 }
 
 /// A planned, signed batch on its way to the syncer.

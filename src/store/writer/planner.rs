@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use tokio::sync::watch;
 
 use super::planned::{Placed, Planned, Record, Sealed};
+use super::replace::Copy;
 use super::{answer, Checked, OwnAppend, OwnResult, Reply, Request};
 use crate::clock::now_ms;
 use crate::entry::{Seq, UnsignedEntry};
@@ -273,6 +274,13 @@ impl Planner {
                 }
             },
             Request::ForkNote { author, reply } => Planned::Note { author, reply },
+            // Shape and signature checked here, on the planning side: the syncer decides
+            // against the durable log ([`super::replace`]).
+            Request::Replace { copies, reply } => Planned::Replace {
+                copies: copies.into_iter().map(Copy::checked).collect(),
+                failed: None,
+                reply,
+            },
             Request::ForkProof { proof, reply } => Planned::Proof {
                 proof: proof.0,
                 new: false,

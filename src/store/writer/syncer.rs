@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, PoisonError};
 use std::time::Duration;
 
-use super::planned::{Placed, Planned, Sealed};
+use super::planned::{replace_outcomes, Placed, Planned, Sealed};
+use super::replace;
 use super::{answer, io_error, Durable, OwnAppend};
 use crate::clock::now_ms;
 use crate::entry::Entry;
@@ -188,10 +189,24 @@ impl Syncer {
     /// the store; a failure of the forks file fails only the new proofs.
     fn make_durable(&mut self, batches: &mut [Sealed]) -> Result<ForksWritten, Arc<io::Error>> {
         let notes = self.decide_forks(batches);
+        let replacements = batches
+            .iter_mut()
+            .flat_map(|b| b.requests.iter_mut())
+            .filter_map(|request| match request {
+                Planned::Replace { copies, failed, .. } => Some((copies, failed)),
+                _ => None,
+            });
+        replace::decide(
+            replacements,
+            &self.parts.index,
+            &self.parts.forked,
+            &*self.parts.io,
+            &self.parts.file,
+        );
         let records = batches
             .iter()
             .flat_map(|b| &b.requests)
-            .flat_map(Planned::records)
+            .flat_map(|r| r.records().map(|_| ()).chain(r.copies().map(|_| ())))
             .count();
         if records + notes.len() > 0 {
             if self.needs_recovery {
@@ -358,7 +373,7 @@ impl Syncer {
     /// Writes and syncs the records, each learning its offset, and the fork notes after
     /// them; then publishes the records in the index.
     fn write(&mut self, batches: &mut [Sealed], notes: &[Author]) -> io::Result<()> {
-        if self.parts.version < format::STORE_FORMAT_V3 {
+        if self.parts.version < format::STORE_FORMAT_VERSION {
             self.upgrade_header()?;
         }
         let end = self.parts.end;
@@ -376,6 +391,17 @@ impl Syncer {
             record.offset = end + buf.len() as u64;
             last_record = Some(record.offset);
             format::encode_keyed_record(&record.entry, record.key.as_ref(), &mut buf);
+        }
+        // Replacement records after the entries: a copy never replaces an entry of its own
+        // write (the syncer decided it against the durable log).
+        for copy in batches
+            .iter_mut()
+            .flat_map(|b| b.requests.iter_mut())
+            .flat_map(Planned::copies_mut)
+        {
+            copy.offset = end + buf.len() as u64;
+            last_record = Some(copy.offset);
+            format::encode_replacement(&copy.entry, &mut buf);
         }
         for author in notes {
             format::encode_fork_note(end + buf.len() as u64, author, &mut buf);
@@ -402,27 +428,35 @@ impl Syncer {
                 index.keys.insert(key, record.offset);
             }
         }
+        for copy in batches
+            .iter()
+            .flat_map(|b| &b.requests)
+            .flat_map(Planned::copies)
+        {
+            index.replace(copy.original, copy.offset);
+        }
         index.end = self.parts.end;
         Ok(())
     }
 
-    /// Rewrites the header's version to 3 and syncs it, before the first write this code
-    /// makes into a file of an older version ("The header version" in docs/STORE.md).
+    /// Rewrites the header's version to the newest (4) and syncs it, before the first write
+    /// this code makes into a file of an older version ("The header version" in
+    /// docs/STORE.md).
     fn upgrade_header(&mut self) -> io::Result<()> {
         self.parts
             .io
             .write_all_at(
                 &self.parts.file,
-                &format::STORE_FORMAT_V3.to_le_bytes(),
+                &format::STORE_FORMAT_VERSION.to_le_bytes(),
                 format::VERSION_OFFSET,
             )
             .and_then(|()| self.parts.io.sync_data(&self.parts.file))?;
         tracing::info!(
             from = self.parts.version,
-            to = format::STORE_FORMAT_V3,
+            to = format::STORE_FORMAT_VERSION,
             "upgraded the log's header version before writing to it"
         );
-        self.parts.version = format::STORE_FORMAT_V3;
+        self.parts.version = format::STORE_FORMAT_VERSION;
         Ok(())
     }
 
@@ -496,6 +530,16 @@ fn answer_durable(request: Planned, forks_written: &ForksWritten) {
                 .collect()),
         ),
         Planned::Note { reply, .. } => answer(reply, Ok(())),
+        Planned::Replace {
+            failed: Some(err),
+            reply,
+            ..
+        } => answer(reply, Err(err)),
+        Planned::Replace {
+            copies,
+            failed: None,
+            reply,
+        } => answer(reply, Ok(replace_outcomes(copies))),
         Planned::Proof {
             new: false, reply, ..
         } => answer(reply, Ok(false)),

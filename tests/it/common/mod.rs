@@ -381,6 +381,7 @@ pub mod plain;
 pub mod python;
 pub mod query_db;
 pub mod relay;
+pub mod resign;
 pub mod serve;
 pub mod serve_blocking;
 pub mod sim_log;
