@@ -43,6 +43,7 @@
 //! (its signatures are checked again). Cosignatures over other sizes than the served one
 //! (they count in k) and the pending checkpoint are not journalled: peers send them again.
 
+pub mod copies;
 pub mod cosign;
 pub mod cosigners;
 mod counters;
@@ -321,6 +322,9 @@ impl CheckpointBook {
             cosignatures_unknown_key: get(&c.cosignatures_unknown_key),
             cosignatures_made: get(&c.cosignatures_made),
             forks_found: get(&c.forks_found),
+            copy_searches: get(&c.copy_searches),
+            copy_searches_failed: get(&c.copy_searches_failed),
+            copies_replaced: get(&c.copies_replaced),
         }
     }
 

@@ -119,6 +119,7 @@ pub mod backoff;
 pub mod checkpoint_book;
 pub mod cli;
 pub mod clock;
+pub mod copy_search;
 pub mod csv;
 pub mod determinism;
 pub mod durable_file;

@@ -139,6 +139,12 @@ pub struct Metrics {
     /// book knows no key of their name (neither a kappalog node's nor a `--witness-key`);
     /// set at scrape time.
     pub cosignatures_unknown_key: Gauge,
+    /// `kappalog_copy_searches`, `_failed`, `kappalog_copies_replaced`: searches of a
+    /// peer's tree started because an author checkpoint disagreed with the node's, those
+    /// that ended without a result, and the node's copies of entries replaced by the
+    /// author's (docs/TLOG.md section 8, "Two signatures of one entry hash"); set at scrape
+    /// time.
+    pub copy_searches: [Gauge; 3],
     /// `kappalog_query_running`: `/query` statements running now; set at scrape time. (Their
     /// outcomes, timeouts as 504 and refusals as 400 or 503, are `http_requests` by status.)
     pub query_running: Gauge,
@@ -185,6 +191,7 @@ impl Metrics {
             checkpoint_notes: Default::default(),
             cosignatures_made: Gauge::default(),
             cosignatures_unknown_key: Gauge::default(),
+            copy_searches: Default::default(),
             query_running: Gauge::default(),
             query_waiting: Gauge::default(),
             scrape: Mutex::new(()),
@@ -317,6 +324,21 @@ impl Metrics {
                 "cosignatures_unknown_key",
                 "cosignature lines dropped: no key known for their name",
                 &self.cosignatures_unknown_key,
+            ),
+            (
+                "copy_searches",
+                "searches of a peer's tree started: an author checkpoint disagreed with the node's",
+                &self.copy_searches[0],
+            ),
+            (
+                "copy_searches_failed",
+                "searches of a peer's tree that ended without a result",
+                &self.copy_searches[1],
+            ),
+            (
+                "copies_replaced",
+                "entry copies replaced by the ones an author checkpoint chose",
+                &self.copy_searches[2],
             ),
         ] {
             self.registry.register(name, help, gauge.clone());

@@ -273,6 +273,18 @@ impl Listening {
             config.checkpoint_book = Some(sync::checkpoint_book::SharedBook(std::sync::Arc::new(
                 book.clone(),
             )));
+            // v4 sessions search a peer's tree when its author checkpoint disagrees with
+            // ours, and answer the peer's searches from our tree.
+            if let Some(trees) = &self.spec.http.tree {
+                let searches = crate::checkpoint_book::copies::NodeCopySearches::new(
+                    self.spec.node.clone(),
+                    trees.clone(),
+                    book.clone(),
+                );
+                config.copy_searches = Some(sync::copy_searches::SharedCopySearches(
+                    std::sync::Arc::new(searches),
+                ));
+            }
         }
         for &i in &sync_spec.trust_nodes {
             if let Some(b) = bound.get(i) {

@@ -33,8 +33,6 @@
 //!   to the author's line.
 //! - [`feed_checkpoints`]: what a node keeps per feed: the newest author checkpoint
 //!   consistent with its entries, one pending, and the cosignatures it serves.
-//! - [`copy_search`]: finding, in a peer's tree, the author's copies of entries the node
-//!   holds with another signature (the leaves that make an author checkpoint disagree).
 //! - [`split_view`]: fork proofs from two inconsistent author checkpoints of one feed.
 //! - [`witness`]: C2SP tlog-witness: deciding `add-checkpoint` requests, the witness's
 //!   records and their file format.
@@ -42,7 +40,6 @@
 pub mod author_checkpoint;
 pub mod bundle;
 pub mod checkpoint;
-pub mod copy_search;
 pub mod cosignature;
 pub mod ed25519;
 pub mod feed_checkpoints;

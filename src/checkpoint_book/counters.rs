@@ -21,6 +21,12 @@ pub struct BookCounters {
     pub cosignatures_made: AtomicU64,
     /// Split views found (two author checkpoints that conflict).
     pub forks_found: AtomicU64,
+    /// Copy searches started: author checkpoints the tree disagreed with ([`super::copies`]).
+    pub copy_searches: AtomicU64,
+    /// Copy searches that ended without a result (gave up, a violation, dropped).
+    pub copy_searches_failed: AtomicU64,
+    /// Copies kept in place of the node's because an author checkpoint chose them.
+    pub copies_replaced: AtomicU64,
 }
 
 /// A snapshot of [`BookCounters`].
@@ -42,4 +48,10 @@ pub struct BookStats {
     pub cosignatures_made: u64,
     /// Split views found.
     pub forks_found: u64,
+    /// Copy searches started.
+    pub copy_searches: u64,
+    /// Copy searches that ended without a result.
+    pub copy_searches_failed: u64,
+    /// Copies replaced.
+    pub copies_replaced: u64,
 }

@@ -305,6 +305,9 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         metrics
             .cosignatures_unknown_key
             .set(counted(stats.cosignatures_unknown_key));
+        metrics.copy_searches[0].set(counted(stats.copy_searches));
+        metrics.copy_searches[1].set(counted(stats.copy_searches_failed));
+        metrics.copy_searches[2].set(counted(stats.copies_replaced));
     }
     let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     let metrics = state.node.metrics();

@@ -11,7 +11,7 @@ use crate::fence::FenceEvent;
 use crate::fork::ForkProof;
 use crate::hash::Hash;
 use crate::identity::Author;
-use crate::store::{AppendError, Outcome, VerifiedEntries};
+use crate::store::{AppendError, Outcome, ReplaceOutcome, VerifiedEntries};
 
 impl Node {
     /// Whether `author` is known forked. An in-memory read that never waits on the disk:
@@ -71,6 +71,17 @@ impl Node {
     pub fn record_proof(&self, proof: ForkProof) -> Result<bool, NodeError> {
         let recorded = self.inner.store.record_fork_proof(proof.clone()).wait();
         self.proof_recorded(proof, recorded)
+    }
+
+    /// Keeps `copies` in place of the node's copies of the same entries (the same entry hash
+    /// under another signature: only a misbehaving author makes two), as the author's
+    /// checkpoint chose them ([`crate::checkpoint_book::copies`]): appended as replacement
+    /// records by the store's writer, which checks each copy itself (docs/STORE.md,
+    /// "Replacement records"), and durable when this returns. Bodies do not change, so the
+    /// views, the summary and the subscribers have nothing to learn; the tree follows the
+    /// store's replacement count. Blocking: waits for the writer's `fdatasync`.
+    pub fn replace_copies(&self, copies: Vec<Entry>) -> Result<Vec<ReplaceOutcome>, NodeError> {
+        Ok(self.inner.store.replace_copies(copies).wait()?)
     }
 
     /// What follows the store's answer to a proof: for a new one, the views, the fence and

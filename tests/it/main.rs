@@ -32,6 +32,7 @@ mod cli_get;
 mod cli_proof;
 mod cli_tail;
 mod cli_verify;
+mod copy_choice;
 mod csv_import;
 mod dashboard_browser;
 mod dashboard_http;

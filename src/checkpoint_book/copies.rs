@@ -1,0 +1,369 @@
+//! The node's side of a copy search (docs/TLOG.md section 8, "Two signatures of one entry
+//! hash"): which of a v4 peer's notes start one, the node's tree and log as the pure search
+//! ([`CopySearch`]) and the peer read them, and what a finished search does.
+//!
+//! A search starts when a peer's author checkpoint, validly signed, is of a size the node's
+//! tree covers and its root is not the node's: the node holds another copy of some entry
+//! (the same entry hash under another signature) or another entry (a fork whose other side
+//! has not reached it). At most one search runs per feed (a note that arrives meanwhile is
+//! not searched: the author's next checkpoint is), and a peer whose search of a feed ended
+//! starts no other of that feed for [`RETRY_AFTER`], so a peer repeating a note it cannot
+//! back costs the node one search a minute per feed, and keeps no other peer from trying.
+//!
+//! What a search finds is applied before the session hears `Done`: fork proofs are recorded
+//! (the feed is then excluded, as for any proof), copies are appended as replacement records
+//! ([`crate::store::Store::replace_copies`]), which the tree follows by rebuilding. The note
+//! is then offered to the book again once the tree's root at its size is the note's, from a
+//! task of the node's, so the session does not wait for the rebuild.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::checkpoint_book::CheckpointBook;
+use crate::copy_search::{
+    CopySearch, Found, LocalTree, SearchError, Step, SubtreeWant, MAX_WANT_ENTRIES,
+};
+use crate::entry::Entry;
+use crate::hash::Hash;
+use crate::identity::Author;
+use crate::node::Node;
+use crate::poison::lock;
+use crate::store::ReplaceOutcome;
+use crate::sync::copy_searches::{CopySearchRun, CopySearches, SearchEnd};
+use crate::sync::message::EncodedEntry;
+use crate::sync::subtrees::{SubtreeData, WantSubtrees};
+use crate::tlog::author_checkpoint::author_of_origin;
+use crate::tlog::checkpoint::{author_vkey, SignedCheckpoint};
+use crate::tlog::merkle::Hash as TreeHash;
+use crate::tree::Trees;
+
+/// How long a peer whose search of a feed ended waits before it may start another of it.
+pub const RETRY_AFTER: Duration = Duration::from_secs(60);
+/// How long the re-offer of a note waits for the tree to show the copies found.
+const REOFFER_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The node's copy searches, handed to sync ([`crate::sync::SyncConfig::copy_searches`]).
+#[derive(Clone)]
+pub struct NodeCopySearches {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    node: Node,
+    trees: Trees,
+    book: CheckpointBook,
+    /// Feeds with a search running.
+    running: Mutex<HashSet<Author>>,
+    /// Per (feed, peer), when their last search ended.
+    ended: Mutex<HashMap<(Author, Author), Instant>>,
+}
+
+impl NodeCopySearches {
+    /// Copy searches over `node`'s log, its `trees` and its checkpoint `book`.
+    pub fn new(node: Node, trees: Trees, book: CheckpointBook) -> NodeCopySearches {
+        NodeCopySearches {
+            inner: Arc::new(Inner {
+                node,
+                trees,
+                book,
+                running: Mutex::new(HashSet::new()),
+                ended: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Takes the feed's search slot for `peer`: none running for the feed, and none of
+    /// `peer`'s for it ended within [`RETRY_AFTER`].
+    fn take_slot(&self, author: Author, peer: Author) -> bool {
+        let now = Instant::now();
+        {
+            let mut ended = lock(&self.inner.ended);
+            ended.retain(|_, at| now.duration_since(*at) < RETRY_AFTER);
+            if ended.contains_key(&(author, peer)) {
+                return false;
+            }
+        }
+        lock(&self.inner.running).insert(author)
+    }
+
+    /// Gives the slot back when a search ends, however it ends (dropped by the session too).
+    fn release_slot(&self, author: Author, peer: Author) {
+        lock(&self.inner.running).remove(&author);
+        lock(&self.inner.ended).insert((author, peer), Instant::now());
+    }
+}
+
+impl CopySearches for NodeCopySearches {
+    fn subtrees(&self, author: &Author, level: u8, index: u64, count: u16) -> Option<SubtreeData> {
+        let inner = &self.inner;
+        if inner.node.is_forked(author) {
+            return None;
+        }
+        let first_leaf = index.checked_mul(1u64.checked_shl(u32::from(level))?)?;
+        let leaves = u64::from(count).checked_shl(u32::from(level))?;
+        // Only what the tree covers: the peer compares it with a checkpoint over the tree.
+        if first_leaf.checked_add(leaves)? > inner.trees.size(author) {
+            return None;
+        }
+        if level > 0 {
+            return inner
+                .trees
+                .subtree_hashes(author, level, index, count)
+                .ok()
+                .map(|hashes| SubtreeData::Hashes(hashes.into_iter().map(Hash).collect()));
+        }
+        let entries = inner
+            .node
+            .reader()
+            .range_encoded(author, index + 1, usize::from(count.min(MAX_WANT_ENTRIES)))
+            .ok()?;
+        (entries.len() == usize::from(count))
+            .then(|| SubtreeData::Entries(entries.into_iter().map(EncodedEntry).collect()))
+    }
+
+    fn start(&self, peer: &Author, note: &[u8]) -> Option<Box<dyn CopySearchRun>> {
+        let signed = SignedCheckpoint::parse(note).ok()?;
+        let checkpoint = signed.checkpoint();
+        let author = author_of_origin(checkpoint.origin())?;
+        let inner = &self.inner;
+        let size = checkpoint.size();
+        // The own feed's copies are the ones this node signed: a checkpoint over others is
+        // a split view of its key, the book's to record, never a reason to replace.
+        if author == inner.node.author()
+            || size == 0
+            || size > inner.trees.size(&author)
+            || inner.node.is_forked(&author)
+        {
+            return None;
+        }
+        if inner.trees.root(&author, size).ok()? == *checkpoint.root() {
+            return None;
+        }
+        let key = ed25519_dalek::VerifyingKey::from_bytes(author.as_bytes()).ok()?;
+        signed.verify_author(&author_vkey(&key)).ok()?;
+        if !self.take_slot(author, *peer) {
+            return None;
+        }
+        inner
+            .book
+            .inner
+            .counters
+            .copy_searches
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(%author, size, peer = %peer, "an author checkpoint disagrees with the tree: searching the peer's copies");
+        Some(Box::new(Run {
+            searches: self.clone(),
+            peer: *peer,
+            note: note.to_vec(),
+            search: CopySearch::new(author, size, *checkpoint.root()),
+            author,
+            size,
+            root: *checkpoint.root(),
+            applied: false,
+        }))
+    }
+}
+
+/// One running search.
+struct Run {
+    searches: NodeCopySearches,
+    peer: Author,
+    note: Vec<u8>,
+    search: CopySearch,
+    author: Author,
+    size: u64,
+    root: TreeHash,
+    /// Whether it ended with what it found applied.
+    applied: bool,
+}
+
+impl Run {
+    /// Maps a step of the pure search to the session's terms, applying what it found.
+    fn step(&mut self, step: Result<Step, SearchError>) -> Result<Vec<WantSubtrees>, SearchEnd> {
+        match step {
+            Ok(Step::Want(wants)) => Ok(wants.iter().map(|w| self.want(w)).collect()),
+            Ok(Step::Found(found)) => self.apply(found),
+            Err(SearchError::BadReply { want, violation }) => Err(SearchEnd::Violation(format!(
+                "copy search of {}: bad reply to {want:?}: {violation}",
+                self.author
+            ))),
+            Err(e) => {
+                tracing::info!(author = %self.author, size = self.size, peer = %self.peer, "copy search gave up: {e}");
+                Err(SearchEnd::GaveUp(e.to_string()))
+            }
+        }
+    }
+
+    fn want(&self, want: &SubtreeWant) -> WantSubtrees {
+        WantSubtrees {
+            author: self.author,
+            level: want.level,
+            index: want.index,
+            count: want.count,
+        }
+    }
+
+    /// Records the forks, replaces the copies, and re-offers the note once the tree shows
+    /// them.
+    fn apply(&mut self, found: Found) -> Result<Vec<WantSubtrees>, SearchEnd> {
+        let inner = &self.searches.inner;
+        for proof in found.forks {
+            tracing::warn!(author = %self.author, peer = %self.peer, "copy search found a fork");
+            if let Err(e) = inner.node.record_proof(proof) {
+                return Err(SearchEnd::GaveUp(format!("recording a fork proof: {e}")));
+            }
+        }
+        if found.copies.is_empty() {
+            self.applied = true;
+            return Err(SearchEnd::Done);
+        }
+        let count = found.copies.len();
+        let replaced = inner
+            .node
+            .replace_copies(found.copies)
+            .map_err(|e| SearchEnd::GaveUp(format!("replacing copies: {e}")))?;
+        let kept = replaced
+            .iter()
+            .filter(|o| matches!(o, ReplaceOutcome::Replaced | ReplaceOutcome::AlreadyCurrent))
+            .count();
+        if kept < count {
+            return Err(SearchEnd::GaveUp(format!(
+                "the store kept {kept} of {count} copies: {replaced:?}"
+            )));
+        }
+        let counters = &inner.book.inner.counters;
+        let replaced_now = replaced
+            .iter()
+            .filter(|o| matches!(o, ReplaceOutcome::Replaced))
+            .count();
+        counters
+            .copies_replaced
+            .fetch_add(replaced_now as u64, Ordering::Relaxed);
+        tracing::warn!(author = %self.author, size = self.size, peer = %self.peer, copies = count,
+            "kept the author's copies of entries signed twice: its checkpoint chose them");
+        self.applied = true;
+        self.reoffer_when_rebuilt();
+        Err(SearchEnd::Done)
+    }
+
+    /// Offers the note to the book again once the feed's tree has the checkpoint's root at
+    /// its size (the follower rebuilds it after the replacement), within [`REOFFER_TIMEOUT`].
+    fn reoffer_when_rebuilt(&self) {
+        let inner = self.searches.inner.clone();
+        let (author, size, root, peer) = (self.author, self.size, self.root, self.peer);
+        let note = self.note.clone();
+        let node = inner.node.clone();
+        node.spawn(async move {
+            let mut published = inner.trees.subscribe();
+            let shows = || inner.trees.root(&author, size).is_ok_and(|r| r == root);
+            let reached = tokio::time::timeout(REOFFER_TIMEOUT, async {
+                while !shows() {
+                    if published.changed().await.is_err() {
+                        return false;
+                    }
+                }
+                true
+            })
+            .await;
+            if !matches!(reached, Ok(true)) {
+                tracing::warn!(%author, size, "the tree did not show the replaced copies in time: the checkpoint is not re-offered");
+                return;
+            }
+            let book = inner.book.clone();
+            let offered =
+                crate::determinism::blocking(move || book.offer(&peer, &note)).await;
+            match offered {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(%author, "re-offering the checkpoint: {e}"),
+                Err(e) => tracing::warn!(%author, "re-offering the checkpoint: {e}"),
+            }
+        });
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if !self.applied {
+            let counters = &self.searches.inner.book.inner.counters;
+            counters
+                .copy_searches_failed
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.searches.release_slot(self.author, self.peer);
+    }
+}
+
+impl CopySearchRun for Run {
+    fn author(&self) -> Author {
+        self.author
+    }
+
+    fn start(&mut self) -> Result<Vec<WantSubtrees>, SearchEnd> {
+        let step = self.search.start().map(Step::Want);
+        self.step(step)
+    }
+
+    fn on_reply(
+        &mut self,
+        want: &WantSubtrees,
+        data: Option<SubtreeData>,
+    ) -> Result<Vec<WantSubtrees>, SearchEnd> {
+        let Some(data) = data else {
+            return Err(SearchEnd::GaveUp(format!(
+                "the peer does not hold subtrees {}/{}+{}",
+                want.level, want.index, want.count
+            )));
+        };
+        let ask = SubtreeWant {
+            level: want.level,
+            index: want.index,
+            count: want.count,
+        };
+        let inner = self.searches.inner.clone();
+        let mut local = Local {
+            inner: &inner,
+            author: self.author,
+        };
+        let step = match data {
+            SubtreeData::Hashes(hashes) => {
+                let hashes: Vec<TreeHash> = hashes.iter().map(|h| h.0).collect();
+                self.search.on_hashes(&ask, &hashes, &mut local)
+            }
+            SubtreeData::Entries(entries) => {
+                let bytes: Vec<&[u8]> = entries.iter().map(|e| e.0.as_slice()).collect();
+                self.search.on_entries(&ask, &bytes, &mut local)
+            }
+        };
+        self.step(step)
+    }
+}
+
+/// The node's tree and log as the search reads them.
+struct Local<'a> {
+    inner: &'a Inner,
+    author: Author,
+}
+
+impl LocalTree for Local<'_> {
+    fn subtree_hashes(
+        &mut self,
+        level: u8,
+        index: u64,
+        count: u16,
+    ) -> Result<Vec<TreeHash>, String> {
+        self.inner
+            .trees
+            .subtree_hashes(&self.author, level, index, count)
+            .map_err(|e| e.to_string())
+    }
+
+    fn entry(&mut self, seq: u64) -> Result<Entry, String> {
+        match self.inner.node.reader().get(&self.author, seq) {
+            Ok(Some((entry, _))) => Ok(entry),
+            Ok(None) => Err(format!("no entry at seq {seq}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
