@@ -54,10 +54,7 @@ struct Inner {
     node: Node,
     trees: Trees,
     book: CheckpointBook,
-    /// Feeds with a search running.
-    running: Mutex<HashSet<Author>>,
-    /// Per (feed, peer), when their last search ended.
-    ended: Mutex<HashMap<(Author, Author), Instant>>,
+    slots: Mutex<Slots>,
 }
 
 impl NodeCopySearches {
@@ -68,30 +65,43 @@ impl NodeCopySearches {
                 node,
                 trees,
                 book,
-                running: Mutex::new(HashSet::new()),
-                ended: Mutex::new(HashMap::new()),
+                slots: Mutex::new(Slots::default()),
             }),
         }
     }
 
-    /// Takes the feed's search slot for `peer`: none running for the feed, and none of
-    /// `peer`'s for it ended within [`RETRY_AFTER`].
     fn take_slot(&self, author: Author, peer: Author) -> bool {
-        let now = Instant::now();
-        {
-            let mut ended = lock(&self.inner.ended);
-            ended.retain(|_, at| now.duration_since(*at) < RETRY_AFTER);
-            if ended.contains_key(&(author, peer)) {
-                return false;
-            }
-        }
-        lock(&self.inner.running).insert(author)
+        lock(&self.inner.slots).take(author, peer, Instant::now())
+    }
+
+    fn release_slot(&self, author: Author, peer: Author) {
+        lock(&self.inner.slots).release(author, peer, Instant::now());
+    }
+}
+
+/// Which searches may start (module docs): one per feed at a time, and none by a peer whose
+/// search of the feed ended within [`RETRY_AFTER`].
+#[derive(Debug, Default)]
+struct Slots {
+    /// Feeds with a search running.
+    running: HashSet<Author>,
+    /// Per (feed, peer), when their last search ended; entries older than [`RETRY_AFTER`]
+    /// are dropped at the next take, so it holds at most the searches of one minute.
+    ended: HashMap<(Author, Author), Instant>,
+}
+
+impl Slots {
+    /// Takes the feed's slot for `peer`, if it may start a search now.
+    fn take(&mut self, author: Author, peer: Author, now: Instant) -> bool {
+        self.ended
+            .retain(|_, at| now.saturating_duration_since(*at) < RETRY_AFTER);
+        !self.ended.contains_key(&(author, peer)) && self.running.insert(author)
     }
 
     /// Gives the slot back when a search ends, however it ends (dropped by the session too).
-    fn release_slot(&self, author: Author, peer: Author) {
-        lock(&self.inner.running).remove(&author);
-        lock(&self.inner.ended).insert((author, peer), Instant::now());
+    fn release(&mut self, author: Author, peer: Author, now: Instant) {
+        self.running.remove(&author);
+        self.ended.insert((author, peer), now);
     }
 }
 
@@ -365,5 +375,41 @@ impl LocalTree for Local<'_> {
             Ok(None) => Err(format!("no entry at seq {seq}")),
             Err(e) => Err(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_search_a_feed_and_a_peer_retries_a_feed_after_a_minute() {
+        let (feed, other_feed) = (Author([1; 32]), Author([2; 32]));
+        let (peer, other_peer) = (Author([3; 32]), Author([4; 32]));
+        let start = Instant::now();
+        let mut slots = Slots::default();
+        assert!(slots.take(feed, peer, start));
+        assert!(
+            !slots.take(feed, other_peer, start),
+            "one search a feed at a time"
+        );
+        assert!(
+            slots.take(other_feed, other_peer, start),
+            "other feeds search on"
+        );
+        slots.release(feed, peer, start);
+        assert!(!slots.take(feed, peer, start), "the same peer waits");
+        let later = start + RETRY_AFTER - Duration::from_millis(1);
+        assert!(!slots.take(feed, peer, later));
+        assert!(
+            slots.take(feed, other_peer, later),
+            "another peer need not wait"
+        );
+        slots.release(feed, other_peer, later);
+        assert!(
+            slots.take(feed, peer, start + RETRY_AFTER),
+            "after a minute it may"
+        );
+        assert_eq!(slots.ended.len(), 1, "what is past the minute is forgotten");
     }
 }
