@@ -41,6 +41,8 @@ use crate::tree::Trees;
 
 /// How long a peer whose search of a feed ended waits before it may start another of it.
 pub const RETRY_AFTER: Duration = Duration::from_secs(60);
+/// How long a note of entries the store holds waits for the tree follower to cover them.
+const TREE_CATCH_UP: Duration = Duration::from_secs(2);
 /// How long the re-offer of a note waits for the tree to show the copies found.
 const REOFFER_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -68,6 +70,27 @@ impl NodeCopySearches {
                 slots: Mutex::new(Slots::default()),
             }),
         }
+    }
+
+    /// Whether the tree covers `size` leaves of `author`'s feed, waiting up to
+    /// [`TREE_CATCH_UP`] when the store holds them already and only the follower lags (by
+    /// milliseconds, usually): a note sent right behind its entries finds the tree a step
+    /// behind, and the book keeps it pending and re-offers it without a peer to search.
+    fn tree_covers(&self, author: &Author, size: u64) -> bool {
+        let inner = &self.inner;
+        let held = inner.node.reader().head(author).map_or(0, |head| head.seq);
+        if size > held {
+            return false;
+        }
+        let deadline = Instant::now() + TREE_CATCH_UP;
+        // On a blocking thread (the trait's contract), so a short bounded poll is fine.
+        while inner.trees.size(author) < size {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
     }
 
     fn take_slot(&self, author: Author, peer: Author) -> bool {
@@ -141,11 +164,10 @@ impl CopySearches for NodeCopySearches {
         let size = checkpoint.size();
         // The own feed's copies are the ones this node signed: a checkpoint over others is
         // a split view of its key, the book's to record, never a reason to replace.
-        if author == inner.node.author()
-            || size == 0
-            || size > inner.trees.size(&author)
-            || inner.node.is_forked(&author)
-        {
+        if author == inner.node.author() || size == 0 || inner.node.is_forked(&author) {
+            return None;
+        }
+        if !self.tree_covers(&author, size) {
             return None;
         }
         if inner.trees.root(&author, size).ok()? == *checkpoint.root() {

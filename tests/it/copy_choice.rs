@@ -97,14 +97,23 @@ fn signature_hex(entry: &Entry) -> String {
 /// A node N holding the author's five entries with `copy` in place of seq 3, imported from
 /// A's export with the one signature changed.
 fn holder_of(dir: &Path, a: &Proc, entries: &[Entry], copy: &Entry) -> Proc {
+    holder_of_first(dir, a, entries, copy, 5)
+}
+
+/// A node N holding the author's first `held` entries (at least 3) with `copy` in place of
+/// seq 3.
+fn holder_of_first(dir: &Path, a: &Proc, entries: &[Entry], copy: &Entry, held: usize) -> Proc {
     let csv = get(a.http, "/export.csv").body;
+    let mut lines: Vec<&str> = csv.lines().collect();
+    lines.truncate(1 + held);
+    let csv = lines.join("\n") + "\n";
     let original = signature_hex(&entries[(TWICE - 1) as usize]);
     assert_eq!(csv.matches(&original).count(), 1, "{csv}");
     let csv = csv.replace(&original, &signature_hex(copy));
     let n = start(dir, "n", HOLDER, &[]);
     let imported = http(n.http, "POST", "/import", csv.as_bytes(), &[]);
     assert_eq!(imported.status, 200, "{}", imported.body);
-    assert_eq!(imported.json()["added"], 5, "{}", imported.body);
+    assert_eq!(imported.json()["added"], held, "{}", imported.body);
     n
 }
 
@@ -173,6 +182,24 @@ fn the_authors_checkpoint_chooses_the_copy_a_node_keeps() {
     let n = start(dir.path(), "n", HOLDER, &[]);
     assert!(exports(&n, chosen) && !exports(&n, &other));
     assert!(light_client_verifies(n.http));
+}
+
+#[test]
+fn a_node_short_of_the_last_entries_gets_them_and_the_authors_copy() {
+    // N holds seqs 1 to 3 (3 under the other signature): A's entries 4 and 5 arrive in the
+    // same session as A's checkpoint of size 5, which the tree covers only a step later.
+    let dir = tempfile::tempdir().unwrap();
+    let (a, note) = author_with_five(dir.path());
+    let entries = authors_entries(dir.path());
+    let chosen = &entries[(TWICE - 1) as usize];
+    let other = resign(&identity(AUTHOR), chosen, 7);
+    let n = holder_of_first(dir.path(), &a, &entries, &other, 3);
+    connect(&n, &a);
+    wait_until("N to serve A's checkpoint of size 5", || {
+        served_note(&n).is_some_and(|s| root_of(&s) == root_of(&note))
+    });
+    assert!(exports(&n, chosen) && !exports(&n, &other));
+    assert!(exports(&n, &entries[4]), "and the entries it lacked");
 }
 
 #[test]
