@@ -7,7 +7,8 @@
 //! - **The author's checkpoint decides**: once N syncs with A (protocol v4), N searches A's
 //!   tree, keeps A's copy of seq 3 (a replacement record), rebuilds its tree and serves A's
 //!   checkpoint; a light client verifies seq 3 from N; N's export holds A's copy only; the
-//!   choice survives a restart and `kappalog verify` passes.
+//!   choice survives a restart and `kappalog verify` passes. A node holding only seqs 1 to
+//!   3 gets 4, 5 and A's copy of 3 in one session (the note a step ahead of its tree).
 //! - **Lying peers change nothing**: a raw v4 peer that sends A's checkpoint and answers the
 //!   search with the wrong number of hashes is ended with `Bye(ProtocolViolation)`; one that
 //!   answers consistently but with a third copy of seq 3 (valid, but not the copy the
