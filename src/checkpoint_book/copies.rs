@@ -10,11 +10,13 @@
 //! starts no other of that feed for [`RETRY_AFTER`], so a peer repeating a note it cannot
 //! back costs the node one search a minute per feed, and keeps no other peer from trying.
 //!
-//! What a search finds is applied before the session hears `Done`: fork proofs are recorded
-//! (the feed is then excluded, as for any proof), copies are appended as replacement records
-//! ([`crate::store::Store::replace_copies`]), which the tree follows by rebuilding. The note
-//! is then offered to the book again once the tree's root at its size is the note's, from a
-//! task of the node's, so the session does not wait for the rebuild.
+//! What a search finds: fork proofs are recorded before the session hears `Done` (the feed
+//! is then excluded, as for any proof); copies are queued and appended as replacement
+//! records ([`crate::store::Store::replace_copies`]) by a task of the node's, in batches at
+//! least [`REPLACE_INTERVAL`] apart ([`Batches`]: the tree follows a replacement by
+//! rebuilding whole, which a misbehaving author must not be able to make a node do once per
+//! checkpoint). Each note is then offered to the book again once the tree's root at its size
+//! is the note's.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -43,6 +45,10 @@ use crate::tree::Trees;
 pub const RETRY_AFTER: Duration = Duration::from_secs(60);
 /// How long a note of entries the store holds waits for the tree follower to cover them.
 const TREE_CATCH_UP: Duration = Duration::from_secs(2);
+/// The shortest time between two replacement batches ([`Batches`]).
+pub const REPLACE_INTERVAL: Duration = Duration::from_secs(60);
+/// The most searches whose copies wait for a batch.
+const MAX_QUEUED: usize = 256;
 /// How long the re-offer of a note waits for the tree to show the copies found.
 const REOFFER_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -57,6 +63,8 @@ struct Inner {
     trees: Trees,
     book: CheckpointBook,
     slots: Mutex<Slots>,
+    batches: Mutex<Batches>,
+    replace_interval: Duration,
 }
 
 impl NodeCopySearches {
@@ -68,6 +76,8 @@ impl NodeCopySearches {
                 trees,
                 book,
                 slots: Mutex::new(Slots::default()),
+                batches: Mutex::new(Batches::default()),
+                replace_interval: REPLACE_INTERVAL,
             }),
         }
     }
@@ -237,8 +247,8 @@ impl Run {
         }
     }
 
-    /// Records the forks, replaces the copies, and re-offers the note once the tree shows
-    /// them.
+    /// Records the forks, and queues the copies for the next replacement batch
+    /// ([`Batches`]), after which the note is offered again.
     fn apply(&mut self, found: Found) -> Result<Vec<WantSubtrees>, SearchEnd> {
         let inner = &self.searches.inner;
         for proof in found.forks {
@@ -247,71 +257,178 @@ impl Run {
                 return Err(SearchEnd::GaveUp(format!("recording a fork proof: {e}")));
             }
         }
-        if found.copies.is_empty() {
-            self.applied = true;
-            return Err(SearchEnd::Done);
+        if !found.copies.is_empty() {
+            let queued = Queued {
+                copies: found.copies,
+                note: self.note.clone(),
+                peer: self.peer,
+                author: self.author,
+                size: self.size,
+                root: self.root,
+            };
+            let start_applier = lock(&inner.batches)
+                .push(queued)
+                .ok_or_else(|| SearchEnd::GaveUp("too many copies waiting".into()))?;
+            if start_applier {
+                inner.node.spawn(apply_batches(self.searches.clone()));
+            }
         }
-        let count = found.copies.len();
-        let replaced = inner
-            .node
-            .replace_copies(found.copies)
-            .map_err(|e| SearchEnd::GaveUp(format!("replacing copies: {e}")))?;
-        let kept = replaced
-            .iter()
-            .filter(|o| matches!(o, ReplaceOutcome::Replaced | ReplaceOutcome::AlreadyCurrent))
-            .count();
-        if kept < count {
-            return Err(SearchEnd::GaveUp(format!(
-                "the store kept {kept} of {count} copies: {replaced:?}"
-            )));
-        }
-        let counters = &inner.book.inner.counters;
-        let replaced_now = replaced
-            .iter()
-            .filter(|o| matches!(o, ReplaceOutcome::Replaced))
-            .count();
-        counters
-            .copies_replaced
-            .fetch_add(replaced_now as u64, Ordering::Relaxed);
-        tracing::warn!(author = %self.author, size = self.size, peer = %self.peer, copies = count,
-            "kept the author's copies of entries signed twice: its checkpoint chose them");
         self.applied = true;
-        self.reoffer_when_rebuilt();
         Err(SearchEnd::Done)
     }
+}
 
-    /// Offers the note to the book again once the feed's tree has the checkpoint's root at
-    /// its size (the follower rebuilds it after the replacement), within [`REOFFER_TIMEOUT`].
-    fn reoffer_when_rebuilt(&self) {
-        let inner = self.searches.inner.clone();
-        let (author, size, root, peer) = (self.author, self.size, self.root, self.peer);
-        let note = self.note.clone();
+/// Applies the queued copies in batches at least [`REPLACE_INTERVAL`] apart, until the
+/// queue is empty.
+async fn apply_batches(searches: NodeCopySearches) {
+    let inner = searches.inner.clone();
+    loop {
+        let due = lock(&inner.batches).due(inner.replace_interval);
+        if let Some(due) = due {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let batch = lock(&inner.batches).take(Instant::now());
+        if batch.is_empty() {
+            return;
+        }
+        let copies: Vec<Entry> = batch.iter().flat_map(|q| q.copies.clone()).collect();
         let node = inner.node.clone();
-        node.spawn(async move {
-            let mut published = inner.trees.subscribe();
-            let shows = || inner.trees.root(&author, size).is_ok_and(|r| r == root);
-            let reached = tokio::time::timeout(REOFFER_TIMEOUT, async {
-                while !shows() {
-                    if published.changed().await.is_err() {
-                        return false;
-                    }
+        let outcomes = crate::determinism::blocking(move || node.replace_copies(copies)).await;
+        let outcomes = match outcomes {
+            Ok(Ok(outcomes)) => outcomes,
+            Ok(Err(e)) => {
+                tracing::error!("replacing copies an author checkpoint chose: {e}");
+                count_failed(&inner, batch.len());
+                continue;
+            }
+            Err(e) => {
+                tracing::error!("replacing copies an author checkpoint chose: {e}");
+                count_failed(&inner, batch.len());
+                continue;
+            }
+        };
+        let replaced = outcomes
+            .iter()
+            .filter(|o| **o == ReplaceOutcome::Replaced)
+            .count();
+        inner
+            .book
+            .inner
+            .counters
+            .copies_replaced
+            .fetch_add(replaced as u64, Ordering::Relaxed);
+        let mut outcomes = outcomes.into_iter();
+        for item in batch {
+            let mine: Vec<ReplaceOutcome> = outcomes.by_ref().take(item.copies.len()).collect();
+            let kept = mine
+                .iter()
+                .all(|o| matches!(o, ReplaceOutcome::Replaced | ReplaceOutcome::AlreadyCurrent));
+            if !kept {
+                tracing::warn!(author = %item.author, "the store did not keep the copies found: {mine:?}");
+                count_failed(&inner, 1);
+                continue;
+            }
+            tracing::warn!(author = %item.author, size = item.size, peer = %item.peer, copies = mine.len(),
+                "kept the author's copies of entries signed twice: its checkpoint chose them");
+            reoffer_when_rebuilt(inner.clone(), item);
+        }
+    }
+}
+
+fn count_failed(inner: &Inner, searches: usize) {
+    let counters = &inner.book.inner.counters;
+    counters
+        .copy_searches_failed
+        .fetch_add(searches as u64, Ordering::Relaxed);
+}
+
+/// Offers `item`'s note to the book again once the feed's tree has the checkpoint's root at
+/// its size (the follower rebuilds it after the replacement), within [`REOFFER_TIMEOUT`].
+fn reoffer_when_rebuilt(inner: Arc<Inner>, item: Queued) {
+    let node = inner.node.clone();
+    node.spawn(async move {
+        let Queued {
+            note,
+            peer,
+            author,
+            size,
+            root,
+            ..
+        } = item;
+        let mut published = inner.trees.subscribe();
+        let shows = || inner.trees.root(&author, size).is_ok_and(|r| r == root);
+        let reached = tokio::time::timeout(REOFFER_TIMEOUT, async {
+            while !shows() {
+                if published.changed().await.is_err() {
+                    return false;
                 }
-                true
-            })
-            .await;
-            if !matches!(reached, Ok(true)) {
-                tracing::warn!(%author, size, "the tree did not show the replaced copies in time: the checkpoint is not re-offered");
-                return;
             }
-            let book = inner.book.clone();
-            let offered =
-                crate::determinism::blocking(move || book.offer(&peer, &note)).await;
-            match offered {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!(%author, "re-offering the checkpoint: {e}"),
-                Err(e) => tracing::warn!(%author, "re-offering the checkpoint: {e}"),
-            }
-        });
+            true
+        })
+        .await;
+        if !matches!(reached, Ok(true)) {
+            tracing::warn!(%author, size, "the tree did not show the replaced copies in time: the checkpoint is not re-offered");
+            return;
+        }
+        let book = inner.book.clone();
+        match crate::determinism::blocking(move || book.offer(&peer, &note)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(%author, "re-offering the checkpoint: {e}"),
+            Err(e) => tracing::warn!(%author, "re-offering the checkpoint: {e}"),
+        }
+    });
+}
+
+/// One search's copies waiting for their batch, with the note that chose them.
+#[derive(Debug)]
+struct Queued {
+    copies: Vec<Entry>,
+    note: Vec<u8>,
+    peer: Author,
+    author: Author,
+    size: u64,
+    root: TreeHash,
+}
+
+/// Copies waiting to be replaced. Each replacement makes the tree cache rebuild whole
+/// (docs/TLOG.md, end of section 8), so batches are at least the interval apart however
+/// many searches find copies: a misbehaving author makes a node rebuild at most once an
+/// interval, not once per checkpoint.
+#[derive(Debug, Default)]
+struct Batches {
+    queued: Vec<Queued>,
+    /// Whether a task applies the queue (or waits to).
+    applier: bool,
+    /// When the last batch was applied.
+    last: Option<Instant>,
+}
+
+impl Batches {
+    /// Queues one search's copies: `Some(true)` when the caller must start the applier,
+    /// `None` when [`MAX_QUEUED`] searches wait already.
+    fn push(&mut self, item: Queued) -> Option<bool> {
+        if self.queued.len() >= MAX_QUEUED {
+            return None;
+        }
+        self.queued.push(item);
+        let start = !self.applier;
+        self.applier = true;
+        Some(start)
+    }
+
+    /// When the next batch may be applied (`None`: now).
+    fn due(&self, interval: Duration) -> Option<Instant> {
+        self.last.map(|last| last + interval)
+    }
+
+    /// Takes the queue to apply at `now`; an empty one stops the applier.
+    fn take(&mut self, now: Instant) -> Vec<Queued> {
+        let batch = std::mem::take(&mut self.queued);
+        match batch.is_empty() {
+            true => self.applier = false,
+            false => self.last = Some(now),
+        }
+        batch
     }
 }
 
@@ -403,6 +520,57 @@ impl LocalTree for Local<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn queued(seed: u8) -> Queued {
+        Queued {
+            copies: Vec::new(),
+            note: Vec::new(),
+            peer: Author([seed; 32]),
+            author: Author([seed; 32]),
+            size: 1,
+            root: [seed; 32],
+        }
+    }
+
+    #[test]
+    fn replacement_batches_are_an_interval_apart_and_one_applier_runs() {
+        let interval = Duration::from_secs(60);
+        let start = Instant::now();
+        let mut batches = Batches::default();
+        assert_eq!(
+            batches.push(queued(1)),
+            Some(true),
+            "the first starts the applier"
+        );
+        assert_eq!(
+            batches.push(queued(2)),
+            Some(false),
+            "one applier at a time"
+        );
+        assert_eq!(batches.due(interval), None, "the first batch goes at once");
+        assert_eq!(batches.take(start).len(), 2, "both in one batch");
+        assert_eq!(
+            batches.push(queued(3)),
+            Some(false),
+            "the applier still runs"
+        );
+        assert_eq!(batches.due(interval), Some(start + interval));
+        assert_eq!(batches.take(start + interval).len(), 1);
+        assert!(
+            batches.take(start + interval).is_empty(),
+            "empty: the applier stops"
+        );
+        assert_eq!(
+            batches.push(queued(4)),
+            Some(true),
+            "and the next push starts one"
+        );
+        assert_eq!(batches.due(interval), Some(start + 2 * interval));
+        for seed in 0..u8::try_from(MAX_QUEUED - 1).unwrap() {
+            assert!(batches.push(queued(seed)).is_some());
+        }
+        assert_eq!(batches.push(queued(5)), None, "a bounded queue");
+    }
 
     #[test]
     fn one_search_a_feed_and_a_peer_retries_a_feed_after_a_minute() {
