@@ -23,6 +23,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::offer::parse_note;
 use crate::checkpoint_book::CheckpointBook;
 use crate::copy_search::{
     CopySearch, Found, LocalTree, SearchError, Step, SubtreeWant, MAX_WANT_ENTRIES,
@@ -36,8 +37,7 @@ use crate::store::ReplaceOutcome;
 use crate::sync::copy_searches::{CopySearchRun, CopySearches, SearchEnd};
 use crate::sync::message::EncodedEntry;
 use crate::sync::subtrees::{SubtreeData, WantSubtrees};
-use crate::tlog::author_checkpoint::author_of_origin;
-use crate::tlog::checkpoint::{author_vkey, SignedCheckpoint};
+use crate::tlog::author_checkpoint::AuthorCheckpoint;
 use crate::tlog::merkle::Hash as TreeHash;
 use crate::tree::Trees;
 
@@ -64,7 +64,6 @@ struct Inner {
     book: CheckpointBook,
     slots: Mutex<Slots>,
     batches: Mutex<Batches>,
-    replace_interval: Duration,
 }
 
 impl NodeCopySearches {
@@ -77,7 +76,6 @@ impl NodeCopySearches {
                 book,
                 slots: Mutex::new(Slots::default()),
                 batches: Mutex::new(Batches::default()),
-                replace_interval: REPLACE_INTERVAL,
             }),
         }
     }
@@ -167,9 +165,10 @@ impl CopySearches for NodeCopySearches {
     }
 
     fn start(&self, peer: &Author, note: &[u8]) -> Option<Box<dyn CopySearchRun>> {
-        let signed = SignedCheckpoint::parse(note).ok()?;
+        // Bounded and parsed as the book parses a peer's note; verified below, once the
+        // cheap checks leave a reason to search.
+        let (author, signed) = parse_note(note).ok()?;
         let checkpoint = signed.checkpoint();
-        let author = author_of_origin(checkpoint.origin())?;
         let inner = &self.inner;
         let size = checkpoint.size();
         // The own feed's copies are the ones this node signed: a checkpoint over others is
@@ -183,8 +182,7 @@ impl CopySearches for NodeCopySearches {
         if inner.trees.root(&author, size).ok()? == *checkpoint.root() {
             return None;
         }
-        let key = ed25519_dalek::VerifyingKey::from_bytes(author.as_bytes()).ok()?;
-        signed.verify_author(&author_vkey(&key)).ok()?;
+        AuthorCheckpoint::verify(&signed).ok()?;
         if !self.take_slot(author, *peer) {
             return None;
         }
@@ -283,7 +281,7 @@ impl Run {
 async fn apply_batches(searches: NodeCopySearches) {
     let inner = searches.inner.clone();
     loop {
-        let due = lock(&inner.batches).due(inner.replace_interval);
+        let due = lock(&inner.batches).due(REPLACE_INTERVAL);
         if let Some(due) = due {
             tokio::time::sleep_until(due.into()).await;
         }
@@ -293,14 +291,12 @@ async fn apply_batches(searches: NodeCopySearches) {
         }
         let copies: Vec<Entry> = batch.iter().flat_map(|q| q.copies.clone()).collect();
         let node = inner.node.clone();
-        let outcomes = crate::determinism::blocking(move || node.replace_copies(copies)).await;
+        let outcomes = crate::determinism::blocking(move || node.replace_copies(copies))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|replaced| replaced.map_err(|e| e.to_string()));
         let outcomes = match outcomes {
-            Ok(Ok(outcomes)) => outcomes,
-            Ok(Err(e)) => {
-                tracing::error!("replacing copies an author checkpoint chose: {e}");
-                count_failed(&inner, batch.len());
-                continue;
-            }
+            Ok(outcomes) => outcomes,
             Err(e) => {
                 tracing::error!("replacing copies an author checkpoint chose: {e}");
                 count_failed(&inner, batch.len());
@@ -371,10 +367,12 @@ fn reoffer_when_rebuilt(inner: Arc<Inner>, item: Queued) {
             return;
         }
         let book = inner.book.clone();
-        match crate::determinism::blocking(move || book.offer(&peer, &note)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(%author, "re-offering the checkpoint: {e}"),
-            Err(e) => tracing::warn!(%author, "re-offering the checkpoint: {e}"),
+        let offered = crate::determinism::blocking(move || book.offer(&peer, &note))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|offered| offered.map_err(|e| e.to_string()));
+        if let Err(e) = offered {
+            tracing::warn!(%author, "re-offering the checkpoint: {e}");
         }
     });
 }
